@@ -20,6 +20,9 @@ export type DataTypeJSON =
 
 export type DataTypeKind = DataTypeJSON['kind'];
 
+/** What a list column accepts: arrays, and typed arrays for numeric children (e.g. embeddings). */
+export type ListValue<T> = readonly (T | null)[] | (number extends T ? ArrayLike<number> : never);
+
 export interface FieldJSON {
   name: string;
   type: DataTypeJSON;
@@ -29,35 +32,40 @@ export interface FieldJSON {
 const INTEGER_KINDS = new Set<DataTypeKind>(['int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64']);
 const FLOAT_KINDS = new Set<DataTypeKind>(['float32', 'float64']);
 
-export class DataType {
+/**
+ * A column type. `T` is the JS values it accepts (phantom, contravariant: a UDF whose function
+ * returns strings cannot declare `returnDtype: DataType.float64()`). A bare `DataType` is any type.
+ */
+export class DataType<T = never> {
+  declare readonly __accepts?: (value: T) => void;
   constructor(readonly json: DataTypeJSON) {}
 
-  static null(): DataType { return new DataType({ kind: 'null' }); }
-  static bool(): DataType { return new DataType({ kind: 'bool' }); }
-  static int8(): DataType { return new DataType({ kind: 'int8' }); }
-  static int16(): DataType { return new DataType({ kind: 'int16' }); }
-  static int32(): DataType { return new DataType({ kind: 'int32' }); }
-  static int64(): DataType { return new DataType({ kind: 'int64' }); }
-  static uint8(): DataType { return new DataType({ kind: 'uint8' }); }
-  static uint16(): DataType { return new DataType({ kind: 'uint16' }); }
-  static uint32(): DataType { return new DataType({ kind: 'uint32' }); }
-  static uint64(): DataType { return new DataType({ kind: 'uint64' }); }
-  static float32(): DataType { return new DataType({ kind: 'float32' }); }
-  static float64(): DataType { return new DataType({ kind: 'float64' }); }
-  static utf8(): DataType { return new DataType({ kind: 'utf8' }); }
-  static string(): DataType { return DataType.utf8(); }
-  static binary(): DataType { return new DataType({ kind: 'binary' }); }
+  static null(): DataType<null> { return new DataType({ kind: 'null' }); }
+  static bool(): DataType<boolean> { return new DataType({ kind: 'bool' }); }
+  static int8(): DataType<number> { return new DataType({ kind: 'int8' }); }
+  static int16(): DataType<number> { return new DataType({ kind: 'int16' }); }
+  static int32(): DataType<number> { return new DataType({ kind: 'int32' }); }
+  static int64(): DataType<bigint | number> { return new DataType({ kind: 'int64' }); }
+  static uint8(): DataType<number> { return new DataType({ kind: 'uint8' }); }
+  static uint16(): DataType<number> { return new DataType({ kind: 'uint16' }); }
+  static uint32(): DataType<number> { return new DataType({ kind: 'uint32' }); }
+  static uint64(): DataType<bigint | number> { return new DataType({ kind: 'uint64' }); }
+  static float32(): DataType<number> { return new DataType({ kind: 'float32' }); }
+  static float64(): DataType<number> { return new DataType({ kind: 'float64' }); }
+  static utf8(): DataType<string> { return new DataType({ kind: 'utf8' }); }
+  static string(): DataType<string> { return DataType.utf8(); }
+  static binary(): DataType<Uint8Array> { return new DataType({ kind: 'binary' }); }
   /** Calendar date (days since the epoch, Arrow Date32). */
-  static date(): DataType { return new DataType({ kind: 'date' }); }
-  static timestamp(unit: TimeUnit = 'us', tz: string | null = null): DataType {
+  static date(): DataType<Date> { return new DataType({ kind: 'date' }); }
+  static timestamp(unit: TimeUnit = 'us', tz: string | null = null): DataType<Date | bigint> {
     return new DataType({ kind: 'timestamp', unit, tz });
   }
-  static list(child: DataType): DataType { return new DataType({ kind: 'list', child: child.json }); }
-  static fixedSizeList(child: DataType, size: number): DataType {
+  static list<T>(child: DataType<T>): DataType<ListValue<T>> { return new DataType({ kind: 'list', child: child.json }); }
+  static fixedSizeList<T>(child: DataType<T>, size: number): DataType<ListValue<T>> {
     if (!Number.isInteger(size) || size <= 0) throw new TypeError(`fixedSizeList size must be a positive integer, got ${size}`);
     return new DataType({ kind: 'fixedSizeList', child: child.json, size });
   }
-  static struct(fields: Record<string, DataType>): DataType {
+  static struct<F extends Record<string, DataType<never>>>(fields: F): DataType<{ [K in keyof F]: F[K] extends DataType<infer V> ? V | null : never }> {
     return new DataType({
       kind: 'struct',
       fields: Object.entries(fields).map(([name, t]) => ({ name, type: t.json, nullable: true })),

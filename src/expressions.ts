@@ -41,9 +41,21 @@ export interface UdfCallNode {
   op: 'udf';
   name: string;
   args: ExprNode[];
+  /** Constructor arguments of a `cls` handle: one instance per distinct (class, init) per worker. */
+  init?: LiteralJSON[];
 }
 
-export type ExprLike<T = unknown> = Expr<T> | Scalar;
+declare const UNTYPED: unique symbol;
+/**
+ * The value type of an expression TypeScript cannot know, e.g. `col('x')`. It is accepted wherever
+ * a typed expression is expected, and reads back as `unknown`.
+ */
+export type Untyped = typeof UNTYPED;
+/** The JS type an expression's values read back as. */
+export type ValueOf<T> = [T] extends [Untyped] ? unknown : T;
+
+/** An expression or a constant; an untyped context accepts any expression. */
+export type ExprLike<T = unknown> = [T] extends [Untyped] ? Expr<unknown> | Scalar : Expr<T> | Expr<Untyped> | Scalar;
 
 /**
  * A column expression. `T` is the JS type of its values (phantom, for the typed DataFrame API);
@@ -93,13 +105,13 @@ export class Expr<T = unknown> {
   between(lo: ExprLike, hi: ExprLike): Expr<boolean> { return this.call('between', [lo, hi]); }
   fillNull(value: ExprLike<T>): Expr<T> { return this.call('fill_null', [value]); }
   /** On a boolean expression: `then` where true, `otherwise` where false or null. */
-  ifElse<R>(then: ExprLike<R>, otherwise: ExprLike<R>): Expr<R> { return this.call('if_else', [then, otherwise]); }
+  ifElse<R = Untyped>(then: ExprLike<R>, otherwise: ExprLike<R>): Expr<R> { return this.call('if_else', [then, otherwise]); }
 
   alias(name: string): Expr<T> {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('alias(name) needs a non-empty string');
     return new Expr<T>({ op: 'alias', expr: this.node, name });
   }
-  cast<R = unknown>(dtype: DataType): Expr<R> {
+  cast<R = Untyped>(dtype: DataType<R>): Expr<R> {
     if (!(dtype instanceof DataType)) throw new TypeError('cast(dtype) needs a DataType, e.g. DataType.float64()');
     return new Expr<R>({ op: 'cast', expr: this.node, to: dtype.json });
   }
@@ -131,7 +143,7 @@ export class ListNamespace {
   constructor(private readonly e: Expr) {}
   length(): Expr<number> { return this.e._call('list.length', []); }
   /** Element at `i` (negative counts from the end); null when out of range. */
-  get(i: number): Expr<unknown> {
+  get(i: number): Expr<Untyped> {
     if (!Number.isInteger(i)) throw new TypeError(`list.get(i) needs an integer index, got ${String(i)}`);
     return this.e._call('list.get', [], { index: i });
   }
@@ -139,14 +151,15 @@ export class ListNamespace {
 
 export class StructNamespace {
   constructor(private readonly e: Expr) {}
-  get(field: string): Expr<unknown> {
+  get(field: string): Expr<Untyped> {
     if (typeof field !== 'string' || !field) throw new TypeError('struct.get(field) needs a field name');
     return this.e._call('struct.get', [], { field });
   }
 }
 
-export function col<T = unknown>(name: string): Expr<T> {
+export function col<T = Untyped>(name: string): Expr<NoInfer<T>> {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError('col(name) needs a non-empty column name');
+  // NoInfer: a bare col('x') stays untyped even where a typed expression is expected.
   return new Expr<T>({ op: 'col', name });
 }
 
@@ -157,7 +170,7 @@ export function lit<T extends Scalar>(value: T, dtype?: DataType): Expr<T> {
 }
 
 export function toExpr<T = unknown>(v: ExprLike<T>): Expr<T> {
-  return v instanceof Expr ? v : (lit(v as Scalar) as Expr<T>);
+  return v instanceof Expr ? (v as Expr<T>) : (lit(v as Scalar) as Expr<T>);
 }
 
 /**

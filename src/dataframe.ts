@@ -1,0 +1,441 @@
+// The lazy DataFrame: transforms build a logical plan (type-checked as it is built); actions
+// optimize it, plan partitions and run them on the current runner.
+import * as arrow from 'apache-arrow';
+import { randomUUID } from 'node:crypto';
+import { DataType, Field, Schema } from './datatypes.ts';
+import { batchToRows, columnsToBatch, inferSchemaFromRecords, recordsToBatch, type JsValue } from './convert.ts';
+import { inferField } from './eval.ts';
+import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
+import { formatTable } from './format.ts';
+import { inspectCsv, type CsvOptions } from './io/csv.ts';
+import { inspectParquet } from './io/parquet.ts';
+import { expandPaths } from './io/paths.ts';
+import { DatasetWriter, type WrittenFile } from './io/writer.ts';
+import { optimize, explodeSchema } from './optimizer.ts';
+import { buildPhysicalPlan, physicalPlanToString, type PartitionTask, type PhysicalPlan } from './physical.ts';
+import { planSchema, planToString, type PlanNode } from './plan.ts';
+import { getRunner } from './runner.ts';
+import { executeSinks, executeStream, streamPartitions, type RunHandle } from './runners/embedded.ts';
+import type { ExecContext, MemorySources } from './executor.ts';
+import { startProgress } from './progress.ts';
+import { getUdf } from './udf.ts';
+import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
+
+/** Flattens intersections for readable hover types. */
+export type Simplify<T> = { [K in keyof T]: T[K] } & {};
+type ElementOf<T> = T extends readonly (infer E)[] ? E : unknown;
+type Row = object;
+
+export interface ExplainOptions {
+  /** Also print the unoptimized and optimized logical plans. */
+  showAll?: boolean;
+}
+
+export interface WriteOptions {
+  /** 'error' (default): refuse a directory that already holds output; 'overwrite'; 'append'. */
+  mode?: 'error' | 'overwrite' | 'append';
+}
+
+export interface WrittenFileRow {
+  path: string;
+  rows: bigint;
+  bytes: bigint;
+}
+
+let memoryIds = 0;
+
+export class DataFrame<R extends Row = Record<string, unknown>> {
+  /** @internal */
+  readonly plan: PlanNode;
+  /** @internal in-memory batches this plan reads, by source id */
+  readonly memory: Map<string, arrow.RecordBatch[]>;
+  private materialized: DataFrame<R> | null = null;
+
+  /** @internal use the source functions (readParquet, fromRecords, ...) */
+  constructor(plan: PlanNode, memory: Map<string, arrow.RecordBatch[]>) {
+    this.plan = plan;
+    this.memory = memory;
+  }
+
+  private derive<S extends Row>(plan: PlanNode): DataFrame<S> {
+    return new DataFrame<S>(plan, this.memory);
+  }
+
+  /** The current plan's output schema. */
+  get schema(): Schema {
+    return planSchema(this.plan);
+  }
+
+  get columns(): string[] {
+    return this.schema.names;
+  }
+
+  /** A reference to one of this DataFrame's columns, checked now (and by TypeScript where it can). */
+  col<K extends keyof R & string>(name: K): Expr<R[K]> {
+    this.schema.field(name);
+    return col<R[K]>(name);
+  }
+
+  private field(e: ExprNode, what: string): Field {
+    try {
+      return inferField(e, this.schema, udfEvalContext);
+    } catch (err) {
+      if (err instanceof Error) err.message = `${what}: ${err.message}`;
+      throw err;
+    }
+  }
+
+  private project<S extends Row>(input: ExprNode[], what: string): DataFrame<S> {
+    const exprs = input.flatMap(unnestUdf);
+    const fields = exprs.map((e) => this.field(e, what));
+    const seen = new Set<string>();
+    for (const f of fields) {
+      if (seen.has(f.name)) throw new Error(`${what}: duplicate output column '${f.name}'; use .alias() to rename one`);
+      seen.add(f.name);
+    }
+    return this.derive<S>({ type: 'project', input: this.plan, exprs, schema: new Schema(fields).toJSON() });
+  }
+
+  /** Keeps (or computes) the given columns, in that order. */
+  select<K extends keyof R & string>(...columns: K[]): DataFrame<Simplify<Pick<R, K>>>;
+  select(...columns: ((keyof R & string) | Expr<unknown>)[]): DataFrame<Record<string, unknown>>;
+  select(...columns: (string | Expr<unknown>)[]): DataFrame<Record<string, unknown>> {
+    if (!columns.length) throw new Error('select() needs at least one column');
+    return this.project(columns.map((c) => (typeof c === 'string' ? col(c) : c).node), 'select');
+  }
+
+  /** Adds a column, or replaces the one with the same name in place. */
+  withColumn<N extends string, T>(name: N, expr: Expr<T> | Exclude<Scalar, null>): DataFrame<Simplify<Omit<R, N> & { [P in N]: ValueOf<T> }>> {
+    return this.withColumns({ [name]: expr } as Record<N, Expr<T>>) as never;
+  }
+
+  /** Adds or replaces several columns at once (each computed from the input columns). */
+  withColumns<M extends Record<string, Expr<unknown> | Scalar>>(columns: M): DataFrame<Simplify<Omit<R, keyof M> & { [P in keyof M]: M[P] extends Expr<infer T> ? ValueOf<T> : M[P] }>> {
+    const names = Object.keys(columns);
+    if (!names.length) throw new Error('withColumns() needs at least one column');
+    const defs = new Map<string, ExprNode>();
+    for (const n of names) {
+      const e = toExpr(columns[n] as Expr);
+      defs.set(n, exprName(e.node) === n ? e.node : { op: 'alias', expr: e.node, name: n });
+    }
+    const exprs: ExprNode[] = this.columns.map((c) => defs.get(c) ?? col(c).node);
+    for (const n of names) if (!this.schema.has(n)) exprs.push(defs.get(n)!);
+    return this.project(exprs, `withColumn('${names.join("', '")}')`);
+  }
+
+  /** Keeps rows where `predicate` is true (null counts as false). */
+  where(predicate: Expr<boolean> | Expr<Untyped>): DataFrame<R> {
+    const f = this.field(predicate.node, 'where');
+    if (f.type.kind !== 'bool') throw new TypeError(`where: predicate ${predicate.toString()} is ${f.type}, expected bool`);
+    return this.derive<R>({ type: 'filter', input: this.plan, predicate: predicate.node, schema: this.plan.schema });
+  }
+
+  /** Alias of where(). */
+  filter(predicate: Expr<boolean> | Expr<Untyped>): DataFrame<R> {
+    return this.where(predicate);
+  }
+
+  /** Drops the given columns. */
+  exclude<K extends keyof R & string>(...names: K[]): DataFrame<Simplify<Omit<R, K>>> {
+    for (const n of names) this.schema.field(n);
+    const keep = this.columns.filter((c) => !(names as string[]).includes(c));
+    if (!keep.length) throw new Error('exclude() would remove every column');
+    return this.project(keep.map((c) => col(c).node), 'exclude');
+  }
+
+  /** At most `n` rows (the first n, in input order). */
+  limit(n: number): DataFrame<R> {
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`limit(n) needs a non-negative integer, got ${String(n)}`);
+    return this.derive<R>({ type: 'limit', input: this.plan, n, schema: this.plan.schema });
+  }
+
+  /** One row per list element of the given list columns (exploded together); others repeat. */
+  explode<K extends keyof R & string>(...names: K[]): DataFrame<Simplify<{ [P in keyof R]: P extends K ? ElementOf<R[P]> : R[P] }>> {
+    if (!names.length) throw new Error('explode() needs at least one list column');
+    for (const n of names) {
+      const f = this.schema.field(n);
+      if (f.type.kind !== 'list' && f.type.kind !== 'fixedSizeList') {
+        throw new TypeError(`explode: column '${n}' is ${f.type}, not a list`);
+      }
+    }
+    const schema = explodeSchema(this.schema, names);
+    return this.derive({ type: 'explode', input: this.plan, columns: [...names], schema: schema.toJSON() });
+  }
+
+  // ------------------------------------------------------------------ execution
+
+  private physical(plan: PlanNode = this.plan): { optimized: PlanNode; physical: PhysicalPlan } {
+    const optimized = optimize(plan);
+    const { options } = getRunner();
+    return { optimized, physical: buildPhysicalPlan(optimized, { targetPartitionBytes: options.targetPartitionBytes }) };
+  }
+
+  private context(): ExecContext {
+    return { memory: this.memory as MemorySources };
+  }
+
+  /** UDF metrics of the last action run on this DataFrame: per UDF rows, calls, retries, errors, time, counters. */
+  metrics: RunMetrics = {};
+
+  /** @internal streams the result batches in order */
+  stream(plan: PlanNode = this.plan, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
+    if (this.materialized && plan === this.plan) return this.materialized.stream();
+    const { physical } = this.physical(plan);
+    const ctx: ExecContext = { ...this.context(), metrics: {} };
+    const self = this;
+    async function* run(): AsyncGenerator<arrow.RecordBatch> {
+      ctx.progress = startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name));
+      try {
+        yield* executeStream(physical, getRunner().options, ctx, handle);
+      } finally {
+        ctx.progress.stop();
+        // A run without UDFs (e.g. show() on a collected result) keeps the metrics that made the data.
+        if (physical.udfs.length) self.metrics = ctx.metrics!;
+      }
+    }
+    return run();
+  }
+
+  /** Runs the plan and keeps the result in memory; later actions on this DataFrame reuse it. */
+  async collect(): Promise<DataFrame<R>> {
+    if (this.materialized) return this.materialized;
+    if (this.plan.type === 'in_memory') return this;
+    const batches: arrow.RecordBatch[] = [];
+    for await (const b of this.stream()) batches.push(b);
+    this.materialized = inMemory<R>(this.schema, batches);
+    this.materialized.metrics = this.metrics;
+    return this.materialized;
+  }
+
+  /** The result as an apache-arrow Table. */
+  async toArrow(): Promise<arrow.Table> {
+    const schema = this.schema.toArrow();
+    const batches: arrow.RecordBatch[] = [];
+    for await (const b of this.stream()) batches.push(new arrow.RecordBatch(schema, b.data));
+    return batches.length ? new arrow.Table(schema, batches) : new arrow.Table(schema);
+  }
+
+  /** The result as plain objects (int64 as bigint, dates as Date). */
+  async toRows(): Promise<R[]> {
+    const rows: R[] = [];
+    for await (const b of this.stream()) for (const r of batchToRows(b)) rows.push(r as R);
+    return rows;
+  }
+
+  /** Rows one at a time; the first arrives as soon as the first batch is ready. */
+  async *iterRows(): AsyncGenerator<R> {
+    for await (const b of this.stream()) {
+      for (const r of batchToRows(b)) yield r as R;
+    }
+  }
+
+  /** Each partition's result, in order, as a materialized DataFrame. */
+  async *iterPartitions(): AsyncGenerator<DataFrame<R>> {
+    const { physical } = this.physical();
+    if (physical.globalOps.length) {
+      // A global limit makes the whole result one partition.
+      yield await this.collect();
+      return;
+    }
+    for await (const part of streamPartitions(physical, getRunner().options, this.context())) {
+      const batches: arrow.RecordBatch[] = [];
+      for await (const b of part.batches) batches.push(b);
+      yield inMemory<R>(this.schema, batches);
+    }
+  }
+
+  /** Number of rows (from Parquet metadata when nothing filters rows). */
+  async count(): Promise<number> {
+    const optimized = optimize(this.plan);
+    const fromMetadata = metadataCount(optimized);
+    if (fromMetadata !== null) return fromMetadata;
+    // Read as little as possible: the first column only.
+    const first = this.columns[0]!;
+    const minimal = optimize({ type: 'project', input: this.plan, exprs: [col(first).node], schema: this.schema.select([first]).toJSON() });
+    let n = 0;
+    for await (const b of this.stream(minimal)) n += b.numRows;
+    return n;
+  }
+
+  /** Prints the first `n` rows as an aligned table and returns the text. */
+  async show(n = 8): Promise<string> {
+    const rows: Record<string, JsValue>[] = [];
+    for await (const b of this.stream(this.limit(n + 1).plan)) rows.push(...batchToRows(b));
+    const more = rows.length > n;
+    const text = formatTable(this.schema, rows.slice(0, n), more ? { totalRows: null } : {});
+    console.log(text);
+    return text;
+  }
+
+  /** The plans: physical always; with showAll also the unoptimized and optimized logical plans. */
+  async explain(opts: ExplainOptions = {}): Promise<string> {
+    const { optimized, physical } = this.physical();
+    const parts: string[] = [];
+    if (opts.showAll) {
+      parts.push('== Unoptimized Logical Plan ==', planToString(this.plan), '');
+      parts.push('== Optimized Logical Plan ==', planToString(optimized), '');
+    }
+    parts.push('== Physical Plan ==', physicalPlanToString(physical, getRunner().options.parallelism));
+    return parts.join('\n');
+  }
+
+  /** Writes Parquet files into `dir` atomically; returns one row per written file. */
+  async writeParquet(dir: string, opts: WriteOptions = {}): Promise<DataFrame<WrittenFileRow>> {
+    return this.write(dir, 'parquet', opts);
+  }
+
+  /** Writes CSV files (with a header) into `dir` atomically; returns one row per written file. */
+  async writeCsv(dir: string, opts: WriteOptions = {}): Promise<DataFrame<WrittenFileRow>> {
+    return this.write(dir, 'csv', opts);
+  }
+
+  private async write(dir: string, format: 'parquet' | 'csv', opts: WriteOptions): Promise<DataFrame<WrittenFileRow>> {
+    if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
+    const writer = await DatasetWriter.begin(dir, { format, mode: opts.mode ?? 'error' });
+    const ctx: ExecContext = { ...(this.materialized ?? this).context(), metrics: {} };
+    try {
+      let parts: WrittenFile[];
+      const source = this.materialized ?? this;
+      const { physical } = source.physical();
+      if (physical.globalOps.length || physical.scan.format === 'memory') {
+        // One ordered stream (a global limit, or data already in memory): a single part file.
+        const stream = source.stream();
+        parts = [await writer.writePart(0, stream, { schema: this.schema })];
+        ctx.metrics = source.metrics;
+      } else {
+        const tasks: PartitionTask[] = physical.partitions.map((t) => ({
+          ...t, sink: { format, path: writer.partPath(t.index), schema: this.plan.schema },
+        }));
+        const results = await executeSinks(physical, tasks, getRunner().options, ctx);
+        parts = results.map((r) => ({ path: r.path, rows: r.rows, bytes: r.bytes }));
+        // Empty partitions leave no files, unless every one is empty (keep one, for the schema).
+        const nonEmpty = parts.filter((p) => p.rows > 0);
+        parts = nonEmpty.length ? nonEmpty : parts.slice(0, 1);
+      }
+      const files = await writer.commit(parts);
+      this.metrics = ctx.metrics!;
+      return fromColumns({
+        path: files.map((f) => f.path),
+        rows: BigInt64Array.from(files, (f) => BigInt(f.rows)),
+        bytes: BigInt64Array.from(files, (f) => BigInt(f.bytes)),
+      }) as unknown as DataFrame<WrittenFileRow>;
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+
+  toString(): string {
+    return `DataFrame(${this.schema.fields.map((f) => `${f.name}: ${f.type}`).join(', ')})`;
+  }
+}
+
+/** A UDF call with `unnest: true` becomes one column per struct field (the call itself runs once). */
+function unnestUdf(e: ExprNode): ExprNode[] {
+  const inner = e.op === 'alias' ? e.expr : e;
+  if (inner.op !== 'udf') return [e];
+  const def = getUdf(inner.name);
+  if (!def.options.unnest) return [e];
+  return def.returnDtype.structFields().map((f) => ({
+    op: 'alias' as const, name: f.name, expr: { op: 'call' as const, fn: 'struct.get' as const, args: [inner], params: { field: f.name } },
+  }));
+}
+
+/** Row count from Parquet footers when the plan is a bare scan (no filter, no limit, no explode). */
+function metadataCount(plan: PlanNode): number | null {
+  let node = plan;
+  while (node.type === 'project') node = node.input;
+  if (node.type === 'in_memory') return node.numRows;
+  if (node.type !== 'scan' || node.format !== 'parquet' || node.pushdowns.filter || node.pushdowns.limit !== null) return null;
+  return node.files.reduce((n, f) => n + inspectParquet(f).numRows, 0);
+}
+
+function inMemory<R extends Row>(schema: Schema, batches: arrow.RecordBatch[]): DataFrame<R> {
+  const id = `mem-${++memoryIds}-${randomUUID().slice(0, 8)}`;
+  const arrowSchema = schema.toArrow();
+  const aligned = batches.filter((b) => b.numRows > 0).map((b) => new arrow.RecordBatch(arrowSchema, b.data));
+  const numRows = aligned.reduce((n, b) => n + b.numRows, 0);
+  return new DataFrame<R>(
+    { type: 'in_memory', id, numRows, numBatches: aligned.length, schema: schema.toJSON() },
+    new Map([[id, aligned]]),
+  );
+}
+
+// ------------------------------------------------------------------ sources
+
+export interface ReadParquetOptions {
+  /** Only these columns (a projection applied at the scan). */
+  columns?: string[];
+}
+
+function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Schema {
+  const first = schemaOf(files[0]!);
+  for (const f of files.slice(1)) {
+    const s = schemaOf(f);
+    if (s.equals(first)) continue;
+    const names = new Set([...first.names, ...s.names]);
+    for (const n of names) {
+      const a = first.has(n) ? first.field(n).type.toString() : 'missing';
+      const b = s.has(n) ? s.field(n).type.toString() : 'missing';
+      if (a !== b) {
+        throw new Error(`schema mismatch across input files: column '${n}' is ${a} in ${files[0]} but ${b} in ${f}`);
+      }
+    }
+    throw new Error(`schema mismatch across input files: column order differs between ${files[0]} and ${f}`);
+  }
+  return first;
+}
+
+/** Lazily reads Parquet files: a path, a directory, a glob or a list of them. */
+export function readParquet<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadParquetOptions = {}): DataFrame<R> {
+  const files = expandPaths(source, 'parquet');
+  const schema = checkSameSchema(files, (f) => inspectParquet(f).schema);
+  const df = new DataFrame<R>({
+    type: 'scan', format: 'parquet', source, files, fileSchema: schema.toJSON(),
+    pushdowns: { columns: null, filter: null, limit: null }, schema: schema.toJSON(),
+  }, new Map());
+  return opts.columns ? (df.select(...(opts.columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
+}
+
+export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize'> & { columns?: string[] };
+
+/** Lazily reads CSV files (header row, types inferred from the first rows unless `schema` is given). */
+export function readCsv<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadCsvOptions = {}): DataFrame<R> {
+  const files = expandPaths(source, 'csv');
+  const { columns, ...csvOpts } = opts;
+  const schema = opts.schema ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
+  const csv: { delimiter?: string; header?: boolean; nullValues?: string[] } = {};
+  if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;
+  if (opts.header !== undefined) csv.header = opts.header;
+  if (opts.nullValues !== undefined) csv.nullValues = opts.nullValues;
+  const df = new DataFrame<R>({
+    type: 'scan', format: 'csv', source, files, fileSchema: schema.toJSON(), csv,
+    pushdowns: { columns: null, filter: null, limit: null }, schema: schema.toJSON(),
+  }, new Map());
+  return columns ? (df.select(...(columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
+}
+
+/** A DataFrame from plain objects; the schema is inferred unless given. */
+export function fromRecords<R extends Row>(rows: readonly R[], schema?: Schema): DataFrame<R> {
+  if (!Array.isArray(rows)) throw new TypeError('fromRecords(rows) needs an array of objects');
+  const s = schema ?? inferSchemaFromRecords(rows as readonly Record<string, unknown>[]);
+  const batch = recordsToBatch(rows as readonly Record<string, unknown>[], s);
+  return inMemory<R>(s, [batch]);
+}
+
+type ColumnValues = readonly unknown[] | ArrayLike<number> | ArrayLike<bigint>;
+type ColumnType<V> = V extends BigInt64Array | BigUint64Array ? bigint : V extends ArrayLike<number> ? number : V extends readonly (infer E)[] ? E : unknown;
+
+/** A DataFrame from columns (arrays or typed arrays, zero-copy where possible). */
+export function fromColumns<C extends Record<string, ColumnValues>>(columns: C, schema?: Schema): DataFrame<{ [K in keyof C]: ColumnType<C[K]> }> {
+  const batch = columnsToBatch(columns as Record<string, ColumnValues>, schema);
+  return inMemory(Schema.fromArrow(batch.schema), [batch]);
+}
+
+/** A DataFrame over an apache-arrow Table (no copy). */
+export function fromArrow<R extends Row = Record<string, unknown>>(table: arrow.Table): DataFrame<R> {
+  const schema = Schema.fromArrow(table.schema);
+  return inMemory<R>(schema, table.batches);
+}
+
+export { DataType };

@@ -1,0 +1,317 @@
+// Expression evaluation over Arrow record batches. An expression is first bound against a schema
+// (types resolved, literals materialized and coerced once, type errors raised before any data is
+// read), then run bottom-up: each call node invokes one vectorized kernel. Literal subtrees stay
+// length-1 scalars that kernels broadcast on the fly, so `x * 2 + 1` never builds arrays of 2s.
+import * as arrow from 'apache-arrow';
+import { ColumnNotFoundError, DataType, Field, Schema } from './datatypes.ts';
+import { decodeLiteral, exprName, exprToString, type ExprNode, type UdfCallNode } from './expressions.ts';
+import { ExpressionTypeError, type FunctionDef, type Params, type ResolveContext } from './functions/common.ts';
+import { getFunction } from './functions/index.ts';
+import { popcount } from './kernels/bitmap.ts';
+import { castData, CastError, castUnsupportedReason, conform } from './kernels/cast.ts';
+import { concatData } from './kernels/concat.ts';
+import { fixedListSize, retype } from './kernels/data.ts';
+import { selectionFromBits, trueBits } from './kernels/filter.ts';
+import { repeatRow, take } from './kernels/take.ts';
+import { fromValues } from './kernels/values.ts';
+
+export { ExpressionTypeError } from './functions/common.ts';
+export { CastError } from './kernels/cast.ts';
+
+/** Hooks for nodes eval.ts does not evaluate itself. */
+export interface EvalContext {
+  /** Result type of a UDF call given its argument fields (UDFs run outside eval.ts). */
+  udfType?: (node: UdfCallNode, argFields: Field[]) => DataType;
+}
+
+/** A node with everything resolved that does not depend on the data. */
+interface Bound {
+  readonly node: ExprNode;
+  readonly field: Field;
+  readonly args: readonly Bound[];
+  /** Depends on literals only: evaluates to a length-1 scalar. */
+  readonly scalar: boolean;
+  readonly def?: FunctionDef;
+  readonly params?: Params;
+  /** Per-argument cast target applied before the kernel (call nodes). */
+  readonly coerce?: readonly (DataType | null)[];
+  /** Literal value, already converted to its final (coerced) type. */
+  literal?: arrow.Data;
+}
+
+const NO_PARAMS: Params = {};
+
+function bind(node: ExprNode, schema: Schema, ctx: EvalContext | undefined): Bound {
+  switch (node.op) {
+    case 'col': {
+      const f = schema.field(node.name);
+      return { node, field: new Field(node.name, f.type, f.nullable), args: [], scalar: false };
+    }
+    case 'lit': {
+      const type = DataType.fromJSON(node.type);
+      let literal: arrow.Data;
+      try {
+        literal = fromValues([decodeLiteral(node.value)], type.toArrow());
+      } catch (e) {
+        throw new ExpressionTypeError(`invalid literal ${exprToString(node)} for type ${type}: ${(e as Error).message}`);
+      }
+      return { node, field: new Field('literal', type, node.value === null), args: [], scalar: true, literal };
+    }
+    case 'alias': {
+      const inner = bind(node.expr, schema, ctx);
+      return { node, field: new Field(node.name, inner.field.type, inner.field.nullable), args: [inner], scalar: inner.scalar };
+    }
+    case 'cast': {
+      const inner = bind(node.expr, schema, ctx);
+      const to = DataType.fromJSON(node.to);
+      const reason = castUnsupportedReason(inner.field.type, to);
+      if (reason) throw new ExpressionTypeError(`${reason} (in ${exprToString(node)})`);
+      const b: Bound = { node, field: new Field(exprName(node), to, true), args: [inner], scalar: inner.scalar };
+      if (inner.literal) b.literal = castLiteral(inner.literal, to, node.expr);
+      return b;
+    }
+    case 'udf': {
+      const args = node.args.map((a) => bind(a, schema, ctx));
+      if (!ctx?.udfType) {
+        throw new ExpressionTypeError(`UDF '${node.name}' cannot be typed here: no udfType hook in the evaluation context (UDF calls are resolved by the executor)`);
+      }
+      const type = ctx.udfType(node, args.map((a) => a.field));
+      return { node, field: new Field(exprName(node), type, true), args, scalar: false };
+    }
+    case 'call': {
+      const def = getFunction(node.fn);
+      if (!def) throw new ExpressionTypeError(`unknown function '${node.fn}' in ${exprToString(node)}`);
+      const args = node.args.map((a) => bind(a, schema, ctx));
+      const fields = args.map((a) => a.field);
+      const params = node.params ?? NO_PARAMS;
+      const rctx: ResolveContext = { fn: node.fn, args: node.args };
+      const type = def.resolve(fields, params, rctx);
+      const coerce = def.coerce ? def.coerce(fields, params, rctx, type) : args.map(() => null);
+      // Coerce literal arguments once, now, so a bad literal (e.g. an unparseable date) is a type error.
+      const boundArgs = args.map((a, i) => {
+        const to = coerce[i];
+        if (!a.literal || !to || a.field.type.equals(to)) return a;
+        return { ...a, field: new Field(a.field.name, to, a.field.nullable), literal: castLiteral(a.literal, to, a.node) };
+      });
+      const nullable = node.fn === 'is_null' || node.fn === 'not_null' ? false : true;
+      const b: Bound = {
+        node, field: new Field(exprName(node), type, nullable), args: boundArgs, def, params, coerce,
+        scalar: boundArgs.length > 0 && boundArgs.every((a) => a.scalar),
+      };
+      // Constant folding: a call over literals only is computed once, here.
+      if (boundArgs.length > 0 && boundArgs.every((a) => a.literal)) {
+        b.literal = def.kernel(boundArgs.map((a) => a.literal!), params, 1,
+          { outType: type, argTypes: boundArgs.map((a) => a.field.type), owned: boundArgs.map(() => false) });
+      }
+      return b;
+    }
+  }
+}
+
+function castLiteral(d: arrow.Data, to: DataType, node: ExprNode): arrow.Data {
+  try {
+    return castData(d, to);
+  } catch (e) {
+    throw new ExpressionTypeError(`cannot use ${exprToString(node)} as ${to}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Name and type of an expression's result over `schema`. Throws ExpressionTypeError (naming the
+ * expressions and types involved) or ColumnNotFoundError without touching any data.
+ */
+export function inferField(node: ExprNode, schema: Schema, ctx?: EvalContext): Field {
+  return bind(node, schema, ctx).field;
+}
+
+interface Value {
+  data: arrow.Data;
+  /** A kernel result nobody else references: its value buffer may be overwritten. */
+  owned: boolean;
+}
+
+function columnData(batch: arrow.RecordBatch, name: string): arrow.Data {
+  const i = batch.schema.fields.findIndex((f) => f.name === name);
+  if (i < 0) throw new ColumnNotFoundError(name, batch.schema.fields.map((f) => f.name), 'record batch');
+  return batch.data.children[i]!;
+}
+
+function run(b: Bound, batch: arrow.RecordBatch, n: number): Value {
+  if (b.literal) return { data: b.literal, owned: false };
+  const node = b.node;
+  switch (node.op) {
+    case 'col': return { data: conform(columnData(batch, node.name), b.field.type), owned: false };
+    case 'alias': return run(b.args[0]!, batch, n);
+    case 'cast': {
+      const v = run(b.args[0]!, batch, n);
+      try {
+        return { data: castData(v.data, b.field.type), owned: false };
+      } catch (e) {
+        if (e instanceof CastError) {
+          throw new CastError(`cannot cast ${exprToString(node.expr)} (${b.args[0]!.field.type}) to ${b.field.type}: ${e.message}`, e.value, e.row, e.target);
+        }
+        throw e;
+      }
+    }
+    case 'udf':
+      throw new ExpressionTypeError(`UDF '${node.name}' must be evaluated by the executor, not by evaluate()`);
+    case 'lit':
+      throw new Error('internal: literal without data');
+    case 'call': {
+      const len = b.scalar ? 1 : n;
+      const vals = b.args.map((a) => run(a, batch, n));
+      const datas = vals.map((v, i) => {
+        const to = b.coerce![i];
+        if (!to || b.args[i]!.field.type.equals(to)) return v.data;
+        vals[i] = { data: v.data, owned: false };
+        return castData(v.data, to);
+      });
+      const argTypes = b.args.map((a, i) => b.coerce![i] ?? a.field.type);
+      const out = b.def!.kernel(datas, b.params!, len, { outType: b.field.type, argTypes, owned: vals.map((v) => v.owned) });
+      if (out.length !== len) throw new Error(`internal: ${node.fn} returned ${out.length} rows, expected ${len}`);
+      return { data: out, owned: b.def!.freshOutput === true && !b.scalar };
+    }
+  }
+}
+
+function evaluateBound(b: Bound, batch: arrow.RecordBatch): arrow.Data {
+  const n = batch.numRows;
+  let d = run(b, batch, n).data;
+  if (d.length !== n) d = repeatRow(d, 0, n); // a scalar expression: broadcast once, at the end
+  return retype(d, b.field.type.toArrow());
+}
+
+/**
+ * Evaluates an expression over a batch: batch.numRows rows, arrow type exactly
+ * inferField(node, schema).type.toArrow(). `schema` defaults to the batch's own.
+ */
+export function evaluate(node: ExprNode, batch: arrow.RecordBatch, schema?: Schema, ctx?: EvalContext): arrow.Data {
+  const s = schema ?? Schema.fromArrow(batch.schema);
+  return evaluateBound(bind(node, s, ctx), batch);
+}
+
+function makeBatch(schema: arrow.Schema, children: arrow.Data[], n: number): arrow.RecordBatch {
+  const data = arrow.makeData({ type: new arrow.Struct(schema.fields), length: n, children, nullCount: 0 });
+  return new arrow.RecordBatch(schema, data);
+}
+
+/** Rows where the predicate is true (false and null rows are dropped). Returns `batch` itself when all pass. */
+export function filterBatch(batch: arrow.RecordBatch, predicate: ExprNode): arrow.RecordBatch {
+  const schema = Schema.fromArrow(batch.schema);
+  const b = bind(predicate, schema, undefined);
+  const k = b.field.type.kind;
+  if (k !== 'bool' && k !== 'null') {
+    throw new ExpressionTypeError(`filter predicate must be bool, got ${exprToString(predicate)} (${b.field.type})`);
+  }
+  const n = batch.numRows;
+  const mask = evaluateBound(b, batch);
+  const bits = trueBits(mask, n);
+  const kept = popcount(bits, 0, n);
+  if (kept === n) return batch;
+  return takeBatch(batch, selectionFromBits(bits, n));
+}
+
+/** Rows at `indices` (in that order; repeats allowed; a negative index gives a row of nulls). */
+export function takeBatch(batch: arrow.RecordBatch, indices: Int32Array): arrow.RecordBatch {
+  return makeBatch(batch.schema, batch.data.children.map((c) => take(c, indices)), indices.length);
+}
+
+/** Lengths of one exploded column per row: null and empty lists count 0. */
+function listLengths(d: arrow.Data): Int32Array {
+  const n = d.length;
+  const out = new Int32Array(n);
+  const noNulls = d.nullCount === 0;
+  const bm = d.nullBitmap;
+  if (d.typeId === arrow.Type.FixedSizeList) {
+    out.fill(fixedListSize(d.type));
+  } else {
+    const o = d.valueOffsets as Int32Array;
+    for (let i = 0; i < n; i++) out[i] = o[i + 1]! - o[i]!;
+  }
+  if (!noNulls) {
+    for (let i = 0; i < n; i++) {
+      const p = d.offset + i;
+      if (!(bm![p >> 3]! & (1 << (p & 7)))) out[i] = 0;
+    }
+  }
+  return out;
+}
+
+/**
+ * Daft-style explode: every list element becomes a row and the other columns repeat; a null or
+ * empty list gives one row with null. Columns exploded together must have equal lengths per row.
+ */
+export function explodeBatch(batch: arrow.RecordBatch, columns: readonly string[]): arrow.RecordBatch {
+  const schema = Schema.fromArrow(batch.schema);
+  const n = batch.numRows;
+  if (columns.length === 0) return batch;
+  const targets = columns.map((name) => {
+    const f = schema.field(name);
+    if (f.type.kind !== 'list' && f.type.kind !== 'fixedSizeList') {
+      throw new ExpressionTypeError(`cannot explode col(${name}) (${f.type}): explode needs a list column`);
+    }
+    return { name, data: columnData(batch, name) };
+  });
+  const lengths = targets.map((t) => listLengths(t.data));
+  const first = lengths[0]!;
+  for (let c = 1; c < lengths.length; c++) {
+    const other = lengths[c]!;
+    for (let i = 0; i < n; i++) {
+      if (first[i] !== other[i]) {
+        throw new Error(`explode: columns '${targets[0]!.name}' (${first[i]} elements) and '${targets[c]!.name}' (${other[i]} elements) have different list lengths at row ${i}`);
+      }
+    }
+  }
+  let total = 0;
+  for (let i = 0; i < n; i++) total += first[i]! > 0 ? first[i]! : 1;
+  const rowIdx = new Int32Array(total);
+  for (let i = 0, p = 0; i < n; i++) {
+    const m = first[i]! > 0 ? first[i]! : 1;
+    for (let k = 0; k < m; k++) rowIdx[p++] = i;
+  }
+  const exploded = new Map<string, arrow.Data>();
+  for (const t of targets) {
+    const d = t.data;
+    const childIdx = new Int32Array(total);
+    const fixed = d.typeId === arrow.Type.FixedSizeList;
+    const size = fixed ? fixedListSize(d.type) : 0;
+    const o = d.valueOffsets as Int32Array;
+    for (let i = 0, p = 0; i < n; i++) {
+      const m = first[i]!;
+      if (m === 0) { childIdx[p++] = -1; continue; }
+      const s = fixed ? i * size : o[i]!;
+      for (let k = 0; k < m; k++) childIdx[p++] = s + k;
+    }
+    exploded.set(t.name, take(d.children[0]!, childIdx));
+  }
+  const identity = total === n; // every row had exactly one element: other columns are unchanged
+  const fields = batch.schema.fields.map((f) => {
+    const e = exploded.get(f.name);
+    return e ? new arrow.Field(f.name, e.type, true) : f;
+  });
+  const children = batch.schema.fields.map((f, j) => exploded.get(f.name) ?? (identity ? batch.data.children[j]! : take(batch.data.children[j]!, rowIdx)));
+  return makeBatch(new arrow.Schema(fields, batch.schema.metadata), children, total);
+}
+
+/**
+ * Evaluates each expression into a batch with `outSchema` (one field per expression, in order).
+ * A bare column reference reuses the column's Data without copying.
+ */
+export function projectBatch(batch: arrow.RecordBatch, exprs: readonly ExprNode[], outSchema: Schema): arrow.RecordBatch {
+  if (exprs.length !== outSchema.fields.length) {
+    throw new Error(`projectBatch: ${exprs.length} expressions for ${outSchema.fields.length} output fields`);
+  }
+  const schema = Schema.fromArrow(batch.schema);
+  const children = exprs.map((e, i) => conform(evaluate(e, batch, schema), outSchema.fields[i]!.type));
+  return makeBatch(outSchema.toArrow(), children, batch.numRows);
+}
+
+/** One batch holding the rows of all `batches` in order, with `schema` (columns matched by name). */
+export function concatBatches(batches: readonly arrow.RecordBatch[], schema: Schema): arrow.RecordBatch {
+  const n = batches.reduce((s, b) => s + b.numRows, 0);
+  const children = schema.fields.map((f) => {
+    const type = f.type.toArrow();
+    return concatData(batches.map((b) => conform(columnData(b, f.name), f.type)), type);
+  });
+  return makeBatch(schema.toArrow(), children, n);
+}

@@ -1,0 +1,184 @@
+// Local path expansion for scans (files, directories, globs, lists) and the small helpers the
+// readers and the dataset writer share. Remote URLs (s3:// etc.) come later; they fail loudly here.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as arrow from 'apache-arrow';
+import { globSync, isDynamicPattern } from 'tinyglobby';
+
+export type FileFormat = 'parquet' | 'csv';
+
+/** Name of the commit marker / manifest a DatasetWriter writes last. */
+export const MANIFEST_NAME = '_SUCCESS';
+/** Folder holding in-flight (uncommitted) writes; never part of a dataset. */
+export const TEMP_DIR_NAME = '_temporary';
+
+export const EXTENSIONS: Record<FileFormat, readonly string[]> = {
+  parquet: ['.parquet', '.parq', '.pq'],
+  csv: ['.csv', '.tsv'],
+};
+
+export interface ManifestFile { path: string; rows: number; bytes: number }
+export interface Manifest { format: string; files: ManifestFile[]; rows?: number; committedAt?: string; runId?: string }
+
+/** Is this a URL with a scheme other than file:// (s3://, gs://, http://...)? */
+export function isRemotePath(p: string): boolean {
+  return /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(p) && !p.startsWith('file://');
+}
+
+function toLocalPath(p: string): string {
+  if (p.startsWith('file://')) return fileURLToPath(p);
+  return p;
+}
+
+/** Hidden and underscore-prefixed entries (_temporary, _SUCCESS, .crc files) are never data. */
+function isIgnoredName(name: string): boolean {
+  return name.startsWith('.') || name.startsWith('_');
+}
+
+function hasExtension(file: string, what: FileFormat): boolean {
+  const lower = file.toLowerCase();
+  return EXTENSIONS[what].some((ext) => lower.endsWith(ext));
+}
+
+/**
+ * The manifest a DatasetWriter committed into `dir`, or null when there is none. An empty
+ * `_SUCCESS` (as Hadoop/Spark write) is not a manifest: null. A non-empty one that is not valid
+ * JSON of the expected shape is an error naming it, since silently listing the folder instead
+ * could read uncommitted files.
+ */
+export function readManifest(dir: string): Manifest | null {
+  const file = path.join(toLocalPath(dir), MANIFEST_NAME);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw new Error(`cannot read dataset manifest ${file}: ${(e as Error).message}`);
+  }
+  if (text.trim() === '') return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`corrupt dataset manifest ${file}: ${(e as Error).message}`);
+  }
+  const m = json as Partial<Manifest> | null;
+  if (!m || typeof m !== 'object' || typeof m.format !== 'string' || !Array.isArray(m.files) ||
+    !m.files.every((f) => f && typeof f.path === 'string' && typeof f.rows === 'number' && typeof f.bytes === 'number')) {
+    throw new Error(`corrupt dataset manifest ${file}: expected {format, files: [{path, rows, bytes}]}`);
+  }
+  return m as Manifest;
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+function listDirRecursive(dir: string, what: FileFormat, out: string[]): void {
+  const entries = fs.readdirSync(dir, { withFileTypes: true });
+  for (const e of entries) {
+    if (isIgnoredName(e.name)) continue;
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) listDirRecursive(full, what, out);
+    else if ((e.isFile() || e.isSymbolicLink()) && hasExtension(e.name, what)) {
+      const st = statOrNull(full);
+      if (st?.isFile()) out.push(full);
+    }
+  }
+}
+
+/** Files of a directory: exactly the committed ones when it has a manifest, else all data files below it. */
+function expandDirectory(dir: string, what: FileFormat): string[] {
+  const manifest = readManifest(dir);
+  if (manifest) {
+    if (manifest.format !== what) {
+      throw new Error(`${dir} holds a committed ${manifest.format} dataset, not ${what}`);
+    }
+    return manifest.files.map((f) => {
+      const full = path.resolve(dir, f.path);
+      if (!statOrNull(full)?.isFile()) {
+        throw new Error(`file ${full} listed in ${path.join(dir, MANIFEST_NAME)} is missing`);
+      }
+      return full;
+    });
+  }
+  const out: string[] = [];
+  listDirRecursive(dir, what, out);
+  if (out.length === 0) {
+    throw new Error(`no ${what} files (${EXTENSIONS[what].join(', ')}) found in directory ${dir}`);
+  }
+  return out;
+}
+
+function expandOne(spec: string, what: FileFormat): string[] {
+  if (typeof spec !== 'string' || spec === '') throw new TypeError(`expected a ${what} path, glob or list of them, got ${JSON.stringify(spec)}`);
+  if (isRemotePath(spec)) {
+    throw new Error(`remote paths are not yet supported (${spec}); only local files, directories and globs can be read for now`);
+  }
+  const local = toLocalPath(spec);
+  const st = statOrNull(local);
+  if (st?.isDirectory()) return expandDirectory(path.resolve(local), what);
+  if (st?.isFile()) return [path.resolve(local)];
+  if (isDynamicPattern(local)) {
+    // Uncommitted output under _temporary is never data, whatever the pattern says.
+    const matches = globSync([local.split(path.sep).join('/')], { absolute: true, onlyFiles: true, expandDirectories: false })
+      .filter((m) => !m.split(/[\\/]/).includes(TEMP_DIR_NAME));
+    if (matches.length === 0) throw new Error(`no files match ${spec}`);
+    return matches.map((m) => path.resolve(m));
+  }
+  throw new Error(`${what} file not found: ${spec}`);
+}
+
+/**
+ * Expand a path, directory, glob or list of them into absolute local file paths, sorted and
+ * deduplicated. Directories yield every file with a `what` extension below them (skipping `_*`
+ * and `.*` entries) unless they hold a `_SUCCESS` manifest, in which case exactly the listed files.
+ */
+export function expandPaths(pathOrGlobOrList: string | readonly string[], what: FileFormat): string[] {
+  const specs = typeof pathOrGlobOrList === 'string' ? [pathOrGlobOrList] : pathOrGlobOrList;
+  if (specs.length === 0) throw new Error(`no ${what} paths given`);
+  const all = new Set<string>();
+  for (const s of specs) for (const f of expandOne(s, what)) all.add(f);
+  return [...all].sort();
+}
+
+/** stat a local file with an error that names it and says what was expected. */
+export function statFile(file: string, what: string): fs.Stats {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`${what} file not found: ${file}`);
+    throw new Error(`cannot access ${what} file ${file}: ${(e as Error).message}`);
+  }
+  if (!st.isFile()) throw new Error(`${what} path is not a regular file: ${file}`);
+  return st;
+}
+
+/**
+ * A batch's columns as single-chunk Data, in runs of rows. `new RecordBatch({a: vector})` leaves
+ * Vectors (possibly multi-chunk) where Data is expected, so writers never read `batch.data.children`.
+ */
+export function batchSegments(batch: arrow.RecordBatch): { length: number; columns: arrow.Data[] }[] {
+  const vecs = batch.schema.fields.map((_, i) => batch.getChildAt(i)!);
+  if (vecs.every((v) => v.data.length === 1)) return [{ length: batch.numRows, columns: vecs.map((v) => v.data[0]!) }];
+  const cuts = new Set<number>([0, batch.numRows]);
+  for (const v of vecs) {
+    let at = 0;
+    for (const d of v.data) cuts.add((at += d.length));
+  }
+  const bounds = [...cuts].sort((a, b) => a - b);
+  const out: { length: number; columns: arrow.Data[] }[] = [];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const [a, b] = [bounds[i]!, bounds[i + 1]!];
+    if (b > a) out.push({ length: b - a, columns: vecs.map((v) => v.slice(a, b).data.find((d) => d.length > 0) ?? v.slice(a, b).data[0]!) });
+  }
+  return out;
+}

@@ -1,0 +1,271 @@
+// Physical planning: turns an optimized logical plan into partition tasks (row-group-aligned
+// scans, pruned by statistics) plus a per-partition operator chain, and the operators that must run
+// after all partitions merge (everything from the first global limit up).
+import type { SchemaJSON } from './datatypes.ts';
+import { Schema } from './datatypes.ts';
+import type { ExprNode } from './expressions.ts';
+import { exprToString } from './expressions.ts';
+import { inspectParquet } from './io/parquet.ts';
+import type { CsvSourceOptions, PlanNode } from './plan.ts';
+import { canSkipRowGroup } from './pruning.ts';
+import { getUdf, type UdfDefinition } from './udf.ts';
+import type { ExprNode as Node } from './expressions.ts';
+
+function udfNames(e: Node, into: Set<string>): void {
+  if (e.op === 'udf') into.add(e.name);
+  if (e.op === 'alias' || e.op === 'cast') udfNames(e.expr, into);
+  if (e.op === 'call' || e.op === 'udf') for (const a of e.args) udfNames(a, into);
+}
+
+/** The UDFs an operator chain calls. */
+export function udfsOf(ops: readonly OpJSON[]): UdfDefinition[] {
+  const names = new Set<string>();
+  for (const op of ops) {
+    if (op.type === 'filter') udfNames(op.predicate, names);
+    if (op.type === 'project') for (const e of op.exprs) udfNames(e, names);
+  }
+  return [...names].map(getUdf);
+}
+
+/** Operators applied to a stream of batches, as data. */
+export type OpJSON =
+  | { type: 'filter'; predicate: ExprNode }
+  | { type: 'project'; exprs: ExprNode[]; schema: SchemaJSON }
+  | { type: 'explode'; columns: string[]; schema: SchemaJSON }
+  | { type: 'limit'; n: number };
+
+export type SourceJSON =
+  | {
+      kind: 'parquet';
+      path: string;
+      /** null: all row groups of the file. */
+      rowGroups: number[] | null;
+      columns: string[];
+      filter: ExprNode | null;
+      limit: number | null;
+      schema: SchemaJSON;
+    }
+  | {
+      kind: 'csv';
+      path: string;
+      columns: string[];
+      filter: ExprNode | null;
+      limit: number | null;
+      fileSchema: SchemaJSON;
+      schema: SchemaJSON;
+      csv: CsvSourceOptions;
+    }
+  | {
+      kind: 'memory';
+      id: string;
+      /** Batch index range [start, end). */
+      start: number;
+      end: number;
+    };
+
+/** One unit of parallel work: a source slice and the operators to run over it. Pure JSON. */
+export interface PartitionTask {
+  index: number;
+  /** Modules (file URLs) that define the UDFs the task calls; a worker imports them first. */
+  modules?: string[];
+  source: SourceJSON;
+  ops: OpJSON[];
+  /** Output rows are written here instead of returned. */
+  sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON };
+}
+
+export interface ScanSummary {
+  format: 'parquet' | 'csv' | 'memory';
+  files: number;
+  rowGroupsSelected: number;
+  rowGroupsTotal: number;
+  /** Bytes the scan will read (compressed, selected row groups / whole CSV files). */
+  bytes: number;
+  /** Uncompressed bytes of the selected row groups (parquet). */
+  uncompressedBytes: number;
+  rows: number;
+  columns: string[];
+  filter: ExprNode | null;
+  limit: number | null;
+}
+
+export interface PhysicalPlan {
+  partitions: PartitionTask[];
+  /** UDFs the plan calls, in first-use order. */
+  udfs: UdfDefinition[];
+  /** Operators run in every partition (copied into each task's ops). */
+  partitionOps: OpJSON[];
+  /** Operators run once over the merged, ordered stream. */
+  globalOps: OpJSON[];
+  scan: ScanSummary;
+  schema: SchemaJSON;
+}
+
+export interface PhysicalOptions {
+  /** Pack consecutive row groups of a file into one partition up to this many uncompressed bytes. */
+  targetPartitionBytes: number;
+  /** Number of batches of an in-memory source per partition. */
+  memoryBatchesPerPartition?: number;
+}
+
+function opFor(node: PlanNode): OpJSON {
+  switch (node.type) {
+    case 'filter': return { type: 'filter', predicate: node.predicate };
+    case 'project': return { type: 'project', exprs: node.exprs, schema: node.schema };
+    case 'explode': return { type: 'explode', columns: node.columns, schema: node.schema };
+    case 'limit': return { type: 'limit', n: node.n };
+    default: throw new Error(`not an operator: ${node.type}`);
+  }
+}
+
+export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): PhysicalPlan {
+  // Walk down to the source, collecting operators bottom-up.
+  const chain: PlanNode[] = [];
+  let node: PlanNode = plan;
+  while ('input' in node) {
+    chain.unshift(node);
+    node = node.input;
+  }
+  const source = node;
+  const partitionOps: OpJSON[] = [];
+  const globalOps: OpJSON[] = [];
+  let global = false;
+  for (const n of chain) {
+    const op = opFor(n);
+    if (global) {
+      globalOps.push(op);
+    } else if (op.type === 'limit') {
+      // Each partition can stop at n too; the merged stream then takes exactly n.
+      partitionOps.push(op);
+      globalOps.push(op);
+      global = true;
+    } else {
+      partitionOps.push(op);
+    }
+  }
+
+  const partitions: Omit<PartitionTask, 'index' | 'ops'>[] = [];
+  let scan: ScanSummary;
+  if (source.type === 'in_memory') {
+    const per = Math.max(1, opts.memoryBatchesPerPartition ?? 16);
+    for (let s = 0; s < source.numBatches; s += per) {
+      partitions.push({ source: { kind: 'memory', id: source.id, start: s, end: Math.min(source.numBatches, s + per) } });
+    }
+    if (!partitions.length) partitions.push({ source: { kind: 'memory', id: source.id, start: 0, end: 0 } });
+    scan = {
+      format: 'memory', files: 0, rowGroupsSelected: 0, rowGroupsTotal: 0, bytes: 0, uncompressedBytes: 0,
+      rows: source.numRows, columns: Schema.fromJSON(source.schema).names, filter: null, limit: null,
+    };
+  } else {
+    const p = source.pushdowns;
+    const columns = p.columns ?? Schema.fromJSON(source.fileSchema).names;
+    scan = {
+      format: source.format, files: source.files.length, rowGroupsSelected: 0, rowGroupsTotal: 0, bytes: 0,
+      uncompressedBytes: 0, rows: 0, columns, filter: p.filter, limit: p.limit,
+    };
+    if (source.format === 'parquet') {
+      for (const path of source.files) {
+        const info = inspectParquet(path);
+        scan.rowGroupsTotal += info.rowGroups.length;
+        let group: number[] = [];
+        let groupBytes = 0;
+        const flush = (): void => {
+          if (group.length) {
+            const all = group.length === info.rowGroups.length;
+            partitions.push({
+              source: { kind: 'parquet', path, rowGroups: all ? null : group, columns, filter: p.filter, limit: p.limit, schema: source.schema },
+            });
+          }
+          group = [];
+          groupBytes = 0;
+        };
+        for (const rg of info.rowGroups) {
+          if (p.filter && canSkipRowGroup(p.filter, rg.stats, rg.numRows)) continue;
+          scan.rowGroupsSelected++;
+          scan.bytes += rg.compressedBytes;
+          scan.uncompressedBytes += rg.uncompressedBytes;
+          scan.rows += rg.numRows;
+          if (group.length && groupBytes + rg.uncompressedBytes > opts.targetPartitionBytes) flush();
+          group.push(rg.index);
+          groupBytes += rg.uncompressedBytes;
+        }
+        flush();
+      }
+    } else {
+      for (const path of source.files) {
+        partitions.push({
+          source: {
+            kind: 'csv', path, columns, filter: p.filter, limit: p.limit,
+            fileSchema: source.fileSchema, schema: source.schema, csv: source.csv ?? {},
+          },
+        });
+      }
+    }
+  }
+  const udfs = udfsOf([...partitionOps, ...globalOps]);
+  const modules = [...new Set(udfsOf(partitionOps).map((u) => u.moduleUrl).filter((m): m is string => m !== null))];
+  return {
+    partitions: partitions.map((t, index) => ({ ...t, index, ops: partitionOps, ...(modules.length ? { modules } : {}) })),
+    udfs,
+    partitionOps,
+    globalOps,
+    scan,
+    schema: plan.schema,
+  };
+}
+
+function opToString(op: OpJSON): string {
+  switch (op.type) {
+    case 'filter': return `Filter: ${exprToString(op.predicate)}`;
+    case 'project': return `Project: ${op.exprs.map(exprToString).join(', ')}`;
+    case 'explode': return `Explode: [${op.columns.join(', ')}]`;
+    case 'limit': return `Limit: ${op.n}`;
+  }
+}
+
+/** One line per UDF for explain: kind, batching, parallelism, resources, error policy. */
+export function describeUdf(u: UdfDefinition): string {
+  const o = u.options;
+  const parts = [`${u.cls ? 'cls ' : ''}${u.kind}`, `returns ${u.returnDtype}`];
+  if (o.batchSize) parts.push(`batchSize ${o.batchSize}`);
+  if (o.concurrency) parts.push(`concurrency ${o.concurrency}`);
+  if (u.kind === 'async') parts.push(`maxConcurrency ${o.maxConcurrency}`);
+  parts.push(`numCpus ${o.numCpus}`);
+  if (o.numGpus) parts.push(`numGpus ${o.numGpus}`);
+  if (o.memoryBytes) parts.push(`memory ${mb(o.memoryBytes)}`);
+  parts.push(`onError ${o.onError}`);
+  if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`);
+  if (o.deadLetter) parts.push(`deadLetter ${o.deadLetter}`);
+  return `UDF ${u.name}: ${parts.join(', ')}`;
+}
+
+function mb(bytes: number): string {
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+export function physicalPlanToString(p: PhysicalPlan, parallelism: number): string {
+  const lines: string[] = [];
+  const push = (s: string): void => {
+    if (lines.length) lines.push('|');
+    lines.push(`* ${s}`);
+  };
+  for (const op of [...p.globalOps].reverse()) push(`${opToString(op)}  [global]`);
+  if (p.globalOps.length) push(`Merge: ${p.partitions.length} partition(s) in order`);
+  const workers = Math.min(parallelism, p.partitions.length);
+  push(`Stage 0: ${p.partitions.length} partition(s), parallelism ${workers}`);
+  for (const u of p.udfs) lines.push(`|   ${describeUdf(u)}`);
+  for (const op of [...p.partitionOps].reverse()) push(opToString(op));
+  const s = p.scan;
+  if (s.format === 'memory') {
+    push(`InMemoryScan: ${s.rows} row(s), columns [${s.columns.join(', ')}]`);
+  } else {
+    const parts = [`${s.files} file(s)`];
+    if (s.format === 'parquet') parts.push(`row groups ${s.rowGroupsSelected}/${s.rowGroupsTotal}`);
+    parts.push(`columns [${s.columns.join(', ')}]`);
+    if (s.filter) parts.push(`pushed filter ${exprToString(s.filter)}`);
+    if (s.limit !== null) parts.push(`limit ${s.limit}`);
+    parts.push(`${mb(s.bytes)} to read`);
+    push(`Scan${s.format === 'parquet' ? 'Parquet' : 'Csv'}: ${parts.join(', ')}`);
+  }
+  return lines.join('\n');
+}

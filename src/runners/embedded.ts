@@ -1,0 +1,293 @@
+// The embedded runner: executes a physical plan's partitions in-process or on worker threads and
+// merges their streams in partition order with bounded buffering (backpressure through credits).
+import type * as arrow from 'apache-arrow';
+import { availableParallelism, totalmem } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { mergeMetrics, runtime } from '../udf-exec.ts';
+import { applyOps, runPartition, runPartitionToSink, type ExecContext, type SinkResult } from '../executor.ts';
+import type { PartitionTask, PhysicalPlan } from '../physical.ts';
+import { WorkerPool } from './pool.ts';
+import { detectGpus, gpuSlots } from '../resources.ts';
+import type { RunMetrics } from '../udf-exec.ts';
+
+export interface EmbeddedOptions {
+  /** Partitions run at once (worker threads). Default: available cores. */
+  parallelism?: number;
+  /** Worker threads: always, never, or 'auto' (when the scan is big enough to repay their start-up). */
+  workers?: boolean | 'auto';
+  /** 'auto' uses workers when the scan reads at least this many bytes. Default 16 MiB. */
+  workerThresholdBytes?: number;
+  /** Rows per batch read from files. Default 65,536. */
+  batchSize?: number;
+  /** Batches a partition may run ahead of the consumer. Default 4. */
+  prefetch?: number;
+  /** Row-group packing target for partitions (uncompressed bytes). Default 32 MiB. */
+  targetPartitionBytes?: number;
+  /** Make a GPU UDF on a machine without GPUs an error instead of a warning (then it runs on CPU). */
+  strictResources?: boolean;
+}
+
+export interface ResolvedEmbeddedOptions {
+  parallelism: number;
+  workers: boolean | 'auto';
+  workerThresholdBytes: number;
+  batchSize: number;
+  prefetch: number;
+  targetPartitionBytes: number;
+  strictResources: boolean;
+}
+
+export function resolveEmbeddedOptions(o: EmbeddedOptions = {}): ResolvedEmbeddedOptions {
+  const positive = (v: number | undefined, name: string, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`runner option '${name}' must be a positive integer, got ${String(v)}`);
+    return v;
+  };
+  return {
+    parallelism: positive(o.parallelism, 'parallelism', availableParallelism()),
+    workers: o.workers ?? 'auto',
+    workerThresholdBytes: o.workerThresholdBytes ?? 16 << 20,
+    batchSize: positive(o.batchSize, 'batchSize', 65536),
+    prefetch: positive(o.prefetch, 'prefetch', 4),
+    targetPartitionBytes: positive(o.targetPartitionBytes, 'targetPartitionBytes', 32 << 20),
+    strictResources: o.strictResources ?? false,
+  };
+}
+
+let pool: WorkerPool | null = null;
+let poolKey = '';
+function getPool(size: number, batchSize: number, envs?: Record<string, string>[]): WorkerPool {
+  const key = JSON.stringify([size, batchSize, envs ?? null]);
+  if (!pool || poolKey !== key) {
+    void pool?.close();
+    pool = new WorkerPool(size, { batchSize }, envs);
+    poolKey = key;
+  }
+  return pool;
+}
+
+/** Stops the worker threads and processes (threads are unref'd, so this is optional before exit). */
+export async function shutdownWorkers(): Promise<void> {
+  const p = pool;
+  pool = null;
+  await p?.close();
+}
+
+let warnedNoGpu = false;
+
+/** GPU UDFs: one child process per GPU slot, each with its own CUDA_VISIBLE_DEVICES. */
+function gpuEnvs(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Record<string, string>[] | null {
+  const gpu = plan.udfs.filter((u) => u.options.numGpus > 0);
+  if (!gpu.length) return null;
+  const total = detectGpus();
+  const names = gpu.map((u) => `'${u.name}'`).join(', ');
+  if (total === 0) {
+    if (o.strictResources) throw new Error(`UDF ${names} needs a GPU (numGpus), but none is available (strictResources)`);
+    if (!warnedNoGpu) console.warn(`fanout: no GPU found; GPU UDF ${names} runs on CPU`);
+    warnedNoGpu = true;
+    return null;
+  }
+  const numGpus = Math.max(...gpu.map((u) => u.options.numGpus));
+  const caps = gpu.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
+  let slots: string[];
+  try {
+    slots = gpuSlots(numGpus, total, caps.length ? Math.min(...caps) : null);
+  } catch (e) {
+    throw new Error(`UDF ${names} ${(e as Error).message}`);
+  }
+  return slots.map((d) => ({ CUDA_VISIBLE_DEVICES: d }));
+}
+
+interface Placement {
+  pool: WorkerPool;
+  parallelism: number;
+}
+
+/** Where partitions run: null = in-process; else a pool of threads, or of processes for GPU UDFs. */
+function place(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Placement | null {
+  effectiveParallelism(plan, o); // a resource request no machine could satisfy fails here, before any work
+  const envs = gpuEnvs(plan, o);
+  if (envs && plan.scan.format !== 'memory' && canShip(plan, o)) {
+    return { pool: getPool(envs.length, o.batchSize, envs), parallelism: envs.length };
+  }
+  if (!useWorkers(plan, o)) return null;
+  return { pool: getPool(o.parallelism, o.batchSize), parallelism: effectiveParallelism(plan, o) };
+}
+
+let hinted = false;
+
+/** Partitions at once: the runner's parallelism, bounded by each UDF's concurrency and resources. */
+export function effectiveParallelism(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): number {
+  let p = o.parallelism;
+  const cores = availableParallelism();
+  const mem = totalmem();
+  for (const u of plan.udfs) {
+    const r = u.options;
+    if (r.numCpus > cores) throw new Error(`UDF '${u.name}' asks for numCpus ${r.numCpus}, but this machine has ${cores} core(s)`);
+    if (r.memoryBytes && r.memoryBytes > mem) throw new Error(`UDF '${u.name}' asks for memoryBytes ${r.memoryBytes}, but this machine has ${mem}`);
+    if (r.concurrency) p = Math.min(p, r.concurrency);
+    p = Math.min(p, Math.max(1, Math.floor(cores / r.numCpus)));
+    if (r.memoryBytes) p = Math.min(p, Math.max(1, Math.floor(mem / r.memoryBytes)));
+  }
+  return Math.max(1, p);
+}
+
+/** UDF modules can be imported elsewhere: none is the main script (which would re-run its pipeline). */
+function canShip(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
+  const main = process.argv[1] ? pathToFileURL(process.argv[1]).href : null;
+  const inline = plan.udfs.filter((u) => !u.moduleUrl || u.moduleUrl === main);
+  if (inline.length) {
+    // Importing the main script in a worker would re-run its pipeline: keep these UDFs in-process.
+    if (!hinted && o.workers !== false) {
+      console.warn(`fanout: UDF ${inline.map((u) => `'${u.name}'`).join(', ')} defined in the main script runs in-process; move it into a module to run it in parallel`);
+      hinted = true;
+    }
+    return false;
+  }
+  return true;
+}
+
+function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
+  if (plan.scan.format === 'memory' || effectiveParallelism(plan, o) < 2 || plan.partitions.length < 2) return false;
+  if (!canShip(plan, o)) return false;
+  if (o.workers === 'auto') return plan.scan.bytes >= o.workerThresholdBytes;
+  return o.workers;
+}
+
+function describeTask(t: PartitionTask): string {
+  const s = t.source;
+  if (s.kind === 'memory') return `partition ${t.index}`;
+  const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
+  return `partition ${t.index}: ${s.path}${rg}`;
+}
+
+/** A partition's output as an async queue filled by a worker. */
+class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
+  private queue: arrow.RecordBatch[] = [];
+  private finished = false;
+  private error: Error | null = null;
+  private wake: (() => void) | null = null;
+  controls: Promise<{ credit(n: number): void; cancel(): void }>;
+
+  constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics) {
+    const notify = (): void => { this.wake?.(); this.wake = null; };
+    this.controls = pool.run(task, credits, {
+      onBatch: (b) => { this.queue.push(b); notify(); },
+      onMetrics: (m) => { if (metrics) mergeMetrics(metrics, m); },
+      onDone: () => { this.finished = true; notify(); },
+      onError: (e) => { this.error = e; this.finished = true; notify(); },
+    }, describeTask(task));
+    this.controls.catch((e: unknown) => { this.error = e instanceof Error ? e : new Error(String(e)); this.finished = true; notify(); });
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<arrow.RecordBatch> {
+    let completed = false;
+    try {
+      for (;;) {
+        if (this.queue.length) {
+          const b = this.queue.shift()!;
+          (await this.controls).credit(1);
+          yield b;
+          continue;
+        }
+        if (this.error) throw this.error;
+        if (this.finished) { completed = true; return; }
+        await new Promise<void>((r) => (this.wake = r));
+      }
+    } finally {
+      if (!completed) this.cancel();
+    }
+  }
+
+  cancel(): void {
+    this.controls.then((c) => c.cancel(), () => undefined);
+  }
+}
+
+export interface RunHandle {
+  usedWorkers: boolean;
+}
+
+/**
+ * Streams each partition's output, in partition order. With workers, up to `parallelism`
+ * partitions run at once, each at most `prefetch` batches ahead of the consumer.
+ */
+export async function* streamPartitions(
+  plan: PhysicalPlan,
+  options: ResolvedEmbeddedOptions,
+  ctx: ExecContext,
+  handle?: RunHandle,
+): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
+  const tasks = plan.partitions;
+  const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
+  const placement = place(plan, options);
+  if (!placement) {
+    if (handle) handle.usedWorkers = false;
+    for (const t of tasks) {
+      yield { index: t.index, batches: runPartition(t, execCtx) };
+      if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+    }
+    return;
+  }
+  if (handle) handle.usedWorkers = true;
+  const { parallelism, pool: p } = placement;
+  const started: RemoteStream[] = [];
+  let next = 0;
+  const startUpTo = (n: number): void => {
+    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics));
+  };
+  let i = 0;
+  try {
+    for (; i < tasks.length; i++) {
+      // Keep `parallelism` partitions in flight ahead of the one being consumed.
+      startUpTo(i + parallelism);
+      yield { index: i, batches: started[i]! };
+    }
+  } finally {
+    for (let k = i; k < started.length; k++) started[k]!.cancel();
+  }
+}
+
+/** The whole plan as one ordered stream: partitions merged in order, then the global operators. */
+export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: ExecContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
+  async function* merged(): AsyncGenerator<arrow.RecordBatch> {
+    for await (const part of streamPartitions(plan, options, ctx, handle)) {
+      for await (const b of part.batches) {
+        ctx.progress?.rows(b.numRows);
+        yield b;
+      }
+      ctx.progress?.partitionDone();
+      if (ctx.metrics) ctx.progress?.udfs(ctx.metrics);
+    }
+  }
+  return applyOps(merged(), plan.globalOps);
+}
+
+/** Runs tasks that carry sinks (each partition writes its own file), in parallel where possible. */
+export async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: ExecContext): Promise<SinkResult[]> {
+  const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
+  const placement = place(plan, options);
+  if (!placement) {
+    const out: SinkResult[] = [];
+    for (const t of tasks) {
+      out.push(await runPartitionToSink(t, execCtx));
+      if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+    }
+    return out;
+  }
+  const p = placement.pool;
+  // Settle every task before reporting a failure, so the caller's abort cannot race a late writer.
+  const settled = await Promise.allSettled(tasks.map((t) => new Promise<SinkResult>((resolve, reject) => {
+    let result: SinkResult | null = null;
+    p.run(t, 1, {
+      onBatch: () => undefined,
+      onMetrics: (m) => { if (ctx.metrics) mergeMetrics(ctx.metrics, m); },
+      onSink: (r) => { result = r; },
+      onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
+      onError: reject,
+    }, describeTask(t)).catch(reject);
+  })));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<SinkResult>).value);
+}

@@ -1,0 +1,191 @@
+// A pool of worker threads that run partition tasks. Workers are started lazily, kept warm between
+// actions (parquet-wasm start-up is paid once), and unref'd so they never keep the process alive.
+import type * as arrow from 'apache-arrow';
+import { fork, type ChildProcess } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import type { SinkResult } from '../executor.ts';
+import type { PartitionTask } from '../physical.ts';
+import type { FromWorker, ToWorker } from './protocol.ts';
+import type { RunMetrics } from '../udf-exec.ts';
+import { batchFromIPC, deserializeError } from './protocol.ts';
+
+export interface TaskHandlers {
+  onBatch(batch: arrow.RecordBatch): void;
+  onMetrics?(m: RunMetrics): void;
+  onDone(): void;
+  onSink?(result: SinkResult): void;
+  onError(err: Error): void;
+}
+
+/** A worker thread or a child process (GPU instances), behind one small interface. */
+interface Endpoint {
+  post(m: ToWorker): void;
+  on(event: 'message', f: (m: FromWorker) => void): void;
+  onFailure(f: (err: Error) => void): void;
+  ref(): void;
+  unref(): void;
+  terminate(): Promise<void>;
+}
+
+/**
+ * Running from TypeScript sources (tsx), a worker thread does not inherit the loader hooks: the
+ * worker first registers tsx, then imports its entry. Built JavaScript starts the entry directly.
+ */
+function startThread(url: URL, workerData: object): Worker {
+  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
+  return new Worker(code, { eval: true, workerData });
+}
+
+function threadEndpoint(url: URL, workerData: object): Endpoint {
+  const w = startThread(url, workerData);
+  return {
+    post: (m) => w.postMessage(m),
+    on: (_e, f) => { w.on('message', f); },
+    onFailure: (f) => {
+      w.on('error', f);
+      w.on('exit', (code) => f(new Error(`worker thread exited with code ${code}`)));
+    },
+    ref: () => w.ref(),
+    unref: () => w.unref(),
+    terminate: async () => { await w.terminate(); },
+  };
+}
+
+function processEndpoint(url: URL, workerData: object, env: Record<string, string>): Endpoint {
+  const child: ChildProcess = fork(url, [], {
+    env: { ...process.env, ...env, FANOUT_WORKER_DATA: JSON.stringify(workerData) },
+    execArgv: process.execArgv,
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return {
+    post: (m) => { child.send(m); },
+    on: (_e, f) => { child.on('message', f as (m: unknown) => void); },
+    onFailure: (f) => {
+      child.on('error', f);
+      child.on('exit', (code, signal) => { f(new Error(`worker process exited with ${signal ?? `code ${code}`}`)); });
+    },
+    ref: () => { child.ref(); (child.channel as { ref?: () => void } | undefined)?.ref?.(); },
+    unref: () => { child.unref(); (child.channel as { unref?: () => void } | undefined)?.unref?.(); },
+    terminate: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.ref(); // an unref'd child's exit would not keep this process waiting for it
+      child.kill();
+      await exited;
+    },
+  };
+}
+
+interface Slot {
+  worker: Endpoint;
+  closing?: boolean;
+  ready: Promise<void>;
+  busy: boolean;
+  current: { taskId: number; handlers: TaskHandlers; context: string } | null;
+}
+
+let nextTaskId = 1;
+
+export class WorkerPool {
+  private slots: Slot[] = [];
+  private waiting: ((slot: Slot) => void)[] = [];
+
+  /**
+   * @param processEnv when given, each slot is a child process started with these extra environment
+   *   variables (slot i gets processEnv[i]), e.g. its own CUDA_VISIBLE_DEVICES.
+   */
+  constructor(readonly size: number, private readonly workerData: { batchSize?: number } = {}, private readonly processEnv?: Record<string, string>[]) {}
+
+  private spawned = 0;
+
+  private spawn(): Slot {
+    const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+    const env = this.processEnv?.[this.spawned++ % this.processEnv.length];
+    const worker = env ? processEndpoint(url, this.workerData, env) : threadEndpoint(url, this.workerData);
+    worker.unref();
+    let resolveReady!: () => void;
+    let rejectReady!: (e: Error) => void;
+    const slot: Slot = {
+      worker,
+      ready: new Promise<void>((res, rej) => { resolveReady = res; rejectReady = rej; }),
+      busy: false,
+      current: null,
+    };
+    slot.ready.catch(() => undefined);
+    worker.on('message', (msg: FromWorker) => {
+      switch (msg.type) {
+        case 'ready': resolveReady(); return;
+        case 'fatal': rejectReady(deserializeError(msg.error, 'worker start-up')); return;
+      }
+      const cur = slot.current;
+      if (!cur || cur.taskId !== msg.taskId) return; // a cancelled task's late message
+      switch (msg.type) {
+        case 'batch': cur.handlers.onBatch(batchFromIPC(msg.ipc)); break;
+        case 'done': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onDone(); break;
+        case 'sink': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onSink?.(msg.result); cur.handlers.onDone(); break;
+        case 'error': this.release(slot); cur.handlers.onError(deserializeError(msg.error, cur.context)); break;
+      }
+    });
+    const fail = (err: Error): void => {
+      rejectReady(err);
+      this.slots = this.slots.filter((s) => s !== slot);
+      const cur = slot.current;
+      slot.current = null;
+      cur?.handlers.onError(new Error(`worker thread died while running ${cur.context}: ${err.message}`));
+    };
+    worker.onFailure((err) => { if (!slot.closing) fail(err); });
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private release(slot: Slot): void {
+    slot.current = null;
+    slot.busy = false;
+    slot.worker.unref();
+    const w = this.waiting.shift();
+    if (w) {
+      slot.busy = true;
+      w(slot);
+    }
+  }
+
+  private async acquire(): Promise<Slot> {
+    const free = this.slots.find((s) => !s.busy);
+    if (free) { free.busy = true; return free; }
+    if (this.slots.length < this.size) { const s = this.spawn(); s.busy = true; return s; }
+    return new Promise<Slot>((res) => this.waiting.push(res));
+  }
+
+  /** Starts `task` on a worker; returns controls for credits and cancellation. */
+  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string): Promise<{ credit(n: number): void; cancel(): void }> {
+    const slot = await this.acquire();
+    slot.worker.ref(); // a task keeps the process alive (start-up included) until it reports back
+    try {
+      await slot.ready;
+    } catch (err) {
+      this.slots = this.slots.filter((x) => x !== slot);
+      throw err;
+    }
+    const taskId = nextTaskId++;
+    slot.current = { taskId, handlers, context };
+    const send = (m: ToWorker): void => slot.worker.post(m);
+    send({ type: 'run', taskId, task, credits });
+    return {
+      credit: (n) => { if (slot.current?.taskId === taskId) send({ type: 'credit', taskId, n }); },
+      cancel: () => {
+        if (slot.current?.taskId === taskId) {
+          send({ type: 'cancel', taskId });
+        }
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    const slots = this.slots;
+    this.slots = [];
+    await Promise.all(slots.map((s) => { s.closing = true; return s.worker.terminate(); }));
+  }
+}

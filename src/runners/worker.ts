@@ -1,0 +1,102 @@
+// Worker-thread entrypoint of the embedded runner: runs partition tasks with the shared stage
+// executor and streams Arrow IPC batches back (transferred, never cloned) under credit-based
+// backpressure, so a fast worker never buffers more than its credits.
+import { parentPort, workerData as threadData } from 'node:worker_threads';
+import { runPartition, runPartitionToSink } from '../executor.ts';
+import { warmParquet } from '../io/parquet.ts';
+import { runtime } from '../udf-exec.ts';
+import type { FromWorker, ToWorker } from './protocol.ts';
+import { batchToIPC, serializeError } from './protocol.ts';
+
+/** A worker thread's parentPort, or the IPC channel of a child process (GPU instances). */
+interface Port {
+  postMessage(m: FromWorker, transfer?: ArrayBuffer[]): void;
+  on(event: 'message', f: (m: ToWorker) => void): void;
+}
+function processPort(): Port {
+  if (!process.send) throw new Error('worker.ts must run in a worker thread or a forked child process');
+  // The parent going away must end this process (no orphans).
+  process.on('disconnect', () => process.exit(0));
+  return {
+    postMessage: (m) => { process.send!(m); },
+    on: (_e, f) => { process.on('message', f as (m: unknown) => void); },
+  };
+}
+const port: Port = parentPort ?? processPort();
+const workerData: unknown = parentPort ? threadData : JSON.parse(process.env['FANOUT_WORKER_DATA'] ?? '{}');
+
+interface Running {
+  credits: number;
+  cancelled: boolean;
+  wake: (() => void) | null;
+}
+const running = new Map<number, Running>();
+const batchSize = (workerData as { batchSize?: number } | null)?.batchSize;
+
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(msg, transfer);
+}
+
+async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Promise<void> {
+  const state: Running = { credits: msg.credits, cancelled: false, wake: null };
+  running.set(taskId, state);
+  try {
+    const ctx = batchSize ? { batchSize } : {};
+    // UDFs resolve by name: importing their defining modules registers them in this thread.
+    for (const m of msg.task.modules ?? []) await import(m);
+    if (msg.task.sink) {
+      const result = await runPartitionToSink(msg.task, ctx);
+      post({ type: 'sink', taskId, result, metrics: runtime.takeMetrics() });
+      return;
+    }
+    const it = runPartition(msg.task, ctx)[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = await it.next();
+        if (next.done || state.cancelled) break;
+        while (state.credits <= 0 && !state.cancelled) await new Promise<void>((r) => (state.wake = r));
+        if (state.cancelled) break;
+        state.credits--;
+        const ipc = batchToIPC(next.value);
+        post({ type: 'batch', taskId, ipc, rows: next.value.numRows }, [ipc.buffer as ArrayBuffer]);
+      }
+    } finally {
+      await it.return?.();
+    }
+    post({ type: 'done', taskId, metrics: runtime.takeMetrics() });
+  } catch (err) {
+    runtime.takeMetrics();
+    post({ type: 'error', taskId, error: serializeError(err) });
+  } finally {
+    running.delete(taskId);
+  }
+}
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'run':
+      void run(msg.taskId, msg);
+      break;
+    case 'credit': {
+      const s = running.get(msg.taskId);
+      if (s) {
+        s.credits += msg.n;
+        s.wake?.();
+        s.wake = null;
+      }
+      break;
+    }
+    case 'cancel': {
+      const s = running.get(msg.taskId);
+      if (s) {
+        s.cancelled = true;
+        s.wake?.();
+        s.wake = null;
+      }
+      break;
+    }
+  }
+});
+
+// parquet-wasm's first call is slow: pay it while the pool starts, not on the first task.
+void warmParquet().then(() => post({ type: 'ready' }), (err: unknown) => post({ type: 'fatal', error: serializeError(err) }));
