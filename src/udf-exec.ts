@@ -1,0 +1,462 @@
+// Runs UDF calls over record batches: argument evaluation, the four call forms, retries with
+// backoff, error policies, dead-letter files, per-worker class instances and metrics.
+import * as arrow from 'apache-arrow';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DataType, Field, Schema } from './datatypes.ts';
+import { dataToValues, valuesToData, type JsValue } from './convert.ts';
+import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
+import { decodeLiteral, mapExpr, type ExprNode, type UdfCallNode } from './expressions.ts';
+import { writeParquetFile } from './io/parquet.ts';
+import { getUdf, type UdfDefinition } from './udf.ts';
+
+// ------------------------------------------------------------------ metrics
+
+export interface UdfStats {
+  rowsIn: number;
+  rowsOut: number;
+  calls: number;
+  retries: number;
+  errors: number;
+  timeMs: number;
+  counters: Record<string, number>;
+}
+
+/** Per-UDF statistics of one run, summed across workers. */
+export type RunMetrics = Record<string, UdfStats>;
+
+export function emptyStats(): UdfStats {
+  return { rowsIn: 0, rowsOut: 0, calls: 0, retries: 0, errors: 0, timeMs: 0, counters: {} };
+}
+
+export function mergeMetrics(into: RunMetrics, from: RunMetrics): RunMetrics {
+  for (const [name, s] of Object.entries(from)) {
+    const t = (into[name] ??= emptyStats());
+    t.rowsIn += s.rowsIn; t.rowsOut += s.rowsOut; t.calls += s.calls; t.retries += s.retries; t.errors += s.errors; t.timeMs += s.timeMs;
+    for (const [k, v] of Object.entries(s.counters)) t.counters[k] = (t.counters[k] ?? 0) + v;
+  }
+  return into;
+}
+
+const current = new AsyncLocalStorage<UdfStats>();
+let warnedOutside = false;
+
+/** Custom counters, callable from inside a UDF (sync or async); summed per UDF in `df.metrics`. */
+export const metrics = {
+  increment(name: string, amount = 1): void {
+    const s = current.getStore();
+    if (!s) {
+      if (!warnedOutside) console.warn(`fanout: metrics.increment('${name}') called outside a UDF; ignored`);
+      warnedOutside = true;
+      return;
+    }
+    s.counters[name] = (s.counters[name] ?? 0) + amount;
+  },
+};
+
+/** What a UDF-running thread accumulates; the runner collects and resets it per run. */
+export class UdfRuntime {
+  readonly metrics: RunMetrics = {};
+  private instances = new Map<string, object>();
+  private inflight = new Map<string, Semaphore>();
+  constructorCalls = 0;
+
+  stats(name: string): UdfStats {
+    return (this.metrics[name] ??= emptyStats());
+  }
+
+  /** One instance per (class, constructor arguments) in this thread/process. */
+  instance(def: UdfDefinition, node: UdfCallNode): object {
+    const key = `${def.name.split('.')[0]}\u0000${JSON.stringify(node.init ?? [])}`;
+    let inst = this.instances.get(key);
+    if (!inst) {
+      const args = (node.init ?? []).map(decodeLiteral);
+      const Ctor = def.cls!.ctor as unknown as new (...a: unknown[]) => object;
+      try {
+        inst = new Ctor(...args);
+      } catch (err) {
+        throw wrapError(err, `constructing UDF class for '${def.name}'`);
+      }
+      this.constructorCalls++;
+      this.instances.set(key, inst);
+    }
+    return inst;
+  }
+
+  semaphore(def: UdfDefinition): Semaphore {
+    let s = this.inflight.get(def.name);
+    if (!s) this.inflight.set(def.name, (s = new Semaphore(def.options.maxConcurrency)));
+    return s;
+  }
+
+  takeMetrics(): RunMetrics {
+    const m = structuredClone(this.metrics);
+    for (const k of Object.keys(this.metrics)) delete this.metrics[k];
+    return m;
+  }
+}
+
+/** The runtime of this thread (worker threads and processes each have their own). */
+export const runtime = new UdfRuntime();
+
+/** Caps calls in flight: the cap is per call, shared by all batches of an instance. */
+export class Semaphore {
+  private active = 0;
+  private queue: (() => void)[] = [];
+  maxSeen = 0;
+  constructor(readonly limit: number) {}
+  async acquire(): Promise<void> {
+    if (this.active >= this.limit) await new Promise<void>((r) => this.queue.push(r));
+    this.active++;
+    if (this.active > this.maxSeen) this.maxSeen = this.active;
+  }
+  release(): void {
+    this.active--;
+    this.queue.shift()?.();
+  }
+}
+
+// ------------------------------------------------------------------ errors
+
+export class UdfError extends Error {
+  constructor(message: string, readonly udf: string, override readonly cause?: unknown) {
+    super(message);
+    this.name = 'UdfError';
+    if (cause instanceof Error && cause.stack) this.stack = `${this.name}: ${message}\n  caused by: ${cause.stack}`;
+  }
+}
+
+function wrapError(err: unknown, what: string): Error {
+  const msg = err instanceof Error ? err.message : String(err);
+  const e = new Error(`${what}: ${msg}`);
+  if (err instanceof Error && err.stack) e.stack = `${e.message}\n  caused by: ${err.stack}`;
+  return e;
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Exponential backoff with full jitter: base 20 ms, capped at 2 s. */
+function backoff(attempt: number): number {
+  return Math.random() * Math.min(2000, 20 * 2 ** attempt);
+}
+
+// ------------------------------------------------------------------ calling
+
+interface Failure {
+  row: number;
+  error: string;
+}
+
+interface CallResult {
+  data: arrow.Data;
+  /** Generators: the input row of each output row. */
+  parents?: Int32Array;
+}
+
+function fnOf(def: UdfDefinition, node: UdfCallNode, rt: UdfRuntime): (...args: unknown[]) => unknown {
+  if (def.cls) {
+    const inst = rt.instance(def, node) as Record<string, (...a: unknown[]) => unknown>;
+    const m = inst[def.cls.method]!;
+    return m.bind(inst);
+  }
+  return def.fn as (...args: unknown[]) => unknown;
+}
+
+async function withRetries<T>(def: UdfDefinition, stats: UdfStats, call: () => T | Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      stats.calls++;
+      return await call();
+    } catch (err) {
+      if (attempt >= def.options.maxRetries) throw err;
+      stats.retries++;
+      await sleep(backoff(attempt));
+    }
+  }
+}
+
+function retriesSync<T>(def: UdfDefinition, stats: UdfStats, call: () => T): { ok: true; value: T } | { ok: false; error: unknown; retry: boolean } {
+  // Sync functions: the first attempt runs without any await (the hot path); retries go async.
+  try {
+    stats.calls++;
+    return { ok: true, value: call() };
+  } catch (error) {
+    return { ok: false, error, retry: def.options.maxRetries > 0 };
+  }
+}
+
+/** The remaining `maxRetries` attempts after a failed first one, with backoff. */
+async function retryLater<T>(def: UdfDefinition, stats: UdfStats, call: () => T, firstError: unknown): Promise<Awaited<T>> {
+  let last = firstError;
+  for (let attempt = 0; attempt < def.options.maxRetries; attempt++) {
+    stats.retries++;
+    await sleep(backoff(attempt));
+    try {
+      stats.calls++;
+      return await call();
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<unknown[]> {
+  const fn = fnOf(def, node, rt);
+  const cols = args.map((d) => dataToValues(d) as unknown[]);
+  const out: unknown[] = new Array(n);
+  const argsAt = (i: number): unknown[] => cols.map((c) => c[i]);
+  const fail = (i: number, err: unknown): void => {
+    stats.errors++;
+    failures.push({ row: i, error: errText(err) });
+    out[i] = null;
+  };
+  if (def.kind === 'row') {
+    const pending: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = retriesSync(def, stats, () => fn(...argsAt(i)));
+      if (r.ok) {
+        if (isThenable(r.value)) {
+          // A plain function that returned a promise behaves like an async UDF.
+          pending.push(Promise.resolve(r.value).then((v) => { out[i] = v; }, (e: unknown) => fail(i, e)));
+        } else out[i] = r.value;
+      } else if (r.retry) {
+        pending.push(retryLater(def, stats, () => fn(...argsAt(i)), r.error).then((v) => { out[i] = v; }, (e: unknown) => fail(i, e)));
+      } else fail(i, r.error);
+    }
+    await Promise.all(pending);
+    return out;
+  }
+  // async: many calls in flight, capped per call by maxConcurrency (shared across batches).
+  const sem = rt.semaphore(def);
+  await Promise.all(Array.from({ length: n }, async (_, i) => {
+    await sem.acquire();
+    try {
+      out[i] = await withRetries(def, stats, () => fn(...argsAt(i)) as Promise<unknown>);
+    } catch (e) {
+      fail(i, e);
+    } finally {
+      sem.release();
+    }
+  }));
+  return out;
+}
+
+async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<{ values: unknown[]; parents: number[] }> {
+  const fn = fnOf(def, node, rt);
+  const cols = args.map((d) => dataToValues(d) as unknown[]);
+  const values: unknown[] = [];
+  const parents: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const start = values.length;
+    try {
+      await withRetries(def, stats, async () => {
+        values.length = start; // a retried row restarts its output
+        parents.length = start;
+        const gen = fn(...cols.map((c) => c[i])) as Iterable<unknown> | AsyncIterable<unknown>;
+        if (gen && typeof (gen as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+          for await (const v of gen as AsyncIterable<unknown>) { values.push(v); parents.push(i); }
+        } else if (gen && typeof (gen as Iterable<unknown>)[Symbol.iterator] === 'function') {
+          for (const v of gen as Iterable<unknown>) { values.push(v); parents.push(i); }
+        } else {
+          throw new TypeError(`generator UDF '${def.name}' did not return an iterator`);
+        }
+      });
+    } catch (e) {
+      values.length = start;
+      parents.length = start;
+      stats.errors++;
+      failures.push({ row: i, error: errText(e) });
+      // The row is kept, with a null output, unless the policy raises (below).
+      values.push(null);
+      parents.push(i);
+    }
+  }
+  return { values, parents };
+}
+
+function batchResultToData(def: UdfDefinition, result: unknown, n: number, offset: number): arrow.Data {
+  const type = def.returnDtype;
+  let data: arrow.Data;
+  if (result instanceof arrow.Vector) {
+    if (result.length !== n) throw new UdfError(`UDF '${def.name}' returned ${result.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
+    if (result.data.length === 1 && DataType.fromArrow(result.type).equals(type)) return result.data[0]!;
+    data = valuesToData(result.toArray() as unknown[], type, `UDF '${def.name}'`);
+  } else if (result && typeof result === 'object' && 'length' in result) {
+    const arr = result as ArrayLike<unknown>;
+    if (arr.length !== n) throw new UdfError(`UDF '${def.name}' returned ${arr.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
+    data = valuesToData(Array.isArray(arr) ? arr : Array.from(arr), type, `UDF '${def.name}'`);
+  } else {
+    throw new UdfError(`UDF '${def.name}' must return a Vector, a typed array or an array of ${n} values; got ${result === null ? 'null' : typeof result}`, def.name);
+  }
+  return data;
+}
+
+async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[], offset: number): Promise<arrow.Data> {
+  const fn = fnOf(def, node, rt);
+  const size = def.options.batchSize ?? n;
+  const pieces: arrow.Data[] = [];
+  for (let s = 0; s < n; s += size) {
+    const len = Math.min(size, n - s);
+    const vecs = args.map((d) => arrow.makeVector(d.slice(s, len)));
+    try {
+      const result = await withRetries(def, stats, () => fn(...vecs));
+      pieces.push(batchResultToData(def, result, len, offset + s));
+    } catch (e) {
+      if (e instanceof UdfError) throw e; // a contract violation is a bug, not a data error
+      stats.errors += len;
+      for (let i = 0; i < len; i++) failures.push({ row: s + i, error: errText(e) });
+      pieces.push(valuesToData(new Array(len).fill(null), def.returnDtype, def.name));
+    }
+  }
+  if (pieces.length === 1) return pieces[0]!;
+  const vec = new arrow.Vector(pieces);
+  return valuesToData(vec.toArray() as unknown[], def.returnDtype, def.name);
+}
+
+/** Writes failed rows (their UDF arguments and the error text) to the dead-letter directory. */
+async function writeDeadLetter(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], failures: Failure[]): Promise<string> {
+  const dir = def.options.deadLetter!;
+  mkdirSync(dir, { recursive: true });
+  const idx = Int32Array.from(failures, (f) => f.row);
+  const fields = args.map((d, i) => new Field(`arg${i}`, DataType.fromArrow(d.type)));
+  const argBatch = new arrow.RecordBatch(new Schema(fields).toArrow(), arrow.makeData({
+    type: new arrow.Struct(new Schema(fields).toArrow().fields), length: args[0]?.length ?? 0, nullCount: 0, children: args,
+  }));
+  const taken = args.length ? takeBatch(argBatch, idx) : null;
+  const udfCol = valuesToData(failures.map(() => def.name), DataType.utf8());
+  const errCol = valuesToData(failures.map((f) => f.error), DataType.utf8());
+  const rowCol = valuesToData(failures.map((f) => f.row), DataType.int64());
+  const allFields = [new Field('udf', DataType.utf8()), new Field('row', DataType.int64()), new Field('error', DataType.utf8()), ...fields];
+  const schema = new Schema(allFields);
+  const children = [udfCol, rowCol, errCol, ...(taken ? taken.data.children : [])];
+  const batch = new arrow.RecordBatch(schema.toArrow(), arrow.makeData({ type: new arrow.Struct(schema.toArrow().fields), length: failures.length, nullCount: 0, children }));
+  const path = join(dir, `dead-${def.name.replace(/[^\w.-]/g, '_')}-${randomUUID()}.parquet`);
+  // Write to a temporary name and rename, so a reader never sees half a file.
+  const tmp = `${path}.tmp`;
+  await writeParquetFile(tmp, [batch], { schema });
+  const { renameSync } = await import('node:fs');
+  renameSync(tmp, path);
+  void node;
+  return path;
+}
+
+/** Calls one UDF over a batch's argument columns. */
+export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime = runtime, offset = 0): Promise<CallResult> {
+  const def = getUdf(node.name);
+  const stats = rt.stats(def.name);
+  const failures: Failure[] = [];
+  const t0 = performance.now();
+  let result: CallResult;
+  await current.run(stats, async () => {
+    if (def.kind === 'generator') {
+      const { values, parents } = await callGenerator(def, node, args, n, rt, stats, failures);
+      result = { data: valuesToData(values, def.returnDtype, `UDF '${def.name}'`), parents: Int32Array.from(parents) };
+    } else if (def.kind === 'batch') {
+      result = { data: await callBatch(def, node, args, n, rt, stats, failures, offset) };
+    } else {
+      const values = await callRowWise(def, node, args, n, rt, stats, failures);
+      try {
+        result = { data: valuesToData(values, def.returnDtype, `UDF '${def.name}'`) };
+      } catch (e) {
+        throw new UdfError(`UDF '${def.name}' returned a value that is not ${def.returnDtype}: ${e instanceof Error ? e.message : String(e)}`, def.name, e);
+      }
+    }
+  });
+  stats.timeMs += performance.now() - t0;
+  stats.rowsIn += n;
+  stats.rowsOut += result!.data.length;
+  if (failures.length) {
+    let dl = '';
+    if (def.options.deadLetter) dl = ` (failed rows written to ${await writeDeadLetter(def, node, args, failures)})`;
+    const first = failures[0]!;
+    const msg = `UDF '${def.name}' failed on ${failures.length} row(s); first at row ${offset + first.row}: ${first.error}${dl}`;
+    if (def.options.onError === 'raise') throw new UdfError(msg, def.name);
+    if (def.options.onError === 'log') console.warn(`fanout: ${msg}; those rows get null`);
+  }
+  return result!;
+}
+
+// ------------------------------------------------------------------ projections and filters with UDFs
+
+function udfType(node: UdfCallNode): DataType {
+  return getUdf(node.name).returnDtype;
+}
+
+/** Evaluation context that knows UDF return types (for type inference during planning). */
+export const udfEvalContext: EvalContext = { udfType: (node: UdfCallNode) => udfType(node) };
+
+/**
+ * Computes every UDF call in `exprs` (innermost first; identical calls once) as temporary columns,
+ * and rewrites the expressions to read them. Generators expand the batch (other columns repeat).
+ */
+async function materializeUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNode[], rt: UdfRuntime, offset: number): Promise<{ batch: arrow.RecordBatch; exprs: ExprNode[] }> {
+  let current = batch;
+  const computed = new Map<string, string>();
+  let k = 0;
+  const rewrite = async (e: ExprNode): Promise<ExprNode> => {
+    // Post-order: rewrite arguments first so nested UDFs are computed before their consumers.
+    if (e.op === 'alias' || e.op === 'cast') return { ...e, expr: await rewrite(e.expr) };
+    if (e.op === 'call') {
+      const args: ExprNode[] = [];
+      for (const a of e.args) args.push(await rewrite(a));
+      return { ...e, args };
+    }
+    if (e.op !== 'udf') return e;
+    const args: ExprNode[] = [];
+    for (const a of e.args) args.push(await rewrite(a));
+    const node: UdfCallNode = { ...e, args };
+    const key = JSON.stringify(node);
+    const existing = computed.get(key);
+    if (existing) return { op: 'col', name: existing };
+    const name = `__udf_${k++}`;
+    const schema = Schema.fromArrow(current.schema);
+    const argData = args.map((a) => evaluate(a, current, schema));
+    const res = current.numRows ? await callUdf(node, argData, current.numRows, rt, offset) : { data: valuesToData([], udfType(node)) };
+    if (res.parents) current = takeBatch(current, res.parents);
+    current = appendColumn(current, name, res.data);
+    computed.set(key, name);
+    return { op: 'col', name };
+  };
+  const out: ExprNode[] = [];
+  for (const e of exprs) out.push(await rewrite(e));
+  return { batch: current, exprs: out };
+}
+
+function appendColumn(batch: arrow.RecordBatch, name: string, data: arrow.Data): arrow.RecordBatch {
+  const fields = [...batch.schema.fields, new arrow.Field(name, data.type, true)];
+  const schema = new arrow.Schema(fields);
+  return new arrow.RecordBatch(schema, arrow.makeData({
+    type: new arrow.Struct(fields), length: batch.numRows, nullCount: 0, children: [...batch.data.children, data],
+  }));
+}
+
+export async function projectWithUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNode[], outSchema: Schema, rt: UdfRuntime = runtime, offset = 0): Promise<arrow.RecordBatch> {
+  const m = await materializeUdfs(batch, exprs, rt, offset);
+  return projectBatch(m.batch, m.exprs, outSchema);
+}
+
+export async function filterWithUdfs(batch: arrow.RecordBatch, predicate: ExprNode, rt: UdfRuntime = runtime, offset = 0): Promise<arrow.RecordBatch> {
+  const m = await materializeUdfs(batch, [predicate], rt, offset);
+  const filtered = filterBatch(m.batch, m.exprs[0]!);
+  const schema = Schema.fromArrow(batch.schema);
+  return projectBatch(filtered, schema.names.map((n) => ({ op: 'col', name: n })), schema);
+}
+
+export function hasUdf(e: ExprNode): boolean {
+  let found = false;
+  mapExpr(e, (n) => { if (n.op === 'udf') found = true; return n; });
+  return found;
+}
+
+export type { JsValue };

@@ -1,0 +1,290 @@
+// User-defined functions: `func` (row-wise: sync, async, generator), `func.batch` (Arrow vectors in,
+// vector out) and `cls` (stateful, one instance per worker). Definitions register by name in this
+// module's registry; plans carry only the name (and a class handle's constructor arguments), and a
+// worker resolves it by importing the module that defined it.
+import type * as arrow from 'apache-arrow';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { DataType, type DataTypeJSON } from './datatypes.ts';
+import { encodeLiteral, Expr, toExpr, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
+
+export type OnError = 'raise' | 'log' | 'null';
+export type UdfKind = 'row' | 'async' | 'generator' | 'batch';
+
+/** Options shared by every UDF form. */
+export interface UdfOptions<T = never> {
+  /** Type of the values it returns (required: never inferred from sampled data). */
+  returnDtype: DataType<T>;
+  /** Stable identity used to ship plans to workers; defaults to the function / class name. */
+  name?: string;
+  /** Rows per call for batch UDFs, rows per dispatch for row-wise ones. */
+  batchSize?: number;
+  /** Parallel instances (worker threads, or child processes for GPU UDFs). */
+  concurrency?: number;
+  /** Async UDFs: calls in flight per instance (per call, not per batch). Default 16. */
+  maxConcurrency?: number;
+  numCpus?: number;
+  /** GPUs per instance: a fraction <= 1 (instances share a device) or a whole number. */
+  numGpus?: number;
+  memoryBytes?: number;
+  /** Retries per failing row (row-wise) or batch, with exponential backoff and jitter. Default 0. */
+  maxRetries?: number;
+  /** After retries: 'raise' fails the run, 'log' and 'null' give null for that row ('log' also warns). */
+  onError?: OnError;
+  /** Directory where failed rows and their error text are written as Parquet. */
+  deadLetter?: string;
+  /** With a struct returnDtype: spread its fields into columns. */
+  unnest?: boolean;
+}
+
+export interface ResolvedUdfOptions {
+  batchSize: number | null;
+  concurrency: number | null;
+  maxConcurrency: number;
+  numCpus: number;
+  numGpus: number;
+  memoryBytes: number | null;
+  maxRetries: number;
+  onError: OnError;
+  deadLetter: string | null;
+  unnest: boolean;
+}
+
+export interface UdfDefinition {
+  name: string;
+  kind: UdfKind;
+  returnDtype: DataType;
+  options: ResolvedUdfOptions;
+  /** file URL of the module that defined it, for workers to import; null if unknown. */
+  moduleUrl: string | null;
+  fn?: (...args: never[]) => unknown;
+  cls?: { ctor: new (...args: never[]) => object; method: string };
+}
+
+const registry = new Map<string, UdfDefinition>();
+
+/** The UDF registered under `name`, or an error listing the known ones. */
+export function getUdf(name: string): UdfDefinition {
+  const d = registry.get(name);
+  if (!d) {
+    const known = [...registry.keys()];
+    throw new Error(`unknown UDF '${name}'${known.length ? `; registered: ${known.join(', ')}` : '; none are registered (is the pipeline module imported?)'}`);
+  }
+  return d;
+}
+
+export function listUdfs(): UdfDefinition[] {
+  return [...registry.values()];
+}
+
+function register(def: UdfDefinition): void {
+  const prev = registry.get(def.name);
+  // Re-evaluating the same module (e.g. a worker importing it again) replaces; another module clashes.
+  if (prev && prev.moduleUrl !== def.moduleUrl) {
+    throw new Error(`duplicate UDF name '${def.name}': already defined in ${prev.moduleUrl ?? 'an unknown module'}; pass a distinct { name }`);
+  }
+  registry.set(def.name, def);
+}
+
+const THIS_FILE = import.meta.url;
+
+/** The module that called into this file, from the stack (file URL), so workers can import it. */
+function callerModule(): string | null {
+  const stack = new Error().stack ?? '';
+  for (const line of stack.split('\n').slice(1)) {
+    const m = /\(?((?:file:\/\/)?\/[^():]+\.(?:[cm]?[jt]s|tsx)):\d+:\d+\)?\s*$/.exec(line.trim());
+    if (!m) continue;
+    const url = m[1]!.startsWith('file://') ? m[1]! : pathToFileURL(m[1]!).href;
+    if (url === THIS_FILE || url.includes('/node_modules/')) continue;
+    return url;
+  }
+  return null;
+}
+
+function check(cond: boolean, name: string, option: string, msg: string): void {
+  if (!cond) throw new TypeError(`UDF '${name}': option '${option}' ${msg}`);
+}
+
+export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: ResolvedUdfOptions): ResolvedUdfOptions {
+  const posInt = (v: unknown): boolean => Number.isInteger(v) && (v as number) > 0;
+  if (o.batchSize !== undefined) check(posInt(o.batchSize), name, 'batchSize', `must be a positive integer, got ${String(o.batchSize)}`);
+  if (o.concurrency !== undefined) check(posInt(o.concurrency), name, 'concurrency', `must be a positive integer, got ${String(o.concurrency)}`);
+  if (o.maxConcurrency !== undefined) check(posInt(o.maxConcurrency), name, 'maxConcurrency', `must be a positive integer, got ${String(o.maxConcurrency)}`);
+  if (o.numCpus !== undefined) check(typeof o.numCpus === 'number' && o.numCpus > 0, name, 'numCpus', `must be > 0, got ${String(o.numCpus)}`);
+  if (o.numGpus !== undefined) {
+    const g = o.numGpus;
+    check(typeof g === 'number' && g >= 0 && (g <= 1 || Number.isInteger(g)), name, 'numGpus', `must be a fraction <= 1 or a whole number, got ${String(g)}`);
+  }
+  if (o.memoryBytes !== undefined) check(posInt(o.memoryBytes), name, 'memoryBytes', `must be a positive integer, got ${String(o.memoryBytes)}`);
+  if (o.maxRetries !== undefined) check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, name, 'maxRetries', `must be a non-negative integer, got ${String(o.maxRetries)}`);
+  if (o.onError !== undefined) check(['raise', 'log', 'null'].includes(o.onError), name, 'onError', `must be 'raise', 'log' or 'null', got ${String(o.onError)}`);
+  if (o.deadLetter !== undefined) check(typeof o.deadLetter === 'string' && o.deadLetter.length > 0, name, 'deadLetter', 'must be a directory path');
+  return {
+    batchSize: o.batchSize ?? base?.batchSize ?? null,
+    concurrency: o.concurrency ?? base?.concurrency ?? null,
+    maxConcurrency: o.maxConcurrency ?? base?.maxConcurrency ?? 16,
+    numCpus: o.numCpus ?? base?.numCpus ?? 1,
+    numGpus: o.numGpus ?? base?.numGpus ?? 0,
+    memoryBytes: o.memoryBytes ?? base?.memoryBytes ?? null,
+    maxRetries: o.maxRetries ?? base?.maxRetries ?? 0,
+    onError: o.onError ?? base?.onError ?? 'raise',
+    deadLetter: o.deadLetter ?? base?.deadLetter ?? null,
+    unnest: o.unnest ?? base?.unnest ?? false,
+  };
+}
+
+function checkReturn(name: string, dt: unknown, unnest: boolean): DataType {
+  if (!(dt instanceof DataType)) throw new TypeError(`UDF '${name}': option 'returnDtype' is required and must be a DataType (e.g. DataType.float64())`);
+  if (unnest && dt.kind !== 'struct') throw new TypeError(`UDF '${name}': 'unnest: true' needs a struct returnDtype, got ${dt}`);
+  return dt;
+}
+
+function kindOf(fn: (...args: never[]) => unknown): UdfKind {
+  const ctor = (fn as { constructor?: { name?: string } }).constructor?.name;
+  if (ctor === 'GeneratorFunction' || ctor === 'AsyncGeneratorFunction') return 'generator';
+  if (ctor === 'AsyncFunction') return 'async';
+  return 'row';
+}
+
+/** Element type of what a row-wise function produces (unwrapping promises and generators). */
+export type RowResult<R> = R extends AsyncGenerator<infer Y> ? Y : R extends Generator<infer Y> ? Y : R extends Promise<infer U> ? U : R;
+type Arg<T> = Expr<T> | Expr<Untyped> | (T extends Scalar ? T : never);
+type NonNull<T> = Exclude<T, null | undefined>;
+
+/** A defined UDF: call it with expressions (or constants) to get an expression. */
+export interface Udf<A extends unknown[], R> {
+  (...args: { [K in keyof A]: Arg<A[K]> }): Expr<R>;
+  readonly udfName: string;
+  readonly definition: UdfDefinition;
+}
+
+function callNode(name: string, args: readonly unknown[], init?: LiteralJSON[]): UdfCallNode {
+  const node: UdfCallNode = { op: 'udf', name, args: args.map((a) => toExpr(a as Scalar).node) };
+  if (init) node.init = init;
+  return node;
+}
+
+function makeUdf<A extends unknown[], R>(def: UdfDefinition): Udf<A, R> {
+  register(def);
+  const f = ((...args: unknown[]) => new Expr<R>(callNode(def.name, args))) as Udf<A, R>;
+  Object.defineProperty(f, 'udfName', { value: def.name });
+  Object.defineProperty(f, 'definition', { value: def });
+  return f;
+}
+
+/** Row-wise UDF: sync `(a, b) => v`, async `async (a) => v`, or generator `function* (a) { yield v }`. */
+function funcImpl<A extends unknown[], R>(
+  fn: (...args: A) => R,
+  opts: UdfOptions<NonNull<RowResult<R>>>,
+): Udf<A, RowResult<R>> {
+  if (typeof fn !== 'function') throw new TypeError('func(fn, opts) needs a function');
+  const name = opts?.name ?? fn.name;
+  if (!name) throw new TypeError('func(fn, opts): an anonymous function needs { name } (plans refer to UDFs by name)');
+  const options = resolveOptions(name, opts ?? {});
+  return makeUdf({
+    name, kind: kindOf(fn as (...args: never[]) => unknown), returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
+    moduleUrl: callerModule(), fn: fn as (...args: never[]) => unknown,
+  });
+}
+
+/** What a batch UDF may return: a Vector, a typed array, or a plain array of the batch's length. */
+export type BatchResult<T> = arrow.Vector | ArrayLike<number> | ArrayLike<bigint> | readonly (T | null)[];
+
+/** Batch UDF: receives one apache-arrow Vector per argument, returns one value per row. */
+function batchImpl<R>(
+  fn: (...vectors: arrow.Vector[]) => BatchResult<R> | Promise<BatchResult<R>>,
+  opts: UdfOptions<R>,
+): Udf<unknown[], R> {
+  if (typeof fn !== 'function') throw new TypeError('func.batch(fn, opts) needs a function');
+  const name = opts?.name ?? fn.name;
+  if (!name) throw new TypeError('func.batch(fn, opts): an anonymous function needs { name }');
+  const options = resolveOptions(name, opts ?? {});
+  return makeUdf({
+    name, kind: 'batch', returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
+    moduleUrl: callerModule(), fn: fn as (...args: never[]) => unknown,
+  });
+}
+
+export const func: typeof funcImpl & { batch: typeof batchImpl } = Object.assign(funcImpl, { batch: batchImpl });
+
+// ------------------------------------------------------------------ cls
+
+export interface MethodOptions<T = never> extends Partial<UdfOptions<T>> {
+  /** The method takes Arrow vectors and returns a batch result. */
+  batch?: boolean;
+}
+
+export interface ClsOptions<C> extends Partial<Omit<UdfOptions, 'returnDtype'>> {
+  /** Default returnDtype of methods. */
+  returnDtype?: DataType;
+  /** Per-method configuration; only configured methods (or all, with a class returnDtype) become UDFs. */
+  methods?: { [K in keyof C]?: MethodOptions };
+}
+
+type MethodsOf<C> = { [K in keyof C]: C[K] extends (...args: infer A) => infer R ? Udf<A extends arrow.Vector[] ? unknown[] : A, RowResult<R> extends BatchResult<infer E> ? E : RowResult<R>> : never };
+
+/** A class handle: `new Handle(...args)` records the arguments; instances are made per worker on first use. */
+export type ClsHandle<C extends new (...args: never[]) => object> = new (...args: ConstructorParameters<C>) => MethodsOf<InstanceType<C>>;
+
+function methodNames(proto: object): string[] {
+  const names = new Set<string>();
+  for (let p: object | null = proto; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    for (const k of Object.getOwnPropertyNames(p)) if (k !== 'constructor' && typeof (p as Record<string, unknown>)[k] === 'function') names.add(k);
+  }
+  return [...names];
+}
+
+/** Stateful UDF class: the constructor runs once per worker (e.g. load a model), methods run per batch or row. */
+export function cls<C extends new (...args: never[]) => object>(Class: C, opts: ClsOptions<InstanceType<C>> = {}): ClsHandle<C> {
+  if (typeof Class !== 'function') throw new TypeError('cls(Class, opts) needs a class');
+  const className = opts.name ?? Class.name;
+  if (!className) throw new TypeError('cls(Class, opts): an anonymous class needs { name }');
+  const moduleUrl = callerModule();
+  const { methods = {}, returnDtype, ...rest } = opts;
+  const base = resolveOptions(className, rest as Partial<UdfOptions>);
+  const available = methodNames(Class.prototype as object);
+  for (const m of Object.keys(methods)) {
+    if (!available.includes(m)) throw new TypeError(`cls '${className}': option methods.${m} names no method; methods: ${available.join(', ')}`);
+  }
+  const configured = Object.keys(methods).length ? Object.keys(methods) : returnDtype ? available : [];
+  if (!configured.length) throw new TypeError(`cls '${className}': configure at least one method in { methods } (or give a class-level returnDtype)`);
+  const defs = new Map<string, UdfDefinition>();
+  for (const m of configured) {
+    const mo = (methods as Record<string, MethodOptions | undefined>)[m] ?? {};
+    const name = `${className}.${m}`;
+    const options = resolveOptions(name, mo, base);
+    const fn = (Class.prototype as Record<string, (...args: never[]) => unknown>)[m]!;
+    const def: UdfDefinition = {
+      name, kind: mo.batch ? 'batch' : kindOf(fn), returnDtype: checkReturn(name, mo.returnDtype ?? returnDtype, options.unnest),
+      options, moduleUrl, cls: { ctor: Class, method: m },
+    };
+    register(def);
+    defs.set(m, def);
+  }
+  class Handle {
+    constructor(...args: unknown[]) {
+      let init: LiteralJSON[];
+      try {
+        init = args.map((a) => encodeLiteral(a as Scalar));
+      } catch {
+        throw new TypeError(`cls '${className}': constructor arguments must be plain values (they are shipped to workers as JSON)`);
+      }
+      for (const [m, def] of defs) {
+        const f = (...callArgs: unknown[]) => new Expr(callNode(def.name, callArgs, init));
+        Object.defineProperty(f, 'udfName', { value: def.name });
+        Object.defineProperty(f, 'definition', { value: def });
+        Object.defineProperty(this, m, { value: f, enumerable: true });
+      }
+    }
+  }
+  Object.defineProperty(Handle, 'name', { value: `${className}Handle` });
+  return Handle as unknown as ClsHandle<C>;
+}
+
+/** The file path of a UDF's defining module, for messages. */
+export function udfModulePath(def: UdfDefinition): string {
+  return def.moduleUrl ? fileURLToPath(def.moduleUrl) : '(unknown module)';
+}
+
+export function returnTypeOf(node: UdfCallNode): DataTypeJSON {
+  return getUdf(node.name).returnDtype.json;
+}
