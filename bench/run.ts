@@ -1,0 +1,138 @@
+// `npm run bench`: fanout against references run in the same process — DuckDB (SQL over the same
+// file) and hand-written typed-array loops — reported as ratios, never as pass/fail timings.
+// Writes bench/report.md. The 2M-row input is generated once into bench/data/.
+import { DuckDBInstance } from '@duckdb/node-api';
+import * as arrow from 'apache-arrow';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { col, DataType, fromColumns, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { writeParquetFile, warmParquet } from '../src/io/parquet.ts';
+
+const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
+const GROUP = 250_000;
+const dataDir = join(import.meta.dirname, 'data');
+const file = join(dataDir, `bench-${ROWS}.parquet`);
+const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
+
+function makeBatch(start: number, n: number): arrow.RecordBatch {
+  const cats = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta'];
+  const id = new BigInt64Array(n);
+  const x = new Float64Array(n);
+  const category: string[] = new Array(n);
+  const text: string[] = new Array(n);
+  let s = start + 1;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    id[i] = BigInt(start + i);
+    x[i] = s / 2147483648;
+    category[i] = cats[(start + i) % 8]!;
+    text[i] = `row ${start + i} lorem ipsum dolor sit amet ${s.toString(36)}`;
+  }
+  return new arrow.Table({
+    id: arrow.makeVector(id), x: arrow.makeVector(x),
+    category: arrow.vectorFromArray(category, new arrow.Utf8()), text: arrow.vectorFromArray(text, new arrow.Utf8()),
+  }).batches[0]!;
+}
+
+async function ensureData(): Promise<void> {
+  if (existsSync(file)) return;
+  mkdirSync(dataDir, { recursive: true });
+  console.log(`generating ${ROWS} rows into ${file} ...`);
+  function* batches(): Generator<arrow.RecordBatch> {
+    for (let s = 0; s < ROWS; s += 65_536) yield makeBatch(s, Math.min(65_536, ROWS - s));
+  }
+  await writeParquetFile(file, batches(), { rowGroupSize: GROUP });
+}
+
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < REPEAT; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+async function drain(df: { stream(): AsyncIterable<arrow.RecordBatch> }): Promise<number> {
+  let n = 0;
+  for await (const b of df.stream()) n += b.numRows;
+  return n;
+}
+
+const rows: [string, string, string, string][] = [];
+function report(what: string, ms: number, refMs: number | null, refName: string): void {
+  const rate = `${(ROWS / 1e6 / (ms / 1000)).toFixed(1)} M rows/s`;
+  const ratio = refMs === null ? '' : `${(ms / refMs).toFixed(2)}× ${refName}`;
+  rows.push([what, `${ms.toFixed(0)} ms`, rate, ratio]);
+  console.log(`${what.padEnd(58)} ${ms.toFixed(0).padStart(6)} ms  ${rate.padStart(16)}  ${ratio}`);
+}
+
+await ensureData();
+await warmParquet();
+const sizeMb = statSync(file).size / 2 ** 20;
+console.log(`input: ${ROWS} rows, ${sizeMb.toFixed(1)} MiB, row groups of ${GROUP}\n`);
+
+// --- DuckDB reference (same process, same file)
+const duck = await DuckDBInstance.create(':memory:');
+const conn = await duck.connect();
+const sqlPipeline = `SELECT count(*) AS n, sum(y) AS s FROM (SELECT id, x * 2 + 1 AS y FROM read_parquet('${file}') WHERE x > 0.5)`;
+await conn.run(sqlPipeline);
+const duckMs = await time(() => conn.run(sqlPipeline));
+const duckRows = Number((await (await conn.run(sqlPipeline)).getRows())[0]![0]);
+
+// --- fanout: scan -> filter -> project -> x*2+1, all batches streamed
+const pipeline = () => readParquet(file).where(col('x').gt(0.5)).select('id', col('x').mul(2).add(1).alias('y'));
+for (const [label, opts] of [['fanout pipeline, 1 thread', { workers: false }], ['fanout pipeline, 2 workers', { workers: true, parallelism: 2 }]] as const) {
+  setRunner('native', opts);
+  const n = await drain(pipeline());
+  if (n !== duckRows) throw new Error(`row count mismatch: fanout ${n}, duckdb ${duckRows}`);
+  report(label, await time(() => drain(pipeline())), duckMs, 'DuckDB');
+}
+report('DuckDB same query (2 threads)', duckMs, null, '');
+
+// --- scan throughput: all columns vs two
+setRunner('native', { workers: false });
+const allMs = await time(() => drain(readParquet(file)));
+const twoMs = await time(() => drain(readParquet(file).select('id', 'x')));
+report('scan all 4 columns, 1 thread', allMs, null, '');
+report('scan 2 of 4 columns (id, x), 1 thread', twoMs, allMs, 'all columns');
+
+// --- compute: x*2+1 in memory vs a hand-written loop
+const xs = new Float64Array(ROWS);
+for (let i = 0; i < ROWS; i++) xs[i] = (i % 1000) / 1000;
+const handMs = await time(async () => {
+  const out = new Float64Array(ROWS);
+  for (let i = 0; i < ROWS; i++) out[i] = xs[i]! * 2 + 1;
+  return out;
+});
+const mem = fromColumns({ x: xs });
+report('hand loop x*2+1 (typed arrays)', handMs, null, '');
+report('fanout expression x*2+1 (in memory)', await time(() => drain(mem.select(col('x').mul(2).add(1).alias('y')))), handMs, 'hand loop');
+
+// --- UDFs: row-wise and batch vs the hand loop
+const rowUdf = func((x: number) => x * 2 + 1, { returnDtype: DataType.float64(), name: 'bench.row' });
+const batchUdf = func.batch((v: arrow.Vector) => {
+  const src = v.data.length === 1 ? (v.data[0]!.values as Float64Array) : (v.toArray() as Float64Array);
+  const out = new Float64Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = src[i]! * 2 + 1;
+  return out;
+}, { returnDtype: DataType.float64(), name: 'bench.batch' });
+const chunked = fromColumns({ x: xs });
+report('row-wise func x*2+1 (in memory)', await time(() => drain(chunked.select(rowUdf(col('x')).alias('y')))), handMs, 'hand loop');
+report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(batchUdf(col('x')).alias('y')))), handMs, 'hand loop');
+
+await shutdownWorkers();
+const md = [
+  `# fanout bench — ${new Date().toISOString()}`,
+  '',
+  `Input: ${ROWS} rows (id int64, x float64, category utf8, text utf8), ${sizeMb.toFixed(1)} MiB snappy Parquet, row groups of ${GROUP}. Median of ${REPEAT} runs. Machine: ${process.arch}, Node ${process.version}.`,
+  '',
+  '| what | time | throughput | ratio |',
+  '|---|---|---|---|',
+  ...rows.map((r) => `| ${r.join(' | ')} |`),
+  '',
+].join('\n');
+writeFileSync(join(import.meta.dirname, 'report.md'), md);
+console.log('\nwrote bench/report.md');
