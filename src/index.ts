@@ -16,3 +16,5 @@ export type { UdfOptions, ClsOptions, MethodOptions, Udf, ClsHandle, OnError, Ud
 export { metrics, UdfError } from './udf-exec.ts';
 export type { RunMetrics, UdfStats } from './udf-exec.ts';
 export type { Untyped, ValueOf } from './expressions.ts';
+export { createOnnxSession, runFloatModel, onnxProviders } from './onnx.ts';
+export type { OnnxSessionOptions, OnnxProvider } from './onnx.ts';

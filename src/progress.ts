@@ -38,6 +38,8 @@ export function startProgress(label: string, partitions: number, udfNames: reado
     format: '{label} [{bar}] {value}/{total} partitions | {rows} rows | {rate} rows/s',
     barsize: 24,
     fps: 5,
+    noTTYOutput: true, // only reached when forced on (FANOUT_PROGRESS=1) or on a TTY
+    notTTYSchedule: 1000,
   }, cliProgress.Presets.shades_classic);
   const t0 = performance.now();
   let rows = 0;

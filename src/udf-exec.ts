@@ -11,6 +11,8 @@ import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from
 import { decodeLiteral, mapExpr, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { writeParquetFile } from './io/parquet.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
+import { concatData } from './kernels/concat.ts';
+import { arrayCtor, mkData, type TypedArray } from './kernels/data.ts';
 
 // ------------------------------------------------------------------ metrics
 
@@ -151,6 +153,8 @@ function backoff(attempt: number): number {
 interface Failure {
   row: number;
   error: string;
+  /** The original error, so a raised UdfError keeps its stack. */
+  cause?: unknown;
 }
 
 interface CallResult {
@@ -181,16 +185,6 @@ async function withRetries<T>(def: UdfDefinition, stats: UdfStats, call: () => T
   }
 }
 
-function retriesSync<T>(def: UdfDefinition, stats: UdfStats, call: () => T): { ok: true; value: T } | { ok: false; error: unknown; retry: boolean } {
-  // Sync functions: the first attempt runs without any await (the hot path); retries go async.
-  try {
-    stats.calls++;
-    return { ok: true, value: call() };
-  } catch (error) {
-    return { ok: false, error, retry: def.options.maxRetries > 0 };
-  }
-}
-
 /** The remaining `maxRetries` attempts after a failed first one, with backoff. */
 async function retryLater<T>(def: UdfDefinition, stats: UdfStats, call: () => T, firstError: unknown): Promise<Awaited<T>> {
   let last = firstError;
@@ -211,30 +205,53 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
+/**
+ * Values of an argument column, indexable by row: a null-free numeric column is read straight from
+ * its typed array (no copy); everything else is decoded to JS values once.
+ */
+function isNumeric(t: arrow.DataType): boolean {
+  return t.typeId === arrow.Type.Int || t.typeId === arrow.Type.Float;
+}
+
+function argValues(d: arrow.Data): ArrayLike<unknown> {
+  if (d.nullCount === 0 && isNumeric(d.type) && d.values) {
+    return d.values as ArrayLike<unknown>;
+  }
+  return dataToValues(d);
+}
+
 async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<unknown[]> {
   const fn = fnOf(def, node, rt);
-  const cols = args.map((d) => dataToValues(d) as unknown[]);
+  const cols = args.map(argValues);
   const out: unknown[] = new Array(n);
   const argsAt = (i: number): unknown[] => cols.map((c) => c[i]);
   const fail = (i: number, err: unknown): void => {
     stats.errors++;
-    failures.push({ row: i, error: errText(err) });
+    failures.push({ row: i, error: errText(err), cause: err });
     out[i] = null;
   };
   if (def.kind === 'row') {
     const pending: Promise<void>[] = [];
+    const [c0, c1, c2] = cols;
+    const arity = cols.length;
     for (let i = 0; i < n; i++) {
-      const r = retriesSync(def, stats, () => fn(...argsAt(i)));
-      if (r.ok) {
-        if (isThenable(r.value)) {
-          // A plain function that returned a promise behaves like an async UDF.
-          pending.push(Promise.resolve(r.value).then((v) => { out[i] = v; }, (e: unknown) => fail(i, e)));
-        } else out[i] = r.value;
-      } else if (r.retry) {
-        pending.push(retryLater(def, stats, () => fn(...argsAt(i)), r.error).then((v) => { out[i] = v; }, (e: unknown) => fail(i, e)));
-      } else fail(i, r.error);
+      let v: unknown;
+      try {
+        // Direct calls for the common arities: no per-row argument array.
+        v = arity === 1 ? fn(c0![i]) : arity === 2 ? fn(c0![i], c1![i]) : arity === 3 ? fn(c0![i], c1![i], c2![i]) : arity === 0 ? fn() : fn(...argsAt(i));
+      } catch (error) {
+        if (def.options.maxRetries > 0) {
+          pending.push(retryLater(def, stats, () => fn(...argsAt(i)), error).then((r) => { out[i] = r; }, (e: unknown) => fail(i, e)));
+        } else fail(i, error);
+        continue;
+      }
+      if (isThenable(v)) {
+        // A plain function that returned a promise behaves like an async UDF.
+        pending.push(Promise.resolve(v).then((r) => { out[i] = r; }, (e: unknown) => fail(i, e)));
+      } else out[i] = v;
     }
-    await Promise.all(pending);
+    stats.calls += n;
+    if (pending.length) await Promise.all(pending);
     return out;
   }
   // async: many calls in flight, capped per call by maxConcurrency (shared across batches).
@@ -254,7 +271,7 @@ async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Da
 
 async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<{ values: unknown[]; parents: number[] }> {
   const fn = fnOf(def, node, rt);
-  const cols = args.map((d) => dataToValues(d) as unknown[]);
+  const cols = args.map(argValues);
   const values: unknown[] = [];
   const parents: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -276,7 +293,7 @@ async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.
       values.length = start;
       parents.length = start;
       stats.errors++;
-      failures.push({ row: i, error: errText(e) });
+      failures.push({ row: i, error: errText(e), cause: e });
       // The row is kept, with a null output, unless the policy raises (below).
       values.push(null);
       parents.push(i);
@@ -295,7 +312,12 @@ function batchResultToData(def: UdfDefinition, result: unknown, n: number, offse
   } else if (result && typeof result === 'object' && 'length' in result) {
     const arr = result as ArrayLike<unknown>;
     if (arr.length !== n) throw new UdfError(`UDF '${def.name}' returned ${arr.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
-    data = valuesToData(Array.isArray(arr) ? arr : Array.from(arr), type, `UDF '${def.name}'`);
+    const at = type.toArrow();
+    // A typed array of exactly the column's physical type becomes its values buffer, no copy.
+    if (ArrayBuffer.isView(arr) && isNumeric(at) && arr.constructor === arrayCtor(at)) {
+      return mkData(at, n, null, arr as unknown as TypedArray);
+    }
+    data = valuesToData(arr as readonly unknown[], type, `UDF '${def.name}'`);
   } else {
     throw new UdfError(`UDF '${def.name}' must return a Vector, a typed array or an array of ${n} values; got ${result === null ? 'null' : typeof result}`, def.name);
   }
@@ -315,13 +337,12 @@ async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arrow.Data
     } catch (e) {
       if (e instanceof UdfError) throw e; // a contract violation is a bug, not a data error
       stats.errors += len;
-      for (let i = 0; i < len; i++) failures.push({ row: s + i, error: errText(e) });
+      for (let i = 0; i < len; i++) failures.push({ row: s + i, error: errText(e), cause: e });
       pieces.push(valuesToData(new Array(len).fill(null), def.returnDtype, def.name));
     }
   }
   if (pieces.length === 1) return pieces[0]!;
-  const vec = new arrow.Vector(pieces);
-  return valuesToData(vec.toArray() as unknown[], def.returnDtype, def.name);
+  return concatData(pieces, def.returnDtype.toArrow());
 }
 
 /** Writes failed rows (their UDF arguments and the error text) to the dead-letter directory. */
@@ -380,8 +401,9 @@ export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, 
     let dl = '';
     if (def.options.deadLetter) dl = ` (failed rows written to ${await writeDeadLetter(def, node, args, failures)})`;
     const first = failures[0]!;
-    const msg = `UDF '${def.name}' failed on ${failures.length} row(s); first at row ${offset + first.row}: ${first.error}${dl}`;
-    if (def.options.onError === 'raise') throw new UdfError(msg, def.name);
+    const where = def.kind === 'batch' ? `rows ${offset + first.row}..${offset + failures[failures.length - 1]!.row}` : `row ${offset + first.row}`;
+    const msg = `UDF '${def.name}' failed on ${failures.length} row(s); first at ${where}: ${first.error}${dl}`;
+    if (def.options.onError === 'raise') throw new UdfError(msg, def.name, first.cause);
     if (def.options.onError === 'log') console.warn(`fanout: ${msg}; those rows get null`);
   }
   return result!;

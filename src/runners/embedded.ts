@@ -224,8 +224,13 @@ export async function* streamPartitions(
   if (!placement) {
     if (handle) handle.usedWorkers = false;
     for (const t of tasks) {
-      yield { index: t.index, batches: runPartition(t, execCtx) };
-      if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+      const run = runPartition(t, execCtx);
+      // Metrics are collected when the partition's stream ends, before the consumer reports it done.
+      const batches = (async function* () {
+        yield* run;
+        if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+      })();
+      yield { index: t.index, batches };
     }
     return;
   }
