@@ -15,7 +15,7 @@ import { optimize, explodeSchema } from './optimizer.ts';
 import { buildPhysicalPlan, physicalPlanToString, type PartitionTask, type PhysicalPlan } from './physical.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner } from './runner.ts';
-import { executeSinks, executeStream, streamPartitions, type RunHandle } from './runners/embedded.ts';
+import { describePlacement, executeSinks, executeStream, streamPartitions, type RunHandle } from './runners/embedded.ts';
 import type { ExecContext, MemorySources } from './executor.ts';
 import { startProgress } from './progress.ts';
 import { getUdf } from './udf.ts';
@@ -275,7 +275,7 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
       parts.push('== Unoptimized Logical Plan ==', planToString(this.plan), '');
       parts.push('== Optimized Logical Plan ==', planToString(optimized), '');
     }
-    parts.push('== Physical Plan ==', physicalPlanToString(physical, getRunner().options.parallelism));
+    parts.push('== Physical Plan ==', physicalPlanToString(physical, describePlacement(physical, getRunner().options)));
     return parts.join('\n');
   }
 

@@ -243,7 +243,7 @@ function mb(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
-export function physicalPlanToString(p: PhysicalPlan, parallelism: number): string {
+export function physicalPlanToString(p: PhysicalPlan, placement: { parallelism: number; where: string }): string {
   const lines: string[] = [];
   const push = (s: string): void => {
     if (lines.length) lines.push('|');
@@ -251,8 +251,7 @@ export function physicalPlanToString(p: PhysicalPlan, parallelism: number): stri
   };
   for (const op of [...p.globalOps].reverse()) push(`${opToString(op)}  [global]`);
   if (p.globalOps.length) push(`Merge: ${p.partitions.length} partition(s) in order`);
-  const workers = Math.min(parallelism, p.partitions.length);
-  push(`Stage 0: ${p.partitions.length} partition(s), parallelism ${workers}`);
+  push(`Stage 0: ${p.partitions.length} partition(s), parallelism ${placement.parallelism} (${placement.where})`);
   for (const u of p.udfs) lines.push(`|   ${describeUdf(u)}`);
   for (const op of [...p.partitionOps].reverse()) push(opToString(op));
   const s = p.scan;

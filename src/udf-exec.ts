@@ -220,15 +220,44 @@ function argValues(d: arrow.Data): ArrayLike<unknown> {
   return dataToValues(d);
 }
 
-async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<unknown[]> {
+/**
+ * Output of a row-wise call. Float results go straight into a Float64Array/Float32Array (a JS array
+ * would box every double); anything else (nulls, wrong types) is kept aside for the checked path.
+ */
+class RowOutput {
+  readonly floats: Float64Array | Float32Array | null;
+  readonly generic: unknown[] | null;
+  private others: Map<number, unknown> | null = null;
+  constructor(readonly type: DataType, n: number) {
+    const k = type.kind;
+    this.floats = k === 'float64' ? new Float64Array(n) : k === 'float32' ? new Float32Array(n) : null;
+    this.generic = this.floats ? null : new Array<unknown>(n);
+  }
+  set(i: number, v: unknown): void {
+    if (this.floats !== null && typeof v === 'number') this.floats[i] = v;
+    else if (this.generic !== null) this.generic[i] = v;
+    else (this.others ??= new Map()).set(i, v);
+  }
+  toData(what: string): arrow.Data {
+    if (this.floats !== null && this.others === null) return mkData(this.type.toArrow(), this.floats.length, null, this.floats);
+    let values = this.generic;
+    if (values === null) {
+      values = Array.from(this.floats!);
+      for (const [i, v] of this.others!) values[i] = v;
+    }
+    return valuesToData(values, this.type, what);
+  }
+}
+
+async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<RowOutput> {
   const fn = fnOf(def, node, rt);
   const cols = args.map(argValues);
-  const out: unknown[] = new Array(n);
+  const out = new RowOutput(def.returnDtype, n);
   const argsAt = (i: number): unknown[] => cols.map((c) => c[i]);
   const fail = (i: number, err: unknown): void => {
     stats.errors++;
     failures.push({ row: i, error: errText(err), cause: err });
-    out[i] = null;
+    out.set(i, null);
   };
   if (def.kind === 'row') {
     const pending: Promise<void>[] = [];
@@ -241,14 +270,14 @@ async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Da
         v = arity === 1 ? fn(c0![i]) : arity === 2 ? fn(c0![i], c1![i]) : arity === 3 ? fn(c0![i], c1![i], c2![i]) : arity === 0 ? fn() : fn(...argsAt(i));
       } catch (error) {
         if (def.options.maxRetries > 0) {
-          pending.push(retryLater(def, stats, () => fn(...argsAt(i)), error).then((r) => { out[i] = r; }, (e: unknown) => fail(i, e)));
+          pending.push(retryLater(def, stats, () => fn(...argsAt(i)), error).then((r) => { out.set(i, r); }, (e: unknown) => fail(i, e)));
         } else fail(i, error);
         continue;
       }
       if (isThenable(v)) {
         // A plain function that returned a promise behaves like an async UDF.
-        pending.push(Promise.resolve(v).then((r) => { out[i] = r; }, (e: unknown) => fail(i, e)));
-      } else out[i] = v;
+        pending.push(Promise.resolve(v).then((r) => { out.set(i, r); }, (e: unknown) => fail(i, e)));
+      } else out.set(i, v);
     }
     stats.calls += n;
     if (pending.length) await Promise.all(pending);
@@ -259,7 +288,7 @@ async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Da
   await Promise.all(Array.from({ length: n }, async (_, i) => {
     await sem.acquire();
     try {
-      out[i] = await withRetries(def, stats, () => fn(...argsAt(i)) as Promise<unknown>);
+      out.set(i, await withRetries(def, stats, () => fn(...argsAt(i)) as Promise<unknown>));
     } catch (e) {
       fail(i, e);
     } finally {
@@ -388,7 +417,7 @@ export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, 
     } else {
       const values = await callRowWise(def, node, args, n, rt, stats, failures);
       try {
-        result = { data: valuesToData(values, def.returnDtype, `UDF '${def.name}'`) };
+        result = { data: values.toData(`UDF '${def.name}'`) };
       } catch (e) {
         throw new UdfError(`UDF '${def.name}' returned a value that is not ${def.returnDtype}: ${e instanceof Error ? e.message : String(e)}`, def.name, e);
       }

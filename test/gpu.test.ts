@@ -39,7 +39,10 @@ describe('GPU instances', () => {
     const log = join(tempDir(), 'probe1.log');
     writeFileSync(log, '');
     const p = new Probe1(log);
-    const rows = await readParquet(dir).withColumn('d', p.probe(col('x'))).select('id', 'd').toRows();
+    const df = readParquet(dir).withColumn('d', p.probe(col('x'))).select('id', 'd');
+    assert.match(await df.explain(), /parallelism 4 \(GPU processes on 4 device\(s\)\)/);
+    assert.match(await df.explain(), /UDF Probe1\.probe: cls async, returns utf8, concurrency 4, maxConcurrency 16, numCpus 1, numGpus 1/);
+    const rows = await df.toRows();
     assert.equal(rows.length, 1600);
     const seen = devicesSeen(log);
     assert.deepEqual([...new Set(seen)], ['0', '1', '2', '3']);

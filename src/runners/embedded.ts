@@ -98,6 +98,23 @@ function gpuEnvs(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Record<string,
   return slots.map((d) => ({ CUDA_VISIBLE_DEVICES: d }));
 }
 
+/** How explain describes where a plan's partitions will run (no side effects, no warnings). */
+export function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { parallelism: number; where: string } {
+  const gpu = plan.udfs.filter((u) => u.options.numGpus > 0);
+  if (gpu.length && plan.scan.format !== 'memory') {
+    const total = detectGpus();
+    if (total > 0) {
+      const caps = gpu.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
+      const slots = gpuSlots(Math.max(...gpu.map((u) => u.options.numGpus)), total, caps.length ? Math.min(...caps) : null);
+      return { parallelism: slots.length, where: `GPU processes on ${total} device(s)` };
+    }
+  }
+  const p = Math.min(effectiveParallelism(plan, o), Math.max(1, plan.partitions.length));
+  const threads = plan.scan.format !== 'memory' && p > 1 && plan.partitions.length > 1 && o.workers !== false &&
+    (o.workers === true || plan.scan.bytes >= o.workerThresholdBytes);
+  return { parallelism: threads ? p : 1, where: threads ? 'worker threads' : 'in-process' };
+}
+
 interface Placement {
   pool: WorkerPool;
   parallelism: number;
