@@ -1,0 +1,345 @@
+// A serverless run's life, as functions the Lambda and ECS entrypoints call: plan it (stages and
+// partitions, written to the work bucket), run one partition of a stage, run a GPU worker slot,
+// finalize (check every shard, commit the output, sum metrics) or record a failure.
+// Shard keys are deterministic, so a retried partition overwrites its shard, never duplicates it.
+import * as arrow from 'apache-arrow';
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Schema, type SchemaJSON } from '../datatypes.ts';
+import type { DataFrame } from '../dataframe.ts';
+import { applyOps, runPartition } from '../executor.ts';
+import { writeParquetFile } from '../io/parquet.ts';
+import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
+import { optimize } from '../optimizer.ts';
+import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
+import { mergeMetrics, runtime, type RunMetrics } from '../udf-exec.ts';
+import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
+import { getJson, NotFoundError, putJson, type ObjectStore } from './store.ts';
+
+export const PLAN_VERSION = 1;
+
+export interface RunOutput {
+  uri: string;
+  format: 'parquet' | 'csv';
+  mode: 'error' | 'overwrite' | 'append';
+}
+
+/** Everything a worker needs, stored at runs/<runId>/plan.json (never in a state-machine payload). */
+export interface RunPlan {
+  version: number;
+  runId: string;
+  /** Module that registers the pipeline's UDFs when imported (null: none needed). */
+  pipeline: string | null;
+  createdAt: string;
+  schema: SchemaJSON;
+  /** Stage-0 sources, one per partition. */
+  sources: SourceJSON[];
+  stages: StageJSON[];
+  /** Operators over the merged result (e.g. a global limit), run by Finalize. */
+  globalOps: OpJSON[];
+  output: RunOutput | null;
+}
+
+/** What the Plan step returns to the state machine: small, whatever the partition count. */
+export interface PlanSummary {
+  runId: string;
+  workBucket: string;
+  stages: { index: number; executor: StageJSON['executor']; partitions: number; concurrency: number; slots: number; itemsKey: string }[];
+}
+
+export const keys = {
+  plan: (runId: string) => `runs/${runId}/plan.json`,
+  items: (runId: string, stage: number) => `runs/${runId}/stage-${stage}/items.json`,
+  shard: (runId: string, stage: number, partition: number) => `runs/${runId}/stage-${stage}/part-${String(partition).padStart(5, '0')}.arrow`,
+  result: (runId: string, partition: number) => `runs/${runId}/result/part-${String(partition).padStart(5, '0')}.${'parquet'}`,
+  metrics: (runId: string, stage: number, partition: number) => `runs/${runId}/stage-${stage}/metrics-${String(partition).padStart(5, '0')}.json`,
+  summary: (runId: string) => `runs/${runId}/summary.json`,
+  failure: (runId: string) => `runs/${runId}/failure.json`,
+  stagePrefix: (runId: string, stage: number) => `runs/${runId}/stage-${stage}/`,
+  resultPrefix: (runId: string) => `runs/${runId}/result/`,
+  /** Where a run without an output commits its result (read back by the runner). */
+  output: (runId: string) => `runs/${runId}/output`,
+};
+
+export function newRunId(): string {
+  return `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Builds the run plan for a DataFrame (its plan is optimized and split into stages here). */
+export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline: string | null; output?: RunOutput | null; targetPartitionBytes?: number; stageOptions?: StageOptions }): RunPlan {
+  if (df.plan.type === 'in_memory' || hasMemorySource(df)) {
+    throw new Error('the serverless runner reads its input from files (readParquet / readCsv on s3:// or local paths); in-memory DataFrames run on the embedded runner');
+  }
+  const physical = buildPhysicalPlan(optimize(df.plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
+  const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
+  return {
+    version: PLAN_VERSION,
+    runId: opts.runId ?? newRunId(),
+    pipeline: opts.pipeline,
+    createdAt: new Date().toISOString(),
+    schema: physical.schema,
+    sources: physical.partitions.map((p) => p.source),
+    stages,
+    globalOps: physical.globalOps,
+    output: opts.output ?? null,
+  };
+}
+
+function hasMemorySource(df: DataFrame<object>): boolean {
+  let n = df.plan;
+  while ('input' in n) n = n.input;
+  return n.type === 'in_memory';
+}
+
+/** Writes the plan and each stage's partition index list; returns the small summary. */
+export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket: string): Promise<PlanSummary> {
+  await putJson(store, keys.plan(plan.runId), plan);
+  const n = plan.sources.length;
+  const stages = [];
+  for (const s of plan.stages) {
+    const itemsKey = keys.items(plan.runId, s.index);
+    // Map ItemReader input: partition indices (or worker slots for GPU stages).
+    await putJson(store, itemsKey, Array.from({ length: s.executor === 'lambda' ? n : s.slots }, (_, i) => i));
+    stages.push({ index: s.index, executor: s.executor, partitions: n, concurrency: s.concurrency, slots: s.slots, itemsKey });
+  }
+  return { runId: plan.runId, workBucket, stages };
+}
+
+const planCache = new Map<string, RunPlan>();
+
+export async function loadPlan(store: ObjectStore, runId: string): Promise<RunPlan> {
+  let p = planCache.get(runId);
+  if (!p) {
+    try {
+      p = await getJson<RunPlan>(store, keys.plan(runId));
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new Error(`run ${runId}: no plan at ${store.uri(keys.plan(runId))}`);
+      throw e;
+    }
+    if (p.version !== PLAN_VERSION) throw new Error(`run ${runId}: plan version ${p.version}, this worker understands ${PLAN_VERSION}`);
+    planCache.set(runId, p);
+  }
+  return p;
+}
+
+/** Imports the pipeline module so its UDFs register by name (once per process). */
+const imported = new Set<string>();
+export async function importPipeline(spec: string | null): Promise<void> {
+  if (!spec || imported.has(spec)) return;
+  await import(spec);
+  imported.add(spec);
+}
+
+async function* readShard(store: ObjectStore, key: string): AsyncGenerator<arrow.RecordBatch> {
+  const reader = await arrow.RecordBatchReader.from(await store.stream(key));
+  for await (const b of reader) yield b;
+}
+
+async function* ipcStream(batches: AsyncIterable<arrow.RecordBatch>, schema: arrow.Schema): AsyncGenerator<Uint8Array> {
+  const writer = new arrow.RecordBatchStreamWriter();
+  const out = writer.toDOMStream();
+  const reader = out.getReader();
+  const pump = (async () => {
+    writer.reset(undefined, schema);
+    for await (const b of batches) writer.write(new arrow.RecordBatch(schema, b.data));
+    writer.finish();
+  })();
+  let failure: unknown = null;
+  pump.catch((e: unknown) => { failure = e; writer.abort(); });
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    yield value as Uint8Array;
+  }
+  await pump.catch(() => undefined);
+  if (failure) throw failure;
+}
+
+/** Written next to each shard once it is complete: its size and the UDF metrics of the partition. */
+interface PartitionMarker {
+  rows: number;
+  bytes: number;
+  metrics: RunMetrics;
+}
+
+export interface PartitionResult {
+  runId: string;
+  stage: number;
+  partition: number;
+  rows: number;
+  bytes: number;
+  key: string;
+}
+
+/** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
+export async function runStagePartition(store: ObjectStore, runId: string, stageIndex: number, partition: number): Promise<PartitionResult> {
+  const plan = await loadPlan(store, runId);
+  const stage = plan.stages[stageIndex];
+  if (!stage) throw new Error(`run ${runId}: no stage ${stageIndex} (plan has ${plan.stages.length})`);
+  if (!Number.isInteger(partition) || partition < 0 || partition >= plan.sources.length) {
+    throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
+  }
+  await importPipeline(plan.pipeline);
+  runtime.takeMetrics(); // a warm container starts each partition's metrics from zero
+  const input: AsyncIterable<arrow.RecordBatch> = stageIndex === 0
+    ? runPartition({ index: partition, source: plan.sources[partition]!, ops: [] })
+    : readShard(store, keys.shard(runId, stageIndex - 1, partition));
+  const batches = applyOps(input, stage.ops);
+  const last = stageIndex === plan.stages.length - 1;
+  const schema = Schema.fromJSON(last ? plan.schema : stageSchema(plan, stageIndex));
+  let rows = 0;
+  const counted = (async function* () {
+    for await (const b of batches) {
+      rows += b.numRows;
+      yield b;
+    }
+  })();
+  let key: string;
+  let bytes: number;
+  if (last) {
+    key = keys.result(runId, partition);
+    const uri = store.uri(key);
+    if (!uri.startsWith('s3://')) await mkdir(dirname(uri), { recursive: true });
+    bytes = (await writeParquetFile(uri, counted, { schema })).bytes;
+  } else {
+    key = keys.shard(runId, stageIndex, partition);
+    bytes = await store.upload(key, ipcStream(counted, schema.toArrow()));
+  }
+  const marker: PartitionMarker = { rows, bytes, metrics: runtime.takeMetrics() };
+  await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
+  return { runId, stage: stageIndex, partition, rows, bytes, key };
+}
+
+/** Output schema of a stage: the schema of its last projection/explode, else its input's. */
+function stageSchema(plan: RunPlan, stageIndex: number): SchemaJSON {
+  for (let s = stageIndex; s >= 0; s--) {
+    const ops = plan.stages[s]!.ops;
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const op = ops[i]!;
+      if (op.type === 'project' || op.type === 'explode') return op.schema;
+    }
+  }
+  const src = plan.sources[0];
+  if (src && (src.kind === 'parquet' || src.kind === 'csv')) return src.schema;
+  return plan.schema;
+}
+
+/** An ECS GPU task: processes partitions slot, slot + slots, ... so its model loads once. */
+export async function runGpuSlot(store: ObjectStore, runId: string, stageIndex: number, slot: number, slots: number): Promise<PartitionResult[]> {
+  const plan = await loadPlan(store, runId);
+  const out: PartitionResult[] = [];
+  for (let p = slot; p < plan.sources.length; p += slots) out.push(await runStagePartition(store, runId, stageIndex, p));
+  return out;
+}
+
+export interface RunSummary {
+  runId: string;
+  status: 'SUCCEEDED' | 'FAILED';
+  rows: number;
+  files: WrittenFile[];
+  metrics: RunMetrics;
+  error?: string;
+  failedPartitions?: { stage: number; partitions: number[] }[];
+  finishedAt: string;
+}
+
+async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage: number; partitions: number[] }[]> {
+  const missing: { stage: number; partitions: number[] }[] = [];
+  for (const s of plan.stages) {
+    const last = s.index === plan.stages.length - 1;
+    const present = new Set(await store.list(last ? keys.resultPrefix(plan.runId) : keys.stagePrefix(plan.runId, s.index)));
+    const parts: number[] = [];
+    for (let p = 0; p < plan.sources.length; p++) {
+      if (!present.has(last ? keys.result(plan.runId, p) : keys.shard(plan.runId, s.index, p))) parts.push(p);
+    }
+    if (parts.length) missing.push({ stage: s.index, partitions: parts });
+  }
+  return missing;
+}
+
+async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promise<(PartitionMarker | null)[]> {
+  return Promise.all(plan.sources.map(async (_, p) => {
+    try {
+      return await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+  }));
+}
+
+async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics> {
+  const total: RunMetrics = {};
+  for (const s of plan.stages) for (const m of await markers(store, plan, s.index)) if (m) mergeMetrics(total, m.metrics);
+  return total;
+}
+
+/**
+ * Finalize: every stage complete, then the result is committed — to the output (files copied under
+ * its _temporary, renamed, manifest written last) or, without an output, a manifest in the run's
+ * result prefix. Global operators (a limit) run here over the ordered result.
+ */
+export async function finalizeRun(store: ObjectStore, runId: string): Promise<RunSummary> {
+  const plan = await loadPlan(store, runId);
+  await importPipeline(plan.pipeline);
+  const missing = await missingShards(store, plan);
+  if (missing.length) {
+    const what = missing.map((m) => `stage ${m.stage}: partitions ${m.partitions.slice(0, 20).join(', ')}${m.partitions.length > 20 ? ', …' : ''}`).join('; ');
+    throw new Error(`run ${runId} is incomplete (${what}); nothing was committed`);
+  }
+  const schema = Schema.fromJSON(plan.schema);
+  const resultKeys = plan.sources.map((_, p) => keys.result(runId, p));
+  const target = plan.output?.uri ?? store.uri(keys.output(runId));
+  const writer = await DatasetWriter.begin(target, { format: plan.output?.format ?? 'parquet', mode: plan.output?.mode ?? 'overwrite' });
+  try {
+    let parts: WrittenFile[];
+    if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
+      // One ordered pass over the shards through the global operators.
+      const { readParquetBatches } = await import('../io/parquet.ts');
+      const all = (async function* () {
+        for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema });
+      })();
+      parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { schema })];
+    } else {
+      const last = await markers(store, plan, plan.stages.length - 1);
+      parts = [];
+      for (let p = 0; p < resultKeys.length; p++) {
+        const rows = last[p]?.rows ?? 0;
+        // Empty partitions leave no file, unless all are empty (one keeps the schema).
+        if (rows === 0 && (parts.length || p < resultKeys.length - 1)) continue;
+        const dest = writer.partPath(p);
+        await store.copy(resultKeys[p]!, dest);
+        parts.push({ path: dest, rows, bytes: last[p]?.bytes ?? 0 });
+      }
+    }
+    const files = await writer.commit(parts);
+    const summary: RunSummary = {
+      runId, status: 'SUCCEEDED', rows: files.reduce((n, f) => n + f.rows, 0), files,
+      metrics: await sumMetrics(store, plan), finishedAt: new Date().toISOString(),
+    };
+    await putJson(store, keys.summary(runId), summary);
+    return summary;
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
+
+/** The failure path: records what failed (which partitions have no shard) and the error. */
+export async function recordFailure(store: ObjectStore, runId: string, error: string): Promise<RunSummary> {
+  let failedPartitions: RunSummary['failedPartitions'] = [];
+  let metrics: RunMetrics = {};
+  try {
+    const plan = await loadPlan(store, runId);
+    failedPartitions = await missingShards(store, plan);
+    metrics = await sumMetrics(store, plan);
+  } catch {
+    // No plan (the Plan step itself failed): the error says why.
+  }
+  const summary: RunSummary = { runId, status: 'FAILED', rows: 0, files: [], metrics, error, failedPartitions, finishedAt: new Date().toISOString() };
+  await putJson(store, keys.failure(runId), summary);
+  return summary;
+}
+
+export type { PartitionTask };

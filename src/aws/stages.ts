@@ -1,0 +1,101 @@
+// Splits a physical plan into stages at resource boundaries for the serverless runner: operators
+// that need no GPU fuse into CPU stages (Lambda); an operator calling a UDF with numGpus > 0 starts
+// a GPU stage (ECS GPU tasks), and cheap operators after it (no UDF) stay with it rather than
+// paying another S3 round trip.
+import type { OpJSON, PhysicalPlan } from '../physical.ts';
+import { udfsOf } from '../physical.ts';
+
+export type StageExecutor = 'lambda' | 'ecs-gpu';
+
+export interface StageJSON {
+  index: number;
+  executor: StageExecutor;
+  /** Operators run over each partition of this stage. Stage 0 also reads the scan. */
+  ops: OpJSON[];
+  /** UDF names called by the stage. */
+  udfs: string[];
+  /** Partition tasks in flight at most (Map MaxConcurrency), from the UDFs' `concurrency`. */
+  concurrency: number;
+  /** GPU stages: ECS tasks (worker slots); each processes partitions i with i % slots == slot. */
+  slots: number;
+  /** Lambda memory (MiB) derived from the UDFs' memoryBytes/numCpus (1,769 MiB buys one vCPU). */
+  memoryMiB: number;
+  numGpus: number;
+}
+
+export interface StageOptions {
+  /** Cap on CPU fan-out when no UDF sets one. */
+  maxConcurrency: number;
+  /** GPU workers when the UDFs do not say (their concurrency). */
+  defaultGpuSlots: number;
+  /** Lambda memory floor (MiB). */
+  lambdaMemoryMiB: number;
+}
+
+export const DEFAULT_STAGE_OPTIONS: StageOptions = { maxConcurrency: 1000, defaultGpuSlots: 1, lambdaMemoryMiB: 1769 };
+
+function opUsesGpu(op: OpJSON): boolean {
+  return udfsOf([op]).some((u) => u.options.numGpus > 0);
+}
+
+function opHasUdf(op: OpJSON): boolean {
+  return udfsOf([op]).length > 0;
+}
+
+export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STAGE_OPTIONS): StageJSON[] {
+  const groups: { executor: StageExecutor; ops: OpJSON[] }[] = [{ executor: 'lambda', ops: [] }];
+  for (const op of plan.partitionOps) {
+    const cur = groups[groups.length - 1]!;
+    const want: StageExecutor | null = opUsesGpu(op) ? 'ecs-gpu' : opHasUdf(op) ? 'lambda' : null;
+    if (want === null || want === cur.executor) {
+      cur.ops.push(op);
+    } else if (groups.length === 1 && !cur.ops.some(opHasUdf)) {
+      // Nothing but the scan and cheap operators so far: let the GPU tasks read the input themselves.
+      cur.executor = want;
+      cur.ops.push(op);
+    } else {
+      groups.push({ executor: want, ops: [op] });
+    }
+  }
+  return groups.map((g, index) => {
+    const udfs = udfsOf(g.ops);
+    const caps = udfs.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
+    const numGpus = Math.max(0, ...udfs.map((u) => u.options.numGpus));
+    const memBytes = Math.max(0, ...udfs.map((u) => u.options.memoryBytes ?? 0));
+    const cpus = Math.max(1, ...udfs.map((u) => u.options.numCpus));
+    const memoryMiB = Math.min(10240, Math.max(opts.lambdaMemoryMiB, Math.ceil(memBytes / 2 ** 20), Math.ceil(cpus * 1769)));
+    const concurrency = Math.max(1, Math.min(opts.maxConcurrency, plan.partitions.length || 1, ...(caps.length ? caps : [opts.maxConcurrency])));
+    const slots = g.executor === 'ecs-gpu' ? Math.max(1, Math.min(plan.partitions.length || 1, caps.length ? Math.min(...caps) : opts.defaultGpuSlots)) : 0;
+    return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus };
+  });
+}
+
+/** Rough cost model for explain: assumes ~50 MB/s of uncompressed input per vCPU-second. */
+export function estimateCost(plan: PhysicalPlan, stage: StageJSON): string {
+  const perPartitionBytes = plan.scan.uncompressedBytes / Math.max(1, plan.partitions.length);
+  const vcpus = Math.max(1, stage.memoryMiB / 1769);
+  const seconds = Math.max(0.1, perPartitionBytes / (50e6 * vcpus));
+  if (stage.executor === 'lambda') {
+    const gbSeconds = plan.partitions.length * seconds * (stage.memoryMiB / 1024);
+    return `~${gbSeconds.toFixed(gbSeconds < 10 ? 2 : 0)} Lambda GB-s`;
+  }
+  const gpuHours = (plan.partitions.length * seconds) / 3600 * Math.max(1, stage.numGpus);
+  return `~${gpuHours.toFixed(3)} GPU-h`;
+}
+
+export function stagesToString(plan: PhysicalPlan, stages: StageJSON[]): string {
+  const lines = ['== Stages (aws) =='];
+  for (const s of stages) {
+    const where = s.executor === 'lambda'
+      ? `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
+      : `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}`;
+    lines.push(`Stage ${s.index}: ${where}, ${estimateCost(plan, s)}`);
+    if (s.index === 0) lines.push(`  reads: ${plan.scan.format} scan, ${plan.scan.files} file(s), row groups ${plan.scan.rowGroupsSelected}/${plan.scan.rowGroupsTotal}`);
+    for (const op of s.ops) {
+      const names = udfsOf([op]).map((u) => u.name);
+      lines.push(`  ${op.type}${names.length ? ` [${names.join(', ')}]` : ''}`);
+    }
+  }
+  if (plan.globalOps.length) lines.push(`Finalize: ${plan.globalOps.map((o) => o.type).join(', ')} over the merged result`);
+  return lines.join('\n');
+}

@@ -1,0 +1,83 @@
+// The serverless run lifecycle (plan → stage partitions → finalize) over a directory-backed object
+// store: the same functions the Lambda and ECS entrypoints call, without any AWS service.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { col, readParquet, setRunner } from 'fanout';
+import { finalizeRun, keys, planRun, preparePlan, recordFailure, runGpuSlot, runStagePartition } from '../src/aws/run.ts';
+import { splitStages } from '../src/aws/stages.ts';
+import { LocalStore } from '../src/aws/store.ts';
+import { double, gpuScore, tagged } from './fixtures/udfs.ts';
+import { tempDir, writeSample } from './helpers.ts';
+
+let input: string;
+const pipelineModule = new URL('./fixtures/udfs.ts', import.meta.url).href;
+
+before(async () => {
+  input = tempDir();
+  for (let i = 0; i < 3; i++) await writeSample(join(input, `f${i}.parquet`), i * 3000, 3000, 1000);
+  setRunner('native', { workers: false });
+});
+
+function pipeline() {
+  return readParquet(input)
+    .where(col('x').gt(0.2))
+    .withColumns({ y: double(col('x')), t: tagged(col('category')) })
+    .withColumn('g', gpuScore(col('y')))
+    .select('id', 'y', 't', 'g');
+}
+
+describe('serverless run lifecycle', () => {
+  it('splits stages at the GPU boundary', () => {
+    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
+    assert.equal(plan.sources.length, 9, 'one partition per row group');
+    assert.deepEqual(plan.stages[1]!.udfs, ['fixtures.gpuScore']);
+    assert.equal(JSON.parse(JSON.stringify(plan)).stages.length, 2, 'plans are JSON');
+  });
+
+  it('runs every partition of every stage and commits the same result as the embedded runner', async () => {
+    const work = new LocalStore(tempDir());
+    const out = join(tempDir(), 'out');
+    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    const summary = await preparePlan(work, plan, 'work-bucket');
+    assert.ok(JSON.stringify(summary).length < 2048, 'the state machine payload stays small');
+    for (const p of Array.from({ length: 9 }, (_, i) => i)) await runStagePartition(work, plan.runId, 0, p);
+    // GPU stage: two worker slots share the partitions.
+    await Promise.all([0, 1].map((slot) => runGpuSlot(work, plan.runId, 1, slot, 2)));
+    // A retried partition overwrites its shard (deterministic keys): run one again.
+    await runStagePartition(work, plan.runId, 1, 4);
+    const result = await finalizeRun(work, plan.runId);
+    assert.equal(result.status, 'SUCCEEDED');
+    assert.ok(existsSync(join(out, '_SUCCESS')));
+    const got = await readParquet(out).toRows();
+    const want = await pipeline().toRows();
+    assert.deepEqual(got, want);
+    assert.equal(result.rows, want.length);
+    assert.equal(result.metrics['fixtures.tagged']!.counters['seen'], want.length);
+    // Partition 4 ran twice, but its marker was overwritten: metrics count each partition once.
+    assert.equal(result.metrics['fixtures.gpuScore']!.rowsIn, want.length);
+    assert.ok(await work.exists(keys.summary(plan.runId)));
+  });
+
+  it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {
+    const work = new LocalStore(tempDir());
+    const out = join(tempDir(), 'out');
+    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    await preparePlan(work, plan, 'work-bucket');
+    for (let p = 0; p < 9; p++) if (p !== 5) await runStagePartition(work, plan.runId, 0, p);
+    await assert.rejects(() => finalizeRun(work, plan.runId), /stage 0: partitions 5/);
+    assert.ok(!existsSync(join(out, '_SUCCESS')));
+    const failure = await recordFailure(work, plan.runId, 'partition 5 failed');
+    assert.deepEqual(failure.failedPartitions?.[0], { stage: 0, partitions: [5] });
+  });
+
+  it('a pipeline without GPU UDFs is one lambda stage; a GPU-first pipeline reads its input on the GPU tasks', () => {
+    const cpu = planRun(readParquet(input).withColumn('y', double(col('x'))), { pipeline: null });
+    assert.deepEqual(cpu.stages.map((s) => s.executor), ['lambda']);
+    const gpu = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))), { pipeline: null });
+    assert.deepEqual(gpu.stages.map((s) => s.executor), ['ecs-gpu']);
+    void splitStages;
+  });
+});
