@@ -11,7 +11,7 @@ import { writeCsvFile } from './io/csv.ts';
 import { writeParquetFile } from './io/parquet.ts';
 import type { OpJSON, PartitionTask, SourceJSON } from './physical.ts';
 import type { ProgressSink } from './progress.ts';
-import { filterWithUdfs, hasUdf, projectWithUdfs, runtime, type RunMetrics } from './udf-exec.ts';
+import { filterWithUdfs, hasUdf, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
 /** In-memory sources by id (fromRecords, fromArrow, collected results). */
 export type MemorySources = ReadonlyMap<string, readonly arrow.RecordBatch[]>;
@@ -74,13 +74,13 @@ async function* scanFiltered(
 }
 
 /** Applies one operator to a stream. */
-export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJSON): AsyncGenerator<arrow.RecordBatch> {
+export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJSON, rt: UdfRuntime = runtime): AsyncGenerator<arrow.RecordBatch> {
   switch (op.type) {
     case 'filter': {
       const udf = hasUdf(op.predicate);
       let offset = 0;
       for await (const b of input) {
-        const out = udf ? await filterWithUdfs(b, op.predicate, runtime, offset) : filterBatch(b, op.predicate);
+        const out = udf ? await filterWithUdfs(b, op.predicate, rt, offset) : filterBatch(b, op.predicate);
         offset += b.numRows;
         if (out.numRows) yield out;
       }
@@ -96,7 +96,7 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
       for await (const b of input) {
         // Empty batches never reach a UDF.
         if (!b.numRows) continue;
-        const out = await projectWithUdfs(b, op.exprs, schema, runtime, offset);
+        const out = await projectWithUdfs(b, op.exprs, schema, rt, offset);
         offset += b.numRows;
         if (out.numRows) yield out;
       }
@@ -123,9 +123,9 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
   }
 }
 
-export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly OpJSON[]): AsyncIterable<arrow.RecordBatch> {
+export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly OpJSON[], rt: UdfRuntime = runtime): AsyncIterable<arrow.RecordBatch> {
   let stream = input;
-  for (const op of ops) stream = applyOp(stream, op);
+  for (const op of ops) stream = applyOp(stream, op, rt);
   return stream;
 }
 

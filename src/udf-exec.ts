@@ -65,6 +65,14 @@ export class UdfRuntime {
   private inflight = new Map<string, Semaphore>();
   constructorCalls = 0;
 
+  /** A runtime with its own metrics that shares this one's class instances and in-flight caps. */
+  fork(): UdfRuntime {
+    const f = new UdfRuntime();
+    f.instances = this.instances;
+    f.inflight = this.inflight;
+    return f;
+  }
+
   stats(name: string): UdfStats {
     return (this.metrics[name] ??= emptyStats());
   }

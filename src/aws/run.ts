@@ -181,11 +181,12 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
   }
   await importPipeline(plan.pipeline);
-  runtime.takeMetrics(); // a warm container starts each partition's metrics from zero
+  // Own metrics per partition (partitions may run side by side in one process); shared class instances.
+  const rt = runtime.fork();
   const input: AsyncIterable<arrow.RecordBatch> = stageIndex === 0
     ? runPartition({ index: partition, source: plan.sources[partition]!, ops: [] })
     : readShard(store, keys.shard(runId, stageIndex - 1, partition));
-  const batches = applyOps(input, stage.ops);
+  const batches = applyOps(input, stage.ops, rt);
   const last = stageIndex === plan.stages.length - 1;
   const schema = Schema.fromJSON(last ? plan.schema : stageSchema(plan, stageIndex));
   let rows = 0;
@@ -206,7 +207,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     key = keys.shard(runId, stageIndex, partition);
     bytes = await store.upload(key, ipcStream(counted, schema.toArrow()));
   }
-  const marker: PartitionMarker = { rows, bytes, metrics: runtime.takeMetrics() };
+  const marker: PartitionMarker = { rows, bytes, metrics: rt.takeMetrics() };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
   return { runId, stage: stageIndex, partition, rows, bytes, key };
 }
