@@ -15,6 +15,8 @@ import { optimize, explodeSchema } from './optimizer.ts';
 import { buildPhysicalPlan, physicalPlanToString, type PartitionTask, type PhysicalPlan } from './physical.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner } from './runner.ts';
+import { runOnAws } from './runners/aws.ts';
+import { splitStages, stagesToString } from './aws/stages.ts';
 import { describePlacement, executeSinks, executeStream, streamPartitions, type RunHandle } from './runners/embedded.ts';
 import type { ExecContext, MemorySources } from './executor.ts';
 import { startProgress } from './progress.ts';
@@ -29,6 +31,8 @@ type Row = object;
 export interface ExplainOptions {
   /** Also print the unoptimized and optimized logical plans. */
   showAll?: boolean;
+  /** Also print the serverless stages (always shown when the runner is 'aws'). */
+  stages?: boolean;
 }
 
 export interface WriteOptions {
@@ -180,6 +184,14 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   /** @internal streams the result batches in order */
   stream(plan: PlanNode = this.plan, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
     if (this.materialized && plan === this.plan) return this.materialized.stream();
+    if (getRunner().name === 'aws' && !isInMemory(plan)) {
+      // The cluster computes the result; it is read back from the work bucket.
+      const self = this;
+      return (async function* () {
+        const df = plan === self.plan ? await self.collect() : await new DataFrame(plan, self.memory).collect();
+        yield* df.stream();
+      })();
+    }
     const { physical } = this.physical(plan);
     const ctx: ExecContext = { ...this.context(), metrics: {} };
     const self = this;
@@ -200,6 +212,16 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   async collect(): Promise<DataFrame<R>> {
     if (this.materialized) return this.materialized;
     if (this.plan.type === 'in_memory') return this;
+    const runner = getRunner();
+    if (runner.name === 'aws' && !isInMemory(this.plan)) {
+      const summary = await runOnAws(this as DataFrame<object>, runner.aws!, null);
+      const batches: arrow.RecordBatch[] = [];
+      for await (const b of readCommitted(summary.files.map((f) => f.path), this.schema)) batches.push(b);
+      this.metrics = summary.metrics;
+      this.materialized = inMemory<R>(this.schema, batches);
+      this.materialized.metrics = this.metrics;
+      return this.materialized;
+    }
     const batches: arrow.RecordBatch[] = [];
     for await (const b of this.stream()) batches.push(b);
     this.materialized = inMemory<R>(this.schema, batches);
@@ -231,6 +253,17 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   /** Each partition's result, in order, as a materialized DataFrame. */
   async *iterPartitions(): AsyncGenerator<DataFrame<R>> {
+    const runner = getRunner();
+    if (runner.name === 'aws' && !isInMemory(this.plan)) {
+      const summary = await runOnAws(this as DataFrame<object>, runner.aws!, null);
+      this.metrics = summary.metrics;
+      for (const f of summary.files) {
+        const batches: arrow.RecordBatch[] = [];
+        for await (const b of readCommitted([f.path], this.schema)) batches.push(b);
+        yield inMemory<R>(this.schema, batches);
+      }
+      return;
+    }
     const { physical } = this.physical();
     if (physical.globalOps.length) {
       // A global limit makes the whole result one partition.
@@ -276,6 +309,10 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
       parts.push('== Optimized Logical Plan ==', planToString(optimized), '');
     }
     parts.push('== Physical Plan ==', physicalPlanToString(physical, describePlacement(physical, getRunner().options)));
+    if (getRunner().name === 'aws' || opts.stages) {
+      const run = buildPhysicalPlan(optimized, { targetPartitionBytes: getRunner().aws?.targetPartitionBytes ?? 128 << 20 });
+      parts.push('', stagesToString(run, splitStages(run)));
+    }
     return parts.join('\n');
   }
 
@@ -291,6 +328,12 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   private async write(dir: string, format: 'parquet' | 'csv', opts: WriteOptions): Promise<DataFrame<WrittenFileRow>> {
     if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
+    const runner = getRunner();
+    if (runner.name === 'aws' && !isInMemory(this.plan) && !this.materialized) {
+      const summary = await runOnAws(this as DataFrame<object>, runner.aws!, { uri: dir, format, mode: opts.mode ?? 'error' });
+      this.metrics = summary.metrics;
+      return filesFrame(summary.files);
+    }
     const writer = await DatasetWriter.begin(dir, { format, mode: opts.mode ?? 'error' });
     const ctx: ExecContext = { ...(this.materialized ?? this).context(), metrics: {} };
     try {
@@ -314,11 +357,7 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
       }
       const files = await writer.commit(parts);
       this.metrics = ctx.metrics!;
-      return fromColumns({
-        path: files.map((f) => f.path),
-        rows: BigInt64Array.from(files, (f) => BigInt(f.rows)),
-        bytes: BigInt64Array.from(files, (f) => BigInt(f.bytes)),
-      }) as unknown as DataFrame<WrittenFileRow>;
+      return filesFrame(files);
     } catch (err) {
       await writer.abort();
       throw err;
@@ -328,6 +367,26 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   toString(): string {
     return `DataFrame(${this.schema.fields.map((f) => `${f.name}: ${f.type}`).join(', ')})`;
   }
+}
+
+function isInMemory(plan: PlanNode): boolean {
+  let n = plan;
+  while ('input' in n) n = n.input;
+  return n.type === 'in_memory';
+}
+
+/** Reads committed result files with the embedded executor (whatever the current runner). */
+async function* readCommitted(files: string[], schema: Schema): AsyncGenerator<arrow.RecordBatch> {
+  const { readParquetBatches } = await import('./io/parquet.ts');
+  for (const f of files) yield* readParquetBatches(f, { schema });
+}
+
+function filesFrame(files: readonly WrittenFile[]): DataFrame<WrittenFileRow> {
+  return fromColumns({
+    path: files.map((f) => f.path),
+    rows: BigInt64Array.from(files, (f) => BigInt(f.rows)),
+    bytes: BigInt64Array.from(files, (f) => BigInt(f.bytes)),
+  }) as unknown as DataFrame<WrittenFileRow>;
 }
 
 /** A UDF call with `unnest: true` becomes one column per struct field (the call itself runs once). */

@@ -18,3 +18,5 @@ export type { RunMetrics, UdfStats } from './udf-exec.ts';
 export type { Untyped, ValueOf } from './expressions.ts';
 export { createOnnxSession, runFloatModel, onnxProviders } from './onnx.ts';
 export type { OnnxSessionOptions, OnnxProvider } from './onnx.ts';
+export type { AwsRunnerOptions } from './runners/aws.ts';
+export { RunFailedError } from './runners/aws.ts';

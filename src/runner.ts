@@ -1,17 +1,37 @@
-// Which runner executes actions, and its options. The embedded runner is the default; the AWS
-// runner (Step Functions fan-out) registers itself here in a later module.
+// Which runner executes actions, and its options. The embedded runner ('native', in-process plus
+// worker threads) is the default; 'aws' fans stages out through Step Functions to Lambda and ECS.
 import { resolveEmbeddedOptions, type EmbeddedOptions, type ResolvedEmbeddedOptions } from './runners/embedded.ts';
+import type { AwsRunnerOptions } from './runners/aws.ts';
 
-export type RunnerName = 'native';
+export type RunnerName = 'native' | 'aws';
 
-let current: { name: RunnerName; options: ResolvedEmbeddedOptions } = { name: 'native', options: resolveEmbeddedOptions() };
-
-/** Selects the runner for subsequent actions. `'native'` is the embedded runner (in-process + worker threads). */
-export function setRunner(name: 'native', options?: EmbeddedOptions): void {
-  if (name !== 'native') throw new Error(`unknown runner '${String(name)}'; available: 'native'`);
-  current = { name, options: resolveEmbeddedOptions(options) };
+export interface CurrentRunner {
+  name: RunnerName;
+  /** Embedded options: the whole run when native; reading results and local work when aws. */
+  options: ResolvedEmbeddedOptions;
+  aws: AwsRunnerOptions | null;
 }
 
-export function getRunner(): { name: RunnerName; options: ResolvedEmbeddedOptions } {
+let current: CurrentRunner = { name: 'native', options: resolveEmbeddedOptions(), aws: null };
+
+/** Selects the runner for subsequent actions: `'native'` (embedded) or `'aws'` (Step Functions). */
+export function setRunner(name: 'native', options?: EmbeddedOptions): void;
+export function setRunner(name: 'aws', options: AwsRunnerOptions): void;
+export function setRunner(name: RunnerName, options?: EmbeddedOptions | AwsRunnerOptions): void {
+  if (name === 'native') {
+    current = { name, options: resolveEmbeddedOptions(options as EmbeddedOptions | undefined), aws: null };
+    return;
+  }
+  if (name === 'aws') {
+    const o = options as AwsRunnerOptions | undefined;
+    if (!o || typeof o.stateMachineArn !== 'string' || !o.stateMachineArn) throw new TypeError("setRunner('aws', options): 'stateMachineArn' is required");
+    if (typeof o.workBucket !== 'string' || !o.workBucket) throw new TypeError("setRunner('aws', options): 'workBucket' is required");
+    current = { name, options: current.options, aws: o };
+    return;
+  }
+  throw new Error(`unknown runner '${String(name)}'; available: 'native', 'aws'`);
+}
+
+export function getRunner(): CurrentRunner {
   return current;
 }

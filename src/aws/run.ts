@@ -29,8 +29,8 @@ export interface RunOutput {
 export interface RunPlan {
   version: number;
   runId: string;
-  /** Module that registers the pipeline's UDFs when imported (null: none needed). */
-  pipeline: string | null;
+  /** Module(s) that register the pipeline's UDFs when imported (null: none needed). */
+  pipeline: string | string[] | null;
   createdAt: string;
   schema: SchemaJSON;
   /** Stage-0 sources, one per partition. */
@@ -67,7 +67,7 @@ export function newRunId(): string {
 }
 
 /** Builds the run plan for a DataFrame (its plan is optimized and split into stages here). */
-export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline: string | null; output?: RunOutput | null; targetPartitionBytes?: number; stageOptions?: StageOptions }): RunPlan {
+export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline: string | string[] | null; output?: RunOutput | null; targetPartitionBytes?: number; stageOptions?: StageOptions }): RunPlan {
   if (df.plan.type === 'in_memory' || hasMemorySource(df)) {
     throw new Error('the serverless runner reads its input from files (readParquet / readCsv on s3:// or local paths); in-memory DataFrames run on the embedded runner');
   }
@@ -125,10 +125,17 @@ export async function loadPlan(store: ObjectStore, runId: string): Promise<RunPl
 
 /** Imports the pipeline module so its UDFs register by name (once per process). */
 const imported = new Set<string>();
-export async function importPipeline(spec: string | null): Promise<void> {
-  if (!spec || imported.has(spec)) return;
-  await import(spec);
-  imported.add(spec);
+
+/** A deployed worker's bundle names its own pipeline (FANOUT_PIPELINE); a plan's URL is the planner's. */
+function planPipeline(plan: RunPlan): string | string[] | null {
+  return process.env['FANOUT_PIPELINE'] ? null : plan.pipeline;
+}
+export async function importPipeline(spec: string | string[] | null): Promise<void> {
+  for (const m of spec === null ? [] : Array.isArray(spec) ? spec : [spec]) {
+    if (imported.has(m)) continue;
+    await import(m);
+    imported.add(m);
+  }
 }
 
 async function* readShard(store: ObjectStore, key: string): AsyncGenerator<arrow.RecordBatch> {
@@ -180,7 +187,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   if (!Number.isInteger(partition) || partition < 0 || partition >= plan.sources.length) {
     throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
   }
-  await importPipeline(plan.pipeline);
+  await importPipeline(planPipeline(plan));
   // Own metrics per partition (partitions may run side by side in one process); shared class instances.
   const rt = runtime.fork();
   const input: AsyncIterable<arrow.RecordBatch> = stageIndex === 0
@@ -283,7 +290,7 @@ async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics
  */
 export async function finalizeRun(store: ObjectStore, runId: string): Promise<RunSummary> {
   const plan = await loadPlan(store, runId);
-  await importPipeline(plan.pipeline);
+  await importPipeline(planPipeline(plan));
   const missing = await missingShards(store, plan);
   if (missing.length) {
     const what = missing.map((m) => `stage ${m.stage}: partitions ${m.partitions.slice(0, 20).join(', ')}${m.partitions.length > 20 ? ', …' : ''}`).join('; ');
