@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import * as arrow from 'apache-arrow';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON, type TimeUnit } from '../datatypes.ts';
 import { batchSegments, statFile } from './paths.ts';
+import { createS3WriteStream, isS3Uri, noteS3Objects, openS3ReadStream, s3Hint, s3Sync, type S3WriteStream } from './s3.ts';
 
 export interface CsvOptions {
   /** Default ',' (tab for *.tsv files). */
@@ -841,6 +842,36 @@ function readPrefixSync(file: string, enough: (buf: Buffer, end: number, eof: bo
   }
 }
 
+/** readPrefixSync for an S3 object: ranged GETs of 64 KiB, doubling, through the sync facade. */
+function readPrefixSyncS3(uri: string, size: number, etag: string, enough: (buf: Buffer, end: number, eof: boolean) => boolean): { buf: Buffer; end: number; eof: boolean } {
+  let buf: Buffer = Buffer.alloc(0);
+  let want = 1 << 16;
+  for (;;) {
+    const upto = Math.min(size, want);
+    const more = s3Sync.range(uri, buf.length, upto, etag);
+    buf = buf.length ? Buffer.concat([buf, more]) : Buffer.from(more.buffer, more.byteOffset, more.length);
+    const eof = buf.length >= size;
+    if (enough(buf, buf.length, eof) || eof) return { buf, end: buf.length, eof };
+    want *= 2;
+  }
+}
+
+/** Size and version of a CSV file: (size, mtime) locally, (size, ETag) on S3 (a listing's word, else a HEAD). */
+function csvStat(file: string): { size: number; mtimeMs: number; etag?: string } {
+  if (!isS3Uri(file)) return statFile(file, 'CSV');
+  let h = s3Hint(file);
+  if (!h) {
+    const o = s3Sync.head(file);
+    noteS3Objects([o], s3Hint(file, Infinity)?.group);
+    h = s3Hint(file)!;
+  }
+  return { size: h.size, mtimeMs: 0, etag: h.etag };
+}
+
+function readPrefix(file: string, st: { size: number; etag?: string }, enough: (buf: Buffer, end: number, eof: boolean) => boolean): { buf: Buffer; end: number; eof: boolean } {
+  return st.etag !== undefined ? readPrefixSyncS3(file, st.size, st.etag, enough) : readPrefixSync(file, enough);
+}
+
 function parseHeader(file: string, buf: Buffer, end: number, eof: boolean, o: Resolved, tok: Tokenizer): HeaderInfo | null {
   const start = stripBom(buf, end);
   tok.line = 1;
@@ -924,7 +955,7 @@ function resolveLayout(file: string, fileNames: string[], schema: Schema, hasHea
   throw new Error(`${file} has ${fileNames.length} columns but the schema given has ${schema.fields.length}`);
 }
 
-interface CachedCsv { size: number; mtimeMs: number; key: string; schema: Schema }
+interface CachedCsv { size: number; mtimeMs: number; etag?: string; key: string; schema: Schema }
 const csvCache = new Map<string, CachedCsv>();
 
 function optionsKey(o: Resolved, opts: CsvOptions): string {
@@ -932,19 +963,19 @@ function optionsKey(o: Resolved, opts: CsvOptions): string {
 }
 
 function fileLayout(file: string, opts: CsvOptions): { sizeBytes: number; layout: Layout } {
-  const st = statFile(file, 'CSV');
+  const st = csvStat(file);
   const o = resolveOptions(opts, file);
   const key = optionsKey(o, opts);
   const hit = csvCache.get(file);
   const tok = new Tokenizer(o.delim, 64);
   const need = (buf: Buffer, end: number, eof: boolean): boolean => parseHeader(file, buf, end, eof, o, tok) !== null;
-  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.key === key && !opts.schema) {
-    const { buf, end, eof } = readPrefixSync(file, need);
+  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.etag === st.etag && hit.key === key && !opts.schema) {
+    const { buf, end, eof } = readPrefix(file, st, need);
     const h = parseHeader(file, buf, end, eof, o, tok);
     return { sizeBytes: st.size, layout: resolveLayout(file, h?.names ?? [], hit.schema, o.header) };
   }
   // Read enough to hold the header and inferRows records.
-  const { buf, end, eof } = readPrefixSync(file, (b, e, done) => {
+  const { buf, end, eof } = readPrefix(file, st, (b, e, done) => {
     if (!need(b, e, done)) return false;
     if (opts.schema || o.inferRows <= 0) return true;
     let records = 0;
@@ -971,7 +1002,7 @@ function fileLayout(file: string, opts: CsvOptions): { sizeBytes: number; layout
       ? inferTypes(file, o, h.names, buf, h.dataStart, end, eof, h.dataLine, tok)
       : h.names.map((): DataTypeJSON => ({ kind: 'utf8' }));
     schema = new Schema(h.names.map((n, i) => new Field(n, DataType.fromJSON(types[i]!), true)));
-    csvCache.set(file, { size: st.size, mtimeMs: st.mtimeMs, key, schema });
+    csvCache.set(file, st.etag !== undefined ? { size: st.size, mtimeMs: st.mtimeMs, etag: st.etag, key, schema } : { size: st.size, mtimeMs: st.mtimeMs, key, schema });
   }
   return { sizeBytes: st.size, layout: resolveLayout(file, h.names, schema, o.header) };
 }
@@ -988,6 +1019,55 @@ export function inspectCsv(path: string, opts: CsvOptions = {}): { path: string;
 
 // ---------------------------------------------------------------------------------------------
 // Reading
+
+/** Sequential reads of a file's bytes: positioned reads locally, one streamed GET on S3. */
+interface ChunkSource {
+  /** Up to `len` bytes at `pos` (S3: `pos` must follow the previous read) into `into`; 0 at the end. */
+  read(into: Buffer, len: number, pos: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function openChunkSource(path: string): Promise<ChunkSource> {
+  if (!isS3Uri(path)) {
+    const fh = await fs.promises.open(path, 'r');
+    return { read: (into, len, pos) => fh.read(into, 0, len, pos).then((r) => r.bytesRead), close: () => fh.close() };
+  }
+  // The ETag the schema was inferred from: a replaced object fails instead of mis-parsing.
+  const stream = await openS3ReadStream(path, s3Hint(path, Infinity)?.etag);
+  const it = stream[Symbol.asyncIterator]();
+  let cur: Uint8Array | null = null;
+  let off = 0;
+  let done = false;
+  let at = 0;
+  return {
+    read: async (into, len, pos) => {
+      if (pos !== at) throw new Error(`internal: non-sequential read of ${path} at ${pos} (expected ${at})`);
+      let n = 0;
+      while (n < len) {
+        if (!cur || off >= cur.length) {
+          if (done) break;
+          const r = await it.next();
+          if (r.done) { done = true; break; }
+          cur = r.value;
+          off = 0;
+          continue;
+        }
+        const k = Math.min(len - n, cur.length - off);
+        into.set(cur.subarray(off, off + k), n);
+        n += k;
+        off += k;
+      }
+      at += n;
+      return n;
+    },
+    close: async () => {
+      if (done) return;
+      done = true;
+      stream.destroy();
+      await it.return?.(undefined).catch(() => undefined);
+    },
+  };
+}
 
 /**
  * Stream a CSV file as Arrow record batches matching `schema.select(columns)` exactly. A value
@@ -1009,7 +1089,7 @@ export async function* readCsvBatches(path: string, opts: CsvOptions = {}): Asyn
   const maxBlock = Math.max(1, Math.min(o.batchSize, 16384, Math.floor((1 << 20) / Math.max(1, ncols))));
   const tok = new Tokenizer(o.delim, maxBlock * ncols);
   const block: Block = { buf: Buffer.alloc(0), fs: tok.fs, fe: tok.fe, ff: tok.ff, lines: new Int32Array(maxBlock), stride: ncols, count: 0 };
-  const fh = await fs.promises.open(path, 'r');
+  const fh = await openChunkSource(path);
   let pending: Promise<{ bytes: Buffer; n: number }> | null = null;
   try {
     let buf = Buffer.allocUnsafe(2 * CHUNK);
@@ -1023,7 +1103,7 @@ export async function* readCsvBatches(path: string, opts: CsvOptions = {}): Asyn
     const readAhead = (): Promise<{ bytes: Buffer; n: number }> => {
       const bytes = spare[which]!;
       which ^= 1;
-      return fh.read(bytes, 0, CHUNK, filePos).then((r) => ({ bytes, n: r.bytesRead }));
+      return fh.read(bytes, CHUNK, filePos).then((n) => ({ bytes, n }));
     };
     pending = readAhead();
     const fill = async (): Promise<void> => {
@@ -1292,6 +1372,35 @@ function toAsyncIterator<T>(src: AsyncIterable<T> | Iterable<T>): AsyncIterator<
   return { next: async () => it.next(), return: async (v?: unknown) => (it.return ? it.return(v) : { done: true as const, value: v as T }) };
 }
 
+/** Where writeCsvFile's bytes go: a local file, or an S3 object through a multipart upload. */
+interface CsvSink {
+  /** The bytes are copied or written before the promise resolves: the caller may then reuse the buffer. */
+  write(bytes: Uint8Array): Promise<unknown>;
+  /** ok: make the file whole (S3: complete the upload); else leave nothing behind. */
+  close(ok: boolean): Promise<void>;
+}
+
+async function openCsvSink(path: string): Promise<CsvSink> {
+  if (!isS3Uri(path)) {
+    const fh = await fs.promises.open(path, 'w');
+    return {
+      write: (b) => fh.write(b),
+      close: async (ok) => {
+        await fh.close();
+        if (!ok) await fs.promises.rm(path, { force: true });
+      },
+    };
+  }
+  const upload: S3WriteStream = await createS3WriteStream(path, { contentType: 'text/csv' });
+  return {
+    write: (b) => upload.write(b),
+    close: async (ok) => {
+      if (!ok) return upload.abort();
+      await upload.close();
+    },
+  };
+}
+
 /**
  * Stream batches into a CSV file: header row (default), RFC 4180 quoting where needed, nulls as
  * empty fields and empty strings as "", dates and timestamps ISO 8601 (timestamps with a time
@@ -1307,7 +1416,7 @@ export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.Re
   const header = opts.header ?? true;
   let schema = opts.schema ?? null;
   const it = toAsyncIterator(batches);
-  const fh = await fs.promises.open(path, 'w');
+  const fh = await openCsvSink(path);
   const out = new ByteOut();
   let rows = 0;
   let bytes = 0;
@@ -1317,7 +1426,7 @@ export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.Re
   const flushOut = async (): Promise<void> => {
     if (out.len === 0) return;
     if (inflight) await inflight; // the spare buffer is free again once its write is done
-    inflight = fh.write(out.buf, 0, out.len);
+    inflight = fh.write(out.buf.subarray(0, out.len));
     bytes += out.len;
     out.swap();
   };
@@ -1366,8 +1475,7 @@ export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.Re
     throw e;
   } finally {
     if (inflight) await inflight.catch(() => undefined);
-    await fh.close();
-    if (!ok) await fs.promises.rm(path, { force: true });
+    await fh.close(ok);
   }
   return { rows, bytes };
 }

@@ -1,6 +1,8 @@
 // Parquet I/O: footer inspection (sync, hyparquet on the file tail), streaming reads (parquet-wasm
 // ParquetFile, one row group at a time, imported through the Arrow C data interface into batches
 // that match our Schema exactly) and streaming writes (parquet-wasm transformParquetStream).
+// Paths may be s3:// URIs: footers then come through the synchronous S3 facade, data through
+// ranged GETs (S3Blob), writes through a multipart upload.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import * as vm from 'node:vm';
@@ -12,6 +14,10 @@ import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, Field, Schema, toArrowType, type DataTypeJSON, type FieldJSON, type TimeUnit } from '../datatypes.ts';
 import type { Scalar } from '../expressions.ts';
 import { batchSegments, statFile } from './paths.ts';
+import {
+  S3Blob, S3ObjectChangedError, createS3WriteStream, deleteS3Objects, forgetS3Object, isS3Uri, noteS3Objects, putS3Object, s3Hint, s3Settings, s3Sync,
+  S3_METADATA_TTL_MS, type S3WriteStream, type TailRequest,
+} from './s3.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -249,6 +255,7 @@ function readFooter(file: string, size: number): FileMetaData {
  * only the file tail) and cached by (path, size, mtime).
  */
 export function inspectParquet(path: string): ParquetFileInfo {
+  if (isS3Uri(path)) return inspectS3(path, S3_METADATA_TTL_MS).info;
   const st = statFile(path, 'Parquet');
   const hit = infoCache.get(path);
   if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.info;
@@ -264,6 +271,157 @@ export function inspectParquet(path: string): ParquetFileInfo {
   if (infoCache.size >= INFO_CACHE_MAX) infoCache.delete(infoCache.keys().next().value!);
   infoCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, info });
   return info;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Footers of S3 objects: cached by (URI, ETag). A listing's ETag (s3Hint) or a recent check vouches
+// for a cached footer; otherwise a HEAD does. A miss fetches the footers of every object of the
+// same listing at once (in parallel, in the sync worker): readParquet over a prefix pays one round.
+
+/** Byte ranges [start, end) of each top-level column's chunks, per row group (for prefetching). */
+type ChunkRanges = Map<string, [number, number][]>[];
+interface S3Footer { etag: string; size: number; info: ParquetFileInfo; tail: { offset: number; bytes: Uint8Array } | null; chunks: ChunkRanges; checkedAt: number }
+const s3InfoCache = new Map<string, S3Footer>();
+/** Footers (with page indexes) up to this size stay in memory, so opening the file for a read costs no request. */
+const KEEP_TAIL_MAX = 4 << 20;
+
+/** Bytes of footer tails held in s3InfoCache, at most KEPT_TAILS_MAX (the oldest give theirs up first). */
+let keptTailBytes = 0;
+const KEPT_TAILS_MAX = 128 << 20;
+
+function s3CacheSet(uri: string, v: S3Footer): void {
+  const drop = (f: S3Footer | undefined): void => { if (f?.tail) { keptTailBytes -= f.tail.bytes.length; f.tail = null; } };
+  drop(s3InfoCache.get(uri));
+  s3InfoCache.delete(uri);
+  if (s3InfoCache.size >= INFO_CACHE_MAX) {
+    const oldest = s3InfoCache.keys().next().value!;
+    drop(s3InfoCache.get(oldest));
+    s3InfoCache.delete(oldest);
+  }
+  if (v.tail) {
+    keptTailBytes += v.tail.bytes.length;
+    for (const f of s3InfoCache.values()) {
+      if (keptTailBytes <= KEPT_TAILS_MAX) break;
+      drop(f);
+    }
+    if (keptTailBytes > KEPT_TAILS_MAX) drop(v);
+  }
+  s3InfoCache.set(uri, v);
+}
+
+function chunkRanges(md: FileMetaData): ChunkRanges {
+  return md.row_groups.map((rg) => {
+    const m = new Map<string, [number, number][]>();
+    for (const c of rg.columns) {
+      const meta = c.meta_data;
+      if (!meta) continue;
+      const data = Number(meta.data_page_offset);
+      const dict = meta.dictionary_page_offset !== undefined ? Number(meta.dictionary_page_offset) : data;
+      const start = Math.min(dict, data);
+      const name = meta.path_in_schema[0]!;
+      let list = m.get(name);
+      if (!list) m.set(name, (list = []));
+      list.push([start, start + Number(meta.total_compressed_size)]);
+    }
+    return m;
+  });
+}
+
+/** The same checks and messages as readFooter, on bytes fetched from the end of an object. */
+function parseS3Footer(uri: string, size: number, tail: Uint8Array, head: Uint8Array | null): FileMetaData {
+  if (size < 12) throw new Error(`not a Parquet file (only ${size} bytes): ${uri}`);
+  const dv = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
+  const magic = dv.getUint32(tail.length - 4, true);
+  if (magic !== PAR1) {
+    const headMagic = head && head.length >= 4 ? new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true) : 0;
+    if (magic === PARE) throw new Error(`encrypted Parquet files are not supported: ${uri}`);
+    if (headMagic === PAR1) throw new Error(`truncated Parquet file (footer magic missing; incomplete write or cut file): ${uri}`);
+    throw new Error(`not a Parquet file (bad magic bytes): ${uri}`);
+  }
+  const metaLen = dv.getUint32(tail.length - 8, true);
+  if (metaLen === 0 || metaLen > size - 12 || metaLen + 8 > tail.length) {
+    throw new Error(`corrupt Parquet footer (metadata length ${metaLen} does not fit in ${size} bytes): ${uri}`);
+  }
+  const buf = tail.slice(tail.length - metaLen - 8).buffer as ArrayBuffer;
+  let md: FileMetaData;
+  try {
+    md = parquetMetadata(buf, { parsers: RAW_PARSERS, geoparquet: false });
+  } catch (e) {
+    throw new Error(`corrupt Parquet footer in ${uri}: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(md.schema) || md.schema.length === 0 || !Array.isArray(md.row_groups) || typeof md.num_rows !== 'bigint') {
+    throw new Error(`corrupt Parquet footer in ${uri}: missing schema or row groups`);
+  }
+  return md;
+}
+
+function footerFromTail(uri: string, size: number, etag: string, offset: number, bytes: Uint8Array, head: Uint8Array | null): S3Footer {
+  const md = parseS3Footer(uri, size, bytes, head);
+  let info: ParquetFileInfo;
+  try {
+    info = buildInfo(uri, size, md);
+  } catch (e) {
+    if (e instanceof ColumnNotFoundError) throw e;
+    const msg = (e as Error).message;
+    throw new Error(msg.includes(uri) ? msg : `invalid Parquet schema in ${uri}: ${msg}`);
+  }
+  const tail = bytes.length <= KEEP_TAIL_MAX ? { offset, bytes } : null;
+  return { etag, size, info, tail, chunks: chunkRanges(md), checkedAt: Date.now() };
+}
+
+/**
+ * Footer of an S3 object. A cached footer is used as is when something vouched for its ETag
+ * within `maxAgeMs`; data reads pass Infinity (their ranged GETs check the ETag themselves).
+ */
+function inspectS3(uri: string, maxAgeMs: number): S3Footer {
+  const hit = s3InfoCache.get(uri);
+  if (hit) {
+    const hint = s3Hint(uri, maxAgeMs);
+    if (hint ? hint.etag === hit.etag : Date.now() - hit.checkedAt <= maxAgeMs) return hit;
+    if (!hint) {
+      const o = s3Sync.head(uri);
+      noteS3Objects([o], s3Hint(uri, Infinity)?.group);
+      if (o.etag === hit.etag) {
+        hit.checkedAt = Date.now();
+        return hit;
+      }
+    }
+  }
+  // This object, plus the others of its listing whose footers are not cached yet.
+  const group = (s3Hint(uri)?.group ?? []).filter((u) => {
+    if (u === uri) return false;
+    const h = s3Hint(u);
+    const c = s3InfoCache.get(u);
+    return h !== undefined && (!c || c.etag !== h.etag);
+  });
+  const failure = fetchS3Footers([uri, ...group.slice(0, 1023)]).get(uri);
+  if (failure) throw failure;
+  return s3InfoCache.get(uri)!;
+}
+
+/** Fetch and cache footers (one parallel batch); returns the errors by URI. */
+function fetchS3Footers(uris: readonly string[]): Map<string, Error> {
+  const requests: TailRequest[] = uris.map((u) => {
+    const h = s3Hint(u);
+    return h ? { uri: u, size: h.size, etag: h.etag } : { uri: u };
+  });
+  const errors = new Map<string, Error>();
+  for (const r of s3Sync.parquetTails(requests)) {
+    try {
+      if ('error' in r) throw Object.assign(new Error(r.error.message), { code: r.error.code });
+      s3CacheSet(r.uri, footerFromTail(r.uri, r.size, r.etag, r.offset, r.bytes, r.head));
+    } catch (e) {
+      errors.set(r.uri, e as Error);
+    }
+  }
+  return errors;
+}
+
+/** Footers of many files at once (one parallel round for the s3:// URIs among them). */
+export function inspectParquetMany(paths: readonly string[]): ParquetFileInfo[] {
+  const missing = paths.filter((p) => isS3Uri(p) && !s3InfoCache.has(p));
+  if (missing.length > 1) fetchS3Footers([...new Set(missing)]);
+  return paths.map((p) => inspectParquet(p));
 }
 
 function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInfo {
@@ -991,11 +1149,20 @@ function emptyColumnsBatch(length: number): arrow.RecordBatch {
 
 interface OpenFile { inst: WasmInstance; pf: PW.ParquetFile }
 
-async function openParquetFile(path: string): Promise<OpenFile> {
+async function openParquetFile(path: string, s3Blob: S3Blob | null): Promise<OpenFile> {
   const inst = await getWasm();
-  const blob = await fs.openAsBlob(path); // lazily read slices: only the ranges parquet-wasm asks for
+  // Lazily read slices: only the ranges parquet-wasm asks for (local file or ranged GETs).
+  const blob = s3Blob ? (s3Blob as unknown as Blob) : await fs.openAsBlob(path);
   const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob)));
   return { inst, pf };
+}
+
+/** For an s3:// path: a blob over the object version the footer came from, holding the footer bytes. */
+function s3BlobFor(path: string): { blob: S3Blob; chunks: ChunkRanges } {
+  const f = inspectS3(path, Infinity);
+  const opts: ConstructorParameters<typeof S3Blob>[2] = { etag: f.etag, settings: s3Settings() };
+  if (f.tail) opts.tail = f.tail;
+  return { blob: new S3Blob(path, f.size, opts), chunks: f.chunks };
 }
 
 /**
@@ -1003,7 +1170,8 @@ async function openParquetFile(path: string): Promise<OpenFile> {
  * conforming exactly to `schema.select(columns).toArrow()`.
  */
 export async function* readParquetBatches(path: string, opts: ReadParquetOptions = {}): AsyncGenerator<arrow.RecordBatch> {
-  const info = inspectParquet(path);
+  const remote = isS3Uri(path) ? s3BlobFor(path) : null;
+  const info = remote ? inspectS3(path, Infinity).info : inspectParquet(path);
   const fileSchema = opts.schema ?? info.schema;
   const names = opts.columns ? [...opts.columns] : fileSchema.names;
   for (const n of names) {
@@ -1033,19 +1201,28 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
     return;
   }
 
+  // S3: fetch the projected column chunks of this row group and the next while decoding.
+  const prefetch = (i: number): void => {
+    const g = rowGroups[i];
+    if (!remote || g === undefined) return;
+    remote.blob.prefetch(names.flatMap((n) => remote.chunks[g]?.get(n) ?? []), `rg${g}`);
+  };
   let file: OpenFile | null = null;
   try {
-    for (const g of rowGroups) {
+    for (let gi = 0; gi < rowGroups.length; gi++) {
+      const g = rowGroups[gi]!;
       if (info.rowGroups[g]!.numRows === 0) continue;
+      prefetch(gi);
+      prefetch(gi + 1);
       // Batches of this row group already yielded: if another reader's corrupt file kills the
       // shared parquet-wasm instance mid-row-group, we re-decode on a fresh one and skip them.
       let delivered = 0;
       for (let attempt = 0; ; attempt++) {
         if (!file || file.inst.dead) {
           try {
-            file = await openParquetFile(path);
+            file = await openParquetFile(path, remote?.blob ?? null);
           } catch (e) {
-            throw new Error(`cannot open Parquet file ${path}: ${errorText(e)}`);
+            throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
           }
         }
         const { inst, pf } = file;
@@ -1055,7 +1232,10 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
           stream = wasmSync(inst, () => table.intoFFI());
           readStats.rowGroupsRead++;
         } catch (e) {
-          throw new Error(`failed to decode row group ${g} of ${path}: ${errorText(e)}`);
+          // A failed ranged read surfaces from parquet-wasm as a trap: report the read's own error.
+          throw new Error(`failed to decode row group ${g} of ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
+        } finally {
+          remote?.blob.evict(`rg${g}`); // decoded (or failed): its bytes are no longer needed
         }
         let interrupted = false;
         try {
@@ -1102,6 +1282,18 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
 /** Bytes of WebAssembly memory parquet-wasm holds in this thread (it grows, never shrinks); 0 before first use. */
 export function parquetWasmMemoryBytes(): number {
   return current && !current.dead ? (current.pw.wasmMemory().buffer as ArrayBuffer).byteLength : 0;
+}
+
+/** A read that found a newer object version: forget its footer, so the next plan sees the new one. */
+function s3Changed(path: string, e: unknown): unknown {
+  const text = e instanceof Error ? e.message : String(e);
+  if (e instanceof S3ObjectChangedError || text.includes('the object changed')) {
+    const f = s3InfoCache.get(path);
+    if (f?.tail) keptTailBytes -= f.tail.bytes.length;
+    s3InfoCache.delete(path);
+    forgetS3Object(path);
+  }
+  return e;
 }
 
 function errorText(e: unknown): string {
@@ -1186,6 +1378,58 @@ function toWasmBatch(inst: WasmInstance, batch: arrow.RecordBatch): PW.RecordBat
   });
 }
 
+/** Where writeParquetFile's bytes go: a local file, or an S3 object through a multipart upload. */
+interface ParquetSink {
+  write(chunk: Uint8Array): Promise<unknown>;
+  /** Make the file whole (close it / complete the upload). */
+  finish(): Promise<void>;
+  /** After a failure: leave nothing behind. */
+  discard(): Promise<void>;
+  /** Delete the finished file. */
+  remove(): Promise<void>;
+  /** Rows in the footer when the sink kept the file's tail (S3: no read-back needed), else null. */
+  writtenRows(): number | null;
+}
+
+async function openSink(path: string): Promise<ParquetSink> {
+  if (!isS3Uri(path)) {
+    const fh = await fs.promises.open(path, 'w');
+    let closed = false;
+    const close = async (): Promise<void> => { if (!closed) { closed = true; await fh.close(); } };
+    return {
+      write: (chunk) => fh.write(chunk),
+      finish: close,
+      discard: async () => { await close(); await fs.promises.rm(path, { force: true }); },
+      remove: () => fs.promises.rm(path, { force: true }),
+      writtenRows: () => null,
+    };
+  }
+  const upload: S3WriteStream = await createS3WriteStream(path);
+  // The footer is written last: keep the last chunks (about 1 MiB) to read the row count from.
+  const tail: Uint8Array[] = [];
+  let tailBytes = 0;
+  return {
+    write: (chunk) => {
+      tail.push(chunk);
+      tailBytes += chunk.length;
+      while (tail.length > 1 && tailBytes - tail[0]!.length >= 1 << 20) tailBytes -= tail.shift()!.length;
+      return upload.write(chunk);
+    },
+    finish: async () => { await upload.close(); },
+    discard: () => upload.abort(),
+    remove: () => deleteS3Objects([path]),
+    writtenRows: () => {
+      const buf = Buffer.concat(tail);
+      if (buf.length < 12 || buf.readUInt32LE(buf.length - 4) !== PAR1 || buf.readUInt32LE(buf.length - 8) + 8 > buf.length) return null;
+      try {
+        return Number(parseS3Footer(path, Number.MAX_SAFE_INTEGER, new Uint8Array(buf.buffer, buf.byteOffset, buf.length), null).num_rows);
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
 /**
  * Write batches to one Parquet file with parquet-wasm's streaming writer: at most one row group
  * is buffered (inside wasm), bytes go to disk as each row group closes. Returns rows and bytes written.
@@ -1227,7 +1471,8 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     // Valid empty file carrying the schema.
     const bytes = wasmSync(inst, () => inst.pw.writeParquet(
       inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps()));
-    await fs.promises.writeFile(path, bytes);
+    if (isS3Uri(path)) await putS3Object(path, bytes);
+    else await fs.promises.writeFile(path, bytes);
     return { rows: 0, bytes: bytes.length };
   }
 
@@ -1255,7 +1500,7 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     cancel: async () => { await it.return?.(); },
   }, { highWaterMark: 0 });
 
-  const fh = await fs.promises.open(path, 'w');
+  const sink = await openSink(path);
   let bytes = 0;
   let ok = false;
   try {
@@ -1268,7 +1513,7 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
         const r = await guarded(inst, reader.read());
         if (r.done) break;
         if (inflight) await inflight;
-        inflight = fh.write(r.value);
+        inflight = sink.write(r.value);
         bytes += r.value.length;
       }
       if (inflight) await inflight;
@@ -1282,13 +1527,17 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     if (e === sourceError) throw e;
     throw new Error(`failed to write Parquet file ${path}: ${errorText(e)}`);
   } finally {
-    await fh.close();
-    if (!ok) await fs.promises.rm(path, { force: true });
+    if (!ok) await sink.discard();
+  }
+  try {
+    await sink.finish();
+  } catch (e) {
+    throw new Error(`failed to write Parquet file ${path}: ${errorText(e)}`);
   }
   // parquet-wasm drops batches it cannot write without telling: check the footer's row count.
-  const written = inspectParquet(path).numRows;
+  const written = sink.writtenRows() ?? inspectParquet(path).numRows;
   if (written !== rows) {
-    await fs.promises.rm(path, { force: true });
+    await sink.remove();
     throw new Error(`failed to write Parquet file ${path}: wrote ${written} of ${rows} rows`);
   }
   return { rows, bytes };

@@ -1,10 +1,11 @@
-// Local path expansion for scans (files, directories, globs, lists) and the small helpers the
-// readers and the dataset writer share. Remote URLs (s3:// etc.) come later; they fail loudly here.
+// Path expansion for scans (files, directories, globs, lists; local or s3://) and the small
+// helpers the readers and the dataset writer share. Other URL schemes fail loudly here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as arrow from 'apache-arrow';
 import { globSync, isDynamicPattern } from 'tinyglobby';
+import { groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, s3Sync, type ListResult, type S3Error, type S3Object } from './s3.ts';
 
 export type FileFormat = 'parquet' | 'csv';
 
@@ -48,6 +49,11 @@ function hasExtension(file: string, what: FileFormat): boolean {
  * could read uncommitted files.
  */
 export function readManifest(dir: string): Manifest | null {
+  if (isS3Uri(dir)) {
+    const uri = joinS3(dir, MANIFEST_NAME);
+    const got = s3Sync.getOrNull(uri);
+    return got ? parseManifest(Buffer.from(got.bytes).toString('utf8'), uri) : null;
+  }
   const file = path.join(toLocalPath(dir), MANIFEST_NAME);
   let text: string;
   try {
@@ -57,17 +63,22 @@ export function readManifest(dir: string): Manifest | null {
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw new Error(`cannot read dataset manifest ${file}: ${(e as Error).message}`);
   }
+  return parseManifest(text, file);
+}
+
+/** A manifest's text (read from `where`, named in errors), or null when it is empty. */
+export function parseManifest(text: string, where: string): Manifest | null {
   if (text.trim() === '') return null;
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`corrupt dataset manifest ${file}: ${(e as Error).message}`);
+    throw new Error(`corrupt dataset manifest ${where}: ${(e as Error).message}`);
   }
   const m = json as Partial<Manifest> | null;
   if (!m || typeof m !== 'object' || typeof m.format !== 'string' || !Array.isArray(m.files) ||
     !m.files.every((f) => f && typeof f.path === 'string' && typeof f.rows === 'number' && typeof f.bytes === 'number')) {
-    throw new Error(`corrupt dataset manifest ${file}: expected {format, files: [{path, rows, bytes}]}`);
+    throw new Error(`corrupt dataset manifest ${where}: expected {format, files: [{path, rows, bytes}]}`);
   }
   return m as Manifest;
 }
@@ -116,10 +127,65 @@ function expandDirectory(dir: string, what: FileFormat): string[] {
   return out;
 }
 
-function expandOne(spec: string, what: FileFormat): string[] {
+/** A prefix ("directory") on S3: the manifest's files when there is one, else every data file below it. */
+function expandS3Prefix(dirUri: string, objects: readonly S3Object[], what: FileFormat): string[] {
+  const dir = dirUri.endsWith('/') ? dirUri : `${dirUri}/`;
+  const prefixKey = parseS3Uri(dir).key;
+  if (objects.some((o) => o.key === prefixKey + MANIFEST_NAME)) {
+    const manifest = readManifest(dir);
+    if (manifest) {
+      if (manifest.format !== what) throw new Error(`${dir} holds a committed ${manifest.format} dataset, not ${what}`);
+      const listed = new Map(objects.map((o) => [o.uri, o]));
+      const found: S3Object[] = [];
+      for (const f of manifest.files) {
+        const uri = joinS3(dir, f.path);
+        const o = listed.get(uri) ?? s3Sync.headOrNull(uri); // a file outside the prefix was not listed
+        if (!o) throw new Error(`file ${uri} listed in ${dir}${MANIFEST_NAME} is missing`);
+        found.push(o);
+      }
+      noteS3Objects(found);
+      return found.map((o) => o.uri);
+    }
+  }
+  const out = objects.filter((o) => {
+    const rel = o.key.slice(prefixKey.length);
+    if (rel === '' || rel.endsWith('/')) return false; // "directory" marker objects
+    return !rel.split('/').some(isIgnoredName) && hasExtension(rel, what);
+  });
+  if (out.length === 0) throw new Error(`no ${what} files (${EXTENSIONS[what].join(', ')}) found under ${dir}`);
+  noteS3Objects(out);
+  return out.map((o) => o.uri);
+}
+
+/** s3://bucket/key: an object, a prefix (with or without the trailing slash) or a key glob. */
+function expandS3(spec: string, what: FileFormat, listed?: Map<string, ListResult | S3Error>): string[] {
+  const { key } = parseS3Uri(spec);
+  if (isS3Glob(spec)) {
+    const matches = s3Sync.glob(spec).filter((o) => !o.key.split('/').includes(TEMP_DIR_NAME));
+    if (matches.length === 0) throw new Error(`no files match ${spec}`);
+    noteS3Objects(matches);
+    return matches.map((o) => o.uri);
+  }
+  if (key === '' || key.endsWith('/')) return expandS3Prefix(spec, s3Sync.list(spec).objects, what);
+  // One listing answers both "is it an object?" and "is it a prefix?".
+  const pre = listed?.get(spec);
+  if (pre instanceof Error) throw pre;
+  const { objects } = pre ?? s3Sync.list(spec);
+  const exact = objects.find((o) => o.key === key);
+  if (exact) {
+    noteS3Objects([exact]);
+    return [exact.uri];
+  }
+  const below = objects.filter((o) => o.key.startsWith(`${key}/`));
+  if (below.length === 0) throw new Error(`${what} file not found: ${spec}`);
+  return expandS3Prefix(`${spec}/`, below, what);
+}
+
+function expandOne(spec: string, what: FileFormat, listed?: Map<string, ListResult | S3Error>): string[] {
   if (typeof spec !== 'string' || spec === '') throw new TypeError(`expected a ${what} path, glob or list of them, got ${JSON.stringify(spec)}`);
+  if (isS3Uri(spec)) return expandS3(spec, what, listed);
   if (isRemotePath(spec)) {
-    throw new Error(`remote paths are not yet supported (${spec}); only local files, directories and globs can be read for now`);
+    throw new Error(`remote paths other than s3:// are not supported (${spec})`);
   }
   const local = toLocalPath(spec);
   const st = statOrNull(local);
@@ -136,16 +202,24 @@ function expandOne(spec: string, what: FileFormat): string[] {
 }
 
 /**
- * Expand a path, directory, glob or list of them into absolute local file paths, sorted and
- * deduplicated. Directories yield every file with a `what` extension below them (skipping `_*`
- * and `.*` entries) unless they hold a `_SUCCESS` manifest, in which case exactly the listed files.
+ * Expand a path, directory, glob or list of them into absolute local file paths and s3:// URIs,
+ * sorted and deduplicated. Directories (and S3 prefixes) yield every file with a `what` extension
+ * below them (skipping `_*` and `.*` entries) unless they hold a `_SUCCESS` manifest, in which
+ * case exactly the listed files.
  */
 export function expandPaths(pathOrGlobOrList: string | readonly string[], what: FileFormat): string[] {
   const specs = typeof pathOrGlobOrList === 'string' ? [pathOrGlobOrList] : pathOrGlobOrList;
   if (specs.length === 0) throw new Error(`no ${what} paths given`);
+  // A list of S3 object URIs: their listings in one parallel round instead of one call each.
+  const plain = specs.filter((s) => isS3Uri(s) && !isS3Glob(s) && !/\/$/.test(parseS3Uri(s).key) && parseS3Uri(s).key !== '');
+  const listed = plain.length > 1 ? s3Sync.listMany([...new Set(plain)]) : undefined;
   const all = new Set<string>();
-  for (const s of specs) for (const f of expandOne(s, what)) all.add(f);
-  return [...all].sort();
+  for (const s of specs) for (const f of expandOne(s, what, listed)) all.add(f);
+  const files = [...all].sort();
+  // Footers of every S3 file of this scan are then fetched in one round as well.
+  const remote = files.filter((f) => isS3Uri(f));
+  if (remote.length > 1) groupS3Hints(remote);
+  return files;
 }
 
 /** stat a local file with an error that names it and says what was expected. */

@@ -1,7 +1,8 @@
-// Atomic dataset writes (local FS now, S3 later). Parts are written under
-// dir/_temporary/<runId>/; commit renames them into dir and then writes the `_SUCCESS` manifest
-// last, atomically (write to a temp name, rename). Readers that honour the manifest (expandPaths)
-// therefore see either the previous committed dataset or the new one, never a partial write.
+// Atomic dataset writes, to a local directory or an S3 prefix. Parts are written under
+// dir/_temporary/<runId>/; commit renames them into dir (S3: server-side copies) and then writes
+// the `_SUCCESS` manifest last, atomically (local: write to a temp name, rename; S3: one PUT, which
+// is atomic). Readers that honour the manifest (expandPaths) therefore see either the previous
+// committed dataset or the new one, never a partial write.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +10,10 @@ import type * as arrow from 'apache-arrow';
 import type { Schema } from '../datatypes.ts';
 import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet.ts';
 import { writeCsvFile } from './csv.ts';
-import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, readManifest, type FileFormat, type Manifest } from './paths.ts';
+import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, parseManifest, readManifest, type FileFormat, type Manifest } from './paths.ts';
+import {
+  copyS3Object, deleteS3Objects, deleteS3Prefix, getS3ObjectOrNull, isS3Uri, listS3, parseS3Uri, putS3Object, trimSlash,
+} from './s3.ts';
 
 export { readManifest } from './paths.ts';
 export type { Manifest, ManifestFile } from './paths.ts';
@@ -66,7 +70,8 @@ export class DatasetWriter {
     if (format !== 'parquet' && format !== 'csv') throw new RangeError(`unknown dataset format '${String(format)}'`);
     const mode = opts.mode ?? 'error';
     if (mode !== 'error' && mode !== 'overwrite' && mode !== 'append') throw new RangeError(`unknown write mode '${String(mode)}'`);
-    if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(dir)) throw new Error(`remote output paths are not yet supported (${dir})`);
+    if (isS3Uri(dir)) return DatasetWriter.beginS3(dir, format, mode);
+    if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(dir)) throw new Error(`remote output paths other than s3:// are not supported (${dir})`);
     const abs = path.resolve(dir);
     let createdDir = false;
     let st: fs.Stats | null = null;
@@ -104,7 +109,36 @@ export class DatasetWriter {
 
   /** Temp path for part `index` (final name: the same file name directly in dir). */
   partPath(index: number): string {
-    return path.join(this.tempDir, partName(index, this.runId, this.format));
+    const name = partName(index, this.runId, this.format);
+    return this.remote ? `${this.tempDir}/${name}` : path.join(this.tempDir, name);
+  }
+
+  /** Writing to an S3 prefix (dir and tempDir are s3:// URIs without a trailing slash). */
+  get remote(): boolean {
+    return isS3Uri(this.dir);
+  }
+
+  private static async beginS3(dir: string, format: FileFormat, mode: WriteMode): Promise<DatasetWriter> {
+    const base = trimSlash(dir);
+    parseS3Uri(base); // validates the bucket name
+    // Top level only: "sub-directories" come back as prefixes.
+    const { objects, prefixes } = await listS3(`${base}/`, { delimiter: '/' });
+    const names = [...objects.map((o) => o.key), ...prefixes.map((p) => parseS3Uri(p).key.replace(/\/$/, ''))]
+      .map((k) => k.slice(k.lastIndexOf('/') + 1));
+    if (mode === 'error') {
+      const existing = names.filter((n) => isOutputName(n) || n === MANIFEST_NAME);
+      if (existing.length > 0) {
+        throw new Error(`output prefix ${base}/ already holds data (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', ...' : ''}); use mode 'overwrite' or 'append'`);
+      }
+    }
+    const previous = mode === 'append' && names.includes(MANIFEST_NAME) ? await readManifestS3(base) : null;
+    if (previous && previous.format !== format) throw new Error(`cannot append ${format} files to the ${previous.format} dataset in ${base}/`);
+    let runId = newRunId();
+    while (previous?.runId && runId <= previous.runId) {
+      await new Promise((r) => setTimeout(r, 2));
+      runId = newRunId();
+    }
+    return new DatasetWriter(base, format, mode, runId, `${base}/${TEMP_DIR_NAME}/${runId}`, false);
   }
 
   /** Write one part from batches (via writeParquetFile / writeCsvFile). A failed part leaves nothing behind. */
@@ -117,7 +151,8 @@ export class DatasetWriter {
         : await writeCsvFile(p, batches, pick(opts, ['schema', 'delimiter', 'header']));
       return { path: p, rows: r.rows, bytes: r.bytes };
     } catch (e) {
-      await fs.promises.rm(p, { force: true });
+      if (this.remote) await deleteS3Objects([p]).catch(() => undefined); // the sinks leave nothing; belt and braces
+      else await fs.promises.rm(p, { force: true });
       throw e;
     }
   }
@@ -128,6 +163,7 @@ export class DatasetWriter {
    */
   async commit(parts: WrittenFile[]): Promise<WrittenFile[]> {
     this.assertOpen('commit');
+    if (this.remote) return this.commitS3(parts);
     const seen = new Set<string>();
     for (const part of parts) {
       const p = path.resolve(part.path);
@@ -177,12 +213,96 @@ export class DatasetWriter {
   async abort(): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'aborted';
+    if (this.remote) {
+      await deleteS3Prefix(`${this.tempDir}/`);
+      return;
+    }
     await this.cleanupTemp();
     if (this.createdDir) {
       try {
         await fs.promises.rmdir(this.dir); // only if we made it and nothing else landed there
       } catch { /* not empty: leave it */ }
     }
+  }
+
+  /** S3: copy parts to their final keys, PUT the manifest (the commit point), then delete what is replaced and the temp keys. */
+  private async commitS3(parts: WrittenFile[]): Promise<WrittenFile[]> {
+    const prefix = `${this.tempDir}/`;
+    const seen = new Set<string>();
+    const { objects } = await listS3(prefix);
+    const present = new Set(objects.map((o) => o.uri));
+    for (const part of parts) {
+      const rest = part.path.startsWith(prefix) ? part.path.slice(prefix.length) : null;
+      if (rest === null || rest === '' || rest.includes('/')) throw new Error(`part ${part.path} was not written by this writer (expected it under ${prefix})`);
+      if (seen.has(part.path)) throw new Error(`part ${part.path} listed twice`);
+      seen.add(part.path);
+      if (!present.has(part.path)) throw new Error(`part ${part.path} is missing; was it written?`);
+    }
+    const previous = this.mode === 'error' ? null : await readManifestS3(this.dir);
+    const final: WrittenFile[] = [];
+    try {
+      // Copies run a few at a time: each is a server-side request whose time grows with the object.
+      const queue = parts.map((part, i) => ({ part, i }));
+      const out: WrittenFile[] = new Array(parts.length);
+      await Promise.all(Array.from({ length: Math.min(8, queue.length) }, async () => {
+        for (let job = queue.shift(); job; job = queue.shift()) {
+          const to = `${this.dir}/${job.part.path.slice(prefix.length)}`;
+          await copyS3Object(job.part.path, to);
+          out[job.i] = { path: to, rows: job.part.rows, bytes: job.part.bytes };
+          final.push(out[job.i]!);
+        }
+      }));
+      final.splice(0, final.length, ...out);
+      let listed: WrittenFile[] = final;
+      if (this.mode === 'append') listed = [...(await this.existingFilesS3(previous)), ...final];
+      const manifest: Manifest & { version: number } = {
+        version: 1,
+        format: this.format,
+        runId: this.runId,
+        files: listed.map((f) => ({ path: f.path.startsWith(`${this.dir}/`) ? f.path.slice(this.dir.length + 1) : f.path, rows: f.rows, bytes: f.bytes })),
+        rows: listed.reduce((n, f) => n + f.rows, 0),
+        committedAt: new Date().toISOString(),
+      };
+      await putS3Object(`${this.dir}/${MANIFEST_NAME}`, `${JSON.stringify(manifest, null, 2)}\n`, { contentType: 'application/json' }); // the commit point
+    } catch (e) {
+      // Not committed: take back the copies already made, so nothing half-written looks like output.
+      await deleteS3Objects(final.filter(Boolean).map((f) => f.path)).catch(() => undefined);
+      throw e;
+    }
+    this.state = 'committed';
+    // Committed: what follows is housekeeping, and its failure must not undo the commit.
+    try {
+      if (this.mode === 'overwrite') await this.removeReplacedS3(previous, new Set(final.map((f) => f.path)));
+      await deleteS3Prefix(prefix);
+    } catch (e) {
+      process.emitWarning(`committed ${this.dir}/ but could not clean up: ${(e as Error).message}`);
+    }
+    return final;
+  }
+
+  private async existingFilesS3(previous: Manifest | null): Promise<WrittenFile[]> {
+    if (previous) {
+      return previous.files.map((f) => ({ path: isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`, rows: f.rows, bytes: f.bytes }));
+    }
+    const { objects } = await listS3(`${this.dir}/`, { delimiter: '/' });
+    const out: WrittenFile[] = [];
+    for (const o of objects) {
+      const name = o.key.slice(o.key.lastIndexOf('/') + 1);
+      if (!isOutputName(name) || !EXTENSIONS[this.format].some((x) => name.toLowerCase().endsWith(x)) || name.includes(this.runId)) continue;
+      out.push({ path: o.uri, rows: this.format === 'parquet' ? inspectParquet(o.uri).numRows : -1, bytes: o.size });
+    }
+    return out.sort((a, b) => a.path.localeCompare(b.path));
+  }
+
+  private async removeReplacedS3(previous: Manifest | null, keep: Set<string>): Promise<void> {
+    const doomed = new Set<string>();
+    if (previous) for (const f of previous.files) doomed.add(isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`);
+    const { objects } = await listS3(`${this.dir}/`, { delimiter: '/' });
+    for (const o of objects) {
+      const name = o.key.slice(o.key.lastIndexOf('/') + 1);
+      if (/^part-\d+-.+/.test(name) && EXTENSIONS[this.format].some((x) => name.endsWith(x))) doomed.add(o.uri);
+    }
+    await deleteS3Objects([...doomed].filter((f) => !keep.has(f)));
   }
 
   private assertOpen(what: string): void {
@@ -225,6 +345,13 @@ export class DatasetWriter {
       await fs.promises.rmdir(tempRoot); // only when no other run is in flight
     } catch { /* other runs' temp dirs remain */ }
   }
+}
+
+/** The manifest committed under an S3 prefix, or null. */
+export async function readManifestS3(dir: string): Promise<Manifest | null> {
+  const uri = `${trimSlash(dir)}/${MANIFEST_NAME}`;
+  const got = await getS3ObjectOrNull(uri);
+  return got ? parseManifest(Buffer.from(got.bytes).toString('utf8'), uri) : null;
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {

@@ -1,0 +1,178 @@
+// `fanout/local`: the cloud path on one machine, with real protocols on 127.0.0.1 — an S3 server
+// (s3rver, a child process), the generated state machine run by an Amazon States Language
+// interpreter behind the Step Functions API, the real Lambda handlers in worker threads with their
+// timeouts, and the real ECS entrypoint as a child process per task.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { isAbsolute, resolve } from 'node:path';
+import { buildStateMachineDefinition, type AslDefinition } from '../src/aws/state-machine.ts';
+import type { AwsRunnerOptions } from '../src/runners/aws.ts';
+import { LocalLambda } from './lambda-runtime.ts';
+import { startS3Server, type S3Server } from './s3-server.ts';
+import { startLocalStepFunctions, type EcsTaskParams, type LocalStepFunctions } from './stepfunctions.ts';
+
+export interface LocalCloudOptions {
+  /** Path of the user's pipeline module (registers its UDFs when imported; default export builds the DataFrame). */
+  pipeline: string;
+  inputBucket?: string;
+  workBucket?: string;
+  /** Lambda execution environments per function (partitions in flight). Default 2. */
+  lambdaConcurrency?: number;
+  /** Stage Lambda timeout (s). Default 120. */
+  stageTimeoutSeconds?: number;
+  /** Use the Distributed Map form of the definition (as in AWS); the harness normalizes it. Default true. */
+  distributed?: boolean;
+  /** Directory for S3 data (kept); default a temp dir removed on stop. */
+  s3Dir?: string;
+  /** A definition to run instead of the generated one (e.g. the synthesized app's). */
+  definition?: AslDefinition;
+  /** Lambda ARNs of a given definition -> handler module; default the generated definition's. */
+  functions?: Partial<Record<'plan' | 'stage' | 'finalize' | 'failure', string>>;
+}
+
+export interface LocalCloud {
+  s3Endpoint: string;
+  inputBucket: string;
+  workBucket: string;
+  stateMachineArn: string;
+  sfnEndpoint: string;
+  /** For `setRunner('aws', cloud.runnerOptions)`. */
+  runnerOptions: AwsRunnerOptions;
+  /** Invocation counts per function (plan, stage, finalize, failure) and ECS tasks started. */
+  stats(): Record<string, number>;
+  stop(): Promise<void>;
+}
+
+const REGION = 'us-east-1';
+const ACCOUNT = '000000000000';
+const TEST_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export const LOCAL_ARNS = {
+  plan: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:fanout-plan`,
+  stage: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:fanout-stage`,
+  finalize: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:fanout-finalize`,
+  failure: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:fanout-failure`,
+  cluster: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/fanout-local`,
+  taskDefinition: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/fanout-gpu:1`,
+};
+
+function entry(name: string): string {
+  const here = new URL(import.meta.url);
+  const ext = here.pathname.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`../lambdas/${name}${ext}`, here).href;
+}
+
+/** Starts the local cloud. `stop()` leaves no process behind. */
+export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalCloud> {
+  const inputBucket = opts.inputBucket ?? 'fanout-input';
+  const workBucket = opts.workBucket ?? 'fanout-work';
+  const pipeline = isAbsolute(opts.pipeline) ? opts.pipeline : resolve(opts.pipeline);
+  const s3Opts: Parameters<typeof startS3Server>[0] = { buckets: [inputBucket, workBucket] };
+  if (opts.s3Dir) s3Opts.dir = opts.s3Dir;
+  const s3: S3Server = await startS3Server(s3Opts);
+
+  // This process's S3 clients (the runner, readParquet('s3://…')) talk to the local server too.
+  const saved: Record<string, string | undefined> = {};
+  const setEnv = (k: string, v: string): void => { saved[k] = process.env[k]; process.env[k] = v; };
+  setEnv('AWS_ENDPOINT_URL_S3', s3.endpoint);
+  if (!process.env['AWS_ACCESS_KEY_ID']) setEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
+  if (!process.env['AWS_SECRET_ACCESS_KEY']) setEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
+  if (!process.env['AWS_REGION']) setEnv('AWS_REGION', REGION);
+
+  const workerEnv: Record<string, string | undefined> = {
+    ...process.env,
+    FANOUT_WORK_BUCKET: workBucket,
+    FANOUT_PIPELINE: pipeline,
+    FANOUT_PROGRESS: '0',
+  };
+  const concurrency = opts.lambdaConcurrency ?? 2;
+  const stageTimeout = opts.stageTimeoutSeconds ?? 120;
+  const fns = {
+    plan: new LocalLambda('fanout-plan', entry('plan'), { timeoutSeconds: 120, concurrency: 1, env: workerEnv }),
+    stage: new LocalLambda('fanout-stage', entry('stage'), { timeoutSeconds: stageTimeout, concurrency, env: workerEnv }),
+    finalize: new LocalLambda('fanout-finalize', entry('finalize'), { timeoutSeconds: 300, concurrency: 1, env: workerEnv }),
+    failure: new LocalLambda('fanout-failure', entry('failure'), { timeoutSeconds: 60, concurrency: 1, env: workerEnv }),
+  };
+  const arns = { ...LOCAL_ARNS, ...opts.functions };
+  const definition = opts.definition ?? buildStateMachineDefinition({
+    planFunctionArn: arns.plan, stageFunctionArn: arns.stage, finalizeFunctionArn: arns.finalize, failureFunctionArn: arns.failure,
+    ecs: { clusterArn: LOCAL_ARNS.cluster, taskDefinitionArn: LOCAL_ARNS.taskDefinition, containerName: 'fanout-gpu', subnets: ['subnet-local'], securityGroups: ['sg-local'] },
+    distributed: opts.distributed ?? true,
+    lambdaTimeoutSeconds: stageTimeout,
+  });
+
+  let ecsTasks = 0;
+  const children = new Set<import('node:child_process').ChildProcess>();
+  const runEcsTask = (p: EcsTaskParams): Promise<void> => new Promise((resolveTask, rejectTask) => {
+    ecsTasks++;
+    // The real ECS entrypoint in its own process, the container overrides as its environment.
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(entry('ecs-task'))], {
+      env: { ...workerEnv, ...p.environment }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    children.add(child);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    const onAbort = (): void => { child.kill('SIGKILL'); };
+    p.signal.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (e) => { children.delete(child); rejectTask(e); });
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      p.signal.removeEventListener('abort', onAbort);
+      if (code === 0) resolveTask();
+      else rejectTask(Object.assign(new Error(`ECS task exited with ${signal ?? `code ${code}`}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`), { name: 'States.TaskFailed' }));
+    });
+  });
+
+  let sfn: LocalStepFunctions;
+  try {
+    sfn = await startLocalStepFunctions({
+      definition,
+      handlers: {
+        lambdas: {
+          [arns.plan]: { handler: (e) => fns.plan.invoke(e), timeoutSeconds: 120 },
+          [arns.stage]: { handler: (e) => fns.stage.invoke(e), timeoutSeconds: stageTimeout },
+          [arns.finalize]: { handler: (e) => fns.finalize.invoke(e), timeoutSeconds: 300 },
+          [arns.failure]: { handler: (e) => fns.failure.invoke(e), timeoutSeconds: 60 },
+        },
+        runEcsTask,
+      },
+    });
+  } catch (e) {
+    await Promise.all(Object.values(fns).map((f) => f.stop()));
+    await s3.stop();
+    throw e;
+  }
+
+  return {
+    s3Endpoint: s3.endpoint,
+    inputBucket,
+    workBucket,
+    stateMachineArn: sfn.stateMachineArn,
+    sfnEndpoint: sfn.endpoint,
+    runnerOptions: {
+      stateMachineArn: sfn.stateMachineArn, workBucket, endpoint: sfn.endpoint, region: REGION,
+      credentials: TEST_CREDENTIALS, pipeline: pathUrl(pipeline), pollIntervalMs: 100,
+    },
+    stats: () => ({
+      plan: fns.plan.invocations, stage: fns.stage.invocations, finalize: fns.finalize.invocations,
+      failure: fns.failure.invocations, ecsTasks,
+    }),
+    async stop() {
+      for (const c of children) c.kill('SIGKILL');
+      await sfn.stop();
+      await Promise.all(Object.values(fns).map((f) => f.stop()));
+      await s3.stop();
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    },
+  };
+}
+
+function pathUrl(p: string): string {
+  return new URL(`file://${p}`).href;
+}
+
+export { startS3Server } from './s3-server.ts';
+export { startLocalStepFunctions } from './stepfunctions.ts';

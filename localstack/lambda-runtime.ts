@@ -1,0 +1,123 @@
+// Runs a Lambda handler module locally the way Lambda does: each invocation in its own execution
+// environment (a worker thread, reused warm, one invocation at a time), up to `concurrency` at
+// once, with the function's timeout enforced by terminating the environment.
+import { Worker } from 'node:worker_threads';
+
+export interface LambdaContextLike {
+  functionName: string;
+  awsRequestId: string;
+  getRemainingTimeInMillis(): number;
+}
+
+export class LambdaError extends Error {
+  constructor(name: string, message: string, stack?: string) {
+    super(message);
+    this.name = name;
+    if (stack) this.stack = stack;
+  }
+}
+
+interface Env {
+  worker: Worker;
+  ready: Promise<void>;
+  busy: boolean;
+}
+
+let nextId = 1;
+
+function startWorker(file: string, env: Record<string, string | undefined>): Worker {
+  const url = new URL(import.meta.url);
+  const entry = new URL('./lambda-worker' + (url.pathname.endsWith('.ts') ? '.ts' : '.js'), url);
+  const data = { file };
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: data, env });
+  // From TypeScript sources: the worker registers tsx before importing its entry.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(code, { eval: true, workerData: data, env });
+}
+
+export class LocalLambda {
+  private envs: Env[] = [];
+  private waiting: (() => void)[] = [];
+  invocations = 0;
+
+  constructor(
+    readonly functionName: string,
+    /** file URL or path of the handler module (exports `handler`). */
+    readonly file: string,
+    readonly opts: { timeoutSeconds: number; concurrency: number; env?: Record<string, string | undefined> },
+  ) {}
+
+  private spawn(): Env {
+    const worker = startWorker(this.file, { ...process.env, ...this.opts.env });
+    let ready!: () => void;
+    let failed!: (e: Error) => void;
+    const env: Env = { worker, busy: true, ready: new Promise<void>((res, rej) => { ready = res; failed = rej; }) };
+    const onReady = (m: { ready?: boolean }): void => { if (m.ready) { worker.off('message', onReady); ready(); } };
+    worker.on('message', onReady);
+    worker.once('error', (e) => failed(e));
+    this.envs.push(env);
+    return env;
+  }
+
+  private async acquire(): Promise<Env> {
+    for (;;) {
+      const free = this.envs.find((e) => !e.busy);
+      if (free) { free.busy = true; return free; }
+      if (this.envs.length < this.opts.concurrency) return this.spawn();
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+  }
+
+  private release(env: Env, dead: boolean): void {
+    if (dead) this.envs = this.envs.filter((e) => e !== env);
+    else env.busy = false;
+    this.waiting.shift()?.();
+  }
+
+  /** Invokes the handler; rejects with the handler's error (name kept for Retry/Catch) or a timeout. */
+  async invoke(event: unknown): Promise<unknown> {
+    this.invocations++;
+    const env = await this.acquire();
+    try {
+      await env.ready;
+    } catch (e) {
+      this.release(env, true);
+      throw new LambdaError('Lambda.ServiceException', `${this.functionName}: could not start: ${(e as Error).message}`);
+    }
+    const id = nextId++;
+    const timeoutMs = this.opts.timeoutSeconds * 1000;
+    return new Promise<unknown>((resolve, reject) => {
+      let settled = false;
+      const finish = (dead: boolean, f: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        env.worker.off('message', onMessage);
+        env.worker.off('error', onError);
+        env.worker.off('exit', onExit);
+        if (dead) void env.worker.terminate();
+        this.release(env, dead);
+        f();
+      };
+      const onMessage = (m: { id?: number; ok?: boolean; result?: unknown; error?: { name: string; message: string; stack: string } }): void => {
+        if (m.id !== id) return;
+        if (m.ok) finish(false, () => resolve(m.result));
+        else finish(false, () => reject(new LambdaError(m.error!.name, m.error!.message, m.error!.stack)));
+      };
+      const onError = (e: Error): void => finish(true, () => reject(new LambdaError('Lambda.Unknown', `${this.functionName} crashed: ${e.message}`)));
+      const onExit = (code: number): void => finish(true, () => reject(new LambdaError('Lambda.Unknown', `${this.functionName} exited with code ${code}`)));
+      const timer = setTimeout(() => finish(true, () => reject(new LambdaError('States.Timeout', `${this.functionName} timed out after ${this.opts.timeoutSeconds} s`))), timeoutMs);
+      env.worker.on('message', onMessage);
+      env.worker.once('error', onError);
+      env.worker.once('exit', onExit);
+      env.worker.postMessage({ id, event, functionName: this.functionName, deadline: Date.now() + timeoutMs });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const envs = this.envs;
+    this.envs = [];
+    await Promise.all(envs.map((e) => e.worker.terminate()));
+  }
+}

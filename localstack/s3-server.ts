@@ -1,0 +1,159 @@
+// A local S3 endpoint for tests and examples: s3rver in a child process. A child (not in-process)
+// because s3rver needs `--openssl-legacy-provider` (its ListObjectsV2 continuation tokens use a
+// legacy cipher) and that flag must not leak into the process under test.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface S3ServerOptions {
+  /** Where s3rver keeps objects; a fresh temp dir (removed on stop) when not given. */
+  dir?: string;
+  /** 0 (default): any free port. */
+  port?: number;
+  buckets?: string[];
+}
+
+export interface S3Server {
+  /** http://127.0.0.1:<port>, for AWS_ENDPOINT_URL_S3 */
+  endpoint: string;
+  port: number;
+  /** The child process running s3rver. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+// Runs in the child as CommonJS (no TypeScript loader there). It reports its port on stdout and
+// exits when its stdin closes, which also happens when the parent dies without cleaning up.
+const LAUNCHER = `
+const S3rver = require(process.env.S3RVER_MAIN);
+const opts = JSON.parse(process.env.S3RVER_OPTS);
+const server = new S3rver({
+  address: '127.0.0.1', port: opts.port, directory: opts.dir, silent: true,
+  configureBuckets: opts.buckets.map((name) => ({ name, configs: [] })),
+  allowMismatchedSignatures: true,
+});
+server.run().then((addr) => {
+  process.stdout.write(JSON.stringify({ port: addr.port }) + '\\n');
+}, (err) => {
+  process.stderr.write('s3rver failed to start: ' + (err && err.stack || err) + '\\n');
+  process.exit(1);
+});
+const quit = () => { server.close().catch(() => {}).finally(() => process.exit(0)); setTimeout(() => process.exit(0), 2000).unref(); };
+process.stdin.on('end', quit);
+process.stdin.on('error', quit);
+process.stdin.resume();
+process.on('SIGTERM', quit);
+`;
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Synchronous last resort: 'exit' handlers cannot await, but kill() is a plain signal.
+  process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode !== undefined && res.statusCode < 500);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => { req.destroy(); resolve(false); });
+  });
+}
+
+/** Start s3rver on 127.0.0.1 (fs-backed), create `buckets`, and wait until it answers. */
+export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? fs.mkdtempSync(join(tmpdir(), 'fanout-s3rver-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const buckets = opts.buckets ?? [];
+  for (const b of buckets) {
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b)) throw new Error(`invalid bucket name '${b}'`);
+  }
+  const removeDir = (): void => { if (ownDir) fs.rmSync(dir, { recursive: true, force: true }); };
+
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', LAUNCHER], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      NODE_OPTIONS: '', // a parent's --import tsx etc. is neither needed nor wanted in the child
+      S3RVER_MAIN: fileURLToPath(import.meta.resolve('s3rver')),
+      S3RVER_OPTS: JSON.stringify({ port: opts.port ?? 0, dir, buckets }),
+    },
+  });
+  live.add(child);
+  installExitHook();
+  // Never keep the parent alive on the child's account; stop() is the orderly way out.
+  child.unref();
+  (child.stdout as unknown as { unref?: () => void }).unref?.();
+  (child.stderr as unknown as { unref?: () => void }).unref?.();
+  (child.stdin as unknown as { unref?: () => void }).unref?.();
+
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => { if (stderr.length < 64 << 10) stderr += s; });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { live.delete(child); resolve(code); }));
+
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`s3rver did not start within 15 s${stderr ? `:\n${stderr}` : ''}`)), 15_000);
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (s: string) => {
+        out += s;
+        const nl = out.indexOf('\n');
+        if (nl < 0) return;
+        clearTimeout(timer);
+        try {
+          resolve((JSON.parse(out.slice(0, nl)) as { port: number }).port);
+        } catch {
+          reject(new Error(`unexpected output from the s3rver child: ${out.slice(0, 200)}`));
+        }
+      });
+      child.once('error', (e) => { clearTimeout(timer); reject(new Error(`cannot spawn s3rver: ${e.message}`)); });
+      void exited.then((code) => {
+        clearTimeout(timer);
+        // Give stderr a moment to drain so the message says why.
+        setTimeout(() => reject(new Error(`s3rver exited with code ${code} before it was ready${stderr ? `:\n${stderr.trim()}` : ''}`)), 50);
+      });
+    });
+    const deadline = Date.now() + 10_000;
+    while (!(await ping(port))) {
+      if (Date.now() > deadline) throw new Error(`s3rver on port ${port} does not answer${stderr ? `:\n${stderr}` : ''}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch (e) {
+    child.kill('SIGKILL');
+    await exited;
+    removeDir();
+    throw e;
+  }
+
+  let stopped: Promise<void> | null = null;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    pid: child.pid!,
+    stop: () => {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.stdin!.end(); // orderly: the launcher closes the server and exits
+          const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+          await exited;
+          clearTimeout(t);
+        }
+        removeDir();
+      })();
+      return stopped;
+    },
+  };
+}
