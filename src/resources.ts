@@ -15,11 +15,16 @@ export function detectGpus(): number {
   if (detected !== null) return detected;
   try {
     const out = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
-    detected = out.split('\n').filter((l) => /^GPU \d+/.test(l)).length;
+    detected = countNvidiaSmiGpus(out);
   } catch {
     detected = 0;
   }
   return detected;
+}
+
+/** GPUs in `nvidia-smi -L` output ("GPU 0: NVIDIA H200 (UUID: GPU-…)", one line each). */
+export function countNvidiaSmiGpus(listing: string): number {
+  return listing.split('\n').filter((l) => /^GPU \d+:/.test(l.trim())).length;
 }
 
 /**

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
-import { gpuSlots } from '../src/resources.ts';
+import { countNvidiaSmiGpus, gpuSlots } from '../src/resources.ts';
 import { Probe1, ProbeHalf } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
@@ -25,6 +25,12 @@ function devicesSeen(log: string): string[] {
 }
 
 describe('GPU instances', () => {
+  it('counts GPUs from nvidia-smi -L (output captured on an H200 machine)', () => {
+    assert.equal(countNvidiaSmiGpus('GPU 0: NVIDIA H200 (UUID: GPU-be3a0879-9b47-e22c-1f5f-876346ffb4b4)\n'), 1);
+    assert.equal(countNvidiaSmiGpus('GPU 0: A (UUID: x)\nGPU 1: A (UUID: y)\n  MIG 1g.10gb Device 0: (UUID: z)\n'), 2);
+    assert.equal(countNvidiaSmiGpus(''), 0);
+  });
+
   it('slot planning: whole GPUs are distinct, fractions pack onto a device', () => {
     assert.deepEqual(gpuSlots(1, 4), ['0', '1', '2', '3']);
     assert.deepEqual(gpuSlots(2, 4), ['0,1', '2,3']);

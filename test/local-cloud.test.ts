@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
-import { startLocalCloud, type LocalCloud } from '../localstack/index.ts';
+import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { listS3, putS3Object } from '../src/io/s3.ts';
 import pipeline, { cpuOnly } from './fixtures/cloud-pipeline.ts';
 import { tempDir, writeSample } from './helpers.ts';
