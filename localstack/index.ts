@@ -26,8 +26,15 @@ export interface LocalCloudOptions {
   s3Dir?: string;
   /** A definition to run instead of the generated one (e.g. the synthesized app's). */
   definition?: AslDefinition;
-  /** Lambda ARNs of a given definition -> handler module; default the generated definition's. */
-  functions?: Partial<Record<'plan' | 'stage' | 'finalize' | 'failure', string>>;
+  /**
+   * With a given definition: each function's ARN in it, and optionally the handler module to run
+   * (e.g. a bundle from cdk.out; default lambdas/<name>).
+   */
+  functions?: Partial<Record<FunctionRole, { arn: string; file?: string; timeoutSeconds?: number }>>;
+  /** The GPU task's entrypoint (default lambdas/ecs-task); e.g. the bundled image entry. */
+  ecsEntry?: string;
+  /** Extra environment for the Lambda and ECS workers. */
+  env?: Record<string, string>;
 }
 
 export interface LocalCloud {
@@ -42,6 +49,8 @@ export interface LocalCloud {
   stats(): Record<string, number>;
   stop(): Promise<void>;
 }
+
+type FunctionRole = 'plan' | 'stage' | 'finalize' | 'failure';
 
 const REGION = 'us-east-1';
 const ACCOUNT = '000000000000';
@@ -84,16 +93,21 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     FANOUT_WORK_BUCKET: workBucket,
     FANOUT_PIPELINE: pipeline,
     FANOUT_PROGRESS: '0',
+    ...opts.env,
   };
   const concurrency = opts.lambdaConcurrency ?? 2;
-  const stageTimeout = opts.stageTimeoutSeconds ?? 120;
-  const fns = {
-    plan: new LocalLambda('fanout-plan', entry('plan'), { timeoutSeconds: 120, concurrency: 1, env: workerEnv }),
-    stage: new LocalLambda('fanout-stage', entry('stage'), { timeoutSeconds: stageTimeout, concurrency, env: workerEnv }),
-    finalize: new LocalLambda('fanout-finalize', entry('finalize'), { timeoutSeconds: 300, concurrency: 1, env: workerEnv }),
-    failure: new LocalLambda('fanout-failure', entry('failure'), { timeoutSeconds: 60, concurrency: 1, env: workerEnv }),
+  const stageTimeout = opts.functions?.stage?.timeoutSeconds ?? opts.stageTimeoutSeconds ?? 120;
+  const f = opts.functions ?? {};
+  const timeouts: Record<FunctionRole, number> = {
+    plan: f.plan?.timeoutSeconds ?? 120, stage: stageTimeout, finalize: f.finalize?.timeoutSeconds ?? 300, failure: f.failure?.timeoutSeconds ?? 60,
   };
-  const arns = { ...LOCAL_ARNS, ...opts.functions };
+  const lambda = (role: FunctionRole, n: number): LocalLambda =>
+    new LocalLambda(`fanout-${role}`, f[role]?.file ?? entry(role), { timeoutSeconds: timeouts[role], concurrency: n, env: workerEnv });
+  const fns = { plan: lambda('plan', 1), stage: lambda('stage', concurrency), finalize: lambda('finalize', 1), failure: lambda('failure', 1) };
+  const arns = {
+    ...LOCAL_ARNS,
+    ...Object.fromEntries(Object.entries(f).map(([role, v]) => [role, v!.arn])),
+  } as typeof LOCAL_ARNS;
   const definition = opts.definition ?? buildStateMachineDefinition({
     planFunctionArn: arns.plan, stageFunctionArn: arns.stage, finalizeFunctionArn: arns.finalize, failureFunctionArn: arns.failure,
     ecs: { clusterArn: LOCAL_ARNS.cluster, taskDefinitionArn: LOCAL_ARNS.taskDefinition, containerName: 'fanout-gpu', subnets: ['subnet-local'], securityGroups: ['sg-local'] },
@@ -106,7 +120,8 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
   const runEcsTask = (p: EcsTaskParams): Promise<void> => new Promise((resolveTask, rejectTask) => {
     ecsTasks++;
     // The real ECS entrypoint in its own process, the container overrides as its environment.
-    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(entry('ecs-task'))], {
+    const ecsFile = opts.ecsEntry ?? fileURLToPath(entry('ecs-task'));
+    const child = spawn(process.execPath, [...process.execArgv, ecsFile], {
       env: { ...workerEnv, ...p.environment }, stdio: ['ignore', 'ignore', 'pipe'],
     });
     children.add(child);
@@ -129,10 +144,10 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
       definition,
       handlers: {
         lambdas: {
-          [arns.plan]: { handler: (e) => fns.plan.invoke(e), timeoutSeconds: 120 },
-          [arns.stage]: { handler: (e) => fns.stage.invoke(e), timeoutSeconds: stageTimeout },
-          [arns.finalize]: { handler: (e) => fns.finalize.invoke(e), timeoutSeconds: 300 },
-          [arns.failure]: { handler: (e) => fns.failure.invoke(e), timeoutSeconds: 60 },
+          [arns.plan]: { handler: (e) => fns.plan.invoke(e), timeoutSeconds: timeouts.plan },
+          [arns.stage]: { handler: (e) => fns.stage.invoke(e), timeoutSeconds: timeouts.stage },
+          [arns.finalize]: { handler: (e) => fns.finalize.invoke(e), timeoutSeconds: timeouts.finalize },
+          [arns.failure]: { handler: (e) => fns.failure.invoke(e), timeoutSeconds: timeouts.failure },
         },
         runEcsTask,
       },
