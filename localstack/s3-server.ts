@@ -41,7 +41,18 @@ server.run().then((addr) => {
   process.stderr.write('s3rver failed to start: ' + (err && err.stack || err) + '\\n');
   process.exit(1);
 });
-const quit = () => { server.close().catch(() => {}).finally(() => process.exit(0)); setTimeout(() => process.exit(0), 2000).unref(); };
+// A temp dir of our own is removed here too, so it goes even when the parent was killed.
+const cleanup = () => { if (opts.removeDir) try { require('fs').rmSync(opts.dir, { recursive: true, force: true }); } catch {} };
+let quitting = false;
+const quit = () => {
+  if (quitting) return;
+  quitting = true;
+  setTimeout(() => { cleanup(); process.exit(0); }, 2000);
+  const closing = Promise.resolve().then(() => server.close());
+  // Clients' keep-alive sockets would hold close() open until they time out.
+  if (server.httpServer && server.httpServer.closeAllConnections) server.httpServer.closeAllConnections();
+  closing.catch(() => {}).finally(() => { cleanup(); process.exit(0); });
+};
 process.stdin.on('end', quit);
 process.stdin.on('error', quit);
 process.stdin.resume();
@@ -54,8 +65,9 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  // Synchronous last resort: 'exit' handlers cannot await, but kill() is a plain signal.
-  process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+  // Synchronous last resort: 'exit' handlers cannot await, but kill() is a plain signal (the
+  // child then removes its temp dir itself).
+  process.on('exit', () => { for (const c of live) c.kill('SIGTERM'); });
 }
 
 function ping(port: number): Promise<boolean> {
@@ -71,13 +83,13 @@ function ping(port: number): Promise<boolean> {
 
 /** Start s3rver on 127.0.0.1 (fs-backed), create `buckets`, and wait until it answers. */
 export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
-  const ownDir = opts.dir === undefined;
-  const dir = opts.dir ?? fs.mkdtempSync(join(tmpdir(), 'fanout-s3rver-'));
-  fs.mkdirSync(dir, { recursive: true });
   const buckets = opts.buckets ?? [];
   for (const b of buckets) {
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b)) throw new Error(`invalid bucket name '${b}'`);
   }
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? fs.mkdtempSync(join(tmpdir(), 'fanout-s3rver-'));
+  fs.mkdirSync(dir, { recursive: true });
   const removeDir = (): void => { if (ownDir) fs.rmSync(dir, { recursive: true, force: true }); };
 
   const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', LAUNCHER], {
@@ -86,7 +98,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
       ...process.env,
       NODE_OPTIONS: '', // a parent's --import tsx etc. is neither needed nor wanted in the child
       S3RVER_MAIN: fileURLToPath(import.meta.resolve('s3rver')),
-      S3RVER_OPTS: JSON.stringify({ port: opts.port ?? 0, dir, buckets }),
+      S3RVER_OPTS: JSON.stringify({ port: opts.port ?? 0, dir, buckets, removeDir: ownDir }),
     },
   });
   live.add(child);

@@ -46,6 +46,89 @@ type LibRun = ReturnType<LibStateMachine['run']>;
 type LibEvent = LibRun['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
 type LocalHandler = (input: JsonValue) => Promise<JsonValue>;
 
+// ---------------------------------------------------------------------------------------------
+// Synchronous event capture. The interpreter's own event log forwards events of nested Map
+// iterations through async generators and drops those that arrive after the parent iteration's
+// log has closed (with fast handlers most of a nested Map's events were lost). So the harness
+// hooks each run's logger synchronously instead: StateMachine.prototype.run learns which run
+// (and so which Map state, at which item index) spawns a nested run, and .execute wraps the new
+// run's eventLogger.dispatch. Written against aws-local-stepfunctions 3.0 internals, checked at load.
+
+/** One (nested) run of the interpreter: the root execution, a Map iteration or a Parallel branch. */
+interface RunNode {
+  sink: (node: RunNode, ev: LibEvent) => void;
+  parent?: RunNode;
+  /** The Map state this run is an iteration of, and its item index. */
+  mapName?: string;
+  index?: number;
+  /** The state this run is in now, and how many nested runs it has spawned. */
+  current?: { name: string; type: string; spawned: number };
+}
+
+/** Run option that carries the harness's sink into the root run (and, spread, into nested runs). */
+const SINK_OPTION = '__fanoutHarnessSink';
+const nodeByRunOptions = new WeakMap<object, RunNode>();
+const seenEvents = new WeakSet<object>();
+let pendingNode: RunNode | undefined;
+
+interface HookableLogger {
+  dispatch(ev: LibEvent): void;
+}
+interface HookableProto {
+  run(this: unknown, input: unknown, options?: Record<string, unknown>): unknown;
+  execute(this: unknown, input: unknown, options: { runOptions?: object; eventLogger?: HookableLogger }, cleanup: unknown): unknown;
+  __fanoutHooked?: boolean;
+}
+
+function installHooks(SM: LibModule['StateMachine']): void {
+  const proto = SM.prototype as unknown as HookableProto;
+  if (proto.__fanoutHooked) return;
+  if (typeof proto.run !== 'function' || typeof proto.execute !== 'function') {
+    throw new Error('aws-local-stepfunctions: StateMachine.prototype.execute not found (the harness is written for 3.0)');
+  }
+  const origRun = proto.run;
+  const origExecute = proto.execute;
+  proto.run = function (input, options) {
+    const parent = options ? nodeByRunOptions.get(options) : undefined;
+    let node: RunNode | undefined;
+    if (parent) {
+      // A Map spawns its iterations in item order (p-limit is FIFO), so a counter is the index.
+      const cur = parent.current;
+      node = { sink: parent.sink, parent, mapName: cur?.type === 'Map' ? cur.name : undefined, index: cur ? cur.spawned++ : 0 };
+    } else if (options && typeof options[SINK_OPTION] === 'function') {
+      node = { sink: options[SINK_OPTION] as RunNode['sink'] };
+    }
+    const saved = pendingNode;
+    pendingNode = node;
+    try {
+      return origRun.call(this, input, options);
+    } finally {
+      pendingNode = saved;
+    }
+  };
+  proto.execute = function (input, options, cleanup) {
+    // run() calls execute() synchronously, so pendingNode is this run's node.
+    const node = pendingNode;
+    pendingNode = undefined;
+    const logger = options?.eventLogger;
+    if (node && options.runOptions && logger && typeof logger.dispatch === 'function') {
+      nodeByRunOptions.set(options.runOptions, node);
+      const dispatch = logger.dispatch;
+      logger.dispatch = function (ev: LibEvent) {
+        // Forwarded copies of nested events reach the parent's logger later: count each once.
+        if (typeof ev === 'object' && ev !== null && !seenEvents.has(ev)) {
+          seenEvents.add(ev);
+          if (ev.type === 'StateEntered' || ev.type === 'StateRetried') node.current = { name: ev.state.name, type: ev.state.type, spawned: 0 };
+          node.sink(node, ev);
+        }
+        dispatch.call(this, ev);
+      };
+    }
+    return origExecute.call(this, input, options, cleanup);
+  };
+  proto.__fanoutHooked = true;
+}
+
 export interface LambdaContextLike {
   functionName: string;
   functionVersion: string;
@@ -400,6 +483,8 @@ function buildLocalHandlers(tasks: Map<string, TaskInfo>, handlers: LocalTaskHan
         break;
     }
     out[t.name] = async (input) => {
+      // The interpreter may still retry a task after the execution was stopped: start nothing new.
+      if (scope.signal.aborted) throw new TaskError('States.Runtime', `execution ${scope.executionArn} has ended`, false);
       const result = await run(input);
       const bytes = sizeOf(result);
       if (bytes > PAYLOAD_LIMIT_BYTES) throw dataLimitError(`the result of ${t.name}`, bytes);
@@ -437,8 +522,18 @@ interface ExecutionRecord {
   abortRun?: () => void;
   stopRequest?: { error?: string; cause?: string };
   dataLimit?: TaskError;
+  historyClosed?: boolean;
   done: Promise<void>;
 }
+
+/** A nested run's own start/end, as the parent's Map iteration event suffix. */
+const ITERATION_EVENT: Partial<Record<string, 'Started' | 'Succeeded' | 'Failed' | 'Aborted'>> = {
+  ExecutionStarted: 'Started',
+  ExecutionSucceeded: 'Succeeded',
+  ExecutionFailed: 'Failed',
+  ExecutionAborted: 'Aborted',
+  ExecutionTimeout: 'Aborted',
+};
 
 const nowSeconds = (ms = Date.now()): number => ms / 1000;
 const json = (v: unknown): string => JSON.stringify(v ?? null);
@@ -470,6 +565,7 @@ export async function startLocalStepFunctions(opts: { definition: AslDefinition 
   }
 
   const { StateMachine } = await loadLib();
+  installHooks(StateMachine);
   const machine = new StateMachine(definition as unknown as ConstructorParameters<LibModule['StateMachine']>[0]);
   const roleArn = opts.roleArn ?? `arn:aws:iam::${ACCOUNT}:role/fanout-local-sfn`;
   const stateMachineArn = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${STATE_MACHINE_NAME}`;
@@ -478,6 +574,9 @@ export async function startLocalStepFunctions(opts: { definition: AslDefinition 
   const order: ExecutionRecord[] = [];
 
   function push(rec: ExecutionRecord, type: string, details: Record<string, unknown> = {}, ts = Date.now()): void {
+    // Nothing follows the execution's last event (stopped iterations may still report in).
+    if (rec.historyClosed) return;
+    if (type.startsWith('Execution') && type !== 'ExecutionStarted') rec.historyClosed = true;
     const id = rec.events.length + 1;
     rec.events.push({ id, previousEventId: id - 1, timestamp: nowSeconds(ts), type, ...details });
   }
@@ -490,8 +589,16 @@ export async function startLocalStepFunctions(opts: { definition: AslDefinition 
     }
   }
 
-  function onEvent(rec: ExecutionRecord, ev: LibEvent): void {
+  function onEvent(rec: ExecutionRecord, node: RunNode, ev: LibEvent): void {
     const ts = ev.timestamp;
+    if (node.parent) {
+      // A nested run: its start/end are Map iteration events of the parent; the rest as usual.
+      const kind = ITERATION_EVENT[ev.type];
+      if (kind) {
+        if (node.mapName !== undefined) push(rec, `MapIteration${kind}`, { [`mapIteration${kind}EventDetails`]: { name: node.mapName, index: node.index } }, ts);
+        return;
+      }
+    }
     switch (ev.type) {
       case 'ExecutionStarted':
         push(rec, 'ExecutionStarted', { executionStartedEventDetails: { input: json(ev.input), inputDetails: { truncated: false }, roleArn } }, ts);
@@ -509,13 +616,6 @@ export async function startLocalStepFunctions(opts: { definition: AslDefinition 
       case 'ExecutionTimeout':
         push(rec, 'ExecutionTimedOut', { executionTimedOutEventDetails: {} }, ts);
         return;
-      case 'MapIterationStarted':
-      case 'MapIterationSucceeded':
-      case 'MapIterationFailed': {
-        const key = `mapIteration${ev.type.slice('MapIteration'.length)}EventDetails`;
-        push(rec, ev.type, { [key]: { name: ev.parentState.name, index: ev.index } }, ts);
-        return;
-      }
       case 'StateEntered': {
         const { name, type, input } = ev.state;
         const text = json(input);
@@ -600,16 +700,19 @@ export async function startLocalStepFunctions(opts: { definition: AslDefinition 
       done: Promise.resolve(),
     };
     const overrides = buildLocalHandlers(tasks, opts.handlers, { signal: rec.controller.signal, executionArn });
-    const run = machine.run(input, {
+    const runOptions = {
       overrides: { taskResourceLocalHandlers: overrides },
       context: {
         Execution: { Id: executionArn, Name: name, RoleArn: roleArn, StartTime: new Date().toISOString() },
         StateMachine: { Id: stateMachineArn, Name: STATE_MACHINE_NAME },
       },
-    });
+      [SINK_OPTION]: (node: RunNode, ev: LibEvent) => onEvent(rec, node, ev),
+    };
+    const run = machine.run(input, runOptions);
     rec.abortRun = run.abort;
+    // History comes from the hooks; the interpreter's own log is only drained.
     const consumed = (async () => {
-      for await (const ev of run.eventLogs) onEvent(rec, ev);
+      for await (const _ of run.eventLogs);
     })().catch(() => undefined);
     const settled = run.result.then(
       (output) => finish(rec, 'SUCCEEDED', { output: json(output) }),

@@ -208,13 +208,13 @@ describe('expandPaths', () => {
     assert.deepEqual(expandPaths(`file://${join(data, 'b/3.parquet')}`, 'parquet'), [join(data, 'b/3.parquet')]);
   });
 
-  it('errors name the path or glob that matched nothing; remote URLs are not yet supported', () => {
+  it('errors name the path or glob that matched nothing; unknown remote schemes are refused', () => {
     assert.throws(() => expandPaths(join(data, 'zz.parquet'), 'parquet'), (e: Error) => e.message.includes(join(data, 'zz.parquet')) && /not found/.test(e.message));
     assert.throws(() => expandPaths(join(data, '*.nope'), 'parquet'), (e: Error) => e.message.includes('*.nope'));
     const empty = join(root, 'empty-dir');
     fs.mkdirSync(empty, { recursive: true });
     assert.throws(() => expandPaths(empty, 'csv'), (e: Error) => e.message.includes(empty) && /no csv files/.test(e.message));
-    assert.throws(() => expandPaths('s3://bucket/data/*.parquet', 'parquet'), /not yet supported.*s3:\/\/bucket/);
+    assert.throws(() => expandPaths('gs://bucket/data/*.parquet', 'parquet'), /not supported.*gs:\/\/bucket/);
     assert.throws(() => expandPaths([], 'parquet'), /no parquet paths/);
   });
 

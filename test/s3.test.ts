@@ -102,6 +102,12 @@ describe('reading s3://', () => {
     assert.equal(s3Stats.syncCalls, 2, 'one listing + one batch of footers');
     assert.equal(await df.count(), 1000);
     assert.equal(s3Stats.syncCalls, 2, 'planning and counting reuse the cached footers');
+    // Listings are paginated (s3rver needs --openssl-legacy-provider for its continuation tokens).
+    resetS3Stats();
+    const paged = await listS3(`${S3}/many/`, { pageSize: 3 });
+    assert.equal(s3Stats.listRequests, 4);
+    assert.deepEqual(paged.objects.map((o) => o.key), (await listS3(`${S3}/many/`)).objects.map((o) => o.key));
+    assert.equal(paged.objects.length, 10);
     // A list of object URIs: one round of listings, one of footers.
     for (let i = 0; i < 10; i++) await putS3Object(`${S3}/many2/f${i}.parquet`, fs.readFileSync(join(dir, `f${i}.parquet`)));
     resetS3Stats();

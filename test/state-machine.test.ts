@@ -421,11 +421,31 @@ describe('local Step Functions harness', () => {
     assert.equal(d.status, 'FAILED');
     assert.equal(d.error, 'Sandbox.Timedout');
     assert.match(d.cause!, /Task timed out after 1\.00 seconds/);
-    assert.ok(ms < 1450, `failed after ${ms.toFixed(0)} ms, i.e. at the function's timeout`);
+    assert.ok(ms < 3000, `failed after ${ms.toFixed(0)} ms: at the function's timeout, without retries`);
     assert.equal(f.log.attempts.get('0/0'), 1, 'a timeout is not retried');
     assert.equal(f.log.failure.length, 1);
     const failed = (await history(sfn, executionArn)).filter((e) => e.type === 'TaskFailed');
     assert.equal(failed[0]?.taskFailedEventDetails?.error, 'Sandbox.Timedout');
+  });
+
+  it('a result over the 256 KiB payload limit fails the execution uncaught (States.DataLimitExceeded)', async () => {
+    const f = fakes(THREE_STAGES.slice(0, 1), { stage: async (e) => (e.partition === 3 ? { blob: 'x'.repeat(300_000) } : { rows: 1 }) });
+    const { server, sfn } = await harness(buildStateMachineDefinition(resources(false)), f.handlers);
+    const { d } = await execute(sfn, server.stateMachineArn);
+    assert.equal(d.status, 'FAILED');
+    assert.equal(d.error, 'States.DataLimitExceeded');
+    assert.equal(f.log.attempts.get('0/3'), 1, 'not retried');
+    assert.deepEqual(f.log.failure, [], 'States.ALL does not catch it, as on AWS');
+  });
+
+  it('the inline form refuses more than 1000 partitions (the local interpreter: States.Runtime, uncaught)', async () => {
+    const f = fakes([{ executor: 'lambda', partitions: 1001, concurrency: 8, slots: 0 }]);
+    const { server, sfn } = await harness(buildStateMachineDefinition(resources(false)), f.handlers);
+    const { d } = await execute(sfn, server.stateMachineArn);
+    assert.equal(d.status, 'FAILED');
+    assert.equal(d.error, 'States.Runtime');
+    assert.match(d.cause!, /1000 items/);
+    assert.deepEqual(f.log.partitions, []);
   });
 
   it('StopExecution aborts the execution and stops its ECS tasks', async () => {
@@ -474,6 +494,11 @@ describe('local Step Functions harness', () => {
         if (text) maxState = Math.max(maxState, Buffer.byteLength(text));
       }
       assert.ok(maxState < 16_384, `largest state payload ${maxState} bytes`);
+      // The history is complete: one iteration and one task per partition, in id order.
+      const iterations = events.filter((e) => e.type === 'MapIterationSucceeded' && e.mapIterationSucceededEventDetails?.name === 'Partitions');
+      assert.deepEqual(iterations.map((e) => e.mapIterationSucceededEventDetails!.index).sort((a, b) => a! - b!), Array.from({ length: 600 }, (_, i) => i));
+      assert.equal(events.filter((e) => e.type === 'TaskStateExited' && e.stateExitedEventDetails?.name === 'RunPartition').length, 600);
+      assert.equal(events.find((e) => e.type === 'MapStateStarted' && e.mapStateStartedEventDetails?.length === 600) !== undefined, true);
       t.diagnostic(`distributed=${distributed}: 600 partitions in ${ms.toFixed(0)} ms (${(ms / 600).toFixed(2)} ms/partition), ${events.length} history events, largest state ${maxState} B, largest handler event ${Math.max(...f.log.eventBytes)} B`);
     }
   });

@@ -183,7 +183,13 @@ function count(kind: 'listRequests' | 'headRequests' | 'getRequests' | 'putReque
 
 export interface S3Object { uri: string; key: string; size: number; etag: string; lastModified: number }
 
-export interface ListOptions { delimiter?: string; maxKeys?: number }
+export interface ListOptions {
+  delimiter?: string;
+  /** Stop after this many objects. */
+  maxKeys?: number;
+  /** Keys per ListObjectsV2 page (default and maximum 1,000). */
+  pageSize?: number;
+}
 export interface ListResult { objects: S3Object[]; /** with a delimiter: the "sub-directory" URIs */ prefixes: string[] }
 
 /** Every object whose key starts with the URI's key (paginated). */
@@ -200,7 +206,7 @@ export async function listS3(prefixUri: string, opts: ListOptions = {}, settings
     try {
       r = await client.send(new m.ListObjectsV2Command({
         Bucket: bucket, Prefix: key, ContinuationToken: token, Delimiter: opts.delimiter,
-        MaxKeys: opts.maxKeys !== undefined ? Math.min(1000, opts.maxKeys - objects.length) : undefined,
+        MaxKeys: Math.min(opts.pageSize ?? 1000, 1000, opts.maxKeys !== undefined ? opts.maxKeys - objects.length : 1000),
       }));
     } catch (e) {
       throw s3Error('ListObjectsV2', prefixUri, e, settings);
