@@ -2,6 +2,7 @@
 // converts field byte ranges column by column into Arrow buffers (typed arrays, utf8 bytes copied
 // as-is, validity bitmaps), never materializing a JS string per field except where a float needs
 // the slow parsing path. Writing formats Arrow buffers straight into a reused byte buffer.
+import { civilFromDays, daysFromCivil } from '../kernels/temporal.ts';
 import * as fs from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import * as arrow from 'apache-arrow';
@@ -323,29 +324,6 @@ function digit2(buf: Uint8Array, i: number): number {
   const a = buf[i]! - 48;
   const b = buf[i + 1]! - 48;
   return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
-}
-
-/** Days since 1970-01-01 of a proleptic Gregorian date. */
-function daysFromCivil(y: number, m: number, d: number): number {
-  y -= m <= 2 ? 1 : 0;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/** [year, month, day] of days since 1970-01-01. */
-function civilFromDays(z: number): [number, number, number] {
-  z += 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp + (mp < 10 ? 3 : -9);
-  return [era * 400 + yoe + (m <= 2 ? 1 : 0), m, d];
 }
 
 const MONTH_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
