@@ -27,6 +27,18 @@ export interface ExecContext {
 
 async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<arrow.RecordBatch> {
   switch (src.kind) {
+    case 'multi': {
+      let remaining = src.limit ?? Infinity;
+      for (const part of src.parts) {
+        for await (let b of readSource(part, ctx)) {
+          if (b.numRows > remaining) b = b.slice(0, remaining);
+          remaining -= b.numRows;
+          yield b;
+          if (remaining <= 0) return;
+        }
+      }
+      return;
+    }
     case 'memory': {
       const batches = ctx.memory?.get(src.id);
       if (!batches) throw new Error(`in-memory source ${src.id} is not available here`);

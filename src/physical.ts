@@ -56,6 +56,12 @@ export type SourceJSON =
       csv: CsvSourceOptions;
     }
   | {
+      /** Several small files (or their row groups) read one after another as one partition. */
+      kind: 'multi';
+      parts: SourceJSON[];
+      limit: number | null;
+    }
+  | {
       kind: 'memory';
       id: string;
       /** Batch index range [start, end). */
@@ -164,33 +170,43 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
       uncompressedBytes: 0, rows: 0, columns, filter: p.filter, limit: p.limit,
     };
     if (source.format === 'parquet') {
+      // Row groups are packed into partitions of about targetPartitionBytes (uncompressed): big
+      // files split at row-group boundaries, small files share a partition.
+      type Piece = { path: string; groups: number[]; total: number };
+      let pending: Piece[] = [];
+      let pendingBytes = 0;
+      const parquetSource = (x: Piece): SourceJSON => ({
+        kind: 'parquet', path: x.path, rowGroups: x.groups.length === x.total ? null : x.groups,
+        columns, filter: p.filter, limit: p.limit, schema: source.schema,
+      });
+      const flush = (): void => {
+        const pieces = pending.filter((x) => x.groups.length);
+        if (pieces.length === 1) partitions.push({ source: parquetSource(pieces[0]!) });
+        else if (pieces.length > 1) partitions.push({ source: { kind: 'multi', parts: pieces.map(parquetSource), limit: p.limit } });
+        pending = [];
+        pendingBytes = 0;
+      };
       for (const path of source.files) {
         const info = inspectParquet(path);
         scan.rowGroupsTotal += info.rowGroups.length;
-        let group: number[] = [];
-        let groupBytes = 0;
-        const flush = (): void => {
-          if (group.length) {
-            const all = group.length === info.rowGroups.length;
-            partitions.push({
-              source: { kind: 'parquet', path, rowGroups: all ? null : group, columns, filter: p.filter, limit: p.limit, schema: source.schema },
-            });
-          }
-          group = [];
-          groupBytes = 0;
-        };
+        let piece: Piece = { path, groups: [], total: info.rowGroups.length };
+        pending.push(piece);
         for (const rg of info.rowGroups) {
           if (p.filter && canSkipRowGroup(p.filter, rg.stats, rg.numRows)) continue;
           scan.rowGroupsSelected++;
           scan.bytes += rg.compressedBytes;
           scan.uncompressedBytes += rg.uncompressedBytes;
           scan.rows += rg.numRows;
-          if (group.length && groupBytes + rg.uncompressedBytes > opts.targetPartitionBytes) flush();
-          group.push(rg.index);
-          groupBytes += rg.uncompressedBytes;
+          if (pendingBytes > 0 && pendingBytes + rg.uncompressedBytes > opts.targetPartitionBytes) {
+            flush();
+            piece = { path, groups: [], total: info.rowGroups.length };
+            pending.push(piece);
+          }
+          piece.groups.push(rg.index);
+          pendingBytes += rg.uncompressedBytes;
         }
-        flush();
       }
+      flush();
     } else {
       for (const path of source.files) {
         partitions.push({

@@ -106,4 +106,19 @@ describe('optimizer', () => {
     assert.match(await df.explain(), /row groups 0\/8/);
     assert.deepEqual(await df.toRows(), []);
   });
+
+  it('packs small files into one partition and splits big ones at row groups', async () => {
+    const d = tempDir();
+    for (let i = 0; i < 5; i++) await writeSample(join(d, `small-${i}.parquet`), i * 100, 100, 50);
+    const df = readParquet(d).select('id');
+    assert.match(await df.explain(), /Stage 0: 1 partition\(s\)/);
+    assert.deepEqual((await df.toRows()).map((r) => r.id), Array.from({ length: 500 }, (_, i) => BigInt(i)));
+    assert.deepEqual((await df.limit(120).toRows()).length, 120);
+    setRunner('native', { workers: false, targetPartitionBytes: 1 });
+    try {
+      assert.match(await df.explain(), /Stage 0: 10 partition\(s\)/);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
 });

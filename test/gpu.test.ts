@@ -41,7 +41,7 @@ describe('GPU instances', () => {
 
   it('four numGpus: 1 instances each see a distinct device', async () => {
     process.env['FANOUT_NUM_GPUS'] = '4';
-    setRunner('native', { workers: 'auto' });
+    setRunner('native', { workers: 'auto', targetPartitionBytes: 1 }); // one partition per file: work for every instance
     const log = join(tempDir(), 'probe1.log');
     writeFileSync(log, '');
     const p = new Probe1(log);

@@ -228,7 +228,8 @@ function stageSchema(plan: RunPlan, stageIndex: number): SchemaJSON {
       if (op.type === 'project' || op.type === 'explode') return op.schema;
     }
   }
-  const src = plan.sources[0];
+  let src = plan.sources[0];
+  while (src && src.kind === 'multi') src = src.parts[0];
   if (src && (src.kind === 'parquet' || src.kind === 'csv')) return src.schema;
   return plan.schema;
 }

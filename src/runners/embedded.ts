@@ -5,7 +5,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { mergeMetrics, runtime } from '../udf-exec.ts';
 import { applyOps, runPartition, runPartitionToSink, type ExecContext, type SinkResult } from '../executor.ts';
-import type { PartitionTask, PhysicalPlan } from '../physical.ts';
+import type { PartitionTask, PhysicalPlan, SourceJSON } from '../physical.ts';
 import { WorkerPool } from './pool.ts';
 import { detectGpus, gpuSlots } from '../resources.ts';
 import type { RunMetrics } from '../udf-exec.ts';
@@ -171,11 +171,15 @@ function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
   return o.workers;
 }
 
-function describeTask(t: PartitionTask): string {
-  const s = t.source;
-  if (s.kind === 'memory') return `partition ${t.index}`;
+function describeSource(s: SourceJSON): string {
+  if (s.kind === 'memory') return 'in-memory batches';
+  if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
   const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
-  return `partition ${t.index}: ${s.path}${rg}`;
+  return `${s.path}${rg}`;
+}
+
+function describeTask(t: PartitionTask): string {
+  return `partition ${t.index}: ${describeSource(t.source)}`;
 }
 
 /** A partition's output as an async queue filled by a worker. */
