@@ -11,7 +11,20 @@ export function optimize(plan: PlanNode): PlanNode {
   p = pushFilters(p);
   p = pushLimits(p);
   p = pruneColumns(p, null);
-  return p;
+  return dropIdentityProjects(p);
+}
+
+/** A projection that passes every input column through unchanged, in order, does nothing. */
+function isIdentity(node: PlanNode, input: PlanNode): boolean {
+  if (node.type !== 'project') return false;
+  const names = planSchema(input).names;
+  return node.exprs.length === names.length && node.exprs.every((e, i) => e.op === 'col' && e.name === names[i]);
+}
+
+function dropIdentityProjects(node: PlanNode): PlanNode {
+  if (!('input' in node)) return node;
+  const input = dropIdentityProjects(node.input);
+  return isIdentity(node, input) ? input : rebuild(node, input);
 }
 
 // ---------- helpers ----------
@@ -87,6 +100,7 @@ export function explodeSchema(input: Schema, columns: readonly string[]): Schema
 function fuseProjects(node: PlanNode): PlanNode {
   if (!('input' in node)) return node;
   const input = fuseProjects(node.input);
+  if (isIdentity(node, input)) return input;
   if (node.type === 'project' && input.type === 'project') {
     const defs = definitions(input);
     const refs = countRefs(node.exprs);
