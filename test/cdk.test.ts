@@ -1,0 +1,346 @@
+// The CDK deployment (cdk/): the example stack's resources and wiring checked with
+// aws-cdk-lib/assertions, cdk-nag's AwsSolutions pack, and one full `npx cdk synth` to cdk.out
+// (offline, no credentials, Docker forbidden). Assertion synths skip bundling and CloudFormation
+// validation (CDK_VALIDATION=false) to stay fast; the CLI synth does both.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { App, CfnElement, Stack, Validations } from 'aws-cdk-lib';
+import type { IConstruct } from 'constructs';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { createApp, EXAMPLE_ENTRY, INPUT_PREFIX, OUTPUT_PREFIX, STACK_NAME, type FanoutExampleStack } from '../cdk/app.ts';
+import { FanoutPipeline, objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
+import { buildStateMachineDefinition, type AslDefinition, type AslState } from '../src/aws/state-machine.ts';
+import { tempDir } from './helpers.ts';
+
+process.env['CDK_VALIDATION'] = 'false';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SKIP_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
+
+type Json = Record<string, unknown>;
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: Json };
+
+/** Intrinsics as text, the way cdk-nag prints them: Ref -> <Id>, GetAtt -> <Id.Attr>, joins concatenated. */
+function flat(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(flat);
+  if (v && typeof v === 'object') {
+    const o = v as Json;
+    if (typeof o['Ref'] === 'string') return `<${o['Ref']}>`;
+    if (Array.isArray(o['Fn::GetAtt'])) return `<${(o['Fn::GetAtt'] as string[]).join('.')}>`;
+    if (Array.isArray(o['Fn::Join'])) {
+      const [sep, parts] = o['Fn::Join'] as [string, unknown[]];
+      return parts.map((p) => { const f = flat(p); return typeof f === 'string' ? f : JSON.stringify(f); }).join(sep);
+    }
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, flat(x)]));
+  }
+  return v;
+}
+
+const arr = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
+
+let stack: FanoutExampleStack;
+let template: Template;
+let tpl: { Resources: Record<string, { Type: string; Properties: Json }> };
+let id: (c: { node: { defaultChild?: unknown } }) => string;
+
+function policyStatements(roleLogicalId: string): Statement[] {
+  const out: Statement[] = [];
+  for (const r of Object.values(tpl.Resources)) {
+    if (r.Type !== 'AWS::IAM::Policy') continue;
+    const roles = (r.Properties['Roles'] as unknown[]).map(flat);
+    if (!roles.includes(`<${roleLogicalId}>`)) continue;
+    out.push(...((r.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement.map((s) => flat(s) as Statement)));
+  }
+  return out;
+}
+
+function findState(def: { States: Record<string, AslState> }, name: string): AslState | undefined {
+  for (const [n, s] of Object.entries(def.States)) {
+    if (n === name) return s;
+    const inner = s.ItemProcessor ?? s.Iterator;
+    const found = inner ? findState(inner, name) : undefined;
+    if (found) return found;
+  }
+  return undefined;
+}
+
+before(async () => {
+  const made = await createApp({ outdir: tempDir('fanout-cdk-'), nag: false, context: SKIP_BUNDLING });
+  stack = made.stack;
+  const asm = made.app.synth();
+  tpl = asm.getStackByName(stack.stackName).template as typeof tpl;
+  template = Template.fromJSON(tpl);
+  // The construct's CloudFormation resource: its default child, else its one Cfn child (AsgCapacityProvider).
+  id = (c) => {
+    const n = (c as unknown as IConstruct).node;
+    const cfn = (n.defaultChild ?? n.children.find((x) => CfnElement.isCfnElement(x))) as CfnElement;
+    return stack.getLogicalId(cfn);
+  };
+});
+
+describe('FanoutPipeline in the example stack', () => {
+  it('GPU: EC2 task definition with a GPU requirement, GPU AMI, managed scaling from zero', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RequiresCompatibilities: ['EC2'],
+      NetworkMode: 'bridge',
+      ContainerDefinitions: [{ Name: 'fanout-gpu', ResourceRequirements: [{ Type: 'GPU', Value: '1' }], MemoryReservation: 4096 }],
+    });
+    const params = Object.keys((tpl as unknown as { Parameters: Json }).Parameters);
+    assert.ok(params.some((p) => /ecsoptimizedamiamazonlinux2gpurecommended/i.test(p)), `the GPU-optimized AMI parameter: ${params.join(', ')}`);
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: { InstanceType: 'g5.xlarge', MetadataOptions: { HttpTokens: 'required' }, BlockDeviceMappings: [{ Ebs: { Encrypted: true } }] },
+    });
+    template.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', { MinSize: '0', MaxSize: '2' });
+    template.hasResourceProperties('AWS::ECS::CapacityProvider', {
+      AutoScalingGroupProvider: { ManagedScaling: { Status: 'ENABLED', TargetCapacity: 100 }, ManagedTerminationProtection: 'ENABLED' },
+    });
+    template.resourceCountIs('AWS::ECS::ClusterCapacityProviderAssociations', 1);
+    // No NAT gateway: the default VPC costs nothing while idle.
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+  });
+
+  it('EventBridge: the input bucket sends events; the rule matches Object Created under the prefix and starts the state machine', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', { NotificationConfiguration: { EventBridgeConfiguration: { EventBridgeEnabled: true } } });
+    const rules = Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::Events::Rule');
+    assert.equal(rules.length, 1);
+    const rule = flat(rules[0]!.Properties) as { EventPattern: Json; Targets: Json[] };
+    assert.deepEqual(rule.EventPattern, objectCreatedPattern(`<${id(stack.inputBucket)}>`, INPUT_PREFIX, '.parquet'));
+    assert.deepEqual(rule.EventPattern['detail'], { bucket: { name: [`<${id(stack.inputBucket)}>`] }, object: { key: [{ wildcard: 'incoming/*.parquet' }] } });
+    const target = rule.Targets[0] as { Arn: string; InputTransformer: { InputPathsMap: Json; InputTemplate: string }; DeadLetterConfig: Json };
+    assert.equal(target.Arn, `<${id(stack.pipeline.stateMachine)}>`);
+    assert.ok(target.DeadLetterConfig, 'failed deliveries go to a dead-letter queue');
+    assert.deepEqual(target.InputTransformer.InputPathsMap, { 'detail-bucket-name': '$.detail.bucket.name', 'detail-object-key': '$.detail.object.key', id: '$.id' });
+    assert.equal(target.InputTransformer.InputTemplate,
+      `{"input":{"uri":"s3://<detail-bucket-name>/<detail-object-key>"},"output":"s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}<id>/","runId":<id>}`);
+  });
+
+  it('Lambda: four nodejs22.x functions, ESM bundles of handler + pipeline, sized from the UDFs', () => {
+    const fns = Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::Lambda::Function');
+    assert.equal(fns.length, 4);
+    for (const f of fns) {
+      const p = flat(f.Properties) as Json & { Environment: { Variables: Json } };
+      assert.equal(p['Runtime'], 'nodejs22.x');
+      assert.equal(p['Handler'], 'index.handler');
+      assert.equal(p['Timeout'], 900);
+      assert.equal(p['MemorySize'], 1769);
+      assert.deepEqual(p.Environment.Variables, { FANOUT_WORK_BUCKET: `<${id(stack.pipeline.workBucket)}>`, FANOUT_PIPELINE: '/var/task/index.mjs', FANOUT_PROGRESS: '0' });
+      assert.ok(typeof p['LoggingConfig'] === 'object', 'each function logs to its own group');
+    }
+    for (const g of Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::Logs::LogGroup')) assert.equal(g.Properties['RetentionInDays'], 30);
+  });
+
+  it('Step Functions: the definition is buildStateMachineDefinition() with the stack\'s ARNs (distributed Map, runTask.sync)', () => {
+    const sm = Object.values(tpl.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
+    const def = JSON.parse(flat(sm.Properties['DefinitionString']) as string) as AslDefinition;
+    const p = stack.pipeline;
+    const want = buildStateMachineDefinition({
+      planFunctionArn: `<${id(p.functions.plan)}.Arn>`,
+      stageFunctionArn: `<${id(p.functions.stage)}.Arn>`,
+      finalizeFunctionArn: `<${id(p.functions.finalize)}.Arn>`,
+      failureFunctionArn: `<${id(p.functions.failure)}.Arn>`,
+      ecs: {
+        clusterArn: `<${id(p.cluster!)}.Arn>`, taskDefinitionArn: `<${id(p.taskDefinition!)}>`, containerName: 'fanout-gpu',
+        subnets: [], securityGroups: [], capacityProvider: `<${id(p.capacityProvider!)}>`,
+      },
+      distributed: true,
+      lambdaTimeoutSeconds: 900,
+      ecsTimeoutSeconds: 6 * 3600,
+    });
+    assert.deepEqual(def, want);
+    // The wiring the brief names, spelled out.
+    const partitions = findState(def, 'Partitions')!;
+    assert.equal(partitions.Type, 'Map');
+    assert.deepEqual(partitions.ItemProcessor?.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
+    assert.equal(findState(def, 'RunPartition')!.Parameters!['FunctionName'], `<${id(p.functions.stage)}.Arn>`);
+    const gpu = findState(def, 'RunGpuSlot')!;
+    assert.equal(gpu.Resource, 'arn:aws:states:::ecs:runTask.sync');
+    assert.deepEqual(gpu.Parameters!['CapacityProviderStrategy'], [{ CapacityProvider: `<${id(p.capacityProvider!)}>`, Weight: 1 }]);
+    assert.equal(gpu.Parameters!['NetworkConfiguration'], undefined, 'bridge networking: no awsvpc configuration');
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', { LoggingConfiguration: { Level: 'ALL' }, TracingConfiguration: { Enabled: true } });
+  });
+
+  it('work bucket: encrypted, SSL only, no public access, runs/ expire', () => {
+    const wb = tpl.Resources[id(stack.pipeline.workBucket)]!.Properties as Json;
+    assert.deepEqual(wb['BucketEncryption'], { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] });
+    assert.deepEqual(wb['PublicAccessBlockConfiguration'], { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    const rules = (wb['LifecycleConfiguration'] as { Rules: Json[] }).Rules;
+    assert.ok(rules.some((r) => r['Prefix'] === 'runs/' && r['ExpirationInDays'] === 7 && r['Status'] === 'Enabled'));
+    const policy = Object.values(tpl.Resources).find((r) => r.Type === 'AWS::S3::BucketPolicy' && (flat(r.Properties['Bucket']) === `<${id(stack.pipeline.workBucket)}>`))!;
+    const st = (flat(policy.Properties['PolicyDocument']) as { Statement: Statement[] }).Statement;
+    assert.ok(st.some((s) => s.Effect === 'Deny' && JSON.stringify(s.Condition) === '{"Bool":{"aws:SecureTransport":"false"}}'));
+  });
+
+  it('IAM: each role reaches only its buckets and prefixes, with explicit actions', () => {
+    const p = stack.pipeline;
+    const work = `<${id(p.workBucket)}.Arn>`;
+    const input = `<${id(stack.inputBucket)}.Arn>`;
+    const output = `<${id(stack.outputBucket)}.Arn>`;
+    const s3Resources = (sts: Statement[]) => new Set(sts.filter((s) => arr(s.Action).some((a) => a.startsWith('s3:'))).flatMap((s) => arr(s.Resource as string)));
+    for (const s of [...policyStatements(id(p.lambdaRole)), ...policyStatements(id(p.taskDefinition!.taskRole))]) {
+      for (const a of arr(s.Action)) assert.ok(!a.includes('*'), `no wildcard action: ${a}`);
+    }
+    const lambda = policyStatements(id(p.lambdaRole));
+    assert.deepEqual(s3Resources(lambda), new Set([`${work}/*`, work, `${input}/${INPUT_PREFIX}*`, input, `${output}/${OUTPUT_PREFIX}*`, output]));
+    const inputObjects = lambda.find((s) => s.Resource === `${input}/${INPUT_PREFIX}*`)!;
+    assert.deepEqual(arr(inputObjects.Action), ['s3:GetObject'], 'input is read-only');
+    const listInput = lambda.find((s) => s.Resource === input)!;
+    assert.deepEqual(listInput.Condition, { StringLike: { 's3:prefix': [`${INPUT_PREFIX}*`] } });
+    assert.ok(lambda.some((s) => s.Resource === `${output}/${OUTPUT_PREFIX}*` && arr(s.Action).includes('s3:PutObject')));
+    // The GPU tasks: work bucket read/write, input read (a GPU stage may be stage 0), no output.
+    assert.deepEqual(s3Resources(policyStatements(id(p.taskDefinition!.taskRole))), new Set([`${work}/*`, work, `${input}/${INPUT_PREFIX}*`, input]));
+
+    const smRole = id(p.stateMachine.role);
+    const sm = policyStatements(smRole);
+    const byAction = (a: string) => sm.filter((s) => arr(s.Action).includes(a));
+    assert.deepEqual(byAction('lambda:InvokeFunction').flatMap((s) => arr(s.Resource as string)).sort(),
+      [p.functions.plan, p.functions.stage, p.functions.finalize, p.functions.failure].map((f) => `<${id(f)}.Arn>`).sort());
+    assert.deepEqual(byAction('ecs:RunTask').map((s) => s.Resource), [`<${id(p.taskDefinition!)}>`]);
+    assert.deepEqual(byAction('iam:PassRole').flatMap((s) => arr(s.Resource as string)).sort(),
+      [`<${id(p.taskDefinition!.taskRole)}.Arn>`, `<${id(p.taskDefinition!.executionRole!)}.Arn>`].sort());
+    assert.ok(byAction('events:PutRule').length === 1);
+    assert.equal(byAction('states:StartExecution').length, 1);
+    assert.equal(byAction('states:StartExecution')[0]!.Resource, `<${id(p.stateMachine)}>`);
+    assert.deepEqual(byAction('s3:GetObject').flatMap((s) => arr(s.Resource as string)).sort(), [`${work}/fanout-sfn-map-results/*`, `${work}/runs/*`]);
+    for (const s of sm) if (arr(s.Action).some((a) => a.startsWith('s3:'))) assert.ok(arr(s.Resource as string).every((r) => r.startsWith(work)), 'the state machine touches only the work bucket');
+  });
+
+  it('sizes the Stage Lambda and GPU task from UDF resource requests; validates its inputs', () => {
+    const app = new App({ context: SKIP_BUNDLING });
+    const st = new Stack(app, 'Sizing');
+    const p = new FanoutPipeline(st, 'P', {
+      entry: EXAMPLE_ENTRY,
+      udfs: [
+        { name: 'cpu', numCpus: 2, memoryBytes: 5 * 2 ** 30 },
+        { name: 'gpu', numGpus: 2, numCpus: 4, memoryBytes: 24 * 2 ** 30 },
+      ],
+      gpu: { instanceType: 'g6.12xlarge', maxCapacity: 1 },
+      maxConcurrency: 50,
+    });
+    assert.deepEqual(p.sizing, { planMemoryMiB: 1769, stageMemoryMiB: 5120, timeoutSeconds: 900, gpu: { gpus: 2, memoryReservationMiB: 24576, cpu: 4096, instanceType: 'g6.12xlarge' } });
+    const t = Template.fromStack(st);
+    t.hasResourceProperties('AWS::Lambda::Function', { MemorySize: 5120 });
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [{ ResourceRequirements: [{ Type: 'GPU', Value: '2' }], Cpu: 4096 }] });
+    // No watched input: no rule, and no GPU when no UDF asks for one and gpu is not given.
+    t.resourceCountIs('AWS::Events::Rule', 0);
+    const cpuOnly = new FanoutPipeline(new Stack(new App({ context: SKIP_BUNDLING }), 'CpuOnly'), 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'cpu' }] });
+    assert.equal(cpuOnly.cluster, undefined);
+    Template.fromStack(Stack.of(cpuOnly)).resourceCountIs('AWS::ECS::Cluster', 0);
+
+    const bad = (props: Partial<ConstructorParameters<typeof FanoutPipeline>[2]>, msg: RegExp) => {
+      const s = new Stack(new App({ context: SKIP_BUNDLING }), 'Bad');
+      assert.throws(() => new FanoutPipeline(s, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'g', numGpus: 1 }], ...props }), msg);
+    };
+    bad({ gpu: { instanceType: 'm5.large' } }, /not an x86_64 NVIDIA GPU type/);
+    bad({ gpu: { instanceType: 'g5g.xlarge' } }, /not an x86_64 NVIDIA GPU type/);
+    const shared = new s3.Bucket(new Stack(new App(), 'B'), 'B');
+    bad({ input: { bucket: shared, prefix: 'data/' }, output: { bucket: shared, prefix: 'data/out/' } }, /overlaps the watched input prefix/);
+    bad({ lambda: { memoryMiB: 20000 } }, /memoryMiB must be an integer/);
+  });
+});
+
+describe('cdk-nag', () => {
+  it('AwsSolutions: no unacknowledged finding; every acknowledgment is specific and has a reason', async () => {
+    const outdir = tempDir('fanout-nag-');
+    const { app } = await createApp({ outdir, context: SKIP_BUNDLING, nag: true });
+    app.synth(); // throws ValidationFailed with the report when a finding is not acknowledged
+    const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as { pluginReports: { pluginName: string; conclusion?: string; violations: unknown[] }[] };
+    for (const r of report.pluginReports) assert.deepEqual(r.violations, [], `${r.pluginName}: ${JSON.stringify(r.violations).slice(0, 2000)}`);
+    const acks: { at: string; id: string; reason: string }[] = [];
+    for (const c of app.node.findAll()) {
+      for (const m of c.node.metadata) {
+        if (m.type !== 'aws:cdk:acknowledged-rules') continue;
+        for (const [rid, reason] of Object.entries(m.data as Record<string, string>)) {
+          // aws-cdk-lib acknowledges a few of its own CloudFormation-Validate rules; these are ours.
+          if (rid.includes('AwsSolutions')) acks.push({ at: c.node.path, id: rid, reason });
+        }
+      }
+    }
+    assert.ok(acks.length >= 10, `acknowledgments found: ${acks.length}`);
+    for (const a of acks) {
+      assert.match(a.id, /AwsSolutions-/, `${a.at}: ${a.id}`);
+      assert.ok(a.reason.trim().length >= 30, `${a.at}: ${a.id} needs a real reason, got '${a.reason}'`);
+      // Resource::* is acknowledged only on the constructs whose AWS APIs need it, never stack- or pipeline-wide.
+      if (a.id.includes('[Resource::*]')) assert.match(a.at, /\/(StateMachine|GpuInstanceRole|GpuTaskDefinition)$/, `${a.at}: ${a.id}`);
+    }
+  });
+
+  it('the pack is live: an unacknowledged violation fails synth', () => {
+    const outdir = tempDir('fanout-nag-');
+    const app = new App({ outdir });
+    const st = new Stack(app, 'Leaky');
+    new s3.Bucket(st, 'Open', { enforceSSL: false });
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const printed = console.error;
+    console.error = () => undefined; // the CDK prints the report it is about to throw for
+    try {
+      assert.throws(() => app.synth(), /Validation failed/);
+    } finally {
+      console.error = printed;
+    }
+    const report = readFileSync(join(outdir, 'validation-report.json'), 'utf8');
+    assert.match(report, /AwsSolutions-S10/);
+  });
+});
+
+describe('npx cdk synth (the app in cdk.json)', () => {
+  it('synthesizes to cdk.out offline: no credentials, no Docker, bundles built by the local esbuild', async () => {
+    const out = join(ROOT, 'cdk.out');
+    rmSync(out, { recursive: true, force: true });
+    const env: NodeJS.ProcessEnv = { ...process.env, AWS_EC2_METADATA_DISABLED: 'true', CDK_DISABLE_VERSION_CHECK: '1', CDK_DOCKER: '/nonexistent/docker-must-not-run' };
+    for (const k of Object.keys(env)) if (/^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|PROFILE|ENDPOINT_URL.*)$/.test(k) || k === 'CDK_VALIDATION' || k === 'NODE_OPTIONS') delete env[k];
+    const t0 = performance.now();
+    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolveRun) => {
+      const child = spawn('npx', ['cdk', 'synth', '--quiet', '--no-notices'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => { text += d.toString(); });
+      child.on('close', (c) => resolveRun({ code: c, output: text }));
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    assert.equal(code, 0, output.slice(-4000));
+    console.log(`npx cdk synth: ${seconds.toFixed(1)} s`);
+
+    const manifest = JSON.parse(readFileSync(join(out, `${STACK_NAME}.assets.json`), 'utf8')) as {
+      files: Record<string, { source: { path: string; packaging?: string } }>;
+      dockerImages: Record<string, { source: { directory: string; dockerFile?: string; dockerBuildArgs?: Json; platform?: string } }>;
+    };
+    const bundles = Object.values(manifest.files).filter((f) => f.source.packaging === 'zip').map((f) => join(out, f.source.path));
+    assert.equal(bundles.length, 4, 'one bundle per function');
+    for (const b of bundles) {
+      for (const f of ['index.mjs', 'package.json', 's3-sync-worker.js', 'node_modules/parquet-wasm/node/parquet_wasm_bg.wasm', 'node_modules/synckit/register.cjs']) {
+        assert.ok(existsSync(join(b, f)), `${b}: ${f}`);
+      }
+      assert.ok(!existsSync(join(b, 'node_modules/onnxruntime-node')), 'onnxruntime-node stays out of Lambda bundles');
+    }
+    const images = Object.values(manifest.dockerImages);
+    assert.equal(images.length, 1);
+    assert.equal(images[0]!.source.dockerFile, 'cdk/gpu-task/Dockerfile');
+    assert.deepEqual(images[0]!.source.dockerBuildArgs, { PIPELINE_ENTRY: 'examples/pipeline.ts', FANOUT_DIR: '.', ESBUILD_CONDITIONS: 'development' });
+    const context = join(out, images[0]!.source.directory);
+    assert.ok(existsSync(join(context, 'cdk/gpu-task/Dockerfile')) && existsSync(join(context, 'package-lock.json')));
+    assert.ok(!existsSync(join(context, 'node_modules')) && !existsSync(join(context, 'cdk.out')) && !existsSync(join(context, 'cdk/app.ts')), 'staged, not built: a lean context');
+
+    // A bundle loads in plain Node, away from the project's node_modules: handler and pipeline in one module.
+    const plan = bundles.find((b) => readFileSync(join(b, 'index.mjs'), 'utf8').includes('lambdas/plan.ts'));
+    assert.ok(plan, 'the Plan bundle');
+    const copy = join(tempDir('fanout-bundle-'), 'task');
+    cpSync(plan, copy, { recursive: true });
+    const probe = await new Promise<string>((resolveProbe, rejectProbe) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e',
+        `const m = await import(${JSON.stringify(join(copy, 'index.mjs'))}); const u = await import('node:module');` +
+        `console.log(typeof m.handler, typeof m.default, typeof u.createRequire(${JSON.stringify(join(copy, 'index.mjs'))})('synckit').createSyncFn);`],
+      { cwd: copy, env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      child.on('close', (c) => (c === 0 ? resolveProbe(text.trim()) : rejectProbe(new Error(err))));
+    });
+    assert.equal(probe, 'function function function');
+  });
+});
