@@ -93,6 +93,8 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     FANOUT_WORK_BUCKET: workBucket,
     FANOUT_PIPELINE: pipeline,
     FANOUT_PROGRESS: '0',
+    // Each worker would repeat the SDK's Node 20 notice; the parent process shows it once.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     ...opts.env,
   };
   const concurrency = opts.lambdaConcurrency ?? 2;
