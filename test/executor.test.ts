@@ -49,6 +49,17 @@ describe('streaming executor', () => {
     assert.deepEqual(parallel.map((r) => r.id), want);
   });
 
+  it('preserveOrder: false gives the same rows, in any order, in-process and on workers', async () => {
+    const want = sampleRows(0, PER_FILE * 3).filter((r) => r.x > 0.7).map((r) => r.id);
+    for (const workers of [false, true]) {
+      setRunner('native', { workers, parallelism: 2, targetPartitionBytes: 1, preserveOrder: false });
+      const got = (await readParquet(dir).where(col('x').gt(0.7)).select('id').toRows()).map((r) => r.id);
+      assert.deepEqual([...got].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)), want);
+      const limited = await readParquet(dir).select('id').limit(10).toRows();
+      assert.equal(limited.length, 10);
+    }
+  });
+
   it('a global limit stops the workers early and returns exactly n rows', async () => {
     setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
     const rows = await readParquet(dir).where(col('category').eq('gamma')).select('id').limit(7).toRows();

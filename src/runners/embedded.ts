@@ -23,6 +23,8 @@ export interface EmbeddedOptions {
   prefetch?: number;
   /** Row-group packing target for partitions (uncompressed bytes). Default 32 MiB. */
   targetPartitionBytes?: number;
+  /** Output in input order (default). `false`: batches as partitions produce them (faster with workers). */
+  preserveOrder?: boolean;
   /** Make a GPU UDF on a machine without GPUs an error instead of a warning (then it runs on CPU). */
   strictResources?: boolean;
 }
@@ -34,6 +36,7 @@ export interface ResolvedEmbeddedOptions {
   batchSize: number;
   prefetch: number;
   targetPartitionBytes: number;
+  preserveOrder: boolean;
   strictResources: boolean;
 }
 
@@ -50,6 +53,7 @@ export function resolveEmbeddedOptions(o: EmbeddedOptions = {}): ResolvedEmbedde
     batchSize: positive(o.batchSize, 'batchSize', 65536),
     prefetch: positive(o.prefetch, 'prefetch', 4),
     targetPartitionBytes: positive(o.targetPartitionBytes, 'targetPartitionBytes', 32 << 20),
+    preserveOrder: o.preserveOrder ?? true,
     strictResources: o.strictResources ?? false,
   };
 }
@@ -286,7 +290,43 @@ export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptio
       if (ctx.metrics) ctx.progress?.udfs(ctx.metrics);
     }
   }
-  return applyOps(merged(), plan.globalOps);
+  async function* unordered(): AsyncGenerator<arrow.RecordBatch> {
+    // Several partitions' streams at once; each batch goes out as soon as any partition has one.
+    const parts = streamPartitions(plan, options, ctx, handle)[Symbol.asyncIterator]();
+    type Active = { it: AsyncIterator<arrow.RecordBatch>; next: Promise<{ a: Active; r: IteratorResult<arrow.RecordBatch> }> };
+    const active = new Set<Active>();
+    const arm = (a: Active): void => { a.next = a.it.next().then((r) => ({ a, r })); };
+    let exhausted = false;
+    const fill = async (): Promise<void> => {
+      while (!exhausted && active.size < Math.max(1, options.parallelism)) {
+        const p = await parts.next();
+        if (p.done) { exhausted = true; break; }
+        const a = { it: p.value.batches[Symbol.asyncIterator]() } as Active;
+        arm(a);
+        active.add(a);
+      }
+    };
+    try {
+      await fill();
+      while (active.size) {
+        const { a, r } = await Promise.race([...active].map((x) => x.next));
+        if (r.done) {
+          active.delete(a);
+          ctx.progress?.partitionDone();
+          if (ctx.metrics) ctx.progress?.udfs(ctx.metrics);
+          await fill();
+          continue;
+        }
+        arm(a);
+        ctx.progress?.rows(r.value.numRows);
+        yield r.value;
+      }
+    } finally {
+      await Promise.all([...active].map((a) => a.it.return?.()));
+      await parts.return?.(undefined);
+    }
+  }
+  return applyOps(options.preserveOrder ? merged() : unordered(), plan.globalOps);
 }
 
 /** Runs tasks that carry sinks (each partition writes its own file), in parallel where possible. */
