@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { DataType, Field, Schema } from './datatypes.ts';
 import { batchToRows, columnsToBatch, inferSchemaFromRecords, recordsToBatch, type JsValue } from './convert.ts';
 import { inferField } from './eval.ts';
+import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
 import { inspectCsv, type CsvOptions } from './io/csv.ts';
@@ -409,10 +410,26 @@ function metadataCount(plan: PlanNode): number | null {
   return node.files.reduce((n, f) => n + inspectParquet(f).numRows, 0);
 }
 
+/**
+ * One physical layout per logical type for the kernels: columns given in another (dictionary,
+ * large offsets, millisecond dates — e.g. from a user's Arrow table) are converted once, here.
+ */
+function conformBatch(b: arrow.RecordBatch, schema: Schema, arrowSchema: arrow.Schema): arrow.Data<arrow.Struct> {
+  const children = b.data.children;
+  let changed = false;
+  const out = children.map((c, i) => {
+    if (String(c.type) === String(arrowSchema.fields[i]!.type)) return c;
+    changed = true;
+    return conform(c, schema.fields[i]!.type);
+  });
+  if (!changed) return b.data;
+  return arrow.makeData({ type: new arrow.Struct(arrowSchema.fields), length: b.numRows, nullCount: 0, children: out });
+}
+
 function inMemory<R extends Row>(schema: Schema, batches: arrow.RecordBatch[]): DataFrame<R> {
   const id = `mem-${++memoryIds}-${randomUUID().slice(0, 8)}`;
   const arrowSchema = schema.toArrow();
-  const aligned = batches.filter((b) => b.numRows > 0).map((b) => new arrow.RecordBatch(arrowSchema, b.data));
+  const aligned = batches.filter((b) => b.numRows > 0).map((b) => new arrow.RecordBatch(arrowSchema, conformBatch(b, schema, arrowSchema)));
   const numRows = aligned.reduce((n, b) => n + b.numRows, 0);
   return new DataFrame<R>(
     { type: 'in_memory', id, numRows, numBatches: aligned.length, schema: schema.toJSON() },

@@ -175,6 +175,9 @@ export function fromArrowType(t: arrow.DataType): DataTypeJSON {
       const l = t as arrow.FixedSizeList;
       return { kind: 'fixedSizeList', child: fromArrowType(l.children[0]!.type), size: l.listSize };
     }
+    case arrow.Type.Dictionary:
+      // Dictionary encoding is a physical detail: the logical type is the dictionary's values.
+      return fromArrowType((t as arrow.Dictionary).dictionary);
     case arrow.Type.Struct:
       return {
         kind: 'struct',

@@ -40,6 +40,19 @@ describe('sources and schema', () => {
     assert.deepEqual(await back.select('s').toRows(), [{ s: 'a' }, { s: 'b' }, { s: 'c' }]);
   });
 
+  it('fromArrow accepts dictionary-encoded and large-offset columns (converted once)', async () => {
+    const t = new arrow.Table({
+      s: arrow.vectorFromArray(['a', 'b', null, 'a'], new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32())),
+      l: arrow.vectorFromArray(['x', 'yy', 'zzz', ''], new arrow.LargeUtf8()),
+    });
+    const df = fromArrow(t);
+    assert.equal(df.schema.field('s').type.toString(), 'utf8');
+    assert.deepEqual(await df.where(col('s').eq('a')).withColumn('n', col('l').str.length()).toRows(), [
+      { s: 'a', l: 'x', n: 1 }, { s: 'a', l: '', n: 0 },
+    ]);
+    assert.deepEqual((await df.toRows()).map((r) => r.s), ['a', 'b', null, 'a']);
+  });
+
   it('readCsv reads and infers', async () => {
     const p = join(dir, 'small.csv');
     writeFileSync(p, 'a,b,c\n1,hello,2.5\n2,,3.5\n');

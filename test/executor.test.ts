@@ -53,7 +53,7 @@ describe('streaming executor', () => {
     const want = sampleRows(0, PER_FILE * 3).filter((r) => r.x > 0.7).map((r) => r.id);
     for (const workers of [false, true]) {
       setRunner('native', { workers, parallelism: 2, targetPartitionBytes: 1, preserveOrder: false });
-      const got = (await readParquet(dir).where(col('x').gt(0.7)).select('id').toRows()).map((r) => r.id);
+      const got = (await readParquet(dir).where(col('x').gt(0.7)).select('id').toRows()).map((r) => r.id as bigint);
       assert.deepEqual([...got].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)), want);
       const limited = await readParquet(dir).select('id').limit(10).toRows();
       assert.equal(limited.length, 10);

@@ -2,6 +2,8 @@
 // overflow, NaN, negative -> unsigned) give null, not wrapped garbage; text that does not parse
 // raises CastError (Daft-style strictness: silently nulling typos hides bad data).
 import * as arrow from 'apache-arrow';
+import { take } from './take.ts';
+import { concatData } from './concat.ts';
 import { DataType, type DataTypeKind } from '../datatypes.ts';
 import { bitmapBytes, clearBit, getBit, newBitmap, validity0 } from './bitmap.ts';
 import { allNull, fixedListSize, mkData, retype, type NumArray } from './data.ts';
@@ -471,6 +473,19 @@ export function conform(d: arrow.Data, type: DataType): arrow.Data {
 function normalizeLayout(d: arrow.Data): arrow.Data {
   const t = d.type;
   switch (t.typeId) {
+    case arrow.Type.Dictionary: {
+      // Decode: gather the dictionary's values by the indices; null indices stay null.
+      const dict = (d as arrow.Data<arrow.Dictionary>).dictionary;
+      if (!dict) throw new TypeError('dictionary-encoded column without its dictionary');
+      const values = dict.data.length === 1 ? dict.data[0]! : concatData(dict.data, dict.type);
+      const src = d.values as unknown as ArrayLike<number | bigint>;
+      const idx = new Int32Array(d.length);
+      const valid = validity0(d);
+      for (let i = 0; i < d.length; i++) {
+        idx[i] = valid !== null && ((valid[i >> 3]! >> (i & 7)) & 1) === 0 ? -1 : Number(src[i]!);
+      }
+      return normalizeLayout(take(values, idx));
+    }
     case arrow.Type.LargeUtf8:
     case arrow.Type.LargeBinary: {
       const o = d.valueOffsets as unknown as BigInt64Array;
