@@ -401,10 +401,21 @@ function unnestUdf(e: ExprNode): ExprNode[] {
   }));
 }
 
+function hasGenerator(e: ExprNode): boolean {
+  if (e.op === 'udf') return getUdf(e.name).kind === 'generator' || e.args.some(hasGenerator);
+  if (e.op === 'alias' || e.op === 'cast') return hasGenerator(e.expr);
+  if (e.op === 'call') return e.args.some(hasGenerator);
+  return false;
+}
+
 /** Row count from Parquet footers when the plan is a bare scan (no filter, no limit, no explode). */
 function metadataCount(plan: PlanNode): number | null {
   let node = plan;
-  while (node.type === 'project') node = node.input;
+  while (node.type === 'project') {
+    // A generator UDF changes the row count: count by running the plan.
+    if (node.exprs.some(hasGenerator)) return null;
+    node = node.input;
+  }
   if (node.type === 'in_memory') return node.numRows;
   if (node.type !== 'scan' || node.format !== 'parquet' || node.pushdowns.filter || node.pushdowns.limit !== null) return null;
   return node.files.reduce((n, f) => n + inspectParquet(f).numRows, 0);

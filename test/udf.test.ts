@@ -62,6 +62,14 @@ describe('func (row-wise)', () => {
     ]);
   });
 
+  it('a generator decides the row count even when its column is not selected', async () => {
+    const rep = func(function* (n: bigint) { for (let i = 0; i < Number(n); i++) yield i; }, { returnDtype: DataType.int32(), name: 'repCount' });
+    const df = fromRecords([{ k: 'a', n: 2n }, { k: 'b', n: 3n }]).withColumn('g', rep(col('n')));
+    assert.deepEqual((await df.select('k').toRows()).map((r) => r.k), ['a', 'a', 'b', 'b', 'b']);
+    assert.equal(await df.count(), 5);
+    assert.equal(await df.exclude('g').count(), 5);
+  });
+
   it('retries: a row that fails once succeeds on the second try', async () => {
     const attempts = new Map<number, number>();
     const flaky = func((x: number) => {
