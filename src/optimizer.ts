@@ -143,6 +143,9 @@ function pushFilter(pred: ExprNode, input: PlanNode, original: FilterNode): Plan
   const makeFilter = (p: ExprNode, below: PlanNode): PlanNode => ({ ...original, input: below, predicate: p, schema: below.schema });
   switch (input.type) {
     case 'filter':
+      // A UDF predicate must only see rows the earlier filter kept (and be called once per row):
+      // fusing would evaluate both sides on every row.
+      if (containsUdf(pred) || containsUdf(input.predicate)) return makeFilter(pred, input);
       // Fuse: both conditions into one node, then keep pushing.
       return pushFilter(and(input.predicate, pred), input.input, original);
     case 'project': {

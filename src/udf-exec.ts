@@ -284,8 +284,13 @@ async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Da
         continue;
       }
       if (isThenable(v)) {
-        // A plain function that returned a promise behaves like an async UDF.
-        pending.push(Promise.resolve(v).then((r) => { out.set(i, r); }, (e: unknown) => fail(i, e)));
+        // A plain function that returned a promise behaves like an async UDF, retries included.
+        pending.push(Promise.resolve(v).then(
+          (r) => { out.set(i, r); },
+          (e: unknown) => (def.options.maxRetries > 0
+            ? retryLater(def, stats, () => fn(...argsAt(i)), e).then((r) => { out.set(i, r); }, (e2: unknown) => fail(i, e2))
+            : fail(i, e)),
+        ));
       } else out.set(i, v);
     }
     stats.calls += n;
@@ -384,7 +389,7 @@ async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arrow.Data
 }
 
 /** Writes failed rows (their UDF arguments and the error text) to the dead-letter directory. */
-async function writeDeadLetter(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], failures: Failure[]): Promise<string> {
+async function writeDeadLetter(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], failures: Failure[], offset: number): Promise<string> {
   const dir = def.options.deadLetter!;
   const remote = isS3Uri(dir);
   if (!remote) mkdirSync(dir, { recursive: true });
@@ -396,7 +401,8 @@ async function writeDeadLetter(def: UdfDefinition, node: UdfCallNode, args: arro
   const taken = args.length ? takeBatch(argBatch, idx) : null;
   const udfCol = valuesToData(failures.map(() => def.name), DataType.utf8());
   const errCol = valuesToData(failures.map((f) => f.error), DataType.utf8());
-  const rowCol = valuesToData(failures.map((f) => f.row), DataType.int64());
+  // Row numbers within the partition (as in error messages), not within the batch.
+  const rowCol = valuesToData(failures.map((f) => offset + f.row), DataType.int64());
   const allFields = [new Field('udf', DataType.utf8()), new Field('row', DataType.int64()), new Field('error', DataType.utf8()), ...fields];
   const schema = new Schema(allFields);
   const children = [udfCol, rowCol, errCol, ...(taken ? taken.data.children : [])];
@@ -444,7 +450,7 @@ export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, 
   stats.rowsOut += result!.data.length;
   if (failures.length) {
     let dl = '';
-    if (def.options.deadLetter) dl = ` (failed rows written to ${await writeDeadLetter(def, node, args, failures)})`;
+    if (def.options.deadLetter) dl = ` (failed rows written to ${await writeDeadLetter(def, node, args, failures, offset)})`;
     const first = failures[0]!;
     const where = def.kind === 'batch' ? `rows ${offset + first.row}..${offset + failures[failures.length - 1]!.row}` : `row ${offset + first.row}`;
     const msg = `UDF '${def.name}' failed on ${failures.length} row(s); first at ${where}: ${first.error}${dl}`;

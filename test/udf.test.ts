@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { cls, col, DataType, fromRecords, func, metrics, readParquet, setRunner, shutdownWorkers } from 'fanout';
-import { CounterUdf, double, tagged } from './fixtures/udfs.ts';
+import { CounterUdf, double, exitWorker, tagged } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 before(() => setRunner('native', { workers: false }));
@@ -122,6 +122,29 @@ describe('func (row-wise)', () => {
   it('wrong return type is a clear error naming the UDF', async () => {
     const liar = func((x: number) => (x > 1 ? ('str' as unknown as number) : x), { returnDtype: DataType.float64(), name: 'liar' });
     await assert.rejects(() => fromRecords([{ x: 0.5 }, { x: 2.5 }]).withColumn('y', liar(col('x'))).toRows(), /liar/);
+  });
+
+  it('a UDF predicate only sees rows an earlier filter kept', async () => {
+    const model = func((x: number) => { if (x === 0) throw new Error('called on a removed row'); return x > 1; }, { returnDtype: DataType.bool(), name: 'guardedModel' });
+    const rows = await fromRecords([{ x: 0 }, { x: 2.5 }, { x: 0.5 }]).where(col('x').neq(0)).where(model(col('x'))).toRows();
+    assert.deepEqual(rows, [{ x: 2.5 }]);
+  });
+
+  it('a promise-returning function is retried like an async one', async () => {
+    let calls = 0;
+    const flakyPromise = func((x: number) => (++calls === 1 ? Promise.reject(new Error('transient')) : Promise.resolve(x + 1)), {
+      returnDtype: DataType.float64(), maxRetries: 2, name: 'flakyPromise',
+    });
+    assert.deepEqual(await fromRecords([{ x: 1.5 }]).withColumn('y', flakyPromise(col('x'))).toRows(), [{ x: 1.5, y: 2.5 }]);
+  });
+
+  it('an action stopped early keeps its metrics; the next action starts from zero', async () => {
+    const counted = func((x: number) => x, { returnDtype: DataType.float64(), name: 'countedEarly' });
+    const df = fromRecords(Array.from({ length: 10 }, (_, i) => ({ x: i + 0.5 }))).withColumn('y', counted(col('x')));
+    for await (const r of df.iterRows()) { void r; break; }
+    const full = df.withColumn('z', col('y'));
+    await full.toRows();
+    assert.equal(full.metrics['countedEarly']!.rowsIn, 10);
   });
 
   it('a UDF in where()', async () => {
@@ -252,6 +275,30 @@ describe('workers resolve UDFs by name', () => {
     assert.deepEqual(rows, local);
     assert.equal(df.metrics['fixtures.tagged']!.counters['seen'], 4000);
     assert.equal(df.metrics['fixtures.double']!.rowsIn, 4000);
+    setRunner('native', { workers: false });
+  });
+
+  it('a worker thread that dies fails the write (no hang) and commits nothing', async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 4; i++) await writeSample(join(dir, `c${i}.parquet`), i * 100, 100, 50);
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+    const out = join(tempDir(), 'crashed');
+    await assert.rejects(() => readParquet(dir).withColumn('y', exitWorker(col('x'))).writeParquet(out), /worker thread/);
+    assert.ok(!existsSync(join(out, '_SUCCESS')));
+    setRunner('native', { workers: false });
+  });
+
+  it('actions with different runner settings can interleave (the old pool retires when done)', async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 4; i++) await writeSample(join(dir, `r${i}.parquet`), i * 1000, 1000, 250);
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 100, prefetch: 1 });
+    const it = readParquet(dir).withColumn('y', double(col('x'))).iterRows()[Symbol.asyncIterator]();
+    await it.next();
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 200 });
+    assert.equal((await readParquet(dir).withColumn('y', double(col('x'))).toRows()).length, 4000);
+    let n = 1;
+    for (;;) { const r = await it.next(); if (r.done) break; n++; }
+    assert.equal(n, 4000);
     setRunner('native', { workers: false });
   });
 

@@ -253,14 +253,14 @@ export interface RunSummary {
   finishedAt: string;
 }
 
+/** Partitions without a completion marker: the marker is written after the shard, so it proves both. */
 async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage: number; partitions: number[] }[]> {
   const missing: { stage: number; partitions: number[] }[] = [];
   for (const s of plan.stages) {
-    const last = s.index === plan.stages.length - 1;
-    const present = new Set(await store.list(last ? keys.resultPrefix(plan.runId) : keys.stagePrefix(plan.runId, s.index)));
+    const present = new Set(await store.list(keys.stagePrefix(plan.runId, s.index)));
     const parts: number[] = [];
     for (let p = 0; p < plan.sources.length; p++) {
-      if (!present.has(last ? keys.result(plan.runId, p) : keys.shard(plan.runId, s.index, p))) parts.push(p);
+      if (!present.has(keys.metrics(plan.runId, s.index, p))) parts.push(p);
     }
     if (parts.length) missing.push({ stage: s.index, partitions: parts });
   }

@@ -63,7 +63,8 @@ let poolKey = '';
 function getPool(size: number, batchSize: number, envs?: Record<string, string>[]): WorkerPool {
   const key = JSON.stringify([size, batchSize, envs ?? null]);
   if (!pool || poolKey !== key) {
-    void pool?.close();
+    // Another action may still stream from the old pool: it closes when its tasks are done.
+    pool?.retire();
     pool = new WorkerPool(size, { batchSize }, envs);
     poolKey = key;
   }
@@ -231,6 +232,8 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
 
 export interface RunHandle {
   usedWorkers: boolean;
+  /** Partitions that run at once (set when streaming starts). */
+  parallelism?: number;
 }
 
 /**
@@ -242,25 +245,32 @@ export async function* streamPartitions(
   options: ResolvedEmbeddedOptions,
   ctx: ExecContext,
   handle?: RunHandle,
+  /** Ordered: keep `parallelism` partitions running ahead of the one consumed. Unordered: the
+   *  consumer pulls as many partitions as it runs at once, and each pull starts exactly one. */
+  lookahead: 'ordered' | 'unordered' = 'ordered',
 ): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
   const tasks = plan.partitions;
   const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
   const placement = place(plan, options);
   if (!placement) {
-    if (handle) handle.usedWorkers = false;
+    if (handle) { handle.usedWorkers = false; handle.parallelism = 1; }
     for (const t of tasks) {
       const run = runPartition(t, execCtx);
       // Metrics are collected when the partition's stream ends, before the consumer reports it done.
       const batches = (async function* () {
-        yield* run;
-        if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+        try {
+          yield* run;
+        } finally {
+          // Also when the consumer stops early (limit, show, break): this run's counters are its own.
+          if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+        }
       })();
       yield { index: t.index, batches };
     }
     return;
   }
-  if (handle) handle.usedWorkers = true;
   const { parallelism, pool: p } = placement;
+  if (handle) { handle.usedWorkers = true; handle.parallelism = parallelism; }
   const started: RemoteStream[] = [];
   let next = 0;
   const startUpTo = (n: number): void => {
@@ -270,7 +280,7 @@ export async function* streamPartitions(
   try {
     for (; i < tasks.length; i++) {
       // Keep `parallelism` partitions in flight ahead of the one being consumed.
-      startUpTo(i + parallelism);
+      startUpTo(lookahead === 'ordered' ? i + parallelism : i + 1);
       yield { index: i, batches: started[i]! };
     }
   } finally {
@@ -292,13 +302,14 @@ export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptio
   }
   async function* unordered(): AsyncGenerator<arrow.RecordBatch> {
     // Several partitions' streams at once; each batch goes out as soon as any partition has one.
-    const parts = streamPartitions(plan, options, ctx, handle)[Symbol.asyncIterator]();
+    const h: RunHandle = handle ?? { usedWorkers: false };
+    const parts = streamPartitions(plan, options, ctx, h, 'unordered')[Symbol.asyncIterator]();
     type Active = { it: AsyncIterator<arrow.RecordBatch>; next: Promise<{ a: Active; r: IteratorResult<arrow.RecordBatch> }> };
     const active = new Set<Active>();
     const arm = (a: Active): void => { a.next = a.it.next().then((r) => ({ a, r })); };
     let exhausted = false;
     const fill = async (): Promise<void> => {
-      while (!exhausted && active.size < Math.max(1, options.parallelism)) {
+      while (!exhausted && (active.size === 0 || active.size < (h.parallelism ?? 1))) {
         const p = await parts.next();
         if (p.done) { exhausted = true; break; }
         const a = { it: p.value.batches[Symbol.asyncIterator]() } as Active;

@@ -91,7 +91,9 @@ let nextTaskId = 1;
 
 export class WorkerPool {
   private slots: Slot[] = [];
-  private waiting: ((slot: Slot) => void)[] = [];
+  private waiting: { resolve: (slot: Slot) => void; reject: (e: Error) => void }[] = [];
+  private retiring = false;
+  private closed = false;
 
   /**
    * @param processEnv when given, each slot is a child process started with these extra environment
@@ -135,6 +137,7 @@ export class WorkerPool {
       const cur = slot.current;
       slot.current = null;
       cur?.handlers.onError(new Error(`worker thread died while running ${cur.context}: ${err.message}`));
+      this.replace();
     };
     worker.onFailure((err) => { if (!slot.closing) fail(err); });
     this.slots.push(slot);
@@ -148,15 +151,28 @@ export class WorkerPool {
     const w = this.waiting.shift();
     if (w) {
       slot.busy = true;
-      w(slot);
+      w.resolve(slot);
+    } else if (this.retiring && !this.slots.some((s) => s.busy)) {
+      void this.close();
     }
   }
 
+  /** A dead slot's place goes to the next waiting task (a fresh worker), so no task waits forever. */
+  private replace(): void {
+    const w = this.waiting.shift();
+    if (!w) return;
+    const s = this.spawn();
+    s.busy = true;
+    w.resolve(s);
+  }
+
   private async acquire(): Promise<Slot> {
+    if (this.closed) throw new Error('worker pool closed');
+    // A retiring pool still serves the actions that started on it; new actions use the new pool.
     const free = this.slots.find((s) => !s.busy);
     if (free) { free.busy = true; return free; }
     if (this.slots.length < this.size) { const s = this.spawn(); s.busy = true; return s; }
-    return new Promise<Slot>((res) => this.waiting.push(res));
+    return new Promise<Slot>((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   /** Starts `task` on a worker; returns controls for credits and cancellation. */
@@ -167,6 +183,7 @@ export class WorkerPool {
       await slot.ready;
     } catch (err) {
       this.slots = this.slots.filter((x) => x !== slot);
+      this.replace();
       throw err;
     }
     const taskId = nextTaskId++;
@@ -183,9 +200,24 @@ export class WorkerPool {
     };
   }
 
+  /** Closes once the running tasks finish (another action may still be reading from them). */
+  retire(): void {
+    this.retiring = true;
+    if (!this.slots.some((s) => s.busy)) void this.close();
+  }
+
+  /** Stops every worker now; running tasks fail, waiting ones are refused. */
   async close(): Promise<void> {
+    this.retiring = true;
+    this.closed = true;
     const slots = this.slots;
     this.slots = [];
+    for (const w of this.waiting.splice(0)) w.reject(new Error('worker pool closed'));
+    for (const s of slots) {
+      const cur = s.current;
+      s.current = null;
+      cur?.handlers.onError(new Error(`worker pool closed while running ${cur.context}`));
+    }
     await Promise.all(slots.map((s) => { s.closing = true; return s.worker.terminate(); }));
   }
 }
