@@ -197,7 +197,9 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     const ctx: ExecContext = { ...this.context(), metrics: {} };
     const self = this;
     async function* run(): AsyncGenerator<arrow.RecordBatch> {
-      ctx.progress = startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name));
+      // Reading data already in memory without UDFs (show/count of a collected result) needs no bar.
+      const quiet = physical.scan.format === 'memory' && physical.udfs.length === 0;
+      ctx.progress = quiet ? startProgress('fanout', 0, [], false) : startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name));
       try {
         yield* executeStream(physical, getRunner().options, ctx, handle);
       } finally {

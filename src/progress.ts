@@ -29,8 +29,8 @@ function udfLine(name: string, s: UdfStats): string {
 }
 
 /** Progress for one action over `partitions` partitions (a no-op when disabled). */
-export function startProgress(label: string, partitions: number, udfNames: readonly string[]): ProgressSink {
-  if (!progressEnabled()) return NOOP;
+export function startProgress(label: string, partitions: number, udfNames: readonly string[], enabled = progressEnabled()): ProgressSink {
+  if (!enabled) return NOOP;
   const multi = new cliProgress.MultiBar({
     stream: process.stderr,
     clearOnComplete: false,
