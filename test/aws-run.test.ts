@@ -80,4 +80,18 @@ describe('serverless run lifecycle', () => {
     assert.deepEqual(gpu.stages.map((s) => s.executor), ['ecs-gpu']);
     void splitStages;
   });
+
+  it('a projection after a global limit runs in finalize; finalize twice commits once', async () => {
+    const work = new LocalStore(tempDir());
+    const out = join(tempDir(), 'out');
+    const df = readParquet(input).limit(3).withColumn('y', col('id').mul(2));
+    const plan = planRun(df, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'append' } });
+    await preparePlan(work, plan, 'work-bucket');
+    for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
+    const first = await finalizeRun(work, plan.runId);
+    const again = await finalizeRun(work, plan.runId);
+    assert.deepEqual(again, first);
+    const rows = await readParquet(out).toRows();
+    assert.deepEqual(rows.map((r) => [r.id, r.y]), [[0n, 0n], [1n, 2n], [2n, 4n]]);
+  });
 });

@@ -195,7 +195,8 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     : readShard(store, keys.shard(runId, stageIndex - 1, partition));
   const batches = applyOps(input, stage.ops, rt);
   const last = stageIndex === plan.stages.length - 1;
-  const schema = Schema.fromJSON(last ? plan.schema : stageSchema(plan, stageIndex));
+  // What this stage's operators produce (the run's final schema only if nothing runs after them).
+  const schema = Schema.fromJSON(stageSchema(plan, stageIndex));
   let rows = 0;
   const counted = (async function* () {
     for await (const b of batches) {
@@ -290,6 +291,9 @@ async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics
  * result prefix. Global operators (a limit) run here over the ordered result.
  */
 export async function finalizeRun(store: ObjectStore, runId: string): Promise<RunSummary> {
+  // Idempotent: a retried Finalize (the state machine retries service errors) returns the first
+  // commit's summary instead of committing twice.
+  if (await store.exists(keys.summary(runId))) return getJson<RunSummary>(store, keys.summary(runId));
   const plan = await loadPlan(store, runId);
   await importPipeline(planPipeline(plan));
   const missing = await missingShards(store, plan);
@@ -298,6 +302,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
     throw new Error(`run ${runId} is incomplete (${what}); nothing was committed`);
   }
   const schema = Schema.fromJSON(plan.schema);
+  const shardSchema = Schema.fromJSON(stageSchema(plan, plan.stages.length - 1));
   const resultKeys = plan.sources.map((_, p) => keys.result(runId, p));
   const target = plan.output?.uri ?? store.uri(keys.output(runId));
   const writer = await DatasetWriter.begin(target, { format: plan.output?.format ?? 'parquet', mode: plan.output?.mode ?? 'overwrite' });
@@ -307,7 +312,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       // One ordered pass over the shards through the global operators.
       const { readParquetBatches } = await import('../io/parquet.ts');
       const all = (async function* () {
-        for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema });
+        for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema: shardSchema });
       })();
       parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { schema })];
     } else {

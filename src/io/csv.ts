@@ -220,7 +220,6 @@ function fieldText(buf: Uint8Array, s: number, e: number, f: number): string {
 // Value parsers on bytes
 
 const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
-const MAX_SAFE_DIV10 = Math.floor(Number.MAX_SAFE_INTEGER / 10);
 
 /** Integer field: a number when |v| <= 2^53-1, a bigint beyond, undefined if not an integer. */
 function parseIntBytes(buf: Uint8Array, s: number, e: number): number | bigint | undefined {
@@ -262,7 +261,8 @@ function parseFloatBytes(buf: Uint8Array, s: number, e: number): number | undefi
   for (; i < e; i++) {
     const c = buf[i]! - 48;
     if (c < 0 || c > 9) break;
-    if (m > MAX_SAFE_DIV10) exact = false; else m = m * 10 + c;
+    // m * 10 + c must stay exact (≤ 2^53 - 1), or the fast path would round twice.
+    if (m > (Number.MAX_SAFE_INTEGER - c) / 10) exact = false; else m = m * 10 + c;
     digits++;
   }
   if (i < e && buf[i] === 0x2e) {
@@ -270,7 +270,7 @@ function parseFloatBytes(buf: Uint8Array, s: number, e: number): number | undefi
     for (; i < e; i++) {
       const c = buf[i]! - 48;
       if (c < 0 || c > 9) break;
-      if (m > MAX_SAFE_DIV10) exact = false; else { m = m * 10 + c; frac++; }
+      if (m > (Number.MAX_SAFE_INTEGER - c) / 10) exact = false; else { m = m * 10 + c; frac++; }
       digits++;
     }
   }
@@ -682,6 +682,20 @@ class BytesBuilder extends ColumnBuilder {
   private offsets = new Int32Array(8193);
   private bytes = new Uint8Array(1 << 16);
   private used = 0;
+  /** Binary fields are base64 text (as writeCsvFile writes them): decode in place (never longer). */
+  private decodeBase64(n: number): void {
+    const o = this.offsets;
+    let w = 0;
+    for (let i = 0; i < n; i++) {
+      const text = Buffer.from(this.bytes.buffer, this.bytes.byteOffset + o[i]!, o[i + 1]! - o[i]!).toString('latin1');
+      const raw = Buffer.from(text, 'base64');
+      o[i] = w;
+      this.bytes.set(raw, w);
+      w += raw.length;
+    }
+    o[n] = w;
+    this.used = w;
+  }
   append(b: Block, slot: number): void {
     const n = this.length + b.count;
     if (n + 1 > this.offsets.length) {
@@ -737,6 +751,7 @@ class BytesBuilder extends ColumnBuilder {
   }
   finish(type: arrow.DataType): arrow.Data {
     const n = this.length;
+    if (this.type.kind === 'binary') this.decodeBase64(n);
     const data = new arrow.Data(type, 0, n, this.nullCount,
       [this.offsets.slice(0, n + 1), this.bytes.slice(0, this.used), this.takeValidity(n) ?? EMPTY] as unknown as DataBuffers);
     this.used = 0;
@@ -1265,37 +1280,39 @@ const JSON_ESCAPE_NUMBERS = (v: number): string => (Number.isFinite(v) ? String(
 /** JSON text of a (nested) value, type-directed: bigint stays exact, dates/timestamps ISO, bytes base64. */
 function jsonOf(d: arrow.Data, i: number, t: DataTypeJSON): string {
   if (!isValidAt(d, i)) return 'null';
+  // Arrow JS slices values, offsets and struct/fixed-size-list children with the Data: index them by
+  // `i`. Only bitmaps (validity, bool values) keep the slice's `offset`.
   const j = d.offset + i;
   switch (t.kind) {
     case 'null': return 'null';
     case 'bool': return ((d.values as Uint8Array)[j >> 3]! >> (j & 7)) & 1 ? 'true' : 'false';
-    case 'int64': case 'uint64': return String((d.values as BigInt64Array)[j]);
-    case 'float32': case 'float64': return JSON_ESCAPE_NUMBERS((d.values as Float64Array)[j]!);
+    case 'int64': case 'uint64': return String((d.values as BigInt64Array)[i]);
+    case 'float32': case 'float64': return JSON_ESCAPE_NUMBERS((d.values as Float64Array)[i]!);
     case 'utf8': {
       const o = d.valueOffsets as Int32Array;
-      return JSON.stringify(decoder.decode((d.values as Uint8Array).subarray(o[j]!, o[j + 1]!)));
+      return JSON.stringify(decoder.decode((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!)));
     }
     case 'binary': {
       const o = d.valueOffsets as Int32Array;
-      return JSON.stringify(Buffer.from((d.values as Uint8Array).subarray(o[j]!, o[j + 1]!)).toString('base64'));
+      return JSON.stringify(Buffer.from((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!)).toString('base64'));
     }
-    case 'date': return JSON.stringify(formatDate((d.values as Int32Array)[j]!));
-    case 'timestamp': return JSON.stringify(formatTimestamp((d.values as BigInt64Array)[j]!, t.unit, t.tz));
+    case 'date': return JSON.stringify(formatDate((d.values as Int32Array)[i]!));
+    case 'timestamp': return JSON.stringify(formatTimestamp((d.values as BigInt64Array)[i]!, t.unit, t.tz));
     case 'list': {
       const o = d.valueOffsets as Int32Array;
       const parts: string[] = [];
-      for (let k = o[j]!; k < o[j + 1]!; k++) parts.push(jsonOf(d.children[0]!, k, t.child));
+      for (let k = o[i]!; k < o[i + 1]!; k++) parts.push(jsonOf(d.children[0]!, k, t.child));
       return `[${parts.join(',')}]`;
     }
     case 'fixedSizeList': {
       const parts: string[] = [];
-      for (let k = j * t.size; k < (j + 1) * t.size; k++) parts.push(jsonOf(d.children[0]!, k, t.child));
+      for (let k = i * t.size; k < (i + 1) * t.size; k++) parts.push(jsonOf(d.children[0]!, k, t.child));
       return `[${parts.join(',')}]`;
     }
     case 'struct':
-      return `{${t.fields.map((f, k) => `${JSON.stringify(f.name)}:${jsonOf(d.children[k]!, j, f.type)}`).join(',')}}`;
+      return `{${t.fields.map((f, k) => `${JSON.stringify(f.name)}:${jsonOf(d.children[k]!, i, f.type)}`).join(',')}}`;
     default: // int8..uint32
-      return String((d.values as Int32Array)[j]);
+      return String((d.values as Int32Array)[i]);
   }
 }
 
@@ -1311,33 +1328,33 @@ function formatterFor(d: arrow.Data, t: DataTypeJSON, delim: number): Formatter 
     }
     case 'int8': case 'int16': case 'int32': case 'uint8': case 'uint16': case 'uint32': {
       const v = d.values as Int32Array;
-      return (i, out) => out.ascii(String(v[off + i]));
+      return (i, out) => out.ascii(String(v[i]));
     }
     case 'int64': case 'uint64': {
       const v = d.values as BigInt64Array;
-      return (i, out) => out.ascii(String(v[off + i]));
+      return (i, out) => out.ascii(String(v[i]));
     }
     case 'float32': case 'float64': {
       const v = d.values as Float64Array;
-      return (i, out) => out.ascii(formatFloat(v[off + i]!));
+      return (i, out) => out.ascii(formatFloat(v[i]!));
     }
     case 'utf8': {
       const o = d.valueOffsets as Int32Array;
       const v = d.values as Uint8Array;
-      return (i, out) => out.field(v, o[off + i]!, o[off + i + 1]!, delim);
+      return (i, out) => out.field(v, o[i]!, o[i + 1]!, delim);
     }
     case 'binary': {
       const o = d.valueOffsets as Int32Array;
       const v = d.values as Uint8Array;
-      return (i, out) => out.fieldText(Buffer.from(v.subarray(o[off + i]!, o[off + i + 1]!)).toString('base64'), delim);
+      return (i, out) => out.fieldText(Buffer.from(v.subarray(o[i]!, o[i + 1]!)).toString('base64'), delim);
     }
     case 'date': {
       const v = d.values as Int32Array;
-      return (i, out) => out.ascii(formatDate(v[off + i]!));
+      return (i, out) => out.ascii(formatDate(v[i]!));
     }
     case 'timestamp': {
       const v = d.values as BigInt64Array;
-      return (i, out) => out.ascii(formatTimestamp(v[off + i]!, t.unit, t.tz));
+      return (i, out) => out.ascii(formatTimestamp(v[i]!, t.unit, t.tz));
     }
     default:
       return (i, out) => out.fieldText(jsonOf(d, i, t), delim);
