@@ -271,4 +271,13 @@ describe('CSV writing', () => {
     for await (const b of readCsvBatches(join(dir, 'f.csv'))) xs.push(...b.getChild('x')!.toArray());
     assert.equal(xs[0], Number('900719925474099.7'));
   });
+
+  it('a one-column file keeps its null rows (written as blank lines)', async () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'csv-one-'));
+    const f = join(dir, 'one.csv');
+    fs.writeFileSync(f, 's\na\n\nc\n');
+    const got: unknown[] = [];
+    for await (const b of readCsvBatches(f)) got.push(...b.getChild('s')!.toArray());
+    assert.deepEqual(got, ['a', null, 'c']);
+  });
 });

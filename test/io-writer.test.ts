@@ -225,4 +225,19 @@ describe('expandPaths', () => {
     const [only] = expandPaths(dir, 'parquet');
     assert.equal(inspectParquet(only!).numRows, 7);
   });
+
+  it('concurrent appends to one directory keep every writer\'s files', async () => {
+    const dir = fresh();
+    const first = await DatasetWriter.begin(dir, { format: 'parquet' });
+    await first.commit([await first.writePart(0, [batch(0, 1)])]);
+    const a = await DatasetWriter.begin(dir, { format: 'parquet', mode: 'append' });
+    const b = await DatasetWriter.begin(dir, { format: 'parquet', mode: 'append' });
+    const pa = await a.writePart(0, [batch(10, 2)]);
+    const pb = await b.writePart(0, [batch(20, 3)]);
+    await Promise.all([a.commit([pa]), b.commit([pb])]);
+    const m = readManifest(dir)!;
+    assert.equal(m.files.length, 3);
+    assert.equal(m.files.reduce((n, f) => n + f.rows, 0), 6);
+    assert.ok(!fs.existsSync(join(dir, '_SUCCESS.lock')));
+  });
 });

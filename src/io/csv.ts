@@ -90,6 +90,12 @@ class Tokenizer {
     this.ff = new Uint8Array(cap);
   }
 
+  /**
+   * In a one-column file a blank line is a record (one empty field, i.e. a null): that is how a
+   * null in such a file is written, so skipping it would drop rows.
+   */
+  blankLinesAreRecords = false;
+
   /** Where field k of the current record is stored (fs/fe/ff[base + k]); fields past `limit` are only counted. */
   base = 0;
   limit = Infinity;
@@ -128,7 +134,7 @@ class Tokenizer {
     }
     let line = this.line;
     // blank lines
-    while (pos < end) {
+    while (pos < end && !this.blankLinesAreRecords) {
       const c = buf[pos]!;
       if (c === LF) { pos++; line++; continue; }
       if (c === CR) {
@@ -1081,6 +1087,7 @@ export async function* readCsvBatches(path: string, opts: CsvOptions = {}): Asyn
 
   const maxBlock = Math.max(1, Math.min(o.batchSize, 16384, Math.floor((1 << 20) / Math.max(1, ncols))));
   const tok = new Tokenizer(o.delim, maxBlock * ncols);
+  tok.blankLinesAreRecords = ncols === 1;
   const block: Block = { buf: Buffer.alloc(0), fs: tok.fs, fe: tok.fe, ff: tok.ff, lines: new Int32Array(maxBlock), stride: ncols, count: 0 };
   const fh = await openChunkSource(path);
   let pending: Promise<{ bytes: Buffer; n: number }> | null = null;

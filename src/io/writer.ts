@@ -176,7 +176,19 @@ export class DatasetWriter {
         throw new Error(`part ${part.path} is missing; was it written?`);
       }
     }
+    // Commits into one directory are serialized: read-manifest → rename → write-manifest must not
+    // interleave, or a concurrent append would drop the other writer's files.
+    const release = await lockDir(this.dir);
+    try {
+      return await this.commitLocked(parts);
+    } finally {
+      await release();
+    }
+  }
+
+  private async commitLocked(parts: WrittenFile[]): Promise<WrittenFile[]> {
     const previous = this.mode === 'error' ? null : readManifest(this.dir);
+    if (this.mode === 'error' && readManifest(this.dir)) throw new Error(`output directory ${this.dir} already holds a committed dataset (written meanwhile); use mode 'overwrite' or 'append'`);
     const final: WrittenFile[] = [];
     try {
       for (const part of parts) {
@@ -244,14 +256,23 @@ export class DatasetWriter {
       // Copies run a few at a time: each is a server-side request whose time grows with the object.
       const queue = parts.map((part, i) => ({ part, i }));
       const out: WrittenFile[] = new Array(parts.length);
-      await Promise.all(Array.from({ length: Math.min(8, queue.length) }, async () => {
-        for (let job = queue.shift(); job; job = queue.shift()) {
+      let failed = false;
+      // Every copier finishes (or stops) before we decide, so a failure cannot race a late copy.
+      const settled = await Promise.allSettled(Array.from({ length: Math.min(8, queue.length) }, async () => {
+        for (let job = queue.shift(); job && !failed; job = queue.shift()) {
           const to = `${this.dir}/${job.part.path.slice(prefix.length)}`;
-          await copyS3Object(job.part.path, to);
           out[job.i] = { path: to, rows: job.part.rows, bytes: job.part.bytes };
           final.push(out[job.i]!);
+          try {
+            await copyS3Object(job.part.path, to);
+          } catch (e) {
+            failed = true;
+            throw e;
+          }
         }
       }));
+      const err = settled.find((r) => r.status === 'rejected');
+      if (err) throw (err as PromiseRejectedResult).reason;
       final.splice(0, final.length, ...out);
       let listed: WrittenFile[] = final;
       if (this.mode === 'append') listed = [...(await this.existingFilesS3(previous)), ...final];
@@ -358,4 +379,29 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> 
   const out = {} as Pick<T, K>;
   for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
   return out;
+}
+
+/**
+ * An exclusive lock on a local output directory (a `_SUCCESS.lock` file created with O_EXCL). A lock
+ * older than 10 minutes is taken to be left by a crashed process.
+ */
+async function lockDir(dir: string): Promise<() => Promise<void>> {
+  const lock = path.join(dir, `${MANIFEST_NAME}.lock`);
+  const deadline = Date.now() + 120_000;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+    try {
+      const h = await fs.promises.open(lock, 'wx');
+      await h.close();
+      return () => fs.promises.rm(lock, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const st = await fs.promises.stat(lock).catch(() => null);
+      if (st && Date.now() - st.mtimeMs > 600_000) {
+        await fs.promises.rm(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`could not lock ${dir} for commit: ${lock} is held by another writer`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
 }
