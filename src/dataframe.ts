@@ -186,11 +186,14 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   stream(plan: PlanNode = this.plan, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
     if (this.materialized && plan === this.plan) return this.materialized.stream();
     if (getRunner().name === 'aws' && !isInMemory(plan)) {
-      // The cluster computes the result; it is read back from the work bucket.
+      // The cluster computes the result; it is streamed back from the committed files, one file at a
+      // time (collect() keeps it in memory instead).
       const self = this;
       return (async function* () {
-        const df = plan === self.plan ? await self.collect() : await new DataFrame(plan, self.memory).collect();
-        yield* df.stream();
+        const df = plan === self.plan ? self : new DataFrame<R>(plan, self.memory);
+        const summary = await runOnAws(df as DataFrame<object>, getRunner().aws!, null);
+        self.metrics = summary.metrics;
+        yield* readCommitted(summary.files.map((f) => f.path), df.schema);
       })();
     }
     const { physical } = this.physical(plan);

@@ -56,8 +56,11 @@ describe('local cloud (S3 + Step Functions + Lambda + ECS, on 127.0.0.1)', () =>
   it('collect() runs on the cloud and returns the rows and metrics', async () => {
     setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
     const df = await pipeline({ uri: input }).collect();
+    let streamed = 0;
+    for await (const r of pipeline({ uri: input }).iterRows()) { void r; streamed++; }
     setRunner('native', { workers: false });
     assert.deepEqual(await df.toRows(), await pipeline({ uri: input }).toRows());
+    assert.equal(streamed, (await df.toRows()).length, 'iterRows streams the committed result file by file');
     assert.ok(df.metrics['cloud.cpuLabel']!.rowsIn > 0);
   });
 
