@@ -541,6 +541,8 @@ export class FanoutPipeline extends Construct {
           FANOUT_WORK_BUCKET: this.workBucket.bucketName,
           FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
           FANOUT_PROGRESS: '0',
+          // The ECS agent does not set it for EC2 tasks; without it S3 calls go to us-east-1 first.
+          AWS_REGION: Stack.of(this).region,
         },
       });
       Validations.of(taskDefinition).acknowledge({

@@ -158,13 +158,17 @@ async function main(): Promise<void> {
   const s3Dir = typeof values['s3-dir'] === 'string' ? resolve(values['s3-dir']) : undefined;
   const following = new Set<Promise<void>>();
   let sfn: SFNClient | undefined;
+  const early: StartedExecution[] = [];
   const onExecution = (e: StartedExecution): void => {
-    const p = follow(sfn!, e).catch((err: unknown) => console.error(`progress of ${e.executionArn}: ${(err as Error).message}`));
+    // An upload can start a run while the stack is still starting: follow it once the client exists.
+    if (!sfn) { early.push(e); return; }
+    const p = follow(sfn, e).catch((err: unknown) => console.error(`progress of ${e.executionArn}: ${(err as Error).message}`));
     following.add(p);
     void p.finally(() => following.delete(p));
   };
   const running = appArg ? await startFromApp(resolve(appArg), s3Dir, onExecution) : await startFromSources(s3Dir, onExecution);
   sfn = new SFNClient({ endpoint: running.cloud.sfnEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  for (const e of early.splice(0)) onExecution(e);
   const ep = running.cloud.s3Endpoint;
   const where = `s3://${running.input.bucket}/${running.input.prefix}`;
   console.log([

@@ -329,9 +329,10 @@ describe('local Step Functions harness', () => {
       // GPU slots: one ECS task per slot, with the right environment.
       const envs = [...f.log.ecs].sort((a, b) => Number(a.FANOUT_SLOT) - Number(b.FANOUT_SLOT));
       assert.deepEqual(envs, [0, 1].map((slot) => ({ FANOUT_RUN_ID: f.runId, FANOUT_STAGE: '2', FANOUT_SLOT: String(slot), FANOUT_SLOTS: '2', FANOUT_WORK_BUCKET: f.workBucket })));
-      assert.deepEqual(f.log.finalize, [{ runId: f.runId, workBucket: f.workBucket, output: EXECUTION_INPUT.output }]);
+      // Finalize takes the output from the plan; the input's optional `output` is not read by path.
+      assert.deepEqual(f.log.finalize, [{ runId: f.runId, workBucket: f.workBucket }]);
       assert.deepEqual(f.log.failure, []);
-      assert.deepEqual(JSON.parse(d.output!), { runId: f.runId, workBucket: f.workBucket, output: EXECUTION_INPUT.output, result: { rows: 15, committed: true } });
+      assert.deepEqual(JSON.parse(d.output!), { runId: f.runId, workBucket: f.workBucket, result: { rows: 15, committed: true } });
       assert.ok(d.startDate instanceof Date && d.stopDate instanceof Date && d.stopDate >= d.startDate);
       assertSmallEvents(f.log.eventBytes);
 

@@ -196,7 +196,7 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     End: true,
   });
 
-  const partitionItemSelector: JsonObject = { 'runId.$': '$.runId', 'stage.$': '$.stage.index', 'partition.$': '$$.Map.Item.Value' };
+  const partitionItemSelector: JsonObject = { 'runId.$': '$.runId', 'workBucket.$': '$.workBucket', 'stage.$': '$.stage.index', 'partition.$': '$$.Map.Item.Value' };
   const partitionsMap: AslState = distributed
     ? {
         Type: 'Map',
@@ -350,10 +350,17 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
       Plan: lambdaTask(r.planFunctionArn, '$', lambdaTimeout, {
         ResultSelector: { 'runId.$': '$.Payload.runId', 'workBucket.$': '$.Payload.workBucket', 'stages.$': '$.Payload.stages' },
         ResultPath: '$.plan',
-        Catch: catchAll('PlanFailed'),
+        Catch: catchAll('PlanFailedRoute'),
         Next: 'Stages',
       }),
-      // Without a plan there is no run id or bucket yet: RecordFailure gets nulls.
+      // Without a plan the run id is the input's, if it named one (a bare $.runId on a missing field
+      // would raise an uncatchable States.Runtime); the bucket comes from the handler's environment.
+      PlanFailedRoute: {
+        Type: 'Choice',
+        Choices: [{ Variable: '$.runId', IsPresent: true, Next: 'PlanFailedWithRunId' }],
+        Default: 'PlanFailed',
+      },
+      PlanFailedWithRunId: { Type: 'Pass', Parameters: { plan: { 'runId.$': '$.runId', workBucket: null }, 'error.$': '$.error' }, Next: 'RecordFailure' },
       PlanFailed: { Type: 'Pass', Parameters: { plan: { runId: null, workBucket: null }, 'error.$': '$.error' }, Next: 'RecordFailure' },
       Stages: {
         Type: 'Map',
@@ -368,13 +375,15 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
       },
       Finalize: lambdaTask(
         r.finalizeFunctionArn,
-        { 'runId.$': '$.plan.runId', 'workBucket.$': '$.plan.workBucket', 'output.$': '$.output' },
+        // No 'output' here: it is optional in the input (a missing path would fail the run uncatchably),
+        // and Finalize takes the output from the plan.
+        { 'runId.$': '$.plan.runId', 'workBucket.$': '$.plan.workBucket' },
         lambdaTimeout,
         { ResultSelector: { 'result.$': '$.Payload' }, ResultPath: '$.finalize', Catch: catchAll('RecordFailure'), Next: 'Summarize' },
       ),
       Summarize: {
         Type: 'Pass',
-        Parameters: { 'runId.$': '$.plan.runId', 'workBucket.$': '$.plan.workBucket', 'output.$': '$.output', 'result.$': '$.finalize.result' },
+        Parameters: { 'runId.$': '$.plan.runId', 'workBucket.$': '$.plan.workBucket', 'result.$': '$.finalize.result' },
         Next: 'Succeeded',
       },
       Succeeded: { Type: 'Succeed' },

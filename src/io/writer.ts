@@ -371,6 +371,10 @@ export class DatasetWriter {
 /** The manifest committed under an S3 prefix, or null. */
 export async function readManifestS3(dir: string): Promise<Manifest | null> {
   const uri = `${trimSlash(dir)}/${MANIFEST_NAME}`;
+  // List first: without s3:ListBucket on the whole bucket (IAM scoped to a prefix), S3 answers a
+  // GetObject of a missing key with 403, not 404; listing under the prefix is allowed.
+  const { objects } = await listS3(`${trimSlash(dir)}/`, { delimiter: '/' });
+  if (!objects.some((o) => o.uri === uri)) return null;
   const got = await getS3ObjectOrNull(uri);
   return got ? parseManifest(Buffer.from(got.bytes).toString('utf8'), uri) : null;
 }
