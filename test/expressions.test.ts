@@ -10,20 +10,14 @@ import {
   CastError, concatBatches, evaluate, explodeBatch, ExpressionTypeError, filterBatch, inferField, projectBatch, takeBatch,
 } from '../src/eval.ts';
 import { fromValues, toValues, type JsValue } from '../src/kernels/values.ts';
+import { seededRandom } from './random.ts';
 
 // ---------- helpers ----------
 // These tests exercise the untyped engine (any value type in any position), so they build
 // expressions without the builder's phantom value types.
 const col = (name: string): Expr<never> => typedCol(name) as unknown as Expr<never>;
 const lit = (v: Scalar): Expr<never> => typedLit(v) as unknown as Expr<never>;
-let seed = 987654321;
-function rnd(): number {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-  return seed / 0x80000000;
-}
-const ri = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-const maybe = <T>(f: () => T, pNull = 0.2): T | null => (rnd() < pNull ? null : f());
+const { rnd, ri, pick, maybe } = seededRandom(987654321);
 const item = (t: arrow.DataType) => new arrow.Field('item', t, true);
 
 type Cols = Record<string, [arrow.DataType, readonly unknown[]]>;

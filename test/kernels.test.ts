@@ -14,16 +14,10 @@ import { repeatRow, take } from '../src/kernels/take.ts';
 import { formatDate, formatTimestamp, parseDate, parseTimestamp } from '../src/kernels/temporal.ts';
 import { fromValues, toValues, type JsValue } from '../src/kernels/values.ts';
 import { zip } from '../src/kernels/zip.ts';
+import { seededRandom } from './random.ts';
 
 // ---------- deterministic random data ----------
-let seed = 12345;
-function rnd(): number {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-  return seed / 0x80000000;
-}
-const ri = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-const maybe = <T>(f: () => T, pNull = 0.2): T | null => (rnd() < pNull ? null : f());
+const { rnd, ri, pick, maybe } = seededRandom(12345);
 
 const item = (t: arrow.DataType) => new arrow.Field('item', t, true);
 const STRINGS = ['', 'a', 'abc', 'Héllo', '日本語', 'emoji 🎉', 'x'.repeat(40), 'zeta', 'ß'];
