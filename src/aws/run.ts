@@ -268,15 +268,21 @@ async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage
   return missing;
 }
 
+/** Each partition's completion marker (null where missing), fetched 16 at a time: a run can have thousands. */
 async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promise<(PartitionMarker | null)[]> {
-  return Promise.all(plan.sources.map(async (_, p) => {
+  const out: (PartitionMarker | null)[] = new Array(plan.sources.length).fill(null);
+  let next = 0;
+  const fetchOne = async (p: number): Promise<void> => {
     try {
-      return await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
+      out[p] = await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
     } catch (e) {
-      if (e instanceof NotFoundError) return null;
-      throw e;
+      if (!(e instanceof NotFoundError)) throw e;
     }
+  };
+  await Promise.all(Array.from({ length: Math.min(16, out.length) }, async () => {
+    while (next < out.length) await fetchOne(next++);
   }));
+  return out;
 }
 
 async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics> {
