@@ -9,7 +9,7 @@ import { buildStateMachineDefinition, type AslDefinition } from '../src/aws/stat
 import type { AwsRunnerOptions } from '../src/runners/aws.ts';
 import { LocalLambda } from './lambda-runtime.ts';
 import { startS3Server, type S3Server } from './s3-server.ts';
-import { startLocalStepFunctions, type EcsTaskParams, type LocalStepFunctions } from './stepfunctions.ts';
+import { startLocalStepFunctions, type EcsTaskParams, type LocalStepFunctions } from './stepfunctions/index.ts';
 
 export interface LocalCloudOptions {
   /** Path of the user's pipeline module (registers its UDFs when imported; default export builds the DataFrame). */
@@ -192,4 +192,4 @@ function pathUrl(p: string): string {
 }
 
 export { startS3Server } from './s3-server.ts';
-export { startLocalStepFunctions } from './stepfunctions.ts';
+export { startLocalStepFunctions } from './stepfunctions/index.ts';

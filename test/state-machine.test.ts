@@ -14,7 +14,7 @@ import {
   type DescribeExecutionCommandOutput,
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
-import { normalizeDefinitionForLocal, startLocalStepFunctions, type EcsTaskParams, type LambdaContextLike, type LocalStepFunctions } from '../localstack/stepfunctions.ts';
+import { normalizeDefinitionForLocal, startLocalStepFunctions, type EcsTaskParams, type LambdaContextLike, type LocalStepFunctions } from '../localstack/stepfunctions/index.ts';
 import {
   LAMBDA_SERVICE_ERRORS,
   buildStateMachineDefinition,
