@@ -2,6 +2,7 @@
 // @aws-sdk/client-sfn, with small fake handlers standing in for the Plan/Stage/Finalize/Failure
 // Lambdas and the ECS GPU tasks (no engine here: the lifecycle functions have their own tests).
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import {
   DescribeExecutionCommand,
@@ -15,6 +16,7 @@ import {
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
 import { normalizeDefinitionForLocal, startLocalStepFunctions, type EcsTaskParams, type LambdaContextLike, type LocalStepFunctions } from '../localstack/stepfunctions/index.ts';
+import { LIB_VERSION, installHooks, type LibModule } from '../localstack/stepfunctions/hooks.ts';
 import {
   LAMBDA_SERVICE_ERRORS,
   buildStateMachineDefinition,
@@ -304,6 +306,20 @@ describe('state machine definition', () => {
     // Everything else is untouched.
     const strip = (d: AslDefinition) => JSON.stringify({ ...d, States: { ...d.States, Stages: undefined } });
     assert.equal(strip(definition), strip(def));
+  });
+
+  it('the harness hooks are pinned to the aws-local-stepfunctions version they patch, and say so when its internals are missing', async () => {
+    // The hooks rely on StateMachine.prototype.run/execute internals: the installed version, the
+    // package.json pin and the version the hooks name must be the same exact version.
+    const installed = JSON.parse(await readFile(new URL('../node_modules/aws-local-stepfunctions/package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { devDependencies: Record<string, string> };
+    assert.equal(installed.version, LIB_VERSION);
+    assert.equal(pkg.devDependencies['aws-local-stepfunctions'], LIB_VERSION, 'pinned exactly, without a range');
+    class WithoutInternals {}
+    assert.throws(
+      () => installHooks(WithoutInternals as unknown as LibModule['StateMachine']),
+      (e: Error) => e.message.includes(`aws-local-stepfunctions ${LIB_VERSION}`) && e.message.includes('run/execute not found'),
+    );
   });
 });
 
