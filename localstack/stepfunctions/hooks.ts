@@ -37,7 +37,7 @@ let libModule: Promise<LibModule> | undefined;
 // Imported only after the polyfill is in place.
 export const loadLib = (): Promise<LibModule> => (libModule ??= import('aws-local-stepfunctions'));
 
-export type LibRun = ReturnType<LibStateMachine['run']>;
+type LibRun = ReturnType<LibStateMachine['run']>;
 export type LibEvent = LibRun['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
 
 /** One (nested) run of the interpreter: the root execution, a Map iteration or a Parallel branch. */
