@@ -76,8 +76,7 @@ describe('run ids', () => {
     });
   });
 
-  it('every handler refuses a bad run id before touching the store', async () => {
-    const root = tempDir();
+  it('every handler refuses a bad run id, naming it', async () => {
     await withEnv({ FANOUT_WORK_BUCKET: 'fanout-work', FANOUT_PIPELINE: undefined, FANOUT_PIPELINE_ALLOW: undefined }, async () => {
       const id = 'a/../../b';
       const named = (e: Error): boolean => e.message.includes('invalid') && e.message.includes(JSON.stringify(id));
@@ -90,7 +89,6 @@ describe('run ids', () => {
       // A Failure after a Plan that had no run id: nothing to record, and nothing written as runs/null/.
       await assert.rejects(() => handleFailure({ runId: null as unknown as string, error: 'x' }), /invalid run id of the failed run null/);
     });
-    assert.deepEqual(filesUnder(root), []);
   });
 
   it('LocalStore refuses keys that resolve outside its root', async () => {
