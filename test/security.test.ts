@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { CopyObjectCommand, DeleteObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
@@ -13,7 +14,8 @@ import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { startEventBridgeBridge, type LocalRule } from '../localstack/app-harness.ts';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
-import { checkOutput, handleEcsTask, handleFailure, handleFinalize, handlePlan, handleStage } from '../src/aws/handlers.ts';
+import { checkOutput, handleEcsTask, handleFailure, handleFinalize, handlePlan, handleStage, setStoreFactory } from '../src/aws/handlers.ts';
+import { S3Store } from '../src/aws/s3-store.ts';
 import { checkRunId, keys, newRunId, planRun, preparePlan, runStagePartition } from '../src/aws/run.ts';
 import { LocalStore, putJson } from '../src/aws/store.ts';
 import { getS3ObjectOrNull, putS3Object, s3Client } from '../src/io/s3.ts';
@@ -153,6 +155,28 @@ describe('what a run may import and where it may write (handlers)', () => {
   });
 });
 
+describe('FANOUT_PIPELINE_ALLOW', () => {
+  it('an input may pick an allowed module; Plan imports it and records it, and workers import it too', async () => {
+    const input = tempDir();
+    await writeSample(join(input, 'a.parquet'), 0, 200, 100);
+    const allowed = join(import.meta.dirname, 'fixtures', 'cloud-pipeline.ts');
+    const work = tempDir();
+    setStoreFactory(() => new LocalStore(work));
+    try {
+      await withEnv({ FANOUT_PIPELINE: EXAMPLE, FANOUT_PIPELINE_ALLOW: ` ${allowed} ,`, FANOUT_WORK_BUCKET: 'fanout-work', FANOUT_OUTPUT_PREFIX: undefined }, async () => {
+        const summary = await handlePlan({ runId: 'allowed-1', pipeline: allowed, input: { uri: join(input, 'a.parquet') } });
+        assert.equal(summary.runId, 'allowed-1');
+        const plan = JSON.parse(readFileSync(join(work, keys.plan('allowed-1')), 'utf8')) as { pipeline: string };
+        assert.equal(plan.pipeline, pathToFileURL(allowed).href);
+        const r = await handleStage({ runId: 'allowed-1', stage: 0, partition: 0 });
+        assert.ok(r.rows > 0);
+      });
+    } finally {
+      setStoreFactory((b) => new S3Store(b));
+    }
+  });
+});
+
 describe('readParquet / readCsv { literal: true }', () => {
   it('locally, glob characters are part of the name', async () => {
     const dir = tempDir();
@@ -250,7 +274,6 @@ describe('the offline harness with malicious inputs (Step Functions API -> Plan 
     const input = `s3://${cloud.inputBucket}/incoming/other.parquet`;
     const plan = planRun(pipeline({ uri: input }), { pipeline: null, runId: 'planted-1' });
     plan.pipeline = [`data:text/javascript,import('node:fs').then((f) => f.writeFileSync(${JSON.stringify(marker)}, 'x'))`];
-    const { S3Store } = await import('../src/aws/s3-store.ts');
     await preparePlan(new S3Store(cloud.workBucket), plan, cloud.workBucket);
     // The workers import only FANOUT_PIPELINE (which registers the UDFs): the run succeeds, the data: URL never runs.
     const r = await run({ runId: 'planted-1' });
