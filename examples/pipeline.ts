@@ -22,11 +22,16 @@ export const embed = func.batch((x: arrow.Vector) => {
 export interface PipelineInput {
   /** A Parquet file, prefix or glob: s3://bucket/prefix/ or a local path. */
   uri: string;
+  /**
+   * Read `uri` as exactly that object (glob characters are part of its name). The S3 upload trigger
+   * sets it: a key like `incoming/*.parquet` must read the uploaded object, not every object it matches.
+   */
+  literal?: boolean;
 }
 
 export default function pipeline(input: PipelineInput) {
   if (!input || typeof input.uri !== 'string') throw new TypeError('pipeline input needs { uri }');
-  return readParquet(input.uri)
+  return readParquet(input.uri, { literal: input.literal === true })
     .where(col('x').gt(0.1))
     .withColumn('label', label(col('category'), col('x')))
     .withColumn('score', embed(col('x')))

@@ -43,7 +43,8 @@ function exampleRule(stateMachineArn: string): LocalRule {
       arn: stateMachineArn,
       inputTransformer: {
         InputPathsMap: { bucket: '$.detail.bucket.name', key: '$.detail.object.key', id: '$.id' },
-        InputTemplate: `{"input":{"uri":"s3://<bucket>/<key>"},"output":"s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}<id>/","runId":<id>}`,
+        // literal: the uploaded key is read as exactly that object, even with glob characters in it.
+        InputTemplate: `{"input":{"uri":"s3://<bucket>/<key>","literal":true},"output":"s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}<id>/","runId":<id>}`,
       },
     }],
   };

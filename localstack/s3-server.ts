@@ -35,6 +35,45 @@ const server = new S3rver({
   configureBuckets: opts.buckets.map((name) => ({ name, configs: [] })),
   allowMismatchedSignatures: true,
 });
+// s3rver maps a key to path.join(dir, bucket, ...key.split('/')), so a key with '.' or '..'
+// segments (PUT ../../x, CopySource, a DeleteObjects list) reads, writes or deletes files outside its
+// directory. Such keys are refused in front of it; real S3 would store them literally, and no
+// fanout key has them.
+const badSegment = (k) => typeof k === 'string' && k.split('/').some((s) => s === '.' || s === '..');
+const xmlText = (t) => t.replace(/&(#x[0-9a-f]+|#[0-9]+|lt|gt|amp|quot|apos);/gi, (_, e) =>
+  e[0] === '#' ? String.fromCodePoint(e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : Number(e.slice(1)))
+    : ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" })[e.toLowerCase()]);
+const refuse = (ctx, what) => {
+  ctx.status = 400;
+  ctx.type = 'application/xml';
+  ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>InvalidArgument</Code><Message>' +
+    'the local S3 server refuses ' + what.replace(/[<>&]/g, '') + ": a key with a '.' or '..' segment would leave its directory</Message></Error>";
+};
+server.middleware.unshift(async (ctx, next) => {
+  let segs;
+  try {
+    segs = ctx.path.split('/').map(decodeURIComponent);
+  } catch {
+    return refuse(ctx, 'a malformed path');
+  }
+  if (segs.some((s) => s === '.' || s === '..' || s.includes('/'))) return refuse(ctx, 'the key in ' + ctx.path);
+  const src = ctx.get('x-amz-copy-source');
+  if (src) {
+    let decoded = src;
+    try { decoded = decodeURIComponent(src.split('?')[0]); } catch { return refuse(ctx, 'a malformed copy source'); }
+    if (badSegment(decoded.replace(/^\\//, ''))) return refuse(ctx, 'the copy source ' + src);
+  }
+  if (ctx.method === 'POST' && 'delete' in ctx.query) {
+    const chunks = [];
+    for await (const c of ctx.req) chunks.push(c);
+    const body = Buffer.concat(chunks);
+    const keys = [...body.toString('utf8').matchAll(/<Key>([\\s\\S]*?)<\\/Key>/g)].map((m) => xmlText(m[1]));
+    if (keys.some(badSegment)) return refuse(ctx, 'a DeleteObjects key');
+    // s3rver reads the body from ctx.req itself: hand it the bytes again.
+    ctx.req = require('stream').Readable.from([body]);
+  }
+  return next();
+});
 server.run().then((addr) => {
   process.stdout.write(JSON.stringify({ port: addr.port }) + '\\n');
 }, (err) => {

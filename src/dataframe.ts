@@ -458,6 +458,11 @@ function inMemory<R extends Row>(schema: Schema, batches: arrow.RecordBatch[]): 
 export interface ReadParquetOptions {
   /** Only these columns (a projection applied at the scan). */
   columns?: string[];
+  /**
+   * Take the path literally: `*`, `?`, `[` … are part of the name, and an s3:// key names exactly
+   * one object (not a prefix). For paths that come from outside, e.g. the key of an uploaded object.
+   */
+  literal?: boolean;
 }
 
 function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Schema {
@@ -480,7 +485,7 @@ function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Sche
 
 /** Lazily reads Parquet files: a path, a directory, a glob or a list of them. */
 export function readParquet<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadParquetOptions = {}): DataFrame<R> {
-  const files = expandPaths(source, 'parquet');
+  const files = expandPaths(source, 'parquet', { literal: opts.literal === true });
   const schema = checkSameSchema(files, (f) => inspectParquet(f).schema);
   const df = new DataFrame<R>({
     type: 'scan', format: 'parquet', source, files, fileSchema: schema.toJSON(),
@@ -489,12 +494,16 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
   return opts.columns ? (df.select(...(opts.columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
 }
 
-export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize'> & { columns?: string[] };
+export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize'> & {
+  columns?: string[];
+  /** Take the path literally (no glob expansion; an s3:// key is exactly one object), as in readParquet. */
+  literal?: boolean;
+};
 
 /** Lazily reads CSV files (header row, types inferred from the first rows unless `schema` is given). */
 export function readCsv<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadCsvOptions = {}): DataFrame<R> {
-  const files = expandPaths(source, 'csv');
-  const { columns, ...csvOpts } = opts;
+  const files = expandPaths(source, 'csv', { literal: opts.literal === true });
+  const { columns, literal: _literal, ...csvOpts } = opts;
   const schema = opts.schema ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
   const csv: { delimiter?: string; header?: boolean; nullValues?: string[] } = {};
   if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;

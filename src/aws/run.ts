@@ -5,7 +5,8 @@
 import * as arrow from 'apache-arrow';
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
 import type { DataFrame } from '../dataframe.ts';
 import { applyOps, runPartition } from '../executor.ts';
@@ -48,18 +49,40 @@ export interface PlanSummary {
   stages: { index: number; executor: StageJSON['executor']; partitions: number; concurrency: number; slots: number; itemsKey: string }[];
 }
 
+/**
+ * What a run id may be: it becomes a key segment (`runs/<runId>/`), an ECS environment value and,
+ * in LocalStore, a directory name, so nothing that could change a path (`/`, `.`, `..`) is allowed.
+ * newRunId() and EventBridge event ids (UUIDs) both match.
+ */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
+
+/** The run id, or a clear error naming it (and where it came from). */
+export function checkRunId(runId: unknown, where = 'run id'): string {
+  if (typeof runId !== 'string' || !RUN_ID_PATTERN.test(runId)) {
+    throw new Error(`invalid ${where} ${JSON.stringify(runId)}: a run id is 1 to 80 characters from A-Z, a-z, 0-9, '_' and '-'`);
+  }
+  return runId;
+}
+
+/** A stage or partition index as a key segment: a non-negative integer. */
+function index(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`invalid ${what} ${JSON.stringify(n)}: expected a non-negative integer`);
+  return n;
+}
+
+const run = (runId: string): string => `runs/${checkRunId(runId)}`;
 export const keys = {
-  plan: (runId: string) => `runs/${runId}/plan.json`,
-  items: (runId: string, stage: number) => `runs/${runId}/stage-${stage}/items.json`,
-  shard: (runId: string, stage: number, partition: number) => `runs/${runId}/stage-${stage}/part-${String(partition).padStart(5, '0')}.arrow`,
-  result: (runId: string, partition: number) => `runs/${runId}/result/part-${String(partition).padStart(5, '0')}.${'parquet'}`,
-  metrics: (runId: string, stage: number, partition: number) => `runs/${runId}/stage-${stage}/metrics-${String(partition).padStart(5, '0')}.json`,
-  summary: (runId: string) => `runs/${runId}/summary.json`,
-  failure: (runId: string) => `runs/${runId}/failure.json`,
-  stagePrefix: (runId: string, stage: number) => `runs/${runId}/stage-${stage}/`,
-  resultPrefix: (runId: string) => `runs/${runId}/result/`,
+  plan: (runId: string) => `${run(runId)}/plan.json`,
+  items: (runId: string, stage: number) => `${run(runId)}/stage-${index(stage, 'stage')}/items.json`,
+  shard: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/part-${String(index(partition, 'partition')).padStart(5, '0')}.arrow`,
+  result: (runId: string, partition: number) => `${run(runId)}/result/part-${String(index(partition, 'partition')).padStart(5, '0')}.${'parquet'}`,
+  metrics: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/metrics-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
+  summary: (runId: string) => `${run(runId)}/summary.json`,
+  failure: (runId: string) => `${run(runId)}/failure.json`,
+  stagePrefix: (runId: string, stage: number) => `${run(runId)}/stage-${index(stage, 'stage')}/`,
+  resultPrefix: (runId: string) => `${run(runId)}/result/`,
   /** Where a run without an output commits its result (read back by the runner). */
-  output: (runId: string) => `runs/${runId}/output`,
+  output: (runId: string) => `${run(runId)}/output`,
 };
 
 export function newRunId(): string {
@@ -75,7 +98,7 @@ export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline:
   const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
   return {
     version: PLAN_VERSION,
-    runId: opts.runId ?? newRunId(),
+    runId: opts.runId === undefined ? newRunId() : checkRunId(opts.runId),
     pipeline: opts.pipeline,
     createdAt: new Date().toISOString(),
     schema: physical.schema,
@@ -118,6 +141,7 @@ export async function loadPlan(store: ObjectStore, runId: string): Promise<RunPl
       throw e;
     }
     if (p.version !== PLAN_VERSION) throw new Error(`run ${runId}: plan version ${p.version}, this worker understands ${PLAN_VERSION}`);
+    if (p.runId !== runId) throw new Error(`run ${runId}: ${store.uri(keys.plan(runId))} belongs to run ${JSON.stringify(p.runId)}`);
     planCache.set(runId, p);
   }
   return p;
@@ -126,9 +150,45 @@ export async function loadPlan(store: ObjectStore, runId: string): Promise<RunPl
 /** Imports the pipeline module so its UDFs register by name (once per process). */
 const imported = new Set<string>();
 
-/** A deployed worker's bundle names its own pipeline (FANOUT_PIPELINE); a plan's URL is the planner's. */
-function planPipeline(plan: RunPlan): string | string[] | null {
-  return process.env['FANOUT_PIPELINE'] ? null : plan.pipeline;
+/** A pipeline specifier as a module URL: a path (absolute or relative) becomes a file: URL. */
+export function resolvePipelineSpec(spec: string): string {
+  if (isAbsolute(spec) || spec.startsWith('.')) return pathToFileURL(resolve(spec)).href;
+  return spec;
+}
+
+/**
+ * The modules this process's deployment names: FANOUT_PIPELINE (the bundle's own pipeline) and the
+ * comma-separated FANOUT_PIPELINE_ALLOW. Empty: not a deployment (local runs, tests).
+ */
+export function deployedPipelines(env: NodeJS.ProcessEnv = process.env): Set<string> {
+  const specs = [env['FANOUT_PIPELINE'] ?? '', ...(env['FANOUT_PIPELINE_ALLOW'] ?? '').split(',')].map((s) => s.trim()).filter(Boolean);
+  return new Set(specs.map(resolvePipelineSpec));
+}
+
+/**
+ * A module named by data (a plan, an execution input) where no deployment says what to import: only
+ * local files, never data:, http(s): or package specifiers, which would let that data choose code.
+ */
+export function checkLocalPipeline(spec: unknown, where: string): string {
+  if (typeof spec !== 'string' || spec === '') throw new Error(`${where}: a pipeline module must be a non-empty string, got ${JSON.stringify(spec)}`);
+  const url = resolvePipelineSpec(spec);
+  if (!url.startsWith('file:')) {
+    throw new Error(`${where}: pipeline module ${JSON.stringify(spec.slice(0, 200))} is not a file path or file: URL; only local files are imported by name (a deployment imports only FANOUT_PIPELINE / FANOUT_PIPELINE_ALLOW)`);
+  }
+  return url;
+}
+
+/**
+ * Modules a plan asks its workers to import. plan.json is data that anyone able to write the work
+ * bucket can write, so it never chooses code by itself: in a deployment only the modules the
+ * deployment names are imported (the rest, e.g. a runner's local file URLs, are ignored: the bundle
+ * registers the UDFs); elsewhere only local files.
+ */
+function planPipeline(plan: RunPlan): string[] {
+  const listed: unknown[] = plan.pipeline === null || plan.pipeline === undefined ? [] : Array.isArray(plan.pipeline) ? plan.pipeline : [plan.pipeline];
+  const deployed = deployedPipelines();
+  if (deployed.size > 0) return listed.filter((m): m is string => typeof m === 'string' && deployed.has(resolvePipelineSpec(m)));
+  return listed.map((m) => checkLocalPipeline(m, `run ${plan.runId}: plan`));
 }
 export async function importPipeline(spec: string | string[] | null): Promise<void> {
   for (const m of spec === null ? [] : Array.isArray(spec) ? spec : [spec]) {

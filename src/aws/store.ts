@@ -1,7 +1,7 @@
 // The object store a serverless run keeps its plan, shards and markers in: an S3 bucket in AWS (or
 // any S3-compatible server), a directory in unit tests. Keys are relative to the run's work bucket.
 import { createReadStream, promises as fsp } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 
 export interface ObjectStore {
@@ -42,7 +42,15 @@ export function putJson(store: ObjectStore, key: string, value: unknown): Promis
 /** A directory as an object store (tests, and local dry runs). */
 export class LocalStore implements ObjectStore {
   constructor(readonly root: string) {}
-  uri(key: string): string { return join(this.root, key); }
+  /** Keys are relative and stay inside the root: a key from a run id like `a/../../b` must not reach other files. */
+  uri(key: string): string {
+    const root = resolve(this.root);
+    const full = resolve(root, key);
+    if (typeof key !== 'string' || !full.startsWith(root + sep)) {
+      throw new Error(`LocalStore ${root}: key ${JSON.stringify(key)} is not a path inside the store`);
+    }
+    return join(this.root, key);
+  }
   async get(key: string): Promise<Uint8Array> {
     try {
       return new Uint8Array(await fsp.readFile(this.uri(key)));

@@ -181,8 +181,30 @@ function expandS3(spec: string, what: FileFormat, listed?: Map<string, ListResul
   return expandS3Prefix(`${spec}/`, below, what);
 }
 
-function expandOne(spec: string, what: FileFormat, listed?: Map<string, ListResult | S3Error>): string[] {
+/**
+ * A path taken literally: glob characters are part of the name. On S3 a key names exactly one object
+ * (never a prefix of others); a key ending in '/' is a prefix. Locally a file or a directory.
+ */
+function expandLiteral(spec: string, what: FileFormat): string[] {
+  if (isS3Uri(spec)) {
+    const { key } = parseS3Uri(spec);
+    if (key === '' || key.endsWith('/')) return expandS3Prefix(spec, s3Sync.list(spec).objects, what);
+    const o = s3Sync.headOrNull(spec);
+    if (!o) throw new Error(`${what} file not found: ${spec} (read literally: exactly this object)`);
+    noteS3Objects([o]);
+    return [o.uri];
+  }
+  if (isRemotePath(spec)) throw new Error(`remote paths other than s3:// are not supported (${spec})`);
+  const local = toLocalPath(spec);
+  const st = statOrNull(local);
+  if (st?.isDirectory()) return expandDirectory(path.resolve(local), what);
+  if (st?.isFile()) return [path.resolve(local)];
+  throw new Error(`${what} file not found: ${spec} (read literally: no glob expansion)`);
+}
+
+function expandOne(spec: string, what: FileFormat, listed?: Map<string, ListResult | S3Error>, literal = false): string[] {
   if (typeof spec !== 'string' || spec === '') throw new TypeError(`expected a ${what} path, glob or list of them, got ${JSON.stringify(spec)}`);
+  if (literal) return expandLiteral(spec, what);
   if (isS3Uri(spec)) return expandS3(spec, what, listed);
   if (isRemotePath(spec)) {
     throw new Error(`remote paths other than s3:// are not supported (${spec})`);
@@ -205,16 +227,18 @@ function expandOne(spec: string, what: FileFormat, listed?: Map<string, ListResu
  * Expand a path, directory, glob or list of them into absolute local file paths and s3:// URIs,
  * sorted and deduplicated. Directories (and S3 prefixes) yield every file with a `what` extension
  * below them (skipping `_*` and `.*` entries) unless they hold a `_SUCCESS` manifest, in which
- * case exactly the listed files.
+ * case exactly the listed files. With `literal`, glob characters are part of the name and an S3
+ * key names one object exactly (see expandLiteral).
  */
-export function expandPaths(pathOrGlobOrList: string | readonly string[], what: FileFormat): string[] {
+export function expandPaths(pathOrGlobOrList: string | readonly string[], what: FileFormat, opts: { literal?: boolean } = {}): string[] {
   const specs = typeof pathOrGlobOrList === 'string' ? [pathOrGlobOrList] : pathOrGlobOrList;
   if (specs.length === 0) throw new Error(`no ${what} paths given`);
+  const literal = opts.literal === true;
   // A list of S3 object URIs: their listings in one parallel round instead of one call each.
-  const plain = specs.filter((s) => isS3Uri(s) && !isS3Glob(s) && !/\/$/.test(parseS3Uri(s).key) && parseS3Uri(s).key !== '');
+  const plain = literal ? [] : specs.filter((s) => isS3Uri(s) && !isS3Glob(s) && !/\/$/.test(parseS3Uri(s).key) && parseS3Uri(s).key !== '');
   const listed = plain.length > 1 ? s3Sync.listMany([...new Set(plain)]) : undefined;
   const all = new Set<string>();
-  for (const s of specs) for (const f of expandOne(s, what, listed)) all.add(f);
+  for (const s of specs) for (const f of expandOne(s, what, listed, literal)) all.add(f);
   const files = [...all].sort();
   // Footers of every S3 file of this scan are then fetched in one round as well.
   const remote = files.filter((f) => isS3Uri(f));
