@@ -334,21 +334,3 @@ describe('columnsToBatch', () => {
     assert.throws(() => columnsToBatch({ a: [1, 'x'] }), /column 'a'.*row 1 has utf8/);
   });
 });
-
-describe('batchToRows throughput (informational)', () => {
-  it('decodes (int64, float64, utf8) rows', (t) => {
-    const n = 200_000;
-    const ids = new BigInt64Array(n), xs = new Float64Array(n);
-    const texts = new Array<string>(n);
-    for (let i = 0; i < n; i++) { ids[i] = BigInt(i); xs[i] = i / 3; texts[i] = `row ${i} lorem ipsum dolor sit amet`; }
-    const batch = columnsToBatch({ id: ids, x: xs, text: texts });
-    let best = Infinity;
-    for (let r = 0; r < 3; r++) {
-      const t0 = performance.now();
-      const rows = batchToRows(batch);
-      best = Math.min(best, performance.now() - t0);
-      assert.equal(rows.length, n);
-    }
-    t.diagnostic(`batchToRows: ${(n / best / 1000).toFixed(2)} M rows/s (best of 3, ${n} rows)`);
-  });
-});

@@ -1,0 +1,57 @@
+// Harness bench: a serverless run of many small partitions (510 by default, one per row group)
+// through the local harness (state machine interpreter + Step Functions API + Lambda workers +
+// s3rver). It checks that every partition ran and every row came back, and reports the time per
+// partition. Moved here from test/local-cloud.test.ts (which keeps a 40-partition run) because it
+// takes minutes on a loaded machine. Appends to bench/report.md.
+import * as arrow from 'apache-arrow';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setRunner, shutdownWorkers } from 'fanout';
+import { startLocalCloud } from 'fanout/local';
+import { putS3Object } from '../src/io/s3.ts';
+import { writeParquetFile } from '../src/io/parquet.ts';
+import pipeline from './cloud-pipeline.ts';
+
+const PARTITIONS = Number(process.env['BENCH_MANY_PARTITIONS'] ?? 510);
+const ROWS_PER = 8;
+const dataDir = join(import.meta.dirname, 'data');
+/** A Parquet file of `partitions` row groups of ROWS_PER rows (one partition each), written once. */
+async function ensureFile(partitions: number): Promise<string> {
+  const file = join(dataDir, `many-${partitions}.parquet`);
+  if (existsSync(file)) return file;
+  mkdirSync(dataDir, { recursive: true });
+  function* batches(): Generator<arrow.RecordBatch> {
+    for (let p = 0; p < partitions; p++) {
+      const id = BigInt64Array.from({ length: ROWS_PER }, (_, i) => BigInt(p * ROWS_PER + i));
+      const x = Float64Array.from({ length: ROWS_PER }, (_, i) => i / ROWS_PER);
+      yield new arrow.Table({ id: arrow.makeVector(id), x: arrow.makeVector(x) }).batches[0]!;
+    }
+  }
+  await writeParquetFile(file, batches(), { rowGroupSize: ROWS_PER });
+  return file;
+}
+const file = await ensureFile(PARTITIONS);
+const warmFile = await ensureFile(4);
+
+const cloud = await startLocalCloud({ pipeline: join(import.meta.dirname, 'cloud-pipeline.ts'), lambdaConcurrency: 2 });
+try {
+  await putS3Object(`s3://${cloud.inputBucket}/many/many.parquet`, readFileSync(file));
+  await putS3Object(`s3://${cloud.inputBucket}/warm/warm.parquet`, readFileSync(warmFile));
+  setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+  await pipeline({ uri: `s3://${cloud.inputBucket}/warm/` }).collect(); // start both Lambda environments first
+  const before = cloud.stats()['stage'] ?? 0;
+  const t0 = performance.now();
+  const df = await pipeline({ uri: `s3://${cloud.inputBucket}/many/` }).collect();
+  const ms = performance.now() - t0;
+  const invoked = (cloud.stats()['stage'] ?? 0) - before;
+  if (invoked < PARTITIONS) throw new Error(`stage Lambda invoked ${invoked} times for ${PARTITIONS} partitions`);
+  const rows = await df.count();
+  if (rows !== PARTITIONS * ROWS_PER) throw new Error(`${rows} rows came back, expected ${PARTITIONS * ROWS_PER}`);
+  const line = `local harness: ${PARTITIONS} partitions of ${ROWS_PER} rows in ${(ms / 1000).toFixed(1)} s, ${(ms / PARTITIONS).toFixed(1)} ms per partition (2 warm Lambda environments)`;
+  console.log(line);
+  appendFileSync(join(import.meta.dirname, 'report.md'), `\n## Many partitions on the local harness\n\n${line}.\n`);
+} finally {
+  setRunner('native');
+  await shutdownWorkers();
+  await cloud.stop();
+}
