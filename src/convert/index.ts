@@ -1,0 +1,24 @@
+// Conversion between JS values and Arrow data. Both directions read and write the typed arrays
+// inside arrow `Data` directly: arrow's builders, `vectorFromArray` and row proxies are much slower.
+//
+// Two views of a value, kept apart by name:
+//   JsValue        the logical value a row or a UDF argument sees (Date for date/timestamp, views
+//                  into binary buffers): valueAt, dataToValues, valuesToData, the batch functions.
+//   PhysicalValue  the kernels' view, an Arrow slot as stored (date as days, timestamp as ticks),
+//                  for literals, is_in lists and tests: physicalValueAt, physicalValues,
+//                  physicalValuesToData.
+//
+//   js-value.ts     JsValue, its mapping to Arrow types, and the checks shared by the builders
+//   infer.ts        schema inference from JS values
+//   to-arrow.ts     JS values -> Data, one builder per type (utf8-encode.ts: the string encoder)
+//   from-arrow.ts   Data -> JS values, and the row builder (zipper)
+//   rows.ts         records / columns -> RecordBatch, RecordBatch -> rows
+//   physical.ts     PhysicalValue <-> Data, and the display form used by cast-to-utf8
+export type { JsValue } from './js-value.ts';
+export { inferSchemaFromRecords } from './infer.ts';
+export { valuesToData } from './to-arrow.ts';
+export { dataToValues, valueAt } from './from-arrow.ts';
+export { batchToRows, columnsToBatch, recordsToBatch } from './rows.ts';
+export {
+  formatFloat32, formatPhysicalValue, physicalValueAt, physicalValues, physicalValuesToData, type PhysicalValue,
+} from './physical.ts';
