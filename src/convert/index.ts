@@ -1,5 +1,7 @@
 // Conversion between JS values and Arrow data. Both directions read and write the typed arrays
-// inside arrow `Data` directly: arrow's builders, `vectorFromArray` and row proxies are much slower.
+// inside arrow `Data` directly: arrow's `vectorFromArray` took 8x (1M float64) to 30x (1M short
+// strings) the time of `valuesToData`, and its row proxies (`toArray()` + `toJSON()`) 6x that of
+// `batchToRows` on 200k rows of 3 columns (Node 20, 2-core VM, median of 5).
 //
 // Two views of a value, kept apart by name:
 //   JsValue        the logical value a row or a UDF argument sees (Date for date/timestamp, views

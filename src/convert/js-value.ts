@@ -17,8 +17,9 @@
 //   struct                        -> plain object     (accepts plain objects; missing fields are null,
 //                                                      keys not in the struct are ignored)
 // `undefined` is accepted wherever null is. Arrow Data may be sliced (nonzero `offset`) and may have no
-// validity bitmap when it has no nulls: every reader here handles both, following arrow-js's layout
-// conventions (fixed-width `values` and `valueOffsets` start at the slice, bitmaps and bool bits are
+// validity bitmap when it has no nulls: every reader (from-arrow.ts) handles both, following arrow-js's
+// layout conventions (fixed-width `values` and `valueOffsets` start at the slice, bitmaps and bool bits
+// are indexed with `offset`, struct and fixed-size-list children are sliced with their parent).
 import { DataType, type DataTypeJSON } from '../datatypes.ts';
 
 /** A plain JS value as a row or a UDF argument sees it (the mapping above). */

@@ -1,7 +1,7 @@
 // Whole batches: plain-object rows and named columns -> RecordBatch, and a batch back to rows.
 import * as arrow from 'apache-arrow';
 import { DataType, Field, Schema } from '../datatypes.ts';
-import { zipCols, zipper, isValid } from './from-arrow.ts';
+import { isValid, zipCols, zipper } from './from-arrow.ts';
 import { inferColumn, inferSchemaFromRecords, typedArrayType } from './infer.ts';
 import { describe, isTypedArray, type JsValue } from './js-value.ts';
 import { bufs, build, EMPTY_BITMAP } from './to-arrow.ts';
