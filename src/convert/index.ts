@@ -7,8 +7,8 @@
 //   JsValue        the logical value a row or a UDF argument sees (Date for date/timestamp, views
 //                  into binary buffers): valueAt, dataToValues, valuesToData, the batch functions.
 //   PhysicalValue  the kernels' view, an Arrow slot as stored (date as days, timestamp as ticks),
-//                  for literals, is_in lists and tests: physicalValueAt, physicalValues,
-//                  physicalValuesToData.
+//                  for literals, is_in lists, tests and cast-to-utf8 of nested values:
+//                  physicalValues, physicalValuesToData, formatPhysicalValue.
 //
 //   js-value.ts     JsValue, its mapping to Arrow types, and the checks shared by the builders
 //   infer.ts        schema inference from JS values
@@ -22,5 +22,5 @@ export { valuesToData } from './to-arrow.ts';
 export { dataToValues, valueAt } from './from-arrow.ts';
 export { batchToRows, columnsToBatch, recordsToBatch } from './rows.ts';
 export {
-  formatFloat32, formatPhysicalValue, physicalValueAt, physicalValues, physicalValuesToData, type PhysicalValue,
+  formatFloat32, formatPhysicalValue, physicalValues, physicalValuesToData, type PhysicalValue,
 } from './physical.ts';

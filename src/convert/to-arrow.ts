@@ -10,7 +10,7 @@ const TWO_64 = 2 ** 64;
 const TWO_32 = 2 ** 32;
 
 /** Where a value sits, for error messages: `what` names the column/UDF, rowOf maps nested slots to top rows. */
-export interface Ctx {
+interface Ctx {
   what: string;
   path: string;
   rowOf: Int32Array | null;
