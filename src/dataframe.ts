@@ -3,7 +3,7 @@
 import * as arrow from 'apache-arrow';
 import { randomUUID } from 'node:crypto';
 import { DataType, Field, Schema } from './datatypes.ts';
-import { batchToRows, columnsToBatch, inferSchemaFromRecords, recordsToBatch, type JsValue } from './convert.ts';
+import { batchToRows, columnsToBatch, inferSchemaFromRecords, recordsToBatch, type JsValue } from './convert/index.ts';
 import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';

@@ -13,7 +13,7 @@ import { concatData } from './kernels/concat.ts';
 import { fixedListSize, retype } from './kernels/data.ts';
 import { selectionFromBits, trueBits } from './kernels/filter.ts';
 import { repeatRow, take } from './kernels/take.ts';
-import { fromValues } from './kernels/values.ts';
+import { physicalValuesToData } from './convert/index.ts';
 
 export { ExpressionTypeError } from './functions/common.ts';
 export { CastError } from './kernels/cast.ts';
@@ -51,7 +51,7 @@ function bind(node: ExprNode, schema: Schema, ctx: EvalContext | undefined): Bou
       const type = DataType.fromJSON(node.type);
       let literal: arrow.Data;
       try {
-        literal = fromValues([decodeLiteral(node.value)], type.toArrow());
+        literal = physicalValuesToData([decodeLiteral(node.value)], type.toArrow());
       } catch (e) {
         throw new ExpressionTypeError(`invalid literal ${exprToString(node)} for type ${type}: ${(e as Error).message}`);
       }

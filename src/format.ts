@@ -15,7 +15,7 @@
 // binary as b"..." with \xNN escapes, lists and structs compactly (`[1, 2]`, `{a: 1, b: "x"}`).
 // Cells wider than `maxColWidth` display columns are cut and end in '…'; CJK and emoji count as two
 // columns so that tables stay aligned in terminals.
-import type { JsValue } from './convert.ts';
+import type { JsValue } from './convert/index.ts';
 import type { DataType, DataTypeJSON, Schema } from './datatypes.ts';
 
 export interface FormatTableOptions {

@@ -10,7 +10,7 @@ export { setRunner, getRunner } from './runner.ts';
 export type { EmbeddedOptions } from './runners/embedded.ts';
 export { shutdownWorkers } from './runners/embedded.ts';
 export type { PlanNode } from './plan.ts';
-export type { JsValue } from './convert.ts';
+export type { JsValue } from './convert/index.ts';
 export { func, cls } from './udf.ts';
 export type { UdfOptions, ClsOptions, MethodOptions, Udf, ClsHandle, OnError, UdfKind, BatchResult } from './udf.ts';
 export { metrics, UdfError } from './udf-exec.ts';

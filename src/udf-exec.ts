@@ -7,7 +7,7 @@ import { mkdirSync, renameSync } from 'node:fs';
 import { isS3Uri, joinS3 } from './io/s3.ts';
 import { join } from 'node:path';
 import { DataType, Field, Schema } from './datatypes.ts';
-import { dataToValues, valuesToData, type JsValue } from './convert.ts';
+import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
 import { decodeLiteral, mapExpr, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { writeParquetFile } from './io/parquet.ts';

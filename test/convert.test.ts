@@ -4,7 +4,7 @@ import * as arrow from 'apache-arrow';
 import {
   batchToRows, columnsToBatch, dataToValues, inferSchemaFromRecords, recordsToBatch, valueAt, valuesToData,
   type JsValue,
-} from '../src/convert.ts';
+} from '../src/convert/index.ts';
 import { DataType, Field, Schema } from '../src/datatypes.ts';
 
 const D = (iso: string): Date => new Date(iso);

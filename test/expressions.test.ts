@@ -9,7 +9,7 @@ import { col as typedCol, lit as typedLit, type Expr, type ExprNode, type Scalar
 import {
   CastError, concatBatches, evaluate, explodeBatch, ExpressionTypeError, filterBatch, inferField, projectBatch, takeBatch,
 } from '../src/eval.ts';
-import { fromValues, toValues, type JsValue } from '../src/kernels/values.ts';
+import { physicalValues, physicalValuesToData, type PhysicalValue } from '../src/convert/index.ts';
 import { seededRandom } from './random.ts';
 
 // ---------- helpers ----------
@@ -24,7 +24,7 @@ type Cols = Record<string, [arrow.DataType, readonly unknown[]]>;
 
 function batchOf(cols: Cols): arrow.RecordBatch {
   const data: Record<string, arrow.Data> = {};
-  for (const [name, [type, vals]] of Object.entries(cols)) data[name] = fromValues(vals, type);
+  for (const [name, [type, vals]] of Object.entries(cols)) data[name] = physicalValuesToData(vals, type);
   return new arrow.RecordBatch(data);
 }
 
@@ -37,7 +37,7 @@ function slicedBatchOf(cols: Cols, off = 5): arrow.RecordBatch {
   return b.slice(off, off + n);
 }
 
-const ev = (e: Expr, b: arrow.RecordBatch) => toValues(evaluate(e.node, b));
+const ev = (e: Expr, b: arrow.RecordBatch) => physicalValues(evaluate(e.node, b));
 const schemaOf = (b: arrow.RecordBatch) => Schema.fromArrow(b.schema);
 const typeOf = (e: Expr, b: arrow.RecordBatch) => String(inferField(e.node, schemaOf(b)).type);
 
@@ -86,7 +86,7 @@ function promote(a: string, b: string): string {
 }
 
 /** Plain-JS reference of arithmetic in the result type `k` (wrapping ints, IEEE floats). */
-function refArith(op: string, a: unknown, b: unknown, k: string): JsValue {
+function refArith(op: string, a: unknown, b: unknown, k: string): PhysicalValue {
   if (a === null || b === null) return null;
   if (op === 'div') {
     const r = Number(a) / Number(b);
@@ -263,11 +263,11 @@ describe('arithmetic', () => {
   });
 
   it('does not modify its input columns (temporaries are reused, columns never)', () => {
-    const before = toValues(numBatch.getChild('float64')!.data[0]!);
+    const before = physicalValues(numBatch.getChild('float64')!.data[0]!);
     ev(col('float64').mul(2).add(1).neg().sub(col('float64')), numBatch);
     ev(col('float64').add(1), numBatch);
     ev(lit(1).sub(col('float64').mul(3)), numBatch);
-    assert.deepEqual(toValues(numBatch.getChild('float64')!.data[0]!), before);
+    assert.deepEqual(physicalValues(numBatch.getChild('float64')!.data[0]!), before);
     const x = numCols['float64']![1];
     assert.deepEqual(ev(col('float64').mul(2).add(col('float64').mul(2)), numBatch), x.map((v) => (v === null ? null : (v as number) * 2 + (v as number) * 2)));
   });
@@ -336,14 +336,14 @@ describe('comparisons', () => {
   it('utf8 and binary compare byte-wise (code point order), bools with false < true', () => {
     for (const op of ops) {
       for (const batch of [strBatch, slicedBatchOf({ s: [new arrow.Utf8(), strs], t: [new arrow.Utf8(), [...strs].reverse()] }, 3)]) {
-        const s = toValues(batch.getChild('s')!.data[0]!), t = toValues(batch.getChild('t')!.data[0]!);
+        const s = physicalValues(batch.getChild('s')!.data[0]!), t = physicalValues(batch.getChild('t')!.data[0]!);
         assert.deepEqual(ev(col('s')[op](col('t')), batch), s.map((x, i) => refCmp(op, x, t[i])), op);
         assert.deepEqual(ev(col('s')[op]('ab'), batch), s.map((x) => refCmp(op, x, 'ab')), `${op} 'ab'`);
         assert.deepEqual(ev(lit('b')[op](col('s')), batch), s.map((x) => refCmp(op, 'b', x)), `'b' ${op}`);
       }
-      const xb = toValues(strBatch.getChild('x')!.data[0]!), yb = toValues(strBatch.getChild('y')!.data[0]!);
+      const xb = physicalValues(strBatch.getChild('x')!.data[0]!), yb = physicalValues(strBatch.getChild('y')!.data[0]!);
       assert.deepEqual(ev(col('x')[op](col('y')), strBatch), xb.map((v, i) => refCmp(op, v, yb[i])), `binary ${op}`);
-      const bv = toValues(strBatch.getChild('b')!.data[0]!), cv = toValues(strBatch.getChild('c')!.data[0]!);
+      const bv = physicalValues(strBatch.getChild('b')!.data[0]!), cv = physicalValues(strBatch.getChild('c')!.data[0]!);
       assert.deepEqual(ev(col('b')[op](col('c')), strBatch), bv.map((v, i) => refCmp(op, v, cv[i])), `bool ${op}`);
       assert.deepEqual(ev(col('b')[op](true), strBatch), bv.map((v) => refCmp(op, v, true)), `bool ${op} true`);
       assert.deepEqual(ev(lit(false)[op](col('b')), strBatch), bv.map((v) => refCmp(op, false, v)), `false ${op} bool`);
@@ -505,7 +505,7 @@ describe('string functions', () => {
         assert.deepEqual(ev(col('s').str.startsWith(needle), batch), mapS((s) => s.startsWith(needle)), `starts ${needle}`);
         assert.deepEqual(ev(col('s').str.endsWith(needle), batch), mapS((s) => s.endsWith(needle)), `ends ${needle}`);
       }
-      const p = toValues(batch.getChild('p')!.data[0]!) as (string | null)[];
+      const p = physicalValues(batch.getChild('p')!.data[0]!) as (string | null)[];
       const both = (f: (s: string, q: string) => boolean) => strs.map((s, i) => (s === null || p[i] === null ? null : f(s, p[i]!)));
       assert.deepEqual(ev(col('s').str.contains(col('p')), batch), both((s, q) => s.includes(q)));
       assert.deepEqual(ev(col('s').str.startsWith(col('p')), batch), both((s, q) => s.startsWith(q)));
@@ -640,7 +640,7 @@ describe('evaluate', () => {
     const schema = new Schema([new Field('x', DataType.int64())]);
     const d = evaluate(col('x').add(1).node, b, schema);
     assert.equal(String(d.type), 'Int64');
-    assert.deepEqual(toValues(d), [2n, 3n]);
+    assert.deepEqual(physicalValues(d), [2n, 3n]);
     assert.throws(() => evaluate(col('y').node, b, new Schema([new Field('y', DataType.int32())])), ColumnNotFoundError);
   });
 });
@@ -656,8 +656,8 @@ const ALL_TYPES: Cols = {
     [{ a: 1, l: ['x'] }, null, { a: 3, l: null }, { a: 4, l: [] }, { a: null, l: ['y', 'z'] }, { a: 6, l: ['w'] }]],
   fl: [new arrow.FixedSizeList(2, item(new arrow.Int32())), [[1, 2], [3, 4], null, [5, null], [7, 8], [9, 10]]],
 };
-const rowsOf = (b: arrow.RecordBatch) => b.schema.fields.map((f, j) => [f.name, toValues(b.data.children[j]!)] as const);
-const colVals = (name: string, idx: number[]) => idx.map((i) => ALL_TYPES[name]![1][i] as JsValue);
+const rowsOf = (b: arrow.RecordBatch) => b.schema.fields.map((f, j) => [f.name, physicalValues(b.data.children[j]!)] as const);
+const colVals = (name: string, idx: number[]) => idx.map((i) => ALL_TYPES[name]![1][i] as PhysicalValue);
 
 describe('filterBatch / takeBatch', () => {
   const b = batchOf(ALL_TYPES), sb = slicedBatchOf(ALL_TYPES, 4);
@@ -686,7 +686,7 @@ describe('filterBatch / takeBatch', () => {
     for (const batch of [b, sb]) {
       const out = takeBatch(batch, Int32Array.from([5, 0, -1, 2, 2]));
       for (const [name, vals] of rowsOf(out)) {
-        assert.deepEqual(vals, [5, 0, -1, 2, 2].map((i) => (i < 0 ? null : ALL_TYPES[name]![1][i] as JsValue)), name);
+        assert.deepEqual(vals, [5, 0, -1, 2, 2].map((i) => (i < 0 ? null : ALL_TYPES[name]![1][i] as PhysicalValue)), name);
       }
     }
     assert.equal(takeBatch(b, new Int32Array(0)).numRows, 0);
@@ -705,8 +705,8 @@ describe('explodeBatch', () => {
       }
       assert.equal(String(out.schema.fields.find((f) => f.name === 'l')!.type), 'Int32');
       const fx = explodeBatch(batch, ['fl']);
-      assert.deepEqual(toValues(fx.getChild('fl')!.data[0]!), [1, 2, 3, 4, null, 5, null, 7, 8, 9, 10]);
-      assert.deepEqual(toValues(fx.getChild('i')!.data[0]!), [1n, 1n, 2n, 2n, 3n, 4n, 4n, 5n, 5n, 6n, 6n]);
+      assert.deepEqual(physicalValues(fx.getChild('fl')!.data[0]!), [1, 2, 3, 4, null, 5, null, 7, 8, 9, 10]);
+      assert.deepEqual(physicalValues(fx.getChild('i')!.data[0]!), [1n, 1n, 2n, 2n, 3n, 4n, 4n, 5n, 5n, 6n, 6n]);
     }
   });
   it('several columns explode together when their lengths match', () => {
@@ -738,8 +738,8 @@ describe('projectBatch / concatBatches', () => {
     assert.deepEqual(out.schema.fields.map((f) => f.name), ['s', 'x2', 'id']);
     assert.equal(out.data.children[0]!.values, b.getChild('s')!.data[0]!.values);
     assert.equal(out.data.children[0]!.valueOffsets, b.getChild('s')!.data[0]!.valueOffsets);
-    assert.deepEqual(toValues(out.data.children[1]!), [0.2, 1.8, null, 1.4, 0.4, 1.2]);
-    assert.deepEqual(toValues(out.data.children[2]!), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(physicalValues(out.data.children[1]!), [0.2, 1.8, null, 1.4, 0.4, 1.2]);
+    assert.deepEqual(physicalValues(out.data.children[2]!), [1, 2, 3, 4, 5, 6]);
     assert.equal(out.numRows, 6);
     const empty = projectBatch(batchOf({ x: [new arrow.Int32(), []] }), [lit(1).node], new Schema([new Field('one', DataType.int32())]));
     assert.equal(empty.numRows, 0);
@@ -750,7 +750,7 @@ describe('projectBatch / concatBatches', () => {
     const out = concatBatches([a, c, a.slice(2, 4)], schema);
     assert.equal(out.numRows, 14);
     for (const [name, vals] of rowsOf(out)) {
-      const v = ALL_TYPES[name]![1] as JsValue[];
+      const v = ALL_TYPES[name]![1] as PhysicalValue[];
       assert.deepEqual(vals, [...v, ...v, ...v.slice(2, 4)], name);
     }
     const reordered = new Schema([schema.field('s'), schema.field('i')]);
@@ -777,7 +777,7 @@ describe('interop', () => {
     for (const batch of [out, filterBatch(b, col('x').gt(0.5).node), explodeBatch(b, ['l'])]) {
       const back = arrow.tableFromIPC(arrow.tableToIPC(new arrow.Table(batch))).batches[0]!;
       assert.equal(back.numRows, batch.numRows);
-      for (let j = 0; j < batch.numCols; j++) assert.deepEqual(toValues(back.data.children[j]!), toValues(batch.data.children[j]!));
+      for (let j = 0; j < batch.numCols; j++) assert.deepEqual(physicalValues(back.data.children[j]!), physicalValues(batch.data.children[j]!));
     }
   });
 });

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatTable, formatValue } from '../src/format.ts';
-import { batchToRows, recordsToBatch } from '../src/convert.ts';
+import { batchToRows, recordsToBatch } from '../src/convert/index.ts';
 import { DataType, Field, Schema } from '../src/datatypes.ts';
 
 const schema = new Schema([

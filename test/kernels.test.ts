@@ -12,7 +12,7 @@ import { allNull, emptyData, mkData, retype, sliceData } from '../src/kernels/da
 import { filterData, selection } from '../src/kernels/filter.ts';
 import { repeatRow, take } from '../src/kernels/take.ts';
 import { formatDate, formatTimestamp, parseDate, parseTimestamp } from '../src/kernels/temporal.ts';
-import { fromValues, toValues, type JsValue } from '../src/kernels/values.ts';
+import { physicalValues, physicalValuesToData, type PhysicalValue } from '../src/convert/index.ts';
 import { zip } from '../src/kernels/zip.ts';
 import { seededRandom } from './random.ts';
 
@@ -22,7 +22,7 @@ const { rnd, ri, pick, maybe } = seededRandom(12345);
 const item = (t: arrow.DataType) => new arrow.Field('item', t, true);
 const STRINGS = ['', 'a', 'abc', 'Héllo', '日本語', 'emoji 🎉', 'x'.repeat(40), 'zeta', 'ß'];
 
-interface TypeCase { name: string; type: arrow.DataType; gen: () => JsValue }
+interface TypeCase { name: string; type: arrow.DataType; gen: () => PhysicalValue }
 const TYPES: TypeCase[] = [
   { name: 'int8', type: new arrow.Int8(), gen: () => ri(-128, 127) },
   { name: 'int16', type: new arrow.Int16(), gen: () => ri(-32768, 32767) },
@@ -62,16 +62,16 @@ const TYPES: TypeCase[] = [
   },
 ];
 
-function values(tc: TypeCase, n: number, pNull = 0.2): JsValue[] {
+function values(tc: TypeCase, n: number, pNull = 0.2): PhysicalValue[] {
   return Array.from({ length: n }, () => maybe(tc.gen, pNull));
 }
 
 /** The Data for `vals`, optionally built larger and sliced so that it has a nonzero offset. */
-function build(tc: TypeCase, vals: JsValue[], sliceAt = 0): arrow.Data {
-  if (sliceAt === 0) return fromValues(vals, tc.type);
+function build(tc: TypeCase, vals: PhysicalValue[], sliceAt = 0): arrow.Data {
+  if (sliceAt === 0) return physicalValuesToData(vals, tc.type);
   const pad = values(tc, sliceAt);
   const tail = values(tc, 3);
-  return fromValues([...pad, ...vals, ...tail], tc.type).slice(sliceAt, vals.length);
+  return physicalValuesToData([...pad, ...vals, ...tail], tc.type).slice(sliceAt, vals.length);
 }
 
 /** Normalizes what arrow's own Vector.get returns, to cross-check our readers and writers. */
@@ -100,13 +100,13 @@ function ours(d: arrow.Data): unknown[] {
     if (x !== null && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, norm(v)]));
     return x;
   };
-  return toValues(d).map(norm);
+  return physicalValues(d).map(norm);
 }
 
 /** Checks a kernel result against expected JS values, with our reader and with arrow's. */
-function check(d: arrow.Data, expected: readonly JsValue[], tc?: TypeCase): void {
+function check(d: arrow.Data, expected: readonly PhysicalValue[], tc?: TypeCase): void {
   assert.equal(d.length, expected.length, 'length');
-  assert.deepEqual(toValues(d), expected);
+  assert.deepEqual(physicalValues(d), expected);
   if (!tc || tc.type.typeId !== arrow.Type.Timestamp) assert.deepEqual(arrowValues(d), ours(d), 'arrow reads the same values');
   assert.equal(d.nullCount, expected.filter((x) => x === null).length, 'nullCount');
 }
@@ -138,7 +138,7 @@ describe('bitmaps', () => {
 
 describe('values round trip', () => {
   for (const tc of TYPES) {
-    it(`${tc.name}: fromValues -> toValues, as arrow reads it, also sliced`, () => {
+    it(`${tc.name}: physicalValuesToData -> physicalValues, as arrow reads it, also sliced`, () => {
       const vals = values(tc, 37);
       check(build(tc, vals), vals, tc);
       check(build(tc, vals, 13), vals, tc);
@@ -146,15 +146,15 @@ describe('values round trip', () => {
     });
   }
   it('rejects values that do not fit the type', () => {
-    assert.throws(() => fromValues([300], new arrow.Int8()), /does not fit type/);
-    assert.throws(() => fromValues(['x'], new arrow.Int32()), /does not fit/);
-    assert.throws(() => fromValues([1.5], new arrow.Int64()), /does not fit/);
-    assert.throws(() => fromValues([2n ** 64n], new arrow.Uint64()), /does not fit/);
+    assert.throws(() => physicalValuesToData([300], new arrow.Int8()), /does not fit type/);
+    assert.throws(() => physicalValuesToData(['x'], new arrow.Int32()), /does not fit/);
+    assert.throws(() => physicalValuesToData([1.5], new arrow.Int64()), /does not fit/);
+    assert.throws(() => physicalValuesToData([2n ** 64n], new arrow.Uint64()), /does not fit/);
   });
   it('null type and all-null data of every type', () => {
-    const d = fromValues([null, null], new arrow.Null());
+    const d = physicalValuesToData([null, null], new arrow.Null());
     assert.equal(d.length, 2);
-    assert.deepEqual(toValues(d), [null, null]);
+    assert.deepEqual(physicalValues(d), [null, null]);
     for (const tc of TYPES) check(allNull(tc.type, 4), [null, null, null, null]);
     for (const tc of TYPES) assert.equal(emptyData(tc.type).length, 0);
   });
@@ -176,11 +176,11 @@ describe('take', () => {
     });
   }
   it('null type', () => {
-    const d = fromValues([null, null, null], new arrow.Null());
-    assert.deepEqual(toValues(take(d, Int32Array.from([2, 0]))), [null, null]);
+    const d = physicalValuesToData([null, null, null], new arrow.Null());
+    assert.deepEqual(physicalValues(take(d, Int32Array.from([2, 0]))), [null, null]);
   });
   it('rejects an index past the end', () => {
-    assert.throws(() => take(fromValues([1, 2], new arrow.Int32()), Int32Array.from([2])), /out of range/);
+    assert.throws(() => take(physicalValuesToData([1, 2], new arrow.Int32()), Int32Array.from([2])), /out of range/);
   });
   it('repeatRow broadcasts one row of any type', () => {
     for (const tc of TYPES) {
@@ -205,12 +205,12 @@ describe('filter', () => {
     });
   }
   it('selection: all true returns the data itself, all false / empty gives nothing', () => {
-    const d = fromValues([1, 2, 3], new arrow.Int32());
-    assert.equal(filterData(d, fromValues([true, true, true], new arrow.Bool())), d);
-    check(filterData(d, fromValues([false, null, false], new arrow.Bool())), []);
-    assert.deepEqual(Array.from(selection(fromValues([true], new arrow.Bool()), 3)), [0, 1, 2]);
-    assert.deepEqual(Array.from(selection(fromValues([null], new arrow.Bool()), 3)), []);
-    assert.deepEqual(Array.from(selection(fromValues([], new arrow.Bool()), 0)), []);
+    const d = physicalValuesToData([1, 2, 3], new arrow.Int32());
+    assert.equal(filterData(d, physicalValuesToData([true, true, true], new arrow.Bool())), d);
+    check(filterData(d, physicalValuesToData([false, null, false], new arrow.Bool())), []);
+    assert.deepEqual(Array.from(selection(physicalValuesToData([true], new arrow.Bool()), 3)), [0, 1, 2]);
+    assert.deepEqual(Array.from(selection(physicalValuesToData([null], new arrow.Bool()), 3)), []);
+    assert.deepEqual(Array.from(selection(physicalValuesToData([], new arrow.Bool()), 0)), []);
   });
   it('selection over many rows matches a reference', () => {
     const n = 1000;
@@ -226,13 +226,13 @@ describe('concat', () => {
       const a = values(tc, 9), b = values(tc, 17), c = values(tc, 5);
       const parts = [build(tc, a, 3), build(tc, [], 0), build(tc, b, 0), build(tc, c, 7)];
       check(concatData(parts, tc.type), [...a, ...b, ...c], tc);
-      const withNull = concatData([build(tc, a), fromValues([null, null], new arrow.Null())], tc.type);
+      const withNull = concatData([build(tc, a), physicalValuesToData([null, null], new arrow.Null())], tc.type);
       check(withNull, [...a, null, null], tc);
       check(concatData([], tc.type), [], tc);
     });
   }
   it('a single part is returned without copying', () => {
-    const d = fromValues([1, 2], new arrow.Int32());
+    const d = physicalValuesToData([1, 2], new arrow.Int32());
     assert.equal(concatData([d], new arrow.Int32()).values, d.values);
   });
 });
@@ -274,8 +274,8 @@ describe('temporal helpers', () => {
 
 describe('cast', () => {
   const T = DataType;
-  const cast = (vals: JsValue[], from: arrow.DataType, to: DataType, sliceAt = 0) =>
-    toValues(castData(build({ name: '', type: from, gen: () => null }, vals, sliceAt), to));
+  const cast = (vals: PhysicalValue[], from: arrow.DataType, to: DataType, sliceAt = 0) =>
+    physicalValues(castData(build({ name: '', type: from, gen: () => null }, vals, sliceAt), to));
 
   it('int -> int: widening exact, narrowing out of range -> null', () => {
     assert.deepEqual(cast([1, -2, null, 127], new arrow.Int8(), T.int64()), [1n, -2n, null, 127n]);
@@ -364,7 +364,7 @@ describe('cast', () => {
     assert.deepEqual(cast([[1, 2], null], new arrow.FixedSizeList(2, item(new arrow.Int32())), T.list(T.utf8())), [['1', '2'], null]);
     assert.deepEqual(cast([{ a: 1, b: 'x' }, null], TYPES[18]!.type, T.struct({ b: T.utf8(), a: T.int64() })), [{ b: 'x', a: 1n }, null]);
     for (const tc of TYPES) {
-      const d = castData(fromValues([null, null], new arrow.Null()), DataType.fromArrow(tc.type));
+      const d = castData(physicalValuesToData([null, null], new arrow.Null()), DataType.fromArrow(tc.type));
       check(d, [null, null]);
     }
   });
@@ -373,24 +373,24 @@ describe('cast', () => {
     assert.match(castUnsupportedReason(T.list(T.int32()), T.int32())!, /cannot cast/);
     assert.match(castUnsupportedReason(T.struct({ a: T.int32() }), T.struct({ c: T.int32() }))!, /no field 'c'/);
     assert.equal(castUnsupportedReason(T.int32(), T.utf8()), null);
-    assert.throws(() => castData(fromValues([1.5], new arrow.Float64()), T.date()), TypeError);
+    assert.throws(() => castData(physicalValuesToData([1.5], new arrow.Float64()), T.date()), TypeError);
   });
   it('conform converts large offsets and millisecond dates, retypes matching layouts without copying', () => {
     const lu = new arrow.Data(new arrow.LargeUtf8(), 0, 2, 0, [BigInt64Array.from([0n, 1n, 3n]), Uint8Array.from([97, 98, 99]), new Uint8Array(0)] as never);
-    assert.deepEqual(toValues(conform(lu, T.utf8())), ['a', 'bc']);
+    assert.deepEqual(physicalValues(conform(lu, T.utf8())), ['a', 'bc']);
     const dm = new arrow.Data(new arrow.DateMillisecond(), 0, 2, 0, [undefined, BigInt64Array.from([86400000n, -86400000n]), new Uint8Array(0)] as never);
-    assert.deepEqual(toValues(conform(dm, T.date())), [1, -1]);
-    const l = fromValues([[1]], new arrow.List(new arrow.Field('element', new arrow.Int32(), true)));
+    assert.deepEqual(physicalValues(conform(dm, T.date())), [1, -1]);
+    const l = physicalValuesToData([[1]], new arrow.List(new arrow.Field('element', new arrow.Int32(), true)));
     const c = conform(l, T.list(T.int32()));
     assert.equal(c.children[0]!.values, l.children[0]!.values);
     assert.equal((c.type as arrow.List).children[0]!.name, 'item');
-    assert.deepEqual(toValues(conform(fromValues([1, 2], new arrow.Int32()), T.int64())), [1n, 2n]);
+    assert.deepEqual(physicalValues(conform(physicalValuesToData([1, 2], new arrow.Int32()), T.int64())), [1n, 2n]);
   });
   it('helpers: retype, sliceData', () => {
-    const d = fromValues([1, 2, 3], new arrow.Int32());
+    const d = physicalValuesToData([1, 2, 3], new arrow.Int32());
     assert.equal(retype(d, d.type), d);
-    assert.deepEqual(toValues(sliceData(d, 1, 2)), [2, 3]);
+    assert.deepEqual(physicalValues(sliceData(d, 1, 2)), [2, 3]);
     assert.throws(() => sliceData(d, 2, 2), RangeError);
-    assert.deepEqual(toValues(mkData(new arrow.Int32(), 2, Uint8Array.from([1]), Int32Array.from([5, 6]))), [5, null]);
+    assert.deepEqual(physicalValues(mkData(new arrow.Int32(), 2, Uint8Array.from([1]), Int32Array.from([5, 6]))), [5, null]);
   });
 });

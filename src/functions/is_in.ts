@@ -6,8 +6,7 @@ import { decodeLiteral, type LiteralJSON, type Scalar } from '../expressions.ts'
 import { bitmapBytes, getBit, validity0 } from '../kernels/bitmap.ts';
 import { allNull, mkData } from '../kernels/data.ts';
 import { parseDate, parseTimestamp, ticksFromMillis, unitOf } from '../kernels/temporal.ts';
-import { equalBytes } from '../kernels/utf8.ts';
-import { utf8Encoder } from '../kernels/values.ts';
+import { equalBytes, utf8Encoder } from '../kernels/utf8.ts';
 import { describeArg, expectArity, ExpressionTypeError, type FunctionDef, type Params, type ResolveContext } from './common.ts';
 
 function listOf(params: Params): Scalar[] {

@@ -7,8 +7,7 @@ import { DataType } from '../datatypes.ts';
 import { validity0 } from '../kernels/bitmap.ts';
 import { allNull, mkData } from '../kernels/data.ts';
 import { asciiCaseMap } from '../kernels/ascii.ts';
-import { Utf8Writer } from '../kernels/utf8.ts';
-import { utf8Decoder } from '../kernels/values.ts';
+import { utf8Decoder, Utf8Writer } from '../kernels/utf8.ts';
 import { expectArity, type FunctionDef, requireKind } from './common.ts';
 
 function caseMap(d: arrow.Data, n: number, upper: boolean): arrow.Data {

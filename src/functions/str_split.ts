@@ -4,8 +4,7 @@ import * as arrow from 'apache-arrow';
 import { DataType } from '../datatypes.ts';
 import { isValid, validity0 } from '../kernels/bitmap.ts';
 import { allNull, mkData } from '../kernels/data.ts';
-import { indexOfBytes } from '../kernels/utf8.ts';
-import { utf8Encoder } from '../kernels/values.ts';
+import { indexOfBytes, utf8Encoder } from '../kernels/utf8.ts';
 import { expectArity, ExpressionTypeError, type FunctionDef, type Params, requireKind } from './common.ts';
 
 function sepOf(params: Params): Uint8Array {

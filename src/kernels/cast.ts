@@ -8,8 +8,8 @@ import { DataType, type DataTypeKind } from '../datatypes.ts';
 import { bitmapBytes, clearBit, getBit, newBitmap, validity0 } from './bitmap.ts';
 import { allNull, fixedListSize, mkData, retype, type NumArray } from './data.ts';
 import { floorDiv, formatDate, formatTimestamp, parseDate, parseTimestamp, TICKS_PER_DAY, TICKS_PER_SECOND, unitOf } from './temporal.ts';
-import { latin1, Utf8Writer } from './utf8.ts';
-import { decodeUtf8Strict, formatFloat32, formatValue, utf8Decoder } from './values.ts';
+import { decodeUtf8Strict, latin1, utf8Decoder, Utf8Writer } from './utf8.ts';
+import { formatFloat32, formatPhysicalValue } from '../convert/index.ts';
 
 /** A value that cannot be converted (unparseable text, invalid UTF-8). */
 export class CastError extends Error {
@@ -213,7 +213,7 @@ function toUtf8(d: arrow.Data, from: DataType): arrow.Data {
     }
   } else {
     for (let i = 0; i < n; i++) {
-      const s = formatValue(d, i);
+      const s = formatPhysicalValue(d, i);
       if (s !== null) w.writeString(s);
       w.endRow();
     }

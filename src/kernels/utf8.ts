@@ -1,5 +1,13 @@
-// UTF-8 byte helpers: an appendable offsets+bytes writer, byte comparison and search.
-import { utf8Encoder } from './values.ts';
+// UTF-8 byte helpers: shared codecs, an appendable offsets+bytes writer, byte comparison and search.
+
+export const utf8Encoder = new TextEncoder();
+export const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes bytes as UTF-8, throwing on invalid sequences. */
+export function decodeUtf8Strict(b: Uint8Array): string {
+  return strictDecoder.decode(b);
+}
 
 /** Appends strings / bytes row by row into Arrow Utf8 buffers (offsets + values). */
 export class Utf8Writer {

@@ -1,21 +1,19 @@
-// JS values <-> arrow.Data, for literals, is_in lists, tests and the rare per-row slow paths
-// (formatting nested values). Never used inside a vectorized kernel loop.
+// The kernels' view of values: JS values in the physical slot representation of an Arrow type
+// (date as days since epoch, timestamp as raw ticks), for literals, is_in lists, tests and the
+// rare per-row slow paths (formatting nested values in a cast to utf8). Never used inside a
+// vectorized kernel loop. Rows and UDF arguments use the logical mapping instead (JsValue, valueAt).
 import * as arrow from 'apache-arrow';
-import { bitmapBytes, getBit, isValid, setBit } from './bitmap.ts';
-import { arrayCtor, fixedListSize, isPrimitive, mkData, nullTypeData, type TypedArray } from './data.ts';
-import { formatDate, formatTimestamp, parseDate, parseTimestamp, ticksFromMillis, unitOf } from './temporal.ts';
+import { bitmapBytes, getBit, isValid, setBit } from '../kernels/bitmap.ts';
+import { arrayCtor, fixedListSize, isPrimitive, mkData, nullTypeData, type TypedArray } from '../kernels/data.ts';
+import { formatDate, formatTimestamp, parseDate, parseTimestamp, ticksFromMillis, unitOf } from '../kernels/temporal.ts';
+import { utf8Decoder, utf8Encoder } from '../kernels/utf8.ts';
 
-export const utf8Encoder = new TextEncoder();
-export const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
-const strictDecoder = new TextDecoder('utf-8', { fatal: true });
-
-/** Decodes bytes as UTF-8, throwing on invalid sequences. */
-export function decodeUtf8Strict(b: Uint8Array): string {
-  return strictDecoder.decode(b);
-}
-
-/** A JS value as Data reads it back: numbers, bigint (64-bit ints, timestamps), string, bytes, arrays, objects. */
-export type JsValue = null | boolean | number | bigint | string | Uint8Array | Date | readonly JsValue[] | { readonly [k: string]: JsValue };
+/**
+ * A value in an Arrow type's physical slot representation, as `physicalValueAt` reads it back:
+ * numbers, bigint (64-bit ints, timestamp ticks), days since epoch (date), string, bytes, arrays,
+ * objects. `Date` appears only on the way in (`physicalValuesToData` accepts it for date/timestamp).
+ */
+export type PhysicalValue = null | boolean | number | bigint | string | Uint8Array | Date | readonly PhysicalValue[] | { readonly [k: string]: PhysicalValue };
 
 function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
@@ -82,8 +80,11 @@ function primitiveSlot(v: unknown, type: arrow.DataType): number | bigint {
   }
 }
 
-/** Builds a Data of `type` from JS values (null allowed anywhere). Throws TypeError on mismatch. */
-export function fromValues(values: readonly unknown[], type: arrow.DataType): arrow.Data {
+/**
+ * Builds a Data of `type` from physical values (null allowed anywhere); date and timestamp columns
+ * also take a Date or an ISO string. Throws TypeError on mismatch.
+ */
+export function physicalValuesToData(values: readonly unknown[], type: arrow.DataType): arrow.Data {
   const n = values.length;
   if (type.typeId === arrow.Type.Null) {
     for (const v of values) if (v !== null && v !== undefined) bad(v, type);
@@ -135,7 +136,7 @@ export function fromValues(values: readonly unknown[], type: arrow.DataType): ar
         }
         offsets[i + 1] = flat.length;
       }
-      return mkData(type, n, validity, undefined, offsets, [fromValues(flat, childType)]);
+      return mkData(type, n, validity, undefined, offsets, [physicalValuesToData(flat, childType)]);
     }
     case arrow.Type.FixedSizeList: {
       const size = fixedListSize(type);
@@ -146,7 +147,7 @@ export function fromValues(values: readonly unknown[], type: arrow.DataType): ar
         if (!Array.isArray(v) || v.length !== size) bad(v, type);
         for (const x of v) flat.push(x);
       }
-      return mkData(type, n, validity, undefined, undefined, [fromValues(flat, type.children[0]!.type)]);
+      return mkData(type, n, validity, undefined, undefined, [physicalValuesToData(flat, type.children[0]!.type)]);
     }
     case arrow.Type.Struct: {
       const fields = (type as arrow.Struct).children;
@@ -154,7 +155,7 @@ export function fromValues(values: readonly unknown[], type: arrow.DataType): ar
         if (v !== null && v !== undefined && (typeof v !== 'object' || Array.isArray(v) || v instanceof Date || v instanceof Uint8Array)) bad(v, type);
       }
       const children = fields.map((f) =>
-        fromValues(values.map((v) => (v === null || v === undefined ? null : (v as Record<string, unknown>)[f.name] ?? null)), f.type));
+        physicalValuesToData(values.map((v) => (v === null || v === undefined ? null : (v as Record<string, unknown>)[f.name] ?? null)), f.type));
       return mkData(type, n, validity, undefined, undefined, children);
     }
     default: {
@@ -172,10 +173,10 @@ export function fromValues(values: readonly unknown[], type: arrow.DataType): ar
 }
 
 /**
- * The value of logical slot i as a JS value: numbers; bigint for 64-bit ints and timestamps (raw
+ * The value of logical slot i in its physical representation: numbers; bigint for 64-bit ints and timestamps (raw
  * ticks); date as days since epoch; strings; Uint8Array (a copy); arrays; plain objects.
  */
-export function valueAt(d: arrow.Data, i: number): JsValue {
+export function physicalValueAt(d: arrow.Data, i: number): PhysicalValue {
   if (!isValid(d, i)) return null;
   const t = d.type;
   switch (t.typeId) {
@@ -190,19 +191,19 @@ export function valueAt(d: arrow.Data, i: number): JsValue {
     }
     case arrow.Type.List: {
       const o = d.valueOffsets as Int32Array;
-      const out: JsValue[] = [];
-      for (let k = o[i]!; k < o[i + 1]!; k++) out.push(valueAt(d.children[0]!, k));
+      const out: PhysicalValue[] = [];
+      for (let k = o[i]!; k < o[i + 1]!; k++) out.push(physicalValueAt(d.children[0]!, k));
       return out;
     }
     case arrow.Type.FixedSizeList: {
       const size = fixedListSize(t);
-      const out: JsValue[] = [];
-      for (let k = 0; k < size; k++) out.push(valueAt(d.children[0]!, i * size + k));
+      const out: PhysicalValue[] = [];
+      for (let k = 0; k < size; k++) out.push(physicalValueAt(d.children[0]!, i * size + k));
       return out;
     }
     case arrow.Type.Struct: {
-      const out: { [k: string]: JsValue } = {};
-      (t as arrow.Struct).children.forEach((f, j) => { out[f.name] = valueAt(d.children[j]!, i); });
+      const out: { [k: string]: PhysicalValue } = {};
+      (t as arrow.Struct).children.forEach((f, j) => { out[f.name] = physicalValueAt(d.children[j]!, i); });
       return out;
     }
     case arrow.Type.Date: {
@@ -217,27 +218,27 @@ export function valueAt(d: arrow.Data, i: number): JsValue {
 }
 
 /** All values of a Data (tests, debugging). */
-export function toValues(d: arrow.Data): JsValue[] {
-  const out: JsValue[] = new Array(d.length);
-  for (let i = 0; i < d.length; i++) out[i] = valueAt(d, i);
+export function physicalValues(d: arrow.Data): PhysicalValue[] {
+  const out: PhysicalValue[] = new Array(d.length);
+  for (let i = 0; i < d.length; i++) out[i] = physicalValueAt(d, i);
   return out;
 }
 
-/** Display form used by cast-to-utf8 of nested values: [1, 2], {a: 1, b: "x"}. */
-export function formatValue(d: arrow.Data, i: number, quoteStrings = false): string | null {
+/** Display form of slot i, used by cast-to-utf8 (nested values print as [1, 2], {a: 1, b: "x"}). */
+export function formatPhysicalValue(d: arrow.Data, i: number, quoteStrings = false): string | null {
   if (!isValid(d, i)) return null;
   const t = d.type;
   switch (t.typeId) {
     case arrow.Type.Bool: return getBit(d.values as Uint8Array, d.offset + i) ? 'true' : 'false';
-    case arrow.Type.Utf8: { const s = valueAt(d, i) as string; return quoteStrings ? JSON.stringify(s) : s; }
+    case arrow.Type.Utf8: { const s = physicalValueAt(d, i) as string; return quoteStrings ? JSON.stringify(s) : s; }
     case arrow.Type.Binary: {
-      const b = valueAt(d, i) as Uint8Array;
+      const b = physicalValueAt(d, i) as Uint8Array;
       return quoteStrings ? `b'${Buffer.from(b).toString('hex')}'` : utf8Decoder.decode(b);
     }
-    case arrow.Type.Date: return formatDate(valueAt(d, i) as number);
-    case arrow.Type.Timestamp: return formatTimestamp(valueAt(d, i) as bigint, unitOf(t), (t as arrow.Timestamp).timezone ?? null);
+    case arrow.Type.Date: return formatDate(physicalValueAt(d, i) as number);
+    case arrow.Type.Timestamp: return formatTimestamp(physicalValueAt(d, i) as bigint, unitOf(t), (t as arrow.Timestamp).timezone ?? null);
     case arrow.Type.Float: {
-      const v = valueAt(d, i) as number;
+      const v = physicalValueAt(d, i) as number;
       return (t as arrow.Float).precision === arrow.Precision.SINGLE ? formatFloat32(v) : String(v);
     }
     case arrow.Type.List:
@@ -252,14 +253,14 @@ export function formatValue(d: arrow.Data, i: number, quoteStrings = false): str
         lo = i * size; hi = lo + size;
       }
       const parts: string[] = [];
-      for (let k = lo; k < hi; k++) parts.push(formatValue(child, k, true) ?? 'null');
+      for (let k = lo; k < hi; k++) parts.push(formatPhysicalValue(child, k, true) ?? 'null');
       return `[${parts.join(', ')}]`;
     }
     case arrow.Type.Struct: {
-      const parts = (t as arrow.Struct).children.map((f, j) => `${f.name}: ${formatValue(d.children[j]!, i, true) ?? 'null'}`);
+      const parts = (t as arrow.Struct).children.map((f, j) => `${f.name}: ${formatPhysicalValue(d.children[j]!, i, true) ?? 'null'}`);
       return `{${parts.join(', ')}}`;
     }
-    default: return String(valueAt(d, i));
+    default: return String(physicalValueAt(d, i));
   }
 }
 
