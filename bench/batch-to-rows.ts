@@ -3,7 +3,7 @@
 // Appends to bench/report.md. Moved here from test/convert.test.ts so the suite stays fast.
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { batchToRows, columnsToBatch } from '../src/convert.ts';
+import { batchToRows, columnsToBatch } from '../src/convert/index.ts';
 
 const ROWS = Number(process.env['BENCH_ROWS_OUT'] ?? 200_000);
 const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
