@@ -118,7 +118,7 @@ export interface UdfResourceHint {
 export interface FanoutPipelineProps {
   /** The pipeline module: its default export `(input) => DataFrame` builds the pipeline and the module defines its UDFs. */
   readonly entry: string;
-  /** Watched input. @default none: runs start on demand (StartExecution with `{ input, output, runId? }`) */
+  /** Watched input (its objects are readable by runs). @default none: runs start on demand (StartExecution with `{ input, output, runId? }`), reading only `readableInputs` */
   readonly input?: FanoutInputProps;
   /** @default none: results stay in the work bucket under runs/<runId>/output */
   readonly output?: FanoutOutputProps;
@@ -376,7 +376,10 @@ export class FanoutPipeline extends Construct {
   readonly roles: Readonly<Record<FanoutFunctionRole, iam.Role>>;
   readonly cluster?: ecs.Cluster;
   readonly taskDefinition?: ecs.Ec2TaskDefinition;
+  /** Its auto scaling group sees the instance role as immutable (CDK's own grants are replaced): add instance permissions to `instanceRole`. */
   readonly capacityProvider?: ecs.AsgCapacityProvider;
+  /** The GPU container instances' role (ECS agent only; the tasks have their own role). */
+  readonly instanceRole?: iam.Role;
   readonly vpc?: ec2.IVpc;
   readonly rule?: events.Rule;
   /** Failed StartExecution deliveries of the input rule. */
@@ -569,7 +572,7 @@ export class FanoutPipeline extends Construct {
       const taskLogs = new logs.LogGroup(this, 'GpuTaskLogs', { retention: logRetention, removalPolicy });
       const instanceRole = new iam.Role(this, 'GpuInstanceRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'), description: 'fanout GPU container instances (ECS agent)' });
       // The ECS agent's permissions as cluster.addAsgCapacityProvider grants them, except that logs
-      // go to the task log group only (CDK grants logs:* calls on '*'). The launch template gets an
+      // go to the task log group only (CDK grants logs:CreateLogStream/PutLogEvents on '*'). The launch template gets an
       // immutable view of the role so CDK's own grant is dropped; these statements replace it.
       instanceRole.addToPrincipalPolicy(new iam.PolicyStatement({
         sid: 'EcsAgentContainerInstance',
@@ -651,13 +654,14 @@ export class FanoutPipeline extends Construct {
         id: 'AwsSolutions-ECS2',
         reason: 'The environment holds a bucket name and a module path, no secrets; run-specific values come as RunTask overrides.',
       });
-      // A GPU task is the Stage function on ECS: shards under runs/ (its inputs: grantInputs below).
+      // A GPU task is the Stage function on ECS: shards under runs/ (its inputs: grantReadInput below).
       grant(taskDefinition.taskRole, work, runsObjects, [...S3_READ, ...S3_WRITE, ...S3_DELETE]);
       grantList(taskDefinition.taskRole, work, RUNS_PREFIX);
 
       this.cluster = cluster;
       this.taskDefinition = taskDefinition;
       this.capacityProvider = capacityProvider;
+      this.instanceRole = instanceRole;
       ecsResources = {
         clusterArn: cluster.clusterArn,
         taskDefinitionArn: taskDefinition.taskDefinitionArn,
@@ -878,7 +882,7 @@ const S3_READ = ['s3:GetObject'] as const;
 const S3_WRITE = ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'] as const;
 const S3_DELETE = ['s3:DeleteObject'] as const;
 
-/** Object-level S3 actions (explicit, no s3:* style wildcards) on the keys matching `pattern` (e.g. 'runs/*', 'runs/*' + '/failure.json'). */
+/** Object-level S3 actions (explicit, no s3:* style wildcards) on the keys matching `pattern`: a prefix and '*', or a key name under every run. */
 function grantObjectActions(grantee: iam.IGrantable, bucket: s3.IBucket, pattern: string, actions: readonly string[]): void {
   grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({ actions: [...actions], resources: [bucket.arnForObjects(pattern)] }));
 }
