@@ -359,6 +359,16 @@ describe('FanoutPipeline in the example stack', () => {
     bad(Number.NaN);
   });
 
+  it('the example app takes the Stage reserved concurrency from context (-c fanout:stageReservedConcurrency=N)', async () => {
+    const stageOf = async (context: Record<string, unknown>) => {
+      const made = await createApp({ outdir: tempDir('fanout-cdk-'), nag: false, context: { ...SKIP_BUNDLING, ...context } });
+      const t = made.app.synth().getStackByName(made.stack.stackName).template as typeof tpl;
+      return t.Resources[made.stack.getLogicalId(made.stack.pipeline.functions.stage.node.defaultChild as CfnElement)]!.Properties;
+    };
+    assert.equal((await stageOf({ 'fanout:stageReservedConcurrency': '40' }))['ReservedConcurrentExecutions'], 40);
+    await assert.rejects(stageOf({ 'fanout:stageReservedConcurrency': 'many' }), /lambda\.stageReservedConcurrency must be a positive integer, got NaN/);
+  });
+
   it('sizes the Stage Lambda and GPU task from UDF resource requests; validates its inputs', () => {
     const app = new App({ context: SKIP_BUNDLING });
     const st = new Stack(app, 'Sizing');
