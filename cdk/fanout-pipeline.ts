@@ -380,6 +380,8 @@ export class FanoutPipeline extends Construct {
   readonly capacityProvider?: ecs.AsgCapacityProvider;
   /** The GPU container instances' role (ECS agent only; the tasks have their own role). */
   readonly instanceRole?: iam.Role;
+  /** The GPU instances' security group: no inbound, outbound TCP 443 only. A UDF that needs more (a model server, a database) gets an egress rule added here. */
+  readonly instanceSecurityGroup?: ec2.SecurityGroup;
   readonly vpc?: ec2.IVpc;
   readonly rule?: events.Rule;
   /** Failed StartExecution deliveries of the input rule. */
@@ -662,6 +664,7 @@ export class FanoutPipeline extends Construct {
       this.taskDefinition = taskDefinition;
       this.capacityProvider = capacityProvider;
       this.instanceRole = instanceRole;
+      this.instanceSecurityGroup = instanceSg;
       ecsResources = {
         clusterArn: cluster.clusterArn,
         taskDefinitionArn: taskDefinition.taskDefinitionArn,

@@ -285,6 +285,7 @@ describe('FanoutPipeline in the example stack', () => {
     assert.deepEqual(sg.SecurityGroupEgress.map(({ Description: _d, ...r }) => r), [{ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 }]);
     // No separate egress resources widen it.
     const sgId = sgs[0]![0];
+    assert.equal(sgId, id(p.instanceSecurityGroup!));
     assert.deepEqual(Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::EC2::SecurityGroupEgress' && flat(r.Properties['GroupId']) === `<${sgId}.GroupId>`), []);
     // The launch template uses it.
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', { LaunchTemplateData: { SecurityGroupIds: [{ 'Fn::GetAtt': [sgId, 'GroupId'] }] } });
