@@ -48,6 +48,9 @@ export class FanoutExampleStack extends Stack {
     // public parameter of the ECS GPU AMI.
     const emulator = String(this.node.tryGetContext('fanout:emulator') ?? 'false') === 'true';
     const amiId = this.node.tryGetContext('fanout:amiId') as string | undefined;
+    // `-c fanout:stageReservedConcurrency=N`: reserve N concurrent Stage invocations (unset: none, so
+    // the example deploys in accounts with a small concurrency quota).
+    const reserved = this.node.tryGetContext('fanout:stageReservedConcurrency') as string | number | undefined;
     this.pipeline = new FanoutPipeline(this, 'Pipeline', {
       entry: EXAMPLE_ENTRY,
       input: { bucket: this.inputBucket, prefix: INPUT_PREFIX, suffix: '.parquet' },
@@ -59,6 +62,7 @@ export class FanoutExampleStack extends Stack {
         ...(emulator ? { imageBuildArgs: { CUDA_IMAGE: 'node:22-bookworm-slim', ORT_INSTALL: 'skip' } } : {}),
         ...(amiId ? { machineImage: ec2.MachineImage.genericLinux({ [process.env['CDK_DEFAULT_REGION'] ?? process.env['AWS_REGION'] ?? 'us-east-1']: amiId }) } : {}),
       },
+      ...(reserved !== undefined ? { lambda: { stageReservedConcurrency: Number(reserved) } } : {}),
       ...props.pipeline,
     });
     new CfnOutput(this, 'InputBucketName', { value: this.inputBucket.bucketName, description: `Upload Parquet files under s3://<this>/${INPUT_PREFIX}` });

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations, type CfnElement } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -89,6 +89,22 @@ export interface FanoutLambdaProps {
   readonly timeout?: Duration;
   /** @default lambda.Architecture.X86_64 */
   readonly architecture?: lambda.Architecture;
+  /**
+   * Reserved concurrency of the Stage function (a positive integer): at most this many partitions
+   * run at once across all runs, and the rest of the account's Lambda pool is safe from a big run.
+   * Keep `maxConcurrency` at or below it: invocations above it are throttled, retried by the state
+   * machine (Lambda.TooManyRequestsException, 10 attempts with backoff) and fail the run when the
+   * retries run out. Reserving needs that much unreserved concurrency left in the account.
+   * @default none (the function shares the account's unreserved pool)
+   */
+  readonly stageReservedConcurrency?: number;
+}
+
+/** Objects under `prefix` of `bucket` (a location runs may read). */
+export interface FanoutS3Location {
+  readonly bucket: s3.IBucket;
+  /** Key prefix; '' for the whole bucket. @default '' */
+  readonly prefix?: string;
 }
 
 /** What a UDF asks for (the fields of its options that size the infrastructure). */
@@ -102,10 +118,18 @@ export interface UdfResourceHint {
 export interface FanoutPipelineProps {
   /** The pipeline module: its default export `(input) => DataFrame` builds the pipeline and the module defines its UDFs. */
   readonly entry: string;
-  /** Watched input. @default none: runs start on demand (StartExecution with `{ input, output, runId? }`) */
+  /** Watched input (its objects are readable by runs). @default none: runs start on demand (StartExecution with `{ input, output, runId? }`), reading only `readableInputs` */
   readonly input?: FanoutInputProps;
   /** @default none: results stay in the work bucket under runs/<runId>/output */
   readonly output?: FanoutOutputProps;
+  /**
+   * Inputs runs may read besides the watched `input`. A run started by StartExecution (or from
+   * code) names any s3:// input, but the Plan and Stage functions and the GPU tasks can read only
+   * `input` and these locations (s3:GetObject, and s3:ListBucket limited to the prefix); any other
+   * input fails the run with AccessDenied. `grantReadInput()` adds one after construction.
+   * @default none: only the watched input (nothing, without `input`)
+   */
+  readonly readableInputs?: readonly FanoutS3Location[];
   /** GPU capacity, or false for none (a GPU stage then fails with fanout.NoGpuResources).
    *  @default created when a UDF asks for numGpus (or when the UDFs are unknown) */
   readonly gpu?: FanoutGpuProps | false;
@@ -136,6 +160,13 @@ export type FanoutFunctionRole = 'plan' | 'stage' | 'finalize' | 'failure';
 
 const ROLES: readonly FanoutFunctionRole[] = ['plan', 'stage', 'finalize', 'failure'];
 const ROLE_IDS: Record<FanoutFunctionRole, string> = { plan: 'Plan', stage: 'Stage', finalize: 'Finalize', failure: 'Failure' };
+/** What each function's role allows, as its IAM description says (the grants follow what src/aws/run.ts does). */
+const ROLE_POLICY_DOCS: Record<FanoutFunctionRole, string> = {
+  plan: 'fanout Plan function: reads the inputs; reads and writes the run plans under runs/ of the work bucket',
+  stage: 'fanout Stage function: reads the inputs; reads and writes shards under runs/ of the work bucket',
+  finalize: 'fanout Finalize function: reads runs/ of the work bucket; writes run summaries, results kept in the work bucket, and the output',
+  failure: 'fanout Failure function: reads runs/ of the work bucket; writes runs/<runId>/failure.json',
+};
 const ROLE_DOCS: Record<FanoutFunctionRole, string> = {
   plan: 'fanout: builds the run plan and the per-stage partition lists',
   stage: 'fanout: runs one partition of one CPU stage',
@@ -150,6 +181,8 @@ export const LAMBDA_TASK_ROOT = '/var/task';
 export const GPU_IMAGE_PIPELINE = '/app/dist/pipeline.js';
 /** Step Functions writes Distributed Map child results here (state-machine.ts ResultWriter). */
 const MAP_RESULTS_PREFIX = 'fanout-sfn-map-results/';
+/** Everything a run keeps in the work bucket (src/aws/run.ts `keys`): plans, shards, markers, summaries. */
+const RUNS_PREFIX = 'runs/';
 const MIB = 2 ** 20;
 /** Lambda's memory ceiling (MiB). */
 const LAMBDA_MAX_MEMORY_MIB = 10240;
@@ -339,11 +372,16 @@ export class FanoutPipeline extends Construct {
   readonly workBucket: s3.Bucket;
   readonly stateMachine: sfn.StateMachine;
   readonly functions: Readonly<Record<FanoutFunctionRole, nodejs.NodejsFunction>>;
-  /** The role of the four Lambda functions. */
-  readonly lambdaRole: iam.Role;
+  /** One role per Lambda function, each with only what that function does (see ROLE_POLICY_DOCS). */
+  readonly roles: Readonly<Record<FanoutFunctionRole, iam.Role>>;
   readonly cluster?: ecs.Cluster;
   readonly taskDefinition?: ecs.Ec2TaskDefinition;
+  /** Its auto scaling group sees the instance role as immutable (CDK's own grants are replaced): add instance permissions to `instanceRole`. */
   readonly capacityProvider?: ecs.AsgCapacityProvider;
+  /** The GPU container instances' role (ECS agent only; the tasks have their own role). */
+  readonly instanceRole?: iam.Role;
+  /** The GPU instances' security group: no inbound, outbound TCP 443 only. A UDF that needs more (a model server, a database) gets an egress rule added here. */
+  readonly instanceSecurityGroup?: ec2.SecurityGroup;
   readonly vpc?: ec2.IVpc;
   readonly rule?: events.Rule;
   /** Failed StartExecution deliveries of the input rule. */
@@ -369,6 +407,10 @@ export class FanoutPipeline extends Construct {
     const stageMemoryMiB = props.lambda?.stageMemoryMiB ?? stageMemoryFor(hints ?? [], planMemoryMiB);
     for (const [k, v] of [['memoryMiB', planMemoryMiB], ['stageMemoryMiB', stageMemoryMiB]] as const) {
       if (!(Number.isInteger(v) && v >= 128 && v <= LAMBDA_MAX_MEMORY_MIB)) throw new Error(`FanoutPipeline: lambda.${k} must be an integer 128..${LAMBDA_MAX_MEMORY_MIB}, got ${v}`);
+    }
+    const stageReserved = props.lambda?.stageReservedConcurrency;
+    if (stageReserved !== undefined && !Token.isUnresolved(stageReserved) && !(Number.isInteger(stageReserved) && stageReserved >= 1)) {
+      throw new Error(`FanoutPipeline: lambda.stageReservedConcurrency must be a positive integer, got ${stageReserved}`);
     }
     const gpuWanted = props.gpu === false ? false : props.gpu !== undefined || hints === undefined || hints.some((u) => (u.numGpus ?? 0) > 0);
     const gpuProps: FanoutGpuProps = props.gpu || {};
@@ -400,11 +442,45 @@ export class FanoutPipeline extends Construct {
       reason: 'Scratch data of runs, written and read only by this pipeline\'s roles and expired by a lifecycle rule; CloudTrail data events can audit it where required.',
     });
 
-    // ---- Lambda functions ----
-    this.lambdaRole = new iam.Role(this, 'FunctionRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'fanout Lambda functions: logs, work bucket read/write, input read, output write',
-    });
+    // ---- Lambda functions: one role each ----
+    // What each handler does in S3 (src/aws/handlers.ts -> run.ts), and so all its role may do:
+    //   Plan      reads the inputs (scan planning), reads/writes runs/<id>/plan.json and stage items;
+    //   Stage     reads the inputs (stage 0) and earlier shards, writes shards/results/markers (and
+    //             deletes a result file whose footer is short), all under runs/;
+    //   Finalize  reads runs/, writes runs/<id>/summary.json, commits the output (copies, manifest,
+    //             deletes what an overwrite replaces) or, without an output, runs/<id>/output/;
+    //   Failure   reads runs/ (plan, markers), writes runs/<id>/failure.json.
+    // None of them starts GPU tasks or passes roles: the state machine's role does.
+    const roles = {} as Record<FanoutFunctionRole, iam.Role>;
+    for (const role of ROLES) {
+      roles[role] = new iam.Role(this, `${ROLE_IDS[role]}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        description: ROLE_POLICY_DOCS[role],
+      });
+    }
+    this.roles = roles;
+    const grants: { bucket: s3.IBucket; pattern: string }[] = [];
+    const grant = (grantee: iam.IGrantable, bucket: s3.IBucket, pattern: string, actions: readonly string[]): void => {
+      grantObjectActions(grantee, bucket, pattern, actions);
+      if (!grants.some((g) => g.bucket === bucket && g.pattern === pattern)) grants.push({ bucket, pattern });
+    };
+    const work = this.workBucket;
+    const runsObjects = `${RUNS_PREFIX}*`;
+    for (const role of ROLES) grantList(roles[role], work, RUNS_PREFIX);
+    grant(roles.plan, work, runsObjects, [...S3_READ, 's3:PutObject']);
+    grant(roles.stage, work, runsObjects, [...S3_READ, ...S3_WRITE, ...S3_DELETE]);
+    grant(roles.finalize, work, runsObjects, S3_READ);
+    grant(roles.finalize, work, `${RUNS_PREFIX}*/summary.json`, ['s3:PutObject']);
+    // A run without an output commits into the work bucket (keys.output): parts, manifest, temp files.
+    grant(roles.finalize, work, `${RUNS_PREFIX}*/output/*`, [...S3_WRITE, ...S3_DELETE]);
+    grant(roles.failure, work, runsObjects, S3_READ);
+    grant(roles.failure, work, `${RUNS_PREFIX}*/failure.json`, ['s3:PutObject']);
+    if (props.output) {
+      grant(roles.finalize, props.output.bucket, `${outputPrefix}*`, [...S3_READ, ...S3_WRITE, ...S3_DELETE]);
+      grantList(roles.finalize, props.output.bucket, outputPrefix);
+      grantKey(roles.finalize, props.output.bucket, 'readwrite');
+    }
+
     const wrappers = writeEntryWrappers(projectRoot, entry);
     const fns = {} as Record<FanoutFunctionRole, nodejs.NodejsFunction>;
     for (const role of ROLES) {
@@ -419,12 +495,15 @@ export class FanoutPipeline extends Construct {
         architecture: props.lambda?.architecture ?? lambda.Architecture.X86_64,
         memorySize: role === 'stage' ? stageMemoryMiB : planMemoryMiB,
         timeout: Duration.seconds(timeoutSeconds),
-        role: this.lambdaRole,
+        role: roles[role],
         logGroup,
+        ...(role === 'stage' && stageReserved !== undefined ? { reservedConcurrentExecutions: stageReserved } : {}),
         environment: {
           FANOUT_WORK_BUCKET: this.workBucket.bucketName,
           FANOUT_PIPELINE: `${LAMBDA_TASK_ROOT}/index.mjs`,
           FANOUT_PROGRESS: '0',
+          // The one place runs of this deployment may commit to; the handlers refuse other outputs.
+          ...(props.output ? { FANOUT_OUTPUT_PREFIX: `s3://${props.output.bucket.bucketName}/${outputPrefix}` } : {}),
         },
         bundling: {
           format: nodejs.OutputFormat.ESM,
@@ -446,7 +525,7 @@ export class FanoutPipeline extends Construct {
           },
         },
       });
-      logGroup.grantWrite(this.lambdaRole);
+      logGroup.grantWrite(roles[role]);
       Validations.of(fn).acknowledge({
         id: 'AwsSolutions-L1',
         reason: 'nodejs22.x is the runtime fanout is built and tested for (Node 20+ engine); nodejs24.x is adopted once validated.',
@@ -454,12 +533,6 @@ export class FanoutPipeline extends Construct {
       fns[role] = fn;
     }
     this.functions = fns;
-    const grants: { bucket: s3.IBucket; prefix: string }[] = [{ bucket: this.workBucket, prefix: '' }];
-    if (props.input) grants.push({ bucket: props.input.bucket, prefix: inputPrefix });
-    if (props.output) grants.push({ bucket: props.output.bucket, prefix: outputPrefix });
-    grantObjects(this.lambdaRole, this.workBucket, '', 'readwrite');
-    if (props.input) grantObjects(this.lambdaRole, props.input.bucket, inputPrefix, 'read');
-    if (props.output) grantObjects(this.lambdaRole, props.output.bucket, outputPrefix, 'readwrite');
 
     // ---- ECS GPU capacity ----
     let ecsResources: Parameters<typeof buildStateMachineDefinition>[0]['ecs'];
@@ -487,15 +560,50 @@ export class FanoutPipeline extends Construct {
       const vpc = props.vpc ?? this.defaultVpc(logRetention, removalPolicy);
       this.vpc = vpc;
       const cluster = new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+      // What the instances and their bridge-mode tasks reach is all HTTPS: the ECS agent's endpoints,
+      // ECR (API, registry, layers in S3), CloudWatch Logs and S3 (through the gateway endpoint in
+      // the default VPC: its prefix list lies within 0.0.0.0/0) — public AWS endpoints without NAT or
+      // interface endpoints, hence any IPv4 on 443 only. DNS (the VPC resolver), NTP (Amazon Time
+      // Sync) and instance metadata are not subject to security groups.
       const instanceSg = new ec2.SecurityGroup(this, 'GpuInstanceSecurityGroup', {
-        vpc, description: 'fanout GPU instances: no inbound; outbound to ECS, ECR, CloudWatch and S3', allowAllOutbound: true,
+        vpc,
+        description: 'fanout GPU instances: no inbound; outbound HTTPS (TCP 443) only, to ECS, ECR, CloudWatch Logs and S3',
+        allowAllOutbound: false,
       });
+      instanceSg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to AWS endpoints (ECS agent, ECR, CloudWatch Logs, S3)');
+      const taskLogs = new logs.LogGroup(this, 'GpuTaskLogs', { retention: logRetention, removalPolicy });
       const instanceRole = new iam.Role(this, 'GpuInstanceRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'), description: 'fanout GPU container instances (ECS agent)' });
+      // The ECS agent's permissions as cluster.addAsgCapacityProvider grants them, except that logs
+      // go to the task log group only (CDK grants logs:CreateLogStream/PutLogEvents on '*'). The launch template gets an
+      // immutable view of the role so CDK's own grant is dropped; these statements replace it.
+      instanceRole.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'EcsAgentContainerInstance',
+        actions: ['ecs:DeregisterContainerInstance', 'ecs:RegisterContainerInstance', 'ecs:SubmitAttachmentStateChanges', 'ecs:SubmitContainerStateChange', 'ecs:SubmitTaskStateChange'],
+        resources: [cluster.clusterArn],
+      }));
+      instanceRole.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'EcsAgentPoll',
+        actions: ['ecs:Poll', 'ecs:StartTelemetrySession'],
+        resources: ['*'],
+        conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } },
+      }));
+      instanceRole.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'EcsAgentDiscoveryAndRegistryToken',
+        actions: ['ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken'],
+        resources: ['*'],
+      }));
+      // The awslogs driver uses the task execution role (granted by CDK); an agent configured to use
+      // the instance's credentials instead still reaches only this group.
+      instanceRole.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'GpuTaskLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [taskLogs.logGroupArn],
+      }));
       const launchTemplate = new ec2.LaunchTemplate(this, 'GpuLaunchTemplate', {
         instanceType,
         machineImage: gpuProps.machineImage ?? ecs.EcsOptimizedImage.amazonLinux2(ecs.AmiHardwareType.GPU),
         userData: ec2.UserData.forLinux(),
-        role: instanceRole,
+        role: instanceRole.withoutPolicyUpdates(),
         securityGroup: instanceSg,
         // IMDSv2 with one hop: containers (one hop further) cannot take the instance's credentials.
         requireImdsv2: true,
@@ -527,7 +635,6 @@ export class FanoutPipeline extends Construct {
         // awsvpc would need NAT or interface endpoints and spends the GPU instances' few ENIs.
         networkMode: ecs.NetworkMode.BRIDGE,
       });
-      const taskLogs = new logs.LogGroup(this, 'GpuTaskLogs', { retention: logRetention, removalPolicy });
       const image = gpuProps.image ?? gpuImageAsset(projectRoot, entry, conditions, gpuProps.imageBuildArgs ?? {});
       taskDefinition.addContainer(GPU_CONTAINER_NAME, {
         containerName: GPU_CONTAINER_NAME,
@@ -549,13 +656,15 @@ export class FanoutPipeline extends Construct {
         id: 'AwsSolutions-ECS2',
         reason: 'The environment holds a bucket name and a module path, no secrets; run-specific values come as RunTask overrides.',
       });
-      grantObjects(taskDefinition.taskRole, this.workBucket, '', 'readwrite');
-      // A GPU stage can be stage 0 (scan + GPU UDF): its tasks read the input themselves.
-      if (props.input) grantObjects(taskDefinition.taskRole, props.input.bucket, inputPrefix, 'read');
+      // A GPU task is the Stage function on ECS: shards under runs/ (its inputs: grantReadInput below).
+      grant(taskDefinition.taskRole, work, runsObjects, [...S3_READ, ...S3_WRITE, ...S3_DELETE]);
+      grantList(taskDefinition.taskRole, work, RUNS_PREFIX);
 
       this.cluster = cluster;
       this.taskDefinition = taskDefinition;
       this.capacityProvider = capacityProvider;
+      this.instanceRole = instanceRole;
+      this.instanceSecurityGroup = instanceSg;
       ecsResources = {
         clusterArn: cluster.clusterArn,
         taskDefinitionArn: taskDefinition.taskDefinitionArn,
@@ -566,6 +675,9 @@ export class FanoutPipeline extends Construct {
       };
     }
     this.sizing = { planMemoryMiB, stageMemoryMiB, timeoutSeconds, ...(gpuSizing ? { gpu: gpuSizing } : {}) };
+    // Inputs: read by Plan (planning the scan), Stage and the GPU tasks (a GPU stage can be stage 0).
+    if (props.input) this.grantReadInput(props.input.bucket, inputPrefix);
+    for (const r of props.readableInputs ?? []) this.grantReadInput(r.bucket, r.prefix ?? '');
 
     // ---- state machine ----
     const definition = buildStateMachineDefinition({
@@ -682,19 +794,28 @@ export class FanoutPipeline extends Construct {
     return this.stateMachine.grantStartExecution(grantee);
   }
 
-  /** Lets the Lambdas and GPU tasks read `bucket` under `prefix` (pipelines reading more than the watched input). */
+  /**
+   * Lets the functions that read inputs (Plan, Stage) and the GPU tasks read `bucket` under
+   * `prefix`: s3:GetObject, and s3:ListBucket limited to the prefix (see `readableInputs`).
+   */
   grantReadInput(bucket: s3.IBucket, prefix = ''): void {
     const p = normalizePrefix(prefix, '');
-    grantObjects(this.lambdaRole, bucket, p, 'read');
-    if (this.taskDefinition) grantObjects(this.taskDefinition.taskRole, bucket, p, 'read');
-    this.acknowledgeObjectGrant(bucket, p);
+    const readers: iam.IGrantable[] = [this.roles.plan, this.roles.stage, ...(this.taskDefinition ? [this.taskDefinition.taskRole] : [])];
+    for (const r of readers) {
+      grantObjectActions(r, bucket, `${p}*`, S3_READ);
+      grantList(r, bucket, p);
+      grantKey(r, bucket, 'read');
+    }
+    this.acknowledgeObjectGrant(bucket, `${p}*`);
   }
 
-  private acknowledgeObjectGrant(bucket: s3.IBucket, prefix: string): void {
-    const finding = `Resource::${nagText(Stack.of(this).resolve(bucket.arnForObjects(`${prefix}*`)))}`;
+  private acknowledgeObjectGrant(bucket: s3.IBucket, pattern: string): void {
+    const finding = `Resource::${nagText(Stack.of(this).resolve(bucket.arnForObjects(pattern)))}`;
     Validations.of(this).acknowledge({
       id: `AwsSolutions-IAM5[${finding}]`,
-      reason: `Objects under ${prefix ? `the prefix '${prefix}' of ` : ''}a bucket this pipeline reads or writes; keys are per run or per upload.`,
+      reason: pattern.includes('*/')
+        ? `Objects '${pattern}' of a bucket this pipeline writes: one key of this name per run, run ids are generated.`
+        : `Objects under ${pattern === '*' ? '' : `the prefix '${pattern.slice(0, -1)}' of `}a bucket this pipeline reads or writes; keys are per run or per upload.`,
     });
   }
 
@@ -718,13 +839,13 @@ export class FanoutPipeline extends Construct {
    * cdk-nag IAM5 (wildcard) findings, each acknowledged where it arises and with its reason: object
    * ARNs under a prefix are wildcards by nature, and a few AWS APIs accept only '*'.
    */
-  private acknowledgeWildcards(grants: readonly { bucket: s3.IBucket; prefix: string }[]): void {
+  private acknowledgeWildcards(grants: readonly { bucket: s3.IBucket; pattern: string }[]): void {
     const stack = Stack.of(this);
     const ack = (scope: IConstruct, finding: string, reason: string): void => {
       Validations.of(scope).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
     };
     const render = (v: unknown): string => nagText(stack.resolve(v));
-    for (const g of grants) this.acknowledgeObjectGrant(g.bucket, g.prefix);
+    for (const g of grants) this.acknowledgeObjectGrant(g.bucket, g.pattern);
     const mapPolicy = this.node.findChild('DistributedMapPolicy');
     ack(mapPolicy, `Resource::${render(this.workBucket.arnForObjects('runs/*'))}`, 'The Distributed Map reads the partition lists the Plan step writes under runs/<runId>/.');
     ack(mapPolicy, `Resource::${render(this.workBucket.arnForObjects(`${MAP_RESULTS_PREFIX}*`))}`, 'Step Functions writes Distributed Map results under this prefix with generated keys.');
@@ -735,8 +856,7 @@ export class FanoutPipeline extends Construct {
       ack(this.stateMachine, `Resource::${render(stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${this.cluster.clusterName}/*` }))}`,
         'GPU tasks get generated ids; DescribeTasks/StopTask are limited to tasks of this cluster.');
       const agent = this.node.findChild('GpuInstanceRole');
-      ack(agent, 'Resource::*', 'ECS agent calls (DiscoverPollEndpoint, Poll, StartTelemetrySession…) and ecr:GetAuthorizationToken accept only "*"; CDK scopes the cluster calls to this cluster.');
-      ack(agent, 'Action::ecs:Submit*', 'ECS agent state reports (SubmitContainerStateChange, SubmitTaskStateChange…), as CDK grants container instances, scoped to this cluster.');
+      ack(agent, 'Resource::*', 'ECS agent calls DiscoverPollEndpoint and ecr:GetAuthorizationToken accept only "*"; Poll/StartTelemetrySession are limited to this cluster by the ecs:cluster condition.');
       ack(this.taskDefinition, 'Resource::*', 'Pulling the task image needs ecr:GetAuthorizationToken, which accepts only "*".');
     }
   }
@@ -760,21 +880,30 @@ function nagText(v: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // IAM helpers
 
-/** Object-level S3 access under `prefix` with explicit actions (no s3:* style wildcards); ListBucket limited to the prefix. */
-function grantObjects(grantee: iam.IGrantable, bucket: s3.IBucket, prefix: string, mode: 'read' | 'readwrite'): void {
-  const actions = mode === 'read'
-    ? ['s3:GetObject']
-    : ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'];
-  grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources: [bucket.arnForObjects(`${prefix}*`)] }));
+const S3_READ = ['s3:GetObject'] as const;
+/** PutObject and the multipart calls of streamed uploads (and of copies over 5 GB). */
+const S3_WRITE = ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'] as const;
+const S3_DELETE = ['s3:DeleteObject'] as const;
+
+/** Object-level S3 actions (explicit, no s3:* style wildcards) on the keys matching `pattern`: a prefix and '*', or a key name under every run. */
+function grantObjectActions(grantee: iam.IGrantable, bucket: s3.IBucket, pattern: string, actions: readonly string[]): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({ actions: [...actions], resources: [bucket.arnForObjects(pattern)] }));
+}
+
+/** s3:ListBucket, limited to keys under `prefix` ('' for the whole bucket): listing a prefix also turns a missing key's 403 into a 404. */
+function grantList(grantee: iam.IGrantable, bucket: s3.IBucket, prefix: string): void {
   grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
     actions: ['s3:ListBucket'],
     resources: [bucket.bucketArn],
     ...(prefix ? { conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } } } : {}),
   }));
-  if (bucket.encryptionKey) {
-    if (mode === 'read') bucket.encryptionKey.grantDecrypt(grantee);
-    else bucket.encryptionKey.grantEncryptDecrypt(grantee);
-  }
+}
+
+/** The bucket's KMS key, when it has one. */
+function grantKey(grantee: iam.IGrantable, bucket: s3.IBucket, mode: 'read' | 'readwrite'): void {
+  if (!bucket.encryptionKey) return;
+  if (mode === 'read') bucket.encryptionKey.grantDecrypt(grantee);
+  else bucket.encryptionKey.grantEncryptDecrypt(grantee);
 }
 
 function enableEventBridge(bucket: s3.IBucket): void {

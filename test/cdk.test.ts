@@ -128,7 +128,12 @@ describe('FanoutPipeline in the example stack', () => {
       assert.equal(p['Handler'], 'index.handler');
       assert.equal(p['Timeout'], 900);
       assert.equal(p['MemorySize'], 1769);
-      assert.deepEqual(p.Environment.Variables, { FANOUT_WORK_BUCKET: `<${id(stack.pipeline.workBucket)}>`, FANOUT_PIPELINE: '/var/task/index.mjs', FANOUT_PROGRESS: '0' });
+      assert.deepEqual(p.Environment.Variables, {
+        FANOUT_WORK_BUCKET: `<${id(stack.pipeline.workBucket)}>`, FANOUT_PIPELINE: '/var/task/index.mjs', FANOUT_PROGRESS: '0',
+        // The construct's output location: the handlers refuse a run's output anywhere else.
+        FANOUT_OUTPUT_PREFIX: `s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}`,
+      });
+      assert.equal(p['ReservedConcurrentExecutions'], undefined, 'no reserved concurrency unless asked for');
       assert.ok(typeof p['LoggingConfig'] === 'object', 'each function logs to its own group');
     }
     for (const g of Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::Logs::LogGroup')) assert.equal(g.Properties['RetentionInDays'], 30);
@@ -175,24 +180,85 @@ describe('FanoutPipeline in the example stack', () => {
     assert.ok(st.some((s) => s.Effect === 'Deny' && JSON.stringify(s.Condition) === '{"Bool":{"aws:SecureTransport":"false"}}'));
   });
 
-  it('IAM: each role reaches only its buckets and prefixes, with explicit actions', () => {
+  it('IAM: one role per function, each reaching only the buckets, prefixes and actions its handler uses', () => {
     const p = stack.pipeline;
     const work = `<${id(p.workBucket)}.Arn>`;
     const input = `<${id(stack.inputBucket)}.Arn>`;
     const output = `<${id(stack.outputBucket)}.Arn>`;
-    const s3Resources = (sts: Statement[]) => new Set(sts.filter((s) => arr(s.Action).some((a) => a.startsWith('s3:'))).flatMap((s) => arr(s.Resource as string)));
-    for (const s of [...policyStatements(id(p.lambdaRole)), ...policyStatements(id(p.taskDefinition!.taskRole))]) {
-      for (const a of arr(s.Action)) assert.ok(!a.includes('*'), `no wildcard action: ${a}`);
+    const fnRoles = { plan: p.roles.plan, stage: p.roles.stage, finalize: p.roles.finalize, failure: p.roles.failure };
+    // Four distinct roles, each the role of its own function.
+    const roleIds = Object.values(fnRoles).map((r) => id(r));
+    assert.equal(new Set(roleIds).size, 4, `distinct roles: ${roleIds.join(', ')}`);
+    for (const [name, role] of Object.entries(fnRoles)) {
+      const fnProps = flat(tpl.Resources[id(p.functions[name as keyof typeof fnRoles])]!.Properties) as Json;
+      assert.equal(fnProps['Role'], `<${id(role)}.Arn>`, `the ${name} function runs as its own role`);
     }
-    const lambda = policyStatements(id(p.lambdaRole));
-    assert.deepEqual(s3Resources(lambda), new Set([`${work}/*`, work, `${input}/${INPUT_PREFIX}*`, input, `${output}/${OUTPUT_PREFIX}*`, output]));
-    const inputObjects = lambda.find((s) => s.Resource === `${input}/${INPUT_PREFIX}*`)!;
-    assert.deepEqual(arr(inputObjects.Action), ['s3:GetObject'], 'input is read-only');
-    const listInput = lambda.find((s) => s.Resource === input)!;
-    assert.deepEqual(listInput.Condition, { StringLike: { 's3:prefix': [`${INPUT_PREFIX}*`] } });
-    assert.ok(lambda.some((s) => s.Resource === `${output}/${OUTPUT_PREFIX}*` && arr(s.Action).includes('s3:PutObject')));
-    // The GPU tasks: work bucket read/write, input read (a GPU stage may be stage 0), no output.
-    assert.deepEqual(s3Resources(policyStatements(id(p.taskDefinition!.taskRole))), new Set([`${work}/*`, work, `${input}/${INPUT_PREFIX}*`, input]));
+    assert.equal(Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::IAM::Role' && JSON.stringify(r.Properties['AssumeRolePolicyDocument']).includes('lambda.amazonaws.com')).length, 4);
+
+    const st = Object.fromEntries(Object.entries(fnRoles).map(([k, r]) => [k, policyStatements(id(r))])) as Record<keyof typeof fnRoles, Statement[]>;
+    const taskSt = policyStatements(id(p.taskDefinition!.taskRole));
+    for (const s of [...Object.values(st).flat(), ...taskSt]) {
+      for (const a of arr(s.Action)) assert.ok(!a.includes('*'), `no wildcard action: ${a}`);
+      assert.ok(arr(s.Resource as string).every((r) => r !== '*'), `no Resource '*' for a function or task: ${JSON.stringify(s)}`);
+    }
+    // No function starts GPU tasks or passes roles: the state machine does.
+    for (const [name, sts] of Object.entries(st)) {
+      for (const s of sts) for (const a of arr(s.Action)) assert.ok(!/^(ecs|iam|states|lambda):/.test(a), `${name}: ${a}`);
+    }
+    /** object resource -> sorted actions, over S3 object statements (ListBucket is checked by `list`). */
+    const s3Access = (sts: Statement[]) => {
+      const m: Record<string, string[]> = {};
+      for (const s of sts) {
+        const acts = arr(s.Action).filter((a) => a.startsWith('s3:') && a !== 's3:ListBucket');
+        if (!acts.length) continue;
+        for (const r of arr(s.Resource as string)) m[r] = [...(m[r] ?? []), ...acts].sort();
+      }
+      return m;
+    };
+    const list = (sts: Statement[], bucket: string) => sts.filter((s) => s.Resource === bucket && arr(s.Action).includes('s3:ListBucket')).map((s) => s.Condition);
+    const READ = ['s3:GetObject'];
+    const WRITE = ['s3:AbortMultipartUpload', 's3:ListMultipartUploadParts', 's3:PutObject'];
+    const ALL = [...READ, ...WRITE, 's3:DeleteObject'].sort();
+    const runsList = [{ StringLike: { 's3:prefix': ['runs/*'] } }];
+    const inputList = [{ StringLike: { 's3:prefix': [`${INPUT_PREFIX}*`] } }];
+    const outputList = [{ StringLike: { 's3:prefix': [`${OUTPUT_PREFIX}*`] } }];
+
+    // Plan: reads the input (planning the scan); reads and writes plans under runs/. Never the output.
+    assert.deepEqual(s3Access(st.plan), { [`${work}/runs/*`]: ['s3:GetObject', 's3:PutObject'], [`${input}/${INPUT_PREFIX}*`]: READ });
+    assert.deepEqual(list(st.plan, work), runsList);
+    assert.deepEqual(list(st.plan, input), inputList);
+    assert.deepEqual(list(st.plan, output), [], 'Plan cannot list the output');
+    // Stage: reads the input, writes shards under runs/ only.
+    assert.deepEqual(s3Access(st.stage), { [`${work}/runs/*`]: ALL, [`${input}/${INPUT_PREFIX}*`]: READ });
+    assert.deepEqual(list(st.stage, work), runsList);
+    assert.deepEqual(list(st.stage, input), inputList);
+    // Finalize: reads runs/, writes summaries and work-bucket results under runs/, commits the output; never reads the input.
+    assert.deepEqual(s3Access(st.finalize), {
+      [`${work}/runs/*`]: READ,
+      [`${work}/runs/*/summary.json`]: ['s3:PutObject'],
+      [`${work}/runs/*/output/*`]: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:ListMultipartUploadParts', 's3:PutObject'],
+      [`${output}/${OUTPUT_PREFIX}*`]: ALL,
+    });
+    assert.deepEqual(list(st.finalize, work), runsList);
+    assert.deepEqual(list(st.finalize, output), outputList);
+    assert.deepEqual(list(st.finalize, input), []);
+    // Failure: reads runs/, writes only the failure records.
+    assert.deepEqual(s3Access(st.failure), { [`${work}/runs/*`]: READ, [`${work}/runs/*/failure.json`]: ['s3:PutObject'] });
+    assert.deepEqual(list(st.failure, work), runsList);
+    // Writes: Stage and Plan only under runs/; only Finalize reaches the output.
+    const writes = (sts: Statement[]) => Object.entries(s3Access(sts)).filter(([, a]) => a.some((x) => x !== 's3:GetObject')).map(([r]) => r);
+    for (const name of ['plan', 'stage', 'failure'] as const) {
+      for (const r of writes(st[name])) assert.ok(r.startsWith(`${work}/runs/`), `${name} writes only under runs/: ${r}`);
+      assert.ok(!JSON.stringify(st[name]).includes(output), `${name} has no access to the output bucket`);
+    }
+    // Each function's logs go to its own group.
+    for (const [name, sts] of Object.entries(st)) {
+      const logsSt = sts.filter((s) => arr(s.Action).some((a) => a.startsWith('logs:')));
+      assert.deepEqual(logsSt.map((s) => s.Resource), [`<${id(p.node.findChild(`${name[0]!.toUpperCase()}${name.slice(1)}Logs`))}.Arn>`]);
+    }
+    // The GPU tasks: runs/ read/write, input read (a GPU stage may be stage 0), no output.
+    assert.deepEqual(s3Access(taskSt), { [`${work}/runs/*`]: ALL, [`${input}/${INPUT_PREFIX}*`]: READ });
+    assert.deepEqual(list(taskSt, work), runsList);
 
     const smRole = id(p.stateMachine.role);
     const sm = policyStatements(smRole);
@@ -207,6 +273,101 @@ describe('FanoutPipeline in the example stack', () => {
     assert.equal(byAction('states:StartExecution')[0]!.Resource, `<${id(p.stateMachine)}>`);
     assert.deepEqual(byAction('s3:GetObject').flatMap((s) => arr(s.Resource as string)).sort(), [`${work}/fanout-sfn-map-results/*`, `${work}/runs/*`]);
     for (const s of sm) if (arr(s.Action).some((a) => a.startsWith('s3:'))) assert.ok(arr(s.Resource as string).every((r) => r.startsWith(work)), 'the state machine touches only the work bucket');
+  });
+
+  it('GPU instances: egress HTTPS only, as the security group says; the agent role logs only to the task log group', () => {
+    const p = stack.pipeline;
+    const sgs = Object.entries(tpl.Resources).filter(([, r]) => r.Type === 'AWS::EC2::SecurityGroup' && String(r.Properties['GroupDescription']).startsWith('fanout GPU'));
+    assert.equal(sgs.length, 1);
+    const sg = flat(sgs[0]![1].Properties) as { GroupDescription: string; SecurityGroupEgress: Json[]; SecurityGroupIngress?: unknown };
+    assert.match(sg.GroupDescription, /no inbound; outbound HTTPS \(TCP 443\) only/);
+    assert.equal(sg.SecurityGroupIngress, undefined, 'no inbound rule');
+    assert.deepEqual(sg.SecurityGroupEgress.map(({ Description: _d, ...r }) => r), [{ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 }]);
+    // No separate egress resources widen it.
+    const sgId = sgs[0]![0];
+    assert.equal(sgId, id(p.instanceSecurityGroup!));
+    assert.deepEqual(Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::EC2::SecurityGroupEgress' && flat(r.Properties['GroupId']) === `<${sgId}.GroupId>`), []);
+    // The launch template uses it.
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', { LaunchTemplateData: { SecurityGroupIds: [{ 'Fn::GetAtt': [sgId, 'GroupId'] }] } });
+
+    const agent = policyStatements(id(p.node.findChild('GpuInstanceRole')));
+    const logSt = agent.filter((s) => arr(s.Action).some((a) => a.startsWith('logs:')));
+    assert.equal(logSt.length, 1);
+    assert.deepEqual(arr(logSt[0]!.Action).sort(), ['logs:CreateLogStream', 'logs:PutLogEvents']);
+    assert.equal(logSt[0]!.Resource, `<${id(p.node.findChild('GpuTaskLogs'))}.Arn>`, 'instance role logs only to the task log group');
+    for (const s of agent) {
+      for (const a of arr(s.Action)) assert.ok(!a.includes('*'), `no wildcard action: ${a}`);
+      if (s.Resource === '*') {
+        // Only the calls that accept no resource, or carry the cluster condition.
+        for (const a of arr(s.Action)) assert.ok(['ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken'].includes(a) || (s.Condition && JSON.stringify(s.Condition).includes('ecs:cluster')), `${a} on '*'`);
+      }
+    }
+    assert.ok(agent.some((s) => arr(s.Action).includes('ecs:RegisterContainerInstance') && s.Resource === `<${id(p.cluster!)}.Arn>`), 'the agent still registers with this cluster');
+    assert.ok(agent.some((s) => arr(s.Action).includes('ecs:Poll')), 'the agent still polls');
+    // The role is the instances' role: one instance profile, this role.
+    const profiles = Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::IAM::InstanceProfile').map((r) => flat(r.Properties['Roles']));
+    assert.deepEqual(profiles, [[`<${id(p.node.findChild('GpuInstanceRole'))}>`]]);
+  });
+
+  it('Stage reserved concurrency: set when asked for, validated; readableInputs and FANOUT_OUTPUT_PREFIX follow the props', () => {
+    type Props = Partial<ConstructorParameters<typeof FanoutPipeline>[2]>;
+    /** A pipeline in a stack of its own; `props` may create buckets in that stack. */
+    const make = (props: Props | ((st: Stack) => Props)) => {
+      const st = new Stack(new App({ context: SKIP_BUNDLING }), 'Props');
+      const p = new FanoutPipeline(st, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'cpu' }], ...(typeof props === 'function' ? props(st) : props) });
+      return { p, t: Template.fromStack(st), st };
+    };
+    let extra!: s3.Bucket;
+    const { p, t, st } = make((s) => {
+      extra = new s3.Bucket(s, 'Extra');
+      return { lambda: { stageReservedConcurrency: 25 }, readableInputs: [{ bucket: extra, prefix: 'shared/data' }], output: { bucket: new s3.Bucket(s, 'Out'), prefix: 'r' } };
+    });
+    const fnProps = (f: unknown) => (t.toJSON() as { Resources: Record<string, { Properties: Json }> }).Resources[st.getLogicalId((f as { node: { defaultChild: CfnElement } }).node.defaultChild)]!.Properties;
+    assert.equal(fnProps(p.functions.stage)['ReservedConcurrentExecutions'], 25);
+    for (const f of [p.functions.plan, p.functions.finalize, p.functions.failure]) assert.equal(fnProps(f)['ReservedConcurrentExecutions'], undefined);
+    for (const f of Object.values(p.functions)) {
+      const env = flat((fnProps(f)['Environment'] as Json)['Variables']) as Json;
+      assert.match(String(env['FANOUT_OUTPUT_PREFIX']), /^s3:\/\/.+\/r\/$/, 'the output prefix, normalized with its slash');
+    }
+    // readableInputs: Plan and Stage read them (object GET under the prefix, listing limited to it); Finalize and Failure do not.
+    const tj = t.toJSON() as typeof tpl;
+    const statementsOf = (role: IConstruct) => {
+      const rid = st.getLogicalId((role as unknown as { node: { defaultChild: CfnElement } }).node.defaultChild);
+      return Object.values(tj.Resources).filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties['Roles'] as unknown[]).some((x) => JSON.stringify(x).includes(rid)))
+        .flatMap((r) => (r.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement);
+    };
+    const extraArn = JSON.stringify(st.resolve(extra.bucketArn)).slice(1, -1);
+    const reads = (role: IConstruct) => statementsOf(role).filter((s) => JSON.stringify(s.Resource).includes(extraArn));
+    for (const role of [p.roles.plan, p.roles.stage]) {
+      const sts = reads(role);
+      assert.deepEqual(sts.map((s) => arr(s.Action)).sort(), [['s3:GetObject'], ['s3:ListBucket']]);
+      assert.ok(JSON.stringify(sts).includes('/shared/data/*'), JSON.stringify(sts));
+      assert.deepEqual(sts.find((s) => arr(s.Action).includes('s3:ListBucket'))!.Condition, { StringLike: { 's3:prefix': ['shared/data/*'] } });
+    }
+    for (const role of [p.roles.finalize, p.roles.failure]) assert.deepEqual(reads(role), []);
+
+    // No output configured: no FANOUT_OUTPUT_PREFIX.
+    const none = make({});
+    for (const f of Object.values(none.p.functions)) {
+      const env = (none.t.toJSON() as typeof tpl).Resources[none.st.getLogicalId(f.node.defaultChild as CfnElement)]!.Properties['Environment'] as { Variables: Json };
+      assert.equal(env.Variables['FANOUT_OUTPUT_PREFIX'], undefined);
+    }
+
+    const bad = (v: number) => assert.throws(() => make({ lambda: { stageReservedConcurrency: v } }), /lambda\.stageReservedConcurrency must be a positive integer, got /);
+    bad(0);
+    bad(-3);
+    bad(2.5);
+    bad(Number.NaN);
+  });
+
+  it('the example app takes the Stage reserved concurrency from context (-c fanout:stageReservedConcurrency=N)', async () => {
+    const stageOf = async (context: Record<string, unknown>) => {
+      const made = await createApp({ outdir: tempDir('fanout-cdk-'), nag: false, context: { ...SKIP_BUNDLING, ...context } });
+      const t = made.app.synth().getStackByName(made.stack.stackName).template as typeof tpl;
+      return t.Resources[made.stack.getLogicalId(made.stack.pipeline.functions.stage.node.defaultChild as CfnElement)]!.Properties;
+    };
+    assert.equal((await stageOf({ 'fanout:stageReservedConcurrency': '40' }))['ReservedConcurrentExecutions'], 40);
+    await assert.rejects(stageOf({ 'fanout:stageReservedConcurrency': 'many' }), /lambda\.stageReservedConcurrency must be a positive integer, got NaN/);
   });
 
   it('sizes the Stage Lambda and GPU task from UDF resource requests; validates its inputs', () => {
