@@ -503,7 +503,8 @@ export class FanoutPipeline extends Construct {
           FANOUT_PIPELINE: `${LAMBDA_TASK_ROOT}/index.mjs`,
           FANOUT_PROGRESS: '0',
           // The one place runs of this deployment may commit to; the handlers refuse other outputs.
-          ...(props.output ? { FANOUT_OUTPUT_PREFIX: `s3://${props.output.bucket.bucketName}/${outputPrefix}` } : {}),
+          // The handlers refuse outputs outside this prefix; empty (no output prop) refuses every output.
+          FANOUT_OUTPUT_PREFIX: props.output ? `s3://${props.output.bucket.bucketName}/${outputPrefix}` : '',
         },
         bundling: {
           format: nodejs.OutputFormat.ESM,
@@ -775,7 +776,8 @@ export class FanoutPipeline extends Construct {
           // The Plan handler's RunEvent. The event id is the run id: a redelivered event reuses the
           // plan already written for it instead of starting a second, different run.
           input: events.RuleTargetInput.fromObject({
-            input: { uri: `s3://${events.EventField.fromPath('$.detail.bucket.name')}/${events.EventField.fromPath('$.detail.object.key')}` },
+            // literal: the uploaded key is read as one object, never expanded as a glob (issue 8).
+            input: { uri: `s3://${events.EventField.fromPath('$.detail.bucket.name')}/${events.EventField.fromPath('$.detail.object.key')}`, literal: true },
             output: outputUri,
             runId: events.EventField.eventId,
           }),

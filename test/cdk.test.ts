@@ -116,7 +116,7 @@ describe('FanoutPipeline in the example stack', () => {
     assert.ok(target.DeadLetterConfig, 'failed deliveries go to a dead-letter queue');
     assert.deepEqual(target.InputTransformer.InputPathsMap, { 'detail-bucket-name': '$.detail.bucket.name', 'detail-object-key': '$.detail.object.key', id: '$.id' });
     assert.equal(target.InputTransformer.InputTemplate,
-      `{"input":{"uri":"s3://<detail-bucket-name>/<detail-object-key>"},"output":"s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}<id>/","runId":<id>}`);
+      `{"input":{"uri":"s3://<detail-bucket-name>/<detail-object-key>","literal":true},"output":"s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}<id>/","runId":<id>}`);
   });
 
   it('Lambda: four nodejs22.x functions, ESM bundles of handler + pipeline, sized from the UDFs', () => {
@@ -346,11 +346,11 @@ describe('FanoutPipeline in the example stack', () => {
     }
     for (const role of [p.roles.finalize, p.roles.failure]) assert.deepEqual(reads(role), []);
 
-    // No output configured: no FANOUT_OUTPUT_PREFIX.
+    // No output configured: an empty FANOUT_OUTPUT_PREFIX, so the handlers refuse any output an input names.
     const none = make({});
     for (const f of Object.values(none.p.functions)) {
       const env = (none.t.toJSON() as typeof tpl).Resources[none.st.getLogicalId(f.node.defaultChild as CfnElement)]!.Properties['Environment'] as { Variables: Json };
-      assert.equal(env.Variables['FANOUT_OUTPUT_PREFIX'], undefined);
+      assert.equal(env.Variables['FANOUT_OUTPUT_PREFIX'], '');
     }
 
     const bad = (v: number) => assert.throws(() => make({ lambda: { stageReservedConcurrency: v } }), /lambda\.stageReservedConcurrency must be a positive integer, got /);
