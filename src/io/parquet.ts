@@ -14,6 +14,7 @@ import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, Field, Schema, toArrowType, type DataTypeJSON, type FieldJSON, type TimeUnit } from '../datatypes.ts';
 import type { Scalar } from '../expressions.ts';
 import { batchSegments, statFile } from './paths.ts';
+import { unaliasBatch } from '../ipc-alias.ts';
 import {
   S3Blob, S3ObjectChangedError, createS3WriteStream, deleteS3Objects, forgetS3Object, isS3Uri, noteS3Objects, putS3Object, s3Hint, s3Settings, s3Sync,
   S3_METADATA_TTL_MS, type S3WriteStream, type TailRequest,
@@ -1365,7 +1366,7 @@ function toAsyncIterator<T>(src: AsyncIterable<T> | Iterable<T>): AsyncIterator<
 }
 
 function toWasmBatch(inst: WasmInstance, batch: arrow.RecordBatch): PW.RecordBatch {
-  const ipc = arrow.tableToIPC(new arrow.Table([batch]), 'stream');
+  const ipc = arrow.tableToIPC(new arrow.Table([unaliasBatch(batch)]), 'stream');
   return wasmSync(inst, () => {
     const t = inst.pw.Table.fromIPCStream(ipc);
     try {
