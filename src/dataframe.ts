@@ -8,7 +8,7 @@ import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
-import { inspectCsv, type CsvOptions } from './io/csv.ts';
+import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv.ts';
 import { inspectParquet } from './io/parquet.ts';
 import { expandPaths } from './io/paths.ts';
 import { DatasetWriter, type WrittenFile } from './io/writer.ts';
@@ -489,13 +489,19 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
   return opts.columns ? (df.select(...(opts.columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
 }
 
-export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize'> & { columns?: string[] };
+export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize' | 'schema'> & {
+  columns?: string[];
+  /** A Schema or `{ name: DataType }`; with a header, fields are matched to header names (see CsvOptions.schema). */
+  schema?: CsvSchema;
+};
 
 /** Lazily reads CSV files (header row, types inferred from the first rows unless `schema` is given). */
 export function readCsv<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadCsvOptions = {}): DataFrame<R> {
   const files = expandPaths(source, 'csv');
-  const { columns, ...csvOpts } = opts;
-  const schema = opts.schema ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
+  const { columns, schema: rawSchema, ...rest } = opts;
+  const given = csvSchemaOption(rawSchema, `readCsv(${JSON.stringify(source)})`);
+  const csvOpts: CsvOptions = given ? { ...rest, schema: given } : rest;
+  const schema = given ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
   const csv: { delimiter?: string; header?: boolean; nullValues?: string[] } = {};
   if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;
   if (opts.header !== undefined) csv.header = opts.header;
