@@ -9,7 +9,7 @@ import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv.ts';
-import { inspectParquet } from './io/parquet.ts';
+import { checkParquetWriteNesting, inspectParquet } from './io/parquet.ts';
 import { expandPaths } from './io/paths.ts';
 import { DatasetWriter, type WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
@@ -334,6 +334,8 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   private async write(dir: string, format: 'parquet' | 'csv', opts: WriteOptions): Promise<DataFrame<WrittenFileRow>> {
     if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
+    // Before any work (or any AWS run): a column too deep for the Parquet writer would fail only at the end.
+    if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
     const runner = getRunner();
     if (runner.name === 'aws' && !isInMemory(this.plan) && !this.materialized) {
       const summary = await runOnAws(this as DataFrame<object>, runner.aws!, { uri: dir, format, mode: opts.mode ?? 'error' });
