@@ -5,10 +5,13 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { col, readCsv, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { finalizeRun, planRun, preparePlan, runGpuSlot, runStagePartition } from '../src/aws/run.ts';
+import { LocalStore } from '../src/aws/store.ts';
 import { aliasedColumns, unaliasBatch } from '../src/ipc-alias.ts';
 import { batchFromIPC, batchToIPC } from '../src/runners/protocol.ts';
 import { poolTestHooks } from '../src/runners/pool.ts';
 import { sameValues } from './fixtures/alias-udfs.ts';
+import { double, gpuScore } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 after(async () => {
@@ -80,6 +83,28 @@ describe('columns sharing one buffer', () => {
       });
     }
   }
+});
+
+describe('serverless shards', () => {
+  it('a stage shard (Arrow IPC between stages) with aliased columns reads back equal', async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    setRunner('native', { workers: false });
+    // The GPU UDF starts a second stage, so stage 0's output (x and x2 sharing one buffer) is an IPC shard.
+    const pipeline = () => readParquet(dir).withColumn('x', double(col('x'))).select(col('id'), col('x'), col('x').alias('x2')).withColumn('g', gpuScore(col('x2')));
+    const work = new LocalStore(tempDir());
+    const out = join(tempDir(), 'out');
+    const plan = planRun(pipeline(), { pipeline: new URL('./fixtures/udfs.ts', import.meta.url).href, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
+    await preparePlan(work, plan, 'work-bucket');
+    for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
+    await runGpuSlot(work, plan.runId, 1, 0, 1);
+    assert.equal((await finalizeRun(work, plan.runId)).status, 'SUCCEEDED');
+    const got = await readParquet(out).toRows();
+    assert.equal(got.length, 40_000);
+    for (const r of got) assert.equal(r['x2'], r['x']);
+    assert.deepEqual(got, await pipeline().toRows());
+  });
 });
 
 describe('errors while handling worker messages', () => {
