@@ -8,8 +8,8 @@ import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
-import { inspectCsv, type CsvOptions } from './io/csv.ts';
-import { inspectParquet } from './io/parquet.ts';
+import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv.ts';
+import { checkParquetWriteNesting, inspectParquet } from './io/parquet.ts';
 import { expandPaths } from './io/paths.ts';
 import { DatasetWriter, type WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
@@ -334,6 +334,8 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   private async write(dir: string, format: 'parquet' | 'csv', opts: WriteOptions): Promise<DataFrame<WrittenFileRow>> {
     if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
+    // Before any work (or any AWS run): a column too deep for the Parquet writer would fail only at the end.
+    if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
     const runner = getRunner();
     if (runner.name === 'aws' && !isInMemory(this.plan) && !this.materialized) {
       const summary = await runOnAws(this as DataFrame<object>, runner.aws!, { uri: dir, format, mode: opts.mode ?? 'error' });
@@ -494,8 +496,10 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
   return opts.columns ? (df.select(...(opts.columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
 }
 
-export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize'> & {
+export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize' | 'schema'> & {
   columns?: string[];
+  /** A Schema or `{ name: DataType }`; with a header, fields are matched to header names (see CsvOptions.schema). */
+  schema?: CsvSchema;
   /** Take the path literally (no glob expansion; an s3:// key is exactly one object), as in readParquet. */
   literal?: boolean;
 };
@@ -503,8 +507,10 @@ export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize'> & {
 /** Lazily reads CSV files (header row, types inferred from the first rows unless `schema` is given). */
 export function readCsv<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadCsvOptions = {}): DataFrame<R> {
   const files = expandPaths(source, 'csv', { literal: opts.literal === true });
-  const { columns, literal: _literal, ...csvOpts } = opts;
-  const schema = opts.schema ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
+  const { columns, schema: rawSchema, literal: _literal, ...rest } = opts;
+  const given = csvSchemaOption(rawSchema, `readCsv(${JSON.stringify(source)})`);
+  const csvOpts: CsvOptions = given ? { ...rest, schema: given } : rest;
+  const schema = given ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
   const csv: { delimiter?: string; header?: boolean; nullValues?: string[] } = {};
   if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;
   if (opts.header !== undefined) csv.header = opts.header;

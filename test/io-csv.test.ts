@@ -9,6 +9,7 @@ import * as arrow from 'apache-arrow';
 import { parse as parseSync } from 'csv-parse/sync';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON } from '../src/datatypes.ts';
 import { inspectCsv, readCsvBatches, writeCsvFile, type CsvOptions } from '../src/io/csv.ts';
+import { col, readCsv } from 'fanout';
 
 let dir: string;
 before(() => { dir = fs.mkdtempSync(join(tmpdir(), 'fanout-io-csv-')); });
@@ -128,6 +129,43 @@ describe('CSV parsing', () => {
     const p = file('a,b,c\n1,x,2.5\n');
     const schema = new Schema([new Field('c', DataType.float64()), new Field('a', DataType.int32())]);
     assert.deepEqual((await readRows(p, { schema })).rows, [{ c: 2.5, a: 1 }]);
+  });
+
+  it('with a header, a schema in another order maps columns by name, not position (issue 8)', async () => {
+    const p = file('amount,id\n2.5,1\n7.25,2\n');
+    const schema = new Schema([new Field('id', DataType.int64()), new Field('amount', DataType.float64())]);
+    assert.deepEqual((await readRows(p, { schema })).rows, [{ id: 1n, amount: 2.5 }, { id: 2n, amount: 7.25 }]);
+    // Through the DataFrame API, with a plain-object schema, a projection and a filter.
+    assert.deepEqual(await readCsv(p, { schema: { id: DataType.int64(), amount: DataType.float64() } }).toRows(), [{ id: 1n, amount: 2.5 }, { id: 2n, amount: 7.25 }]);
+    assert.deepEqual(await readCsv(p, { schema: { id: DataType.int64(), amount: DataType.float64() } }).where(col('id').eq(2n)).select('amount').toRows(), [{ amount: 7.25 }]);
+    // Header columns the schema does not name are not read.
+    const wide = file('note,amount,id\nhello,2.5,1\n');
+    assert.deepEqual(await readCsv(wide, { schema: { id: DataType.int64(), amount: DataType.float64() } }).toRows(), [{ id: 1n, amount: 2.5 }]);
+  });
+
+  it('a schema field missing from the header is an error naming the column and the file', async () => {
+    const p = file('amount,ident\n2.5,1\n');
+    await assert.rejects(readRows(p, { schema: new Schema([new Field('id', DataType.int64()), new Field('amount', DataType.float64())]) }),
+      (e: Error) => e instanceof ColumnNotFoundError && e.message.includes("column 'id'") && e.message.includes(p) && e.message.includes("'ident'"));
+    await assert.rejects(readCsv(p, { schema: { id: DataType.int64(), amount: DataType.float64(), qty: DataType.int32() } }).toRows(),
+      (e: Error) => e.message.includes("column 'id'") && e.message.includes("also missing: 'qty'") && e.message.includes(p));
+    // Without a header, columns map by position.
+    const bare = file('2.5,1\n');
+    assert.deepEqual(await readCsv(bare, { header: false, schema: { amount: DataType.float64(), id: DataType.int64() } }).toRows(), [{ amount: 2.5, id: 1n }]);
+  });
+
+  it('the schema option is a Schema or { name: DataType }; anything else says what is expected', async () => {
+    const p = file('id,amount\n1,2.5\n');
+    const expected = /option 'schema' must be a Schema or an object mapping column names to DataTypes/;
+    assert.throws(() => readCsv(p, { schema: ['id', 'amount'] as unknown as Schema }), expected);
+    assert.throws(() => readCsv(p, { schema: 'id int64' as unknown as Schema }), expected);
+    assert.throws(() => readCsv(p, { schema: { id: 'int64' } as unknown as Schema }), (e: Error) => expected.test(e.message) && e.message.includes("column 'id' is string \"int64\", not a DataType"));
+    assert.throws(() => readCsv(p, { schema: new Map() as unknown as Schema }), /got an instance of Map/);
+    // The lower-level reader takes the same forms.
+    assert.deepEqual(inspectCsv(p, { schema: { amount: DataType.float32(), id: DataType.int32() } as unknown as Schema }).schema.names, ['amount', 'id']);
+    const batches: arrow.RecordBatch[] = [];
+    for await (const b of readCsvBatches(p, { schema: { amount: DataType.float32(), id: DataType.int32() } as unknown as Schema })) batches.push(b);
+    assert.deepEqual([batches[0]!.getChild('amount')!.get(0), batches[0]!.getChild('id')!.get(0)], [2.5, 1]);
   });
 
   it('syntax errors name the file and line', async () => {

@@ -418,3 +418,62 @@ describe('DuckDB cross-check', () => {
     }
   });
 });
+
+describe('nesting depth (issue 8)', () => {
+  function nested(kind: 'list' | 'struct', levels: number): arrow.Table {
+    let t: arrow.DataType = new arrow.Float64();
+    let v: unknown = 1.5;
+    for (let i = 0; i < levels; i++) {
+      t = kind === 'list' ? new arrow.List(new arrow.Field('item', t, true)) : new arrow.Struct([new arrow.Field('s', t, true)]);
+      v = kind === 'list' ? [v] : { s: v };
+    }
+    return new arrow.Table({ id: arrow.makeVector(Int32Array.of(1, 2)), deep: arrow.vectorFromArray([v, null], t) });
+  }
+  function leafOf(v: unknown, kind: 'list' | 'struct'): { levels: number; leaf: unknown } {
+    let levels = 0;
+    let x = v as { get(i: number): unknown; s?: unknown } | null;
+    while (x !== null && typeof x === 'object') { levels++; x = (kind === 'struct' ? x.s : Array.isArray(x) ? x[0] : x.get(0)) as typeof x; }
+    return { levels, leaf: x };
+  }
+  const tooDeep = (levels: number) => (e: Error) => e instanceof RangeError && e.message.includes("column 'deep'") &&
+    e.message.includes(`nests ${levels} levels deep`) && e.message.includes('at most 61 fields') && e.message.includes('60 nested lists or structs');
+
+  for (const kind of ['list', 'struct'] as const) {
+    it(`${kind}: 60 levels write and read back; 61 and 64 fail before writing, naming the column, its depth and the limit`, async () => {
+      const ok = join(dir, `deep-${kind}-60.parquet`);
+      assert.deepEqual(await writeParquetFile(ok, nested(kind, 60).batches), { rows: 2, bytes: fs.statSync(ok).size });
+      const back: arrow.RecordBatch[] = [];
+      for await (const b of readParquetBatches(ok)) back.push(b);
+      assert.deepEqual(leafOf(back[0]!.getChild('deep')!.get(0), kind), { levels: 60, leaf: 1.5 });
+      for (const levels of [61, 64]) {
+        const bad = join(dir, `deep-${kind}-${levels}.parquet`);
+        await assert.rejects(writeParquetFile(bad, nested(kind, levels).batches), tooDeep(levels));
+        assert.ok(!fs.existsSync(bad));
+      }
+    });
+  }
+
+  it('DataFrame.writeParquet fails before running anything; reading a 64-deep file (written by DuckDB) has no limit', async () => {
+    const { fromArrow, readParquet } = await import('fanout');
+    const out = join(dir, 'deep-df');
+    await assert.rejects(fromArrow(nested('list', 64)).writeParquet(out), tooDeep(64));
+    assert.ok(!fs.existsSync(out), 'nothing was created');
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const db = await DuckDBInstance.create(':memory:');
+    const con = await db.connect();
+    const p = join(dir, 'duckdb-deep-64.parquet');
+    try {
+      let e = '1.5::DOUBLE';
+      for (let i = 0; i < 64; i++) e = `[${e}]`;
+      await con.run(`COPY (SELECT 1 AS id, ${e} AS deep) TO '${p}' (FORMAT parquet)`);
+    } finally {
+      con.closeSync();
+      db.closeSync();
+    }
+    const rows = await readParquet(p).toRows();
+    assert.equal(rows.length, 1);
+    assert.deepEqual(leafOf(rows[0]!['deep'], 'list'), { levels: 64, leaf: 1.5 });
+    // Writing it back is the case that used to fail with "Dyn casting error".
+    await assert.rejects(readParquet(p).writeParquet(join(dir, 'deep-back')), tooDeep(64));
+  });
+});

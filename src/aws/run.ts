@@ -12,6 +12,7 @@ import type { DataFrame } from '../dataframe.ts';
 import { applyOps, runPartition } from '../executor.ts';
 import { writeParquetFile } from '../io/parquet.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
+import { unaliasBatch } from '../ipc-alias.ts';
 import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
 import { mergeMetrics, runtime, type RunMetrics } from '../udf-exec.ts';
@@ -209,7 +210,7 @@ async function* ipcStream(batches: AsyncIterable<arrow.RecordBatch>, schema: arr
   const reader = out.getReader();
   const pump = (async () => {
     writer.reset(undefined, schema);
-    for await (const b of batches) writer.write(new arrow.RecordBatch(schema, b.data));
+    for await (const b of batches) writer.write(unaliasBatch(new arrow.RecordBatch(schema, b.data)));
     writer.finish();
   })();
   let failure: unknown = null;

@@ -6,7 +6,7 @@ import { civilFromDays, daysFromCivil } from '../kernels/temporal.ts';
 import * as fs from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import * as arrow from 'apache-arrow';
-import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON, type TimeUnit } from '../datatypes.ts';
+import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON, type SchemaJSON, type TimeUnit } from '../datatypes.ts';
 import { batchSegments, statFile } from './paths.ts';
 import { createS3WriteStream, isS3Uri, noteS3Objects, openS3ReadStream, s3Hint, s3Sync, type S3WriteStream } from './s3.ts';
 
@@ -16,11 +16,51 @@ export interface CsvOptions {
   header?: boolean;
   /** Unquoted field values read as null (default ['']). Empty fields are null for non-string columns. */
   nullValues?: string[];
-  /** The file's columns (positionally, or by header name when it lists fewer columns than the file). */
+  /**
+   * Names and types of the columns to read: a Schema, or `{ name: DataType }`. With a header, fields
+   * are matched to header names (order free; header columns not in the schema are not read). A schema
+   * whose names are none of the header's, with one field per column, renames the columns by position,
+   * as it does without a header.
+   */
   schema?: Schema;
   inferRows?: number;
   batchSize?: number;
   columns?: readonly string[];
+}
+
+/** A CSV schema option: a Schema, or an object mapping column names to DataTypes (in file order). */
+export type CsvSchema = Schema | Readonly<Record<string, DataType>>;
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return `an instance of ${(v as object).constructor?.name ?? 'an unknown class'}`;
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/**
+ * The `schema` option as a Schema: a Schema (also one from another copy of this package), or a plain
+ * object `{ id: DataType.int64(), ... }` whose fields are nullable. Anything else is a TypeError that
+ * says what is expected.
+ */
+export function csvSchemaOption(schema: unknown, where: string): Schema | undefined {
+  if (schema === undefined) return undefined;
+  if (schema instanceof Schema) return schema;
+  const expected = `${where}: option 'schema' must be a Schema or an object mapping column names to DataTypes (e.g. { id: DataType.int64(), amount: DataType.float64() })`;
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new TypeError(`${expected}, got ${describeValue(schema)}`);
+  const o = schema as { fields?: unknown; toJSON?: unknown };
+  if (Array.isArray(o.fields) && typeof o.toJSON === 'function') return Schema.fromJSON((o.toJSON as () => SchemaJSON)());
+  const proto: unknown = Object.getPrototypeOf(schema);
+  if (proto !== Object.prototype && proto !== null) throw new TypeError(`${expected}, got ${describeValue(schema)}`);
+  const entries = Object.entries(schema as Record<string, unknown>);
+  if (entries.length === 0) throw new TypeError(`${expected}, got an empty object`);
+  return new Schema(entries.map(([name, t]) => {
+    if (t instanceof DataType) return new Field(name, t, true);
+    // A DataType from another copy of this package carries the same JSON.
+    const json = (t as { json?: { kind?: unknown } } | null)?.json;
+    if (t && typeof t === 'object' && json && typeof json.kind === 'string') return new Field(name, new DataType(json as DataTypeJSON), true);
+    throw new TypeError(`${expected}; column '${name}' is ${describeValue(t)}, not a DataType`);
+  }));
 }
 
 export interface WriteCsvOptions { delimiter?: string; header?: boolean; schema?: Schema }
@@ -940,18 +980,23 @@ function inferTypes(file: string, o: Resolved, names: string[], buf: Buffer, sta
 interface Layout { fileNames: string[]; schema: Schema; /** file column index of each schema field */ columnOf: number[] }
 
 function resolveLayout(file: string, fileNames: string[], schema: Schema, hasHeader: boolean): Layout {
-  if (schema.fields.length === fileNames.length) {
+  const positional = (): Layout => {
+    if (schema.fields.length !== fileNames.length) {
+      throw new Error(`${file} has ${fileNames.length} columns but the schema given has ${schema.fields.length}`);
+    }
     return { fileNames, schema, columnOf: schema.fields.map((_, i) => i) };
+  };
+  if (!hasHeader) return positional();
+  // With a header, fields match header names, so a file whose columns come in another order reads
+  // right. A schema sharing no name with the header renames the columns by position.
+  const columnOf = schema.fields.map((f) => fileNames.indexOf(f.name));
+  if (columnOf.every((i) => i < 0) && schema.fields.length === fileNames.length) return positional();
+  const missing = schema.fields.filter((_, k) => columnOf[k]! < 0).map((f) => f.name);
+  if (missing.length > 0) {
+    const also = missing.length > 1 ? `; also missing: ${missing.slice(1).map((n) => `'${n}'`).join(', ')}` : '';
+    throw new ColumnNotFoundError(missing[0]!, fileNames, `the header of ${file} (schema fields are matched to header names${also})`);
   }
-  if (hasHeader) {
-    const columnOf = schema.fields.map((f) => {
-      const i = fileNames.indexOf(f.name);
-      if (i < 0) throw new ColumnNotFoundError(f.name, fileNames, `the header of ${file}`);
-      return i;
-    });
-    return { fileNames, schema, columnOf };
-  }
-  throw new Error(`${file} has ${fileNames.length} columns but the schema given has ${schema.fields.length}`);
+  return { fileNames, schema, columnOf };
 }
 
 interface CachedCsv { size: number; mtimeMs: number; etag?: string; key: string; schema: Schema }
@@ -961,7 +1006,9 @@ function optionsKey(o: Resolved, opts: CsvOptions): string {
   return JSON.stringify([o.delim, o.header, opts.nullValues ?? null, o.inferRows, opts.schema?.toJSON() ?? null]);
 }
 
-function fileLayout(file: string, opts: CsvOptions): { sizeBytes: number; layout: Layout } {
+function fileLayout(file: string, rawOpts: CsvOptions): { sizeBytes: number; layout: Layout } {
+  const given = csvSchemaOption(rawOpts.schema, file);
+  const opts: CsvOptions = given ? { ...rawOpts, schema: given } : rawOpts;
   const st = csvStat(file);
   const o = resolveOptions(opts, file);
   const key = optionsKey(o, opts);
@@ -994,8 +1041,8 @@ function fileLayout(file: string, opts: CsvOptions): { sizeBytes: number; layout
   const h = parseHeader(file, buf, end, eof, o, tok);
   if (!h || h.names.length === 0) throw new Error(`empty CSV file (no header or data): ${file}`);
   let schema: Schema;
-  if (opts.schema) {
-    schema = opts.schema;
+  if (given) {
+    schema = given;
   } else {
     const types = o.inferRows > 0
       ? inferTypes(file, o, h.names, buf, h.dataStart, end, eof, h.dataLine, tok)

@@ -14,6 +14,7 @@ import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, Field, Schema, toArrowType, type DataTypeJSON, type FieldJSON, type TimeUnit } from '../datatypes.ts';
 import type { Scalar } from '../expressions.ts';
 import { batchSegments, statFile } from './paths.ts';
+import { unaliasBatch } from '../ipc-alias.ts';
 import {
   S3Blob, S3ObjectChangedError, createS3WriteStream, deleteS3Objects, forgetS3Object, isS3Uri, noteS3Objects, putS3Object, s3Hint, s3Settings, s3Sync,
   S3_METADATA_TTL_MS, type S3WriteStream, type TailRequest,
@@ -1365,7 +1366,7 @@ function toAsyncIterator<T>(src: AsyncIterable<T> | Iterable<T>): AsyncIterator<
 }
 
 function toWasmBatch(inst: WasmInstance, batch: arrow.RecordBatch): PW.RecordBatch {
-  const ipc = arrow.tableToIPC(new arrow.Table([batch]), 'stream');
+  const ipc = arrow.tableToIPC(new arrow.Table([unaliasBatch(batch)]), 'stream');
   return wasmSync(inst, () => {
     const t = inst.pw.Table.fromIPCStream(ipc);
     try {
@@ -1431,6 +1432,36 @@ async function openSink(path: string): Promise<ParquetSink> {
 }
 
 /**
+ * The deepest column the Parquet writer accepts, in Arrow fields from the column down to its leaf
+ * (list<float64> is 2). Batches reach parquet-wasm as Arrow IPC, whose Rust reader verifies the schema
+ * flatbuffer with a nesting limit of 64 tables (Message, Schema, one Field per level, the leaf's type);
+ * past it parquet-wasm fails with an opaque "Dyn casting error". Measured: 60 nested lists or structs
+ * write (61 fields), 61 do not. Reading has no such limit (the IPC goes the other way, to apache-arrow).
+ */
+export const MAX_PARQUET_WRITE_FIELD_DEPTH = 61;
+
+function fieldDepth(f: arrow.Field): { depth: number; path: string[] } {
+  let best: { depth: number; path: string[] } = { depth: 0, path: [] };
+  for (const c of f.type.children ?? []) {
+    const d = fieldDepth(c);
+    if (d.depth > best.depth) best = d;
+  }
+  return { depth: best.depth + 1, path: [f.name, ...best.path] };
+}
+
+/** Fails before any work when a column nests deeper than the Parquet writer can take, naming it, its depth and the limit. */
+export function checkParquetWriteNesting(schema: Schema, path: string): void {
+  for (const f of schema.toArrow().fields) {
+    const { depth, path: fields } = fieldDepth(f);
+    if (depth <= MAX_PARQUET_WRITE_FIELD_DEPTH) continue;
+    const shown = fields.length > 6 ? [...fields.slice(0, 3), '…', ...fields.slice(-2)] : fields;
+    throw new RangeError(`cannot write Parquet ${path}: column '${f.name}' nests ${depth - 1} levels deep (${depth} Arrow fields: ${shown.join('.')}); ` +
+      `the Parquet writer (parquet-wasm) takes at most ${MAX_PARQUET_WRITE_FIELD_DEPTH} fields from a column to its leaf, i.e. ${MAX_PARQUET_WRITE_FIELD_DEPTH - 1} nested lists or structs`);
+  }
+}
+
+
+/**
  * Write batches to one Parquet file with parquet-wasm's streaming writer: at most one row group
  * is buffered (inside wasm), bytes go to disk as each row group closes. Returns rows and bytes written.
  */
@@ -1460,6 +1491,12 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     throw e;
   }
   if (!schema) throw new Error(`cannot write ${path}: no batches and no schema given`);
+  try {
+    checkParquetWriteNesting(schema, path);
+  } catch (e) {
+    await it.return?.();
+    throw e;
+  }
   const arrowSchema = schema.toArrow();
   const makeProps = (): PW.WriterProperties => new inst.pw.WriterPropertiesBuilder()
     .setCompression(inst.pw.Compression[COMPRESSION[compression]])

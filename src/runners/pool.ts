@@ -89,6 +89,9 @@ interface Slot {
 
 let nextTaskId = 1;
 
+/** For tests only: called first with each message from a worker; what it throws takes the message-handling error path. */
+export const poolTestHooks: { onMessage?: ((msg: FromWorker) => void) | undefined } = {};
+
 export class WorkerPool {
   private slots: Slot[] = [];
   private waiting: { resolve: (slot: Slot) => void; reject: (e: Error) => void }[] = [];
@@ -118,17 +121,23 @@ export class WorkerPool {
     };
     slot.ready.catch(() => undefined);
     worker.on('message', (msg: FromWorker) => {
-      switch (msg.type) {
-        case 'ready': resolveReady(); return;
-        case 'fatal': rejectReady(deserializeError(msg.error, 'worker start-up')); return;
-      }
       const cur = slot.current;
-      if (!cur || cur.taskId !== msg.taskId) return; // a cancelled task's late message
-      switch (msg.type) {
-        case 'batch': cur.handlers.onBatch(batchFromIPC(msg.ipc)); break;
-        case 'done': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onDone(); break;
-        case 'sink': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onSink?.(msg.result); cur.handlers.onDone(); break;
-        case 'error': this.release(slot); cur.handlers.onError(deserializeError(msg.error, cur.context)); break;
+      try {
+        poolTestHooks.onMessage?.(msg);
+        switch (msg.type) {
+          case 'ready': resolveReady(); return;
+          case 'fatal': rejectReady(deserializeError(msg.error, 'worker start-up')); return;
+        }
+        if (!cur || cur.taskId !== msg.taskId) return; // a cancelled task's late message
+        switch (msg.type) {
+          case 'batch': cur.handlers.onBatch(batchFromIPC(msg.ipc)); break;
+          case 'done': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onDone(); break;
+          case 'sink': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onSink?.(msg.result); cur.handlers.onDone(); break;
+          case 'error': this.release(slot); cur.handlers.onError(deserializeError(msg.error, cur.context)); break;
+        }
+      } catch (err) {
+        // An exception here would be uncaught and end the whole process: it fails the task instead.
+        this.failFromMessage(slot, cur, msg, err, rejectReady);
       }
     });
     const fail = (err: Error): void => {
@@ -142,6 +151,33 @@ export class WorkerPool {
     worker.onFailure((err) => { if (!slot.closing) fail(err); });
     this.slots.push(slot);
     return slot;
+  }
+
+  /**
+   * Handling a worker's message threw (e.g. a batch that does not decode): the action fails with that
+   * error. A task still running on the worker is cancelled; its late messages only free the slot.
+   */
+  private failFromMessage(slot: Slot, cur: Slot['current'], msg: FromWorker, err: unknown, rejectReady: (e: Error) => void): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (msg.type === 'ready' || msg.type === 'fatal' || !cur || cur.taskId !== msg.taskId) {
+      rejectReady(e);
+      return;
+    }
+    e.message = `${e.message} (handling a '${msg.type}' message from the worker running ${cur.context})`;
+    const handlers = cur.handlers;
+    if (slot.current === cur) {
+      if (msg.type === 'batch') {
+        cur.handlers = { onBatch: () => undefined, onDone: () => undefined, onError: () => undefined };
+        try { slot.worker.post({ type: 'cancel', taskId: cur.taskId }); } catch { /* the worker is gone: its exit frees the slot */ }
+      } else {
+        this.release(slot); // the task's last message: nothing else will free the slot
+      }
+    }
+    try {
+      handlers.onError(e);
+    } catch (again) {
+      console.error(`fanout: a task's error handler threw while reporting: ${e.message}`, again);
+    }
   }
 
   private release(slot: Slot): void {

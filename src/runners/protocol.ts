@@ -3,6 +3,7 @@ import * as arrow from 'apache-arrow';
 import type { PartitionTask } from '../physical.ts';
 import type { SinkResult } from '../executor.ts';
 import type { RunMetrics } from '../udf-exec.ts';
+import { unaliasBatch } from '../ipc-alias.ts';
 
 export type ToWorker =
   | { type: 'run'; taskId: number; task: PartitionTask; credits: number }
@@ -25,7 +26,7 @@ export type FromWorker =
 
 /** One batch as an Arrow IPC stream in a buffer of its own, so it can be transferred. */
 export function batchToIPC(batch: arrow.RecordBatch): Uint8Array {
-  const bytes = arrow.tableToIPC(new arrow.Table([batch]), 'stream');
+  const bytes = arrow.tableToIPC(new arrow.Table([unaliasBatch(batch)]), 'stream');
   if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
   return bytes.slice();
 }

@@ -73,6 +73,17 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
 }
 
 port.on('message', (msg: ToWorker) => {
+  // A throw here would end the worker (and every task on it): it fails this message's task instead.
+  try {
+    handleMessage(msg);
+  } catch (err) {
+    const s = running.get(msg.taskId);
+    if (s) { s.cancelled = true; s.wake?.(); s.wake = null; }
+    post({ type: 'error', taskId: msg.taskId, error: serializeError(err) });
+  }
+});
+
+function handleMessage(msg: ToWorker): void {
   switch (msg.type) {
     case 'run':
       void run(msg.taskId, msg);
@@ -96,7 +107,7 @@ port.on('message', (msg: ToWorker) => {
       break;
     }
   }
-});
+}
 
 // parquet-wasm's first call is slow: pay it while the pool starts, not on the first task.
 void warmParquet().then(() => post({ type: 'ready' }), (err: unknown) => post({ type: 'fatal', error: serializeError(err) }));
