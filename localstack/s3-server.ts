@@ -31,9 +31,10 @@ export interface S3Server {
 // s3rver 3.7.1 ignores If-Match / If-None-Match on PUT (it answers 200 and overwrites), so a
 // small HTTP proxy in front of it (the endpoint clients see) answers conditional PUTs as AWS does:
 // it HEADs the key on s3rver and answers 412 PreconditionFailed (AWS's XML body) when the
-// condition fails, 404 NoSuchKey for If-Match on a missing key. Writes to one key (PUT, DELETE)
-// pass through a per-key queue, so check-then-write is atomic against other writes to that key,
-// as on S3. Multipart part uploads (?uploadId=) and everything else are piped through untouched.
+// condition fails, 404 NoSuchKey for If-Match on a missing key. Requests on one key take a
+// readers-writer lock, so check-then-write is atomic against other writes to that key and a GET
+// never sees an object half-written, as on S3. Multipart part uploads and bucket-level requests
+// are piped through untouched.
 const LAUNCHER = `
 const http = require('http');
 const crypto = require('crypto');
@@ -46,14 +47,26 @@ const server = new S3rver({
 });
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let upstreamPort = 0;
-const queues = new Map();
-function serialized(key, fn) {
-  const prev = queues.get(key) || Promise.resolve();
-  const next = prev.then(fn, fn);
-  const tail = next.catch(() => {});
-  queues.set(key, tail);
-  tail.then(() => { if (queues.get(key) === tail) queues.delete(key); });
-  return next;
+// A readers-writer lock per key, first come first served: s3rver writes an object's file in
+// place, so a GET during a PUT of the same key could read it half-written (S3 never serves that).
+const locks = new Map();
+function pump(key) {
+  const l = locks.get(key);
+  while (l.queue.length) {
+    const next = l.queue[0];
+    if (l.writer || (next.write && l.readers > 0)) break;
+    l.queue.shift();
+    if (next.write) l.writer = true; else l.readers++;
+    next.grant();
+  }
+  if (!l.writer && l.readers === 0 && !l.queue.length) locks.delete(key);
+}
+function locked(key, write, fn) {
+  if (!locks.has(key)) locks.set(key, { readers: 0, writer: false, queue: [] });
+  return new Promise((grant) => { locks.get(key).queue.push({ write, grant }); pump(key); }).then(() => {
+    const release = () => { const l = locks.get(key); if (write) l.writer = false; else l.readers--; pump(key); };
+    return Promise.resolve().then(fn).finally(release);
+  });
 }
 function forward(req, res) {
   return new Promise((resolve) => {
@@ -64,7 +77,10 @@ function forward(req, res) {
       r.pipe(res);
       r.on('end', resolve);
       r.on('error', resolve);
+      // A client that goes away mid-body must not hold the key's lock.
+      res.on('close', () => { if (!r.complete) r.destroy(); resolve(); });
     });
+    req.on('aborted', () => { up.destroy(); resolve(); });
     up.on('error', (e) => {
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
       res.end('s3 proxy: ' + e.message);
@@ -113,10 +129,14 @@ async function conditionalPut(req, res, path) {
 const proxy = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://x');
   const path = req.url.split('?')[0]; // raw (still percent-encoded), as s3rver will see it
-  const objectWrite = (req.method === 'PUT' || req.method === 'DELETE') && path.split('/').filter(Boolean).length >= 2 && !url.searchParams.has('uploadId');
+  const isObject = path.split('/').filter(Boolean).length >= 2;
+  const upload = url.searchParams.has('uploadId');
+  // Writes of the object itself: PUT / DELETE (not a multipart part), CompleteMultipartUpload.
+  const write = isObject && (((req.method === 'PUT' || req.method === 'DELETE') && !upload) || (req.method === 'POST' && upload));
+  const read = isObject && (req.method === 'GET' || req.method === 'HEAD') && !upload;
   const conditional = req.method === 'PUT' && (req.headers['if-match'] !== undefined || req.headers['if-none-match'] !== undefined);
-  if (!objectWrite) { forward(req, res); return; }
-  serialized(path, () => (conditional ? conditionalPut(req, res, path) : forward(req, res))).catch((e) => {
+  if (!write && !read) { forward(req, res); return; }
+  locked(path, write, () => (conditional ? conditionalPut(req, res, path) : forward(req, res))).catch((e) => {
     if (!res.headersSent) fail(req, res, 500, 'InternalError', 's3 proxy: ' + (e && e.message || e));
   });
 });

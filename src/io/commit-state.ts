@@ -63,7 +63,7 @@ export function parseOwner(text: string): Owner | null {
 }
 
 export function describeOwner(o: Owner): string {
-  return `run ${o.runId}, pid ${o.pid} on ${o.host}, started ${o.startedAt}`;
+  return `run ${o.runId} (pid ${o.pid} on ${o.host}, started ${o.startedAt})`;
 }
 
 /** The commit marker in a local directory, or null. An unreadable marker still means "a commit was here". */
