@@ -249,6 +249,29 @@ describe('a commit killed part-way (local directory)', () => {
   });
 });
 
+describe('a commit killed part-way (S3 prefix)', () => {
+  it('a new prefix with some parts copied refuses to read; after an append crash the previous manifest still reads; the next commit recovers', { timeout: 120_000 }, async () => {
+    const uri = `${S3}/crash/new`;
+    const r = await runChild({ op: 'parts', dir: uri, mode: 'error', parts: 6, rows: 100, base: 0 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '2' });
+    assert.equal(r.signal, 'SIGKILL', r.stderr);
+    const copied = (await listS3(`${uri}/`, { delimiter: '/' })).objects.filter((o) => o.key.endsWith('.parquet'));
+    assert.ok(copied.length >= 2, `the crash left ${copied.length} copies in place`);
+    assert.throws(() => expandPaths(uri, 'parquet'), (e: Error) => e.message.includes(`${uri}/`) && /_COMMITTING is present/.test(e.message) && /no _SUCCESS/.test(e.message));
+    assert.throws(() => readParquet(`${uri}/`), /not a complete dataset/);
+
+    const w = await DatasetWriter.begin(uri, { format: 'parquet', mode: 'overwrite' });
+    await w.commit([await w.writePart(0, [idBatch(9000, 5)])]);
+    assert.deepEqual(await ids(expandPaths(uri, 'parquet')), range(9000, 5));
+
+    const r2 = await runChild({ op: 'parts', dir: uri, mode: 'append', parts: 4, rows: 10, base: 500 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '1' });
+    assert.equal(r2.signal, 'SIGKILL', r2.stderr);
+    assert.deepEqual(await ids(expandPaths(uri, 'parquet')), range(9000, 5), 'the manifest (S3\'s atomic commit point) is untouched');
+    const w2 = await DatasetWriter.begin(uri, { format: 'parquet', mode: 'append' });
+    await w2.commit([await w2.writePart(0, [idBatch(9100, 2)])]);
+    assert.deepEqual(await ids(expandPaths(uri, 'parquet')), [...range(9000, 5), ...range(9100, 2)], 'the crashed copies are not adopted');
+  });
+});
+
 describe('the commit lock', () => {
   it("a live owner's lock serializes; once that process dies the lock is broken without waiting out a timeout", { timeout: 60_000 }, async () => {
     const dir = join(root, 'lock-live');

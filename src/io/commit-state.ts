@@ -9,15 +9,16 @@ import * as path from 'node:path';
 export const COMMIT_MARKER_NAME = '_COMMITTING';
 
 /**
- * A lock or commit marker owned by a process on another host cannot be checked for liveness:
- * it counts as abandoned once it is this old. Commits (renames and one manifest write) take
- * seconds, so 10 minutes is far beyond a live one.
+ * A lock or commit marker counts as abandoned once it is this old, whatever its owner: a process
+ * on another host cannot be checked for liveness, and one on this host may have died and left its
+ * pid to another process. Local commits (renames and one manifest write) take seconds, so 10
+ * minutes is far beyond a live one.
  */
 export const FOREIGN_OWNER_STALE_MS = 10 * 60_000;
 /**
- * A `_temporary/<runId>.../` directory of a writer on another host (or without an owner in its name) is
- * removed by a later commit only when nothing in it changed for this long: a live writer on
- * another host may spend hours writing its parts before it commits.
+ * A `_temporary/<runId>.../` directory of a writer on another host (or without an owner in its
+ * name), and any S3 `_temporary/<runId>/` prefix, is removed by a later commit only when nothing in
+ * it changed for this long: a live writer elsewhere may spend hours writing its parts.
  */
 export const FOREIGN_TEMP_STALE_MS = 24 * 3600_000;
 
@@ -45,13 +46,14 @@ export function pidAlive(pid: number): boolean {
 }
 
 /**
- * Is the owner gone? Same host: its pid is not running. Other host: it is older than
- * FOREIGN_OWNER_STALE_MS (or `foreignStaleMs`); a record without a valid startedAt counts as gone.
+ * Is the owner of a lock or commit marker gone? Same host: its pid is not running. Any host: it
+ * is older than FOREIGN_OWNER_STALE_MS (on this host that covers a pid reused by another process);
+ * a record without a valid startedAt counts as gone.
  */
-export function ownerGone(owner: Owner, now = Date.now(), foreignStaleMs = FOREIGN_OWNER_STALE_MS): boolean {
-  if (owner.host === hostname()) return !pidAlive(owner.pid);
+export function ownerGone(owner: Owner, now = Date.now()): boolean {
   const t = Date.parse(owner.startedAt);
-  return !Number.isFinite(t) || now - t > foreignStaleMs;
+  if (!Number.isFinite(t) || now - t > FOREIGN_OWNER_STALE_MS) return true;
+  return owner.host === hostname() && !pidAlive(owner.pid);
 }
 
 export function parseOwner(text: string): Owner | null {

@@ -462,9 +462,10 @@ export class DatasetWriter {
   }
 
   /**
-   * After a commit: remove other runs' `_temporary/<runId>/` keys whose writer is gone: a commit
-   * marker whose owner is gone (with that run's copied parts the manifest does not list), or no
-   * marker and nothing written for FOREIGN_TEMP_STALE_MS.
+   * After a commit: remove other runs' `_temporary/<runId>/` keys once nothing was written there
+   * for FOREIGN_TEMP_STALE_MS, and, when the run had started committing (its marker is there),
+   * its copied parts that the manifest does not list. Only age counts: writers to S3 run on other
+   * machines (Lambda sandboxes may even share a host name), so a pid says nothing here.
    */
   private async removeAbandonedS3(): Promise<void> {
     const root = `${this.dir}/${TEMP_DIR_NAME}/`;
@@ -479,23 +480,15 @@ export class DatasetWriter {
     const now = Date.now();
     let manifest: Manifest | null | undefined;
     for (const [run, objs] of byRun) {
-      const markerObj = objs.find((o) => o.uri === `${root}${run}/${COMMIT_MARKER_NAME}`);
-      let gone: boolean;
-      if (markerObj) {
-        const got = await getS3ObjectOrNull(markerObj.uri);
-        const owner = got ? parseOwner(Buffer.from(got.bytes).toString('utf8')) : null;
-        gone = owner ? ownerGone(owner, now, FOREIGN_OWNER_STALE_MS) : now - markerObj.lastModified > FOREIGN_OWNER_STALE_MS;
-        if (gone) {
-          manifest ??= await readManifestS3(this.dir);
-          const listed = new Set((manifest?.files ?? []).map((f) => (isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`)));
-          const { objects: top } = await listS3(`${this.dir}/`, { delimiter: '/' });
-          const copies = top.filter((o) => PART_RE.exec(o.key.slice(o.key.lastIndexOf('/') + 1))?.[1] === run && !listed.has(o.uri));
-          await deleteS3Objects(copies.map((o) => o.uri));
-        }
-      } else {
-        gone = objs.every((o) => now - o.lastModified > FOREIGN_TEMP_STALE_MS);
+      if (!objs.every((o) => now - o.lastModified > FOREIGN_TEMP_STALE_MS)) continue;
+      if (objs.some((o) => o.uri === `${root}${run}/${COMMIT_MARKER_NAME}`)) {
+        manifest ??= await readManifestS3(this.dir);
+        const listed = new Set((manifest?.files ?? []).map((f) => (isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`)));
+        const { objects: top } = await listS3(`${this.dir}/`, { delimiter: '/' });
+        const copies = top.filter((o) => PART_RE.exec(o.key.slice(o.key.lastIndexOf('/') + 1))?.[1] === run && !listed.has(o.uri));
+        await deleteS3Objects(copies.map((o) => o.uri));
       }
-      if (gone) await deleteS3Objects(objs.map((o) => o.uri));
+      await deleteS3Objects(objs.map((o) => o.uri));
     }
   }
 
