@@ -20,18 +20,28 @@ export interface S3Server {
   /** http://127.0.0.1:<port>, for AWS_ENDPOINT_URL_S3 */
   endpoint: string;
   port: number;
-  /** The child process running s3rver. */
+  /** The child process running s3rver (behind a proxy that honours conditional PUTs). */
   pid: number;
   stop(): Promise<void>;
 }
 
 // Runs in the child as CommonJS (no TypeScript loader there). It reports its port on stdout and
 // exits when its stdin closes, which also happens when the parent dies without cleaning up.
+//
+// s3rver 3.7.1 ignores If-Match / If-None-Match on PUT (it answers 200 and overwrites), so a
+// small HTTP proxy in front of it (the endpoint clients see) answers conditional PUTs as AWS does:
+// it HEADs the key on s3rver and answers 412 PreconditionFailed (AWS's XML body) when the
+// condition fails, 404 NoSuchKey for If-Match on a missing key. Requests on one key take a
+// readers-writer lock, so check-then-write is atomic against other writes to that key and a GET
+// never sees an object half-written, as on S3. Multipart part uploads and bucket-level requests
+// are piped through untouched.
 const LAUNCHER = `
+const http = require('http');
+const crypto = require('crypto');
 const S3rver = require(process.env.S3RVER_MAIN);
 const opts = JSON.parse(process.env.S3RVER_OPTS);
 const server = new S3rver({
-  address: '127.0.0.1', port: opts.port, directory: opts.dir, silent: true,
+  address: '127.0.0.1', port: 0, directory: opts.dir, silent: true,
   configureBuckets: opts.buckets.map((name) => ({ name, configs: [] })),
   allowMismatchedSignatures: true,
 });
@@ -74,8 +84,108 @@ server.middleware.unshift(async (ctx, next) => {
   }
   return next();
 });
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+let upstreamPort = 0;
+// A readers-writer lock per key, first come first served: s3rver writes an object's file in
+// place, so a GET during a PUT of the same key could read it half-written (S3 never serves that).
+const locks = new Map();
+function pump(key) {
+  const l = locks.get(key);
+  while (l.queue.length) {
+    const next = l.queue[0];
+    if (l.writer || (next.write && l.readers > 0)) break;
+    l.queue.shift();
+    if (next.write) l.writer = true; else l.readers++;
+    next.grant();
+  }
+  if (!l.writer && l.readers === 0 && !l.queue.length) locks.delete(key);
+}
+function locked(key, write, fn) {
+  if (!locks.has(key)) locks.set(key, { readers: 0, writer: false, queue: [] });
+  return new Promise((grant) => { locks.get(key).queue.push({ write, grant }); pump(key); }).then(() => {
+    const release = () => { const l = locks.get(key); if (write) l.writer = false; else l.readers--; pump(key); };
+    return Promise.resolve().then(fn).finally(release);
+  });
+}
+function forward(req, res) {
+  return new Promise((resolve) => {
+    const headers = Object.assign({}, req.headers);
+    delete headers['expect'];
+    const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers, agent }, (r) => {
+      res.writeHead(r.statusCode, r.statusMessage, r.headers);
+      r.pipe(res);
+      r.on('end', resolve);
+      r.on('error', resolve);
+      // A client that goes away mid-body must not hold the key's lock.
+      res.on('close', () => { if (!r.complete) r.destroy(); resolve(); });
+    });
+    req.on('aborted', () => { up.destroy(); resolve(); });
+    up.on('error', (e) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end('s3 proxy: ' + e.message);
+      resolve();
+    });
+    req.pipe(up);
+  });
+}
+function head(path) {
+  return new Promise((resolve, reject) => {
+    const r = http.request({ host: '127.0.0.1', port: upstreamPort, method: 'HEAD', path, agent }, (resp) => {
+      resp.resume();
+      resolve({ status: resp.statusCode, etag: resp.headers.etag });
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+function unquote(t) { return String(t).trim().replace(/^W\\//, '').replace(/^"|"$/g, ''); }
+function fail(req, res, status, code, message, condition) {
+  req.resume(); // drain the body we will not store
+  const id = crypto.randomBytes(8).toString('hex').toUpperCase();
+  const body = '<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>' + code + '</Code><Message>' + message + '</Message>' +
+    (condition ? '<Condition>' + condition + '</Condition>' : '') + '<RequestId>' + id + '</RequestId><HostId>' + id + '</HostId></Error>';
+  res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': id });
+  res.end(body);
+}
+async function conditionalPut(req, res, path) {
+  const ifMatch = req.headers['if-match'];
+  const ifNoneMatch = req.headers['if-none-match'];
+  const cur = await head(path);
+  const exists = cur.status === 200;
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() !== '*') return fail(req, res, 501, 'NotImplemented', 'A header you provided implies functionality that is not implemented', 'If-None-Match');
+    if (exists) return fail(req, res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 'If-None-Match');
+  }
+  if (ifMatch !== undefined) {
+    if (!exists) return fail(req, res, 404, 'NoSuchKey', 'The specified key does not exist.');
+    const want = ifMatch.split(',').map(unquote);
+    if (!want.includes('*') && !want.includes(unquote(cur.etag || ''))) {
+      return fail(req, res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 'If-Match');
+    }
+  }
+  return forward(req, res);
+}
+const proxy = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://x');
+  const path = req.url.split('?')[0]; // raw (still percent-encoded), as s3rver will see it
+  const isObject = path.split('/').filter(Boolean).length >= 2;
+  const upload = url.searchParams.has('uploadId');
+  // Writes of the object itself: PUT / DELETE (not a multipart part), CompleteMultipartUpload.
+  const write = isObject && (((req.method === 'PUT' || req.method === 'DELETE') && !upload) || (req.method === 'POST' && upload));
+  const read = isObject && (req.method === 'GET' || req.method === 'HEAD') && !upload;
+  const conditional = req.method === 'PUT' && (req.headers['if-match'] !== undefined || req.headers['if-none-match'] !== undefined);
+  if (!write && !read) { forward(req, res); return; }
+  locked(path, write, () => (conditional ? conditionalPut(req, res, path) : forward(req, res))).catch((e) => {
+    if (!res.headersSent) fail(req, res, 500, 'InternalError', 's3 proxy: ' + (e && e.message || e));
+  });
+});
+proxy.keepAliveTimeout = 65000;
 server.run().then((addr) => {
-  process.stdout.write(JSON.stringify({ port: addr.port }) + '\\n');
+  upstreamPort = addr.port;
+  proxy.on('error', (err) => { process.stderr.write('s3 proxy failed to start: ' + err.message + '\\n'); process.exit(1); });
+  proxy.listen(opts.port, '127.0.0.1', () => {
+    process.stdout.write(JSON.stringify({ port: proxy.address().port }) + '\\n');
+  });
 }, (err) => {
   process.stderr.write('s3rver failed to start: ' + (err && err.stack || err) + '\\n');
   process.exit(1);
@@ -87,6 +197,9 @@ const quit = () => {
   if (quitting) return;
   quitting = true;
   setTimeout(() => { cleanup(); process.exit(0); }, 2000);
+  proxy.close();
+  if (proxy.closeAllConnections) proxy.closeAllConnections();
+  agent.destroy();
   const closing = Promise.resolve().then(() => server.close());
   // Clients' keep-alive sockets would hold close() open until they time out.
   if (server.httpServer && server.httpServer.closeAllConnections) server.httpServer.closeAllConnections();

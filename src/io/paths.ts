@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as arrow from 'apache-arrow';
 import { globSync, isDynamicPattern } from 'tinyglobby';
+import { COMMIT_MARKER_NAME, interruptedCommitError, readCommitMarker } from './commit-state.ts';
 import { groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, s3Sync, type ListResult, type S3Error, type S3Object } from './s3.ts';
 
 export type FileFormat = 'parquet' | 'csv';
@@ -107,6 +108,9 @@ function listDirRecursive(dir: string, what: FileFormat, out: string[]): void {
 /** Files of a directory: exactly the committed ones when it has a manifest, else all data files below it. */
 function expandDirectory(dir: string, what: FileFormat): string[] {
   const manifest = readManifest(dir);
+  // A commit interrupted (or still running) after it moved files in: they are not a dataset.
+  const refused = interruptedCommitError(`directory ${dir}`, path.join(dir, COMMIT_MARKER_NAME), readCommitMarker(dir), manifest?.runId, manifest !== null);
+  if (refused) throw refused;
   if (manifest) {
     if (manifest.format !== what) {
       throw new Error(`${dir} holds a committed ${manifest.format} dataset, not ${what}`);
@@ -146,6 +150,14 @@ function expandS3Prefix(dirUri: string, objects: readonly S3Object[], what: File
       noteS3Objects(found);
       return found.map((o) => o.uri);
     }
+  }
+  // No manifest, but a writer's commit marker (put before its first copy, deleted with its temp
+  // keys once committed): the data files here are a partial commit, not a dataset.
+  const marker = objects.find((o) => o.key.startsWith(`${prefixKey}${TEMP_DIR_NAME}/`) && o.key.endsWith(`/${COMMIT_MARKER_NAME}`) &&
+    o.key.slice(prefixKey.length).split('/').length === 3);
+  if (marker) {
+    throw new Error(`${dir} is not a complete dataset: a commit into it is in progress or was interrupted (${marker.uri} is present and there is no ${MANIFEST_NAME} manifest); ` +
+      "read it once that commit finishes, or write it again with mode 'overwrite' (or append to it) to recover");
   }
   const out = objects.filter((o) => {
     const rel = o.key.slice(prefixKey.length);

@@ -346,13 +346,27 @@ export async function openS3ReadStream(uri: string, etag?: string, settings: S3S
   };
 }
 
-export async function putS3Object(uri: string, body: Uint8Array | string, opts: { contentType?: string } = {}, settings: S3Settings = s3Settings()): Promise<{ etag: string }> {
+export interface PutS3Options {
+  contentType?: string;
+  /** Conditional write: only replace the object if its ETag is this one (S3 answers 412 otherwise). */
+  ifMatch?: string;
+  /** Conditional write: '*' creates the object only if the key does not exist yet (412 otherwise). */
+  ifNoneMatch?: '*';
+}
+
+/**
+ * PUT one object. A failed condition (`ifMatch` / `ifNoneMatch`) is an S3Error with code
+ * 'PreconditionFailed' (412), or 'ConditionalRequestConflict' (409: a concurrent conditional write won).
+ */
+export async function putS3Object(uri: string, body: Uint8Array | string, opts: PutS3Options = {}, settings: S3Settings = s3Settings()): Promise<{ etag: string }> {
   const { bucket, key } = parseS3Uri(uri);
   const m = await sdk();
   const client = await s3Client(settings);
   count('putRequests');
   try {
-    const r = await client.send(new m.PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: opts.contentType }));
+    const r = await client.send(new m.PutObjectCommand({
+      Bucket: bucket, Key: key, Body: body, ContentType: opts.contentType, IfMatch: opts.ifMatch, IfNoneMatch: opts.ifNoneMatch,
+    }));
     s3Stats.bytesWritten += typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     return { etag: r.ETag ?? '' };
   } catch (e) {

@@ -3,16 +3,33 @@
 // the `_SUCCESS` manifest last, atomically (local: write to a temp name, rename; S3: one PUT, which
 // is atomic). Readers that honour the manifest (expandPaths) therefore see either the previous
 // committed dataset or the new one, never a partial write.
+//
+// Crash safety. Local: commits into one directory hold `_SUCCESS.lock` (owner pid/host/time in it;
+// a lock whose owner is gone is broken at once) and write a `_COMMITTING` marker before the first
+// rename, removed after `_SUCCESS`; readers refuse a directory whose marked commit did not finish,
+// and the next commit removes what it had moved in. S3: the manifest is replaced with conditional
+// PUTs (If-Match on the ETag read, If-None-Match: * to create) and retried on a lost race, so
+// concurrent appends never drop a file; a `_temporary/<runId>/_COMMITTING` marker makes a
+// manifest-less prefix with a crashed commit refuse to read.
+//
+// Test hook: FANOUT_TEST_CRASH_AFTER_RENAMES=N makes a commit SIGKILL its own process after N parts
+// were moved in (renamed, or copied on S3), to test readers and recovery after a crash.
+
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type * as arrow from 'apache-arrow';
 import type { Schema } from '../datatypes.ts';
 import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet.ts';
 import { writeCsvFile } from './csv.ts';
 import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, parseManifest, readManifest, type FileFormat, type Manifest } from './paths.ts';
 import {
-  copyS3Object, deleteS3Objects, deleteS3Prefix, getS3ObjectOrNull, isS3Uri, listS3, parseS3Uri, putS3Object, trimSlash,
+  COMMIT_MARKER_NAME, FOREIGN_OWNER_STALE_MS, FOREIGN_TEMP_STALE_MS, currentOwner, describeOwner, ownerGone, parseOwner,
+  pidAlive, readCommitMarker,
+} from './commit-state.ts';
+import {
+  S3Error, copyS3Object, deleteS3Objects, deleteS3Prefix, getS3ObjectOrNull, isS3Uri, listS3, parseS3Uri, putS3Object, trimSlash,
 } from './s3.ts';
 
 export { readManifest } from './paths.ts';
@@ -43,6 +60,25 @@ function isOutputName(name: string): boolean {
   return !name.startsWith('.') && !name.startsWith('_');
 }
 
+/** Part files this writer names (`part-00007-20261130T010258123Z-1a2b3c4d.parquet`): [, runId]. */
+const PART_RE = /^part-\d{5,}-(\d{8}T\d{9}Z-[0-9a-f]{8})\.[A-Za-z]+$/;
+
+/** Test hook (see the header): SIGKILL this process once `moved` parts were moved in. */
+function crashPointReached(moved: number): void {
+  const at = process.env.FANOUT_TEST_CRASH_AFTER_RENAMES;
+  if (at !== undefined && at !== '' && moved >= Number(at)) process.kill(process.pid, 'SIGKILL');
+}
+
+/** Host names as they appear in temp dir names (file-name safe). */
+function safeHost(h: string): string {
+  return h.replace(/[^A-Za-z0-9-]/g, '_').slice(0, 100);
+}
+
+/** `.pid<pid>.<host>`: the suffix of a local temp dir name after the run id. */
+function tempOwnerSuffix(): string {
+  return `.pid${process.pid}.${safeHost(hostname())}`;
+}
+
 function partName(index: number, runId: string, format: FileFormat): string {
   if (!Number.isInteger(index) || index < 0) throw new RangeError(`part index must be a non-negative integer, got ${index}`);
   return `part-${String(index).padStart(5, '0')}-${runId}${EXTENSIONS[format][0]}`;
@@ -56,7 +92,7 @@ export class DatasetWriter {
     readonly format: FileFormat,
     readonly mode: WriteMode,
     readonly runId: string,
-    /** dir/_temporary/<runId> */
+    /** dir/_temporary/<runId>.pid<pid>.<host> (S3: <dir>/_temporary/<runId>) */
     readonly tempDir: string,
     private readonly createdDir: boolean,
   ) {}
@@ -102,7 +138,9 @@ export class DatasetWriter {
       await new Promise((r) => setTimeout(r, 2)); // keep part names of successive appends in commit order
       runId = newRunId();
     }
-    const tempDir = path.join(abs, TEMP_DIR_NAME, runId);
+    // The name says who writes this run (pid, host), so a later commit can remove it once that
+    // process is gone; a name rather than an owner file inside keeps the temp dir to the parts.
+    const tempDir = path.join(abs, TEMP_DIR_NAME, `${runId}${tempOwnerSuffix()}`);
     await fs.promises.mkdir(tempDir, { recursive: true });
     return new DatasetWriter(abs, format, mode, runId, tempDir, createdDir);
   }
@@ -178,7 +216,7 @@ export class DatasetWriter {
     }
     // Commits into one directory are serialized: read-manifest → rename → write-manifest must not
     // interleave, or a concurrent append would drop the other writer's files.
-    const release = await lockDir(this.dir);
+    const release = await lockDir(this.dir, this.runId);
     try {
       return await this.commitLocked(parts);
     } finally {
@@ -187,14 +225,23 @@ export class DatasetWriter {
   }
 
   private async commitLocked(parts: WrittenFile[]): Promise<WrittenFile[]> {
+    // We hold the lock, so a marker left here belongs to a commit that died holding it.
+    await this.recoverInterruptedCommit();
     const previous = this.mode === 'error' ? null : readManifest(this.dir);
     if (this.mode === 'error' && readManifest(this.dir)) throw new Error(`output directory ${this.dir} already holds a committed dataset (written meanwhile); use mode 'overwrite' or 'append'`);
     const final: WrittenFile[] = [];
+    const marker = path.join(this.dir, COMMIT_MARKER_NAME);
     try {
+      // The intent marker goes in before any part, so a crash from here on is visible to readers.
+      const tmpMarker = path.join(this.tempDir, `${COMMIT_MARKER_NAME}.json`);
+      await fs.promises.writeFile(tmpMarker, `${JSON.stringify(currentOwner(this.runId))}\n`);
+      await fs.promises.rename(tmpMarker, marker);
+      crashPointReached(0);
       for (const part of parts) {
         const to = path.join(this.dir, path.basename(part.path));
         await fs.promises.rename(path.resolve(part.path), to);
         final.push({ path: to, rows: part.rows, bytes: part.bytes });
+        crashPointReached(final.length);
       }
       let listed: WrittenFile[] = final;
       if (this.mode === 'append') listed = [...this.existingFiles(previous), ...final];
@@ -212,13 +259,38 @@ export class DatasetWriter {
     } catch (e) {
       // Not committed: take back the parts already moved, so nothing half-written looks like output.
       await Promise.all(final.map((f) => fs.promises.rm(f.path, { force: true })));
+      await fs.promises.rm(marker, { force: true });
       throw e;
     }
     this.state = 'committed';
+    await fs.promises.rm(marker, { force: true });
 
     if (this.mode === 'overwrite') await this.removeReplaced(previous, new Set(final.map((f) => f.path)));
     await this.cleanupTemp();
+    await removeAbandonedTempDirs(path.dirname(this.tempDir)).catch((e: Error) => {
+      process.emitWarning(`committed ${this.dir} but could not remove abandoned temp dirs: ${e.message}`);
+    });
     return final;
+  }
+
+  /**
+   * Undo a commit that died after moving parts in (its `_COMMITTING` marker is still here): delete
+   * its parts that the manifest does not list, then the marker. Called with the lock held.
+   */
+  private async recoverInterruptedCommit(): Promise<void> {
+    const marker = readCommitMarker(this.dir);
+    if (!marker) return;
+    const manifest = readManifest(this.dir);
+    if (!(manifest && manifest.runId === marker.runId)) {
+      const listed = new Set((manifest?.files ?? []).map((f) => path.resolve(this.dir, f.path)));
+      for (const e of await fs.promises.readdir(this.dir, { withFileTypes: true })) {
+        const m = PART_RE.exec(e.name);
+        const full = path.join(this.dir, e.name);
+        // An unreadable marker names no run: then every unlisted part of ours is suspect.
+        if (e.isFile() && m && (marker.runId === '?' || m[1] === marker.runId) && !listed.has(full)) await fs.promises.rm(full, { force: true });
+      }
+    }
+    await fs.promises.rm(path.join(this.dir, COMMIT_MARKER_NAME), { force: true });
   }
 
   /** Remove this run's temp files; leaves no file that looks like output. Safe to call twice. */
@@ -237,7 +309,11 @@ export class DatasetWriter {
     }
   }
 
-  /** S3: copy parts to their final keys, PUT the manifest (the commit point), then delete what is replaced and the temp keys. */
+  /**
+   * S3: put the commit marker, copy parts to their final keys, then PUT the manifest (the commit
+   * point) conditionally on the manifest it was built from, re-reading and retrying when another
+   * writer got there first; then delete what is replaced and the temp keys.
+   */
   private async commitS3(parts: WrittenFile[]): Promise<WrittenFile[]> {
     const prefix = `${this.tempDir}/`;
     const seen = new Set<string>();
@@ -250,13 +326,20 @@ export class DatasetWriter {
       seen.add(part.path);
       if (!present.has(part.path)) throw new Error(`part ${part.path} is missing; was it written?`);
     }
-    const previous = this.mode === 'error' ? null : await readManifestS3(this.dir);
+    if (this.mode === 'error' && await readManifestS3(this.dir)) throw this.lostCreateRace();
+    const markerUri = `${prefix}${COMMIT_MARKER_NAME}`;
     const final: WrittenFile[] = [];
+    let replaced: Manifest | null = null;
     try {
+      // Before any copy: a crash from here on leaves the marker, and readers of a prefix without a
+      // manifest refuse it instead of reading the copies made so far.
+      await putS3Object(markerUri, `${JSON.stringify(currentOwner(this.runId))}\n`, { contentType: 'application/json' });
+      crashPointReached(0);
       // Copies run a few at a time: each is a server-side request whose time grows with the object.
       const queue = parts.map((part, i) => ({ part, i }));
       const out: WrittenFile[] = new Array(parts.length);
       let failed = false;
+      let copied = 0;
       // Every copier finishes (or stops) before we decide, so a failure cannot race a late copy.
       const settled = await Promise.allSettled(Array.from({ length: Math.min(8, queue.length) }, async () => {
         for (let job = queue.shift(); job && !failed; job = queue.shift()) {
@@ -265,6 +348,7 @@ export class DatasetWriter {
           final.push(out[job.i]!);
           try {
             await copyS3Object(job.part.path, to);
+            crashPointReached(++copied);
           } catch (e) {
             failed = true;
             throw e;
@@ -274,8 +358,49 @@ export class DatasetWriter {
       const err = settled.find((r) => r.status === 'rejected');
       if (err) throw (err as PromiseRejectedResult).reason;
       final.splice(0, final.length, ...out);
-      let listed: WrittenFile[] = final;
-      if (this.mode === 'append') listed = [...(await this.existingFilesS3(previous)), ...final];
+      replaced = await this.putManifestS3(final);
+    } catch (e) {
+      // Not committed: take back the copies already made, so nothing half-written looks like output.
+      await deleteS3Objects([...final.filter(Boolean).map((f) => f.path), markerUri]).catch(() => undefined);
+      throw e;
+    }
+    this.state = 'committed';
+    // Committed: what follows is housekeeping, and its failure must not undo the commit.
+    try {
+      if (this.mode === 'overwrite') await this.removeReplacedS3(replaced, new Set(final.map((f) => f.path)));
+      await deleteS3Prefix(prefix);
+      await this.removeAbandonedS3();
+    } catch (e) {
+      process.emitWarning(`committed ${this.dir}/ but could not clean up: ${(e as Error).message}`);
+    }
+    return final;
+  }
+
+  private lostCreateRace(): Error {
+    return new Error(`output prefix ${this.dir}/ was committed by another writer while this one was writing (mode 'error' lost the race; nothing of this write was kept); use mode 'overwrite' or 'append'`);
+  }
+
+  /**
+   * The commit point on S3: PUT the manifest only if it is still the one this write was built on
+   * (If-Match its ETag; If-None-Match: * when there was none). A lost race re-reads the manifest,
+   * rebuilds (append: theirs + ours; overwrite: ours, replacing theirs; error: fail) and tries
+   * again, with jittered exponential backoff, a bounded number of times. Returns the manifest
+   * that was replaced.
+   */
+  private async putManifestS3(ours: WrittenFile[]): Promise<Manifest | null> {
+    const uri = `${this.dir}/${MANIFEST_NAME}`;
+    const attempts = 30;
+    for (let attempt = 1; ; attempt++) {
+      const current = await readManifestS3Tagged(this.dir);
+      if (this.mode === 'error' && current) throw this.lostCreateRace();
+      if (current?.manifest && this.mode === 'append' && current.manifest.format !== this.format) {
+        throw new Error(`cannot append ${this.format} files to the ${current.manifest.format} dataset in ${this.dir}/ (committed meanwhile)`);
+      }
+      let listed = ours;
+      if (this.mode === 'append') {
+        const mine = new Set(ours.map((f) => f.path));
+        listed = [...(await this.existingFilesS3(current?.manifest ?? null)).filter((f) => !mine.has(f.path)), ...ours];
+      }
       const manifest: Manifest & { version: number } = {
         version: 1,
         format: this.format,
@@ -284,46 +409,87 @@ export class DatasetWriter {
         rows: listed.reduce((n, f) => n + f.rows, 0),
         committedAt: new Date().toISOString(),
       };
-      await putS3Object(`${this.dir}/${MANIFEST_NAME}`, `${JSON.stringify(manifest, null, 2)}\n`, { contentType: 'application/json' }); // the commit point
-    } catch (e) {
-      // Not committed: take back the copies already made, so nothing half-written looks like output.
-      await deleteS3Objects(final.filter(Boolean).map((f) => f.path)).catch(() => undefined);
-      throw e;
+      try {
+        await putS3Object(uri, `${JSON.stringify(manifest, null, 2)}\n`, {
+          contentType: 'application/json', ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
+        });
+        return current?.manifest ?? null;
+      } catch (e) {
+        // 412: the manifest changed (or appeared) since we read it; 409: a concurrent conditional
+        // write was in flight; 404 on If-Match: it was deleted meanwhile.
+        const lost = e instanceof S3Error && (e.code === 'PreconditionFailed' || e.code === 'ConditionalRequestConflict' || (current !== null && e.code === 'NoSuchKey'));
+        if (!lost) throw e;
+        if (this.mode === 'error') throw this.lostCreateRace();
+        if (attempt >= attempts) {
+          throw new Error(`could not commit to ${this.dir}/: its ${MANIFEST_NAME} manifest changed under each of ${attempts} attempts (other writers are committing to it); nothing of this write was kept`);
+        }
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(2000, 25 * 2 ** attempt)));
+      }
     }
-    this.state = 'committed';
-    // Committed: what follows is housekeeping, and its failure must not undo the commit.
-    try {
-      if (this.mode === 'overwrite') await this.removeReplacedS3(previous, new Set(final.map((f) => f.path)));
-      await deleteS3Prefix(prefix);
-    } catch (e) {
-      process.emitWarning(`committed ${this.dir}/ but could not clean up: ${(e as Error).message}`);
-    }
-    return final;
   }
 
   private async existingFilesS3(previous: Manifest | null): Promise<WrittenFile[]> {
     if (previous) {
       return previous.files.map((f) => ({ path: isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`, rows: f.rows, bytes: f.bytes }));
     }
+    // No manifest: adopt the data files someone else put here, but not part files of ours: those
+    // are another writer's copies in flight (its manifest will list them) or a crashed commit's.
     const { objects } = await listS3(`${this.dir}/`, { delimiter: '/' });
     const out: WrittenFile[] = [];
     for (const o of objects) {
       const name = o.key.slice(o.key.lastIndexOf('/') + 1);
-      if (!isOutputName(name) || !EXTENSIONS[this.format].some((x) => name.toLowerCase().endsWith(x)) || name.includes(this.runId)) continue;
+      if (!isOutputName(name) || !EXTENSIONS[this.format].some((x) => name.toLowerCase().endsWith(x)) || PART_RE.test(name)) continue;
       out.push({ path: o.uri, rows: this.format === 'parquet' ? inspectParquet(o.uri).numRows : -1, bytes: o.size });
     }
     return out.sort((a, b) => a.path.localeCompare(b.path));
   }
 
+  /**
+   * After an overwrite: delete the files of the manifest we replaced, and part files no manifest
+   * lists that are older than FOREIGN_TEMP_STALE_MS (left by crashed commits). Younger unlisted
+   * parts may be a concurrent writer's copies that its manifest is about to list.
+   */
   private async removeReplacedS3(previous: Manifest | null, keep: Set<string>): Promise<void> {
     const doomed = new Set<string>();
     if (previous) for (const f of previous.files) doomed.add(isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`);
     const { objects } = await listS3(`${this.dir}/`, { delimiter: '/' });
+    const now = Date.now();
     for (const o of objects) {
       const name = o.key.slice(o.key.lastIndexOf('/') + 1);
-      if (/^part-\d+-.+/.test(name) && EXTENSIONS[this.format].some((x) => name.endsWith(x))) doomed.add(o.uri);
+      if (/^part-\d+-.+/.test(name) && EXTENSIONS[this.format].some((x) => name.endsWith(x)) && now - o.lastModified > FOREIGN_TEMP_STALE_MS) doomed.add(o.uri);
     }
     await deleteS3Objects([...doomed].filter((f) => !keep.has(f)));
+  }
+
+  /**
+   * After a commit: remove other runs' `_temporary/<runId>/` keys once nothing was written there
+   * for FOREIGN_TEMP_STALE_MS, and, when the run had started committing (its marker is there),
+   * its copied parts that the manifest does not list. Only age counts: writers to S3 run on other
+   * machines (Lambda sandboxes may even share a host name), so a pid says nothing here.
+   */
+  private async removeAbandonedS3(): Promise<void> {
+    const root = `${this.dir}/${TEMP_DIR_NAME}/`;
+    const { objects } = await listS3(root);
+    if (!objects.length) return;
+    const byRun = new Map<string, typeof objects>();
+    for (const o of objects) {
+      const run = o.uri.slice(root.length).split('/')[0]!;
+      if (run === this.runId) continue;
+      byRun.set(run, [...(byRun.get(run) ?? []), o]);
+    }
+    const now = Date.now();
+    let manifest: Manifest | null | undefined;
+    for (const [run, objs] of byRun) {
+      if (!objs.every((o) => now - o.lastModified > FOREIGN_TEMP_STALE_MS)) continue;
+      if (objs.some((o) => o.uri === `${root}${run}/${COMMIT_MARKER_NAME}`)) {
+        manifest ??= await readManifestS3(this.dir);
+        const listed = new Set((manifest?.files ?? []).map((f) => (isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`)));
+        const { objects: top } = await listS3(`${this.dir}/`, { delimiter: '/' });
+        const copies = top.filter((o) => PART_RE.exec(o.key.slice(o.key.lastIndexOf('/') + 1))?.[1] === run && !listed.has(o.uri));
+        await deleteS3Objects(copies.map((o) => o.uri));
+      }
+      await deleteS3Objects(objs.map((o) => o.uri));
+    }
   }
 
   private assertOpen(what: string): void {
@@ -379,6 +545,15 @@ export async function readManifestS3(dir: string): Promise<Manifest | null> {
   return got ? parseManifest(Buffer.from(got.bytes).toString('utf8'), uri) : null;
 }
 
+/** The manifest under an S3 prefix with the ETag it was read at (for a conditional replace), or null. */
+async function readManifestS3Tagged(dir: string): Promise<{ manifest: Manifest | null; etag: string } | null> {
+  const uri = `${trimSlash(dir)}/${MANIFEST_NAME}`;
+  const { objects } = await listS3(`${trimSlash(dir)}/`, { delimiter: '/' }); // 403-safe, as in readManifestS3
+  if (!objects.some((o) => o.uri === uri)) return null;
+  const got = await getS3ObjectOrNull(uri);
+  return got ? { manifest: parseManifest(Buffer.from(got.bytes).toString('utf8'), uri), etag: got.etag } : null;
+}
+
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
   const out = {} as Pick<T, K>;
   for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
@@ -386,26 +561,113 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> 
 }
 
 /**
- * An exclusive lock on a local output directory (a `_SUCCESS.lock` file created with O_EXCL). A lock
- * older than 10 minutes is taken to be left by a crashed process.
+ * Remove `_temporary/<runId>.pid<pid>.<host>/` directories (under `tempRoot`) of writers that are
+ * gone: the pid on this host is no longer running, or (another host, or a name without an owner)
+ * nothing in them changed for FOREIGN_TEMP_STALE_MS. Then `_temporary` itself if empty.
  */
-async function lockDir(dir: string): Promise<() => Promise<void>> {
+async function removeAbandonedTempDirs(tempRoot: string): Promise<void> {
+  let entries: fs.Dirent[];
+  try {
+    entries = await fs.promises.readdir(tempRoot, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  const now = Date.now();
+  for (const e of entries) {
+    if (!e.isDirectory()) continue;
+    const dir = path.join(tempRoot, e.name);
+    const owner = /^.+\.pid(\d+)\.([A-Za-z0-9_-]+)$/.exec(e.name);
+    let gone: boolean;
+    if (owner && owner[2] === safeHost(hostname())) {
+      gone = !pidAlive(Number(owner[1]));
+    } else {
+      const st = await fs.promises.stat(dir).catch(() => null); // changes as parts are added
+      gone = st !== null && now - st.mtimeMs > FOREIGN_TEMP_STALE_MS;
+    }
+    if (gone) await fs.promises.rm(dir, { recursive: true, force: true });
+  }
+  await fs.promises.rmdir(tempRoot).catch(() => undefined); // only when no run is in flight
+}
+
+/**
+ * An exclusive lock on a local output directory: `_SUCCESS.lock`, holding its owner (pid, host,
+ * start time, run id). It appears atomically with its content (written to a private name, then
+ * hard-linked into place; the link fails if the lock exists). A lock whose owner is gone is broken
+ * at once: same host and the pid is not running, or another host and older than
+ * FOREIGN_OWNER_STALE_MS (commits take seconds). A live owner's lock is waited for up to 120 s.
+ */
+async function lockDir(dir: string, runId: string): Promise<() => Promise<void>> {
   const lock = path.join(dir, `${MANIFEST_NAME}.lock`);
-  const deadline = Date.now() + 120_000;
-  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
-    try {
-      const h = await fs.promises.open(lock, 'wx');
-      await h.close();
-      return () => fs.promises.rm(lock, { force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const st = await fs.promises.stat(lock).catch(() => null);
-      if (st && Date.now() - st.mtimeMs > 600_000) {
-        await fs.promises.rm(lock, { force: true });
+  const me = { ...currentOwner(runId), nonce: randomBytes(8).toString('hex') };
+  const text = `${JSON.stringify(me)}\n`;
+  const mine = `${lock}.${me.nonce}`;
+  await fs.promises.writeFile(mine, text);
+  const release = async (): Promise<void> => {
+    // Only our own lock: if it was (wrongly) broken and retaken, the new holder keeps theirs.
+    const now = await fs.promises.readFile(lock, 'utf8').catch(() => null);
+    if (now === text) await fs.promises.rm(lock, { force: true });
+  };
+  try {
+    const deadline = Date.now() + 120_000;
+    for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+      try {
+        await fs.promises.link(mine, lock);
+        return release;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV') {
+          // No hard links here: create exclusively, then fill in (a reader may briefly see it empty).
+          try {
+            await fs.promises.writeFile(lock, text, { flag: 'wx' });
+            return release;
+          } catch (e2) {
+            if ((e2 as NodeJS.ErrnoException).code !== 'EEXIST') throw e2;
+          }
+        } else if (code !== 'EEXIST') {
+          throw e;
+        }
+      }
+      const held = await fs.promises.readFile(lock, 'utf8').catch(() => null);
+      if (held === null) continue; // released meanwhile
+      const owner = parseOwner(held);
+      let stale: string | null = null;
+      if (owner && ownerGone(owner)) {
+        stale = `its owner (${describeOwner(owner)}) is gone`;
+      } else if (!owner) {
+        // Unreadable (an older fanout's empty lock, or one being filled in): judge by its age.
+        const st = await fs.promises.stat(lock).catch(() => null);
+        if (st && Date.now() - st.mtimeMs > FOREIGN_OWNER_STALE_MS) stale = `it is unreadable and older than ${FOREIGN_OWNER_STALE_MS / 60_000} minutes`;
+      }
+      if (stale) {
+        await breakLock(lock, held);
+        process.emitWarning(`broke the commit lock ${lock}: ${stale}`);
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`could not lock ${dir} for commit: ${lock} is held by another writer`);
+      if (Date.now() > deadline) {
+        throw new Error(`could not lock ${dir} for commit within 120 s: ${lock} is held by another writer${owner ? ` (${describeOwner(owner)})` : ''}`);
+      }
       await new Promise((r) => setTimeout(r, wait));
     }
+  } finally {
+    await fs.promises.rm(mine, { force: true });
   }
+}
+
+/**
+ * Remove a stale lock whose content was `held`, without removing a fresh lock that another waiter
+ * took after breaking the same stale one: move it aside, check it is the one judged stale, and put
+ * it back (if the name is still free) when it is not.
+ */
+async function breakLock(lock: string, held: string): Promise<void> {
+  const aside = `${lock}.stale-${randomBytes(6).toString('hex')}`;
+  try {
+    await fs.promises.rename(lock, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // someone else broke or released it
+    throw e;
+  }
+  const moved = await fs.promises.readFile(aside, 'utf8').catch(() => null);
+  if (moved !== held) await fs.promises.link(aside, lock).catch(() => undefined);
+  await fs.promises.rm(aside, { force: true });
 }
