@@ -17,7 +17,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
-import { listS3, s3Client } from '../src/io/s3.ts';
+import { listS3, s3Client } from '../src/io/s3/index.ts';
 import type { AslDefinition, JsonObject, JsonValue } from '../src/aws/state-machine.ts';
 import { startLocalCloud, type LocalCloud, type LocalCloudOptions } from './index.ts';
 

@@ -4,7 +4,7 @@ import * as arrow from 'apache-arrow';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, renameSync } from 'node:fs';
-import { isS3Uri, joinS3 } from './io/s3.ts';
+import { isS3Uri, joinS3 } from './io/s3/index.ts';
 import { join } from 'node:path';
 import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';

@@ -12,7 +12,7 @@ import { createApp, EXAMPLE_ENTRY, INPUT_PREFIX, OUTPUT_PREFIX } from '../cdk/ap
 import { applyInputTransformer, jsonPathGet, matchesEventPattern, objectCreatedEvent, startAppHarness, type AppHarness } from '../localstack/app-harness.ts';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
-import { getS3ObjectOrNull, listS3, putS3Object } from '../src/io/s3.ts';
+import { getS3ObjectOrNull, listS3, putS3Object } from '../src/io/s3/index.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 describe('EventBridge semantics of the harness', () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
-import { listS3, putS3Object } from '../src/io/s3.ts';
+import { listS3, putS3Object } from '../src/io/s3/index.ts';
 import pipeline, { cpuOnly } from './fixtures/cloud-pipeline.ts';
 import { tempDir, writeSample } from './helpers.ts';
 

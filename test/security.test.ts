@@ -18,7 +18,7 @@ import { checkOutput, handleEcsTask, handleFailure, handleFinalize, handlePlan, 
 import { S3Store } from '../src/aws/s3-store.ts';
 import { checkRunId, keys, newRunId, planRun, preparePlan, runStagePartition } from '../src/aws/run.ts';
 import { LocalStore, putJson } from '../src/aws/store.ts';
-import { getS3ObjectOrNull, putS3Object, s3Client } from '../src/io/s3.ts';
+import { getS3ObjectOrNull, putS3Object, s3Client } from '../src/io/s3/index.ts';
 import { double } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 

@@ -14,7 +14,7 @@
 //   An output with a '.' or '..' segment is always refused.
 // - Run ids match RUN_ID_PATTERN (run.ts) everywhere: handlers, keys, the ECS task's environment.
 import type { DataFrame } from '../dataframe.ts';
-import { isS3Uri, parseS3Uri } from '../io/s3.ts';
+import { isS3Uri, parseS3Uri } from '../io/s3/index.ts';
 import {
   checkLocalPipeline, checkRunId, deployedPipelines, finalizeRun, importPipeline, keys, loadPlan, planRun, preparePlan,
   recordFailure, resolvePipelineSpec, runGpuSlot, runStagePartition, type PlanSummary, type RunOutput,

@@ -3,7 +3,7 @@
 import {
   copyS3Object, createS3WriteStream, deleteS3Objects, formatS3Uri, getS3ObjectOrNull, headS3OrNull, isS3Uri, listS3,
   openS3ReadStream, putS3Object, S3Error,
-} from '../io/s3.ts';
+} from '../io/s3/index.ts';
 import { NotFoundError, type ObjectStore } from './store.ts';
 
 export class S3Store implements ObjectStore {

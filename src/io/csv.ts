@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import * as arrow from 'apache-arrow';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON, type SchemaJSON, type TimeUnit } from '../datatypes.ts';
 import { batchSegments, statFile } from './paths.ts';
-import { createS3WriteStream, isS3Uri, noteS3Objects, openS3ReadStream, s3Hint, s3Sync, type S3WriteStream } from './s3.ts';
+import { createS3WriteStream, isS3Uri, noteS3Objects, openS3ReadStream, s3Hint, s3Sync, type S3WriteStream } from './s3/index.ts';
 
 export interface CsvOptions {
   /** Default ',' (tab for *.tsv files). */

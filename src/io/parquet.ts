@@ -18,7 +18,7 @@ import { unaliasBatch } from '../ipc-alias.ts';
 import {
   S3Blob, S3ObjectChangedError, createS3WriteStream, deleteS3Objects, forgetS3Object, isS3Uri, noteS3Objects, putS3Object, s3Hint, s3Settings, s3Sync,
   S3_METADATA_TTL_MS, type S3WriteStream, type TailRequest,
-} from './s3.ts';
+} from './s3/index.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Public types

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type * as arrow from 'apache-arrow';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import { COMMIT_MARKER_NAME, interruptedCommitError, readCommitMarker } from './commit-state.ts';
-import { groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, s3Sync, type ListResult, type S3Error, type S3Object } from './s3.ts';
+import { groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, s3Sync, type ListResult, type S3Error, type S3Object } from './s3/index.ts';
 
 export type FileFormat = 'parquet' | 'csv';
 

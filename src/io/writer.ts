@@ -30,7 +30,7 @@ import {
 } from './commit-state.ts';
 import {
   S3Error, copyS3Object, deleteS3Objects, deleteS3Prefix, getS3ObjectOrNull, isS3Uri, listS3, parseS3Uri, putS3Object, trimSlash,
-} from './s3.ts';
+} from './s3/index.ts';
 
 export { readManifest } from './paths.ts';
 export type { Manifest, ManifestFile } from './paths.ts';
