@@ -4,8 +4,7 @@
 // Shard keys are deterministic, so a retried partition overwrites its shard, never duplicates it.
 import * as arrow from 'apache-arrow';
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
 import type { DataFrame } from '../dataframe.ts';
@@ -17,7 +16,7 @@ import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
 import { mergeMetrics, runtime, type RunMetrics } from '../udf-exec.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
-import { getJson, NotFoundError, putJson, type ObjectStore } from './store.ts';
+import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 
 export const PLAN_VERSION = 1;
 
@@ -269,9 +268,8 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   let bytes: number;
   if (last) {
     key = keys.result(runId, partition);
-    const uri = store.uri(key);
-    if (!uri.startsWith('s3://')) await mkdir(dirname(uri), { recursive: true });
-    bytes = (await writeParquetFile(uri, counted, { schema })).bytes;
+    await store.prepare(key);
+    bytes = (await writeParquetFile(store.uri(key), counted, { schema })).bytes;
   } else {
     key = keys.shard(runId, stageIndex, partition);
     bytes = await store.upload(key, ipcStream(counted, schema.toArrow()));

@@ -4,8 +4,7 @@
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { DataFrame } from '../dataframe.ts';
 import { keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
-import { S3Store } from '../aws/s3-store.ts';
-import { getJson, NotFoundError, putJson, type ObjectStore } from '../aws/store.ts';
+import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { startProgress } from '../progress.ts';
 import { udfsOf } from '../physical.ts';
 
