@@ -5,13 +5,13 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDynamicPattern } from 'tinyglobby';
 import {
-  forgetS3Object, groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, S3_METADATA_TTL_MS, S3Error, s3Hint, s3Sync,
-  trimSlash, type S3Hint,
+  forgetS3Object, groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, S3_METADATA_TTL_MS, S3Blob, S3Error, s3Hint,
+  S3ObjectChangedError, s3Settings, s3Sync, trimSlash, type S3Hint, type TailRequest, type TailResult,
 } from '../s3/index.ts';
 import { LocalStore } from './local.ts';
 import { S3Store } from './s3.ts';
 import {
-  PreconditionFailedError, type ChunkReader, type Listing, type ObjectInfo, type ObjectStore, type ObjectWriter, type PutOptions,
+  NotFoundError, PreconditionFailedError, type ChunkReader, type Listing, type ObjectInfo, type ObjectStore, type ObjectWriter, type PutOptions,
 } from './store.ts';
 
 export * from './store.ts';
@@ -131,6 +131,11 @@ export function openObjectReader(uri: string, opts: { etag?: string } = {}): Pro
   const { store, key } = storeFor(uri);
   return store.openReader(key, opts);
 }
+/** A Blob over the object whose slices read only the bytes asked for. */
+export function openObjectBlob(uri: string): Promise<Blob> {
+  const { store, key } = storeFor(uri);
+  return store.openBlob(key);
+}
 /** Make `uri` writable by a writer that takes a URI (local: create its directory). */
 export function prepareObject(uri: string): Promise<void> {
   const { store, key } = storeFor(uri);
@@ -177,11 +182,19 @@ export function headObjectSync(uri: string): ObjectInfo | null {
 }
 /** Like headObjectSync, but a missing object is an error naming it. */
 export function statObjectSync(uri: string): ObjectInfo {
-  return isS3Uri(uri) ? s3Sync.head(uri) : (headObjectSync(uri) ?? (() => { throw new Error(`no such file: ${uri}`); })());
+  if (isS3Uri(uri)) return s3Sync.head(uri);
+  const o = headObjectSync(uri);
+  if (!o) throw new NotFoundError(uri);
+  return o;
 }
 export function getObjectOrNullSync(uri: string): { bytes: Uint8Array; etag: string } | null {
   const { store, key } = storeFor(uri);
   return store.sync.getOrNull(key);
+}
+/** Bytes [start, end) of an object, blocking (a CSV's first rows for schema inference). */
+export function readRangeSync(uri: string, start: number, end: number, etag?: string): Uint8Array {
+  const { store, key } = storeFor(uri);
+  return store.sync.range(key, start, end, etag);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,4 +210,26 @@ export const forgetObject: (uri: string) => void = forgetS3Object;
 export function groupObjectHints(uris: readonly string[]): void {
   const remote = uris.filter((u) => isS3Uri(u));
   if (remote.length > 1) groupS3Hints(remote);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ranged reads of remote objects (the Parquet reader: footers of many objects in one round, then
+// only the byte ranges of the columns it decodes)
+
+/** A read-only Blob over one version of a remote object; prefetched ranges are served from memory. */
+export type RangedBlob = S3Blob;
+/** The object changed under a reader (its version differs from the one its plan was built with). */
+export const ObjectChangedError = S3ObjectChangedError;
+export type { TailRequest, TailResult };
+
+/** A Blob over `uri` at version `etag` (size known), holding `tail` (the footer bytes) already. */
+export function openRangedBlob(uri: string, size: number, opts: { etag: string; tail?: { offset: number; bytes: Uint8Array } }): RangedBlob {
+  const o: ConstructorParameters<typeof S3Blob>[2] = { etag: opts.etag, settings: s3Settings() };
+  if (opts.tail) o.tail = opts.tail;
+  return new S3Blob(uri, size, o);
+}
+
+/** Size, version and last bytes (enough for a Parquet footer) of many remote objects, in one blocking round. */
+export function parquetTailsSync(items: TailRequest[]): TailResult[] {
+  return s3Sync.parquetTails(items);
 }

@@ -34,6 +34,16 @@ export class LocalStore implements ObjectStore {
           throw e;
         }
       },
+      range: (key, start, end) => {
+        const fd = fs.openSync(this.uri(key), 'r');
+        try {
+          const out = new Uint8Array(Math.max(0, end - start));
+          const n = fs.readSync(fd, out, 0, out.length, start);
+          return out.subarray(0, n);
+        } finally {
+          fs.closeSync(fd);
+        }
+      },
     };
   }
 
@@ -119,10 +129,11 @@ export class LocalStore implements ObjectStore {
     return { etag: localEtag(await fsp.stat(p)) };
   }
 
-  /** Written in place (as the file readers expect); abort() removes what was written. */
+  /** Written to `<path>.tmp` and renamed into place by close(), so no reader sees half a file; abort() removes it. */
   async openWriter(key: string): Promise<ObjectWriter> {
     const p = this.uri(key);
-    const fh = await fsp.open(p, 'w');
+    const tmp = `${p}.tmp`;
+    const fh = await fsp.open(tmp, 'w');
     let bytes = 0;
     let closed = false;
     const close = async (): Promise<void> => {
@@ -138,12 +149,18 @@ export class LocalStore implements ObjectStore {
         bytes += chunk.byteLength;
       },
       close: async () => {
-        await close();
+        try {
+          await close();
+          await fsp.rename(tmp, p);
+        } catch (e) {
+          await fsp.rm(tmp, { force: true });
+          throw e;
+        }
         return { bytes, etag: localEtag(await fsp.stat(p)) };
       },
       abort: async () => {
-        await close();
-        await fsp.rm(p, { force: true });
+        await close().catch(() => undefined);
+        await fsp.rm(tmp, { force: true });
       },
     };
   }

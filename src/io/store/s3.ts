@@ -18,6 +18,7 @@ export class S3Store implements ObjectStore {
       glob: (pattern) => s3Sync.glob(this.uri(pattern)),
       head: (key) => s3Sync.headOrNull(this.uri(key)),
       getOrNull: (key) => s3Sync.getOrNull(this.uri(key)),
+      range: (key, start, end, etag) => s3Sync.range(this.uri(key), start, end, etag),
     };
   }
 

@@ -44,6 +44,8 @@ export interface SyncObjectStore {
   glob(pattern: string): ObjectInfo[];
   head(key: string): ObjectInfo | null;
   getOrNull(key: string): { bytes: Uint8Array; etag: string } | null;
+  /** Bytes [start, end) (fewer at the end of the object). With `etag`, a changed object is an error. */
+  range(key: string, start: number, end: number, etag?: string): Uint8Array;
 }
 
 export interface ObjectStore {
