@@ -8,7 +8,9 @@ import { isUtf8 } from 'node:buffer';
 import * as arrow from 'apache-arrow';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON, type SchemaJSON, type TimeUnit } from '../datatypes.ts';
 import { batchSegments, statFile } from './paths.ts';
-import { createS3WriteStream, isS3Uri, noteS3Objects, openS3ReadStream, s3Hint, s3Sync, type S3WriteStream } from './s3/index.ts';
+import {
+  isLocalUri, statObjectSync, noteObjects, objectHint, openObjectWriter, readRangeSync, openObjectReader,
+} from './store/index.ts';
 
 export interface CsvOptions {
   /** Default ',' (tab for *.tsv files). */
@@ -887,7 +889,7 @@ function readPrefixSyncS3(uri: string, size: number, etag: string, enough: (buf:
   let want = 1 << 16;
   for (;;) {
     const upto = Math.min(size, want);
-    const more = s3Sync.range(uri, buf.length, upto, etag);
+    const more = readRangeSync(uri, buf.length, upto, etag);
     buf = buf.length ? Buffer.concat([buf, more]) : Buffer.from(more.buffer, more.byteOffset, more.length);
     const eof = buf.length >= size;
     if (enough(buf, buf.length, eof) || eof) return { buf, end: buf.length, eof };
@@ -897,12 +899,12 @@ function readPrefixSyncS3(uri: string, size: number, etag: string, enough: (buf:
 
 /** Size and version of a CSV file: (size, mtime) locally, (size, ETag) on S3 (a listing's word, else a HEAD). */
 function csvStat(file: string): { size: number; mtimeMs: number; etag?: string } {
-  if (!isS3Uri(file)) return statFile(file, 'CSV');
-  let h = s3Hint(file);
+  if (isLocalUri(file)) return statFile(file, 'CSV');
+  let h = objectHint(file);
   if (!h) {
-    const o = s3Sync.head(file);
-    noteS3Objects([o], s3Hint(file, Infinity)?.group);
-    h = s3Hint(file)!;
+    const o = statObjectSync(file);
+    noteObjects([o], objectHint(file, Infinity)?.group);
+    h = objectHint(file)!;
   }
   return { size: h.size, mtimeMs: 0, etag: h.etag };
 }
@@ -1074,45 +1076,10 @@ interface ChunkSource {
 }
 
 async function openChunkSource(path: string): Promise<ChunkSource> {
-  if (!isS3Uri(path)) {
-    const fh = await fs.promises.open(path, 'r');
-    return { read: (into, len, pos) => fh.read(into, 0, len, pos).then((r) => r.bytesRead), close: () => fh.close() };
-  }
-  // The ETag the schema was inferred from: a replaced object fails instead of mis-parsing.
-  const stream = await openS3ReadStream(path, s3Hint(path, Infinity)?.etag);
-  const it = stream[Symbol.asyncIterator]();
-  let cur: Uint8Array | null = null;
-  let off = 0;
-  let done = false;
-  let at = 0;
-  return {
-    read: async (into, len, pos) => {
-      if (pos !== at) throw new Error(`internal: non-sequential read of ${path} at ${pos} (expected ${at})`);
-      let n = 0;
-      while (n < len) {
-        if (!cur || off >= cur.length) {
-          if (done) break;
-          const r = await it.next();
-          if (r.done) { done = true; break; }
-          cur = r.value;
-          off = 0;
-          continue;
-        }
-        const k = Math.min(len - n, cur.length - off);
-        into.set(cur.subarray(off, off + k), n);
-        n += k;
-        off += k;
-      }
-      at += n;
-      return n;
-    },
-    close: async () => {
-      if (done) return;
-      done = true;
-      stream.destroy();
-      await it.return?.(undefined).catch(() => undefined);
-    },
-  };
+  // S3: one GET read front to back, pinned to the ETag the schema was inferred from (a replaced
+  // object fails instead of mis-parsing); locally positional reads into the caller's buffer.
+  const etag = objectHint(path, Infinity)?.etag;
+  return openObjectReader(path, etag === undefined ? {} : { etag });
 }
 
 /**
@@ -1430,17 +1397,8 @@ interface CsvSink {
 }
 
 async function openCsvSink(path: string): Promise<CsvSink> {
-  if (!isS3Uri(path)) {
-    const fh = await fs.promises.open(path, 'w');
-    return {
-      write: (b) => fh.write(b),
-      close: async (ok) => {
-        await fh.close();
-        if (!ok) await fs.promises.rm(path, { force: true });
-      },
-    };
-  }
-  const upload: S3WriteStream = await createS3WriteStream(path, { contentType: 'text/csv' });
+  // Through the storage layer: the file appears whole on close (upload completed, or a local temp renamed in).
+  const upload = await openObjectWriter(path, { contentType: 'text/csv' });
   return {
     write: (b) => upload.write(b),
     close: async (ok) => {

@@ -16,9 +16,8 @@ import type { Scalar } from '../expressions.ts';
 import { batchSegments, statFile } from './paths.ts';
 import { unaliasBatch } from '../ipc-alias.ts';
 import {
-  S3Blob, S3ObjectChangedError, createS3WriteStream, deleteS3Objects, forgetS3Object, isS3Uri, noteS3Objects, putS3Object, s3Hint, s3Settings, s3Sync,
-  S3_METADATA_TTL_MS, type S3WriteStream, type TailRequest,
-} from './s3/index.ts';
+  isLocalUri, METADATA_TTL_MS, statObjectSync, noteObjects, objectHint, parquetTailsSync, openObjectBlob, openRangedBlob, ObjectChangedError, forgetObject, openObjectWriter, deleteObjects, type RangedBlob, type ObjectWriter, type TailRequest,
+} from './store/index.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -256,7 +255,7 @@ function readFooter(file: string, size: number): FileMetaData {
  * only the file tail) and cached by (path, size, mtime).
  */
 export function inspectParquet(path: string): ParquetFileInfo {
-  if (isS3Uri(path)) return inspectS3(path, S3_METADATA_TTL_MS).info;
+  if (!isLocalUri(path)) return inspectS3(path, METADATA_TTL_MS).info;
   const st = statFile(path, 'Parquet');
   const hit = infoCache.get(path);
   if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.info;
@@ -377,11 +376,11 @@ function footerFromTail(uri: string, size: number, etag: string, offset: number,
 function inspectS3(uri: string, maxAgeMs: number): S3Footer {
   const hit = s3InfoCache.get(uri);
   if (hit) {
-    const hint = s3Hint(uri, maxAgeMs);
+    const hint = objectHint(uri, maxAgeMs);
     if (hint ? hint.etag === hit.etag : Date.now() - hit.checkedAt <= maxAgeMs) return hit;
     if (!hint) {
-      const o = s3Sync.head(uri);
-      noteS3Objects([o], s3Hint(uri, Infinity)?.group);
+      const o = statObjectSync(uri);
+      noteObjects([o], objectHint(uri, Infinity)?.group);
       if (o.etag === hit.etag) {
         hit.checkedAt = Date.now();
         return hit;
@@ -389,9 +388,9 @@ function inspectS3(uri: string, maxAgeMs: number): S3Footer {
     }
   }
   // This object, plus the others of its listing whose footers are not cached yet.
-  const group = (s3Hint(uri)?.group ?? []).filter((u) => {
+  const group = (objectHint(uri)?.group ?? []).filter((u) => {
     if (u === uri) return false;
-    const h = s3Hint(u);
+    const h = objectHint(u);
     const c = s3InfoCache.get(u);
     return h !== undefined && (!c || c.etag !== h.etag);
   });
@@ -403,11 +402,11 @@ function inspectS3(uri: string, maxAgeMs: number): S3Footer {
 /** Fetch and cache footers (one parallel batch); returns the errors by URI. */
 function fetchS3Footers(uris: readonly string[]): Map<string, Error> {
   const requests: TailRequest[] = uris.map((u) => {
-    const h = s3Hint(u);
+    const h = objectHint(u);
     return h ? { uri: u, size: h.size, etag: h.etag } : { uri: u };
   });
   const errors = new Map<string, Error>();
-  for (const r of s3Sync.parquetTails(requests)) {
+  for (const r of parquetTailsSync(requests)) {
     try {
       if ('error' in r) throw Object.assign(new Error(r.error.message), { code: r.error.code });
       s3CacheSet(r.uri, footerFromTail(r.uri, r.size, r.etag, r.offset, r.bytes, r.head));
@@ -420,7 +419,7 @@ function fetchS3Footers(uris: readonly string[]): Map<string, Error> {
 
 /** Footers of many files at once (one parallel round for the s3:// URIs among them). */
 export function inspectParquetMany(paths: readonly string[]): ParquetFileInfo[] {
-  const missing = paths.filter((p) => isS3Uri(p) && !s3InfoCache.has(p));
+  const missing = paths.filter((p) => !isLocalUri(p) && !s3InfoCache.has(p));
   if (missing.length > 1) fetchS3Footers([...new Set(missing)]);
   return paths.map((p) => inspectParquet(p));
 }
@@ -1150,20 +1149,18 @@ function emptyColumnsBatch(length: number): arrow.RecordBatch {
 
 interface OpenFile { inst: WasmInstance; pf: PW.ParquetFile }
 
-async function openParquetFile(path: string, s3Blob: S3Blob | null): Promise<OpenFile> {
+async function openParquetFile(path: string, s3Blob: RangedBlob | null): Promise<OpenFile> {
   const inst = await getWasm();
   // Lazily read slices: only the ranges parquet-wasm asks for (local file or ranged GETs).
-  const blob = s3Blob ? (s3Blob as unknown as Blob) : await fs.openAsBlob(path);
+  const blob = s3Blob ? (s3Blob as unknown as Blob) : await openObjectBlob(path);
   const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob)));
   return { inst, pf };
 }
 
 /** For an s3:// path: a blob over the object version the footer came from, holding the footer bytes. */
-function s3BlobFor(path: string): { blob: S3Blob; chunks: ChunkRanges } {
+function s3BlobFor(path: string): { blob: RangedBlob; chunks: ChunkRanges } {
   const f = inspectS3(path, Infinity);
-  const opts: ConstructorParameters<typeof S3Blob>[2] = { etag: f.etag, settings: s3Settings() };
-  if (f.tail) opts.tail = f.tail;
-  return { blob: new S3Blob(path, f.size, opts), chunks: f.chunks };
+  return { blob: openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }), chunks: f.chunks };
 }
 
 /**
@@ -1171,7 +1168,7 @@ function s3BlobFor(path: string): { blob: S3Blob; chunks: ChunkRanges } {
  * conforming exactly to `schema.select(columns).toArrow()`.
  */
 export async function* readParquetBatches(path: string, opts: ReadParquetOptions = {}): AsyncGenerator<arrow.RecordBatch> {
-  const remote = isS3Uri(path) ? s3BlobFor(path) : null;
+  const remote = isLocalUri(path) ? null : s3BlobFor(path);
   const info = remote ? inspectS3(path, Infinity).info : inspectParquet(path);
   const fileSchema = opts.schema ?? info.schema;
   const names = opts.columns ? [...opts.columns] : fileSchema.names;
@@ -1288,11 +1285,11 @@ export function parquetWasmMemoryBytes(): number {
 /** A read that found a newer object version: forget its footer, so the next plan sees the new one. */
 function s3Changed(path: string, e: unknown): unknown {
   const text = e instanceof Error ? e.message : String(e);
-  if (e instanceof S3ObjectChangedError || text.includes('the object changed')) {
+  if (e instanceof ObjectChangedError || text.includes('the object changed')) {
     const f = s3InfoCache.get(path);
     if (f?.tail) keptTailBytes -= f.tail.bytes.length;
     s3InfoCache.delete(path);
-    forgetS3Object(path);
+    forgetObject(path);
   }
   return e;
 }
@@ -1393,19 +1390,8 @@ interface ParquetSink {
 }
 
 async function openSink(path: string): Promise<ParquetSink> {
-  if (!isS3Uri(path)) {
-    const fh = await fs.promises.open(path, 'w');
-    let closed = false;
-    const close = async (): Promise<void> => { if (!closed) { closed = true; await fh.close(); } };
-    return {
-      write: (chunk) => fh.write(chunk),
-      finish: close,
-      discard: async () => { await close(); await fs.promises.rm(path, { force: true }); },
-      remove: () => fs.promises.rm(path, { force: true }),
-      writtenRows: () => null,
-    };
-  }
-  const upload: S3WriteStream = await createS3WriteStream(path);
+  // Through the storage layer: the file appears whole on finish (upload completed, or a local temp renamed in).
+  const upload: ObjectWriter = await openObjectWriter(path);
   // The footer is written last: keep the last chunks (about 1 MiB) to read the row count from.
   const tail: Uint8Array[] = [];
   let tailBytes = 0;
@@ -1418,7 +1404,7 @@ async function openSink(path: string): Promise<ParquetSink> {
     },
     finish: async () => { await upload.close(); },
     discard: () => upload.abort(),
-    remove: () => deleteS3Objects([path]),
+    remove: () => deleteObjects([path]),
     writtenRows: () => {
       const buf = Buffer.concat(tail);
       if (buf.length < 12 || buf.readUInt32LE(buf.length - 4) !== PAR1 || buf.readUInt32LE(buf.length - 8) + 8 > buf.length) return null;
@@ -1508,8 +1494,14 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     // Valid empty file carrying the schema.
     const bytes = wasmSync(inst, () => inst.pw.writeParquet(
       inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps()));
-    if (isS3Uri(path)) await putS3Object(path, bytes);
-    else await fs.promises.writeFile(path, bytes);
+    const w = await openObjectWriter(path);
+    try {
+      await w.write(bytes);
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    await w.close();
     return { rows: 0, bytes: bytes.length };
   }
 
