@@ -18,7 +18,7 @@ import {
   checkLocalPipeline, checkRunId, deployedPipelines, finalizeRun, importPipeline, keys, loadPlan, planRun, preparePlan,
   recordFailure, resolvePipelineSpec, runGpuSlot, runStagePartition, type PlanSummary, type RunOutput,
 } from './run.ts';
-import { isBelowPrefix, isObjectStoreUri, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
+import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 
 /** Execution input of the state machine (also what an S3-triggered run starts with). */
 export interface RunEvent {
@@ -109,12 +109,11 @@ export function checkOutput(output: unknown, where: string, env: NodeJS.ProcessE
   if (prefixes.length === 0) {
     throw new Error(`${where}: output ${output} is not allowed: this deployment keeps results in its work bucket (FANOUT_OUTPUT_PREFIX is empty); pass output null`);
   }
-  if (isObjectStoreUri(output)) {
-    for (const p of prefixes) {
-      if (!isObjectStoreUri(p)) throw new Error(`FANOUT_OUTPUT_PREFIX: ${JSON.stringify(p)} is not an s3:// URI`);
-      // Strictly below: an output equal to the prefix would overwrite every run's results.
-      if (isBelowPrefix(output, p)) return output;
-    }
+  for (const p of prefixes) {
+    // Strictly below: an output equal to the prefix would overwrite every run's results.
+    const below = isBelowPrefix(output, p);
+    if (below === null) throw new Error(`FANOUT_OUTPUT_PREFIX: ${JSON.stringify(p)} is not an s3:// URI`);
+    if (below) return output;
   }
   throw new Error(`${where}: output ${output} is outside this deployment's output location ${prefixes.join(', ')} (FANOUT_OUTPUT_PREFIX)`);
 }

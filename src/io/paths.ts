@@ -10,8 +10,6 @@ import {
   noteObjects, storeFor, toLocalPath, type Listing, type ObjectInfo,
 } from './store/index.ts';
 
-export { isRemotePath } from './store/index.ts';
-
 export type FileFormat = 'parquet' | 'csv';
 
 /** Name of the commit marker / manifest a DatasetWriter writes last. */

@@ -3,7 +3,12 @@
 import { S3Error, s3Error, s3Settings, type S3Settings } from './client.ts';
 import { getS3Range, headS3 } from './objects.ts';
 
-interface CachedRange { start: number; end: number; bytes: Promise<Uint8Array>; tag: string }
+interface CachedRange {
+  start: number;
+  end: number;
+  bytes: Promise<Uint8Array>;
+  tag: string;
+}
 
 /** Ranges larger than this are fetched as parallel ranged GETs. */
 const RANGE_PART = 8 << 20;
@@ -19,9 +24,15 @@ export class S3Blob {
   private readonly failure: { error: Error | null };
 
   /** @param objectSize the whole object's size (a HEAD's or listing's ContentLength) */
-  constructor(readonly uri: string, readonly objectSize: number,
+  constructor(
+    readonly uri: string,
+    readonly objectSize: number,
     readonly options: { etag?: string; settings?: S3Settings; tail?: { offset: number; bytes: Uint8Array } } = {},
-    private readonly start = 0, private readonly end = objectSize, cache?: CachedRange[], failure?: { error: Error | null }) {
+    private readonly start = 0,
+    private readonly end = objectSize,
+    cache?: CachedRange[],
+    failure?: { error: Error | null },
+  ) {
     this.cache = cache ?? [];
     this.failure = failure ?? { error: null };
     if (!cache && options.tail) {
@@ -31,9 +42,13 @@ export class S3Blob {
   }
 
   /** Bytes in this blob (Blob.size): the slice's length. */
-  get size(): number { return this.end - this.start; }
+  get size(): number {
+    return this.end - this.start;
+  }
 
-  get type(): string { return ''; }
+  get type(): string {
+    return '';
+  }
 
   /** Blob.slice semantics: offsets relative to this blob, negatives from its end, clamped. */
   slice(start = 0, end = this.end - this.start): S3Blob {
@@ -69,7 +84,10 @@ export class S3Blob {
 
   /** Start fetching these absolute [start, end) ranges (merged when adjacent); `tag` names them for evict(). */
   prefetch(ranges: readonly (readonly [number, number])[], tag: string): void {
-    const sorted = ranges.filter(([a, b]) => b > a).map(([a, b]) => [a, Math.min(b, this.objectSize)] as [number, number]).sort((x, y) => x[0] - y[0]);
+    const sorted = ranges
+      .filter(([a, b]) => b > a)
+      .map(([a, b]) => [a, Math.min(b, this.objectSize)] as [number, number])
+      .sort((x, y) => x[0] - y[0]);
     const merged: [number, number][] = [];
     for (const r of sorted) {
       const last = merged[merged.length - 1];
@@ -143,7 +161,11 @@ export class S3Blob {
 /** Bytes read from the end of a Parquet object at first: footer and page indexes usually fit. */
 export const PARQUET_TAIL_BYTES = 64 << 10;
 
-export interface TailRequest { uri: string; size?: number; etag?: string }
+export interface TailRequest {
+  uri: string;
+  size?: number;
+  etag?: string;
+}
 export type TailResult =
   | { uri: string; size: number; etag: string; offset: number; bytes: Uint8Array; head: Uint8Array | null }
   | { uri: string; error: { message: string; code: string } };

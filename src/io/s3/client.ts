@@ -4,7 +4,11 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { parseS3Uri } from './uri.ts';
 
-export interface S3Credentials { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
 
 /** What a client is built from; plain data, so the sync worker gets the caller's current view of the environment. */
 export interface S3Settings {
@@ -26,8 +30,13 @@ export function s3Settings(env: NodeJS.ProcessEnv = process.env): S3Settings {
     // Passed explicitly (not left to the chain) so a worker started earlier sees today's values.
     credentials = { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY };
     if (env.AWS_SESSION_TOKEN) credentials.sessionToken = env.AWS_SESSION_TOKEN;
-  } else if (endpoint && !env.AWS_PROFILE && !env.AWS_WEB_IDENTITY_TOKEN_FILE &&
-    !env.AWS_CONTAINER_CREDENTIALS_FULL_URI && !env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
+  } else if (
+    endpoint &&
+    !env.AWS_PROFILE &&
+    !env.AWS_WEB_IDENTITY_TOKEN_FILE &&
+    !env.AWS_CONTAINER_CREDENTIALS_FULL_URI &&
+    !env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
+  ) {
     credentials = LOCAL_TEST_CREDENTIALS;
   }
   return { region, endpoint, forcePathStyle: endpoint !== null, credentials };
@@ -72,12 +81,23 @@ export function s3Client(settings: S3Settings = s3Settings()): Promise<S3Client>
 
 export class S3Error extends Error {
   override name = 'S3Error';
-  constructor(message: string, readonly code: string, readonly uri: string, readonly operation: string) {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly uri: string,
+    readonly operation: string,
+  ) {
     super(message);
   }
 }
 
-interface AwsErrorLike { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }
+interface AwsErrorLike {
+  name?: string;
+  Code?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
 
 export function s3Error(operation: string, uri: string, e: unknown, settings?: S3Settings): S3Error {
   if (e instanceof S3Error) return e;
@@ -95,7 +115,8 @@ export function s3Error(operation: string, uri: string, e: unknown, settings?: S
   } else if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
     why = `access denied (${code}); check the credentials and the bucket's policy`;
   } else if (code === 'CredentialsProviderError') {
-    why = 'no AWS credentials found (CredentialsProviderError); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or AWS_ENDPOINT_URL_S3 for a local server';
+    why =
+      'no AWS credentials found (CredentialsProviderError); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or AWS_ENDPOINT_URL_S3 for a local server';
   } else if (code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'ExpiredToken') {
     why = `credentials rejected (${code}): ${err.message ?? ''}`.trim();
   } else if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ECONNRESET' || code === 'TimeoutError') {
@@ -108,8 +129,14 @@ export function s3Error(operation: string, uri: string, e: unknown, settings?: S
 
 /** Process-wide request counters (per thread); tests use bytesRead to check that only needed ranges are fetched. */
 export const s3Stats = {
-  requests: 0, listRequests: 0, headRequests: 0, getRequests: 0, putRequests: 0,
-  bytesRead: 0, bytesWritten: 0, syncCalls: 0,
+  requests: 0,
+  listRequests: 0,
+  headRequests: 0,
+  getRequests: 0,
+  putRequests: 0,
+  bytesRead: 0,
+  bytesWritten: 0,
+  syncCalls: 0,
 };
 export type S3Stats = typeof s3Stats;
 

@@ -18,7 +18,7 @@ export function keyGlobMatcher(pattern: string): (key: string) => boolean {
 }
 
 /** The literal key prefix before the first (unescaped) glob character: what to list. */
-export function globListPrefix(keyPattern: string): string {
+function globListPrefix(keyPattern: string): string {
   let prefix = '';
   for (let i = 0; i < keyPattern.length; i++) {
     const c = keyPattern[i]!;

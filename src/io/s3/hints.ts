@@ -2,7 +2,12 @@
 // listing each object came with (footers of a whole listing are fetched in one parallel batch).
 import type { S3Object } from './objects.ts';
 
-export interface S3Hint { size: number; etag: string; at: number; group: readonly string[] }
+export interface S3Hint {
+  size: number;
+  etag: string;
+  at: number;
+  group: readonly string[];
+}
 const hints = new Map<string, S3Hint>();
 const HINTS_MAX = 100_000;
 

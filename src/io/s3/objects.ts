@@ -3,7 +3,13 @@ import type { DeleteObjectsCommandOutput, GetObjectCommandOutput, ListObjectsV2C
 import { count, s3Client, S3Error, s3Error, s3Settings, s3Stats, sdk, type S3Settings } from './client.ts';
 import { formatS3Uri, parseS3Uri } from './uri.ts';
 
-export interface S3Object { uri: string; key: string; size: number; etag: string; lastModified: number }
+export interface S3Object {
+  uri: string;
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: number;
+}
 
 export interface ListOptions {
   delimiter?: string;
@@ -12,7 +18,10 @@ export interface ListOptions {
   /** Keys per ListObjectsV2 page (default and maximum 1,000). */
   pageSize?: number;
 }
-export interface ListResult { objects: S3Object[]; /** with a delimiter: the "sub-directory" URIs */ prefixes: string[] }
+export interface ListResult {
+  objects: S3Object[] /** with a delimiter: the "sub-directory" URIs */;
+  prefixes: string[];
+}
 
 /** Every object whose key starts with the URI's key (paginated). */
 export async function listS3(prefixUri: string, opts: ListOptions = {}, settings: S3Settings = s3Settings()): Promise<ListResult> {
@@ -26,17 +35,25 @@ export async function listS3(prefixUri: string, opts: ListOptions = {}, settings
     count('listRequests');
     let r: ListObjectsV2CommandOutput;
     try {
-      r = await client.send(new m.ListObjectsV2Command({
-        Bucket: bucket, Prefix: key, ContinuationToken: token, Delimiter: opts.delimiter,
-        MaxKeys: Math.min(opts.pageSize ?? 1000, 1000, opts.maxKeys !== undefined ? opts.maxKeys - objects.length : 1000),
-      }));
+      r = await client.send(
+        new m.ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: key,
+          ContinuationToken: token,
+          Delimiter: opts.delimiter,
+          MaxKeys: Math.min(opts.pageSize ?? 1000, 1000, opts.maxKeys !== undefined ? opts.maxKeys - objects.length : 1000),
+        }),
+      );
     } catch (e) {
       throw s3Error('ListObjectsV2', prefixUri, e, settings);
     }
     for (const o of r.Contents ?? []) {
       if (o.Key === undefined) continue;
       objects.push({
-        uri: formatS3Uri(bucket, o.Key), key: o.Key, size: Number(o.Size ?? 0), etag: o.ETag ?? '',
+        uri: formatS3Uri(bucket, o.Key),
+        key: o.Key,
+        size: Number(o.Size ?? 0),
+        etag: o.ETag ?? '',
         lastModified: o.LastModified ? o.LastModified.getTime() : 0,
       });
     }
@@ -96,8 +113,12 @@ export async function getS3Range(uri: string, start: number, end: number, etag?:
     const r = await client.send(new m.GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${end - 1}` }));
     if (etag && r.ETag && r.ETag !== etag) {
       (r.Body as { destroy?: () => void } | undefined)?.destroy?.();
-      throw new S3ObjectChangedError(`S3 GetObject ${uri}: the object changed while it was being read (ETag ${r.ETag}, expected ${etag})`,
-        'ObjectChanged', uri, 'GetObject');
+      throw new S3ObjectChangedError(
+        `S3 GetObject ${uri}: the object changed while it was being read (ETag ${r.ETag}, expected ${etag})`,
+        'ObjectChanged',
+        uri,
+        'GetObject',
+      );
     }
     const bytes = await bodyBytes(r.Body, end - start);
     s3Stats.bytesRead += bytes.length;
@@ -135,7 +156,11 @@ export async function getS3Object(uri: string, settings: S3Settings = s3Settings
  * The object as a stream of chunks (one GET; the SDK stream applies backpressure), for sequential
  * readers such as CSV. With `etag`, a different version of the object is an S3ObjectChangedError.
  */
-export async function openS3ReadStream(uri: string, etag?: string, settings: S3Settings = s3Settings()): Promise<AsyncIterable<Uint8Array> & { destroy(): void }> {
+export async function openS3ReadStream(
+  uri: string,
+  etag?: string,
+  settings: S3Settings = s3Settings(),
+): Promise<AsyncIterable<Uint8Array> & { destroy(): void }> {
   const { bucket, key } = parseS3Uri(uri);
   const m = await sdk();
   const client = await s3Client(settings);
@@ -150,8 +175,12 @@ export async function openS3ReadStream(uri: string, etag?: string, settings: S3S
   if (!body) throw new S3Error(`S3 GetObject ${uri}: empty response`, 'EmptyBody', uri, 'GetObject');
   if (etag && r.ETag && r.ETag !== etag) {
     body.destroy();
-    throw new S3ObjectChangedError(`S3 GetObject ${uri}: the object changed since it was inspected (ETag ${r.ETag}, expected ${etag})`,
-      'ObjectChanged', uri, 'GetObject');
+    throw new S3ObjectChangedError(
+      `S3 GetObject ${uri}: the object changed since it was inspected (ETag ${r.ETag}, expected ${etag})`,
+      'ObjectChanged',
+      uri,
+      'GetObject',
+    );
   }
   return {
     async *[Symbol.asyncIterator]() {
@@ -180,15 +209,27 @@ export interface PutS3Options {
  * PUT one object. A failed condition (`ifMatch` / `ifNoneMatch`) is an S3Error with code
  * 'PreconditionFailed' (412), or 'ConditionalRequestConflict' (409: a concurrent conditional write won).
  */
-export async function putS3Object(uri: string, body: Uint8Array | string, opts: PutS3Options = {}, settings: S3Settings = s3Settings()): Promise<{ etag: string }> {
+export async function putS3Object(
+  uri: string,
+  body: Uint8Array | string,
+  opts: PutS3Options = {},
+  settings: S3Settings = s3Settings(),
+): Promise<{ etag: string }> {
   const { bucket, key } = parseS3Uri(uri);
   const m = await sdk();
   const client = await s3Client(settings);
   count('putRequests');
   try {
-    const r = await client.send(new m.PutObjectCommand({
-      Bucket: bucket, Key: key, Body: body, ContentType: opts.contentType, IfMatch: opts.ifMatch, IfNoneMatch: opts.ifNoneMatch,
-    }));
+    const r = await client.send(
+      new m.PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        ContentType: opts.contentType,
+        IfMatch: opts.ifMatch,
+        IfNoneMatch: opts.ifNoneMatch,
+      }),
+    );
     s3Stats.bytesWritten += typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     return { etag: r.ETag ?? '' };
   } catch (e) {
@@ -238,8 +279,13 @@ export async function deleteS3Objects(uris: readonly string[], settings: S3Setti
       const failed = r.Errors ?? [];
       if (failed.length) {
         const f = failed[0]!;
-        throw new S3Error(`S3 DeleteObjects ${formatS3Uri(bucket, f.Key ?? '?')}: ${f.Code ?? 'Error'}: ${f.Message ?? ''}` +
-          (failed.length > 1 ? ` (${failed.length - 1} more keys failed)` : ''), f.Code ?? 'Error', formatS3Uri(bucket, f.Key ?? ''), 'DeleteObjects');
+        throw new S3Error(
+          `S3 DeleteObjects ${formatS3Uri(bucket, f.Key ?? '?')}: ${f.Code ?? 'Error'}: ${f.Message ?? ''}` +
+            (failed.length > 1 ? ` (${failed.length - 1} more keys failed)` : ''),
+          f.Code ?? 'Error',
+          formatS3Uri(bucket, f.Key ?? ''),
+          'DeleteObjects',
+        );
       }
     }
   }
@@ -248,6 +294,9 @@ export async function deleteS3Objects(uris: readonly string[], settings: S3Setti
 /** Delete every object under a prefix URI. */
 export async function deleteS3Prefix(prefixUri: string, settings: S3Settings = s3Settings()): Promise<number> {
   const { objects } = await listS3(prefixUri, {}, settings);
-  await deleteS3Objects(objects.map((o) => o.uri), settings);
+  await deleteS3Objects(
+    objects.map((o) => o.uri),
+    settings,
+  );
   return objects.length;
 }

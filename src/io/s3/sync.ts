@@ -7,7 +7,15 @@ import { fetchParquetTails, type TailRequest, type TailResult } from './blob.ts'
 import { S3Error, s3Error, s3Settings, s3Stats, type S3Settings, type S3Stats } from './client.ts';
 import { globS3 } from './glob.ts';
 import {
-  getS3ObjectOrNull, getS3Range, headS3, headS3OrNull, listS3, S3ObjectChangedError, type ListOptions, type ListResult, type S3Object,
+  getS3ObjectOrNull,
+  getS3Range,
+  headS3,
+  headS3OrNull,
+  listS3,
+  S3ObjectChangedError,
+  type ListOptions,
+  type ListResult,
+  type S3Object,
 } from './objects.ts';
 
 export type SyncOp =
@@ -34,13 +42,27 @@ export async function runSyncOp(req: SyncOp, settings: S3Settings): Promise<Sync
   try {
     let value: unknown;
     switch (req.op) {
-      case 'list': value = await listS3(req.uri, req.opts, settings); break;
-      case 'listMany': value = await listMany(req.uris, settings); break;
-      case 'glob': value = await globS3(req.uri, settings); break;
-      case 'head': value = req.orNull ? await headS3OrNull(req.uri, settings) : await headS3(req.uri, settings); break;
-      case 'range': value = await getS3Range(req.uri, req.start, req.end, req.etag, settings); break;
-      case 'get': value = await getS3ObjectOrNull(req.uri, settings); break;
-      case 'tails': value = await fetchParquetTails(req.items, settings); break;
+      case 'list':
+        value = await listS3(req.uri, req.opts, settings);
+        break;
+      case 'listMany':
+        value = await listMany(req.uris, settings);
+        break;
+      case 'glob':
+        value = await globS3(req.uri, settings);
+        break;
+      case 'head':
+        value = req.orNull ? await headS3OrNull(req.uri, settings) : await headS3(req.uri, settings);
+        break;
+      case 'range':
+        value = await getS3Range(req.uri, req.start, req.end, req.etag, settings);
+        break;
+      case 'get':
+        value = await getS3ObjectOrNull(req.uri, settings);
+        break;
+      case 'tails':
+        value = await fetchParquetTails(req.items, settings);
+        break;
     }
     return { ok: true, value, stats: delta() };
   } catch (e) {
@@ -53,17 +75,19 @@ export async function runSyncOp(req: SyncOp, settings: S3Settings): Promise<Sync
 async function listMany(uris: readonly string[], settings: S3Settings): Promise<(ListResult | { error: { message: string; code: string } })[]> {
   const out: (ListResult | { error: { message: string; code: string } })[] = new Array(uris.length);
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(32, uris.length) }, async () => {
-    while (next < uris.length) {
-      const i = next++;
-      try {
-        out[i] = await listS3(uris[i]!, {}, settings);
-      } catch (e) {
-        const err = s3Error('ListObjectsV2', uris[i]!, e, settings);
-        out[i] = { error: { message: err.message, code: err.code } };
+  await Promise.all(
+    Array.from({ length: Math.min(32, uris.length) }, async () => {
+      while (next < uris.length) {
+        const i = next++;
+        try {
+          out[i] = await listS3(uris[i]!, {}, settings);
+        } catch (e) {
+          const err = s3Error('ListObjectsV2', uris[i]!, e, settings);
+          out[i] = { error: { message: err.message, code: err.code } };
+        }
       }
-    }
-  }));
+    }),
+  );
   return out;
 }
 
@@ -114,10 +138,12 @@ export const s3Sync = {
   /** Many listings in one blocking call (run in parallel). */
   listMany: (prefixUris: string[]): Map<string, ListResult | S3Error> => {
     const res = callSync<(ListResult | { error: { message: string; code: string } })[]>({ op: 'listMany', uris: prefixUris });
-    return new Map(prefixUris.map((u, i) => {
-      const r = res[i]!;
-      return [u, 'error' in r ? new S3Error(r.error.message, r.error.code, u, 'ListObjectsV2') : r];
-    }));
+    return new Map(
+      prefixUris.map((u, i) => {
+        const r = res[i]!;
+        return [u, 'error' in r ? new S3Error(r.error.message, r.error.code, u, 'ListObjectsV2') : r];
+      }),
+    );
   },
   glob: (patternUri: string): S3Object[] => callSync<S3Object[]>({ op: 'glob', uri: patternUri }),
   head: (uri: string): S3Object => callSync<S3Object>({ op: 'head', uri, orNull: false }),

@@ -1,5 +1,8 @@
 // s3://bucket/key URIs: the only place besides the storage layer that knows the scheme.
-export interface S3Location { bucket: string; key: string }
+export interface S3Location {
+  bucket: string;
+  key: string;
+}
 
 export function isS3Uri(p: unknown): p is string {
   return typeof p === 'string' && /^s3:\/\//i.test(p);

@@ -32,8 +32,11 @@ export async function createS3WriteStream(uri: string, opts: S3WriteStreamOption
   const client = await s3Client(settings);
   const pass = new PassThrough({ highWaterMark: 1 << 20 });
   const upload = new Upload({
-    client, params: { Bucket: bucket, Key: key, Body: pass, ContentType: opts.contentType },
-    partSize, queueSize: opts.queueSize ?? 4, leavePartsOnError: false,
+    client,
+    params: { Bucket: bucket, Key: key, Body: pass, ContentType: opts.contentType },
+    partSize,
+    queueSize: opts.queueSize ?? 4,
+    leavePartsOnError: false,
   });
   let failure: unknown = null;
   let bytes = 0;
@@ -60,7 +63,10 @@ export async function createS3WriteStream(uri: string, opts: S3WriteStreamOption
       s3Stats.bytesWritten += copy.length;
       if (!pass.write(copy)) {
         await new Promise<void>((resolve) => {
-          const onDrain = (): void => { pass.off('close', onDrain); resolve(); };
+          const onDrain = (): void => {
+            pass.off('close', onDrain);
+            resolve();
+          };
           pass.once('drain', onDrain);
           pass.once('close', onDrain);
         });
@@ -85,7 +91,11 @@ export async function createS3WriteStream(uri: string, opts: S3WriteStreamOption
       if (state === 'aborted' || state === 'done') return;
       state = 'aborted';
       // s3rver answers AbortMultipartUpload with 405: tolerated, the parts are just left behind there.
-      try { await upload.abort(); } catch { /* already failed or finished */ }
+      try {
+        await upload.abort();
+      } catch {
+        /* already failed or finished */
+      }
       pass.destroy();
       await done.catch(() => undefined);
     },

@@ -5,13 +5,36 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDynamicPattern } from 'tinyglobby';
 import {
-  forgetS3Object, groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, S3_METADATA_TTL_MS, S3Blob, S3Error, s3Hint,
-  S3ObjectChangedError, s3Settings, s3Sync, trimSlash, type S3Hint, type TailRequest, type TailResult,
+  forgetS3Object,
+  groupS3Hints,
+  isS3Glob,
+  isS3Uri,
+  joinS3,
+  noteS3Objects,
+  parseS3Uri,
+  S3_METADATA_TTL_MS,
+  S3Blob,
+  S3Error,
+  s3Hint,
+  S3ObjectChangedError,
+  s3Settings,
+  s3Sync,
+  trimSlash,
+  type S3Hint,
+  type TailRequest,
+  type TailResult,
 } from '../s3/index.ts';
 import { LocalStore } from './local.ts';
 import { S3Store } from './s3.ts';
 import {
-  NotFoundError, PreconditionFailedError, type ChunkReader, type Listing, type ObjectInfo, type ObjectStore, type ObjectWriter, type PutOptions,
+  NotFoundError,
+  PreconditionFailedError,
+  type ChunkReader,
+  type Listing,
+  type ObjectInfo,
+  type ObjectStore,
+  type ObjectWriter,
+  type PutOptions,
 } from './store.ts';
 
 export * from './store.ts';
@@ -20,7 +43,11 @@ export { S3Store } from './s3.ts';
 export { trimSlash };
 
 /** Where a URI lives: its store, the key in it, and the container (bucket, or '/' for local files). */
-export interface Location { store: ObjectStore; key: string; container: string }
+interface Location {
+  store: ObjectStore;
+  key: string;
+  container: string;
+}
 
 /** The local file system, rooted at '/': keys are absolute paths without the leading '/'. */
 const LOCAL = new LocalStore(path.parse(process.cwd()).root);
@@ -29,11 +56,6 @@ const buckets = new Map<string, S3Store>();
 /** Is this a URL with a scheme other than file:// (s3://, gs://, http://...)? */
 export function isRemotePath(p: string): boolean {
   return /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(p) && !p.startsWith('file://');
-}
-
-/** Is this a URI of a supported remote object store (today: s3://)? */
-export function isObjectStoreUri(p: unknown): p is string {
-  return isS3Uri(p);
 }
 
 /** A file:// URL as a path; anything else unchanged. */
@@ -72,8 +94,13 @@ export function joinUri(dir: string, rel: string): string {
   return isS3Uri(dir) ? joinS3(dir, rel) : path.join(dir, rel);
 }
 
-/** Is the object URI strictly below the object prefix URI (same bucket)? Both must be object-store URIs. */
-export function isBelowPrefix(uri: string, prefixUri: string): boolean {
+/**
+ * Is `uri` an object strictly below the object-store prefix `prefixUri` (same bucket)? false when
+ * `uri` is not an object-store URI; null when `prefixUri` is not one (a configuration error).
+ */
+export function isBelowPrefix(uri: string, prefixUri: string): boolean | null {
+  if (!isS3Uri(uri)) return false;
+  if (!isS3Uri(prefixUri)) return null;
   const o = parseS3Uri(uri);
   const { bucket, key } = parseS3Uri(prefixUri);
   const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
@@ -91,10 +118,6 @@ export function isObjectGlob(uri: string): boolean {
 export function listObjects(prefixUri: string, opts: { delimiter?: string } = {}): Promise<Listing> {
   const { store, key } = storeFor(prefixUri);
   return store.listObjects(key, opts);
-}
-export function headObject(uri: string): Promise<ObjectInfo | null> {
-  const { store, key } = storeFor(uri);
-  return store.head(key);
 }
 export function getObjectOrNull(uri: string): Promise<{ bytes: Uint8Array; etag: string } | null> {
   const { store, key } = storeFor(uri);
@@ -200,7 +223,7 @@ export function readRangeSync(uri: string, start: number, end: number, etag?: st
 // ---------------------------------------------------------------------------------------------
 // What listings said about remote objects (size, version; readers skip HEADs with it)
 
-export type ObjectHint = S3Hint;
+type ObjectHint = S3Hint;
 /** How long a listing's or HEAD's word on an object is trusted without asking again (ms). */
 export const METADATA_TTL_MS = S3_METADATA_TTL_MS;
 export const noteObjects: (objects: readonly ObjectInfo[], group?: readonly string[]) => void = noteS3Objects;

@@ -4,8 +4,16 @@ import * as fs from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { globSync } from 'tinyglobby';
 import {
-  NotFoundError, PreconditionFailedError, type ByteStream, type ChunkReader, type Listing, type ObjectInfo, type ObjectStore, type ObjectWriter,
-  type PutOptions, type SyncObjectStore,
+  NotFoundError,
+  PreconditionFailedError,
+  type ByteStream,
+  type ChunkReader,
+  type Listing,
+  type ObjectInfo,
+  type ObjectStore,
+  type ObjectWriter,
+  type PutOptions,
+  type SyncObjectStore,
 } from './store.ts';
 
 const fsp = fs.promises;
@@ -21,8 +29,10 @@ export class LocalStore implements ObjectStore {
   constructor(readonly root: string) {
     this.sync = {
       list: (prefix) => ({ objects: this.walkSync(prefix), prefixes: [] }),
-      glob: (pattern) => globSync([pattern], { cwd: resolve(this.root), onlyFiles: true, expandDirectories: false })
-        .sort().flatMap((k) => this.infoSync(k) ?? []),
+      glob: (pattern) =>
+        globSync([pattern], { cwd: resolve(this.root), onlyFiles: true, expandDirectories: false })
+          .sort()
+          .flatMap((k) => this.infoSync(k) ?? []),
       head: (key) => this.infoSync(key),
       getOrNull: (key) => {
         const p = this.uri(key);
@@ -187,7 +197,10 @@ export class LocalStore implements ObjectStore {
   }
 
   async exists(key: string): Promise<boolean> {
-    return fsp.access(this.uri(key)).then(() => true, () => false);
+    return fsp.access(this.uri(key)).then(
+      () => true,
+      () => false,
+    );
   }
 
   async list(prefix: string): Promise<string[]> {

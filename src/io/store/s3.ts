@@ -1,11 +1,32 @@
 // An S3 bucket (or any S3-compatible server) as an ObjectStore, on the S3 functions of src/io/s3/
 // (endpoint overrides and checksum settings for S3-compatible servers live there).
 import {
-  copyS3Object, createS3WriteStream, deleteS3Objects, deleteS3Prefix, formatS3Uri, getS3ObjectOrNull, headS3OrNull, isS3Uri, listS3,
-  openS3ReadStream, parseS3Uri, putS3Object, S3Blob, S3Error, s3Settings, s3Sync,
+  copyS3Object,
+  createS3WriteStream,
+  deleteS3Objects,
+  deleteS3Prefix,
+  formatS3Uri,
+  getS3ObjectOrNull,
+  headS3OrNull,
+  isS3Uri,
+  listS3,
+  openS3ReadStream,
+  parseS3Uri,
+  putS3Object,
+  S3Blob,
+  S3Error,
+  s3Settings,
+  s3Sync,
 } from '../s3/index.ts';
 import {
-  NotFoundError, type ByteStream, type ChunkReader, type Listing, type ObjectInfo, type ObjectStore, type ObjectWriter, type PutOptions,
+  NotFoundError,
+  type ByteStream,
+  type ChunkReader,
+  type Listing,
+  type ObjectInfo,
+  type ObjectStore,
+  type ObjectWriter,
+  type PutOptions,
   type SyncObjectStore,
 } from './store.ts';
 

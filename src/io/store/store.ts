@@ -3,10 +3,19 @@
 // run lifecycle use it; storeFor(uri) (index.ts) picks the store for a URI or path.
 
 /** What a listing or HEAD says about an object. `etag` versions it (S3's ETag; locally size and mtime). */
-export interface ObjectInfo { uri: string; key: string; size: number; etag: string; lastModified: number }
+export interface ObjectInfo {
+  uri: string;
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: number;
+}
 
 /** Objects under a prefix; with a delimiter, `prefixes` are the "sub-directory" URIs. */
-export interface Listing { objects: ObjectInfo[]; prefixes: string[] }
+export interface Listing {
+  objects: ObjectInfo[];
+  prefixes: string[];
+}
 
 export interface PutOptions {
   contentType?: string;
@@ -27,7 +36,9 @@ export interface ObjectWriter {
 }
 
 /** An object as chunks, read front to back. */
-export interface ByteStream extends AsyncIterable<Uint8Array> { destroy(): void }
+export interface ByteStream extends AsyncIterable<Uint8Array> {
+  destroy(): void;
+}
 
 /** Sequential reads into the caller's buffer (no intermediate copies locally). */
 export interface ChunkReader {
@@ -96,7 +107,10 @@ export class NotFoundError extends Error {
 /** A conditional put whose condition did not hold (or a concurrent conditional write won). */
 export class PreconditionFailedError extends Error {
   readonly code = 'PreconditionFailed';
-  constructor(readonly uri: string, why: string) {
+  constructor(
+    readonly uri: string,
+    why: string,
+  ) {
     super(`${uri}: ${why} (PreconditionFailed)`);
     this.name = 'PreconditionFailedError';
   }
