@@ -244,13 +244,37 @@ interface CallResult {
   parents?: Int32Array;
 }
 
+/** Marks synchronous UDF calls with a deadline that another thread can watch (worker threads). */
+export interface SyncGuard {
+  arm(udf: string, timeoutMs: number): void;
+  disarm(): void;
+}
+
+let syncGuard: SyncGuard | null = null;
+
+/** Installed by a worker thread whose pool terminates it when a synchronous call outlives its timeoutMs. */
+export function setSyncGuard(g: SyncGuard | null): void {
+  syncGuard = g;
+}
+
 function fnOf(def: UdfDefinition, node: UdfCallNode, rt: UdfRuntime): (...args: unknown[]) => unknown {
+  let f: (...args: unknown[]) => unknown;
   if (def.cls) {
     const inst = rt.instance(def, node) as Record<string, (...a: unknown[]) => unknown>;
-    const m = inst[def.cls.method]!;
-    return m.bind(inst);
-  }
-  return def.fn as (...args: unknown[]) => unknown;
+    f = inst[def.cls.method]!.bind(inst);
+  } else f = def.fn as (...args: unknown[]) => unknown;
+  const g = syncGuard;
+  const ms = def.options.timeoutMs;
+  if (!g || ms === null) return f;
+  // The synchronous part of each call runs under a deadline the pool watches.
+  return (...a: unknown[]) => {
+    g.arm(def.name, ms);
+    try {
+      return f(...a);
+    } finally {
+      g.disarm();
+    }
+  };
 }
 
 async function withRetries<T>(def: UdfDefinition, stats: UdfStats, call: () => T | Promise<T>): Promise<T> {
@@ -399,7 +423,14 @@ async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.
         if (gen && typeof (gen as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
           for await (const v of gen as AsyncIterable<unknown>) got.push(v);
         } else if (gen && typeof (gen as Iterable<unknown>)[Symbol.iterator] === 'function') {
-          for (const v of gen as Iterable<unknown>) got.push(v);
+          // A sync generator's body runs in this loop: it is the synchronous part of the call.
+          const ms = def.options.timeoutMs;
+          if (syncGuard && ms !== null) syncGuard.arm(def.name, ms);
+          try {
+            for (const v of gen as Iterable<unknown>) got.push(v);
+          } finally {
+            syncGuard?.disarm();
+          }
         } else {
           throw new TypeError(`generator UDF '${def.name}' did not return an iterator`);
         }

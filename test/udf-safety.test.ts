@@ -10,7 +10,7 @@ import * as arrow from 'apache-arrow';
 import { cls, col, DataType, fromRecords, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { getUdf } from '../src/udf.ts';
 import { getRunner } from '../src/runner.ts';
-import { hangs, hangsBatch, hangsOnce, hangsToNull, StuckUdf } from './fixtures/hang-udfs.ts';
+import { hangs, hangsBatch, hangsOnce, hangsToNull, spins, StuckUdf } from './fixtures/hang-udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 before(() => setRunner('native', { workers: false }));
@@ -93,6 +93,25 @@ describe('timeoutMs (item 8)', () => {
       assert.ok(rows.every((r) => r.y === null));
       assert.deepEqual(rows.map((r) => r.z), rows.map((r) => (r.x as number) * 10));
       assert.equal(df.metrics['hang.once']!.retries, 20);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
+
+  it('a synchronous call stuck past timeoutMs on a worker thread: the thread is terminated and the action fails', async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `s${i}.parquet`), i * 10, 10, 10);
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+    try {
+      const t0 = Date.now();
+      await assert.rejects(() => readParquet(dir).withColumn('y', spins(col('x'))).toRows(), (e: Error) => {
+        assert.match(e.message, /partition \d: .*s\d\.parquet/);
+        assert.match(e.message, /UDF 'hang\.spin' made a synchronous call that did not return within its timeoutMs \(200 ms\)/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 20_000);
+      // The pool replaced the terminated threads.
+      assert.equal((await readParquet(dir).withColumn('y', hangsOnce(col('x'))).toRows()).length, 20);
     } finally {
       setRunner('native', { workers: false });
     }

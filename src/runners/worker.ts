@@ -4,7 +4,8 @@
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { runPartition, runPartitionToSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet.ts';
-import { runtime } from '../udf-exec.ts';
+import { runtime, setSyncGuard } from '../udf-exec.ts';
+import { SharedSyncGuard } from './sync-guard.ts';
 import { describeTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import { batchToIPC, serializeError } from './protocol.ts';
@@ -32,6 +33,9 @@ interface Running {
   wake: (() => void) | null;
 }
 const running = new Map<number, Running>();
+// Worker threads share a deadline buffer with the pool, which ends a thread stuck in a synchronous call.
+const guardBuffer = (workerData as { syncGuard?: unknown } | null)?.syncGuard;
+if (guardBuffer instanceof SharedArrayBuffer) setSyncGuard(new SharedSyncGuard(guardBuffer));
 const batchSize = (workerData as { batchSize?: number } | null)?.batchSize;
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
