@@ -10,7 +10,7 @@ import * as arrow from 'apache-arrow';
 import { cls, col, DataType, fromRecords, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { getUdf } from '../src/udf.ts';
 import { getRunner } from '../src/runner.ts';
-import { hangs, hangsBatch, hangsOnce, hangsToNull, spins, StuckUdf } from './fixtures/hang-udfs.ts';
+import { hangs, hangsBatch, hangsOnce, hangsOnGpu, hangsToNull, spins, StuckUdf } from './fixtures/hang-udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 before(() => setRunner('native', { workers: false }));
@@ -95,6 +95,26 @@ describe('timeoutMs (item 8)', () => {
       assert.equal(df.metrics['hang.once']!.retries, 20);
     } finally {
       setRunner('native', { workers: false });
+    }
+  });
+
+  it('works in GPU child processes: a timed-out batch fails naming the UDF, the timeout and the partition', async () => {
+    const dir = tempDir();
+    await writeSample(join(dir, 'g.parquet'), 0, 10, 10);
+    process.env['FANOUT_NUM_GPUS'] = '1';
+    setRunner('native', { targetPartitionBytes: 1 });
+    try {
+      const df = readParquet(dir).withColumn('y', hangsOnGpu(col('x')));
+      assert.match(await df.explain(), /GPU processes on 1 device/);
+      await assert.rejects(() => df.toRows(), (e: Error) => {
+        assert.match(e.message, /UDF 'hang\.gpu' failed on 10 row\(s\); first at rows 0\.\.9: TimeoutError: UDF 'hang\.gpu' call timed out after 150 ms/);
+        assert.match(e.message, /partition 0: .*g\.parquet/);
+        return true;
+      });
+    } finally {
+      delete process.env['FANOUT_NUM_GPUS'];
+      setRunner('native', { workers: false });
+      await shutdownWorkers();
     }
   });
 
