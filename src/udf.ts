@@ -161,8 +161,16 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
   };
 }
 
-function checkReturn(name: string, dt: unknown, unnest: boolean): DataType {
-  if (!(dt instanceof DataType)) throw new TypeError(`UDF '${name}': option 'returnDtype' is required and must be a DataType (e.g. DataType.float64())`);
+/** A DataType made by another copy of fanout (a bundle and the sources): the same JSON descriptor. */
+function foreignDataType(v: unknown): DataType | null {
+  if (!v || typeof v !== 'object' || typeof (v as { toArrow?: unknown }).toArrow !== 'function') return null;
+  const json = (v as { json?: { kind?: unknown } }).json;
+  return json && typeof json.kind === 'string' ? DataType.fromJSON(json as DataTypeJSON) : null;
+}
+
+function checkReturn(name: string, given: unknown, unnest: boolean): DataType {
+  const dt = given instanceof DataType ? given : foreignDataType(given);
+  if (!dt) throw new TypeError(`UDF '${name}': option 'returnDtype' is required and must be a DataType (e.g. DataType.float64())`);
   if (unnest && dt.kind !== 'struct') throw new TypeError(`UDF '${name}': 'unnest: true' needs a struct returnDtype, got ${dt}`);
   return dt;
 }

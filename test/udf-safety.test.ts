@@ -176,6 +176,11 @@ describe('two copies of the package (item 11)', () => {
     const df = fromRecords([{ x: 1.5 }, { x: 2 }]).withColumn('y', twice(col('x')));
     assert.deepEqual((await df.toRows()).map((r) => r.y), [3, 4]);
     assert.equal(df.metrics['copies.twice']!.counters['seen'], 2);
+    // A DataType made by another copy of datatypes.ts is accepted as the descriptor it is.
+    const typesCopy = (await import(new URL('../src/datatypes.ts?copy=2', import.meta.url).href)) as typeof import('../src/datatypes.ts');
+    assert.ok(!(typesCopy.DataType.utf8() instanceof DataType));
+    const label = func((x: number) => `#${x}`, { returnDtype: typesCopy.DataType.utf8(), name: 'copies.label' });
+    assert.deepEqual((await fromRecords([{ x: 1.5 }]).withColumn('y', label(col('x'))).toRows()).map((r) => r.y), ['#1.5']);
     runnerCopy.setRunner('native', { workers: false, batchSize: 123 });
     assert.equal(getRunner().options.batchSize, 123);
     setRunner('native', { workers: false });
