@@ -541,7 +541,7 @@ export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, 
   const failures: Failure[] = [];
   const t0 = performance.now();
   let result: CallResult;
-  const done = trackCall({ udf: def.name, where: `${rt.label ?? 'in-process'}, rows ${offset}..${offset + n - 1}`, since: Date.now(), warnedAt: 0 });
+  const done = trackCall({ udf: def.name, where: `${rt.label ?? 'partition not named'}, rows ${offset}..${offset + n - 1}`, since: Date.now(), warnedAt: 0 });
   try {
     await current.run(stats, async () => {
       if (def.kind === 'generator') {
