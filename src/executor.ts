@@ -23,6 +23,8 @@ export interface ExecContext {
   progress?: ProgressSink;
   batchSize?: number;
   signal?: AbortSignal;
+  /** Where the partition's UDF metrics go (a per-run fork, so a failed run's counts die with it). */
+  rt?: UdfRuntime;
 }
 
 async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<arrow.RecordBatch> {
@@ -143,7 +145,7 @@ export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly 
 
 /** Runs one partition task as a stream of batches. */
 export function runPartition(task: PartitionTask, ctx: ExecContext = {}): AsyncIterable<arrow.RecordBatch> {
-  return applyOps(readSource(task.source, ctx), task.ops);
+  return applyOps(readSource(task.source, ctx), task.ops, ctx.rt ?? runtime);
 }
 
 export interface SinkResult {

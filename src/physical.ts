@@ -80,6 +80,18 @@ export interface PartitionTask {
   sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON };
 }
 
+function describeSource(s: SourceJSON): string {
+  if (s.kind === 'memory') return 'in-memory batches';
+  if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
+  const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
+  return `${s.path}${rg}`;
+}
+
+/** `partition 3: /data/f.parquet, row groups 4,5`: how errors and warnings name a partition. */
+export function describeTask(t: Pick<PartitionTask, 'index' | 'source'>): string {
+  return `partition ${t.index}: ${describeSource(t.source)}`;
+}
+
 export interface ScanSummary {
   format: 'parquet' | 'csv' | 'memory';
   files: number;
@@ -251,6 +263,7 @@ export function describeUdf(u: UdfDefinition): string {
   if (o.memoryBytes) parts.push(`memory ${mb(o.memoryBytes)}`);
   parts.push(`onError ${o.onError}`);
   if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`);
+  if (o.timeoutMs !== null) parts.push(`timeoutMs ${o.timeoutMs}`);
   if (o.deadLetter) parts.push(`deadLetter ${o.deadLetter}`);
   return `UDF ${u.name}: ${parts.join(', ')}`;
 }

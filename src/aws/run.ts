@@ -250,7 +250,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   }
   await importPipeline(planPipeline(plan));
   // Own metrics per partition (partitions may run side by side in one process); shared class instances.
-  const rt = runtime.fork();
+  const rt = runtime.fork(`run ${runId}, stage ${stageIndex}, partition ${partition}`);
   const input: AsyncIterable<arrow.RecordBatch> = stageIndex === 0
     ? runPartition({ index: partition, source: plan.sources[partition]!, ops: [] })
     : readShard(store, keys.shard(runId, stageIndex - 1, partition));

@@ -8,6 +8,10 @@ import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import { batchFromIPC, deserializeError } from './protocol.ts';
+import { newSyncGuardBuffer, overdueSyncCall } from './sync-guard.ts';
+
+/** How far past a synchronous UDF call's timeoutMs the pool waits before terminating its thread. */
+const SYNC_TIMEOUT_GRACE_MS = 1000;
 
 export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
@@ -109,7 +113,9 @@ export class WorkerPool {
   private spawn(): Slot {
     const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
     const env = this.processEnv?.[this.spawned++ % this.processEnv.length];
-    const worker = env ? processEndpoint(url, this.workerData, env) : threadEndpoint(url, this.workerData);
+    // Threads share a deadline buffer: a synchronous UDF call past its timeoutMs ends the thread.
+    const guard = env ? null : newSyncGuardBuffer();
+    const worker = env ? processEndpoint(url, this.workerData, env) : threadEndpoint(url, { ...this.workerData, syncGuard: guard });
     worker.unref();
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;
@@ -149,6 +155,18 @@ export class WorkerPool {
       this.replace();
     };
     worker.onFailure((err) => { if (!slot.closing) fail(err); });
+    if (guard) {
+      const watch = setInterval(() => {
+        if (slot.closing || !this.slots.includes(slot)) { clearInterval(watch); return; }
+        const stuck = overdueSyncCall(guard, SYNC_TIMEOUT_GRACE_MS);
+        if (!stuck) return;
+        clearInterval(watch);
+        slot.closing = true; // its exit is this failure, not another one
+        void worker.terminate();
+        fail(new Error(`UDF '${stuck.udf}' made a synchronous call that did not return within its timeoutMs (${stuck.timeoutMs} ms); a synchronous call cannot be interrupted, so its thread was terminated`));
+      }, 200);
+      watch.unref();
+    }
     this.slots.push(slot);
     return slot;
   }
