@@ -27,18 +27,25 @@ describe('local cloud stop', () => {
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    let reportedAt = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (!reportedAt && stdout.includes('"outcome"')) reportedAt = Date.now();
+    });
     child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
     // Start-up and the run take a while on a busy machine; a process that never exits takes forever.
     const limitMs = 150_000;
+    let exitedAt = 0;
     const code = await new Promise<number | string>((resolve) => {
       const timer = setTimeout(() => { child.kill('SIGKILL'); resolve('did not exit'); }, limitMs);
-      child.on('exit', (c, sig) => { clearTimeout(timer); resolve(c ?? sig ?? 'unknown'); });
+      child.on('exit', (c, sig) => { exitedAt = Date.now(); clearTimeout(timer); resolve(c ?? sig ?? 'unknown'); });
     });
     const line = stdout.trim().split('\n').pop() ?? '';
     assert.ok(line.startsWith('{'), `the scenario printed its result (exit ${code}); stderr: ${stderr}`);
     const r = JSON.parse(line) as Outcome;
     assert.equal(code, 0, `the process exits by itself after stop() (within ${limitMs / 1000} s); stderr: ${stderr}`);
+    // Leftovers would hold it until something times out (the Stage Lambda's 120 s): it exits at once.
+    assert.ok(exitedAt - reportedAt < 15_000, `exited ${exitedAt - reportedAt} ms after its report`);
     assert.ok(r.atStop['stage']! >= 20, 'invocations were queued when stop() was called');
     assert.ok(r.stopMs < 30_000, `stop() resolved in ${r.stopMs} ms`);
     assert.equal(r.later['lambdaEnvironments'], r.afterStop['lambdaEnvironments'], 'no Lambda environment started after stop()');
