@@ -8,6 +8,7 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { createRequire } from 'node:module';
+import { tsWorkerExecArgv } from '../runners/ts-worker.ts';
 
 // ---------------------------------------------------------------------------------------------
 // URIs
@@ -927,18 +928,13 @@ function syncTimeoutMs(): number {
 function getSyncFn(): SyncFn {
   if (syncFn) return syncFn;
   const here = import.meta.url;
-  const fromTs = here.endsWith('.ts');
-  const workerPath = fileURLToPath(new URL(`./s3-sync-worker${fromTs ? '.ts' : '.js'}`, here));
+  const workerUrl = new URL(`./s3-sync-worker${here.endsWith('.ts') ? '.ts' : '.js'}`, here);
+  const workerPath = fileURLToPath(workerUrl);
   // Loaded on first use (synckit's CommonJS build can be required synchronously): local-only runs skip it.
   const { createSyncFn } = createRequire(import.meta.url)('synckit') as typeof import('synckit');
   let opts: Parameters<typeof createSyncFn>[1] = { timeout: syncTimeoutMs() };
-  if (fromTs) {
-    // Running from sources: `--import tsx` does not take effect in a worker thread on Node 20,
-    // but registering tsx's hooks from an --import'ed module does.
-    const api = import.meta.resolve('tsx/esm/api');
-    const register = `data:text/javascript,import { register } from ${JSON.stringify(api)}; register();`;
-    opts = { ...opts, tsRunner: 'tsx', execArgv: ['--import', register] };
-  }
+  const execArgv = tsWorkerExecArgv(workerUrl);
+  if (execArgv) opts = { ...opts, tsRunner: 'tsx', execArgv };
   syncFn = createSyncFn(workerPath, opts) as unknown as SyncFn;
   return syncFn;
 }

@@ -2,12 +2,12 @@
 // actions (parquet-wasm start-up is paid once), and unref'd so they never keep the process alive.
 import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
 import type { SinkResult } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import { batchFromIPC, deserializeError } from './protocol.ts';
+import { startTsWorker } from './ts-worker.ts';
 
 export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
@@ -27,19 +27,8 @@ interface Endpoint {
   terminate(): Promise<void>;
 }
 
-/**
- * Running from TypeScript sources (tsx), a worker thread does not inherit the loader hooks: the
- * worker first registers tsx, then imports its entry. Built JavaScript starts the entry directly.
- */
-function startThread(url: URL, workerData: object): Worker {
-  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(code, { eval: true, workerData });
-}
-
 function threadEndpoint(url: URL, workerData: object): Endpoint {
-  const w = startThread(url, workerData);
+  const w = startTsWorker(url, { workerData });
   return {
     post: (m) => w.postMessage(m),
     on: (_e, f) => { w.on('message', f); },
