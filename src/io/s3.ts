@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { createRequire } from 'node:module';
 import { tsWorkerExecArgv } from '../runners/ts-worker.ts';
+import { mapLimit } from '../concurrency.ts';
 
 // ---------------------------------------------------------------------------------------------
 // URIs
@@ -814,8 +815,6 @@ export type TailResult =
  * the first 4 bytes only when the tail magic is wrong (to tell truncated files from non-Parquet).
  */
 export async function fetchParquetTails(items: readonly TailRequest[], settings: S3Settings = s3Settings(), concurrency = 32): Promise<TailResult[]> {
-  const out: TailResult[] = new Array(items.length);
-  let next = 0;
   const one = async (it: TailRequest): Promise<TailResult> => {
     try {
       let { size, etag } = it;
@@ -846,14 +845,7 @@ export async function fetchParquetTails(items: readonly TailRequest[], settings:
       return { uri: it.uri, error: { message: err.message, code: err.code } };
     }
   };
-  const workers = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await one(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
+  return mapLimit(items, concurrency, one);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -900,20 +892,14 @@ export async function runSyncOp(req: SyncOp, settings: S3Settings): Promise<Sync
 
 /** Listings of many prefixes, 32 at a time; a failed one is an error naming its URI. */
 async function listMany(uris: readonly string[], settings: S3Settings): Promise<(ListResult | { error: { message: string; code: string } })[]> {
-  const out: (ListResult | { error: { message: string; code: string } })[] = new Array(uris.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(32, uris.length) }, async () => {
-    while (next < uris.length) {
-      const i = next++;
-      try {
-        out[i] = await listS3(uris[i]!, {}, settings);
-      } catch (e) {
-        const err = s3Error('ListObjectsV2', uris[i]!, e, settings);
-        out[i] = { error: { message: err.message, code: err.code } };
-      }
+  return mapLimit(uris, 32, async (uri): Promise<ListResult | { error: { message: string; code: string } }> => {
+    try {
+      return await listS3(uri, {}, settings);
+    } catch (e) {
+      const err = s3Error('ListObjectsV2', uri, e, settings);
+      return { error: { message: err.message, code: err.code } };
     }
-  }));
-  return out;
+  });
 }
 
 type SyncFn = (req: SyncOp, settings: S3Settings) => SyncReply;

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type * as arrow from 'apache-arrow';
+import { mapLimit } from '../concurrency.ts';
 import type { Schema } from '../datatypes.ts';
 import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet.ts';
 import { writeCsvFile } from './csv.ts';
@@ -254,25 +255,13 @@ export class DatasetWriter {
     const final: WrittenFile[] = [];
     try {
       // Copies run a few at a time: each is a server-side request whose time grows with the object.
-      const queue = parts.map((part, i) => ({ part, i }));
-      const out: WrittenFile[] = new Array(parts.length);
-      let failed = false;
-      // Every copier finishes (or stops) before we decide, so a failure cannot race a late copy.
-      const settled = await Promise.allSettled(Array.from({ length: Math.min(8, queue.length) }, async () => {
-        for (let job = queue.shift(); job && !failed; job = queue.shift()) {
-          const to = `${this.dir}/${job.part.path.slice(prefix.length)}`;
-          out[job.i] = { path: to, rows: job.part.rows, bytes: job.part.bytes };
-          final.push(out[job.i]!);
-          try {
-            await copyS3Object(job.part.path, to);
-          } catch (e) {
-            failed = true;
-            throw e;
-          }
-        }
-      }));
-      const err = settled.find((r) => r.status === 'rejected');
-      if (err) throw (err as PromiseRejectedResult).reason;
+      // mapLimit lets every copy in flight finish before it throws, so a failure cannot race a late copy.
+      const out = await mapLimit(parts, 8, async (part): Promise<WrittenFile> => {
+        const file: WrittenFile = { path: `${this.dir}/${part.path.slice(prefix.length)}`, rows: part.rows, bytes: part.bytes };
+        final.push(file); // before the copy: a failed copy may still have left the object
+        await copyS3Object(part.path, file.path);
+        return file;
+      });
       final.splice(0, final.length, ...out);
       let listed: WrittenFile[] = final;
       if (this.mode === 'append') listed = [...(await this.existingFilesS3(previous)), ...final];
