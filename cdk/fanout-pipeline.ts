@@ -214,11 +214,11 @@ export class FanoutPipeline extends Construct {
       }
     }
     const stageReserved = props.lambda?.stageReservedConcurrency;
-    if (stageReserved !== undefined && !Token.isUnresolved(stageReserved) && !(Number.isInteger(stageReserved) && stageReserved >= 1)) {
-      throw new Error(`FanoutPipeline: lambda.stageReservedConcurrency must be a positive integer, got ${stageReserved}`);
-    }
+    requirePositiveInteger('lambda.stageReservedConcurrency', stageReserved);
+    requirePositiveInteger('maxConcurrency', props.maxConcurrency);
     const gpuWanted = props.gpu === false ? false : props.gpu !== undefined || hints === undefined || hints.some((u) => (u.numGpus ?? 0) > 0);
     const gpuProps: FanoutGpuProps = props.gpu || {};
+    for (const k of ['gpusPerTask', 'memoryReservationMiB', 'cpu', 'rootVolumeGiB'] as const) requirePositiveInteger(`gpu.${k}`, gpuProps[k]);
 
     const inputPrefix = normalizePrefix(props.input?.prefix, '');
     const inputSuffix = props.input?.suffix ?? '.parquet';
@@ -387,6 +387,11 @@ export class FanoutPipeline extends Construct {
     }
     acknowledgeObjectGrant(this, bucket, `${p}*`);
   }
+}
+
+/** A prop that must be a positive integer when set (a token is left to deploy time). */
+function requirePositiveInteger(prop: string, v: number | undefined): void {
+  if (v !== undefined && !Token.isUnresolved(v) && !(Number.isInteger(v) && v >= 1)) throw new Error(`FanoutPipeline: ${prop} must be a positive integer, got ${v}`);
 }
 
 function normalizePrefix(p: string | undefined, fallback: string): string {

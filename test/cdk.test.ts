@@ -404,6 +404,23 @@ describe('FanoutPipeline in the example stack', () => {
     bad({ lambda: { memoryMiB: 20000 } }, /memoryMiB must be an integer/);
   });
 
+  it('validates the GPU task sizes and maxConcurrency up front, naming the prop', () => {
+    const bad = (props: Partial<ConstructorParameters<typeof FanoutPipeline>[2]>, msg: RegExp) => {
+      const s = new Stack(new App({ context: SKIP_BUNDLING }), 'Bad');
+      assert.throws(() => new FanoutPipeline(s, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'g', numGpus: 1 }], ...props }), msg);
+    };
+    bad({ gpu: { gpusPerTask: 0.5 } }, /^Error: FanoutPipeline: gpu\.gpusPerTask must be a positive integer, got 0\.5$/);
+    bad({ gpu: { memoryReservationMiB: 0 } }, /FanoutPipeline: gpu\.memoryReservationMiB must be a positive integer, got 0/);
+    bad({ gpu: { cpu: -1024 } }, /FanoutPipeline: gpu\.cpu must be a positive integer, got -1024/);
+    bad({ gpu: { rootVolumeGiB: Number.NaN } }, /FanoutPipeline: gpu\.rootVolumeGiB must be a positive integer, got NaN/);
+    bad({ maxConcurrency: 0 }, /FanoutPipeline: maxConcurrency must be a positive integer, got 0/);
+    bad({ gpu: { minCapacity: 3, maxCapacity: 2 } }, /gpu\.minCapacity <= gpu\.maxCapacity/);
+    // Valid values still synthesize, and reach the task definition.
+    const st = new Stack(new App({ context: SKIP_BUNDLING }), 'Good');
+    new FanoutPipeline(st, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'g', numGpus: 1 }], gpu: { gpusPerTask: 1, memoryReservationMiB: 8192, cpu: 2048, rootVolumeGiB: 150 }, maxConcurrency: 5 });
+    Template.fromStack(st).hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [{ MemoryReservation: 8192, Cpu: 2048 }] });
+  });
+
   it('one Lambda sizing rule: explain() shows the Stage memory the template deploys, for memory-hungry UDFs', async () => {
     const hungry = func((x: number) => x + 1, { name: 'sizingHungry', returnDtype: DataType.float64(), memoryBytes: 6 * 2 ** 30 });
     const onGpu = func((x: number) => x * 2, { name: 'sizingGpu', returnDtype: DataType.float64(), numGpus: 1 });
