@@ -249,7 +249,8 @@ export class FanoutPipeline extends Construct {
     });
     Validations.of(this.workBucket).acknowledge({
       id: 'AwsSolutions-S1',
-      reason: "Scratch data of runs, written and read only by this pipeline's roles and expired by a lifecycle rule; CloudTrail data events can audit it where required.",
+      reason:
+        "Scratch data of runs, written and read only by this pipeline's roles and expired by a lifecycle rule; CloudTrail data events can audit it where required.",
     });
 
     // ---- Lambda functions: one role each ----
@@ -391,7 +392,8 @@ export class FanoutPipeline extends Construct {
 
 /** A prop that must be a positive integer when set (a token is left to deploy time). */
 function requirePositiveInteger(prop: string, v: number | undefined): void {
-  if (v !== undefined && !Token.isUnresolved(v) && !(Number.isInteger(v) && v >= 1)) throw new Error(`FanoutPipeline: ${prop} must be a positive integer, got ${v}`);
+  if (v !== undefined && !Token.isUnresolved(v) && !(Number.isInteger(v) && v >= 1))
+    throw new Error(`FanoutPipeline: ${prop} must be a positive integer, got ${v}`);
 }
 
 function normalizePrefix(p: string | undefined, fallback: string): string {

@@ -15,9 +15,19 @@ import { acknowledgeWildcard, MAP_RESULTS_PREFIX, nagText } from './grants.ts';
 
 /** Resolved settings (FanoutPipeline validates the props and applies the defaults). */
 export interface RunStateMachineOptions {
-  readonly functions: { readonly plan: lambda.IFunction; readonly stage: lambda.IFunction; readonly finalize: lambda.IFunction; readonly failure: lambda.IFunction };
+  readonly functions: {
+    readonly plan: lambda.IFunction;
+    readonly stage: lambda.IFunction;
+    readonly finalize: lambda.IFunction;
+    readonly failure: lambda.IFunction;
+  };
   /** The GPU capacity, when the pipeline has one (GPU stages fail with fanout.NoGpuResources otherwise). */
-  readonly gpu?: { readonly cluster: ecs.Cluster; readonly taskDefinition: ecs.Ec2TaskDefinition; readonly containerName: string; readonly capacityProvider: string };
+  readonly gpu?: {
+    readonly cluster: ecs.Cluster;
+    readonly taskDefinition: ecs.Ec2TaskDefinition;
+    readonly containerName: string;
+    readonly capacityProvider: string;
+  };
   readonly workBucket: s3.IBucket;
   readonly distributed: boolean;
   readonly lambdaTimeoutSeconds: number;
@@ -160,7 +170,12 @@ export function acknowledgeStateMachineWildcards(scope: Construct, sm: sfn.State
 }
 
 function childExecutionsArn(sm: sfn.StateMachine): string {
-  return Stack.of(sm).formatArn({ service: 'states', resource: 'execution', resourceName: `${sm.stateMachineName}/*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+  return Stack.of(sm).formatArn({
+    service: 'states',
+    resource: 'execution',
+    resourceName: `${sm.stateMachineName}/*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
 }
 
 function gpuTasksArn(cluster: ecs.Cluster): string {

@@ -18,7 +18,10 @@ const MIB = 2 ** 20;
  * stage (src/aws/stages.ts). One function runs every CPU stage, so it gets the largest stage's size.
  */
 export function stageMemoryFor(udfs: readonly UdfResourceHint[], floorMiB: number): number {
-  return lambdaMemoryMiB(udfs.filter((u) => (u.numGpus ?? 0) === 0), floorMiB);
+  return lambdaMemoryMiB(
+    udfs.filter((u) => (u.numGpus ?? 0) === 0),
+    floorMiB,
+  );
 }
 
 /** GPU task size for the GPU UDFs: whole GPUs (ECS has no fractions), soft memory reservation, CPU units. */
