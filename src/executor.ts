@@ -3,7 +3,7 @@
 // Lambda and ECS entrypoints call the very same function.
 import type * as arrow from 'apache-arrow';
 import { Schema } from './datatypes.ts';
-import type { ExprNode } from './expressions.ts';
+import { containsUdf, type ExprNode } from './expressions.ts';
 import { explodeBatch, filterBatch, projectBatch } from './eval.ts';
 import { readCsvBatches } from './io/csv.ts';
 import { readParquetBatches } from './io/parquet.ts';
@@ -11,7 +11,7 @@ import { writeCsvFile } from './io/csv.ts';
 import { writeParquetFile } from './io/parquet.ts';
 import type { OpJSON, PartitionTask, SourceJSON } from './physical.ts';
 import type { ProgressSink } from './progress.ts';
-import { filterWithUdfs, hasUdf, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
+import { filterWithUdfs, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
 /** In-memory sources by id (fromRecords, fromArrow, collected results). */
 export type MemorySources = ReadonlyMap<string, readonly arrow.RecordBatch[]>;
@@ -23,6 +23,8 @@ export interface ExecContext {
   progress?: ProgressSink;
   batchSize?: number;
   signal?: AbortSignal;
+  /** Where the partition's UDF metrics go (a per-run fork, so a failed run's counts die with it). */
+  rt?: UdfRuntime;
 }
 
 async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<arrow.RecordBatch> {
@@ -89,7 +91,7 @@ async function* scanFiltered(
 export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJSON, rt: UdfRuntime = runtime): AsyncGenerator<arrow.RecordBatch> {
   switch (op.type) {
     case 'filter': {
-      const udf = hasUdf(op.predicate);
+      const udf = containsUdf(op.predicate);
       let offset = 0;
       for await (const b of input) {
         const out = udf ? await filterWithUdfs(b, op.predicate, rt, offset) : filterBatch(b, op.predicate);
@@ -100,7 +102,7 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
     }
     case 'project': {
       const schema = Schema.fromJSON(op.schema);
-      if (!op.exprs.some(hasUdf)) {
+      if (!op.exprs.some(containsUdf)) {
         for await (const b of input) yield projectBatch(b, op.exprs, schema);
         return;
       }
@@ -143,7 +145,7 @@ export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly 
 
 /** Runs one partition task as a stream of batches. */
 export function runPartition(task: PartitionTask, ctx: ExecContext = {}): AsyncIterable<arrow.RecordBatch> {
-  return applyOps(readSource(task.source, ctx), task.ops);
+  return applyOps(readSource(task.source, ctx), task.ops, ctx.rt ?? runtime);
 }
 
 export interface SinkResult {

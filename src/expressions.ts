@@ -61,9 +61,18 @@ export type ExprLike<T = unknown> = [T] extends [Untyped] ? Expr<unknown> | Scal
  * A column expression. `T` is the JS type of its values (phantom, for the typed DataFrame API);
  * null is always possible at run time.
  */
+/** Brands expressions so that one made by another copy of the package (a bundle beside the sources)
+ *  is still recognised as an expression instead of being taken for a literal value. */
+const EXPR_BRAND = Symbol.for('fanout.Expr');
+
 export class Expr<T = unknown> {
   declare readonly __type?: T;
   constructor(readonly node: ExprNode) {}
+
+  get [EXPR_BRAND](): true { return true; }
+  static [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === 'object' && v !== null && (v as { [EXPR_BRAND]?: unknown })[EXPR_BRAND] === true;
+  }
 
   toJSON(): ExprNode { return this.node; }
   toString(): string { return exprToString(this.node); }
@@ -264,11 +273,22 @@ export function mapExpr(node: ExprNode, f: (n: ExprNode) => ExprNode): ExprNode 
   }
 }
 
+/**
+ * The UDF calls in `node`, outer before inner (a UDF's arguments may hold UDF calls too). The one
+ * walker for "which UDFs does this expression call"; lazy, so a search stops at the first match.
+ */
+export function* udfCalls(node: ExprNode): Generator<UdfCallNode> {
+  switch (node.op) {
+    case 'udf': yield node; for (const a of node.args) yield* udfCalls(a); break;
+    case 'alias': case 'cast': yield* udfCalls(node.expr); break;
+    case 'call': for (const a of node.args) yield* udfCalls(a); break;
+    default: break;
+  }
+}
+
+/** Does `node` call a UDF anywhere? */
 export function containsUdf(node: ExprNode): boolean {
-  if (node.op === 'udf') return true;
-  if (node.op === 'alias' || node.op === 'cast') return containsUdf(node.expr);
-  if (node.op === 'call') return node.args.some(containsUdf);
-  return false;
+  return !udfCalls(node).next().done;
 }
 
 const INFIX: Partial<Record<FunctionName, string>> = {

@@ -4,25 +4,18 @@
 import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
-import { exprToString } from './expressions.ts';
+import { exprToString, udfCalls } from './expressions.ts';
 import { inspectParquet } from './io/parquet.ts';
 import type { CsvSourceOptions, PlanNode } from './plan.ts';
 import { canSkipRowGroup } from './pruning.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
-import type { ExprNode as Node } from './expressions.ts';
-
-function udfNames(e: Node, into: Set<string>): void {
-  if (e.op === 'udf') into.add(e.name);
-  if (e.op === 'alias' || e.op === 'cast') udfNames(e.expr, into);
-  if (e.op === 'call' || e.op === 'udf') for (const a of e.args) udfNames(a, into);
-}
 
 /** The UDFs an operator chain calls. */
 export function udfsOf(ops: readonly OpJSON[]): UdfDefinition[] {
   const names = new Set<string>();
   for (const op of ops) {
-    if (op.type === 'filter') udfNames(op.predicate, names);
-    if (op.type === 'project') for (const e of op.exprs) udfNames(e, names);
+    if (op.type === 'filter') for (const c of udfCalls(op.predicate)) names.add(c.name);
+    if (op.type === 'project') for (const e of op.exprs) for (const c of udfCalls(e)) names.add(c.name);
   }
   return [...names].map(getUdf);
 }
@@ -78,6 +71,18 @@ export interface PartitionTask {
   ops: OpJSON[];
   /** Output rows are written here instead of returned. */
   sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON };
+}
+
+function describeSource(s: SourceJSON): string {
+  if (s.kind === 'memory') return 'in-memory batches';
+  if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
+  const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
+  return `${s.path}${rg}`;
+}
+
+/** `partition 3: /data/f.parquet, row groups 4,5`: how errors and warnings name a partition. */
+export function describeTask(t: Pick<PartitionTask, 'index' | 'source'>): string {
+  return `partition ${t.index}: ${describeSource(t.source)}`;
 }
 
 export interface ScanSummary {
@@ -251,6 +256,7 @@ export function describeUdf(u: UdfDefinition): string {
   if (o.memoryBytes) parts.push(`memory ${mb(o.memoryBytes)}`);
   parts.push(`onError ${o.onError}`);
   if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`);
+  if (o.timeoutMs !== null) parts.push(`timeoutMs ${o.timeoutMs}`);
   if (o.deadLetter) parts.push(`deadLetter ${o.deadLetter}`);
   return `UDF ${u.name}: ${parts.join(', ')}`;
 }

@@ -7,7 +7,7 @@ import { joinUri, prepareObject } from './io/store/index.ts';
 import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
-import { decodeLiteral, mapExpr, type ExprNode, type UdfCallNode } from './expressions.ts';
+import { decodeLiteral, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { writeParquetFile } from './io/parquet.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 import { concatData } from './kernels/concat.ts';
@@ -41,7 +41,10 @@ export function mergeMetrics(into: RunMetrics, from: RunMetrics): RunMetrics {
   return into;
 }
 
-const current = new AsyncLocalStorage<UdfStats>();
+// Shared through globalThis (like the UDF registry): a UDF module that imported `metrics` from
+// another copy of fanout must still find the stats of the call that the executing copy runs.
+const METRICS_KEY = Symbol.for('fanout.udf.metricsStore');
+const current: AsyncLocalStorage<UdfStats> = ((globalThis as Record<symbol, unknown>)[METRICS_KEY] ??= new AsyncLocalStorage<UdfStats>()) as AsyncLocalStorage<UdfStats>;
 let warnedOutside = false;
 
 /** Custom counters, callable from inside a UDF (sync or async); summed per UDF in `df.metrics`. */
@@ -63,12 +66,15 @@ export class UdfRuntime {
   private instances = new Map<string, object>();
   private inflight = new Map<string, Semaphore>();
   constructorCalls = 0;
+  /** What this runtime runs (e.g. `partition 3: /data/f.parquet`), for stall warnings and errors. */
+  label: string | null = null;
 
   /** A runtime with its own metrics that shares this one's class instances and in-flight caps. */
-  fork(): UdfRuntime {
+  fork(label: string | null = null): UdfRuntime {
     const f = new UdfRuntime();
     f.instances = this.instances;
     f.inflight = this.inflight;
+    f.label = label;
     return f;
   }
 
@@ -150,6 +156,72 @@ function errText(err: unknown): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Bounds an asynchronous result by the UDF's `timeoutMs`: a call still pending then fails (and is
+ * abandoned: JS cannot cancel it). The timer is ref'd, so a never-settling promise cannot let the
+ * process exit before the timeout fires. Synchronous values pass through untouched.
+ */
+function timed<T>(def: UdfDefinition, v: T): T | Promise<Awaited<T>> {
+  const ms = def.options.timeoutMs;
+  if (ms === null || !isThenable(v)) return v;
+  return new Promise<Awaited<T>>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const e = new Error(`UDF '${def.name}' call timed out after ${ms} ms (timeoutMs)`);
+      e.name = 'TimeoutError';
+      reject(e);
+    }, ms);
+    (v as PromiseLike<Awaited<T>>).then(
+      (r) => { clearTimeout(timer); resolve(r); },
+      (e: unknown) => { clearTimeout(timer); reject(e); },
+    );
+  });
+}
+
+// ------------------------------------------------------------------ stalled calls
+
+interface InFlightCall {
+  udf: string;
+  where: string;
+  since: number;
+  warnedAt: number;
+}
+
+const inFlight = new Set<InFlightCall>();
+let watchdog: ReturnType<typeof setInterval> | null = null;
+
+/** How long a UDF call may be pending before a warning (and again after each such period). */
+function stallWarnMs(): number {
+  const v = Number(process.env['FANOUT_STALL_WARN_MS']);
+  return Number.isFinite(v) && v > 0 ? v : 60_000;
+}
+
+/**
+ * Tracks a UDF call (one batch) while it runs. While any call is in flight a ref'd interval runs:
+ * it keeps the process alive (a pending UDF promise holds no handle, so node would otherwise exit
+ * silently with code 0, or 13 under top-level await) and warns about calls pending too long.
+ */
+function trackCall(call: InFlightCall): () => void {
+  inFlight.add(call);
+  if (!watchdog) {
+    const period = stallWarnMs();
+    watchdog = setInterval(() => {
+      const now = Date.now();
+      for (const c of inFlight) {
+        if (now - (c.warnedAt || c.since) < period) continue;
+        c.warnedAt = now;
+        console.warn(`fanout: UDF '${c.udf}' has not returned for ${Math.round((now - c.since) / 1000)} s (${c.where}); still waiting (set the UDF's timeoutMs to fail such calls)`);
+      }
+    }, Math.max(10, Math.min(period, 1000)));
+  }
+  return () => {
+    inFlight.delete(call);
+    if (!inFlight.size && watchdog) {
+      clearInterval(watchdog);
+      watchdog = null;
+    }
+  };
+}
+
 /** Exponential backoff with full jitter: base 20 ms, capped at 2 s. */
 function backoff(attempt: number): number {
   return Math.random() * Math.min(2000, 20 * 2 ** attempt);
@@ -170,13 +242,37 @@ interface CallResult {
   parents?: Int32Array;
 }
 
+/** Marks synchronous UDF calls with a deadline that another thread can watch (worker threads). */
+export interface SyncGuard {
+  arm(udf: string, timeoutMs: number): void;
+  disarm(): void;
+}
+
+let syncGuard: SyncGuard | null = null;
+
+/** Installed by a worker thread whose pool terminates it when a synchronous call outlives its timeoutMs. */
+export function setSyncGuard(g: SyncGuard | null): void {
+  syncGuard = g;
+}
+
 function fnOf(def: UdfDefinition, node: UdfCallNode, rt: UdfRuntime): (...args: unknown[]) => unknown {
+  let f: (...args: unknown[]) => unknown;
   if (def.cls) {
     const inst = rt.instance(def, node) as Record<string, (...a: unknown[]) => unknown>;
-    const m = inst[def.cls.method]!;
-    return m.bind(inst);
-  }
-  return def.fn as (...args: unknown[]) => unknown;
+    f = inst[def.cls.method]!.bind(inst);
+  } else f = def.fn as (...args: unknown[]) => unknown;
+  const g = syncGuard;
+  const ms = def.options.timeoutMs;
+  if (!g || ms === null) return f;
+  // The synchronous part of each call runs under a deadline the pool watches.
+  return (...a: unknown[]) => {
+    g.arm(def.name, ms);
+    try {
+      return f(...a);
+    } finally {
+      g.disarm();
+    }
+  };
 }
 
 async function withRetries<T>(def: UdfDefinition, stats: UdfStats, call: () => T | Promise<T>): Promise<T> {
@@ -277,16 +373,16 @@ async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Da
         v = arity === 1 ? fn(c0![i]) : arity === 2 ? fn(c0![i], c1![i]) : arity === 3 ? fn(c0![i], c1![i], c2![i]) : arity === 0 ? fn() : fn(...argsAt(i));
       } catch (error) {
         if (def.options.maxRetries > 0) {
-          pending.push(retryLater(def, stats, () => fn(...argsAt(i)), error).then((r) => { out.set(i, r); }, (e: unknown) => fail(i, e)));
+          pending.push(retryLater(def, stats, () => timed(def, fn(...argsAt(i))), error).then((r) => { out.set(i, r); }, (e: unknown) => fail(i, e)));
         } else fail(i, error);
         continue;
       }
       if (isThenable(v)) {
-        // A plain function that returned a promise behaves like an async UDF, retries included.
-        pending.push(Promise.resolve(v).then(
+        // A plain function that returned a promise behaves like an async UDF, retries and timeout included.
+        pending.push(Promise.resolve(timed(def, v)).then(
           (r) => { out.set(i, r); },
           (e: unknown) => (def.options.maxRetries > 0
-            ? retryLater(def, stats, () => fn(...argsAt(i)), e).then((r) => { out.set(i, r); }, (e2: unknown) => fail(i, e2))
+            ? retryLater(def, stats, () => timed(def, fn(...argsAt(i))), e).then((r) => { out.set(i, r); }, (e2: unknown) => fail(i, e2))
             : fail(i, e)),
         ));
       } else out.set(i, v);
@@ -300,7 +396,7 @@ async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Da
   await Promise.all(Array.from({ length: n }, async (_, i) => {
     await sem.acquire();
     try {
-      out.set(i, await withRetries(def, stats, () => fn(...argsAt(i)) as Promise<unknown>));
+      out.set(i, await withRetries(def, stats, () => timed(def, fn(...argsAt(i)) as Promise<unknown>)));
     } catch (e) {
       fail(i, e);
     } finally {
@@ -316,23 +412,30 @@ async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.
   const values: unknown[] = [];
   const parents: number[] = [];
   for (let i = 0; i < n; i++) {
-    const start = values.length;
     try {
-      await withRetries(def, stats, async () => {
-        values.length = start; // a retried row restarts its output
-        parents.length = start;
+      // Each attempt collects into its own array: a retried (or timed-out, still running) attempt
+      // never adds to the row's output.
+      const rowOut = await withRetries(def, stats, () => timed(def, (async () => {
+        const got: unknown[] = [];
         const gen = fn(...cols.map((c) => c[i])) as Iterable<unknown> | AsyncIterable<unknown>;
         if (gen && typeof (gen as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
-          for await (const v of gen as AsyncIterable<unknown>) { values.push(v); parents.push(i); }
+          for await (const v of gen as AsyncIterable<unknown>) got.push(v);
         } else if (gen && typeof (gen as Iterable<unknown>)[Symbol.iterator] === 'function') {
-          for (const v of gen as Iterable<unknown>) { values.push(v); parents.push(i); }
+          // A sync generator's body runs in this loop: it is the synchronous part of the call.
+          const ms = def.options.timeoutMs;
+          if (syncGuard && ms !== null) syncGuard.arm(def.name, ms);
+          try {
+            for (const v of gen as Iterable<unknown>) got.push(v);
+          } finally {
+            syncGuard?.disarm();
+          }
         } else {
           throw new TypeError(`generator UDF '${def.name}' did not return an iterator`);
         }
-      });
+        return got;
+      })()));
+      for (const v of rowOut) { values.push(v); parents.push(i); }
     } catch (e) {
-      values.length = start;
-      parents.length = start;
       stats.errors++;
       failures.push({ row: i, error: errText(e), cause: e });
       // The row is kept, with a null output, unless the policy raises (below).
@@ -372,14 +475,22 @@ async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arrow.Data
   for (let s = 0; s < n; s += size) {
     const len = Math.min(size, n - s);
     const vecs = args.map((d) => arrow.makeVector(d.slice(s, len)));
+    let result: unknown;
     try {
-      const result = await withRetries(def, stats, () => fn(...vecs));
-      pieces.push(batchResultToData(def, result, len, offset + s));
+      result = await withRetries(def, stats, () => timed(def, fn(...vecs)));
     } catch (e) {
-      if (e instanceof UdfError) throw e; // a contract violation is a bug, not a data error
       stats.errors += len;
       for (let i = 0; i < len; i++) failures.push({ row: s + i, error: errText(e), cause: e });
       pieces.push(valuesToData(new Array(len).fill(null), def.returnDtype, def.name));
+      continue;
+    }
+    // What the call returned breaks the UDF's contract (length, type): a bug in the UDF, not a
+    // failure of these rows, so onError does not turn it into nulls.
+    try {
+      pieces.push(batchResultToData(def, result, len, offset + s));
+    } catch (e) {
+      if (e instanceof UdfError) throw e;
+      throw new UdfError(`UDF '${def.name}' returned a value that is not ${def.returnDtype} for rows ${offset + s}..${offset + s + len - 1}: ${e instanceof Error ? e.message : String(e)}`, def.name, e);
     }
   }
   if (pieces.length === 1) return pieces[0]!;
@@ -420,25 +531,33 @@ export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, 
   const failures: Failure[] = [];
   const t0 = performance.now();
   let result: CallResult;
-  await current.run(stats, async () => {
-    if (def.kind === 'generator') {
-      const { values, parents } = await callGenerator(def, node, args, n, rt, stats, failures);
-      result = { data: valuesToData(values, def.returnDtype, `UDF '${def.name}'`), parents: Int32Array.from(parents) };
-    } else if (def.kind === 'batch') {
-      result = { data: await callBatch(def, node, args, n, rt, stats, failures, offset) };
-    } else {
-      const values = await callRowWise(def, node, args, n, rt, stats, failures);
-      try {
-        result = { data: values.toData(`UDF '${def.name}'`) };
-      } catch (e) {
-        throw new UdfError(`UDF '${def.name}' returned a value that is not ${def.returnDtype}: ${e instanceof Error ? e.message : String(e)}`, def.name, e);
+  const done = trackCall({ udf: def.name, where: `${rt.label ?? 'partition not named'}, rows ${offset}..${offset + n - 1}`, since: Date.now(), warnedAt: 0 });
+  try {
+    await current.run(stats, async () => {
+      if (def.kind === 'generator') {
+        const { values, parents } = await callGenerator(def, node, args, n, rt, stats, failures);
+        result = { data: valuesToData(values, def.returnDtype, `UDF '${def.name}'`), parents: Int32Array.from(parents) };
+      } else if (def.kind === 'batch') {
+        result = { data: await callBatch(def, node, args, n, rt, stats, failures, offset) };
+      } else {
+        const values = await callRowWise(def, node, args, n, rt, stats, failures);
+        try {
+          result = { data: values.toData(`UDF '${def.name}'`) };
+        } catch (e) {
+          throw new UdfError(`UDF '${def.name}' returned a value that is not ${def.returnDtype}: ${e instanceof Error ? e.message : String(e)}`, def.name, e);
+        }
       }
-    }
-  });
+    });
+  } finally {
+    done();
+  }
   stats.timeMs += performance.now() - t0;
   stats.rowsIn += n;
   stats.rowsOut += result!.data.length;
   if (failures.length) {
+    // Failures are recorded as their retries end (async calls finish in any order): report and
+    // dead-letter them by row, so "first" is the first failing row.
+    failures.sort((a, b) => a.row - b.row);
     let dl = '';
     if (def.options.deadLetter) dl = ` (failed rows written to ${await writeDeadLetter(def, node, args, failures, offset)})`;
     const first = failures[0]!;
@@ -514,12 +633,6 @@ export async function filterWithUdfs(batch: arrow.RecordBatch, predicate: ExprNo
   const filtered = filterBatch(m.batch, m.exprs[0]!);
   const schema = Schema.fromArrow(batch.schema);
   return projectBatch(filtered, schema.names.map((n) => ({ op: 'col', name: n })), schema);
-}
-
-export function hasUdf(e: ExprNode): boolean {
-  let found = false;
-  mapExpr(e, (n) => { if (n.op === 'udf') found = true; return n; });
-  return found;
 }
 
 export type { JsValue };

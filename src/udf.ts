@@ -5,7 +5,7 @@
 import type * as arrow from 'apache-arrow';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DataType, type DataTypeJSON } from './datatypes.ts';
-import { encodeLiteral, Expr, toExpr, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
+import { encodeLiteral, Expr, toExpr, udfCalls, type ExprNode, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
 
 export type OnError = 'raise' | 'log' | 'null';
 export type UdfKind = 'row' | 'async' | 'generator' | 'batch';
@@ -28,6 +28,13 @@ export interface UdfOptions<T = never> {
   memoryBytes?: number;
   /** Retries per failing row (row-wise) or batch, with exponential backoff and jitter. Default 0. */
   maxRetries?: number;
+  /**
+   * Longest a call may take before it fails with a timeout (then `maxRetries` and `onError` apply):
+   * per row for row-wise UDFs (a generator's whole row), per call of `batchSize` rows for batch UDFs,
+   * per method call for `cls`. It bounds asynchronous work (promises, async generators): a synchronous
+   * call that never returns blocks its thread and cannot be interrupted there. Default: none.
+   */
+  timeoutMs?: number;
   /** After retries: 'raise' fails the run, 'log' and 'null' give null for that row ('log' also warns). */
   onError?: OnError;
   /** Directory where failed rows and their error text are written as Parquet. */
@@ -44,6 +51,7 @@ export interface ResolvedUdfOptions {
   numGpus: number;
   memoryBytes: number | null;
   maxRetries: number;
+  timeoutMs: number | null;
   onError: OnError;
   deadLetter: string | null;
   unnest: boolean;
@@ -56,11 +64,19 @@ export interface UdfDefinition {
   options: ResolvedUdfOptions;
   /** file URL of the module that defined it, for workers to import; null if unknown. */
   moduleUrl: string | null;
+  /** Where it was defined (`file:line:col` of the user frames that called func/cls), for clash errors. */
+  site: string;
   fn?: (...args: never[]) => unknown;
   cls?: { ctor: new (...args: never[]) => object; method: string };
 }
 
-const registry = new Map<string, UdfDefinition>();
+/**
+ * The registry lives on globalThis under a registered symbol, so every copy of this module in a
+ * thread (a bundle and the sources, or the same file under two URLs) sees the same UDFs: a plan
+ * built by one copy resolves names registered through another.
+ */
+const REGISTRY_KEY = Symbol.for('fanout.udf.registry');
+const registry: Map<string, UdfDefinition> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??= new Map<string, UdfDefinition>()) as Map<string, UdfDefinition>;
 
 /** The UDF registered under `name`, or an error listing the known ones. */
 export function getUdf(name: string): UdfDefinition {
@@ -72,32 +88,49 @@ export function getUdf(name: string): UdfDefinition {
   return d;
 }
 
+/** Does `e` call a generator UDF (one row in, any number out), which changes the row count? */
+export function callsGenerator(e: ExprNode): boolean {
+  for (const c of udfCalls(e)) if (getUdf(c.name).kind === 'generator') return true;
+  return false;
+}
+
 export function listUdfs(): UdfDefinition[] {
   return [...registry.values()];
 }
 
 function register(def: UdfDefinition): void {
   const prev = registry.get(def.name);
-  // Re-evaluating the same module (e.g. a worker importing it again) replaces; another module clashes.
-  if (prev && prev.moduleUrl !== def.moduleUrl) {
-    throw new Error(`duplicate UDF name '${def.name}': already defined in ${prev.moduleUrl ?? 'an unknown module'}; pass a distinct { name }`);
+  // The same definition evaluated again (its module imported again in this thread) replaces itself:
+  // same module, same name, same definition site. Any other redefinition would silently change
+  // what the name computes, so it is an error naming both sites.
+  if (prev && !(prev.moduleUrl === def.moduleUrl && prev.site === def.site)) {
+    throw new Error(`duplicate UDF name '${def.name}': defined at ${prev.site} and again at ${def.site}; pass a distinct { name }`);
   }
   registry.set(def.name, def);
 }
 
 const THIS_FILE = import.meta.url;
 
-/** The module that called into this file, from the stack (file URL), so workers can import it. */
-function callerModule(): string | null {
+const FRAME = /\(?((?:file:\/\/)?\/[^():]+\.(?:[cm]?[jt]s|tsx)(?:\?[^():]*)?):(\d+):(\d+)\)?\s*$/;
+
+/**
+ * Where a definition comes from, from the stack: the module that called into this file (file URL,
+ * for workers to import) and the user frames of the call (`url:line:col` each), which identify the
+ * definition: a module evaluated again yields the same site, a second definition does not.
+ */
+function definitionSite(): { moduleUrl: string | null; site: string } {
   const stack = new Error().stack ?? '';
+  let moduleUrl: string | null = null;
+  const frames: string[] = [];
   for (const line of stack.split('\n').slice(1)) {
-    const m = /\(?((?:file:\/\/)?\/[^():]+\.(?:[cm]?[jt]s|tsx)):\d+:\d+\)?\s*$/.exec(line.trim());
+    const m = FRAME.exec(line.trim());
     if (!m) continue;
     const url = m[1]!.startsWith('file://') ? m[1]! : pathToFileURL(m[1]!).href;
-    if (url === THIS_FILE || url.includes('/node_modules/')) continue;
-    return url;
+    if (url.split('?')[0] === THIS_FILE.split('?')[0] || url.includes('/node_modules/')) continue;
+    moduleUrl ??= url;
+    frames.push(`${url}:${m[2]}:${m[3]}`);
   }
-  return null;
+  return { moduleUrl, site: frames.length ? frames.join(' <- ') : '(unknown site)' };
 }
 
 function check(cond: boolean, name: string, option: string, msg: string): void {
@@ -116,6 +149,7 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
   }
   if (o.memoryBytes !== undefined) check(posInt(o.memoryBytes), name, 'memoryBytes', `must be a positive integer, got ${String(o.memoryBytes)}`);
   if (o.maxRetries !== undefined) check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, name, 'maxRetries', `must be a non-negative integer, got ${String(o.maxRetries)}`);
+  if (o.timeoutMs !== undefined) check(typeof o.timeoutMs === 'number' && Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= 2 ** 31 - 1, name, 'timeoutMs', `must be a positive number of milliseconds (at most 2^31-1), got ${String(o.timeoutMs)}`);
   if (o.onError !== undefined) check(['raise', 'log', 'null'].includes(o.onError), name, 'onError', `must be 'raise', 'log' or 'null', got ${String(o.onError)}`);
   if (o.deadLetter !== undefined) check(typeof o.deadLetter === 'string' && o.deadLetter.length > 0, name, 'deadLetter', 'must be a directory path');
   return {
@@ -126,14 +160,23 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
     numGpus: o.numGpus ?? base?.numGpus ?? 0,
     memoryBytes: o.memoryBytes ?? base?.memoryBytes ?? null,
     maxRetries: o.maxRetries ?? base?.maxRetries ?? 0,
+    timeoutMs: o.timeoutMs ?? base?.timeoutMs ?? null,
     onError: o.onError ?? base?.onError ?? 'raise',
     deadLetter: o.deadLetter ?? base?.deadLetter ?? null,
     unnest: o.unnest ?? base?.unnest ?? false,
   };
 }
 
-function checkReturn(name: string, dt: unknown, unnest: boolean): DataType {
-  if (!(dt instanceof DataType)) throw new TypeError(`UDF '${name}': option 'returnDtype' is required and must be a DataType (e.g. DataType.float64())`);
+/** A DataType made by another copy of fanout (a bundle and the sources): the same JSON descriptor. */
+function foreignDataType(v: unknown): DataType | null {
+  if (!v || typeof v !== 'object' || typeof (v as { toArrow?: unknown }).toArrow !== 'function') return null;
+  const json = (v as { json?: { kind?: unknown } }).json;
+  return json && typeof json.kind === 'string' ? DataType.fromJSON(json as DataTypeJSON) : null;
+}
+
+function checkReturn(name: string, given: unknown, unnest: boolean): DataType {
+  const dt = given instanceof DataType ? given : foreignDataType(given);
+  if (!dt) throw new TypeError(`UDF '${name}': option 'returnDtype' is required and must be a DataType (e.g. DataType.float64())`);
   if (unnest && dt.kind !== 'struct') throw new TypeError(`UDF '${name}': 'unnest: true' needs a struct returnDtype, got ${dt}`);
   return dt;
 }
@@ -182,7 +225,7 @@ function funcImpl<A extends unknown[], R>(
   const options = resolveOptions(name, opts ?? {});
   return makeUdf({
     name, kind: kindOf(fn as (...args: never[]) => unknown), returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
-    moduleUrl: callerModule(), fn: fn as (...args: never[]) => unknown,
+    ...definitionSite(), fn: fn as (...args: never[]) => unknown,
   });
 }
 
@@ -200,7 +243,7 @@ function batchImpl<R>(
   const options = resolveOptions(name, opts ?? {});
   return makeUdf({
     name, kind: 'batch', returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
-    moduleUrl: callerModule(), fn: fn as (...args: never[]) => unknown,
+    ...definitionSite(), fn: fn as (...args: never[]) => unknown,
   });
 }
 
@@ -238,7 +281,7 @@ export function cls<C extends new (...args: never[]) => object>(Class: C, opts: 
   if (typeof Class !== 'function') throw new TypeError('cls(Class, opts) needs a class');
   const className = opts.name ?? Class.name;
   if (!className) throw new TypeError('cls(Class, opts): an anonymous class needs { name }');
-  const moduleUrl = callerModule();
+  const { moduleUrl, site } = definitionSite();
   const { methods = {}, returnDtype, ...rest } = opts;
   const base = resolveOptions(className, rest as Partial<UdfOptions>);
   const available = methodNames(Class.prototype as object);
@@ -255,7 +298,7 @@ export function cls<C extends new (...args: never[]) => object>(Class: C, opts: 
     const fn = (Class.prototype as Record<string, (...args: never[]) => unknown>)[m]!;
     const def: UdfDefinition = {
       name, kind: mo.batch ? 'batch' : kindOf(fn), returnDtype: checkReturn(name, mo.returnDtype ?? returnDtype, options.unnest),
-      options, moduleUrl, cls: { ctor: Class, method: m },
+      options, moduleUrl, site, cls: { ctor: Class, method: m },
     };
     register(def);
     defs.set(m, def);

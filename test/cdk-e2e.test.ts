@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { createApp, EXAMPLE_ENTRY, INPUT_PREFIX, OUTPUT_PREFIX } from '../cdk/app.ts';
-import { applyInputTransformer, jsonPathGet, matchesEventPattern, objectCreatedEvent, startAppHarness, type AppHarness } from '../localstack/app-harness.ts';
+import { startAppHarness, type AppHarness } from '../localstack/app-harness.ts';
+import { applyInputTransformer, jsonPathGet, matchesEventPattern, objectCreatedEvent } from '../localstack/eventbridge.ts';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
 import { getS3ObjectOrNull, listS3, putS3Object } from '../src/io/s3/index.ts';
@@ -118,9 +119,10 @@ describe('the synthesized app, offline (cdk.out -> local S3, EventBridge, Step F
     const started = h.bridge.nextExecution(30_000);
     await putS3Object(`s3://${inputBucket}/${INPUT_PREFIX}orders.parquet`, readFileSync(file));
     const ex = await started;
-    const input = JSON.parse(ex.input) as { input: { uri: string }; output: string; runId: string };
+    const input = JSON.parse(ex.input) as { input: { uri: string; literal: boolean }; output: string; runId: string };
     assert.equal(input.runId, ex.event['id']);
-    assert.deepEqual(input.input, { uri: `s3://${inputBucket}/${INPUT_PREFIX}orders.parquet` });
+    // literal: the uploaded key is read as exactly one object, never expanded as a glob.
+    assert.deepEqual(input.input, { uri: `s3://${inputBucket}/${INPUT_PREFIX}orders.parquet`, literal: true });
     assert.equal(input.output, `s3://${outputBucket}/${OUTPUT_PREFIX}${input.runId}/`);
 
     const done = await h.waitForExecution(ex.executionArn, 180_000);

@@ -5,7 +5,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { mergeMetrics, runtime } from '../udf-exec.ts';
 import { applyOps, runPartition, runPartitionToSink, type ExecContext, type SinkResult } from '../executor.ts';
-import type { PartitionTask, PhysicalPlan, SourceJSON } from '../physical.ts';
+import { describeTask, type PartitionTask, type PhysicalPlan } from '../physical.ts';
 import { WorkerPool } from './pool.ts';
 import { detectGpus, gpuSlots } from '../resources.ts';
 import type { RunMetrics } from '../udf-exec.ts';
@@ -176,15 +176,18 @@ function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
   return o.workers;
 }
 
-function describeSource(s: SourceJSON): string {
-  if (s.kind === 'memory') return 'in-memory batches';
-  if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
-  const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
-  return `${s.path}${rg}`;
-}
-
-function describeTask(t: PartitionTask): string {
-  return `partition ${t.index}: ${describeSource(t.source)}`;
+/**
+ * Names the partition in an in-process error, as the pool does for a worker's (`... (partition 3:
+ * /data/f.parquet, row groups 4,5)`), keeping the error's class (a UdfError stays one).
+ */
+function inPartition(err: unknown, context: string): Error {
+  const suffix = ` (${context})`;
+  if (!(err instanceof Error)) return new Error(`${String(err)}${suffix}`);
+  if (err.message.endsWith(suffix)) return err;
+  const head = `${err.name}: ${err.message}`;
+  err.message += suffix;
+  if (err.stack?.startsWith(head)) err.stack = `${err.name}: ${err.message}${err.stack.slice(head.length)}`;
+  return err;
 }
 
 /** A partition's output as an async queue filled by a worker. */
@@ -255,14 +258,19 @@ export async function* streamPartitions(
   if (!placement) {
     if (handle) { handle.usedWorkers = false; handle.parallelism = 1; }
     for (const t of tasks) {
-      const run = runPartition(t, execCtx);
+      // Each partition counts into its own fork: a failed or abandoned run's counts never reach the
+      // next action (they used to stay in the shared runtime until someone took them).
+      const rt = runtime.fork(describeTask(t));
+      const run = runPartition(t, { ...execCtx, rt });
       // Metrics are collected when the partition's stream ends, before the consumer reports it done.
       const batches = (async function* () {
         try {
           yield* run;
+        } catch (err) {
+          throw inPartition(err, describeTask(t));
         } finally {
           // Also when the consumer stops early (limit, show, break): this run's counters are its own.
-          if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+          if (ctx.metrics) mergeMetrics(ctx.metrics, rt.takeMetrics());
         }
       })();
       yield { index: t.index, batches };
@@ -347,8 +355,13 @@ export async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], o
   if (!placement) {
     const out: SinkResult[] = [];
     for (const t of tasks) {
-      out.push(await runPartitionToSink(t, execCtx));
-      if (ctx.metrics) mergeMetrics(ctx.metrics, runtime.takeMetrics());
+      const rt = runtime.fork(describeTask(t));
+      try {
+        out.push(await runPartitionToSink(t, { ...execCtx, rt }));
+      } catch (err) {
+        throw inPartition(err, describeTask(t));
+      }
+      if (ctx.metrics) mergeMetrics(ctx.metrics, rt.takeMetrics());
     }
     return out;
   }

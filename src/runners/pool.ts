@@ -2,12 +2,16 @@
 // actions (parquet-wasm start-up is paid once), and unref'd so they never keep the process alive.
 import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
 import type { SinkResult } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import { batchFromIPC, deserializeError } from './protocol.ts';
+import { newSyncGuardBuffer, overdueSyncCall } from './sync-guard.ts';
+
+/** How far past a synchronous UDF call's timeoutMs the pool waits before terminating its thread. */
+const SYNC_TIMEOUT_GRACE_MS = 1000;
+import { startTsWorker } from './ts-worker.ts';
 
 export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
@@ -27,19 +31,8 @@ interface Endpoint {
   terminate(): Promise<void>;
 }
 
-/**
- * Running from TypeScript sources (tsx), a worker thread does not inherit the loader hooks: the
- * worker first registers tsx, then imports its entry. Built JavaScript starts the entry directly.
- */
-function startThread(url: URL, workerData: object): Worker {
-  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(code, { eval: true, workerData });
-}
-
 function threadEndpoint(url: URL, workerData: object): Endpoint {
-  const w = startThread(url, workerData);
+  const w = startTsWorker(url, { workerData });
   return {
     post: (m) => w.postMessage(m),
     on: (_e, f) => { w.on('message', f); },
@@ -109,7 +102,9 @@ export class WorkerPool {
   private spawn(): Slot {
     const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
     const env = this.processEnv?.[this.spawned++ % this.processEnv.length];
-    const worker = env ? processEndpoint(url, this.workerData, env) : threadEndpoint(url, this.workerData);
+    // Threads share a deadline buffer: a synchronous UDF call past its timeoutMs ends the thread.
+    const guard = env ? null : newSyncGuardBuffer();
+    const worker = env ? processEndpoint(url, this.workerData, env) : threadEndpoint(url, { ...this.workerData, syncGuard: guard });
     worker.unref();
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;
@@ -149,6 +144,18 @@ export class WorkerPool {
       this.replace();
     };
     worker.onFailure((err) => { if (!slot.closing) fail(err); });
+    if (guard) {
+      const watch = setInterval(() => {
+        if (slot.closing || !this.slots.includes(slot)) { clearInterval(watch); return; }
+        const stuck = overdueSyncCall(guard, SYNC_TIMEOUT_GRACE_MS);
+        if (!stuck) return;
+        clearInterval(watch);
+        slot.closing = true; // its exit is this failure, not another one
+        void worker.terminate();
+        fail(new Error(`UDF '${stuck.udf}' made a synchronous call that did not return within its timeoutMs (${stuck.timeoutMs} ms); a synchronous call cannot be interrupted, so its thread was terminated`));
+      }, 200);
+      watch.unref();
+    }
     this.slots.push(slot);
     return slot;
   }

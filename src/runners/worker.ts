@@ -4,7 +4,9 @@
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { runPartition, runPartitionToSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet.ts';
-import { runtime } from '../udf-exec.ts';
+import { runtime, setSyncGuard } from '../udf-exec.ts';
+import { SharedSyncGuard } from './sync-guard.ts';
+import { describeTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import { batchToIPC, serializeError } from './protocol.ts';
 
@@ -31,6 +33,9 @@ interface Running {
   wake: (() => void) | null;
 }
 const running = new Map<number, Running>();
+// Worker threads share a deadline buffer with the pool, which ends a thread stuck in a synchronous call.
+const guardBuffer = (workerData as { syncGuard?: unknown } | null)?.syncGuard;
+if (guardBuffer instanceof SharedArrayBuffer) setSyncGuard(new SharedSyncGuard(guardBuffer));
 const batchSize = (workerData as { batchSize?: number } | null)?.batchSize;
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
@@ -41,12 +46,14 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
   const state: Running = { credits: msg.credits, cancelled: false, wake: null };
   running.set(taskId, state);
   try {
-    const ctx = batchSize ? { batchSize } : {};
+    // A fork per task: its metrics (and its label in stall warnings) are this task's alone.
+    const rt = runtime.fork(describeTask(msg.task));
+    const ctx = batchSize ? { batchSize, rt } : { rt };
     // UDFs resolve by name: importing their defining modules registers them in this thread.
     for (const m of msg.task.modules ?? []) await import(m);
     if (msg.task.sink) {
       const result = await runPartitionToSink(msg.task, ctx);
-      post({ type: 'sink', taskId, result, metrics: runtime.takeMetrics() });
+      post({ type: 'sink', taskId, result, metrics: rt.takeMetrics() });
       return;
     }
     const it = runPartition(msg.task, ctx)[Symbol.asyncIterator]();
@@ -63,9 +70,8 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
     } finally {
       await it.return?.();
     }
-    post({ type: 'done', taskId, metrics: runtime.takeMetrics() });
+    post({ type: 'done', taskId, metrics: rt.takeMetrics() });
   } catch (err) {
-    runtime.takeMetrics();
     post({ type: 'error', taskId, error: serializeError(err) });
   } finally {
     running.delete(taskId);

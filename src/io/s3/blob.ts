@@ -1,5 +1,6 @@
 // S3Blob: the Blob subset parquet-wasm's ParquetFile.fromFile uses (size, slice, arrayBuffer), and
 // Parquet tails (footer + page indexes) of many objects fetched in parallel.
+import { mapLimit } from '../../concurrency.ts';
 import { S3Error, s3Error, s3Settings, type S3Settings } from './client.ts';
 import { getS3Range, headS3 } from './objects.ts';
 
@@ -176,8 +177,6 @@ export type TailResult =
  * the first 4 bytes only when the tail magic is wrong (to tell truncated files from non-Parquet).
  */
 export async function fetchParquetTails(items: readonly TailRequest[], settings: S3Settings = s3Settings(), concurrency = 32): Promise<TailResult[]> {
-  const out: TailResult[] = new Array(items.length);
-  let next = 0;
   const one = async (it: TailRequest): Promise<TailResult> => {
     try {
       let { size, etag } = it;
@@ -208,12 +207,5 @@ export async function fetchParquetTails(items: readonly TailRequest[], settings:
       return { uri: it.uri, error: { message: err.message, code: err.code } };
     }
   };
-  const workers = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await one(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
+  return mapLimit(items, concurrency, one);
 }

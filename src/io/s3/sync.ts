@@ -3,6 +3,8 @@
 // thread blocks.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { mapLimit } from '../../concurrency.ts';
+import { tsWorkerExecArgv } from '../../runners/ts-worker.ts';
 import { fetchParquetTails, type TailRequest, type TailResult } from './blob.ts';
 import { S3Error, s3Error, s3Settings, s3Stats, type S3Settings, type S3Stats } from './client.ts';
 import { globS3 } from './glob.ts';
@@ -73,22 +75,14 @@ export async function runSyncOp(req: SyncOp, settings: S3Settings): Promise<Sync
 
 /** Listings of many prefixes, 32 at a time; a failed one is an error naming its URI. */
 async function listMany(uris: readonly string[], settings: S3Settings): Promise<(ListResult | { error: { message: string; code: string } })[]> {
-  const out: (ListResult | { error: { message: string; code: string } })[] = new Array(uris.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(32, uris.length) }, async () => {
-      while (next < uris.length) {
-        const i = next++;
-        try {
-          out[i] = await listS3(uris[i]!, {}, settings);
-        } catch (e) {
-          const err = s3Error('ListObjectsV2', uris[i]!, e, settings);
-          out[i] = { error: { message: err.message, code: err.code } };
-        }
-      }
-    }),
-  );
-  return out;
+  return mapLimit(uris, 32, async (uri): Promise<ListResult | { error: { message: string; code: string } }> => {
+    try {
+      return await listS3(uri, {}, settings);
+    } catch (e) {
+      const err = s3Error('ListObjectsV2', uri, e, settings);
+      return { error: { message: err.message, code: err.code } };
+    }
+  });
 }
 
 type SyncFn = (req: SyncOp, settings: S3Settings) => SyncReply;
@@ -103,18 +97,13 @@ function syncTimeoutMs(): number {
 function getSyncFn(): SyncFn {
   if (syncFn) return syncFn;
   const here = import.meta.url;
-  const fromTs = here.endsWith('.ts');
-  const workerPath = fileURLToPath(new URL(`./s3-sync-worker${fromTs ? '.ts' : '.js'}`, here));
+  const workerUrl = new URL(`./s3-sync-worker${here.endsWith('.ts') ? '.ts' : '.js'}`, here);
+  const workerPath = fileURLToPath(workerUrl);
   // Loaded on first use (synckit's CommonJS build can be required synchronously): local-only runs skip it.
   const { createSyncFn } = createRequire(import.meta.url)('synckit') as typeof import('synckit');
   let opts: Parameters<typeof createSyncFn>[1] = { timeout: syncTimeoutMs() };
-  if (fromTs) {
-    // Running from sources: `--import tsx` does not take effect in a worker thread on Node 20,
-    // but registering tsx's hooks from an --import'ed module does.
-    const api = import.meta.resolve('tsx/esm/api');
-    const register = `data:text/javascript,import { register } from ${JSON.stringify(api)}; register();`;
-    opts = { ...opts, tsRunner: 'tsx', execArgv: ['--import', register] };
-  }
+  const execArgv = tsWorkerExecArgv(workerUrl);
+  if (execArgv) opts = { ...opts, tsRunner: 'tsx', execArgv };
   syncFn = createSyncFn(workerPath, opts) as unknown as SyncFn;
   return syncFn;
 }
