@@ -14,7 +14,8 @@ export function isS3Glob(uri: string): boolean {
 
 /** A matcher for keys against a key glob (no bucket). */
 export function keyGlobMatcher(pattern: string): (key: string) => boolean {
-  return picomatch(pattern, { dot: false, windows: false });
+  // posix: `[!a-z]` negates a class (as in shells); without it picomatch reads the '!' literally.
+  return picomatch(pattern, { dot: false, windows: false, posix: true });
 }
 
 /** The literal key prefix before the first (unescaped) glob character: what to list. */
