@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type * as arrow from 'apache-arrow';
 import type { Schema } from '../datatypes.ts';
-import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet.ts';
+import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet/index.ts';
 import { writeCsvFile } from './csv.ts';
 import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, parseManifest, readManifest, type FileFormat, type Manifest } from './paths.ts';
 import {

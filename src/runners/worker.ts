@@ -3,7 +3,7 @@
 // backpressure, so a fast worker never buffers more than its credits.
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { runPartition, runPartitionToSink } from '../executor.ts';
-import { warmParquet } from '../io/parquet.ts';
+import { warmParquet } from '../io/parquet/index.ts';
 import { runtime } from '../udf-exec.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import { batchToIPC, serializeError } from './protocol.ts';
