@@ -8,7 +8,7 @@ import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
-import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv.ts';
+import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
 import { expandPaths } from './io/paths.ts';
 import { DatasetWriter, type WrittenFile } from './io/writer.ts';

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type * as arrow from 'apache-arrow';
 import type { Schema } from '../datatypes.ts';
 import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet/index.ts';
-import { writeCsvFile } from './csv.ts';
+import { writeCsvFile } from './csv/index.ts';
 import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, parseManifest, readManifest, type FileFormat, type Manifest } from './paths.ts';
 import {
   copyS3Object, deleteS3Objects, deleteS3Prefix, getS3ObjectOrNull, isS3Uri, listS3, parseS3Uri, putS3Object, trimSlash,
