@@ -2,7 +2,9 @@
 import * as arrow from 'apache-arrow';
 import type { DataTypeJSON } from '../../datatypes.ts';
 import { rescaleTicks } from './stats.ts';
-import { INT_RANGE, formatCtor, makeArrowData, popcount, targetCtor, type AnyTypedArray, type ArrayHeader, type FfiSchemaNode, type TypedCtor } from './import-layout.ts';
+import {
+  INT_RANGE, formatCtor, makeArrowData, popcount, targetCtor, type AnyTypedArray, type ArrayHeader, type FfiSchemaNode, type TypedCtor,
+} from './import-layout.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Arrow C data interface import (wasm32 layout). We read parquet-wasm's exported arrays ourselves
