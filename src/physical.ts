@@ -5,7 +5,7 @@ import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
-import { inspectParquet } from './io/parquet.ts';
+import { inspectParquet } from './io/parquet/index.ts';
 import type { CsvSourceOptions, PlanNode } from './plan.ts';
 import { canSkipRowGroup } from './pruning.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';

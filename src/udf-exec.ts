@@ -10,7 +10,7 @@ import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
 import { decodeLiteral, type ExprNode, type UdfCallNode } from './expressions.ts';
-import { writeParquetFile } from './io/parquet.ts';
+import { writeParquetFile } from './io/parquet/index.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 import { concatData } from './kernels/concat.ts';
 import { arrayCtor, mkData, type TypedArray } from './kernels/data.ts';
