@@ -79,8 +79,8 @@ export interface ResolvedUdfOptions {
 }
 
 /** Retry backoff defaults: first wait up to 20 ms, doubling, never more than 2 s. */
-export const DEFAULT_RETRY_BACKOFF_MS = 20;
-export const DEFAULT_RETRY_BACKOFF_MAX_MS = 2000;
+const DEFAULT_RETRY_BACKOFF_MS = 20;
+const DEFAULT_RETRY_BACKOFF_MAX_MS = 2000;
 /** setTimeout's largest delay: a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
