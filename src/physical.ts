@@ -255,7 +255,8 @@ export function describeUdf(u: UdfDefinition): string {
   if (o.numGpus) parts.push(`numGpus ${o.numGpus}`);
   if (o.memoryBytes) parts.push(`memory ${mb(o.memoryBytes)}`);
   parts.push(`onError ${o.onError}`);
-  if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`);
+  if (u.kind === 'generator') parts.push(`onEmpty ${o.onEmpty}`);
+  if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`, `retryBackoffMs ${o.retryBackoffMs}`, `retryBackoffMaxMs ${o.retryBackoffMaxMs}`);
   if (o.timeoutMs !== null) parts.push(`timeoutMs ${o.timeoutMs}`);
   if (o.deadLetter) parts.push(`deadLetter ${o.deadLetter}`);
   return `UDF ${u.name}: ${parts.join(', ')}`;
