@@ -137,9 +137,16 @@ for (const doc of DOCS) {
   if (doc === 'README.md') examples.push(...extractTableExamples(doc, text).map((e) => ({ ...e, code: TABLE_PRELUDE + e.code })));
 }
 
+// Probes that keep the checks honest: the harness must see a type error through the `fanout`
+// import, and must fail a run of the UDF-table cell as it used to be (an anonymous `func` without
+// `name`, which throws when defined).
+const TYPE_PROBE = "import { col } from 'fanout';\nexport const n: number = col('x');";
+const OLD_FUNC_CELL = `${TABLE_PRELUDE}export const example = func((x: number) => x * 2, { returnDtype: DataType.float64() });`;
+
 const TMP = join(ROOT, '.tmp');
 let dir = '';
 const files = new Map<Example, string>();
+const probes = { types: '', oldFuncCell: '' };
 
 /** Relative specifiers are relative to the repository root (see the header). */
 function rebaseRelativeImports(code: string, from: string): string {
@@ -155,6 +162,10 @@ before(() => {
     writeFileSync(file, `${rebaseRelativeImports(e.code, dir)}\nexport {};\n`);
     files.set(e, file);
   });
+  probes.types = join(dir, 'probe-types.ts');
+  writeFileSync(probes.types, `${TYPE_PROBE}\n`);
+  probes.oldFuncCell = join(dir, 'probe-old-func-cell.ts');
+  writeFileSync(probes.oldFuncCell, `${OLD_FUNC_CELL}\n`);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -173,7 +184,11 @@ describe('docs examples', () => {
     const config = ts.readConfigFile(join(ROOT, 'tsconfig.json'), ts.sys.readFile);
     assert.equal(config.error, undefined);
     const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, ROOT);
-    const program = ts.createProgram({ rootNames: [...files.values()], options: { ...parsed.options, noEmit: true } });
+    const program = ts.createProgram({ rootNames: [...files.values(), probes.types], options: { ...parsed.options, noEmit: true } });
+    const probe = program.getSourceFile(probes.types)!;
+    const probeErrors = program.getSemanticDiagnostics(probe).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    assert.equal(probeErrors.length, 1, `the type probe gets exactly its one error: ${probeErrors.join('; ')}`);
+    assert.match(probeErrors[0]!, /not assignable to type 'number'/);
     const problems: string[] = [];
     for (const [e, file] of files) {
       const sf = program.getSourceFile(file);
@@ -197,6 +212,12 @@ describe('docs examples', () => {
       assert.equal(r.code, 0, `${e.where} exited ${r.code}:\n${r.output}\n--- code:\n${e.code}`);
     });
   }
+
+  test('a run fails on an example that throws (the UDF-table cell before it named its function)', async () => {
+    const r = await runNode(['--conditions=development', '--import', 'tsx', probes.oldFuncCell], dir);
+    assert.notEqual(r.code, 0, r.output);
+    assert.match(r.output, /func\(fn, opts\): an anonymous function needs \{ name \}/);
+  });
 });
 
 function runNode(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
