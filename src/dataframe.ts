@@ -8,8 +8,8 @@ import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
 import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
-import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv.ts';
-import { checkParquetWriteNesting, inspectParquet } from './io/parquet.ts';
+import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
+import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
 import { expandPaths } from './io/paths.ts';
 import { DatasetWriter, type WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
@@ -385,7 +385,7 @@ function isInMemory(plan: PlanNode): boolean {
 
 /** Reads committed result files with the embedded executor (whatever the current runner). */
 async function* readCommitted(files: string[], schema: Schema): AsyncGenerator<arrow.RecordBatch> {
-  const { readParquetBatches } = await import('./io/parquet.ts');
+  const { readParquetBatches } = await import('./io/parquet/index.ts');
   for (const f of files) yield* readParquetBatches(f, { schema });
 }
 

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
-import { readStats } from '../src/io/parquet.ts';
+import { readStats } from '../src/io/parquet/index.ts';
 import { sampleRows, tempDir, writeSample } from './helpers.ts';
 
 let dir: string;

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
-import { writeParquetFile } from '../src/io/parquet.ts';
+import { writeParquetFile } from '../src/io/parquet/index.ts';
 import { keyGlobMatcher } from '../src/io/s3/index.ts';
 import { isBelowPrefix, isConditionFailure, LocalStore, PreconditionFailedError, S3Store, storeFor } from '../src/io/store/index.ts';
 import { tempDir } from './helpers.ts';

@@ -11,7 +11,7 @@ import { mapLimit } from '../concurrency.ts';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
 import type { DataFrame } from '../dataframe.ts';
 import { applyOps, runPartition } from '../executor.ts';
-import { writeParquetFile } from '../io/parquet.ts';
+import { writeParquetFile } from '../io/parquet/index.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { unaliasBatch } from '../ipc-alias.ts';
 import { optimize } from '../optimizer.ts';
@@ -454,7 +454,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
     let parts: WrittenFile[];
     if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
       // One ordered pass over the shards through the global operators.
-      const { readParquetBatches } = await import('../io/parquet.ts');
+      const { readParquetBatches } = await import('../io/parquet/index.ts');
       const all = (async function* () {
         for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema: shardSchema });
       })();
