@@ -160,7 +160,7 @@ export class S3Blob {
 // Parquet tails (footer + page indexes), fetched in parallel
 
 /** Bytes read from the end of a Parquet object at first: footer and page indexes usually fit. */
-export const PARQUET_TAIL_BYTES = 64 << 10;
+const PARQUET_TAIL_BYTES = 64 << 10;
 
 export interface TailRequest {
   uri: string;

@@ -4,7 +4,7 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { parseS3Uri } from './uri.ts';
 
-export interface S3Credentials {
+interface S3Credentials {
   accessKeyId: string;
   secretAccessKey: string;
   sessionToken?: string;
@@ -43,7 +43,7 @@ export function s3Settings(env: NodeJS.ProcessEnv = process.env): S3Settings {
 }
 
 /** S3Client configuration for `settings` (default: from the environment now). */
-export function s3ClientConfig(settings: S3Settings = s3Settings()): S3ClientConfig {
+function s3ClientConfig(settings: S3Settings = s3Settings()): S3ClientConfig {
   const cfg: S3ClientConfig = {
     region: settings.region,
     forcePathStyle: settings.forcePathStyle,
