@@ -30,7 +30,7 @@ function pipeline() {
 
 describe('serverless run lifecycle', () => {
   it('splits stages at the GPU boundary', () => {
-    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
     assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
     assert.equal(plan.sources.length, 9, 'one partition per row group');
     assert.deepEqual(plan.stages[1]!.udfs, ['fixtures.gpuScore']);
@@ -40,7 +40,7 @@ describe('serverless run lifecycle', () => {
   it('runs every partition of every stage and commits the same result as the embedded runner', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
-    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
     const summary = await preparePlan(work, plan, 'work-bucket');
     assert.ok(JSON.stringify(summary).length < 2048, 'the state machine payload stays small');
     for (const p of Array.from({ length: 9 }, (_, i) => i)) await runStagePartition(work, plan.runId, 0, p);
@@ -64,7 +64,7 @@ describe('serverless run lifecycle', () => {
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
-    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < 9; p++) if (p !== 5) await runStagePartition(work, plan.runId, 0, p);
     await assert.rejects(() => finalizeRun(work, plan.runId), /stage 0: partitions 5/);
@@ -74,9 +74,9 @@ describe('serverless run lifecycle', () => {
   });
 
   it('a pipeline without GPU UDFs is one lambda stage; a GPU-first pipeline reads its input on the GPU tasks', () => {
-    const cpu = planRun(readParquet(input).withColumn('y', double(col('x'))), { pipeline: null });
+    const cpu = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: null });
     assert.deepEqual(cpu.stages.map((s) => s.executor), ['lambda']);
-    const gpu = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))), { pipeline: null });
+    const gpu = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))).plan, { pipeline: null });
     assert.deepEqual(gpu.stages.map((s) => s.executor), ['ecs-gpu']);
     void splitStages;
   });
@@ -85,7 +85,7 @@ describe('serverless run lifecycle', () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
     const df = readParquet(input).limit(3).withColumn('y', col('id').mul(2));
-    const plan = planRun(df, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'append' } });
+    const plan = planRun(df.plan, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'append' } });
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
     const first = await finalizeRun(work, plan.runId);

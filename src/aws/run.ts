@@ -8,14 +8,12 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
-import type { DataFrame } from '../dataframe.ts';
-import { applyOps, runPartition } from '../executor.ts';
-import { writeParquetFile } from '../io/parquet.ts';
+import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
-import { unaliasBatch } from '../ipc-alias.ts';
 import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
-import { mergeMetrics, runtime, type RunMetrics } from '../udf-exec.ts';
+import type { PlanNode } from '../plan.ts';
+import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from './store.ts';
 
@@ -41,6 +39,8 @@ export interface RunPlan {
   /** Operators over the merged result (e.g. a global limit), run by Finalize. */
   globalOps: OpJSON[];
   output: RunOutput | null;
+  /** Rows per batch the stages read (the runner's batchSize); absent: the readers' default. */
+  batchSize?: number;
 }
 
 /** What the Plan step returns to the state machine: small, whatever the partition count. */
@@ -90,14 +90,17 @@ export function newRunId(): string {
   return `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomUUID().slice(0, 8)}`;
 }
 
-/** Builds the run plan for a DataFrame (its plan is optimized and split into stages here). */
-export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline: string | string[] | null; output?: RunOutput | null; targetPartitionBytes?: number; stageOptions?: StageOptions }): RunPlan {
-  if (df.plan.type === 'in_memory' || hasMemorySource(df)) {
+/** Builds the run plan for a logical plan (optimized and split into stages here). */
+export function planRun(plan: PlanNode, opts: { runId?: string; pipeline: string | string[] | null; output?: RunOutput | null; targetPartitionBytes?: number; batchSize?: number; stageOptions?: StageOptions }): RunPlan {
+  if (hasMemorySource(plan)) {
     throw new Error('the serverless runner reads its input from files (readParquet / readCsv on s3:// or local paths); in-memory DataFrames run on the embedded runner');
   }
-  const physical = buildPhysicalPlan(optimize(df.plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
+  if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize <= 0)) {
+    throw new RangeError(`planRun: batchSize must be a positive integer, got ${String(opts.batchSize)}`);
+  }
+  const physical = buildPhysicalPlan(optimize(plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
   const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
-  return {
+  const run: RunPlan = {
     version: PLAN_VERSION,
     runId: opts.runId === undefined ? newRunId() : checkRunId(opts.runId),
     pipeline: opts.pipeline,
@@ -108,10 +111,13 @@ export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline:
     globalOps: physical.globalOps,
     output: opts.output ?? null,
   };
+  if (opts.batchSize !== undefined) run.batchSize = opts.batchSize;
+  return run;
 }
 
-function hasMemorySource(df: DataFrame<object>): boolean {
-  let n = df.plan;
+/** Whether a plan reads in-memory batches (which only the process holding them can run). */
+export function hasMemorySource(plan: PlanNode): boolean {
+  let n = plan;
   while ('input' in n) n = n.input;
   return n.type === 'in_memory';
 }
@@ -204,26 +210,6 @@ async function* readShard(store: ObjectStore, key: string): AsyncGenerator<arrow
   for await (const b of reader) yield b;
 }
 
-async function* ipcStream(batches: AsyncIterable<arrow.RecordBatch>, schema: arrow.Schema): AsyncGenerator<Uint8Array> {
-  const writer = new arrow.RecordBatchStreamWriter();
-  const out = writer.toDOMStream();
-  const reader = out.getReader();
-  const pump = (async () => {
-    writer.reset(undefined, schema);
-    for await (const b of batches) writer.write(unaliasBatch(new arrow.RecordBatch(schema, b.data)));
-    writer.finish();
-  })();
-  let failure: unknown = null;
-  pump.catch((e: unknown) => { failure = e; writer.abort(); });
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    yield value as Uint8Array;
-  }
-  await pump.catch(() => undefined);
-  if (failure) throw failure;
-}
-
 /** Written next to each shard once it is complete: its size and the UDF metrics of the partition. */
 interface PartitionMarker {
   rows: number;
@@ -249,36 +235,33 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
   }
   await importPipeline(planPipeline(plan));
-  // Own metrics per partition (partitions may run side by side in one process); shared class instances.
-  const rt = runtime.fork(`run ${runId}, stage ${stageIndex}, partition ${partition}`);
-  const input: AsyncIterable<arrow.RecordBatch> = stageIndex === 0
-    ? runPartition({ index: partition, source: plan.sources[partition]!, ops: [] })
-    : readShard(store, keys.shard(runId, stageIndex - 1, partition));
-  const batches = applyOps(input, stage.ops, rt);
   const last = stageIndex === plan.stages.length - 1;
+  // The stage's input: its scan slice (stage 0) or the previous stage's shard of this partition.
+  const task: PartitionTask = {
+    index: partition,
+    source: stageIndex === 0 ? plan.sources[partition]! : { kind: 'shard', key: keys.shard(runId, stageIndex - 1, partition) },
+    ops: stage.ops,
+  };
+  // The driver forks the process's runtime for this partition (partitions may run side by side in
+  // one process): own metrics, shared class instances.
+  const ctx: ExecContext = { label: `run ${runId}, stage ${stageIndex}, partition ${partition}`, shards: (key) => readShard(store, key) };
+  if (plan.batchSize !== undefined) ctx.batchSize = plan.batchSize;
   // What this stage's operators produce (the run's final schema only if nothing runs after them).
-  const schema = Schema.fromJSON(stageSchema(plan, stageIndex));
-  let rows = 0;
-  const counted = (async function* () {
-    for await (const b of batches) {
-      rows += b.numRows;
-      yield b;
-    }
-  })();
+  const schema = stageSchema(plan, stageIndex);
   let key: string;
-  let bytes: number;
+  let r: PartitionOutcome;
   if (last) {
     key = keys.result(runId, partition);
     const uri = store.uri(key);
     if (!uri.startsWith('s3://')) await mkdir(dirname(uri), { recursive: true });
-    bytes = (await writeParquetFile(uri, counted, { schema })).bytes;
+    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: uri, schema });
   } else {
     key = keys.shard(runId, stageIndex, partition);
-    bytes = await store.upload(key, ipcStream(counted, schema.toArrow()));
+    r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });
   }
-  const marker: PartitionMarker = { rows, bytes, metrics: rt.takeMetrics() };
+  const marker: PartitionMarker = { rows: r.rows, bytes: r.bytes, metrics: r.metrics };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
-  return { runId, stage: stageIndex, partition, rows, bytes, key };
+  return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key };
 }
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */

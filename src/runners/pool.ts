@@ -3,7 +3,7 @@
 import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import type { SinkResult } from '../executor.ts';
+import type { PartitionOutcome } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
@@ -17,7 +17,7 @@ export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
   onMetrics?(m: RunMetrics): void;
   onDone(): void;
-  onSink?(result: SinkResult): void;
+  onSink?(result: PartitionOutcome): void;
   onError(err: Error): void;
 }
 
