@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { isAbsolute, resolve } from 'node:path';
+import { ECS_FAILURE_PREFIX } from '../src/aws/run.ts';
 import { buildStateMachineDefinition, type AslDefinition } from '../src/aws/state-machine.ts';
 import type { AwsRunnerOptions } from '../src/runners/aws.ts';
 import { LocalLambda } from './lambda-runtime.ts';
@@ -45,8 +46,9 @@ export interface LocalCloud {
   sfnEndpoint: string;
   /** For `setRunner('aws', cloud.runnerOptions)`. */
   runnerOptions: AwsRunnerOptions;
-  /** Invocation counts per function (plan, stage, finalize, failure) and ECS tasks started. */
+  /** Invocation counts per function (plan, stage, finalize, failure), ECS tasks started and Lambda environments (threads) started. */
   stats(): Record<string, number>;
+  /** Ends everything: executions aborted, queued invocations rejected, threads and child processes ended (awaited). */
   stop(): Promise<void>;
 }
 
@@ -118,17 +120,37 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
   });
 
   let ecsTasks = 0;
-  const children = new Set<import('node:child_process').ChildProcess>();
+  let stopped = false;
+  // Each running ECS child and a promise of its exit, so stop() can wait for it to be gone.
+  const children = new Map<import('node:child_process').ChildProcess, Promise<void>>();
   const runEcsTask = (p: EcsTaskParams): Promise<void> => new Promise((resolveTask, rejectTask) => {
+    if (stopped) {
+      rejectTask(Object.assign(new Error('ECS task not started: the local cloud was stopped'), { name: 'States.TaskFailed' }));
+      return;
+    }
     ecsTasks++;
     // The real ECS entrypoint in its own process, the container overrides as its environment.
     const ecsFile = opts.ecsEntry ?? fileURLToPath(entry('ecs-task'));
     const child = spawn(process.execPath, [...process.execArgv, ecsFile], {
       env: { ...workerEnv, ...p.environment }, stdio: ['ignore', 'ignore', 'pipe'],
     });
-    children.add(child);
+    children.set(child, new Promise<void>((r) => { child.once('exit', () => r()); child.once('error', () => r()); }));
+    // The tail of stderr, and the error's own first line: a stack's last lines drop the message.
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    let partial = '';
+    let errorLine = '';
+    let errorLike = '';
+    const scan = (line: string): void => {
+      if (line.startsWith(ECS_FAILURE_PREFIX)) errorLine = line.slice(ECS_FAILURE_PREFIX.length);
+      else if (!errorLike && /^[\w.]*(Error|Exception)\b/.test(line)) errorLike = line;
+    };
+    child.stderr!.on('data', (d: Buffer) => {
+      const text = d.toString();
+      stderr = (stderr + text).slice(-4000);
+      const lines = (partial + text).split('\n');
+      partial = lines.pop()!;
+      for (const l of lines) scan(l);
+    });
     const onAbort = (): void => { child.kill('SIGKILL'); };
     p.signal.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e) => { children.delete(child); rejectTask(e); });
@@ -136,7 +158,13 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
       children.delete(child);
       p.signal.removeEventListener('abort', onAbort);
       if (code === 0) resolveTask();
-      else rejectTask(Object.assign(new Error(`ECS task exited with ${signal ?? `code ${code}`}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`), { name: 'States.TaskFailed' }));
+      else {
+        scan(partial);
+        const first = errorLine || errorLike;
+        const tail = stderr.trim().split('\n').slice(-5).filter((l) => l !== first && !l.startsWith(ECS_FAILURE_PREFIX));
+        const text = [first, ...tail].filter(Boolean).join(' | ');
+        rejectTask(Object.assign(new Error(`ECS task exited with ${signal ?? `code ${code}`}: ${text}`), { name: 'States.TaskFailed' }));
+      }
     });
   });
 
@@ -160,6 +188,7 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     throw e;
   }
 
+  let stopping: Promise<void> | null = null;
   return {
     s3Endpoint: s3.endpoint,
     inputBucket,
@@ -173,16 +202,24 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     stats: () => ({
       plan: fns.plan.invocations, stage: fns.stage.invocations, finalize: fns.finalize.invocations,
       failure: fns.failure.invocations, ecsTasks,
+      lambdaEnvironments: Object.values(fns).reduce((n, f) => n + f.environmentsStarted, 0),
     }),
-    async stop() {
-      for (const c of children) c.kill('SIGKILL');
-      await sfn.stop();
-      await Promise.all(Object.values(fns).map((f) => f.stop()));
-      await s3.stop();
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        // Executions first (aborted, the API closed), so no state starts another task; then the
+        // Lambda runtimes reject what is queued and end what runs, and the ECS children are killed.
+        await sfn.stop();
+        await Promise.all(Object.values(fns).map((f) => f.stop()));
+        for (const c of children.keys()) c.kill('SIGKILL');
+        await Promise.all(children.values());
+        await s3.stop();
+        for (const [k, v] of Object.entries(saved)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      })();
+      return stopping;
     },
   };
 }

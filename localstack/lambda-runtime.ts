@@ -38,8 +38,11 @@ function startWorker(file: string, env: Record<string, string | undefined>): Wor
 
 export class LocalLambda {
   private envs: Env[] = [];
-  private waiting: (() => void)[] = [];
+  private waiting: { wake: () => void; fail: (e: Error) => void }[] = [];
+  private stopped = false;
   invocations = 0;
+  /** Execution environments (worker threads) started so far. */
+  environmentsStarted = 0;
 
   constructor(
     readonly functionName: string,
@@ -48,7 +51,14 @@ export class LocalLambda {
     readonly opts: { timeoutSeconds: number; concurrency: number; env?: Record<string, string | undefined> },
   ) {}
 
+  private stoppedError(): LambdaError {
+    return new LambdaError('Lambda.ServiceException', `${this.functionName}: the local Lambda runtime was stopped`);
+  }
+
   private spawn(): Env {
+    // After stop() nothing may start: a stopped harness must leave no thread behind.
+    if (this.stopped) throw this.stoppedError();
+    this.environmentsStarted++;
     const worker = startWorker(this.file, { ...process.env, ...this.opts.env });
     let ready!: () => void;
     let failed!: (e: Error) => void;
@@ -56,23 +66,26 @@ export class LocalLambda {
     const onReady = (m: { ready?: boolean }): void => { if (m.ready) { worker.off('message', onReady); ready(); } };
     worker.on('message', onReady);
     worker.once('error', (e) => failed(e));
+    // Terminated before it was ready (stop() during a cold start): its invocation must not wait forever.
+    worker.once('exit', (code) => failed(new Error(`exited with code ${code} before it was ready`)));
     this.envs.push(env);
     return env;
   }
 
   private async acquire(): Promise<Env> {
     for (;;) {
+      if (this.stopped) throw this.stoppedError();
       const free = this.envs.find((e) => !e.busy);
       if (free) { free.busy = true; return free; }
       if (this.envs.length < this.opts.concurrency) return this.spawn();
-      await new Promise<void>((r) => this.waiting.push(r));
+      await new Promise<void>((wake, fail) => this.waiting.push({ wake, fail }));
     }
   }
 
   private release(env: Env, dead: boolean): void {
     if (dead) this.envs = this.envs.filter((e) => e !== env);
     else env.busy = false;
-    this.waiting.shift()?.();
+    this.waiting.shift()?.wake();
   }
 
   /** Invokes the handler; rejects with the handler's error (name kept for Retry/Catch) or a timeout. */
@@ -83,6 +96,7 @@ export class LocalLambda {
       await env.ready;
     } catch (e) {
       this.release(env, true);
+      if (this.stopped) throw this.stoppedError();
       throw new LambdaError('Lambda.ServiceException', `${this.functionName}: could not start: ${(e as Error).message}`);
     }
     const id = nextId++;
@@ -106,7 +120,7 @@ export class LocalLambda {
         else finish(false, () => reject(new LambdaError(m.error!.name, m.error!.message, m.error!.stack)));
       };
       const onError = (e: Error): void => finish(true, () => reject(new LambdaError('Lambda.Unknown', `${this.functionName} crashed: ${e.message}`)));
-      const onExit = (code: number): void => finish(true, () => reject(new LambdaError('Lambda.Unknown', `${this.functionName} exited with code ${code}`)));
+      const onExit = (code: number): void => finish(true, () => reject(this.stopped ? this.stoppedError() : new LambdaError('Lambda.Unknown', `${this.functionName} exited with code ${code}`)));
       const timer = setTimeout(() => finish(true, () => reject(new LambdaError('States.Timeout', `${this.functionName} timed out after ${this.opts.timeoutSeconds} s`))), timeoutMs);
       env.worker.on('message', onMessage);
       env.worker.once('error', onError);
@@ -115,7 +129,13 @@ export class LocalLambda {
     });
   }
 
+  /**
+   * Ends the runtime: queued and later invocations are rejected, running ones end with their
+   * environment, and no environment starts again; resolves once every thread has exited.
+   */
   async stop(): Promise<void> {
+    this.stopped = true;
+    for (const w of this.waiting.splice(0)) w.fail(this.stoppedError());
     const envs = this.envs;
     this.envs = [];
     await Promise.all(envs.map((e) => e.worker.terminate()));

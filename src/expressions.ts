@@ -61,9 +61,18 @@ export type ExprLike<T = unknown> = [T] extends [Untyped] ? Expr<unknown> | Scal
  * A column expression. `T` is the JS type of its values (phantom, for the typed DataFrame API);
  * null is always possible at run time.
  */
+/** Brands expressions so that one made by another copy of the package (a bundle beside the sources)
+ *  is still recognised as an expression instead of being taken for a literal value. */
+const EXPR_BRAND = Symbol.for('fanout.Expr');
+
 export class Expr<T = unknown> {
   declare readonly __type?: T;
   constructor(readonly node: ExprNode) {}
+
+  get [EXPR_BRAND](): true { return true; }
+  static [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === 'object' && v !== null && (v as { [EXPR_BRAND]?: unknown })[EXPR_BRAND] === true;
+  }
 
   toJSON(): ExprNode { return this.node; }
   toString(): string { return exprToString(this.node); }

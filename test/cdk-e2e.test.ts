@@ -118,9 +118,10 @@ describe('the synthesized app, offline (cdk.out -> local S3, EventBridge, Step F
     const started = h.bridge.nextExecution(30_000);
     await putS3Object(`s3://${inputBucket}/${INPUT_PREFIX}orders.parquet`, readFileSync(file));
     const ex = await started;
-    const input = JSON.parse(ex.input) as { input: { uri: string }; output: string; runId: string };
+    const input = JSON.parse(ex.input) as { input: { uri: string; literal: boolean }; output: string; runId: string };
     assert.equal(input.runId, ex.event['id']);
-    assert.deepEqual(input.input, { uri: `s3://${inputBucket}/${INPUT_PREFIX}orders.parquet` });
+    // literal: the uploaded key is read as exactly one object, never expanded as a glob.
+    assert.deepEqual(input.input, { uri: `s3://${inputBucket}/${INPUT_PREFIX}orders.parquet`, literal: true });
     assert.equal(input.output, `s3://${outputBucket}/${OUTPUT_PREFIX}${input.runId}/`);
 
     const done = await h.waitForExecution(ex.executionArn, 180_000);

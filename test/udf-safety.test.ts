@@ -181,6 +181,11 @@ describe('two copies of the package (item 11)', () => {
     assert.ok(!(typesCopy.DataType.utf8() instanceof DataType));
     const label = func((x: number) => `#${x}`, { returnDtype: typesCopy.DataType.utf8(), name: 'copies.label' });
     assert.deepEqual((await fromRecords([{ x: 1.5 }]).withColumn('y', label(col('x'))).toRows()).map((r) => r.y), ['#1.5']);
+    // An expression built by another copy of expressions.ts is an expression here, not a literal.
+    const exprCopy = (await import(new URL('../src/expressions.ts?copy=2', import.meta.url).href)) as typeof import('../src/expressions.ts');
+    assert.notEqual(exprCopy.col, col);
+    const viaCopy = fromRecords([{ x: 1.5 }, { x: 3 }]).where(exprCopy.col('x').gt(2)).withColumn('z', exprCopy.col('x').mul(2));
+    assert.deepEqual(await viaCopy.toRows(), [{ x: 3, z: 6 }]);
     runnerCopy.setRunner('native', { workers: false, batchSize: 123 });
     assert.equal(getRunner().options.batchSize, 123);
     setRunner('native', { workers: false });

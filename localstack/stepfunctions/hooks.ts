@@ -48,7 +48,7 @@ export interface RunNode {
   mapName?: string;
   index?: number;
   /** The state this run is in now, and how many nested runs it has spawned. */
-  current?: { name: string; type: string; spawned: number };
+  current?: { name: string; type: string; spawned: number; failed?: boolean };
 }
 
 /** Run option that carries the harness's sink into the root run (and, spread, into nested runs). */
@@ -87,6 +87,15 @@ export function installHooks(SM: LibModule['StateMachine']): void {
     } else if (options && typeof options[SINK_OPTION] === 'function') {
       node = { sink: options[SINK_OPTION] as RunNode['sink'] };
     }
+    const rootAborted = (options?.['_rootAbortSignal'] as AbortSignal | undefined)?.aborted === true;
+    if (parent && (parent.current?.failed || rootAborted)) {
+      // An iteration of this Map failed, so the Map has failed (or the execution was stopped): as
+      // in AWS, the iterations still queued never start (the library's p-limit queue would start
+      // them, task calls and all).
+      const result = Promise.reject(new Error(rootAborted ? 'the execution was stopped' : `Map state ${parent.current?.name} already failed`));
+      result.catch(() => undefined);
+      return { abort: () => undefined, eventLogs: (async function* () {})(), result } as unknown as ReturnType<typeof origRun>;
+    }
     const saved = pendingNode;
     pendingNode = node;
     try {
@@ -108,6 +117,8 @@ export function installHooks(SM: LibModule['StateMachine']): void {
         if (typeof ev === 'object' && ev !== null && !seenEvents.has(ev)) {
           seenEvents.add(ev);
           if (ev.type === 'StateEntered' || ev.type === 'StateRetried') node.current = { name: ev.state.name, type: ev.state.type, spawned: 0 };
+          // A failed iteration fails its Map (no tolerated failures in an inline Map).
+          if ((ev.type === 'ExecutionFailed' || ev.type === 'ExecutionTimeout') && node.parent?.current?.type === 'Map') node.parent.current.failed = true;
           node.sink(node, ev);
         }
         dispatch.call(this, ev);

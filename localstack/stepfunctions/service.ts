@@ -36,7 +36,7 @@ export async function startLocalStepFunctions(opts: { definition: AslDefinition 
     endpoint: api.endpoint,
     stateMachineArn: STATE_MACHINE_ARN,
     async stop() {
-      await executions.stopAll({ error: 'HarnessStopped', cause: 'the local Step Functions server was stopped' });
+      await executions.stopAll({ error: 'HarnessStopped', cause: `the local Step Functions server at ${api.endpoint} was stopped` });
       await api.close();
     },
   };

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { inspect } from 'node:util';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
 import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
@@ -80,6 +81,7 @@ export const keys = {
   metrics: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/metrics-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
   summary: (runId: string) => `${run(runId)}/summary.json`,
   failure: (runId: string) => `${run(runId)}/failure.json`,
+  error: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/error-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
   stagePrefix: (runId: string, stage: number) => `${run(runId)}/stage-${index(stage, 'stage')}/`,
   resultPrefix: (runId: string) => `${run(runId)}/result/`,
   /** Where a run without an output commits its result (read back by the runner). */
@@ -210,6 +212,59 @@ async function* readShard(store: ObjectStore, key: string): AsyncGenerator<arrow
   for await (const b of reader) yield b;
 }
 
+/** Starts the line a failing ECS task writes first to stderr: its error's name and message. */
+export const ECS_FAILURE_PREFIX = 'fanout ecs task failed: ';
+
+/** Text of anything thrown: an Error's message, else the value itself (never "[object Object]"). */
+export function thrownText(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string') return (e as { message: string }).message;
+  if (typeof e === 'string') return e;
+  return inspect(e, { depth: 4, breakLength: Infinity });
+}
+
+/** Anything thrown, as an Error (Lambda runtimes report a non-Error as its `toString()`). */
+export function asError(e: unknown): Error {
+  if (e instanceof Error) return e;
+  const err = new Error(thrownText(e), { cause: e });
+  const name = (e as { name?: unknown } | null)?.name;
+  if (typeof name === 'string' && name) err.name = name;
+  return err;
+}
+
+/** Where a partition is read from, in words: its files and row groups (and the shard a later stage reads). */
+export function describeSource(s: SourceJSON): string {
+  if (s.kind === 'memory') return `in-memory batches ${s.start}..${s.end - 1}`;
+  if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
+  if (s.kind === 'shard') return `shard ${s.key}`;
+  const rg = s.kind === 'parquet' && s.rowGroups ? ` row groups ${s.rowGroups.join(',')}` : '';
+  return `${s.path}${rg}`;
+}
+
+/**
+ * A partition's failure with where it happened: run, stage, partition and its input. The name
+ * stays the original error's (Lambda's errorType, matched by Retry/Catch); the original is `cause`.
+ */
+export class PartitionError extends Error {
+  constructor(readonly runId: string, readonly stage: number, readonly partition: number, readonly where: string, cause: unknown) {
+    const err = asError(cause);
+    super(`${err.message} (${where})`, { cause });
+    this.name = err.name;
+    this.stack = `${this.name}: ${this.message}\n    --- caused by ---\n${err.stack ?? String(err)}`;
+  }
+}
+
+/** A failed partition's error, kept in the work bucket: Distributed Map and ECS failures do not carry it. */
+const errorKey = keys.error;
+
+interface PartitionErrorRecord {
+  stage: number;
+  partition: number;
+  name: string;
+  message: string;
+  at: string;
+}
+
 /** Written next to each shard once it is complete: its size and the UDF metrics of the partition. */
 interface PartitionMarker {
   rows: number;
@@ -234,6 +289,22 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   if (!Number.isInteger(partition) || partition < 0 || partition >= plan.sources.length) {
     throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
   }
+  try {
+    return await stagePartition(store, plan, stage, partition);
+  } catch (e) {
+    const via = stageIndex > 0 ? `, through stage ${stageIndex - 1}'s shard` : '';
+    const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${describeSource(plan.sources[partition]!)}${via}`;
+    const err = e instanceof PartitionError ? e : new PartitionError(runId, stageIndex, partition, where, e);
+    // Best effort: the run's failure record reads it back; the error itself must still surface.
+    const record: PartitionErrorRecord = { stage: stageIndex, partition, name: err.name, message: err.message, at: new Date().toISOString() };
+    await putJson(store, errorKey(runId, stageIndex, partition), record).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number): Promise<PartitionResult> {
+  const { runId } = plan;
+  const stageIndex = stage.index;
   await importPipeline(planPipeline(plan));
   const last = stageIndex === plan.stages.length - 1;
   // The stage's input: its scan slice (stage 0) or the previous stage's shard of this partition.
@@ -295,6 +366,10 @@ export interface RunSummary {
   metrics: RunMetrics;
   error?: string;
   failedPartitions?: { stage: number; partitions: number[] }[];
+  /** Failed runs: each failed partition's own error (the first few), as its worker reported it. */
+  partitionErrors?: { stage: number; partition: number; error: string }[];
+  /** Failed runs whose `error` comes from a partition: what the state machine reported. */
+  stateMachineError?: string;
   finishedAt: string;
 }
 
@@ -390,18 +465,50 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   }
 }
 
-/** The failure path: records what failed (which partitions have no shard) and the error. */
+/** The failed partitions' own errors (at most `max`), from the records their workers left. */
+async function partitionErrors(store: ObjectStore, runId: string, missing: { stage: number; partitions: number[] }[], max = 10): Promise<PartitionErrorRecord[]> {
+  const out: PartitionErrorRecord[] = [];
+  for (const m of missing) {
+    const present = new Set(await store.list(keys.stagePrefix(runId, m.stage)));
+    for (const p of m.partitions) {
+      if (out.length >= max) return out;
+      const k = errorKey(runId, m.stage, p);
+      if (!present.has(k)) continue;
+      try {
+        out.push(await getJson<PartitionErrorRecord>(store, k));
+      } catch {
+        // A record that cannot be read adds nothing; the state machine's error still stands.
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The failure path: records what failed (which partitions have no shard), the failed partitions'
+ * own errors (UDF, partition, input, original message) and the state machine's error.
+ */
 export async function recordFailure(store: ObjectStore, runId: string, error: string): Promise<RunSummary> {
   let failedPartitions: RunSummary['failedPartitions'] = [];
+  let errors: PartitionErrorRecord[] = [];
   let metrics: RunMetrics = {};
   try {
     const plan = await loadPlan(store, runId);
     failedPartitions = await missingShards(store, plan);
+    errors = await partitionErrors(store, runId, failedPartitions);
     metrics = await sumMetrics(store, plan);
   } catch {
     // No plan (the Plan step itself failed): the error says why.
   }
-  const summary: RunSummary = { runId, status: 'FAILED', rows: 0, files: [], metrics, error, failedPartitions, finishedAt: new Date().toISOString() };
+  const first = errors[0];
+  const summary: RunSummary = {
+    runId, status: 'FAILED', rows: 0, files: [], metrics,
+    // The partition's own error says more than the state machine's (an ECS exit, a Map threshold).
+    error: first ? `${first.name}: ${first.message}` : error,
+    failedPartitions, finishedAt: new Date().toISOString(),
+  };
+  if (first) summary.stateMachineError = error;
+  if (errors.length) summary.partitionErrors = errors.map((e) => ({ stage: e.stage, partition: e.partition, error: `${e.name}: ${e.message}` }));
   await putJson(store, keys.failure(runId), summary);
   return summary;
 }

@@ -65,12 +65,23 @@ export async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output
   if (opts.endpoint) sfnConfig.endpoint = opts.endpoint;
   if (opts.credentials) sfnConfig.credentials = opts.credentials;
   const sfn = new SFNClient(sfnConfig);
-  const started = await sfn.send(new StartExecutionCommand({
-    stateMachineArn: opts.stateMachineArn,
-    name: plan.runId,
-    input: JSON.stringify({ runId: plan.runId, workBucket: opts.workBucket, output: output?.uri ?? null }),
-  }));
-  const arn = started.executionArn!;
+  const region = sfnConfig.region as string;
+  const sfnEndpoint = opts.endpoint ?? `https://states.${region}.amazonaws.com`;
+  const s3Endpoint = process.env['AWS_ENDPOINT_URL_S3'] ?? process.env['AWS_ENDPOINT_URL'] ?? `https://s3.${region}.amazonaws.com`;
+  // A bare "connect ECONNREFUSED 127.0.0.1:42751" says neither which run nor which service went away.
+  const lost = (what: string, endpoint: string, e: unknown): RunFailedError =>
+    Object.assign(new RunFailedError(`run ${plan.runId}: ${what} (endpoint ${endpoint}): ${e instanceof Error ? e.message : String(e)}`, plan.runId, null), { cause: e });
+  let arn: string;
+  try {
+    const started = await sfn.send(new StartExecutionCommand({
+      stateMachineArn: opts.stateMachineArn,
+      name: plan.runId,
+      input: JSON.stringify({ runId: plan.runId, workBucket: opts.workBucket, output: output?.uri ?? null }),
+    }));
+    arn = started.executionArn!;
+  } catch (e) {
+    throw lost(`could not start the execution on ${opts.stateMachineArn}`, sfnEndpoint, e);
+  }
 
   const partitions = plan.sources.length;
   const progress = startProgress(`fanout aws ${plan.runId}`, partitions * plan.stages.length, plan.stages.flatMap((s) => s.udfs));
@@ -83,37 +94,69 @@ export async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output
     while (status === 'RUNNING') {
       if (signal?.aborted) {
         // The execution stops; Finalize never runs, so nothing is committed.
-        await sfn.send(new StopExecutionCommand({ executionArn: arn, error: 'AbortError', cause: 'aborted by the caller' }));
+        try {
+          await sfn.send(new StopExecutionCommand({ executionArn: arn, error: 'AbortError', cause: 'aborted by the caller' }));
+        } catch (e) {
+          throw lost(`aborted, but could not stop execution ${arn}`, sfnEndpoint, e);
+        }
         throw new AbortError(`aborted (run ${plan.runId}, ${arn})`, { cause: signal.reason });
       }
       if (Date.now() > deadline) throw new RunFailedError(`run ${plan.runId} still running after ${opts.timeoutMs} ms (${arn})`, plan.runId, null);
       await sleep(poll, signal);
-      const d = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
+      let d;
+      try {
+        d = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
+      } catch (e) {
+        throw lost(`lost the Step Functions endpoint while waiting for execution ${arn}`, sfnEndpoint, e);
+      }
       described = d;
       status = d.status ?? 'RUNNING';
       // Progress: completion markers written next to each shard.
       let markers = 0;
-      for (const s of plan.stages) markers += (await store.list(keys.stagePrefix(plan.runId, s.index))).filter((k) => k.includes('/metrics-')).length;
+      try {
+        for (const s of plan.stages) markers += (await store.list(keys.stagePrefix(plan.runId, s.index))).filter((k) => k.includes('/metrics-')).length;
+      } catch (e) {
+        throw lost(`lost the work bucket s3://${opts.workBucket} while waiting for execution ${arn}`, s3Endpoint, e);
+      }
       for (; done < markers; done++) progress.partitionDone();
     }
   } finally {
     progress.stop();
+    sfn.destroy();
   }
   if (status !== 'SUCCEEDED') {
     let summary: RunSummary | null = null;
+    let unread = '';
     try {
       summary = await getJson<RunSummary>(store, keys.failure(plan.runId));
     } catch (e) {
-      if (!(e instanceof NotFoundError)) throw e;
+      // The state machine's own error still says what happened.
+      if (!(e instanceof NotFoundError)) unread = `; its failure record was not readable from s3://${opts.workBucket} (endpoint ${s3Endpoint}): ${e instanceof Error ? e.message : String(e)}`;
     }
     const d = described as { error?: string; cause?: string } | null;
     const parts = summary?.failedPartitions?.map((f) => `stage ${f.stage}: partitions ${f.partitions.join(', ')}`).join('; ');
+    // The failed partition's own error (UDF, partition, input, message) when its worker recorded one.
+    const reason = summary?.partitionErrors?.length
+      ? summary.error
+      : `${d?.error ?? summary?.error ?? 'unknown error'}${d?.cause ? ` (${causeText(d.cause)})` : ''}`;
     throw new RunFailedError(
-      `run ${plan.runId} ${status.toLowerCase()}: ${d?.error ?? summary?.error ?? 'unknown error'}${d?.cause ? ` (${d.cause.slice(0, 500)})` : ''}${parts ? `; failed ${parts}` : ''}`,
+      `run ${plan.runId} ${status.toLowerCase()}: ${reason}${parts ? `; failed ${parts}` : ''}${unread}`,
       plan.runId, summary,
     );
   }
   return getJson<RunSummary>(store, keys.summary(plan.runId));
+}
+
+/** A failed task's cause, readable: a Lambda error document's type and message, an ECS task's stop reason. */
+function causeText(cause: string): string {
+  try {
+    const doc = JSON.parse(cause) as { errorType?: unknown; errorMessage?: unknown; StoppedReason?: unknown };
+    if (typeof doc.errorMessage === 'string') return `${typeof doc.errorType === 'string' ? `${doc.errorType}: ` : ''}${doc.errorMessage}`.slice(0, 2000);
+    if (typeof doc.StoppedReason === 'string') return doc.StoppedReason.slice(0, 2000);
+  } catch {
+    // Not JSON: shown as it is.
+  }
+  return cause.slice(0, 500);
 }
 
 /** Where a run without an output committed its result. */
