@@ -15,7 +15,7 @@ import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner, type ActionContext } from './runner.ts';
-import type { MemorySources } from './executor.ts';
+import { AbortError, type MemorySources } from './executor.ts';
 import { getUdf } from './udf.ts';
 import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
 
@@ -27,7 +27,7 @@ type Row = object;
 export interface ExplainOptions {
   /** Also print the unoptimized and optimized logical plans. */
   showAll?: boolean;
-  /** Also print the serverless stages (always shown when the runner is 'aws'). */
+  /** Also print the serverless stages (a serverless runner always shows them). */
   stages?: boolean;
 }
 
@@ -173,10 +173,8 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   /** What the runner gets with a plan: this DataFrame's in-memory sources, the signal, where metrics go. */
   private action(opts: ActionOptions = {}, keepMetrics: DataFrame<Row> = this): ActionContext {
     const ctx: ActionContext = { memory: this.memory as MemorySources, onMetrics: (m) => { keepMetrics.metrics = m; } };
-    if (opts.signal) {
-      if (!(opts.signal instanceof AbortSignal)) throw new TypeError('action option \'signal\' must be an AbortSignal');
-      ctx.signal = opts.signal;
-    }
+    const signal = checkSignal(opts);
+    if (signal) ctx.signal = signal;
     return ctx;
   }
 
@@ -233,6 +231,7 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   /** Number of rows (from Parquet metadata when nothing filters rows). */
   async count(opts: ActionOptions = {}): Promise<number> {
+    checkSignal(opts);
     const optimized = optimize(this.plan);
     const fromMetadata = metadataCount(optimized);
     if (fromMetadata !== null) return fromMetadata;
@@ -278,7 +277,7 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   private async write(dir: string, format: 'parquet' | 'csv', opts: WriteOptions): Promise<DataFrame<WrittenFileRow>> {
     if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
-    // Before any work (or any AWS run): a column too deep for the Parquet writer would fail only at the end.
+    // Before any work (or any cluster run): a column too deep for the Parquet writer would fail only at the end.
     if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
     // A collected result is written from memory, wherever the runner would compute it.
     const source = this.materialized ?? this;
@@ -289,6 +288,15 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   toString(): string {
     return `DataFrame(${this.schema.fields.map((f) => `${f.name}: ${f.type}`).join(', ')})`;
   }
+}
+
+/** The action's signal, checked: an already aborted action runs nothing (as fetch does). */
+function checkSignal(opts: ActionOptions): AbortSignal | undefined {
+  const signal = opts.signal;
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal)) throw new TypeError("action option 'signal' must be an AbortSignal");
+  if (signal.aborted) throw new AbortError('aborted before the action started', { cause: signal.reason });
+  return signal;
 }
 
 function filesFrame(files: readonly WrittenFile[]): DataFrame<WrittenFileRow> {

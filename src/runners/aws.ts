@@ -2,7 +2,7 @@
 // Functions execution (the same generic state machine in AWS and in the local harness), shows
 // progress from the shards' completion markers, and reads the committed result.
 import type * as arrow from 'apache-arrow';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
 import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
 import { S3Store } from '../aws/s3-store.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../aws/store.ts';
@@ -103,7 +103,7 @@ export async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output
       }
       if (Date.now() > deadline) throw new RunFailedError(`run ${plan.runId} still running after ${opts.timeoutMs} ms (${arn})`, plan.runId, null);
       await sleep(poll, signal);
-      let d;
+      let d: DescribeExecutionCommandOutput;
       try {
         d = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
       } catch (e) {

@@ -6,7 +6,7 @@ import type { MemorySources } from '../executor.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import type { PlanNode } from '../plan.ts';
 import type { RunMetrics } from '../udf-exec.ts';
-import type { ResolvedEmbeddedOptions } from './embedded.ts';
+import type { ResolvedEmbeddedOptions } from './options.ts';
 
 /** What an action gives the runner besides the plan. */
 export interface ActionContext {
