@@ -61,6 +61,28 @@ describe('serverless run lifecycle', () => {
     assert.ok(await work.exists(keys.summary(plan.runId)));
   });
 
+  it("the runner's batchSize reaches the stages: a stage reads and calls its UDFs batch by batch", async () => {
+    const callsWith = async (batchSize: number | undefined): Promise<number> => {
+      const work = new LocalStore(tempDir());
+      const opts: Parameters<typeof planRun>[1] = { pipeline: pipelineModule, targetPartitionBytes: 1 };
+      if (batchSize !== undefined) opts.batchSize = batchSize;
+      const plan = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))).plan, opts);
+      assert.equal(plan.batchSize, batchSize);
+      await preparePlan(work, plan, 'work-bucket');
+      for (const stage of plan.stages) {
+        if (stage.executor === 'lambda') for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, stage.index, p);
+        else await runGpuSlot(work, plan.runId, stage.index, 0, 1);
+      }
+      const result = await finalizeRun(work, plan.runId);
+      assert.equal(result.rows, 9000);
+      return result.metrics['fixtures.gpuScore']!.calls;
+    };
+    // 9 row groups of 1000 rows: one call per row group by default, ten with 100-row batches.
+    assert.equal(await callsWith(undefined), 9);
+    assert.equal(await callsWith(100), 90);
+    assert.throws(() => planRun(readParquet(input).plan, { pipeline: null, batchSize: 0 }), /batchSize must be a positive integer, got 0/);
+  });
+
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');

@@ -186,7 +186,7 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
         onMetrics: (m) => { if (metrics) mergeMetrics(metrics, m); },
         onDone: () => { this.finished = true; this.unlisten(); notify(); },
         onError: fail,
-      }, describeTask(task));
+      }, describeTask(task), signal);
     this.controls.catch((e: unknown) => fail(e instanceof Error ? e : new Error(String(e))));
   }
 
@@ -361,7 +361,7 @@ export async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], o
         onSink: (r) => { result = r; },
         onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
         onError: reject,
-      }, describeTask(t));
+      }, describeTask(t), signal);
       controls.catch(reject);
       // The worker stops between batches and reports an AbortError, which settles this task.
       onAbort = () => { controls.then((c) => c.cancel(), () => undefined); };

@@ -3,7 +3,7 @@
 import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import type { PartitionOutcome } from '../executor.ts';
+import { AbortError, type PartitionOutcome } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
@@ -230,7 +230,7 @@ export class WorkerPool {
   }
 
   /** Starts `task` on a worker; returns controls for credits and cancellation. */
-  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string): Promise<{ credit(n: number): void; cancel(): void }> {
+  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string, signal?: AbortSignal): Promise<{ credit(n: number): void; cancel(): void }> {
     const slot = await this.acquire();
     slot.worker.ref(); // a task keeps the process alive (start-up included) until it reports back
     try {
@@ -239,6 +239,11 @@ export class WorkerPool {
       this.slots = this.slots.filter((x) => x !== slot);
       this.replace();
       throw err;
+    }
+    // Its action was aborted while the task waited for a worker: it never starts.
+    if (signal?.aborted) {
+      this.release(slot);
+      throw new AbortError(`aborted (${context})`, { cause: signal.reason });
     }
     const taskId = nextTaskId++;
     slot.current = { taskId, handlers, context };
