@@ -38,7 +38,10 @@ export class FanoutExampleStack extends Stack {
         // Data outlives the stack; `cdk destroy` leaves these buckets (empty and delete them by hand).
         removalPolicy: RemovalPolicy.RETAIN,
       });
-      Validations.of(b).acknowledge({ id: 'AwsSolutions-S1', reason: `Example ${what} bucket; enable server access logs to a log bucket of your account where auditing requires it.` });
+      Validations.of(b).acknowledge({
+        id: 'AwsSolutions-S1',
+        reason: `Example ${what} bucket; enable server access logs to a log bucket of your account where auditing requires it.`,
+      });
       return b;
     };
     this.inputBucket = bucket('InputBucket', 'input');
@@ -60,7 +63,9 @@ export class FanoutExampleStack extends Stack {
         minCapacity: 0,
         maxCapacity: 2,
         ...(emulator ? { imageBuildArgs: { CUDA_IMAGE: 'node:22-bookworm-slim', ORT_INSTALL: 'skip' } } : {}),
-        ...(amiId ? { machineImage: ec2.MachineImage.genericLinux({ [process.env['CDK_DEFAULT_REGION'] ?? process.env['AWS_REGION'] ?? 'us-east-1']: amiId }) } : {}),
+        ...(amiId
+          ? { machineImage: ec2.MachineImage.genericLinux({ [process.env['CDK_DEFAULT_REGION'] ?? process.env['AWS_REGION'] ?? 'us-east-1']: amiId }) }
+          : {}),
       },
       ...(reserved !== undefined ? { lambda: { stageReservedConcurrency: Number(reserved) } } : {}),
       ...props.pipeline,

@@ -1,7 +1,8 @@
 // Runs a Lambda handler module locally the way Lambda does: each invocation in its own execution
 // environment (a worker thread, reused warm, one invocation at a time), up to `concurrency` at
 // once, with the function's timeout enforced by terminating the environment.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startTsWorker } from '../src/runners/ts-worker.ts';
 
 export interface LambdaContextLike {
   functionName: string;
@@ -28,12 +29,7 @@ let nextId = 1;
 function startWorker(file: string, env: Record<string, string | undefined>): Worker {
   const url = new URL(import.meta.url);
   const entry = new URL('./lambda-worker' + (url.pathname.endsWith('.ts') ? '.ts' : '.js'), url);
-  const data = { file };
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: data, env });
-  // From TypeScript sources: the worker registers tsx before importing its entry.
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true, workerData: data, env });
+  return startTsWorker(entry, { workerData: { file }, env });
 }
 
 export class LocalLambda {

@@ -16,7 +16,7 @@ import { optimize, explodeSchema } from './optimizer.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner, type ActionContext } from './runner.ts';
 import { AbortError, type MemorySources } from './executor.ts';
-import { getUdf } from './udf.ts';
+import { callsGenerator, getUdf } from './udf.ts';
 import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
 
 /** Flattens intersections for readable hover types. */
@@ -318,19 +318,13 @@ function unnestUdf(e: ExprNode): ExprNode[] {
   }));
 }
 
-function hasGenerator(e: ExprNode): boolean {
-  if (e.op === 'udf') return getUdf(e.name).kind === 'generator' || e.args.some(hasGenerator);
-  if (e.op === 'alias' || e.op === 'cast') return hasGenerator(e.expr);
-  if (e.op === 'call') return e.args.some(hasGenerator);
-  return false;
-}
 
 /** Row count from Parquet footers when the plan is a bare scan (no filter, no limit, no explode). */
 function metadataCount(plan: PlanNode): number | null {
   let node = plan;
   while (node.type === 'project') {
     // A generator UDF changes the row count: count by running the plan.
-    if (node.exprs.some(hasGenerator)) return null;
+    if (node.exprs.some(callsGenerator)) return null;
     node = node.input;
   }
   if (node.type === 'in_memory') return node.numRows;

@@ -5,7 +5,7 @@
 // call it.
 import * as arrow from 'apache-arrow';
 import { Schema, type SchemaJSON } from './datatypes.ts';
-import type { ExprNode } from './expressions.ts';
+import { containsUdf, type ExprNode } from './expressions.ts';
 import { explodeBatch, filterBatch, projectBatch } from './eval.ts';
 import { readCsvBatches } from './io/csv.ts';
 import { readParquetBatches } from './io/parquet.ts';
@@ -13,7 +13,7 @@ import { writeCsvFile } from './io/csv.ts';
 import { writeParquetFile } from './io/parquet.ts';
 import { unaliasBatch } from './ipc-alias.ts';
 import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
-import { filterWithUdfs, hasUdf, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
+import { filterWithUdfs, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
 /** In-memory sources by id (fromRecords, fromArrow, collected results). */
 export type MemorySources = ReadonlyMap<string, readonly arrow.RecordBatch[]>;
@@ -132,7 +132,7 @@ async function* scanFiltered(
 export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJSON, rt: UdfRuntime = runtime): AsyncGenerator<arrow.RecordBatch> {
   switch (op.type) {
     case 'filter': {
-      const udf = hasUdf(op.predicate);
+      const udf = containsUdf(op.predicate);
       let offset = 0;
       for await (const b of input) {
         const out = udf ? await filterWithUdfs(b, op.predicate, rt, offset) : filterBatch(b, op.predicate);
@@ -143,7 +143,7 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
     }
     case 'project': {
       const schema = Schema.fromJSON(op.schema);
-      if (!op.exprs.some(hasUdf)) {
+      if (!op.exprs.some(containsUdf)) {
         for await (const b of input) yield projectBatch(b, op.exprs, schema);
         return;
       }

@@ -273,11 +273,22 @@ export function mapExpr(node: ExprNode, f: (n: ExprNode) => ExprNode): ExprNode 
   }
 }
 
+/**
+ * The UDF calls in `node`, outer before inner (a UDF's arguments may hold UDF calls too). The one
+ * walker for "which UDFs does this expression call"; lazy, so a search stops at the first match.
+ */
+export function* udfCalls(node: ExprNode): Generator<UdfCallNode> {
+  switch (node.op) {
+    case 'udf': yield node; for (const a of node.args) yield* udfCalls(a); break;
+    case 'alias': case 'cast': yield* udfCalls(node.expr); break;
+    case 'call': for (const a of node.args) yield* udfCalls(a); break;
+    default: break;
+  }
+}
+
+/** Does `node` call a UDF anywhere? */
 export function containsUdf(node: ExprNode): boolean {
-  if (node.op === 'udf') return true;
-  if (node.op === 'alias' || node.op === 'cast') return containsUdf(node.expr);
-  if (node.op === 'call') return node.args.some(containsUdf);
-  return false;
+  return !udfCalls(node).next().done;
 }
 
 const INFIX: Partial<Record<FunctionName, string>> = {

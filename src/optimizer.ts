@@ -4,7 +4,7 @@
 import { Field, Schema, type SchemaJSON } from './datatypes.ts';
 import { columnsOf, containsUdf, exprName, mapExpr, type ExprNode } from './expressions.ts';
 import type { ExplodeNode, FilterNode, PlanNode, ProjectNode } from './plan.ts';
-import { getUdf } from './udf.ts';
+import { callsGenerator } from './udf.ts';
 import { planSchema } from './plan.ts';
 
 export function optimize(plan: PlanNode): PlanNode {
@@ -90,16 +90,6 @@ function rebuild(node: PlanNode, input: PlanNode): PlanNode {
 
 export function explodeSchema(input: Schema, columns: readonly string[]): Schema {
   return new Schema(input.fields.map((f) => (columns.includes(f.name) ? new Field(f.name, f.type.child(), true) : f)));
-}
-
-/** Expressions calling a generator UDF (one row in, any number out). */
-function changesRowCount(e: ExprNode): boolean {
-  let found = false;
-  mapExpr(e, (n) => {
-    if (n.op === 'udf' && getUdf(n.name).kind === 'generator') found = true;
-    return n;
-  });
-  return found;
 }
 
 // ---------- project fusion ----------
@@ -218,7 +208,7 @@ function pruneColumns(node: PlanNode, required: Set<string> | null): PlanNode {
   switch (node.type) {
     case 'project': {
       // A generator UDF decides how many rows there are: it stays even when nobody reads its column.
-      const exprs = required ? node.exprs.filter((e) => required.has(exprName(e)) || changesRowCount(e)) : node.exprs;
+      const exprs = required ? node.exprs.filter((e) => required.has(exprName(e)) || callsGenerator(e)) : node.exprs;
       const kept = exprs.length ? exprs : node.exprs.slice(0, 1); // count() still needs rows
       const need = new Set<string>();
       for (const e of kept) columnsOf(e, need);

@@ -4,25 +4,18 @@
 import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
-import { exprToString } from './expressions.ts';
+import { exprToString, udfCalls } from './expressions.ts';
 import { inspectParquet } from './io/parquet.ts';
 import type { CsvSourceOptions, PlanNode } from './plan.ts';
 import { canSkipRowGroup } from './pruning.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
-import type { ExprNode as Node } from './expressions.ts';
-
-function udfNames(e: Node, into: Set<string>): void {
-  if (e.op === 'udf') into.add(e.name);
-  if (e.op === 'alias' || e.op === 'cast') udfNames(e.expr, into);
-  if (e.op === 'call' || e.op === 'udf') for (const a of e.args) udfNames(a, into);
-}
 
 /** The UDFs an operator chain calls. */
 export function udfsOf(ops: readonly OpJSON[]): UdfDefinition[] {
   const names = new Set<string>();
   for (const op of ops) {
-    if (op.type === 'filter') udfNames(op.predicate, names);
-    if (op.type === 'project') for (const e of op.exprs) udfNames(e, names);
+    if (op.type === 'filter') for (const c of udfCalls(op.predicate)) names.add(c.name);
+    if (op.type === 'project') for (const e of op.exprs) for (const c of udfCalls(e)) names.add(c.name);
   }
   return [...names].map(getUdf);
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
-import { decodeLiteral, mapExpr, type ExprNode, type UdfCallNode } from './expressions.ts';
+import { decodeLiteral, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { writeParquetFile } from './io/parquet.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 import { concatData } from './kernels/concat.ts';
@@ -637,12 +637,6 @@ export async function filterWithUdfs(batch: arrow.RecordBatch, predicate: ExprNo
   const filtered = filterBatch(m.batch, m.exprs[0]!);
   const schema = Schema.fromArrow(batch.schema);
   return projectBatch(filtered, schema.names.map((n) => ({ op: 'col', name: n })), schema);
-}
-
-export function hasUdf(e: ExprNode): boolean {
-  let found = false;
-  mapExpr(e, (n) => { if (n.op === 'udf') found = true; return n; });
-  return found;
 }
 
 export type { JsValue };

@@ -5,7 +5,7 @@
 import type * as arrow from 'apache-arrow';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DataType, type DataTypeJSON } from './datatypes.ts';
-import { encodeLiteral, Expr, toExpr, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
+import { encodeLiteral, Expr, toExpr, udfCalls, type ExprNode, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
 
 export type OnError = 'raise' | 'log' | 'null';
 export type UdfKind = 'row' | 'async' | 'generator' | 'batch';
@@ -86,6 +86,12 @@ export function getUdf(name: string): UdfDefinition {
     throw new Error(`unknown UDF '${name}'${known.length ? `; registered: ${known.join(', ')}` : '; none are registered (is the pipeline module imported?)'}`);
   }
   return d;
+}
+
+/** Does `e` call a generator UDF (one row in, any number out), which changes the row count? */
+export function callsGenerator(e: ExprNode): boolean {
+  for (const c of udfCalls(e)) if (getUdf(c.name).kind === 'generator') return true;
+  return false;
 }
 
 export function listUdfs(): UdfDefinition[] {

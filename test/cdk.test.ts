@@ -14,7 +14,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { createApp, EXAMPLE_ENTRY, INPUT_PREFIX, OUTPUT_PREFIX, STACK_NAME, type FanoutExampleStack } from '../cdk/app.ts';
-import { FanoutPipeline, objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
+import { FanoutPipeline, objectCreatedPattern, registeredUdfHints } from '../cdk/fanout-pipeline.ts';
+import { col, DataType, fromRecords, func } from 'fanout';
 import { buildStateMachineDefinition, type AslDefinition, type AslState } from '../src/aws/state-machine.ts';
 import { tempDir } from './helpers.ts';
 
@@ -401,6 +402,51 @@ describe('FanoutPipeline in the example stack', () => {
     const shared = new s3.Bucket(new Stack(new App(), 'B'), 'B');
     bad({ input: { bucket: shared, prefix: 'data/' }, output: { bucket: shared, prefix: 'data/out/' } }, /overlaps the watched input prefix/);
     bad({ lambda: { memoryMiB: 20000 } }, /memoryMiB must be an integer/);
+  });
+
+  it('validates the GPU task sizes and maxConcurrency up front, naming the prop', () => {
+    const bad = (props: Partial<ConstructorParameters<typeof FanoutPipeline>[2]>, msg: RegExp) => {
+      const s = new Stack(new App({ context: SKIP_BUNDLING }), 'Bad');
+      assert.throws(() => new FanoutPipeline(s, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'g', numGpus: 1 }], ...props }), msg);
+    };
+    bad({ gpu: { gpusPerTask: 0.5 } }, /^Error: FanoutPipeline: gpu\.gpusPerTask must be a positive integer, got 0\.5$/);
+    bad({ gpu: { memoryReservationMiB: 0 } }, /FanoutPipeline: gpu\.memoryReservationMiB must be a positive integer, got 0/);
+    bad({ gpu: { cpu: -1024 } }, /FanoutPipeline: gpu\.cpu must be a positive integer, got -1024/);
+    bad({ gpu: { rootVolumeGiB: Number.NaN } }, /FanoutPipeline: gpu\.rootVolumeGiB must be a positive integer, got NaN/);
+    bad({ maxConcurrency: 0 }, /FanoutPipeline: maxConcurrency must be a positive integer, got 0/);
+    bad({ gpu: { minCapacity: 3, maxCapacity: 2 } }, /gpu\.minCapacity <= gpu\.maxCapacity/);
+    // Valid values still synthesize, and reach the task definition.
+    const st = new Stack(new App({ context: SKIP_BUNDLING }), 'Good');
+    new FanoutPipeline(st, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'g', numGpus: 1 }], gpu: { gpusPerTask: 1, memoryReservationMiB: 8192, cpu: 2048, rootVolumeGiB: 150 }, maxConcurrency: 5 });
+    Template.fromStack(st).hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [{ MemoryReservation: 8192, Cpu: 2048 }] });
+  });
+
+  it('one Lambda sizing rule: explain() shows the Stage memory the template deploys, for memory-hungry UDFs', async () => {
+    const hungry = func((x: number) => x + 1, { name: 'sizingHungry', returnDtype: DataType.float64(), memoryBytes: 6 * 2 ** 30 });
+    const onGpu = func((x: number) => x * 2, { name: 'sizingGpu', returnDtype: DataType.float64(), numGpus: 1 });
+    const modest = func((x: number) => x - 1, { name: 'sizingModest', returnDtype: DataType.float64(), memoryBytes: 3 * 2 ** 30 });
+    /** The per-stage Lambda memory explain() prints, and the Stage function's MemorySize for the same UDFs. */
+    const both = async (df: { explain(o: { stages: boolean }): Promise<string> }, names: string[]) => {
+      const text = await df.explain({ stages: true });
+      const explained = [...text.matchAll(/^Stage \d+: lambda, .*?, (\d+) MiB,/gm)].map((m) => Number(m[1]));
+      const st = new Stack(new App({ context: SKIP_BUNDLING }), 'SizingRule');
+      const p = new FanoutPipeline(st, 'P', { entry: EXAMPLE_ENTRY, udfs: registeredUdfHints().filter((h) => names.includes(h.name)) });
+      const fn = (Template.fromStack(st).toJSON() as typeof tpl).Resources[st.getLogicalId(p.functions.stage.node.defaultChild as CfnElement)]!;
+      return { explained, deployed: fn.Properties['MemorySize'] as number, sizing: p.sizing.stageMemoryMiB, text };
+    };
+
+    // One CPU stage: explain's memory is the template's, and it is the UDF's memoryBytes (6 GiB), not the 1,769 MiB default.
+    const one = await both(fromRecords([{ x: 1.5 }]).withColumn('a', hungry(col('x'))), ['sizingHungry']);
+    assert.deepEqual(one.explained, [6144], one.text);
+    assert.equal(one.deployed, 6144);
+    assert.equal(one.sizing, 6144);
+
+    // Two CPU stages around a GPU stage: one Stage function runs both, sized for the larger one explain() shows.
+    const df = fromRecords([{ x: 1.5 }]).withColumn('a', hungry(col('x'))).withColumn('b', onGpu(col('a'))).withColumn('c', modest(col('b')));
+    const two = await both(df, ['sizingHungry', 'sizingGpu', 'sizingModest']);
+    assert.deepEqual(two.explained, [6144, 3072], two.text);
+    assert.match(two.text, /Stage 1: ecs-gpu/);
+    assert.equal(two.deployed, Math.max(...two.explained));
   });
 });
 

@@ -11,7 +11,7 @@ import { CopyObjectCommand, DeleteObjectsCommand, PutObjectCommand } from '@aws-
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { col, readCsv, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
-import { startEventBridgeBridge, type LocalRule } from '../localstack/app-harness.ts';
+import { startEventBridgeBridge, type LocalRule } from '../localstack/eventbridge.ts';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
 import { checkOutput, handleEcsTask, handleFailure, handleFinalize, handlePlan, handleStage, setStoreFactory } from '../src/aws/handlers.ts';

@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
+import { mapLimit } from '../concurrency.ts';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
 import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
@@ -389,19 +390,14 @@ async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage
 
 /** Each partition's completion marker (null where missing), fetched 16 at a time: a run can have thousands. */
 async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promise<(PartitionMarker | null)[]> {
-  const out: (PartitionMarker | null)[] = new Array(plan.sources.length).fill(null);
-  let next = 0;
-  const fetchOne = async (p: number): Promise<void> => {
+  return mapLimit(plan.sources, 16, async (_source, p): Promise<PartitionMarker | null> => {
     try {
-      out[p] = await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
+      return await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
+      return null;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(16, out.length) }, async () => {
-    while (next < out.length) await fetchOne(next++);
-  }));
-  return out;
+  });
 }
 
 async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics> {

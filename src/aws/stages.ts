@@ -4,6 +4,7 @@
 // paying another S3 round trip.
 import type { OpJSON, PhysicalPlan } from '../physical.ts';
 import { udfsOf } from '../physical.ts';
+import { DEFAULT_LAMBDA_MEMORY_MIB, LAMBDA_MIB_PER_VCPU, lambdaMemoryMiB } from './sizing.ts';
 
 export type StageExecutor = 'lambda' | 'ecs-gpu';
 
@@ -18,7 +19,7 @@ export interface StageJSON {
   concurrency: number;
   /** GPU stages: ECS tasks (worker slots); each processes partitions i with i % slots == slot. */
   slots: number;
-  /** Lambda memory (MiB) derived from the UDFs' memoryBytes/numCpus (1,769 MiB buys one vCPU). */
+  /** Lambda memory (MiB) from the UDFs' memoryBytes/numCpus: sizing.ts's rule, which the CDK construct deploys. */
   memoryMiB: number;
   numGpus: number;
 }
@@ -32,7 +33,7 @@ export interface StageOptions {
   lambdaMemoryMiB: number;
 }
 
-export const DEFAULT_STAGE_OPTIONS: StageOptions = { maxConcurrency: 1000, defaultGpuSlots: 1, lambdaMemoryMiB: 1769 };
+export const DEFAULT_STAGE_OPTIONS: StageOptions = { maxConcurrency: 1000, defaultGpuSlots: 1, lambdaMemoryMiB: DEFAULT_LAMBDA_MEMORY_MIB };
 
 function opUsesGpu(op: OpJSON): boolean {
   return udfsOf([op]).some((u) => u.options.numGpus > 0);
@@ -61,9 +62,7 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
     const udfs = udfsOf(g.ops);
     const caps = udfs.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
     const numGpus = Math.max(0, ...udfs.map((u) => u.options.numGpus));
-    const memBytes = Math.max(0, ...udfs.map((u) => u.options.memoryBytes ?? 0));
-    const cpus = Math.max(1, ...udfs.map((u) => u.options.numCpus));
-    const memoryMiB = Math.min(10240, Math.max(opts.lambdaMemoryMiB, Math.ceil(memBytes / 2 ** 20), Math.ceil(cpus * 1769)));
+    const memoryMiB = lambdaMemoryMiB(udfs.map((u) => u.options), opts.lambdaMemoryMiB);
     const concurrency = Math.max(1, Math.min(opts.maxConcurrency, plan.partitions.length || 1, ...(caps.length ? caps : [opts.maxConcurrency])));
     const slots = g.executor === 'ecs-gpu' ? Math.max(1, Math.min(plan.partitions.length || 1, caps.length ? Math.min(...caps) : opts.defaultGpuSlots)) : 0;
     return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus };
@@ -73,7 +72,7 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
 /** Rough cost model for explain: assumes ~50 MB/s of uncompressed input per vCPU-second. */
 export function estimateCost(plan: PhysicalPlan, stage: StageJSON): string {
   const perPartitionBytes = plan.scan.uncompressedBytes / Math.max(1, plan.partitions.length);
-  const vcpus = Math.max(1, stage.memoryMiB / 1769);
+  const vcpus = Math.max(1, stage.memoryMiB / LAMBDA_MIB_PER_VCPU);
   const seconds = Math.max(0.1, perPartitionBytes / (50e6 * vcpus));
   if (stage.executor === 'lambda') {
     const gbSeconds = plan.partitions.length * seconds * (stage.memoryMiB / 1024);

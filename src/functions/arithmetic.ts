@@ -6,7 +6,7 @@ import * as arrow from 'apache-arrow';
 import { DataType, type Field } from '../datatypes.ts';
 import type { FunctionName } from '../expressions.ts';
 import { andValidity, bitmapBytes, clearBit } from '../kernels/bitmap.ts';
-import { arithmetic, type ArithOp } from '../kernels/arith_loops.ts';
+import { arithmetic, type ArithOp } from '../kernels/arith-loops.ts';
 import { allNull, arrayCtor, mkData, type NumArray } from '../kernels/data.ts';
 import {
   describeArg, expectArity, ExpressionTypeError, type FunctionDef, type KernelContext, type Params, promoteNumeric,

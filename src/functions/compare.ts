@@ -6,10 +6,10 @@ import { DataType, type Field } from '../datatypes.ts';
 import type { FunctionName } from '../expressions.ts';
 import { andValidity, bitmapBytes, bitsAt0 } from '../kernels/bitmap.ts';
 import { allNull, mkData } from '../kernels/data.ts';
-import { compareNumbers, type CmpOp } from '../kernels/compare_loops.ts';
+import { compareNumbers, type CmpOp } from '../kernels/compare-loops.ts';
 import { compareBytes, equalBytes } from '../kernels/utf8.ts';
 
-export type { CmpOp } from '../kernels/compare_loops.ts';
+export type { CmpOp } from '../kernels/compare-loops.ts';
 import {
   describeArg, expectArity, ExpressionTypeError, type FunctionDef, type KernelContext, type ResolveContext,
   temporalLiterals, weakenLiterals,

@@ -8,6 +8,8 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { createRequire } from 'node:module';
+import { tsWorkerExecArgv } from '../runners/ts-worker.ts';
+import { mapLimit } from '../concurrency.ts';
 
 // ---------------------------------------------------------------------------------------------
 // URIs
@@ -827,8 +829,6 @@ export type TailResult =
  * the first 4 bytes only when the tail magic is wrong (to tell truncated files from non-Parquet).
  */
 export async function fetchParquetTails(items: readonly TailRequest[], settings: S3Settings = s3Settings(), concurrency = 32): Promise<TailResult[]> {
-  const out: TailResult[] = new Array(items.length);
-  let next = 0;
   const one = async (it: TailRequest): Promise<TailResult> => {
     try {
       let { size, etag } = it;
@@ -859,14 +859,7 @@ export async function fetchParquetTails(items: readonly TailRequest[], settings:
       return { uri: it.uri, error: { message: err.message, code: err.code } };
     }
   };
-  const workers = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await one(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
+  return mapLimit(items, concurrency, one);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,20 +906,14 @@ export async function runSyncOp(req: SyncOp, settings: S3Settings): Promise<Sync
 
 /** Listings of many prefixes, 32 at a time; a failed one is an error naming its URI. */
 async function listMany(uris: readonly string[], settings: S3Settings): Promise<(ListResult | { error: { message: string; code: string } })[]> {
-  const out: (ListResult | { error: { message: string; code: string } })[] = new Array(uris.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(32, uris.length) }, async () => {
-    while (next < uris.length) {
-      const i = next++;
-      try {
-        out[i] = await listS3(uris[i]!, {}, settings);
-      } catch (e) {
-        const err = s3Error('ListObjectsV2', uris[i]!, e, settings);
-        out[i] = { error: { message: err.message, code: err.code } };
-      }
+  return mapLimit(uris, 32, async (uri): Promise<ListResult | { error: { message: string; code: string } }> => {
+    try {
+      return await listS3(uri, {}, settings);
+    } catch (e) {
+      const err = s3Error('ListObjectsV2', uri, e, settings);
+      return { error: { message: err.message, code: err.code } };
     }
-  }));
-  return out;
+  });
 }
 
 type SyncFn = (req: SyncOp, settings: S3Settings) => SyncReply;
@@ -941,18 +928,13 @@ function syncTimeoutMs(): number {
 function getSyncFn(): SyncFn {
   if (syncFn) return syncFn;
   const here = import.meta.url;
-  const fromTs = here.endsWith('.ts');
-  const workerPath = fileURLToPath(new URL(`./s3-sync-worker${fromTs ? '.ts' : '.js'}`, here));
+  const workerUrl = new URL(`./s3-sync-worker${here.endsWith('.ts') ? '.ts' : '.js'}`, here);
+  const workerPath = fileURLToPath(workerUrl);
   // Loaded on first use (synckit's CommonJS build can be required synchronously): local-only runs skip it.
   const { createSyncFn } = createRequire(import.meta.url)('synckit') as typeof import('synckit');
   let opts: Parameters<typeof createSyncFn>[1] = { timeout: syncTimeoutMs() };
-  if (fromTs) {
-    // Running from sources: `--import tsx` does not take effect in a worker thread on Node 20,
-    // but registering tsx's hooks from an --import'ed module does.
-    const api = import.meta.resolve('tsx/esm/api');
-    const register = `data:text/javascript,import { register } from ${JSON.stringify(api)}; register();`;
-    opts = { ...opts, tsRunner: 'tsx', execArgv: ['--import', register] };
-  }
+  const execArgv = tsWorkerExecArgv(workerUrl);
+  if (execArgv) opts = { ...opts, tsRunner: 'tsx', execArgv };
   syncFn = createSyncFn(workerPath, opts) as unknown as SyncFn;
   return syncFn;
 }

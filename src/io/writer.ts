@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type * as arrow from 'apache-arrow';
+import { mapLimit } from '../concurrency.ts';
 import type { Schema } from '../datatypes.ts';
 import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet.ts';
 import { writeCsvFile } from './csv.ts';
@@ -336,27 +337,15 @@ export class DatasetWriter {
       await putS3Object(markerUri, `${JSON.stringify(currentOwner(this.runId))}\n`, { contentType: 'application/json' });
       crashPointReached(0);
       // Copies run a few at a time: each is a server-side request whose time grows with the object.
-      const queue = parts.map((part, i) => ({ part, i }));
-      const out: WrittenFile[] = new Array(parts.length);
-      let failed = false;
+      // mapLimit lets every copy in flight finish before it throws, so a failure cannot race a late copy.
       let copied = 0;
-      // Every copier finishes (or stops) before we decide, so a failure cannot race a late copy.
-      const settled = await Promise.allSettled(Array.from({ length: Math.min(8, queue.length) }, async () => {
-        for (let job = queue.shift(); job && !failed; job = queue.shift()) {
-          const to = `${this.dir}/${job.part.path.slice(prefix.length)}`;
-          out[job.i] = { path: to, rows: job.part.rows, bytes: job.part.bytes };
-          final.push(out[job.i]!);
-          try {
-            await copyS3Object(job.part.path, to);
-            crashPointReached(++copied);
-          } catch (e) {
-            failed = true;
-            throw e;
-          }
-        }
-      }));
-      const err = settled.find((r) => r.status === 'rejected');
-      if (err) throw (err as PromiseRejectedResult).reason;
+      const out = await mapLimit(parts, 8, async (part): Promise<WrittenFile> => {
+        const file: WrittenFile = { path: `${this.dir}/${part.path.slice(prefix.length)}`, rows: part.rows, bytes: part.bytes };
+        final.push(file); // before the copy: a failed copy may still have left the object
+        await copyS3Object(part.path, file.path);
+        crashPointReached(++copied);
+        return file;
+      });
       final.splice(0, final.length, ...out);
       replaced = await this.putManifestS3(final);
     } catch (e) {

@@ -40,7 +40,7 @@ function takeValidity(d: arrow.Data, idx: Int32Array, neg: boolean): Uint8Array 
   return out;
 }
 
-// Separate copies per array class keep each gather loop monomorphic for V8 (see compare_loops.ts).
+// Separate copies per array class keep each gather loop monomorphic for V8 (see compare-loops.ts).
 function gatherF64(src: Float64Array, idx: Int32Array, out: Float64Array, neg: boolean): void {
   const m = idx.length;
   if (!neg) for (let i = 0; i < m; i++) out[i] = src[idx[i]!]!;

@@ -2,7 +2,6 @@
 // actions (parquet-wasm start-up is paid once), and unref'd so they never keep the process alive.
 import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
 import { AbortError, type PartitionOutcome } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
@@ -12,6 +11,7 @@ import { newSyncGuardBuffer, overdueSyncCall } from './sync-guard.ts';
 
 /** How far past a synchronous UDF call's timeoutMs the pool waits before terminating its thread. */
 const SYNC_TIMEOUT_GRACE_MS = 1000;
+import { startTsWorker } from './ts-worker.ts';
 
 export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
@@ -31,19 +31,8 @@ interface Endpoint {
   terminate(): Promise<void>;
 }
 
-/**
- * Running from TypeScript sources (tsx), a worker thread does not inherit the loader hooks: the
- * worker first registers tsx, then imports its entry. Built JavaScript starts the entry directly.
- */
-function startThread(url: URL, workerData: object): Worker {
-  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(code, { eval: true, workerData });
-}
-
 function threadEndpoint(url: URL, workerData: object): Endpoint {
-  const w = startThread(url, workerData);
+  const w = startTsWorker(url, { workerData });
   return {
     post: (m) => w.postMessage(m),
     on: (_e, f) => { w.on('message', f); },

@@ -1,4 +1,4 @@
-// Arithmetic loops, one function per array family (see compare_loops.ts for why: V8 loops stay fast
+// Arithmetic loops, one function per array family (see compare-loops.ts for why: V8 loops stay fast
 // only while monomorphic-ish, and bigint arrays must never share a loop with number arrays).
 // `mode` 0: array op array, 1: array op scalar b[0], 2: scalar a[0] op array. The copies are
 // identical but for their types: edit them together.

@@ -1,0 +1,183 @@
+// FanoutPipeline's state machine: the generic definition of src/aws/state-machine.ts (Plan -> per
+// stage a Map over partitions on the Stage function, or over GPU worker slots on ECS -> Finalize;
+// Failure on errors) bound to this deployment's functions and GPU task, with a role that may invoke
+// exactly those, run exactly that task, and start its own Distributed Map children.
+import { ArnFormat, type RemovalPolicy, Stack } from 'aws-cdk-lib';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import type { Construct } from 'constructs';
+import { buildStateMachineDefinition } from '../src/aws/state-machine.ts';
+import { acknowledgeWildcard, MAP_RESULTS_PREFIX, nagText } from './grants.ts';
+
+/** Resolved settings (FanoutPipeline validates the props and applies the defaults). */
+export interface RunStateMachineOptions {
+  readonly functions: {
+    readonly plan: lambda.IFunction;
+    readonly stage: lambda.IFunction;
+    readonly finalize: lambda.IFunction;
+    readonly failure: lambda.IFunction;
+  };
+  /** The GPU capacity, when the pipeline has one (GPU stages fail with fanout.NoGpuResources otherwise). */
+  readonly gpu?: {
+    readonly cluster: ecs.Cluster;
+    readonly taskDefinition: ecs.Ec2TaskDefinition;
+    readonly containerName: string;
+    readonly capacityProvider: string;
+  };
+  readonly workBucket: s3.IBucket;
+  readonly distributed: boolean;
+  readonly lambdaTimeoutSeconds: number;
+  readonly ecsTimeoutSeconds: number;
+  readonly maxConcurrency?: number;
+  readonly logRetention: logs.RetentionDays;
+  readonly removalPolicy: RemovalPolicy;
+}
+
+/** The id of the Distributed Map's policy, under the pipeline. */
+const MAP_POLICY_ID = 'DistributedMapPolicy';
+
+/**
+ * Creates the state machine in `scope` itself (not a child construct), so construct paths and
+ * logical IDs are those of the pipeline's earlier single-file version.
+ */
+export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions): sfn.StateMachine {
+  const stack = Stack.of(scope);
+  const fns = o.functions;
+  const definition = buildStateMachineDefinition({
+    planFunctionArn: fns.plan.functionArn,
+    stageFunctionArn: fns.stage.functionArn,
+    finalizeFunctionArn: fns.finalize.functionArn,
+    failureFunctionArn: fns.failure.functionArn,
+    ...(o.gpu
+      ? {
+          ecs: {
+            clusterArn: o.gpu.cluster.clusterArn,
+            taskDefinitionArn: o.gpu.taskDefinition.taskDefinitionArn,
+            containerName: o.gpu.containerName,
+            subnets: [],
+            securityGroups: [],
+            capacityProvider: o.gpu.capacityProvider,
+          },
+        }
+      : {}),
+    distributed: o.distributed,
+    lambdaTimeoutSeconds: o.lambdaTimeoutSeconds,
+    ecsTimeoutSeconds: o.ecsTimeoutSeconds,
+    ...(o.maxConcurrency !== undefined ? { maxConcurrency: o.maxConcurrency } : {}),
+  });
+  const sfnLogs = new logs.LogGroup(scope, 'StateMachineLogs', { retention: o.logRetention, removalPolicy: o.removalPolicy });
+  const sm = new sfn.StateMachine(scope, 'StateMachine', {
+    definitionBody: sfn.DefinitionBody.fromString(stack.toJsonString(definition)),
+    stateMachineType: sfn.StateMachineType.STANDARD,
+    logs: { destination: sfnLogs, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    tracingEnabled: true,
+  });
+  sm.addToRolePolicy(
+    new iam.PolicyStatement({
+      sid: 'InvokeFanoutFunctions',
+      actions: ['lambda:InvokeFunction'],
+      resources: [fns.plan, fns.stage, fns.finalize, fns.failure].map((f) => f.functionArn),
+    }),
+  );
+  if (o.gpu) {
+    const { cluster, taskDefinition: td } = o.gpu;
+    sm.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RunGpuTasks',
+        actions: ['ecs:RunTask'],
+        resources: [td.taskDefinitionArn],
+        conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } },
+      }),
+    );
+    sm.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'WatchGpuTasks',
+        actions: ['ecs:DescribeTasks', 'ecs:StopTask'],
+        resources: [gpuTasksArn(cluster)],
+      }),
+    );
+    sm.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'PassGpuTaskRoles',
+        actions: ['iam:PassRole'],
+        resources: [td.taskRole.roleArn, td.obtainExecutionRole().roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+    // ecs:runTask.sync learns that a task stopped from this managed rule.
+    sm.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsSyncEvents',
+        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+        resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' })],
+      }),
+    );
+  }
+  // Distributed Map: the machine starts child executions of itself and reads/writes S3 for them.
+  // A separate policy, so the state machine does not depend on a statement naming its own ARN.
+  const mapPolicy = new iam.Policy(scope, MAP_POLICY_ID, {
+    statements: [
+      new iam.PolicyStatement({ sid: 'StartChildExecutions', actions: ['states:StartExecution'], resources: [sm.stateMachineArn] }),
+      new iam.PolicyStatement({
+        sid: 'ManageChildExecutions',
+        actions: ['states:DescribeExecution', 'states:StopExecution', 'states:RedriveExecution'],
+        // Map Run children are named execution:<machine>/<label>:<id>.
+        resources: [childExecutionsArn(sm)],
+      }),
+      new iam.PolicyStatement({ sid: 'ReadPartitionLists', actions: ['s3:GetObject'], resources: [o.workBucket.arnForObjects('runs/*')] }),
+      new iam.PolicyStatement({
+        sid: 'WriteMapResults',
+        actions: ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+        resources: [o.workBucket.arnForObjects(`${MAP_RESULTS_PREFIX}*`)],
+      }),
+    ],
+  });
+  sm.role.attachInlinePolicy(mapPolicy);
+  return sm;
+}
+
+/** cdk-nag IAM5 findings of the state machine's role and its Distributed Map policy, each with its reason. */
+export function acknowledgeStateMachineWildcards(scope: Construct, sm: sfn.StateMachine, workBucket: s3.IBucket, cluster: ecs.Cluster | undefined): void {
+  const render = (v: unknown): string => nagText(Stack.of(scope).resolve(v));
+  const mapPolicy = scope.node.findChild(MAP_POLICY_ID);
+  acknowledgeWildcard(
+    mapPolicy,
+    `Resource::${render(workBucket.arnForObjects('runs/*'))}`,
+    'The Distributed Map reads the partition lists the Plan step writes under runs/<runId>/.',
+  );
+  acknowledgeWildcard(
+    mapPolicy,
+    `Resource::${render(workBucket.arnForObjects(`${MAP_RESULTS_PREFIX}*`))}`,
+    'Step Functions writes Distributed Map results under this prefix with generated keys.',
+  );
+  acknowledgeWildcard(
+    mapPolicy,
+    `Resource::${render(childExecutionsArn(sm))}`,
+    "Distributed Map child executions have generated names, all under this machine's own map runs.",
+  );
+  acknowledgeWildcard(sm, 'Resource::*', 'Step Functions log delivery (logs:*LogDelivery*) and X-Ray tracing APIs accept only "*".');
+  if (cluster) {
+    acknowledgeWildcard(
+      sm,
+      `Resource::${render(gpuTasksArn(cluster))}`,
+      'GPU tasks get generated ids; DescribeTasks/StopTask are limited to tasks of this cluster.',
+    );
+  }
+}
+
+function childExecutionsArn(sm: sfn.StateMachine): string {
+  return Stack.of(sm).formatArn({
+    service: 'states',
+    resource: 'execution',
+    resourceName: `${sm.stateMachineName}/*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+function gpuTasksArn(cluster: ecs.Cluster): string {
+  return Stack.of(cluster).formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*` });
+}
