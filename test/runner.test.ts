@@ -5,9 +5,14 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import * as arrow from 'apache-arrow';
 import ts from 'typescript';
 import { col, fromRecords, lit, readParquet, setRunner } from 'fanout';
 import { getRunner, type ActionContext, type DatasetSinkSpec, type ExplainRequest, type ResultPartition, type Runner } from '../src/runner.ts';
+import type { SchemaJSON } from '../src/datatypes.ts';
+import { runPartition } from '../src/executor.ts';
+import { optimize } from '../src/optimizer.ts';
+import { buildPhysicalPlan, type PartitionTask } from '../src/physical.ts';
 import type { PlanNode } from '../src/plan.ts';
 import { slowLogged } from './fixtures/abort-udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
@@ -150,3 +155,68 @@ describe('abort (in-process)', () => {
     assert.equal(existsSync(out), false, 'no output directory (begin() made it, abort removed it)');
   });
 });
+
+describe('partition driver', () => {
+  const task = (): PartitionTask => {
+    const physical = buildPhysicalPlan(optimize(readParquet(input).withColumn('y', slowLogged(col('x'), lit(join(tempDir(), 'calls.log')))).plan), { targetPartitionBytes: 1 });
+    return physical.partitions[0]!;
+  };
+
+  it('each run counts into its own forked runtime and reports rows, bytes and time with the result', async () => {
+    const t = task();
+    const stream = runPartition(t, { batchSize: 5000 });
+    let rows = 0;
+    for await (const b of stream) rows += b.numRows;
+    const o = stream.outcome();
+    assert.equal(o.rows, rows);
+    assert.equal(o.rows, 20_000);
+    assert.equal(o.metrics['abort.slowLogged']!.calls, 4, 'four 5000-row batches');
+    assert.ok(o.elapsedMs > 0);
+    // A second run of the same task starts from zero: metrics are never shared between runs.
+    const file = join(tempDir(), 'p.parquet');
+    const r = await runPartition(t, { batchSize: 10_000 }, { kind: 'file', format: 'parquet', path: file, schema: planSchemaOf(t) });
+    assert.equal(r.metrics['abort.slowLogged']!.calls, 2);
+    assert.equal(r.path, file);
+    assert.ok(r.bytes > 0 && existsSync(file));
+  });
+
+  it('the shard sink writes one Arrow IPC stream that a shard source reads back', async () => {
+    const t = task();
+    const uploaded = new Map<string, Uint8Array>();
+    const store = {
+      async upload(key: string, body: AsyncIterable<Uint8Array>): Promise<number> {
+        const chunks: Uint8Array[] = [];
+        for await (const c of body) chunks.push(c);
+        const all = Buffer.concat(chunks);
+        uploaded.set(key, all);
+        return all.length;
+      },
+    };
+    const r = await runPartition(t, { batchSize: 10_000 }, { kind: 'shard', store, key: 'stage-0/part-0.arrow', schema: planSchemaOf(t) });
+    assert.equal(r.bytes, uploaded.get('stage-0/part-0.arrow')!.length);
+    const shards = (key: string) => arrow.RecordBatchReader.from(uploaded.get(key)!) as unknown as AsyncIterable<arrow.RecordBatch>;
+    const back = runPartition({ index: 0, source: { kind: 'shard', key: 'stage-0/part-0.arrow' }, ops: [] }, { shards });
+    let rows = 0;
+    for await (const b of back) rows += b.numRows;
+    assert.equal(rows, 20_000);
+  });
+
+  it('the ipc sink posts one batch per credit and stops quietly when the credits stop', async () => {
+    const posted: number[] = [];
+    let credits = 2;
+    const r = await runPartition(task(), { batchSize: 1000 }, {
+      kind: 'ipc',
+      credit: async () => credits-- > 0,
+      post: (b) => { posted.push(b.numRows); },
+    });
+    assert.deepEqual(posted, [1000, 1000]);
+    // The third batch was computed (it waited for a credit), no further one.
+    assert.equal(r.metrics['abort.slowLogged']!.calls, 3);
+  });
+});
+
+function planSchemaOf(t: PartitionTask): SchemaJSON {
+  const last = [...t.ops].reverse().find((o) => o.type === 'project');
+  assert.ok(last && last.type === 'project');
+  return last.schema;
+}
