@@ -65,7 +65,11 @@ describe('runner seam', () => {
     const graph = importGraph(join(root, 'src'));
     assert.ok(graph.size > 20, `found the sources (${graph.size} files)`);
     // The detector finds a cycle when there is one.
-    const probe = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']]]);
+    const probe = new Map([
+      ['a', ['b']],
+      ['b', ['c']],
+      ['c', ['a']],
+    ]);
     assert.equal(cycles(probe).length, 1);
     assert.deepEqual(cycles(graph), []);
   });
@@ -82,22 +86,40 @@ describe('runner seam', () => {
     const counting: Runner = {
       name: 'counting',
       options: inner.options,
-      stream(plan: PlanNode, ctx: ActionContext) { calls.push(`stream:${plan.type}`); return inner.stream(plan, ctx); },
-      partitions(plan: PlanNode, ctx: ActionContext): AsyncIterable<ResultPartition> { calls.push(`partitions:${plan.type}`); return inner.partitions(plan, ctx); },
-      write(plan: PlanNode, sink: DatasetSinkSpec, ctx: ActionContext) { calls.push(`write:${sink.format}`); return inner.write(plan, sink, ctx); },
-      describe(plan: PlanNode, req?: ExplainRequest) { calls.push('describe'); return `counted\n${inner.describe(plan, req)}`; },
+      stream(plan: PlanNode, ctx: ActionContext) {
+        calls.push(`stream:${plan.type}`);
+        return inner.stream(plan, ctx);
+      },
+      partitions(plan: PlanNode, ctx: ActionContext): AsyncIterable<ResultPartition> {
+        calls.push(`partitions:${plan.type}`);
+        return inner.partitions(plan, ctx);
+      },
+      write(plan: PlanNode, sink: DatasetSinkSpec, ctx: ActionContext) {
+        calls.push(`write:${sink.format}`);
+        return inner.write(plan, sink, ctx);
+      },
+      describe(plan: PlanNode, req?: ExplainRequest) {
+        calls.push('describe');
+        return `counted\n${inner.describe(plan, req)}`;
+      },
     };
     setRunner(counting);
     try {
       const df = fromRecords([{ a: 1 }, { a: 2 }, { a: 3 }]).withColumn('b', col('a').mul(2));
-      assert.deepEqual((await df.toRows()).map((r) => Number(r.b)), [2, 4, 6]);
+      assert.deepEqual(
+        (await df.toRows()).map((r) => Number(r.b)),
+        [2, 4, 6],
+      );
       let parts = 0;
-      for await (const p of df.iterPartitions()) parts += (await p.count());
+      for await (const p of df.iterPartitions()) parts += await p.count();
       assert.equal(parts, 3);
       const out = join(tempDir(), 'out');
       await df.writeCsv(out);
       assert.match(await df.explain(), /== Physical Plan ==\ncounted\n/);
-      assert.deepEqual(calls.filter((c) => c !== 'stream:in_memory'), ['stream:project', 'partitions:project', 'write:csv', 'describe']);
+      assert.deepEqual(
+        calls.filter((c) => c !== 'stream:in_memory'),
+        ['stream:project', 'partitions:project', 'write:csv', 'describe'],
+      );
     } finally {
       setRunner('native', { workers: false });
     }
@@ -125,7 +147,9 @@ describe('abort (in-process)', () => {
     const log = join(tempDir(), 'calls.log');
     writeFileSync(log, '');
     const ac = new AbortController();
-    const pending = readParquet(input).withColumn('y', slowLogged(col('x'), lit(log))).toRows({ signal: ac.signal });
+    const pending = readParquet(input)
+      .withColumn('y', slowLogged(col('x'), lit(log)))
+      .toRows({ signal: ac.signal });
     await until(() => lines(log) >= 3, 'three UDF calls');
     ac.abort();
     const atAbort = lines(log);
@@ -138,7 +162,12 @@ describe('abort (in-process)', () => {
   it('an already aborted signal runs nothing', async () => {
     setRunner('native', { workers: false, batchSize: 100 });
     const log = join(tempDir(), 'calls.log');
-    await assert.rejects(readParquet(input).withColumn('y', slowLogged(col('x'), lit(log))).count({ signal: AbortSignal.abort() }), { name: 'AbortError' });
+    await assert.rejects(
+      readParquet(input)
+        .withColumn('y', slowLogged(col('x'), lit(log)))
+        .count({ signal: AbortSignal.abort() }),
+      { name: 'AbortError' },
+    );
     assert.equal(lines(log), 0);
   });
 
@@ -148,7 +177,9 @@ describe('abort (in-process)', () => {
     writeFileSync(log, '');
     const out = join(tempDir(), 'out');
     const ac = new AbortController();
-    const pending = readParquet(input).withColumn('y', slowLogged(col('x'), lit(log))).writeParquet(out, { signal: ac.signal });
+    const pending = readParquet(input)
+      .withColumn('y', slowLogged(col('x'), lit(log)))
+      .writeParquet(out, { signal: ac.signal });
     await until(() => lines(log) >= 3, 'three UDF calls');
     ac.abort();
     await assert.rejects(pending, { name: 'AbortError' });
@@ -158,7 +189,9 @@ describe('abort (in-process)', () => {
 
 describe('partition driver', () => {
   const task = (): PartitionTask => {
-    const physical = buildPhysicalPlan(optimize(readParquet(input).withColumn('y', slowLogged(col('x'), lit(join(tempDir(), 'calls.log')))).plan), { targetPartitionBytes: 1 });
+    const physical = buildPhysicalPlan(optimize(readParquet(input).withColumn('y', slowLogged(col('x'), lit(join(tempDir(), 'calls.log')))).plan), {
+      targetPartitionBytes: 1,
+    });
     return physical.partitions[0]!;
   };
 
@@ -204,11 +237,17 @@ describe('partition driver', () => {
   it('the ipc sink posts one batch per credit and stops quietly when the credits stop', async () => {
     const posted: number[] = [];
     let credits = 2;
-    const r = await runPartition(task(), { batchSize: 1000 }, {
-      kind: 'ipc',
-      credit: async () => credits-- > 0,
-      post: (b) => { posted.push(b.numRows); },
-    });
+    const r = await runPartition(
+      task(),
+      { batchSize: 1000 },
+      {
+        kind: 'ipc',
+        credit: async () => credits-- > 0,
+        post: (b) => {
+          posted.push(b.numRows);
+        },
+      },
+    );
     assert.deepEqual(posted, [1000, 1000]);
     // The third batch was computed (it waited for a credit), no further one.
     assert.equal(r.metrics['abort.slowLogged']!.calls, 3);
