@@ -50,7 +50,7 @@ function modulesOf(plan: RunPlan): string[] {
  * Runs a plan on the state machine; resolves with the run's summary once its output is committed.
  * An abort stops the execution (StopExecution) and rejects with an AbortError.
  */
-export async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null, signal?: AbortSignal): Promise<RunSummary> {
+async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null, signal?: AbortSignal): Promise<RunSummary> {
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;

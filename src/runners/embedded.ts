@@ -18,7 +18,7 @@ import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, R
 import type { ResolvedEmbeddedOptions } from './options.ts';
 
 /** An embedded run: what its partitions run with, plus what the runner collects over the run. */
-export interface EmbeddedRunContext extends ExecContext {
+interface EmbeddedRunContext extends ExecContext {
   /** UDF metrics of the run, summed across partitions and workers. */
   metrics?: RunMetrics;
   progress?: ProgressSink;
@@ -72,7 +72,7 @@ function gpuEnvs(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Record<string,
 }
 
 /** How explain describes where a plan's partitions will run (no side effects, no warnings). */
-export function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { parallelism: number; where: string } {
+function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { parallelism: number; where: string } {
   const gpu = plan.udfs.filter((u) => u.options.numGpus > 0);
   if (gpu.length && plan.scan.format !== 'memory') {
     const total = detectGpus();
@@ -215,7 +215,7 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   }
 }
 
-export interface RunHandle {
+interface RunHandle {
   usedWorkers: boolean;
   /** Partitions that run at once (set when streaming starts). */
   parallelism?: number;
@@ -225,7 +225,7 @@ export interface RunHandle {
  * Streams each partition's output, in partition order. With workers, up to `parallelism`
  * partitions run at once, each at most `prefetch` batches ahead of the consumer.
  */
-export async function* streamPartitions(
+async function* streamPartitions(
   plan: PhysicalPlan,
   options: ResolvedEmbeddedOptions,
   ctx: EmbeddedRunContext,
@@ -278,7 +278,7 @@ export async function* streamPartitions(
 }
 
 /** The whole plan as one ordered stream: partitions merged in order, then the global operators. */
-export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
+function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
   async function* merged(): AsyncGenerator<arrow.RecordBatch> {
     for await (const part of streamPartitions(plan, options, ctx, handle)) {
       for await (const b of part.batches) {
@@ -330,7 +330,7 @@ export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptio
 }
 
 /** Runs tasks that carry sinks (each partition writes its own file), in parallel where possible. */
-export async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext): Promise<PartitionOutcome[]> {
+async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext): Promise<PartitionOutcome[]> {
   const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
   const placement = place(plan, options);
   if (!placement) {
