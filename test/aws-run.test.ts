@@ -75,6 +75,9 @@ describe('serverless run lifecycle', () => {
       }
       const result = await finalizeRun(work, plan.runId);
       assert.equal(result.rows, 9000);
+      // Each completion marker carries the partition's time in the driver.
+      const marker = JSON.parse(Buffer.from(await work.get(keys.metrics(plan.runId, 0, 0))).toString('utf8')) as { elapsedMs?: unknown };
+      assert.equal(typeof marker.elapsedMs, 'number');
       return result.metrics['fixtures.gpuScore']!.calls;
     };
     // 9 row groups of 1000 rows: one call per row group by default, ten with 100-row batches.

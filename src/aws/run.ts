@@ -271,6 +271,8 @@ interface PartitionMarker {
   rows: number;
   bytes: number;
   metrics: RunMetrics;
+  /** The partition's wall time in the driver, ms (absent in markers of older runs). */
+  elapsedMs?: number;
 }
 
 export interface PartitionResult {
@@ -331,7 +333,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     key = keys.shard(runId, stageIndex, partition);
     r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });
   }
-  const marker: PartitionMarker = { rows: r.rows, bytes: r.bytes, metrics: r.metrics };
+  const marker: PartitionMarker = { rows: r.rows, bytes: r.bytes, metrics: r.metrics, elapsedMs: Math.round(r.elapsedMs) };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
   return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key };
 }
