@@ -163,17 +163,21 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   private queue: arrow.RecordBatch[] = [];
   private finished = false;
   private error: Error | null = null;
+  private aborted: Error | null = null;
   private wake: (() => void) | null = null;
   private readonly unlisten: () => void = () => undefined;
   controls: Promise<{ credit(n: number): void; cancel(): void }>;
 
   constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics, signal?: AbortSignal) {
     const notify = (): void => { this.wake?.(); this.wake = null; };
-    const fail = (e: Error): void => { this.error ??= e; this.finished = true; this.unlisten(); notify(); };
+    const fail = (e: Error): void => { this.error = e; this.finished = true; this.unlisten(); notify(); };
     if (signal) {
-      // An abort fails the stream now (not when the worker next reports) and cancels the worker's task.
+      // An abort fails the stream now (not when the worker next reports, and before any batch still
+      // queued) and cancels the worker's task.
       const onAbort = (): void => {
-        fail(new AbortError(`aborted (${describeTask(task)})`, { cause: signal.reason }));
+        this.aborted = new AbortError(`aborted (${describeTask(task)})`, { cause: signal.reason });
+        this.finished = true;
+        notify();
         this.cancel();
       };
       signal.addEventListener('abort', onAbort, { once: true });
@@ -194,13 +198,14 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
     let completed = false;
     try {
       for (;;) {
-        if (this.error) throw this.error;
+        if (this.aborted) throw this.aborted;
         if (this.queue.length) {
           const b = this.queue.shift()!;
           (await this.controls).credit(1);
           yield b;
           continue;
         }
+        if (this.error) throw this.error;
         if (this.finished) { completed = true; return; }
         await new Promise<void>((r) => (this.wake = r));
       }
