@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud } from 'fanout/local';
 import { putS3Object } from '../src/io/s3.ts';
-import { writeParquetFile } from '../src/io/parquet.ts';
+import { writeParquetFile } from '../src/io/parquet/index.ts';
 import pipeline from './cloud-pipeline.ts';
 
 const PARTITIONS = Number(process.env['BENCH_MANY_PARTITIONS'] ?? 510);

@@ -6,7 +6,7 @@ import * as arrow from 'apache-arrow';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { col, DataType, fromColumns, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
-import { writeParquetFile, warmParquet } from '../src/io/parquet.ts';
+import { writeParquetFile, warmParquet } from '../src/io/parquet/index.ts';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
 const GROUP = 250_000;

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DescribeExecutionCommand, ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { writeParquetFile } from '../src/io/parquet.ts';
+import { writeParquetFile } from '../src/io/parquet/index.ts';
 import { putS3Object } from '../src/io/s3.ts';
 
 const CATEGORIES = ['books', 'games', 'garden', 'music', 'tools'];

@@ -5,7 +5,7 @@ import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
-import { inspectParquet } from './io/parquet.ts';
+import { inspectParquet } from './io/parquet/index.ts';
 import type { CsvSourceOptions, PlanNode } from './plan.ts';
 import { canSkipRowGroup } from './pruning.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
@@ -261,7 +261,8 @@ export function describeUdf(u: UdfDefinition): string {
   if (o.numGpus) parts.push(`numGpus ${o.numGpus}`);
   if (o.memoryBytes) parts.push(`memory ${mb(o.memoryBytes)}`);
   parts.push(`onError ${o.onError}`);
-  if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`);
+  if (u.kind === 'generator') parts.push(`onEmpty ${o.onEmpty}`);
+  if (o.maxRetries) parts.push(`maxRetries ${o.maxRetries}`, `retryBackoffMs ${o.retryBackoffMs}`, `retryBackoffMaxMs ${o.retryBackoffMaxMs}`);
   if (o.timeoutMs !== null) parts.push(`timeoutMs ${o.timeoutMs}`);
   if (o.deadLetter) parts.push(`deadLetter ${o.deadLetter}`);
   return `UDF ${u.name}: ${parts.join(', ')}`;

@@ -1,7 +1,7 @@
 // Row-group pruning: decides from min/max/null-count statistics that no row of a row group can
 // satisfy a predicate. Conservative: anything it does not understand keeps the row group.
 import { decodeLiteral, type ExprNode } from './expressions.ts';
-import type { ColumnStats } from './io/parquet.ts';
+import type { ColumnStats } from './io/parquet/index.ts';
 import { conjuncts } from './optimizer.ts';
 
 type Comparable = number | bigint | string | boolean;

@@ -10,7 +10,7 @@ import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
 import { decodeLiteral, type ExprNode, type UdfCallNode } from './expressions.ts';
-import { writeParquetFile } from './io/parquet.ts';
+import { writeParquetFile } from './io/parquet/index.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 import { concatData } from './kernels/concat.ts';
 import { arrayCtor, mkData, type TypedArray } from './kernels/data.ts';
@@ -218,9 +218,29 @@ function trackCall(call: InFlightCall): () => void {
   };
 }
 
-/** Exponential backoff with full jitter: base 20 ms, capped at 2 s. */
-function backoff(attempt: number): number {
-  return Math.random() * Math.min(2000, 20 * 2 ** attempt);
+/**
+ * The wait before retry number `attempt` (0-based): exponential backoff with full jitter (a random
+ * wait up to retryBackoffMs * 2^attempt), raised to the `retryAfterMs` the failed attempt's error
+ * carries (a service's Retry-After), and never over retryBackoffMaxMs. The wait lies between attempts:
+ * timeoutMs bounds each attempt, not the waits.
+ */
+export function retryDelayMs(def: UdfDefinition, attempt: number, err: unknown): number {
+  const { retryBackoffMs, retryBackoffMaxMs } = def.options;
+  const jittered = Math.random() * Math.min(retryBackoffMaxMs, retryBackoffMs * 2 ** Math.min(attempt, 52));
+  return Math.min(retryBackoffMaxMs, Math.max(jittered, retryAfterMsOf(err)));
+}
+
+/** The `retryAfterMs` an error carries (a finite number > 0), else 0. */
+function retryAfterMsOf(err: unknown): number {
+  const v = typeof err === 'object' && err !== null ? (err as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+let retrySleep: (ms: number) => Promise<void> = sleep;
+
+/** Tests only: replaces the wait between retries (e.g. to record the delays); null restores it. */
+export function setRetrySleepForTests(fn: ((ms: number) => Promise<void>) | null): void {
+  retrySleep = fn ?? sleep;
 }
 
 // ------------------------------------------------------------------ calling
@@ -279,7 +299,7 @@ async function withRetries<T>(def: UdfDefinition, stats: UdfStats, call: () => T
     } catch (err) {
       if (attempt >= def.options.maxRetries) throw err;
       stats.retries++;
-      await sleep(backoff(attempt));
+      await retrySleep(retryDelayMs(def, attempt, err));
     }
   }
 }
@@ -289,7 +309,7 @@ async function retryLater<T>(def: UdfDefinition, stats: UdfStats, call: () => T,
   let last = firstError;
   for (let attempt = 0; attempt < def.options.maxRetries; attempt++) {
     stats.retries++;
-    await sleep(backoff(attempt));
+    await retrySleep(retryDelayMs(def, attempt, last));
     try {
       stats.calls++;
       return await call();
@@ -431,6 +451,8 @@ async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.
         return got;
       })()));
       for (const v of rowOut) { values.push(v); parents.push(i); }
+      // Nothing yielded: the row stays with a null (onEmpty 'null', as in Daft) or goes ('drop').
+      if (!rowOut.length && def.options.onEmpty === 'null') { values.push(null); parents.push(i); }
     } catch (e) {
       stats.errors++;
       failures.push({ row: i, error: errText(e), cause: e });

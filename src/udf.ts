@@ -8,6 +8,8 @@ import { DataType, type DataTypeJSON } from './datatypes.ts';
 import { encodeLiteral, Expr, toExpr, udfCalls, type ExprNode, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
 
 export type OnError = 'raise' | 'log' | 'null';
+/** What a generator UDF's row becomes when it yields nothing: one row with a null, or no row. */
+export type OnEmpty = 'null' | 'drop';
 export type UdfKind = 'row' | 'async' | 'generator' | 'batch';
 
 /** Options shared by every UDF form. */
@@ -29,6 +31,17 @@ export interface UdfOptions<T = never> {
   /** Retries per failing row (row-wise) or batch, with exponential backoff and jitter. Default 0. */
   maxRetries?: number;
   /**
+   * Backoff before the first retry, in ms (doubling per retry, full jitter: a random wait in
+   * [0, retryBackoffMs * 2^k]). Default 20.
+   */
+  retryBackoffMs?: number;
+  /**
+   * Longest wait before any retry, in ms, also bounding an error's `retryAfterMs` (an error thrown
+   * with `retryAfterMs: n`, e.g. from an HTTP 429 Retry-After, makes the next attempt wait at least
+   * n ms, up to this cap). Default 2000.
+   */
+  retryBackoffMaxMs?: number;
+  /**
    * Longest a call may take before it fails with a timeout (then `maxRetries` and `onError` apply):
    * per row for row-wise UDFs (a generator's whole row), per call of `batchSize` rows for batch UDFs,
    * per method call for `cls`. It bounds asynchronous work (promises, async generators): a synchronous
@@ -41,6 +54,11 @@ export interface UdfOptions<T = never> {
   deadLetter?: string;
   /** With a struct returnDtype: spread its fields into columns. */
   unnest?: boolean;
+  /**
+   * Generator UDFs only: a row for which the generator yields nothing keeps one output row with a
+   * null ('null', the default, as in Daft) or produces no row ('drop').
+   */
+  onEmpty?: OnEmpty;
 }
 
 export interface ResolvedUdfOptions {
@@ -51,11 +69,20 @@ export interface ResolvedUdfOptions {
   numGpus: number;
   memoryBytes: number | null;
   maxRetries: number;
+  retryBackoffMs: number;
+  retryBackoffMaxMs: number;
   timeoutMs: number | null;
   onError: OnError;
   deadLetter: string | null;
   unnest: boolean;
+  onEmpty: OnEmpty;
 }
+
+/** Retry backoff defaults: first wait up to 20 ms, doubling, never more than 2 s. */
+const DEFAULT_RETRY_BACKOFF_MS = 20;
+const DEFAULT_RETRY_BACKOFF_MAX_MS = 2000;
+/** setTimeout's largest delay: a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface UdfDefinition {
   name: string;
@@ -149,9 +176,18 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
   }
   if (o.memoryBytes !== undefined) check(posInt(o.memoryBytes), name, 'memoryBytes', `must be a positive integer, got ${String(o.memoryBytes)}`);
   if (o.maxRetries !== undefined) check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, name, 'maxRetries', `must be a non-negative integer, got ${String(o.maxRetries)}`);
-  if (o.timeoutMs !== undefined) check(typeof o.timeoutMs === 'number' && Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= 2 ** 31 - 1, name, 'timeoutMs', `must be a positive number of milliseconds (at most 2^31-1), got ${String(o.timeoutMs)}`);
+  const delay = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TIMER_MS;
+  if (o.retryBackoffMs !== undefined) check(delay(o.retryBackoffMs), name, 'retryBackoffMs', `must be a non-negative number of milliseconds (at most 2^31-1), got ${String(o.retryBackoffMs)}`);
+  if (o.retryBackoffMaxMs !== undefined) check(delay(o.retryBackoffMaxMs), name, 'retryBackoffMaxMs', `must be a non-negative number of milliseconds (at most 2^31-1), got ${String(o.retryBackoffMaxMs)}`);
+  if (o.timeoutMs !== undefined) check(typeof o.timeoutMs === 'number' && Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= MAX_TIMER_MS, name, 'timeoutMs', `must be a positive number of milliseconds (at most 2^31-1), got ${String(o.timeoutMs)}`);
   if (o.onError !== undefined) check(['raise', 'log', 'null'].includes(o.onError), name, 'onError', `must be 'raise', 'log' or 'null', got ${String(o.onError)}`);
   if (o.deadLetter !== undefined) check(typeof o.deadLetter === 'string' && o.deadLetter.length > 0, name, 'deadLetter', 'must be a directory path');
+  if (o.onEmpty !== undefined) check(o.onEmpty === 'null' || o.onEmpty === 'drop', name, 'onEmpty', `must be 'null' or 'drop', got ${String(o.onEmpty)}`);
+  const retryBackoffMs = o.retryBackoffMs ?? base?.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
+  const retryBackoffMaxMs = o.retryBackoffMaxMs ?? base?.retryBackoffMaxMs ?? DEFAULT_RETRY_BACKOFF_MAX_MS;
+  // Checked on the merged values: a method may set one and inherit the other from its class.
+  if (o.retryBackoffMaxMs !== undefined) check(retryBackoffMaxMs >= retryBackoffMs, name, 'retryBackoffMaxMs', `must be >= retryBackoffMs (${retryBackoffMs}), got ${retryBackoffMaxMs}`);
+  else check(retryBackoffMaxMs >= retryBackoffMs, name, 'retryBackoffMs', `must be <= retryBackoffMaxMs (${retryBackoffMaxMs}${base ? '' : ', the default'}), got ${retryBackoffMs}; raise retryBackoffMaxMs too`);
   return {
     batchSize: o.batchSize ?? base?.batchSize ?? null,
     concurrency: o.concurrency ?? base?.concurrency ?? null,
@@ -160,10 +196,13 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
     numGpus: o.numGpus ?? base?.numGpus ?? 0,
     memoryBytes: o.memoryBytes ?? base?.memoryBytes ?? null,
     maxRetries: o.maxRetries ?? base?.maxRetries ?? 0,
+    retryBackoffMs,
+    retryBackoffMaxMs,
     timeoutMs: o.timeoutMs ?? base?.timeoutMs ?? null,
     onError: o.onError ?? base?.onError ?? 'raise',
     deadLetter: o.deadLetter ?? base?.deadLetter ?? null,
     unnest: o.unnest ?? base?.unnest ?? false,
+    onEmpty: o.onEmpty ?? base?.onEmpty ?? 'null',
   };
 }
 
@@ -179,6 +218,13 @@ function checkReturn(name: string, given: unknown, unnest: boolean): DataType {
   if (!dt) throw new TypeError(`UDF '${name}': option 'returnDtype' is required and must be a DataType (e.g. DataType.float64())`);
   if (unnest && dt.kind !== 'struct') throw new TypeError(`UDF '${name}': 'unnest: true' needs a struct returnDtype, got ${dt}`);
   return dt;
+}
+
+/** `onEmpty` means something only for generators: on any other UDF it is a mistake, not a no-op. */
+function checkOnEmpty(name: string, kind: UdfKind, given: unknown): void {
+  if (given !== undefined && kind !== 'generator') {
+    throw new TypeError(`UDF '${name}': option 'onEmpty' applies to generator UDFs only (function* / async function*); this one is a ${kind} UDF`);
+  }
 }
 
 function kindOf(fn: (...args: never[]) => unknown): UdfKind {
@@ -223,8 +269,10 @@ function funcImpl<A extends unknown[], R>(
   const name = opts?.name ?? fn.name;
   if (!name) throw new TypeError('func(fn, opts): an anonymous function needs { name } (plans refer to UDFs by name)');
   const options = resolveOptions(name, opts ?? {});
+  const kind = kindOf(fn as (...args: never[]) => unknown);
+  checkOnEmpty(name, kind, opts?.onEmpty);
   return makeUdf({
-    name, kind: kindOf(fn as (...args: never[]) => unknown), returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
+    name, kind, returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
     ...definitionSite(), fn: fn as (...args: never[]) => unknown,
   });
 }
@@ -241,6 +289,7 @@ function batchImpl<R>(
   const name = opts?.name ?? fn.name;
   if (!name) throw new TypeError('func.batch(fn, opts): an anonymous function needs { name }');
   const options = resolveOptions(name, opts ?? {});
+  checkOnEmpty(name, 'batch', opts?.onEmpty);
   return makeUdf({
     name, kind: 'batch', returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
     ...definitionSite(), fn: fn as (...args: never[]) => unknown,
@@ -290,14 +339,21 @@ export function cls<C extends new (...args: never[]) => object>(Class: C, opts: 
   }
   const configured = Object.keys(methods).length ? Object.keys(methods) : returnDtype ? available : [];
   if (!configured.length) throw new TypeError(`cls '${className}': configure at least one method in { methods } (or give a class-level returnDtype)`);
+  const methodKind = (m: string): UdfKind => ((methods as Record<string, MethodOptions | undefined>)[m]?.batch
+    ? 'batch' : kindOf((Class.prototype as Record<string, (...args: never[]) => unknown>)[m]!));
+  // A class-level onEmpty is a default for its generator methods; with none it would be ignored.
+  if (rest.onEmpty !== undefined && !configured.some((m) => methodKind(m) === 'generator')) {
+    throw new TypeError(`cls '${className}': option 'onEmpty' applies to generator methods only, and none of ${configured.join(', ')} is one`);
+  }
   const defs = new Map<string, UdfDefinition>();
   for (const m of configured) {
     const mo = (methods as Record<string, MethodOptions | undefined>)[m] ?? {};
     const name = `${className}.${m}`;
     const options = resolveOptions(name, mo, base);
-    const fn = (Class.prototype as Record<string, (...args: never[]) => unknown>)[m]!;
+    const kind = methodKind(m);
+    checkOnEmpty(name, kind, mo.onEmpty);
     const def: UdfDefinition = {
-      name, kind: mo.batch ? 'batch' : kindOf(fn), returnDtype: checkReturn(name, mo.returnDtype ?? returnDtype, options.unnest),
+      name, kind, returnDtype: checkReturn(name, mo.returnDtype ?? returnDtype, options.unnest),
       options, moduleUrl, site, cls: { ctor: Class, method: m },
     };
     register(def);
@@ -330,4 +386,19 @@ export function udfModulePath(def: UdfDefinition): string {
 
 export function returnTypeOf(node: UdfCallNode): DataTypeJSON {
   return getUdf(node.name).returnDtype.json;
+}
+
+/**
+ * Milliseconds to wait from an HTTP `Retry-After` header (delta-seconds or an HTTP-date), for the
+ * `retryAfterMs` of an error a UDF throws; undefined if the header is absent or malformed:
+ * `throw Object.assign(new Error(`HTTP ${res.status}`), { retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) })`.
+ */
+export function parseRetryAfter(value: string | null | undefined, now: number = Date.now()): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  // RFC 9110: otherwise an IMF-fixdate; only a date-like string is parsed (Date.parse accepts '1').
+  if (!/[a-z]/i.test(v)) return undefined;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : Math.max(0, t - now);
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, lit, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { slowLogged } from './fixtures/abort-udfs.ts';
-import { readStats } from '../src/io/parquet.ts';
+import { readStats } from '../src/io/parquet/index.ts';
 import { sampleRows, tempDir, writeSample } from './helpers.ts';
 
 let dir: string;

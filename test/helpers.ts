@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { writeParquetFile } from '../src/io/parquet.ts';
+import { writeParquetFile } from '../src/io/parquet/index.ts';
 
 const dirs: string[] = [];
 after(() => {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { parse as parseSync } from 'csv-parse/sync';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON } from '../src/datatypes.ts';
-import { inspectCsv, readCsvBatches, writeCsvFile, type CsvOptions } from '../src/io/csv.ts';
+import { inspectCsv, readCsvBatches, writeCsvFile, type CsvOptions } from '../src/io/csv/index.ts';
 import { col, readCsv } from 'fanout';
 
 let dir: string;

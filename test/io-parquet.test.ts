@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { parquetMetadata } from 'hyparquet';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON } from '../src/datatypes.ts';
-import { inspectParquet, readParquetBatches, readStats, warmParquet, writeParquetFile } from '../src/io/parquet.ts';
+import { inspectParquet, readParquetBatches, readStats, warmParquet, writeParquetFile } from '../src/io/parquet/index.ts';
 
 let dir: string;
 before(async () => {

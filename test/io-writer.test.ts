@@ -6,7 +6,7 @@ import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { DataType, Field, Schema } from '../src/datatypes.ts';
-import { inspectParquet, readParquetBatches } from '../src/io/parquet.ts';
+import { inspectParquet, readParquetBatches } from '../src/io/parquet/index.ts';
 import { expandPaths } from '../src/io/paths.ts';
 import { DatasetWriter, readManifest } from '../src/io/writer.ts';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, readCsv, readParquet, setRunner } from 'fanout';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
-import { inspectParquet, readParquetBatches } from '../src/io/parquet.ts';
+import { inspectParquet, readParquetBatches } from '../src/io/parquet/index.ts';
 import {
   S3Blob, createS3WriteStream, getS3Object, getS3ObjectOrNull, headS3, keyGlobMatcher, listS3, putS3Object, resetS3Stats, s3Stats,
 } from '../src/io/s3.ts';

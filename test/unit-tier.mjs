@@ -10,6 +10,7 @@ const SLOW = new Set([
   'aws-run.test.ts', // Stage/ECS handlers over a local object store, UDFs loaded as modules
   'cdk.test.ts', // CDK synth and bundling (esbuild)
   'cdk-e2e.test.ts', // synthesizes the app and runs it on the local harness
+  'docs-examples.test.ts', // typechecks the docs' examples (a whole-program tsc) and runs some in child processes
   'executor.test.ts', // worker-thread pool
   'gpu.test.ts', // worker slots per emulated GPU device
   'local-cloud.test.ts', // s3rver + Step Functions + Lambda workers + ECS child processes

@@ -433,7 +433,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
     let parts: WrittenFile[];
     if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
       // One ordered pass over the shards through the global operators.
-      const { readParquetBatches } = await import('../io/parquet.ts');
+      const { readParquetBatches } = await import('../io/parquet/index.ts');
       const all = (async function* () {
         for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema: shardSchema });
       })();

@@ -22,8 +22,8 @@ import { hostname } from 'node:os';
 import type * as arrow from 'apache-arrow';
 import { mapLimit } from '../concurrency.ts';
 import type { Schema } from '../datatypes.ts';
-import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet.ts';
-import { writeCsvFile } from './csv.ts';
+import { writeParquetFile, inspectParquet, type ParquetCompression } from './parquet/index.ts';
+import { writeCsvFile } from './csv/index.ts';
 import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, parseManifest, readManifest, type FileFormat, type Manifest } from './paths.ts';
 import {
   COMMIT_MARKER_NAME, FOREIGN_OWNER_STALE_MS, FOREIGN_TEMP_STALE_MS, currentOwner, describeOwner, ownerGone, parseOwner,

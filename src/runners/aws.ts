@@ -7,7 +7,7 @@ import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunS
 import { S3Store } from '../aws/s3-store.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../aws/store.ts';
 import { AbortError } from '../executor.ts';
-import { readParquetBatches } from '../io/parquet.ts';
+import { readParquetBatches } from '../io/parquet/index.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { startProgress } from '../progress.ts';

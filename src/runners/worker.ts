@@ -3,7 +3,7 @@
 // (the driver's 'ipc' sink), so a fast worker never buffers more than its credits.
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { isAbortError, runPartition, type AbortError, type ExecContext, type IpcSink } from '../executor.ts';
-import { warmParquet } from '../io/parquet.ts';
+import { warmParquet } from '../io/parquet/index.ts';
 import { runtime, setSyncGuard } from '../udf-exec.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
 import { describeTask } from '../physical.ts';

@@ -1,0 +1,41 @@
+// Parquet I/O's public types, defaults and read counters.
+import type { Schema } from '../../datatypes.ts';
+import type { Scalar } from '../../expressions.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+
+export interface ColumnStats { min: Scalar | null; max: Scalar | null; nullCount: number | null }
+export interface RowGroupInfo {
+  index: number;
+  numRows: number;
+  uncompressedBytes: number;
+  compressedBytes: number;
+  /** Top-level primitive columns only. min/max are bounds (writers may truncate long strings). */
+  stats: Record<string, ColumnStats>;
+}
+export interface ParquetFileInfo {
+  path: string;
+  sizeBytes: number;
+  numRows: number;
+  schema: Schema;
+  rowGroups: RowGroupInfo[];
+  /** Columns left out of `schema` because no DataType represents them (interval, union...). */
+  unsupportedColumns: { name: string; reason: string }[];
+}
+
+export interface ReadParquetOptions {
+  columns?: readonly string[];
+  rowGroups?: readonly number[];
+  batchSize?: number;
+  schema?: Schema;
+}
+
+export type ParquetCompression = 'snappy' | 'zstd' | 'gzip' | 'lz4' | 'brotli' | 'none';
+export interface WriteParquetOptions { schema?: Schema; compression?: ParquetCompression; rowGroupSize?: number }
+
+export const DEFAULT_BATCH_SIZE = 65536;
+export const DEFAULT_ROW_GROUP_SIZE = 131072;
+
+/** Process-wide read counters (tests and metrics use them to check streaming and pruning). */
+export const readStats = { rowGroupsRead: 0, batchesRead: 0, rowsRead: 0 };

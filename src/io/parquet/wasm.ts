@@ -1,0 +1,145 @@
+// The parquet-wasm instance: loading with a panic guard, trap handling, the read lock, warm-up.
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import * as vm from 'node:vm';
+import { createRequire } from 'node:module';
+import * as arrow from 'apache-arrow';
+import type * as PW from 'parquet-wasm';
+
+// ---------------------------------------------------------------------------------------------
+// parquet-wasm instance management.
+//
+// parquet-wasm's async reader `.unwrap()`s inside futures, so corrupt data makes Rust panic inside
+// a queueMicrotask callback: an uncaught exception that kills the whole process and leaves the
+// pending promise unsettled forever. We therefore evaluate the package's own Node glue with a
+// private `queueMicrotask` that catches such traps, rejects the operations in flight and retires
+// the instance (a fresh one is created on next use).
+
+type ParquetWasm = typeof PW;
+
+export interface WasmInstance {
+  pw: ParquetWasm;
+  /** Why the instance is unusable, once it trapped. */
+  dead: Error | null;
+  listeners: Set<(e: Error) => void>;
+}
+
+// lib has no WebAssembly typings here (no DOM lib); the runtime always has it.
+const WasmRuntimeError = (globalThis as unknown as { WebAssembly: { RuntimeError: ErrorConstructor } }).WebAssembly.RuntimeError;
+export const isWasmTrap = (e: unknown): boolean => e instanceof WasmRuntimeError;
+
+let current: WasmInstance | null = null;
+let loading: Promise<WasmInstance> | null = null;
+
+function retire(inst: WasmInstance, err: unknown): void {
+  if (inst.dead) return;
+  inst.dead = err instanceof Error ? err : new Error(String(err));
+  if (current === inst) current = null;
+  for (const l of [...inst.listeners]) l(inst.dead);
+  inst.listeners.clear();
+}
+
+function loadInstance(): WasmInstance {
+  const req = createRequire(import.meta.url);
+  const gluePath = req.resolve('parquet-wasm'); // the CommonJS Node build: instantiates synchronously
+  const source = fs.readFileSync(gluePath, 'utf8');
+  const inst: WasmInstance = { pw: undefined as unknown as ParquetWasm, dead: null, listeners: new Set() };
+  const guardedQueueMicrotask = (cb: () => void): void => {
+    queueMicrotask(() => {
+      if (inst.dead) return; // never run Rust code on a trapped instance again
+      try {
+        cb();
+      } catch (e) {
+        retire(inst, e);
+      }
+    });
+  };
+  const fn = vm.compileFunction(source, ['exports', 'require', 'module', '__filename', '__dirname', 'queueMicrotask'], { filename: gluePath });
+  const mod = { exports: {} as Record<string, unknown> };
+  fn.call(mod.exports, mod.exports, req, mod, gluePath, nodePath.dirname(gluePath), guardedQueueMicrotask);
+  inst.pw = mod.exports as unknown as ParquetWasm;
+  if (typeof inst.pw.ParquetFile !== 'function' || typeof inst.pw.wasmMemory !== 'function') {
+    throw new Error('unexpected parquet-wasm module layout');
+  }
+  return inst;
+}
+
+export async function getWasm(): Promise<WasmInstance> {
+  if (current && !current.dead) return current;
+  if (!loading) {
+    loading = (async () => {
+      let inst: WasmInstance;
+      try {
+        inst = loadInstance();
+      } catch {
+        // Fallback: the plain package (no trap isolation) if its glue ever changes shape.
+        const pw = (await import('parquet-wasm')) as unknown as ParquetWasm & { default?: ParquetWasm };
+        inst = { pw: pw.ParquetFile ? pw : pw.default!, dead: null, listeners: new Set() };
+      }
+      current = inst;
+      return inst;
+    })().finally(() => { loading = null; });
+  }
+  return loading;
+}
+
+/** Settle with `p`, or reject if the instance traps first (then `p` would never settle). */
+export function guarded<T>(inst: WasmInstance, p: Promise<T> | (() => Promise<T>)): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (inst.dead) { reject(inst.dead); return; }
+    const onTrap = (e: Error): void => reject(e);
+    inst.listeners.add(onTrap);
+    let promise: Promise<T>;
+    try {
+      promise = typeof p === 'function' ? p() : p;
+    } catch (e) {
+      inst.listeners.delete(onTrap);
+      if (isWasmTrap(e)) retire(inst, e);
+      reject(e);
+      return;
+    }
+    promise.then(
+      (v) => { inst.listeners.delete(onTrap); resolve(v); },
+      (e) => { inst.listeners.delete(onTrap); reject(e); },
+    );
+  });
+}
+
+/** Run sync wasm calls; a trap retires the instance. */
+export function wasmSync<T>(inst: WasmInstance, fn: () => T): T {
+  if (inst.dead) throw inst.dead;
+  try {
+    return fn();
+  } catch (e) {
+    if (isWasmTrap(e)) retire(inst, e);
+    throw e;
+  }
+}
+
+// Row-group decodes run one at a time so that a trap is attributed to the right file.
+let readQueue: Promise<unknown> = Promise.resolve();
+export function withReadLock<T>(fn: () => Promise<T>): Promise<T> {
+  const run = readQueue.then(fn, fn);
+  readQueue = run.catch(() => undefined);
+  return run;
+}
+
+let warmed: Promise<void> | null = null;
+/** Instantiate parquet-wasm and exercise its write/read paths once (idempotent). Workers call it at start. */
+export function warmParquet(): Promise<void> {
+  if (!warmed) {
+    warmed = (async () => {
+      const inst = await getWasm();
+      // A tiny in-memory round trip, so the first real call does not pay for first-use setup.
+      const t = arrow.tableFromArrays({ a: Float64Array.from([1, 2, 3]) });
+      const bytes = wasmSync(inst, () => inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(t, 'stream'))));
+      wasmSync(inst, () => inst.pw.readParquet(bytes).free());
+    })().catch((e) => { warmed = null; throw e; });
+  }
+  return warmed;
+}
+
+/** Bytes of WebAssembly memory parquet-wasm holds in this thread (it grows, never shrinks); 0 before first use. */
+export function parquetWasmMemoryBytes(): number {
+  return current && !current.dead ? (current.pw.wasmMemory().buffer as ArrayBuffer).byteLength : 0;
+}
