@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud } from 'fanout/local';
-import { putS3Object } from '../src/io/s3.ts';
+import { putS3Object } from '../src/io/s3/index.ts';
 import { writeParquetFile } from '../src/io/parquet/index.ts';
 import pipeline from './cloud-pipeline.ts';
 

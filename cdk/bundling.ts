@@ -125,7 +125,7 @@ function afterBundlingCommands(projectRoot: string, outputDir: string, condition
   const esbuild = req.resolve('esbuild/bin/esbuild');
   const pw = packageDir(projectRoot, 'parquet-wasm');
   const here = fileURLToPath(import.meta.url);
-  const worker = resolve(dirname(here), '..', 'src', 'io', `s3-sync-worker${here.endsWith('.ts') ? '.ts' : '.js'}`);
+  const worker = resolve(dirname(here), '..', 'src', 'io', 's3', `s3-sync-worker${here.endsWith('.ts') ? '.ts' : '.js'}`);
   const q = shellQuote;
   const out = (p: string) => q(join(outputDir, p));
   // bin/esbuild is the native binary once installed (a JS shim with a shebang otherwise): run it directly.

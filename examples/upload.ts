@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DescribeExecutionCommand, ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { writeParquetFile } from '../src/io/parquet/index.ts';
-import { putS3Object } from '../src/io/s3.ts';
+import { putS3Object } from '../src/io/s3/index.ts';
 
 const CATEGORIES = ['books', 'games', 'garden', 'music', 'tools'];
 

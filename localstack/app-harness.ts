@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
-import { s3Client } from '../src/io/s3.ts';
+import { s3Client } from '../src/io/s3/index.ts';
 import type { AslDefinition, JsonObject, JsonValue } from '../src/aws/state-machine.ts';
 import { functionAssetDir, loadSynthesizedStack, LocalResolver, type SynthesizedStack } from './cloudformation.ts';
 import { startEventBridgeBridge, type EventBridgeBridge, type InputTransformer, type LocalRule, type LocalRuleTarget, type StartedExecution } from './eventbridge.ts';

@@ -7,7 +7,7 @@
 // emits one event per new key or changed ETag; objects present at start are the baseline.
 import { randomUUID } from 'node:crypto';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { listS3 } from '../src/io/s3.ts';
+import { listS3 } from '../src/io/s3/index.ts';
 import type { JsonObject } from '../src/aws/state-machine.ts';
 import { ACCOUNT, REGION } from './stepfunctions/constants.ts';
 import { isObject as isObj } from './stepfunctions/json.ts';

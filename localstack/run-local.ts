@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, type HistoryEvent } from '@aws-sdk/client-sfn';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
-import { getS3ObjectOrNull, s3Client } from '../src/io/s3.ts';
+import { getS3ObjectOrNull, s3Client } from '../src/io/s3/index.ts';
 import { startAppHarness } from './app-harness.ts';
 import { startEventBridgeBridge, type EventBridgeBridge, type LocalRule, type StartedExecution } from './eventbridge.ts';
 import { startLocalCloud, type LocalCloud } from './index.ts';

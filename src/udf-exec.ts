@@ -3,9 +3,7 @@
 import * as arrow from 'apache-arrow';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, renameSync } from 'node:fs';
-import { isS3Uri, joinS3 } from './io/s3.ts';
-import { join } from 'node:path';
+import { joinUri, prepareObject } from './io/store/index.ts';
 import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
@@ -518,8 +516,6 @@ async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arrow.Data
 /** Writes failed rows (their UDF arguments and the error text) to the dead-letter directory. */
 async function writeDeadLetter(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], failures: Failure[], offset: number): Promise<string> {
   const dir = def.options.deadLetter!;
-  const remote = isS3Uri(dir);
-  if (!remote) mkdirSync(dir, { recursive: true });
   const idx = Int32Array.from(failures, (f) => f.row);
   const fields = args.map((d, i) => new Field(`arg${i}`, DataType.fromArrow(d.type)));
   const argBatch = new arrow.RecordBatch(new Schema(fields).toArrow(), arrow.makeData({
@@ -535,17 +531,11 @@ async function writeDeadLetter(def: UdfDefinition, node: UdfCallNode, args: arro
   const children = [udfCol, rowCol, errCol, ...(taken ? taken.data.children : [])];
   const batch = new arrow.RecordBatch(schema.toArrow(), arrow.makeData({ type: new arrow.Struct(schema.toArrow().fields), length: failures.length, nullCount: 0, children }));
   const name = `dead-${def.name.replace(/[^\w.-]/g, '_')}-${randomUUID()}.parquet`;
-  if (remote) {
-    // An S3 object appears whole when its upload completes: no rename needed.
-    const path = joinS3(dir, name);
-    await writeParquetFile(path, [batch], { schema });
-    return path;
-  }
-  const path = join(dir, name);
-  // Write to a temporary name and rename, so a reader never sees half a file.
-  const tmp = `${path}.tmp`;
-  await writeParquetFile(tmp, [batch], { schema });
-  renameSync(tmp, path);
+  // Through the storage layer: the file appears whole (an upload completes, or a local temp file is
+  // renamed into place), so a reader never sees half of it.
+  const path = joinUri(dir, name);
+  await prepareObject(path);
+  await writeParquetFile(path, [batch], { schema });
   void node;
   return path;
 }

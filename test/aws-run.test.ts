@@ -7,7 +7,7 @@ import { before, describe, it } from 'node:test';
 import { col, readParquet, setRunner } from 'fanout';
 import { finalizeRun, keys, planRun, preparePlan, recordFailure, runGpuSlot, runStagePartition } from '../src/aws/run.ts';
 import { splitStages } from '../src/aws/stages.ts';
-import { LocalStore } from '../src/aws/store.ts';
+import { LocalStore } from '../src/io/store/index.ts';
 import { double, gpuScore, tagged } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 

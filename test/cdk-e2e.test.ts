@@ -13,7 +13,7 @@ import { startAppHarness, type AppHarness } from '../localstack/app-harness.ts';
 import { applyInputTransformer, jsonPathGet, matchesEventPattern, objectCreatedEvent } from '../localstack/eventbridge.ts';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
-import { getS3ObjectOrNull, listS3, putS3Object } from '../src/io/s3.ts';
+import { getS3ObjectOrNull, listS3, putS3Object } from '../src/io/s3/index.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 describe('EventBridge semantics of the harness', () => {

@@ -13,7 +13,7 @@ import { readParquet, setRunner } from 'fanout';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
 import { expandPaths } from '../src/io/paths.ts';
 import { readParquetBatches } from '../src/io/parquet/index.ts';
-import { getS3Object, listS3, putS3Object } from '../src/io/s3.ts';
+import { getS3Object, listS3, putS3Object } from '../src/io/s3/index.ts';
 import { DatasetWriter, readManifest, readManifestS3 } from '../src/io/writer.ts';
 import { tempDir } from './helpers.ts';
 

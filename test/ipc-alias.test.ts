@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { col, readCsv, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { finalizeRun, planRun, preparePlan, runGpuSlot, runStagePartition } from '../src/aws/run.ts';
-import { LocalStore } from '../src/aws/store.ts';
+import { LocalStore } from '../src/io/store/index.ts';
 import { aliasedColumns, unaliasBatch } from '../src/ipc-alias.ts';
 import { batchFromIPC, batchToIPC } from '../src/runners/protocol.ts';
 import { poolTestHooks } from '../src/runners/pool.ts';

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
-import { listS3, putS3Object } from '../src/io/s3.ts';
+import { listS3, putS3Object } from '../src/io/s3/index.ts';
 import pipeline, { cpuOnly } from './fixtures/cloud-pipeline.ts';
 import { tempDir, writeSample } from './helpers.ts';
 

@@ -10,7 +10,7 @@ import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
 import { inspectParquet, readParquetBatches } from '../src/io/parquet/index.ts';
 import {
   S3Blob, createS3WriteStream, getS3Object, getS3ObjectOrNull, headS3, keyGlobMatcher, listS3, putS3Object, resetS3Stats, s3Stats,
-} from '../src/io/s3.ts';
+} from '../src/io/s3/index.ts';
 import { DatasetWriter } from '../src/io/writer.ts';
 import { sampleBatch, sampleRows, tempDir, writeSample } from './helpers.ts';
 

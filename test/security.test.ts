@@ -15,10 +15,9 @@ import { startEventBridgeBridge, type LocalRule } from '../localstack/eventbridg
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
 import { checkOutput, handleEcsTask, handleFailure, handleFinalize, handlePlan, handleStage, setStoreFactory } from '../src/aws/handlers.ts';
-import { S3Store } from '../src/aws/s3-store.ts';
 import { checkRunId, keys, newRunId, planRun, preparePlan, runStagePartition } from '../src/aws/run.ts';
-import { LocalStore, putJson } from '../src/aws/store.ts';
-import { getS3ObjectOrNull, putS3Object, s3Client } from '../src/io/s3.ts';
+import { LocalStore, putJson, S3Store } from '../src/io/store/index.ts';
+import { getS3ObjectOrNull, putS3Object, s3Client } from '../src/io/s3/index.ts';
 import { double } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 

@@ -14,13 +14,11 @@
 //   An output with a '.' or '..' segment is always refused.
 // - Run ids match RUN_ID_PATTERN (run.ts) everywhere: handlers, keys, the ECS task's environment.
 import type { DataFrame } from '../dataframe.ts';
-import { isS3Uri, parseS3Uri } from '../io/s3.ts';
 import {
   checkLocalPipeline, checkRunId, deployedPipelines, finalizeRun, importPipeline, keys, loadPlan, planRun, preparePlan,
   recordFailure, resolvePipelineSpec, runGpuSlot, runStagePartition, type PlanSummary, type RunOutput,
 } from './run.ts';
-import type { ObjectStore } from './store.ts';
-import { S3Store } from './s3-store.ts';
+import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 
 /** Execution input of the state machine (also what an S3-triggered run starts with). */
 export interface RunEvent {
@@ -101,7 +99,7 @@ function pipelineSpec(requested: unknown): string | null {
 export function checkOutput(output: unknown, where: string, env: NodeJS.ProcessEnv = process.env): string | null {
   if (output === undefined || output === null) return null;
   if (typeof output !== 'string' || output === '') throw new Error(`${where}: output must be an s3:// URI or null, got ${JSON.stringify(output)}`);
-  const path = isS3Uri(output) ? parseS3Uri(output).key : output;
+  const path = uriKey(output);
   if (path.split(/[\\/]/).some((seg) => seg === '.' || seg === '..')) {
     throw new Error(`${where}: output ${JSON.stringify(output)} has a '.' or '..' segment`);
   }
@@ -111,15 +109,11 @@ export function checkOutput(output: unknown, where: string, env: NodeJS.ProcessE
   if (prefixes.length === 0) {
     throw new Error(`${where}: output ${output} is not allowed: this deployment keeps results in its work bucket (FANOUT_OUTPUT_PREFIX is empty); pass output null`);
   }
-  if (isS3Uri(output)) {
-    const o = parseS3Uri(output);
-    for (const p of prefixes) {
-      if (!isS3Uri(p)) throw new Error(`FANOUT_OUTPUT_PREFIX: ${JSON.stringify(p)} is not an s3:// URI`);
-      const { bucket, key } = parseS3Uri(p);
-      const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
-      // Strictly below: an output equal to the prefix would overwrite every run's results.
-      if (o.bucket === bucket && o.key.startsWith(prefix) && o.key.length > prefix.length) return output;
-    }
+  for (const p of prefixes) {
+    // Strictly below: an output equal to the prefix would overwrite every run's results.
+    const below = isBelowPrefix(output, p);
+    if (below === null) throw new Error(`FANOUT_OUTPUT_PREFIX: ${JSON.stringify(p)} is not an s3:// URI`);
+    if (below) return output;
   }
   throw new Error(`${where}: output ${output} is outside this deployment's output location ${prefixes.join(', ')} (FANOUT_OUTPUT_PREFIX)`);
 }

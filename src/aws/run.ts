@@ -4,8 +4,7 @@
 // Shard keys are deterministic, so a retried partition overwrites its shard, never duplicates it.
 import * as arrow from 'apache-arrow';
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
 import { mapLimit } from '../concurrency.ts';
@@ -17,7 +16,7 @@ import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } f
 import type { PlanNode } from '../plan.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
-import { getJson, NotFoundError, putJson, type ObjectStore } from './store.ts';
+import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 
 export const PLAN_VERSION = 1;
 
@@ -326,9 +325,8 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   let r: PartitionOutcome;
   if (last) {
     key = keys.result(runId, partition);
-    const uri = store.uri(key);
-    if (!uri.startsWith('s3://')) await mkdir(dirname(uri), { recursive: true });
-    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: uri, schema });
+    await store.prepare(key);
+    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema });
   } else {
     key = keys.shard(runId, stageIndex, partition);
     r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });

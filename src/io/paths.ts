@@ -2,11 +2,13 @@
 // helpers the readers and the dataset writer share. Other URL schemes fail loudly here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type * as arrow from 'apache-arrow';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import { COMMIT_MARKER_NAME, interruptedCommitError, readCommitMarker } from './commit-state.ts';
-import { groupS3Hints, isS3Glob, isS3Uri, joinS3, noteS3Objects, parseS3Uri, s3Sync, type ListResult, type S3Error, type S3Object } from './s3.ts';
+import {
+  getObjectOrNullSync, globObjectsSync, groupObjectHints, headObjectSync, isObjectGlob, isRemotePath, joinUri, listManySync, listObjectsSync,
+  noteObjects, storeFor, toLocalPath, type Listing, type ObjectInfo,
+} from './store/index.ts';
 
 export type FileFormat = 'parquet' | 'csv';
 
@@ -23,14 +25,12 @@ export const EXTENSIONS: Record<FileFormat, readonly string[]> = {
 export interface ManifestFile { path: string; rows: number; bytes: number }
 export interface Manifest { format: string; files: ManifestFile[]; rows?: number; committedAt?: string; runId?: string }
 
-/** Is this a URL with a scheme other than file:// (s3://, gs://, http://...)? */
-export function isRemotePath(p: string): boolean {
-  return /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(p) && !p.startsWith('file://');
-}
-
-function toLocalPath(p: string): string {
-  if (p.startsWith('file://')) return fileURLToPath(p);
-  return p;
+/**
+ * Is `spec` in an object store (keys, prefixes, key globs) rather than a directory tree (files,
+ * directories, file globs)? Other URL schemes are an error naming the spec.
+ */
+function inObjectStore(spec: string): boolean {
+  return storeFor(spec).store.localPath === undefined;
 }
 
 /** Hidden and underscore-prefixed entries (_temporary, _SUCCESS, .crc files) are never data. */
@@ -50,9 +50,9 @@ function hasExtension(file: string, what: FileFormat): boolean {
  * could read uncommitted files.
  */
 export function readManifest(dir: string): Manifest | null {
-  if (isS3Uri(dir)) {
-    const uri = joinS3(dir, MANIFEST_NAME);
-    const got = s3Sync.getOrNull(uri);
+  if (inObjectStore(dir)) {
+    const uri = joinUri(dir, MANIFEST_NAME);
+    const got = getObjectOrNullSync(uri);
     return got ? parseManifest(Buffer.from(got.bytes).toString('utf8'), uri) : null;
   }
   const file = path.join(toLocalPath(dir), MANIFEST_NAME);
@@ -131,23 +131,23 @@ function expandDirectory(dir: string, what: FileFormat): string[] {
   return out;
 }
 
-/** A prefix ("directory") on S3: the manifest's files when there is one, else every data file below it. */
-function expandS3Prefix(dirUri: string, objects: readonly S3Object[], what: FileFormat): string[] {
+/** A prefix ("directory") in an object store: the manifest's files when there is one, else every data file below it. */
+function expandPrefix(dirUri: string, objects: readonly ObjectInfo[], what: FileFormat): string[] {
   const dir = dirUri.endsWith('/') ? dirUri : `${dirUri}/`;
-  const prefixKey = parseS3Uri(dir).key;
+  const prefixKey = storeFor(dir).key;
   if (objects.some((o) => o.key === prefixKey + MANIFEST_NAME)) {
     const manifest = readManifest(dir);
     if (manifest) {
       if (manifest.format !== what) throw new Error(`${dir} holds a committed ${manifest.format} dataset, not ${what}`);
       const listed = new Map(objects.map((o) => [o.uri, o]));
-      const found: S3Object[] = [];
+      const found: ObjectInfo[] = [];
       for (const f of manifest.files) {
-        const uri = joinS3(dir, f.path);
-        const o = listed.get(uri) ?? s3Sync.headOrNull(uri); // a file outside the prefix was not listed
+        const uri = joinUri(dir, f.path);
+        const o = listed.get(uri) ?? headObjectSync(uri); // a file outside the prefix was not listed
         if (!o) throw new Error(`file ${uri} listed in ${dir}${MANIFEST_NAME} is missing`);
         found.push(o);
       }
-      noteS3Objects(found);
+      noteObjects(found);
       return found.map((o) => o.uri);
     }
   }
@@ -165,32 +165,32 @@ function expandS3Prefix(dirUri: string, objects: readonly S3Object[], what: File
     return !rel.split('/').some(isIgnoredName) && hasExtension(rel, what);
   });
   if (out.length === 0) throw new Error(`no ${what} files (${EXTENSIONS[what].join(', ')}) found under ${dir}`);
-  noteS3Objects(out);
+  noteObjects(out);
   return out.map((o) => o.uri);
 }
 
-/** s3://bucket/key: an object, a prefix (with or without the trailing slash) or a key glob. */
-function expandS3(spec: string, what: FileFormat, listed?: Map<string, ListResult | S3Error>): string[] {
-  const { key } = parseS3Uri(spec);
-  if (isS3Glob(spec)) {
-    const matches = s3Sync.glob(spec).filter((o) => !o.key.split('/').includes(TEMP_DIR_NAME));
+/** An object store URI (s3://bucket/key): an object, a prefix (with or without the trailing slash) or a key glob. */
+function expandObjects(spec: string, what: FileFormat, listed?: Map<string, Listing | Error>): string[] {
+  const { key } = storeFor(spec);
+  if (isObjectGlob(spec)) {
+    const matches = globObjectsSync(spec).filter((o) => !o.key.split('/').includes(TEMP_DIR_NAME));
     if (matches.length === 0) throw new Error(`no files match ${spec}`);
-    noteS3Objects(matches);
+    noteObjects(matches);
     return matches.map((o) => o.uri);
   }
-  if (key === '' || key.endsWith('/')) return expandS3Prefix(spec, s3Sync.list(spec).objects, what);
+  if (key === '' || key.endsWith('/')) return expandPrefix(spec, listObjectsSync(spec).objects, what);
   // One listing answers both "is it an object?" and "is it a prefix?".
   const pre = listed?.get(spec);
   if (pre instanceof Error) throw pre;
-  const { objects } = pre ?? s3Sync.list(spec);
+  const { objects } = pre ?? listObjectsSync(spec);
   const exact = objects.find((o) => o.key === key);
   if (exact) {
-    noteS3Objects([exact]);
+    noteObjects([exact]);
     return [exact.uri];
   }
   const below = objects.filter((o) => o.key.startsWith(`${key}/`));
   if (below.length === 0) throw new Error(`${what} file not found: ${spec}`);
-  return expandS3Prefix(`${spec}/`, below, what);
+  return expandPrefix(`${spec}/`, below, what);
 }
 
 /**
@@ -198,15 +198,14 @@ function expandS3(spec: string, what: FileFormat, listed?: Map<string, ListResul
  * (never a prefix of others); a key ending in '/' is a prefix. Locally a file or a directory.
  */
 function expandLiteral(spec: string, what: FileFormat): string[] {
-  if (isS3Uri(spec)) {
-    const { key } = parseS3Uri(spec);
-    if (key === '' || key.endsWith('/')) return expandS3Prefix(spec, s3Sync.list(spec).objects, what);
-    const o = s3Sync.headOrNull(spec);
+  if (inObjectStore(spec)) {
+    const { key } = storeFor(spec);
+    if (key === '' || key.endsWith('/')) return expandPrefix(spec, listObjectsSync(spec).objects, what);
+    const o = headObjectSync(spec);
     if (!o) throw new Error(`${what} file not found: ${spec} (read literally: exactly this object)`);
-    noteS3Objects([o]);
+    noteObjects([o]);
     return [o.uri];
   }
-  if (isRemotePath(spec)) throw new Error(`remote paths other than s3:// are not supported (${spec})`);
   const local = toLocalPath(spec);
   const st = statOrNull(local);
   if (st?.isDirectory()) return expandDirectory(path.resolve(local), what);
@@ -214,13 +213,10 @@ function expandLiteral(spec: string, what: FileFormat): string[] {
   throw new Error(`${what} file not found: ${spec} (read literally: no glob expansion)`);
 }
 
-function expandOne(spec: string, what: FileFormat, listed?: Map<string, ListResult | S3Error>, literal = false): string[] {
+function expandOne(spec: string, what: FileFormat, listed?: Map<string, Listing | Error>, literal = false): string[] {
   if (typeof spec !== 'string' || spec === '') throw new TypeError(`expected a ${what} path, glob or list of them, got ${JSON.stringify(spec)}`);
   if (literal) return expandLiteral(spec, what);
-  if (isS3Uri(spec)) return expandS3(spec, what, listed);
-  if (isRemotePath(spec)) {
-    throw new Error(`remote paths other than s3:// are not supported (${spec})`);
-  }
+  if (inObjectStore(spec)) return expandObjects(spec, what, listed);
   const local = toLocalPath(spec);
   const st = statOrNull(local);
   if (st?.isDirectory()) return expandDirectory(path.resolve(local), what);
@@ -247,14 +243,13 @@ export function expandPaths(pathOrGlobOrList: string | readonly string[], what: 
   if (specs.length === 0) throw new Error(`no ${what} paths given`);
   const literal = opts.literal === true;
   // A list of S3 object URIs: their listings in one parallel round instead of one call each.
-  const plain = literal ? [] : specs.filter((s) => isS3Uri(s) && !isS3Glob(s) && !/\/$/.test(parseS3Uri(s).key) && parseS3Uri(s).key !== '');
-  const listed = plain.length > 1 ? s3Sync.listMany([...new Set(plain)]) : undefined;
+  const plain = literal ? [] : specs.filter((s) => typeof s === 'string' && isRemotePath(s) && inObjectStore(s) && !isObjectGlob(s) && !/\/$/.test(storeFor(s).key) && storeFor(s).key !== '');
+  const listed = plain.length > 1 ? listManySync([...new Set(plain)]) : undefined;
   const all = new Set<string>();
   for (const s of specs) for (const f of expandOne(s, what, listed, literal)) all.add(f);
   const files = [...all].sort();
   // Footers of every S3 file of this scan are then fetched in one round as well.
-  const remote = files.filter((f) => isS3Uri(f));
-  if (remote.length > 1) groupS3Hints(remote);
+  groupObjectHints(files);
   return files;
 }
 

@@ -30,8 +30,8 @@ import {
   pidAlive, readCommitMarker,
 } from './commit-state.ts';
 import {
-  S3Error, copyS3Object, deleteS3Objects, deleteS3Prefix, getS3ObjectOrNull, isS3Uri, listS3, parseS3Uri, putS3Object, trimSlash,
-} from './s3.ts';
+  copyObject, deleteObjects, deletePrefix, getObjectOrNull, isConditionFailure, isLocalUri, isRemotePath, listObjects, putObject, storeFor, trimSlash,
+} from './store/index.ts';
 
 export { readManifest } from './paths.ts';
 export type { Manifest, ManifestFile } from './paths.ts';
@@ -107,8 +107,8 @@ export class DatasetWriter {
     if (format !== 'parquet' && format !== 'csv') throw new RangeError(`unknown dataset format '${String(format)}'`);
     const mode = opts.mode ?? 'error';
     if (mode !== 'error' && mode !== 'overwrite' && mode !== 'append') throw new RangeError(`unknown write mode '${String(mode)}'`);
-    if (isS3Uri(dir)) return DatasetWriter.beginS3(dir, format, mode);
-    if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(dir)) throw new Error(`remote output paths other than s3:// are not supported (${dir})`);
+    // A directory commits with renames and a lock file; an object store with copies and conditional PUTs.
+    if (!storeFor(dir, 'remote output paths').store.localPath) return DatasetWriter.beginObjects(dir, format, mode);
     const abs = path.resolve(dir);
     let createdDir = false;
     let st: fs.Stats | null = null;
@@ -152,17 +152,17 @@ export class DatasetWriter {
     return this.remote ? `${this.tempDir}/${name}` : path.join(this.tempDir, name);
   }
 
-  /** Writing to an S3 prefix (dir and tempDir are s3:// URIs without a trailing slash). */
+  /** Writing to an object-store prefix (dir and tempDir are URIs without a trailing slash). */
   get remote(): boolean {
-    return isS3Uri(this.dir);
+    return !isLocalUri(this.dir);
   }
 
-  private static async beginS3(dir: string, format: FileFormat, mode: WriteMode): Promise<DatasetWriter> {
+  private static async beginObjects(dir: string, format: FileFormat, mode: WriteMode): Promise<DatasetWriter> {
     const base = trimSlash(dir);
-    parseS3Uri(base); // validates the bucket name
+    storeFor(base); // validates the URI (bucket name)
     // Top level only: "sub-directories" come back as prefixes.
-    const { objects, prefixes } = await listS3(`${base}/`, { delimiter: '/' });
-    const names = [...objects.map((o) => o.key), ...prefixes.map((p) => parseS3Uri(p).key.replace(/\/$/, ''))]
+    const { objects, prefixes } = await listObjects(`${base}/`, { delimiter: '/' });
+    const names = [...objects.map((o) => o.key), ...prefixes.map((p) => p.replace(/\/$/, ''))]
       .map((k) => k.slice(k.lastIndexOf('/') + 1));
     if (mode === 'error') {
       const existing = names.filter((n) => isOutputName(n) || n === MANIFEST_NAME);
@@ -190,8 +190,7 @@ export class DatasetWriter {
         : await writeCsvFile(p, batches, pick(opts, ['schema', 'delimiter', 'header']));
       return { path: p, rows: r.rows, bytes: r.bytes };
     } catch (e) {
-      if (this.remote) await deleteS3Objects([p]).catch(() => undefined); // the sinks leave nothing; belt and braces
-      else await fs.promises.rm(p, { force: true });
+      await deleteObjects([p]).catch(() => undefined); // the sinks leave nothing; belt and braces
       throw e;
     }
   }
@@ -202,7 +201,7 @@ export class DatasetWriter {
    */
   async commit(parts: WrittenFile[]): Promise<WrittenFile[]> {
     this.assertOpen('commit');
-    if (this.remote) return this.commitS3(parts);
+    if (this.remote) return this.commitObjects(parts);
     const seen = new Set<string>();
     for (const part of parts) {
       const p = path.resolve(part.path);
@@ -299,7 +298,7 @@ export class DatasetWriter {
     if (this.state !== 'open') return;
     this.state = 'aborted';
     if (this.remote) {
-      await deleteS3Prefix(`${this.tempDir}/`);
+      await deletePrefix(`${this.tempDir}/`);
       return;
     }
     await this.cleanupTemp();
@@ -315,10 +314,10 @@ export class DatasetWriter {
    * point) conditionally on the manifest it was built from, re-reading and retrying when another
    * writer got there first; then delete what is replaced and the temp keys.
    */
-  private async commitS3(parts: WrittenFile[]): Promise<WrittenFile[]> {
+  private async commitObjects(parts: WrittenFile[]): Promise<WrittenFile[]> {
     const prefix = `${this.tempDir}/`;
     const seen = new Set<string>();
-    const { objects } = await listS3(prefix);
+    const { objects } = await listObjects(prefix);
     const present = new Set(objects.map((o) => o.uri));
     for (const part of parts) {
       const rest = part.path.startsWith(prefix) ? part.path.slice(prefix.length) : null;
@@ -334,7 +333,7 @@ export class DatasetWriter {
     try {
       // Before any copy: a crash from here on leaves the marker, and readers of a prefix without a
       // manifest refuse it instead of reading the copies made so far.
-      await putS3Object(markerUri, `${JSON.stringify(currentOwner(this.runId))}\n`, { contentType: 'application/json' });
+      await putObject(markerUri, `${JSON.stringify(currentOwner(this.runId))}\n`, { contentType: 'application/json' });
       crashPointReached(0);
       // Copies run a few at a time: each is a server-side request whose time grows with the object.
       // mapLimit lets every copy in flight finish before it throws, so a failure cannot race a late copy.
@@ -342,23 +341,23 @@ export class DatasetWriter {
       const out = await mapLimit(parts, 8, async (part): Promise<WrittenFile> => {
         const file: WrittenFile = { path: `${this.dir}/${part.path.slice(prefix.length)}`, rows: part.rows, bytes: part.bytes };
         final.push(file); // before the copy: a failed copy may still have left the object
-        await copyS3Object(part.path, file.path);
+        await copyObject(part.path, file.path);
         crashPointReached(++copied);
         return file;
       });
       final.splice(0, final.length, ...out);
-      replaced = await this.putManifestS3(final);
+      replaced = await this.putManifestConditional(final);
     } catch (e) {
       // Not committed: take back the copies already made, so nothing half-written looks like output.
-      await deleteS3Objects([...final.filter(Boolean).map((f) => f.path), markerUri]).catch(() => undefined);
+      await deleteObjects([...final.filter(Boolean).map((f) => f.path), markerUri]).catch(() => undefined);
       throw e;
     }
     this.state = 'committed';
     // Committed: what follows is housekeeping, and its failure must not undo the commit.
     try {
-      if (this.mode === 'overwrite') await this.removeReplacedS3(replaced, new Set(final.map((f) => f.path)));
-      await deleteS3Prefix(prefix);
-      await this.removeAbandonedS3();
+      if (this.mode === 'overwrite') await this.removeReplacedObjects(replaced, new Set(final.map((f) => f.path)));
+      await deletePrefix(prefix);
+      await this.removeAbandonedObjects();
     } catch (e) {
       process.emitWarning(`committed ${this.dir}/ but could not clean up: ${(e as Error).message}`);
     }
@@ -376,11 +375,11 @@ export class DatasetWriter {
    * again, with jittered exponential backoff, a bounded number of times. Returns the manifest
    * that was replaced.
    */
-  private async putManifestS3(ours: WrittenFile[]): Promise<Manifest | null> {
+  private async putManifestConditional(ours: WrittenFile[]): Promise<Manifest | null> {
     const uri = `${this.dir}/${MANIFEST_NAME}`;
     const attempts = 30;
     for (let attempt = 1; ; attempt++) {
-      const current = await readManifestS3Tagged(this.dir);
+      const current = await readManifestTagged(this.dir);
       if (this.mode === 'error' && current) throw this.lostCreateRace();
       if (current?.manifest && this.mode === 'append' && current.manifest.format !== this.format) {
         throw new Error(`cannot append ${this.format} files to the ${current.manifest.format} dataset in ${this.dir}/ (committed meanwhile)`);
@@ -388,7 +387,7 @@ export class DatasetWriter {
       let listed = ours;
       if (this.mode === 'append') {
         const mine = new Set(ours.map((f) => f.path));
-        listed = [...(await this.existingFilesS3(current?.manifest ?? null)).filter((f) => !mine.has(f.path)), ...ours];
+        listed = [...(await this.existingObjects(current?.manifest ?? null)).filter((f) => !mine.has(f.path)), ...ours];
       }
       const manifest: Manifest & { version: number } = {
         version: 1,
@@ -399,14 +398,14 @@ export class DatasetWriter {
         committedAt: new Date().toISOString(),
       };
       try {
-        await putS3Object(uri, `${JSON.stringify(manifest, null, 2)}\n`, {
+        await putObject(uri, `${JSON.stringify(manifest, null, 2)}\n`, {
           contentType: 'application/json', ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
         });
         return current?.manifest ?? null;
       } catch (e) {
         // 412: the manifest changed (or appeared) since we read it; 409: a concurrent conditional
         // write was in flight; 404 on If-Match: it was deleted meanwhile.
-        const lost = e instanceof S3Error && (e.code === 'PreconditionFailed' || e.code === 'ConditionalRequestConflict' || (current !== null && e.code === 'NoSuchKey'));
+        const lost = isConditionFailure(e, current !== null);
         if (!lost) throw e;
         if (this.mode === 'error') throw this.lostCreateRace();
         if (attempt >= attempts) {
@@ -417,13 +416,13 @@ export class DatasetWriter {
     }
   }
 
-  private async existingFilesS3(previous: Manifest | null): Promise<WrittenFile[]> {
+  private async existingObjects(previous: Manifest | null): Promise<WrittenFile[]> {
     if (previous) {
-      return previous.files.map((f) => ({ path: isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`, rows: f.rows, bytes: f.bytes }));
+      return previous.files.map((f) => ({ path: isRemotePath(f.path) ? f.path : `${this.dir}/${f.path}`, rows: f.rows, bytes: f.bytes }));
     }
     // No manifest: adopt the data files someone else put here, but not part files of ours: those
     // are another writer's copies in flight (its manifest will list them) or a crashed commit's.
-    const { objects } = await listS3(`${this.dir}/`, { delimiter: '/' });
+    const { objects } = await listObjects(`${this.dir}/`, { delimiter: '/' });
     const out: WrittenFile[] = [];
     for (const o of objects) {
       const name = o.key.slice(o.key.lastIndexOf('/') + 1);
@@ -438,16 +437,16 @@ export class DatasetWriter {
    * lists that are older than FOREIGN_TEMP_STALE_MS (left by crashed commits). Younger unlisted
    * parts may be a concurrent writer's copies that its manifest is about to list.
    */
-  private async removeReplacedS3(previous: Manifest | null, keep: Set<string>): Promise<void> {
+  private async removeReplacedObjects(previous: Manifest | null, keep: Set<string>): Promise<void> {
     const doomed = new Set<string>();
-    if (previous) for (const f of previous.files) doomed.add(isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`);
-    const { objects } = await listS3(`${this.dir}/`, { delimiter: '/' });
+    if (previous) for (const f of previous.files) doomed.add(isRemotePath(f.path) ? f.path : `${this.dir}/${f.path}`);
+    const { objects } = await listObjects(`${this.dir}/`, { delimiter: '/' });
     const now = Date.now();
     for (const o of objects) {
       const name = o.key.slice(o.key.lastIndexOf('/') + 1);
       if (/^part-\d+-.+/.test(name) && EXTENSIONS[this.format].some((x) => name.endsWith(x)) && now - o.lastModified > FOREIGN_TEMP_STALE_MS) doomed.add(o.uri);
     }
-    await deleteS3Objects([...doomed].filter((f) => !keep.has(f)));
+    await deleteObjects([...doomed].filter((f) => !keep.has(f)));
   }
 
   /**
@@ -456,9 +455,9 @@ export class DatasetWriter {
    * its copied parts that the manifest does not list. Only age counts: writers to S3 run on other
    * machines (Lambda sandboxes may even share a host name), so a pid says nothing here.
    */
-  private async removeAbandonedS3(): Promise<void> {
+  private async removeAbandonedObjects(): Promise<void> {
     const root = `${this.dir}/${TEMP_DIR_NAME}/`;
-    const { objects } = await listS3(root);
+    const { objects } = await listObjects(root);
     if (!objects.length) return;
     const byRun = new Map<string, typeof objects>();
     for (const o of objects) {
@@ -472,12 +471,12 @@ export class DatasetWriter {
       if (!objs.every((o) => now - o.lastModified > FOREIGN_TEMP_STALE_MS)) continue;
       if (objs.some((o) => o.uri === `${root}${run}/${COMMIT_MARKER_NAME}`)) {
         manifest ??= await readManifestS3(this.dir);
-        const listed = new Set((manifest?.files ?? []).map((f) => (isS3Uri(f.path) ? f.path : `${this.dir}/${f.path}`)));
-        const { objects: top } = await listS3(`${this.dir}/`, { delimiter: '/' });
+        const listed = new Set((manifest?.files ?? []).map((f) => (isRemotePath(f.path) ? f.path : `${this.dir}/${f.path}`)));
+        const { objects: top } = await listObjects(`${this.dir}/`, { delimiter: '/' });
         const copies = top.filter((o) => PART_RE.exec(o.key.slice(o.key.lastIndexOf('/') + 1))?.[1] === run && !listed.has(o.uri));
-        await deleteS3Objects(copies.map((o) => o.uri));
+        await deleteObjects(copies.map((o) => o.uri));
       }
-      await deleteS3Objects(objs.map((o) => o.uri));
+      await deleteObjects(objs.map((o) => o.uri));
     }
   }
 
@@ -528,18 +527,18 @@ export async function readManifestS3(dir: string): Promise<Manifest | null> {
   const uri = `${trimSlash(dir)}/${MANIFEST_NAME}`;
   // List first: without s3:ListBucket on the whole bucket (IAM scoped to a prefix), S3 answers a
   // GetObject of a missing key with 403, not 404; listing under the prefix is allowed.
-  const { objects } = await listS3(`${trimSlash(dir)}/`, { delimiter: '/' });
+  const { objects } = await listObjects(`${trimSlash(dir)}/`, { delimiter: '/' });
   if (!objects.some((o) => o.uri === uri)) return null;
-  const got = await getS3ObjectOrNull(uri);
+  const got = await getObjectOrNull(uri);
   return got ? parseManifest(Buffer.from(got.bytes).toString('utf8'), uri) : null;
 }
 
 /** The manifest under an S3 prefix with the ETag it was read at (for a conditional replace), or null. */
-async function readManifestS3Tagged(dir: string): Promise<{ manifest: Manifest | null; etag: string } | null> {
+async function readManifestTagged(dir: string): Promise<{ manifest: Manifest | null; etag: string } | null> {
   const uri = `${trimSlash(dir)}/${MANIFEST_NAME}`;
-  const { objects } = await listS3(`${trimSlash(dir)}/`, { delimiter: '/' }); // 403-safe, as in readManifestS3
+  const { objects } = await listObjects(`${trimSlash(dir)}/`, { delimiter: '/' }); // 403-safe, as in readManifestS3
   if (!objects.some((o) => o.uri === uri)) return null;
-  const got = await getS3ObjectOrNull(uri);
+  const got = await getObjectOrNull(uri);
   return got ? { manifest: parseManifest(Buffer.from(got.bytes).toString('utf8'), uri), etag: got.etag } : null;
 }
 

@@ -4,8 +4,7 @@
 import type * as arrow from 'apache-arrow';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
 import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
-import { S3Store } from '../aws/s3-store.ts';
-import { getJson, NotFoundError, putJson, type ObjectStore } from '../aws/store.ts';
+import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
 import type { WrittenFile } from '../io/writer.ts';

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import { ColumnNotFoundError, DataType, Field, Schema, type DataTypeJSON } from '../../datatypes.ts';
 import { statFile } from '../paths.ts';
-import { isS3Uri, noteS3Objects, s3Hint, s3Sync } from '../s3.ts';
+import { isLocalUri, statObjectSync, noteObjects, objectHint, readRangeSync } from '../store/index.ts';
 import { csvSchemaOption, resolveOptions, type CsvOptions, type Resolved } from './options.ts';
 import { CsvSyntaxError, Tokenizer, fieldText } from './tokenizer.ts';
 import { isBoolBytes, parseDateBytes, parseFloatBytes, parseIntBytes, parseTimestampBytes } from './parse.ts';
@@ -59,7 +59,7 @@ function readPrefixSyncS3(uri: string, size: number, etag: string, enough: (buf:
   let want = 1 << 16;
   for (;;) {
     const upto = Math.min(size, want);
-    const more = s3Sync.range(uri, buf.length, upto, etag);
+    const more = readRangeSync(uri, buf.length, upto, etag);
     buf = buf.length ? Buffer.concat([buf, more]) : Buffer.from(more.buffer, more.byteOffset, more.length);
     const eof = buf.length >= size;
     if (enough(buf, buf.length, eof) || eof) return { buf, end: buf.length, eof };
@@ -69,12 +69,12 @@ function readPrefixSyncS3(uri: string, size: number, etag: string, enough: (buf:
 
 /** Size and version of a CSV file: (size, mtime) locally, (size, ETag) on S3 (a listing's word, else a HEAD). */
 function csvStat(file: string): { size: number; mtimeMs: number; etag?: string } {
-  if (!isS3Uri(file)) return statFile(file, 'CSV');
-  let h = s3Hint(file);
+  if (isLocalUri(file)) return statFile(file, 'CSV');
+  let h = objectHint(file);
   if (!h) {
-    const o = s3Sync.head(file);
-    noteS3Objects([o], s3Hint(file, Infinity)?.group);
-    h = s3Hint(file)!;
+    const o = statObjectSync(file);
+    noteObjects([o], objectHint(file, Infinity)?.group);
+    h = objectHint(file)!;
   }
   return { size: h.size, mtimeMs: 0, etag: h.etag };
 }

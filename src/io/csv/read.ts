@@ -1,8 +1,7 @@
 // Streaming CSV reads: byte chunks tokenized and built column by column into record batches.
-import * as fs from 'node:fs';
 import * as arrow from 'apache-arrow';
 import { ColumnNotFoundError } from '../../datatypes.ts';
-import { isS3Uri, openS3ReadStream, s3Hint } from '../s3.ts';
+import { objectHint, openObjectReader } from '../store/index.ts';
 import { CHUNK, resolveOptions, type CsvOptions } from './options.ts';
 import { CsvSyntaxError, Tokenizer } from './tokenizer.ts';
 import { makeBuilder, type Block } from './builders.ts';
@@ -19,45 +18,10 @@ interface ChunkSource {
 }
 
 async function openChunkSource(path: string): Promise<ChunkSource> {
-  if (!isS3Uri(path)) {
-    const fh = await fs.promises.open(path, 'r');
-    return { read: (into, len, pos) => fh.read(into, 0, len, pos).then((r) => r.bytesRead), close: () => fh.close() };
-  }
-  // The ETag the schema was inferred from: a replaced object fails instead of mis-parsing.
-  const stream = await openS3ReadStream(path, s3Hint(path, Infinity)?.etag);
-  const it = stream[Symbol.asyncIterator]();
-  let cur: Uint8Array | null = null;
-  let off = 0;
-  let done = false;
-  let at = 0;
-  return {
-    read: async (into, len, pos) => {
-      if (pos !== at) throw new Error(`internal: non-sequential read of ${path} at ${pos} (expected ${at})`);
-      let n = 0;
-      while (n < len) {
-        if (!cur || off >= cur.length) {
-          if (done) break;
-          const r = await it.next();
-          if (r.done) { done = true; break; }
-          cur = r.value;
-          off = 0;
-          continue;
-        }
-        const k = Math.min(len - n, cur.length - off);
-        into.set(cur.subarray(off, off + k), n);
-        n += k;
-        off += k;
-      }
-      at += n;
-      return n;
-    },
-    close: async () => {
-      if (done) return;
-      done = true;
-      stream.destroy();
-      await it.return?.(undefined).catch(() => undefined);
-    },
-  };
+  // S3: one GET read front to back, pinned to the ETag the schema was inferred from (a replaced
+  // object fails instead of mis-parsing); locally positional reads into the caller's buffer.
+  const etag = objectHint(path, Infinity)?.etag;
+  return openObjectReader(path, etag === undefined ? {} : { etag });
 }
 
 /**

@@ -1,10 +1,9 @@
 // CSV writes: Arrow buffers formatted straight into a reused byte buffer, to a local file or an S3 upload.
 import { civilFromDays } from '../../kernels/temporal.ts';
-import * as fs from 'node:fs';
 import * as arrow from 'apache-arrow';
 import { ColumnNotFoundError, Schema, type DataTypeJSON, type TimeUnit } from '../../datatypes.ts';
 import { batchSegments } from '../paths.ts';
-import { createS3WriteStream, isS3Uri, type S3WriteStream } from '../s3.ts';
+import { openObjectWriter } from '../store/index.ts';
 import { CR, LF, QUOTE, decoder, encoder, type WriteCsvOptions } from './options.ts';
 import { TICKS_PER_SEC } from './parse.ts';
 
@@ -205,17 +204,8 @@ interface CsvSink {
 }
 
 async function openCsvSink(path: string): Promise<CsvSink> {
-  if (!isS3Uri(path)) {
-    const fh = await fs.promises.open(path, 'w');
-    return {
-      write: (b) => fh.write(b),
-      close: async (ok) => {
-        await fh.close();
-        if (!ok) await fs.promises.rm(path, { force: true });
-      },
-    };
-  }
-  const upload: S3WriteStream = await createS3WriteStream(path, { contentType: 'text/csv' });
+  // Through the storage layer: the file appears whole on close (upload completed, or a local temp renamed in).
+  const upload = await openObjectWriter(path, { contentType: 'text/csv' });
   return {
     write: (b) => upload.write(b),
     close: async (ok) => {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { parquetMetadata, parquetSchema, type FileMetaData, type SchemaElement } from 'hyparquet';
 import { ColumnNotFoundError, Field, Schema } from '../../datatypes.ts';
 import { statFile } from '../paths.ts';
-import { S3ObjectChangedError, forgetS3Object, isS3Uri, noteS3Objects, s3Hint, s3Sync, S3_METADATA_TTL_MS, type TailRequest } from '../s3.ts';
+import { isLocalUri, METADATA_TTL_MS, statObjectSync, noteObjects, objectHint, parquetTailsSync, ObjectChangedError, forgetObject, type TailRequest } from '../store/index.ts';
 import type { ColumnStats, ParquetFileInfo, RowGroupInfo } from './types.ts';
 import { arrowSchemaFromMetadata, mapArrowType, mapParquetNode, type Mapped } from './schema.ts';
 import { convertStats } from './stats.ts';
@@ -73,7 +73,7 @@ function readFooter(file: string, size: number): FileMetaData {
  * only the file tail) and cached by (path, size, mtime).
  */
 export function inspectParquet(path: string): ParquetFileInfo {
-  if (isS3Uri(path)) return inspectS3(path, S3_METADATA_TTL_MS).info;
+  if (!isLocalUri(path)) return inspectS3(path, METADATA_TTL_MS).info;
   const st = statFile(path, 'Parquet');
   const hit = infoCache.get(path);
   if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.info;
@@ -194,11 +194,11 @@ function footerFromTail(uri: string, size: number, etag: string, offset: number,
 export function inspectS3(uri: string, maxAgeMs: number): S3Footer {
   const hit = s3InfoCache.get(uri);
   if (hit) {
-    const hint = s3Hint(uri, maxAgeMs);
+    const hint = objectHint(uri, maxAgeMs);
     if (hint ? hint.etag === hit.etag : Date.now() - hit.checkedAt <= maxAgeMs) return hit;
     if (!hint) {
-      const o = s3Sync.head(uri);
-      noteS3Objects([o], s3Hint(uri, Infinity)?.group);
+      const o = statObjectSync(uri);
+      noteObjects([o], objectHint(uri, Infinity)?.group);
       if (o.etag === hit.etag) {
         hit.checkedAt = Date.now();
         return hit;
@@ -206,9 +206,9 @@ export function inspectS3(uri: string, maxAgeMs: number): S3Footer {
     }
   }
   // This object, plus the others of its listing whose footers are not cached yet.
-  const group = (s3Hint(uri)?.group ?? []).filter((u) => {
+  const group = (objectHint(uri)?.group ?? []).filter((u) => {
     if (u === uri) return false;
-    const h = s3Hint(u);
+    const h = objectHint(u);
     const c = s3InfoCache.get(u);
     return h !== undefined && (!c || c.etag !== h.etag);
   });
@@ -220,11 +220,11 @@ export function inspectS3(uri: string, maxAgeMs: number): S3Footer {
 /** Fetch and cache footers (one parallel batch); returns the errors by URI. */
 function fetchS3Footers(uris: readonly string[]): Map<string, Error> {
   const requests: TailRequest[] = uris.map((u) => {
-    const h = s3Hint(u);
+    const h = objectHint(u);
     return h ? { uri: u, size: h.size, etag: h.etag } : { uri: u };
   });
   const errors = new Map<string, Error>();
-  for (const r of s3Sync.parquetTails(requests)) {
+  for (const r of parquetTailsSync(requests)) {
     try {
       if ('error' in r) throw Object.assign(new Error(r.error.message), { code: r.error.code });
       s3CacheSet(r.uri, footerFromTail(r.uri, r.size, r.etag, r.offset, r.bytes, r.head));
@@ -237,7 +237,7 @@ function fetchS3Footers(uris: readonly string[]): Map<string, Error> {
 
 /** Footers of many files at once (one parallel round for the s3:// URIs among them). */
 export function inspectParquetMany(paths: readonly string[]): ParquetFileInfo[] {
-  const missing = paths.filter((p) => isS3Uri(p) && !s3InfoCache.has(p));
+  const missing = paths.filter((p) => !isLocalUri(p) && !s3InfoCache.has(p));
   if (missing.length > 1) fetchS3Footers([...new Set(missing)]);
   return paths.map((p) => inspectParquet(p));
 }
@@ -295,11 +295,11 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
 /** A read that found a newer object version: forget its footer, so the next plan sees the new one. */
 export function s3Changed(path: string, e: unknown): unknown {
   const text = e instanceof Error ? e.message : String(e);
-  if (e instanceof S3ObjectChangedError || text.includes('the object changed')) {
+  if (e instanceof ObjectChangedError || text.includes('the object changed')) {
     const f = s3InfoCache.get(path);
     if (f?.tail) keptTailBytes -= f.tail.bytes.length;
     s3InfoCache.delete(path);
-    forgetS3Object(path);
+    forgetObject(path);
   }
   return e;
 }

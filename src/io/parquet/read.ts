@@ -1,9 +1,8 @@
 // Streaming Parquet reads: one row group at a time through parquet-wasm, conformed to the requested Schema.
-import * as fs from 'node:fs';
 import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError } from '../../datatypes.ts';
-import { S3Blob, isS3Uri, s3Settings } from '../s3.ts';
+import { isLocalUri, openObjectBlob, openRangedBlob, type RangedBlob } from '../store/index.ts';
 import { DEFAULT_BATCH_SIZE, readStats, type ReadParquetOptions } from './types.ts';
 import { getWasm, guarded, isWasmTrap, wasmSync, withReadLock, type WasmInstance } from './wasm.ts';
 import { inspectParquet, inspectS3, s3Changed, type ChunkRanges } from './footer.ts';
@@ -15,20 +14,18 @@ import { FfiImporter, emptyColumnsBatch } from './import.ts';
 
 interface OpenFile { inst: WasmInstance; pf: PW.ParquetFile }
 
-async function openParquetFile(path: string, s3Blob: S3Blob | null): Promise<OpenFile> {
+async function openParquetFile(path: string, s3Blob: RangedBlob | null): Promise<OpenFile> {
   const inst = await getWasm();
   // Lazily read slices: only the ranges parquet-wasm asks for (local file or ranged GETs).
-  const blob = s3Blob ? (s3Blob as unknown as Blob) : await fs.openAsBlob(path);
+  const blob = s3Blob ? (s3Blob as unknown as Blob) : await openObjectBlob(path);
   const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob)));
   return { inst, pf };
 }
 
 /** For an s3:// path: a blob over the object version the footer came from, holding the footer bytes. */
-function s3BlobFor(path: string): { blob: S3Blob; chunks: ChunkRanges } {
+function s3BlobFor(path: string): { blob: RangedBlob; chunks: ChunkRanges } {
   const f = inspectS3(path, Infinity);
-  const opts: ConstructorParameters<typeof S3Blob>[2] = { etag: f.etag, settings: s3Settings() };
-  if (f.tail) opts.tail = f.tail;
-  return { blob: new S3Blob(path, f.size, opts), chunks: f.chunks };
+  return { blob: openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }), chunks: f.chunks };
 }
 
 /**
@@ -36,7 +33,7 @@ function s3BlobFor(path: string): { blob: S3Blob; chunks: ChunkRanges } {
  * conforming exactly to `schema.select(columns).toArrow()`.
  */
 export async function* readParquetBatches(path: string, opts: ReadParquetOptions = {}): AsyncGenerator<arrow.RecordBatch> {
-  const remote = isS3Uri(path) ? s3BlobFor(path) : null;
+  const remote = isLocalUri(path) ? null : s3BlobFor(path);
   const info = remote ? inspectS3(path, Infinity).info : inspectParquet(path);
   const fileSchema = opts.schema ?? info.schema;
   const names = opts.columns ? [...opts.columns] : fileSchema.names;

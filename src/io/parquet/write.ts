@@ -1,11 +1,10 @@
 // Streaming Parquet writes (parquet-wasm transformParquetStream) to a local file or an S3 multipart upload.
-import * as fs from 'node:fs';
 import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, Field, Schema } from '../../datatypes.ts';
 import { batchSegments } from '../paths.ts';
 import { unaliasBatch } from '../../ipc-alias.ts';
-import { createS3WriteStream, deleteS3Objects, isS3Uri, putS3Object, type S3WriteStream } from '../s3.ts';
+import { openObjectWriter, deleteObjects, type ObjectWriter } from '../store/index.ts';
 import { DEFAULT_ROW_GROUP_SIZE, type ParquetCompression, type WriteParquetOptions } from './types.ts';
 import { getWasm, guarded, wasmSync, type WasmInstance } from './wasm.ts';
 import { PAR1, inspectParquet, parseS3Footer } from './footer.ts';
@@ -101,19 +100,8 @@ interface ParquetSink {
 }
 
 async function openSink(path: string): Promise<ParquetSink> {
-  if (!isS3Uri(path)) {
-    const fh = await fs.promises.open(path, 'w');
-    let closed = false;
-    const close = async (): Promise<void> => { if (!closed) { closed = true; await fh.close(); } };
-    return {
-      write: (chunk) => fh.write(chunk),
-      finish: close,
-      discard: async () => { await close(); await fs.promises.rm(path, { force: true }); },
-      remove: () => fs.promises.rm(path, { force: true }),
-      writtenRows: () => null,
-    };
-  }
-  const upload: S3WriteStream = await createS3WriteStream(path);
+  // Through the storage layer: the file appears whole on finish (upload completed, or a local temp renamed in).
+  const upload: ObjectWriter = await openObjectWriter(path);
   // The footer is written last: keep the last chunks (about 1 MiB) to read the row count from.
   const tail: Uint8Array[] = [];
   let tailBytes = 0;
@@ -126,7 +114,7 @@ async function openSink(path: string): Promise<ParquetSink> {
     },
     finish: async () => { await upload.close(); },
     discard: () => upload.abort(),
-    remove: () => deleteS3Objects([path]),
+    remove: () => deleteObjects([path]),
     writtenRows: () => {
       const buf = Buffer.concat(tail);
       if (buf.length < 12 || buf.readUInt32LE(buf.length - 4) !== PAR1 || buf.readUInt32LE(buf.length - 8) + 8 > buf.length) return null;
@@ -216,8 +204,14 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     // Valid empty file carrying the schema.
     const bytes = wasmSync(inst, () => inst.pw.writeParquet(
       inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps()));
-    if (isS3Uri(path)) await putS3Object(path, bytes);
-    else await fs.promises.writeFile(path, bytes);
+    const w = await openObjectWriter(path);
+    try {
+      await w.write(bytes);
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    await w.close();
     return { rows: 0, bytes: bytes.length };
   }
 

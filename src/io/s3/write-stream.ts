@@ -1,0 +1,103 @@
+// Streaming upload: one PutObject for small objects, a multipart upload (lib-storage) otherwise.
+import { PassThrough } from 'node:stream';
+import { count, s3Client, s3Error, s3Settings, s3Stats, type S3Error, type S3Settings } from './client.ts';
+import { parseS3Uri } from './uri.ts';
+
+export interface S3WriteStream {
+  readonly uri: string;
+  /** Resolves once the chunk is buffered (backpressure). The chunk is copied: callers may reuse it. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Finish the upload: the object exists (whole) once this resolves. */
+  close(): Promise<{ bytes: number; etag: string }>;
+  /** Give up: no object is created (an incomplete multipart upload is aborted). */
+  abort(): Promise<void>;
+}
+
+export interface S3WriteStreamOptions {
+  /** Multipart part size (default 8 MiB; S3's minimum is 5 MiB). Memory is bounded by about (queueSize + 1) × partSize. */
+  partSize?: number;
+  queueSize?: number;
+  contentType?: string;
+}
+
+/**
+ * Stream bytes to an object: one PutObject when it ends up smaller than a part, else a multipart
+ * upload with `queueSize` parts in flight (lib-storage). Nothing is visible until close() resolves.
+ */
+export async function createS3WriteStream(uri: string, opts: S3WriteStreamOptions = {}, settings: S3Settings = s3Settings()): Promise<S3WriteStream> {
+  const { bucket, key } = parseS3Uri(uri);
+  const partSize = opts.partSize ?? 8 << 20;
+  if (!Number.isInteger(partSize) || partSize < 5 << 20) throw new RangeError(`partSize must be at least 5 MiB, got ${partSize}`);
+  const { Upload } = await import('@aws-sdk/lib-storage');
+  const client = await s3Client(settings);
+  const pass = new PassThrough({ highWaterMark: 1 << 20 });
+  const upload = new Upload({
+    client,
+    params: { Bucket: bucket, Key: key, Body: pass, ContentType: opts.contentType },
+    partSize,
+    queueSize: opts.queueSize ?? 4,
+    leavePartsOnError: false,
+  });
+  let failure: unknown = null;
+  let bytes = 0;
+  let state: 'open' | 'closing' | 'done' | 'aborted' = 'open';
+  count('putRequests');
+  const done = upload.done().then(
+    (r) => r,
+    (e: unknown) => {
+      failure = e;
+      pass.destroy();
+      throw e;
+    },
+  );
+  done.catch(() => undefined); // observed by write/close; never an unhandled rejection
+  const failed = (): S3Error => s3Error('PutObject', uri, failure, settings);
+  return {
+    uri,
+    write: async (chunk) => {
+      if (state !== 'open') throw new Error(`write to ${uri} after close/abort`);
+      if (failure) throw failed();
+      if (chunk.length === 0) return;
+      const copy = Buffer.from(chunk); // lib-storage keeps references until a part is full
+      bytes += copy.length;
+      s3Stats.bytesWritten += copy.length;
+      if (!pass.write(copy)) {
+        await new Promise<void>((resolve) => {
+          const onDrain = (): void => {
+            pass.off('close', onDrain);
+            resolve();
+          };
+          pass.once('drain', onDrain);
+          pass.once('close', onDrain);
+        });
+      }
+      if (failure) throw failed();
+    },
+    close: async () => {
+      if (state !== 'open') throw new Error(`close of ${uri} after close/abort`);
+      state = 'closing';
+      pass.end();
+      let r: Awaited<typeof done>;
+      try {
+        r = await done;
+      } catch {
+        state = 'aborted';
+        throw failed();
+      }
+      state = 'done';
+      return { bytes, etag: (r as { ETag?: string }).ETag ?? '' };
+    },
+    abort: async () => {
+      if (state === 'aborted' || state === 'done') return;
+      state = 'aborted';
+      // s3rver answers AbortMultipartUpload with 405: tolerated, the parts are just left behind there.
+      try {
+        await upload.abort();
+      } catch {
+        /* already failed or finished */
+      }
+      pass.destroy();
+      await done.catch(() => undefined);
+    },
+  };
+}
