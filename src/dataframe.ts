@@ -11,16 +11,11 @@ import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
 import { expandPaths } from './io/paths.ts';
-import { DatasetWriter, type WrittenFile } from './io/writer.ts';
+import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
-import { buildPhysicalPlan, physicalPlanToString, type PartitionTask, type PhysicalPlan } from './physical.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
-import { getRunner } from './runner.ts';
-import { runOnAws } from './runners/aws.ts';
-import { splitStages, stagesToString } from './aws/stages.ts';
-import { describePlacement, executeSinks, executeStream, streamPartitions, type RunHandle } from './runners/embedded.ts';
-import type { ExecContext, MemorySources } from './executor.ts';
-import { startProgress } from './progress.ts';
+import { getRunner, type ActionContext } from './runner.ts';
+import { AbortError, type MemorySources } from './executor.ts';
 import { callsGenerator, getUdf } from './udf.ts';
 import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
 
@@ -32,11 +27,17 @@ type Row = object;
 export interface ExplainOptions {
   /** Also print the unoptimized and optimized logical plans. */
   showAll?: boolean;
-  /** Also print the serverless stages (always shown when the runner is 'aws'). */
+  /** Also print the serverless stages (a serverless runner always shows them). */
   stages?: boolean;
 }
 
-export interface WriteOptions {
+/** Options every action accepts. */
+export interface ActionOptions {
+  /** Aborts the action: reading and UDF calls stop, it rejects with an AbortError, a write commits nothing. */
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions extends ActionOptions {
   /** 'error' (default): refuse a directory that already holds output; 'overwrite'; 'append'. */
   mode?: 'error' | 'overwrite' | 'append';
 }
@@ -169,114 +170,59 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   // ------------------------------------------------------------------ execution
 
-  private physical(plan: PlanNode = this.plan): { optimized: PlanNode; physical: PhysicalPlan } {
-    const optimized = optimize(plan);
-    const { options } = getRunner();
-    return { optimized, physical: buildPhysicalPlan(optimized, { targetPartitionBytes: options.targetPartitionBytes }) };
-  }
-
-  private context(): ExecContext {
-    return { memory: this.memory as MemorySources };
+  /** What the runner gets with a plan: this DataFrame's in-memory sources, the signal, where metrics go. */
+  private action(opts: ActionOptions = {}, keepMetrics: DataFrame<Row> = this): ActionContext {
+    const ctx: ActionContext = { memory: this.memory as MemorySources, onMetrics: (m) => { keepMetrics.metrics = m; } };
+    const signal = checkSignal(opts);
+    if (signal) ctx.signal = signal;
+    return ctx;
   }
 
   /** UDF metrics of the last action run on this DataFrame: per UDF rows, calls, retries, errors, time, counters. */
   metrics: RunMetrics = {};
 
   /** @internal streams the result batches in order */
-  stream(plan: PlanNode = this.plan, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
-    if (this.materialized && plan === this.plan) return this.materialized.stream();
-    if (getRunner().name === 'aws' && !isInMemory(plan)) {
-      // The cluster computes the result; it is streamed back from the committed files, one file at a
-      // time (collect() keeps it in memory instead).
-      const self = this;
-      return (async function* () {
-        const df = plan === self.plan ? self : new DataFrame<R>(plan, self.memory);
-        const summary = await runOnAws(df as DataFrame<object>, getRunner().aws!, null);
-        self.metrics = summary.metrics;
-        yield* readCommitted(summary.files.map((f) => f.path), df.schema);
-      })();
-    }
-    const { physical } = this.physical(plan);
-    const ctx: ExecContext = { ...this.context(), metrics: {} };
-    const self = this;
-    async function* run(): AsyncGenerator<arrow.RecordBatch> {
-      // Reading data already in memory without UDFs (show/count of a collected result) needs no bar.
-      const quiet = physical.scan.format === 'memory' && physical.udfs.length === 0;
-      ctx.progress = quiet ? startProgress('fanout', 0, [], false) : startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name));
-      try {
-        yield* executeStream(physical, getRunner().options, ctx, handle);
-      } finally {
-        ctx.progress.stop();
-        // A run without UDFs (e.g. show() on a collected result) keeps the metrics that made the data.
-        if (physical.udfs.length) self.metrics = ctx.metrics!;
-      }
-    }
-    return run();
+  stream(plan: PlanNode = this.plan, opts: ActionOptions = {}): AsyncIterable<arrow.RecordBatch> {
+    if (this.materialized && plan === this.plan) return this.materialized.stream(this.materialized.plan, opts);
+    return getRunner().stream(plan, this.action(opts));
   }
 
   /** Runs the plan and keeps the result in memory; later actions on this DataFrame reuse it. */
-  async collect(): Promise<DataFrame<R>> {
+  async collect(opts: ActionOptions = {}): Promise<DataFrame<R>> {
     if (this.materialized) return this.materialized;
     if (this.plan.type === 'in_memory') return this;
-    const runner = getRunner();
-    if (runner.name === 'aws' && !isInMemory(this.plan)) {
-      const summary = await runOnAws(this as DataFrame<object>, runner.aws!, null);
-      const batches: arrow.RecordBatch[] = [];
-      for await (const b of readCommitted(summary.files.map((f) => f.path), this.schema)) batches.push(b);
-      this.metrics = summary.metrics;
-      this.materialized = inMemory<R>(this.schema, batches);
-      this.materialized.metrics = this.metrics;
-      return this.materialized;
-    }
     const batches: arrow.RecordBatch[] = [];
-    for await (const b of this.stream()) batches.push(b);
+    for await (const b of this.stream(this.plan, opts)) batches.push(b);
     this.materialized = inMemory<R>(this.schema, batches);
     this.materialized.metrics = this.metrics;
     return this.materialized;
   }
 
   /** The result as an apache-arrow Table. */
-  async toArrow(): Promise<arrow.Table> {
+  async toArrow(opts: ActionOptions = {}): Promise<arrow.Table> {
     const schema = this.schema.toArrow();
     const batches: arrow.RecordBatch[] = [];
-    for await (const b of this.stream()) batches.push(new arrow.RecordBatch(schema, b.data));
+    for await (const b of this.stream(this.plan, opts)) batches.push(new arrow.RecordBatch(schema, b.data));
     return batches.length ? new arrow.Table(schema, batches) : new arrow.Table(schema);
   }
 
   /** The result as plain objects (int64 as bigint, dates as Date). */
-  async toRows(): Promise<R[]> {
+  async toRows(opts: ActionOptions = {}): Promise<R[]> {
     const rows: R[] = [];
-    for await (const b of this.stream()) for (const r of batchToRows(b)) rows.push(r as R);
+    for await (const b of this.stream(this.plan, opts)) for (const r of batchToRows(b)) rows.push(r as R);
     return rows;
   }
 
   /** Rows one at a time; the first arrives as soon as the first batch is ready. */
-  async *iterRows(): AsyncGenerator<R> {
-    for await (const b of this.stream()) {
+  async *iterRows(opts: ActionOptions = {}): AsyncGenerator<R> {
+    for await (const b of this.stream(this.plan, opts)) {
       for (const r of batchToRows(b)) yield r as R;
     }
   }
 
   /** Each partition's result, in order, as a materialized DataFrame. */
-  async *iterPartitions(): AsyncGenerator<DataFrame<R>> {
-    const runner = getRunner();
-    if (runner.name === 'aws' && !isInMemory(this.plan)) {
-      const summary = await runOnAws(this as DataFrame<object>, runner.aws!, null);
-      this.metrics = summary.metrics;
-      for (const f of summary.files) {
-        const batches: arrow.RecordBatch[] = [];
-        for await (const b of readCommitted([f.path], this.schema)) batches.push(b);
-        yield inMemory<R>(this.schema, batches);
-      }
-      return;
-    }
-    const { physical } = this.physical();
-    if (physical.globalOps.length) {
-      // A global limit makes the whole result one partition.
-      yield await this.collect();
-      return;
-    }
-    for await (const part of streamPartitions(physical, getRunner().options, this.context())) {
+  async *iterPartitions(opts: ActionOptions = {}): AsyncGenerator<DataFrame<R>> {
+    for await (const part of getRunner().partitions(this.plan, this.action(opts))) {
       const batches: arrow.RecordBatch[] = [];
       for await (const b of part.batches) batches.push(b);
       yield inMemory<R>(this.schema, batches);
@@ -284,7 +230,8 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 
   /** Number of rows (from Parquet metadata when nothing filters rows). */
-  async count(): Promise<number> {
+  async count(opts: ActionOptions = {}): Promise<number> {
+    checkSignal(opts);
     const optimized = optimize(this.plan);
     const fromMetadata = metadataCount(optimized);
     if (fromMetadata !== null) return fromMetadata;
@@ -292,14 +239,14 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     const first = this.columns[0]!;
     const minimal = optimize({ type: 'project', input: this.plan, exprs: [col(first).node], schema: this.schema.select([first]).toJSON() });
     let n = 0;
-    for await (const b of this.stream(minimal)) n += b.numRows;
+    for await (const b of this.stream(minimal, opts)) n += b.numRows;
     return n;
   }
 
   /** Prints the first `n` rows as an aligned table and returns the text. */
-  async show(n = 8): Promise<string> {
+  async show(n = 8, opts: ActionOptions = {}): Promise<string> {
     const rows: Record<string, JsValue>[] = [];
-    for await (const b of this.stream(this.limit(n + 1).plan)) rows.push(...batchToRows(b));
+    for await (const b of this.stream(this.limit(n + 1).plan, opts)) rows.push(...batchToRows(b));
     const more = rows.length > n;
     const text = formatTable(this.schema, rows.slice(0, n), more ? { totalRows: null } : {});
     console.log(text);
@@ -308,17 +255,13 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   /** The plans: physical always; with showAll also the unoptimized and optimized logical plans. */
   async explain(opts: ExplainOptions = {}): Promise<string> {
-    const { optimized, physical } = this.physical();
+    const optimized = optimize(this.plan);
     const parts: string[] = [];
     if (opts.showAll) {
       parts.push('== Unoptimized Logical Plan ==', planToString(this.plan), '');
       parts.push('== Optimized Logical Plan ==', planToString(optimized), '');
     }
-    parts.push('== Physical Plan ==', physicalPlanToString(physical, describePlacement(physical, getRunner().options)));
-    if (getRunner().name === 'aws' || opts.stages) {
-      const run = buildPhysicalPlan(optimized, { targetPartitionBytes: getRunner().aws?.targetPartitionBytes ?? 128 << 20 });
-      parts.push('', stagesToString(run, splitStages(run)));
-    }
+    parts.push('== Physical Plan ==', getRunner().describe(optimized, { stages: opts.stages === true }));
     return parts.join('\n');
   }
 
@@ -334,42 +277,12 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   private async write(dir: string, format: 'parquet' | 'csv', opts: WriteOptions): Promise<DataFrame<WrittenFileRow>> {
     if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
-    // Before any work (or any AWS run): a column too deep for the Parquet writer would fail only at the end.
+    // Before any work (or any cluster run): a column too deep for the Parquet writer would fail only at the end.
     if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
-    const runner = getRunner();
-    if (runner.name === 'aws' && !isInMemory(this.plan) && !this.materialized) {
-      const summary = await runOnAws(this as DataFrame<object>, runner.aws!, { uri: dir, format, mode: opts.mode ?? 'error' });
-      this.metrics = summary.metrics;
-      return filesFrame(summary.files);
-    }
-    const writer = await DatasetWriter.begin(dir, { format, mode: opts.mode ?? 'error' });
-    const ctx: ExecContext = { ...(this.materialized ?? this).context(), metrics: {} };
-    try {
-      let parts: WrittenFile[];
-      const source = this.materialized ?? this;
-      const { physical } = source.physical();
-      if (physical.globalOps.length || physical.scan.format === 'memory') {
-        // One ordered stream (a global limit, or data already in memory): a single part file.
-        const stream = source.stream();
-        parts = [await writer.writePart(0, stream, { schema: this.schema })];
-        ctx.metrics = source.metrics;
-      } else {
-        const tasks: PartitionTask[] = physical.partitions.map((t) => ({
-          ...t, sink: { format, path: writer.partPath(t.index), schema: this.plan.schema },
-        }));
-        const results = await executeSinks(physical, tasks, getRunner().options, ctx);
-        parts = results.map((r) => ({ path: r.path, rows: r.rows, bytes: r.bytes }));
-        // Empty partitions leave no files, unless every one is empty (keep one, for the schema).
-        const nonEmpty = parts.filter((p) => p.rows > 0);
-        parts = nonEmpty.length ? nonEmpty : parts.slice(0, 1);
-      }
-      const files = await writer.commit(parts);
-      this.metrics = ctx.metrics!;
-      return filesFrame(files);
-    } catch (err) {
-      await writer.abort();
-      throw err;
-    }
+    // A collected result is written from memory, wherever the runner would compute it.
+    const source = this.materialized ?? this;
+    const files = await getRunner().write(source.plan, { uri: dir, format, mode: opts.mode ?? 'error' }, source.action(opts, this));
+    return filesFrame(files);
   }
 
   toString(): string {
@@ -377,16 +290,13 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 }
 
-function isInMemory(plan: PlanNode): boolean {
-  let n = plan;
-  while ('input' in n) n = n.input;
-  return n.type === 'in_memory';
-}
-
-/** Reads committed result files with the embedded executor (whatever the current runner). */
-async function* readCommitted(files: string[], schema: Schema): AsyncGenerator<arrow.RecordBatch> {
-  const { readParquetBatches } = await import('./io/parquet/index.ts');
-  for (const f of files) yield* readParquetBatches(f, { schema });
+/** The action's signal, checked: an already aborted action runs nothing (as fetch does). */
+function checkSignal(opts: ActionOptions): AbortSignal | undefined {
+  const signal = opts.signal;
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal)) throw new TypeError("action option 'signal' must be an AbortSignal");
+  if (signal.aborted) throw new AbortError('aborted before the action started', { cause: signal.reason });
+  return signal;
 }
 
 function filesFrame(files: readonly WrittenFile[]): DataFrame<WrittenFileRow> {

@@ -1,38 +1,65 @@
-// The stage executor: runs one partition task (a source slice plus operators) as a stream of
-// record batches. The embedded runner calls it in-process or inside worker threads; later the
-// Lambda and ECS entrypoints call the very same function.
-import type * as arrow from 'apache-arrow';
-import { Schema } from './datatypes.ts';
+// The stage executor and its one partition driver: runPartition runs a partition task (a source
+// slice plus operators) with its own forked UDF runtime and sends the output to a sink: the consumer
+// (stream), a file, an object-store shard, or a parent port under credits. The embedded runner's
+// in-process path and worker threads, GPU child processes, the Stage Lambda and the ECS slot all
+// call it.
+import * as arrow from 'apache-arrow';
+import { Schema, type SchemaJSON } from './datatypes.ts';
 import { containsUdf, type ExprNode } from './expressions.ts';
 import { explodeBatch, filterBatch, projectBatch } from './eval.ts';
 import { readCsvBatches } from './io/csv/index.ts';
 import { readParquetBatches } from './io/parquet/index.ts';
 import { writeCsvFile } from './io/csv/index.ts';
 import { writeParquetFile } from './io/parquet/index.ts';
-import type { OpJSON, PartitionTask, SourceJSON } from './physical.ts';
-import type { ProgressSink } from './progress.ts';
+import { unaliasBatch } from './ipc-alias.ts';
+import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
 import { filterWithUdfs, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
 /** In-memory sources by id (fromRecords, fromArrow, collected results). */
 export type MemorySources = ReadonlyMap<string, readonly arrow.RecordBatch[]>;
 
+/** What a partition run needs from where it runs. Plain data plus a signal: runners add their own. */
 export interface ExecContext {
   memory?: MemorySources;
-  /** UDF metrics of the run, summed across partitions and workers. */
-  metrics?: RunMetrics;
-  progress?: ProgressSink;
   batchSize?: number;
+  /** Aborts the run between batches: reads and UDF calls stop, the run rejects with an AbortError. */
   signal?: AbortSignal;
-  /** Where the partition's UDF metrics go (a per-run fork, so a failed run's counts die with it). */
+  /**
+   * The runtime partitions fork from (default: this thread's): forks share its UDF class instances
+   * and in-flight caps, and each partition run counts into a fork of its own.
+   */
   rt?: UdfRuntime;
+  /** Names the partition in stall warnings and abort errors (default: `partition 3: /data/f.parquet`). */
+  label?: string;
+  /** Earlier stages' output, read by 'shard' sources (the serverless runner's work bucket). */
+  shards?: (key: string) => AsyncIterable<arrow.RecordBatch>;
 }
 
-async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<arrow.RecordBatch> {
+/** An action was aborted through its AbortSignal; names the partition it stopped. */
+export class AbortError extends Error {
+  /** What the partition had done when it stopped (rows, its UDF metrics). */
+  outcome?: PartitionOutcome;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}
+
+export function isAbortError(e: unknown): e is Error {
+  return e instanceof Error && e.name === 'AbortError';
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, label: string): void {
+  if (signal?.aborted) throw new AbortError(`aborted (${label})`, { cause: signal.reason });
+}
+
+/** Reads a source; the scan checks the signal between batches, so an abort stops reading. */
+async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): AsyncGenerator<arrow.RecordBatch> {
   switch (src.kind) {
     case 'multi': {
       let remaining = src.limit ?? Infinity;
       for (const part of src.parts) {
-        for await (let b of readSource(part, ctx)) {
+        for await (let b of readSource(part, ctx, label)) {
           if (b.numRows > remaining) b = b.slice(0, remaining);
           remaining -= b.numRows;
           yield b;
@@ -44,7 +71,15 @@ async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<ar
     case 'memory': {
       const batches = ctx.memory?.get(src.id);
       if (!batches) throw new Error(`in-memory source ${src.id} is not available here`);
-      for (let i = src.start; i < src.end; i++) yield batches[i]!;
+      for (let i = src.start; i < src.end; i++) {
+        throwIfAborted(ctx.signal, label);
+        yield batches[i]!;
+      }
+      return;
+    }
+    case 'shard': {
+      if (!ctx.shards) throw new Error(`shard ${src.key} cannot be read here (no shard reader in the execution context)`);
+      yield* scanFiltered(ctx.shards(src.key)[Symbol.asyncIterator](), null, null, ctx.signal, label);
       return;
     }
     case 'parquet': {
@@ -52,7 +87,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<ar
       const opts: Parameters<typeof readParquetBatches>[1] = { columns: src.columns, schema };
       if (src.rowGroups) opts.rowGroups = src.rowGroups;
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
-      yield* scanFiltered(readParquetBatches(src.path, opts), src.filter, src.limit);
+      yield* scanFiltered(readParquetBatches(src.path, opts), src.filter, src.limit, ctx.signal, label);
       return;
     }
     case 'csv': {
@@ -60,7 +95,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<ar
         ...src.csv, columns: src.columns, schema: Schema.fromJSON(src.fileSchema),
       };
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
-      yield* scanFiltered(readCsvBatches(src.path, opts), src.filter, src.limit);
+      yield* scanFiltered(readCsvBatches(src.path, opts), src.filter, src.limit, ctx.signal, label);
       return;
     }
   }
@@ -68,13 +103,19 @@ async function* readSource(src: SourceJSON, ctx: ExecContext): AsyncGenerator<ar
 
 /** The scan applies its pushed filter and limit itself, and stops reading once the limit is met. */
 async function* scanFiltered(
-  batches: AsyncGenerator<arrow.RecordBatch>,
+  batches: AsyncIterator<arrow.RecordBatch>,
   filter: ExprNode | null,
   limit: number | null,
+  signal: AbortSignal | undefined,
+  label: string,
 ): AsyncGenerator<arrow.RecordBatch> {
   let remaining = limit ?? Infinity;
   try {
-    for await (let b of batches) {
+    for (;;) {
+      throwIfAborted(signal, label);
+      const next = await batches.next();
+      if (next.done) return;
+      let b = next.value;
       if (filter) b = filterBatch(b, filter);
       if (b.numRows === 0) continue;
       if (b.numRows > remaining) b = b.slice(0, remaining);
@@ -83,7 +124,7 @@ async function* scanFiltered(
       if (remaining <= 0) return;
     }
   } finally {
-    await batches.return(undefined);
+    await batches.return?.(undefined);
   }
 }
 
@@ -143,26 +184,155 @@ export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly 
   return stream;
 }
 
-/** Runs one partition task as a stream of batches. */
-export function runPartition(task: PartitionTask, ctx: ExecContext = {}): AsyncIterable<arrow.RecordBatch> {
-  return applyOps(readSource(task.source, ctx), task.ops, ctx.rt ?? runtime);
+/** Where a partition's output goes. */
+export type PartitionSink = StreamSink | FileSink | ShardSink | IpcSink;
+
+/** To the caller, which iterates the returned PartitionStream (and may stop early). */
+export interface StreamSink {
+  kind: 'stream';
 }
 
-export interface SinkResult {
-  index: number;
+/** A Parquet or CSV file (local path or s3:// URI). */
+export interface FileSink {
+  kind: 'file';
+  format: 'parquet' | 'csv';
   path: string;
-  rows: number;
-  bytes: number;
+  schema: SchemaJSON;
 }
 
-/** Runs a task whose output goes to a file (its `sink`), returning what was written. */
-export async function runPartitionToSink(task: PartitionTask, ctx: ExecContext = {}): Promise<SinkResult> {
-  const sink = task.sink;
-  if (!sink) throw new Error(`partition ${task.index} has no sink`);
-  const schema = Schema.fromJSON(sink.schema);
-  const batches = runPartition(task, ctx);
-  const r = sink.format === 'parquet'
-    ? await writeParquetFile(sink.path, batches, { schema })
-    : await writeCsvFile(sink.path, batches, { schema });
-  return { index: task.index, path: sink.path, rows: r.rows, bytes: r.bytes };
+/** An Arrow IPC stream uploaded to an object-store key (the serverless runner's stage shards). */
+export interface ShardSink {
+  kind: 'shard';
+  store: { upload(key: string, body: AsyncIterable<Uint8Array>): Promise<number> };
+  key: string;
+  schema: SchemaJSON;
+}
+
+/** Batches posted to a parent (worker thread or child process), one per credit the parent grants. */
+export interface IpcSink {
+  kind: 'ipc';
+  /** Resolves true when the parent has granted a credit, false once it cancelled (the run stops quietly). */
+  credit(): Promise<boolean>;
+  post(batch: arrow.RecordBatch): void;
+}
+
+/** What one partition run did; the metrics are its own forked runtime's. */
+export interface PartitionOutcome {
+  index: number;
+  rows: number;
+  /** Bytes written (file and shard sinks; 0 otherwise). */
+  bytes: number;
+  /** The file path or shard key written ('' for stream and ipc sinks). */
+  path: string;
+  metrics: RunMetrics;
+  /** Wall time from start to the end of its output, ms. */
+  elapsedMs: number;
+}
+
+/** A partition's output for the stream sink; `outcome()` is final once the iteration has ended. */
+export interface PartitionStream extends AsyncIterable<arrow.RecordBatch> {
+  outcome(): PartitionOutcome;
+}
+
+const STREAM: StreamSink = { kind: 'stream' };
+
+/**
+ * The partition driver: runs `task` with a fork of `ctx.rt` (its metrics are the outcome's), checks
+ * `ctx.signal` between batches, and sends the output to `sink`. With the stream sink (default) the
+ * returned stream runs the partition as it is iterated; other sinks run it to the end.
+ */
+export function runPartition(task: PartitionTask, ctx?: ExecContext, sink?: StreamSink): PartitionStream;
+export function runPartition(task: PartitionTask, ctx: ExecContext, sink: FileSink | ShardSink | IpcSink): Promise<PartitionOutcome>;
+export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: PartitionSink = STREAM): PartitionStream | Promise<PartitionOutcome> {
+  const label = ctx.label ?? describeTask(task);
+  const rt = (ctx.rt ?? runtime).fork(label);
+  const started = performance.now();
+  let ended: number | null = null;
+  let rows = 0;
+  let bytes = 0;
+  let path = '';
+  const outcome = (): PartitionOutcome => ({
+    index: task.index, rows, bytes, path, metrics: rt.metrics, elapsedMs: (ended ?? performance.now()) - started,
+  });
+  async function* batches(): AsyncGenerator<arrow.RecordBatch> {
+    try {
+      throwIfAborted(ctx.signal, label);
+      for await (const b of applyOps(readSource(task.source, ctx, label), task.ops, rt)) {
+        // Between batches: after an abort no further batch is read or handed to a UDF.
+        throwIfAborted(ctx.signal, label);
+        rows += b.numRows;
+        yield b;
+      }
+    } catch (err) {
+      if (err instanceof AbortError) err.outcome = outcome();
+      throw err;
+    } finally {
+      ended = performance.now();
+    }
+  }
+  if (sink.kind === 'stream') {
+    const it = batches();
+    return { [Symbol.asyncIterator]: () => it, outcome };
+  }
+  return (async (): Promise<PartitionOutcome> => {
+    switch (sink.kind) {
+      case 'file': {
+        const schema = Schema.fromJSON(sink.schema);
+        const r = sink.format === 'parquet'
+          ? await writeParquetFile(sink.path, batches(), { schema })
+          : await writeCsvFile(sink.path, batches(), { schema });
+        bytes = r.bytes;
+        path = sink.path;
+        break;
+      }
+      case 'shard':
+        bytes = await sink.store.upload(sink.key, ipcChunks(batches(), Schema.fromJSON(sink.schema).toArrow()));
+        path = sink.key;
+        break;
+      case 'ipc': {
+        const it = batches();
+        try {
+          for (;;) {
+            const next = await it.next();
+            if (next.done || !(await sink.credit())) break;
+            sink.post(next.value);
+          }
+        } finally {
+          await it.return(undefined);
+        }
+        break;
+      }
+    }
+    return outcome();
+  })();
+}
+
+/** Batches as the chunks of one Arrow IPC stream (aliased columns written under their real types). */
+async function* ipcChunks(batches: AsyncIterable<arrow.RecordBatch>, schema: arrow.Schema): AsyncGenerator<Uint8Array> {
+  const writer = new arrow.RecordBatchStreamWriter();
+  const out = writer.toDOMStream();
+  const reader = out.getReader();
+  const pump = (async () => {
+    writer.reset(undefined, schema);
+    for await (const b of batches) writer.write(unaliasBatch(new arrow.RecordBatch(schema, b.data)));
+    writer.finish();
+  })();
+  let failed = false;
+  let failure: unknown = null;
+  pump.catch((e: unknown) => { failed = true; failure = e; writer.abort(); });
+  for (;;) {
+    let chunk: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      // writer.abort() makes the reader reject with its own value, not the operator's error: the
+      // error worth reporting is the one the pump stored.
+      await pump.catch(() => undefined);
+      throw failed ? failure : e;
+    }
+    if (chunk.done) break;
+    yield chunk.value as Uint8Array;
+  }
+  await pump.catch(() => undefined);
+  if (failed) throw failure;
 }

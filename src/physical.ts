@@ -60,6 +60,11 @@ export type SourceJSON =
       /** Batch index range [start, end). */
       start: number;
       end: number;
+    }
+  | {
+      /** An earlier stage's output in the serverless runner's work bucket (Arrow IPC). */
+      kind: 'shard';
+      key: string;
     };
 
 /** One unit of parallel work: a source slice and the operators to run over it. Pure JSON. */
@@ -76,6 +81,7 @@ export interface PartitionTask {
 function describeSource(s: SourceJSON): string {
   if (s.kind === 'memory') return 'in-memory batches';
   if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
+  if (s.kind === 'shard') return `shard ${s.key}`;
   const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
   return `${s.path}${rg}`;
 }

@@ -60,7 +60,7 @@ export const metrics = {
   },
 };
 
-/** What a UDF-running thread accumulates; the runner collects and resets it per run. */
+/** What a UDF-running thread holds: class instances, in-flight caps; a fork per partition run counts its metrics. */
 export class UdfRuntime {
   readonly metrics: RunMetrics = {};
   private instances = new Map<string, object>();
@@ -104,12 +104,6 @@ export class UdfRuntime {
     let s = this.inflight.get(def.name);
     if (!s) this.inflight.set(def.name, (s = new Semaphore(def.options.maxConcurrency)));
     return s;
-  }
-
-  takeMetrics(): RunMetrics {
-    const m = structuredClone(this.metrics);
-    for (const k of Object.keys(this.metrics)) delete this.metrics[k];
-    return m;
   }
 }
 

@@ -30,7 +30,7 @@ function pipeline() {
 
 describe('serverless run lifecycle', () => {
   it('splits stages at the GPU boundary', () => {
-    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
     assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
     assert.equal(plan.sources.length, 9, 'one partition per row group');
     assert.deepEqual(plan.stages[1]!.udfs, ['fixtures.gpuScore']);
@@ -40,7 +40,7 @@ describe('serverless run lifecycle', () => {
   it('runs every partition of every stage and commits the same result as the embedded runner', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
-    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
     const summary = await preparePlan(work, plan, 'work-bucket');
     assert.ok(JSON.stringify(summary).length < 2048, 'the state machine payload stays small');
     for (const p of Array.from({ length: 9 }, (_, i) => i)) await runStagePartition(work, plan.runId, 0, p);
@@ -61,10 +61,35 @@ describe('serverless run lifecycle', () => {
     assert.ok(await work.exists(keys.summary(plan.runId)));
   });
 
+  it("the runner's batchSize reaches the stages: a stage reads and calls its UDFs batch by batch", async () => {
+    const callsWith = async (batchSize: number | undefined): Promise<number> => {
+      const work = new LocalStore(tempDir());
+      const opts: Parameters<typeof planRun>[1] = { pipeline: pipelineModule, targetPartitionBytes: 1 };
+      if (batchSize !== undefined) opts.batchSize = batchSize;
+      const plan = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))).plan, opts);
+      assert.equal(plan.batchSize, batchSize);
+      await preparePlan(work, plan, 'work-bucket');
+      for (const stage of plan.stages) {
+        if (stage.executor === 'lambda') for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, stage.index, p);
+        else await runGpuSlot(work, plan.runId, stage.index, 0, 1);
+      }
+      const result = await finalizeRun(work, plan.runId);
+      assert.equal(result.rows, 9000);
+      // Each completion marker carries the partition's time in the driver.
+      const marker = JSON.parse(Buffer.from(await work.get(keys.metrics(plan.runId, 0, 0))).toString('utf8')) as { elapsedMs?: unknown };
+      assert.equal(typeof marker.elapsedMs, 'number');
+      return result.metrics['fixtures.gpuScore']!.calls;
+    };
+    // 9 row groups of 1000 rows: one call per row group by default, ten with 100-row batches.
+    assert.equal(await callsWith(undefined), 9);
+    assert.equal(await callsWith(100), 90);
+    assert.throws(() => planRun(readParquet(input).plan, { pipeline: null, batchSize: 0 }), /batchSize must be a positive integer, got 0/);
+  });
+
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
-    const plan = planRun(pipeline(), { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < 9; p++) if (p !== 5) await runStagePartition(work, plan.runId, 0, p);
     await assert.rejects(() => finalizeRun(work, plan.runId), /stage 0: partitions 5/);
@@ -74,9 +99,9 @@ describe('serverless run lifecycle', () => {
   });
 
   it('a pipeline without GPU UDFs is one lambda stage; a GPU-first pipeline reads its input on the GPU tasks', () => {
-    const cpu = planRun(readParquet(input).withColumn('y', double(col('x'))), { pipeline: null });
+    const cpu = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: null });
     assert.deepEqual(cpu.stages.map((s) => s.executor), ['lambda']);
-    const gpu = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))), { pipeline: null });
+    const gpu = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))).plan, { pipeline: null });
     assert.deepEqual(gpu.stages.map((s) => s.executor), ['ecs-gpu']);
     void splitStages;
   });
@@ -85,7 +110,7 @@ describe('serverless run lifecycle', () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
     const df = readParquet(input).limit(3).withColumn('y', col('id').mul(2));
-    const plan = planRun(df, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'append' } });
+    const plan = planRun(df.plan, { pipeline: pipelineModule, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'append' } });
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
     const first = await finalizeRun(work, plan.runId);

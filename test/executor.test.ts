@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { col, lit, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { slowLogged } from './fixtures/abort-udfs.ts';
 import { readStats } from '../src/io/parquet/index.ts';
 import { sampleRows, tempDir, writeSample } from './helpers.ts';
 
@@ -83,5 +84,50 @@ describe('streaming executor', () => {
     bytes.fill(0, 100, Math.floor(bytes.length * 0.6));
     writeFileSync(bad, bytes);
     await assert.rejects(() => readParquet([files[1]!, bad]).collect(), /broken\.parquet/);
+  });
+});
+
+const lines = (f: string): number => (existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+async function until(f: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000 && !f(); i++) await sleep(10);
+  assert.ok(f(), `timed out waiting for ${what}`);
+}
+
+describe('abort on worker threads', () => {
+  it('an aborted action rejects at once and its workers stop calling UDFs', async () => {
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 100 });
+    const log = join(dir, 'worker-calls.log');
+    writeFileSync(log, '');
+    const ac = new AbortController();
+    const pending = readParquet(dir).withColumn('y', slowLogged(col('x'), lit(log))).collect({ signal: ac.signal });
+    await until(() => lines(log) >= 6, 'six UDF calls');
+    ac.abort();
+    const atAbort = lines(log);
+    const t0 = Date.now();
+    await assert.rejects(pending, (e: Error) => e.name === 'AbortError' && /partition \d+: .*p\d\.parquet/.test(e.message));
+    assert.ok(Date.now() - t0 < 1000, 'rejects without waiting for the partitions to finish');
+    await sleep(400);
+    // At most the call in flight on each of the two workers; 600 batches would follow unaborted.
+    assert.ok(lines(log) <= atAbort + 2, `calls after the abort: ${lines(log) - atAbort}`);
+    // The pool is usable afterwards: the cancelled tasks freed their workers.
+    const n = await readParquet(dir).where(col('x').gt(0.5)).count();
+    assert.ok(n > 0);
+  });
+
+  it('an aborted parallel write stops its workers and commits nothing', async () => {
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 100 });
+    const log = join(dir, 'worker-write-calls.log');
+    writeFileSync(log, '');
+    const out = join(tempDir(), 'out');
+    const ac = new AbortController();
+    const pending = readParquet(dir).withColumn('y', slowLogged(col('x'), lit(log))).writeParquet(out, { signal: ac.signal });
+    await until(() => lines(log) >= 6, 'six UDF calls');
+    ac.abort();
+    const atAbort = lines(log);
+    await assert.rejects(pending, { name: 'AbortError' });
+    await sleep(400);
+    assert.ok(lines(log) <= atAbort + 2, `calls after the abort: ${lines(log) - atAbort}`);
+    assert.equal(existsSync(out), false, 'nothing committed: the output directory is removed again');
   });
 });

@@ -94,7 +94,7 @@ describe('serverless shards', () => {
     const pipeline = () => readParquet(dir).withColumn('x', double(col('x'))).select(col('id'), col('x'), col('x').alias('x2')).withColumn('g', gpuScore(col('x2')));
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
-    const plan = planRun(pipeline(), { pipeline: new URL('./fixtures/udfs.ts', import.meta.url).href, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
+    const plan = planRun(pipeline().plan, { pipeline: new URL('./fixtures/udfs.ts', import.meta.url).href, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
     assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);

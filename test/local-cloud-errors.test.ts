@@ -30,7 +30,7 @@ describe('partition errors (no services)', () => {
   it('a UDF failing in a non-final stage rejects with an Error naming the UDF, partition, file and message', async () => {
     const work = new LocalStore(tempDir());
     const df = readParquet(localInput).withColumn('a', boom(col('id'), col('x'))).withColumn('g', gpuOk(col('x')));
-    const plan = planRun(df, { pipeline: pathToFileURL(pipelineFile).href, targetPartitionBytes: 1 });
+    const plan = planRun(df.plan, { pipeline: pathToFileURL(pipelineFile).href, targetPartitionBytes: 1 });
     assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
     await preparePlan(work, plan, 'work');
     const err = await runStagePartition(work, plan.runId, 0, 2).then(() => null, (e: unknown) => e);

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { listS3, putS3Object } from '../src/io/s3/index.ts';
@@ -73,6 +74,24 @@ describe('local cloud (S3 + Step Functions + Lambda + ECS, on 127.0.0.1)', () =>
     const rows = await readParquet(okOut).toRows();
     assert.equal(rows.length, 2000);
     assert.ok(existsSync(join(markerDir, 'crashed-1500')), 'the crash happened');
+  });
+
+  it('an aborted cloud action stops its execution (ABORTED) and commits nothing', async () => {
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+    const out = `s3://${cloud.inputBucket}/aborted-out/`;
+    const before = cloud.stats()['stage'] ?? 0;
+    const ac = new AbortController();
+    const pending = cpuOnly({ uri: input }).writeParquet(out, { signal: ac.signal });
+    // Abort once the first stage partitions run (12 of them, two at a time).
+    for (let i = 0; i < 1000 && (cloud.stats()['stage'] ?? 0) === before; i++) await new Promise((r) => setTimeout(r, 5));
+    ac.abort();
+    await assert.rejects(pending, (e: Error) => e.name === 'AbortError' && /aborted \(run [\w-]+, arn:/.test(e.message));
+    const sfn = new SFNClient({ region: 'us-east-1', endpoint: cloud.runnerOptions.endpoint!, credentials: cloud.runnerOptions.credentials! });
+    const aborted = await sfn.send(new ListExecutionsCommand({ stateMachineArn: cloud.runnerOptions.stateMachineArn, statusFilter: 'ABORTED' }));
+    sfn.destroy();
+    assert.ok((aborted.executions ?? []).length >= 1, 'the execution was stopped');
+    const listed = await listS3(out);
+    assert.deepEqual(listed.objects.filter((o) => /_SUCCESS|part-/.test(o.key)).map((o) => o.key), []);
   });
 
   it('a partition that always fails fails the run, names the partition, and commits nothing', async () => {

@@ -73,7 +73,7 @@ describe('run ids', () => {
   it('planRun refuses a bad run id', () => {
     const dir = tempDir();
     return writeSample(join(dir, 'a.parquet'), 0, 10, 10).then(() => {
-      assert.throws(() => planRun(readParquet(dir), { pipeline: null, runId: 'a/../../b' }), /invalid run id "a\/\.\.\/\.\.\/b"/);
+      assert.throws(() => planRun(readParquet(dir).plan, { pipeline: null, runId: 'a/../../b' }), /invalid run id "a\/\.\.\/\.\.\/b"/);
     });
   });
 
@@ -124,7 +124,7 @@ describe('what a run may import and where it may write (handlers)', () => {
     await writeSample(join(input, 'a.parquet'), 0, 100, 100);
     const marker = join(tempDir(), 'pwned');
     const store = new LocalStore(tempDir());
-    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))), { pipeline: null, runId: 'planted' });
+    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: null, runId: 'planted' });
     for (const evil of [`data:text/javascript,import('node:fs').then((f) => f.writeFileSync(${JSON.stringify(marker)}, 'x'))`, 'https://example.com/p.mjs', 'some-package']) {
       plan.pipeline = [new URL('./fixtures/udfs.ts', import.meta.url).href, evil];
       await withEnv({ FANOUT_PIPELINE: undefined, FANOUT_PIPELINE_ALLOW: undefined }, async () => {
@@ -271,7 +271,7 @@ describe('the offline harness with malicious inputs (Step Functions API -> Plan 
 
   it('a plan.json planted in the work bucket cannot make the workers import its modules or write elsewhere', async () => {
     const input = `s3://${cloud.inputBucket}/incoming/other.parquet`;
-    const plan = planRun(pipeline({ uri: input }), { pipeline: null, runId: 'planted-1' });
+    const plan = planRun(pipeline({ uri: input }).plan, { pipeline: null, runId: 'planted-1' });
     plan.pipeline = [`data:text/javascript,import('node:fs').then((f) => f.writeFileSync(${JSON.stringify(marker)}, 'x'))`];
     await preparePlan(new S3Store(cloud.workBucket), plan, cloud.workBucket);
     // The workers import only FANOUT_PIPELINE (which registers the UDFs): the run succeeds, the data: URL never runs.

@@ -142,7 +142,7 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   const out: RunOutput | null = output ? { uri: output, format: 'parquet', mode: 'overwrite' } : null;
   const opts: Parameters<typeof planRun>[1] = { pipeline: spec, output: out };
   if (event.runId) opts.runId = event.runId;
-  return preparePlan(store, planRun(df, opts), bucket);
+  return preparePlan(store, planRun(df.plan, opts), bucket);
 }
 
 export async function handleStage(event: StageEvent): Promise<{ runId: string; stage: number; partition: number; rows: number; bytes: number }> {

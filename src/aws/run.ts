@@ -9,14 +9,12 @@ import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
 import { mapLimit } from '../concurrency.ts';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
-import type { DataFrame } from '../dataframe.ts';
-import { applyOps, runPartition } from '../executor.ts';
-import { writeParquetFile } from '../io/parquet/index.ts';
+import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
-import { unaliasBatch } from '../ipc-alias.ts';
 import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
-import { mergeMetrics, runtime, type RunMetrics } from '../udf-exec.ts';
+import type { PlanNode } from '../plan.ts';
+import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 
@@ -42,6 +40,8 @@ export interface RunPlan {
   /** Operators over the merged result (e.g. a global limit), run by Finalize. */
   globalOps: OpJSON[];
   output: RunOutput | null;
+  /** Rows per batch the stages read (the runner's batchSize); absent: the readers' default. */
+  batchSize?: number;
 }
 
 /** What the Plan step returns to the state machine: small, whatever the partition count. */
@@ -92,14 +92,17 @@ export function newRunId(): string {
   return `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomUUID().slice(0, 8)}`;
 }
 
-/** Builds the run plan for a DataFrame (its plan is optimized and split into stages here). */
-export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline: string | string[] | null; output?: RunOutput | null; targetPartitionBytes?: number; stageOptions?: StageOptions }): RunPlan {
-  if (df.plan.type === 'in_memory' || hasMemorySource(df)) {
+/** Builds the run plan for a logical plan (optimized and split into stages here). */
+export function planRun(plan: PlanNode, opts: { runId?: string; pipeline: string | string[] | null; output?: RunOutput | null; targetPartitionBytes?: number; batchSize?: number; stageOptions?: StageOptions }): RunPlan {
+  if (hasMemorySource(plan)) {
     throw new Error('the serverless runner reads its input from files (readParquet / readCsv on s3:// or local paths); in-memory DataFrames run on the embedded runner');
   }
-  const physical = buildPhysicalPlan(optimize(df.plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
+  if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize <= 0)) {
+    throw new RangeError(`planRun: batchSize must be a positive integer, got ${String(opts.batchSize)}`);
+  }
+  const physical = buildPhysicalPlan(optimize(plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
   const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
-  return {
+  const run: RunPlan = {
     version: PLAN_VERSION,
     runId: opts.runId === undefined ? newRunId() : checkRunId(opts.runId),
     pipeline: opts.pipeline,
@@ -110,10 +113,13 @@ export function planRun(df: DataFrame<object>, opts: { runId?: string; pipeline:
     globalOps: physical.globalOps,
     output: opts.output ?? null,
   };
+  if (opts.batchSize !== undefined) run.batchSize = opts.batchSize;
+  return run;
 }
 
-function hasMemorySource(df: DataFrame<object>): boolean {
-  let n = df.plan;
+/** Whether a plan reads in-memory batches (which only the process holding them can run). */
+export function hasMemorySource(plan: PlanNode): boolean {
+  let n = plan;
   while ('input' in n) n = n.input;
   return n.type === 'in_memory';
 }
@@ -206,35 +212,6 @@ async function* readShard(store: ObjectStore, key: string): AsyncGenerator<arrow
   for await (const b of reader) yield b;
 }
 
-async function* ipcStream(batches: AsyncIterable<arrow.RecordBatch>, schema: arrow.Schema): AsyncGenerator<Uint8Array> {
-  const writer = new arrow.RecordBatchStreamWriter();
-  const out = writer.toDOMStream();
-  const reader = out.getReader();
-  const pump = (async () => {
-    writer.reset(undefined, schema);
-    for await (const b of batches) writer.write(unaliasBatch(new arrow.RecordBatch(schema, b.data)));
-    writer.finish();
-  })();
-  let failed = false;
-  let failure: unknown = null;
-  pump.catch((e: unknown) => { failed = true; failure = e; writer.abort(); });
-  for (;;) {
-    let chunk: Awaited<ReturnType<typeof reader.read>>;
-    try {
-      chunk = await reader.read();
-    } catch (e) {
-      // writer.abort() makes the reader reject with its own value (a {done, value} record), not
-      // with the operator's error: the error worth reporting is the one the pump stored.
-      await pump.catch(() => undefined);
-      throw failed ? failure : e;
-    }
-    if (chunk.done) break;
-    yield chunk.value as Uint8Array;
-  }
-  await pump.catch(() => undefined);
-  if (failed) throw failure;
-}
-
 /** Starts the line a failing ECS task writes first to stderr: its error's name and message. */
 export const ECS_FAILURE_PREFIX = 'fanout ecs task failed: ';
 
@@ -259,6 +236,7 @@ export function asError(e: unknown): Error {
 export function describeSource(s: SourceJSON): string {
   if (s.kind === 'memory') return `in-memory batches ${s.start}..${s.end - 1}`;
   if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
+  if (s.kind === 'shard') return `shard ${s.key}`;
   const rg = s.kind === 'parquet' && s.rowGroups ? ` row groups ${s.rowGroups.join(',')}` : '';
   return `${s.path}${rg}`;
 }
@@ -292,6 +270,8 @@ interface PartitionMarker {
   rows: number;
   bytes: number;
   metrics: RunMetrics;
+  /** The partition's wall time in the driver, ms (absent in markers of older runs). */
+  elapsedMs?: number;
 }
 
 export interface PartitionResult {
@@ -328,35 +308,32 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   const { runId } = plan;
   const stageIndex = stage.index;
   await importPipeline(planPipeline(plan));
-  // Own metrics per partition (partitions may run side by side in one process); shared class instances.
-  const rt = runtime.fork(`run ${runId}, stage ${stageIndex}, partition ${partition}`);
-  const input: AsyncIterable<arrow.RecordBatch> = stageIndex === 0
-    ? runPartition({ index: partition, source: plan.sources[partition]!, ops: [] })
-    : readShard(store, keys.shard(runId, stageIndex - 1, partition));
-  const batches = applyOps(input, stage.ops, rt);
   const last = stageIndex === plan.stages.length - 1;
+  // The stage's input: its scan slice (stage 0) or the previous stage's shard of this partition.
+  const task: PartitionTask = {
+    index: partition,
+    source: stageIndex === 0 ? plan.sources[partition]! : { kind: 'shard', key: keys.shard(runId, stageIndex - 1, partition) },
+    ops: stage.ops,
+  };
+  // The driver forks the process's runtime for this partition (partitions may run side by side in
+  // one process): own metrics, shared class instances.
+  const ctx: ExecContext = { label: `run ${runId}, stage ${stageIndex}, partition ${partition}`, shards: (key) => readShard(store, key) };
+  if (plan.batchSize !== undefined) ctx.batchSize = plan.batchSize;
   // What this stage's operators produce (the run's final schema only if nothing runs after them).
-  const schema = Schema.fromJSON(stageSchema(plan, stageIndex));
-  let rows = 0;
-  const counted = (async function* () {
-    for await (const b of batches) {
-      rows += b.numRows;
-      yield b;
-    }
-  })();
+  const schema = stageSchema(plan, stageIndex);
   let key: string;
-  let bytes: number;
+  let r: PartitionOutcome;
   if (last) {
     key = keys.result(runId, partition);
     await store.prepare(key);
-    bytes = (await writeParquetFile(store.uri(key), counted, { schema })).bytes;
+    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema });
   } else {
     key = keys.shard(runId, stageIndex, partition);
-    bytes = await store.upload(key, ipcStream(counted, schema.toArrow()));
+    r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });
   }
-  const marker: PartitionMarker = { rows, bytes, metrics: rt.takeMetrics() };
+  const marker: PartitionMarker = { rows: r.rows, bytes: r.bytes, metrics: r.metrics, elapsedMs: Math.round(r.elapsedMs) };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
-  return { runId, stage: stageIndex, partition, rows, bytes, key };
+  return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key };
 }
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */

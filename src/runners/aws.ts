@@ -1,12 +1,18 @@
 // The AWS runner: an action plans the run here, writes the plan to the work bucket, starts a Step
 // Functions execution (the same generic state machine in AWS and in the local harness), shows
 // progress from the shards' completion markers, and reads the committed result.
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import type { DataFrame } from '../dataframe.ts';
-import { keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
+import type * as arrow from 'apache-arrow';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
+import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
+import { AbortError } from '../executor.ts';
+import { readParquetBatches } from '../io/parquet/index.ts';
+import type { WrittenFile } from '../io/writer.ts';
+import { planSchema, type PlanNode } from '../plan.ts';
 import { startProgress } from '../progress.ts';
 import { udfsOf } from '../physical.ts';
+import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
+import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 
 export interface AwsRunnerOptions {
   stateMachineArn: string;
@@ -18,6 +24,8 @@ export interface AwsRunnerOptions {
   pipeline?: string | string[];
   /** Row-group packing target per partition (uncompressed bytes). Default 128 MiB, about one Lambda's worth. */
   targetPartitionBytes?: number;
+  /** Rows per batch the stages read (and hand to UDFs). Default: the readers' 65,536. */
+  batchSize?: number;
   pollIntervalMs?: number;
   /** Give up waiting (the execution keeps its own timeouts). Default 24 h. */
   timeoutMs?: number;
@@ -37,14 +45,19 @@ function modulesOf(plan: RunPlan): string[] {
   return [...urls];
 }
 
-/** Runs `df` on the state machine; resolves with the run's summary once its output is committed. */
-export async function runOnAws(df: DataFrame<object>, opts: AwsRunnerOptions, output: RunOutput | null): Promise<RunSummary> {
-  const storeOpts: { targetPartitionBytes?: number } = {};
-  if (opts.targetPartitionBytes) storeOpts.targetPartitionBytes = opts.targetPartitionBytes;
-  const plan = planRun(df, { pipeline: null, output, ...storeOpts });
+/**
+ * Runs a plan on the state machine; resolves with the run's summary once its output is committed.
+ * An abort stops the execution (StopExecution) and rejects with an AbortError.
+ */
+async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null, signal?: AbortSignal): Promise<RunSummary> {
+  const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
+  if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
+  if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
+  const plan = planRun(logical, planOpts);
   const mods = opts.pipeline ?? modulesOf(plan);
   plan.pipeline = Array.isArray(mods) && mods.length === 0 ? null : mods;
   const store: ObjectStore = new S3Store(opts.workBucket);
+  if (signal?.aborted) throw new AbortError(`aborted before run ${plan.runId} started`, { cause: signal.reason });
   await putJson(store, keys.plan(plan.runId), plan);
 
   const sfnConfig: ConstructorParameters<typeof SFNClient>[0] = { region: opts.region ?? process.env['AWS_REGION'] ?? 'us-east-1' };
@@ -78,9 +91,18 @@ export async function runOnAws(df: DataFrame<object>, opts: AwsRunnerOptions, ou
   let done = 0;
   try {
     while (status === 'RUNNING') {
+      if (signal?.aborted) {
+        // The execution stops; Finalize never runs, so nothing is committed.
+        try {
+          await sfn.send(new StopExecutionCommand({ executionArn: arn, error: 'AbortError', cause: 'aborted by the caller' }));
+        } catch (e) {
+          throw lost(`aborted, but could not stop execution ${arn}`, sfnEndpoint, e);
+        }
+        throw new AbortError(`aborted (run ${plan.runId}, ${arn})`, { cause: signal.reason });
+      }
       if (Date.now() > deadline) throw new RunFailedError(`run ${plan.runId} still running after ${opts.timeoutMs} ms (${arn})`, plan.runId, null);
-      await new Promise((r) => setTimeout(r, poll));
-      let d;
+      await sleep(poll, signal);
+      let d: DescribeExecutionCommandOutput;
       try {
         d = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
       } catch (e) {
@@ -139,4 +161,67 @@ function causeText(cause: string): string {
 /** Where a run without an output committed its result. */
 export function resultUri(opts: AwsRunnerOptions, runId: string): string {
   return `s3://${opts.workBucket}/${keys.output(runId)}`;
+}
+
+/** Waits `ms`, or less when `signal` aborts (the caller checks it next). */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', done); resolve(); };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Reads committed result files with the embedded readers. */
+async function* readCommitted(files: readonly WrittenFile[], plan: PlanNode): AsyncGenerator<arrow.RecordBatch> {
+  const schema = planSchema(plan);
+  for (const f of files) yield* readParquetBatches(f.path, { schema });
+}
+
+/**
+ * The serverless runner: plans run as Step Functions executions; results are read back from the
+ * committed files. Plans over in-memory data run on the embedded runner (they cannot be shipped).
+ */
+export class AwsRunner implements Runner {
+  readonly name: string = 'aws';
+  private readonly local: EmbeddedRunner;
+
+  constructor(readonly aws: AwsRunnerOptions, readonly options: ResolvedEmbeddedOptions) {
+    this.local = new EmbeddedRunner(options);
+  }
+
+  private async run(plan: PlanNode, output: RunOutput | null, ctx: ActionContext): Promise<RunSummary> {
+    const summary = await runOnAws(plan, this.aws, output, ctx.signal);
+    ctx.onMetrics?.(summary.metrics);
+    return summary;
+  }
+
+  stream(plan: PlanNode, ctx: ActionContext): AsyncIterable<arrow.RecordBatch> {
+    if (hasMemorySource(plan)) return this.local.stream(plan, ctx);
+    const self = this;
+    // The cluster computes the result; it streams back from the committed files, one at a time.
+    return (async function* () {
+      const summary = await self.run(plan, null, ctx);
+      yield* readCommitted(summary.files, plan);
+    })();
+  }
+
+  async *partitions(plan: PlanNode, ctx: ActionContext): AsyncGenerator<ResultPartition> {
+    if (hasMemorySource(plan)) {
+      yield* this.local.partitions(plan, ctx);
+      return;
+    }
+    const summary = await this.run(plan, null, ctx);
+    for (const [index, f] of summary.files.entries()) yield { index, batches: readCommitted([f], plan) };
+  }
+
+  async write(plan: PlanNode, sink: DatasetSinkSpec, ctx: ActionContext): Promise<WrittenFile[]> {
+    if (hasMemorySource(plan)) return this.local.write(plan, sink, ctx);
+    return (await this.run(plan, sink, ctx)).files;
+  }
+
+  describe(optimized: PlanNode, _req?: ExplainRequest): string {
+    // Always with the stages: they are what runs.
+    return describePlan(optimized, this.options, this.aws.targetPartitionBytes ?? 128 << 20);
+  }
 }

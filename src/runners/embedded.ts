@@ -3,60 +3,28 @@
 import type * as arrow from 'apache-arrow';
 import { availableParallelism, totalmem } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { mergeMetrics, runtime } from '../udf-exec.ts';
-import { applyOps, runPartition, runPartitionToSink, type ExecContext, type SinkResult } from '../executor.ts';
-import { describeTask, type PartitionTask, type PhysicalPlan } from '../physical.ts';
+import { mergeMetrics } from '../udf-exec.ts';
+import { AbortError, applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
+import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
+import { optimize } from '../optimizer.ts';
+import { buildPhysicalPlan, describeTask, physicalPlanToString, type PartitionTask, type PhysicalPlan } from '../physical.ts';
+import { planSchema, type PlanNode } from '../plan.ts';
+import { startProgress, type ProgressSink } from '../progress.ts';
+import { splitStages, stagesToString } from '../aws/stages.ts';
 import { WorkerPool } from './pool.ts';
 import { detectGpus, gpuSlots } from '../resources.ts';
 import type { RunMetrics } from '../udf-exec.ts';
+import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
+import type { ResolvedEmbeddedOptions } from './options.ts';
 
-export interface EmbeddedOptions {
-  /** Partitions run at once (worker threads). Default: available cores. */
-  parallelism?: number;
-  /** Worker threads: always, never, or 'auto' (when the scan is big enough to repay their start-up). */
-  workers?: boolean | 'auto';
-  /** 'auto' uses workers when the scan reads at least this many bytes. Default 16 MiB. */
-  workerThresholdBytes?: number;
-  /** Rows per batch read from files. Default 65,536. */
-  batchSize?: number;
-  /** Batches a partition may run ahead of the consumer. Default 4. */
-  prefetch?: number;
-  /** Row-group packing target for partitions (uncompressed bytes). Default 32 MiB. */
-  targetPartitionBytes?: number;
-  /** Output in input order (default). `false`: batches as partitions produce them (faster with workers). */
-  preserveOrder?: boolean;
-  /** Make a GPU UDF on a machine without GPUs an error instead of a warning (then it runs on CPU). */
-  strictResources?: boolean;
+/** An embedded run: what its partitions run with, plus what the runner collects over the run. */
+interface EmbeddedRunContext extends ExecContext {
+  /** UDF metrics of the run, summed across partitions and workers. */
+  metrics?: RunMetrics;
+  progress?: ProgressSink;
 }
 
-export interface ResolvedEmbeddedOptions {
-  parallelism: number;
-  workers: boolean | 'auto';
-  workerThresholdBytes: number;
-  batchSize: number;
-  prefetch: number;
-  targetPartitionBytes: number;
-  preserveOrder: boolean;
-  strictResources: boolean;
-}
-
-export function resolveEmbeddedOptions(o: EmbeddedOptions = {}): ResolvedEmbeddedOptions {
-  const positive = (v: number | undefined, name: string, dflt: number): number => {
-    if (v === undefined) return dflt;
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`runner option '${name}' must be a positive integer, got ${String(v)}`);
-    return v;
-  };
-  return {
-    parallelism: positive(o.parallelism, 'parallelism', availableParallelism()),
-    workers: o.workers ?? 'auto',
-    workerThresholdBytes: o.workerThresholdBytes ?? 16 << 20,
-    batchSize: positive(o.batchSize, 'batchSize', 65536),
-    prefetch: positive(o.prefetch, 'prefetch', 4),
-    targetPartitionBytes: positive(o.targetPartitionBytes, 'targetPartitionBytes', 32 << 20),
-    preserveOrder: o.preserveOrder ?? true,
-    strictResources: o.strictResources ?? false,
-  };
-}
+export { resolveEmbeddedOptions, type EmbeddedOptions, type ResolvedEmbeddedOptions } from './options.ts';
 
 let pool: WorkerPool | null = null;
 let poolKey = '';
@@ -104,7 +72,7 @@ function gpuEnvs(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Record<string,
 }
 
 /** How explain describes where a plan's partitions will run (no side effects, no warnings). */
-export function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { parallelism: number; where: string } {
+function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { parallelism: number; where: string } {
   const gpu = plan.udfs.filter((u) => u.options.numGpus > 0);
   if (gpu.length && plan.scan.format !== 'memory') {
     const total = detectGpus();
@@ -195,24 +163,42 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   private queue: arrow.RecordBatch[] = [];
   private finished = false;
   private error: Error | null = null;
+  private aborted: Error | null = null;
   private wake: (() => void) | null = null;
+  private readonly unlisten: () => void = () => undefined;
   controls: Promise<{ credit(n: number): void; cancel(): void }>;
 
-  constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics) {
+  constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics, signal?: AbortSignal) {
     const notify = (): void => { this.wake?.(); this.wake = null; };
-    this.controls = pool.run(task, credits, {
-      onBatch: (b) => { this.queue.push(b); notify(); },
-      onMetrics: (m) => { if (metrics) mergeMetrics(metrics, m); },
-      onDone: () => { this.finished = true; notify(); },
-      onError: (e) => { this.error = e; this.finished = true; notify(); },
-    }, describeTask(task));
-    this.controls.catch((e: unknown) => { this.error = e instanceof Error ? e : new Error(String(e)); this.finished = true; notify(); });
+    const fail = (e: Error): void => { this.error = e; this.finished = true; this.unlisten(); notify(); };
+    if (signal) {
+      // An abort fails the stream now (not when the worker next reports, and before any batch still
+      // queued) and cancels the worker's task.
+      const onAbort = (): void => {
+        this.aborted = new AbortError(`aborted (${describeTask(task)})`, { cause: signal.reason });
+        this.finished = true;
+        notify();
+        this.cancel();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.unlisten = () => signal.removeEventListener('abort', onAbort);
+    }
+    this.controls = signal?.aborted
+      ? Promise.reject(new AbortError(`aborted (${describeTask(task)})`, { cause: signal.reason }))
+      : pool.run(task, credits, {
+        onBatch: (b) => { this.queue.push(b); notify(); },
+        onMetrics: (m) => { if (metrics) mergeMetrics(metrics, m); },
+        onDone: () => { this.finished = true; this.unlisten(); notify(); },
+        onError: fail,
+      }, describeTask(task), signal);
+    this.controls.catch((e: unknown) => fail(e instanceof Error ? e : new Error(String(e))));
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<arrow.RecordBatch> {
     let completed = false;
     try {
       for (;;) {
+        if (this.aborted) throw this.aborted;
         if (this.queue.length) {
           const b = this.queue.shift()!;
           (await this.controls).credit(1);
@@ -229,11 +215,12 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   }
 
   cancel(): void {
+    this.unlisten();
     this.controls.then((c) => c.cancel(), () => undefined);
   }
 }
 
-export interface RunHandle {
+interface RunHandle {
   usedWorkers: boolean;
   /** Partitions that run at once (set when streaming starts). */
   parallelism?: number;
@@ -243,10 +230,10 @@ export interface RunHandle {
  * Streams each partition's output, in partition order. With workers, up to `parallelism`
  * partitions run at once, each at most `prefetch` batches ahead of the consumer.
  */
-export async function* streamPartitions(
+async function* streamPartitions(
   plan: PhysicalPlan,
   options: ResolvedEmbeddedOptions,
-  ctx: ExecContext,
+  ctx: EmbeddedRunContext,
   handle?: RunHandle,
   /** Ordered: keep `parallelism` partitions running ahead of the one consumed. Unordered: the
    *  consumer pulls as many partitions as it runs at once, and each pull starts exactly one. */
@@ -258,10 +245,9 @@ export async function* streamPartitions(
   if (!placement) {
     if (handle) { handle.usedWorkers = false; handle.parallelism = 1; }
     for (const t of tasks) {
-      // Each partition counts into its own fork: a failed or abandoned run's counts never reach the
-      // next action (they used to stay in the shared runtime until someone took them).
-      const rt = runtime.fork(describeTask(t));
-      const run = runPartition(t, { ...execCtx, rt });
+      // The driver counts each partition into its own forked runtime: a failed or abandoned run's
+      // counts never reach the next action.
+      const run = runPartition(t, execCtx);
       // Metrics are collected when the partition's stream ends, before the consumer reports it done.
       const batches = (async function* () {
         try {
@@ -270,7 +256,7 @@ export async function* streamPartitions(
           throw inPartition(err, describeTask(t));
         } finally {
           // Also when the consumer stops early (limit, show, break): this run's counters are its own.
-          if (ctx.metrics) mergeMetrics(ctx.metrics, rt.takeMetrics());
+          if (ctx.metrics) mergeMetrics(ctx.metrics, run.outcome().metrics);
         }
       })();
       yield { index: t.index, batches };
@@ -282,7 +268,7 @@ export async function* streamPartitions(
   const started: RemoteStream[] = [];
   let next = 0;
   const startUpTo = (n: number): void => {
-    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics));
+    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics, ctx.signal));
   };
   let i = 0;
   try {
@@ -297,7 +283,7 @@ export async function* streamPartitions(
 }
 
 /** The whole plan as one ordered stream: partitions merged in order, then the global operators. */
-export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: ExecContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
+function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
   async function* merged(): AsyncGenerator<arrow.RecordBatch> {
     for await (const part of streamPartitions(plan, options, ctx, handle)) {
       for await (const b of part.batches) {
@@ -349,35 +335,136 @@ export function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptio
 }
 
 /** Runs tasks that carry sinks (each partition writes its own file), in parallel where possible. */
-export async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: ExecContext): Promise<SinkResult[]> {
+async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext): Promise<PartitionOutcome[]> {
   const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
   const placement = place(plan, options);
   if (!placement) {
-    const out: SinkResult[] = [];
+    const out: PartitionOutcome[] = [];
     for (const t of tasks) {
-      const rt = runtime.fork(describeTask(t));
+      let r: PartitionOutcome;
       try {
-        out.push(await runPartitionToSink(t, { ...execCtx, rt }));
+        r = await runPartition(t, execCtx, { kind: 'file', ...t.sink! });
       } catch (err) {
         throw inPartition(err, describeTask(t));
       }
-      if (ctx.metrics) mergeMetrics(ctx.metrics, rt.takeMetrics());
+      if (ctx.metrics) mergeMetrics(ctx.metrics, r.metrics);
+      out.push(r);
     }
     return out;
   }
   const p = placement.pool;
+  const signal = ctx.signal;
   // Settle every task before reporting a failure, so the caller's abort cannot race a late writer.
-  const settled = await Promise.allSettled(tasks.map((t) => new Promise<SinkResult>((resolve, reject) => {
-    let result: SinkResult | null = null;
-    p.run(t, 1, {
-      onBatch: () => undefined,
-      onMetrics: (m) => { if (ctx.metrics) mergeMetrics(ctx.metrics, m); },
-      onSink: (r) => { result = r; },
-      onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
-      onError: reject,
-    }, describeTask(t)).catch(reject);
-  })));
+  const settled = await Promise.allSettled(tasks.map((t) => {
+    if (signal?.aborted) return Promise.reject(new AbortError(`aborted (${describeTask(t)})`, { cause: signal.reason }));
+    let onAbort: (() => void) | null = null;
+    return new Promise<PartitionOutcome>((resolve, reject) => {
+      let result: PartitionOutcome | null = null;
+      const controls = p.run(t, 1, {
+        onBatch: () => undefined,
+        onMetrics: (m) => { if (ctx.metrics) mergeMetrics(ctx.metrics, m); },
+        onSink: (r) => { result = r; },
+        onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
+        onError: reject,
+      }, describeTask(t), signal);
+      controls.catch(reject);
+      // The worker stops between batches and reports an AbortError, which settles this task.
+      onAbort = () => { controls.then((c) => c.cancel(), () => undefined); };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    }).finally(() => { if (onAbort) signal?.removeEventListener('abort', onAbort); });
+  }));
   const failed = settled.find((s) => s.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  return settled.map((s) => (s as PromiseFulfilledResult<SinkResult>).value);
+  return settled.map((s) => (s as PromiseFulfilledResult<PartitionOutcome>).value);
+}
+
+/**
+ * Explain's physical part: partitions and where they run; with `stagesTargetBytes`, also the
+ * serverless stages (partitioned as the serverless runner would).
+ */
+export function describePlan(optimized: PlanNode, options: ResolvedEmbeddedOptions, stagesTargetBytes: number | null): string {
+  const physical = buildPhysicalPlan(optimized, { targetPartitionBytes: options.targetPartitionBytes });
+  const text = physicalPlanToString(physical, describePlacement(physical, options));
+  if (stagesTargetBytes === null) return text;
+  const run = buildPhysicalPlan(optimized, { targetPartitionBytes: stagesTargetBytes });
+  return `${text}\n\n${stagesToString(run, splitStages(run))}`;
+}
+
+/** The default runner: this process and its worker threads (or GPU child processes). */
+export class EmbeddedRunner implements Runner {
+  readonly name: string = 'native';
+  constructor(readonly options: ResolvedEmbeddedOptions) {}
+
+  private physical(plan: PlanNode): PhysicalPlan {
+    return buildPhysicalPlan(optimize(plan), { targetPartitionBytes: this.options.targetPartitionBytes });
+  }
+
+  stream(plan: PlanNode, ctx: ActionContext): AsyncIterable<arrow.RecordBatch> {
+    const physical = this.physical(plan);
+    const options = this.options;
+    return (async function* () {
+      const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
+      if (ctx.signal) run.signal = ctx.signal;
+      // Reading data already in memory without UDFs (show/count of a collected result) needs no bar.
+      const quiet = physical.scan.format === 'memory' && physical.udfs.length === 0;
+      const progress = quiet ? startProgress('fanout', 0, [], false) : startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name));
+      run.progress = progress;
+      try {
+        yield* executeStream(physical, options, run);
+      } finally {
+        progress.stop();
+        if (physical.udfs.length) ctx.onMetrics?.(run.metrics!);
+      }
+    })();
+  }
+
+  async *partitions(plan: PlanNode, ctx: ActionContext): AsyncGenerator<ResultPartition> {
+    const physical = this.physical(plan);
+    if (physical.globalOps.length) {
+      // A global limit makes the whole result one partition.
+      yield { index: 0, batches: this.stream(plan, ctx) };
+      return;
+    }
+    const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
+    if (ctx.signal) run.signal = ctx.signal;
+    try {
+      yield* streamPartitions(physical, this.options, run);
+    } finally {
+      if (physical.udfs.length) ctx.onMetrics?.(run.metrics!);
+    }
+  }
+
+  async write(plan: PlanNode, spec: DatasetSinkSpec, ctx: ActionContext): Promise<WrittenFile[]> {
+    const writer = await DatasetWriter.begin(spec.uri, { format: spec.format, mode: spec.mode });
+    try {
+      let parts: WrittenFile[];
+      const physical = this.physical(plan);
+      if (physical.globalOps.length || physical.scan.format === 'memory') {
+        // One ordered stream (a global limit, or data already in memory): a single part file.
+        parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];
+      } else {
+        const tasks: PartitionTask[] = physical.partitions.map((t) => ({
+          ...t, sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema },
+        }));
+        const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
+        if (ctx.signal) run.signal = ctx.signal;
+        const results = await executeSinks(physical, tasks, this.options, run);
+        parts = results.map((r) => ({ path: r.path, rows: r.rows, bytes: r.bytes }));
+        // Empty partitions leave no files, unless every one is empty (keep one, for the schema).
+        const nonEmpty = parts.filter((p) => p.rows > 0);
+        parts = nonEmpty.length ? nonEmpty : parts.slice(0, 1);
+        ctx.onMetrics?.(run.metrics!);
+      }
+      // An abort that came while the last part was closing still commits nothing.
+      if (ctx.signal?.aborted) throw new AbortError(`aborted before committing ${spec.uri}`, { cause: ctx.signal.reason });
+      return await writer.commit(parts);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+
+  describe(optimized: PlanNode, req: ExplainRequest = {}): string {
+    return describePlan(optimized, this.options, req.stages ? 128 << 20 : null);
+  }
 }

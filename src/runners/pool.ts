@@ -2,7 +2,7 @@
 // actions (parquet-wasm start-up is paid once), and unref'd so they never keep the process alive.
 import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
-import type { SinkResult } from '../executor.ts';
+import { AbortError, type PartitionOutcome } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
@@ -17,7 +17,7 @@ export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
   onMetrics?(m: RunMetrics): void;
   onDone(): void;
-  onSink?(result: SinkResult): void;
+  onSink?(result: PartitionOutcome): void;
   onError(err: Error): void;
 }
 
@@ -219,7 +219,7 @@ export class WorkerPool {
   }
 
   /** Starts `task` on a worker; returns controls for credits and cancellation. */
-  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string): Promise<{ credit(n: number): void; cancel(): void }> {
+  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string, signal?: AbortSignal): Promise<{ credit(n: number): void; cancel(): void }> {
     const slot = await this.acquire();
     slot.worker.ref(); // a task keeps the process alive (start-up included) until it reports back
     try {
@@ -228,6 +228,11 @@ export class WorkerPool {
       this.slots = this.slots.filter((x) => x !== slot);
       this.replace();
       throw err;
+    }
+    // Its action was aborted while the task waited for a worker: it never starts.
+    if (signal?.aborted) {
+      this.release(slot);
+      throw new AbortError(`aborted (${context})`, { cause: signal.reason });
     }
     const taskId = nextTaskId++;
     slot.current = { taskId, handlers, context };

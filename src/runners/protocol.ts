@@ -1,7 +1,7 @@
 // Messages between the embedded runner and its worker threads, and the batch/error codecs they use.
 import * as arrow from 'apache-arrow';
 import type { PartitionTask } from '../physical.ts';
-import type { SinkResult } from '../executor.ts';
+import type { PartitionOutcome } from '../executor.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import { unaliasBatch } from '../ipc-alias.ts';
 
@@ -21,7 +21,7 @@ export type FromWorker =
   | { type: 'fatal'; error: SerializedError }
   | { type: 'batch'; taskId: number; ipc: Uint8Array; rows: number }
   | { type: 'done'; taskId: number; metrics: RunMetrics }
-  | { type: 'sink'; taskId: number; result: SinkResult; metrics: RunMetrics }
+  | { type: 'sink'; taskId: number; result: PartitionOutcome; metrics: RunMetrics }
   | { type: 'error'; taskId: number; error: SerializedError };
 
 /** One batch as an Arrow IPC stream in a buffer of its own, so it can be transferred. */
@@ -49,7 +49,9 @@ export function serializeError(err: unknown): SerializedError {
 
 /** Rebuilds a worker's error in this thread, keeping its name, message and original stack. */
 export function deserializeError(e: SerializedError, context?: string): Error {
-  const err = new Error(context ? `${e.message} (${context})` : e.message);
+  // The driver names the partition in an AbortError already: once is enough.
+  const named = !context || e.message.endsWith(`(${context})`);
+  const err = new Error(named ? e.message : `${e.message} (${context})`);
   err.name = e.name;
   if (e.stack) err.stack = `${err.name}: ${err.message}\n    --- in worker ---\n${e.stack.split('\n').slice(1).join('\n')}`;
   return err;

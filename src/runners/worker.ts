@@ -1,8 +1,8 @@
-// Worker-thread entrypoint of the embedded runner: runs partition tasks with the shared stage
-// executor and streams Arrow IPC batches back (transferred, never cloned) under credit-based
-// backpressure, so a fast worker never buffers more than its credits.
+// Worker-thread entrypoint of the embedded runner: runs partition tasks with the partition driver
+// and streams Arrow IPC batches back (transferred, never cloned) under credit-based backpressure
+// (the driver's 'ipc' sink), so a fast worker never buffers more than its credits.
 import { parentPort, workerData as threadData } from 'node:worker_threads';
-import { runPartition, runPartitionToSink } from '../executor.ts';
+import { isAbortError, runPartition, type AbortError, type ExecContext, type IpcSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet/index.ts';
 import { runtime, setSyncGuard } from '../udf-exec.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
@@ -31,6 +31,8 @@ interface Running {
   credits: number;
   cancelled: boolean;
   wake: (() => void) | null;
+  /** Aborted by the parent's cancel: the driver stops between batches (reads and UDF calls). */
+  abort: AbortController;
 }
 const running = new Map<number, Running>();
 // Worker threads share a deadline buffer with the pool, which ends a thread stuck in a synchronous call.
@@ -43,36 +45,43 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 }
 
 async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Promise<void> {
-  const state: Running = { credits: msg.credits, cancelled: false, wake: null };
+  const state: Running = { credits: msg.credits, cancelled: false, wake: null, abort: new AbortController() };
   running.set(taskId, state);
   try {
-    // A fork per task: its metrics (and its label in stall warnings) are this task's alone.
-    const rt = runtime.fork(describeTask(msg.task));
-    const ctx = batchSize ? { batchSize, rt } : { rt };
+    // The driver forks this thread's runtime per task: its metrics (and its label in stall
+    // warnings) are this task's alone.
+    const ctx: ExecContext = { rt: runtime, signal: state.abort.signal, label: describeTask(msg.task) };
+    if (batchSize) ctx.batchSize = batchSize;
     // UDFs resolve by name: importing their defining modules registers them in this thread.
     for (const m of msg.task.modules ?? []) await import(m);
     if (msg.task.sink) {
-      const result = await runPartitionToSink(msg.task, ctx);
-      post({ type: 'sink', taskId, result, metrics: rt.takeMetrics() });
+      const result = await runPartition(msg.task, ctx, { kind: 'file', ...msg.task.sink });
+      post({ type: 'sink', taskId, result, metrics: result.metrics });
       return;
     }
-    const it = runPartition(msg.task, ctx)[Symbol.asyncIterator]();
-    try {
-      for (;;) {
-        const next = await it.next();
-        if (next.done || state.cancelled) break;
+    const sink: IpcSink = {
+      kind: 'ipc',
+      credit: async () => {
         while (state.credits <= 0 && !state.cancelled) await new Promise<void>((r) => (state.wake = r));
-        if (state.cancelled) break;
+        if (state.cancelled) return false;
         state.credits--;
-        const ipc = batchToIPC(next.value);
-        post({ type: 'batch', taskId, ipc, rows: next.value.numRows }, [ipc.buffer as ArrayBuffer]);
-      }
-    } finally {
-      await it.return?.();
-    }
-    post({ type: 'done', taskId, metrics: rt.takeMetrics() });
+        return true;
+      },
+      post: (b) => {
+        const ipc = batchToIPC(b);
+        post({ type: 'batch', taskId, ipc, rows: b.numRows }, [ipc.buffer as ArrayBuffer]);
+      },
+    };
+    const result = await runPartition(msg.task, ctx, sink);
+    post({ type: 'done', taskId, metrics: result.metrics });
   } catch (err) {
-    post({ type: 'error', taskId, error: serializeError(err) });
+    // A streamed partition the parent cancelled (its consumer stopped, or an abort) ends quietly
+    // with what it counted; a file it was writing must fail, so its dataset commits nothing.
+    if (state.cancelled && !msg.task.sink && isAbortError(err)) {
+      post({ type: 'done', taskId, metrics: (err as AbortError).outcome?.metrics ?? {} });
+    } else {
+      post({ type: 'error', taskId, error: serializeError(err) });
+    }
   } finally {
     running.delete(taskId);
   }
@@ -84,7 +93,7 @@ port.on('message', (msg: ToWorker) => {
     handleMessage(msg);
   } catch (err) {
     const s = running.get(msg.taskId);
-    if (s) { s.cancelled = true; s.wake?.(); s.wake = null; }
+    if (s) { s.cancelled = true; s.abort.abort(); s.wake?.(); s.wake = null; }
     post({ type: 'error', taskId: msg.taskId, error: serializeError(err) });
   }
 });
@@ -107,6 +116,7 @@ function handleMessage(msg: ToWorker): void {
       const s = running.get(msg.taskId);
       if (s) {
         s.cancelled = true;
+        s.abort.abort();
         s.wake?.();
         s.wake = null;
       }
