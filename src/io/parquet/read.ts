@@ -9,6 +9,7 @@ import { getWasm, guarded, isWasmTrap, wasmSync, withReadLock, type WasmInstance
 import { inspectParquet, inspectS3, s3Changed, type ChunkRanges } from './footer.ts';
 import { readFfiSchema } from './import-layout.ts';
 import { FfiImporter, emptyColumnsBatch } from './import.ts';
+import { isFooterDecodeError, readWithHyparquet } from './legacy.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -67,6 +68,13 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
     return;
   }
 
+  // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
+  const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
+  if (caveat !== undefined) {
+    yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, caveat);
+    return;
+  }
+
   // S3: fetch the projected column chunks of this row group and the next while decoding.
   const prefetch = (i: number): void => {
     const g = rowGroups[i];
@@ -88,6 +96,11 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
           try {
             file = await openParquetFile(path, remote?.blob ?? null);
           } catch (e) {
+            if (gi === 0 && delivered === 0 && isFooterDecodeError(e)) {
+              // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
+              yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, 'footer parquet-wasm cannot decode');
+              return;
+            }
             throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
           }
         }

@@ -1,0 +1,190 @@
+// The apache/parquet-testing corpus (vendored under test/fixtures/parquet-testing, see its README):
+// every file is either read exactly as pyarrow reads it (expected.json, generated once by
+// gen_expected.py; this test is Node-only) or refused with an error naming the file, the column and
+// the feature. Never a silent wrong result.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import type * as arrow from 'apache-arrow';
+import type { DataTypeJSON } from '../src/datatypes.ts';
+import { inspectParquet, readParquetBatches, warmParquet } from '../src/io/parquet/index.ts';
+
+const ROOT = join(import.meta.dirname, 'fixtures', 'parquet-testing');
+
+interface ExpectedColumn { name: string; pyarrowType: string; type: DataTypeJSON; sha256: string; values?: string[]; head?: string[] }
+type Expected = { numRows: number; columns: ExpectedColumn[] } | { pyarrowError: string };
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const EXPECTED = (JSON.parse(fs.readFileSync(join(ROOT, 'expected.json'), 'utf8')) as { files: Record<string, Expected> }).files;
+
+/**
+ * Files fanout refuses, with what the error must say (besides the file path, always required).
+ * Data files here are ones pyarrow reads too: each entry is a feature fanout does not support.
+ */
+const REFUSED: Record<string, RegExp> = {
+  // pyarrow wraps the year-9999 and year-290000 INT96 values around int64 nanoseconds (wrong instants);
+  // fanout decodes INT96 exactly (hyparquet) and refuses values that do not fit.
+  'data/int96_from_spark.parquet': /column 'a' of .*: timestamp 253402225200000000000 ns does not fit timestamp\[ns\].*wrap/,
+  // A dictionary page longer than its values (pyarrow tolerates it); arrow-rs traps on it.
+  'data/nation.dict-malformed.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
+};
+
+/** bad_data/ files (and data/ files pyarrow refuses too) must fail cleanly; this is what their message says. */
+const CORRUPT: Record<string, RegExp> = {
+  'bad_data/ARROW-GH-41317.parquet': /failed to decode row group 0 of .*: parquet unsupported page type: INDEX_PAGE/,
+  'bad_data/ARROW-GH-41321.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
+  'bad_data/ARROW-GH-45185.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
+  'bad_data/ARROW-GH-47662.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
+  'bad_data/ARROW-RS-GH-6229-DICTHEADER.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
+  'bad_data/ARROW-RS-GH-6229-LEVELS.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
+  'bad_data/PARQUET-1481.parquet': /corrupt Parquet footer in /,
+  'data/encrypt_columns_plaintext_footer.parquet.encrypted': /encrypted Parquet columns are not supported/,
+  'data/uniform_encryption.parquet.encrypted': /encrypted Parquet files are not supported/,
+};
+
+/**
+ * Files pyarrow refuses that fanout reads on purpose, with the values they hold (from the corpus's
+ * README): Presto/Trino wrote map keys as optional; arrow-rs accepts such maps (arrow-rs PR 5630).
+ */
+const READ_DESPITE_PYARROW: Record<string, { numRows: number; columns: ExpectedColumn[] }> = {
+  'data/incorrect_map_schema.parquet': {
+    numRows: 1,
+    columns: [{
+      name: 'my_map', pyarrowType: '(refused)', sha256: '',
+      type: { kind: 'list', child: { kind: 'struct', fields: [
+        { name: 'key', type: { kind: 'utf8' }, nullable: true }, { name: 'value', type: { kind: 'utf8' }, nullable: true }] } },
+      // MAP(ARRAY['name', 'parent'], ARRAY['report', 'another']), entries in the order Presto stored them
+      values: [`[{s${hex(Buffer.from('parent'))},s${hex(Buffer.from('another'))}},{s${hex(Buffer.from('name'))},s${hex(Buffer.from('report'))}}]`],
+    }],
+  },
+};
+
+// ---- canonical values: the same encoding as gen_expected.py ------------------------------------
+
+const f64 = new DataView(new ArrayBuffer(8));
+function floatCanon(v: number): string {
+  if (Number.isNaN(v)) return 'fNaN';
+  f64.setFloat64(0, v);
+  return `f${hex(new Uint8Array(f64.buffer.slice(0)))}`;
+}
+
+function canon(d: arrow.Data, t: DataTypeJSON, i: number): string {
+  if (!d.getValid(i)) return 'N';
+  switch (t.kind) {
+    case 'null': return 'N';
+    case 'bool': {
+      const bits = d.values as Uint8Array;
+      const k = d.offset + i;
+      return (bits[k >> 3]! >> (k & 7)) & 1 ? 'T' : 'F';
+    }
+    case 'float32': case 'float64': return floatCanon((d.values as Float64Array)[i]!);
+    case 'utf8': case 'binary': {
+      const o = d.valueOffsets as Int32Array;
+      return (t.kind === 'utf8' ? 's' : 'b') + hex((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!));
+    }
+    case 'list': {
+      const o = d.valueOffsets as Int32Array;
+      const out: string[] = [];
+      for (let j = o[i]!; j < o[i + 1]!; j++) out.push(canon(d.children[0]!, t.child, j));
+      return `[${out.join(',')}]`;
+    }
+    case 'fixedSizeList': {
+      const out: string[] = [];
+      for (let j = 0; j < t.size; j++) out.push(canon(d.children[0]!, t.child, i * t.size + j));
+      return `[${out.join(',')}]`;
+    }
+    case 'struct': return `{${t.fields.map((f, k) => canon(d.children[k]!, f.type, i)).join(',')}}`;
+    default: return String((d.values as BigInt64Array | Int32Array)[i]!); // integers, date (days), timestamp (ticks)
+  }
+}
+
+/** Type JSON without nullability (pyarrow and the Parquet schema disagree on it for nested fields). */
+function shape(t: DataTypeJSON): unknown {
+  switch (t.kind) {
+    case 'list': return { kind: 'list', child: shape(t.child) };
+    case 'fixedSizeList': return { kind: 'fixedSizeList', size: t.size, child: shape(t.child) };
+    case 'struct': return { kind: 'struct', fields: t.fields.map((f) => ({ name: f.name, type: shape(f.type) })) };
+    default: return t;
+  }
+}
+
+interface Read { numRows: number; columns: { name: string; type: DataTypeJSON; values: string[] }[] }
+
+async function readAll(path: string): Promise<Read> {
+  const info = inspectParquet(path);
+  const fields = info.schema.fields;
+  const values: string[][] = fields.map(() => []);
+  let numRows = 0;
+  for await (const b of readParquetBatches(path)) {
+    numRows += b.numRows;
+    fields.forEach((f, c) => {
+      const d = b.getChildAt(c)!.data[0]!;
+      assert.equal(d.offset, 0, `${path}: column ${f.name} batch data has an offset`);
+      for (let i = 0; i < b.numRows; i++) values[c]!.push(canon(d, f.type.json, i));
+    });
+  }
+  if (info.unsupportedColumns.length) {
+    // A column left out of the schema must never be dropped silently: readParquet of all columns names it.
+    throw new Error(`unsupported columns in ${path}: ${info.unsupportedColumns.map((u) => `${u.name}: ${u.reason}`).join('; ')}`);
+  }
+  return { numRows, columns: fields.map((f, c) => ({ name: f.name, type: f.type.json, values: values[c]! })) };
+}
+
+function compare(file: string, got: Read, exp: { numRows: number; columns: ExpectedColumn[] }): void {
+  assert.equal(got.numRows, exp.numRows, `${file}: row count`);
+  assert.deepEqual(got.columns.map((c) => c.name), exp.columns.map((c) => c.name), `${file}: column names`);
+  for (const [k, e] of exp.columns.entries()) {
+    const g = got.columns[k]!;
+    assert.deepEqual(shape(g.type), shape(e.type), `${file}: type of column '${e.name}' (pyarrow: ${e.pyarrowType})`);
+    const digest = createHash('sha256').update(g.values.join('\n')).digest('hex');
+    if (digest === e.sha256 || (e.values && e.values.length === g.values.length && e.values.every((v, j) => v === g.values[j]))) continue;
+    const ref = e.values ?? e.head!;
+    const i = ref.findIndex((v, j) => g.values[j] !== v);
+    assert.fail(`${file}: values of column '${e.name}' differ from pyarrow's` +
+      (i >= 0 ? ` (row ${i}: got ${g.values[i]}, pyarrow ${ref[i]})` : ' (beyond the stored head)'));
+  }
+}
+
+async function outcome(file: string): Promise<{ ok: Read } | { error: Error }> {
+  try {
+    return { ok: await readAll(join(ROOT, file)) };
+  } catch (e) {
+    return { error: e as Error };
+  }
+}
+
+before(() => warmParquet());
+
+describe('parquet-testing corpus', () => {
+  it('vendors a file for every expectation and an expectation for every file', () => {
+    const onDisk = ['data', 'bad_data'].flatMap((d) => fs.readdirSync(join(ROOT, d)).map((f) => `${d}/${f}`)).sort();
+    assert.deepEqual(onDisk, Object.keys(EXPECTED).sort());
+    for (const f of [...Object.keys(REFUSED), ...Object.keys(CORRUPT)]) assert.ok(EXPECTED[f], `listed file ${f} is vendored`);
+  });
+
+  for (const [file, exp] of Object.entries(EXPECTED)) {
+    it(file, async () => {
+      const r = await outcome(file);
+      const expectsError = REFUSED[file] ?? CORRUPT[file];
+      if (process.env.CORPUS_REPORT) {
+        console.log(`CORPUS ${file}: ${'error' in r ? `ERROR ${r.error.message}` : 'read'}`);
+      }
+      const despite = READ_DESPITE_PYARROW[file];
+      if (despite) {
+        if ('error' in r) throw r.error;
+        compare(file, r.ok, despite);
+        return;
+      }
+      if ('pyarrowError' in exp || expectsError) {
+        assert.ok('error' in r, `${file} must be refused (pyarrow: ${'pyarrowError' in exp ? exp.pyarrowError : 'reads it'}), fanout read it`);
+        assert.ok(r.error.message.includes(join(ROOT, file)), `${file}: error names the file: ${r.error.message}`);
+        assert.ok(expectsError, `${file}: refused with an unlisted message: ${r.error.message}`);
+        assert.match(r.error.message, expectsError);
+        return;
+      }
+      if ('error' in r) throw r.error;
+      compare(file, r.ok, exp);
+    });
+  }
+});
