@@ -187,4 +187,41 @@ describe('parquet-testing corpus', () => {
       compare(file, r.ok, exp);
     });
   }
+
+  it('projects and batches a file read through hyparquet like one read through parquet-wasm', async () => {
+    // repeated_no_annotation.parquet: 'phoneNumbers' holds a repeated group without a LIST annotation
+    // (arrow-rs reads 0 of its 6 rows, of every column, 'id' included).
+    const path = join(ROOT, 'data/repeated_no_annotation.parquet');
+    assert.deepEqual(Object.keys(inspectParquet(path).parquetWasmCaveats ?? {}).sort(), ['id', 'phoneNumbers']);
+    const ids: unknown[] = [];
+    for await (const b of readParquetBatches(path, { columns: ['id'] })) ids.push(...b.getChild('id')!.toArray());
+    assert.deepEqual(ids, [1, 2, 3, 4, 5, 6]);
+    const sizes: number[] = [];
+    const phones: string[] = [];
+    for await (const b of readParquetBatches(path, { columns: ['phoneNumbers'], batchSize: 4 })) {
+      sizes.push(b.numRows);
+      assert.deepEqual(b.schema.names, ['phoneNumbers']);
+      const d = b.getChildAt(0)!.data[0]!;
+      const t = inspectParquet(path).schema.field('phoneNumbers').type.json;
+      for (let i = 0; i < b.numRows; i++) phones.push(canon(d, t, i));
+    }
+    assert.deepEqual(sizes, [4, 2]);
+    const exp = EXPECTED['data/repeated_no_annotation.parquet'];
+    assert.ok(exp && 'columns' in exp);
+    assert.deepEqual(phones, exp.columns.find((c) => c.name === 'phoneNumbers')!.values);
+  });
+
+  it('a row group parquet-wasm decodes short is an error, never a short read', async () => {
+    // Without the caveat (the cached footer info, edited here), arrow-rs returns 0 of 6 rows.
+    const path = join(ROOT, 'data/repeated_no_annotation.parquet');
+    const info = inspectParquet(path);
+    const saved = info.parquetWasmCaveats;
+    info.parquetWasmCaveats = {};
+    try {
+      await assert.rejects(async () => { for await (const _ of readParquetBatches(path, { columns: ['id'] })) { /* drain */ } },
+        (e: Error) => e.message.includes(path) && /parquet-wasm decoded 0 rows of columns 'id', the footer says 6/.test(e.message));
+    } finally {
+      info.parquetWasmCaveats = saved;
+    }
+  });
 });

@@ -7,7 +7,7 @@ import { S3ObjectChangedError, forgetS3Object, isS3Uri, noteS3Objects, s3Hint, s
 import type { ColumnStats, ParquetFileInfo, RowGroupInfo } from './types.ts';
 import { arrowSchemaFromMetadata, mapArrowType, mapParquetNode, type Mapped } from './schema.ts';
 import { convertStats } from './stats.ts';
-import { parquetWasmCaveat } from './legacy.ts';
+import { parquetWasmCaveats } from './legacy.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Footer inspection
@@ -248,14 +248,12 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
   const fromArrow = arrowSchemaFromMetadata(md);
   const fields: Field[] = [];
   const unsupported: { name: string; reason: string }[] = [];
-  const caveats: Record<string, string> = {};
+  const caveats = parquetWasmCaveats(tree);
   if (md.row_groups.some((rg) => rg.columns.some((c) => c.crypto_metadata !== undefined))) {
     throw new Error(`encrypted Parquet columns are not supported: ${path}`); // plaintext footer, encrypted data
   }
   for (const node of tree.children) {
     const name = node.element.name;
-    const caveat = parquetWasmCaveat(node);
-    if (caveat) caveats[name] = caveat;
     const nullable = node.element.repetition_type !== 'REQUIRED';
     let mapped: Mapped;
     const af = fromArrow?.fields.find((f) => f.name === name);

@@ -22,10 +22,23 @@ const INT64_MIN = -(1n << 63n), INT64_MAX = (1n << 63n) - 1n;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Why parquet-wasm cannot be trusted with this top-level column (null when it can). Checked per
- * column so that projections avoiding it keep the fast reader.
+ * Top-level columns parquet-wasm cannot be trusted with, and why. INT96 is per column (projections
+ * avoiding it keep the fast reader); a legacy repeated group makes arrow-rs read no rows of any
+ * column of the file, so it marks them all.
  */
-export function parquetWasmCaveat(node: SchemaTree): string | null {
+export function parquetWasmCaveats(root: SchemaTree): Record<string, string> {
+  const out: Record<string, string> = {};
+  let fileWide: string | null = null;
+  for (const node of root.children) {
+    const c = columnCaveat(node);
+    if (c) out[node.element.name] = c;
+    if (c?.startsWith('repeated group')) fileWide ??= `${c} in column '${node.element.name}'`;
+  }
+  if (fileWide) for (const node of root.children) out[node.element.name] = fileWide;
+  return out;
+}
+
+function columnCaveat(node: SchemaTree): string | null {
   const walk = (n: SchemaTree, parentAnnotated: boolean, depth: number): string | null => {
     const e = n.element;
     if (e.type === 'INT96' && !e.converted_type && !e.logical_type) return 'INT96 timestamps';

@@ -91,6 +91,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
       // Batches of this row group already yielded: if another reader's corrupt file kills the
       // shared parquet-wasm instance mid-row-group, we re-decode on a fresh one and skip them.
       let delivered = 0;
+      let rowsDelivered = 0;
       for (let attempt = 0; ; attempt++) {
         if (!file || file.inst.dead) {
           try {
@@ -144,7 +145,13 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             readStats.batchesRead++;
             readStats.rowsRead += length;
             delivered++;
+            rowsDelivered += length;
             yield new arrow.RecordBatch(arrowSchema, data);
+          }
+          // Never a silent short read: arrow-rs has returned no rows for layouts it misreads.
+          const want = info.rowGroups[g]!.numRows;
+          if (!interrupted && rowsDelivered !== want) {
+            throw new Error(`failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, the footer says ${want}`);
           }
         } finally {
           if (!inst.dead) stream.free();
