@@ -1,8 +1,9 @@
 // Files parquet-wasm (arrow-rs) reads wrongly or refuses, read through hyparquet instead: legacy
 // repeated groups without a LIST annotation (arrow-rs returns no rows), INT96 timestamps (arrow-rs
 // wraps values outside the int64 nanosecond range) and footers arrow-rs's thrift decoder rejects.
+import * as zlib from 'node:zlib';
 import * as arrow from 'apache-arrow';
-import { parquetReadObjects, type AsyncBuffer, type SchemaTree } from 'hyparquet';
+import { parquetReadObjects, type AsyncBuffer, type Compressors, type SchemaTree } from 'hyparquet';
 import { DataType, type DataTypeJSON, type Schema, type TimeUnit } from '../../datatypes.ts';
 import { valuesToData } from '../../convert/index.ts';
 import { rescaleTicks } from './stats.ts';
@@ -16,6 +17,15 @@ const PARSERS = {
   timestampFromMicroseconds: (v: bigint) => new Ticks(v, 'us'),
   timestampFromNanoseconds: (v: bigint) => new Ticks(v, 'ns'),
   dateFromDays: (d: number) => d,
+};
+
+// hyparquet decodes SNAPPY itself; Node's zlib adds GZIP (concatenated members too), BROTLI, and
+// ZSTD where this Node has it (22.15+). LZ4 files fail with hyparquet's "unsupported compression codec".
+const zstd = (zlib as unknown as { zstdDecompressSync?: (b: Uint8Array) => Buffer }).zstdDecompressSync;
+const COMPRESSORS: Compressors = {
+  GZIP: (b) => zlib.gunzipSync(b),
+  BROTLI: (b) => zlib.brotliDecompressSync(b),
+  ...(zstd ? { ZSTD: (b: Uint8Array) => zstd(b) } : {}),
 };
 
 const INT64_MIN = -(1n << 63n), INT64_MAX = (1n << 63n) - 1n;
@@ -73,7 +83,9 @@ function normalize(v: unknown, t: DataTypeJSON, at: string): unknown {
       if (!(v instanceof Ticks)) break;
       const x = rescaleTicks(v.v, v.unit, t.unit, false);
       if (x < INT64_MIN || x > INT64_MAX) {
-        throw new Error(`${at}: timestamp ${v.v} ${v.unit} does not fit timestamp[${t.unit}] (int64 ticks); reading it would wrap around`);
+        // Only INT96 (days + nanoseconds) can exceed int64 nanoseconds; pyarrow and arrow-rs wrap it around.
+        const what = v.unit === 'ns' ? 'INT96 timestamp' : 'timestamp';
+        throw new Error(`${at}: ${what} ${v.v} ${v.unit} does not fit timestamp[${t.unit}] (int64 ticks); reading it would wrap around`);
       }
       return x;
     }
@@ -119,7 +131,7 @@ export async function* readWithHyparquet(
     if (rowEnd === rowStart) continue;
     let rows: Record<string, unknown>[];
     try {
-      rows = await parquetReadObjects({ file, columns: outSchema.names, rowStart, rowEnd, parsers: PARSERS, geoparquet: false });
+      rows = await parquetReadObjects({ file, columns: outSchema.names, rowStart, rowEnd, parsers: PARSERS, compressors: COMPRESSORS, geoparquet: false });
     } catch (e) {
       throw new Error(`failed to decode row group ${g} of ${path} (read with hyparquet: ${why}): ${(e as Error).message}`);
     }
