@@ -40,6 +40,8 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   const remote = isS3Uri(path) ? s3BlobFor(path) : null;
   const info = remote ? inspectS3(path, Infinity).info : inspectParquet(path);
   const fileSchema = opts.schema ?? info.schema;
+  const dropped = !opts.columns && !opts.schema ? info.unsupportedColumns[0] : undefined;
+  if (dropped) throw new Error(`column '${dropped.name}' of ${path} cannot be read: ${dropped.reason} (pass columns without it to read the others)`);
   const names = opts.columns ? [...opts.columns] : fileSchema.names;
   for (const n of names) {
     if (!info.schema.has(n)) {
