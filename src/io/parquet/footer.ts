@@ -249,8 +249,10 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
   const fields: Field[] = [];
   const unsupported: { name: string; reason: string }[] = [];
   const caveats = parquetWasmCaveats(tree);
-  if (md.row_groups.some((rg) => rg.columns.some((c) => c.crypto_metadata !== undefined))) {
-    throw new Error(`encrypted Parquet columns are not supported: ${path}`); // plaintext footer, encrypted data
+  const encrypted = md.row_groups[0]?.columns.findIndex((c) => c.crypto_metadata !== undefined) ?? -1;
+  if (encrypted >= 0) { // plaintext footer, encrypted column data
+    const leaf = md.schema.filter((e) => e.type !== undefined)[encrypted]?.name ?? `#${encrypted}`;
+    throw new Error(`encrypted Parquet columns are not supported (column '${leaf}' uses Parquet modular encryption): ${path}`);
   }
   for (const node of tree.children) {
     const name = node.element.name;

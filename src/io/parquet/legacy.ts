@@ -3,7 +3,7 @@
 // wraps values outside the int64 nanosecond range) and footers arrow-rs's thrift decoder rejects.
 import * as zlib from 'node:zlib';
 import * as arrow from 'apache-arrow';
-import { parquetReadObjects, type AsyncBuffer, type Compressors, type SchemaTree } from 'hyparquet';
+import { parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type Compressors, type SchemaTree } from 'hyparquet';
 import { DataType, type DataTypeJSON, type Schema, type TimeUnit } from '../../datatypes.ts';
 import { valuesToData } from '../../convert/index.ts';
 import { rescaleTicks } from './stats.ts';
@@ -125,13 +125,19 @@ export async function* readWithHyparquet(
   let acc = 0;
   for (const g of info.rowGroups) { starts.push(acc); acc += g.numRows; }
   const file: AsyncBuffer = { byteLength: blob.size, slice: (start, end) => blob.slice(start, end ?? blob.size).arrayBuffer() };
+  let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
+  try {
+    metadata = await parquetMetadataAsync(file, { geoparquet: false }); // once, not per row group
+  } catch (e) {
+    throw new Error(`cannot open Parquet file ${path} (read with hyparquet: ${why}): ${(e as Error).message}`);
+  }
   for (const g of rowGroups) {
     const rowStart = starts[g]!;
     const rowEnd = rowStart + info.rowGroups[g]!.numRows;
     if (rowEnd === rowStart) continue;
     let rows: Record<string, unknown>[];
     try {
-      rows = await parquetReadObjects({ file, columns: outSchema.names, rowStart, rowEnd, parsers: PARSERS, compressors: COMPRESSORS, geoparquet: false });
+      rows = await parquetReadObjects({ file, metadata, columns: outSchema.names, rowStart, rowEnd, parsers: PARSERS, compressors: COMPRESSORS, geoparquet: false });
     } catch (e) {
       throw new Error(`failed to decode row group ${g} of ${path} (read with hyparquet: ${why}): ${(e as Error).message}`);
     }
