@@ -99,7 +99,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
           try {
             file = await openParquetFile(path, remote?.blob ?? null);
           } catch (e) {
-            if (gi === 0 && delivered === 0 && isFooterDecodeError(e)) {
+            if (file === null && isFooterDecodeError(e)) { // first open: nothing delivered yet
               // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
               yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, 'footer parquet-wasm cannot decode');
               return;
