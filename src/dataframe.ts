@@ -392,7 +392,16 @@ function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Sche
 /** Lazily reads Parquet files: a path, a directory, a glob or a list of them. */
 export function readParquet<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadParquetOptions = {}): DataFrame<R> {
   const files = expandPaths(source, 'parquet', { literal: opts.literal === true });
-  const schema = checkSameSchema(files, (f) => inspectParquet(f).schema);
+  const schema = checkSameSchema(files, (f) => {
+    const info = inspectParquet(f);
+    // A column no DataType represents is an error unless `columns` leaves it out: never dropped silently.
+    const bad = info.unsupportedColumns.find((u) => !opts.columns || opts.columns.includes(u.name));
+    if (bad) {
+      const others = info.schema.names.map((n) => `'${n}'`).join(', ');
+      throw new Error(`column '${bad.name}' of ${f} cannot be read: ${bad.reason} (pass columns: [...] without it to read the others: ${others})`);
+    }
+    return info.schema;
+  });
   const df = new DataFrame<R>({
     type: 'scan', format: 'parquet', source, files, fileSchema: schema.toJSON(),
     pushdowns: { columns: null, filter: null, limit: null }, schema: schema.toJSON(),

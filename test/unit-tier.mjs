@@ -16,6 +16,7 @@ const SLOW = new Set([
   'local-cloud.test.ts', // s3rver + Step Functions + Lambda workers + ECS child processes
   'onnx.test.ts', // onnxruntime sessions, the model builder as a child process
   'onnx-udf.test.ts', // onnxruntime on worker threads
+  'parquet-corpus-s3.test.ts', // s3rver child process
   'progress.test.ts', // runs pipelines in child processes
   's3.test.ts', // s3rver child process
   'state-machine.test.ts', // aws-local-stepfunctions against the local harness

@@ -7,6 +7,7 @@ import { isLocalUri, METADATA_TTL_MS, statObjectSync, noteObjects, objectHint, p
 import type { ColumnStats, ParquetFileInfo, RowGroupInfo } from './types.ts';
 import { arrowSchemaFromMetadata, mapArrowType, mapParquetNode, type Mapped } from './schema.ts';
 import { convertStats } from './stats.ts';
+import { parquetWasmCaveats } from './legacy.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Footer inspection
@@ -247,6 +248,12 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
   const fromArrow = arrowSchemaFromMetadata(md);
   const fields: Field[] = [];
   const unsupported: { name: string; reason: string }[] = [];
+  const caveats = parquetWasmCaveats(tree);
+  const encrypted = md.row_groups[0]?.columns.findIndex((c) => c.crypto_metadata !== undefined) ?? -1;
+  if (encrypted >= 0) { // plaintext footer, encrypted column data
+    const leaf = md.schema.filter((e) => e.type !== undefined)[encrypted]?.name ?? `#${encrypted}`;
+    throw new Error(`encrypted Parquet columns are not supported (column '${leaf}' uses Parquet modular encryption): ${path}`);
+  }
   for (const node of tree.children) {
     const name = node.element.name;
     const nullable = node.element.repetition_type !== 'REQUIRED';
@@ -288,7 +295,7 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
       stats,
     };
   });
-  return { path, sizeBytes: size, numRows: Number(md.num_rows), schema, rowGroups, unsupportedColumns: unsupported };
+  return { path, sizeBytes: size, numRows: Number(md.num_rows), schema, rowGroups, unsupportedColumns: unsupported, parquetWasmCaveats: caveats };
 }
 
 

@@ -8,6 +8,7 @@ import { getWasm, guarded, isWasmTrap, wasmSync, withReadLock, type WasmInstance
 import { inspectParquet, inspectS3, s3Changed, type ChunkRanges } from './footer.ts';
 import { readFfiSchema } from './import-layout.ts';
 import { FfiImporter, emptyColumnsBatch } from './import.ts';
+import { isFooterDecodeError, readWithHyparquet } from './legacy.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -36,6 +37,8 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   const remote = isLocalUri(path) ? null : s3BlobFor(path);
   const info = remote ? inspectS3(path, Infinity).info : inspectParquet(path);
   const fileSchema = opts.schema ?? info.schema;
+  const dropped = !opts.columns && !opts.schema ? info.unsupportedColumns[0] : undefined;
+  if (dropped) throw new Error(`column '${dropped.name}' of ${path} cannot be read: ${dropped.reason} (pass columns without it to read the others)`);
   const names = opts.columns ? [...opts.columns] : fileSchema.names;
   for (const n of names) {
     if (!info.schema.has(n)) {
@@ -64,6 +67,13 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
     return;
   }
 
+  // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
+  const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
+  if (caveat !== undefined) {
+    yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, caveat);
+    return;
+  }
+
   // S3: fetch the projected column chunks of this row group and the next while decoding.
   const prefetch = (i: number): void => {
     const g = rowGroups[i];
@@ -80,11 +90,17 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
       // Batches of this row group already yielded: if another reader's corrupt file kills the
       // shared parquet-wasm instance mid-row-group, we re-decode on a fresh one and skip them.
       let delivered = 0;
+      let rowsDelivered = 0;
       for (let attempt = 0; ; attempt++) {
         if (!file || file.inst.dead) {
           try {
             file = await openParquetFile(path, remote?.blob ?? null);
           } catch (e) {
+            if (file === null && isFooterDecodeError(e)) { // first open: nothing delivered yet
+              // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
+              yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, 'footer parquet-wasm cannot decode');
+              return;
+            }
             throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
           }
         }
@@ -128,7 +144,13 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             readStats.batchesRead++;
             readStats.rowsRead += length;
             delivered++;
+            rowsDelivered += length;
             yield new arrow.RecordBatch(arrowSchema, data);
+          }
+          // Never a silent short read: arrow-rs has returned no rows for layouts it misreads.
+          const want = info.rowGroups[g]!.numRows;
+          if (!interrupted && rowsDelivered !== want) {
+            throw new Error(`failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, the footer says ${want}`);
           }
         } finally {
           if (!inst.dead) stream.free();

@@ -95,17 +95,31 @@ function mapParquetInner(node: SchemaTree): Mapped {
     let element: Mapped;
     // Backward-compatibility rules of the Parquet LIST spec (2-level legacy layouts).
     if (rep.element.type !== undefined) element = mapParquetLeaf(rep.element);
+    // A repeated group that is itself a LIST or MAP is a nested list, not a struct element
+    // (old_list_structure.parquet: `repeated group array (LIST) { repeated int32 array }`).
+    else if (isListOrMap(rep)) element = mapParquetInner(rep);
     else if (rep.children.length > 1 || rep.element.name === 'array' || rep.element.name === `${e.name}_tuple`) element = mapStruct(rep);
     else element = mapParquetNode(rep.children[0]!);
     return typeof element === 'string' ? element : { kind: 'list', child: element };
   }
   if (lt === 'MAP' || ct === 'MAP' || ct === 'MAP_KEY_VALUE') {
     const kv = node.children[0];
+    if (kv && kv.children.length === 1) {
+      // A map without values reads as the list of its keys (as arrow-rs and pyarrow do).
+      const key = mapParquetInner(kv.children[0]!);
+      return typeof key === 'string' ? key : { kind: 'list', child: key };
+    }
     if (!kv || kv.children.length !== 2) return `malformed MAP column '${e.name}'`;
     const entries = mapStruct(kv);
     return typeof entries === 'string' ? entries : { kind: 'list', child: entries };
   }
   return mapStruct(node);
+}
+
+function isListOrMap(node: SchemaTree): boolean {
+  const lt = node.element.logical_type?.type;
+  const ct = node.element.converted_type;
+  return lt === 'LIST' || lt === 'MAP' || ct === 'LIST' || ct === 'MAP' || ct === 'MAP_KEY_VALUE';
 }
 
 function mapStruct(node: SchemaTree): Mapped {

@@ -22,6 +22,8 @@ export interface ParquetFileInfo {
   rowGroups: RowGroupInfo[];
   /** Columns left out of `schema` because no DataType represents them (interval, union...). */
   unsupportedColumns: { name: string; reason: string }[];
+  /** Columns parquet-wasm reads wrongly (legacy layouts, INT96), by name, with why: read through hyparquet. */
+  parquetWasmCaveats?: Record<string, string>;
 }
 
 export interface ReadParquetOptions {
