@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { putS3Object } from '../src/io/s3.ts';
+import { putS3Object } from '../src/io/s3/index.ts';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
 import { EXPECTED, ROOT, compare, readAll } from './parquet-corpus-helpers.ts';
 

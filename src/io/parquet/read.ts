@@ -70,7 +70,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
   const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
   if (caveat !== undefined) {
-    yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, caveat);
+    yield* readWithHyparquet(path, remote?.blob ?? await openObjectBlob(path), info, outSchema, rowGroups, batchSize, caveat);
     return;
   }
 
@@ -98,7 +98,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
           } catch (e) {
             if (file === null && isFooterDecodeError(e)) { // first open: nothing delivered yet
               // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
-              yield* readWithHyparquet(path, remote?.blob ?? await fs.openAsBlob(path), info, outSchema, rowGroups, batchSize, 'footer parquet-wasm cannot decode');
+              yield* readWithHyparquet(path, remote?.blob ?? await openObjectBlob(path), info, outSchema, rowGroups, batchSize, 'footer parquet-wasm cannot decode');
               return;
             }
             throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
