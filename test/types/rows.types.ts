@@ -5,7 +5,7 @@ import { col, DataType, fromColumns, fromRecords, func, readParquet, Schema, Fie
 
 /** Exact type equality (mutual assignability is too loose for unions with null). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
-function expectType<T extends true>(): void { /* compile-time only */ }
+function expectType<T extends true>(_?: T): void { /* compile-time only */ }
 type RowOf<D> = D extends { toRows(): Promise<(infer R)[]> } ? R : never;
 
 const double = func((x: number) => x * 2, { returnDtype: DataType.float64(), name: 'types.rows.double' });

@@ -6,7 +6,7 @@ import type * as arrow from 'apache-arrow';
 import { cls, type ClsOptions, DataType, type Expr, fromColumns, func, type OnError } from 'fanout';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
-function expectType<T extends true>(): void { /* compile-time only */ }
+function expectType<T extends true>(_?: T): void { /* compile-time only */ }
 type ValueOfExpr<E> = E extends Expr<infer T> ? T : never;
 
 const df = fromColumns({ x: [1, 2], id: [1n, 2n], s: ['a', 'b'] });
