@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
-import { col, DataType, fromArrow, fromColumns, fromRecords, lit, readCsv, readParquet, setRunner } from 'fanout';
+import { col, DataType, fromArrow, fromColumns, fromRecords, func, lit, readCsv, readParquet, setRunner } from 'fanout';
 import { sampleRows, tempDir, writeSample } from './helpers.ts';
 
 const ROWS = 10_000;
@@ -35,6 +35,20 @@ describe('sources and schema', () => {
     assert.equal(big.schema.field('a').type.kind, 'int64');
     assert.deepEqual(await big.toRows(), [{ a: 1n }, { a: 2n }]);
     assert.throws(() => fromRecords([{ a: 1n }, { a: 2 }]), /column 'a'.*mixes bigints and numbers/);
+  });
+
+  it('a (x: number) UDF runs on fromColumns / fromRecords of JS numbers (they stay numbers, not 1n)', async () => {
+    const twice = func((x: number) => x * 2, { returnDtype: DataType.float64(), name: 'df.twiceNumbers' });
+    const cols = fromColumns({ x: [1, 2, 3] });
+    assert.equal(cols.schema.field('x').type.kind, 'float64');
+    assert.deepEqual(await cols.withColumn('y', twice(cols.col('x'))).toRows(), [{ x: 1, y: 2 }, { x: 2, y: 4 }, { x: 3, y: 6 }]);
+    const recs = fromRecords([{ x: 1 }, { x: 2 }]);
+    assert.deepEqual(await recs.withColumn('y', twice(recs.col('x'))).toRows(), [{ x: 1, y: 2 }, { x: 2, y: 4 }]);
+    // bigint columns are int64 and stay bigints; typed arrays keep their Arrow type.
+    const typed = fromColumns({ b: [1n, 2n], i: Int32Array.of(1, 2), u: Uint16Array.of(1, 2), f: Float32Array.of(1, 2), l: BigInt64Array.of(1n, 2n) });
+    assert.deepEqual(typed.schema.fields.map((f) => f.type.toString()), ['int64', 'int32', 'uint16', 'float32', 'int64']);
+    assert.deepEqual((await typed.toRows())[1], { b: 2n, i: 2, u: 2, f: 2, l: 2n });
+    assert.throws(() => fromColumns({ m: [1, 2n] }), /column 'm'.*mixes bigints and numbers/);
   });
 
   it('fromColumns and fromArrow', async () => {
