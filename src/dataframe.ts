@@ -435,20 +435,53 @@ export function readCsv<R extends Row = Record<string, unknown>>(source: string 
   return columns ? (df.select(...(columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
 }
 
-/** A DataFrame from plain objects; the schema is inferred unless given. */
-export function fromRecords<R extends Row>(rows: readonly R[], schema?: Schema): DataFrame<R> {
+/**
+ * What a JS value given to fromRecords / fromColumns comes back as in rows and UDF arguments (the
+ * inferred type's JS side, see convert/js-value.ts): numbers stay numbers (float64), bigints stay
+ * bigints (int64), undefined and missing keys are null, Uint8Array is binary, other typed arrays
+ * are lists (plain arrays when read back), plain objects are structs.
+ */
+export type RowValue<V> =
+  V extends null | undefined ? null
+  : V extends Uint8ClampedArray ? number[]
+  : V extends Uint8Array ? Uint8Array
+  : V extends BigInt64Array | BigUint64Array ? bigint[]
+  : V extends Int8Array | Int16Array | Int32Array | Uint16Array | Uint32Array | Float32Array | Float64Array ? number[]
+  : V extends Date ? Date
+  : V extends readonly (infer E)[] ? RowValue<E>[]
+  : V extends object ? { [K in keyof V]-?: RowValue<V[K]> | (undefined extends V[K] ? null : never) }
+  : V;
+
+/** Row type of fromRecords(rows): each record's values as they come back (`RowValue`). */
+export type RecordsRow<R> = { [K in keyof R]-?: RowValue<R[K]> | (undefined extends R[K] ? null : never) };
+
+/**
+ * A DataFrame from plain objects; the schema is inferred (numbers float64, bigints int64, ...:
+ * see `inferSchemaFromRecords`) and the row type follows it. With a `schema` the values are
+ * converted to its types (an int64 column turns numbers into bigints), so the row type is not the
+ * records' own: give it as the type parameter (`Record<string, unknown>` by default, as readParquet).
+ */
+export function fromRecords<R extends Row>(rows: readonly R[]): DataFrame<RecordsRow<R>>;
+export function fromRecords<R extends Row = Record<string, unknown>>(rows: readonly object[], schema: Schema | undefined): DataFrame<R>;
+export function fromRecords(rows: readonly object[], schema?: Schema): DataFrame<Row> {
   if (!Array.isArray(rows)) throw new TypeError('fromRecords(rows) needs an array of objects');
   const s = schema ?? inferSchemaFromRecords(rows as readonly Record<string, unknown>[]);
   const batch = recordsToBatch(rows as readonly Record<string, unknown>[], s);
-  return inMemory<R>(s, [batch]);
+  return inMemory(s, [batch]);
 }
 
 type ColumnValues = readonly unknown[] | ArrayLike<number> | ArrayLike<bigint>;
-type ColumnType<V> = V extends BigInt64Array | BigUint64Array ? bigint : V extends ArrayLike<number> ? number : V extends readonly (infer E)[] ? E : unknown;
+/** Row value of a fromColumns column: typed arrays map to their Arrow type (BigInt64Array int64 -> bigint, Int32Array int32 -> number, ...). */
+type ColumnType<V> = V extends readonly (infer E)[] ? RowValue<E> : V extends ArrayLike<bigint> ? bigint : V extends ArrayLike<number> ? number : unknown;
 
-/** A DataFrame from columns (arrays or typed arrays, zero-copy where possible). */
-export function fromColumns<C extends Record<string, ColumnValues>>(columns: C, schema?: Schema): DataFrame<{ [K in keyof C]: ColumnType<C[K]> }> {
-  const batch = columnsToBatch(columns as Record<string, ColumnValues>, schema);
+/**
+ * A DataFrame from columns (arrays or typed arrays, zero-copy where possible). With a `schema`
+ * the row type is the type parameter, as for fromRecords.
+ */
+export function fromColumns<C extends Record<string, ColumnValues>>(columns: C): DataFrame<{ [K in keyof C]: ColumnType<C[K]> }>;
+export function fromColumns<R extends Row = Record<string, unknown>>(columns: Record<string, ColumnValues>, schema: Schema | undefined): DataFrame<R>;
+export function fromColumns(columns: Record<string, ColumnValues>, schema?: Schema): DataFrame<Row> {
+  const batch = columnsToBatch(columns, schema);
   return inMemory(Schema.fromArrow(batch.schema), [batch]);
 }
 

@@ -239,6 +239,13 @@ export type RowResult<R> = R extends AsyncGenerator<infer Y> ? Y : R extends Gen
 type Arg<T> = Expr<T> | Expr<Untyped> | (T extends Scalar ? T : never);
 type NonNull<T> = Exclude<T, null | undefined>;
 
+/** Can a value of option type V be one of N? (`unknown`: the option was not given.) */
+type Overlaps<V, N> = [Extract<V, N>] extends [never] ? false : true;
+/** Null when the onError in effect may be 'null' or 'log' (a failed row becomes null). */
+type ErrorNull<E> = Overlaps<E, 'null' | 'log'> extends true ? null : never;
+/** Null when a generator may yield nothing for a row and onEmpty keeps it ('null', the default). */
+type EmptyNull<R, Em> = R extends Generator | AsyncGenerator ? ([Em] extends ['drop'] ? never : null) : never;
+
 /** A defined UDF: call it with expressions (or constants) to get an expression. */
 export interface Udf<A extends unknown[], R> {
   (...args: { [K in keyof A]: Arg<A[K]> }): Expr<R>;
@@ -261,10 +268,10 @@ function makeUdf<A extends unknown[], R>(def: UdfDefinition): Udf<A, R> {
 }
 
 /** Row-wise UDF: sync `(a, b) => v`, async `async (a) => v`, or generator `function* (a) { yield v }`. */
-function funcImpl<A extends unknown[], R>(
+function funcImpl<A extends unknown[], R, E extends OnError = 'raise', Em extends OnEmpty = 'null'>(
   fn: (...args: A) => R,
-  opts: UdfOptions<NonNull<RowResult<R>>>,
-): Udf<A, RowResult<R>> {
+  opts: UdfOptions<NonNull<RowResult<R>>> & { onError?: E; onEmpty?: Em },
+): Udf<A, RowResult<R> | ErrorNull<E> | EmptyNull<R, Em>> {
   if (typeof fn !== 'function') throw new TypeError('func(fn, opts) needs a function');
   const name = opts?.name ?? fn.name;
   if (!name) throw new TypeError('func(fn, opts): an anonymous function needs { name } (plans refer to UDFs by name)');
@@ -281,10 +288,10 @@ function funcImpl<A extends unknown[], R>(
 export type BatchResult<T> = arrow.Vector | ArrayLike<number> | ArrayLike<bigint> | readonly (T | null)[];
 
 /** Batch UDF: receives one apache-arrow Vector per argument, returns one value per row. */
-function batchImpl<R>(
+function batchImpl<R, E extends OnError = 'raise'>(
   fn: (...vectors: arrow.Vector[]) => BatchResult<R> | Promise<BatchResult<R>>,
-  opts: UdfOptions<R>,
-): Udf<unknown[], R> {
+  opts: UdfOptions<R> & { onError?: E },
+): Udf<unknown[], R | ErrorNull<E>> {
   if (typeof fn !== 'function') throw new TypeError('func.batch(fn, opts) needs a function');
   const name = opts?.name ?? fn.name;
   if (!name) throw new TypeError('func.batch(fn, opts): an anonymous function needs { name }');
@@ -305,17 +312,43 @@ export interface MethodOptions<T = never> extends Partial<UdfOptions<T>> {
   batch?: boolean;
 }
 
+/** Element type of a batch method's result (typed arrays: number or bigint; a Vector: unknown). */
+type BatchElement<R> = R extends arrow.Vector ? unknown : R extends readonly (infer E)[] ? E : R extends ArrayLike<bigint> ? bigint : R extends ArrayLike<number> ? number : unknown;
+/** What a method's returnDtype must accept: its row result, or a batch method's elements (anything for a Vector). */
+type Checked<T> = unknown extends T ? never : NonNull<T>;
+type MethodOptionsFor<F> = F extends (...args: never[]) => infer R
+  ? (MethodOptions<Checked<RowResult<R>>> & { batch?: false }) | (MethodOptions<Checked<BatchElement<Awaited<R>>>> & { batch: true })
+  : never;
+
 export interface ClsOptions<C> extends Partial<Omit<UdfOptions, 'returnDtype'>> {
-  /** Default returnDtype of methods. */
+  /** Default returnDtype of methods (not checked against their return types: give one per method for that). */
   returnDtype?: DataType;
-  /** Per-method configuration; only configured methods (or all, with a class returnDtype) become UDFs. */
-  methods?: { [K in keyof C]?: MethodOptions };
+  /**
+   * Per-method configuration; only configured methods (or all, with a class returnDtype) become UDFs.
+   * A method's returnDtype must accept what the method returns (a batch method: the result's elements).
+   */
+  methods?: { [K in keyof C]?: MethodOptionsFor<C[K]> };
 }
 
-type MethodsOf<C> = { [K in keyof C]: C[K] extends (...args: infer A) => infer R ? Udf<A extends arrow.Vector[] ? unknown[] : A, RowResult<R> extends BatchResult<infer E> ? E : RowResult<R>> : never };
+/** Option P of method K in cls options O (unknown when not given). */
+type MethodOpt<O, K, P extends string> = O extends { methods?: infer M } ? (K extends keyof M ? (M[K] extends { [Q in P]?: infer V } ? V : unknown) : unknown) : unknown;
+type ClassOpt<O, P extends string> = O extends { [Q in P]?: infer V } ? V : unknown;
+/** The option in effect for a method: its own if it may be given, else the class's. */
+type Effective<MV, CV> = unknown extends MV ? CV : undefined extends MV ? Exclude<MV, undefined> | CV : MV;
+type MethodValue<C, O, K extends keyof C> = C[K] extends (...args: never[]) => infer R
+  ? (MethodOpt<O, K, 'batch'> extends true ? BatchElement<Awaited<R>> : RowResult<R>)
+    | ErrorNull<Effective<MethodOpt<O, K, 'onError'>, ClassOpt<O, 'onError'>>>
+    | (MethodOpt<O, K, 'batch'> extends true ? never : EmptyNull<R, Effective<MethodOpt<O, K, 'onEmpty'>, ClassOpt<O, 'onEmpty'>>>)
+  : never;
+/** The methods that become UDFs: the configured ones, or all of them when none is (class returnDtype). */
+type Configured<C, O> = O extends { methods: infer M } ? ([keyof M & keyof C] extends [never] ? keyof C : keyof M & keyof C) : keyof C;
+
+type MethodsOf<C, O> = {
+  [K in Configured<C, O>]: C[K] extends (...args: infer A) => unknown ? Udf<MethodOpt<O, K, 'batch'> extends true ? unknown[] : A, MethodValue<C, O, K>> : never
+};
 
 /** A class handle: `new Handle(...args)` records the arguments; instances are made per worker on first use. */
-export type ClsHandle<C extends new (...args: never[]) => object> = new (...args: ConstructorParameters<C>) => MethodsOf<InstanceType<C>>;
+export type ClsHandle<C extends new (...args: never[]) => object, O = ClsOptions<InstanceType<C>>> = new (...args: ConstructorParameters<C>) => MethodsOf<InstanceType<C>, O>;
 
 function methodNames(proto: object): string[] {
   const names = new Set<string>();
@@ -326,7 +359,9 @@ function methodNames(proto: object): string[] {
 }
 
 /** Stateful UDF class: the constructor runs once per worker (e.g. load a model), methods run per batch or row. */
-export function cls<C extends new (...args: never[]) => object>(Class: C, opts: ClsOptions<InstanceType<C>> = {}): ClsHandle<C> {
+export function cls<C extends new (...args: never[]) => object, const O extends ClsOptions<InstanceType<C>> = ClsOptions<InstanceType<C>>>(
+  Class: C, opts: O = {} as O,
+): ClsHandle<C, O> {
   if (typeof Class !== 'function') throw new TypeError('cls(Class, opts) needs a class');
   const className = opts.name ?? Class.name;
   if (!className) throw new TypeError('cls(Class, opts): an anonymous class needs { name }');
@@ -376,7 +411,7 @@ export function cls<C extends new (...args: never[]) => object>(Class: C, opts: 
     }
   }
   Object.defineProperty(Handle, 'name', { value: `${className}Handle` });
-  return Handle as unknown as ClsHandle<C>;
+  return Handle as unknown as ClsHandle<C, O>;
 }
 
 /** The file path of a UDF's defining module, for messages. */

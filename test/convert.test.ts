@@ -258,20 +258,24 @@ describe('inferSchemaFromRecords', () => {
   it('applies the inference rules', () => {
     const schema = inferSchemaFromRecords([
       { i: 1, f: 1, mix: 1, big: 1n, s: 'a', b: true, d: D('2024-01-01'), bin: bytes(1), l: [1, 2], o: { a: 1 }, nul: null },
-      { i: 2, f: 1.5, mix: null, big: 2, s: null, b: false, d: null, bin: null, l: [], o: { b: 'x' }, late: 'z', emb: Float32Array.of(1) },
+      { i: 2, f: 1.5, mix: null, big: 2n, s: null, b: false, d: null, bin: null, l: [], o: { b: 'x' }, late: 'z', emb: Float32Array.of(1) },
       { i: -3, f: 2, mix: 2.25, l: [null, 3.5], o: null },
     ]);
     assert.deepEqual(Object.fromEntries(schema.fields.map((f) => [f.name, f.type.toString()])), {
-      i: 'int64', f: 'float64', mix: 'float64', big: 'int64', s: 'utf8', b: 'bool', d: 'timestamp[ms]', bin: 'binary',
-      l: 'list<float64>', o: 'struct<a: int64, b: utf8>', nul: 'null', late: 'utf8', emb: 'list<float32>',
+      // JS numbers are doubles, integral or not: float64; only bigints are int64.
+      i: 'float64', f: 'float64', mix: 'float64', big: 'int64', s: 'utf8', b: 'bool', d: 'timestamp[ms]', bin: 'binary',
+      l: 'list<float64>', o: 'struct<a: float64, b: utf8>', nul: 'null', late: 'utf8', emb: 'list<float32>',
     });
   });
 
   it('infers nested lists of structs and round-trips them', () => {
     const rows = [{ xs: [{ k: 'a', n: [1] }] }, { xs: [{ k: 'b' }, null] }];
     const schema = inferSchemaFromRecords(rows);
-    assert.equal(schema.field('xs').type.toString(), 'list<struct<k: utf8, n: list<int64>>>');
-    assert.deepEqual(batchToRows(recordsToBatch(rows)), [{ xs: [{ k: 'a', n: [1n] }] }, { xs: [{ k: 'b', n: null }, null] }]);
+    assert.equal(schema.field('xs').type.toString(), 'list<struct<k: utf8, n: list<float64>>>');
+    assert.deepEqual(batchToRows(recordsToBatch(rows)), [{ xs: [{ k: 'a', n: [1] }] }, { xs: [{ k: 'b', n: null }, null] }]);
+    const big = [{ xs: [{ k: 'a', n: [1n] }] }, { xs: [{ k: 'b' }, null] }];
+    assert.equal(inferSchemaFromRecords(big).field('xs').type.toString(), 'list<struct<k: utf8, n: list<int64>>>');
+    assert.deepEqual(batchToRows(recordsToBatch(big)), [{ xs: [{ k: 'a', n: [1n] }] }, { xs: [{ k: 'b', n: null }, null] }]);
   });
 
   it('names the column, both types and the row for mixed types', () => {
@@ -279,12 +283,45 @@ describe('inferSchemaFromRecords', () => {
       assert.match(e.message, /column 'a'/);
       assert.match(e.message, /row 2/);
       assert.match(e.message, /utf8/);
-      assert.match(e.message, /int64/);
+      assert.match(e.message, /float64/);
       return true;
     });
-    assert.throws(() => inferSchemaFromRecords([{ a: [1] }, { a: ['x'] }]), /column 'a'.*row 1 has list<utf8>.*earlier rows have list<int64>/);
-    assert.throws(() => inferSchemaFromRecords([{ a: [1, 'x'] }]), /column 'a', row 0: .*mixes int64 and utf8/);
+    assert.throws(() => inferSchemaFromRecords([{ a: [1] }, { a: ['x'] }]), /column 'a'.*row 1 has list<utf8>.*earlier rows have list<float64>/);
+    assert.throws(() => inferSchemaFromRecords([{ a: [1, 'x'] }]), /column 'a', row 0: .*mixes float64 and utf8/);
     assert.throws(() => inferSchemaFromRecords([{ a: new Map() }]), /column 'a', row 0: unsupported value Map/);
+  });
+
+  it('infers float64 for JS numbers, integral or not, and int64 only for bigints', () => {
+    const rows = [{ n: 1, b: 1n, l: [1, 2], bl: [1n], o: { a: 1 } }, { n: -3, b: -3n, l: [3], bl: [2n], o: { a: 2 } }];
+    const schema = inferSchemaFromRecords(rows);
+    assert.deepEqual(schema.fields.map((f) => f.type.toString()), ['float64', 'int64', 'list<float64>', 'list<int64>', 'struct<a: float64>']);
+    // Rows come back as what went in: numbers as numbers (no 1n), bigints as bigints.
+    assert.deepEqual(batchToRows(recordsToBatch(rows)), rows);
+  });
+
+  it('refuses a column mixing numbers and bigints, naming the column', () => {
+    const mixed = /column 'a'.*row 1 .*mixes bigints and numbers/;
+    assert.throws(() => inferSchemaFromRecords([{ a: 1n }, { a: 2 }]), mixed);
+    assert.throws(() => inferSchemaFromRecords([{ a: 1 }, { a: 2n }]), mixed);
+    assert.throws(() => inferSchemaFromRecords([{ a: [1n] }, { a: [2] }]), mixed);
+    assert.throws(() => inferSchemaFromRecords([{ a: { x: 1n } }, { a: { x: 2.5 } }]), mixed);
+    assert.throws(() => inferSchemaFromRecords([{ a: [1n, 2] }]), /column 'a', row 0: .*mixes int64 and float64 .*bigints and numbers/);
+    assert.throws(() => columnsToBatch({ a: [1, 2n] }), mixed);
+    // With a schema nothing is inferred: an int64 column takes numbers and bigints.
+    const s = new Schema([new Field('a', DataType.int64(), true)]);
+    assert.deepEqual(batchToRows(recordsToBatch([{ a: 1n }, { a: 2 }], s)), [{ a: 1n }, { a: 2n }]);
+  });
+
+  it('merges integer typed arrays of mixed signedness into a type whose values stay numbers', () => {
+    const t = (rows: Record<string, unknown>[]): string => inferSchemaFromRecords(rows).field('a').type.toString();
+    assert.equal(t([{ a: Int8Array.of(-1) }, { a: Uint8ClampedArray.of(200) }]), 'list<int16>');
+    assert.equal(t([{ a: Int16Array.of(-1) }, { a: Uint16Array.of(200) }]), 'list<int32>');
+    assert.equal(t([{ a: Int32Array.of(-1) }, { a: Uint8ClampedArray.of(200) }]), 'list<int32>');
+    assert.equal(t([{ a: Int32Array.of(-1) }, { a: Uint32Array.of(2 ** 32 - 1) }]), 'list<float64>');
+    assert.equal(t([{ a: BigInt64Array.of(-1n) }, { a: BigUint64Array.of(1n) }]), 'list<int64>');
+    assert.throws(() => t([{ a: Int32Array.of(1) }, { a: BigInt64Array.of(1n) }]), /column 'a'.*bigints and numbers/);
+    const rows = [{ a: Int32Array.of(-1) }, { a: Uint32Array.of(2 ** 32 - 1) }];
+    assert.deepEqual(batchToRows(recordsToBatch(rows)), [{ a: [-1] }, { a: [2 ** 32 - 1] }]);
   });
 
   it('gives an empty schema for no rows', () => {
@@ -330,7 +367,7 @@ describe('columnsToBatch', () => {
 
   it('infers plain-array columns like records', () => {
     const batch = columnsToBatch({ a: [1, 2.5], b: [null, null], c: [[1], [2, 3]] });
-    assert.deepEqual(Schema.fromArrow(batch.schema).fields.map((f) => f.type.toString()), ['float64', 'null', 'list<int64>']);
+    assert.deepEqual(Schema.fromArrow(batch.schema).fields.map((f) => f.type.toString()), ['float64', 'null', 'list<float64>']);
     assert.throws(() => columnsToBatch({ a: [1, 'x'] }), /column 'a'.*row 1 has utf8/);
   });
 });

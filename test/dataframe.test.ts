@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
-import { col, DataType, fromArrow, fromColumns, fromRecords, lit, readCsv, readParquet, setRunner } from 'fanout';
+import { col, DataType, fromArrow, fromColumns, fromRecords, func, lit, readCsv, readParquet, setRunner } from 'fanout';
 import { sampleRows, tempDir, writeSample } from './helpers.ts';
 
 const ROWS = 10_000;
@@ -28,8 +28,27 @@ describe('sources and schema', () => {
   it('fromRecords infers types and round-trips through toRows', async () => {
     const rows = [{ a: 1, b: 'x', c: true }, { a: 2, b: null, c: false }];
     const df = fromRecords(rows);
-    assert.equal(df.schema.field('a').type.kind, 'int64');
-    assert.deepEqual(await df.toRows(), [{ a: 1n, b: 'x', c: true }, { a: 2n, b: null, c: false }]);
+    // JS numbers are doubles: float64, and they come back as the numbers that went in.
+    assert.equal(df.schema.field('a').type.kind, 'float64');
+    assert.deepEqual(await df.toRows(), [{ a: 1, b: 'x', c: true }, { a: 2, b: null, c: false }]);
+    const big = fromRecords([{ a: 1n }, { a: 2n }]);
+    assert.equal(big.schema.field('a').type.kind, 'int64');
+    assert.deepEqual(await big.toRows(), [{ a: 1n }, { a: 2n }]);
+    assert.throws(() => fromRecords([{ a: 1n }, { a: 2 }]), /column 'a'.*mixes bigints and numbers/);
+  });
+
+  it('a (x: number) UDF runs on fromColumns / fromRecords of JS numbers (they stay numbers, not 1n)', async () => {
+    const twice = func((x: number) => x * 2, { returnDtype: DataType.float64(), name: 'df.twiceNumbers' });
+    const cols = fromColumns({ x: [1, 2, 3] });
+    assert.equal(cols.schema.field('x').type.kind, 'float64');
+    assert.deepEqual(await cols.withColumn('y', twice(cols.col('x'))).toRows(), [{ x: 1, y: 2 }, { x: 2, y: 4 }, { x: 3, y: 6 }]);
+    const recs = fromRecords([{ x: 1 }, { x: 2 }]);
+    assert.deepEqual(await recs.withColumn('y', twice(recs.col('x'))).toRows(), [{ x: 1, y: 2 }, { x: 2, y: 4 }]);
+    // bigint columns are int64 and stay bigints; typed arrays keep their Arrow type.
+    const typed = fromColumns({ b: [1n, 2n], i: Int32Array.of(1, 2), u: Uint16Array.of(1, 2), f: Float32Array.of(1, 2), l: BigInt64Array.of(1n, 2n) });
+    assert.deepEqual(typed.schema.fields.map((f) => f.type.toString()), ['int64', 'int32', 'uint16', 'float32', 'int64']);
+    assert.deepEqual((await typed.toRows())[1], { b: 2n, i: 2, u: 2, f: 2, l: 2n });
+    assert.throws(() => fromColumns({ m: [1, 2n] }), /column 'm'.*mixes bigints and numbers/);
   });
 
   it('fromColumns and fromArrow', async () => {
@@ -78,7 +97,7 @@ describe('transforms', () => {
   it('withColumn replaces a column in place and withColumns adds several', async () => {
     const df = fromRecords([{ a: 1, b: 2 }]);
     const r = await df.withColumn('a', col('a').mul(10)).withColumns({ c: col('b').add(1), d: lit('k') }).toRows();
-    assert.deepEqual(r, [{ a: 10n, b: 2n, c: 3n, d: 'k' }]);
+    assert.deepEqual(r, [{ a: 10, b: 2, c: 3, d: 'k' }]);
     assert.deepEqual(df.withColumn('a', col('a').mul(10)).columns, ['a', 'b']);
   });
 
@@ -90,13 +109,13 @@ describe('transforms', () => {
 
   it('filter is an alias of where; null predicate rows are dropped', async () => {
     const df = fromRecords([{ a: 1 }, { a: null }, { a: 3 }]);
-    assert.deepEqual(await df.filter(col('a').gt(1)).toRows(), [{ a: 3n }]);
+    assert.deepEqual(await df.filter(col('a').gt(1)).toRows(), [{ a: 3 }]);
   });
 
   it('explode repeats other columns; null and empty lists give one null row', async () => {
     const df = fromRecords([{ k: 1, l: ['a', 'b'] }, { k: 2, l: [] }, { k: 3, l: null }]);
     assert.deepEqual(await df.explode('l').toRows(), [
-      { k: 1n, l: 'a' }, { k: 1n, l: 'b' }, { k: 2n, l: null }, { k: 3n, l: null },
+      { k: 1, l: 'a' }, { k: 1, l: 'b' }, { k: 2, l: null }, { k: 3, l: null },
     ]);
   });
 
@@ -202,7 +221,7 @@ describe('actions', () => {
   it('show prints an aligned table and returns it', async () => {
     const text = await fromRecords([{ a: 1, b: 'x' }, { a: 2, b: 'y' }, { a: 3, b: 'z' }]).show(2);
     assert.match(text, /a/);
-    assert.match(text, /int64/);
+    assert.match(text, /float64/);
     assert.match(text, /Showing first 2/);
     assert.doesNotMatch(text, /\bz\b/);
   });

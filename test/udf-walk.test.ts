@@ -6,7 +6,8 @@ import { udfsOf } from '../src/physical.ts';
 import { callsGenerator } from '../src/udf.ts';
 
 const inner = func((x: number) => x + 1, { returnDtype: DataType.float64(), name: 'walkInner' });
-const outer = func((x: number) => x * 2, { returnDtype: DataType.float64(), name: 'walkOuter' });
+// Takes number | null: a generator's output is null for a row that yields nothing (onEmpty 'null').
+const outer = func((x: number | null) => (x ?? 0) * 2, { returnDtype: DataType.float64(), name: 'walkOuter' });
 const gen = func(function* (x: number) { yield x; yield x; }, { returnDtype: DataType.float64(), name: 'walkGen' });
 
 describe('one UDF walker (udfCalls)', () => {

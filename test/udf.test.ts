@@ -58,14 +58,14 @@ describe('func (row-wise)', () => {
     const df = fromRecords([{ s: 'a', n: 2n, k: 1 }, { s: 'b', n: 0n, k: 2 }, { s: 'c', n: 3n, k: 3 }]);
     const rows = await df.withColumn('out', repeat(col('s'), col('n'))).select('k', 'out').toRows();
     assert.deepEqual(rows, [
-      { k: 1n, out: 'a0' }, { k: 1n, out: 'a1' }, { k: 2n, out: null }, { k: 3n, out: 'c0' }, { k: 3n, out: 'c1' }, { k: 3n, out: 'c2' },
+      { k: 1, out: 'a0' }, { k: 1, out: 'a1' }, { k: 2, out: null }, { k: 3, out: 'c0' }, { k: 3, out: 'c1' }, { k: 3, out: 'c2' },
     ]);
     // onEmpty 'drop' (the behaviour before issue 10 item 5) drops that row.
     const repDrop = func(function* (s: string, n: bigint) {
       for (let i = 0; i < Number(n); i++) yield `${s}${i}`;
     }, { returnDtype: DataType.utf8(), name: 'repeatGenDrop', onEmpty: 'drop' });
     assert.deepEqual(await df.withColumn('out', repDrop(col('s'), col('n'))).select('k', 'out').toRows(), [
-      { k: 1n, out: 'a0' }, { k: 1n, out: 'a1' }, { k: 3n, out: 'c0' }, { k: 3n, out: 'c1' }, { k: 3n, out: 'c2' },
+      { k: 1, out: 'a0' }, { k: 1, out: 'a1' }, { k: 3, out: 'c0' }, { k: 3, out: 'c1' }, { k: 3, out: 'c2' },
     ]);
   });
 

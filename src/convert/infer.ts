@@ -11,8 +11,6 @@ const T_UTF8: DataTypeJSON = { kind: 'utf8' };
 const T_BINARY: DataTypeJSON = { kind: 'binary' };
 const T_TS_MS: DataTypeJSON = { kind: 'timestamp', unit: 'ms', tz: null };
 
-const TWO_63 = 2 ** 63;
-
 class MergeError extends Error {
   constructor(readonly a: DataTypeJSON, readonly b: DataTypeJSON) { super('incompatible types'); }
 }
@@ -34,13 +32,14 @@ export function typedArrayType(a: AnyTypedArray): DataTypeJSON {
 class UnsupportedValue extends Error {}
 
 /**
- * Type of one JS value. Numbers are int64 when integral (JS has no int type: like Python ints in
- * Daft/Polars), else float64; a column mixing both becomes float64 through `mergeTypes`.
+ * Type of one JS value. A number is float64 whether or not it is integral: JS numbers are doubles,
+ * and an int64 column would hand them back as bigints, which the code that made them does not
+ * expect (Arrow JS, DuckDB's Node client and nodejs-polars infer float64 too). Only a bigint is int64.
  */
 function inferValue(v: unknown): DataTypeJSON {
   if (v === null || v === undefined) return T_NULL;
   switch (typeof v) {
-    case 'number': return Number.isInteger(v) && v >= -TWO_63 && v < TWO_63 ? T_INT64 : T_FLOAT64;
+    case 'number': return T_FLOAT64;
     case 'bigint': return T_INT64;
     case 'string': return T_UTF8;
     case 'boolean': return T_BOOL;
@@ -80,10 +79,17 @@ function mergeTypes(a: DataTypeJSON, b: DataTypeJSON): DataTypeJSON {
   const bNum = bb !== undefined || b.kind === 'float32' || b.kind === 'float64';
   if (aNum && bNum) {
     if (a.kind === b.kind) return a;
+    // 64-bit integers surface as bigint, every other number type as number: a column mixing them
+    // has no type whose values are what the caller passed in (float64 would round the bigints).
+    if ((ab === 64) !== (bb === 64)) throw new MergeError(a, b);
     if (ab !== undefined && bb !== undefined) {
-      // Same signedness: the wider one; mixed signedness: int64 (as Polars does for typical data).
-      if (a.kind[0] === b.kind[0]) return ab >= bb ? a : b;
-      return T_INT64;
+      if (a.kind[0] === b.kind[0]) return ab >= bb ? a : b; // same signedness: the wider one
+      if (ab === 64) return T_INT64; // int64 + uint64
+      // Mixed signedness: the narrowest signed type holding both (int8 + uint8 -> int16); past
+      // 32 bits float64, exact for both and still a number (int64 would turn them into bigints).
+      const u = a.kind[0] === 'u' ? ab : bb!, i = a.kind[0] === 'u' ? bb! : ab;
+      const w = Math.max(2 * u, i);
+      return w <= 32 ? { kind: `int${w}` as 'int16' | 'int32' } : T_FLOAT64;
     }
     return T_FLOAT64;
   }
@@ -135,12 +141,17 @@ function inferError(e: unknown, name: string, row: number, prev: DataTypeJSON, v
   if (e instanceof MergeError) {
     let vt: DataTypeJSON | null = null;
     try { vt = inferValue(v); } catch { /* the value itself mixes types */ }
+    const big = (t: DataTypeJSON): boolean => INT_BITS[t.kind] === 64;
+    const num = (t: DataTypeJSON): boolean => !big(t) && (INT_BITS[t.kind] !== undefined || t.kind === 'float32' || t.kind === 'float64');
+    const mixesBigInt = (big(e.a) && num(e.b)) || (num(e.a) && big(e.b));
+    const hint = mixesBigInt
+      ? 'it mixes bigints and numbers: use bigints throughout for int64 or numbers for float64, or pass a schema'
+      : 'pass a schema or make the values consistent';
     if (vt === null) {
-      return new TypeError(`column '${name}', row ${row}: cannot infer one type for ${describe(v)}: it mixes ${typeStr(e.a)} and ${typeStr(e.b)}`);
+      return new TypeError(`column '${name}', row ${row}: cannot infer one type for ${describe(v)}: it mixes ${typeStr(e.a)} and ${typeStr(e.b)}${mixesBigInt ? ` (${hint})` : ''}`);
     }
     return new TypeError(
-      `column '${name}': cannot infer one type: row ${row} has ${typeStr(vt)} (${describe(v)}) but earlier rows have ${typeStr(prev)}; ` +
-      'pass a schema or make the values consistent');
+      `column '${name}': cannot infer one type: row ${row} has ${typeStr(vt)} (${describe(v)}) but earlier rows have ${typeStr(prev)}; ${hint}`);
   }
   if (e instanceof UnsupportedValue) return new TypeError(`column '${name}', row ${row}: ${e.message}`);
   return e as Error;
@@ -148,8 +159,8 @@ function inferError(e: unknown, name: string, row: number, prev: DataTypeJSON, v
 
 /**
  * Schema of plain-object rows: the union of their keys in first-seen order; each column gets the
- * common type of its non-null values (see `inferValue`: integral numbers int64, other numbers
- * float64, int + float -> float64, bigint int64, Date timestamp[ms], Uint8Array binary, other
+ * common type of its non-null values (see `inferValue`: numbers float64, bigints int64 (a column
+ * mixing numbers and bigints is an error), Date timestamp[ms], Uint8Array binary, other
  * typed arrays list<their element type>, arrays list<merged element type>, plain objects struct
  * with unioned fields). A column with only null/undefined values gets the `null` type (it can
  * still be cast later; guessing utf8 would invent information). Incompatible types in one column
