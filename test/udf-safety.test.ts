@@ -176,6 +176,13 @@ describe('two copies of the package (item 11)', () => {
     const df = fromRecords([{ x: 1.5 }, { x: 2 }]).withColumn('y', twice(col('x')));
     assert.deepEqual((await df.toRows()).map((r) => r.y), [3, 4]);
     assert.equal(df.metrics['copies.twice']!.counters['seen'], 2);
+    // The counters' store lives in src/udf/metrics.ts (udf-exec.ts re-exports it): a second copy of that module shares it too.
+    const metricsCopy = (await import(new URL('../src/udf/metrics.ts?copy=2', import.meta.url).href)) as typeof import('../src/udf/metrics.ts');
+    assert.notEqual(metricsCopy.metrics, execCopy.metrics, 'two instances of the metrics module');
+    const counted = copy.func((x: number) => { metricsCopy.metrics.increment('seen'); return x + 1; }, { returnDtype: DataType.float64(), name: 'copies.counted' });
+    const dfCounted = fromRecords([{ x: 1.5 }, { x: 2.5 }, { x: 3.5 }]).withColumn('y', counted(col('x')));
+    assert.deepEqual((await dfCounted.toRows()).map((r) => r.y), [2.5, 3.5, 4.5]);
+    assert.equal(dfCounted.metrics['copies.counted']!.counters['seen'], 3);
     // A DataType made by another copy of datatypes.ts is accepted as the descriptor it is.
     const typesCopy = (await import(new URL('../src/datatypes.ts?copy=2', import.meta.url).href)) as typeof import('../src/datatypes.ts');
     assert.ok(!(typesCopy.DataType.utf8() instanceof DataType));
