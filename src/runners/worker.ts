@@ -6,6 +6,7 @@ import { runPartition, runPartitionToSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet/index.ts';
 import { runtime, setSyncGuard } from '../udf-exec.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
+import { importUserModule } from './ts-worker.ts';
 import { describeTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import { batchToIPC, serializeError } from './protocol.ts';
@@ -50,7 +51,7 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
     const rt = runtime.fork(describeTask(msg.task));
     const ctx = batchSize ? { batchSize, rt } : { rt };
     // UDFs resolve by name: importing their defining modules registers them in this thread.
-    for (const m of msg.task.modules ?? []) await import(m);
+    for (const m of msg.task.modules ?? []) await importUserModule(m);
     if (msg.task.sink) {
       const result = await runPartitionToSink(msg.task, ctx);
       post({ type: 'sink', taskId, result, metrics: rt.takeMetrics() });
