@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startTsWorker, tsWorkerExecArgv } from '../src/runners/ts-worker.ts';
+import { isTypeScriptModule, splitLoaderFlags, startTsWorker, tsWorkerExecArgv } from '../src/runners/ts-worker.ts';
 import { tempDir } from './helpers.ts';
 
 describe('startTsWorker', () => {
@@ -28,5 +28,37 @@ describe('startTsWorker', () => {
 
   it('needs no tsx for built JavaScript', () => {
     assert.equal(tsWorkerExecArgv(pathToFileURL(fileURLToPath(import.meta.url).replace(/\.ts$/, '.js'))), null);
+  });
+
+  it("gives a JavaScript entry (fanout's dist) the process's loader, so it can import the user's TypeScript", async () => {
+    // This test process runs under `--import tsx`; a worker thread on Node 20 would not apply it.
+    assert.ok(splitLoaderFlags(process.execArgv).loaders.length > 0, 'the test runs under a loader flag');
+    const dir = tempDir();
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(join(dir, 'user.mts'), 'export const n: number = 7;\n');
+    const entry = join(dir, 'entry.js');
+    writeFileSync(entry, [
+      "import { parentPort } from 'node:worker_threads';",
+      `const { n } = await import(${JSON.stringify(pathToFileURL(join(dir, 'user.mts')).href)});`,
+      'parentPort.postMessage(n * 6);',
+      '',
+    ].join('\n'));
+    const w = startTsWorker(pathToFileURL(entry));
+    const [msg] = await once(w, 'message') as [number];
+    assert.equal(msg, 42);
+    await w.terminate();
+  });
+});
+
+describe('splitLoaderFlags / isTypeScriptModule', () => {
+  it('finds --import, --loader and --experimental-loader in both spellings, in order', () => {
+    const { loaders, rest } = splitLoaderFlags(['--conditions=development', '--import', 'tsx', '--loader=./l.mjs', '--experimental-loader', 'x', '--require', 'p.cjs']);
+    assert.deepEqual(loaders, [{ kind: 'import', spec: 'tsx' }, { kind: 'loader', spec: './l.mjs' }, { kind: 'loader', spec: 'x' }]);
+    assert.deepEqual(rest, ['--conditions=development', '--require', 'p.cjs']);
+  });
+
+  it('knows .ts, .mts and .cts (paths and file URLs, with a query) from JavaScript', () => {
+    for (const m of ['/a/b.ts', 'file:///a/b.mts?x=1', '/a/b.cts']) assert.ok(isTypeScriptModule(m), m);
+    for (const m of ['/a/b.js', 'file:///a/b.mjs', '/a/ts']) assert.ok(!isTypeScriptModule(m), m);
   });
 });

@@ -80,7 +80,7 @@ function findTsx(base: string): string | null {
 function tsxApiUrl(root: string, subpath: './esm/api' | './cjs/api'): string {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports?: Record<string, { import?: { default?: string } }> };
   const rel = pkg.exports?.[subpath]?.import?.default;
-  if (!rel) throw new Error(`tsx at ${root} has no ESM export ${subpath} (tsx 4 or later is needed to load TypeScript modules in workers)`);
+  if (!rel) throw new Error(`tsx at ${root} has no ESM export ${subpath} (tsx 4.9 or later is needed to load TypeScript modules in workers)`);
   return pathToFileURL(join(root, rel)).href;
 }
 
