@@ -1,6 +1,7 @@
 // fanout as users get it: built (tsc to dist/), packed (npm pack), installed into a project of its
 // own, and a TypeScript pipeline run from that project embedded, on worker threads and on the local
-// harness, with .ts, .mts and .js UDF modules, under `node --import tsx`, the `tsx` CLI, and tsx
+// harness (Lambda worker threads, an ECS child process for its GPU UDF), with .ts, .mts and .js UDF
+// modules, under `node --import tsx`, the `tsx` CLI, and tsx
 // registered programmatically (no loader flag at all).
 //
 // Offline and quick: the build goes to a temporary outDir (the repo's dist/ is never touched), and
@@ -45,6 +46,8 @@ before(() => {
 /** Runs `node <args>` in the project; resolves with the rows main.ts prints, or fails with its stderr. */
 function runProject(args: string[]): Promise<Record<string, unknown>[]> {
   const env: Record<string, string | undefined> = { ...process.env };
+  // With a (pretend) GPU, the partitions with the GPU UDF run in child processes of the pool.
+  if (args.includes('gpu')) Object.assign(env, { FANOUT_NUM_GPUS: '1', PACKED_EXPECT_DEVICE: '1' });
   // The test runner's own settings must not reach the user's process.
   delete env['NODE_OPTIONS'];
   delete env['NODE_TEST_CONTEXT'];
@@ -63,11 +66,11 @@ function runProject(args: string[]): Promise<Record<string, unknown>[]> {
 }
 
 /** The rows main.ts must print: each UDF module's column, computed where `thread` says. */
-function assertRows(rows: Record<string, unknown>[], thread: 'main' | 'worker'): void {
+function assertRows(rows: Record<string, unknown>[], thread: 'main' | 'worker' | 'process'): void {
   assert.equal(rows.length, 40);
   rows.forEach((r, i) => {
     const x = i / 4;
-    assert.deepEqual(r, { x, twice: x * 2, thrice: x * 3, label: `x=${x}`, thread });
+    assert.deepEqual(r, { x, twice: x * 2, label: `x=${x}`, thread, thrice: x * 3 });
   });
 }
 
@@ -82,17 +85,23 @@ describe('the packed package runs a TypeScript pipeline from a project of its ow
     assertRows(await runProject(['--import', 'tsx', 'main.ts', 'workers']), 'worker');
   });
 
+  it('in the pool\'s GPU child processes (FANOUT_NUM_GPUS=1), under node --import tsx', async () => {
+    assertRows(await runProject(['--import', 'tsx', 'main.ts', 'gpu']), 'process');
+  });
+
   it("on the local harness (startLocalCloud({ pipeline: 'pipeline.ts' }), Lambdas in worker threads), under node --import tsx", async () => {
     assertRows(await runProject(['--import', 'tsx', 'main.ts', 'cloud']), 'worker');
   });
 
-  it('on worker threads and on the harness under the tsx CLI (tsx main.ts)', async () => {
+  it('on worker threads, GPU child processes and the harness under the tsx CLI (tsx main.ts)', async () => {
     assertRows(await runProject([tsxCli(), 'main.ts', 'workers']), 'worker');
+    assertRows(await runProject([tsxCli(), 'main.ts', 'gpu']), 'process');
     assertRows(await runProject([tsxCli(), 'main.ts', 'cloud']), 'worker');
   });
 
-  it('on worker threads and on the harness with tsx registered programmatically (no loader flag)', async () => {
+  it('on worker threads, GPU child processes and the harness with tsx registered programmatically (no loader flag)', async () => {
     assertRows(await runProject(['register.mjs', 'workers']), 'worker');
+    assertRows(await runProject(['register.mjs', 'gpu']), 'process');
     assertRows(await runProject(['register.mjs', 'cloud']), 'worker');
   });
 });

@@ -169,6 +169,18 @@ export function tsWorkerExecArgv(entry: URL): string[] | null {
   return ['--import', `data:text/javascript,import { register } from ${JSON.stringify(api)}; register();`];
 }
 
+/**
+ * The execArgv for a child process that imports `modules`: this process's (a child process applies
+ * its loader flags itself), plus tsx when there are none and a module is TypeScript.
+ */
+export function childExecArgv(modules: readonly string[]): string[] {
+  const own = process.execArgv;
+  if (splitLoaderFlags(own).loaders.length > 0 || !modules.some(isTypeScriptModule)) return [...own];
+  const root = tsxFor(modules);
+  if (!root) return [...own];
+  return [...own, '--import', `data:text/javascript,${encodeURIComponent(registerTsxCode(root))}`];
+}
+
 let tsxRegisteredHere = false;
 
 /**
