@@ -54,12 +54,19 @@ function runProject(args: string[]): Promise<Record<string, unknown>[]> {
   const child = spawn(process.execPath, args, { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => {
-      if (code !== 0) { reject(new Error(`node ${args.join(' ')} exited with ${code}:\n${stderr.slice(-4000)}`)); return; }
+      if (code !== 0) {
+        reject(new Error(`node ${args.join(' ')} exited with ${code}:\n${stderr.slice(-4000)}`));
+        return;
+      }
       resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>[]);
     });
   });
@@ -85,7 +92,7 @@ describe('the packed package runs a TypeScript pipeline from a project of its ow
     assertRows(await runProject(['--import', 'tsx', 'main.ts', 'workers']), 'worker');
   });
 
-  it('in the pool\'s GPU child processes (FANOUT_NUM_GPUS=1), under node --import tsx', async () => {
+  it("in the pool's GPU child processes (FANOUT_NUM_GPUS=1), under node --import tsx", async () => {
     assertRows(await runProject(['--import', 'tsx', 'main.ts', 'gpu']), 'process');
   });
 

@@ -12,16 +12,19 @@ describe('startTsWorker', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n'); // an ES module, like the repo's sources
     const entry = join(dir, 'echo-worker.ts');
-    writeFileSync(entry, [
-      "import { parentPort, workerData } from 'node:worker_threads';",
-      'const n: number = (workerData as { n: number }).n;',
-      'parentPort!.postMessage(n * 2);',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      entry,
+      [
+        "import { parentPort, workerData } from 'node:worker_threads';",
+        'const n: number = (workerData as { n: number }).n;',
+        'parentPort!.postMessage(n * 2);',
+        '',
+      ].join('\n'),
+    );
     const url = pathToFileURL(entry);
     assert.ok(tsWorkerExecArgv(url));
     const w = startTsWorker(url, { workerData: { n: 21 } });
-    const [msg] = await once(w, 'message') as [number];
+    const [msg] = (await once(w, 'message')) as [number];
     assert.equal(msg, 42);
     await w.terminate();
   });
@@ -37,14 +40,17 @@ describe('startTsWorker', () => {
     writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
     writeFileSync(join(dir, 'user.mts'), 'export const n: number = 7;\n');
     const entry = join(dir, 'entry.js');
-    writeFileSync(entry, [
-      "import { parentPort } from 'node:worker_threads';",
-      `const { n } = await import(${JSON.stringify(pathToFileURL(join(dir, 'user.mts')).href)});`,
-      'parentPort.postMessage(n * 6);',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      entry,
+      [
+        "import { parentPort } from 'node:worker_threads';",
+        `const { n } = await import(${JSON.stringify(pathToFileURL(join(dir, 'user.mts')).href)});`,
+        'parentPort.postMessage(n * 6);',
+        '',
+      ].join('\n'),
+    );
     const w = startTsWorker(pathToFileURL(entry));
-    const [msg] = await once(w, 'message') as [number];
+    const [msg] = (await once(w, 'message')) as [number];
     assert.equal(msg, 42);
     await w.terminate();
   });
@@ -52,8 +58,21 @@ describe('startTsWorker', () => {
 
 describe('splitLoaderFlags / isTypeScriptModule', () => {
   it('finds --import, --loader and --experimental-loader in both spellings, in order', () => {
-    const { loaders, rest } = splitLoaderFlags(['--conditions=development', '--import', 'tsx', '--loader=./l.mjs', '--experimental-loader', 'x', '--require', 'p.cjs']);
-    assert.deepEqual(loaders, [{ kind: 'import', spec: 'tsx' }, { kind: 'loader', spec: './l.mjs' }, { kind: 'loader', spec: 'x' }]);
+    const { loaders, rest } = splitLoaderFlags([
+      '--conditions=development',
+      '--import',
+      'tsx',
+      '--loader=./l.mjs',
+      '--experimental-loader',
+      'x',
+      '--require',
+      'p.cjs',
+    ]);
+    assert.deepEqual(loaders, [
+      { kind: 'import', spec: 'tsx' },
+      { kind: 'loader', spec: './l.mjs' },
+      { kind: 'loader', spec: 'x' },
+    ]);
     assert.deepEqual(rest, ['--conditions=development', '--require', 'p.cjs']);
   });
 

@@ -32,9 +32,15 @@ export function splitLoaderFlags(execArgv: readonly string[]): { loaders: Loader
   for (let i = 0; i < execArgv.length; i++) {
     const a = execArgv[i]!;
     const m = /^--(import|loader|experimental-loader)(?:=(.*))?$/s.exec(a);
-    if (!m) { rest.push(a); continue; }
+    if (!m) {
+      rest.push(a);
+      continue;
+    }
     const spec = m[2] ?? execArgv[++i];
-    if (spec === undefined) { rest.push(a); continue; }
+    if (spec === undefined) {
+      rest.push(a);
+      continue;
+    }
     loaders.push({ kind: m[1] === 'import' ? 'import' : 'loader', spec });
   }
   return { loaders, rest };
