@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +54,38 @@ describe('startTsWorker', () => {
     const [msg] = (await once(w, 'message')) as [number];
     assert.equal(msg, 42);
     await w.terminate();
+  });
+});
+
+describe('startTsWorker replays the process loader flags', () => {
+  it('a relative --import runs once in the worker, a --loader resolves there', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(join(dir, 'pre.mjs'), 'globalThis.preloaded = (globalThis.preloaded ?? 0) + 1;\n');
+    writeFileSync(
+      join(dir, 'loader.mjs'),
+      "export async function resolve(spec, ctx, next) { return spec === 'virtual:n' ? { url: 'data:text/javascript,export default 41', shortCircuit: true } : next(spec, ctx); }\n",
+    );
+    writeFileSync(
+      join(dir, 'entry.mjs'),
+      "import { parentPort } from 'node:worker_threads';\nconst n = (await import('virtual:n')).default;\nparentPort.postMessage({ preloaded: globalThis.preloaded, n });\n",
+    );
+    const src = pathToFileURL(join(import.meta.dirname, '..', 'src', 'runners', 'ts-worker.ts')).href;
+    writeFileSync(
+      join(dir, 'main.mjs'),
+      [
+        `import { startTsWorker } from ${JSON.stringify(src)};`,
+        "const w = startTsWorker(new URL('./entry.mjs', import.meta.url));",
+        "w.once('message', (m) => { console.log(JSON.stringify(m)); void w.terminate(); });",
+        '',
+      ].join('\n'),
+    );
+    const tsx = import.meta.resolve('tsx');
+    const out = execFileSync(process.execPath, ['--no-warnings', '--import', tsx, '--import', './pre.mjs', '--loader', './loader.mjs', 'main.mjs'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    assert.deepEqual(JSON.parse(out.trim()), { preloaded: 1, n: 41 });
   });
 });
 

@@ -9,7 +9,7 @@
 // sources), registers tsx when what it will import is TypeScript and tsx can be found.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 
@@ -49,6 +49,11 @@ export function splitLoaderFlags(execArgv: readonly string[]): { loaders: Loader
 /** Where a relative or bare `--import` specifier resolves from: the working directory, as node does. */
 function cwdBase(): string {
   return join(process.cwd(), 'noop.js');
+}
+
+/** A relative `--import` specifier as the file URL node resolves it to (from the working directory). */
+function cwdRelative(spec: string): string {
+  return /^\.\.?[\\/]/.test(spec) ? pathToFileURL(resolve(process.cwd(), spec)).href : spec;
 }
 
 /**
@@ -131,7 +136,7 @@ function loaderBootstrap(modules: readonly string[], needsTs: boolean): { code: 
       if (!tsxDone) lines.push(registerTsxCode(tsx));
       tsxDone = true;
     } else if (l.kind === 'import') {
-      lines.push(`await import(${JSON.stringify(l.spec)});`);
+      lines.push(`await import(${JSON.stringify(cwdRelative(l.spec))});`);
     } else {
       lines.push(`require('node:module').register(${JSON.stringify(l.spec)}, ${JSON.stringify(pathToFileURL(cwdBase()).href)});`);
     }
