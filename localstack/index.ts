@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { ECS_FAILURE_PREFIX } from '../src/aws/run.ts';
 import { buildStateMachineDefinition, type AslDefinition } from '../src/aws/state-machine.ts';
 import type { AwsRunnerOptions } from '../src/runners/aws.ts';
+import { childExecArgv } from '../src/runners/ts-worker.ts';
 import { LocalLambda } from './lambda-runtime.ts';
 import { startS3Server, type S3Server } from './s3-server.ts';
 import { startLocalStepFunctions, type EcsTaskParams, type LocalStepFunctions } from './stepfunctions/index.ts';
@@ -131,7 +132,8 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     ecsTasks++;
     // The real ECS entrypoint in its own process, the container overrides as its environment.
     const ecsFile = opts.ecsEntry ?? fileURLToPath(entry('ecs-task'));
-    const child = spawn(process.execPath, [...process.execArgv, ecsFile], {
+    // The ECS task imports the user's pipeline: it needs the loader this process has (or tsx).
+    const child = spawn(process.execPath, [...childExecArgv([pipeline, ecsFile]), ecsFile], {
       env: { ...workerEnv, ...p.environment }, stdio: ['ignore', 'ignore', 'pipe'],
     });
     children.set(child, new Promise<void>((r) => { child.once('exit', () => r()); child.once('error', () => r()); }));

@@ -29,7 +29,9 @@ let nextId = 1;
 function startWorker(file: string, env: Record<string, string | undefined>): Worker {
   const url = new URL(import.meta.url);
   const entry = new URL('./lambda-worker' + (url.pathname.endsWith('.ts') ? '.ts' : '.js'), url);
-  return startTsWorker(entry, { workerData: { file }, env });
+  // The handler and the pipeline it imports are the user's modules: TypeScript ones need a loader.
+  const modules = [file, env['FANOUT_PIPELINE']].filter((m): m is string => !!m);
+  return startTsWorker(entry, { workerData: { file }, env, modules });
 }
 
 export class LocalLambda {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startTsWorker, tsWorkerExecArgv } from '../src/runners/ts-worker.ts';
+import { isTypeScriptModule, splitLoaderFlags, startTsWorker, tsWorkerExecArgv } from '../src/runners/ts-worker.ts';
 import { tempDir } from './helpers.ts';
 
 describe('startTsWorker', () => {
@@ -12,21 +13,104 @@ describe('startTsWorker', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n'); // an ES module, like the repo's sources
     const entry = join(dir, 'echo-worker.ts');
-    writeFileSync(entry, [
-      "import { parentPort, workerData } from 'node:worker_threads';",
-      'const n: number = (workerData as { n: number }).n;',
-      'parentPort!.postMessage(n * 2);',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      entry,
+      [
+        "import { parentPort, workerData } from 'node:worker_threads';",
+        'const n: number = (workerData as { n: number }).n;',
+        'parentPort!.postMessage(n * 2);',
+        '',
+      ].join('\n'),
+    );
     const url = pathToFileURL(entry);
     assert.ok(tsWorkerExecArgv(url));
     const w = startTsWorker(url, { workerData: { n: 21 } });
-    const [msg] = await once(w, 'message') as [number];
+    const [msg] = (await once(w, 'message')) as [number];
     assert.equal(msg, 42);
     await w.terminate();
   });
 
   it('needs no tsx for built JavaScript', () => {
     assert.equal(tsWorkerExecArgv(pathToFileURL(fileURLToPath(import.meta.url).replace(/\.ts$/, '.js'))), null);
+  });
+
+  it("gives a JavaScript entry (fanout's dist) the process's loader, so it can import the user's TypeScript", async () => {
+    // This test process runs under `--import tsx`; a worker thread on Node 20 would not apply it.
+    assert.ok(splitLoaderFlags(process.execArgv).loaders.length > 0, 'the test runs under a loader flag');
+    const dir = tempDir();
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(join(dir, 'user.mts'), 'export const n: number = 7;\n');
+    const entry = join(dir, 'entry.js');
+    writeFileSync(
+      entry,
+      [
+        "import { parentPort } from 'node:worker_threads';",
+        `const { n } = await import(${JSON.stringify(pathToFileURL(join(dir, 'user.mts')).href)});`,
+        'parentPort.postMessage(n * 6);',
+        '',
+      ].join('\n'),
+    );
+    const w = startTsWorker(pathToFileURL(entry));
+    const [msg] = (await once(w, 'message')) as [number];
+    assert.equal(msg, 42);
+    await w.terminate();
+  });
+});
+
+describe('startTsWorker replays the process loader flags', () => {
+  it('a relative --import runs once in the worker, a --loader resolves there', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(join(dir, 'pre.mjs'), 'globalThis.preloaded = (globalThis.preloaded ?? 0) + 1;\n');
+    writeFileSync(
+      join(dir, 'loader.mjs'),
+      "export async function resolve(spec, ctx, next) { return spec === 'virtual:n' ? { url: 'data:text/javascript,export default 41', shortCircuit: true } : next(spec, ctx); }\n",
+    );
+    writeFileSync(
+      join(dir, 'entry.mjs'),
+      "import { parentPort } from 'node:worker_threads';\nconst n = (await import('virtual:n')).default;\nparentPort.postMessage({ preloaded: globalThis.preloaded, n });\n",
+    );
+    const src = pathToFileURL(join(import.meta.dirname, '..', 'src', 'runners', 'ts-worker.ts')).href;
+    writeFileSync(
+      join(dir, 'main.mjs'),
+      [
+        `import { startTsWorker } from ${JSON.stringify(src)};`,
+        "const w = startTsWorker(new URL('./entry.mjs', import.meta.url));",
+        "w.once('message', (m) => { console.log(JSON.stringify(m)); void w.terminate(); });",
+        '',
+      ].join('\n'),
+    );
+    const tsx = import.meta.resolve('tsx');
+    const out = execFileSync(process.execPath, ['--no-warnings', '--import', tsx, '--import', './pre.mjs', '--loader', './loader.mjs', 'main.mjs'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    assert.deepEqual(JSON.parse(out.trim()), { preloaded: 1, n: 41 });
+  });
+});
+
+describe('splitLoaderFlags / isTypeScriptModule', () => {
+  it('finds --import, --loader and --experimental-loader in both spellings, in order', () => {
+    const { loaders, rest } = splitLoaderFlags([
+      '--conditions=development',
+      '--import',
+      'tsx',
+      '--loader=./l.mjs',
+      '--experimental-loader',
+      'x',
+      '--require',
+      'p.cjs',
+    ]);
+    assert.deepEqual(loaders, [
+      { kind: 'import', spec: 'tsx' },
+      { kind: 'loader', spec: './l.mjs' },
+      { kind: 'loader', spec: 'x' },
+    ]);
+    assert.deepEqual(rest, ['--conditions=development', '--require', 'p.cjs']);
+  });
+
+  it('knows .ts, .mts and .cts (paths and file URLs, with a query) from JavaScript', () => {
+    for (const m of ['/a/b.ts', 'file:///a/b.mts?x=1', '/a/b.cts']) assert.ok(isTypeScriptModule(m), m);
+    for (const m of ['/a/b.js', 'file:///a/b.mjs', '/a/ts']) assert.ok(!isTypeScriptModule(m), m);
   });
 });

@@ -6,6 +6,7 @@ import { isAbortError, runPartition, type AbortError, type ExecContext, type Ipc
 import { warmParquet } from '../io/parquet/index.ts';
 import { runtime, setSyncGuard } from '../udf-exec.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
+import { importUserModule } from './ts-worker.ts';
 import { describeTask } from '../physical.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import { batchToIPC, serializeError } from './protocol.ts';
@@ -53,7 +54,7 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
     const ctx: ExecContext = { rt: runtime, signal: state.abort.signal, label: describeTask(msg.task) };
     if (batchSize) ctx.batchSize = batchSize;
     // UDFs resolve by name: importing their defining modules registers them in this thread.
-    for (const m of msg.task.modules ?? []) await import(m);
+    for (const m of msg.task.modules ?? []) await importUserModule(m);
     if (msg.task.sink) {
       const result = await runPartition(msg.task, ctx, { kind: 'file', ...msg.task.sink });
       post({ type: 'sink', taskId, result, metrics: result.metrics });
