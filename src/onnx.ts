@@ -75,7 +75,7 @@ function describeModel(model: string | Uint8Array): string {
 function oneLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   // ORT messages can carry ANSI colour codes and newlines; keep the warning to one line.
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI escapes (ESC is a control character)
   return msg.replace(/\x1b\[[0-9;]*m/g, '').replace(/\s*\n\s*/g, ' ').trim();
 }
 

@@ -156,6 +156,7 @@ describe('recordsToBatch / batchToRows', () => {
     const out = batchToRows(recordsToBatch(rows, s));
     assert.equal(Object.getPrototypeOf(out[0]), Object.prototype);
     assert.deepEqual(Object.keys(out[0]!), ['__proto__', 'toString', 'a b"c']);
+    // biome-ignore lint/suspicious/noProto: the test is about a column named __proto__
     assert.equal(out[0]!['__proto__'], 1);
     assert.equal(out[0]!['toString'], null);
     assert.equal(out[1]!['toString'], 'x');

@@ -282,7 +282,7 @@ describe('CSV writing', () => {
     try {
       const got = (await con.runAndReadAll(`SELECT a, b FROM read_csv('${q}', header = true, columns = {'a': 'BIGINT', 'b': 'VARCHAR'})`)).getRowObjectsJS();
       assert.equal(got.length, 1000);
-      got.forEach((g, i) => assert.deepEqual({ a: g.a, b: g.b }, rows[i % 500]));
+      got.forEach((g, i) => { assert.deepEqual({ a: g.a, b: g.b }, rows[i % 500]); });
     } finally {
       con.closeSync();
       db.closeSync();

@@ -147,9 +147,9 @@ function assertConforms(b: arrow.RecordBatch, schema: Schema): void {
   const check = (d: arrow.Data, t: arrow.DataType): void => {
     assert.equal(d.typeId, t.typeId, `${String(d.type)} vs ${String(t)}`);
     if (arrow.DataType.isUtf8(t) || arrow.DataType.isBinary(t) || arrow.DataType.isList(t)) assert.ok(d.valueOffsets instanceof Int32Array);
-    (t.children ?? []).forEach((c: arrow.Field, i: number) => check(d.children[i]!, c.type));
+    (t.children ?? []).forEach((c: arrow.Field, i: number) => { check(d.children[i]!, c.type); });
   };
-  expected.fields.forEach((f, i) => check(b.data.children[i]!, f.type));
+  expected.fields.forEach((f, i) => { check(b.data.children[i]!, f.type); });
 }
 
 const allFile = (): string => join(dir, 'all.parquet');

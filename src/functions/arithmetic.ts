@@ -45,6 +45,7 @@ function intMod(a: ArrayLike<number | bigint>, b: ArrayLike<number | bigint>, ou
   for (let i = 0; i < n; i++) {
     const x = mode === 2 ? a[0]! : a[i]!;
     const y = mode === 1 ? b[0]! : b[i]!;
+    // biome-ignore lint/suspicious/noDoubleEquals: y is a number or a bigint; == compares across both (0n == 0)
     if (y == zero) {
       if (valid === null) { valid = new Uint8Array(bitmapBytes(n)).fill(0xff); }
       clearBit(valid, i);

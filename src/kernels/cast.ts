@@ -73,8 +73,8 @@ class Valid {
 }
 
 const TWO32 = 4294967296;
-const TWO63 = 9223372036854775808;
-const TWO64 = 18446744073709551616;
+const TWO63 = 2 ** 63;
+const TWO64 = 2 ** 64;
 
 /** Int32 pair view of a 64-bit typed array (lo word at 2i, hi word at 2i + 1, little-endian). */
 function pairs(a: BigInt64Array | BigUint64Array, n: number): Int32Array {

@@ -160,7 +160,9 @@ function cmpTail(op: CmpOp, a: ArrayLike<number>, b: ArrayLike<number>, scalar: 
     const x = a[i]!, y = scalar ? b[0]! : b[i]!;
     let r: boolean;
     switch (op) {
+      // biome-ignore lint/suspicious/noDoubleEquals: mixed bigint/number operands compare by value with ==
       case 'eq': r = x == y; break;
+      // biome-ignore lint/suspicious/noDoubleEquals: as above
       case 'neq': r = x != y; break;
       case 'lt': r = x < y; break;
       case 'le': r = x <= y; break;

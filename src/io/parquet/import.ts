@@ -242,7 +242,7 @@ export class FfiImporter {
       else {
         // little-endian words, most significant word signed
         v = Number(dv.getBigInt64(p + w - 8, true));
-        for (let k = w - 16; k >= 0; k -= 8) v = v * 18446744073709551616 + Number(dv.getBigUint64(p + k, true));
+        for (let k = w - 16; k >= 0; k -= 8) v = v * 2 ** 64 + Number(dv.getBigUint64(p + k, true));
       }
       out[i] = v / div;
     }
