@@ -4,12 +4,6 @@
 import type { Worker } from 'node:worker_threads';
 import { startTsWorker } from '../src/runners/ts-worker.ts';
 
-export interface LambdaContextLike {
-  functionName: string;
-  awsRequestId: string;
-  getRemainingTimeInMillis(): number;
-}
-
 export class LambdaError extends Error {
   constructor(name: string, message: string, stack?: string) {
     super(message);

@@ -491,4 +491,3 @@ export function fromArrow<R extends Row = Record<string, unknown>>(table: arrow.
   return inMemory<R>(schema, table.batches);
 }
 
-export { DataType };

@@ -82,10 +82,6 @@ export function children(node: PlanNode): PlanNode[] {
   return 'input' in node ? [node.input] : [];
 }
 
-export function withInput<N extends PlanNode>(node: N, input: PlanNode): N {
-  return { ...node, input };
-}
-
 function listCols(cols: readonly string[]): string {
   return `[${cols.join(', ')}]`;
 }

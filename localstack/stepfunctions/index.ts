@@ -6,7 +6,6 @@
 //   executions.ts the execution table: run lifecycle and history events
 //   http.ts       the JSON 1.0 protocol server
 //   service.ts    startLocalStepFunctions, which wires them together
-export { PAYLOAD_LIMIT_BYTES } from './constants.ts';
-export { NORMALIZED_ITEMS_PATH, normalizeDefinitionForLocal } from './normalize.ts';
+export { normalizeDefinitionForLocal } from './normalize.ts';
 export { startLocalStepFunctions, type LocalStepFunctions } from './service.ts';
-export type { EcsTaskParams, LambdaContextLike, LocalTaskHandlers } from './tasks.ts';
+export type { EcsTaskParams, LambdaContextLike } from './tasks.ts';

@@ -509,4 +509,3 @@ export async function recordFailure(store: ObjectStore, runId: string, error: st
   return summary;
 }
 
-export type { PartitionTask };

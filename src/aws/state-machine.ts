@@ -117,14 +117,6 @@ export interface StateMachineResources {
   maxConcurrency?: number;
 }
 
-/** Execution input of the state machine. */
-export interface ExecutionInput {
-  pipeline: string;
-  input: JsonObject;
-  output: string | null;
-  runId?: string;
-}
-
 export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 900;
 export const DEFAULT_ECS_TIMEOUT_SECONDS = 6 * 3600;
 /** Headroom of a Lambda Task over the function's own timeout: the function should time out first
@@ -417,11 +409,6 @@ export function validateStateMachineDefinition(def: AslStateMachine): string[] {
   const seenNames = new Map<string, string>();
   validateScope(def, '', errors, seenNames);
   return errors;
-}
-
-export function assertValidStateMachineDefinition(def: AslStateMachine): void {
-  const errors = validateStateMachineDefinition(def);
-  if (errors.length > 0) throw new Error(`invalid state machine definition:\n  ${errors.join('\n  ')}`);
 }
 
 function validateScope(sm: AslStateMachine, where: string, errors: string[], seenNames: Map<string, string>): void {

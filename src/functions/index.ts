@@ -18,8 +18,7 @@ import { strContains, strEndsWith, strStartsWith } from './str-match.ts';
 import { strSplit } from './str-split.ts';
 import { structGet } from './struct-get.ts';
 
-export type { FunctionDef, KernelContext, Params, ResolveContext } from './common.ts';
-export { ExpressionTypeError } from './common.ts';
+export type { FunctionDef } from './common.ts';
 
 const ALL: readonly FunctionDef[] = [
   add, sub, mul, div, mod, neg,

@@ -30,7 +30,6 @@ import { beginLocal, cleanupTemp, commitLocal } from './commit-local.ts';
 import { beginObjects, commitObjects } from './commit-objects.ts';
 
 export { readManifest } from './paths.ts';
-export type { Manifest, ManifestFile } from './paths.ts';
 export { readManifestS3 } from './commit-objects.ts';
 export type { WriteMode, WrittenFile } from './commit-common.ts';
 

@@ -176,9 +176,3 @@ export function finishValidity(bits: Uint8Array | null, n: number): { nullBitmap
   return { nullBitmap: bits, nullCount };
 }
 
-/** Packs a Uint8Array of 0/1 flags into bits. */
-export function packBits(flags: Uint8Array, n: number): Uint8Array {
-  const out = new Uint8Array(bitmapBytes(n));
-  for (let i = 0; i < n; i++) if (flags[i]) out[i >> 3]! |= 1 << (i & 7);
-  return out;
-}

@@ -79,20 +79,6 @@ export function isBigIntType(type: arrow.DataType): boolean {
   return isPrimitive(type) && (arrayCtor(type) === BigInt64Array || arrayCtor(type) === BigUint64Array);
 }
 
-export function isVarBinary(type: arrow.DataType): boolean {
-  return type.typeId === arrow.Type.Utf8 || type.typeId === arrow.Type.Binary;
-}
-
-/** Fixed-width values of a primitive Data as a typed array indexed by logical slot. */
-export function primValues<T extends TypedArray = TypedArray>(d: arrow.Data): T {
-  return d.values as unknown as T;
-}
-
-/** Child Data of list / fixed-size list. */
-export function listChild(d: arrow.Data): arrow.Data {
-  return d.children[0]!;
-}
-
 export function fixedListSize(type: arrow.DataType): number {
   return (type as arrow.FixedSizeList).listSize;
 }

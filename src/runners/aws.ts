@@ -158,11 +158,6 @@ function causeText(cause: string): string {
   return cause.slice(0, 500);
 }
 
-/** Where a run without an output committed its result. */
-export function resultUri(opts: AwsRunnerOptions, runId: string): string {
-  return `s3://${opts.workBucket}/${keys.output(runId)}`;
-}
-
 /** Waits `ms`, or less when `signal` aborts (the caller checks it next). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

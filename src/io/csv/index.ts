@@ -5,7 +5,7 @@
 //
 // options.ts, tokenizer.ts, parse.ts (values on bytes), builders.ts (columns), infer.ts (header,
 // inference, schema resolution), read.ts, write.ts.
-export { csvSchemaOption, type CsvOptions, type CsvSchema, type WriteCsvOptions } from './options.ts';
+export { csvSchemaOption, type CsvOptions, type CsvSchema } from './options.ts';
 export { inspectCsv } from './infer.ts';
 export { readCsvBatches } from './read.ts';
 export { writeCsvFile } from './write.ts';

@@ -236,13 +236,6 @@ function fetchS3Footers(uris: readonly string[]): Map<string, Error> {
   return errors;
 }
 
-/** Footers of many files at once (one parallel round for the s3:// URIs among them). */
-export function inspectParquetMany(paths: readonly string[]): ParquetFileInfo[] {
-  const missing = paths.filter((p) => !isLocalUri(p) && !s3InfoCache.has(p));
-  if (missing.length > 1) fetchS3Footers([...new Set(missing)]);
-  return paths.map((p) => inspectParquet(p));
-}
-
 function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInfo {
   const tree = parquetSchema(md);
   const fromArrow = arrowSchemaFromMetadata(md);

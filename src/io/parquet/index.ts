@@ -6,11 +6,8 @@
 //
 // types.ts (public types), wasm.ts (instance, panic guard, warm-up), footer.ts (local and S3),
 // schema.ts (type mapping), stats.ts, import-layout.ts + import.ts (C data importer), read.ts, write.ts.
-export {
-  DEFAULT_BATCH_SIZE, DEFAULT_ROW_GROUP_SIZE, readStats,
-  type ColumnStats, type RowGroupInfo, type ParquetFileInfo, type ReadParquetOptions, type ParquetCompression, type WriteParquetOptions,
-} from './types.ts';
-export { warmParquet, parquetWasmMemoryBytes } from './wasm.ts';
-export { inspectParquet, inspectParquetMany } from './footer.ts';
+export { readStats, type ColumnStats, type ParquetCompression } from './types.ts';
+export { warmParquet } from './wasm.ts';
+export { inspectParquet } from './footer.ts';
 export { readParquetBatches } from './read.ts';
-export { MAX_PARQUET_WRITE_FIELD_DEPTH, checkParquetWriteNesting, writeParquetFile } from './write.ts';
+export { checkParquetWriteNesting, writeParquetFile } from './write.ts';

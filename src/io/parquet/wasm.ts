@@ -139,7 +139,3 @@ export function warmParquet(): Promise<void> {
   return warmed;
 }
 
-/** Bytes of WebAssembly memory parquet-wasm holds in this thread (it grows, never shrinks); 0 before first use. */
-export function parquetWasmMemoryBytes(): number {
-  return current && !current.dead ? (current.pw.wasmMemory().buffer as ArrayBuffer).byteLength : 0;
-}
