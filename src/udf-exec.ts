@@ -7,7 +7,7 @@ import { joinUri, prepareObject } from './io/store/index.ts';
 import { DataType, Field, Schema } from './datatypes.ts';
 import { dataToValues, valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
-import { decodeLiteral, type ExprNode, type UdfCallNode } from './expressions.ts';
+import { decodeLiteral, udfCalls, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { writeParquetFile } from './io/parquet/index.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 import { concatData } from './kernels/concat.ts';
@@ -68,6 +68,8 @@ export class UdfRuntime {
   constructorCalls = 0;
   /** What this runtime runs (e.g. `partition 3: /data/f.parquet`), for stall warnings and errors. */
   label: string | null = null;
+  /** UDFs that run in an actor pool elsewhere (concurrency instances serving every partition). */
+  remote: RemoteUdfs | null = null;
 
   /** A runtime with its own metrics that shares this one's class instances and in-flight caps. */
   fork(label: string | null = null): UdfRuntime {
@@ -75,6 +77,7 @@ export class UdfRuntime {
     f.instances = this.instances;
     f.inflight = this.inflight;
     f.label = label;
+    f.remote = this.remote;
     return f;
   }
 
@@ -105,6 +108,32 @@ export class UdfRuntime {
     if (!s) this.inflight.set(def.name, (s = new Semaphore(def.options.maxConcurrency)));
     return s;
   }
+}
+
+/** One UDF call answered by an actor: the result column (and a generator's parents) plus the call's metrics. */
+export interface RemoteCallResult {
+  data: arrow.Data;
+  parents?: Int32Array;
+  metrics: RunMetrics;
+}
+
+/**
+ * Routes calls of actor-pool UDFs (concurrency instances, GPU instances) away from this thread: the
+ * batch's argument columns travel to a free actor, the result column comes back.
+ */
+export interface RemoteUdfs {
+  /** Calls of `name` in flight at once from one partition (the pool's size); 0 when it runs here. */
+  window(name: string): number;
+  call(node: UdfCallNode, args: arrow.Data[], n: number, offset: number, label: string | null): Promise<RemoteCallResult>;
+}
+
+/** How many batches of one partition may be in UDF calls at once: an actor pool's size, else 1. */
+export function udfWindow(exprs: readonly ExprNode[], rt: UdfRuntime): number {
+  const remote = rt.remote;
+  if (!remote) return 1;
+  let w = 1;
+  for (const e of exprs) for (const c of udfCalls(e)) w = Math.max(w, remote.window(c.name));
+  return w;
 }
 
 /** The runtime of this thread (worker threads and processes each have their own). */
@@ -620,7 +649,14 @@ async function materializeUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNod
     const name = `__udf_${k++}`;
     const schema = Schema.fromArrow(current.schema);
     const argData = args.map((a) => evaluate(a, current, schema));
-    const res = current.numRows ? await callUdf(node, argData, current.numRows, rt, offset) : { data: valuesToData([], udfType(node)) };
+    let res: CallResult;
+    if (!current.numRows) res = { data: valuesToData([], udfType(node)) };
+    else if (rt.remote?.window(node.name)) {
+      // An actor pool's UDF: the call runs in a free actor; its counts join this partition's.
+      const r = await rt.remote.call(node, argData, current.numRows, offset, rt.label);
+      mergeMetrics(rt.metrics, r.metrics);
+      res = r.parents ? { data: r.data, parents: r.parents } : { data: r.data };
+    } else res = await callUdf(node, argData, current.numRows, rt, offset);
     if (res.parents) current = takeBatch(current, res.parents);
     current = appendColumn(current, name, res.data);
     computed.set(key, name);
