@@ -136,6 +136,14 @@ export function udfWindow(exprs: readonly ExprNode[], rt: UdfRuntime): number {
   return w;
 }
 
+/**
+ * Constructs `node`'s class instance in `rt` now (an actor starting up), counting what the
+ * constructor reports through `metrics` into `rt`'s stats of the UDF.
+ */
+export function constructInstance(def: UdfDefinition, node: UdfCallNode, rt: UdfRuntime): void {
+  if (def.cls) current.run(rt.stats(def.name), () => rt.instance(def, node));
+}
+
 /** The runtime of this thread (worker threads and processes each have their own). */
 export const runtime = new UdfRuntime();
 

@@ -29,9 +29,10 @@ export function describeActors(specs: ReadonlyMap<string, ActorSpec>): string {
 
 /**
  * Which of `udfs` run in actor pools. `shippable` says whether a UDF's module can be imported by an
- * actor (a UDF defined in the main script cannot: it stays where today's rules put it).
+ * actor (a UDF defined in the main script cannot: it stays where today's rules put it); `threads`:
+ * whether CPU actors (worker threads) may be used.
  */
-export function actorSpecs(udfs: readonly UdfDefinition[], shippable: (u: UdfDefinition) => boolean): Map<string, ActorSpec> {
+export function actorSpecs(udfs: readonly UdfDefinition[], shippable: (u: UdfDefinition) => boolean, threads = true): Map<string, ActorSpec> {
   const out = new Map<string, ActorSpec>();
   for (const u of udfs) {
     if (!u.moduleUrl || !shippable(u)) continue;
@@ -46,7 +47,7 @@ export function actorSpecs(udfs: readonly UdfDefinition[], shippable: (u: UdfDef
         throw new Error(`UDF '${u.name}' ${(e as Error).message}`);
       }
       out.set(u.name, { size: devices.length, devices, modules });
-    } else if (concurrency !== null && u.cls) {
+    } else if (threads && concurrency !== null && u.cls) {
       out.set(u.name, { size: concurrency, devices: null, modules });
     }
   }

@@ -66,7 +66,8 @@ function actorRouter(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, quiet = fal
     if (!quiet) warnedNoGpu = true;
   }
   if (!plan.udfs.some((u) => u.options.numGpus > 0 || (u.cls && u.options.concurrency !== null))) return null;
-  const specs = actorSpecs(plan.udfs, (u) => shippable(u, o, quiet));
+  // `workers: false` keeps everything but GPU processes in this thread: a cls runs one instance here.
+  const specs = actorSpecs(plan.udfs, (u) => shippable(u, o, quiet), o.workers !== false);
   return specs.size ? new ActorRouter(specs) : null;
 }
 

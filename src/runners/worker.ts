@@ -4,7 +4,7 @@
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { isAbortError, runPartition, type AbortError, type ExecContext, type IpcSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet/index.ts';
-import { callUdf, runtime, setSyncGuard, type UdfRuntime } from '../udf-exec.ts';
+import { callUdf, constructInstance, mergeMetrics, runtime, setSyncGuard, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
 import { getUdf } from '../udf.ts';
 import type { UdfCallNode } from '../expressions.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
@@ -118,11 +118,15 @@ async function load(modules: string[]): Promise<void> {
   for (const m of modules) await import(m);
 }
 
+/** What the constructor counted (a model load): reported with this actor's next call, in its action's metrics. */
+let initMetrics: RunMetrics | null = null;
+
 async function actorInit(taskId: number, node: UdfCallNode, modules: string[]): Promise<void> {
   try {
     await load(modules);
-    const def = getUdf(node.name);
-    if (def.cls) runtime.instance(def, node);
+    const rt = runtime.fork();
+    constructInstance(getUdf(node.name), node, rt);
+    initMetrics = mergeMetrics(initMetrics ?? {}, rt.metrics);
     post({ type: 'result', taskId, reply: { ipc: new Uint8Array(0), metrics: {} } });
   } catch (err) {
     post({ type: 'error', taskId, error: serializeError(err) });
@@ -134,6 +138,7 @@ async function actorCall(taskId: number, call: UdfCallRequest): Promise<void> {
     await load(call.modules);
     // A fork per call: its metrics are this call's, summed into the calling partition's.
     const rt = runtime.fork(call.label);
+    if (initMetrics) { mergeMetrics(rt.metrics, initMetrics); initMetrics = null; }
     const r = await callUdf(call.node, argsFromIPC(call.ipc), call.n, rt, call.offset);
     const ipc = argsToIPC([r.data], r.data.length);
     const reply: UdfCallReply = { ipc, metrics: rt.metrics };
