@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { col, fromArrow, fromColumns, lit, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { countNvidiaSmiGpus, gpuSlots } from '../src/resources.ts';
-import { cheapStamp, Probe1, ProbeHalf, ProbeHalf2, SlowOne } from './fixtures/udfs.ts';
+import { BrokenUdf, cheapStamp, PickyUdf, Probe1, ProbeHalf, ProbeHalf2, SlowOne } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 let dir: string;
@@ -170,6 +170,28 @@ describe('GPU instances', () => {
       assert.ok(Math.max(...cheap) < slowCalls[0]!.end, `cheap at ${cheap.join(',')}; first slow call ended ${slowCalls[0]!.end}`);
       assert.equal(df.metrics['SlowOne.score']!.rowsIn, 200);
       assert.equal(df.metrics['SlowOne.score']!.calls, 2);
+      setRunner('native', { workers: false });
+      await shutdownWorkers();
+    });
+
+    it('errors from an actor name the UDF, the partition and the row; a failing constructor fails the action', async () => {
+      delete process.env['FANOUT_NUM_GPUS'];
+      const d = tempDir();
+      for (let i = 0; i < 2; i++) await writeSample(join(d, `e${i}.parquet`), i * 200, 200, 200);
+      for (const workers of [false, true] as const) {
+        // workers: 'auto' (in-process partitions, thread actors) and true (partition threads relay to the actors).
+        setRunner('native', { workers: workers ? true : 'auto', parallelism: 2, targetPartitionBytes: 1, batchSize: 50 });
+        const df = readParquet(d).withColumn('y', new PickyUdf(360).check(col('id')));
+        assert.match(await df.explain(), /actor pool Picky\.check: 2 worker thread\(s\)/);
+        await assert.rejects(() => df.toRows(), (e: Error) => {
+          assert.match(e.message, /UDF 'Picky\.check' failed on 1 row\(s\); first at row 160: Error: picky about 360/);
+          assert.match(e.message, /partition 1: .*e1\.parquet/);
+          return true;
+        });
+        const ok = await readParquet(d).withColumn('y', new PickyUdf(-1).check(col('id'))).toRows();
+        assert.deepEqual(ok.map((r) => r.y), ok.map((r) => Number(r.id)));
+        await assert.rejects(() => readParquet(d).withColumn('y', new BrokenUdf().run(col('x'))).toRows(), /constructing UDF class for 'Broken\.run': model file missing/);
+      }
       setRunner('native', { workers: false });
       await shutdownWorkers();
     });

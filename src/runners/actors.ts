@@ -71,9 +71,14 @@ function poolFor(node: UdfCallNode, def: ActorSpec): ActorPool {
   if (!p) {
     const pool = new WorkerPool(def.size, {}, def.devices?.map((d) => ({ CUDA_VISIBLE_DEVICES: d })));
     const started = pool.startAll((taskId) => ({ type: 'init', taskId, node, modules: def.modules }), `starting actors of UDF '${node.name}'`);
-    started.catch(() => undefined);
     p = { pool, started };
     pools.set(key, p);
+    const failed = p;
+    // A constructor that throws fails this action's calls; the next action starts fresh actors.
+    started.catch(() => {
+      if (pools.get(key) === failed) pools.delete(key);
+      void pool.close();
+    });
   }
   return p;
 }
