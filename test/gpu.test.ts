@@ -188,8 +188,12 @@ describe('GPU instances', () => {
           assert.match(e.message, /partition 1: .*e1\.parquet/);
           return true;
         });
-        const ok = await readParquet(d).withColumn('y', new PickyUdf(-1).check(col('id'))).toRows();
+        const okDf = readParquet(d).withColumn('y', new PickyUdf(-1).check(col('id')));
+        const ok = await okDf.toRows();
         assert.deepEqual(ok.map((r) => r.y), ok.map((r) => Number(r.id)));
+        // The actors' counts sum into the action's metrics (8 batches of 50 rows, from both partitions).
+        assert.equal(okDf.metrics['Picky.check']!.rowsIn, 400);
+        assert.equal(okDf.metrics['Picky.check']!.rowsOut, 400);
         await assert.rejects(() => readParquet(d).withColumn('y', new BrokenUdf().run(col('x'))).toRows(), /constructing UDF class for 'Broken\.run': model file missing/);
       }
       setRunner('native', { workers: false });
