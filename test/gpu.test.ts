@@ -151,7 +151,7 @@ describe('GPU instances', () => {
       await readParquet(parts).withColumn('y', col('x')).toRows();
       const log = join(tempDir(), 'stamps.log');
       writeFileSync(log, '');
-      const slow = new SlowOne(log, 400);
+      const slow = new SlowOne(log, 800);
       const df = readParquet(parts)
         .withColumn('c', cheapStamp(col('id'), lit(log)))
         .withColumn('s', slow.score(col('id')));
