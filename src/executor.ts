@@ -13,7 +13,7 @@ import { writeCsvFile } from './io/csv/index.ts';
 import { writeParquetFile } from './io/parquet/index.ts';
 import { unaliasBatch } from './ipc-alias.ts';
 import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
-import { filterWithUdfs, projectWithUdfs, runtime, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
+import { filterWithUdfs, projectWithUdfs, runtime, udfWindow, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
 /** In-memory sources by id (fromRecords, fromArrow, collected results). */
 export type MemorySources = ReadonlyMap<string, readonly arrow.RecordBatch[]>;
@@ -133,6 +133,11 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
   switch (op.type) {
     case 'filter': {
       const udf = containsUdf(op.predicate);
+      const window = udf ? udfWindow([op.predicate], rt) : 1;
+      if (window > 1) {
+        yield* pipelined(input, window, (b, offset) => filterWithUdfs(b, op.predicate, rt, offset));
+        return;
+      }
       let offset = 0;
       for await (const b of input) {
         const out = udf ? await filterWithUdfs(b, op.predicate, rt, offset) : filterBatch(b, op.predicate);
@@ -145,6 +150,11 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
       const schema = Schema.fromJSON(op.schema);
       if (!op.exprs.some(containsUdf)) {
         for await (const b of input) yield projectBatch(b, op.exprs, schema);
+        return;
+      }
+      const window = udfWindow(op.exprs, rt);
+      if (window > 1) {
+        yield* pipelined(input, window, (b, offset) => projectWithUdfs(b, op.exprs, schema, rt, offset));
         return;
       }
       let offset = 0;
@@ -175,6 +185,39 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
       }
       return;
     }
+  }
+}
+
+/**
+ * An operator over up to `window` batches at once (an actor pool serves them in parallel), output in
+ * input order. Empty batches never reach a UDF; `offset` is the batch's first row in the partition.
+ */
+async function* pipelined(
+  input: AsyncIterable<arrow.RecordBatch>,
+  window: number,
+  fn: (b: arrow.RecordBatch, offset: number) => Promise<arrow.RecordBatch>,
+): AsyncGenerator<arrow.RecordBatch> {
+  const pending: Promise<arrow.RecordBatch>[] = [];
+  let offset = 0;
+  try {
+    for await (const b of input) {
+      if (!b.numRows) continue;
+      const p = fn(b, offset);
+      p.catch(() => undefined); // awaited in order below; a later batch's failure waits its turn
+      pending.push(p);
+      offset += b.numRows;
+      if (pending.length >= window) {
+        const out = await pending.shift()!;
+        if (out.numRows) yield out;
+      }
+    }
+    while (pending.length) {
+      const out = await pending.shift()!;
+      if (out.numRows) yield out;
+    }
+  } finally {
+    // Stopped early or failed: calls still in flight finish on their actors; their results are dropped.
+    pending.length = 0;
   }
 }
 

@@ -6,21 +6,38 @@ import * as arrow from 'apache-arrow';
 import { type DataType, Schema } from './datatypes.ts';
 import { valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
-import type { ExprNode, UdfCallNode } from './expressions.ts';
-import { getUdf } from './udf.ts';
+import { udfCalls, type ExprNode, type UdfCallNode } from './expressions.ts';
+import { getUdf, type UdfDefinition } from './udf.ts';
 import { callBatch, callGenerator, callRowWise, type CallResult, type Failure } from './udf/call.ts';
 import { writeDeadLetter } from './udf/dead-letter.ts';
 import { UdfError } from './udf/errors.ts';
-import { current } from './udf/metrics.ts';
+import { current, mergeMetrics } from './udf/metrics.ts';
 import { runtime, type UdfRuntime } from './udf/runtime.ts';
 import { trackCall } from './udf/stall.ts';
 
 export { emptyStats, mergeMetrics, metrics, type RunMetrics, type UdfStats } from './udf/metrics.ts';
-export { runtime, Semaphore, UdfRuntime } from './udf/runtime.ts';
+export { runtime, Semaphore, UdfRuntime, type RemoteCallResult, type RemoteUdfs } from './udf/runtime.ts';
 export { retryDelayMs, setRetrySleepForTests, UdfError } from './udf/errors.ts';
 export { setSyncGuard, type SyncGuard } from './udf/call.ts';
 
 /** Calls one UDF over a batch's argument columns. */
+/** How many batches of one partition may be in UDF calls at once: an actor pool's size, else 1. */
+export function udfWindow(exprs: readonly ExprNode[], rt: UdfRuntime): number {
+  const remote = rt.remote;
+  if (!remote) return 1;
+  let w = 1;
+  for (const e of exprs) for (const c of udfCalls(e)) w = Math.max(w, remote.window(c.name));
+  return w;
+}
+
+/**
+ * Constructs `node`'s class instance in `rt` now (an actor starting up), counting what the
+ * constructor reports through `metrics` into `rt`'s stats of the UDF.
+ */
+export function constructInstance(def: UdfDefinition, node: UdfCallNode, rt: UdfRuntime): void {
+  if (def.cls) current.run(rt.stats(def.name), () => rt.instance(def, node));
+}
+
 export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime = runtime, offset = 0): Promise<CallResult> {
   const def = getUdf(node.name);
   const stats = rt.stats(def.name);
@@ -100,7 +117,14 @@ async function materializeUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNod
     const name = `__udf_${k++}`;
     const schema = Schema.fromArrow(current.schema);
     const argData = args.map((a) => evaluate(a, current, schema));
-    const res = current.numRows ? await callUdf(node, argData, current.numRows, rt, offset) : { data: valuesToData([], udfType(node)) };
+    let res: CallResult;
+    if (!current.numRows) res = { data: valuesToData([], udfType(node)) };
+    else if (rt.remote?.window(node.name)) {
+      // An actor pool's UDF: the call runs in a free actor; its counts join this partition's.
+      const r = await rt.remote.call(node, argData, current.numRows, offset, rt.label);
+      mergeMetrics(rt.metrics, r.metrics);
+      res = r.parents ? { data: r.data, parents: r.parents } : { data: r.data };
+    } else res = await callUdf(node, argData, current.numRows, rt, offset);
     if (res.parents) current = takeBatch(current, res.parents);
     current = appendColumn(current, name, res.data);
     computed.set(key, name);

@@ -3,7 +3,7 @@
 import type * as arrow from 'apache-arrow';
 import { availableParallelism, totalmem } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { mergeMetrics } from '../udf-exec.ts';
+import { mergeMetrics, runtime, type UdfRuntime } from '../udf-exec.ts';
 import { AbortError, applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
@@ -12,7 +12,10 @@ import { planSchema, type PlanNode } from '../plan.ts';
 import { startProgress, type ProgressSink } from '../progress.ts';
 import { splitStages, stagesToString } from '../aws/stages.ts';
 import { WorkerPool } from './pool.ts';
-import { detectGpus, gpuSlots } from '../resources.ts';
+import { detectGpus } from '../resources.ts';
+import { ActorRouter, actorSpecs, describeActors, shutdownActors } from './actors.ts';
+import type { UdfCallRequest } from './protocol.ts';
+import type { UdfDefinition } from '../udf.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import type { ResolvedEmbeddedOptions } from './options.ts';
@@ -43,49 +46,40 @@ function getPool(size: number, batchSize: number, envs?: Record<string, string>[
 export async function shutdownWorkers(): Promise<void> {
   const p = pool;
   pool = null;
-  await p?.close();
+  await Promise.all([p?.close(), shutdownActors()]);
 }
 
 let warnedNoGpu = false;
 
-/** GPU UDFs: one child process per GPU slot, each with its own CUDA_VISIBLE_DEVICES. */
-function gpuEnvs(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Record<string, string>[] | null {
+/**
+ * The action's actor pools: GPU UDFs get one child process per GPU slot (each with its own
+ * CUDA_VISIBLE_DEVICES), a `cls` with `concurrency` that many worker threads; null when there are none.
+ * `quiet`: explain (no warnings). A GPU UDF on a machine without GPUs runs on CPU (warning) or fails
+ * (strictResources).
+ */
+function actorRouter(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, quiet = false): ActorRouter | null {
   const gpu = plan.udfs.filter((u) => u.options.numGpus > 0);
-  if (!gpu.length) return null;
-  const total = detectGpus();
-  const names = gpu.map((u) => `'${u.name}'`).join(', ');
-  if (total === 0) {
+  if (gpu.length && detectGpus() === 0) {
+    const names = gpu.map((u) => `'${u.name}'`).join(', ');
     if (o.strictResources) throw new Error(`UDF ${names} needs a GPU (numGpus), but none is available (strictResources)`);
-    if (!warnedNoGpu) console.warn(`fanout: no GPU found; GPU UDF ${names} runs on CPU`);
-    warnedNoGpu = true;
-    return null;
+    if (!warnedNoGpu && !quiet) console.warn(`fanout: no GPU found; GPU UDF ${names} runs on CPU`);
+    if (!quiet) warnedNoGpu = true;
   }
-  const numGpus = Math.max(...gpu.map((u) => u.options.numGpus));
-  const caps = gpu.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
-  let slots: string[];
-  try {
-    slots = gpuSlots(numGpus, total, caps.length ? Math.min(...caps) : null);
-  } catch (e) {
-    throw new Error(`UDF ${names} ${(e as Error).message}`);
-  }
-  return slots.map((d) => ({ CUDA_VISIBLE_DEVICES: d }));
+  if (!plan.udfs.some((u) => u.options.numGpus > 0 || (u.cls && u.options.concurrency !== null))) return null;
+  // `workers: false` keeps everything but GPU processes in this thread: a cls runs one instance here.
+  const specs = actorSpecs(plan.udfs, (u) => shippable(u, o, quiet), o.workers !== false);
+  return specs.size ? new ActorRouter(specs) : null;
 }
 
 /** How explain describes where a plan's partitions will run (no side effects, no warnings). */
 function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { parallelism: number; where: string } {
-  const gpu = plan.udfs.filter((u) => u.options.numGpus > 0);
-  if (gpu.length && plan.scan.format !== 'memory') {
-    const total = detectGpus();
-    if (total > 0) {
-      const caps = gpu.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
-      const slots = gpuSlots(Math.max(...gpu.map((u) => u.options.numGpus)), total, caps.length ? Math.min(...caps) : null);
-      return { parallelism: slots.length, where: `GPU processes on ${total} device(s)` };
-    }
-  }
-  const p = Math.min(effectiveParallelism(plan, o), Math.max(1, plan.partitions.length));
+  const router = actorRouter(plan, o, true);
+  const routed = new Set(router?.specs.keys() ?? []);
+  const p = Math.min(effectiveParallelism(plan, o, routed), Math.max(1, plan.partitions.length));
   const threads = plan.scan.format !== 'memory' && p > 1 && plan.partitions.length > 1 && o.workers !== false &&
     (o.workers === true || plan.scan.bytes >= o.workerThresholdBytes);
-  return { parallelism: threads ? p : 1, where: threads ? 'worker threads' : 'in-process' };
+  const where = threads ? 'worker threads' : 'in-process';
+  return { parallelism: threads ? p : 1, where: router ? `${where}; ${describeActors(router.specs)}` : where };
 }
 
 interface Placement {
@@ -93,21 +87,29 @@ interface Placement {
   parallelism: number;
 }
 
-/** Where partitions run: null = in-process; else a pool of threads, or of processes for GPU UDFs. */
-function place(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): Placement | null {
-  effectiveParallelism(plan, o); // a resource request no machine could satisfy fails here, before any work
-  const envs = gpuEnvs(plan, o);
-  if (envs && plan.scan.format !== 'memory' && canShip(plan, o)) {
-    return { pool: getPool(envs.length, o.batchSize, envs), parallelism: envs.length };
-  }
-  if (!useWorkers(plan, o)) return null;
-  return { pool: getPool(o.parallelism, o.batchSize), parallelism: effectiveParallelism(plan, o) };
+/** Where partitions run: null = in-process; else a pool of worker threads. Actor-pool UDFs run in their actors either way. */
+function place(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, router: ActorRouter | null): Placement | null {
+  const routed = new Set(router?.specs.keys() ?? []);
+  effectiveParallelism(plan, o, routed); // a resource request no machine could satisfy fails here, before any work
+  if (!useWorkers(plan, o, routed)) return null;
+  return { pool: getPool(o.parallelism, o.batchSize), parallelism: effectiveParallelism(plan, o, routed) };
+}
+
+/** The runtime in-process partitions fork from: this thread's, with the action's actor pools. */
+function routedRuntime(router: ActorRouter | null): UdfRuntime | undefined {
+  if (!router) return undefined;
+  const rt = runtime.fork();
+  rt.remote = router;
+  return rt;
 }
 
 let hinted = false;
 
-/** Partitions at once: the runner's parallelism, bounded by each UDF's concurrency and resources. */
-export function effectiveParallelism(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): number {
+/**
+ * Partitions at once: the runner's parallelism, bounded by each UDF's concurrency and resources,
+ * except for UDFs in actor pools (`routed`): their instances serve every partition, so they bound nothing.
+ */
+export function effectiveParallelism(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, routed: ReadonlySet<string> = new Set()): number {
   let p = o.parallelism;
   const cores = availableParallelism();
   const mem = totalmem();
@@ -115,11 +117,23 @@ export function effectiveParallelism(plan: PhysicalPlan, o: ResolvedEmbeddedOpti
     const r = u.options;
     if (r.numCpus > cores) throw new Error(`UDF '${u.name}' asks for numCpus ${r.numCpus}, but this machine has ${cores} core(s)`);
     if (r.memoryBytes && r.memoryBytes > mem) throw new Error(`UDF '${u.name}' asks for memoryBytes ${r.memoryBytes}, but this machine has ${mem}`);
+    if (routed.has(u.name)) continue;
     if (r.concurrency) p = Math.min(p, r.concurrency);
     p = Math.min(p, Math.max(1, Math.floor(cores / r.numCpus)));
     if (r.memoryBytes) p = Math.min(p, Math.max(1, Math.floor(mem / r.memoryBytes)));
   }
   return Math.max(1, p);
+}
+
+/** A UDF's module can be imported elsewhere: it is not the main script (which would re-run its pipeline). */
+function shippable(u: UdfDefinition, o: ResolvedEmbeddedOptions, quiet = false): boolean {
+  const main = process.argv[1] ? pathToFileURL(process.argv[1]).href : null;
+  if (u.moduleUrl && u.moduleUrl !== main) return true;
+  if (!hinted && !quiet && o.workers !== false) {
+    console.warn(`fanout: UDF '${u.name}' defined in the main script runs in-process; move it into a module to run it in parallel`);
+    hinted = true;
+  }
+  return false;
 }
 
 /** UDF modules can be imported elsewhere: none is the main script (which would re-run its pipeline). */
@@ -137,8 +151,8 @@ function canShip(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
   return true;
 }
 
-function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
-  if (plan.scan.format === 'memory' || effectiveParallelism(plan, o) < 2 || plan.partitions.length < 2) return false;
+function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, routed: ReadonlySet<string>): boolean {
+  if (plan.scan.format === 'memory' || effectiveParallelism(plan, o, routed) < 2 || plan.partitions.length < 2) return false;
   if (!canShip(plan, o)) return false;
   if (o.workers === 'auto') return plan.scan.bytes >= o.workerThresholdBytes;
   return o.workers;
@@ -168,7 +182,7 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   private readonly unlisten: () => void = () => undefined;
   controls: Promise<{ credit(n: number): void; cancel(): void }>;
 
-  constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics, signal?: AbortSignal) {
+  constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics, signal?: AbortSignal, router?: ActorRouter | null) {
     const notify = (): void => { this.wake?.(); this.wake = null; };
     const fail = (e: Error): void => { this.error = e; this.finished = true; this.unlisten(); notify(); };
     if (signal) {
@@ -190,7 +204,8 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
         onMetrics: (m) => { if (metrics) mergeMetrics(metrics, m); },
         onDone: () => { this.finished = true; this.unlisten(); notify(); },
         onError: fail,
-      }, describeTask(task), signal);
+        ...(router ? { onUdfCall: (c: UdfCallRequest) => router.relay(c) } : {}),
+      }, describeTask(task), signal, router?.windows());
     this.controls.catch((e: unknown) => fail(e instanceof Error ? e : new Error(String(e))));
   }
 
@@ -240,8 +255,11 @@ async function* streamPartitions(
   lookahead: 'ordered' | 'unordered' = 'ordered',
 ): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
   const tasks = plan.partitions;
+  const router = actorRouter(plan, options);
   const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
-  const placement = place(plan, options);
+  const rt = routedRuntime(router);
+  if (rt) execCtx.rt = rt;
+  const placement = place(plan, options, router);
   if (!placement) {
     if (handle) { handle.usedWorkers = false; handle.parallelism = 1; }
     for (const t of tasks) {
@@ -268,7 +286,7 @@ async function* streamPartitions(
   const started: RemoteStream[] = [];
   let next = 0;
   const startUpTo = (n: number): void => {
-    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics, ctx.signal));
+    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics, ctx.signal, router));
   };
   let i = 0;
   try {
@@ -336,8 +354,11 @@ function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx
 
 /** Runs tasks that carry sinks (each partition writes its own file), in parallel where possible. */
 async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext): Promise<PartitionOutcome[]> {
+  const router = actorRouter(plan, options);
   const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
-  const placement = place(plan, options);
+  const rt = routedRuntime(router);
+  if (rt) execCtx.rt = rt;
+  const placement = place(plan, options, router);
   if (!placement) {
     const out: PartitionOutcome[] = [];
     for (const t of tasks) {
@@ -366,7 +387,8 @@ async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options:
         onSink: (r) => { result = r; },
         onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
         onError: reject,
-      }, describeTask(t), signal);
+        ...(router ? { onUdfCall: (c: UdfCallRequest) => router.relay(c) } : {}),
+      }, describeTask(t), signal, router?.windows());
       controls.catch(reject);
       // The worker stops between batches and reports an AbortError, which settles this task.
       onAbort = () => { controls.then((c) => c.cancel(), () => undefined); };

@@ -4,9 +4,9 @@ import type * as arrow from 'apache-arrow';
 import { fork, type ChildProcess } from 'node:child_process';
 import { AbortError, type PartitionOutcome } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
-import type { FromWorker, ToWorker } from './protocol.ts';
+import type { FromWorker, ToWorker, UdfCallReply, UdfCallRequest } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
-import { batchFromIPC, deserializeError } from './protocol.ts';
+import { batchFromIPC, deserializeError, serializeError } from './protocol.ts';
 import { newSyncGuardBuffer, overdueSyncCall } from './sync-guard.ts';
 
 /** How far past a synchronous UDF call's timeoutMs the pool waits before terminating its thread. */
@@ -19,6 +19,10 @@ export interface TaskHandlers {
   onDone(): void;
   onSink?(result: PartitionOutcome): void;
   onError(err: Error): void;
+  /** Actors: the answer to an 'init' or 'call'. */
+  onResult?(reply: UdfCallReply): void;
+  /** Partition tasks: a call of an actor-pool UDF, routed by the parent to a free actor. */
+  onUdfCall?(call: UdfCallRequest): Promise<UdfCallReply>;
 }
 
 /** A worker thread or a child process (GPU instances), behind one small interface. */
@@ -129,6 +133,8 @@ export class WorkerPool {
           case 'done': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onDone(); break;
           case 'sink': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onSink?.(msg.result); cur.handlers.onDone(); break;
           case 'error': this.release(slot); cur.handlers.onError(deserializeError(msg.error, cur.context)); break;
+          case 'result': this.release(slot); cur.handlers.onResult?.(msg.reply); cur.handlers.onDone(); break;
+          case 'udfCall': this.relay(slot, cur, msg); break;
         }
       } catch (err) {
         // An exception here would be uncaught and end the whole process: it fails the task instead.
@@ -187,6 +193,62 @@ export class WorkerPool {
     }
   }
 
+  /** A partition task's call of an actor-pool UDF: answered by the task's router, back on its worker. */
+  private relay(slot: Slot, cur: NonNullable<Slot['current']>, msg: Extract<FromWorker, { type: 'udfCall' }>): void {
+    const { taskId, callId } = msg;
+    const answer = (m: ToWorker): void => {
+      if (slot.current?.taskId !== taskId) return; // the task ended (cancelled) meanwhile
+      try { slot.worker.post(m); } catch { /* the worker is gone: its exit fails the task */ }
+    };
+    const routed = cur.handlers.onUdfCall?.(msg.call) ?? Promise.reject(new Error(`UDF '${msg.call.node.name}' has no actor pool here`));
+    routed.then(
+      (reply) => answer({ type: 'udfResult', taskId, callId, reply }),
+      (err: unknown) => answer({ type: 'udfError', taskId, callId, error: serializeError(err) }),
+    );
+  }
+
+  /**
+   * Actor pools: starts every slot now and sends each `make(taskId)` once (constructing its
+   * instance), so the pool's N instances exist before the first call.
+   */
+  async startAll(make: (taskId: number) => ToWorker, context: string): Promise<void> {
+    const fresh: Slot[] = [];
+    while (this.slots.length < this.size) { const s = this.spawn(); s.busy = true; fresh.push(s); }
+    await Promise.all(fresh.map((s) => this.requestOn(s, make, context)));
+  }
+
+  /** Actor pools: one request ('call') on a free slot; resolves with the actor's reply. */
+  async request(make: (taskId: number) => ToWorker, context: string): Promise<UdfCallReply> {
+    return this.requestOn(await this.acquire(), make, context);
+  }
+
+  private async requestOn(slot: Slot, make: (taskId: number) => ToWorker, context: string): Promise<UdfCallReply> {
+    slot.worker.ref(); // a call in flight keeps the process alive until its actor answers
+    try {
+      await slot.ready;
+    } catch (err) {
+      this.slots = this.slots.filter((x) => x !== slot);
+      this.replace();
+      throw err;
+    }
+    const taskId = nextTaskId++;
+    return new Promise<UdfCallReply>((resolve, reject) => {
+      let reply: UdfCallReply | null = null;
+      slot.current = { taskId, context, handlers: {
+        onBatch: () => undefined,
+        onResult: (r) => { reply = r; },
+        onDone: () => (reply ? resolve(reply) : reject(new Error(`actor answered nothing (${context})`))),
+        onError: reject,
+      } };
+      try {
+        slot.worker.post(make(taskId));
+      } catch (err) {
+        this.release(slot);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
   private release(slot: Slot): void {
     slot.current = null;
     slot.busy = false;
@@ -219,7 +281,7 @@ export class WorkerPool {
   }
 
   /** Starts `task` on a worker; returns controls for credits and cancellation. */
-  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string, signal?: AbortSignal): Promise<{ credit(n: number): void; cancel(): void }> {
+  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string, signal?: AbortSignal, actors?: Record<string, number>): Promise<{ credit(n: number): void; cancel(): void }> {
     const slot = await this.acquire();
     slot.worker.ref(); // a task keeps the process alive (start-up included) until it reports back
     try {
@@ -237,7 +299,7 @@ export class WorkerPool {
     const taskId = nextTaskId++;
     slot.current = { taskId, handlers, context };
     const send = (m: ToWorker): void => slot.worker.post(m);
-    send({ type: 'run', taskId, task, credits });
+    send(actors ? { type: 'run', taskId, task, credits, actors } : { type: 'run', taskId, task, credits });
     return {
       credit: (n) => { if (slot.current?.taskId === taskId) send({ type: 'credit', taskId, n }); },
       cancel: () => {

@@ -3,12 +3,39 @@ import * as arrow from 'apache-arrow';
 import type { PartitionTask } from '../physical.ts';
 import type { PartitionOutcome } from '../executor.ts';
 import type { RunMetrics } from '../udf-exec.ts';
+import type { UdfCallNode } from '../expressions.ts';
 import { unaliasBatch } from '../ipc-alias.ts';
 
+/** One actor-pool UDF call: the argument columns (as one IPC batch) of `n` rows. */
+export interface UdfCallRequest {
+  node: UdfCallNode;
+  /** Modules that define the UDF (an actor imports them before its first call). */
+  modules: string[];
+  ipc: Uint8Array;
+  n: number;
+  offset: number;
+  label: string | null;
+}
+
+/** An actor's answer: the result column as a one-column IPC batch, a generator's parents, metrics. */
+export interface UdfCallReply {
+  ipc: Uint8Array;
+  parents?: Int32Array;
+  metrics: RunMetrics;
+}
+
 export type ToWorker =
-  | { type: 'run'; taskId: number; task: PartitionTask; credits: number }
+  /** `actors`: UDF names that run in the parent's actor pools, with each pool's size. */
+  | { type: 'run'; taskId: number; task: PartitionTask; credits: number; actors?: Record<string, number> }
   | { type: 'credit'; taskId: number; n: number }
-  | { type: 'cancel'; taskId: number };
+  | { type: 'cancel'; taskId: number }
+  /** Actor side: construct the class instance now (Daft's actors start their instances up front). */
+  | { type: 'init'; taskId: number; node: UdfCallNode; modules: string[] }
+  /** Actor side: run one call. */
+  | { type: 'call'; taskId: number; call: UdfCallRequest }
+  /** Partition-worker side: the answer to a `udfCall` it relayed through the parent. */
+  | { type: 'udfResult'; taskId: number; callId: number; reply: UdfCallReply }
+  | { type: 'udfError'; taskId: number; callId: number; error: SerializedError };
 
 export interface SerializedError {
   name: string;
@@ -22,7 +49,11 @@ export type FromWorker =
   | { type: 'batch'; taskId: number; ipc: Uint8Array; rows: number }
   | { type: 'done'; taskId: number; metrics: RunMetrics }
   | { type: 'sink'; taskId: number; result: PartitionOutcome; metrics: RunMetrics }
-  | { type: 'error'; taskId: number; error: SerializedError };
+  | { type: 'error'; taskId: number; error: SerializedError }
+  /** Actor: the answer to a 'call' (or an 'init', without ipc). */
+  | { type: 'result'; taskId: number; reply: UdfCallReply }
+  /** Partition worker: a call of an actor-pool UDF, for the parent to route to a free actor. */
+  | { type: 'udfCall'; taskId: number; callId: number; call: UdfCallRequest };
 
 /** One batch as an Arrow IPC stream in a buffer of its own, so it can be transferred. */
 export function batchToIPC(batch: arrow.RecordBatch): Uint8Array {
@@ -55,4 +86,15 @@ export function deserializeError(e: SerializedError, context?: string): Error {
   err.name = e.name;
   if (e.stack) err.stack = `${err.name}: ${err.message}\n    --- in worker ---\n${e.stack.split('\n').slice(1).join('\n')}`;
   return err;
+}
+
+/** A call's argument columns as one IPC batch (columns a0, a1, ...; the row count rides along). */
+export function argsToIPC(args: arrow.Data[], n: number): Uint8Array {
+  const fields = args.map((d, i) => new arrow.Field(`a${i}`, d.type, true));
+  const batch = new arrow.RecordBatch(new arrow.Schema(fields), arrow.makeData({ type: new arrow.Struct(fields), length: n, nullCount: 0, children: args }));
+  return batchToIPC(batch);
+}
+
+export function argsFromIPC(bytes: Uint8Array): arrow.Data[] {
+  return batchFromIPC(bytes).data.children.map((c) => c);
 }

@@ -4,12 +4,14 @@
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { isAbortError, runPartition, type AbortError, type ExecContext, type IpcSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet/index.ts';
-import { runtime, setSyncGuard } from '../udf-exec.ts';
+import { callUdf, constructInstance, mergeMetrics, runtime, setSyncGuard, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
+import { getUdf } from '../udf.ts';
+import type { UdfCallNode } from '../expressions.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
 import { importUserModule } from './ts-worker.ts';
 import { describeTask } from '../physical.ts';
-import type { FromWorker, ToWorker } from './protocol.ts';
-import { batchToIPC, serializeError } from './protocol.ts';
+import type { FromWorker, ToWorker, UdfCallReply, UdfCallRequest } from './protocol.ts';
+import { argsFromIPC, argsToIPC, batchToIPC, deserializeError, serializeError } from './protocol.ts';
 
 /** A worker thread's parentPort, or the IPC channel of a child process (GPU instances). */
 interface Port {
@@ -51,7 +53,7 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
   try {
     // The driver forks this thread's runtime per task: its metrics (and its label in stall
     // warnings) are this task's alone.
-    const ctx: ExecContext = { rt: runtime, signal: state.abort.signal, label: describeTask(msg.task) };
+    const ctx: ExecContext = { rt: msg.actors ? relayRuntime(taskId, msg.actors) : runtime, signal: state.abort.signal, label: describeTask(msg.task) };
     if (batchSize) ctx.batchSize = batchSize;
     // UDFs resolve by name: importing their defining modules registers them in this thread.
     for (const m of msg.task.modules ?? []) await importUserModule(m);
@@ -88,6 +90,66 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
   }
 }
 
+// ------------------------------------------------------------------ actor pools
+
+let nextCallId = 1;
+const relayed = new Map<number, { resolve: (r: UdfCallReply) => void; reject: (e: Error) => void }>();
+
+/** A runtime whose actor-pool UDFs go to the parent, which routes each call to a free actor. */
+function relayRuntime(taskId: number, actors: Record<string, number>): UdfRuntime {
+  const rt = runtime.fork();
+  rt.remote = {
+    window: (name) => actors[name] ?? 0,
+    call: async (node, args, n, offset, label) => {
+      const callId = nextCallId++;
+      const call: UdfCallRequest = { node, modules: [], ipc: argsToIPC(args, n), n, offset, label };
+      const reply = await new Promise<UdfCallReply>((resolve, reject) => {
+        relayed.set(callId, { resolve, reject });
+        post({ type: 'udfCall', taskId, callId, call }, [call.ipc.buffer as ArrayBuffer]);
+      });
+      const data = argsFromIPC(reply.ipc)[0]!;
+      return reply.parents ? { data, parents: reply.parents, metrics: reply.metrics } : { data, metrics: reply.metrics };
+    },
+  };
+  return rt;
+}
+
+/** Actor side: the UDF's modules are imported once; the class instance lives in this thread's runtime. */
+async function load(modules: string[]): Promise<void> {
+  for (const m of modules) await import(m);
+}
+
+/** What the constructor counted (a model load): reported with this actor's next call, in its action's metrics. */
+let initMetrics: RunMetrics | null = null;
+
+async function actorInit(taskId: number, node: UdfCallNode, modules: string[]): Promise<void> {
+  try {
+    await load(modules);
+    const rt = runtime.fork();
+    constructInstance(getUdf(node.name), node, rt);
+    initMetrics = mergeMetrics(initMetrics ?? {}, rt.metrics);
+    post({ type: 'result', taskId, reply: { ipc: new Uint8Array(0), metrics: {} } });
+  } catch (err) {
+    post({ type: 'error', taskId, error: serializeError(err) });
+  }
+}
+
+async function actorCall(taskId: number, call: UdfCallRequest): Promise<void> {
+  try {
+    await load(call.modules);
+    // A fork per call: its metrics are this call's, summed into the calling partition's.
+    const rt = runtime.fork(call.label);
+    if (initMetrics) { mergeMetrics(rt.metrics, initMetrics); initMetrics = null; }
+    const r = await callUdf(call.node, argsFromIPC(call.ipc), call.n, rt, call.offset);
+    const ipc = argsToIPC([r.data], r.data.length);
+    const reply: UdfCallReply = { ipc, metrics: rt.metrics };
+    if (r.parents) reply.parents = r.parents;
+    post({ type: 'result', taskId, reply }, [ipc.buffer as ArrayBuffer]);
+  } catch (err) {
+    post({ type: 'error', taskId, error: serializeError(err) });
+  }
+}
+
 port.on('message', (msg: ToWorker) => {
   // A throw here would end the worker (and every task on it): it fails this message's task instead.
   try {
@@ -111,6 +173,20 @@ function handleMessage(msg: ToWorker): void {
         s.wake?.();
         s.wake = null;
       }
+      break;
+    }
+    case 'init':
+      void actorInit(msg.taskId, msg.node, msg.modules);
+      break;
+    case 'call':
+      void actorCall(msg.taskId, msg.call);
+      break;
+    case 'udfResult':
+    case 'udfError': {
+      const w = relayed.get(msg.callId);
+      relayed.delete(msg.callId);
+      if (w && msg.type === 'udfResult') w.resolve(msg.reply);
+      else if (w && msg.type === 'udfError') w.reject(deserializeError(msg.error));
       break;
     }
     case 'cancel': {

@@ -1,9 +1,27 @@
 // The UDF runtime a thread holds: class instances and in-flight caps, shared by its forks; each
 // fork (one per partition run) counts its own metrics.
+import type * as arrow from 'apache-arrow';
 import { decodeLiteral, type UdfCallNode } from '../expressions.ts';
 import type { UdfDefinition } from '../udf.ts';
 import { wrapError } from './errors.ts';
 import { emptyStats, type RunMetrics, type UdfStats } from './metrics.ts';
+
+/** One UDF call answered by an actor: the result column (and a generator's parents) plus the call's metrics. */
+export interface RemoteCallResult {
+  data: arrow.Data;
+  parents?: Int32Array;
+  metrics: RunMetrics;
+}
+
+/**
+ * Routes calls of actor-pool UDFs (concurrency instances, GPU instances) away from this thread: the
+ * batch's argument columns travel to a free actor, the result column comes back.
+ */
+export interface RemoteUdfs {
+  /** Calls of `name` in flight at once from one partition (the pool's size); 0 when it runs here. */
+  window(name: string): number;
+  call(node: UdfCallNode, args: arrow.Data[], n: number, offset: number, label: string | null): Promise<RemoteCallResult>;
+}
 
 /** What a UDF-running thread holds: class instances, in-flight caps; a fork per partition run counts its metrics. */
 export class UdfRuntime {
@@ -13,6 +31,8 @@ export class UdfRuntime {
   constructorCalls = 0;
   /** What this runtime runs (e.g. `partition 3: /data/f.parquet`), for stall warnings and errors. */
   label: string | null = null;
+  /** UDFs that run in an actor pool elsewhere (concurrency instances serving every partition). */
+  remote: RemoteUdfs | null = null;
 
   /** A runtime with its own metrics that shares this one's class instances and in-flight caps. */
   fork(label: string | null = null): UdfRuntime {
@@ -20,6 +40,7 @@ export class UdfRuntime {
     f.instances = this.instances;
     f.inflight = this.inflight;
     f.label = label;
+    f.remote = this.remote;
     return f;
   }
 
