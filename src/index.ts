@@ -17,6 +17,7 @@ export { func, cls, parseRetryAfter } from './udf.ts';
 export type { UdfOptions, ClsOptions, MethodOptions, Udf, ClsHandle, OnError, OnEmpty, UdfKind, BatchResult } from './udf.ts';
 export { metrics, UdfError } from './udf-exec.ts';
 export type { RunMetrics, UdfStats } from './udf-exec.ts';
+export type { ProgressEvent } from './progress.ts';
 export type { Untyped, ValueOf } from './expressions.ts';
 export { createOnnxSession, runFloatModel, onnxProviders } from './onnx.ts';
 export type { OnnxSessionOptions, OnnxProvider } from './onnx.ts';
