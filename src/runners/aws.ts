@@ -12,7 +12,9 @@ import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
-import { udfsOf } from '../physical.ts';
+import { buildPhysicalPlan, udfsOf } from '../physical.ts';
+import type { CostOptions } from '../aws/cost.ts';
+import { splitStages, stagesToString } from '../aws/stages.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 
@@ -32,6 +34,8 @@ export interface AwsRunnerOptions {
   /** Give up waiting (the execution keeps its own timeouts). Default 24 h. */
   timeoutMs?: number;
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** explain()'s cost estimate: price table (default: built-in for `region`, else us-east-1) and assumptions. */
+  cost?: CostOptions;
 }
 
 export class RunFailedError extends Error {
@@ -236,7 +240,11 @@ export class AwsRunner implements Runner {
   }
 
   describe(optimized: PlanNode, _req?: ExplainRequest): string {
-    // Always with the stages: they are what runs.
-    return describePlan(optimized, this.options, this.aws.targetPartitionBytes ?? 128 << 20);
+    // Always with the stages (they are what runs), priced with this runner's region and cost options.
+    const cost: CostOptions = { ...this.aws.cost };
+    cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
+    if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
+    const run = buildPhysicalPlan(optimized, { targetPartitionBytes: this.aws.targetPartitionBytes ?? 128 << 20 });
+    return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost)}`;
   }
 }
