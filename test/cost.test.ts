@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { readParquet, setRunner, PRICES_US_EAST_1, type PriceTable } from 'fanout';
-import { estimateRunCost, type CostInput } from '../src/aws/cost.ts';
+import { estimateRunCost, TRANSITIONS, type CostInput } from '../src/aws/cost.ts';
+import { buildStateMachineDefinition } from '../src/aws/state-machine.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 // 10 partitions of 100 MB (uncompressed), 20 row groups x 3 columns; a Lambda stage (1769 MiB = 1
@@ -104,6 +105,39 @@ describe('cost estimate (USD)', () => {
       assert.match(await readParquet(f).explain(), /no built-in price table for eu-west-1: us-east-1 prices shown/);
     } finally {
       setRunner('native');
+    }
+  });
+
+  it("counts the transitions of the generated state machine's success path", () => {
+    const def = buildStateMachineDefinition({
+      planFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:plan',
+      stageFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:stage',
+      finalizeFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:finalize',
+      failureFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:failure',
+      ecs: { clusterArn: 'arn:aws:ecs:us-east-1:123456789012:cluster/c', taskDefinitionArn: 'arn:aws:ecs:us-east-1:123456789012:task-definition/t:1', containerName: 'w', subnets: [], securityGroups: [] },
+      distributed: false,
+      lambdaTimeoutSeconds: 60,
+    });
+    type State = { Type: string; Next?: string; End?: boolean; Choices?: { StringEquals?: string; Next: string }[]; ItemProcessor?: { StartAt: string; States: Record<string, State> } };
+    // The states a successful path enters, following Next (a Choice takes the branch for `executor`).
+    const walk = (states: Record<string, State>, start: string, executor?: string): string[] => {
+      const path: string[] = [];
+      for (let name: string | undefined = start; name !== undefined;) {
+        const st: State = states[name]!;
+        path.push(name);
+        if (st.Type === 'Choice') name = st.Choices!.find((c) => c.StringEquals === executor)?.Next;
+        else name = st.End || st.Type === 'Succeed' ? undefined : st.Next;
+      }
+      return path;
+    };
+    const top = def.States as unknown as Record<string, State>;
+    assert.equal(walk(top, def.StartAt).length, TRANSITIONS.run);
+    const stage = top['Stages']!.ItemProcessor!;
+    for (const executor of ['lambda', 'ecs-gpu']) {
+      const path = walk(stage.States, stage.StartAt, executor);
+      assert.equal(path.length, TRANSITIONS.perStage, `${executor}: ${path.join(' -> ')}`);
+      const item = stage.States[path[path.length - 1]!]!.ItemProcessor!;
+      assert.equal(walk(item.States, item.StartAt).length, TRANSITIONS.perItem);
     }
   });
 });
