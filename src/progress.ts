@@ -11,12 +11,15 @@ export interface ProgressSink {
   stop(): void;
 }
 
-/** What an action's `onProgress` callback receives after each finished partition. */
+/**
+ * What an action's `onProgress` callback receives after each finished partition (on the AWS
+ * runner: after each poll that found finished partitions, so one event may cover several).
+ */
 export interface ProgressEvent {
   /** Partition tasks finished (on AWS: over all stages, so a 2-stage run of 10 partitions has 20). */
   partitionsDone: number;
   partitionsTotal: number;
-  /** Rows written by the finished partition tasks. */
+  /** Rows written by the finished partition tasks (on AWS: summed over the stages' shards). */
   rows: number;
   /** UDF metrics of the finished partitions so far (a copy: the caller may keep it). */
   metrics: RunMetrics;
