@@ -78,7 +78,7 @@ export const TRANSITIONS = {
   perItem: 1,
 };
 
-export function resolvePrices(opts: CostOptions): { table: PriceTable; fallback: boolean } {
+function resolvePrices(opts: CostOptions): { table: PriceTable; fallback: boolean } {
   if (opts.prices) return { table: opts.prices, fallback: false };
   const region = opts.region ?? DEFAULT_PRICE_REGION;
   const table = PRICE_TABLES[region];
