@@ -18,6 +18,7 @@ import { getRunner, type ActionContext } from './runner.ts';
 import { AbortError, type MemorySources } from './executor.ts';
 import { callsGenerator, getUdf } from './udf.ts';
 import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
+import type { ProgressEvent } from './progress.ts';
 
 /** Flattens intersections for readable hover types. */
 export type Simplify<T> = { [K in keyof T]: T[K] } & {};
@@ -35,6 +36,11 @@ export interface ExplainOptions {
 export interface ActionOptions {
   /** Aborts the action: reading and UDF calls stop, it rejects with an AbortError, a write commits nothing. */
   signal?: AbortSignal;
+  /**
+   * Called after each finished partition with rows, UDF metrics and an ETA so far (a
+   * ProgressEvent), while the action runs; on the AWS runner `df.metrics` follows too.
+   */
+  onProgress?: (event: ProgressEvent) => void;
 }
 
 export interface WriteOptions extends ActionOptions {
@@ -175,6 +181,10 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     const ctx: ActionContext = { memory: this.memory as MemorySources, onMetrics: (m) => { keepMetrics.metrics = m; } };
     const signal = checkSignal(opts);
     if (signal) ctx.signal = signal;
+    if (opts.onProgress !== undefined) {
+      if (typeof opts.onProgress !== 'function') throw new TypeError("action option 'onProgress' must be a function");
+      ctx.onProgress = opts.onProgress;
+    }
     return ctx;
   }
 

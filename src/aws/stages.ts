@@ -4,7 +4,8 @@
 // paying another S3 round trip.
 import type { OpJSON, PhysicalPlan } from '../physical.ts';
 import { udfsOf } from '../physical.ts';
-import { DEFAULT_LAMBDA_MEMORY_MIB, LAMBDA_MIB_PER_VCPU, lambdaMemoryMiB } from './sizing.ts';
+import { DEFAULT_LAMBDA_MEMORY_MIB, lambdaMemoryMiB } from './sizing.ts';
+import { costToString, estimateRunCost, stageSecondsPerPartition, type CostEstimate, type CostOptions } from './cost.ts';
 
 export type StageExecutor = 'lambda' | 'ecs-gpu';
 
@@ -69,11 +70,9 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
   });
 }
 
-/** Rough cost model for explain: assumes ~50 MB/s of uncompressed input per vCPU-second. */
-export function estimateCost(plan: PhysicalPlan, stage: StageJSON): string {
-  const perPartitionBytes = plan.scan.uncompressedBytes / Math.max(1, plan.partitions.length);
-  const vcpus = Math.max(1, stage.memoryMiB / LAMBDA_MIB_PER_VCPU);
-  const seconds = Math.max(0.1, perPartitionBytes / (50e6 * vcpus));
+/** Rough resource use of a stage for explain: assumes ~50 MB/s of uncompressed input per vCPU-second (cost.ts prices it). */
+export function estimateCost(plan: PhysicalPlan, stage: StageJSON, bytesPerVcpuSecond?: number): string {
+  const seconds = stageSecondsPerPartition({ partitions: plan.partitions.length, uncompressedBytes: plan.scan.uncompressedBytes }, stage.memoryMiB, bytesPerVcpuSecond);
   if (stage.executor === 'lambda') {
     const gbSeconds = plan.partitions.length * seconds * (stage.memoryMiB / 1024);
     return `~${gbSeconds.toFixed(gbSeconds < 10 ? 2 : 0)} Lambda GB-s`;
@@ -82,13 +81,25 @@ export function estimateCost(plan: PhysicalPlan, stage: StageJSON): string {
   return `~${gpuHours.toFixed(3)} GPU-h`;
 }
 
-export function stagesToString(plan: PhysicalPlan, stages: StageJSON[]): string {
+/** What a plan's stages cost in USD, by part (cost.ts's model over this plan's partitions and bytes). */
+export function estimatePlanCost(plan: PhysicalPlan, stages: StageJSON[], cost: CostOptions = {}): CostEstimate {
+  return estimateRunCost({
+    partitions: plan.partitions.length,
+    uncompressedBytes: plan.scan.uncompressedBytes,
+    rowGroups: plan.scan.rowGroupsSelected,
+    columns: plan.scan.columns.length,
+    stages,
+  }, cost);
+}
+
+/** The stages as explain() prints them, then the cost estimate in USD (with `cost`'s prices and assumptions). */
+export function stagesToString(plan: PhysicalPlan, stages: StageJSON[], cost: CostOptions = {}): string {
   const lines = ['== Stages (aws) =='];
   for (const s of stages) {
     const where = s.executor === 'lambda'
       ? `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
       : `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}`;
-    lines.push(`Stage ${s.index}: ${where}, ${estimateCost(plan, s)}`);
+    lines.push(`Stage ${s.index}: ${where}, ${estimateCost(plan, s, cost.bytesPerVcpuSecond)}`);
     if (s.index === 0) lines.push(`  reads: ${plan.scan.format} scan, ${plan.scan.files} file(s), row groups ${plan.scan.rowGroupsSelected}/${plan.scan.rowGroupsTotal}`);
     for (const op of s.ops) {
       const names = udfsOf([op]).map((u) => u.name);
@@ -96,5 +107,5 @@ export function stagesToString(plan: PhysicalPlan, stages: StageJSON[]): string 
     }
   }
   if (plan.globalOps.length) lines.push(`Finalize: ${plan.globalOps.map((o) => o.type).join(', ')} over the merged result`);
-  return lines.join('\n');
+  return `${lines.join('\n')}\n\n${costToString(estimatePlanCost(plan, stages, cost), cost.region)}`;
 }

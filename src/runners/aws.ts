@@ -9,8 +9,12 @@ import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
-import { startProgress } from '../progress.ts';
-import { udfsOf } from '../physical.ts';
+import { progressEnabled, startProgress } from '../progress.ts';
+import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
+import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
+import { buildPhysicalPlan, udfsOf } from '../physical.ts';
+import type { CostOptions } from '../aws/cost.ts';
+import { splitStages, stagesToString } from '../aws/stages.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 
@@ -30,6 +34,8 @@ export interface AwsRunnerOptions {
   /** Give up waiting (the execution keeps its own timeouts). Default 24 h. */
   timeoutMs?: number;
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** explain()'s cost estimate: price table (default: built-in for `region`, else us-east-1) and assumptions. */
+  cost?: CostOptions;
 }
 
 export class RunFailedError extends Error {
@@ -49,7 +55,8 @@ function modulesOf(plan: RunPlan): string[] {
  * Runs a plan on the state machine; resolves with the run's summary once its output is committed.
  * An abort stops the execution (StopExecution) and rejects with an AbortError.
  */
-async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null, signal?: AbortSignal): Promise<RunSummary> {
+async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null, ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {}): Promise<RunSummary> {
+  const signal = ctx.signal;
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
@@ -82,13 +89,30 @@ async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
     throw lost(`could not start the execution on ${opts.stateMachineArn}`, sfnEndpoint, e);
   }
 
-  const partitions = plan.sources.length;
-  const progress = startProgress(`fanout aws ${plan.runId}`, partitions * plan.stages.length, plan.stages.flatMap((s) => s.udfs));
+  // Live progress from the completion markers: each finished partition's rows and UDF metrics reach
+  // the bar, ctx.onProgress and ctx.onMetrics (df.metrics) while the run goes on.
+  const watcher = new MarkerWatcher(store, plan);
+  const progress = startProgress(`fanout aws ${plan.runId}`, watcher.total, plan.stages.flatMap((s) => s.udfs), progressEnabled(), ctx.onProgress);
+  const live: RunMetrics = {};
+  const readMarkers = async (): Promise<void> => {
+    let fresh: MarkerInfo[];
+    try {
+      fresh = await watcher.poll();
+    } catch (e) {
+      throw lost(`lost the work bucket s3://${opts.workBucket} while waiting for execution ${arn}`, s3Endpoint, e);
+    }
+    for (const m of fresh) {
+      mergeMetrics(live, m.metrics);
+      progress.rows(m.rows);
+      progress.udfs(live);
+      progress.partitionDone();
+    }
+    if (fresh.length && Object.keys(live).length) ctx.onMetrics?.(structuredClone(live));
+  };
   const poll = opts.pollIntervalMs ?? (opts.endpoint ? 200 : 2000);
   const deadline = Date.now() + (opts.timeoutMs ?? 24 * 3600_000);
   let status = 'RUNNING';
   let described: { error?: string; cause?: string } | null = null;
-  let done = 0;
   try {
     while (status === 'RUNNING') {
       if (signal?.aborted) {
@@ -110,15 +134,10 @@ async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
       }
       described = d;
       status = d.status ?? 'RUNNING';
-      // Progress: completion markers written next to each shard.
-      let markers = 0;
-      try {
-        for (const s of plan.stages) markers += (await store.list(keys.stagePrefix(plan.runId, s.index))).filter((k) => k.includes('/metrics-')).length;
-      } catch (e) {
-        throw lost(`lost the work bucket s3://${opts.workBucket} while waiting for execution ${arn}`, s3Endpoint, e);
-      }
-      for (; done < markers; done++) progress.partitionDone();
+      await readMarkers();
     }
+    // The markers written between the last poll and the end, so the last event is the whole run.
+    if (status === 'SUCCEEDED') await readMarkers();
   } finally {
     progress.stop();
     sfn.destroy();
@@ -186,7 +205,7 @@ export class AwsRunner implements Runner {
   }
 
   private async run(plan: PlanNode, output: RunOutput | null, ctx: ActionContext): Promise<RunSummary> {
-    const summary = await runOnAws(plan, this.aws, output, ctx.signal);
+    const summary = await runOnAws(plan, this.aws, output, ctx);
     ctx.onMetrics?.(summary.metrics);
     return summary;
   }
@@ -216,7 +235,11 @@ export class AwsRunner implements Runner {
   }
 
   describe(optimized: PlanNode, _req?: ExplainRequest): string {
-    // Always with the stages: they are what runs.
-    return describePlan(optimized, this.options, this.aws.targetPartitionBytes ?? 128 << 20);
+    // Always with the stages (they are what runs), priced with this runner's region and cost options.
+    const cost: CostOptions = { ...this.aws.cost };
+    cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
+    if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
+    const run = buildPhysicalPlan(optimized, { targetPartitionBytes: this.aws.targetPartitionBytes ?? 128 << 20 });
+    return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost)}`;
   }
 }

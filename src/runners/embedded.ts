@@ -429,7 +429,7 @@ export class EmbeddedRunner implements Runner {
       if (ctx.signal) run.signal = ctx.signal;
       // Reading data already in memory without UDFs (show/count of a collected result) needs no bar.
       const quiet = physical.scan.format === 'memory' && physical.udfs.length === 0;
-      const progress = quiet ? startProgress('fanout', 0, [], false) : startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name));
+      const progress = quiet ? startProgress('fanout', 0, [], false) : startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name), undefined, ctx.onProgress);
       run.progress = progress;
       try {
         yield* executeStream(physical, options, run);

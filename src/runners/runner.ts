@@ -5,6 +5,7 @@ import type * as arrow from 'apache-arrow';
 import type { MemorySources } from '../executor.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import type { PlanNode } from '../plan.ts';
+import type { ProgressListener } from '../progress.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import type { ResolvedEmbeddedOptions } from './options.ts';
 
@@ -19,6 +20,8 @@ export interface ActionContext {
    * metrics of the run that made its data (show() on a collected result).
    */
   onMetrics?(metrics: RunMetrics): void;
+  /** Called after each finished partition with the run's progress so far (rows, UDF metrics, ETA). */
+  onProgress?: ProgressListener;
 }
 
 /** Where and how `write` puts the result. */

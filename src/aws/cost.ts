@@ -1,0 +1,194 @@
+// explain()'s money estimate for a serverless run: each billed item's quantity (from the plan's
+// partitions, bytes and stages and the state machine's shape) times its price from a dated,
+// per-region table (prices.ts). An estimate: durations come from a throughput assumption, shards
+// are assumed as large as their uncompressed input, and a run without retries is counted.
+import { DEFAULT_LAMBDA_MEMORY_MIB, LAMBDA_MIB_PER_VCPU } from './sizing.ts';
+import type { StageJSON } from './stages.ts';
+import { DEFAULT_PRICE_REGION, PRICE_TABLES, type PriceTable } from './prices.ts';
+
+/** How to price a run (the AWS runner's `cost` option). Every field has a default. */
+export interface CostOptions {
+  /** Region whose built-in table applies (default: the runner's region, else us-east-1). */
+  region?: string;
+  /** Your own prices (another region, discounts); wins over `region`. */
+  prices?: PriceTable;
+  /** Lambda architecture of the deployed functions (default 'x86_64', the construct's default). */
+  architecture?: 'x86_64' | 'arm64';
+  /** EC2 instance type of the GPU capacity (default 'g5.xlarge', the construct's default). */
+  gpuInstanceType?: string;
+  /** Seconds from a GPU task's request to its first partition: instance launch, ECS agent, image pull, model load. Default 300. */
+  gpuStartupSeconds?: number;
+  /** Seconds an idle GPU instance stays up before managed scaling removes it. Default 900 (15 one-minute alarm periods). */
+  gpuScaleInSeconds?: number;
+  /** Days run shards stay in the work bucket (the construct's `workRetention` lifecycle rule on runs/). Default 7. */
+  retentionDays?: number;
+  /** Uncompressed input bytes one vCPU processes per second. Default 50e6. */
+  bytesPerVcpuSecond?: number;
+  /** Seconds each of the Plan and Finalize functions runs. Default 1. */
+  controlSeconds?: number;
+  /** How often the runner polls (ms): one LIST per poll. Default 2000, the runner's default. */
+  pollIntervalMs?: number;
+}
+
+/** What the estimate needs of a plan (a PhysicalPlan has all of it). */
+export interface CostInput {
+  partitions: number;
+  /** Uncompressed bytes read by stage 0 (the selected row groups). */
+  uncompressedBytes: number;
+  /** Row groups read by stage 0, and the columns read of each (one ranged GET per column chunk). */
+  rowGroups: number;
+  columns: number;
+  stages: readonly Pick<StageJSON, 'index' | 'executor' | 'memoryMiB' | 'concurrency' | 'slots'>[];
+}
+
+export interface CostPart {
+  item: string;
+  quantity: number;
+  unit: string;
+  unitUsd: number;
+  usd: number;
+  /** How the quantity was counted. */
+  detail: string;
+}
+
+export interface CostEstimate {
+  region: string;
+  asOf: string;
+  /** The built-in table stood in for a region that has none. */
+  fallback: boolean;
+  parts: CostPart[];
+  totalUsd: number;
+}
+
+/** Multipart part size of shard writes (src/io/s3/write-stream.ts's default): a larger shard is Create + parts + Complete. */
+const PART_BYTES = 8 << 20;
+/** Keys per LIST page. */
+const LIST_PAGE = 1000;
+const GIB = 2 ** 30;
+/** Hours in a billing month, as AWS prorates GB-months. */
+const HOURS_PER_MONTH = 730;
+
+/** Step Functions states entered (standard workflow, no retries); mirrors src/aws/state-machine.ts. */
+export const TRANSITIONS = {
+  /** Plan, Stages (Map), Finalize, Summarize, Succeeded. */
+  run: 5,
+  /** RouteStage (Choice), PartitionIndices / SlotIndices (Pass), Partitions / GpuSlots (Map). */
+  perStage: 3,
+  /** The iteration's task state: RunPartition (Lambda) or RunGpuSlot (ECS, per slot). */
+  perItem: 1,
+};
+
+function resolvePrices(opts: CostOptions): { table: PriceTable; fallback: boolean } {
+  if (opts.prices) return { table: opts.prices, fallback: false };
+  const region = opts.region ?? DEFAULT_PRICE_REGION;
+  const table = PRICE_TABLES[region];
+  return table ? { table, fallback: false } : { table: PRICE_TABLES[DEFAULT_PRICE_REGION]!, fallback: true };
+}
+
+/** Seconds one partition of a stage takes at the throughput assumption (at least 0.1 s). */
+export function stageSecondsPerPartition(input: Pick<CostInput, 'partitions' | 'uncompressedBytes'>, memoryMiB: number, bytesPerVcpuSecond = 50e6): number {
+  const perPartition = input.uncompressedBytes / Math.max(1, input.partitions);
+  const vcpus = Math.max(1, memoryMiB / LAMBDA_MIB_PER_VCPU);
+  return Math.max(0.1, perPartition / (bytesPerVcpuSecond * vcpus));
+}
+
+function positive(v: number | undefined, def: number, name: string, zeroOk = false): number {
+  if (v === undefined) return def;
+  if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0)) throw new RangeError(`cost option '${name}' must be a ${zeroOk ? 'non-negative' : 'positive'} number, got ${String(v)}`);
+  return v;
+}
+
+export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostEstimate {
+  const { table, fallback } = resolvePrices(opts);
+  const arch = opts.architecture ?? 'x86_64';
+  if (arch !== 'x86_64' && arch !== 'arm64') throw new RangeError(`cost option 'architecture' must be 'x86_64' or 'arm64', got ${JSON.stringify(arch)}`);
+  const startup = positive(opts.gpuStartupSeconds, 300, 'gpuStartupSeconds', true);
+  const scaleIn = positive(opts.gpuScaleInSeconds, 900, 'gpuScaleInSeconds', true);
+  const retentionDays = positive(opts.retentionDays, 7, 'retentionDays', true);
+  const throughput = positive(opts.bytesPerVcpuSecond, 50e6, 'bytesPerVcpuSecond');
+  const controlSeconds = positive(opts.controlSeconds, 1, 'controlSeconds', true);
+  const pollSeconds = positive(opts.pollIntervalMs, 2000, 'pollIntervalMs') / 1000;
+  const n = input.partitions;
+  const stages = input.stages;
+  const bytesPerPartition = input.uncompressedBytes / Math.max(1, n);
+  const shardWrites = bytesPerPartition <= PART_BYTES ? 1 : Math.ceil(bytesPerPartition / PART_BYTES) + 2;
+
+  let gbSeconds = 2 * controlSeconds * (DEFAULT_LAMBDA_MEMORY_MIB / 1024); // Plan + Finalize
+  let requests = 2;
+  let transitions = TRANSITIONS.run;
+  let wallSeconds = 2 * controlSeconds;
+  let gpuHours = 0;
+  const gpuDetail: string[] = [];
+  // S3, per the run lifecycle (src/aws/run.ts, handlers.ts, the runner):
+  // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, commit marker, manifest; per stage
+  // items.json and Finalize's listing; per partition and stage the shard and its marker; per result
+  // file two copies (into _temporary, then renamed).
+  let puts = 5 + 2 * n;
+  // GET/HEAD: Plan (HEAD + plan), Finalize (HEAD summary + plan), the runner's summary; per
+  // partition of stage 0 the footer and one range per column chunk; the runner and Finalize read
+  // every marker, Finalize the last stage's again.
+  let gets = 5 + input.rowGroups * input.columns + n * stages.length * 2 + n;
+  for (const s of stages) {
+    const seconds = stageSecondsPerPartition(input, s.memoryMiB, throughput);
+    puts += 1 + Math.ceil((2 * n + 1) / LIST_PAGE) + n * (shardWrites + 1);
+    transitions += TRANSITIONS.perStage;
+    if (s.executor === 'lambda') {
+      gbSeconds += n * seconds * (s.memoryMiB / 1024);
+      requests += n;
+      transitions += n * TRANSITIONS.perItem;
+      gets += n * 2; // plan + input (the footer in stage 0, the previous shard after it)
+      wallSeconds += Math.ceil(n / Math.max(1, s.concurrency)) * seconds;
+    } else {
+      const slots = Math.max(1, s.slots);
+      const busy = Math.ceil(n / slots) * seconds;
+      const hours = (slots * (startup + busy + scaleIn)) / 3600;
+      gpuHours += hours;
+      gpuDetail.push(`stage ${s.index}: ${slots} instance(s) x (${startup} s start-up + ${round(busy)} s work + ${scaleIn} s scale-in)`);
+      transitions += slots * TRANSITIONS.perItem;
+      gets += slots + n; // plan once per slot, input per partition
+      wallSeconds += startup + busy;
+    }
+  }
+  const polls = Math.ceil(wallSeconds / pollSeconds);
+  puts += polls;
+  const storedBytes = stages.length * input.uncompressedBytes;
+  const gbMonths = (storedBytes / GIB) * (retentionDays * 24) / HOURS_PER_MONTH;
+
+  const parts: CostPart[] = [];
+  const add = (item: string, quantity: number, unit: string, unitUsd: number, detail: string): void => {
+    parts.push({ item, quantity, unit, unitUsd, usd: quantity * unitUsd, detail });
+  };
+  add('Lambda compute', gbSeconds, 'GB-s', table.lambda.gbSecond[arch], `${arch}; partitions x seconds x memory, plus Plan and Finalize`);
+  add('Lambda requests', requests, 'requests', table.lambda.request, 'one per partition of each CPU stage, plus Plan and Finalize');
+  add('Step Functions', transitions, 'state transitions', table.stepFunctions.standardTransition, `standard workflow: ${TRANSITIONS.run} per run, ${TRANSITIONS.perStage} per stage, ${TRANSITIONS.perItem} per partition (CPU) or GPU task; no retries`);
+  add('S3 PUT/COPY/LIST', puts, 'requests', table.s3.putCopyPostList, `shards, markers, plan, items, result copies, Finalize listings, ${polls} progress poll(s)`);
+  add('S3 GET/HEAD', gets, 'requests', table.s3.get, 'plan, input footers and column chunks, shards, markers');
+  add('S3 storage', gbMonths, 'GB-months', table.s3.storageGbMonth, `${round(storedBytes / GIB)} GiB of shards kept ${retentionDays} day(s) (lifecycle on runs/)`);
+  if (gpuHours > 0) {
+    const type = opts.gpuInstanceType ?? 'g5.xlarge';
+    const hourly = table.ec2Hourly[type];
+    if (hourly === undefined) {
+      throw new Error(`cost estimate: no price for GPU instance type '${type}' in the ${table.region} table (as of ${table.asOf}); add it to the runner's cost.prices.ec2Hourly or pick one of ${Object.keys(table.ec2Hourly).join(', ')}`);
+    }
+    add(`GPU instances (${type})`, gpuHours, 'instance-hours', hourly, gpuDetail.join('; '));
+  }
+  return { region: table.region, asOf: table.asOf, fallback, parts, totalUsd: parts.reduce((a, p) => a + p.usd, 0) };
+}
+
+function round(v: number): string {
+  if (Number.isInteger(v)) return String(v);
+  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toPrecision(3);
+}
+
+function usd(v: number): string {
+  return v === 0 ? '$0' : v >= 0.01 ? `$${v.toFixed(2)}` : `$${v.toPrecision(2)}`;
+}
+
+/** The estimate as explain() prints it. */
+export function costToString(e: CostEstimate, requestedRegion?: string): string {
+  const lines = [`== Cost estimate (USD, ${e.region} prices as of ${e.asOf}) ==`];
+  if (e.fallback) lines.push(`  (no built-in price table for ${requestedRegion ?? 'this region'}: ${e.region} prices shown; pass the runner's cost.prices)`);
+  for (const p of e.parts) lines.push(`${p.item}: ${round(p.quantity)} ${p.unit} x $${p.unitUsd.toPrecision(3)} = ${usd(p.usd)}  (${p.detail})`);
+  lines.push(`Total: ~${usd(e.totalUsd)}`);
+  return lines.join('\n');
+}

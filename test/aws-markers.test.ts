@@ -1,0 +1,85 @@
+// The AWS runner's progress reads: each poll lists only the first unfinished stage's markers and
+// GETs only the markers it has not read yet, at most `concurrency` at a time.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MarkerWatcher } from '../src/aws/markers.ts';
+import { keys, type RunPlan } from '../src/aws/run.ts';
+import { LocalStore, putJson, type ObjectStore } from '../src/io/store/index.ts';
+import { tempDir } from './helpers.ts';
+
+const RUN = 'markers-test';
+const plan = {
+  runId: RUN,
+  sources: [{}, {}, {}, {}],
+  stages: [{ index: 0 }, { index: 1 }],
+} as unknown as RunPlan;
+
+function counting(store: LocalStore) {
+  const calls = { list: [] as string[], get: [] as string[], inFlight: 0, maxInFlight: 0 };
+  const wrapped = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'list') return async (prefix: string) => { calls.list.push(prefix); return target.list(prefix); };
+      if (prop === 'get') {
+        return async (key: string) => {
+          calls.get.push(key);
+          calls.inFlight++;
+          calls.maxInFlight = Math.max(calls.maxInFlight, calls.inFlight);
+          try {
+            await new Promise((r) => setTimeout(r, 5));
+            return await target.get(key);
+          } finally {
+            calls.inFlight--;
+          }
+        };
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  }) as ObjectStore;
+  return { store: wrapped, calls };
+}
+
+const marker = (rows: number) => ({ rows, bytes: rows * 8, metrics: { u: { rowsIn: rows, rowsOut: rows, calls: 1, retries: 0, errors: 0, timeMs: 1, counters: { seen: rows } } }, elapsedMs: 3 });
+
+describe('MarkerWatcher (AWS live progress)', () => {
+  it('reads each marker once, lists only the running stage, and bounds concurrent GETs', async () => {
+    const local = new LocalStore(tempDir());
+    const { store, calls } = counting(local);
+    // A shard and an error file next to the markers are neither listed as markers nor read.
+    await putJson(local, keys.items(RUN, 0), [0, 1, 2, 3]);
+    await local.put(keys.shard(RUN, 0, 1), 'arrow bytes');
+    await putJson(local, keys.error(RUN, 0, 2), { message: 'a failed attempt' });
+    const w = new MarkerWatcher(store, plan, 2);
+    assert.equal(w.total, 8);
+    assert.deepEqual(await w.poll(), []);
+
+    await putJson(local, keys.metrics(RUN, 0, 1), marker(10));
+    await putJson(local, keys.metrics(RUN, 0, 3), marker(30));
+    const first = await w.poll();
+    assert.deepEqual(first.map((m) => [m.stage, m.partition, m.rows]).sort(), [[0, 1, 10], [0, 3, 30]]);
+    assert.equal(first[0]!.metrics['u']!.counters['seen'], first[0]!.rows);
+
+    calls.get.length = 0;
+    assert.deepEqual(await w.poll(), [], 'nothing new, nothing read');
+    assert.equal(calls.get.length, 0);
+
+    await putJson(local, keys.metrics(RUN, 0, 0), marker(1));
+    await putJson(local, keys.metrics(RUN, 0, 2), marker(2));
+    await putJson(local, keys.metrics(RUN, 1, 0), marker(5));
+    calls.list.length = 0;
+    const second = await w.poll();
+    // Stage 0 finished in this poll, so stage 1 was listed next in the same poll.
+    assert.deepEqual(second.map((m) => `${m.stage}/${m.partition}`).sort(), ['0/0', '0/2', '1/0']);
+    assert.deepEqual(calls.get.map((k) => k.replace(/^.*\/(stage-\d)\/(metrics-\d+)\.json$/, '$1/$2')).sort(), ['stage-0/metrics-00000', 'stage-0/metrics-00002', 'stage-1/metrics-00000']);
+    assert.deepEqual(calls.list, [`${keys.stagePrefix(RUN, 0)}metrics-`, `${keys.stagePrefix(RUN, 1)}metrics-`]);
+
+    // Later polls never list the finished stage again.
+    calls.list.length = 0;
+    for (const p of [1, 2, 3]) await putJson(local, keys.metrics(RUN, 1, p), marker(p));
+    assert.equal((await w.poll()).length, 3);
+    assert.deepEqual(calls.list, [`${keys.stagePrefix(RUN, 1)}metrics-`]);
+    calls.list.length = 0;
+    assert.deepEqual(await w.poll(), []);
+    assert.deepEqual(calls.list, [], 'all stages read: no more listing');
+    assert.ok(calls.maxInFlight <= 2, `at most 2 GETs at once, saw ${calls.maxInFlight}`);
+  });
+});
