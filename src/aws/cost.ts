@@ -3,7 +3,6 @@
 // per-region table (prices.ts). An estimate: durations come from a throughput assumption, shards
 // are assumed as large as their uncompressed input, and a run without retries is counted.
 import { DEFAULT_LAMBDA_MEMORY_MIB, LAMBDA_MIB_PER_VCPU } from './sizing.ts';
-import type { StageJSON } from './stages.ts';
 import { DEFAULT_PRICE_REGION, PRICE_TABLES, type PriceTable } from './prices.ts';
 
 /** How to price a run (the AWS runner's `cost` option). Every field has a default. */
@@ -38,7 +37,8 @@ export interface CostInput {
   /** Row groups read by stage 0, and the columns read of each (one ranged GET per column chunk). */
   rowGroups: number;
   columns: number;
-  stages: readonly Pick<StageJSON, 'index' | 'executor' | 'memoryMiB' | 'concurrency' | 'slots'>[];
+  /** What the estimate needs of each stage (a structural slice of stages.ts's StageJSON, which imports this module). */
+  stages: readonly { index: number; executor: 'lambda' | 'ecs-gpu'; memoryMiB: number; concurrency: number; slots: number }[];
 }
 
 export interface CostPart {
