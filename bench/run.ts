@@ -29,8 +29,10 @@ function makeBatch(start: number, n: number): arrow.RecordBatch {
     text[i] = `row ${start + i} lorem ipsum dolor sit amet ${s.toString(36)}`;
   }
   return new arrow.Table({
-    id: arrow.makeVector(id), x: arrow.makeVector(x),
-    category: arrow.vectorFromArray(category, new arrow.Utf8()), text: arrow.vectorFromArray(text, new arrow.Utf8()),
+    id: arrow.makeVector(id),
+    x: arrow.makeVector(x),
+    category: arrow.vectorFromArray(category, new arrow.Utf8()),
+    text: arrow.vectorFromArray(text, new arrow.Utf8()),
   }).batches[0]!;
 }
 
@@ -86,7 +88,10 @@ const duckRows = Number((await (await conn.run(sqlPipeline)).getRows())[0]![0]);
 
 // --- fanout: scan -> filter -> project -> x*2+1, all batches streamed
 const pipeline = () => readParquet(file).where(col('x').gt(0.5)).select('id', col('x').mul(2).add(1).alias('y'));
-for (const [label, opts] of [['fanout pipeline, 1 thread', { workers: false }], ['fanout pipeline, 2 workers', { workers: true, parallelism: 2 }]] as const) {
+for (const [label, opts] of [
+  ['fanout pipeline, 1 thread', { workers: false }],
+  ['fanout pipeline, 2 workers', { workers: true, parallelism: 2 }],
+] as const) {
   setRunner('native', opts);
   const n = await drain(pipeline());
   if (n !== duckRows) throw new Error(`row count mismatch: fanout ${n}, duckdb ${duckRows}`);
@@ -131,12 +136,15 @@ report('fanout expression x*2+1 (in memory)', await time(() => drain(mem.select(
 
 // --- UDFs: row-wise and batch vs the hand loop
 const rowUdf = func((x: number) => x * 2 + 1, { returnDtype: DataType.float64(), name: 'bench.row' });
-const batchUdf = func.batch((v: arrow.Vector) => {
-  const src = v.data.length === 1 ? (v.data[0]!.values as Float64Array) : (v.toArray() as Float64Array);
-  const out = new Float64Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = src[i]! * 2 + 1;
-  return out;
-}, { returnDtype: DataType.float64(), name: 'bench.batch' });
+const batchUdf = func.batch(
+  (v: arrow.Vector) => {
+    const src = v.data.length === 1 ? (v.data[0]!.values as Float64Array) : (v.toArray() as Float64Array);
+    const out = new Float64Array(src.length);
+    for (let i = 0; i < src.length; i++) out[i] = src[i]! * 2 + 1;
+    return out;
+  },
+  { returnDtype: DataType.float64(), name: 'bench.batch' },
+);
 const chunked = fromColumns({ x: xs });
 report('row-wise func x*2+1 (in memory)', await time(() => drain(chunked.select(rowUdf(col('x')).alias('y')))), handMs, 'hand loop');
 report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(batchUdf(col('x')).alias('y')))), handMs, 'hand loop');

@@ -16,7 +16,9 @@ if (!existsSync(modelPath)) {
 const n = 10_000;
 const x = Float64Array.from({ length: n }, (_, i) => Math.sin(i / 100));
 const scorer = new Scorer(modelPath);
-const df = fromColumns({ x }).withColumn('probs', scorer.probs(col('x'))).withColumn('top', col('probs').list.get(0));
+const df = fromColumns({ x })
+  .withColumn('probs', scorer.probs(col('x')))
+  .withColumn('top', col('probs').list.get(0));
 console.log(await df.explain());
 const out = await df.collect();
 await out.show(5);

@@ -1,7 +1,7 @@
 // A stateful ONNX UDF: the model is loaded once per worker (the constructor), then every batch of
 // a float column is scored in one inference call. On a GPU slot (the engine sets
 // CUDA_VISIBLE_DEVICES) it asks for the CUDA provider, falling back to CPU with a warning.
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 import { cls, createOnnxSession, DataType, metrics, runFloatModel } from 'fanout';
 
 export const CLASSES = 4;

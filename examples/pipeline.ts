@@ -1,23 +1,29 @@
 // The example pipeline for the serverless runner (and the CDK app): a module whose default export
 // builds the DataFrame from the run's input, and which defines the UDFs it calls. Workers (Lambda,
 // ECS tasks, the local harness) import this same module, so UDFs resolve by name.
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 import { col, DataType, func, metrics, readParquet } from 'fanout';
 
 /** CPU UDF (a Lambda stage): normalizes a category label. */
-export const label = func((category: string, amount: number) => {
-  metrics.increment('labelled');
-  return `${category.toUpperCase()}-${amount >= 0.5 ? 'HI' : 'LO'}`;
-}, { returnDtype: DataType.utf8(), name: 'pipeline.label' });
+export const label = func(
+  (category: string, amount: number) => {
+    metrics.increment('labelled');
+    return `${category.toUpperCase()}-${amount >= 0.5 ? 'HI' : 'LO'}`;
+  },
+  { returnDtype: DataType.utf8(), name: 'pipeline.label' },
+);
 
 /** GPU-tagged batch UDF (an ECS GPU stage in AWS; runs on CPU where no GPU is present). */
-export const embed = func.batch((x: arrow.Vector) => {
-  const src = x.toArray() as Float64Array;
-  const out = new Float64Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = Math.tanh(src[i]! * 3);
-  metrics.increment('embedded', src.length);
-  return out;
-}, { returnDtype: DataType.float64(), numGpus: 1, batchSize: 4096, concurrency: 2, name: 'pipeline.embed' });
+export const embed = func.batch(
+  (x: arrow.Vector) => {
+    const src = x.toArray() as Float64Array;
+    const out = new Float64Array(src.length);
+    for (let i = 0; i < src.length; i++) out[i] = Math.tanh(src[i]! * 3);
+    metrics.increment('embedded', src.length);
+    return out;
+  },
+  { returnDtype: DataType.float64(), numGpus: 1, batchSize: 4096, concurrency: 2, name: 'pipeline.embed' },
+);
 
 export interface PipelineInput {
   /** A Parquet file, prefix or glob: s3://bucket/prefix/ or a local path. */

@@ -14,7 +14,7 @@ async function generate(): Promise<void> {
   const amount = new Float64Array(n);
   const region: string[] = new Array(n);
   let s = 42;
-  const rand = (): number => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = (): number => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   for (let i = 0; i < n; i++) {
     id[i] = BigInt(i);
     amount[i] = Math.round(rand() * 100_000) / 100;
@@ -43,5 +43,7 @@ await result.show(10);
 console.log(`rows: ${await result.count()}`);
 console.log('metrics:');
 for (const [name, m] of Object.entries(result.metrics)) {
-  console.log(`  ${name}: rows in ${m.rowsIn}, out ${m.rowsOut}, calls ${m.calls}, ${m.timeMs.toFixed(0)} ms${Object.keys(m.counters).length ? `, counters ${JSON.stringify(m.counters)}` : ''}`);
+  console.log(
+    `  ${name}: rows in ${m.rowsIn}, out ${m.rowsOut}, calls ${m.calls}, ${m.timeMs.toFixed(0)} ms${Object.keys(m.counters).length ? `, counters ${JSON.stringify(m.counters)}` : ''}`,
+  );
 }

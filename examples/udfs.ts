@@ -1,24 +1,30 @@
 // The example pipeline's UDFs live in a module of their own, so worker threads can import them by
 // name (a UDF defined in the script that runs the pipeline can only run in-process).
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 import { cls, DataType, func, metrics } from 'fanout';
 
 /** Row-wise: a label per amount. */
-export const bucket = func((amount: number) => {
-  if (amount >= 500) {
-    metrics.increment('big_orders');
-    return 'large';
-  }
-  return amount >= 100 ? 'medium' : 'small';
-}, { returnDtype: DataType.utf8(), name: 'bucket' });
+export const bucket = func(
+  (amount: number) => {
+    if (amount >= 500) {
+      metrics.increment('big_orders');
+      return 'large';
+    }
+    return amount >= 100 ? 'medium' : 'small';
+  },
+  { returnDtype: DataType.utf8(), name: 'bucket' },
+);
 
 /** Batch: a typed-array kernel over the whole Arrow vector. */
-export const withTax = func.batch((amount: arrow.Vector) => {
-  const src = amount.toArray() as Float64Array;
-  const out = new Float64Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = Math.round(src[i]! * 1.2 * 100) / 100;
-  return out;
-}, { returnDtype: DataType.float64(), batchSize: 8192, name: 'withTax' });
+export const withTax = func.batch(
+  (amount: arrow.Vector) => {
+    const src = amount.toArray() as Float64Array;
+    const out = new Float64Array(src.length);
+    for (let i = 0; i < src.length; i++) out[i] = Math.round(src[i]! * 1.2 * 100) / 100;
+    return out;
+  },
+  { returnDtype: DataType.float64(), batchSize: 8192, name: 'withTax' },
+);
 
 /** Stateful: builds a lookup table once per worker, then scores every batch with it. */
 export class RegionScorer {

@@ -65,7 +65,12 @@ async function main(): Promise<void> {
   }
   const bucket = values.bucket ?? process.env['FANOUT_INPUT_BUCKET'] ?? 'fanout-input';
   const prefix = (values.prefix ?? 'incoming/').replace(/^\/+/, '');
-  const name = values.name ?? `orders-${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}.parquet`;
+  const name =
+    values.name ??
+    `orders-${new Date()
+      .toISOString()
+      .replace(/[-:.TZ]/g, '')
+      .slice(0, 14)}.parquet`;
   const uri = `s3://${bucket}/${prefix}${prefix && !prefix.endsWith('/') ? '/' : ''}${name}`;
 
   let bytes: Uint8Array;
@@ -103,12 +108,19 @@ async function waitForRun(stateMachineArn: string, uri: string, since: Date): Pr
   let input: { output?: string | null } = {};
   const t0 = Date.now();
   while (!arn) {
-    if (Date.now() - t0 > 120_000) throw new Error(`no execution of ${stateMachineArn} for ${uri} within 2 minutes: is the input rule deployed and the bucket's EventBridge notification on?`);
+    if (Date.now() - t0 > 120_000)
+      throw new Error(
+        `no execution of ${stateMachineArn} for ${uri} within 2 minutes: is the input rule deployed and the bucket's EventBridge notification on?`,
+      );
     const list = await sfn.send(new ListExecutionsCommand({ stateMachineArn, maxResults: 50 }));
     for (const e of list.executions ?? []) {
       if (!e.executionArn || (e.startDate && e.startDate < since)) continue;
       const d = await sfn.send(new DescribeExecutionCommand({ executionArn: e.executionArn }));
-      if (d.input?.includes(uri)) { arn = e.executionArn; input = JSON.parse(d.input) as typeof input; break; }
+      if (d.input?.includes(uri)) {
+        arn = e.executionArn;
+        input = JSON.parse(d.input) as typeof input;
+        break;
+      }
     }
     if (!arn) await new Promise((r) => setTimeout(r, 2000));
   }

@@ -14,7 +14,14 @@ import { DescribeExecutionCommand, SFNClient, type DescribeExecutionCommandOutpu
 import { s3Client } from '../src/io/s3/index.ts';
 import type { AslDefinition, JsonObject, JsonValue } from '../src/aws/state-machine.ts';
 import { functionAssetDir, loadSynthesizedStack, LocalResolver, type SynthesizedStack } from './cloudformation.ts';
-import { startEventBridgeBridge, type EventBridgeBridge, type InputTransformer, type LocalRule, type LocalRuleTarget, type StartedExecution } from './eventbridge.ts';
+import {
+  startEventBridgeBridge,
+  type EventBridgeBridge,
+  type InputTransformer,
+  type LocalRule,
+  type LocalRuleTarget,
+  type StartedExecution,
+} from './eventbridge.ts';
 import { startLocalCloud, type LocalCloud, type LocalCloudOptions } from './index.ts';
 import { REGION } from './stepfunctions/constants.ts';
 import { isObject as isObj } from './stepfunctions/json.ts';
@@ -110,7 +117,8 @@ export async function startAppHarness(opts: AppHarnessOptions): Promise<AppHarne
     if (!logicalId) throw new Error(`state ${ROLE_STATES[role]} does not invoke a function of the template`);
     const r = resources[logicalId]!;
     const assetDir = functionAssetDir(cdkOut, stack, r, resolver);
-    if (!assetDir || !existsSync(assetDir)) throw new Error(`function ${logicalId}: its bundle is not in ${cdkOut}; synthesize with bundling (no aws:cdk:bundling-stacks filter)`);
+    if (!assetDir || !existsSync(assetDir))
+      throw new Error(`function ${logicalId}: its bundle is not in ${cdkOut}; synthesize with bundling (no aws:cdk:bundling-stacks filter)`);
     // A copy outside the project: a module the bundle forgot cannot be found in the project's node_modules.
     const codeDir = join(staging, role);
     cpSync(assetDir, codeDir, { recursive: true });
@@ -132,15 +140,22 @@ export async function startAppHarness(opts: AppHarnessOptions): Promise<AppHarne
     });
     // The worker-thread "container" for this function: its own environment, then the bundle.
     const loader = join(codeDir, '__fanout_harness_entry.mjs');
-    writeFileSync(loader, [
-      '// Written by localstack/app-harness.ts: this function\'s Lambda environment, then its handler.',
-      `Object.assign(process.env, ${JSON.stringify(environment)});`,
-      `const mod = await import(${JSON.stringify(pathToFileURL(join(codeDir, moduleFile)).href)});`,
-      `export const handler = mod[${JSON.stringify(exportName)}];`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      loader,
+      [
+        "// Written by localstack/app-harness.ts: this function's Lambda environment, then its handler.",
+        `Object.assign(process.env, ${JSON.stringify(environment)});`,
+        `const mod = await import(${JSON.stringify(pathToFileURL(join(codeDir, moduleFile)).href)});`,
+        `export const handler = mod[${JSON.stringify(exportName)}];`,
+        '',
+      ].join('\n'),
+    );
     functions[role] = {
-      role, logicalId, assetDir, codeDir, environment,
+      role,
+      logicalId,
+      assetDir,
+      codeDir,
+      environment,
       timeoutSeconds: Number(props['Timeout'] ?? 3),
       memoryMiB: Number(props['MemorySize'] ?? 128),
     };
@@ -151,18 +166,21 @@ export async function startAppHarness(opts: AppHarnessOptions): Promise<AppHarne
   for (const [id, r] of Object.entries(resources)) if (r.Type === 'AWS::S3::Bucket') buckets[id] = resolver.ref(id);
   const workBucket = functions.plan.environment['FANOUT_WORK_BUCKET'];
   if (!workBucket) throw new Error('the Plan function has no FANOUT_WORK_BUCKET');
-  const ruleEntries = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Events::Rule' && (r.Properties?.['State'] ?? 'ENABLED') === 'ENABLED' && r.Properties?.['EventPattern']);
-  const resolveRules = (): LocalRule[] => ruleEntries.map(([id, r]) => {
-    const p = r.Properties!;
-    const targets = ((resolver.resolve(p['Targets'] ?? []) ?? []) as JsonObject[]).map((t) => {
-      const lt: LocalRuleTarget = { arn: String(t['Arn']) };
-      if (typeof t['Input'] === 'string') lt.input = t['Input'];
-      if (typeof t['InputPath'] === 'string') lt.inputPath = t['InputPath'];
-      if (isObj(t['InputTransformer'])) lt.inputTransformer = t['InputTransformer'] as unknown as InputTransformer;
-      return lt;
+  const ruleEntries = Object.entries(resources).filter(
+    ([, r]) => r.Type === 'AWS::Events::Rule' && (r.Properties?.['State'] ?? 'ENABLED') === 'ENABLED' && r.Properties?.['EventPattern'],
+  );
+  const resolveRules = (): LocalRule[] =>
+    ruleEntries.map(([id, r]) => {
+      const p = r.Properties!;
+      const targets = ((resolver.resolve(p['Targets'] ?? []) ?? []) as JsonObject[]).map((t) => {
+        const lt: LocalRuleTarget = { arn: String(t['Arn']) };
+        if (typeof t['Input'] === 'string') lt.input = t['Input'];
+        if (typeof t['InputPath'] === 'string') lt.inputPath = t['InputPath'];
+        if (isObj(t['InputTransformer'])) lt.inputTransformer = t['InputTransformer'] as unknown as InputTransformer;
+        return lt;
+      });
+      return { name: resolver.ref(id), arn: resolver.getAtt(id, 'Arn'), pattern: resolver.resolve(p['EventPattern']) as JsonObject, targets };
     });
-    return { name: resolver.ref(id), arn: resolver.getAtt(id, 'Arn'), pattern: resolver.resolve(p['EventPattern']) as JsonObject, targets };
-  });
   const watched = new Set<string>();
   for (const rule of resolveRules()) {
     const names = (rule.pattern['detail'] as { bucket?: { name?: unknown } } | undefined)?.bucket?.name;
@@ -177,11 +195,16 @@ export async function startAppHarness(opts: AppHarnessOptions): Promise<AppHarne
     inputBucket,
     workBucket,
     lambdaConcurrency: opts.lambdaConcurrency ?? 2,
-    functions: Object.fromEntries((Object.keys(functions) as FunctionRole[]).map((role) => [role, {
-      arn: arn(role),
-      file: pathToFileURL(join(functions[role].codeDir, '__fanout_harness_entry.mjs')).href,
-      timeoutSeconds: functions[role].timeoutSeconds,
-    }])),
+    functions: Object.fromEntries(
+      (Object.keys(functions) as FunctionRole[]).map((role) => [
+        role,
+        {
+          arn: arn(role),
+          file: pathToFileURL(join(functions[role].codeDir, '__fanout_harness_entry.mjs')).href,
+          timeoutSeconds: functions[role].timeoutSeconds,
+        },
+      ]),
+    ),
   };
   if (opts.s3Dir) cloudOpts.s3Dir = opts.s3Dir;
   if (opts.ecsEntry) cloudOpts.ecsEntry = opts.ecsEntry;
@@ -211,14 +234,25 @@ export async function startAppHarness(opts: AppHarnessOptions): Promise<AppHarne
     resolver.stateMachineArn = cloud.stateMachineArn;
     const rules = resolveRules();
     const bridgeOpts: Parameters<typeof startEventBridgeBridge>[0] = {
-      buckets: [...watched], rules, sfnEndpoint: cloud.sfnEndpoint, stateMachineArn: cloud.stateMachineArn,
+      buckets: [...watched],
+      rules,
+      sfnEndpoint: cloud.sfnEndpoint,
+      stateMachineArn: cloud.stateMachineArn,
     };
     if (opts.pollIntervalMs !== undefined) bridgeOpts.pollIntervalMs = opts.pollIntervalMs;
     if (opts.onEvent) bridgeOpts.onEvent = opts.onEvent;
     if (opts.onExecution) bridgeOpts.onExecution = opts.onExecution;
     bridge = await startEventBridgeBridge(bridgeOpts);
     return {
-      cloud, stack, definition, functions, buckets, workBucket, rules, bridge, sfn,
+      cloud,
+      stack,
+      definition,
+      functions,
+      buckets,
+      workBucket,
+      rules,
+      bridge,
+      sfn,
       waitForExecution: (executionArn, timeoutMs = 120_000) => waitForExecution(sfn, executionArn, timeoutMs),
       stop,
     };
@@ -227,7 +261,6 @@ export async function startAppHarness(opts: AppHarnessOptions): Promise<AppHarne
     throw e;
   }
 }
-
 
 export async function waitForExecution(sfn: SFNClient, executionArn: string, timeoutMs = 120_000): Promise<DescribeExecutionCommandOutput> {
   const deadline = Date.now() + timeoutMs;

@@ -11,8 +11,15 @@ import { isObject as isObj } from './stepfunctions/json.ts';
 // ---------------------------------------------------------------------------------------------
 // Cloud assembly and template
 
-interface CfnResource { Type: string; Properties?: Record<string, unknown>; Metadata?: Record<string, unknown> }
-interface CfnTemplate { Resources: Record<string, CfnResource>; Parameters?: Record<string, { Type?: string; Default?: unknown }> }
+interface CfnResource {
+  Type: string;
+  Properties?: Record<string, unknown>;
+  Metadata?: Record<string, unknown>;
+}
+interface CfnTemplate {
+  Resources: Record<string, CfnResource>;
+  Parameters?: Record<string, { Type?: string; Default?: unknown }>;
+}
 
 export interface SynthesizedStack {
   stackName: string;
@@ -24,17 +31,22 @@ export interface SynthesizedStack {
 export function loadSynthesizedStack(cdkOut: string, stackName?: string): SynthesizedStack {
   const manifestFile = join(cdkOut, 'manifest.json');
   if (!existsSync(manifestFile)) throw new Error(`${cdkOut} is not a cloud assembly (no manifest.json): run \`npx cdk synth\` first`);
-  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { artifacts?: Record<string, { type: string; properties?: { templateFile?: string }; displayName?: string }> };
+  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as {
+    artifacts?: Record<string, { type: string; properties?: { templateFile?: string }; displayName?: string }>;
+  };
   const stacks = Object.entries(manifest.artifacts ?? {})
     .filter(([, a]) => a.type === 'aws:cloudformation:stack' && a.properties?.templateFile)
     .map(([id, a]) => {
       const templateFile = join(cdkOut, a.properties!.templateFile!);
       return { stackName: id, templateFile, template: JSON.parse(readFileSync(templateFile, 'utf8')) as CfnTemplate };
     });
-  const candidates = stackName ? stacks.filter((s) => s.stackName === stackName)
+  const candidates = stackName
+    ? stacks.filter((s) => s.stackName === stackName)
     : stacks.filter((s) => Object.values(s.template.Resources).some((r) => r.Type === 'AWS::StepFunctions::StateMachine'));
   if (candidates.length !== 1) {
-    throw new Error(`${cdkOut}: ${stackName ? `no stack '${stackName}'` : `${candidates.length} stacks with a state machine; pass stackName`} (stacks: ${stacks.map((s) => s.stackName).join(', ') || 'none'})`);
+    throw new Error(
+      `${cdkOut}: ${stackName ? `no stack '${stackName}'` : `${candidates.length} stacks with a state machine; pass stackName`} (stacks: ${stacks.map((s) => s.stackName).join(', ') || 'none'})`,
+    );
   }
   return candidates[0]!;
 }
@@ -60,26 +72,40 @@ export class LocalResolver {
 
   ref(id: string): string {
     switch (id) {
-      case 'AWS::Region': return REGION;
-      case 'AWS::AccountId': return ACCOUNT;
-      case 'AWS::Partition': return 'aws';
-      case 'AWS::URLSuffix': return 'amazonaws.com';
-      case 'AWS::StackName': return this.stack.stackName;
-      case 'AWS::StackId': return `arn:aws:cloudformation:${REGION}:${ACCOUNT}:stack/${this.stack.stackName}/local`;
-      case 'AWS::NoValue': return '';
+      case 'AWS::Region':
+        return REGION;
+      case 'AWS::AccountId':
+        return ACCOUNT;
+      case 'AWS::Partition':
+        return 'aws';
+      case 'AWS::URLSuffix':
+        return 'amazonaws.com';
+      case 'AWS::StackName':
+        return this.stack.stackName;
+      case 'AWS::StackId':
+        return `arn:aws:cloudformation:${REGION}:${ACCOUNT}:stack/${this.stack.stackName}/local`;
+      case 'AWS::NoValue':
+        return '';
     }
     const param = this.stack.template.Parameters?.[id];
     if (param) return typeof param.Default === 'string' ? param.Default : `local-parameter-${id}`;
     const r = this.resource(id);
     const name = this.names.get(id)!;
     switch (r.Type) {
-      case 'AWS::StepFunctions::StateMachine': return this.stateMachineArn;
-      case 'AWS::ECS::TaskDefinition': return `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${name}:1`;
-      case 'AWS::SQS::Queue': return `http://127.0.0.1/${ACCOUNT}/${name}`;
-      case 'AWS::EC2::Subnet': return `subnet-${id.toLowerCase()}`;
-      case 'AWS::EC2::SecurityGroup': return `sg-${id.toLowerCase()}`;
-      case 'AWS::EC2::VPC': return `vpc-${id.toLowerCase()}`;
-      default: return name;
+      case 'AWS::StepFunctions::StateMachine':
+        return this.stateMachineArn;
+      case 'AWS::ECS::TaskDefinition':
+        return `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${name}:1`;
+      case 'AWS::SQS::Queue':
+        return `http://127.0.0.1/${ACCOUNT}/${name}`;
+      case 'AWS::EC2::Subnet':
+        return `subnet-${id.toLowerCase()}`;
+      case 'AWS::EC2::SecurityGroup':
+        return `sg-${id.toLowerCase()}`;
+      case 'AWS::EC2::VPC':
+        return `vpc-${id.toLowerCase()}`;
+      default:
+        return name;
     }
   }
 
@@ -88,21 +114,36 @@ export class LocalResolver {
     const name = this.names.get(id)!;
     const key = `${r.Type}.${attr}`;
     switch (key) {
-      case 'AWS::S3::Bucket.Arn': return `arn:aws:s3:::${name}`;
-      case 'AWS::S3::Bucket.DomainName': return `${name}.s3.amazonaws.com`;
-      case 'AWS::S3::Bucket.RegionalDomainName': return `${name}.s3.${REGION}.amazonaws.com`;
-      case 'AWS::Lambda::Function.Arn': return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${name}`;
-      case 'AWS::StepFunctions::StateMachine.Arn': return this.stateMachineArn;
-      case 'AWS::StepFunctions::StateMachine.Name': return LOCAL_STATE_MACHINE_NAME;
-      case 'AWS::ECS::Cluster.Arn': return `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/${name}`;
-      case 'AWS::ECS::TaskDefinition.TaskDefinitionArn': return this.ref(id);
-      case 'AWS::IAM::Role.Arn': return `arn:aws:iam::${ACCOUNT}:role/${name}`;
-      case 'AWS::Logs::LogGroup.Arn': return `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${name}:*`;
-      case 'AWS::SQS::Queue.Arn': return `arn:aws:sqs:${REGION}:${ACCOUNT}:${name}`;
-      case 'AWS::SQS::Queue.QueueName': return name;
-      case 'AWS::Events::Rule.Arn': return `arn:aws:events:${REGION}:${ACCOUNT}:rule/${name}`;
-      case 'AWS::EC2::SecurityGroup.GroupId': return this.ref(id);
-      default: return `local-${id}-${attr}`;
+      case 'AWS::S3::Bucket.Arn':
+        return `arn:aws:s3:::${name}`;
+      case 'AWS::S3::Bucket.DomainName':
+        return `${name}.s3.amazonaws.com`;
+      case 'AWS::S3::Bucket.RegionalDomainName':
+        return `${name}.s3.${REGION}.amazonaws.com`;
+      case 'AWS::Lambda::Function.Arn':
+        return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${name}`;
+      case 'AWS::StepFunctions::StateMachine.Arn':
+        return this.stateMachineArn;
+      case 'AWS::StepFunctions::StateMachine.Name':
+        return LOCAL_STATE_MACHINE_NAME;
+      case 'AWS::ECS::Cluster.Arn':
+        return `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/${name}`;
+      case 'AWS::ECS::TaskDefinition.TaskDefinitionArn':
+        return this.ref(id);
+      case 'AWS::IAM::Role.Arn':
+        return `arn:aws:iam::${ACCOUNT}:role/${name}`;
+      case 'AWS::Logs::LogGroup.Arn':
+        return `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${name}:*`;
+      case 'AWS::SQS::Queue.Arn':
+        return `arn:aws:sqs:${REGION}:${ACCOUNT}:${name}`;
+      case 'AWS::SQS::Queue.QueueName':
+        return name;
+      case 'AWS::Events::Rule.Arn':
+        return `arn:aws:events:${REGION}:${ACCOUNT}:rule/${name}`;
+      case 'AWS::EC2::SecurityGroup.GroupId':
+        return this.ref(id);
+      default:
+        return `local-${id}-${attr}`;
     }
   }
 
@@ -115,7 +156,8 @@ export class LocalResolver {
       const [fn] = keys as [string];
       const arg = v[fn];
       switch (fn) {
-        case 'Ref': return this.ref(String(arg));
+        case 'Ref':
+          return this.ref(String(arg));
         case 'Fn::GetAtt': {
           const [id, ...attr] = Array.isArray(arg) ? arg.map(String) : String(arg).split('.');
           return this.getAtt(id!, attr.join('.'));
@@ -136,7 +178,8 @@ export class LocalResolver {
           const [sep, s] = arg as [string, unknown];
           return String(this.resolve(s)).split(sep);
         }
-        case 'Fn::GetAZs': return [`${REGION}a`, `${REGION}b`];
+        case 'Fn::GetAZs':
+          return [`${REGION}a`, `${REGION}b`];
         case 'Fn::Sub': {
           const [text, vars] = (typeof arg === 'string' ? [arg, {}] : arg) as [string, Record<string, unknown>];
           return text.replace(/\$\{([^}!]+)\}/g, (_, name: string) => {
@@ -162,9 +205,12 @@ export function functionAssetDir(cdkOut: string, stack: SynthesizedStack, r: Cfn
   if (typeof key !== 'string') return null;
   const manifestFile = stack.templateFile.replace(/\.template\.json$/, '.assets.json');
   if (existsSync(manifestFile)) {
-    const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as { files?: Record<string, { source?: { path?: string; packaging?: string }; destinations?: Record<string, { objectKey?: string }> }> };
+    const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as {
+      files?: Record<string, { source?: { path?: string; packaging?: string }; destinations?: Record<string, { objectKey?: string }> }>;
+    };
     for (const f of Object.values(m.files ?? {})) {
-      if (f.source?.path && f.source.packaging === 'zip' && Object.values(f.destinations ?? {}).some((d) => d.objectKey === key)) return join(cdkOut, f.source.path);
+      if (f.source?.path && f.source.packaging === 'zip' && Object.values(f.destinations ?? {}).some((d) => d.objectKey === key))
+        return join(cdkOut, f.source.path);
     }
   }
   const byHash = join(cdkOut, `asset.${key.replace(/\.zip$/, '')}`);

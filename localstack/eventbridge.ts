@@ -63,18 +63,25 @@ function matchValue(m: unknown, v: unknown): boolean {
   if (!isObj(m)) return false;
   const [op, arg] = Object.entries(m)[0] ?? [];
   switch (op) {
-    case 'prefix': return typeof v === 'string' && affix(arg, v, (s, a) => s.startsWith(a));
-    case 'suffix': return typeof v === 'string' && affix(arg, v, (s, a) => s.endsWith(a));
-    case 'equals-ignore-case': return typeof v === 'string' && typeof arg === 'string' && v.toLowerCase() === arg.toLowerCase();
-    case 'wildcard': return typeof v === 'string' && typeof arg === 'string' && wildcardRegExp(arg).test(v);
-    case 'numeric': return typeof v === 'number' && Array.isArray(arg) && numericMatch(arg, v);
-    case 'cidr': return typeof v === 'string' && typeof arg === 'string' && cidrMatch(arg, v);
+    case 'prefix':
+      return typeof v === 'string' && affix(arg, v, (s, a) => s.startsWith(a));
+    case 'suffix':
+      return typeof v === 'string' && affix(arg, v, (s, a) => s.endsWith(a));
+    case 'equals-ignore-case':
+      return typeof v === 'string' && typeof arg === 'string' && v.toLowerCase() === arg.toLowerCase();
+    case 'wildcard':
+      return typeof v === 'string' && typeof arg === 'string' && wildcardRegExp(arg).test(v);
+    case 'numeric':
+      return typeof v === 'number' && Array.isArray(arg) && numericMatch(arg, v);
+    case 'cidr':
+      return typeof v === 'string' && typeof arg === 'string' && cidrMatch(arg, v);
     case 'anything-but': {
       if (Array.isArray(arg)) return !arg.some((a) => matchValue(a, v));
       if (isObj(arg)) return !matchValue(arg, v);
       return !matchValue(arg, v);
     }
-    default: throw new TypeError(`event pattern: unsupported matcher ${JSON.stringify(m)}`);
+    default:
+      throw new TypeError(`event pattern: unsupported matcher ${JSON.stringify(m)}`);
   }
 }
 
@@ -120,13 +127,16 @@ function cidrMatch(cidr: string, ip: string): boolean {
   const n = Number(bits ?? 32);
   if (a === null || b === null || !(n >= 0 && n <= 32)) return false;
   const mask = n === 0 ? 0 : (~0 << (32 - n)) >>> 0;
-  return ((a & mask) >>> 0) === ((b & mask) >>> 0);
+  return (a & mask) >>> 0 === (b & mask) >>> 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Input transformers
 
-export interface InputTransformer { InputPathsMap?: Record<string, string>; InputTemplate: string }
+export interface InputTransformer {
+  InputPathsMap?: Record<string, string>;
+  InputTemplate: string;
+}
 
 /** `$.a.b-c`, `$['x']` and `$.list[0]` paths, as InputPathsMap and InputPath use them. */
 export function jsonPathGet(root: unknown, path: string): unknown {
@@ -185,7 +195,10 @@ export function applyInputTransformer(t: InputTransformer, event: JsonObject, ru
       // Count the backslashes before the quote: an odd number escapes it.
       let k = i - 1;
       let slashes = 0;
-      while (k >= 0 && template[k] === '\\') { slashes++; k--; }
+      while (k >= 0 && template[k] === '\\') {
+        slashes++;
+        k--;
+      }
       if (slashes % 2 === 0) inString = !inString;
     }
     out += c;
@@ -284,9 +297,11 @@ export async function startEventBridgeBridge(opts: {
       matched.push(rule.name);
       for (const t of rule.targets) {
         if (t.arn !== opts.stateMachineArn) continue;
-        const input = t.inputTransformer ? applyInputTransformer(t.inputTransformer, event, rule)
-          : t.input !== undefined ? t.input
-          : JSON.stringify(t.inputPath ? jsonPathGet(event, t.inputPath) ?? null : event);
+        const input = t.inputTransformer
+          ? applyInputTransformer(t.inputTransformer, event, rule)
+          : t.input !== undefined
+            ? t.input
+            : JSON.stringify(t.inputPath ? (jsonPathGet(event, t.inputPath) ?? null) : event);
         const r = await sfn.send(new StartExecutionCommand({ stateMachineArn: opts.stateMachineArn, input }));
         const started: StartedExecution = { executionArn: r.executionArn!, rule: rule.name, event, input };
         executions.push(started);
@@ -298,34 +313,41 @@ export async function startEventBridgeBridge(opts: {
   };
 
   let busy: Promise<void> | null = null;
-  const poll = (): Promise<void> => (busy ??= (async () => {
-    try {
-      for (const b of opts.buckets) {
-        for (const o of await list(b)) {
-          const id = `${b}/${o.key}`;
-          if (seen.get(id) === o.etag) continue;
-          seen.set(id, o.etag);
-          const event = objectCreatedEvent(b, o, ++sequence);
-          events.push(event);
-          await deliver(event);
+  const poll = (): Promise<void> =>
+    (busy ??= (async () => {
+      try {
+        for (const b of opts.buckets) {
+          for (const o of await list(b)) {
+            const id = `${b}/${o.key}`;
+            if (seen.get(id) === o.etag) continue;
+            seen.set(id, o.etag);
+            const event = objectCreatedEvent(b, o, ++sequence);
+            events.push(event);
+            await deliver(event);
+          }
         }
+      } finally {
+        busy = null;
       }
-    } finally {
-      busy = null;
-    }
-  })());
+    })());
   let stopped = false;
-  const timer = setInterval(() => { if (!stopped) poll().catch((e: unknown) => console.error(`fanout harness: S3 poll failed: ${e instanceof Error ? e.message : String(e)}`)); }, opts.pollIntervalMs ?? 200);
+  const timer = setInterval(() => {
+    if (!stopped) poll().catch((e: unknown) => console.error(`fanout harness: S3 poll failed: ${e instanceof Error ? e.message : String(e)}`));
+  }, opts.pollIntervalMs ?? 200);
   timer.unref();
 
   return {
     events,
     executions,
     poll,
-    nextExecution: (timeoutMs = 30_000) => new Promise<StartedExecution>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`no execution started within ${timeoutMs} ms`)), timeoutMs);
-      waiters.push((e) => { clearTimeout(t); res(e); });
-    }),
+    nextExecution: (timeoutMs = 30_000) =>
+      new Promise<StartedExecution>((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`no execution started within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push((e) => {
+          clearTimeout(t);
+          res(e);
+        });
+      }),
     async stop() {
       stopped = true;
       clearInterval(timer);

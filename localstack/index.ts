@@ -85,7 +85,10 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
 
   // This process's S3 clients (the runner, readParquet('s3://…')) talk to the local server too.
   const saved: Record<string, string | undefined> = {};
-  const setEnv = (k: string, v: string): void => { saved[k] = process.env[k]; process.env[k] = v; };
+  const setEnv = (k: string, v: string): void => {
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  };
   setEnv('AWS_ENDPOINT_URL_S3', s3.endpoint);
   if (!process.env['AWS_ACCESS_KEY_ID']) setEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
   if (!process.env['AWS_SECRET_ACCESS_KEY']) setEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
@@ -104,7 +107,10 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
   const stageTimeout = opts.functions?.stage?.timeoutSeconds ?? opts.stageTimeoutSeconds ?? 120;
   const f = opts.functions ?? {};
   const timeouts: Record<FunctionRole, number> = {
-    plan: f.plan?.timeoutSeconds ?? 120, stage: stageTimeout, finalize: f.finalize?.timeoutSeconds ?? 300, failure: f.failure?.timeoutSeconds ?? 60,
+    plan: f.plan?.timeoutSeconds ?? 120,
+    stage: stageTimeout,
+    finalize: f.finalize?.timeoutSeconds ?? 300,
+    failure: f.failure?.timeoutSeconds ?? 60,
   };
   const lambda = (role: FunctionRole, n: number): LocalLambda =>
     new LocalLambda(`fanout-${role}`, f[role]?.file ?? entry(role), { timeoutSeconds: timeouts[role], concurrency: n, env: workerEnv });
@@ -113,62 +119,90 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     ...LOCAL_ARNS,
     ...Object.fromEntries(Object.entries(f).map(([role, v]) => [role, v!.arn])),
   } as typeof LOCAL_ARNS;
-  const definition = opts.definition ?? buildStateMachineDefinition({
-    planFunctionArn: arns.plan, stageFunctionArn: arns.stage, finalizeFunctionArn: arns.finalize, failureFunctionArn: arns.failure,
-    ecs: { clusterArn: LOCAL_ARNS.cluster, taskDefinitionArn: LOCAL_ARNS.taskDefinition, containerName: 'fanout-gpu', subnets: ['subnet-local'], securityGroups: ['sg-local'] },
-    distributed: opts.distributed ?? true,
-    lambdaTimeoutSeconds: stageTimeout,
-  });
+  const definition =
+    opts.definition ??
+    buildStateMachineDefinition({
+      planFunctionArn: arns.plan,
+      stageFunctionArn: arns.stage,
+      finalizeFunctionArn: arns.finalize,
+      failureFunctionArn: arns.failure,
+      ecs: {
+        clusterArn: LOCAL_ARNS.cluster,
+        taskDefinitionArn: LOCAL_ARNS.taskDefinition,
+        containerName: 'fanout-gpu',
+        subnets: ['subnet-local'],
+        securityGroups: ['sg-local'],
+      },
+      distributed: opts.distributed ?? true,
+      lambdaTimeoutSeconds: stageTimeout,
+    });
 
   let ecsTasks = 0;
   let stopped = false;
   // Each running ECS child and a promise of its exit, so stop() can wait for it to be gone.
   const children = new Map<import('node:child_process').ChildProcess, Promise<void>>();
-  const runEcsTask = (p: EcsTaskParams): Promise<void> => new Promise((resolveTask, rejectTask) => {
-    if (stopped) {
-      rejectTask(Object.assign(new Error('ECS task not started: the local cloud was stopped'), { name: 'States.TaskFailed' }));
-      return;
-    }
-    ecsTasks++;
-    // The real ECS entrypoint in its own process, the container overrides as its environment.
-    const ecsFile = opts.ecsEntry ?? fileURLToPath(entry('ecs-task'));
-    // The ECS task imports the user's pipeline: it needs the loader this process has (or tsx).
-    const child = spawn(process.execPath, [...childExecArgv([pipeline, ecsFile]), ecsFile], {
-      env: { ...workerEnv, ...p.environment }, stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    children.set(child, new Promise<void>((r) => { child.once('exit', () => r()); child.once('error', () => r()); }));
-    // The tail of stderr, and the error's own first line: a stack's last lines drop the message.
-    let stderr = '';
-    let partial = '';
-    let errorLine = '';
-    let errorLike = '';
-    const scan = (line: string): void => {
-      if (line.startsWith(ECS_FAILURE_PREFIX)) errorLine = line.slice(ECS_FAILURE_PREFIX.length);
-      else if (!errorLike && /^[\w.]*(Error|Exception)\b/.test(line)) errorLike = line;
-    };
-    child.stderr!.on('data', (d: Buffer) => {
-      const text = d.toString();
-      stderr = (stderr + text).slice(-4000);
-      const lines = (partial + text).split('\n');
-      partial = lines.pop()!;
-      for (const l of lines) scan(l);
-    });
-    const onAbort = (): void => { child.kill('SIGKILL'); };
-    p.signal.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (e) => { children.delete(child); rejectTask(e); });
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      p.signal.removeEventListener('abort', onAbort);
-      if (code === 0) resolveTask();
-      else {
-        scan(partial);
-        const first = errorLine || errorLike;
-        const tail = stderr.trim().split('\n').slice(-5).filter((l) => l !== first && !l.startsWith(ECS_FAILURE_PREFIX));
-        const text = [first, ...tail].filter(Boolean).join(' | ');
-        rejectTask(Object.assign(new Error(`ECS task exited with ${signal ?? `code ${code}`}: ${text}`), { name: 'States.TaskFailed' }));
+  const runEcsTask = (p: EcsTaskParams): Promise<void> =>
+    new Promise((resolveTask, rejectTask) => {
+      if (stopped) {
+        rejectTask(Object.assign(new Error('ECS task not started: the local cloud was stopped'), { name: 'States.TaskFailed' }));
+        return;
       }
+      ecsTasks++;
+      // The real ECS entrypoint in its own process, the container overrides as its environment.
+      const ecsFile = opts.ecsEntry ?? fileURLToPath(entry('ecs-task'));
+      // The ECS task imports the user's pipeline: it needs the loader this process has (or tsx).
+      const child = spawn(process.execPath, [...childExecArgv([pipeline, ecsFile]), ecsFile], {
+        env: { ...workerEnv, ...p.environment },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      children.set(
+        child,
+        new Promise<void>((r) => {
+          child.once('exit', () => r());
+          child.once('error', () => r());
+        }),
+      );
+      // The tail of stderr, and the error's own first line: a stack's last lines drop the message.
+      let stderr = '';
+      let partial = '';
+      let errorLine = '';
+      let errorLike = '';
+      const scan = (line: string): void => {
+        if (line.startsWith(ECS_FAILURE_PREFIX)) errorLine = line.slice(ECS_FAILURE_PREFIX.length);
+        else if (!errorLike && /^[\w.]*(Error|Exception)\b/.test(line)) errorLike = line;
+      };
+      child.stderr!.on('data', (d: Buffer) => {
+        const text = d.toString();
+        stderr = (stderr + text).slice(-4000);
+        const lines = (partial + text).split('\n');
+        partial = lines.pop()!;
+        for (const l of lines) scan(l);
+      });
+      const onAbort = (): void => {
+        child.kill('SIGKILL');
+      };
+      p.signal.addEventListener('abort', onAbort, { once: true });
+      child.on('error', (e) => {
+        children.delete(child);
+        rejectTask(e);
+      });
+      child.on('exit', (code, signal) => {
+        children.delete(child);
+        p.signal.removeEventListener('abort', onAbort);
+        if (code === 0) resolveTask();
+        else {
+          scan(partial);
+          const first = errorLine || errorLike;
+          const tail = stderr
+            .trim()
+            .split('\n')
+            .slice(-5)
+            .filter((l) => l !== first && !l.startsWith(ECS_FAILURE_PREFIX));
+          const text = [first, ...tail].filter(Boolean).join(' | ');
+          rejectTask(Object.assign(new Error(`ECS task exited with ${signal ?? `code ${code}`}: ${text}`), { name: 'States.TaskFailed' }));
+        }
+      });
     });
-  });
 
   let sfn: LocalStepFunctions;
   try {
@@ -198,12 +232,20 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     stateMachineArn: sfn.stateMachineArn,
     sfnEndpoint: sfn.endpoint,
     runnerOptions: {
-      stateMachineArn: sfn.stateMachineArn, workBucket, endpoint: sfn.endpoint, region: REGION,
-      credentials: TEST_CREDENTIALS, pipeline: pathUrl(pipeline), pollIntervalMs: 100,
+      stateMachineArn: sfn.stateMachineArn,
+      workBucket,
+      endpoint: sfn.endpoint,
+      region: REGION,
+      credentials: TEST_CREDENTIALS,
+      pipeline: pathUrl(pipeline),
+      pollIntervalMs: 100,
     },
     stats: () => ({
-      plan: fns.plan.invocations, stage: fns.stage.invocations, finalize: fns.finalize.invocations,
-      failure: fns.failure.invocations, ecsTasks,
+      plan: fns.plan.invocations,
+      stage: fns.stage.invocations,
+      finalize: fns.finalize.invocations,
+      failure: fns.failure.invocations,
+      ecsTasks,
       lambdaEnvironments: Object.values(fns).reduce((n, f) => n + f.environmentsStarted, 0),
     }),
     stop() {

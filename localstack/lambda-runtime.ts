@@ -22,7 +22,7 @@ let nextId = 1;
 
 function startWorker(file: string, env: Record<string, string | undefined>): Worker {
   const url = new URL(import.meta.url);
-  const entry = new URL('./lambda-worker' + (url.pathname.endsWith('.ts') ? '.ts' : '.js'), url);
+  const entry = new URL(`./lambda-worker${url.pathname.endsWith('.ts') ? '.ts' : '.js'}`, url);
   // The handler and the pipeline it imports are the user's modules: TypeScript ones need a loader.
   const modules = [file, env['FANOUT_PIPELINE']].filter((m): m is string => !!m);
   return startTsWorker(entry, { workerData: { file }, env, modules });
@@ -54,8 +54,20 @@ export class LocalLambda {
     const worker = startWorker(this.file, { ...process.env, ...this.opts.env });
     let ready!: () => void;
     let failed!: (e: Error) => void;
-    const env: Env = { worker, busy: true, ready: new Promise<void>((res, rej) => { ready = res; failed = rej; }) };
-    const onReady = (m: { ready?: boolean }): void => { if (m.ready) { worker.off('message', onReady); ready(); } };
+    const env: Env = {
+      worker,
+      busy: true,
+      ready: new Promise<void>((res, rej) => {
+        ready = res;
+        failed = rej;
+      }),
+    };
+    const onReady = (m: { ready?: boolean }): void => {
+      if (m.ready) {
+        worker.off('message', onReady);
+        ready();
+      }
+    };
     worker.on('message', onReady);
     worker.once('error', (e) => failed(e));
     // Terminated before it was ready (stop() during a cold start): its invocation must not wait forever.
@@ -68,7 +80,10 @@ export class LocalLambda {
     for (;;) {
       if (this.stopped) throw this.stoppedError();
       const free = this.envs.find((e) => !e.busy);
-      if (free) { free.busy = true; return free; }
+      if (free) {
+        free.busy = true;
+        return free;
+      }
       if (this.envs.length < this.opts.concurrency) return this.spawn();
       await new Promise<void>((wake, fail) => this.waiting.push({ wake, fail }));
     }
@@ -112,8 +127,12 @@ export class LocalLambda {
         else finish(false, () => reject(new LambdaError(m.error!.name, m.error!.message, m.error!.stack)));
       };
       const onError = (e: Error): void => finish(true, () => reject(new LambdaError('Lambda.Unknown', `${this.functionName} crashed: ${e.message}`)));
-      const onExit = (code: number): void => finish(true, () => reject(this.stopped ? this.stoppedError() : new LambdaError('Lambda.Unknown', `${this.functionName} exited with code ${code}`)));
-      const timer = setTimeout(() => finish(true, () => reject(new LambdaError('States.Timeout', `${this.functionName} timed out after ${this.opts.timeoutSeconds} s`))), timeoutMs);
+      const onExit = (code: number): void =>
+        finish(true, () => reject(this.stopped ? this.stoppedError() : new LambdaError('Lambda.Unknown', `${this.functionName} exited with code ${code}`)));
+      const timer = setTimeout(
+        () => finish(true, () => reject(new LambdaError('States.Timeout', `${this.functionName} timed out after ${this.opts.timeoutSeconds} s`))),
+        timeoutMs,
+      );
       env.worker.on('message', onMessage);
       env.worker.once('error', onError);
       env.worker.once('exit', onExit);

@@ -3,7 +3,12 @@
 import { inspect } from 'node:util';
 import { parentPort, workerData } from 'node:worker_threads';
 
-interface Invoke { id: number; event: unknown; functionName: string; deadline: number }
+interface Invoke {
+  id: number;
+  event: unknown;
+  functionName: string;
+  deadline: number;
+}
 const { file } = workerData as { file: string };
 const port = parentPort!;
 const mod = (await import(file)) as { handler?: (event: unknown, context: unknown) => unknown };

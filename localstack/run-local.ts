@@ -40,34 +40,53 @@ function exampleRule(stateMachineArn: string): LocalRule {
     name: 'fanout-local-input',
     arn: 'arn:aws:events:us-east-1:000000000000:rule/fanout-local-input',
     pattern: objectCreatedPattern(INPUT_BUCKET, INPUT_PREFIX, '.parquet'),
-    targets: [{
-      arn: stateMachineArn,
-      inputTransformer: {
-        InputPathsMap: { bucket: '$.detail.bucket.name', key: '$.detail.object.key', id: '$.id' },
-        // literal: the uploaded key is read as exactly that object, even with glob characters in it.
-        InputTemplate: `{"input":{"uri":"s3://<bucket>/<key>","literal":true},"output":"s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}<id>/","runId":<id>}`,
+    targets: [
+      {
+        arn: stateMachineArn,
+        inputTransformer: {
+          InputPathsMap: { bucket: '$.detail.bucket.name', key: '$.detail.object.key', id: '$.id' },
+          // literal: the uploaded key is read as exactly that object, even with glob characters in it.
+          InputTemplate: `{"input":{"uri":"s3://<bucket>/<key>","literal":true},"output":"s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}<id>/","runId":<id>}`,
+        },
       },
-    }],
+    ],
   };
 }
 
 async function startFromSources(s3Dir: string | undefined, onExecution: (e: StartedExecution) => void): Promise<Running> {
-  const cloud = await startLocalCloud({ pipeline: EXAMPLE, inputBucket: INPUT_BUCKET, workBucket: WORK_BUCKET, lambdaConcurrency: 2, ...(s3Dir ? { s3Dir } : {}) });
+  const cloud = await startLocalCloud({
+    pipeline: EXAMPLE,
+    inputBucket: INPUT_BUCKET,
+    workBucket: WORK_BUCKET,
+    lambdaConcurrency: 2,
+    ...(s3Dir ? { s3Dir } : {}),
+  });
   try {
     const s3 = await s3Client();
     await s3.send(new CreateBucketCommand({ Bucket: OUTPUT_BUCKET })).catch((e: unknown) => {
       if (!/BucketAlready/.test(String((e as Error).name))) throw e;
     });
     const bridge = await startEventBridgeBridge({
-      buckets: [INPUT_BUCKET], rules: [exampleRule(cloud.stateMachineArn)], sfnEndpoint: cloud.sfnEndpoint, stateMachineArn: cloud.stateMachineArn,
-      onExecution, onEvent: (e, matched) => {
+      buckets: [INPUT_BUCKET],
+      rules: [exampleRule(cloud.stateMachineArn)],
+      sfnEndpoint: cloud.sfnEndpoint,
+      stateMachineArn: cloud.stateMachineArn,
+      onExecution,
+      onEvent: (e, matched) => {
         const key = (e['detail'] as { object: { key: string } }).object.key;
         if (matched.length === 0) console.log(`  (s3://${INPUT_BUCKET}/${key} matches no rule: not under ${INPUT_PREFIX} or not .parquet)`);
       },
     });
     return {
-      cloud, bridge, input: { bucket: INPUT_BUCKET, prefix: INPUT_PREFIX }, output: `s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}<runId>/`, work: WORK_BUCKET,
-      async stop() { await bridge.stop(); await cloud.stop(); },
+      cloud,
+      bridge,
+      input: { bucket: INPUT_BUCKET, prefix: INPUT_PREFIX },
+      output: `s3://${OUTPUT_BUCKET}/${OUTPUT_PREFIX}<runId>/`,
+      work: WORK_BUCKET,
+      async stop() {
+        await bridge.stop();
+        await cloud.stop();
+      },
     };
   } catch (e) {
     await cloud.stop();
@@ -112,7 +131,9 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
       const exited = ev.stateExitedEventDetails;
       if (ev.type === 'TaskStateExited' && exited?.name === 'Plan' && exited.output) {
         stages = (JSON.parse(exited.output) as { plan?: { stages?: typeof stages } }).plan?.stages ?? [];
-        console.log(`${tag} planned ${stages.length} stage(s): ${stages.map((s) => `${s.index}: ${s.executor} × ${s.executor === 'lambda' ? `${s.partitions} partition(s)` : `${s.slots} GPU task(s) over ${s.partitions} partition(s)`}`).join(', ')}`);
+        console.log(
+          `${tag} planned ${stages.length} stage(s): ${stages.map((s) => `${s.index}: ${s.executor} × ${s.executor === 'lambda' ? `${s.partitions} partition(s)` : `${s.slots} GPU task(s) over ${s.partitions} partition(s)`}`).join(', ')}`,
+        );
       }
       const it = ev.mapIterationStartedEventDetails;
       if (ev.type === 'MapIterationStarted' && it?.name === 'Stages') {
@@ -130,7 +151,10 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
     if (s) {
       const total = s.executor === 'lambda' ? s.partitions : s.slots;
       const line = `${tag} stage ${s.index} (${s.executor}): ${done}/${total} ${s.executor === 'lambda' ? 'partitions' : 'GPU tasks'}`;
-      if (line !== last) { console.log(line); last = line; }
+      if (line !== last) {
+        console.log(line);
+        last = line;
+      }
     }
     if (d.status !== 'RUNNING') {
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
@@ -138,8 +162,10 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
       if (d.status === 'SUCCEEDED' && prev) console.log(`${tag} stage ${prev.index} (${prev.executor}) done`);
       if (d.status === 'SUCCEEDED' && input.output) {
         const m = await getS3ObjectOrNull(`${input.output}_SUCCESS`);
-        const manifest = m ? JSON.parse(new TextDecoder().decode(m.bytes)) as { rows?: number; files?: unknown[] } : null;
-        console.log(`${tag} SUCCEEDED in ${secs} s: ${manifest?.rows ?? '?'} rows in ${manifest?.files?.length ?? '?'} file(s) -> ${input.output} (_SUCCESS written last)`);
+        const manifest = m ? (JSON.parse(new TextDecoder().decode(m.bytes)) as { rows?: number; files?: unknown[] }) : null;
+        console.log(
+          `${tag} SUCCEEDED in ${secs} s: ${manifest?.rows ?? '?'} rows in ${manifest?.files?.length ?? '?'} file(s) -> ${input.output} (_SUCCESS written last)`,
+        );
       } else if (d.status === 'SUCCEEDED') {
         console.log(`${tag} SUCCEEDED in ${secs} s`);
       } else {
@@ -163,7 +189,10 @@ async function main(): Promise<void> {
   const early: StartedExecution[] = [];
   const onExecution = (e: StartedExecution): void => {
     // An upload can start a run while the stack is still starting: follow it once the client exists.
-    if (!sfn) { early.push(e); return; }
+    if (!sfn) {
+      early.push(e);
+      return;
+    }
     const p = follow(sfn, e).catch((err: unknown) => console.error(`progress of ${e.executionArn}: ${(err as Error).message}`));
     following.add(p);
     void p.finally(() => following.delete(p));
@@ -173,24 +202,26 @@ async function main(): Promise<void> {
   for (const e of early.splice(0)) onExecution(e);
   const ep = running.cloud.s3Endpoint;
   const where = `s3://${running.input.bucket}/${running.input.prefix}`;
-  console.log([
-    '',
-    `fanout local stack (${appArg ? `the synthesized app in ${appArg}` : 'examples/pipeline.ts, handlers from source'}): nothing leaves 127.0.0.1`,
-    `  S3 endpoint      ${ep}   (region us-east-1, any access key)`,
-    `  watched input    ${where}  (each new *.parquet starts a run)`,
-    `  output           ${running.output}`,
-    `  work bucket      s3://${running.work}/runs/<runId>/`,
-    `  Step Functions   ${running.cloud.sfnEndpoint}  ${running.cloud.stateMachineArn}`,
-    '',
-    'Upload a generated file:',
-    `  npx tsx --conditions=development examples/upload.ts --endpoint ${ep} --bucket ${running.input.bucket} --prefix ${running.input.prefix}`,
-    'or your own, with the AWS CLI:',
-    `  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws s3 cp data.parquet ${where} --endpoint-url ${ep} --region us-east-1`,
-    'Read a result:',
-    `  AWS_ENDPOINT_URL_S3=${ep} AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER npx tsx --conditions=development -e "import('fanout').then(f => f.readParquet('${running.output.replace('<runId>', 'RUN_ID')}').show())"`,
-    '',
-    'Watching for uploads. Ctrl-C stops everything.',
-  ].join('\n'));
+  console.log(
+    [
+      '',
+      `fanout local stack (${appArg ? `the synthesized app in ${appArg}` : 'examples/pipeline.ts, handlers from source'}): nothing leaves 127.0.0.1`,
+      `  S3 endpoint      ${ep}   (region us-east-1, any access key)`,
+      `  watched input    ${where}  (each new *.parquet starts a run)`,
+      `  output           ${running.output}`,
+      `  work bucket      s3://${running.work}/runs/<runId>/`,
+      `  Step Functions   ${running.cloud.sfnEndpoint}  ${running.cloud.stateMachineArn}`,
+      '',
+      'Upload a generated file:',
+      `  npx tsx --conditions=development examples/upload.ts --endpoint ${ep} --bucket ${running.input.bucket} --prefix ${running.input.prefix}`,
+      'or your own, with the AWS CLI:',
+      `  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws s3 cp data.parquet ${where} --endpoint-url ${ep} --region us-east-1`,
+      'Read a result:',
+      `  AWS_ENDPOINT_URL_S3=${ep} AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER npx tsx --conditions=development -e "import('fanout').then(f => f.readParquet('${running.output.replace('<runId>', 'RUN_ID')}').show())"`,
+      '',
+      'Watching for uploads. Ctrl-C stops everything.',
+    ].join('\n'),
+  );
 
   let stopping = false;
   const stop = async (): Promise<void> => {
@@ -208,6 +239,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exit(1);
 });

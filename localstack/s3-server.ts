@@ -219,7 +219,9 @@ function installExitHook(): void {
   exitHookInstalled = true;
   // Synchronous last resort: 'exit' handlers cannot await, but kill() is a plain signal (the
   // child then removes its temp dir itself).
-  process.on('exit', () => { for (const c of live) c.kill('SIGTERM'); });
+  process.on('exit', () => {
+    for (const c of live) c.kill('SIGTERM');
+  });
 }
 
 function ping(port: number): Promise<boolean> {
@@ -229,7 +231,10 @@ function ping(port: number): Promise<boolean> {
       resolve(res.statusCode !== undefined && res.statusCode < 500);
     });
     req.on('error', () => resolve(false));
-    req.on('timeout', () => { req.destroy(); resolve(false); });
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -242,7 +247,9 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? fs.mkdtempSync(join(tmpdir(), 'fanout-s3rver-'));
   fs.mkdirSync(dir, { recursive: true });
-  const removeDir = (): void => { if (ownDir) fs.rmSync(dir, { recursive: true, force: true }); };
+  const removeDir = (): void => {
+    if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
+  };
 
   const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', LAUNCHER], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -263,8 +270,15 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
 
   let stderr = '';
   child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => { if (stderr.length < 64 << 10) stderr += s; });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { live.delete(child); resolve(code); }));
+  child.stderr!.on('data', (s: string) => {
+    if (stderr.length < 64 << 10) stderr += s;
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      live.delete(child);
+      resolve(code);
+    }),
+  );
 
   let port: number;
   try {
@@ -283,7 +297,10 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
           reject(new Error(`unexpected output from the s3rver child: ${out.slice(0, 200)}`));
         }
       });
-      child.once('error', (e) => { clearTimeout(timer); reject(new Error(`cannot spawn s3rver: ${e.message}`)); });
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot spawn s3rver: ${e.message}`));
+      });
       void exited.then((code) => {
         clearTimeout(timer);
         // Give stderr a moment to drain so the message says why.

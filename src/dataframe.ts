@@ -2,11 +2,11 @@
 // optimize it, plan partitions and run them on the current runner.
 import * as arrow from 'apache-arrow';
 import { randomUUID } from 'node:crypto';
-import { DataType, Field, Schema } from './datatypes.ts';
+import { type Field, Schema } from './datatypes.ts';
 import { batchToRows, columnsToBatch, inferSchemaFromRecords, recordsToBatch, type JsValue } from './convert/index.ts';
 import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
-import { col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
+import { col, type Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
 import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
@@ -113,7 +113,10 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   select(...columns: ((keyof R & string) | Expr<unknown>)[]): DataFrame<Record<string, unknown>>;
   select(...columns: (string | Expr<unknown>)[]): DataFrame<Record<string, unknown>> {
     if (!columns.length) throw new Error('select() needs at least one column');
-    return this.project(columns.map((c) => (typeof c === 'string' ? col(c) : c).node), 'select');
+    return this.project(
+      columns.map((c) => (typeof c === 'string' ? col(c) : c).node),
+      'select',
+    );
   }
 
   /** Adds a column, or replaces the one with the same name in place. */
@@ -122,7 +125,9 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 
   /** Adds or replaces several columns at once (each computed from the input columns). */
-  withColumns<M extends Record<string, Expr<unknown> | Scalar>>(columns: M): DataFrame<Simplify<Omit<R, keyof M> & { [P in keyof M]: M[P] extends Expr<infer T> ? ValueOf<T> : M[P] }>> {
+  withColumns<M extends Record<string, Expr<unknown> | Scalar>>(
+    columns: M,
+  ): DataFrame<Simplify<Omit<R, keyof M> & { [P in keyof M]: M[P] extends Expr<infer T> ? ValueOf<T> : M[P] }>> {
     const names = Object.keys(columns);
     if (!names.length) throw new Error('withColumns() needs at least one column');
     const defs = new Map<string, ExprNode>();
@@ -152,7 +157,10 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     for (const n of names) this.schema.field(n);
     const keep = this.columns.filter((c) => !(names as string[]).includes(c));
     if (!keep.length) throw new Error('exclude() would remove every column');
-    return this.project(keep.map((c) => col(c).node), 'exclude');
+    return this.project(
+      keep.map((c) => col(c).node),
+      'exclude',
+    );
   }
 
   /** At most `n` rows (the first n, in input order). */
@@ -178,7 +186,12 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 
   /** What the runner gets with a plan: this DataFrame's in-memory sources, the signal, where metrics go. */
   private action(opts: ActionOptions = {}, keepMetrics: DataFrame<Row> = this): ActionContext {
-    const ctx: ActionContext = { memory: this.memory as MemorySources, onMetrics: (m) => { keepMetrics.metrics = m; } };
+    const ctx: ActionContext = {
+      memory: this.memory as MemorySources,
+      onMetrics: (m) => {
+        keepMetrics.metrics = m;
+      },
+    };
     const signal = checkSignal(opts);
     if (signal) ctx.signal = signal;
     if (opts.onProgress !== undefined) {
@@ -324,10 +337,11 @@ function unnestUdf(e: ExprNode): ExprNode[] {
   const def = getUdf(inner.name);
   if (!def.options.unnest) return [e];
   return def.returnDtype.structFields().map((f) => ({
-    op: 'alias' as const, name: f.name, expr: { op: 'call' as const, fn: 'struct.get' as const, args: [inner], params: { field: f.name } },
+    op: 'alias' as const,
+    name: f.name,
+    expr: { op: 'call' as const, fn: 'struct.get' as const, args: [inner], params: { field: f.name } },
   }));
 }
-
 
 /** Row count from Parquet footers when the plan is a bare scan (no filter, no limit, no explode). */
 function metadataCount(plan: PlanNode): number | null {
@@ -363,10 +377,7 @@ function inMemory<R extends Row>(schema: Schema, batches: arrow.RecordBatch[]): 
   const arrowSchema = schema.toArrow();
   const aligned = batches.filter((b) => b.numRows > 0).map((b) => new arrow.RecordBatch(arrowSchema, conformBatch(b, schema, arrowSchema)));
   const numRows = aligned.reduce((n, b) => n + b.numRows, 0);
-  return new DataFrame<R>(
-    { type: 'in_memory', id, numRows, numBatches: aligned.length, schema: schema.toJSON() },
-    new Map([[id, aligned]]),
-  );
+  return new DataFrame<R>({ type: 'in_memory', id, numRows, numBatches: aligned.length, schema: schema.toJSON() }, new Map([[id, aligned]]));
 }
 
 // ------------------------------------------------------------------ sources
@@ -412,10 +423,18 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
     }
     return info.schema;
   });
-  const df = new DataFrame<R>({
-    type: 'scan', format: 'parquet', source, files, fileSchema: schema.toJSON(),
-    pushdowns: { columns: null, filter: null, limit: null }, schema: schema.toJSON(),
-  }, new Map());
+  const df = new DataFrame<R>(
+    {
+      type: 'scan',
+      format: 'parquet',
+      source,
+      files,
+      fileSchema: schema.toJSON(),
+      pushdowns: { columns: null, filter: null, limit: null },
+      schema: schema.toJSON(),
+    },
+    new Map(),
+  );
   return opts.columns ? (df.select(...(opts.columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
 }
 
@@ -438,10 +457,19 @@ export function readCsv<R extends Row = Record<string, unknown>>(source: string 
   if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;
   if (opts.header !== undefined) csv.header = opts.header;
   if (opts.nullValues !== undefined) csv.nullValues = opts.nullValues;
-  const df = new DataFrame<R>({
-    type: 'scan', format: 'csv', source, files, fileSchema: schema.toJSON(), csv,
-    pushdowns: { columns: null, filter: null, limit: null }, schema: schema.toJSON(),
-  }, new Map());
+  const df = new DataFrame<R>(
+    {
+      type: 'scan',
+      format: 'csv',
+      source,
+      files,
+      fileSchema: schema.toJSON(),
+      csv,
+      pushdowns: { columns: null, filter: null, limit: null },
+      schema: schema.toJSON(),
+    },
+    new Map(),
+  );
   return columns ? (df.select(...(columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
 }
 
@@ -451,16 +479,23 @@ export function readCsv<R extends Row = Record<string, unknown>>(source: string 
  * bigints (int64), undefined and missing keys are null, Uint8Array is binary, other typed arrays
  * are lists (plain arrays when read back), plain objects are structs.
  */
-export type RowValue<V> =
-  V extends null | undefined ? null
-  : V extends Uint8ClampedArray ? number[]
-  : V extends Uint8Array ? Uint8Array
-  : V extends BigInt64Array | BigUint64Array ? bigint[]
-  : V extends Int8Array | Int16Array | Int32Array | Uint16Array | Uint32Array | Float32Array | Float64Array ? number[]
-  : V extends Date ? Date
-  : V extends readonly (infer E)[] ? RowValue<E>[]
-  : V extends object ? { [K in keyof V]-?: RowValue<V[K]> | (undefined extends V[K] ? null : never) }
-  : V;
+export type RowValue<V> = V extends null | undefined
+  ? null
+  : V extends Uint8ClampedArray
+    ? number[]
+    : V extends Uint8Array
+      ? Uint8Array
+      : V extends BigInt64Array | BigUint64Array
+        ? bigint[]
+        : V extends Int8Array | Int16Array | Int32Array | Uint16Array | Uint32Array | Float32Array | Float64Array
+          ? number[]
+          : V extends Date
+            ? Date
+            : V extends readonly (infer E)[]
+              ? RowValue<E>[]
+              : V extends object
+                ? { [K in keyof V]-?: RowValue<V[K]> | (undefined extends V[K] ? null : never) }
+                : V;
 
 /** Row type of fromRecords(rows): each record's values as they come back (`RowValue`). */
 export type RecordsRow<R> = { [K in keyof R]-?: RowValue<R[K]> | (undefined extends R[K] ? null : never) };
@@ -500,4 +535,3 @@ export function fromArrow<R extends Row = Record<string, unknown>>(table: arrow.
   const schema = Schema.fromArrow(table.schema);
   return inMemory<R>(schema, table.batches);
 }
-

@@ -7,9 +7,16 @@ export type TimeUnit = 's' | 'ms' | 'us' | 'ns';
 export type DataTypeJSON =
   | { kind: 'null' }
   | { kind: 'bool' }
-  | { kind: 'int8' } | { kind: 'int16' } | { kind: 'int32' } | { kind: 'int64' }
-  | { kind: 'uint8' } | { kind: 'uint16' } | { kind: 'uint32' } | { kind: 'uint64' }
-  | { kind: 'float32' } | { kind: 'float64' }
+  | { kind: 'int8' }
+  | { kind: 'int16' }
+  | { kind: 'int32' }
+  | { kind: 'int64' }
+  | { kind: 'uint8' }
+  | { kind: 'uint16' }
+  | { kind: 'uint32' }
+  | { kind: 'uint64' }
+  | { kind: 'float32' }
+  | { kind: 'float64' }
   | { kind: 'utf8' }
   | { kind: 'binary' }
   | { kind: 'date' }
@@ -40,27 +47,61 @@ export class DataType<T = never> {
   declare readonly __accepts?: (value: T) => void;
   constructor(readonly json: DataTypeJSON) {}
 
-  static null(): DataType<null> { return new DataType({ kind: 'null' }); }
-  static bool(): DataType<boolean> { return new DataType({ kind: 'bool' }); }
-  static int8(): DataType<number> { return new DataType({ kind: 'int8' }); }
-  static int16(): DataType<number> { return new DataType({ kind: 'int16' }); }
-  static int32(): DataType<number> { return new DataType({ kind: 'int32' }); }
-  static int64(): DataType<bigint | number> { return new DataType({ kind: 'int64' }); }
-  static uint8(): DataType<number> { return new DataType({ kind: 'uint8' }); }
-  static uint16(): DataType<number> { return new DataType({ kind: 'uint16' }); }
-  static uint32(): DataType<number> { return new DataType({ kind: 'uint32' }); }
-  static uint64(): DataType<bigint | number> { return new DataType({ kind: 'uint64' }); }
-  static float32(): DataType<number> { return new DataType({ kind: 'float32' }); }
-  static float64(): DataType<number> { return new DataType({ kind: 'float64' }); }
-  static utf8(): DataType<string> { return new DataType({ kind: 'utf8' }); }
-  static string(): DataType<string> { return DataType.utf8(); }
-  static binary(): DataType<Uint8Array> { return new DataType({ kind: 'binary' }); }
+  static null(): DataType<null> {
+    return new DataType({ kind: 'null' });
+  }
+  static bool(): DataType<boolean> {
+    return new DataType({ kind: 'bool' });
+  }
+  static int8(): DataType<number> {
+    return new DataType({ kind: 'int8' });
+  }
+  static int16(): DataType<number> {
+    return new DataType({ kind: 'int16' });
+  }
+  static int32(): DataType<number> {
+    return new DataType({ kind: 'int32' });
+  }
+  static int64(): DataType<bigint | number> {
+    return new DataType({ kind: 'int64' });
+  }
+  static uint8(): DataType<number> {
+    return new DataType({ kind: 'uint8' });
+  }
+  static uint16(): DataType<number> {
+    return new DataType({ kind: 'uint16' });
+  }
+  static uint32(): DataType<number> {
+    return new DataType({ kind: 'uint32' });
+  }
+  static uint64(): DataType<bigint | number> {
+    return new DataType({ kind: 'uint64' });
+  }
+  static float32(): DataType<number> {
+    return new DataType({ kind: 'float32' });
+  }
+  static float64(): DataType<number> {
+    return new DataType({ kind: 'float64' });
+  }
+  static utf8(): DataType<string> {
+    return new DataType({ kind: 'utf8' });
+  }
+  static string(): DataType<string> {
+    return DataType.utf8();
+  }
+  static binary(): DataType<Uint8Array> {
+    return new DataType({ kind: 'binary' });
+  }
   /** Calendar date (days since the epoch, Arrow Date32). */
-  static date(): DataType<Date> { return new DataType({ kind: 'date' }); }
+  static date(): DataType<Date> {
+    return new DataType({ kind: 'date' });
+  }
   static timestamp(unit: TimeUnit = 'us', tz: string | null = null): DataType<Date | bigint> {
     return new DataType({ kind: 'timestamp', unit, tz });
   }
-  static list<T>(child: DataType<T>): DataType<ListValue<T>> { return new DataType({ kind: 'list', child: child.json }); }
+  static list<T>(child: DataType<T>): DataType<ListValue<T>> {
+    return new DataType({ kind: 'list', child: child.json });
+  }
   static fixedSizeList<T>(child: DataType<T>, size: number): DataType<ListValue<T>> {
     if (!Number.isInteger(size) || size <= 0) throw new TypeError(`fixedSizeList size must be a positive integer, got ${size}`);
     return new DataType({ kind: 'fixedSizeList', child: child.json, size });
@@ -72,17 +113,35 @@ export class DataType<T = never> {
     });
   }
 
-  static fromJSON(json: DataTypeJSON): DataType { return new DataType(json); }
-  toJSON(): DataTypeJSON { return this.json; }
+  static fromJSON(json: DataTypeJSON): DataType {
+    return new DataType(json);
+  }
+  toJSON(): DataTypeJSON {
+    return this.json;
+  }
 
-  get kind(): DataTypeKind { return this.json.kind; }
-  isInteger(): boolean { return INTEGER_KINDS.has(this.kind); }
-  isFloat(): boolean { return FLOAT_KINDS.has(this.kind); }
-  isNumeric(): boolean { return this.isInteger() || this.isFloat(); }
+  get kind(): DataTypeKind {
+    return this.json.kind;
+  }
+  isInteger(): boolean {
+    return INTEGER_KINDS.has(this.kind);
+  }
+  isFloat(): boolean {
+    return FLOAT_KINDS.has(this.kind);
+  }
+  isNumeric(): boolean {
+    return this.isInteger() || this.isFloat();
+  }
   /** 64-bit integers surface in JS as bigint. */
-  isBigInt(): boolean { return this.kind === 'int64' || this.kind === 'uint64'; }
-  isTemporal(): boolean { return this.kind === 'date' || this.kind === 'timestamp'; }
-  isNested(): boolean { return this.kind === 'list' || this.kind === 'fixedSizeList' || this.kind === 'struct'; }
+  isBigInt(): boolean {
+    return this.kind === 'int64' || this.kind === 'uint64';
+  }
+  isTemporal(): boolean {
+    return this.kind === 'date' || this.kind === 'timestamp';
+  }
+  isNested(): boolean {
+    return this.kind === 'list' || this.kind === 'fixedSizeList' || this.kind === 'struct';
+  }
 
   /** Element type of list / fixedSizeList. */
   child(): DataType {
@@ -96,12 +155,20 @@ export class DataType<T = never> {
     return j.fields.map((f) => Field.fromJSON(f));
   }
 
-  equals(other: DataType): boolean { return sameType(this.json, other.json); }
+  equals(other: DataType): boolean {
+    return sameType(this.json, other.json);
+  }
 
-  toString(): string { return typeToString(this.json); }
+  toString(): string {
+    return typeToString(this.json);
+  }
 
-  toArrow(): arrow.DataType { return toArrowType(this.json); }
-  static fromArrow(t: arrow.DataType): DataType { return new DataType(fromArrowType(t)); }
+  toArrow(): arrow.DataType {
+    return toArrowType(this.json);
+  }
+  static fromArrow(t: arrow.DataType): DataType {
+    return new DataType(fromArrowType(t));
+  }
 }
 
 function sameType(a: DataTypeJSON, b: DataTypeJSON): boolean {
@@ -110,46 +177,75 @@ function sameType(a: DataTypeJSON, b: DataTypeJSON): boolean {
 
 function typeToString(j: DataTypeJSON): string {
   switch (j.kind) {
-    case 'timestamp': return `timestamp[${j.unit}${j.tz ? `, ${j.tz}` : ''}]`;
-    case 'list': return `list<${typeToString(j.child)}>`;
-    case 'fixedSizeList': return `fixed_size_list<${typeToString(j.child)}, ${j.size}>`;
-    case 'struct': return `struct<${j.fields.map((f) => `${f.name}: ${typeToString(f.type)}`).join(', ')}>`;
-    default: return j.kind;
+    case 'timestamp':
+      return `timestamp[${j.unit}${j.tz ? `, ${j.tz}` : ''}]`;
+    case 'list':
+      return `list<${typeToString(j.child)}>`;
+    case 'fixedSizeList':
+      return `fixed_size_list<${typeToString(j.child)}, ${j.size}>`;
+    case 'struct':
+      return `struct<${j.fields.map((f) => `${f.name}: ${typeToString(f.type)}`).join(', ')}>`;
+    default:
+      return j.kind;
   }
 }
 
 const ARROW_UNIT: Record<TimeUnit, arrow.TimeUnit> = {
-  s: arrow.TimeUnit.SECOND, ms: arrow.TimeUnit.MILLISECOND, us: arrow.TimeUnit.MICROSECOND, ns: arrow.TimeUnit.NANOSECOND,
+  s: arrow.TimeUnit.SECOND,
+  ms: arrow.TimeUnit.MILLISECOND,
+  us: arrow.TimeUnit.MICROSECOND,
+  ns: arrow.TimeUnit.NANOSECOND,
 };
 
 export function toArrowType(j: DataTypeJSON): arrow.DataType {
   switch (j.kind) {
-    case 'null': return new arrow.Null();
-    case 'bool': return new arrow.Bool();
-    case 'int8': return new arrow.Int8();
-    case 'int16': return new arrow.Int16();
-    case 'int32': return new arrow.Int32();
-    case 'int64': return new arrow.Int64();
-    case 'uint8': return new arrow.Uint8();
-    case 'uint16': return new arrow.Uint16();
-    case 'uint32': return new arrow.Uint32();
-    case 'uint64': return new arrow.Uint64();
-    case 'float32': return new arrow.Float32();
-    case 'float64': return new arrow.Float64();
-    case 'utf8': return new arrow.Utf8();
-    case 'binary': return new arrow.Binary();
-    case 'date': return new arrow.DateDay();
-    case 'timestamp': return new arrow.Timestamp(ARROW_UNIT[j.unit], j.tz);
-    case 'list': return new arrow.List(new arrow.Field('item', toArrowType(j.child), true));
-    case 'fixedSizeList': return new arrow.FixedSizeList(j.size, new arrow.Field('item', toArrowType(j.child), true));
-    case 'struct': return new arrow.Struct(j.fields.map((f) => new arrow.Field(f.name, toArrowType(f.type), f.nullable)));
+    case 'null':
+      return new arrow.Null();
+    case 'bool':
+      return new arrow.Bool();
+    case 'int8':
+      return new arrow.Int8();
+    case 'int16':
+      return new arrow.Int16();
+    case 'int32':
+      return new arrow.Int32();
+    case 'int64':
+      return new arrow.Int64();
+    case 'uint8':
+      return new arrow.Uint8();
+    case 'uint16':
+      return new arrow.Uint16();
+    case 'uint32':
+      return new arrow.Uint32();
+    case 'uint64':
+      return new arrow.Uint64();
+    case 'float32':
+      return new arrow.Float32();
+    case 'float64':
+      return new arrow.Float64();
+    case 'utf8':
+      return new arrow.Utf8();
+    case 'binary':
+      return new arrow.Binary();
+    case 'date':
+      return new arrow.DateDay();
+    case 'timestamp':
+      return new arrow.Timestamp(ARROW_UNIT[j.unit], j.tz);
+    case 'list':
+      return new arrow.List(new arrow.Field('item', toArrowType(j.child), true));
+    case 'fixedSizeList':
+      return new arrow.FixedSizeList(j.size, new arrow.Field('item', toArrowType(j.child), true));
+    case 'struct':
+      return new arrow.Struct(j.fields.map((f) => new arrow.Field(f.name, toArrowType(f.type), f.nullable)));
   }
 }
 
 export function fromArrowType(t: arrow.DataType): DataTypeJSON {
   switch (t.typeId) {
-    case arrow.Type.Null: return { kind: 'null' };
-    case arrow.Type.Bool: return { kind: 'bool' };
+    case arrow.Type.Null:
+      return { kind: 'null' };
+    case arrow.Type.Bool:
+      return { kind: 'bool' };
     case arrow.Type.Int: {
       const i = t as arrow.Int;
       return { kind: `${i.isSigned ? 'int' : 'uint'}${i.bitWidth}` as 'int8' } as DataTypeJSON;
@@ -161,16 +257,20 @@ export function fromArrowType(t: arrow.DataType): DataTypeJSON {
       throw new TypeError('float16 columns are not supported');
     }
     case arrow.Type.Utf8:
-    case arrow.Type.LargeUtf8: return { kind: 'utf8' };
+    case arrow.Type.LargeUtf8:
+      return { kind: 'utf8' };
     case arrow.Type.Binary:
-    case arrow.Type.LargeBinary: return { kind: 'binary' };
-    case arrow.Type.Date: return { kind: 'date' };
+    case arrow.Type.LargeBinary:
+      return { kind: 'binary' };
+    case arrow.Type.Date:
+      return { kind: 'date' };
     case arrow.Type.Timestamp: {
       const ts = t as arrow.Timestamp;
       const unit = (Object.keys(ARROW_UNIT) as TimeUnit[]).find((u) => ARROW_UNIT[u] === ts.unit) ?? 'us';
       return { kind: 'timestamp', unit, tz: ts.timezone ?? null };
     }
-    case arrow.Type.List: return { kind: 'list', child: fromArrowType((t as arrow.List).children[0]!.type) };
+    case arrow.Type.List:
+      return { kind: 'list', child: fromArrowType((t as arrow.List).children[0]!.type) };
     case arrow.Type.FixedSizeList: {
       const l = t as arrow.FixedSizeList;
       return { kind: 'fixedSizeList', child: fromArrowType(l.children[0]!.type), size: l.listSize };
@@ -189,13 +289,25 @@ export function fromArrowType(t: arrow.DataType): DataTypeJSON {
 }
 
 export class Field {
-  constructor(readonly name: string, readonly type: DataType, readonly nullable = true) {}
-  static fromJSON(j: FieldJSON): Field { return new Field(j.name, new DataType(j.type), j.nullable); }
-  toJSON(): FieldJSON { return { name: this.name, type: this.type.json, nullable: this.nullable }; }
-  toString(): string { return `${this.name}: ${this.type}${this.nullable ? '' : ' not null'}`; }
+  constructor(
+    readonly name: string,
+    readonly type: DataType,
+    readonly nullable = true,
+  ) {}
+  static fromJSON(j: FieldJSON): Field {
+    return new Field(j.name, new DataType(j.type), j.nullable);
+  }
+  toJSON(): FieldJSON {
+    return { name: this.name, type: this.type.json, nullable: this.nullable };
+  }
+  toString(): string {
+    return `${this.name}: ${this.type}${this.nullable ? '' : ' not null'}`;
+  }
 }
 
-export interface SchemaJSON { fields: FieldJSON[] }
+export interface SchemaJSON {
+  fields: FieldJSON[];
+}
 
 /** Ordered, uniquely named fields. */
 export class Schema {
@@ -211,12 +323,22 @@ export class Schema {
     });
   }
 
-  static fromJSON(j: SchemaJSON): Schema { return new Schema(j.fields.map((f) => Field.fromJSON(f))); }
-  toJSON(): SchemaJSON { return { fields: this.fields.map((f) => f.toJSON()) }; }
+  static fromJSON(j: SchemaJSON): Schema {
+    return new Schema(j.fields.map((f) => Field.fromJSON(f)));
+  }
+  toJSON(): SchemaJSON {
+    return { fields: this.fields.map((f) => f.toJSON()) };
+  }
 
-  get names(): string[] { return this.fields.map((f) => f.name); }
-  has(name: string): boolean { return this.index.has(name); }
-  indexOf(name: string): number { return this.index.get(name) ?? -1; }
+  get names(): string[] {
+    return this.fields.map((f) => f.name);
+  }
+  has(name: string): boolean {
+    return this.index.has(name);
+  }
+  indexOf(name: string): number {
+    return this.index.get(name) ?? -1;
+  }
 
   /** The field called `name`, or an error that lists the columns that do exist. */
   field(name: string): Field {
@@ -227,11 +349,12 @@ export class Schema {
     return this.fields[i]!;
   }
 
-  select(names: readonly string[]): Schema { return new Schema(names.map((n) => this.field(n))); }
+  select(names: readonly string[]): Schema {
+    return new Schema(names.map((n) => this.field(n)));
+  }
 
   equals(other: Schema): boolean {
-    return this.fields.length === other.fields.length &&
-      this.fields.every((f, i) => f.name === other.fields[i]!.name && f.type.equals(other.fields[i]!.type));
+    return this.fields.length === other.fields.length && this.fields.every((f, i) => f.name === other.fields[i]!.name && f.type.equals(other.fields[i]!.type));
   }
 
   toArrow(): arrow.Schema {
@@ -248,7 +371,11 @@ export class Schema {
 }
 
 export class ColumnNotFoundError extends Error {
-  constructor(readonly column: string, readonly available: readonly string[], where?: string) {
+  constructor(
+    readonly column: string,
+    readonly available: readonly string[],
+    where?: string,
+  ) {
     super(`column '${column}' not found${where ? ` in ${where}` : ''}; available columns: ${available.map((n) => `'${n}'`).join(', ') || '(none)'}`);
     this.name = 'ColumnNotFoundError';
   }

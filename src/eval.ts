@@ -73,9 +73,14 @@ function bind(node: ExprNode, schema: Schema, ctx: EvalContext | undefined): Bou
     case 'udf': {
       const args = node.args.map((a) => bind(a, schema, ctx));
       if (!ctx?.udfType) {
-        throw new ExpressionTypeError(`UDF '${node.name}' cannot be typed here: no udfType hook in the evaluation context (UDF calls are resolved by the executor)`);
+        throw new ExpressionTypeError(
+          `UDF '${node.name}' cannot be typed here: no udfType hook in the evaluation context (UDF calls are resolved by the executor)`,
+        );
       }
-      const type = ctx.udfType(node, args.map((a) => a.field));
+      const type = ctx.udfType(
+        node,
+        args.map((a) => a.field),
+      );
       return { node, field: new Field(exprName(node), type, true), args, scalar: false };
     }
     case 'call': {
@@ -93,15 +98,24 @@ function bind(node: ExprNode, schema: Schema, ctx: EvalContext | undefined): Bou
         if (!a.literal || !to || a.field.type.equals(to)) return a;
         return { ...a, field: new Field(a.field.name, to, a.field.nullable), literal: castLiteral(a.literal, to, a.node) };
       });
-      const nullable = node.fn === 'is_null' || node.fn === 'not_null' ? false : true;
+      const nullable = !(node.fn === 'is_null' || node.fn === 'not_null');
       const b: Bound = {
-        node, field: new Field(exprName(node), type, nullable), args: boundArgs, def, params, coerce,
+        node,
+        field: new Field(exprName(node), type, nullable),
+        args: boundArgs,
+        def,
+        params,
+        coerce,
         scalar: boundArgs.length > 0 && boundArgs.every((a) => a.scalar),
       };
       // Constant folding: a call over literals only is computed once, here.
       if (boundArgs.length > 0 && boundArgs.every((a) => a.literal)) {
-        b.literal = def.kernel(boundArgs.map((a) => a.literal!), params, 1,
-          { outType: type, argTypes: boundArgs.map((a) => a.field.type), owned: boundArgs.map(() => false) });
+        b.literal = def.kernel(
+          boundArgs.map((a) => a.literal!),
+          params,
+          1,
+          { outType: type, argTypes: boundArgs.map((a) => a.field.type), owned: boundArgs.map(() => false) },
+        );
       }
       return b;
     }
@@ -132,7 +146,12 @@ interface Value {
 
 function columnData(batch: arrow.RecordBatch, name: string): arrow.Data {
   const i = batch.schema.fields.findIndex((f) => f.name === name);
-  if (i < 0) throw new ColumnNotFoundError(name, batch.schema.fields.map((f) => f.name), 'record batch');
+  if (i < 0)
+    throw new ColumnNotFoundError(
+      name,
+      batch.schema.fields.map((f) => f.name),
+      'record batch',
+    );
   return batch.data.children[i]!;
 }
 
@@ -140,8 +159,10 @@ function run(b: Bound, batch: arrow.RecordBatch, n: number): Value {
   if (b.literal) return { data: b.literal, owned: false };
   const node = b.node;
   switch (node.op) {
-    case 'col': return { data: conform(columnData(batch, node.name), b.field.type), owned: false };
-    case 'alias': return run(b.args[0]!, batch, n);
+    case 'col':
+      return { data: conform(columnData(batch, node.name), b.field.type), owned: false };
+    case 'alias':
+      return run(b.args[0]!, batch, n);
     case 'cast': {
       const v = run(b.args[0]!, batch, n);
       try {
@@ -213,7 +234,11 @@ export function filterBatch(batch: arrow.RecordBatch, predicate: ExprNode): arro
 
 /** Rows at `indices` (in that order; repeats allowed; a negative index gives a row of nulls). */
 export function takeBatch(batch: arrow.RecordBatch, indices: Int32Array): arrow.RecordBatch {
-  return makeBatch(batch.schema, batch.data.children.map((c) => take(c, indices)), indices.length);
+  return makeBatch(
+    batch.schema,
+    batch.data.children.map((c) => take(c, indices)),
+    indices.length,
+  );
 }
 
 /** Lengths of one exploded column per row: null and empty lists count 0. */
@@ -258,7 +283,9 @@ export function explodeBatch(batch: arrow.RecordBatch, columns: readonly string[
     const other = lengths[c]!;
     for (let i = 0; i < n; i++) {
       if (first[i] !== other[i]) {
-        throw new Error(`explode: columns '${targets[0]!.name}' (${first[i]} elements) and '${targets[c]!.name}' (${other[i]} elements) have different list lengths at row ${i}`);
+        throw new Error(
+          `explode: columns '${targets[0]!.name}' (${first[i]} elements) and '${targets[c]!.name}' (${other[i]} elements) have different list lengths at row ${i}`,
+        );
       }
     }
   }
@@ -278,7 +305,10 @@ export function explodeBatch(batch: arrow.RecordBatch, columns: readonly string[
     const o = d.valueOffsets as Int32Array;
     for (let i = 0, p = 0; i < n; i++) {
       const m = first[i]!;
-      if (m === 0) { childIdx[p++] = -1; continue; }
+      if (m === 0) {
+        childIdx[p++] = -1;
+        continue;
+      }
       const s = fixed ? i * size : o[i]!;
       for (let k = 0; k < m; k++) childIdx[p++] = s + k;
     }
@@ -311,7 +341,10 @@ export function concatBatches(batches: readonly arrow.RecordBatch[], schema: Sch
   const n = batches.reduce((s, b) => s + b.numRows, 0);
   const children = schema.fields.map((f) => {
     const type = f.type.toArrow();
-    return concatData(batches.map((b) => conform(columnData(b, f.name), f.type)), type);
+    return concatData(
+      batches.map((b) => conform(columnData(b, f.name), f.type)),
+      type,
+    );
   });
   return makeBatch(schema.toArrow(), children, n);
 }

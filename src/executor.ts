@@ -92,7 +92,9 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
     }
     case 'csv': {
       const opts: Parameters<typeof readCsvBatches>[1] = {
-        ...src.csv, columns: src.columns, schema: Schema.fromJSON(src.fileSchema),
+        ...src.csv,
+        columns: src.columns,
+        schema: Schema.fromJSON(src.fileSchema),
       };
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
       yield* scanFiltered(readCsvBatches(src.path, opts), src.filter, src.limit, ctx.signal, label);
@@ -295,7 +297,12 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
   let bytes = 0;
   let path = '';
   const outcome = (): PartitionOutcome => ({
-    index: task.index, rows, bytes, path, metrics: rt.metrics, elapsedMs: (ended ?? performance.now()) - started,
+    index: task.index,
+    rows,
+    bytes,
+    path,
+    metrics: rt.metrics,
+    elapsedMs: (ended ?? performance.now()) - started,
   });
   async function* batches(): AsyncGenerator<arrow.RecordBatch> {
     try {
@@ -321,9 +328,7 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
     switch (sink.kind) {
       case 'file': {
         const schema = Schema.fromJSON(sink.schema);
-        const r = sink.format === 'parquet'
-          ? await writeParquetFile(sink.path, batches(), { schema })
-          : await writeCsvFile(sink.path, batches(), { schema });
+        const r = sink.format === 'parquet' ? await writeParquetFile(sink.path, batches(), { schema }) : await writeCsvFile(sink.path, batches(), { schema });
         bytes = r.bytes;
         path = sink.path;
         break;
@@ -362,7 +367,11 @@ async function* ipcChunks(batches: AsyncIterable<arrow.RecordBatch>, schema: arr
   })();
   let failed = false;
   let failure: unknown = null;
-  pump.catch((e: unknown) => { failed = true; failure = e; writer.abort(); });
+  pump.catch((e: unknown) => {
+    failed = true;
+    failure = e;
+    writer.abort();
+  });
   for (;;) {
     let chunk: Awaited<ReturnType<typeof reader.read>>;
     try {

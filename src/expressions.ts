@@ -20,12 +20,36 @@ export type Scalar = null | boolean | number | bigint | string | Uint8Array | Da
 
 /** Builtin function names (kernels in src/functions). */
 export type FunctionName =
-  | 'add' | 'sub' | 'mul' | 'div' | 'mod' | 'neg'
-  | 'eq' | 'neq' | 'lt' | 'le' | 'gt' | 'ge'
-  | 'and' | 'or' | 'not'
-  | 'is_null' | 'not_null' | 'is_in' | 'between' | 'fill_null' | 'if_else'
-  | 'str.length' | 'str.lower' | 'str.upper' | 'str.contains' | 'str.starts_with' | 'str.ends_with' | 'str.split'
-  | 'list.length' | 'list.get'
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div'
+  | 'mod'
+  | 'neg'
+  | 'eq'
+  | 'neq'
+  | 'lt'
+  | 'le'
+  | 'gt'
+  | 'ge'
+  | 'and'
+  | 'or'
+  | 'not'
+  | 'is_null'
+  | 'not_null'
+  | 'is_in'
+  | 'between'
+  | 'fill_null'
+  | 'if_else'
+  | 'str.length'
+  | 'str.lower'
+  | 'str.upper'
+  | 'str.contains'
+  | 'str.starts_with'
+  | 'str.ends_with'
+  | 'str.split'
+  | 'list.length'
+  | 'list.get'
   | 'struct.get';
 
 export type ExprNode =
@@ -69,15 +93,23 @@ export class Expr<T = unknown> {
   declare readonly __type?: T;
   constructor(readonly node: ExprNode) {}
 
-  get [EXPR_BRAND](): true { return true; }
+  get [EXPR_BRAND](): true {
+    return true;
+  }
   static [Symbol.hasInstance](v: unknown): boolean {
     return typeof v === 'object' && v !== null && (v as { [EXPR_BRAND]?: unknown })[EXPR_BRAND] === true;
   }
 
-  toJSON(): ExprNode { return this.node; }
-  toString(): string { return exprToString(this.node); }
+  toJSON(): ExprNode {
+    return this.node;
+  }
+  toString(): string {
+    return exprToString(this.node);
+  }
   /** Output column name: the column it derives from, or its alias. */
-  get name(): string { return exprName(this.node); }
+  get name(): string {
+    return exprName(this.node);
+  }
 
   private call<R>(fn: FunctionName, args: ExprLike[], params?: { [k: string]: LiteralJSON }): Expr<R> {
     const node: ExprNode = { op: 'call', fn, args: [this.node, ...args.map((a) => toExpr(a).node)] };
@@ -85,36 +117,76 @@ export class Expr<T = unknown> {
     return new Expr<R>(node);
   }
 
-  add(other: ExprLike): Expr<T> { return this.call('add', [other]); }
-  sub(other: ExprLike): Expr<T> { return this.call('sub', [other]); }
-  mul(other: ExprLike): Expr<T> { return this.call('mul', [other]); }
+  add(other: ExprLike): Expr<T> {
+    return this.call('add', [other]);
+  }
+  sub(other: ExprLike): Expr<T> {
+    return this.call('sub', [other]);
+  }
+  mul(other: ExprLike): Expr<T> {
+    return this.call('mul', [other]);
+  }
   /** True division: the result is float64 (float32 for float32 operands). */
-  div(other: ExprLike): Expr<number> { return this.call('div', [other]); }
-  mod(other: ExprLike): Expr<T> { return this.call('mod', [other]); }
-  neg(): Expr<T> { return this.call('neg', []); }
+  div(other: ExprLike): Expr<number> {
+    return this.call('div', [other]);
+  }
+  mod(other: ExprLike): Expr<T> {
+    return this.call('mod', [other]);
+  }
+  neg(): Expr<T> {
+    return this.call('neg', []);
+  }
 
-  eq(other: ExprLike): Expr<boolean> { return this.call('eq', [other]); }
-  neq(other: ExprLike): Expr<boolean> { return this.call('neq', [other]); }
-  lt(other: ExprLike): Expr<boolean> { return this.call('lt', [other]); }
-  le(other: ExprLike): Expr<boolean> { return this.call('le', [other]); }
-  gt(other: ExprLike): Expr<boolean> { return this.call('gt', [other]); }
-  ge(other: ExprLike): Expr<boolean> { return this.call('ge', [other]); }
+  eq(other: ExprLike): Expr<boolean> {
+    return this.call('eq', [other]);
+  }
+  neq(other: ExprLike): Expr<boolean> {
+    return this.call('neq', [other]);
+  }
+  lt(other: ExprLike): Expr<boolean> {
+    return this.call('lt', [other]);
+  }
+  le(other: ExprLike): Expr<boolean> {
+    return this.call('le', [other]);
+  }
+  gt(other: ExprLike): Expr<boolean> {
+    return this.call('gt', [other]);
+  }
+  ge(other: ExprLike): Expr<boolean> {
+    return this.call('ge', [other]);
+  }
 
   /** Three-valued logic: false AND null = false, true OR null = true. */
-  and(other: ExprLike<boolean>): Expr<boolean> { return this.call('and', [other]); }
-  or(other: ExprLike<boolean>): Expr<boolean> { return this.call('or', [other]); }
-  not(): Expr<boolean> { return this.call('not', []); }
+  and(other: ExprLike<boolean>): Expr<boolean> {
+    return this.call('and', [other]);
+  }
+  or(other: ExprLike<boolean>): Expr<boolean> {
+    return this.call('or', [other]);
+  }
+  not(): Expr<boolean> {
+    return this.call('not', []);
+  }
 
-  isNull(): Expr<boolean> { return this.call('is_null', []); }
-  notNull(): Expr<boolean> { return this.call('not_null', []); }
+  isNull(): Expr<boolean> {
+    return this.call('is_null', []);
+  }
+  notNull(): Expr<boolean> {
+    return this.call('not_null', []);
+  }
   isIn(values: readonly Scalar[]): Expr<boolean> {
     return this.call('is_in', [], { values: values.map(encodeLiteral) });
   }
   /** lo <= x <= hi (inclusive both ends, as in SQL). */
-  between(lo: ExprLike, hi: ExprLike): Expr<boolean> { return this.call('between', [lo, hi]); }
-  fillNull(value: ExprLike<T>): Expr<T> { return this.call('fill_null', [value]); }
+  between(lo: ExprLike, hi: ExprLike): Expr<boolean> {
+    return this.call('between', [lo, hi]);
+  }
+  fillNull(value: ExprLike<T>): Expr<T> {
+    return this.call('fill_null', [value]);
+  }
   /** On a boolean expression: `then` where true, `otherwise` where false or null. */
-  ifElse<R = Untyped>(then: ExprLike<R>, otherwise: ExprLike<R>): Expr<R> { return this.call('if_else', [then, otherwise]); }
+  ifElse<R = Untyped>(then: ExprLike<R>, otherwise: ExprLike<R>): Expr<R> {
+    return this.call('if_else', [then, otherwise]);
+  }
 
   alias(name: string): Expr<T> {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('alias(name) needs a non-empty string');
@@ -125,23 +197,43 @@ export class Expr<T = unknown> {
     return new Expr<R>({ op: 'cast', expr: this.node, to: dtype.json });
   }
 
-  get str(): StringNamespace { return new StringNamespace(this); }
-  get list(): ListNamespace { return new ListNamespace(this); }
-  get struct(): StructNamespace { return new StructNamespace(this); }
+  get str(): StringNamespace {
+    return new StringNamespace(this);
+  }
+  get list(): ListNamespace {
+    return new ListNamespace(this);
+  }
+  get struct(): StructNamespace {
+    return new StructNamespace(this);
+  }
 
   /** @internal used by the namespaces */
-  _call<R>(fn: FunctionName, args: ExprLike[], params?: { [k: string]: LiteralJSON }): Expr<R> { return this.call<R>(fn, args, params); }
+  _call<R>(fn: FunctionName, args: ExprLike[], params?: { [k: string]: LiteralJSON }): Expr<R> {
+    return this.call<R>(fn, args, params);
+  }
 }
 
 export class StringNamespace {
   constructor(private readonly e: Expr) {}
   /** Length in Unicode code points. */
-  length(): Expr<number> { return this.e._call('str.length', []); }
-  lower(): Expr<string> { return this.e._call('str.lower', []); }
-  upper(): Expr<string> { return this.e._call('str.upper', []); }
-  contains(s: ExprLike<string>): Expr<boolean> { return this.e._call('str.contains', [s]); }
-  startsWith(s: ExprLike<string>): Expr<boolean> { return this.e._call('str.starts_with', [s]); }
-  endsWith(s: ExprLike<string>): Expr<boolean> { return this.e._call('str.ends_with', [s]); }
+  length(): Expr<number> {
+    return this.e._call('str.length', []);
+  }
+  lower(): Expr<string> {
+    return this.e._call('str.lower', []);
+  }
+  upper(): Expr<string> {
+    return this.e._call('str.upper', []);
+  }
+  contains(s: ExprLike<string>): Expr<boolean> {
+    return this.e._call('str.contains', [s]);
+  }
+  startsWith(s: ExprLike<string>): Expr<boolean> {
+    return this.e._call('str.starts_with', [s]);
+  }
+  endsWith(s: ExprLike<string>): Expr<boolean> {
+    return this.e._call('str.ends_with', [s]);
+  }
   split(sep: string): Expr<string[]> {
     if (typeof sep !== 'string' || sep.length === 0) throw new TypeError('str.split(sep) needs a non-empty string separator');
     return this.e._call('str.split', [], { sep });
@@ -150,7 +242,9 @@ export class StringNamespace {
 
 export class ListNamespace {
   constructor(private readonly e: Expr) {}
-  length(): Expr<number> { return this.e._call('list.length', []); }
+  length(): Expr<number> {
+    return this.e._call('list.length', []);
+  }
   /** Element at `i` (negative counts from the end); null when out of range. */
   get(i: number): Expr<Untyped> {
     if (!Number.isInteger(i)) throw new TypeError(`list.get(i) needs an integer index, got ${String(i)}`);
@@ -189,10 +283,14 @@ export function toExpr<T = unknown>(v: ExprLike<T>): Expr<T> {
 export function inferLiteralType(v: Scalar): DataTypeJSON {
   if (v === null || v === undefined) return { kind: 'null' };
   switch (typeof v) {
-    case 'boolean': return { kind: 'bool' };
-    case 'number': return Number.isInteger(v) && v >= -2147483648 && v <= 2147483647 ? { kind: 'int32' } : { kind: 'float64' };
-    case 'bigint': return { kind: 'int64' };
-    case 'string': return { kind: 'utf8' };
+    case 'boolean':
+      return { kind: 'bool' };
+    case 'number':
+      return Number.isInteger(v) && v >= -2147483648 && v <= 2147483647 ? { kind: 'int32' } : { kind: 'float64' };
+    case 'bigint':
+      return { kind: 'int64' };
+    case 'string':
+      return { kind: 'utf8' };
   }
   if (v instanceof Uint8Array) return { kind: 'binary' };
   if (v instanceof Date) return { kind: 'timestamp', unit: 'ms', tz: null };
@@ -210,12 +308,14 @@ export function encodeLiteral(v: Scalar): LiteralJSON {
   if (v === null || v === undefined) return null;
   switch (typeof v) {
     case 'boolean':
-    case 'string': return v;
+    case 'string':
+      return v;
     case 'number':
       // JSON has no NaN/Infinity: tag them so plans round-trip exactly.
       if (!Number.isFinite(v)) return { $float: String(v) as 'NaN' };
       return v;
-    case 'bigint': return { $bigint: v.toString() };
+    case 'bigint':
+      return { $bigint: v.toString() };
   }
   if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('base64') };
   if (v instanceof Date) return { $date: v.toISOString() };
@@ -240,24 +340,36 @@ export function decodeLiteral(j: LiteralJSON): Scalar {
 /** The output name of an expression: alias, else the first column it reads, else 'literal'. */
 export function exprName(node: ExprNode): string {
   switch (node.op) {
-    case 'col': return node.name;
-    case 'alias': return node.name;
-    case 'lit': return 'literal';
-    case 'cast': return exprName(node.expr);
+    case 'col':
+      return node.name;
+    case 'alias':
+      return node.name;
+    case 'lit':
+      return 'literal';
+    case 'cast':
+      return exprName(node.expr);
     case 'call':
-    case 'udf': return node.args.length ? exprName(node.args[0]!) : node.op === 'udf' ? node.name : 'literal';
+    case 'udf':
+      return node.args.length ? exprName(node.args[0]!) : node.op === 'udf' ? node.name : 'literal';
   }
 }
 
 /** Columns an expression reads. */
 export function columnsOf(node: ExprNode, into: Set<string> = new Set()): Set<string> {
   switch (node.op) {
-    case 'col': into.add(node.name); break;
-    case 'lit': break;
+    case 'col':
+      into.add(node.name);
+      break;
+    case 'lit':
+      break;
     case 'alias':
-    case 'cast': columnsOf(node.expr, into); break;
+    case 'cast':
+      columnsOf(node.expr, into);
+      break;
     case 'call':
-    case 'udf': for (const a of node.args) columnsOf(a, into); break;
+    case 'udf':
+      for (const a of node.args) columnsOf(a, into);
+      break;
   }
   return into;
 }
@@ -265,11 +377,16 @@ export function columnsOf(node: ExprNode, into: Set<string> = new Set()): Set<st
 /** Rewrites every node bottom-up. */
 export function mapExpr(node: ExprNode, f: (n: ExprNode) => ExprNode): ExprNode {
   switch (node.op) {
-    case 'alias': return f({ ...node, expr: mapExpr(node.expr, f) });
-    case 'cast': return f({ ...node, expr: mapExpr(node.expr, f) });
-    case 'call': return f({ ...node, args: node.args.map((a) => mapExpr(a, f)) });
-    case 'udf': return f({ ...node, args: node.args.map((a) => mapExpr(a, f)) });
-    default: return f(node);
+    case 'alias':
+      return f({ ...node, expr: mapExpr(node.expr, f) });
+    case 'cast':
+      return f({ ...node, expr: mapExpr(node.expr, f) });
+    case 'call':
+      return f({ ...node, args: node.args.map((a) => mapExpr(a, f)) });
+    case 'udf':
+      return f({ ...node, args: node.args.map((a) => mapExpr(a, f)) });
+    default:
+      return f(node);
   }
 }
 
@@ -279,10 +396,19 @@ export function mapExpr(node: ExprNode, f: (n: ExprNode) => ExprNode): ExprNode 
  */
 export function* udfCalls(node: ExprNode): Generator<UdfCallNode> {
   switch (node.op) {
-    case 'udf': yield node; for (const a of node.args) yield* udfCalls(a); break;
-    case 'alias': case 'cast': yield* udfCalls(node.expr); break;
-    case 'call': for (const a of node.args) yield* udfCalls(a); break;
-    default: break;
+    case 'udf':
+      yield node;
+      for (const a of node.args) yield* udfCalls(a);
+      break;
+    case 'alias':
+    case 'cast':
+      yield* udfCalls(node.expr);
+      break;
+    case 'call':
+      for (const a of node.args) yield* udfCalls(a);
+      break;
+    default:
+      break;
   }
 }
 
@@ -292,7 +418,19 @@ export function containsUdf(node: ExprNode): boolean {
 }
 
 const INFIX: Partial<Record<FunctionName, string>> = {
-  add: '+', sub: '-', mul: '*', div: '/', mod: '%', eq: '==', neq: '!=', lt: '<', le: '<=', gt: '>', ge: '>=', and: '&', or: '|',
+  add: '+',
+  sub: '-',
+  mul: '*',
+  div: '/',
+  mod: '%',
+  eq: '==',
+  neq: '!=',
+  lt: '<',
+  le: '<=',
+  gt: '>',
+  ge: '>=',
+  and: '&',
+  or: '|',
 };
 
 function literalToString(v: LiteralJSON): string {
@@ -307,11 +445,16 @@ function literalToString(v: LiteralJSON): string {
 /** Compact, readable form used by explain and error messages: `col(x) * lit(2) + lit(1)`. */
 export function exprToString(node: ExprNode): string {
   switch (node.op) {
-    case 'col': return `col(${node.name})`;
-    case 'lit': return `lit(${literalToString(node.value)})`;
-    case 'alias': return `${exprToString(node.expr)} as ${node.name}`;
-    case 'cast': return `cast(${exprToString(node.expr)} as ${DataType.fromJSON(node.to)})`;
-    case 'udf': return `${node.name}(${node.args.map(exprToString).join(', ')})`;
+    case 'col':
+      return `col(${node.name})`;
+    case 'lit':
+      return `lit(${literalToString(node.value)})`;
+    case 'alias':
+      return `${exprToString(node.expr)} as ${node.name}`;
+    case 'cast':
+      return `cast(${exprToString(node.expr)} as ${DataType.fromJSON(node.to)})`;
+    case 'udf':
+      return `${node.name}(${node.args.map(exprToString).join(', ')})`;
     case 'call': {
       const infix = INFIX[node.fn];
       const a = node.args.map((x) => (x.op === 'call' && INFIX[x.fn] ? `(${exprToString(x)})` : exprToString(x)));

@@ -39,10 +39,12 @@ export function formatTable(schema: Schema, rows: readonly Record<string, JsValu
 
   const names = fields.map((f) => truncate(oneLine(f.name), maxW));
   const types = fields.map((f) => truncate(f.type.toString(), maxW));
-  const cells = rows.map((r) => fields.map((f) => {
-    const v = Object.hasOwn(r, f.name) ? r[f.name] : null;
-    return truncate(formatValue(v ?? null, f.type), maxW);
-  }));
+  const cells = rows.map((r) =>
+    fields.map((f) => {
+      const v = Object.hasOwn(r, f.name) ? r[f.name] : null;
+      return truncate(formatValue(v ?? null, f.type), maxW);
+    }),
+  );
   const right = fields.map((f) => NUMERIC.has(f.type.kind));
   const widths = fields.map((_, j) => {
     let w = Math.max(displayWidth(names[j]!), displayWidth(types[j]!));
@@ -50,10 +52,9 @@ export function formatTable(schema: Schema, rows: readonly Record<string, JsValu
     return w;
   });
 
-  const rule = (l: string, mid: string, r: string, fill: string): string =>
-    l + widths.map((w) => fill.repeat(w + 2)).join(mid) + r;
+  const rule = (l: string, mid: string, r: string, fill: string): string => l + widths.map((w) => fill.repeat(w + 2)).join(mid) + r;
   const line = (vals: readonly string[], align: readonly boolean[] | null): string =>
-    '│' + vals.map((v, j) => ` ${pad(v, widths[j]!, align !== null && align[j]!)} `).join('┆') + '│';
+    `│${vals.map((v, j) => ` ${pad(v, widths[j]!, align !== null && align[j]!)} `).join('┆')}│`;
 
   const out = [rule('┌', '┬', '┐', '─'), line(names, null), line(types, null)];
   if (cells.length > 0) {
@@ -93,8 +94,10 @@ function render(v: Exclude<JsValue, null | string>, t: DataTypeJSON | null): str
   switch (typeof v) {
     case 'number':
       return t !== null && (t.kind === 'float64' || t.kind === 'float32') ? formatFloat(v, t.kind === 'float32') : String(v);
-    case 'bigint': return v.toString();
-    case 'boolean': return v ? 'true' : 'false';
+    case 'bigint':
+      return v.toString();
+    case 'boolean':
+      return v ? 'true' : 'false';
   }
   if (v instanceof Date) {
     if (Number.isNaN(v.getTime())) return 'Invalid Date';
@@ -130,7 +133,10 @@ function formatFloat(x: number, single: boolean): string {
   if (single) {
     for (let p = 1; p <= 9; p++) {
       const c = x.toPrecision(p);
-      if (Math.fround(Number(c)) === x) { s = String(Number(c)); break; }
+      if (Math.fround(Number(c)) === x) {
+        s = String(Number(c));
+        break;
+      }
     }
   }
   if (Object.is(x, -0)) return '-0.0';
@@ -148,7 +154,10 @@ function formatBytes(b: Uint8Array): string {
     else if (c === 0x09) s += '\\t';
     else if (c >= 0x20 && c < 0x7f) s += String.fromCharCode(c);
     else s += `\\x${c.toString(16).padStart(2, '0')}`;
-    if (s.length > 4096) { s += '…'; return s; } // cells are truncated anyway; bound the work
+    if (s.length > 4096) {
+      s += '…';
+      return s;
+    } // cells are truncated anyway; bound the work
   }
   return `${s}"`;
 }
@@ -165,12 +174,22 @@ function cpWidth(cp: number): number {
   if (cp < 0x300) return 1;
   if ((cp >= 0x300 && cp <= 0x36f) || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0xfe00 && cp <= 0xfe0f)) return 0;
   if (
-    (cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0x303e) || (cp >= 0x3041 && cp <= 0x33ff) ||
-    (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xa000 && cp <= 0xa4cf) ||
-    (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xfe30 && cp <= 0xfe4f) ||
-    (cp >= 0xff00 && cp <= 0xff60) || (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1f64f) ||
-    (cp >= 0x1f900 && cp <= 0x1f9ff) || (cp >= 0x20000 && cp <= 0x3fffd)
-  ) return 2;
+    (cp >= 0x1100 && cp <= 0x115f) ||
+    (cp >= 0x2e80 && cp <= 0x303e) ||
+    (cp >= 0x3041 && cp <= 0x33ff) ||
+    (cp >= 0x3400 && cp <= 0x4dbf) ||
+    (cp >= 0x4e00 && cp <= 0x9fff) ||
+    (cp >= 0xa000 && cp <= 0xa4cf) ||
+    (cp >= 0xac00 && cp <= 0xd7a3) ||
+    (cp >= 0xf900 && cp <= 0xfaff) ||
+    (cp >= 0xfe30 && cp <= 0xfe4f) ||
+    (cp >= 0xff00 && cp <= 0xff60) ||
+    (cp >= 0xffe0 && cp <= 0xffe6) ||
+    (cp >= 0x1f300 && cp <= 0x1f64f) ||
+    (cp >= 0x1f900 && cp <= 0x1f9ff) ||
+    (cp >= 0x20000 && cp <= 0x3fffd)
+  )
+    return 2;
   return 1;
 }
 
@@ -178,7 +197,10 @@ function displayWidth(s: string): number {
   let w = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c < 0x300) { w++; continue; }
+    if (c < 0x300) {
+      w++;
+      continue;
+    }
     const cp = s.codePointAt(i)!;
     if (cp > 0xffff) i++;
     w += cpWidth(cp);
@@ -191,7 +213,7 @@ function truncate(s: string, max: number): string {
   if (displayWidth(s) <= max) return s;
   let w = 0;
   let end = 0;
-  for (let i = 0; i < s.length;) {
+  for (let i = 0; i < s.length; ) {
     const cp = s.codePointAt(i)!;
     const cw = cpWidth(cp);
     if (w + cw > max - 1) break;

@@ -53,9 +53,14 @@ function copyView<T extends ArrayBufferView | undefined>(v: T): T {
 /** A deep copy of `data` whose buffers are fresh ArrayBuffers (the dictionary is shared: it is written as its own message). */
 export function copyData(data: arrow.Data): arrow.Data {
   return new arrow.Data(
-    data.type, data.offset, data.length, data.nullCount,
+    data.type,
+    data.offset,
+    data.length,
+    data.nullCount,
     [copyView(data.valueOffsets), copyView(data.values), copyView(data.nullBitmap), copyView(data.typeIds)],
-    (data.children ?? []).map(copyData), data.dictionary, (data.variadicBuffers ?? []).map(copyView),
+    (data.children ?? []).map(copyData),
+    data.dictionary,
+    (data.variadicBuffers ?? []).map(copyView),
   );
 }
 
@@ -65,5 +70,8 @@ export function unaliasBatch(batch: arrow.RecordBatch): arrow.RecordBatch {
   if (cols.length === 0) return batch;
   const copy = new Set(cols);
   const children = batch.data.children.map((c, i) => (copy.has(i) ? copyData(c) : c));
-  return new arrow.RecordBatch(batch.schema, batch.data.clone(batch.data.type, batch.data.offset, batch.data.length, batch.data.nullCount, batch.data.buffers, children));
+  return new arrow.RecordBatch(
+    batch.schema,
+    batch.data.clone(batch.data.type, batch.data.offset, batch.data.length, batch.data.nullCount, batch.data.buffers, children),
+  );
 }

@@ -75,23 +75,20 @@ function describeModel(model: string | Uint8Array): string {
 function oneLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   // ORT messages can carry ANSI colour codes and newlines; keep the warning to one line.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI escapes (ESC is a control character)
-  return msg.replace(/\x1b\[[0-9;]*m/g, '').replace(/\s*\n\s*/g, ' ').trim();
+  return msg
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI escapes (ESC is a control character)
+    .replace(/\x1b\[[0-9;]*m/g, '')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
 }
 
-async function create(
-  model: string | Uint8Array,
-  options: InferenceSession.SessionOptions,
-): Promise<InferenceSession> {
+async function create(model: string | Uint8Array, options: InferenceSession.SessionOptions): Promise<InferenceSession> {
   const { InferenceSession } = ort();
   // Separate calls: the overloads do not accept a `string | Uint8Array` union.
   return typeof model === 'string' ? InferenceSession.create(model, options) : InferenceSession.create(model, options);
 }
 
-export async function createOnnxSession(
-  modelPathOrBytes: string | Uint8Array,
-  opts: OnnxSessionOptions = {},
-): Promise<OnnxSessionHandle> {
+export async function createOnnxSession(modelPathOrBytes: string | Uint8Array, opts: OnnxSessionOptions = {}): Promise<OnnxSessionHandle> {
   const intraOpNumThreads = opts.intraOpNumThreads ?? 1;
   if (!Number.isInteger(intraOpNumThreads) || intraOpNumThreads < 0) {
     throw new RangeError(`createOnnxSession: intraOpNumThreads must be a non-negative integer (0 = ORT default), got ${intraOpNumThreads}`);
@@ -180,9 +177,7 @@ export async function runFloatModel(
     const m = Math.min(chunk, rows - r);
     const part = await runOnce(session, input.subarray(r * cols, (r + m) * cols), m, cols);
     if (part.dims[0] !== m || part.data.length % m !== 0) {
-      throw new Error(
-        `runFloatModel: maxRowsPerRun needs an output with one row per input row; got dims [${part.dims.join(', ')}] for ${m} rows`,
-      );
+      throw new Error(`runFloatModel: maxRowsPerRun needs an output with one row per input row; got dims [${part.dims.join(', ')}] for ${m} rows`);
     }
     if (!out) {
       width = part.data.length / m;
@@ -195,12 +190,7 @@ export async function runFloatModel(
   return out!;
 }
 
-async function runOnce(
-  session: InferenceSession,
-  data: Float32Array,
-  rows: number,
-  cols: number,
-): Promise<{ data: Float32Array; dims: readonly number[] }> {
+async function runOnce(session: InferenceSession, data: Float32Array, rows: number, cols: number): Promise<{ data: Float32Array; dims: readonly number[] }> {
   const inputName = session.inputNames[0]!;
   const outputName = session.outputNames[0]!;
   const { Tensor } = ort();

@@ -81,10 +81,14 @@ function rebuild(node: PlanNode, input: PlanNode): PlanNode {
   // Nodes whose schema passes through from the input must follow a pruned input.
   switch (node.type) {
     case 'filter':
-    case 'limit': return { ...node, input, schema: input.schema };
-    case 'explode': return { ...node, input, schema: explodeSchema(planSchema(input), node.columns).toJSON() };
-    case 'project': return { ...node, input };
-    default: return node;
+    case 'limit':
+      return { ...node, input, schema: input.schema };
+    case 'explode':
+      return { ...node, input, schema: explodeSchema(planSchema(input), node.columns).toJSON() };
+    case 'project':
+      return { ...node, input };
+    default:
+      return node;
   }
 }
 
@@ -105,8 +109,7 @@ function fuseProjects(node: PlanNode): PlanNode {
   if (node.type === 'project' && input.type === 'project') {
     const defs = definitions(input);
     const refs = countRefs(node.exprs);
-    const ok = !input.exprs.some(containsUdf) &&
-      input.exprs.every((e) => isSimple(e) || (refs.get(exprName(e)) ?? 0) <= 1);
+    const ok = !input.exprs.some(containsUdf) && input.exprs.every((e) => isSimple(e) || (refs.get(exprName(e)) ?? 0) <= 1);
     if (ok) {
       const exprs = node.exprs.map((e) => {
         const name = exprName(e);

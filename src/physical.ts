@@ -127,11 +127,16 @@ export interface PhysicalOptions {
 
 function opFor(node: PlanNode): OpJSON {
   switch (node.type) {
-    case 'filter': return { type: 'filter', predicate: node.predicate };
-    case 'project': return { type: 'project', exprs: node.exprs, schema: node.schema };
-    case 'explode': return { type: 'explode', columns: node.columns, schema: node.schema };
-    case 'limit': return { type: 'limit', n: node.n };
-    default: throw new Error(`not an operator: ${node.type}`);
+    case 'filter':
+      return { type: 'filter', predicate: node.predicate };
+    case 'project':
+      return { type: 'project', exprs: node.exprs, schema: node.schema };
+    case 'explode':
+      return { type: 'explode', columns: node.columns, schema: node.schema };
+    case 'limit':
+      return { type: 'limit', n: node.n };
+    default:
+      throw new Error(`not an operator: ${node.type}`);
   }
 }
 
@@ -170,15 +175,31 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
     }
     if (!partitions.length) partitions.push({ source: { kind: 'memory', id: source.id, start: 0, end: 0 } });
     scan = {
-      format: 'memory', files: 0, rowGroupsSelected: 0, rowGroupsTotal: 0, bytes: 0, uncompressedBytes: 0,
-      rows: source.numRows, columns: Schema.fromJSON(source.schema).names, filter: null, limit: null,
+      format: 'memory',
+      files: 0,
+      rowGroupsSelected: 0,
+      rowGroupsTotal: 0,
+      bytes: 0,
+      uncompressedBytes: 0,
+      rows: source.numRows,
+      columns: Schema.fromJSON(source.schema).names,
+      filter: null,
+      limit: null,
     };
   } else {
     const p = source.pushdowns;
     const columns = p.columns ?? Schema.fromJSON(source.fileSchema).names;
     scan = {
-      format: source.format, files: source.files.length, rowGroupsSelected: 0, rowGroupsTotal: 0, bytes: 0,
-      uncompressedBytes: 0, rows: 0, columns, filter: p.filter, limit: p.limit,
+      format: source.format,
+      files: source.files.length,
+      rowGroupsSelected: 0,
+      rowGroupsTotal: 0,
+      bytes: 0,
+      uncompressedBytes: 0,
+      rows: 0,
+      columns,
+      filter: p.filter,
+      limit: p.limit,
     };
     if (source.format === 'parquet') {
       // Row groups are packed into partitions of about targetPartitionBytes (uncompressed): big
@@ -187,8 +208,13 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
       let pending: Piece[] = [];
       let pendingBytes = 0;
       const parquetSource = (x: Piece): SourceJSON => ({
-        kind: 'parquet', path: x.path, rowGroups: x.groups.length === x.total ? null : x.groups,
-        columns, filter: p.filter, limit: p.limit, schema: source.schema,
+        kind: 'parquet',
+        path: x.path,
+        rowGroups: x.groups.length === x.total ? null : x.groups,
+        columns,
+        filter: p.filter,
+        limit: p.limit,
+        schema: source.schema,
       });
       const flush = (): void => {
         const pieces = pending.filter((x) => x.groups.length);
@@ -222,15 +248,27 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
       for (const path of source.files) {
         partitions.push({
           source: {
-            kind: 'csv', path, columns, filter: p.filter, limit: p.limit,
-            fileSchema: source.fileSchema, schema: source.schema, csv: source.csv ?? {},
+            kind: 'csv',
+            path,
+            columns,
+            filter: p.filter,
+            limit: p.limit,
+            fileSchema: source.fileSchema,
+            schema: source.schema,
+            csv: source.csv ?? {},
           },
         });
       }
     }
   }
   const udfs = udfsOf([...partitionOps, ...globalOps]);
-  const modules = [...new Set(udfsOf(partitionOps).map((u) => u.moduleUrl).filter((m): m is string => m !== null))];
+  const modules = [
+    ...new Set(
+      udfsOf(partitionOps)
+        .map((u) => u.moduleUrl)
+        .filter((m): m is string => m !== null),
+    ),
+  ];
   return {
     partitions: partitions.map((t, index) => ({ ...t, index, ops: partitionOps, ...(modules.length ? { modules } : {}) })),
     udfs,
@@ -243,10 +281,14 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
 
 function opToString(op: OpJSON): string {
   switch (op.type) {
-    case 'filter': return `Filter: ${exprToString(op.predicate)}`;
-    case 'project': return `Project: ${op.exprs.map(exprToString).join(', ')}`;
-    case 'explode': return `Explode: [${op.columns.join(', ')}]`;
-    case 'limit': return `Limit: ${op.n}`;
+    case 'filter':
+      return `Filter: ${exprToString(op.predicate)}`;
+    case 'project':
+      return `Project: ${op.exprs.map(exprToString).join(', ')}`;
+    case 'explode':
+      return `Explode: [${op.columns.join(', ')}]`;
+    case 'limit':
+      return `Limit: ${op.n}`;
   }
 }
 

@@ -97,11 +97,16 @@ export function describeNode(node: PlanNode): string {
       if (p.limit !== null) parts.push(`limit ${p.limit}`);
       return `Scan${node.format === 'parquet' ? 'Parquet' : 'Csv'}: ${parts.join(', ')}`;
     }
-    case 'in_memory': return `InMemory: ${node.numRows} row(s), ${node.numBatches} batch(es), columns ${listCols(planSchema(node).names)}`;
-    case 'project': return `Project: ${node.exprs.map(exprToString).join(', ')}`;
-    case 'filter': return `Filter: ${exprToString(node.predicate)}`;
-    case 'limit': return `Limit: ${node.n}`;
-    case 'explode': return `Explode: ${listCols(node.columns)}`;
+    case 'in_memory':
+      return `InMemory: ${node.numRows} row(s), ${node.numBatches} batch(es), columns ${listCols(planSchema(node).names)}`;
+    case 'project':
+      return `Project: ${node.exprs.map(exprToString).join(', ')}`;
+    case 'filter':
+      return `Filter: ${exprToString(node.predicate)}`;
+    case 'limit':
+      return `Limit: ${node.n}`;
+    case 'explode':
+      return `Explode: ${listCols(node.columns)}`;
   }
 }
 

@@ -52,7 +52,9 @@ function fmtDuration(ms: number | null): string {
 }
 
 function udfLine(name: string, s: UdfStats): string {
-  const counters = Object.entries(s.counters).map(([k, v]) => `${k}=${fmt(v)}`).join(' ');
+  const counters = Object.entries(s.counters)
+    .map(([k, v]) => `${k}=${fmt(v)}`)
+    .join(' ');
   return `udf ${name}: in ${fmt(s.rowsIn)} out ${fmt(s.rowsOut)} calls ${fmt(s.calls)}${s.retries ? ` retries ${s.retries}` : ''}${s.errors ? ` errors ${s.errors}` : ''}${counters ? ` | ${counters}` : ''}`;
 }
 
@@ -66,32 +68,50 @@ export function estimateEtaMs(done: number, total: number, elapsedMs: number): n
  * Progress for one action over `partitions` partitions: a bar when `enabled`, and `listener` called
  * after each finished partition (a no-op when neither).
  */
-export function startProgress(label: string, partitions: number, udfNames: readonly string[], enabled = progressEnabled(), listener?: ProgressListener): ProgressSink {
+export function startProgress(
+  label: string,
+  partitions: number,
+  udfNames: readonly string[],
+  enabled = progressEnabled(),
+  listener?: ProgressListener,
+): ProgressSink {
   if (!enabled && !listener) return NOOP;
   const t0 = performance.now();
   let rows = 0;
   let done = 0;
   let metrics: RunMetrics = {};
   const multi = enabled
-    ? new cliProgress.MultiBar({
-      stream: process.stderr,
-      clearOnComplete: false,
-      hideCursor: true,
-      format: '{label} [{bar}] {value}/{total} partitions | {rows} rows | {rate} rows/s | ETA {eta}',
-      barsize: 24,
-      fps: 5,
-      noTTYOutput: true, // only reached when forced on (FANOUT_PROGRESS=1) or on a TTY
-      notTTYSchedule: 1000,
-    }, cliProgress.Presets.shades_classic)
+    ? new cliProgress.MultiBar(
+        {
+          stream: process.stderr,
+          clearOnComplete: false,
+          hideCursor: true,
+          format: '{label} [{bar}] {value}/{total} partitions | {rows} rows | {rate} rows/s | ETA {eta}',
+          barsize: 24,
+          fps: 5,
+          noTTYOutput: true, // only reached when forced on (FANOUT_PROGRESS=1) or on a TTY
+          notTTYSchedule: 1000,
+        },
+        cliProgress.Presets.shades_classic,
+      )
     : null;
   const main = multi?.create(partitions, 0, { label, rows: '0', rate: '0', eta: '?' });
   const lines = new Map<string, cliProgress.SingleBar>();
-  if (multi) for (const n of udfNames) lines.set(n, multi.create(1, 0, { line: udfLine(n, { rowsIn: 0, rowsOut: 0, calls: 0, retries: 0, errors: 0, timeMs: 0, counters: {} }) }, { format: '  {line}' }));
+  if (multi)
+    for (const n of udfNames)
+      lines.set(
+        n,
+        multi.create(1, 0, { line: udfLine(n, { rowsIn: 0, rowsOut: 0, calls: 0, retries: 0, errors: 0, timeMs: 0, counters: {} }) }, { format: '  {line}' }),
+      );
   const elapsed = (): number => performance.now() - t0;
   const tick = (): void => {
     if (!main) return;
     const ms = elapsed();
-    main.update(done, { rows: fmt(rows), rate: fmt(rows / Math.max(1e-3, ms / 1000)), eta: done >= partitions ? '0s' : fmtDuration(estimateEtaMs(done, partitions, ms)) });
+    main.update(done, {
+      rows: fmt(rows),
+      rate: fmt(rows / Math.max(1e-3, ms / 1000)),
+      eta: done >= partitions ? '0s' : fmtDuration(estimateEtaMs(done, partitions, ms)),
+    });
   };
   let pending = false;
   let warned = false;
@@ -100,7 +120,14 @@ export function startProgress(label: string, partitions: number, udfNames: reado
     pending = false;
     const ms = elapsed();
     try {
-      listener({ partitionsDone: done, partitionsTotal: partitions, rows, metrics: structuredClone(metrics), elapsedMs: ms, etaMs: estimateEtaMs(done, partitions, ms) });
+      listener({
+        partitionsDone: done,
+        partitionsTotal: partitions,
+        rows,
+        metrics: structuredClone(metrics),
+        elapsedMs: ms,
+        etaMs: estimateEtaMs(done, partitions, ms),
+      });
     } catch (e) {
       // A failing callback must not fail (or, from a microtask, crash) the run it watches.
       if (!warned) console.warn(`fanout: onProgress callback threw (further errors not shown): ${e instanceof Error ? e.message : String(e)}`);
@@ -118,11 +145,18 @@ export function startProgress(label: string, partitions: number, udfNames: reado
         queueMicrotask(emit);
       }
     },
-    rows(n) { rows += n; tick(); },
+    rows(n) {
+      rows += n;
+      tick();
+    },
     udfs(m) {
       metrics = m;
       for (const [name, s] of Object.entries(m)) lines.get(name)?.update(0, { line: udfLine(name, s) });
     },
-    stop() { emit(); tick(); multi?.stop(); },
+    stop() {
+      emit();
+      tick();
+      multi?.stop();
+    },
   };
 }

@@ -77,12 +77,18 @@ function refutes(c: ExprNode, stats: Record<string, ColumnStats>, numRows: numbe
   const vsMax = cmp(value, s.max as Comparable);
   if (vsMin === undefined || vsMax === undefined) return false;
   switch (fn) {
-    case 'lt': return vsMin <= 0; // x < v impossible when min >= v
-    case 'le': return vsMin < 0;
-    case 'gt': return vsMax >= 0;
-    case 'ge': return vsMax > 0;
-    case 'eq': return vsMin < 0 || vsMax > 0;
-    default: return false;
+    case 'lt':
+      return vsMin <= 0; // x < v impossible when min >= v
+    case 'le':
+      return vsMin < 0;
+    case 'gt':
+      return vsMax >= 0;
+    case 'ge':
+      return vsMax > 0;
+    case 'eq':
+      return vsMin < 0 || vsMax > 0;
+    default:
+      return false;
   }
 }
 

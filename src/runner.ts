@@ -14,8 +14,15 @@ const state = ((globalThis as Record<symbol, unknown>)[RUNNER_KEY] ??= { current
 
 function isRunner(r: unknown): r is Runner {
   const o = r as Partial<Runner> | null;
-  return typeof o === 'object' && o !== null && typeof o.stream === 'function' && typeof o.partitions === 'function' &&
-    typeof o.write === 'function' && typeof o.describe === 'function' && typeof o.options === 'object';
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o.stream === 'function' &&
+    typeof o.partitions === 'function' &&
+    typeof o.write === 'function' &&
+    typeof o.describe === 'function' &&
+    typeof o.options === 'object'
+  );
 }
 
 /** Selects the runner for subsequent actions: `'native'` (embedded), `'aws'` (Step Functions), or a Runner object. */

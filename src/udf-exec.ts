@@ -95,7 +95,12 @@ export const udfEvalContext: EvalContext = { udfType: (node: UdfCallNode) => udf
  * Computes every UDF call in `exprs` (innermost first; identical calls once) as temporary columns,
  * and rewrites the expressions to read them. Generators expand the batch (other columns repeat).
  */
-async function materializeUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNode[], rt: UdfRuntime, offset: number): Promise<{ batch: arrow.RecordBatch; exprs: ExprNode[] }> {
+async function materializeUdfs(
+  batch: arrow.RecordBatch,
+  exprs: readonly ExprNode[],
+  rt: UdfRuntime,
+  offset: number,
+): Promise<{ batch: arrow.RecordBatch; exprs: ExprNode[] }> {
   let current = batch;
   const computed = new Map<string, string>();
   let k = 0;
@@ -138,12 +143,24 @@ async function materializeUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNod
 function appendColumn(batch: arrow.RecordBatch, name: string, data: arrow.Data): arrow.RecordBatch {
   const fields = [...batch.schema.fields, new arrow.Field(name, data.type, true)];
   const schema = new arrow.Schema(fields);
-  return new arrow.RecordBatch(schema, arrow.makeData({
-    type: new arrow.Struct(fields), length: batch.numRows, nullCount: 0, children: [...batch.data.children, data],
-  }));
+  return new arrow.RecordBatch(
+    schema,
+    arrow.makeData({
+      type: new arrow.Struct(fields),
+      length: batch.numRows,
+      nullCount: 0,
+      children: [...batch.data.children, data],
+    }),
+  );
 }
 
-export async function projectWithUdfs(batch: arrow.RecordBatch, exprs: readonly ExprNode[], outSchema: Schema, rt: UdfRuntime = runtime, offset = 0): Promise<arrow.RecordBatch> {
+export async function projectWithUdfs(
+  batch: arrow.RecordBatch,
+  exprs: readonly ExprNode[],
+  outSchema: Schema,
+  rt: UdfRuntime = runtime,
+  offset = 0,
+): Promise<arrow.RecordBatch> {
   const m = await materializeUdfs(batch, exprs, rt, offset);
   return projectBatch(m.batch, m.exprs, outSchema);
 }
@@ -152,7 +169,11 @@ export async function filterWithUdfs(batch: arrow.RecordBatch, predicate: ExprNo
   const m = await materializeUdfs(batch, [predicate], rt, offset);
   const filtered = filterBatch(m.batch, m.exprs[0]!);
   const schema = Schema.fromArrow(batch.schema);
-  return projectBatch(filtered, schema.names.map((n) => ({ op: 'col', name: n })), schema);
+  return projectBatch(
+    filtered,
+    schema.names.map((n) => ({ op: 'col', name: n })),
+    schema,
+  );
 }
 
 export type { JsValue };

@@ -103,7 +103,10 @@ export interface UdfDefinition {
  * built by one copy resolves names registered through another.
  */
 const REGISTRY_KEY = Symbol.for('fanout.udf.registry');
-const registry: Map<string, UdfDefinition> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??= new Map<string, UdfDefinition>()) as Map<string, UdfDefinition>;
+const registry: Map<string, UdfDefinition> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??= new Map<string, UdfDefinition>()) as Map<
+  string,
+  UdfDefinition
+>;
 
 /** The UDF registered under `name`, or an error listing the known ones. */
 export function getUdf(name: string): UdfDefinition {
@@ -175,19 +178,41 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
     check(typeof g === 'number' && g >= 0 && (g <= 1 || Number.isInteger(g)), name, 'numGpus', `must be a fraction <= 1 or a whole number, got ${String(g)}`);
   }
   if (o.memoryBytes !== undefined) check(posInt(o.memoryBytes), name, 'memoryBytes', `must be a positive integer, got ${String(o.memoryBytes)}`);
-  if (o.maxRetries !== undefined) check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, name, 'maxRetries', `must be a non-negative integer, got ${String(o.maxRetries)}`);
+  if (o.maxRetries !== undefined)
+    check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, name, 'maxRetries', `must be a non-negative integer, got ${String(o.maxRetries)}`);
   const delay = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TIMER_MS;
-  if (o.retryBackoffMs !== undefined) check(delay(o.retryBackoffMs), name, 'retryBackoffMs', `must be a non-negative number of milliseconds (at most 2^31-1), got ${String(o.retryBackoffMs)}`);
-  if (o.retryBackoffMaxMs !== undefined) check(delay(o.retryBackoffMaxMs), name, 'retryBackoffMaxMs', `must be a non-negative number of milliseconds (at most 2^31-1), got ${String(o.retryBackoffMaxMs)}`);
-  if (o.timeoutMs !== undefined) check(typeof o.timeoutMs === 'number' && Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= MAX_TIMER_MS, name, 'timeoutMs', `must be a positive number of milliseconds (at most 2^31-1), got ${String(o.timeoutMs)}`);
-  if (o.onError !== undefined) check(['raise', 'log', 'null'].includes(o.onError), name, 'onError', `must be 'raise', 'log' or 'null', got ${String(o.onError)}`);
+  if (o.retryBackoffMs !== undefined)
+    check(delay(o.retryBackoffMs), name, 'retryBackoffMs', `must be a non-negative number of milliseconds (at most 2^31-1), got ${String(o.retryBackoffMs)}`);
+  if (o.retryBackoffMaxMs !== undefined)
+    check(
+      delay(o.retryBackoffMaxMs),
+      name,
+      'retryBackoffMaxMs',
+      `must be a non-negative number of milliseconds (at most 2^31-1), got ${String(o.retryBackoffMaxMs)}`,
+    );
+  if (o.timeoutMs !== undefined)
+    check(
+      typeof o.timeoutMs === 'number' && Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= MAX_TIMER_MS,
+      name,
+      'timeoutMs',
+      `must be a positive number of milliseconds (at most 2^31-1), got ${String(o.timeoutMs)}`,
+    );
+  if (o.onError !== undefined)
+    check(['raise', 'log', 'null'].includes(o.onError), name, 'onError', `must be 'raise', 'log' or 'null', got ${String(o.onError)}`);
   if (o.deadLetter !== undefined) check(typeof o.deadLetter === 'string' && o.deadLetter.length > 0, name, 'deadLetter', 'must be a directory path');
   if (o.onEmpty !== undefined) check(o.onEmpty === 'null' || o.onEmpty === 'drop', name, 'onEmpty', `must be 'null' or 'drop', got ${String(o.onEmpty)}`);
   const retryBackoffMs = o.retryBackoffMs ?? base?.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
   const retryBackoffMaxMs = o.retryBackoffMaxMs ?? base?.retryBackoffMaxMs ?? DEFAULT_RETRY_BACKOFF_MAX_MS;
   // Checked on the merged values: a method may set one and inherit the other from its class.
-  if (o.retryBackoffMaxMs !== undefined) check(retryBackoffMaxMs >= retryBackoffMs, name, 'retryBackoffMaxMs', `must be >= retryBackoffMs (${retryBackoffMs}), got ${retryBackoffMaxMs}`);
-  else check(retryBackoffMaxMs >= retryBackoffMs, name, 'retryBackoffMs', `must be <= retryBackoffMaxMs (${retryBackoffMaxMs}${base ? '' : ', the default'}), got ${retryBackoffMs}; raise retryBackoffMaxMs too`);
+  if (o.retryBackoffMaxMs !== undefined)
+    check(retryBackoffMaxMs >= retryBackoffMs, name, 'retryBackoffMaxMs', `must be >= retryBackoffMs (${retryBackoffMs}), got ${retryBackoffMaxMs}`);
+  else
+    check(
+      retryBackoffMaxMs >= retryBackoffMs,
+      name,
+      'retryBackoffMs',
+      `must be <= retryBackoffMaxMs (${retryBackoffMaxMs}${base ? '' : ', the default'}), got ${retryBackoffMs}; raise retryBackoffMaxMs too`,
+    );
   return {
     batchSize: o.batchSize ?? base?.batchSize ?? null,
     concurrency: o.concurrency ?? base?.concurrency ?? null,
@@ -279,8 +304,12 @@ function funcImpl<A extends unknown[], R, E extends OnError = 'raise', Em extend
   const kind = kindOf(fn as (...args: never[]) => unknown);
   checkOnEmpty(name, kind, opts?.onEmpty);
   return makeUdf({
-    name, kind, returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
-    ...definitionSite(), fn: fn as (...args: never[]) => unknown,
+    name,
+    kind,
+    returnDtype: checkReturn(name, opts?.returnDtype, options.unnest),
+    options,
+    ...definitionSite(),
+    fn: fn as (...args: never[]) => unknown,
   });
 }
 
@@ -298,8 +327,12 @@ function batchImpl<R, E extends OnError = 'raise'>(
   const options = resolveOptions(name, opts ?? {});
   checkOnEmpty(name, 'batch', opts?.onEmpty);
   return makeUdf({
-    name, kind: 'batch', returnDtype: checkReturn(name, opts?.returnDtype, options.unnest), options,
-    ...definitionSite(), fn: fn as (...args: never[]) => unknown,
+    name,
+    kind: 'batch',
+    returnDtype: checkReturn(name, opts?.returnDtype, options.unnest),
+    options,
+    ...definitionSite(),
+    fn: fn as (...args: never[]) => unknown,
   });
 }
 
@@ -313,7 +346,15 @@ export interface MethodOptions<T = never> extends Partial<UdfOptions<T>> {
 }
 
 /** Element type of a batch method's result (typed arrays: number or bigint; a Vector: unknown). */
-type BatchElement<R> = R extends arrow.Vector ? unknown : R extends readonly (infer E)[] ? E : R extends ArrayLike<bigint> ? bigint : R extends ArrayLike<number> ? number : unknown;
+type BatchElement<R> = R extends arrow.Vector
+  ? unknown
+  : R extends readonly (infer E)[]
+    ? E
+    : R extends ArrayLike<bigint>
+      ? bigint
+      : R extends ArrayLike<number>
+        ? number
+        : unknown;
 /** What a method's returnDtype must accept: its row result, or a batch method's elements (anything for a Vector). */
 type Checked<T> = unknown extends T ? never : NonNull<T>;
 type MethodOptionsFor<F> = F extends (...args: never[]) => infer R
@@ -331,24 +372,35 @@ export interface ClsOptions<C> extends Partial<Omit<UdfOptions, 'returnDtype'>> 
 }
 
 /** Option P of method K in cls options O (unknown when not given). */
-type MethodOpt<O, K, P extends string> = O extends { methods?: infer M } ? (K extends keyof M ? (M[K] extends { [Q in P]?: infer V } ? V : unknown) : unknown) : unknown;
+type MethodOpt<O, K, P extends string> = O extends { methods?: infer M }
+  ? K extends keyof M
+    ? M[K] extends { [Q in P]?: infer V }
+      ? V
+      : unknown
+    : unknown
+  : unknown;
 type ClassOpt<O, P extends string> = O extends { [Q in P]?: infer V } ? V : unknown;
 /** The option in effect for a method: its own if it may be given, else the class's. */
 type Effective<MV, CV> = unknown extends MV ? CV : undefined extends MV ? Exclude<MV, undefined> | CV : MV;
 type MethodValue<C, O, K extends keyof C> = C[K] extends (...args: never[]) => infer R
-  ? (MethodOpt<O, K, 'batch'> extends true ? BatchElement<Awaited<R>> : RowResult<R>)
-    | ErrorNull<Effective<MethodOpt<O, K, 'onError'>, ClassOpt<O, 'onError'>>>
-    | (MethodOpt<O, K, 'batch'> extends true ? never : EmptyNull<R, Effective<MethodOpt<O, K, 'onEmpty'>, ClassOpt<O, 'onEmpty'>>>)
+  ?
+      | (MethodOpt<O, K, 'batch'> extends true ? BatchElement<Awaited<R>> : RowResult<R>)
+      | ErrorNull<Effective<MethodOpt<O, K, 'onError'>, ClassOpt<O, 'onError'>>>
+      | (MethodOpt<O, K, 'batch'> extends true ? never : EmptyNull<R, Effective<MethodOpt<O, K, 'onEmpty'>, ClassOpt<O, 'onEmpty'>>>)
   : never;
 /** The methods that become UDFs: the configured ones, or all of them when none is (class returnDtype). */
 type Configured<C, O> = O extends { methods: infer M } ? ([keyof M & keyof C] extends [never] ? keyof C : keyof M & keyof C) : keyof C;
 
 type MethodsOf<C, O> = {
-  [K in Configured<C, O>]: C[K] extends (...args: infer A) => unknown ? Udf<MethodOpt<O, K, 'batch'> extends true ? unknown[] : A, MethodValue<C, O, K>> : never
+  [K in Configured<C, O>]: C[K] extends (...args: infer A) => unknown
+    ? Udf<MethodOpt<O, K, 'batch'> extends true ? unknown[] : A, MethodValue<C, O, K>>
+    : never;
 };
 
 /** A class handle: `new Handle(...args)` records the arguments; instances are made per worker on first use. */
-export type ClsHandle<C extends new (...args: never[]) => object, O = ClsOptions<InstanceType<C>>> = new (...args: ConstructorParameters<C>) => MethodsOf<InstanceType<C>, O>;
+export type ClsHandle<C extends new (...args: never[]) => object, O = ClsOptions<InstanceType<C>>> = new (
+  ...args: ConstructorParameters<C>
+) => MethodsOf<InstanceType<C>, O>;
 
 function methodNames(proto: object): string[] {
   const names = new Set<string>();
@@ -360,7 +412,8 @@ function methodNames(proto: object): string[] {
 
 /** Stateful UDF class: the constructor runs once per worker (e.g. load a model), methods run per batch or row. */
 export function cls<C extends new (...args: never[]) => object, const O extends ClsOptions<InstanceType<C>> = ClsOptions<InstanceType<C>>>(
-  Class: C, opts: O = {} as O,
+  Class: C,
+  opts: O = {} as O,
 ): ClsHandle<C, O> {
   if (typeof Class !== 'function') throw new TypeError('cls(Class, opts) needs a class');
   const className = opts.name ?? Class.name;
@@ -374,8 +427,8 @@ export function cls<C extends new (...args: never[]) => object, const O extends 
   }
   const configured = Object.keys(methods).length ? Object.keys(methods) : returnDtype ? available : [];
   if (!configured.length) throw new TypeError(`cls '${className}': configure at least one method in { methods } (or give a class-level returnDtype)`);
-  const methodKind = (m: string): UdfKind => ((methods as Record<string, MethodOptions | undefined>)[m]?.batch
-    ? 'batch' : kindOf((Class.prototype as Record<string, (...args: never[]) => unknown>)[m]!));
+  const methodKind = (m: string): UdfKind =>
+    (methods as Record<string, MethodOptions | undefined>)[m]?.batch ? 'batch' : kindOf((Class.prototype as Record<string, (...args: never[]) => unknown>)[m]!);
   // A class-level onEmpty is a default for its generator methods; with none it would be ignored.
   if (rest.onEmpty !== undefined && !configured.some((m) => methodKind(m) === 'generator')) {
     throw new TypeError(`cls '${className}': option 'onEmpty' applies to generator methods only, and none of ${configured.join(', ')} is one`);
@@ -388,8 +441,13 @@ export function cls<C extends new (...args: never[]) => object, const O extends 
     const kind = methodKind(m);
     checkOnEmpty(name, kind, mo.onEmpty);
     const def: UdfDefinition = {
-      name, kind, returnDtype: checkReturn(name, mo.returnDtype ?? returnDtype, options.unnest),
-      options, moduleUrl, site, cls: { ctor: Class, method: m },
+      name,
+      kind,
+      returnDtype: checkReturn(name, mo.returnDtype ?? returnDtype, options.unnest),
+      options,
+      moduleUrl,
+      site,
+      cls: { ctor: Class, method: m },
     };
     register(def);
     defs.set(m, def);

@@ -18,7 +18,11 @@ function counting(store: LocalStore) {
   const calls = { list: [] as string[], get: [] as string[], inFlight: 0, maxInFlight: 0 };
   const wrapped = new Proxy(store, {
     get(target, prop, receiver) {
-      if (prop === 'list') return async (prefix: string) => { calls.list.push(prefix); return target.list(prefix); };
+      if (prop === 'list')
+        return async (prefix: string) => {
+          calls.list.push(prefix);
+          return target.list(prefix);
+        };
       if (prop === 'get') {
         return async (key: string) => {
           calls.get.push(key);
@@ -38,7 +42,12 @@ function counting(store: LocalStore) {
   return { store: wrapped, calls };
 }
 
-const marker = (rows: number) => ({ rows, bytes: rows * 8, metrics: { u: { rowsIn: rows, rowsOut: rows, calls: 1, retries: 0, errors: 0, timeMs: 1, counters: { seen: rows } } }, elapsedMs: 3 });
+const marker = (rows: number) => ({
+  rows,
+  bytes: rows * 8,
+  metrics: { u: { rowsIn: rows, rowsOut: rows, calls: 1, retries: 0, errors: 0, timeMs: 1, counters: { seen: rows } } },
+  elapsedMs: 3,
+});
 
 describe('MarkerWatcher (AWS live progress)', () => {
   it('reads each marker once, lists only the running stage, and bounds concurrent GETs', async () => {
@@ -55,7 +64,10 @@ describe('MarkerWatcher (AWS live progress)', () => {
     await putJson(local, keys.metrics(RUN, 0, 1), marker(10));
     await putJson(local, keys.metrics(RUN, 0, 3), marker(30));
     const first = await w.poll();
-    assert.deepEqual(first.map((m) => [m.stage, m.partition, m.rows]).sort(), [[0, 1, 10], [0, 3, 30]]);
+    assert.deepEqual(first.map((m) => [m.stage, m.partition, m.rows]).sort(), [
+      [0, 1, 10],
+      [0, 3, 30],
+    ]);
     assert.equal(first[0]!.metrics['u']!.counters['seen'], first[0]!.rows);
 
     calls.get.length = 0;
@@ -69,7 +81,11 @@ describe('MarkerWatcher (AWS live progress)', () => {
     const second = await w.poll();
     // Stage 0 finished in this poll, so stage 1 was listed next in the same poll.
     assert.deepEqual(second.map((m) => `${m.stage}/${m.partition}`).sort(), ['0/0', '0/2', '1/0']);
-    assert.deepEqual(calls.get.map((k) => k.replace(/^.*\/(stage-\d)\/(metrics-\d+)\.json$/, '$1/$2')).sort(), ['stage-0/metrics-00000', 'stage-0/metrics-00002', 'stage-1/metrics-00000']);
+    assert.deepEqual(calls.get.map((k) => k.replace(/^.*\/(stage-\d)\/(metrics-\d+)\.json$/, '$1/$2')).sort(), [
+      'stage-0/metrics-00000',
+      'stage-0/metrics-00002',
+      'stage-1/metrics-00000',
+    ]);
     assert.deepEqual(calls.list, [`${keys.stagePrefix(RUN, 0)}metrics-`, `${keys.stagePrefix(RUN, 1)}metrics-`]);
 
     // Later polls never list the finished stage again.

@@ -41,12 +41,14 @@ describe('AWS runner live progress (local cloud)', () => {
     const collected = df.collect({
       onProgress: (e) => {
         // What the execution was doing when the event arrived: RUNNING for all but the last poll.
-        pending.push((async () => {
-          const list = await sfn.send(new ListExecutionsCommand({ stateMachineArn: cloud.runnerOptions.stateMachineArn }));
-          const newest = list.executions?.sort((a, b) => +b.startDate! - +a.startDate!)[0];
-          const d = newest ? await sfn.send(new DescribeExecutionCommand({ executionArn: newest.executionArn })) : undefined;
-          events.push({ ...e, execution: d?.status });
-        })());
+        pending.push(
+          (async () => {
+            const list = await sfn.send(new ListExecutionsCommand({ stateMachineArn: cloud.runnerOptions.stateMachineArn }));
+            const newest = list.executions?.sort((a, b) => +b.startDate! - +a.startDate!)[0];
+            const d = newest ? await sfn.send(new DescribeExecutionCommand({ executionArn: newest.executionArn })) : undefined;
+            events.push({ ...e, execution: d?.status });
+          })(),
+        );
         liveMetrics.push(structuredClone(df.metrics));
       },
     });
@@ -72,8 +74,10 @@ describe('AWS runner live progress (local cloud)', () => {
     assert.equal(midSeen, mid.partitionsDone * ROWS_PER_PARTITION, 'the counter of exactly the finished partitions');
     assert.ok(mid.etaMs !== null && mid.etaMs > 0, 'an ETA while partitions remain');
     // df.metrics followed during the run, not only at the end.
-    assert.ok(liveMetrics.some((m) => (m['progress.slowCount']?.counters['seen'] ?? 0) > 0 && m['progress.slowCount']!.counters['seen']! < total * ROWS_PER_PARTITION),
-      'df.metrics updated mid-run');
+    assert.ok(
+      liveMetrics.some((m) => (m['progress.slowCount']?.counters['seen'] ?? 0) > 0 && m['progress.slowCount']!.counters['seen']! < total * ROWS_PER_PARTITION),
+      'df.metrics updated mid-run',
+    );
     // The last event is the whole run, and equals the summary's metrics (df.metrics).
     const last = events[events.length - 1]!;
     assert.equal(last.partitionsDone, total);

@@ -31,7 +31,10 @@ function pipeline() {
 describe('serverless run lifecycle', () => {
   it('splits stages at the GPU boundary', () => {
     const plan = planRun(pipeline().plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
-    assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
+    assert.deepEqual(
+      plan.stages.map((s) => s.executor),
+      ['lambda', 'ecs-gpu'],
+    );
     assert.equal(plan.sources.length, 9, 'one partition per row group');
     assert.deepEqual(plan.stages[1]!.udfs, ['fixtures.gpuScore']);
     assert.equal(JSON.parse(JSON.stringify(plan)).stages.length, 2, 'plans are JSON');
@@ -100,9 +103,15 @@ describe('serverless run lifecycle', () => {
 
   it('a pipeline without GPU UDFs is one lambda stage; a GPU-first pipeline reads its input on the GPU tasks', () => {
     const cpu = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: null });
-    assert.deepEqual(cpu.stages.map((s) => s.executor), ['lambda']);
+    assert.deepEqual(
+      cpu.stages.map((s) => s.executor),
+      ['lambda'],
+    );
     const gpu = planRun(readParquet(input).withColumn('g', gpuScore(col('x'))).plan, { pipeline: null });
-    assert.deepEqual(gpu.stages.map((s) => s.executor), ['ecs-gpu']);
+    assert.deepEqual(
+      gpu.stages.map((s) => s.executor),
+      ['ecs-gpu'],
+    );
     void splitStages;
   });
 
@@ -117,6 +126,13 @@ describe('serverless run lifecycle', () => {
     const again = await finalizeRun(work, plan.runId);
     assert.deepEqual(again, first);
     const rows = await readParquet(out).toRows();
-    assert.deepEqual(rows.map((r) => [r.id, r.y]), [[0n, 0n], [1n, 2n], [2n, 4n]]);
+    assert.deepEqual(
+      rows.map((r) => [r.id, r.y]),
+      [
+        [0n, 0n],
+        [1n, 2n],
+        [2n, 4n],
+      ],
+    );
   });
 });

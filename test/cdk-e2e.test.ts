@@ -55,9 +55,15 @@ describe('EventBridge semantics of the harness', () => {
     };
     const out = JSON.parse(applyInputTransformer(t, event, { arn: 'arn:r', name: 'r' })) as Record<string, unknown>;
     assert.deepEqual(out, { uri: 's3://x/incoming/a b.parquet', size: 10, runId: event['id'], bucket: { name: 'in' }, text: '{"name":"in"}' });
-    assert.equal(applyInputTransformer({ InputTemplate: 'rule <aws.events.rule-name> saw <k>', InputPathsMap: { k: '$.detail.object.key' } }, event, { arn: 'a', name: 'r1' }), 'rule r1 saw incoming/a b.parquet');
+    assert.equal(
+      applyInputTransformer({ InputTemplate: 'rule <aws.events.rule-name> saw <k>', InputPathsMap: { k: '$.detail.object.key' } }, event, {
+        arn: 'a',
+        name: 'r1',
+      }),
+      'rule r1 saw incoming/a b.parquet',
+    );
     assert.equal(jsonPathGet(event, '$.detail-type'), 'Object Created');
-    assert.equal(jsonPathGet(event, "$.resources[0]"), 'arn:aws:s3:::in');
+    assert.equal(jsonPathGet(event, '$.resources[0]'), 'arn:aws:s3:::in');
   });
 });
 
@@ -130,7 +136,10 @@ describe('the synthesized app, offline (cdk.out -> local S3, EventBridge, Step F
     const manifest = await getS3ObjectOrNull(`${input.output}_SUCCESS`);
     assert.ok(manifest, '_SUCCESS written');
     const listed = await listS3(input.output);
-    assert.ok(listed.objects.some((o) => /part-\d+.*\.parquet$/.test(o.key)), 'part files');
+    assert.ok(
+      listed.objects.some((o) => /part-\d+.*\.parquet$/.test(o.key)),
+      'part files',
+    );
     assert.ok(!listed.objects.some((o) => o.key.includes('_temporary')), 'no temporary files left');
 
     setRunner('native', { workers: false });

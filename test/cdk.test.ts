@@ -35,7 +35,12 @@ function flat(v: unknown): unknown {
     if (Array.isArray(o['Fn::GetAtt'])) return `<${(o['Fn::GetAtt'] as string[]).join('.')}>`;
     if (Array.isArray(o['Fn::Join'])) {
       const [sep, parts] = o['Fn::Join'] as [string, unknown[]];
-      return parts.map((p) => { const f = flat(p); return typeof f === 'string' ? f : JSON.stringify(f); }).join(sep);
+      return parts
+        .map((p) => {
+          const f = flat(p);
+          return typeof f === 'string' ? f : JSON.stringify(f);
+        })
+        .join(sep);
     }
     return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, flat(x)]));
   }
@@ -55,7 +60,7 @@ function policyStatements(roleLogicalId: string): Statement[] {
     if (r.Type !== 'AWS::IAM::Policy') continue;
     const roles = (r.Properties['Roles'] as unknown[]).map(flat);
     if (!roles.includes(`<${roleLogicalId}>`)) continue;
-    out.push(...((r.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement.map((s) => flat(s) as Statement)));
+    out.push(...(r.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement.map((s) => flat(s) as Statement));
   }
   return out;
 }
@@ -92,7 +97,10 @@ describe('FanoutPipeline in the example stack', () => {
       ContainerDefinitions: [{ Name: 'fanout-gpu', ResourceRequirements: [{ Type: 'GPU', Value: '1' }], MemoryReservation: 4096 }],
     });
     const params = Object.keys((tpl as unknown as { Parameters: Json }).Parameters);
-    assert.ok(params.some((p) => /ecsoptimizedamiamazonlinux2gpurecommended/i.test(p)), `the GPU-optimized AMI parameter: ${params.join(', ')}`);
+    assert.ok(
+      params.some((p) => /ecsoptimizedamiamazonlinux2gpurecommended/i.test(p)),
+      `the GPU-optimized AMI parameter: ${params.join(', ')}`,
+    );
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
       LaunchTemplateData: { InstanceType: 'g5.xlarge', MetadataOptions: { HttpTokens: 'required' }, BlockDeviceMappings: [{ Ebs: { Encrypted: true } }] },
     });
@@ -115,9 +123,15 @@ describe('FanoutPipeline in the example stack', () => {
     const target = rule.Targets[0] as { Arn: string; InputTransformer: { InputPathsMap: Json; InputTemplate: string }; DeadLetterConfig: Json };
     assert.equal(target.Arn, `<${id(stack.pipeline.stateMachine)}>`);
     assert.ok(target.DeadLetterConfig, 'failed deliveries go to a dead-letter queue');
-    assert.deepEqual(target.InputTransformer.InputPathsMap, { 'detail-bucket-name': '$.detail.bucket.name', 'detail-object-key': '$.detail.object.key', id: '$.id' });
-    assert.equal(target.InputTransformer.InputTemplate,
-      `{"input":{"uri":"s3://<detail-bucket-name>/<detail-object-key>","literal":true},"output":"s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}<id>/","runId":<id>}`);
+    assert.deepEqual(target.InputTransformer.InputPathsMap, {
+      'detail-bucket-name': '$.detail.bucket.name',
+      'detail-object-key': '$.detail.object.key',
+      id: '$.id',
+    });
+    assert.equal(
+      target.InputTransformer.InputTemplate,
+      `{"input":{"uri":"s3://<detail-bucket-name>/<detail-object-key>","literal":true},"output":"s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}<id>/","runId":<id>}`,
+    );
   });
 
   it('Lambda: four nodejs22.x functions, ESM bundles of handler + pipeline, sized from the UDFs', () => {
@@ -130,7 +144,9 @@ describe('FanoutPipeline in the example stack', () => {
       assert.equal(p['Timeout'], 900);
       assert.equal(p['MemorySize'], 1769);
       assert.deepEqual(p.Environment.Variables, {
-        FANOUT_WORK_BUCKET: `<${id(stack.pipeline.workBucket)}>`, FANOUT_PIPELINE: '/var/task/index.mjs', FANOUT_PROGRESS: '0',
+        FANOUT_WORK_BUCKET: `<${id(stack.pipeline.workBucket)}>`,
+        FANOUT_PIPELINE: '/var/task/index.mjs',
+        FANOUT_PROGRESS: '0',
         // The construct's output location: the handlers refuse a run's output anywhere else.
         FANOUT_OUTPUT_PREFIX: `s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}`,
       });
@@ -140,7 +156,7 @@ describe('FanoutPipeline in the example stack', () => {
     for (const g of Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::Logs::LogGroup')) assert.equal(g.Properties['RetentionInDays'], 30);
   });
 
-  it('Step Functions: the definition is buildStateMachineDefinition() with the stack\'s ARNs (distributed Map, runTask.sync)', () => {
+  it("Step Functions: the definition is buildStateMachineDefinition() with the stack's ARNs (distributed Map, runTask.sync)", () => {
     const sm = Object.values(tpl.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
     const def = JSON.parse(flat(sm.Properties['DefinitionString']) as string) as AslDefinition;
     const p = stack.pipeline;
@@ -150,8 +166,12 @@ describe('FanoutPipeline in the example stack', () => {
       finalizeFunctionArn: `<${id(p.functions.finalize)}.Arn>`,
       failureFunctionArn: `<${id(p.functions.failure)}.Arn>`,
       ecs: {
-        clusterArn: `<${id(p.cluster!)}.Arn>`, taskDefinitionArn: `<${id(p.taskDefinition!)}>`, containerName: 'fanout-gpu',
-        subnets: [], securityGroups: [], capacityProvider: `<${id(p.capacityProvider!)}>`,
+        clusterArn: `<${id(p.cluster!)}.Arn>`,
+        taskDefinitionArn: `<${id(p.taskDefinition!)}>`,
+        containerName: 'fanout-gpu',
+        subnets: [],
+        securityGroups: [],
+        capacityProvider: `<${id(p.capacityProvider!)}>`,
       },
       distributed: true,
       lambdaTimeoutSeconds: 900,
@@ -173,10 +193,17 @@ describe('FanoutPipeline in the example stack', () => {
   it('work bucket: encrypted, SSL only, no public access, runs/ expire', () => {
     const wb = tpl.Resources[id(stack.pipeline.workBucket)]!.Properties as Json;
     assert.deepEqual(wb['BucketEncryption'], { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] });
-    assert.deepEqual(wb['PublicAccessBlockConfiguration'], { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    assert.deepEqual(wb['PublicAccessBlockConfiguration'], {
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
     const rules = (wb['LifecycleConfiguration'] as { Rules: Json[] }).Rules;
     assert.ok(rules.some((r) => r['Prefix'] === 'runs/' && r['ExpirationInDays'] === 7 && r['Status'] === 'Enabled'));
-    const policy = Object.values(tpl.Resources).find((r) => r.Type === 'AWS::S3::BucketPolicy' && (flat(r.Properties['Bucket']) === `<${id(stack.pipeline.workBucket)}>`))!;
+    const policy = Object.values(tpl.Resources).find(
+      (r) => r.Type === 'AWS::S3::BucketPolicy' && flat(r.Properties['Bucket']) === `<${id(stack.pipeline.workBucket)}>`,
+    )!;
     const st = (flat(policy.Properties['PolicyDocument']) as { Statement: Statement[] }).Statement;
     assert.ok(st.some((s) => s.Effect === 'Deny' && JSON.stringify(s.Condition) === '{"Bool":{"aws:SecureTransport":"false"}}'));
   });
@@ -194,13 +221,21 @@ describe('FanoutPipeline in the example stack', () => {
       const fnProps = flat(tpl.Resources[id(p.functions[name as keyof typeof fnRoles])]!.Properties) as Json;
       assert.equal(fnProps['Role'], `<${id(role)}.Arn>`, `the ${name} function runs as its own role`);
     }
-    assert.equal(Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::IAM::Role' && JSON.stringify(r.Properties['AssumeRolePolicyDocument']).includes('lambda.amazonaws.com')).length, 4);
+    assert.equal(
+      Object.values(tpl.Resources).filter(
+        (r) => r.Type === 'AWS::IAM::Role' && JSON.stringify(r.Properties['AssumeRolePolicyDocument']).includes('lambda.amazonaws.com'),
+      ).length,
+      4,
+    );
 
     const st = Object.fromEntries(Object.entries(fnRoles).map(([k, r]) => [k, policyStatements(id(r))])) as Record<keyof typeof fnRoles, Statement[]>;
     const taskSt = policyStatements(id(p.taskDefinition!.taskRole));
     for (const s of [...Object.values(st).flat(), ...taskSt]) {
       for (const a of arr(s.Action)) assert.ok(!a.includes('*'), `no wildcard action: ${a}`);
-      assert.ok(arr(s.Resource as string).every((r) => r !== '*'), `no Resource '*' for a function or task: ${JSON.stringify(s)}`);
+      assert.ok(
+        arr(s.Resource as string).every((r) => r !== '*'),
+        `no Resource '*' for a function or task: ${JSON.stringify(s)}`,
+      );
     }
     // No function starts GPU tasks or passes roles: the state machine does.
     for (const [name, sts] of Object.entries(st)) {
@@ -216,7 +251,8 @@ describe('FanoutPipeline in the example stack', () => {
       }
       return m;
     };
-    const list = (sts: Statement[], bucket: string) => sts.filter((s) => s.Resource === bucket && arr(s.Action).includes('s3:ListBucket')).map((s) => s.Condition);
+    const list = (sts: Statement[], bucket: string) =>
+      sts.filter((s) => s.Resource === bucket && arr(s.Action).includes('s3:ListBucket')).map((s) => s.Condition);
     const READ = ['s3:GetObject'];
     const WRITE = ['s3:AbortMultipartUpload', 's3:ListMultipartUploadParts', 's3:PutObject'];
     const ALL = [...READ, ...WRITE, 's3:DeleteObject'].sort();
@@ -247,7 +283,10 @@ describe('FanoutPipeline in the example stack', () => {
     assert.deepEqual(s3Access(st.failure), { [`${work}/runs/*`]: READ, [`${work}/runs/*/failure.json`]: ['s3:PutObject'] });
     assert.deepEqual(list(st.failure, work), runsList);
     // Writes: Stage and Plan only under runs/; only Finalize reaches the output.
-    const writes = (sts: Statement[]) => Object.entries(s3Access(sts)).filter(([, a]) => a.some((x) => x !== 's3:GetObject')).map(([r]) => r);
+    const writes = (sts: Statement[]) =>
+      Object.entries(s3Access(sts))
+        .filter(([, a]) => a.some((x) => x !== 's3:GetObject'))
+        .map(([r]) => r);
     for (const name of ['plan', 'stage', 'failure'] as const) {
       for (const r of writes(st[name])) assert.ok(r.startsWith(`${work}/runs/`), `${name} writes only under runs/: ${r}`);
       assert.ok(!JSON.stringify(st[name]).includes(output), `${name} has no access to the output bucket`);
@@ -255,7 +294,10 @@ describe('FanoutPipeline in the example stack', () => {
     // Each function's logs go to its own group.
     for (const [name, sts] of Object.entries(st)) {
       const logsSt = sts.filter((s) => arr(s.Action).some((a) => a.startsWith('logs:')));
-      assert.deepEqual(logsSt.map((s) => s.Resource), [`<${id(p.node.findChild(`${name[0]!.toUpperCase()}${name.slice(1)}Logs`))}.Arn>`]);
+      assert.deepEqual(
+        logsSt.map((s) => s.Resource),
+        [`<${id(p.node.findChild(`${name[0]!.toUpperCase()}${name.slice(1)}Logs`))}.Arn>`],
+      );
     }
     // The GPU tasks: runs/ read/write, input read (a GPU stage may be stage 0), no output.
     assert.deepEqual(s3Access(taskSt), { [`${work}/runs/*`]: ALL, [`${input}/${INPUT_PREFIX}*`]: READ });
@@ -264,30 +306,59 @@ describe('FanoutPipeline in the example stack', () => {
     const smRole = id(p.stateMachine.role);
     const sm = policyStatements(smRole);
     const byAction = (a: string) => sm.filter((s) => arr(s.Action).includes(a));
-    assert.deepEqual(byAction('lambda:InvokeFunction').flatMap((s) => arr(s.Resource as string)).sort(),
-      [p.functions.plan, p.functions.stage, p.functions.finalize, p.functions.failure].map((f) => `<${id(f)}.Arn>`).sort());
-    assert.deepEqual(byAction('ecs:RunTask').map((s) => s.Resource), [`<${id(p.taskDefinition!)}>`]);
-    assert.deepEqual(byAction('iam:PassRole').flatMap((s) => arr(s.Resource as string)).sort(),
-      [`<${id(p.taskDefinition!.taskRole)}.Arn>`, `<${id(p.taskDefinition!.executionRole!)}.Arn>`].sort());
+    assert.deepEqual(
+      byAction('lambda:InvokeFunction')
+        .flatMap((s) => arr(s.Resource as string))
+        .sort(),
+      [p.functions.plan, p.functions.stage, p.functions.finalize, p.functions.failure].map((f) => `<${id(f)}.Arn>`).sort(),
+    );
+    assert.deepEqual(
+      byAction('ecs:RunTask').map((s) => s.Resource),
+      [`<${id(p.taskDefinition!)}>`],
+    );
+    assert.deepEqual(
+      byAction('iam:PassRole')
+        .flatMap((s) => arr(s.Resource as string))
+        .sort(),
+      [`<${id(p.taskDefinition!.taskRole)}.Arn>`, `<${id(p.taskDefinition!.executionRole!)}.Arn>`].sort(),
+    );
     assert.ok(byAction('events:PutRule').length === 1);
     assert.equal(byAction('states:StartExecution').length, 1);
     assert.equal(byAction('states:StartExecution')[0]!.Resource, `<${id(p.stateMachine)}>`);
-    assert.deepEqual(byAction('s3:GetObject').flatMap((s) => arr(s.Resource as string)).sort(), [`${work}/fanout-sfn-map-results/*`, `${work}/runs/*`]);
-    for (const s of sm) if (arr(s.Action).some((a) => a.startsWith('s3:'))) assert.ok(arr(s.Resource as string).every((r) => r.startsWith(work)), 'the state machine touches only the work bucket');
+    assert.deepEqual(
+      byAction('s3:GetObject')
+        .flatMap((s) => arr(s.Resource as string))
+        .sort(),
+      [`${work}/fanout-sfn-map-results/*`, `${work}/runs/*`],
+    );
+    for (const s of sm)
+      if (arr(s.Action).some((a) => a.startsWith('s3:')))
+        assert.ok(
+          arr(s.Resource as string).every((r) => r.startsWith(work)),
+          'the state machine touches only the work bucket',
+        );
   });
 
   it('GPU instances: egress HTTPS only, as the security group says; the agent role logs only to the task log group', () => {
     const p = stack.pipeline;
-    const sgs = Object.entries(tpl.Resources).filter(([, r]) => r.Type === 'AWS::EC2::SecurityGroup' && String(r.Properties['GroupDescription']).startsWith('fanout GPU'));
+    const sgs = Object.entries(tpl.Resources).filter(
+      ([, r]) => r.Type === 'AWS::EC2::SecurityGroup' && String(r.Properties['GroupDescription']).startsWith('fanout GPU'),
+    );
     assert.equal(sgs.length, 1);
     const sg = flat(sgs[0]![1].Properties) as { GroupDescription: string; SecurityGroupEgress: Json[]; SecurityGroupIngress?: unknown };
     assert.match(sg.GroupDescription, /no inbound; outbound HTTPS \(TCP 443\) only/);
     assert.equal(sg.SecurityGroupIngress, undefined, 'no inbound rule');
-    assert.deepEqual(sg.SecurityGroupEgress.map(({ Description: _d, ...r }) => r), [{ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 }]);
+    assert.deepEqual(
+      sg.SecurityGroupEgress.map(({ Description: _d, ...r }) => r),
+      [{ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 }],
+    );
     // No separate egress resources widen it.
     const sgId = sgs[0]![0];
     assert.equal(sgId, id(p.instanceSecurityGroup!));
-    assert.deepEqual(Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::EC2::SecurityGroupEgress' && flat(r.Properties['GroupId']) === `<${sgId}.GroupId>`), []);
+    assert.deepEqual(
+      Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::EC2::SecurityGroupEgress' && flat(r.Properties['GroupId']) === `<${sgId}.GroupId>`),
+      [],
+    );
     // The launch template uses it.
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', { LaunchTemplateData: { SecurityGroupIds: [{ 'Fn::GetAtt': [sgId, 'GroupId'] }] } });
 
@@ -300,13 +371,25 @@ describe('FanoutPipeline in the example stack', () => {
       for (const a of arr(s.Action)) assert.ok(!a.includes('*'), `no wildcard action: ${a}`);
       if (s.Resource === '*') {
         // Only the calls that accept no resource, or carry the cluster condition.
-        for (const a of arr(s.Action)) assert.ok(['ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken'].includes(a) || (s.Condition && JSON.stringify(s.Condition).includes('ecs:cluster')), `${a} on '*'`);
+        for (const a of arr(s.Action))
+          assert.ok(
+            ['ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken'].includes(a) || (s.Condition && JSON.stringify(s.Condition).includes('ecs:cluster')),
+            `${a} on '*'`,
+          );
       }
     }
-    assert.ok(agent.some((s) => arr(s.Action).includes('ecs:RegisterContainerInstance') && s.Resource === `<${id(p.cluster!)}.Arn>`), 'the agent still registers with this cluster');
-    assert.ok(agent.some((s) => arr(s.Action).includes('ecs:Poll')), 'the agent still polls');
+    assert.ok(
+      agent.some((s) => arr(s.Action).includes('ecs:RegisterContainerInstance') && s.Resource === `<${id(p.cluster!)}.Arn>`),
+      'the agent still registers with this cluster',
+    );
+    assert.ok(
+      agent.some((s) => arr(s.Action).includes('ecs:Poll')),
+      'the agent still polls',
+    );
     // The role is the instances' role: one instance profile, this role.
-    const profiles = Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::IAM::InstanceProfile').map((r) => flat(r.Properties['Roles']));
+    const profiles = Object.values(tpl.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::InstanceProfile')
+      .map((r) => flat(r.Properties['Roles']));
     assert.deepEqual(profiles, [[`<${id(p.node.findChild('GpuInstanceRole'))}>`]]);
   });
 
@@ -321,9 +404,16 @@ describe('FanoutPipeline in the example stack', () => {
     let extra!: s3.Bucket;
     const { p, t, st } = make((s) => {
       extra = new s3.Bucket(s, 'Extra');
-      return { lambda: { stageReservedConcurrency: 25 }, readableInputs: [{ bucket: extra, prefix: 'shared/data' }], output: { bucket: new s3.Bucket(s, 'Out'), prefix: 'r' } };
+      return {
+        lambda: { stageReservedConcurrency: 25 },
+        readableInputs: [{ bucket: extra, prefix: 'shared/data' }],
+        output: { bucket: new s3.Bucket(s, 'Out'), prefix: 'r' },
+      };
     });
-    const fnProps = (f: unknown) => (t.toJSON() as { Resources: Record<string, { Properties: Json }> }).Resources[st.getLogicalId((f as { node: { defaultChild: CfnElement } }).node.defaultChild)]!.Properties;
+    const fnProps = (f: unknown) =>
+      (t.toJSON() as { Resources: Record<string, { Properties: Json }> }).Resources[
+        st.getLogicalId((f as { node: { defaultChild: CfnElement } }).node.defaultChild)
+      ]!.Properties;
     assert.equal(fnProps(p.functions.stage)['ReservedConcurrentExecutions'], 25);
     for (const f of [p.functions.plan, p.functions.finalize, p.functions.failure]) assert.equal(fnProps(f)['ReservedConcurrentExecutions'], undefined);
     for (const f of Object.values(p.functions)) {
@@ -334,7 +424,8 @@ describe('FanoutPipeline in the example stack', () => {
     const tj = t.toJSON() as typeof tpl;
     const statementsOf = (role: IConstruct) => {
       const rid = st.getLogicalId((role as unknown as { node: { defaultChild: CfnElement } }).node.defaultChild);
-      return Object.values(tj.Resources).filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties['Roles'] as unknown[]).some((x) => JSON.stringify(x).includes(rid)))
+      return Object.values(tj.Resources)
+        .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties['Roles'] as unknown[]).some((x) => JSON.stringify(x).includes(rid)))
         .flatMap((r) => (r.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement);
     };
     const extraArn = JSON.stringify(st.resolve(extra.bucketArn)).slice(1, -1);
@@ -350,11 +441,14 @@ describe('FanoutPipeline in the example stack', () => {
     // No output configured: an empty FANOUT_OUTPUT_PREFIX, so the handlers refuse any output an input names.
     const none = make({});
     for (const f of Object.values(none.p.functions)) {
-      const env = (none.t.toJSON() as typeof tpl).Resources[none.st.getLogicalId(f.node.defaultChild as CfnElement)]!.Properties['Environment'] as { Variables: Json };
+      const env = (none.t.toJSON() as typeof tpl).Resources[none.st.getLogicalId(f.node.defaultChild as CfnElement)]!.Properties['Environment'] as {
+        Variables: Json;
+      };
       assert.equal(env.Variables['FANOUT_OUTPUT_PREFIX'], '');
     }
 
-    const bad = (v: number) => assert.throws(() => make({ lambda: { stageReservedConcurrency: v } }), /lambda\.stageReservedConcurrency must be a positive integer, got /);
+    const bad = (v: number) =>
+      assert.throws(() => make({ lambda: { stageReservedConcurrency: v } }), /lambda\.stageReservedConcurrency must be a positive integer, got /);
     bad(0);
     bad(-3);
     bad(2.5);
@@ -383,7 +477,12 @@ describe('FanoutPipeline in the example stack', () => {
       gpu: { instanceType: 'g6.12xlarge', maxCapacity: 1 },
       maxConcurrency: 50,
     });
-    assert.deepEqual(p.sizing, { planMemoryMiB: 1769, stageMemoryMiB: 5120, timeoutSeconds: 900, gpu: { gpus: 2, memoryReservationMiB: 24576, cpu: 4096, instanceType: 'g6.12xlarge' } });
+    assert.deepEqual(p.sizing, {
+      planMemoryMiB: 1769,
+      stageMemoryMiB: 5120,
+      timeoutSeconds: 900,
+      gpu: { gpus: 2, memoryReservationMiB: 24576, cpu: 4096, instanceType: 'g6.12xlarge' },
+    });
     const t = Template.fromStack(st);
     t.hasResourceProperties('AWS::Lambda::Function', { MemorySize: 5120 });
     t.hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [{ ResourceRequirements: [{ Type: 'GPU', Value: '2' }], Cpu: 4096 }] });
@@ -417,7 +516,12 @@ describe('FanoutPipeline in the example stack', () => {
     bad({ gpu: { minCapacity: 3, maxCapacity: 2 } }, /gpu\.minCapacity <= gpu\.maxCapacity/);
     // Valid values still synthesize, and reach the task definition.
     const st = new Stack(new App({ context: SKIP_BUNDLING }), 'Good');
-    new FanoutPipeline(st, 'P', { entry: EXAMPLE_ENTRY, udfs: [{ name: 'g', numGpus: 1 }], gpu: { gpusPerTask: 1, memoryReservationMiB: 8192, cpu: 2048, rootVolumeGiB: 150 }, maxConcurrency: 5 });
+    new FanoutPipeline(st, 'P', {
+      entry: EXAMPLE_ENTRY,
+      udfs: [{ name: 'g', numGpus: 1 }],
+      gpu: { gpusPerTask: 1, memoryReservationMiB: 8192, cpu: 2048, rootVolumeGiB: 150 },
+      maxConcurrency: 5,
+    });
     Template.fromStack(st).hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [{ MemoryReservation: 8192, Cpu: 2048 }] });
   });
 
@@ -442,7 +546,10 @@ describe('FanoutPipeline in the example stack', () => {
     assert.equal(one.sizing, 6144);
 
     // Two CPU stages around a GPU stage: one Stage function runs both, sized for the larger one explain() shows.
-    const df = fromRecords([{ x: 1.5 }]).withColumn('a', hungry(col('x'))).withColumn('b', onGpu(col('a'))).withColumn('c', modest(col('b')));
+    const df = fromRecords([{ x: 1.5 }])
+      .withColumn('a', hungry(col('x')))
+      .withColumn('b', onGpu(col('a')))
+      .withColumn('c', modest(col('b')));
     const two = await both(df, ['sizingHungry', 'sizingGpu', 'sizingModest']);
     assert.deepEqual(two.explained, [6144, 3072], two.text);
     assert.match(two.text, /Stage 1: ecs-gpu/);
@@ -455,7 +562,9 @@ describe('cdk-nag', () => {
     const outdir = tempDir('fanout-nag-');
     const { app } = await createApp({ outdir, context: SKIP_BUNDLING, nag: true });
     app.synth(); // throws ValidationFailed with the report when a finding is not acknowledged
-    const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as { pluginReports: { pluginName: string; conclusion?: string; violations: unknown[] }[] };
+    const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as {
+      pluginReports: { pluginName: string; conclusion?: string; violations: unknown[] }[];
+    };
     for (const r of report.pluginReports) assert.deepEqual(r.violations, [], `${r.pluginName}: ${JSON.stringify(r.violations).slice(0, 2000)}`);
     const acks: { at: string; id: string; reason: string }[] = [];
     for (const c of app.node.findAll()) {
@@ -498,14 +607,25 @@ describe('npx cdk synth (the app in cdk.json)', () => {
   it('synthesizes to cdk.out offline: no credentials, no Docker, bundles built by the local esbuild', async () => {
     const out = join(ROOT, 'cdk.out');
     rmSync(out, { recursive: true, force: true });
-    const env: NodeJS.ProcessEnv = { ...process.env, AWS_EC2_METADATA_DISABLED: 'true', CDK_DISABLE_VERSION_CHECK: '1', CDK_DOCKER: '/nonexistent/docker-must-not-run' };
-    for (const k of Object.keys(env)) if (/^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|PROFILE|ENDPOINT_URL.*)$/.test(k) || k === 'CDK_VALIDATION' || k === 'NODE_OPTIONS') delete env[k];
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      AWS_EC2_METADATA_DISABLED: 'true',
+      CDK_DISABLE_VERSION_CHECK: '1',
+      CDK_DOCKER: '/nonexistent/docker-must-not-run',
+    };
+    for (const k of Object.keys(env))
+      if (/^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|PROFILE|ENDPOINT_URL.*)$/.test(k) || k === 'CDK_VALIDATION' || k === 'NODE_OPTIONS')
+        delete env[k];
     const t0 = performance.now();
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolveRun) => {
       const child = spawn('npx', ['cdk', 'synth', '--quiet', '--no-notices'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
-      child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { text += d.toString(); });
+      child.stdout.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
       child.on('close', (c) => resolveRun({ code: c, output: text }));
     });
     const seconds = (performance.now() - t0) / 1000;
@@ -516,10 +636,18 @@ describe('npx cdk synth (the app in cdk.json)', () => {
       files: Record<string, { source: { path: string; packaging?: string } }>;
       dockerImages: Record<string, { source: { directory: string; dockerFile?: string; dockerBuildArgs?: Json; platform?: string } }>;
     };
-    const bundles = Object.values(manifest.files).filter((f) => f.source.packaging === 'zip').map((f) => join(out, f.source.path));
+    const bundles = Object.values(manifest.files)
+      .filter((f) => f.source.packaging === 'zip')
+      .map((f) => join(out, f.source.path));
     assert.equal(bundles.length, 4, 'one bundle per function');
     for (const b of bundles) {
-      for (const f of ['index.mjs', 'package.json', 's3-sync-worker.js', 'node_modules/parquet-wasm/node/parquet_wasm_bg.wasm', 'node_modules/synckit/register.cjs']) {
+      for (const f of [
+        'index.mjs',
+        'package.json',
+        's3-sync-worker.js',
+        'node_modules/parquet-wasm/node/parquet_wasm_bg.wasm',
+        'node_modules/synckit/register.cjs',
+      ]) {
         assert.ok(existsSync(join(b, f)), `${b}: ${f}`);
       }
       assert.ok(!existsSync(join(b, 'node_modules/onnxruntime-node')), 'onnxruntime-node stays out of Lambda bundles');
@@ -530,7 +658,10 @@ describe('npx cdk synth (the app in cdk.json)', () => {
     assert.deepEqual(images[0]!.source.dockerBuildArgs, { PIPELINE_ENTRY: 'examples/pipeline.ts', FANOUT_DIR: '.', ESBUILD_CONDITIONS: 'development' });
     const context = join(out, images[0]!.source.directory);
     assert.ok(existsSync(join(context, 'cdk/gpu-task/Dockerfile')) && existsSync(join(context, 'package-lock.json')));
-    assert.ok(!existsSync(join(context, 'node_modules')) && !existsSync(join(context, 'cdk.out')) && !existsSync(join(context, 'cdk/app.ts')), 'staged, not built: a lean context');
+    assert.ok(
+      !existsSync(join(context, 'node_modules')) && !existsSync(join(context, 'cdk.out')) && !existsSync(join(context, 'cdk/app.ts')),
+      'staged, not built: a lean context',
+    );
 
     // A bundle loads in plain Node, away from the project's node_modules: handler and pipeline in one module.
     const plan = bundles.find((b) => readFileSync(join(b, 'index.mjs'), 'utf8').includes('lambdas/plan.ts'));
@@ -538,14 +669,24 @@ describe('npx cdk synth (the app in cdk.json)', () => {
     const copy = join(tempDir('fanout-bundle-'), 'task');
     cpSync(plan, copy, { recursive: true });
     const probe = await new Promise<string>((resolveProbe, rejectProbe) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e',
-        `const m = await import(${JSON.stringify(join(copy, 'index.mjs'))}); const u = await import('node:module');` +
-        `console.log(typeof m.handler, typeof m.default, typeof u.createRequire(${JSON.stringify(join(copy, 'index.mjs'))})('synckit').createSyncFn);`],
-      { cwd: copy, env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const m = await import(${JSON.stringify(join(copy, 'index.mjs'))}); const u = await import('node:module');` +
+            `console.log(typeof m.handler, typeof m.default, typeof u.createRequire(${JSON.stringify(join(copy, 'index.mjs'))})('synckit').createSyncFn);`,
+        ],
+        { cwd: copy, env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let text = '';
       let err = '';
-      child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      child.stdout.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
       child.on('close', (c) => (c === 0 ? resolveProbe(text.trim()) : rejectProbe(new Error(err))));
     });
     assert.equal(probe, 'function function function');

@@ -20,14 +20,25 @@ import { tempDir } from './helpers.ts';
 const BUCKET = 'commit-safety';
 const S3 = `s3://${BUCKET}`;
 const CHILD = new URL('./fixtures/commit-child.ts', import.meta.url).pathname;
-const ENV_KEYS = ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE',
-  'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', 'FANOUT_TEST_CRASH_AFTER_RENAMES'];
+const ENV_KEYS = [
+  'AWS_ENDPOINT_URL_S3',
+  'AWS_ENDPOINT_URL',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+  'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED',
+  'FANOUT_TEST_CRASH_AFTER_RENAMES',
+];
 const savedEnv: Record<string, string | undefined> = {};
 let server: S3Server;
 let root: string;
 
 before(async () => {
-  for (const k of ENV_KEYS) { savedEnv[k] = process.env[k]; delete process.env[k]; }
+  for (const k of ENV_KEYS) {
+    savedEnv[k] = process.env[k];
+    delete process.env[k];
+  }
   server = await startS3Server({ buckets: [BUCKET] });
   process.env.AWS_ENDPOINT_URL_S3 = server.endpoint;
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -43,7 +54,12 @@ after(async () => {
   }
 });
 
-interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Run test/fixtures/commit-child.ts in its own node process with `job` (and extra env). */
 function runChild(job: object, env: Record<string, string> = {}, onLine?: (line: string) => void): Promise<ChildResult> {
@@ -59,7 +75,9 @@ function runChild(job: object, env: Record<string, string> = {}, onLine?: (line:
       stdout += s;
       if (onLine) for (const l of stdout.split('\n').slice(before.split('\n').length - 1, -1)) onLine(l);
     });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
@@ -86,7 +104,10 @@ describe('the local S3 harness honours conditional PUTs', () => {
     const exists = await fetch(url, { method: 'PUT', body: 'two', headers: { 'if-none-match': '*' } });
     assert.equal(exists.status, 412);
     const body = await exists.text();
-    assert.match(body, /<Error><Code>PreconditionFailed<\/Code><Message>At least one of the pre-conditions you specified did not hold<\/Message><Condition>If-None-Match<\/Condition>/);
+    assert.match(
+      body,
+      /<Error><Code>PreconditionFailed<\/Code><Message>At least one of the pre-conditions you specified did not hold<\/Message><Condition>If-None-Match<\/Condition>/,
+    );
     assert.match(exists.headers.get('content-type') ?? '', /application\/xml/);
 
     const stale = await fetch(url, { method: 'PUT', body: 'three', headers: { 'if-match': '"0123456789abcdef0123456789abcdef"' } });
@@ -95,7 +116,10 @@ describe('the local S3 harness honours conditional PUTs', () => {
     assert.equal(Buffer.from(await getS3Object(uri)).toString(), 'one', 'a failed condition leaves the object alone');
 
     // Through the SDK: the error code callers branch on; a matching ETag replaces.
-    await assert.rejects(putS3Object(uri, 'x', { ifMatch: '"ffffffffffffffffffffffffffffffff"' }), (e: Error & { code?: string }) => e.code === 'PreconditionFailed' && /HTTP 412/.test(e.message));
+    await assert.rejects(
+      putS3Object(uri, 'x', { ifMatch: '"ffffffffffffffffffffffffffffffff"' }),
+      (e: Error & { code?: string }) => e.code === 'PreconditionFailed' && /HTTP 412/.test(e.message),
+    );
     await assert.rejects(putS3Object(uri, 'x', { ifNoneMatch: '*' }), (e: Error & { code?: string }) => e.code === 'PreconditionFailed');
     await putS3Object(uri, 'four', { ifMatch: first.etag });
     assert.equal(Buffer.from(await getS3Object(uri)).toString(), 'four');
@@ -114,8 +138,12 @@ describe('concurrent S3 appends (conditional manifest writes)', () => {
       const go = join(root, `go-${trial}`);
       let ready = 0;
       let release!: () => void;
-      const bothReady = new Promise<void>((r) => { release = r; });
-      const onLine = (l: string): void => { if (l === 'ready' && ++ready === 2) release(); };
+      const bothReady = new Promise<void>((r) => {
+        release = r;
+      });
+      const onLine = (l: string): void => {
+        if (l === 'ready' && ++ready === 2) release();
+      };
       const runs = [0, 100_000].map((base) => runChild({ op: 'appends', uri, writes: 10, rows: 500, base, go }, {}, onLine));
       await Promise.race([bothReady, Promise.all(runs)]);
       fs.writeFileSync(go, ''); // both start appending at once
@@ -171,16 +199,20 @@ describe('concurrent S3 appends (conditional manifest writes)', () => {
 });
 
 describe('a commit killed part-way (local directory)', () => {
-  it('a new directory with 13 of 20 parts moved in refuses to read, naming it and the interrupted run; the next overwrite recovers', { timeout: 120_000 }, async () => {
+  it('a new directory with 13 of 20 parts moved in refuses to read, naming it and the interrupted run; the next overwrite recovers', {
+    timeout: 120_000,
+  }, async () => {
     const dir = join(root, 'crash-new');
     let runId = '';
-    const r = await runChild({ op: 'parts', dir, mode: 'error', parts: 20, rows: 1000, base: 0 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '13' },
-      (l) => { if (l.startsWith('{')) runId = (JSON.parse(l) as { runId: string }).runId; });
+    const r = await runChild({ op: 'parts', dir, mode: 'error', parts: 20, rows: 1000, base: 0 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '13' }, (l) => {
+      if (l.startsWith('{')) runId = (JSON.parse(l) as { runId: string }).runId;
+    });
     assert.equal(r.signal, 'SIGKILL', `the child should have been killed mid-commit:\n${r.stderr}`);
     assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.parquet')).length, 13, 'the crash left 13 parts in place');
     assert.equal(readManifest(dir), null);
 
-    const refused = (e: Error): boolean => e.message.includes(dir) && e.message.includes(runId) && /was interrupted/.test(e.message) && /no _SUCCESS/.test(e.message);
+    const refused = (e: Error): boolean =>
+      e.message.includes(dir) && e.message.includes(runId) && /was interrupted/.test(e.message) && /no _SUCCESS/.test(e.message);
     assert.throws(() => expandPaths(dir, 'parquet'), refused);
     assert.throws(() => readParquet(dir), refused); // the fanout API refuses when the scan is built
 
@@ -192,8 +224,7 @@ describe('a commit killed part-way (local directory)', () => {
     await w.commit([await w.writePart(0, [idBatch(50_000, 7)])]);
     assert.ok(Date.now() - t0 < 10_000, `recovery took ${Date.now() - t0} ms`);
     assert.deepEqual(await ids(expandPaths(dir, 'parquet')), range(50_000, 7));
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['_SUCCESS', `part-00000-${w.runId}.parquet`].sort(),
-      'no crashed parts, marker, lock or _temporary left');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['_SUCCESS', `part-00000-${w.runId}.parquet`].sort(), 'no crashed parts, marker, lock or _temporary left');
   });
 
   it('an interrupted append refuses to read; the manifest still lists only the earlier files; the next append recovers', { timeout: 120_000 }, async () => {
@@ -203,17 +234,23 @@ describe('a commit killed part-way (local directory)', () => {
     const before = readManifest(dir)!;
 
     let runId = '';
-    const r = await runChild({ op: 'parts', dir, mode: 'append', parts: 6, rows: 50, base: 10_000 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '3' },
-      (l) => { if (l.startsWith('{')) runId = (JSON.parse(l) as { runId: string }).runId; });
+    const r = await runChild({ op: 'parts', dir, mode: 'append', parts: 6, rows: 50, base: 10_000 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '3' }, (l) => {
+      if (l.startsWith('{')) runId = (JSON.parse(l) as { runId: string }).runId;
+    });
     assert.equal(r.signal, 'SIGKILL', r.stderr);
     assert.deepEqual(readManifest(dir), before, 'the crash did not touch the committed manifest');
     assert.equal(fs.readdirSync(dir).filter((n) => n.includes(runId)).length, 3);
-    assert.throws(() => expandPaths(dir, 'parquet'),
-      (e: Error) => e.message.includes(dir) && e.message.includes(runId) && /was interrupted/.test(e.message) && /earlier run/.test(e.message));
+    assert.throws(
+      () => expandPaths(dir, 'parquet'),
+      (e: Error) => e.message.includes(dir) && e.message.includes(runId) && /was interrupted/.test(e.message) && /earlier run/.test(e.message),
+    );
 
     const w2 = await DatasetWriter.begin(dir, { format: 'parquet', mode: 'append' });
     const added = await w2.commit([await w2.writePart(0, [idBatch(20_000, 10)])]);
-    assert.deepEqual(readManifest(dir)!.files.map((f) => f.path), [...first, ...added].map((f) => f.path.slice(dir.length + 1)));
+    assert.deepEqual(
+      readManifest(dir)!.files.map((f) => f.path),
+      [...first, ...added].map((f) => f.path.slice(dir.length + 1)),
+    );
     assert.deepEqual(await ids(expandPaths(dir, 'parquet')), [...range(0, 200), ...range(20_000, 10)]);
     assert.equal(fs.readdirSync(dir).filter((n) => n.includes(runId)).length, 0, 'the crashed parts were removed');
     assert.ok(!fs.existsSync(join(dir, '_COMMITTING')) && !fs.existsSync(join(dir, '_temporary')) && !fs.existsSync(join(dir, '_SUCCESS.lock')));
@@ -223,7 +260,10 @@ describe('a commit killed part-way (local directory)', () => {
     const dir = join(root, 'crash-zero');
     const r = await runChild({ op: 'parts', dir, mode: 'error', parts: 2, rows: 10, base: 0 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '0' });
     assert.equal(r.signal, 'SIGKILL', r.stderr);
-    assert.throws(() => expandPaths(dir, 'parquet'), (e: Error) => e.message.includes(dir) && /was interrupted/.test(e.message));
+    assert.throws(
+      () => expandPaths(dir, 'parquet'),
+      (e: Error) => e.message.includes(dir) && /was interrupted/.test(e.message),
+    );
 
     const plain = join(root, 'plain');
     const w = await DatasetWriter.begin(plain, { format: 'parquet' });
@@ -238,25 +278,37 @@ describe('a commit killed part-way (local directory)', () => {
     fs.mkdirSync(dir);
     fs.writeFileSync(join(dir, '_COMMITTING'), JSON.stringify(marker));
     fs.writeFileSync(join(dir, 'part-00000-20990101T000000000Z-00000000.parquet'), 'x');
-    assert.throws(() => expandPaths(dir, 'parquet'), (e: Error) => e.message.includes(dir) && /still in progress/.test(e.message));
+    assert.throws(
+      () => expandPaths(dir, 'parquet'),
+      (e: Error) => e.message.includes(dir) && /still in progress/.test(e.message),
+    );
 
     const committed = join(root, 'in-progress-append');
     const w = await DatasetWriter.begin(committed, { format: 'parquet' });
     const files = await w.commit([await w.writePart(0, [idBatch(0, 3)])]);
     fs.writeFileSync(join(committed, '_COMMITTING'), JSON.stringify(marker));
     fs.writeFileSync(join(committed, 'part-00000-20990101T000000000Z-00000000.parquet'), 'x');
-    assert.deepEqual(expandPaths(committed, 'parquet'), files.map((f) => f.path), 'exactly the previous manifest\'s files');
+    assert.deepEqual(
+      expandPaths(committed, 'parquet'),
+      files.map((f) => f.path),
+      "exactly the previous manifest's files",
+    );
   });
 });
 
 describe('a commit killed part-way (S3 prefix)', () => {
-  it('a new prefix with some parts copied refuses to read; after an append crash the previous manifest still reads; the next commit recovers', { timeout: 120_000 }, async () => {
+  it('a new prefix with some parts copied refuses to read; after an append crash the previous manifest still reads; the next commit recovers', {
+    timeout: 120_000,
+  }, async () => {
     const uri = `${S3}/crash/new`;
     const r = await runChild({ op: 'parts', dir: uri, mode: 'error', parts: 6, rows: 100, base: 0 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '2' });
     assert.equal(r.signal, 'SIGKILL', r.stderr);
     const copied = (await listS3(`${uri}/`, { delimiter: '/' })).objects.filter((o) => o.key.endsWith('.parquet'));
     assert.ok(copied.length >= 2, `the crash left ${copied.length} copies in place`);
-    assert.throws(() => expandPaths(uri, 'parquet'), (e: Error) => e.message.includes(`${uri}/`) && /_COMMITTING is present/.test(e.message) && /no _SUCCESS/.test(e.message));
+    assert.throws(
+      () => expandPaths(uri, 'parquet'),
+      (e: Error) => e.message.includes(`${uri}/`) && /_COMMITTING is present/.test(e.message) && /no _SUCCESS/.test(e.message),
+    );
     assert.throws(() => readParquet(`${uri}/`), /not a complete dataset/);
 
     const w = await DatasetWriter.begin(uri, { format: 'parquet', mode: 'overwrite' });
@@ -265,7 +317,7 @@ describe('a commit killed part-way (S3 prefix)', () => {
 
     const r2 = await runChild({ op: 'parts', dir: uri, mode: 'append', parts: 4, rows: 10, base: 500 }, { FANOUT_TEST_CRASH_AFTER_RENAMES: '1' });
     assert.equal(r2.signal, 'SIGKILL', r2.stderr);
-    assert.deepEqual(await ids(expandPaths(uri, 'parquet')), range(9000, 5), 'the manifest (S3\'s atomic commit point) is untouched');
+    assert.deepEqual(await ids(expandPaths(uri, 'parquet')), range(9000, 5), "the manifest (S3's atomic commit point) is untouched");
     const w2 = await DatasetWriter.begin(uri, { format: 'parquet', mode: 'append' });
     await w2.commit([await w2.writePart(0, [idBatch(9100, 2)])]);
     assert.deepEqual(await ids(expandPaths(uri, 'parquet')), [...range(9000, 5), ...range(9100, 2)], 'the crashed copies are not adopted');
@@ -281,7 +333,10 @@ describe('the commit lock', () => {
     try {
       fs.writeFileSync(join(dir, '_SUCCESS.lock'), JSON.stringify({ pid: holder.pid, host: hostname(), startedAt: new Date().toISOString(), runId: 'holder' }));
       let done = false;
-      const committing = w.commit([part]).then((r) => { done = true; return r; });
+      const committing = w.commit([part]).then((r) => {
+        done = true;
+        return r;
+      });
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(done, false, 'the commit waits while the lock owner is alive');
       assert.equal(readManifest(dir), null);
@@ -309,7 +364,9 @@ describe('the commit lock', () => {
     const p2 = await w2.writePart(0, [idBatch(10, 2)]);
     fs.writeFileSync(join(dir, '_SUCCESS.lock'), JSON.stringify({ pid: 1, host: 'some-other-host.example', startedAt: new Date().toISOString(), runId: 'y' }));
     let done = false;
-    const committing = w2.commit([p2]).then(() => { done = true; });
+    const committing = w2.commit([p2]).then(() => {
+      done = true;
+    });
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(done, false, 'a young lock from another host is respected');
     fs.rmSync(join(dir, '_SUCCESS.lock'));
@@ -332,8 +389,8 @@ describe('the commit lock', () => {
 
     const w1 = await DatasetWriter.begin(dir, { format: 'parquet', mode: 'append' });
     await w1.commit([await w1.writePart(0, [idBatch(1, 1)])]);
-    assert.equal(fs.existsSync(deadTemp), false, 'the dead writer\'s temp dir is gone');
-    assert.equal(fs.existsSync(live.tempDir), true, 'the live writer\'s temp dir is kept');
+    assert.equal(fs.existsSync(deadTemp), false, "the dead writer's temp dir is gone");
+    assert.equal(fs.existsSync(live.tempDir), true, "the live writer's temp dir is kept");
     await live.abort();
   });
 });

@@ -22,13 +22,16 @@ describe('mapLimit', () => {
   it('starts nothing after a failure and lets the calls in flight finish before throwing', async () => {
     const started: number[] = [];
     const finished: number[] = [];
-    await assert.rejects(mapLimit([0, 1, 2, 3, 4, 5], 2, async (x) => {
-      started.push(x);
-      if (x === 1) throw new Error('boom at 1');
-      await tick(20);
-      finished.push(x);
-      return x;
-    }), /boom at 1/);
+    await assert.rejects(
+      mapLimit([0, 1, 2, 3, 4, 5], 2, async (x) => {
+        started.push(x);
+        if (x === 1) throw new Error('boom at 1');
+        await tick(20);
+        finished.push(x);
+        return x;
+      }),
+      /boom at 1/,
+    );
     // 0 was in flight when 1 failed: it finished before the rejection; 2.. never started.
     assert.deepEqual(started, [0, 1]);
     assert.deepEqual(finished, [0]);
@@ -36,6 +39,9 @@ describe('mapLimit', () => {
 
   it('handles no items and rejects a limit that is not a positive integer', async () => {
     assert.deepEqual(await mapLimit([], 4, async (x: number) => x), []);
-    await assert.rejects(mapLimit([1], 0, async (x) => x), /limit must be a positive integer, got 0/);
+    await assert.rejects(
+      mapLimit([1], 0, async (x) => x),
+      /limit must be a positive integer, got 0/,
+    );
   });
 });

@@ -2,7 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as arrow from 'apache-arrow';
 import {
-  batchToRows, columnsToBatch, dataToValues, inferSchemaFromRecords, recordsToBatch, valueAt, valuesToData,
+  batchToRows,
+  columnsToBatch,
+  dataToValues,
+  inferSchemaFromRecords,
+  recordsToBatch,
+  valueAt,
+  valuesToData,
   type JsValue,
 } from '../src/convert/index.ts';
 import { DataType, Field, Schema } from '../src/datatypes.ts';
@@ -39,26 +45,107 @@ const allTypes = new Schema([
 
 const allRows: Record<string, JsValue>[] = [
   {
-    b: true, i8: -128, i16: -32768, i32: -2147483648, i64: -(2n ** 63n), u8: 255, u16: 65535, u32: 4294967295, u64: 2n ** 64n - 1n,
-    f32: 1.5, f64: 0.1, s: 'hello', bin: bytes(0, 1, 255), d: D('2024-02-29'), ts: D('2024-01-02T03:04:05.678Z'),
-    ts_s: D('2024-01-02T03:04:05Z'), ts_us: D('1969-12-31T23:59:59.999Z'), ts_ns: D('2262-04-11T23:47:16.854Z'),
-    l: [1, 2, 3], fl: [0.5, -2], st: { a: 7n, b: 'x' }, ls: [{ k: 'p', v: [1.25] }, { k: 'q', v: [] }], n: null,
+    b: true,
+    i8: -128,
+    i16: -32768,
+    i32: -2147483648,
+    i64: -(2n ** 63n),
+    u8: 255,
+    u16: 65535,
+    u32: 4294967295,
+    u64: 2n ** 64n - 1n,
+    f32: 1.5,
+    f64: 0.1,
+    s: 'hello',
+    bin: bytes(0, 1, 255),
+    d: D('2024-02-29'),
+    ts: D('2024-01-02T03:04:05.678Z'),
+    ts_s: D('2024-01-02T03:04:05Z'),
+    ts_us: D('1969-12-31T23:59:59.999Z'),
+    ts_ns: D('2262-04-11T23:47:16.854Z'),
+    l: [1, 2, 3],
+    fl: [0.5, -2],
+    st: { a: 7n, b: 'x' },
+    ls: [
+      { k: 'p', v: [1.25] },
+      { k: 'q', v: [] },
+    ],
+    n: null,
   },
   {
-    b: null, i8: null, i16: null, i32: null, i64: null, u8: null, u16: null, u32: null, u64: null, f32: null, f64: null,
-    s: null, bin: null, d: null, ts: null, ts_s: null, ts_us: null, ts_ns: null, l: null, fl: null, st: null, ls: null, n: null,
+    b: null,
+    i8: null,
+    i16: null,
+    i32: null,
+    i64: null,
+    u8: null,
+    u16: null,
+    u32: null,
+    u64: null,
+    f32: null,
+    f64: null,
+    s: null,
+    bin: null,
+    d: null,
+    ts: null,
+    ts_s: null,
+    ts_us: null,
+    ts_ns: null,
+    l: null,
+    fl: null,
+    st: null,
+    ls: null,
+    n: null,
   },
   {
-    b: false, i8: 127, i16: 32767, i32: 2147483647, i64: 2n ** 63n - 1n, u8: 0, u16: 0, u32: 0, u64: 0n,
-    f32: -0.25, f64: Number.NaN, s: 'héllo wörld ✓ 🎉', bin: bytes(), d: D('1900-01-01'), ts: D('1960-06-15T12:00:00.001Z'),
-    ts_s: D('1970-01-01T00:00:00Z'), ts_us: D('2024-05-05T05:05:05.005Z'), ts_ns: D('1677-09-21T00:12:43.146Z'),
-    l: [], fl: [1, 2], st: { a: null, b: null }, ls: [null, { k: null, v: null }, { k: 'r', v: [null, 2] }], n: null,
+    b: false,
+    i8: 127,
+    i16: 32767,
+    i32: 2147483647,
+    i64: 2n ** 63n - 1n,
+    u8: 0,
+    u16: 0,
+    u32: 0,
+    u64: 0n,
+    f32: -0.25,
+    f64: Number.NaN,
+    s: 'héllo wörld ✓ 🎉',
+    bin: bytes(),
+    d: D('1900-01-01'),
+    ts: D('1960-06-15T12:00:00.001Z'),
+    ts_s: D('1970-01-01T00:00:00Z'),
+    ts_us: D('2024-05-05T05:05:05.005Z'),
+    ts_ns: D('1677-09-21T00:12:43.146Z'),
+    l: [],
+    fl: [1, 2],
+    st: { a: null, b: null },
+    ls: [null, { k: null, v: null }, { k: 'r', v: [null, 2] }],
+    n: null,
   },
   {
-    b: true, i8: 0, i16: 1, i32: 2, i64: 3n, u8: 4, u16: 5, u32: 6, u64: 7n, f32: 8, f64: -Infinity, s: '',
-    bin: bytes(104, 105), d: D('1970-01-01'), ts: D('1970-01-01T00:00:00Z'), ts_s: D('2000-01-01T00:00:00Z'),
-    ts_us: D('2000-01-01T00:00:00Z'), ts_ns: D('2000-01-01T00:00:00Z'),
-    l: [null, -1], fl: [3, 4], st: { a: -1n, b: '' }, ls: [], n: null,
+    b: true,
+    i8: 0,
+    i16: 1,
+    i32: 2,
+    i64: 3n,
+    u8: 4,
+    u16: 5,
+    u32: 6,
+    u64: 7n,
+    f32: 8,
+    f64: -Infinity,
+    s: '',
+    bin: bytes(104, 105),
+    d: D('1970-01-01'),
+    ts: D('1970-01-01T00:00:00Z'),
+    ts_s: D('2000-01-01T00:00:00Z'),
+    ts_us: D('2000-01-01T00:00:00Z'),
+    ts_ns: D('2000-01-01T00:00:00Z'),
+    l: [null, -1],
+    fl: [3, 4],
+    st: { a: -1n, b: '' },
+    ls: [],
+    n: null,
   },
 ];
 
@@ -95,7 +182,10 @@ describe('recordsToBatch / batchToRows', () => {
   it('survives an IPC round trip (buffers are well formed)', () => {
     const batch = recordsToBatch(allRows, allTypes);
     const table = arrow.tableFromIPC(arrow.tableToIPC(new arrow.Table(batch)));
-    assert.deepEqual(table.batches.flatMap((b) => batchToRows(b)), allRows);
+    assert.deepEqual(
+      table.batches.flatMap((b) => batchToRows(b)),
+      allRows,
+    );
   });
 
   it('reads data built by apache-arrow (vectorFromArray, dictionaries)', () => {
@@ -103,7 +193,13 @@ describe('recordsToBatch / batchToRows', () => {
       f: Float64Array.from([1, 2.5]),
       s: ['a', 'b'],
     });
-    assert.deepEqual(table.batches.flatMap((b) => batchToRows(b)), [{ f: 1, s: 'a' }, { f: 2.5, s: 'b' }]);
+    assert.deepEqual(
+      table.batches.flatMap((b) => batchToRows(b)),
+      [
+        { f: 1, s: 'a' },
+        { f: 2.5, s: 'b' },
+      ],
+    );
     const dict = arrow.vectorFromArray(['x', null, 'y', 'x'], new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32()));
     assert.deepEqual(dataToValues(dict.data[0]!), ['x', null, 'y', 'x']);
     assert.deepEqual(dataToValues(dict.data[0]!.slice(1, 2)), [null, 'y']); // Data.slice(offset, length)
@@ -115,7 +211,14 @@ describe('recordsToBatch / batchToRows', () => {
   it('reads sliced batches and sliced data (offsets, bitmaps at odd bit positions)', () => {
     const rows = Array.from({ length: 37 }, (_, i) => allRows[i % allRows.length]!);
     const batch = recordsToBatch(rows, allTypes);
-    for (const [start, len] of [[0, 37], [3, 11], [9, 1], [13, 24], [36, 1], [5, 0]] as const) {
+    for (const [start, len] of [
+      [0, 37],
+      [3, 11],
+      [9, 1],
+      [13, 24],
+      [36, 1],
+      [5, 0],
+    ] as const) {
       const sliced = batch.slice(start, start + len);
       assert.deepEqual(batchToRows(sliced), rows.slice(start, start + len), `slice ${start}+${len}`);
       for (const f of allTypes.fields) {
@@ -127,7 +230,10 @@ describe('recordsToBatch / batchToRows', () => {
     }
     // Data.slice directly, on a nested column sliced twice
     const ls = batch.getChild('ls')!.data[0]!.slice(2, 20).slice(1, 9);
-    assert.deepEqual(dataToValues(ls), rows.slice(3, 12).map((r) => r.ls));
+    assert.deepEqual(
+      dataToValues(ls),
+      rows.slice(3, 12).map((r) => r.ls),
+    );
   });
 
   it('handles data without a validity bitmap and with nullCount 0', () => {
@@ -142,7 +248,14 @@ describe('recordsToBatch / batchToRows', () => {
 
   it('turns numbers into bigint for int64 columns and fills missing keys with null', () => {
     const s = new Schema([new Field('id', DataType.int64()), new Field('u', DataType.uint64()), new Field('name', DataType.utf8())]);
-    const batch = recordsToBatch([{ id: 1, u: 2 ** 63 }, { id: -5, name: 'x' }, { id: 2 ** 53 + 2, u: 3n, extra: 'ignored' }], s);
+    const batch = recordsToBatch(
+      [
+        { id: 1, u: 2 ** 63 },
+        { id: -5, name: 'x' },
+        { id: 2 ** 53 + 2, u: 3n, extra: 'ignored' },
+      ],
+      s,
+    );
     assert.deepEqual(batchToRows(batch), [
       { id: 1n, u: 2n ** 63n, name: null },
       { id: -5n, u: null, name: 'x' },
@@ -217,18 +330,25 @@ describe('recordsToBatch / batchToRows', () => {
 });
 
 describe('schema checks', () => {
-  const s = new Schema([new Field('id', DataType.int32()), new Field('tags', DataType.list(DataType.utf8())),
-    new Field('p', DataType.struct({ name: DataType.utf8() })), new Field('req', DataType.utf8(), false)]);
+  const s = new Schema([
+    new Field('id', DataType.int32()),
+    new Field('tags', DataType.list(DataType.utf8())),
+    new Field('p', DataType.struct({ name: DataType.utf8() })),
+    new Field('req', DataType.utf8(), false),
+  ]);
   const ok = { id: 1, tags: ['a'], p: { name: 'n' }, req: 'r' };
 
   it('names column, row and value for a value of the wrong type', () => {
-    assert.throws(() => recordsToBatch([ok, ok, { ...ok, id: 'seven' }], s), (e: Error) => {
-      assert.match(e.message, /column 'id'/);
-      assert.match(e.message, /row 2/);
-      assert.match(e.message, /"seven"/);
-      assert.match(e.message, /int32/);
-      return true;
-    });
+    assert.throws(
+      () => recordsToBatch([ok, ok, { ...ok, id: 'seven' }], s),
+      (e: Error) => {
+        assert.match(e.message, /column 'id'/);
+        assert.match(e.message, /row 2/);
+        assert.match(e.message, /"seven"/);
+        assert.match(e.message, /int32/);
+        return true;
+      },
+    );
   });
 
   it('reports out-of-range and non-integral numbers', () => {
@@ -264,8 +384,19 @@ describe('inferSchemaFromRecords', () => {
     ]);
     assert.deepEqual(Object.fromEntries(schema.fields.map((f) => [f.name, f.type.toString()])), {
       // JS numbers are doubles, integral or not: float64; only bigints are int64.
-      i: 'float64', f: 'float64', mix: 'float64', big: 'int64', s: 'utf8', b: 'bool', d: 'timestamp[ms]', bin: 'binary',
-      l: 'list<float64>', o: 'struct<a: float64, b: utf8>', nul: 'null', late: 'utf8', emb: 'list<float32>',
+      i: 'float64',
+      f: 'float64',
+      mix: 'float64',
+      big: 'int64',
+      s: 'utf8',
+      b: 'bool',
+      d: 'timestamp[ms]',
+      bin: 'binary',
+      l: 'list<float64>',
+      o: 'struct<a: float64, b: utf8>',
+      nul: 'null',
+      late: 'utf8',
+      emb: 'list<float32>',
     });
   });
 
@@ -280,22 +411,31 @@ describe('inferSchemaFromRecords', () => {
   });
 
   it('names the column, both types and the row for mixed types', () => {
-    assert.throws(() => inferSchemaFromRecords([{ a: 1 }, { a: 2 }, { a: 'x' }]), (e: Error) => {
-      assert.match(e.message, /column 'a'/);
-      assert.match(e.message, /row 2/);
-      assert.match(e.message, /utf8/);
-      assert.match(e.message, /float64/);
-      return true;
-    });
+    assert.throws(
+      () => inferSchemaFromRecords([{ a: 1 }, { a: 2 }, { a: 'x' }]),
+      (e: Error) => {
+        assert.match(e.message, /column 'a'/);
+        assert.match(e.message, /row 2/);
+        assert.match(e.message, /utf8/);
+        assert.match(e.message, /float64/);
+        return true;
+      },
+    );
     assert.throws(() => inferSchemaFromRecords([{ a: [1] }, { a: ['x'] }]), /column 'a'.*row 1 has list<utf8>.*earlier rows have list<float64>/);
     assert.throws(() => inferSchemaFromRecords([{ a: [1, 'x'] }]), /column 'a', row 0: .*mixes float64 and utf8/);
     assert.throws(() => inferSchemaFromRecords([{ a: new Map() }]), /column 'a', row 0: unsupported value Map/);
   });
 
   it('infers float64 for JS numbers, integral or not, and int64 only for bigints', () => {
-    const rows = [{ n: 1, b: 1n, l: [1, 2], bl: [1n], o: { a: 1 } }, { n: -3, b: -3n, l: [3], bl: [2n], o: { a: 2 } }];
+    const rows = [
+      { n: 1, b: 1n, l: [1, 2], bl: [1n], o: { a: 1 } },
+      { n: -3, b: -3n, l: [3], bl: [2n], o: { a: 2 } },
+    ];
     const schema = inferSchemaFromRecords(rows);
-    assert.deepEqual(schema.fields.map((f) => f.type.toString()), ['float64', 'int64', 'list<float64>', 'list<int64>', 'struct<a: float64>']);
+    assert.deepEqual(
+      schema.fields.map((f) => f.type.toString()),
+      ['float64', 'int64', 'list<float64>', 'list<int64>', 'struct<a: float64>'],
+    );
     // Rows come back as what went in: numbers as numbers (no 1n), bigints as bigints.
     assert.deepEqual(batchToRows(recordsToBatch(rows)), rows);
   });
@@ -339,8 +479,12 @@ describe('columnsToBatch', () => {
     const i = Int32Array.from([1, 2, 3]);
     const big = BigInt64Array.from([1n, 2n, 3n]);
     const batch = columnsToBatch({ f, i, big, s: ['a', null, 'c'] });
-    assert.deepEqual(Object.fromEntries(Schema.fromArrow(batch.schema).fields.map((x) => [x.name, x.type.toString()])),
-      { f: 'float64', i: 'int32', big: 'int64', s: 'utf8' });
+    assert.deepEqual(Object.fromEntries(Schema.fromArrow(batch.schema).fields.map((x) => [x.name, x.type.toString()])), {
+      f: 'float64',
+      i: 'int32',
+      big: 'int64',
+      s: 'utf8',
+    });
     const fv = batch.getChild('f')!.data[0]!.values as Float64Array;
     assert.equal(fv, f);
     assert.equal(fv.buffer, f.buffer);
@@ -352,23 +496,32 @@ describe('columnsToBatch', () => {
   it('converts when the schema asks for another type, and checks schema coverage', () => {
     const s = new Schema([new Field('x', DataType.int64()), new Field('y', DataType.float32())]);
     const batch = columnsToBatch({ x: Int32Array.from([1, 2]), y: [0.5, null] }, s);
-    assert.deepEqual(batchToRows(batch), [{ x: 1n, y: 0.5 }, { x: 2n, y: null }]);
+    assert.deepEqual(batchToRows(batch), [
+      { x: 1n, y: 0.5 },
+      { x: 2n, y: null },
+    ]);
     assert.throws(() => columnsToBatch({ x: [1] }, s), /column 'y' of the schema is missing/);
     assert.throws(() => columnsToBatch({ x: [1], y: [1], z: [1] }, s), /column 'z' is not in the schema/);
     assert.throws(() => columnsToBatch({ x: ['a'], y: [1] }, s), /column 'x', row 0: expected int64, got string "a"/);
   });
 
   it('rejects columns of different lengths, naming them', () => {
-    assert.throws(() => columnsToBatch({ a: [1, 2, 3], b: Float64Array.from([1, 2]) }), (e: Error) => {
-      assert.match(e.message, /'a' has 3/);
-      assert.match(e.message, /'b' has 2/);
-      return true;
-    });
+    assert.throws(
+      () => columnsToBatch({ a: [1, 2, 3], b: Float64Array.from([1, 2]) }),
+      (e: Error) => {
+        assert.match(e.message, /'a' has 3/);
+        assert.match(e.message, /'b' has 2/);
+        return true;
+      },
+    );
   });
 
   it('infers plain-array columns like records', () => {
     const batch = columnsToBatch({ a: [1, 2.5], b: [null, null], c: [[1], [2, 3]] });
-    assert.deepEqual(Schema.fromArrow(batch.schema).fields.map((f) => f.type.toString()), ['float64', 'null', 'list<float64>']);
+    assert.deepEqual(
+      Schema.fromArrow(batch.schema).fields.map((f) => f.type.toString()),
+      ['float64', 'null', 'list<float64>'],
+    );
     assert.throws(() => columnsToBatch({ a: [1, 'x'] }), /column 'a'.*row 1 has utf8/);
   });
 });

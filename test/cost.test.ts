@@ -65,11 +65,20 @@ describe('cost estimate (USD)', () => {
 
   it('takes its assumptions and a user price table from the options', () => {
     const prices: PriceTable = {
-      ...PRICES_US_EAST_1, region: 'eu-west-1', asOf: '2026-01-01',
+      ...PRICES_US_EAST_1,
+      region: 'eu-west-1',
+      asOf: '2026-01-01',
       lambda: { gbSecond: { x86_64: 1, arm64: 0.5 }, request: 0 },
       ec2Hourly: { 'g6.xlarge': 2 },
     };
-    const e = estimateRunCost(known, { prices, architecture: 'arm64', gpuInstanceType: 'g6.xlarge', gpuStartupSeconds: 0, gpuScaleInSeconds: 0, retentionDays: 0 });
+    const e = estimateRunCost(known, {
+      prices,
+      architecture: 'arm64',
+      gpuInstanceType: 'g6.xlarge',
+      gpuStartupSeconds: 0,
+      gpuScaleInSeconds: 0,
+      retentionDays: 0,
+    });
     assert.equal(e.region, 'eu-west-1');
     assert.equal(part(e, 'Lambda compute').usd, 38.005859375 * 0.5);
     const gpu = part(e, 'GPU instances (g6.xlarge)');
@@ -80,7 +89,10 @@ describe('cost estimate (USD)', () => {
     const fb = estimateRunCost(known, { region: 'ap-south-1' });
     assert.equal(fb.region, 'us-east-1');
     assert.equal(fb.fallback, true);
-    assert.throws(() => estimateRunCost(known, { gpuInstanceType: 'x9.huge' }), /no price for GPU instance type 'x9\.huge' in the us-east-1 table.*cost\.prices\.ec2Hourly/);
+    assert.throws(
+      () => estimateRunCost(known, { gpuInstanceType: 'x9.huge' }),
+      /no price for GPU instance type 'x9\.huge' in the us-east-1 table.*cost\.prices\.ec2Hourly/,
+    );
     assert.throws(() => estimateRunCost(known, { retentionDays: -1 }), /cost option 'retentionDays' must be a non-negative number/);
   });
 
@@ -89,7 +101,10 @@ describe('cost estimate (USD)', () => {
     await writeSample(f, 0, 4000, 1000); // 4 row groups
     try {
       setRunner('aws', {
-        stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:x', workBucket: 'work', region: 'eu-west-1', targetPartitionBytes: 1,
+        stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:x',
+        workBucket: 'work',
+        region: 'eu-west-1',
+        targetPartitionBytes: 1,
         cost: { prices: { ...PRICES_US_EAST_1, region: 'eu-west-1', asOf: '2026-01-01' } },
       });
       const text = await readParquet(f).explain();
@@ -114,15 +129,27 @@ describe('cost estimate (USD)', () => {
       stageFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:stage',
       finalizeFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:finalize',
       failureFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:failure',
-      ecs: { clusterArn: 'arn:aws:ecs:us-east-1:123456789012:cluster/c', taskDefinitionArn: 'arn:aws:ecs:us-east-1:123456789012:task-definition/t:1', containerName: 'w', subnets: [], securityGroups: [] },
+      ecs: {
+        clusterArn: 'arn:aws:ecs:us-east-1:123456789012:cluster/c',
+        taskDefinitionArn: 'arn:aws:ecs:us-east-1:123456789012:task-definition/t:1',
+        containerName: 'w',
+        subnets: [],
+        securityGroups: [],
+      },
       distributed: false,
       lambdaTimeoutSeconds: 60,
     });
-    type State = { Type: string; Next?: string; End?: boolean; Choices?: { StringEquals?: string; Next: string }[]; ItemProcessor?: { StartAt: string; States: Record<string, State> } };
+    type State = {
+      Type: string;
+      Next?: string;
+      End?: boolean;
+      Choices?: { StringEquals?: string; Next: string }[];
+      ItemProcessor?: { StartAt: string; States: Record<string, State> };
+    };
     // The states a successful path enters, following Next (a Choice takes the branch for `executor`).
     const walk = (states: Record<string, State>, start: string, executor?: string): string[] => {
       const path: string[] = [];
-      for (let name: string | undefined = start; name !== undefined;) {
+      for (let name: string | undefined = start; name !== undefined; ) {
         const st: State = states[name]!;
         path.push(name);
         if (st.Type === 'Choice') name = st.Choices!.find((c) => c.StringEquals === executor)?.Next;

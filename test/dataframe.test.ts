@@ -26,11 +26,17 @@ describe('sources and schema', () => {
   });
 
   it('fromRecords infers types and round-trips through toRows', async () => {
-    const rows = [{ a: 1, b: 'x', c: true }, { a: 2, b: null, c: false }];
+    const rows = [
+      { a: 1, b: 'x', c: true },
+      { a: 2, b: null, c: false },
+    ];
     const df = fromRecords(rows);
     // JS numbers are doubles: float64, and they come back as the numbers that went in.
     assert.equal(df.schema.field('a').type.kind, 'float64');
-    assert.deepEqual(await df.toRows(), [{ a: 1, b: 'x', c: true }, { a: 2, b: null, c: false }]);
+    assert.deepEqual(await df.toRows(), [
+      { a: 1, b: 'x', c: true },
+      { a: 2, b: null, c: false },
+    ]);
     const big = fromRecords([{ a: 1n }, { a: 2n }]);
     assert.equal(big.schema.field('a').type.kind, 'int64');
     assert.deepEqual(await big.toRows(), [{ a: 1n }, { a: 2n }]);
@@ -41,12 +47,22 @@ describe('sources and schema', () => {
     const twice = func((x: number) => x * 2, { returnDtype: DataType.float64(), name: 'df.twiceNumbers' });
     const cols = fromColumns({ x: [1, 2, 3] });
     assert.equal(cols.schema.field('x').type.kind, 'float64');
-    assert.deepEqual(await cols.withColumn('y', twice(cols.col('x'))).toRows(), [{ x: 1, y: 2 }, { x: 2, y: 4 }, { x: 3, y: 6 }]);
+    assert.deepEqual(await cols.withColumn('y', twice(cols.col('x'))).toRows(), [
+      { x: 1, y: 2 },
+      { x: 2, y: 4 },
+      { x: 3, y: 6 },
+    ]);
     const recs = fromRecords([{ x: 1 }, { x: 2 }]);
-    assert.deepEqual(await recs.withColumn('y', twice(recs.col('x'))).toRows(), [{ x: 1, y: 2 }, { x: 2, y: 4 }]);
+    assert.deepEqual(await recs.withColumn('y', twice(recs.col('x'))).toRows(), [
+      { x: 1, y: 2 },
+      { x: 2, y: 4 },
+    ]);
     // bigint columns are int64 and stay bigints; typed arrays keep their Arrow type.
     const typed = fromColumns({ b: [1n, 2n], i: Int32Array.of(1, 2), u: Uint16Array.of(1, 2), f: Float32Array.of(1, 2), l: BigInt64Array.of(1n, 2n) });
-    assert.deepEqual(typed.schema.fields.map((f) => f.type.toString()), ['int64', 'int32', 'uint16', 'float32', 'int64']);
+    assert.deepEqual(
+      typed.schema.fields.map((f) => f.type.toString()),
+      ['int64', 'int32', 'uint16', 'float32', 'int64'],
+    );
     assert.deepEqual((await typed.toRows())[1], { b: 2n, i: 2, u: 2, f: 2, l: 2n });
     assert.throws(() => fromColumns({ m: [1, 2n] }), /column 'm'.*mixes bigints and numbers/);
   });
@@ -67,9 +83,13 @@ describe('sources and schema', () => {
     const df = fromArrow(t);
     assert.equal(df.schema.field('s').type.toString(), 'utf8');
     assert.deepEqual(await df.where(col('s').eq('a')).withColumn('n', col('l').str.length()).toRows(), [
-      { s: 'a', l: 'x', n: 1 }, { s: 'a', l: '', n: 0 },
+      { s: 'a', l: 'x', n: 1 },
+      { s: 'a', l: '', n: 0 },
     ]);
-    assert.deepEqual((await df.toRows()).map((r) => r.s), ['a', 'b', null, 'a']);
+    assert.deepEqual(
+      (await df.toRows()).map((r) => r.s),
+      ['a', 'b', null, 'a'],
+    );
   });
 
   it('readCsv reads and infers', async () => {
@@ -84,19 +104,21 @@ describe('sources and schema', () => {
 
 describe('transforms', () => {
   it('select / withColumn / where / exclude / limit compose like their reference', async () => {
-    const df = readParquet(file)
-      .where(col('x').gt(0.5))
-      .withColumn('y', col('x').mul(2).add(1))
-      .select('id', 'y', 'category')
-      .limit(25);
+    const df = readParquet(file).where(col('x').gt(0.5)).withColumn('y', col('x').mul(2).add(1)).select('id', 'y', 'category').limit(25);
     const got = await df.toRows();
-    const want = sampleRows(0, ROWS).filter((r) => r.x > 0.5).slice(0, 25).map((r) => ({ id: r.id, y: r.x * 2 + 1, category: r.category }));
+    const want = sampleRows(0, ROWS)
+      .filter((r) => r.x > 0.5)
+      .slice(0, 25)
+      .map((r) => ({ id: r.id, y: r.x * 2 + 1, category: r.category }));
     assert.deepEqual(got, want);
   });
 
   it('withColumn replaces a column in place and withColumns adds several', async () => {
     const df = fromRecords([{ a: 1, b: 2 }]);
-    const r = await df.withColumn('a', col('a').mul(10)).withColumns({ c: col('b').add(1), d: lit('k') }).toRows();
+    const r = await df
+      .withColumn('a', col('a').mul(10))
+      .withColumns({ c: col('b').add(1), d: lit('k') })
+      .toRows();
     assert.deepEqual(r, [{ a: 10, b: 2, c: 3, d: 'k' }]);
     assert.deepEqual(df.withColumn('a', col('a').mul(10)).columns, ['a', 'b']);
   });
@@ -113,27 +135,38 @@ describe('transforms', () => {
   });
 
   it('explode repeats other columns; null and empty lists give one null row', async () => {
-    const df = fromRecords([{ k: 1, l: ['a', 'b'] }, { k: 2, l: [] }, { k: 3, l: null }]);
+    const df = fromRecords([
+      { k: 1, l: ['a', 'b'] },
+      { k: 2, l: [] },
+      { k: 3, l: null },
+    ]);
     assert.deepEqual(await df.explode('l').toRows(), [
-      { k: 1, l: 'a' }, { k: 1, l: 'b' }, { k: 2, l: null }, { k: 3, l: null },
+      { k: 1, l: 'a' },
+      { k: 1, l: 'b' },
+      { k: 2, l: null },
+      { k: 3, l: null },
     ]);
   });
 
   it('explode over a parquet list column matches the reference', async () => {
     const got = await readParquet(file).explode('tags').select('id', 'tags').limit(50).toRows();
-    const want = sampleRows(0, ROWS).flatMap((r): { id: bigint; tags: string | null }[] => (r.tags && r.tags.length ? r.tags.map((t) => ({ id: r.id, tags: t })) : [{ id: r.id, tags: null }])).slice(0, 50);
+    const want = sampleRows(0, ROWS)
+      .flatMap((r): { id: bigint; tags: string | null }[] => (r.tags?.length ? r.tags.map((t) => ({ id: r.id, tags: t })) : [{ id: r.id, tags: null }]))
+      .slice(0, 50);
     assert.deepEqual(got, want);
   });
 
   it('string, list and struct namespaces work in a pipeline', async () => {
     const df = fromRecords([{ s: 'Hello World', l: [1, 2, 3], st: { a: 1, b: 'z' } }]);
-    const r = await df.select(
-      col('s').str.upper().alias('u'),
-      col('s').str.length().alias('len'),
-      col('s').str.split(' ').list.get(1).alias('w'),
-      col('l').list.length().alias('ll'),
-      col('st').struct.get('b').alias('b'),
-    ).toRows();
+    const r = await df
+      .select(
+        col('s').str.upper().alias('u'),
+        col('s').str.length().alias('len'),
+        col('s').str.split(' ').list.get(1).alias('w'),
+        col('l').list.length().alias('ll'),
+        col('st').struct.get('b').alias('b'),
+      )
+      .toRows();
     assert.deepEqual(r, [{ u: 'HELLO WORLD', len: 11, w: 'World', ll: 3, b: 'z' }]);
   });
 
@@ -142,15 +175,20 @@ describe('transforms', () => {
     assert.deepEqual(await df.toRows(), []);
     const t = await df.toArrow();
     assert.equal(t.numRows, 0);
-    assert.deepEqual(t.schema.fields.map((f) => f.name), ['id', 'x', 'category', 'n', 'tags']);
+    assert.deepEqual(
+      t.schema.fields.map((f) => f.name),
+      ['id', 'x', 'category', 'n', 'tags'],
+    );
   });
 });
 
 describe('plan-time errors', () => {
   it('type errors name both columns and their types before reading data', () => {
     const df = fromRecords([{ price: 1.5, name: 'a' }]);
-    assert.throws(() => df.withColumn('bad', col('price').add(col('name'))), (e: Error) =>
-      /price/.test(e.message) && /name/.test(e.message) && /float64/.test(e.message) && /utf8/.test(e.message));
+    assert.throws(
+      () => df.withColumn('bad', col('price').add(col('name'))),
+      (e: Error) => /price/.test(e.message) && /name/.test(e.message) && /float64/.test(e.message) && /utf8/.test(e.message),
+    );
   });
 
   it('a missing column is named, with the available ones', () => {
@@ -198,7 +236,10 @@ describe('plan-time errors', () => {
     await fromRecords([{ id: 'x' }]).writeParquet(join(d, 'sub'));
     const other = readdirSync(join(d, 'sub')).find((f) => f.endsWith('.parquet'))!;
     const files = [join(d, 'a.parquet'), join(d, 'sub', other)];
-    assert.throws(() => readParquet(files), (e: Error) => /id/.test(e.message) && e.message.includes('a.parquet') && e.message.includes(other));
+    assert.throws(
+      () => readParquet(files),
+      (e: Error) => /id/.test(e.message) && e.message.includes('a.parquet') && e.message.includes(other),
+    );
   });
 });
 
@@ -215,11 +256,18 @@ describe('actions', () => {
   it('count uses metadata for a bare scan and executes otherwise', async () => {
     assert.equal(await readParquet(file).count(), ROWS);
     assert.equal(await readParquet(file).where(col('category').eq('beta')).count(), ROWS / 4);
-    assert.equal(await readParquet(file).explode('tags').count(), sampleRows(0, ROWS).reduce((n, r) => n + Math.max(1, r.tags?.length ?? 0), 0));
+    assert.equal(
+      await readParquet(file).explode('tags').count(),
+      sampleRows(0, ROWS).reduce((n, r) => n + Math.max(1, r.tags?.length ?? 0), 0),
+    );
   });
 
   it('show prints an aligned table and returns it', async () => {
-    const text = await fromRecords([{ a: 1, b: 'x' }, { a: 2, b: 'y' }, { a: 3, b: 'z' }]).show(2);
+    const text = await fromRecords([
+      { a: 1, b: 'x' },
+      { a: 2, b: 'y' },
+      { a: 3, b: 'z' },
+    ]).show(2);
     assert.match(text, /a/);
     assert.match(text, /float64/);
     assert.match(text, /Showing first 2/);
@@ -246,15 +294,23 @@ describe('actions', () => {
     assert.ok(existsSync(join(out, '_SUCCESS')));
     assert.ok(!readdirSync(out).some((f) => f === '_temporary' && readdirSync(join(out, f)).length));
     const back = await readParquet(out).toRows();
-    const want = sampleRows(0, ROWS).filter((r) => r.x < 0.25).map((r) => ({ id: r.id, x: r.x, category: r.category }));
+    const want = sampleRows(0, ROWS)
+      .filter((r) => r.x < 0.25)
+      .map((r) => ({ id: r.id, x: r.x, category: r.category }));
     assert.deepEqual(back, want);
-    assert.equal(files.reduce((n, f) => n + Number(f.rows), 0), want.length);
+    assert.equal(
+      files.reduce((n, f) => n + Number(f.rows), 0),
+      want.length,
+    );
     await assert.rejects(() => readParquet(file).writeParquet(out), /out/);
   });
 
   it('writeCsv writes a header and rows', async () => {
     const out = join(tempDir(), 'csv');
-    await fromRecords([{ a: 1, b: 'x,y' }, { a: 2, b: null }]).writeCsv(out);
+    await fromRecords([
+      { a: 1, b: 'x,y' },
+      { a: 2, b: null },
+    ]).writeCsv(out);
     const f = readdirSync(out).find((n) => n.endsWith('.csv'))!;
     const text = readFileSync(join(out, f), 'utf8');
     assert.match(text, /^a,b\n1,"x,y"\n2,\n?$/);

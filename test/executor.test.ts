@@ -36,26 +36,33 @@ describe('streaming executor', () => {
   });
 
   it('worker threads give the same rows, in input order, as in-process execution', async () => {
-    const pipeline = () => readParquet(dir)
-      .where(col('x').gt(0.3))
-      .withColumn('y', col('x').mul(2).add(1))
-      .select('id', 'y', 'category');
+    const pipeline = () => readParquet(dir).where(col('x').gt(0.3)).withColumn('y', col('x').mul(2).add(1)).select('id', 'y', 'category');
     setRunner('native', { workers: false });
     const local = await pipeline().toRows();
     setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, prefetch: 2 });
     const parallel = await pipeline().toRows();
     assert.equal(parallel.length, local.length);
     assert.deepEqual(parallel, local);
-    const want = sampleRows(0, PER_FILE * 3).filter((r) => r.x > 0.3).map((r) => r.id);
-    assert.deepEqual(parallel.map((r) => r.id), want);
+    const want = sampleRows(0, PER_FILE * 3)
+      .filter((r) => r.x > 0.3)
+      .map((r) => r.id);
+    assert.deepEqual(
+      parallel.map((r) => r.id),
+      want,
+    );
   });
 
   it('preserveOrder: false gives the same rows, in any order, in-process and on workers', async () => {
-    const want = sampleRows(0, PER_FILE * 3).filter((r) => r.x > 0.7).map((r) => r.id);
+    const want = sampleRows(0, PER_FILE * 3)
+      .filter((r) => r.x > 0.7)
+      .map((r) => r.id);
     for (const workers of [false, true]) {
       setRunner('native', { workers, parallelism: 2, targetPartitionBytes: 1, preserveOrder: false });
       const got = (await readParquet(dir).where(col('x').gt(0.7)).select('id').toRows()).map((r) => r.id as bigint);
-      assert.deepEqual([...got].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)), want);
+      assert.deepEqual(
+        [...got].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+        want,
+      );
       const limited = await readParquet(dir).select('id').limit(10).toRows();
       assert.equal(limited.length, 10);
     }
@@ -64,7 +71,10 @@ describe('streaming executor', () => {
   it('a global limit stops the workers early and returns exactly n rows', async () => {
     setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
     const rows = await readParquet(dir).where(col('category').eq('gamma')).select('id').limit(7).toRows();
-    assert.deepEqual(rows.map((r) => r.id), [2n, 6n, 10n, 14n, 18n, 22n, 26n]);
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [2n, 6n, 10n, 14n, 18n, 22n, 26n],
+    );
   });
 
   it('parallel writeParquet writes one file per partition and reads back identically', async () => {
@@ -74,7 +84,10 @@ describe('streaming executor', () => {
     const parts = await written.toRows();
     assert.ok(parts.length > 1, 'several part files');
     const back = await readParquet(out).toRows();
-    assert.deepEqual(back.map((r) => r.id), sampleRows(0, 30_000).map((r) => r.id));
+    assert.deepEqual(
+      back.map((r) => r.id),
+      sampleRows(0, 30_000).map((r) => r.id),
+    );
   });
 
   it('an error in a worker names the file and rejects the action', async () => {
@@ -100,7 +113,9 @@ describe('abort on worker threads', () => {
     const log = join(dir, 'worker-calls.log');
     writeFileSync(log, '');
     const ac = new AbortController();
-    const pending = readParquet(dir).withColumn('y', slowLogged(col('x'), lit(log))).collect({ signal: ac.signal });
+    const pending = readParquet(dir)
+      .withColumn('y', slowLogged(col('x'), lit(log)))
+      .collect({ signal: ac.signal });
     await until(() => lines(log) >= 6, 'six UDF calls');
     ac.abort();
     const atAbort = lines(log);
@@ -121,7 +136,9 @@ describe('abort on worker threads', () => {
     writeFileSync(log, '');
     const out = join(tempDir(), 'out');
     const ac = new AbortController();
-    const pending = readParquet(dir).withColumn('y', slowLogged(col('x'), lit(log))).writeParquet(out, { signal: ac.signal });
+    const pending = readParquet(dir)
+      .withColumn('y', slowLogged(col('x'), lit(log)))
+      .writeParquet(out, { signal: ac.signal });
     await until(() => lines(log) >= 6, 'six UDF calls');
     ac.abort();
     const atAbort = lines(log);

@@ -23,7 +23,9 @@ function scanOf(p: PlanNode): Extract<PlanNode, { type: 'scan' }> {
 
 describe('optimizer', () => {
   it('pushes predicates into the scan and prunes row groups by statistics', async () => {
-    const df = readParquet(file).where(col('id').ge(2000).and(col('id').lt(5000))).select('id', 'x');
+    const df = readParquet(file)
+      .where(col('id').ge(2000).and(col('id').lt(5000)))
+      .select('id', 'x');
     const text = await df.explain({ showAll: true });
     assert.match(text, /== Unoptimized Logical Plan ==/);
     assert.match(text, /== Optimized Logical Plan ==/);
@@ -45,10 +47,7 @@ describe('optimizer', () => {
   });
 
   it('fuses filters and pushes through projections by substitution', async () => {
-    const df = readParquet(file)
-      .withColumn('y', col('x').mul(2))
-      .where(col('y').gt(1))
-      .where(col('category').eq('beta'));
+    const df = readParquet(file).withColumn('y', col('x').mul(2)).where(col('y').gt(1)).where(col('category').eq('beta'));
     const scan = scanOf(optimize(df.plan));
     const f = JSON.stringify(scan.pushdowns.filter);
     assert.match(f, /"fn":"and"/);
@@ -68,11 +67,16 @@ describe('optimizer', () => {
     const text = await df.explain();
     assert.match(text, /Limit: 5\s+\[global\]/);
     assert.match(text, /limit 5/);
-    assert.deepEqual((await df.toRows()).map((r) => r.id), [0n, 1n, 2n, 3n, 4n]);
+    assert.deepEqual(
+      (await df.toRows()).map((r) => r.id),
+      [0n, 1n, 2n, 3n, 4n],
+    );
   });
 
   it('does not push filters on exploded columns below the explode', async () => {
-    const df = readParquet(file).explode('tags').where(col('tags').eq('t1').and(col('id').lt(100)));
+    const df = readParquet(file)
+      .explode('tags')
+      .where(col('tags').eq('t1').and(col('id').lt(100)));
     const opt = optimize(df.plan);
     const scan = scanOf(opt);
     assert.match(JSON.stringify(scan.pushdowns.filter), /"name":"id"/);
@@ -82,19 +86,27 @@ describe('optimizer', () => {
   });
 
   it('fuses chains of withColumn into one projection when no work is duplicated', async () => {
-    const df = fromRecords([{ a: 1 }]).withColumn('b', col('a').add(1)).withColumn('c', col('a').mul(2)).select('b', 'c');
+    const df = fromRecords([{ a: 1 }])
+      .withColumn('b', col('a').add(1))
+      .withColumn('c', col('a').mul(2))
+      .select('b', 'c');
     const opt = optimize(df.plan);
     assert.equal(opt.type, 'project');
     assert.equal((opt as { input: PlanNode }).input.type, 'in_memory');
     assert.deepEqual(await df.toRows(), [{ b: 2, c: 2 }]);
     // b is used twice above its definition: kept as its own projection rather than computed twice.
-    const twice = fromRecords([{ a: 1 }]).withColumn('b', col('a').add(1)).withColumn('c', col('b').mul(col('b')));
+    const twice = fromRecords([{ a: 1 }])
+      .withColumn('b', col('a').add(1))
+      .withColumn('c', col('b').mul(col('b')));
     assert.equal((optimize(twice.plan) as { input: PlanNode }).input.type, 'project');
     assert.deepEqual(await twice.toRows(), [{ a: 1, b: 2, c: 4 }]);
   });
 
   it('plans serialize to JSON and back unchanged', () => {
-    const df = readParquet(file).where(col('x').isIn([0.5, 0.25])).withColumn('s', col('category').str.upper()).limit(3);
+    const df = readParquet(file)
+      .where(col('x').isIn([0.5, 0.25]))
+      .withColumn('s', col('category').str.upper())
+      .limit(3);
     const json = JSON.stringify(optimize(df.plan));
     assert.deepEqual(JSON.parse(json), optimize(df.plan));
   });
@@ -110,7 +122,10 @@ describe('optimizer', () => {
     for (let i = 0; i < 5; i++) await writeSample(join(d, `small-${i}.parquet`), i * 100, 100, 50);
     const df = readParquet(d).select('id');
     assert.match(await df.explain(), /Stage 0: 1 partition\(s\)/);
-    assert.deepEqual((await df.toRows()).map((r) => r.id), Array.from({ length: 500 }, (_, i) => BigInt(i)));
+    assert.deepEqual(
+      (await df.toRows()).map((r) => r.id),
+      Array.from({ length: 500 }, (_, i) => BigInt(i)),
+    );
     assert.deepEqual((await df.limit(120).toRows()).length, 120);
     setRunner('native', { workers: false, targetPartitionBytes: 1 });
     try {

@@ -6,9 +6,7 @@ import { describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
 import { ColumnNotFoundError, DataType, Field, Schema } from '../src/datatypes.ts';
 import { col as typedCol, lit as typedLit, type Expr, type ExprNode, type Scalar } from '../src/expressions.ts';
-import {
-  CastError, concatBatches, evaluate, explodeBatch, ExpressionTypeError, filterBatch, inferField, projectBatch, takeBatch,
-} from '../src/eval.ts';
+import { CastError, concatBatches, evaluate, explodeBatch, ExpressionTypeError, filterBatch, inferField, projectBatch, takeBatch } from '../src/eval.ts';
 import { physicalValues, physicalValuesToData, type PhysicalValue } from '../src/convert/index.ts';
 import { seededRandom } from './random.ts';
 
@@ -69,7 +67,12 @@ const numBatch = batchOf(numCols);
 const numSliced = slicedBatchOf(numCols, 7);
 
 const INT_ARRAY: Record<string, { new (n: number): ArrayLike<number> & { [i: number]: number } }> = {
-  int8: Int8Array, int16: Int16Array, int32: Int32Array, uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  uint8: Uint8Array,
+  uint16: Uint16Array,
+  uint32: Uint32Array,
 };
 
 function promote(a: string, b: string): string {
@@ -93,11 +96,13 @@ function refArith(op: string, a: unknown, b: unknown, k: string): PhysicalValue 
     return k === 'float32' ? Math.fround(r) : r;
   }
   if (k.startsWith('float')) {
-    const x = Number(a), y = Number(b);
+    const x = Number(a),
+      y = Number(b);
     const r = op === 'add' ? x + y : op === 'sub' ? x - y : op === 'mul' ? x * y : x % y;
     return k === 'float32' ? Math.fround(r) : r;
   }
-  const x = BigInt(a as number), y = BigInt(b as number);
+  const x = BigInt(a as number),
+    y = BigInt(b as number);
   if (op === 'mod' && y === 0n) return null;
   const r = op === 'add' ? x + y : op === 'sub' ? x - y : op === 'mul' ? x * y : x % y;
   if (k === 'int64') return BigInt.asIntN(64, r);
@@ -111,8 +116,11 @@ function refArith(op: string, a: unknown, b: unknown, k: string): PhysicalValue 
 
 describe('inferField', () => {
   const b = batchOf({
-    price: [new arrow.Float64(), [1.5]], name: [new arrow.Utf8(), ['a']], id: [new arrow.Int64(), [1n]],
-    d: [new arrow.DateDay(), [1]], tags: [new arrow.List(item(new arrow.Utf8())), [['x']]],
+    price: [new arrow.Float64(), [1.5]],
+    name: [new arrow.Utf8(), ['a']],
+    id: [new arrow.Int64(), [1n]],
+    d: [new arrow.DateDay(), [1]],
+    tags: [new arrow.List(item(new arrow.Utf8())), [['x']]],
     s: [new arrow.Struct([new arrow.Field('a', new arrow.Int32(), true), new arrow.Field('b', new arrow.Utf8(), true)]), [{ a: 1, b: 'x' }]],
     f: [new arrow.Bool(), [true]],
   });
@@ -128,8 +136,10 @@ describe('inferField', () => {
   });
 
   it('type errors name both columns and both types', () => {
-    throwsType(() => inferField(col('price').add(col('name')).node, schema),
-      'cannot add col(price) (float64) and col(name) (utf8): add needs numeric operands');
+    throwsType(
+      () => inferField(col('price').add(col('name')).node, schema),
+      'cannot add col(price) (float64) and col(name) (utf8): add needs numeric operands',
+    );
     throwsType(() => inferField(col('name').sub(col('price')).node, schema), 'col(name) (utf8)', 'col(price) (float64)', 'subtract');
     throwsType(() => inferField(col('d').add(1).node, schema), 'col(d) (date)', 'date/timestamp');
     throwsType(() => inferField(col('name').gt(5).node, schema), 'col(name) (utf8)', 'lit(5) (int32)', 'compare');
@@ -152,7 +162,10 @@ describe('inferField', () => {
   });
 
   it('unknown columns raise ColumnNotFoundError listing the columns', () => {
-    assert.throws(() => inferField(col('nope').add(1).node, schema), (e: unknown) => e instanceof ColumnNotFoundError && /'price'/.test(e.message));
+    assert.throws(
+      () => inferField(col('nope').add(1).node, schema),
+      (e: unknown) => e instanceof ColumnNotFoundError && /'price'/.test(e.message),
+    );
   });
 
   it('UDF nodes use the udfType hook, or fail clearly without it', () => {
@@ -160,7 +173,11 @@ describe('inferField', () => {
     throwsType(() => inferField(node, schema), "UDF 'embed'", 'udfType');
     let seen: Field[] = [];
     const f = inferField(node, schema, {
-      udfType: (n, args) => { seen = args; assert.equal(n.name, 'embed'); return DataType.list(DataType.float32()); },
+      udfType: (n, args) => {
+        seen = args;
+        assert.equal(n.name, 'embed');
+        return DataType.list(DataType.float32());
+      },
     });
     assert.equal(String(f.type), 'list<float32>');
     assert.equal(f.name, 'name');
@@ -170,9 +187,18 @@ describe('inferField', () => {
 
   it('numeric promotion', () => {
     const cases: [string, string, string][] = [
-      ['int32', 'int64', 'int64'], ['int32', 'float64', 'float64'], ['float32', 'float32', 'float32'], ['uint8', 'int32', 'int32'],
-      ['int8', 'uint8', 'int16'], ['uint32', 'int32', 'int64'], ['uint64', 'int64', 'float64'], ['uint8', 'uint16', 'uint16'],
-      ['float32', 'int8', 'float64'], ['float32', 'float64', 'float64'], ['int16', 'uint16', 'int32'], ['uint64', 'uint8', 'uint64'],
+      ['int32', 'int64', 'int64'],
+      ['int32', 'float64', 'float64'],
+      ['float32', 'float32', 'float32'],
+      ['uint8', 'int32', 'int32'],
+      ['int8', 'uint8', 'int16'],
+      ['uint32', 'int32', 'int64'],
+      ['uint64', 'int64', 'float64'],
+      ['uint8', 'uint16', 'uint16'],
+      ['float32', 'int8', 'float64'],
+      ['float32', 'float64', 'float64'],
+      ['int16', 'uint16', 'int32'],
+      ['uint64', 'uint8', 'uint64'],
     ];
     for (const [a, c, want] of cases) {
       assert.equal(typeOf(col(a).add(col(c)), numBatch), want, `${a} + ${c}`);
@@ -185,11 +211,21 @@ describe('inferField', () => {
 
   it('weak literals take the column type when the value fits', () => {
     const cases: [Expr, string][] = [
-      [col('int64').add(1), 'int64'], [col('uint8').add(1), 'uint8'], [col('uint8').add(300), 'int32'],
-      [col('uint32').add(-1), 'int64'], [col('float32').add(1.5), 'float32'], [col('float32').mul(2), 'float32'],
-      [col('int32').add(1.5), 'float64'], [lit(1).add(lit(2)), 'int32'], [lit(1).add(lit(2.5)), 'float64'],
-      [lit(1).sub(col('int16')), 'int16'], [col('int64').fillNull(0), 'int64'], [col('int8').add(lit(null)), 'int8'],
-      [col('uint64').add(5), 'uint64'], [col('int64').add(3000000000), 'float64'], [col('int64').add(lit(3000000000n)), 'int64'],
+      [col('int64').add(1), 'int64'],
+      [col('uint8').add(1), 'uint8'],
+      [col('uint8').add(300), 'int32'],
+      [col('uint32').add(-1), 'int64'],
+      [col('float32').add(1.5), 'float32'],
+      [col('float32').mul(2), 'float32'],
+      [col('int32').add(1.5), 'float64'],
+      [lit(1).add(lit(2)), 'int32'],
+      [lit(1).add(lit(2.5)), 'float64'],
+      [lit(1).sub(col('int16')), 'int16'],
+      [col('int64').fillNull(0), 'int64'],
+      [col('int8').add(lit(null)), 'int8'],
+      [col('uint64').add(5), 'uint64'],
+      [col('int64').add(3000000000), 'float64'],
+      [col('int64').add(lit(3000000000n)), 'int64'],
     ];
     for (const [e, want] of cases) assert.equal(typeOf(e, numBatch), want, e.toString());
   });
@@ -218,8 +254,16 @@ describe('arithmetic', () => {
         const k = a; // weak literal: 3 fits every numeric type
         const kk = op === 'div' ? (a === 'float32' ? 'float32' : 'float64') : k;
         const s = 3;
-        assert.deepEqual(ev(col(a)[op](s), numBatch), vals.map((x) => refArith(op, x, s, kk)), `${a} ${op} 3`);
-        assert.deepEqual(ev(lit(s)[op](col(a)), numSliced), vals.map((x) => refArith(op, s, x, kk)), `3 ${op} ${a}`);
+        assert.deepEqual(
+          ev(col(a)[op](s), numBatch),
+          vals.map((x) => refArith(op, x, s, kk)),
+          `${a} ${op} 3`,
+        );
+        assert.deepEqual(
+          ev(lit(s)[op](col(a)), numSliced),
+          vals.map((x) => refArith(op, s, x, kk)),
+          `3 ${op} ${a}`,
+        );
       }
     }
     assert.deepEqual(ev(lit(2).mul(3).add(1), numBatch), Array(N).fill(7));
@@ -269,7 +313,10 @@ describe('arithmetic', () => {
     ev(lit(1).sub(col('float64').mul(3)), numBatch);
     assert.deepEqual(physicalValues(numBatch.getChild('float64')!.data[0]!), before);
     const x = numCols['float64']![1];
-    assert.deepEqual(ev(col('float64').mul(2).add(col('float64').mul(2)), numBatch), x.map((v) => (v === null ? null : (v as number) * 2 + (v as number) * 2)));
+    assert.deepEqual(
+      ev(col('float64').mul(2).add(col('float64').mul(2)), numBatch),
+      x.map((v) => (v === null ? null : (v as number) * 2 + (v as number) * 2)),
+    );
   });
 });
 
@@ -281,17 +328,24 @@ function refCmp(op: string, a: unknown, b: unknown): boolean | null {
   else if (a instanceof Uint8Array) c = Buffer.compare(Buffer.from(a), Buffer.from(b as Uint8Array));
   else if (typeof a === 'boolean') c = Number(a) - Number(b);
   else {
-    const x = a as number, y = b as number;
+    const x = a as number,
+      y = b as number;
     if (Number.isNaN(x) || Number.isNaN(y)) return op === 'neq';
     c = x < y ? -1 : x > y ? 1 : 0;
   }
   switch (op) {
-    case 'eq': return c === 0;
-    case 'neq': return c !== 0;
-    case 'lt': return c < 0;
-    case 'le': return c <= 0;
-    case 'gt': return c > 0;
-    default: return c >= 0;
+    case 'eq':
+      return c === 0;
+    case 'neq':
+      return c !== 0;
+    case 'lt':
+      return c < 0;
+    case 'le':
+      return c <= 0;
+    case 'gt':
+      return c > 0;
+    default:
+      return c >= 0;
   }
 }
 
@@ -315,8 +369,16 @@ describe('comparisons', () => {
       for (const op of ops) {
         for (const s of [5, 2.5, -1, 3000000000]) {
           const vals = numCols[a]![1];
-          assert.deepEqual(ev(col(a)[op](s), numBatch), vals.map((x) => refCmp(op, x, s)), `${a} ${op} ${s}`);
-          assert.deepEqual(ev(lit(s)[op](col(a)), numSliced), vals.map((x) => refCmp(op, s, x)), `${s} ${op} ${a}`);
+          assert.deepEqual(
+            ev(col(a)[op](s), numBatch),
+            vals.map((x) => refCmp(op, x, s)),
+            `${a} ${op} ${s}`,
+          );
+          assert.deepEqual(
+            ev(lit(s)[op](col(a)), numSliced),
+            vals.map((x) => refCmp(op, s, x)),
+            `${s} ${op} ${a}`,
+          );
         }
       }
     }
@@ -327,7 +389,8 @@ describe('comparisons', () => {
 
   const strs = ['', 'a', 'ab', 'b', 'B', 'é', 'e', '\uffff', '😀', 'zeta', null, 'Ab', 'abc'];
   const strBatch = batchOf({
-    s: [new arrow.Utf8(), strs], t: [new arrow.Utf8(), [...strs].reverse()],
+    s: [new arrow.Utf8(), strs],
+    t: [new arrow.Utf8(), [...strs].reverse()],
     b: [new arrow.Bool(), strs.map((_, i) => (i % 5 === 4 ? null : i % 2 === 0))],
     c: [new arrow.Bool(), strs.map((_, i) => (i % 7 === 6 ? null : i % 3 === 0))],
     x: [new arrow.Binary(), strs.map((s) => (s === null ? null : new TextEncoder().encode(s)))],
@@ -336,17 +399,48 @@ describe('comparisons', () => {
   it('utf8 and binary compare byte-wise (code point order), bools with false < true', () => {
     for (const op of ops) {
       for (const batch of [strBatch, slicedBatchOf({ s: [new arrow.Utf8(), strs], t: [new arrow.Utf8(), [...strs].reverse()] }, 3)]) {
-        const s = physicalValues(batch.getChild('s')!.data[0]!), t = physicalValues(batch.getChild('t')!.data[0]!);
-        assert.deepEqual(ev(col('s')[op](col('t')), batch), s.map((x, i) => refCmp(op, x, t[i])), op);
-        assert.deepEqual(ev(col('s')[op]('ab'), batch), s.map((x) => refCmp(op, x, 'ab')), `${op} 'ab'`);
-        assert.deepEqual(ev(lit('b')[op](col('s')), batch), s.map((x) => refCmp(op, 'b', x)), `'b' ${op}`);
+        const s = physicalValues(batch.getChild('s')!.data[0]!),
+          t = physicalValues(batch.getChild('t')!.data[0]!);
+        assert.deepEqual(
+          ev(col('s')[op](col('t')), batch),
+          s.map((x, i) => refCmp(op, x, t[i])),
+          op,
+        );
+        assert.deepEqual(
+          ev(col('s')[op]('ab'), batch),
+          s.map((x) => refCmp(op, x, 'ab')),
+          `${op} 'ab'`,
+        );
+        assert.deepEqual(
+          ev(lit('b')[op](col('s')), batch),
+          s.map((x) => refCmp(op, 'b', x)),
+          `'b' ${op}`,
+        );
       }
-      const xb = physicalValues(strBatch.getChild('x')!.data[0]!), yb = physicalValues(strBatch.getChild('y')!.data[0]!);
-      assert.deepEqual(ev(col('x')[op](col('y')), strBatch), xb.map((v, i) => refCmp(op, v, yb[i])), `binary ${op}`);
-      const bv = physicalValues(strBatch.getChild('b')!.data[0]!), cv = physicalValues(strBatch.getChild('c')!.data[0]!);
-      assert.deepEqual(ev(col('b')[op](col('c')), strBatch), bv.map((v, i) => refCmp(op, v, cv[i])), `bool ${op}`);
-      assert.deepEqual(ev(col('b')[op](true), strBatch), bv.map((v) => refCmp(op, v, true)), `bool ${op} true`);
-      assert.deepEqual(ev(lit(false)[op](col('b')), strBatch), bv.map((v) => refCmp(op, false, v)), `false ${op} bool`);
+      const xb = physicalValues(strBatch.getChild('x')!.data[0]!),
+        yb = physicalValues(strBatch.getChild('y')!.data[0]!);
+      assert.deepEqual(
+        ev(col('x')[op](col('y')), strBatch),
+        xb.map((v, i) => refCmp(op, v, yb[i])),
+        `binary ${op}`,
+      );
+      const bv = physicalValues(strBatch.getChild('b')!.data[0]!),
+        cv = physicalValues(strBatch.getChild('c')!.data[0]!);
+      assert.deepEqual(
+        ev(col('b')[op](col('c')), strBatch),
+        bv.map((v, i) => refCmp(op, v, cv[i])),
+        `bool ${op}`,
+      );
+      assert.deepEqual(
+        ev(col('b')[op](true), strBatch),
+        bv.map((v) => refCmp(op, v, true)),
+        `bool ${op} true`,
+      );
+      assert.deepEqual(
+        ev(lit(false)[op](col('b')), strBatch),
+        bv.map((v) => refCmp(op, false, v)),
+        `false ${op} bool`,
+      );
     }
   });
 
@@ -388,16 +482,31 @@ describe('three-valued logic', () => {
     assert.deepEqual(ev(lit(true).or(col('b')), b), Array(9).fill(true));
     assert.deepEqual(ev(col('b').and(true), b), U);
     assert.deepEqual(ev(col('b').or(false), b), U);
-    assert.deepEqual(ev(col('b').and(lit(null)), b), U.map((x) => (x === false ? false : null)));
-    assert.deepEqual(ev(lit(null).or(col('b')), b), U.map((x) => (x === true ? true : null)));
+    assert.deepEqual(
+      ev(col('b').and(lit(null)), b),
+      U.map((x) => (x === false ? false : null)),
+    );
+    assert.deepEqual(
+      ev(lit(null).or(col('b')), b),
+      U.map((x) => (x === true ? true : null)),
+    );
     assert.deepEqual(ev(lit(null).not(), b), Array(9).fill(null));
     assert.deepEqual(ev(lit(false).and(lit(null)), b), Array(9).fill(false));
   });
   it('is_null / not_null are never null', () => {
-    assert.deepEqual(ev(col('a').isNull(), sb), T.map((x) => x === null));
-    assert.deepEqual(ev(col('a').notNull(), sb), T.map((x) => x !== null));
+    assert.deepEqual(
+      ev(col('a').isNull(), sb),
+      T.map((x) => x === null),
+    );
+    assert.deepEqual(
+      ev(col('a').notNull(), sb),
+      T.map((x) => x !== null),
+    );
     assert.deepEqual(ev(lit(null).isNull(), b), Array(9).fill(true));
-    assert.deepEqual(ev(col('float64').isNull(), numSliced), numCols['float64']![1].map((x) => x === null));
+    assert.deepEqual(
+      ev(col('float64').isNull(), numSliced),
+      numCols['float64']![1].map((x) => x === null),
+    );
   });
 });
 
@@ -413,7 +522,10 @@ describe('is_in, between, fill_null, if_else', () => {
     c: [new arrow.Bool(), [true, false, null, true, null]],
     g: [new arrow.Int32(), [10, 20, 30, 40, 50]],
   };
-  for (const [label, b] of [['', batchOf(cols)], [' (sliced)', slicedBatchOf(cols, 3)]] as const) {
+  for (const [label, b] of [
+    ['', batchOf(cols)],
+    [' (sliced)', slicedBatchOf(cols, 3)],
+  ] as const) {
     it(`is_in over numbers, bigints, floats, strings, bools, dates, timestamps; null input -> null${label}`, () => {
       assert.deepEqual(ev(col('i').isIn([1, 5, null]), b), [true, false, false, null, true]);
       assert.deepEqual(ev(col('i').isIn([1.5, 2n]), b), [false, true, false, null, false]);
@@ -453,7 +565,10 @@ describe('is_in, between, fill_null, if_else', () => {
       assert.deepEqual(typeOf(col('l').fillNull(col('m')), n), 'list<int64>');
       assert.deepEqual(ev(col('l').fillNull(col('m')), n), [[1n], [2n], []]);
       const x = numCols['float64']![1];
-      assert.deepEqual(ev(col('float64').fillNull(-1), numSliced), x.map((v) => v ?? -1));
+      assert.deepEqual(
+        ev(col('float64').fillNull(-1), numSliced),
+        x.map((v) => v ?? -1),
+      );
     });
     it(`if_else: null condition takes otherwise; null literal branches; supertypes${label}`, () => {
       assert.deepEqual(ev(col('c').ifElse(col('i'), col('g')), b), [1, 20, 30, null, 50]);
@@ -479,38 +594,79 @@ describe('is_in, between, fill_null, if_else', () => {
 describe('string functions', () => {
   const strs = ['hello', 'Héllo wörld', '', null, 'straße', '日本語テキスト', 'emoji 🎉!', 'ABC def', 'x'.repeat(70)];
   const cols: Cols = { s: [new arrow.Utf8(), strs], p: [new arrow.Utf8(), ['ll', 'wö', '', 'a', null, '本', '🎉', 'DEF', 'xx']] };
-  const b = batchOf(cols), sb = slicedBatchOf(cols, 5);
+  const b = batchOf(cols),
+    sb = slicedBatchOf(cols, 5);
   const mapS = (f: (s: string) => unknown) => strs.map((s) => (s === null ? null : f(s)));
   it('length counts code points', () => {
-    for (const batch of [b, sb]) assert.deepEqual(ev(col('s').str.length(), batch), mapS((s) => [...s].length));
+    for (const batch of [b, sb])
+      assert.deepEqual(
+        ev(col('s').str.length(), batch),
+        mapS((s) => [...s].length),
+      );
     const ascii = batchOf({ s: [new arrow.Utf8(), ['abc', '', null, 'de']] });
     assert.deepEqual(ev(col('s').str.length(), ascii), [3, 0, null, 2]);
   });
   it('upper / lower: ASCII fast path and full Unicode', () => {
     for (const batch of [b, sb]) {
-      assert.deepEqual(ev(col('s').str.upper(), batch), mapS((s) => s.toUpperCase()));
-      assert.deepEqual(ev(col('s').str.lower(), batch), mapS((s) => s.toLowerCase()));
+      assert.deepEqual(
+        ev(col('s').str.upper(), batch),
+        mapS((s) => s.toUpperCase()),
+      );
+      assert.deepEqual(
+        ev(col('s').str.lower(), batch),
+        mapS((s) => s.toLowerCase()),
+      );
     }
     const words = Array.from({ length: 50 }, () => maybe(() => Array.from({ length: ri(0, 30) }, () => String.fromCharCode(ri(32, 126))).join('')));
     for (const off of [0, 1, 2, 3]) {
       const ab = slicedBatchOf({ s: [new arrow.Utf8(), words] }, off + 4);
-      assert.deepEqual(ev(col('s').str.upper(), ab), words.map((s) => s?.toUpperCase() ?? null));
-      assert.deepEqual(ev(col('s').str.lower(), ab), words.map((s) => s?.toLowerCase() ?? null));
+      assert.deepEqual(
+        ev(col('s').str.upper(), ab),
+        words.map((s) => s?.toUpperCase() ?? null),
+      );
+      assert.deepEqual(
+        ev(col('s').str.lower(), ab),
+        words.map((s) => s?.toLowerCase() ?? null),
+      );
     }
   });
   it('contains / starts_with / ends_with with literal and column needles', () => {
     for (const batch of [b, sb]) {
       for (const needle of ['l', 'll', 'llo', '', 'ö', '🎉', 'zz', 'x'.repeat(69)]) {
-        assert.deepEqual(ev(col('s').str.contains(needle), batch), mapS((s) => s.includes(needle)), `contains ${needle}`);
-        assert.deepEqual(ev(col('s').str.startsWith(needle), batch), mapS((s) => s.startsWith(needle)), `starts ${needle}`);
-        assert.deepEqual(ev(col('s').str.endsWith(needle), batch), mapS((s) => s.endsWith(needle)), `ends ${needle}`);
+        assert.deepEqual(
+          ev(col('s').str.contains(needle), batch),
+          mapS((s) => s.includes(needle)),
+          `contains ${needle}`,
+        );
+        assert.deepEqual(
+          ev(col('s').str.startsWith(needle), batch),
+          mapS((s) => s.startsWith(needle)),
+          `starts ${needle}`,
+        );
+        assert.deepEqual(
+          ev(col('s').str.endsWith(needle), batch),
+          mapS((s) => s.endsWith(needle)),
+          `ends ${needle}`,
+        );
       }
       const p = physicalValues(batch.getChild('p')!.data[0]!) as (string | null)[];
       const both = (f: (s: string, q: string) => boolean) => strs.map((s, i) => (s === null || p[i] === null ? null : f(s, p[i]!)));
-      assert.deepEqual(ev(col('s').str.contains(col('p')), batch), both((s, q) => s.includes(q)));
-      assert.deepEqual(ev(col('s').str.startsWith(col('p')), batch), both((s, q) => s.startsWith(q)));
-      assert.deepEqual(ev(col('s').str.endsWith(col('p')), batch), both((s, q) => s.endsWith(q)));
-      assert.deepEqual(ev(lit('hello world').str.contains(col('p')), batch), p.map((q) => (q === null ? null : 'hello world'.includes(q))));
+      assert.deepEqual(
+        ev(col('s').str.contains(col('p')), batch),
+        both((s, q) => s.includes(q)),
+      );
+      assert.deepEqual(
+        ev(col('s').str.startsWith(col('p')), batch),
+        both((s, q) => s.startsWith(q)),
+      );
+      assert.deepEqual(
+        ev(col('s').str.endsWith(col('p')), batch),
+        both((s, q) => s.endsWith(q)),
+      );
+      assert.deepEqual(
+        ev(lit('hello world').str.contains(col('p')), batch),
+        p.map((q) => (q === null ? null : 'hello world'.includes(q))),
+      );
       assert.deepEqual(ev(col('s').str.contains(lit(null)), batch), Array(strs.length).fill(null));
     }
     // a match that straddles two rows must not count
@@ -520,8 +676,14 @@ describe('string functions', () => {
   it('split -> list<utf8>', () => {
     const sp = ['a,b', '', ',', 'a,,b,', null, 'no-sep', ',x'];
     for (const batch of [batchOf({ s: [new arrow.Utf8(), sp] }), slicedBatchOf({ s: [new arrow.Utf8(), sp] }, 2)]) {
-      assert.deepEqual(ev(col('s').str.split(','), batch), sp.map((s) => (s === null ? null : s.split(','))));
-      assert.deepEqual(ev(col('s').str.split(',b'), batch), sp.map((s) => (s === null ? null : s.split(',b'))));
+      assert.deepEqual(
+        ev(col('s').str.split(','), batch),
+        sp.map((s) => (s === null ? null : s.split(','))),
+      );
+      assert.deepEqual(
+        ev(col('s').str.split(',b'), batch),
+        sp.map((s) => (s === null ? null : s.split(',b'))),
+      );
     }
     assert.equal(typeOf(col('s').str.split(','), b), 'list<utf8>');
     throwsType(() => evaluate(col('x').str.split(',').node, batchOf({ x: [new arrow.Int32(), [1]] })), 'col(x) (int32)');
@@ -534,12 +696,17 @@ describe('list and struct functions', () => {
     l: [new arrow.List(item(new arrow.Int32())), lists],
     ls: [new arrow.List(item(new arrow.Utf8())), [['a', 'b'], null, [], ['c'], [null]]],
     fl: [new arrow.FixedSizeList(2, item(new arrow.Float64())), [[1, 2], [3, null], null, [5, 6], [7, 8]]],
-    st: [new arrow.Struct([new arrow.Field('a', new arrow.Int32(), true), new arrow.Field('b', new arrow.Utf8(), true)]),
-      [{ a: 1, b: 'x' }, null, { a: null, b: 'y' }, { a: 4, b: null }, { a: 5, b: 'z' }]],
-    nested: [new arrow.Struct([new arrow.Field('inner', new arrow.Struct([new arrow.Field('v', new arrow.Bool(), true)]), true)]),
-      [{ inner: { v: true } }, { inner: null }, null, { inner: { v: false } }, { inner: { v: null } }]],
+    st: [
+      new arrow.Struct([new arrow.Field('a', new arrow.Int32(), true), new arrow.Field('b', new arrow.Utf8(), true)]),
+      [{ a: 1, b: 'x' }, null, { a: null, b: 'y' }, { a: 4, b: null }, { a: 5, b: 'z' }],
+    ],
+    nested: [
+      new arrow.Struct([new arrow.Field('inner', new arrow.Struct([new arrow.Field('v', new arrow.Bool(), true)]), true)]),
+      [{ inner: { v: true } }, { inner: null }, null, { inner: { v: false } }, { inner: { v: null } }],
+    ],
   };
-  const b = batchOf(cols), sb = slicedBatchOf(cols, 3);
+  const b = batchOf(cols),
+    sb = slicedBatchOf(cols, 3);
   it('list.length and list.get (negative index, out of range -> null) on list and fixed-size list', () => {
     for (const batch of [b, sb]) {
       assert.deepEqual(ev(col('l').list.length(), batch), [3, 0, null, 1, 2]);
@@ -568,19 +735,26 @@ describe('list and struct functions', () => {
 });
 
 describe('cast expressions', () => {
-  const b = batchOf({ s: [new arrow.Utf8(), ['1', '2', 'abc', null]], i: [new arrow.Int64(), [1n, -1n, 300n, null]], f: [new arrow.Float64(), [1.9, -2.5, NaN, null]] });
+  const b = batchOf({
+    s: [new arrow.Utf8(), ['1', '2', 'abc', null]],
+    i: [new arrow.Int64(), [1n, -1n, 300n, null]],
+    f: [new arrow.Float64(), [1.9, -2.5, NaN, null]],
+  });
   it('runs the cast kernel and reports bad values with the column', () => {
     assert.deepEqual(ev(col('i').cast(DataType.uint8()), b), [1, null, null, null]);
     assert.deepEqual(ev(col('f').cast(DataType.int32()), b), [1, -2, null, null]);
     assert.deepEqual(ev(col('i').cast(DataType.utf8()), b), ['1', '-1', '300', null]);
     assert.deepEqual(ev(lit('42').cast(DataType.int32()).add(1), b), [43, 43, 43, 43]);
-    assert.throws(() => evaluate(col('s').cast(DataType.int32()).node, b), (e: unknown) => {
-      assert.ok(e instanceof CastError);
-      assert.match(e.message, /col\(s\) \(utf8\) to int32/);
-      assert.match(e.message, /"abc"/);
-      assert.equal(e.value, 'abc');
-      return true;
-    });
+    assert.throws(
+      () => evaluate(col('s').cast(DataType.int32()).node, b),
+      (e: unknown) => {
+        assert.ok(e instanceof CastError);
+        assert.match(e.message, /col\(s\) \(utf8\) to int32/);
+        assert.match(e.message, /"abc"/);
+        assert.equal(e.value, 'abc');
+        return true;
+      },
+    );
     throwsType(() => evaluate(lit('abc').cast(DataType.int32()).node, b), 'lit("abc")', 'int32');
     throwsType(() => inferField(col('f').cast(DataType.date()).node, schemaOf(b)), 'float64', 'date');
   });
@@ -589,17 +763,41 @@ describe('cast expressions', () => {
 describe('evaluate', () => {
   it('result type is exactly inferField(...).type.toArrow(), for every function', () => {
     const b = batchOf({
-      x: [new arrow.Float64(), [1, null]], i: [new arrow.Int64(), [1n, 2n]], s: [new arrow.Utf8(), ['a', null]],
+      x: [new arrow.Float64(), [1, null]],
+      i: [new arrow.Int64(), [1n, 2n]],
+      s: [new arrow.Utf8(), ['a', null]],
       l: [new arrow.List(new arrow.Field('element', new arrow.Int32(), true)), [[1], null]],
       st: [new arrow.Struct([new arrow.Field('a', new arrow.List(item(new arrow.Utf8())), true)]), [{ a: ['x'] }, null]],
     });
     const schema = schemaOf(b);
     const exprs: Expr[] = [
-      col('x'), col('l'), col('x').add(1), col('i').mul(col('x')), col('i').div(2), col('x').neg(), col('i').mod(2),
-      col('x').gt(0), col('s').eq('a'), col('x').gt(0).and(col('s').isNull()), col('x').isIn([1]), col('x').between(0, 1),
-      col('x').fillNull(0), col('x').gt(0).ifElse(col('l'), lit(null)), col('s').str.length(), col('s').str.upper(),
-      col('s').str.contains('a'), col('s').str.split(','), col('l').list.length(), col('l').list.get(0), col('st').struct.get('a'),
-      col('i').cast(DataType.timestamp('ns', 'UTC')), lit([1, 2]), lit({ a: 1 }), lit(new Date(0)), lit(null), lit(new Uint8Array([1])),
+      col('x'),
+      col('l'),
+      col('x').add(1),
+      col('i').mul(col('x')),
+      col('i').div(2),
+      col('x').neg(),
+      col('i').mod(2),
+      col('x').gt(0),
+      col('s').eq('a'),
+      col('x').gt(0).and(col('s').isNull()),
+      col('x').isIn([1]),
+      col('x').between(0, 1),
+      col('x').fillNull(0),
+      col('x').gt(0).ifElse(col('l'), lit(null)),
+      col('s').str.length(),
+      col('s').str.upper(),
+      col('s').str.contains('a'),
+      col('s').str.split(','),
+      col('l').list.length(),
+      col('l').list.get(0),
+      col('st').struct.get('a'),
+      col('i').cast(DataType.timestamp('ns', 'UTC')),
+      lit([1, 2]),
+      lit({ a: 1 }),
+      lit(new Date(0)),
+      lit(null),
+      lit(new Uint8Array([1])),
     ];
     for (const e of exprs) {
       const d = evaluate(e.node, b);
@@ -615,7 +813,11 @@ describe('evaluate', () => {
     const b = batchOf({ x: [new arrow.Int32(), [1, 2, 3]] });
     assert.deepEqual(ev(lit(5), b), [5, 5, 5]);
     assert.deepEqual(ev(lit('s'), b), ['s', 's', 's']);
-    assert.deepEqual(ev(lit([1, null]), b), [[1, null], [1, null], [1, null]]);
+    assert.deepEqual(ev(lit([1, null]), b), [
+      [1, null],
+      [1, null],
+      [1, null],
+    ]);
     assert.deepEqual(ev(lit(null), b), [null, null, null]);
     const empty = batchOf({ x: [new arrow.Int32(), []] });
     assert.deepEqual(ev(lit(5).add(1), empty), []);
@@ -623,14 +825,32 @@ describe('evaluate', () => {
 
   it('empty batches through every function', () => {
     const e = batchOf({
-      x: [new arrow.Float64(), []], s: [new arrow.Utf8(), []], b: [new arrow.Bool(), []], l: [new arrow.List(item(new arrow.Int32())), []],
+      x: [new arrow.Float64(), []],
+      s: [new arrow.Utf8(), []],
+      b: [new arrow.Bool(), []],
+      l: [new arrow.List(item(new arrow.Int32())), []],
       st: [new arrow.Struct([new arrow.Field('a', new arrow.Int32(), true)]), []],
     });
     const exprs: Expr[] = [
-      col('x').add(1), col('x').div(col('x')), col('x').neg(), col('x').lt(1), col('b').and(col('b')), col('b').not(),
-      col('x').isNull(), col('x').isIn([1]), col('x').between(0, 1), col('x').fillNull(0), col('b').ifElse(col('x'), 0),
-      col('s').str.length(), col('s').str.upper(), col('s').str.contains('a'), col('s').str.split(','),
-      col('l').list.length(), col('l').list.get(0), col('st').struct.get('a'), col('x').cast(DataType.utf8()),
+      col('x').add(1),
+      col('x').div(col('x')),
+      col('x').neg(),
+      col('x').lt(1),
+      col('b').and(col('b')),
+      col('b').not(),
+      col('x').isNull(),
+      col('x').isIn([1]),
+      col('x').between(0, 1),
+      col('x').fillNull(0),
+      col('b').ifElse(col('x'), 0),
+      col('s').str.length(),
+      col('s').str.upper(),
+      col('s').str.contains('a'),
+      col('s').str.split(','),
+      col('l').list.length(),
+      col('l').list.get(0),
+      col('st').struct.get('a'),
+      col('x').cast(DataType.utf8()),
     ];
     for (const ex of exprs) assert.deepEqual(ev(ex, e), [], ex.toString());
   });
@@ -652,15 +872,18 @@ const ALL_TYPES: Cols = {
   s: [new arrow.Utf8(), ['a', 'bb', null, 'dddd', 'é', '']],
   t: [new arrow.Bool(), [true, null, false, true, false, true]],
   l: [new arrow.List(item(new arrow.Int32())), [[1], [], null, [2, 3], [4, null], [5]]],
-  st: [new arrow.Struct([new arrow.Field('a', new arrow.Int32(), true), new arrow.Field('l', new arrow.List(item(new arrow.Utf8())), true)]),
-    [{ a: 1, l: ['x'] }, null, { a: 3, l: null }, { a: 4, l: [] }, { a: null, l: ['y', 'z'] }, { a: 6, l: ['w'] }]],
+  st: [
+    new arrow.Struct([new arrow.Field('a', new arrow.Int32(), true), new arrow.Field('l', new arrow.List(item(new arrow.Utf8())), true)]),
+    [{ a: 1, l: ['x'] }, null, { a: 3, l: null }, { a: 4, l: [] }, { a: null, l: ['y', 'z'] }, { a: 6, l: ['w'] }],
+  ],
   fl: [new arrow.FixedSizeList(2, item(new arrow.Int32())), [[1, 2], [3, 4], null, [5, null], [7, 8], [9, 10]]],
 };
 const rowsOf = (b: arrow.RecordBatch) => b.schema.fields.map((f, j) => [f.name, physicalValues(b.data.children[j]!)] as const);
 const colVals = (name: string, idx: number[]) => idx.map((i) => ALL_TYPES[name]![1][i] as PhysicalValue);
 
 describe('filterBatch / takeBatch', () => {
-  const b = batchOf(ALL_TYPES), sb = slicedBatchOf(ALL_TYPES, 4);
+  const b = batchOf(ALL_TYPES),
+    sb = slicedBatchOf(ALL_TYPES, 4);
   it('keeps rows where the predicate is true; null predicate rows are dropped', () => {
     for (const batch of [b, sb]) {
       const out = filterBatch(batch, col('x').gt(0.5).node);
@@ -686,7 +909,11 @@ describe('filterBatch / takeBatch', () => {
     for (const batch of [b, sb]) {
       const out = takeBatch(batch, Int32Array.from([5, 0, -1, 2, 2]));
       for (const [name, vals] of rowsOf(out)) {
-        assert.deepEqual(vals, [5, 0, -1, 2, 2].map((i) => (i < 0 ? null : ALL_TYPES[name]![1][i] as PhysicalValue)), name);
+        assert.deepEqual(
+          vals,
+          [5, 0, -1, 2, 2].map((i) => (i < 0 ? null : (ALL_TYPES[name]![1][i] as PhysicalValue))),
+          name,
+        );
       }
     }
     assert.equal(takeBatch(b, new Int32Array(0)).numRows, 0);
@@ -716,7 +943,11 @@ describe('explodeBatch', () => {
       c: [new arrow.List(item(new arrow.Float64())), [[1, 2], [], null]],
     });
     const out = explodeBatch(b, ['a', 'c']);
-    assert.deepEqual(rowsOf(out), [['id', [1, 1, 2, 3]], ['a', ['x', 'y', null, null]], ['c', [1, 2, null, null]]]);
+    assert.deepEqual(rowsOf(out), [
+      ['id', [1, 1, 2, 3]],
+      ['a', ['x', 'y', null, null]],
+      ['c', [1, 2, null, null]],
+    ]);
     const bad = batchOf({ a: [new arrow.List(item(new arrow.Int32())), [[1], [1, 2]]], c: [new arrow.List(item(new arrow.Int32())), [[1], [1]]] });
     assert.throws(() => explodeBatch(bad, ['a', 'c']), /'a' \(2 elements\) and 'c' \(1 elements\).*row 1/);
   });
@@ -733,9 +964,15 @@ describe('explodeBatch', () => {
 describe('projectBatch / concatBatches', () => {
   it('evaluates into the output schema; bare columns are reused without copying', () => {
     const b = batchOf(ALL_TYPES);
-    const out = projectBatch(b, [col('s').node, col('x').mul(2).alias('x2').node, col('i').node],
-      new Schema([new Field('s', DataType.utf8()), new Field('x2', DataType.float64()), new Field('id', DataType.float64())]));
-    assert.deepEqual(out.schema.fields.map((f) => f.name), ['s', 'x2', 'id']);
+    const out = projectBatch(
+      b,
+      [col('s').node, col('x').mul(2).alias('x2').node, col('i').node],
+      new Schema([new Field('s', DataType.utf8()), new Field('x2', DataType.float64()), new Field('id', DataType.float64())]),
+    );
+    assert.deepEqual(
+      out.schema.fields.map((f) => f.name),
+      ['s', 'x2', 'id'],
+    );
     assert.equal(out.data.children[0]!.values, b.getChild('s')!.data[0]!.values);
     assert.equal(out.data.children[0]!.valueOffsets, b.getChild('s')!.data[0]!.valueOffsets);
     assert.deepEqual(physicalValues(out.data.children[1]!), [0.2, 1.8, null, 1.4, 0.4, 1.2]);
@@ -745,7 +982,8 @@ describe('projectBatch / concatBatches', () => {
     assert.equal(empty.numRows, 0);
   });
   it('concatenates batches (columns matched by name; sliced batches; none at all)', () => {
-    const a = batchOf(ALL_TYPES), c = slicedBatchOf(ALL_TYPES, 3);
+    const a = batchOf(ALL_TYPES),
+      c = slicedBatchOf(ALL_TYPES, 3);
     const schema = Schema.fromArrow(a.schema);
     const out = concatBatches([a, c, a.slice(2, 4)], schema);
     assert.equal(out.numRows, 14);
@@ -754,7 +992,10 @@ describe('projectBatch / concatBatches', () => {
       assert.deepEqual(vals, [...v, ...v, ...v.slice(2, 4)], name);
     }
     const reordered = new Schema([schema.field('s'), schema.field('i')]);
-    assert.deepEqual(rowsOf(concatBatches([a], reordered)).map(([n]) => n), ['s', 'i']);
+    assert.deepEqual(
+      rowsOf(concatBatches([a], reordered)).map(([n]) => n),
+      ['s', 'i'],
+    );
     const none = concatBatches([], schema);
     assert.equal(none.numRows, 0);
     assert.equal(none.schema.fields.length, 7);
@@ -770,10 +1011,25 @@ describe('interop', () => {
       i: [new arrow.Int64(), [1n, 2n, null, 4n, 5n]],
       t: [new arrow.Bool(), [true, null, false, true, true]],
     }).slice(1, 5);
-    const exprs = [col('x').mul(2), col('s').str.upper(), col('s').str.split('l'), col('l').list.get(0), col('x').gt(0.5),
-      col('i').add(1), col('s'), col('x').cast(DataType.utf8()), col('x').fillNull(0), col('t').and(col('x').gt(1)), col('l')];
+    const exprs = [
+      col('x').mul(2),
+      col('s').str.upper(),
+      col('s').str.split('l'),
+      col('l').list.get(0),
+      col('x').gt(0.5),
+      col('i').add(1),
+      col('s'),
+      col('x').cast(DataType.utf8()),
+      col('x').fillNull(0),
+      col('t').and(col('x').gt(1)),
+      col('l'),
+    ];
     const schema = schemaOf(b);
-    const out = projectBatch(b, exprs.map((e) => e.node), new Schema(exprs.map((e, i) => new Field(`c${i}`, inferField(e.node, schema).type))));
+    const out = projectBatch(
+      b,
+      exprs.map((e) => e.node),
+      new Schema(exprs.map((e, i) => new Field(`c${i}`, inferField(e.node, schema).type))),
+    );
     for (const batch of [out, filterBatch(b, col('x').gt(0.5).node), explodeBatch(b, ['l'])]) {
       const back = arrow.tableFromIPC(arrow.tableToIPC(new arrow.Table(batch))).batches[0]!;
       assert.equal(back.numRows, batch.numRows);

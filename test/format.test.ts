@@ -20,16 +20,19 @@ const rows = [
 
 describe('formatTable', () => {
   it('renders an aligned table with name and type headers', () => {
-    assert.equal(formatTable(schema, rows), [
-      '┌───────┬─────────┬────────────┬───────┬────────────┬────────────┐',
-      '│ id    ┆ score   ┆ name       ┆ ok    ┆ day        ┆ tags       │',
-      '│ int64 ┆ float64 ┆ utf8       ┆ bool  ┆ date       ┆ list<utf8> │',
-      '╞═══════╪═════════╪════════════╪═══════╪════════════╪════════════╡',
-      '│     1 ┆     2.0 ┆ alice      ┆ true  ┆ 2024-01-02 ┆ ["a", "b"] │',
-      '│   -20 ┆    null ┆ bob\\nsmith ┆ null  ┆ null       ┆ []         │',
-      '│   300 ┆   0.125 ┆ null       ┆ false ┆ 1999-12-31 ┆ null       │',
-      '└───────┴─────────┴────────────┴───────┴────────────┴────────────┘',
-    ].join('\n'));
+    assert.equal(
+      formatTable(schema, rows),
+      [
+        '┌───────┬─────────┬────────────┬───────┬────────────┬────────────┐',
+        '│ id    ┆ score   ┆ name       ┆ ok    ┆ day        ┆ tags       │',
+        '│ int64 ┆ float64 ┆ utf8       ┆ bool  ┆ date       ┆ list<utf8> │',
+        '╞═══════╪═════════╪════════════╪═══════╪════════════╪════════════╡',
+        '│     1 ┆     2.0 ┆ alice      ┆ true  ┆ 2024-01-02 ┆ ["a", "b"] │',
+        '│   -20 ┆    null ┆ bob\\nsmith ┆ null  ┆ null       ┆ []         │',
+        '│   300 ┆   0.125 ┆ null       ┆ false ┆ 1999-12-31 ┆ null       │',
+        '└───────┴─────────┴────────────┴───────┴────────────┴────────────┘',
+      ].join('\n'),
+    );
   });
 
   it('formats what batchToRows returns', () => {
@@ -47,24 +50,35 @@ describe('formatTable', () => {
 
   it('truncates long cells with an ellipsis and keeps wide characters aligned', () => {
     const s = new Schema([new Field('text', DataType.utf8()), new Field('n', DataType.int32())]);
-    assert.equal(formatTable(s, [{ text: 'abcdefghijklmnopqrstuvwxyz', n: 1 }, { text: '日本語の文字列です', n: 22 }], { maxColWidth: 10 }), [
-      '┌────────────┬───────┐',
-      '│ text       ┆ n     │',
-      '│ utf8       ┆ int32 │',
-      '╞════════════╪═══════╡',
-      '│ abcdefghi… ┆     1 │',
-      '│ 日本語の…  ┆    22 │',
-      '└────────────┴───────┘',
-    ].join('\n'));
+    assert.equal(
+      formatTable(
+        s,
+        [
+          { text: 'abcdefghijklmnopqrstuvwxyz', n: 1 },
+          { text: '日本語の文字列です', n: 22 },
+        ],
+        { maxColWidth: 10 },
+      ),
+      [
+        '┌────────────┬───────┐',
+        '│ text       ┆ n     │',
+        '│ utf8       ┆ int32 │',
+        '╞════════════╪═══════╡',
+        '│ abcdefghi… ┆     1 │',
+        '│ 日本語の…  ┆    22 │',
+        '└────────────┴───────┘',
+      ].join('\n'),
+    );
     const long = formatTable(s, [{ text: 'x'.repeat(100), n: 0 }]);
     assert.ok(long.includes(`${'x'.repeat(29)}…`));
     assert.ok(!long.includes('x'.repeat(30)));
   });
 
   it('renders empty tables', () => {
-    assert.equal(formatTable(new Schema([new Field('a', DataType.utf8())]), [], { totalRows: null }), [
-      '┌──────┐', '│ a    │', '│ utf8 │', '└──────┘', '(Showing first 0 rows)',
-    ].join('\n'));
+    assert.equal(
+      formatTable(new Schema([new Field('a', DataType.utf8())]), [], { totalRows: null }),
+      ['┌──────┐', '│ a    │', '│ utf8 │', '└──────┘', '(Showing first 0 rows)'].join('\n'),
+    );
     assert.equal(formatTable(new Schema([]), []), '(no columns)');
   });
 });

@@ -22,7 +22,11 @@ after(async () => {
 });
 
 function devicesSeen(log: string): string[] {
-  return readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(':')[1]!).sort();
+  return readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(':')[1]!)
+    .sort();
 }
 
 describe('GPU instances', () => {
@@ -46,7 +50,9 @@ describe('GPU instances', () => {
     const log = join(tempDir(), 'probe1.log');
     writeFileSync(log, '');
     const p = new Probe1(log);
-    const df = readParquet(dir).withColumn('d', p.probe(col('x'))).select('id', 'd');
+    const df = readParquet(dir)
+      .withColumn('d', p.probe(col('x')))
+      .select('id', 'd');
     // Actor pool: the UDF's 4 instances on 4 devices serve every partition (partitions no longer run in GPU processes).
     assert.match(await df.explain(), /actor pool Probe1\.probe: 4 GPU processes on 4 device\(s\) \(CUDA_VISIBLE_DEVICES 0\|1\|2\|3\)/);
     assert.match(await df.explain(), /UDF Probe1\.probe: cls async, returns utf8, concurrency 4, maxConcurrency 16, numCpus 1, numGpus 1/);
@@ -64,7 +70,9 @@ describe('GPU instances', () => {
     const log = join(tempDir(), 'half.log');
     writeFileSync(log, '');
     const p = new ProbeHalf(log);
-    await readParquet(dir).withColumn('d', p.probe(col('x'))).toRows();
+    await readParquet(dir)
+      .withColumn('d', p.probe(col('x')))
+      .toRows();
     const seen = devicesSeen(log);
     assert.deepEqual(seen, ['0', '0', '1', '1', '2', '2', '3', '3']);
     await shutdownWorkers();
@@ -77,16 +85,27 @@ describe('GPU instances', () => {
     const p = new Probe1(log);
     const orig = console.warn;
     const warnings: string[] = [];
-    console.warn = (m: string) => { warnings.push(m); };
+    console.warn = (m: string) => {
+      warnings.push(m);
+    };
     try {
-      const rows = await readParquet(dir).withColumn('d', p.probe(col('x'))).limit(3).toRows();
+      const rows = await readParquet(dir)
+        .withColumn('d', p.probe(col('x')))
+        .limit(3)
+        .toRows();
       assert.equal(rows.length, 3);
     } finally {
       console.warn = orig;
     }
     assert.ok(warnings.some((w) => /no GPU/.test(w) && /Probe1\.probe/.test(w)));
     setRunner('native', { strictResources: true });
-    await assert.rejects(() => readParquet(dir).withColumn('d', p.probe(col('x'))).toRows(), /Probe1\.probe.*GPU/);
+    await assert.rejects(
+      () =>
+        readParquet(dir)
+          .withColumn('d', p.probe(col('x')))
+          .toRows(),
+      /Probe1\.probe.*GPU/,
+    );
   });
 
   describe('concurrency is an actor pool: N instances serve the whole input', () => {
@@ -96,7 +115,9 @@ describe('GPU instances', () => {
       const log = join(tempDir(), 'actors.log');
       writeFileSync(log, '');
       const p = new Probe1(log);
-      const rows = await df().withColumn('d', p.probe(col('x'))).toRows();
+      const rows = await df()
+        .withColumn('d', p.probe(col('x')))
+        .toRows();
       assert.equal(rows.length, rowsWanted);
       const seen = devicesSeen(log);
       assert.deepEqual(seen, ['0', '1', '2', '3'], 'four instances, on four distinct devices');
@@ -112,7 +133,12 @@ describe('GPU instances', () => {
       await writeSample(join(one, 'one.parquet'), 0, 800, 800); // one file, one row group: one partition
       setRunner('native', { batchSize: 50 });
       const df = () => readParquet(one);
-      assert.match(await df().withColumn('d', new Probe1('/dev/null').probe(col('x'))).explain(), /Stage 0: 1 partition\(s\)/);
+      assert.match(
+        await df()
+          .withColumn('d', new Probe1('/dev/null').probe(col('x')))
+          .explain(),
+        /Stage 0: 1 partition\(s\)/,
+      );
       await fourDevices(df, 800);
     });
 
@@ -122,7 +148,9 @@ describe('GPU instances', () => {
       // fromColumns itself (one batch: one call, one instance used; the four still start, on four devices)...
       await fourDevices(() => fromColumns({ x: xs }) as unknown as ReturnType<typeof readParquet>, 800, false);
       // ... and an in-memory table of 16 batches, spread over the instances.
-      const table = new arrow.Table(Array.from({ length: 16 }, (_, k) => new arrow.Table({ x: arrow.vectorFromArray(xs.slice(k * 50, k * 50 + 50), new arrow.Float64()) }).batches[0]!));
+      const table = new arrow.Table(
+        Array.from({ length: 16 }, (_, k) => new arrow.Table({ x: arrow.vectorFromArray(xs.slice(k * 50, k * 50 + 50), new arrow.Float64()) }).batches[0]!),
+      );
       await fourDevices(() => fromArrow(table) as unknown as ReturnType<typeof readParquet>, 800, true);
     });
 
@@ -158,9 +186,15 @@ describe('GPU instances', () => {
       assert.match(await df.explain(), /Stage 0: 2 partition\(s\), parallelism 2 \(worker threads; actor pool SlowOne\.score: 1 worker thread\(s\)\)/);
       const rows = await df.toRows();
       assert.equal(rows.length, 200);
-      const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' '));
+      const lines = readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '));
       const cheap = lines.filter((l) => l[0] === 'cheap').map((l) => Number(l[2]));
-      const slowCalls = lines.filter((l) => l[0] === 'slow').map((l) => ({ start: Number(l[2]), end: Number(l[3]) })).sort((a, b) => a.start - b.start);
+      const slowCalls = lines
+        .filter((l) => l[0] === 'slow')
+        .map((l) => ({ start: Number(l[2]), end: Number(l[3]) }))
+        .sort((a, b) => a.start - b.start);
       assert.equal(cheap.length, 2);
       assert.equal(slowCalls.length, 2);
       // One instance: its calls never overlap.
@@ -183,18 +217,30 @@ describe('GPU instances', () => {
         setRunner('native', { workers: workers ? true : 'auto', parallelism: 2, targetPartitionBytes: 1, batchSize: 50 });
         const df = readParquet(d).withColumn('y', new PickyUdf(360).check(col('id')));
         assert.match(await df.explain(), /actor pool Picky\.check: 2 worker thread\(s\)/);
-        await assert.rejects(() => df.toRows(), (e: Error) => {
-          assert.match(e.message, /UDF 'Picky\.check' failed on 1 row\(s\); first at row 160: Error: picky about 360/);
-          assert.match(e.message, /partition 1: .*e1\.parquet/);
-          return true;
-        });
+        await assert.rejects(
+          () => df.toRows(),
+          (e: Error) => {
+            assert.match(e.message, /UDF 'Picky\.check' failed on 1 row\(s\); first at row 160: Error: picky about 360/);
+            assert.match(e.message, /partition 1: .*e1\.parquet/);
+            return true;
+          },
+        );
         const okDf = readParquet(d).withColumn('y', new PickyUdf(-1).check(col('id')));
         const ok = await okDf.toRows();
-        assert.deepEqual(ok.map((r) => r.y), ok.map((r) => Number(r.id)));
+        assert.deepEqual(
+          ok.map((r) => r.y),
+          ok.map((r) => Number(r.id)),
+        );
         // The actors' counts sum into the action's metrics (8 batches of 50 rows, from both partitions).
         assert.equal(okDf.metrics['Picky.check']!.rowsIn, 400);
         assert.equal(okDf.metrics['Picky.check']!.rowsOut, 400);
-        await assert.rejects(() => readParquet(d).withColumn('y', new BrokenUdf().run(col('x'))).toRows(), /constructing UDF class for 'Broken\.run': model file missing/);
+        await assert.rejects(
+          () =>
+            readParquet(d)
+              .withColumn('y', new BrokenUdf().run(col('x')))
+              .toRows(),
+          /constructing UDF class for 'Broken\.run': model file missing/,
+        );
       }
       setRunner('native', { workers: false });
       await shutdownWorkers();

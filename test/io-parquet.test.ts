@@ -26,39 +26,76 @@ type Row = Record<string, unknown>;
 function value(kind: string, i: number): unknown {
   if (i % 7 === 3) return null;
   switch (kind) {
-    case 'i8': return (i % 200) - 100;
-    case 'i16': return i * 97 - 15000;
-    case 'i32': return i * 1_000_003 - 150_000_000;
-    case 'i64': return BigInt(i) * 30_000_000_000_000_007n - 4_000_000_000_000_000_000n;
-    case 'u8': return i % 256;
-    case 'u16': return (i * 211) % 65536;
-    case 'u32': return 4_000_000_000 - i * 13;
-    case 'u64': return 18_000_000_000_000_000_000n + BigInt(i);
-    case 'f32': return Math.fround(i / 8 - 10);
-    case 'f64': return i === 5 ? NaN : i * Math.PI - 300;
-    case 'b': return i % 3 === 0;
-    case 's': return i % 11 === 1 ? '' : `v${i}-é€😀-${'x'.repeat(i % 5)}`;
-    case 'bin': return Uint8Array.from({ length: i % 4 }, (_, k) => (i + k * 31) % 256);
-    case 'd': return i * 37 - 5000; // days, negative before 1970
-    case 'ts_s': return BigInt(i) * 86_399n - 10_000_000n;
-    case 'ts_ms': return BigInt(i) * 3_600_001n + 1_600_000_000_000n;
-    case 'ts_us': return BigInt(i) * 1_000_003n + 1_600_000_000_000_000n;
-    case 'ts_ns': return BigInt(i) * 1_000_000_007n + 1_600_000_000_000_000_000n;
-    case 'li': return Array.from({ length: i % 4 }, (_, k) => (k === 1 && i % 2 ? null : i * 10 + k));
-    case 'ls': return Array.from({ length: i % 3 }, (_, k) => (k === 2 ? null : `e${i}.${k}`));
-    case 'st': return { a: i % 5 === 0 ? null : BigInt(i), b: `s${i % 13}` };
-    case 'fsl': return [i, i + 0.5, i % 4 === 0 ? null : -i];
-    default: throw new Error(kind);
+    case 'i8':
+      return (i % 200) - 100;
+    case 'i16':
+      return i * 97 - 15000;
+    case 'i32':
+      return i * 1_000_003 - 150_000_000;
+    case 'i64':
+      return BigInt(i) * 30_000_000_000_000_007n - 4_000_000_000_000_000_000n;
+    case 'u8':
+      return i % 256;
+    case 'u16':
+      return (i * 211) % 65536;
+    case 'u32':
+      return 4_000_000_000 - i * 13;
+    case 'u64':
+      return 18_000_000_000_000_000_000n + BigInt(i);
+    case 'f32':
+      return Math.fround(i / 8 - 10);
+    case 'f64':
+      return i === 5 ? NaN : i * Math.PI - 300;
+    case 'b':
+      return i % 3 === 0;
+    case 's':
+      return i % 11 === 1 ? '' : `v${i}-é€😀-${'x'.repeat(i % 5)}`;
+    case 'bin':
+      return Uint8Array.from({ length: i % 4 }, (_, k) => (i + k * 31) % 256);
+    case 'd':
+      return i * 37 - 5000; // days, negative before 1970
+    case 'ts_s':
+      return BigInt(i) * 86_399n - 10_000_000n;
+    case 'ts_ms':
+      return BigInt(i) * 3_600_001n + 1_600_000_000_000n;
+    case 'ts_us':
+      return BigInt(i) * 1_000_003n + 1_600_000_000_000_000n;
+    case 'ts_ns':
+      return BigInt(i) * 1_000_000_007n + 1_600_000_000_000_000_000n;
+    case 'li':
+      return Array.from({ length: i % 4 }, (_, k) => (k === 1 && i % 2 ? null : i * 10 + k));
+    case 'ls':
+      return Array.from({ length: i % 3 }, (_, k) => (k === 2 ? null : `e${i}.${k}`));
+    case 'st':
+      return { a: i % 5 === 0 ? null : BigInt(i), b: `s${i % 13}` };
+    case 'fsl':
+      return [i, i + 0.5, i % 4 === 0 ? null : -i];
+    default:
+      throw new Error(kind);
   }
 }
 
 const TYPES: Record<string, DataType> = {
-  i8: DataType.int8(), i16: DataType.int16(), i32: DataType.int32(), i64: DataType.int64(),
-  u8: DataType.uint8(), u16: DataType.uint16(), u32: DataType.uint32(), u64: DataType.uint64(),
-  f32: DataType.float32(), f64: DataType.float64(), b: DataType.bool(), s: DataType.utf8(), bin: DataType.binary(),
-  d: DataType.date(), ts_s: DataType.timestamp('s'), ts_ms: DataType.timestamp('ms', 'UTC'),
-  ts_us: DataType.timestamp('us'), ts_ns: DataType.timestamp('ns', 'America/New_York'),
-  li: DataType.list(DataType.int32()), ls: DataType.list(DataType.utf8()),
+  i8: DataType.int8(),
+  i16: DataType.int16(),
+  i32: DataType.int32(),
+  i64: DataType.int64(),
+  u8: DataType.uint8(),
+  u16: DataType.uint16(),
+  u32: DataType.uint32(),
+  u64: DataType.uint64(),
+  f32: DataType.float32(),
+  f64: DataType.float64(),
+  b: DataType.bool(),
+  s: DataType.utf8(),
+  bin: DataType.binary(),
+  d: DataType.date(),
+  ts_s: DataType.timestamp('s'),
+  ts_ms: DataType.timestamp('ms', 'UTC'),
+  ts_us: DataType.timestamp('us'),
+  ts_ns: DataType.timestamp('ns', 'America/New_York'),
+  li: DataType.list(DataType.int32()),
+  ls: DataType.list(DataType.utf8()),
   st: DataType.struct({ a: DataType.int64(), b: DataType.utf8() }),
   fsl: DataType.fixedSizeList(DataType.float64(), 3),
 };
@@ -74,24 +111,36 @@ function column(type: DataTypeJSON, vals: unknown[]): arrow.Data {
   const n = vals.length;
   const validity = new Uint8Array((n + 7) >> 3);
   let nulls = 0;
-  vals.forEach((v, i) => { if (v === null) nulls++; else validity[i >> 3]! |= 1 << (i & 7); });
+  vals.forEach((v, i) => {
+    if (v === null) nulls++;
+    else validity[i >> 3]! |= 1 << (i & 7);
+  });
   const buffers = (values: ArrayBufferView): ConstructorParameters<typeof arrow.Data>[4] =>
     [undefined, values, nulls ? validity : new Uint8Array(0)] as unknown as ConstructorParameters<typeof arrow.Data>[4];
   switch (type.kind) {
-    case 'int64': case 'timestamp':
+    case 'int64':
+    case 'timestamp':
       return new arrow.Data(at, 0, n, nulls, buffers(BigInt64Array.from(vals, (v) => (v as bigint | null) ?? 0n)));
     case 'uint64':
       return new arrow.Data(at, 0, n, nulls, buffers(BigUint64Array.from(vals, (v) => (v as bigint | null) ?? 0n)));
     case 'date':
       return new arrow.Data(at, 0, n, nulls, buffers(Int32Array.from(vals, (v) => (v as number | null) ?? 0)));
     case 'struct': {
-      const children = type.fields.map((f) => column(f.type, vals.map((v) => (v === null ? null : (v as Row)[f.name]))));
+      const children = type.fields.map((f) =>
+        column(
+          f.type,
+          vals.map((v) => (v === null ? null : (v as Row)[f.name])),
+        ),
+      );
       return new arrow.Data(at, 0, n, nulls, [undefined, undefined, nulls ? validity : new Uint8Array(0)] as never, children);
     }
     case 'list': {
       const offsets = new Int32Array(n + 1);
       const flat: unknown[] = [];
-      vals.forEach((v, i) => { if (v) flat.push(...(v as unknown[])); offsets[i + 1] = flat.length; });
+      vals.forEach((v, i) => {
+        if (v) flat.push(...(v as unknown[]));
+        offsets[i + 1] = flat.length;
+      });
       return new arrow.Data(at, 0, n, nulls, [offsets, undefined, nulls ? validity : new Uint8Array(0)] as never, [column(type.child, flat)]);
     }
     case 'fixedSizeList': {
@@ -105,7 +154,12 @@ function column(type: DataTypeJSON, vals: unknown[]): arrow.Data {
 
 function makeBatch(schema: Schema, rows: Row[]): arrow.RecordBatch {
   const as = schema.toArrow();
-  const children = schema.fields.map((f) => column(f.type.json, rows.map((r) => r[f.name])));
+  const children = schema.fields.map((f) =>
+    column(
+      f.type.json,
+      rows.map((r) => r[f.name]),
+    ),
+  );
   return new arrow.RecordBatch(as, new arrow.Data(new arrow.Struct(as.fields), 0, rows.length, 0, undefined, children) as arrow.Data<arrow.Struct>);
 }
 
@@ -114,23 +168,28 @@ function cell(d: arrow.Data, i: number, t: DataTypeJSON): unknown {
   const j = d.offset + i;
   if (d.nullCount > 0 && d.nullBitmap && d.nullBitmap.length && !((d.nullBitmap[j >> 3]! >> (j & 7)) & 1)) return null;
   switch (t.kind) {
-    case 'bool': return ((d.values[j >> 3] >> (j & 7)) & 1) === 1;
-    case 'utf8': return new TextDecoder().decode(d.values.subarray(d.valueOffsets[j], d.valueOffsets[j + 1]));
-    case 'binary': return Uint8Array.from(d.values.subarray(d.valueOffsets[j], d.valueOffsets[j + 1]));
+    case 'bool':
+      return ((d.values[j >> 3] >> (j & 7)) & 1) === 1;
+    case 'utf8':
+      return new TextDecoder().decode(d.values.subarray(d.valueOffsets[j], d.valueOffsets[j + 1]));
+    case 'binary':
+      return Uint8Array.from(d.values.subarray(d.valueOffsets[j], d.valueOffsets[j + 1]));
     case 'list': {
       const out = [];
       for (let k = d.valueOffsets[j]; k < d.valueOffsets[j + 1]; k++) out.push(cell(d.children[0]!, k, t.child));
       return out;
     }
-    case 'fixedSizeList': return Array.from({ length: t.size }, (_, k) => cell(d.children[0]!, j * t.size + k, t.child));
-    case 'struct': return Object.fromEntries(t.fields.map((f, k) => [f.name, cell(d.children[k]!, j, f.type)]));
-    default: return d.values[j];
+    case 'fixedSizeList':
+      return Array.from({ length: t.size }, (_, k) => cell(d.children[0]!, j * t.size + k, t.child));
+    case 'struct':
+      return Object.fromEntries(t.fields.map((f, k) => [f.name, cell(d.children[k]!, j, f.type)]));
+    default:
+      return d.values[j];
   }
 }
 
 function batchRows(b: arrow.RecordBatch, schema: Schema): Row[] {
-  return Array.from({ length: b.numRows }, (_, i) =>
-    Object.fromEntries(schema.fields.map((f, k) => [f.name, cell(b.data.children[k]!, i, f.type.json)])));
+  return Array.from({ length: b.numRows }, (_, i) => Object.fromEntries(schema.fields.map((f, k) => [f.name, cell(b.data.children[k]!, i, f.type.json)])));
 }
 
 async function readAll(path: string, opts: Parameters<typeof readParquetBatches>[1] = {}): Promise<{ rows: Row[]; batches: arrow.RecordBatch[] }> {
@@ -143,13 +202,20 @@ async function readAll(path: string, opts: Parameters<typeof readParquetBatches>
 /** Exact physical layout check: one Arrow layout per DataType. */
 function assertConforms(b: arrow.RecordBatch, schema: Schema): void {
   const expected = schema.toArrow();
-  assert.deepEqual(b.schema.fields.map((f) => [f.name, String(f.type), f.nullable]), expected.fields.map((f) => [f.name, String(f.type), f.nullable]));
+  assert.deepEqual(
+    b.schema.fields.map((f) => [f.name, String(f.type), f.nullable]),
+    expected.fields.map((f) => [f.name, String(f.type), f.nullable]),
+  );
   const check = (d: arrow.Data, t: arrow.DataType): void => {
     assert.equal(d.typeId, t.typeId, `${String(d.type)} vs ${String(t)}`);
     if (arrow.DataType.isUtf8(t) || arrow.DataType.isBinary(t) || arrow.DataType.isList(t)) assert.ok(d.valueOffsets instanceof Int32Array);
-    (t.children ?? []).forEach((c: arrow.Field, i: number) => { check(d.children[i]!, c.type); });
+    (t.children ?? []).forEach((c: arrow.Field, i: number) => {
+      check(d.children[i]!, c.type);
+    });
   };
-  expected.fields.forEach((f, i) => { check(b.data.children[i]!, f.type); });
+  expected.fields.forEach((f, i) => {
+    check(b.data.children[i]!, f.type);
+  });
 }
 
 const allFile = (): string => join(dir, 'all.parquet');
@@ -171,7 +237,10 @@ describe('parquet round trip', () => {
     assert.ok(info.schema.equals(SCHEMA), `${info.schema}`);
     assert.equal(info.numRows, N);
     assert.equal(info.rowGroups.length, Math.ceil(N / ROW_GROUP));
-    assert.deepEqual(info.rowGroups.map((g) => g.numRows), [64, 64, 64, 64, 44]);
+    assert.deepEqual(
+      info.rowGroups.map((g) => g.numRows),
+      [64, 64, 64, 64, 44],
+    );
     assert.ok(info.rowGroups.every((g) => g.compressedBytes > 0 && g.uncompressedBytes > 0));
     assert.deepEqual(info.unsupportedColumns, []);
     assert.equal(inspectParquet(allFile()), info, 'cached by path, size and mtime');
@@ -189,7 +258,11 @@ describe('parquet round trip', () => {
         const exp = want[i]![n];
         if (n === 'f32' && exp !== null) assert.equal(got, exp);
         else if (n === 'f64' && Number.isNaN(exp)) assert.ok(Number.isNaN(got as number));
-        else if (n === 'fsl' && exp) assert.deepEqual(got, (exp as unknown[]).map((x) => x));
+        else if (n === 'fsl' && exp)
+          assert.deepEqual(
+            got,
+            (exp as unknown[]).map((x) => x),
+          );
         else assert.deepEqual(got, exp, `row ${i} column ${n}`);
       }
     }
@@ -203,7 +276,10 @@ describe('parquet round trip', () => {
     }
     assert.deepEqual(rows[10], { st: value('st', 10), s: value('s', 10), i64: value('i64', 10) });
     const none = await readAll(allFile(), { columns: [], batchSize: 100 });
-    assert.equal(none.batches.reduce((n, b) => n + b.numRows, 0), N);
+    assert.equal(
+      none.batches.reduce((n, b) => n + b.numRows, 0),
+      N,
+    );
     assert.ok(none.batches.every((b) => b.numCols === 0));
   });
 
@@ -220,7 +296,15 @@ describe('parquet round trip', () => {
       const rows = expectedRows(g.index * ROW_GROUP, g.numRows);
       for (const n of ['i8', 'i32', 'i64', 'u32', 'u64', 'f32', 'b', 's', 'd', 'ts_ms', 'ts_us', 'ts_ns', 'ts_s']) {
         const vals = rows.map((r) => r[n]).filter((v) => v !== null);
-        const sorted = [...vals].sort((a, b) => (typeof a === 'string' ? Buffer.compare(Buffer.from(a as string), Buffer.from(b as string)) : (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0));
+        const sorted = [...vals].sort((a, b) =>
+          typeof a === 'string'
+            ? Buffer.compare(Buffer.from(a as string), Buffer.from(b as string))
+            : (a as number) < (b as number)
+              ? -1
+              : (a as number) > (b as number)
+                ? 1
+                : 0,
+        );
         const st = g.stats[n]!;
         assert.ok(st, `stats for ${n}`);
         assert.equal(st.nullCount, rows.length - vals.length, `${n} null count`);
@@ -248,13 +332,16 @@ describe('parquet round trip', () => {
     assert.equal(first.value?.numRows, 64);
     assert.equal(readStats.rowGroupsRead - before, 1, 'only the first row group was decoded');
     let rows = 64;
-    await assert.rejects(async () => {
-      for (;;) {
-        const r = await it.next();
-        if (r.done) break;
-        rows += r.value.numRows;
-      }
-    }, (e: Error) => e.message.includes(path) && e.message.includes('row group 4'));
+    await assert.rejects(
+      async () => {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) break;
+          rows += r.value.numRows;
+        }
+      },
+      (e: Error) => e.message.includes(path) && e.message.includes('row group 4'),
+    );
     assert.equal(rows, 256, 'every intact row group was delivered');
     // The process survived and a later read works (parquet-wasm is re-instantiated after a trap).
     assert.equal((await readAll(allFile(), { columns: ['i8'] })).rows.length, N);
@@ -263,11 +350,16 @@ describe('parquet round trip', () => {
     const groupsBefore = readStats.rowGroupsRead;
     const a = readParquetBatches(allFile(), { columns: ['i32'], batchSize: 20 });
     const got: unknown[] = [];
-    const take = (b: arrow.RecordBatch): void => { got.push(...batchRows(b, SCHEMA.select(['i32'])).map((r) => r.i32)); };
+    const take = (b: arrow.RecordBatch): void => {
+      got.push(...batchRows(b, SCHEMA.select(['i32'])).map((r) => r.i32));
+    };
     take((await a.next()).value as arrow.RecordBatch);
     await assert.rejects(readAll(path), /row group 4/);
     for await (const b of a) take(b);
-    assert.deepEqual(got, expectedRows(0, N).map((r) => r.i32));
+    assert.deepEqual(
+      got,
+      expectedRows(0, N).map((r) => r.i32),
+    );
     assert.equal(readStats.rowGroupsRead - groupsBefore, 5 + 4 + 1, 'the interrupted row group was decoded again');
   });
 
@@ -308,8 +400,14 @@ describe('parquet round trip', () => {
     assert.equal(String(info.schema.field('large').type), 'utf8');
     const { rows, batches } = await readAll(path);
     assertConforms(batches[0]!, info.schema);
-    assert.deepEqual(rows.map((r) => r.dict), ['a', 'b', null, 'a', 'ccc']);
-    assert.deepEqual(rows.map((r) => r.large), ['x', null, 'yy', 'é', '']);
+    assert.deepEqual(
+      rows.map((r) => r.dict),
+      ['a', 'b', null, 'a', 'ccc'],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.large),
+      ['x', null, 'yy', 'é', ''],
+    );
   });
 
   it('casts to a wider schema type when one is given (dataset schema unification)', async () => {
@@ -324,39 +422,56 @@ describe('parquet round trip', () => {
 describe('parquet errors name the file', () => {
   it('missing file, bad magic, truncated file, corrupt footer', () => {
     const missing = join(dir, 'nope.parquet');
-    assert.throws(() => inspectParquet(missing), (e: Error) => e.message.includes(missing) && /not found/.test(e.message));
+    assert.throws(
+      () => inspectParquet(missing),
+      (e: Error) => e.message.includes(missing) && /not found/.test(e.message),
+    );
 
     const notParquet = join(dir, 'text.parquet');
     fs.writeFileSync(notParquet, 'id,name\n1,hello\n2,world\n');
-    assert.throws(() => inspectParquet(notParquet), (e: Error) => e.message.includes(notParquet) && /not a Parquet file/.test(e.message));
+    assert.throws(
+      () => inspectParquet(notParquet),
+      (e: Error) => e.message.includes(notParquet) && /not a Parquet file/.test(e.message),
+    );
 
     const bytes = fs.readFileSync(allFile());
     const half = join(dir, 'half.parquet');
     fs.writeFileSync(half, bytes.subarray(0, bytes.length >> 1));
-    assert.throws(() => inspectParquet(half), (e: Error) => e.message.includes(half) && /truncated/.test(e.message));
+    assert.throws(
+      () => inspectParquet(half),
+      (e: Error) => e.message.includes(half) && /truncated/.test(e.message),
+    );
 
     const footer = join(dir, 'footer.parquet');
     const bad = Buffer.from(bytes);
     const len = bad.readUInt32LE(bad.length - 8);
     for (let i = bad.length - 8 - len; i < bad.length - 8; i++) bad[i] = (i * 7) & 255;
     fs.writeFileSync(footer, bad);
-    assert.throws(() => inspectParquet(footer), (e: Error) => e.message.includes(footer) && /corrupt Parquet footer/.test(e.message));
+    assert.throws(
+      () => inspectParquet(footer),
+      (e: Error) => e.message.includes(footer) && /corrupt Parquet footer/.test(e.message),
+    );
 
     const huge = join(dir, 'hugefooter.parquet');
     const h = Buffer.from(bytes);
     h.writeUInt32LE(0x7fffffff, h.length - 8);
     fs.writeFileSync(huge, h);
-    assert.throws(() => inspectParquet(huge), (e: Error) => e.message.includes(huge) && /corrupt Parquet footer/.test(e.message));
+    assert.throws(
+      () => inspectParquet(huge),
+      (e: Error) => e.message.includes(huge) && /corrupt Parquet footer/.test(e.message),
+    );
   });
 
   it('a missing column is a ColumnNotFoundError mentioning the file', async () => {
-    await assert.rejects(readAll(allFile(), { columns: ['i8', 'nope'] }),
-      (e: Error) => e instanceof ColumnNotFoundError && e.message.includes('nope') && e.message.includes(allFile()));
+    await assert.rejects(
+      readAll(allFile(), { columns: ['i8', 'nope'] }),
+      (e: Error) => e instanceof ColumnNotFoundError && e.message.includes('nope') && e.message.includes(allFile()),
+    );
   });
 });
 
 describe('DuckDB cross-check', () => {
-  it('DuckDB reads our file with identical values, and we read DuckDB\'s file with identical values', async () => {
+  it("DuckDB reads our file with identical values, and we read DuckDB's file with identical values", async () => {
     const { DuckDBInstance } = await import('@duckdb/node-api');
     const db = await DuckDBInstance.create(':memory:');
     const con = await db.connect();
@@ -374,7 +489,8 @@ describe('DuckDB cross-check', () => {
         const w = want[i]!;
         for (const c of ['i8', 'i16', 'i32', 'u8', 'u16', 'u32', 'b', 's', 'li', 'ls']) assert.deepEqual(g[c], w[c], `duckdb row ${i} ${c}`);
         for (const c of ['i64', 'u64']) assert.equal(g[c], w[c], `duckdb row ${i} ${c}`);
-        if (Number.isNaN(w.f64)) assert.ok(Number.isNaN(g.f64 as number)); else assert.equal(g.f64, w.f64);
+        if (Number.isNaN(w.f64)) assert.ok(Number.isNaN(g.f64 as number));
+        else assert.equal(g.f64, w.f64);
         assert.deepEqual(g.bin === null ? null : Uint8Array.from(g.bin as Uint8Array), w.bin);
         assert.equal(g.d_raw, w.d);
         assert.equal(g.ts_ms_raw, w.ts_ms);
@@ -390,17 +506,39 @@ describe('DuckDB cross-check', () => {
           [i, i + 1] AS li, {'x': i, 'y': 'a' || i} AS st, MAP {'k': i} AS m
         FROM range(2000) t(i)) TO '${duckFile}' (FORMAT parquet)`);
       const info = inspectParquet(duckFile);
-      assert.equal(info.schema.toString(), new Schema([
-        new Field('i', DataType.int32()), new Field('b', DataType.int64()), new Field('ut', DataType.uint8()),
-        new Field('dec', DataType.float64()), new Field('s', DataType.utf8()), new Field('d', DataType.date()),
-        new Field('ts', DataType.timestamp('us')), new Field('tstz', DataType.timestamp('us', 'UTC')),
-        new Field('li', DataType.list(DataType.int64())), new Field('st', DataType.struct({ x: DataType.int64(), y: DataType.utf8() })),
-        new Field('m', DataType.list(new DataType({ kind: 'struct', fields: [{ name: 'key', type: { kind: 'utf8' }, nullable: false }, { name: 'value', type: { kind: 'int64' }, nullable: true }] }))),
-      ]).toString());
+      assert.equal(
+        info.schema.toString(),
+        new Schema([
+          new Field('i', DataType.int32()),
+          new Field('b', DataType.int64()),
+          new Field('ut', DataType.uint8()),
+          new Field('dec', DataType.float64()),
+          new Field('s', DataType.utf8()),
+          new Field('d', DataType.date()),
+          new Field('ts', DataType.timestamp('us')),
+          new Field('tstz', DataType.timestamp('us', 'UTC')),
+          new Field('li', DataType.list(DataType.int64())),
+          new Field('st', DataType.struct({ x: DataType.int64(), y: DataType.utf8() })),
+          new Field(
+            'm',
+            DataType.list(
+              new DataType({
+                kind: 'struct',
+                fields: [
+                  { name: 'key', type: { kind: 'utf8' }, nullable: false },
+                  { name: 'value', type: { kind: 'int64' }, nullable: true },
+                ],
+              }),
+            ),
+          ),
+        ]).toString(),
+      );
       assert.equal(info.numRows, 2000);
       const ours = (await readAll(duckFile)).rows;
-      const ref = (await con.runAndReadAll(`SELECT i, b, ut, dec::DOUBLE AS dec, s, (d - DATE '1970-01-01')::INTEGER AS d,
-          epoch_us(ts)::BIGINT AS ts, epoch_us(tstz)::BIGINT AS tstz, li, st FROM read_parquet('${duckFile}')`)).getRowObjectsJS();
+      const ref = (
+        await con.runAndReadAll(`SELECT i, b, ut, dec::DOUBLE AS dec, s, (d - DATE '1970-01-01')::INTEGER AS d,
+          epoch_us(ts)::BIGINT AS ts, epoch_us(tstz)::BIGINT AS tstz, li, st FROM read_parquet('${duckFile}')`)
+      ).getRowObjectsJS();
       assert.equal(ours.length, 2000);
       for (let i = 0; i < 2000; i++) {
         const o = ours[i]!;
@@ -432,11 +570,18 @@ describe('nesting depth (issue 8)', () => {
   function leafOf(v: unknown, kind: 'list' | 'struct'): { levels: number; leaf: unknown } {
     let levels = 0;
     let x = v as { get(i: number): unknown; s?: unknown } | null;
-    while (x !== null && typeof x === 'object') { levels++; x = (kind === 'struct' ? x.s : Array.isArray(x) ? x[0] : x.get(0)) as typeof x; }
+    while (x !== null && typeof x === 'object') {
+      levels++;
+      x = (kind === 'struct' ? x.s : Array.isArray(x) ? x[0] : x.get(0)) as typeof x;
+    }
     return { levels, leaf: x };
   }
-  const tooDeep = (levels: number) => (e: Error) => e instanceof RangeError && e.message.includes("column 'deep'") &&
-    e.message.includes(`nests ${levels} levels deep`) && e.message.includes('at most 61 fields') && e.message.includes('60 nested lists or structs');
+  const tooDeep = (levels: number) => (e: Error) =>
+    e instanceof RangeError &&
+    e.message.includes("column 'deep'") &&
+    e.message.includes(`nests ${levels} levels deep`) &&
+    e.message.includes('at most 61 fields') &&
+    e.message.includes('60 nested lists or structs');
 
   for (const kind of ['list', 'struct'] as const) {
     it(`${kind}: 60 levels write and read back; 61 and 64 fail before writing, naming the column, its depth and the limit`, async () => {

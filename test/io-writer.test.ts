@@ -11,7 +11,9 @@ import { expandPaths } from '../src/io/paths.ts';
 import { DatasetWriter, readManifest } from '../src/io/writer.ts';
 
 let root: string;
-before(() => { root = fs.mkdtempSync(join(tmpdir(), 'fanout-io-writer-')); });
+before(() => {
+  root = fs.mkdtempSync(join(tmpdir(), 'fanout-io-writer-'));
+});
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 let k = 0;
@@ -21,17 +23,25 @@ const SCHEMA = new Schema([new Field('id', DataType.int64()), new Field('name', 
 
 function batch(start: number, n: number): arrow.RecordBatch {
   const as = SCHEMA.toArrow();
-  return new arrow.RecordBatch(as, new arrow.Data(new arrow.Struct(as.fields), 0, n, 0, undefined, [
-    arrow.makeVector(BigInt64Array.from({ length: n }, (_, i) => BigInt(start + i))).data[0]!,
-    arrow.vectorFromArray(Array.from({ length: n }, (_, i) => `n${start + i}`), new arrow.Utf8()).data[0]!,
-  ]) as arrow.Data<arrow.Struct>);
+  return new arrow.RecordBatch(
+    as,
+    new arrow.Data(new arrow.Struct(as.fields), 0, n, 0, undefined, [
+      arrow.makeVector(BigInt64Array.from({ length: n }, (_, i) => BigInt(start + i))).data[0]!,
+      arrow.vectorFromArray(
+        Array.from({ length: n }, (_, i) => `n${start + i}`),
+        new arrow.Utf8(),
+      ).data[0]!,
+    ]) as arrow.Data<arrow.Struct>,
+  );
 }
 
 /** Every file below dir (relative, sorted), to check what a reader could stumble on. */
 function tree(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
   return (fs.readdirSync(dir, { recursive: true }) as string[])
-    .filter((p) => fs.statSync(join(dir, p)).isFile()).map((p) => p.split('\\').join('/')).sort();
+    .filter((p) => fs.statSync(join(dir, p)).isFile())
+    .map((p) => p.split('\\').join('/'))
+    .sort();
 }
 
 async function ids(files: string[]): Promise<bigint[]> {
@@ -47,26 +57,45 @@ describe('DatasetWriter', () => {
     assert.match(w.partPath(7), /_temporary[/\\][^/\\]+[/\\]part-00007-[^/\\]+\.parquet$/);
     assert.ok(w.partPath(7).endsWith(`part-00007-${w.runId}.parquet`));
     const p0 = await w.writePart(0, [batch(0, 10)], { schema: SCHEMA });
-    const p1 = await w.writePart(1, (async function* () { yield batch(10, 5); yield batch(15, 5); })(), { schema: SCHEMA });
+    const p1 = await w.writePart(
+      1,
+      (async function* () {
+        yield batch(10, 5);
+        yield batch(15, 5);
+      })(),
+      { schema: SCHEMA },
+    );
     assert.deepEqual([p0.rows, p1.rows], [10, 10]);
     assert.equal(readManifest(dir), null, 'nothing committed yet');
     assert.throws(() => expandPaths(dir, 'parquet'), /no parquet files/, 'uncommitted parts are invisible');
 
     const files = await w.commit([p0, p1]);
-    assert.deepEqual(files.map((f) => relative(dir, f.path)), [`part-00000-${w.runId}.parquet`, `part-00001-${w.runId}.parquet`]);
+    assert.deepEqual(
+      files.map((f) => relative(dir, f.path)),
+      [`part-00000-${w.runId}.parquet`, `part-00001-${w.runId}.parquet`],
+    );
     assert.deepEqual(tree(dir), ['_SUCCESS', ...files.map((f) => relative(dir, f.path))], 'no _temporary left');
 
     const m = JSON.parse(fs.readFileSync(join(dir, '_SUCCESS'), 'utf8'));
     assert.equal(m.format, 'parquet');
     assert.equal(m.rows, 20);
     assert.ok(!Number.isNaN(Date.parse(m.committedAt)));
-    assert.deepEqual(m.files, files.map((f) => ({ path: relative(dir, f.path), rows: f.rows, bytes: fs.statSync(f.path).size })));
+    assert.deepEqual(
+      m.files,
+      files.map((f) => ({ path: relative(dir, f.path), rows: f.rows, bytes: fs.statSync(f.path).size })),
+    );
     assert.deepEqual(readManifest(dir)?.files, m.files);
     const doneAt = fs.statSync(join(dir, '_SUCCESS'), { bigint: true }).mtimeNs;
     for (const f of files) assert.ok(fs.statSync(f.path, { bigint: true }).mtimeNs <= doneAt, '_SUCCESS is written after every part');
 
-    assert.deepEqual(expandPaths(dir, 'parquet'), files.map((f) => f.path));
-    assert.deepEqual(await ids(expandPaths(dir, 'parquet')), Array.from({ length: 20 }, (_, i) => BigInt(i)));
+    assert.deepEqual(
+      expandPaths(dir, 'parquet'),
+      files.map((f) => f.path),
+    );
+    assert.deepEqual(
+      await ids(expandPaths(dir, 'parquet')),
+      Array.from({ length: 20 }, (_, i) => BigInt(i)),
+    );
     await assert.rejects(w.writePart(2, [batch(0, 1)]), /already committed/);
   });
 
@@ -79,7 +108,10 @@ describe('DatasetWriter', () => {
     fs.copyFileSync(files[0]!.path, join(dir, '_temporary', 'other-run', 'part-00000-x.parquet'));
     assert.deepEqual(expandPaths(dir, 'parquet'), [files[0]!.path]);
     fs.rmSync(files[0]!.path);
-    assert.throws(() => expandPaths(dir, 'parquet'), (e: Error) => e.message.includes(files[0]!.path) && /missing/.test(e.message));
+    assert.throws(
+      () => expandPaths(dir, 'parquet'),
+      (e: Error) => e.message.includes(files[0]!.path) && /missing/.test(e.message),
+    );
   });
 
   it('abort removes temp files and leaves nothing that looks like output', async () => {
@@ -151,9 +183,16 @@ describe('DatasetWriter', () => {
 
     const w2 = await DatasetWriter.begin(dir, { format: 'parquet', mode: 'overwrite' });
     const part = await w2.writePart(0, [batch(100, 2)]);
-    assert.deepEqual(expandPaths(dir, 'parquet'), old.map((f) => f.path), 'readers still see the old dataset before commit');
+    assert.deepEqual(
+      expandPaths(dir, 'parquet'),
+      old.map((f) => f.path),
+      'readers still see the old dataset before commit',
+    );
     const now = await w2.commit([part]);
-    assert.deepEqual(expandPaths(dir, 'parquet'), now.map((f) => f.path));
+    assert.deepEqual(
+      expandPaths(dir, 'parquet'),
+      now.map((f) => f.path),
+    );
     for (const f of old) assert.equal(fs.existsSync(f.path), false);
     assert.deepEqual(await ids(expandPaths(dir, 'parquet')), [100n, 101n]);
     assert.ok(fs.existsSync(join(dir, 'README.txt')), 'unrelated files are left alone');
@@ -166,7 +205,10 @@ describe('DatasetWriter', () => {
     const w2 = await DatasetWriter.begin(dir, { format: 'parquet', mode: 'append' });
     const b = await w2.commit([await w2.writePart(0, [batch(3, 2)])]);
     const m = readManifest(dir)!;
-    assert.deepEqual(m.files.map((f) => f.path), [...a, ...b].map((f) => relative(dir, f.path)));
+    assert.deepEqual(
+      m.files.map((f) => f.path),
+      [...a, ...b].map((f) => relative(dir, f.path)),
+    );
     assert.equal(m.rows, 5);
     assert.deepEqual(await ids(expandPaths(dir, 'parquet')), [0n, 1n, 2n, 3n, 4n]);
     await assert.rejects(DatasetWriter.begin(dir, { format: 'csv', mode: 'append' }), /cannot append csv/);
@@ -179,7 +221,10 @@ describe('DatasetWriter', () => {
     fs.writeFileSync(join(dir, '_SUCCESS'), '');
     assert.equal(readManifest(dir), null);
     fs.writeFileSync(join(dir, '_SUCCESS'), '{"format": "parquet", "files": [{"path": 1}]}');
-    assert.throws(() => readManifest(dir), (e: Error) => e.message.includes(join(dir, '_SUCCESS')));
+    assert.throws(
+      () => readManifest(dir),
+      (e: Error) => e.message.includes(join(dir, '_SUCCESS')),
+    );
   });
 });
 
@@ -191,29 +236,55 @@ describe('expandPaths', () => {
     fs.mkdirSync(join(data, 'b'));
     fs.mkdirSync(join(data, '_temporary', 'x'), { recursive: true });
     fs.mkdirSync(join(data, '.hidden'));
-    for (const p of ['a/1.parquet', 'a/deep/2.parquet', 'b/3.parquet', 'b/notes.txt', 'b/4.csv', '_temporary/x/5.parquet', '.hidden/6.parquet', 'a/_meta.parquet']) {
+    for (const p of [
+      'a/1.parquet',
+      'a/deep/2.parquet',
+      'b/3.parquet',
+      'b/notes.txt',
+      'b/4.csv',
+      '_temporary/x/5.parquet',
+      '.hidden/6.parquet',
+      'a/_meta.parquet',
+    ]) {
       fs.writeFileSync(join(data, p), 'x');
     }
   });
 
   it('directories are listed recursively and sorted, skipping _ and . entries and other extensions', () => {
-    assert.deepEqual(expandPaths(data, 'parquet'), ['a/1.parquet', 'a/deep/2.parquet', 'b/3.parquet'].map((p) => join(data, p)));
+    assert.deepEqual(
+      expandPaths(data, 'parquet'),
+      ['a/1.parquet', 'a/deep/2.parquet', 'b/3.parquet'].map((p) => join(data, p)),
+    );
     assert.deepEqual(expandPaths(data, 'csv'), [join(data, 'b/4.csv')]);
   });
 
   it('globs, lists and files are expanded, sorted and deduplicated', () => {
-    assert.deepEqual(expandPaths(join(data, '**/*.parquet'), 'parquet'), ['a/1.parquet', 'a/_meta.parquet', 'a/deep/2.parquet', 'b/3.parquet'].map((p) => join(data, p)));
-    assert.deepEqual(expandPaths([join(data, 'b/3.parquet'), join(data, 'a/*.parquet'), join(data, 'b/3.parquet')], 'parquet'),
-      ['a/1.parquet', 'a/_meta.parquet', 'b/3.parquet'].map((p) => join(data, p)));
+    assert.deepEqual(
+      expandPaths(join(data, '**/*.parquet'), 'parquet'),
+      ['a/1.parquet', 'a/_meta.parquet', 'a/deep/2.parquet', 'b/3.parquet'].map((p) => join(data, p)),
+    );
+    assert.deepEqual(
+      expandPaths([join(data, 'b/3.parquet'), join(data, 'a/*.parquet'), join(data, 'b/3.parquet')], 'parquet'),
+      ['a/1.parquet', 'a/_meta.parquet', 'b/3.parquet'].map((p) => join(data, p)),
+    );
     assert.deepEqual(expandPaths(`file://${join(data, 'b/3.parquet')}`, 'parquet'), [join(data, 'b/3.parquet')]);
   });
 
   it('errors name the path or glob that matched nothing; unknown remote schemes are refused', () => {
-    assert.throws(() => expandPaths(join(data, 'zz.parquet'), 'parquet'), (e: Error) => e.message.includes(join(data, 'zz.parquet')) && /not found/.test(e.message));
-    assert.throws(() => expandPaths(join(data, '*.nope'), 'parquet'), (e: Error) => e.message.includes('*.nope'));
+    assert.throws(
+      () => expandPaths(join(data, 'zz.parquet'), 'parquet'),
+      (e: Error) => e.message.includes(join(data, 'zz.parquet')) && /not found/.test(e.message),
+    );
+    assert.throws(
+      () => expandPaths(join(data, '*.nope'), 'parquet'),
+      (e: Error) => e.message.includes('*.nope'),
+    );
     const empty = join(root, 'empty-dir');
     fs.mkdirSync(empty, { recursive: true });
-    assert.throws(() => expandPaths(empty, 'csv'), (e: Error) => e.message.includes(empty) && /no csv files/.test(e.message));
+    assert.throws(
+      () => expandPaths(empty, 'csv'),
+      (e: Error) => e.message.includes(empty) && /no csv files/.test(e.message),
+    );
     assert.throws(() => expandPaths('gs://bucket/data/*.parquet', 'parquet'), /not supported.*gs:\/\/bucket/);
     assert.throws(() => expandPaths([], 'parquet'), /no parquet paths/);
   });
@@ -226,7 +297,7 @@ describe('expandPaths', () => {
     assert.equal(inspectParquet(only!).numRows, 7);
   });
 
-  it('concurrent appends to one directory keep every writer\'s files', async () => {
+  it("concurrent appends to one directory keep every writer's files", async () => {
     const dir = fresh();
     const first = await DatasetWriter.begin(dir, { format: 'parquet' });
     await first.commit([await first.writePart(0, [batch(0, 1)])]);
@@ -237,7 +308,10 @@ describe('expandPaths', () => {
     await Promise.all([a.commit([pa]), b.commit([pb])]);
     const m = readManifest(dir)!;
     assert.equal(m.files.length, 3);
-    assert.equal(m.files.reduce((n, f) => n + f.rows, 0), 6);
+    assert.equal(
+      m.files.reduce((n, f) => n + f.rows, 0),
+      6,
+    );
     assert.ok(!fs.existsSync(join(dir, '_SUCCESS.lock')));
   });
 });

@@ -91,11 +91,22 @@ describe('serverless shards', () => {
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
     setRunner('native', { workers: false });
     // The GPU UDF starts a second stage, so stage 0's output (x and x2 sharing one buffer) is an IPC shard.
-    const pipeline = () => readParquet(dir).withColumn('x', double(col('x'))).select(col('id'), col('x'), col('x').alias('x2')).withColumn('g', gpuScore(col('x2')));
+    const pipeline = () =>
+      readParquet(dir)
+        .withColumn('x', double(col('x')))
+        .select(col('id'), col('x'), col('x').alias('x2'))
+        .withColumn('g', gpuScore(col('x2')));
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');
-    const plan = planRun(pipeline().plan, { pipeline: new URL('./fixtures/udfs.ts', import.meta.url).href, targetPartitionBytes: 1, output: { uri: out, format: 'parquet', mode: 'error' } });
-    assert.deepEqual(plan.stages.map((s) => s.executor), ['lambda', 'ecs-gpu']);
+    const plan = planRun(pipeline().plan, {
+      pipeline: new URL('./fixtures/udfs.ts', import.meta.url).href,
+      targetPartitionBytes: 1,
+      output: { uri: out, format: 'parquet', mode: 'error' },
+    });
+    assert.deepEqual(
+      plan.stages.map((s) => s.executor),
+      ['lambda', 'ecs-gpu'],
+    );
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
     await runGpuSlot(work, plan.runId, 1, 0, 1);
@@ -113,14 +124,20 @@ describe('errors while handling worker messages', () => {
     setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
     let failOn: string | null = null;
     poolTestHooks.onMessage = (m) => {
-      if (m.type === failOn) { failOn = null; throw new Error('injected message failure'); }
+      if (m.type === failOn) {
+        failOn = null;
+        throw new Error('injected message failure');
+      }
     };
     try {
       // Several failures in a row: a slot left busy by a failed task would soon leave no free worker,
       // and the next action would hang (and time out).
       for (let i = 0; i < 3; i++) {
         failOn = 'batch';
-        await assert.rejects(() => readParquet(dir).select('id', 'x').toRows(), /injected message failure \(handling a 'batch' message from the worker running/);
+        await assert.rejects(
+          () => readParquet(dir).select('id', 'x').toRows(),
+          /injected message failure \(handling a 'batch' message from the worker running/,
+        );
         // A worker-side write reports with one 'sink' message; its slot must still be freed.
         failOn = 'sink';
         const out = join(tempDir(), 'o');

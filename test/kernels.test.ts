@@ -22,7 +22,11 @@ const { rnd, ri, pick, maybe } = seededRandom(12345);
 const item = (t: arrow.DataType) => new arrow.Field('item', t, true);
 const STRINGS = ['', 'a', 'abc', 'Héllo', '日本語', 'emoji 🎉', 'x'.repeat(40), 'zeta', 'ß'];
 
-interface TypeCase { name: string; type: arrow.DataType; gen: () => PhysicalValue }
+interface TypeCase {
+  name: string;
+  type: arrow.DataType;
+  gen: () => PhysicalValue;
+}
 const TYPES: TypeCase[] = [
   { name: 'int8', type: new arrow.Int8(), gen: () => ri(-128, 127) },
   { name: 'int16', type: new arrow.Int16(), gen: () => ri(-32768, 32767) },
@@ -167,11 +171,19 @@ describe('take', () => {
       for (const off of [0, 1, 8, 11]) {
         const d = build(tc, vals, off);
         const idx = Int32Array.from({ length: 60 }, () => ri(-1, vals.length - 1));
-        check(take(d, idx), Array.from(idx, (i) => (i < 0 ? null : vals[i]!)), tc);
+        check(
+          take(d, idx),
+          Array.from(idx, (i) => (i < 0 ? null : vals[i]!)),
+          tc,
+        );
         check(take(d, new Int32Array(0)), [], tc);
         // consecutive runs (the variable-size fast path)
         const runs = Int32Array.from([0, 1, 2, 3, 10, 11, 12, 40, 5, 6]);
-        check(take(d, runs), Array.from(runs, (i) => vals[i]!), tc);
+        check(
+          take(d, runs),
+          Array.from(runs, (i) => vals[i]!),
+          tc,
+        );
       }
     });
   }
@@ -200,7 +212,11 @@ describe('filter', () => {
       for (const off of [0, 3, 8]) {
         const d = build(tc, vals, off);
         const m = build({ name: 'bool', type: new arrow.Bool(), gen: () => true }, mask, off + 1);
-        check(filterData(d, m), vals.filter((_, i) => mask[i] === true), tc);
+        check(
+          filterData(d, m),
+          vals.filter((_, i) => mask[i] === true),
+          tc,
+        );
       }
     });
   }
@@ -216,14 +232,19 @@ describe('filter', () => {
     const n = 1000;
     const mask = Array.from({ length: n }, () => maybe(() => rnd() < 0.3, 0.1));
     const sel = selection(build({ name: 'bool', type: new arrow.Bool(), gen: () => true }, mask, 5), n);
-    assert.deepEqual(Array.from(sel), mask.flatMap((m, i) => (m === true ? [i] : [])));
+    assert.deepEqual(
+      Array.from(sel),
+      mask.flatMap((m, i) => (m === true ? [i] : [])),
+    );
   });
 });
 
 describe('concat', () => {
   for (const tc of TYPES) {
     it(`${tc.name}: parts in order, sliced parts, empty parts, null-typed parts`, () => {
-      const a = values(tc, 9), b = values(tc, 17), c = values(tc, 5);
+      const a = values(tc, 9),
+        b = values(tc, 17),
+        c = values(tc, 5);
       const parts = [build(tc, a, 3), build(tc, [], 0), build(tc, b, 0), build(tc, c, 7)];
       check(concatData(parts, tc.type), [...a, ...b, ...c], tc);
       const withNull = concatData([build(tc, a), physicalValuesToData([null, null], new arrow.Null())], tc.type);
@@ -240,14 +261,29 @@ describe('concat', () => {
 describe('zip', () => {
   for (const tc of TYPES) {
     it(`${tc.name}: picks per row from either side, scalars on either side`, () => {
-      const a = values(tc, 20), b = values(tc, 20);
+      const a = values(tc, 20),
+        b = values(tc, 20);
       const bits = Array.from({ length: 20 }, () => rnd() < 0.5);
       const pick = new Uint8Array(3);
-      bits.forEach((x, i) => { if (x) pick[i >> 3]! |= 1 << (i & 7); });
-      check(zip(pick, build(tc, a, 2), build(tc, b, 9), 20, tc.type), bits.map((x, i) => (x ? a[i]! : b[i]!)), tc);
+      bits.forEach((x, i) => {
+        if (x) pick[i >> 3]! |= 1 << (i & 7);
+      });
+      check(
+        zip(pick, build(tc, a, 2), build(tc, b, 9), 20, tc.type),
+        bits.map((x, i) => (x ? a[i]! : b[i]!)),
+        tc,
+      );
       const s = build(tc, [b[0]!], 1);
-      check(zip(pick, build(tc, a), s, 20, tc.type), bits.map((x, i) => (x ? a[i]! : b[0]!)), tc);
-      check(zip(pick, s, build(tc, a), 20, tc.type), bits.map((x, i) => (x ? b[0]! : a[i]!)), tc);
+      check(
+        zip(pick, build(tc, a), s, 20, tc.type),
+        bits.map((x, i) => (x ? a[i]! : b[0]!)),
+        tc,
+      );
+      check(
+        zip(pick, s, build(tc, a), 20, tc.type),
+        bits.map((x, i) => (x ? b[0]! : a[i]!)),
+        tc,
+      );
     });
   }
 });
@@ -289,15 +325,17 @@ describe('cast', () => {
   });
   it('float -> int truncates; NaN, infinities and overflow -> null', () => {
     assert.deepEqual(cast([1.9, -1.9, NaN, Infinity, 3e9, null], new arrow.Float64(), T.int32()), [1, -1, null, null, null, null]);
-    assert.deepEqual(cast([1.9, -2.5, 2 ** 62, -(2 ** 63), 2 ** 63, NaN], new arrow.Float64(), T.int64()),
-      [1n, -2n, 2n ** 62n, -(2n ** 63n), null, null]);
+    assert.deepEqual(cast([1.9, -2.5, 2 ** 62, -(2 ** 63), 2 ** 63, NaN], new arrow.Float64(), T.int64()), [1n, -2n, 2n ** 62n, -(2n ** 63n), null, null]);
     assert.deepEqual(cast([1.5, -1, 2 ** 64], new arrow.Float64(), T.uint64()), [1n, null, null]);
     assert.deepEqual(cast([-123456789.75], new arrow.Float64(), T.int64()), [-123456789n]);
   });
   it('int -> float, int64 -> float64 correctly rounded, float64 -> float32', () => {
     assert.deepEqual(cast([1, null, -3], new arrow.Int32(), T.float64()), [1, null, -3]);
     const big = [2n ** 53n + 1n, -(2n ** 63n), 2n ** 63n - 1n, -5n];
-    assert.deepEqual(cast(big, new arrow.Int64(), T.float64()), big.map((x) => Number(x)));
+    assert.deepEqual(
+      cast(big, new arrow.Int64(), T.float64()),
+      big.map((x) => Number(x)),
+    );
     assert.deepEqual(cast([2n ** 64n - 1n], new arrow.Uint64(), T.float64()), [Number(2n ** 64n - 1n)]);
     assert.deepEqual(cast([0.1], new arrow.Float64(), T.float32()), [Math.fround(0.1)]);
   });
@@ -327,23 +365,33 @@ describe('cast', () => {
   it('utf8 -> numbers, bool, date, timestamp; bad text raises CastError naming the value', () => {
     assert.deepEqual(cast([' 12 ', '-7', null, '+3'], new arrow.Utf8(), T.int32(), 2), [12, -7, null, 3]);
     assert.deepEqual(cast(['9223372036854775807', '-1'], new arrow.Utf8(), T.int64()), [2n ** 63n - 1n, -1n]);
-    assert.deepEqual(cast(['1.5', '-2e3', 'NaN', 'inf', '-Infinity', '.5'], new arrow.Utf8(), T.float64()),
-      [1.5, -2000, NaN, Infinity, -Infinity, 0.5]);
+    assert.deepEqual(cast(['1.5', '-2e3', 'NaN', 'inf', '-Infinity', '.5'], new arrow.Utf8(), T.float64()), [1.5, -2000, NaN, Infinity, -Infinity, 0.5]);
     assert.deepEqual(cast(['true', 'FALSE', '1', 'no'], new arrow.Utf8(), T.bool()), [true, false, true, false]);
     assert.deepEqual(cast(['2024-01-01', null], new arrow.Utf8(), T.date()), [19723, null]);
     assert.deepEqual(cast(['2024-01-01T00:00:01Z'], new arrow.Utf8(), T.timestamp('ms')), [1704067201000n]);
     assert.deepEqual(cast(['a'], new arrow.Utf8(), T.binary()), [Uint8Array.from([97])]);
-    const bad: [string, DataType, string][] = [['12x', T.int32(), '1'], ['', T.int32(), '1'], ['1.5', T.int64(), '1'],
-      ['300', T.uint8(), '1'], ['abc', T.float64(), '1'], ['maybe', T.bool(), 'true'], ['2024-02-30', T.date(), '2024-02-28'],
-      ['yesterday', T.timestamp(), '2024-01-01'], ['99999999999999999999', T.int64(), '1']];
+    const bad: [string, DataType, string][] = [
+      ['12x', T.int32(), '1'],
+      ['', T.int32(), '1'],
+      ['1.5', T.int64(), '1'],
+      ['300', T.uint8(), '1'],
+      ['abc', T.float64(), '1'],
+      ['maybe', T.bool(), 'true'],
+      ['2024-02-30', T.date(), '2024-02-28'],
+      ['yesterday', T.timestamp(), '2024-01-01'],
+      ['99999999999999999999', T.int64(), '1'],
+    ];
     for (const [s, to, good] of bad) {
-      assert.throws(() => cast([good, s], new arrow.Utf8(), to), (e: unknown) => {
-        assert.ok(e instanceof CastError);
-        assert.equal(e.value, s);
-        assert.equal(e.row, 1);
-        assert.match(e.message, new RegExp(`"${s}".*${String(to).replace(/[[\]]/g, '.')}`));
-        return true;
-      });
+      assert.throws(
+        () => cast([good, s], new arrow.Utf8(), to),
+        (e: unknown) => {
+          assert.ok(e instanceof CastError);
+          assert.equal(e.value, s);
+          assert.equal(e.row, 1);
+          assert.match(e.message, new RegExp(`"${s}".*${String(to).replace(/[[\]]/g, '.')}`));
+          return true;
+        },
+      );
     }
   });
   it('int <-> date / timestamp, timestamp units, date <-> timestamp', () => {

@@ -23,7 +23,8 @@ describe('local cloud stop', () => {
     const data = join(tempDir(), 'many.parquet');
     await writeSample(data, 0, 1600, 8); // 200 row groups: 200 partitions
     const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', script, data], {
-      env: { ...process.env, FANOUT_PROGRESS: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FANOUT_PROGRESS: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
@@ -32,13 +33,22 @@ describe('local cloud stop', () => {
       stdout += d.toString();
       if (!reportedAt && stdout.includes('"outcome"')) reportedAt = Date.now();
     });
-    child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
     // Start-up and the run take a while on a busy machine; a process that never exits takes forever.
     const limitMs = 150_000;
     let exitedAt = 0;
     const code = await new Promise<number | string>((resolve) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); resolve('did not exit'); }, limitMs);
-      child.on('exit', (c, sig) => { exitedAt = Date.now(); clearTimeout(timer); resolve(c ?? sig ?? 'unknown'); });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('did not exit');
+      }, limitMs);
+      child.on('exit', (c, sig) => {
+        exitedAt = Date.now();
+        clearTimeout(timer);
+        resolve(c ?? sig ?? 'unknown');
+      });
     });
     const line = stdout.trim().split('\n').pop() ?? '';
     assert.ok(line.startsWith('{'), `the scenario printed its result (exit ${code}); stderr: ${stderr}`);
@@ -54,7 +64,9 @@ describe('local cloud stop', () => {
     assert.equal(r.outcome.name, 'RunFailedError');
     assert.ok(r.outcome.runId, 'the error carries the run id');
     assert.match(r.outcome.message!, new RegExp(`^run ${r.outcome.runId}\\b`));
-    assert.ok(r.outcome.message!.includes(r.sfnEndpoint) || r.outcome.message!.includes(r.s3Endpoint),
-      `the error names the endpoint that went away: ${r.outcome.message}`);
+    assert.ok(
+      r.outcome.message!.includes(r.sfnEndpoint) || r.outcome.message!.includes(r.s3Endpoint),
+      `the error names the endpoint that went away: ${r.outcome.message}`,
+    );
   });
 });

@@ -58,7 +58,10 @@ describe('local cloud (S3 + Step Functions + Lambda + ECS, on 127.0.0.1)', () =>
     setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
     const df = await pipeline({ uri: input }).collect();
     let streamed = 0;
-    for await (const r of pipeline({ uri: input }).iterRows()) { void r; streamed++; }
+    for await (const r of pipeline({ uri: input }).iterRows()) {
+      void r;
+      streamed++;
+    }
     setRunner('native', { workers: false });
     assert.deepEqual(await df.toRows(), await pipeline({ uri: input }).toRows());
     assert.equal(streamed, (await df.toRows()).length, 'iterRows streams the committed result file by file');
@@ -91,16 +94,24 @@ describe('local cloud (S3 + Step Functions + Lambda + ECS, on 127.0.0.1)', () =>
     sfn.destroy();
     assert.ok((aborted.executions ?? []).length >= 1, 'the execution was stopped');
     const listed = await listS3(out);
-    assert.deepEqual(listed.objects.filter((o) => /_SUCCESS|part-/.test(o.key)).map((o) => o.key), []);
+    assert.deepEqual(
+      listed.objects.filter((o) => /_SUCCESS|part-/.test(o.key)).map((o) => o.key),
+      [],
+    );
   });
 
   it('a partition that always fails fails the run, names the partition, and commits nothing', async () => {
     setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
     const badOut = `s3://${cloud.inputBucket}/bad-out/`;
-    await assert.rejects(() => cpuOnly({ uri: input }).writeParquet(badOut), (e: Error) =>
-      e.name === 'RunFailedError' && /row 4242 always fails/.test(e.message) && /stage 0: partitions 8\b/.test(e.message));
+    await assert.rejects(
+      () => cpuOnly({ uri: input }).writeParquet(badOut),
+      (e: Error) => e.name === 'RunFailedError' && /row 4242 always fails/.test(e.message) && /stage 0: partitions 8\b/.test(e.message),
+    );
     const listed = await listS3(badOut);
-    assert.deepEqual(listed.objects.filter((o) => /_SUCCESS|part-/.test(o.key)).map((o) => o.key), []);
+    assert.deepEqual(
+      listed.objects.filter((o) => /_SUCCESS|part-/.test(o.key)).map((o) => o.key),
+      [],
+    );
     assert.ok(cloud.stats()['failure']! >= 1, 'the failure handler recorded it');
   });
 

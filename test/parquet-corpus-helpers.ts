@@ -10,7 +10,14 @@ import { inspectParquet, readParquetBatches } from '../src/io/parquet/index.ts';
 
 export const ROOT = join(import.meta.dirname, 'fixtures', 'parquet-testing');
 
-export interface ExpectedColumn { name: string; pyarrowType: string; type: DataTypeJSON; sha256: string; values?: string[]; head?: string[] }
+export interface ExpectedColumn {
+  name: string;
+  pyarrowType: string;
+  type: DataTypeJSON;
+  sha256: string;
+  values?: string[];
+  head?: string[];
+}
 export type Expected = { numRows: number; columns: ExpectedColumn[] } | { pyarrowError: string };
 export const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 export const EXPECTED = (JSON.parse(fs.readFileSync(join(ROOT, 'expected.json'), 'utf8')) as { files: Record<string, Expected> }).files;
@@ -27,14 +34,18 @@ function floatCanon(v: number): string {
 export function canon(d: arrow.Data, t: DataTypeJSON, i: number): string {
   if (!d.getValid(i)) return 'N';
   switch (t.kind) {
-    case 'null': return 'N';
+    case 'null':
+      return 'N';
     case 'bool': {
       const bits = d.values as Uint8Array;
       const k = d.offset + i;
       return (bits[k >> 3]! >> (k & 7)) & 1 ? 'T' : 'F';
     }
-    case 'float32': case 'float64': return floatCanon((d.values as Float64Array)[i]!);
-    case 'utf8': case 'binary': {
+    case 'float32':
+    case 'float64':
+      return floatCanon((d.values as Float64Array)[i]!);
+    case 'utf8':
+    case 'binary': {
       const o = d.valueOffsets as Int32Array;
       return (t.kind === 'utf8' ? 's' : 'b') + hex((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!));
     }
@@ -49,22 +60,31 @@ export function canon(d: arrow.Data, t: DataTypeJSON, i: number): string {
       for (let j = 0; j < t.size; j++) out.push(canon(d.children[0]!, t.child, i * t.size + j));
       return `[${out.join(',')}]`;
     }
-    case 'struct': return `{${t.fields.map((f, k) => canon(d.children[k]!, f.type, i)).join(',')}}`;
-    default: return String((d.values as BigInt64Array | Int32Array)[i]!); // integers, date (days), timestamp (ticks)
+    case 'struct':
+      return `{${t.fields.map((f, k) => canon(d.children[k]!, f.type, i)).join(',')}}`;
+    default:
+      return String((d.values as BigInt64Array | Int32Array)[i]!); // integers, date (days), timestamp (ticks)
   }
 }
 
 /** Type JSON without nullability (pyarrow and the Parquet schema disagree on it for nested fields). */
 function shape(t: DataTypeJSON): unknown {
   switch (t.kind) {
-    case 'list': return { kind: 'list', child: shape(t.child) };
-    case 'fixedSizeList': return { kind: 'fixedSizeList', size: t.size, child: shape(t.child) };
-    case 'struct': return { kind: 'struct', fields: t.fields.map((f) => ({ name: f.name, type: shape(f.type) })) };
-    default: return t;
+    case 'list':
+      return { kind: 'list', child: shape(t.child) };
+    case 'fixedSizeList':
+      return { kind: 'fixedSizeList', size: t.size, child: shape(t.child) };
+    case 'struct':
+      return { kind: 'struct', fields: t.fields.map((f) => ({ name: f.name, type: shape(f.type) })) };
+    default:
+      return t;
   }
 }
 
-export interface Read { numRows: number; columns: { name: string; type: DataTypeJSON; values: string[] }[] }
+export interface Read {
+  numRows: number;
+  columns: { name: string; type: DataTypeJSON; values: string[] }[];
+}
 
 export async function readAll(path: string): Promise<Read> {
   const info = inspectParquet(path);
@@ -88,7 +108,11 @@ export async function readAll(path: string): Promise<Read> {
 
 export function compare(file: string, got: Read, exp: { numRows: number; columns: ExpectedColumn[] }): void {
   assert.equal(got.numRows, exp.numRows, `${file}: row count`);
-  assert.deepEqual(got.columns.map((c) => c.name), exp.columns.map((c) => c.name), `${file}: column names`);
+  assert.deepEqual(
+    got.columns.map((c) => c.name),
+    exp.columns.map((c) => c.name),
+    `${file}: column names`,
+  );
   for (const [k, e] of exp.columns.entries()) {
     const g = got.columns[k]!;
     assert.deepEqual(shape(g.type), shape(e.type), `${file}: type of column '${e.name}' (pyarrow: ${e.pyarrowType})`);
@@ -96,7 +120,9 @@ export function compare(file: string, got: Read, exp: { numRows: number; columns
     if (digest === e.sha256 || (e.values && e.values.length === g.values.length && e.values.every((v, j) => v === g.values[j]))) continue;
     const ref = e.values ?? e.head!;
     const i = ref.findIndex((v, j) => g.values[j] !== v);
-    assert.fail(`${file}: values of column '${e.name}' differ from pyarrow's` +
-      (i >= 0 ? ` (row ${i}: got ${g.values[i]}, pyarrow ${ref[i]})` : ' (beyond the stored head)'));
+    assert.fail(
+      `${file}: values of column '${e.name}' differ from pyarrow's` +
+        (i >= 0 ? ` (row ${i}: got ${g.values[i]}, pyarrow ${ref[i]})` : ' (beyond the stored head)'),
+    );
   }
 }

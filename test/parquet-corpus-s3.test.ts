@@ -10,14 +10,29 @@ import { EXPECTED, ROOT, compare, readAll } from './parquet-corpus-helpers.ts';
 
 describe('parquet-testing corpus over s3://', () => {
   // The files parquet-wasm cannot read take hyparquet over the same ranged reads (S3Blob).
-  const FILES = ['data/repeated_no_annotation.parquet', 'data/dict-page-offset-zero.parquet', 'data/old_list_structure.parquet',
-    'data/map_no_value.parquet', 'data/nested_maps.snappy.parquet'];
-  const KEYS = ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE',
-    'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'];
+  const FILES = [
+    'data/repeated_no_annotation.parquet',
+    'data/dict-page-offset-zero.parquet',
+    'data/old_list_structure.parquet',
+    'data/map_no_value.parquet',
+    'data/nested_maps.snappy.parquet',
+  ];
+  const KEYS = [
+    'AWS_ENDPOINT_URL_S3',
+    'AWS_ENDPOINT_URL',
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'AWS_PROFILE',
+    'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED',
+  ];
   const saved: Record<string, string | undefined> = {};
   let server: S3Server;
   before(async () => {
-    for (const k of KEYS) { saved[k] = process.env[k]; delete process.env[k]; }
+    for (const k of KEYS) {
+      saved[k] = process.env[k];
+      delete process.env[k];
+    }
     server = await startS3Server({ buckets: ['corpus'] });
     process.env.AWS_ENDPOINT_URL_S3 = server.endpoint; // no credentials: the local fallback applies
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';

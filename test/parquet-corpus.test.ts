@@ -34,7 +34,8 @@ const CORRUPT: Record<string, RegExp> = {
   'bad_data/ARROW-RS-GH-6229-DICTHEADER.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
   'bad_data/ARROW-RS-GH-6229-LEVELS.parquet': /failed to decode row group 0 of .*: parquet-wasm aborted .*corrupt/,
   'bad_data/PARQUET-1481.parquet': /corrupt Parquet footer in /,
-  'data/encrypt_columns_plaintext_footer.parquet.encrypted': /encrypted Parquet columns are not supported \(column 'float_field' uses Parquet modular encryption\)/,
+  'data/encrypt_columns_plaintext_footer.parquet.encrypted':
+    /encrypted Parquet columns are not supported \(column 'float_field' uses Parquet modular encryption\)/,
   'data/uniform_encryption.parquet.encrypted': /encrypted Parquet files are not supported/,
 };
 
@@ -45,16 +46,27 @@ const CORRUPT: Record<string, RegExp> = {
 const READ_DESPITE_PYARROW: Record<string, { numRows: number; columns: ExpectedColumn[] }> = {
   'data/incorrect_map_schema.parquet': {
     numRows: 1,
-    columns: [{
-      name: 'my_map', pyarrowType: '(refused)', sha256: '',
-      type: { kind: 'list', child: { kind: 'struct', fields: [
-        { name: 'key', type: { kind: 'utf8' }, nullable: true }, { name: 'value', type: { kind: 'utf8' }, nullable: true }] } },
-      // MAP(ARRAY['name', 'parent'], ARRAY['report', 'another']), entries in the order Presto stored them
-      values: [`[{s${hex(Buffer.from('parent'))},s${hex(Buffer.from('another'))}},{s${hex(Buffer.from('name'))},s${hex(Buffer.from('report'))}}]`],
-    }],
+    columns: [
+      {
+        name: 'my_map',
+        pyarrowType: '(refused)',
+        sha256: '',
+        type: {
+          kind: 'list',
+          child: {
+            kind: 'struct',
+            fields: [
+              { name: 'key', type: { kind: 'utf8' }, nullable: true },
+              { name: 'value', type: { kind: 'utf8' }, nullable: true },
+            ],
+          },
+        },
+        // MAP(ARRAY['name', 'parent'], ARRAY['report', 'another']), entries in the order Presto stored them
+        values: [`[{s${hex(Buffer.from('parent'))},s${hex(Buffer.from('another'))}},{s${hex(Buffer.from('name'))},s${hex(Buffer.from('report'))}}]`],
+      },
+    ],
   },
 };
-
 
 async function outcome(file: string): Promise<{ ok: Read } | { error: Error }> {
   try {
@@ -68,8 +80,11 @@ before(() => warmParquet());
 
 describe('parquet-testing corpus', () => {
   it('vendors a file for every expectation and an expectation for every file', () => {
-    const onDisk = ['data', 'bad_data'].flatMap((d) => (fs.readdirSync(join(ROOT, d), { recursive: true }) as string[])
-      .filter((f) => fs.statSync(join(ROOT, d, f)).isFile()).map((f) => `${d}/${f}`)).sort();
+    const onDisk = ['data', 'bad_data']
+      .flatMap((d) =>
+        (fs.readdirSync(join(ROOT, d), { recursive: true }) as string[]).filter((f) => fs.statSync(join(ROOT, d, f)).isFile()).map((f) => `${d}/${f}`),
+      )
+      .sort();
     assert.deepEqual(onDisk, Object.keys(EXPECTED).sort());
     for (const f of [...Object.keys(REFUSED), ...Object.keys(CORRUPT)]) assert.ok(EXPECTED[f], `listed file ${f} is vendored`);
   });
@@ -129,8 +144,14 @@ describe('parquet-testing corpus', () => {
     const saved = info.parquetWasmCaveats;
     info.parquetWasmCaveats = {};
     try {
-      await assert.rejects(async () => { for await (const _ of readParquetBatches(path, { columns: ['id'] })) { /* drain */ } },
-        (e: Error) => e.message.includes(path) && /parquet-wasm decoded 0 rows of columns 'id', the footer says 6/.test(e.message));
+      await assert.rejects(
+        async () => {
+          for await (const _ of readParquetBatches(path, { columns: ['id'] })) {
+            /* drain */
+          }
+        },
+        (e: Error) => e.message.includes(path) && /parquet-wasm decoded 0 rows of columns 'id', the footer says 6/.test(e.message),
+      );
     } finally {
       info.parquetWasmCaveats = saved;
     }
@@ -148,7 +169,11 @@ describe('a column no DataType represents is never dropped silently', () => {
       const msg = /column 'span' of .*alltypes_plain\.parquet cannot be read: INTERVAL column 'span' is not supported/;
       assert.throws(() => readParquet(path), msg);
       assert.throws(() => readParquet(path, { columns: ['id', 'span'] }), msg);
-      await assert.rejects(async () => { for await (const _ of readParquetBatches(path)) { /* drain */ } }, msg);
+      await assert.rejects(async () => {
+        for await (const _ of readParquetBatches(path)) {
+          /* drain */
+        }
+      }, msg);
       const rows = await readParquet(path, { columns: ['id'] }).toRows();
       assert.equal(rows.length, 8);
     } finally {
@@ -160,8 +185,15 @@ describe('a column no DataType represents is never dropped silently', () => {
 describe('the hyparquet reader on other files of the corpus', () => {
   // Routed through hyparquet by editing the cached footer info: its decompressors and value
   // conversion must agree with pyarrow as parquet-wasm does.
-  for (const f of ['data/concatenated_gzip_members.parquet', 'data/alltypes_plain.parquet', 'data/nested_structs.rust.parquet',
-    'data/nullable.impala.parquet', 'data/byte_array_decimal.parquet', 'data/fixed_length_decimal.parquet', 'data/datapage_v2.snappy.parquet']) {
+  for (const f of [
+    'data/concatenated_gzip_members.parquet',
+    'data/alltypes_plain.parquet',
+    'data/nested_structs.rust.parquet',
+    'data/nullable.impala.parquet',
+    'data/byte_array_decimal.parquet',
+    'data/fixed_length_decimal.parquet',
+    'data/datapage_v2.snappy.parquet',
+  ]) {
     it(f, async () => {
       const path = join(ROOT, f);
       const info = inspectParquet(path);
@@ -173,14 +205,18 @@ describe('the hyparquet reader on other files of the corpus', () => {
         const r = await outcome(f);
         if (f === 'data/nullable.impala.parquet') {
           // MAP columns: hyparquet returns JS objects, which lose key types; refused, not guessed.
-          assert.ok('error' in r && /MAP values are not supported in files read by the fallback reader/.test(r.error.message) &&
-            r.error.message.includes(path), 'error' in r ? r.error.message : 'read');
+          assert.ok(
+            'error' in r && /MAP values are not supported in files read by the fallback reader/.test(r.error.message) && r.error.message.includes(path),
+            'error' in r ? r.error.message : 'read',
+          );
           return;
         }
         if (f === 'data/nested_structs.rust.parquet' && !hasZstd) {
           // ZSTD: Node's zlib has it from 22.15 on; before, a clear refusal naming the file and codec.
-          assert.ok('error' in r && /unsupported compression codec: ZSTD/.test(r.error.message) && r.error.message.includes(path),
-            'error' in r ? r.error.message : 'read');
+          assert.ok(
+            'error' in r && /unsupported compression codec: ZSTD/.test(r.error.message) && r.error.message.includes(path),
+            'error' in r ? r.error.message : 'read',
+          );
           return;
         }
         if ('error' in r) throw r.error;

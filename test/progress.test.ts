@@ -11,7 +11,9 @@ const script = join(import.meta.dirname, 'fixtures', 'progress-run.ts');
 
 function run(env: Record<string, string | undefined>): { stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [...process.execArgv, script], {
-    env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
   });
   assert.equal(r.status, 0, r.stderr);
   return { stdout: r.stdout, stderr: r.stderr };
@@ -51,11 +53,20 @@ describe('progress', () => {
       const df = readParquet(f).withColumn('t', tagged(col('category')));
       const rows = await df.toRows({ onProgress: (e) => events.push(e) });
       assert.equal(rows.length, 400);
-      assert.deepEqual(events.map((e) => e.partitionsDone), [1, 2, 3, 4]);
+      assert.deepEqual(
+        events.map((e) => e.partitionsDone),
+        [1, 2, 3, 4],
+      );
       for (const e of events) assert.equal(e.partitionsTotal, 4);
       // Each event carries the counters of exactly the partitions finished so far.
-      assert.deepEqual(events.map((e) => e.metrics['fixtures.tagged']?.counters['seen']), [100, 200, 300, 400]);
-      assert.deepEqual(events.map((e) => e.rows), [100, 200, 300, 400]);
+      assert.deepEqual(
+        events.map((e) => e.metrics['fixtures.tagged']?.counters['seen']),
+        [100, 200, 300, 400],
+      );
+      assert.deepEqual(
+        events.map((e) => e.rows),
+        [100, 200, 300, 400],
+      );
       assert.equal(events[3]!.etaMs, 0);
       assert.deepEqual(df.metrics['fixtures.tagged']!.counters, events[3]!.metrics['fixtures.tagged']!.counters);
       await assert.rejects(() => df.toRows({ onProgress: 5 as unknown as () => void }), /action option 'onProgress' must be a function/);

@@ -7,17 +7,33 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, readCsv, readParquet, setRunner } from 'fanout';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
-import { inspectParquet, readParquetBatches } from '../src/io/parquet/index.ts';
+import { readParquetBatches } from '../src/io/parquet/index.ts';
 import {
-  S3Blob, createS3WriteStream, getS3Object, getS3ObjectOrNull, headS3, keyGlobMatcher, listS3, putS3Object, resetS3Stats, s3Stats,
+  S3Blob,
+  createS3WriteStream,
+  getS3Object,
+  getS3ObjectOrNull,
+  headS3,
+  keyGlobMatcher,
+  listS3,
+  putS3Object,
+  resetS3Stats,
+  s3Stats,
 } from '../src/io/s3/index.ts';
 import { DatasetWriter } from '../src/io/writer.ts';
 import { sampleBatch, sampleRows, tempDir, writeSample } from './helpers.ts';
 
 const BUCKET = 'fanout-test';
 const S3 = `s3://${BUCKET}`;
-const ENV_KEYS = ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE',
-  'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'];
+const ENV_KEYS = [
+  'AWS_ENDPOINT_URL_S3',
+  'AWS_ENDPOINT_URL',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+  'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED',
+];
 const savedEnv: Record<string, string | undefined> = {};
 
 let server: S3Server;
@@ -30,10 +46,13 @@ async function mirror(dir: string, prefixUri: string): Promise<void> {
   await Promise.all(files.map((p) => putS3Object(`${prefixUri}/${p.split('\\').join('/')}`, fs.readFileSync(join(dir, p)))));
 }
 
-const byId = <T,>(rows: T[]): T[] => [...rows].sort((a, b) => Number((a as { id: bigint }).id) - Number((b as { id: bigint }).id));
+const byId = <T>(rows: T[]): T[] => [...rows].sort((a, b) => Number((a as { id: bigint }).id) - Number((b as { id: bigint }).id));
 
 before(async () => {
-  for (const k of ENV_KEYS) { savedEnv[k] = process.env[k]; delete process.env[k]; }
+  for (const k of ENV_KEYS) {
+    savedEnv[k] = process.env[k];
+    delete process.env[k];
+  }
   server = await startS3Server({ buckets: [BUCKET] });
   process.env.AWS_ENDPOINT_URL_S3 = server.endpoint; // no credentials: the local fallback applies
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's floor
@@ -81,11 +100,12 @@ describe('reading s3://', () => {
     assert.equal(want.length, 6000);
     assert.deepEqual(byId(await readParquet(`${S3}/data/`).toRows()), want);
     assert.deepEqual(byId(await readParquet(`${S3}/data`).toRows()), want);
-    assert.deepEqual(byId(await readParquet(`${S3}/data/**/*.parquet`).toRows()),
-      byId(await readParquet(join(local, '**/*.parquet')).toRows()));
+    assert.deepEqual(byId(await readParquet(`${S3}/data/**/*.parquet`).toRows()), byId(await readParquet(join(local, '**/*.parquet')).toRows()));
     assert.deepEqual(byId(await readParquet(`${S3}/data/*.parquet`).toRows()), byId(await readParquet(join(local, '*.parquet')).toRows()));
-    assert.deepEqual(byId(await readParquet([`${S3}/data/b.parquet`, `${S3}/data/sub/c.parquet`]).toRows()),
-      byId(await readParquet([join(local, 'b.parquet'), join(local, 'sub/c.parquet')]).toRows()));
+    assert.deepEqual(
+      byId(await readParquet([`${S3}/data/b.parquet`, `${S3}/data/sub/c.parquet`]).toRows()),
+      byId(await readParquet([join(local, 'b.parquet'), join(local, 'sub/c.parquet')]).toRows()),
+    );
     const df = readParquet(`${S3}/data/a.parquet`, { columns: ['id', 'category'] });
     assert.deepEqual(df.columns, ['id', 'category']);
     assert.equal(await df.count(), 3000);
@@ -106,7 +126,10 @@ describe('reading s3://', () => {
     resetS3Stats();
     const paged = await listS3(`${S3}/many/`, { pageSize: 3 });
     assert.equal(s3Stats.listRequests, 4);
-    assert.deepEqual(paged.objects.map((o) => o.key), (await listS3(`${S3}/many/`)).objects.map((o) => o.key));
+    assert.deepEqual(
+      paged.objects.map((o) => o.key),
+      (await listS3(`${S3}/many/`)).objects.map((o) => o.key),
+    );
     assert.equal(paged.objects.length, 10);
     // A list of object URIs: one round of listings, one of footers.
     for (let i = 0; i < 10; i++) await putS3Object(`${S3}/many2/f${i}.parquet`, fs.readFileSync(join(dir, `f${i}.parquet`)));
@@ -123,7 +146,10 @@ describe('reading s3://', () => {
     assert.equal(rows, 200_000);
     assert.ok(s3Stats.bytesRead < size * 0.2, `read ${s3Stats.bytesRead} of ${size} bytes`);
     const cats = await readParquet(`${S3}/big.parquet`).select('category').limit(3).toRows();
-    assert.deepEqual(cats.map((r) => r.category), ['alpha', 'beta', 'gamma']);
+    assert.deepEqual(
+      cats.map((r) => r.category),
+      ['alpha', 'beta', 'gamma'],
+    );
   });
 
   it('row groups are pruned by statistics, and explain shows it', async () => {
@@ -131,7 +157,10 @@ describe('reading s3://', () => {
     assert.match(await df.explain(), /row groups 1\/4/);
     resetS3Stats();
     const rows = await df.toRows();
-    assert.deepEqual(rows, sampleRows(0, 1000).map((r) => ({ id: r.id, x: r.x })));
+    assert.deepEqual(
+      rows,
+      sampleRows(0, 1000).map((r) => ({ id: r.id, x: r.x })),
+    );
     assert.ok(s3Stats.bytesRead < fs.statSync(big).size / 3, `read ${s3Stats.bytesRead} bytes`);
   });
 
@@ -144,23 +173,47 @@ describe('reading s3://', () => {
     assert.equal(part.size, 4900);
     assert.deepEqual(new Uint8Array(await part.arrayBuffer()), new Uint8Array(bytes.subarray(100, 5000)));
     assert.deepEqual(new Uint8Array(await blob.slice(-8).arrayBuffer()), new Uint8Array(bytes.subarray(bytes.length - 8)));
-    blob.prefetch([[1000, 2000], [3000, 4000]], 't');
+    blob.prefetch(
+      [
+        [1000, 2000],
+        [3000, 4000],
+      ],
+      't',
+    );
     assert.deepEqual(new Uint8Array(await blob.slice(1500, 3500).arrayBuffer()), new Uint8Array(bytes.subarray(1500, 3500)));
   });
 
   it('errors name the URI: missing object, missing bucket, changed object', async () => {
-    assert.throws(() => readParquet(`${S3}/nope/missing.parquet`), (e: Error) => e.message.includes(`${S3}/nope/missing.parquet`) && /not found/.test(e.message));
-    assert.throws(() => readParquet(`${S3}/data/*.nope`), (e: Error) => e.message.includes(`${S3}/data/*.nope`));
-    assert.throws(() => readParquet('s3://no-such-bucket-x/a.parquet'), (e: Error) => /s3:\/\/no-such-bucket-x\/a\.parquet/.test(e.message) && /NoSuchBucket/.test(e.message));
-    assert.throws(() => readCsv(`${S3}/nope.csv`), (e: Error) => e.message.includes(`${S3}/nope.csv`));
+    assert.throws(
+      () => readParquet(`${S3}/nope/missing.parquet`),
+      (e: Error) => e.message.includes(`${S3}/nope/missing.parquet`) && /not found/.test(e.message),
+    );
+    assert.throws(
+      () => readParquet(`${S3}/data/*.nope`),
+      (e: Error) => e.message.includes(`${S3}/data/*.nope`),
+    );
+    assert.throws(
+      () => readParquet('s3://no-such-bucket-x/a.parquet'),
+      (e: Error) => /s3:\/\/no-such-bucket-x\/a\.parquet/.test(e.message) && /NoSuchBucket/.test(e.message),
+    );
+    assert.throws(
+      () => readCsv(`${S3}/nope.csv`),
+      (e: Error) => e.message.includes(`${S3}/nope.csv`),
+    );
     await putS3Object(`${S3}/junk.parquet`, 'not parquet at all');
-    assert.throws(() => readParquet(`${S3}/junk.parquet`), (e: Error) => e.message.includes(`${S3}/junk.parquet`) && /not a Parquet file/.test(e.message));
+    assert.throws(
+      () => readParquet(`${S3}/junk.parquet`),
+      (e: Error) => e.message.includes(`${S3}/junk.parquet`) && /not a Parquet file/.test(e.message),
+    );
     // Planned, then replaced: the read fails naming the object instead of mixing versions.
     // (Objects smaller than the footer read are fetched whole at planning: those read as planned.)
     await putS3Object(`${S3}/moving.parquet`, fs.readFileSync(big));
     const df = readParquet(`${S3}/moving.parquet`);
     await putS3Object(`${S3}/moving.parquet`, fs.readFileSync(join(local, 'b.parquet')));
-    await assert.rejects(() => df.toRows(), (e: Error) => e.message.includes(`${S3}/moving.parquet`) && /changed/.test(e.message));
+    await assert.rejects(
+      () => df.toRows(),
+      (e: Error) => e.message.includes(`${S3}/moving.parquet`) && /changed/.test(e.message),
+    );
     assert.equal(await readParquet(`${S3}/moving.parquet`).count(), 2000, 'a new plan sees the new object');
     await assert.rejects(() => getS3Object(`${S3}/nope.bin`), /S3 GetObject s3:\/\/fanout-test\/nope\.bin: no such object \(NoSuchKey\)/);
   });
@@ -178,7 +231,11 @@ describe('writing s3://', () => {
     const keys = (await listS3(`${out}/`)).objects.map((o) => o.uri).sort();
     assert.deepEqual(keys, [...files, `${out}/_SUCCESS`].sort(), 'no _temporary keys left');
 
-    const want = byId(sampleRows(0, 6000).filter((r) => r.x < 0.5).map((r) => ({ id: r.id, x: r.x, category: r.category })));
+    const want = byId(
+      sampleRows(0, 6000)
+        .filter((r) => r.x < 0.5)
+        .map((r) => ({ id: r.id, x: r.x, category: r.category })),
+    );
     assert.deepEqual(byId(await readParquet(out).toRows()), want);
     // A stray (uncommitted) file under the prefix is not part of the dataset.
     await putS3Object(`${out}/part-99999-stray.parquet`, fs.readFileSync(join(local, 'a.parquet')));
@@ -201,14 +258,27 @@ describe('writing s3://', () => {
     const out = `${S3}/out/failing`;
     await assert.rejects(() => readParquet(`${S3}/bad/bad-data.parquet`).writeParquet(out), /bad-data\.parquet/);
     assert.equal(await getS3ObjectOrNull(`${out}/_SUCCESS`), null);
-    assert.deepEqual((await listS3(`${out}/`)).objects.map((o) => o.key), []);
+    assert.deepEqual(
+      (await listS3(`${out}/`)).objects.map((o) => o.key),
+      [],
+    );
 
     // The writer on its own: a source that throws half-way, then abort().
     const w = await DatasetWriter.begin(`${S3}/out/aborted/`, { format: 'parquet' });
     assert.match(w.partPath(3), /^s3:\/\/fanout-test\/out\/aborted\/_temporary\/[^/]+\/part-00003-.+\.parquet$/);
     const ok = await w.writePart(0, [sampleBatch(0, 100)]);
     assert.equal((await headS3(ok.path)).size, ok.bytes);
-    await assert.rejects(() => w.writePart(1, (async function* () { yield sampleBatch(0, 10); throw new Error('source broke'); })()), /source broke/);
+    await assert.rejects(
+      () =>
+        w.writePart(
+          1,
+          (async function* () {
+            yield sampleBatch(0, 10);
+            throw new Error('source broke');
+          })(),
+        ),
+      /source broke/,
+    );
     await w.abort();
     assert.deepEqual((await listS3(`${S3}/out/aborted/`)).objects, []);
   });
@@ -216,7 +286,7 @@ describe('writing s3://', () => {
   it('multipart uploads (> 5 MiB) round-trip byte-exact', async () => {
     const data = randomBytes(12 << 20);
     const up = await createS3WriteStream(`${S3}/multi.bin`, { partSize: 5 << 20 });
-    for (let o = 0; o < data.length;) {
+    for (let o = 0; o < data.length; ) {
       const n = Math.min(data.length - o, 700_001); // chunk sizes unaligned with parts
       await up.write(data.subarray(o, o + n));
       o += n;
@@ -237,7 +307,10 @@ describe('writing s3://', () => {
     const out = `${S3}/out/csv`;
     await readParquet(`${S3}/data/a.parquet`).select('id', 'x', 'category').writeCsv(out);
     const back = await readCsv(`${out}/`).toRows();
-    assert.deepEqual(byId(back), sampleRows(0, 3000).map((r) => ({ id: r.id, x: r.x, category: r.category })));
+    assert.deepEqual(
+      byId(back),
+      sampleRows(0, 3000).map((r) => ({ id: r.id, x: r.x, category: r.category })),
+    );
     const m = JSON.parse(Buffer.from(await getS3Object(`${out}/_SUCCESS`)).toString('utf8'));
     assert.equal(m.format, 'csv');
     assert.equal(m.rows, 3000);

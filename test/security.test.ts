@@ -61,7 +61,11 @@ describe('run ids', () => {
     assert.doesNotThrow(() => checkRunId('6a7e8f1c-1f2b-4c3d-9e8f-0a1b2c3d4e5f'));
     assert.doesNotThrow(() => checkRunId('x'.repeat(80)));
     for (const id of BAD_IDS) {
-      assert.throws(() => checkRunId(id), (e: Error) => e.message.includes(`invalid run id ${JSON.stringify(id)}`), id);
+      assert.throws(
+        () => checkRunId(id),
+        (e: Error) => e.message.includes(`invalid run id ${JSON.stringify(id)}`),
+        id,
+      );
       assert.throws(() => keys.plan(id), /invalid run id/, `keys.plan(${id})`);
       assert.throws(() => keys.shard(id, 0, 0), /invalid run id/);
       assert.throws(() => keys.failure(id), /invalid run id/);
@@ -85,8 +89,10 @@ describe('run ids', () => {
       await assert.rejects(() => handleStage({ runId: id, stage: 0, partition: 0 }), named);
       await assert.rejects(() => handleFinalize({ runId: id }), named);
       await assert.rejects(() => handleFailure({ runId: id, error: 'x' }), named);
-      await assert.rejects(() => handleEcsTask({ FANOUT_RUN_ID: id, FANOUT_WORK_BUCKET: 'fanout-work', FANOUT_STAGE: '0', FANOUT_SLOT: '0', FANOUT_SLOTS: '1' }),
-        (e: Error) => named(e) && e.message.includes('FANOUT_RUN_ID'));
+      await assert.rejects(
+        () => handleEcsTask({ FANOUT_RUN_ID: id, FANOUT_WORK_BUCKET: 'fanout-work', FANOUT_STAGE: '0', FANOUT_SLOT: '0', FANOUT_SLOTS: '1' }),
+        (e: Error) => named(e) && e.message.includes('FANOUT_RUN_ID'),
+      );
       // A Failure after a Plan that had no run id: nothing to record, and nothing written as runs/null/.
       await assert.rejects(() => handleFailure({ runId: null as unknown as string, error: 'x' }), /invalid run id of the failed run null/);
     });
@@ -111,7 +117,11 @@ describe('what a run may import and where it may write (handlers)', () => {
     assert.equal(checkOutput('s3://other/x/y', 'test', env), 's3://other/x/y');
     assert.equal(checkOutput(null, 'test', env), null);
     for (const bad of ['s3://out/results/', 's3://out/resultsx/a', 's3://work/runs/a/', 's3://out/other/', '/tmp/out', 's3://other/xy/z']) {
-      assert.throws(() => checkOutput(bad, 'test', env), (e: Error) => e.message.includes(bad) && e.message.includes('FANOUT_OUTPUT_PREFIX'), bad);
+      assert.throws(
+        () => checkOutput(bad, 'test', env),
+        (e: Error) => e.message.includes(bad) && e.message.includes('FANOUT_OUTPUT_PREFIX'),
+        bad,
+      );
     }
     assert.throws(() => checkOutput('s3://out/results/../evil/', 'test', env), /'\.' or '\.\.' segment/);
     assert.throws(() => checkOutput('s3://any/a/../b', 'test', {}), /'\.' or '\.\.' segment/, 'even without a prefix');
@@ -125,14 +135,20 @@ describe('what a run may import and where it may write (handlers)', () => {
     const marker = join(tempDir(), 'pwned');
     const store = new LocalStore(tempDir());
     const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: null, runId: 'planted' });
-    for (const evil of [`data:text/javascript,import('node:fs').then((f) => f.writeFileSync(${JSON.stringify(marker)}, 'x'))`, 'https://example.com/p.mjs', 'some-package']) {
+    for (const evil of [
+      `data:text/javascript,import('node:fs').then((f) => f.writeFileSync(${JSON.stringify(marker)}, 'x'))`,
+      'https://example.com/p.mjs',
+      'some-package',
+    ]) {
       plan.pipeline = [new URL('./fixtures/udfs.ts', import.meta.url).href, evil];
       await withEnv({ FANOUT_PIPELINE: undefined, FANOUT_PIPELINE_ALLOW: undefined }, async () => {
         // A fresh run id each time: plans are cached per process.
         const id = `planted-${Math.random().toString(36).slice(2, 8)}`;
         await putJson(store, keys.plan(id), { ...plan, runId: id });
-        await assert.rejects(() => runStagePartition(store, id, 0, 0), (e: Error) =>
-          e.message.includes(`run ${id}: plan: pipeline module`) && e.message.includes('not a file path or file: URL'));
+        await assert.rejects(
+          () => runStagePartition(store, id, 0, 0),
+          (e: Error) => e.message.includes(`run ${id}: plan: pipeline module`) && e.message.includes('not a file path or file: URL'),
+        );
       });
     }
     assert.equal(existsSync(marker), false);
@@ -142,10 +158,15 @@ describe('what a run may import and where it may write (handlers)', () => {
     const marker = join(tempDir(), 'pwned');
     const evil = `data:text/javascript,import('node:fs').then((f) => f.writeFileSync(${JSON.stringify(marker)}, 'x'))`;
     await withEnv({ FANOUT_PIPELINE: EXAMPLE, FANOUT_PIPELINE_ALLOW: undefined, FANOUT_WORK_BUCKET: 'fanout-work' }, async () => {
-      await assert.rejects(() => handlePlan({ pipeline: evil, input: { uri: '/nonexistent' } }), (e: Error) =>
-        e.message.includes('this deployment imports only') && e.message.includes('FANOUT_PIPELINE'));
+      await assert.rejects(
+        () => handlePlan({ pipeline: evil, input: { uri: '/nonexistent' } }),
+        (e: Error) => e.message.includes('this deployment imports only') && e.message.includes('FANOUT_PIPELINE'),
+      );
       await assert.rejects(() => handlePlan({ pipeline: './test/fixtures/udfs.ts', input: {} }), /this deployment imports only/);
-      await assert.rejects(() => handlePlan({ workBucket: 'another-bucket', input: {} }), /names work bucket "another-bucket", but this deployment's work bucket is 'fanout-work'/);
+      await assert.rejects(
+        () => handlePlan({ workBucket: 'another-bucket', input: {} }),
+        /names work bucket "another-bucket", but this deployment's work bucket is 'fanout-work'/,
+      );
     });
     await withEnv({ FANOUT_PIPELINE: undefined, FANOUT_PIPELINE_ALLOW: undefined, FANOUT_WORK_BUCKET: 'fanout-work' }, async () => {
       await assert.rejects(() => handlePlan({ pipeline: evil, input: {} }), /not a file path or file: URL/);
@@ -162,14 +183,17 @@ describe('FANOUT_PIPELINE_ALLOW', () => {
     const work = tempDir();
     setStoreFactory(() => new LocalStore(work));
     try {
-      await withEnv({ FANOUT_PIPELINE: EXAMPLE, FANOUT_PIPELINE_ALLOW: ` ${allowed} ,`, FANOUT_WORK_BUCKET: 'fanout-work', FANOUT_OUTPUT_PREFIX: undefined }, async () => {
-        const summary = await handlePlan({ runId: 'allowed-1', pipeline: allowed, input: { uri: join(input, 'a.parquet') } });
-        assert.equal(summary.runId, 'allowed-1');
-        const plan = JSON.parse(readFileSync(join(work, keys.plan('allowed-1')), 'utf8')) as { pipeline: string };
-        assert.equal(plan.pipeline, pathToFileURL(allowed).href);
-        const r = await handleStage({ runId: 'allowed-1', stage: 0, partition: 0 });
-        assert.ok(r.rows > 0);
-      });
+      await withEnv(
+        { FANOUT_PIPELINE: EXAMPLE, FANOUT_PIPELINE_ALLOW: ` ${allowed} ,`, FANOUT_WORK_BUCKET: 'fanout-work', FANOUT_OUTPUT_PREFIX: undefined },
+        async () => {
+          const summary = await handlePlan({ runId: 'allowed-1', pipeline: allowed, input: { uri: join(input, 'a.parquet') } });
+          assert.equal(summary.runId, 'allowed-1');
+          const plan = JSON.parse(readFileSync(join(work, keys.plan('allowed-1')), 'utf8')) as { pipeline: string };
+          assert.equal(plan.pipeline, pathToFileURL(allowed).href);
+          const r = await handleStage({ runId: 'allowed-1', stage: 0, partition: 0 });
+          assert.ok(r.rows > 0);
+        },
+      );
     } finally {
       setStoreFactory((b) => new S3Store(b));
     }
@@ -280,7 +304,12 @@ describe('the offline harness with malicious inputs (Step Functions API -> Plan 
     assertContained();
 
     // The same with an output outside the deployment's prefix: refused, nothing committed there.
-    const plan2 = { ...plan, runId: 'planted-2', pipeline: null, output: { uri: `s3://${cloud.inputBucket}/incoming/hijack/`, format: 'parquet' as const, mode: 'overwrite' as const } };
+    const plan2 = {
+      ...plan,
+      runId: 'planted-2',
+      pipeline: null,
+      output: { uri: `s3://${cloud.inputBucket}/incoming/hijack/`, format: 'parquet' as const, mode: 'overwrite' as const },
+    };
     await preparePlan(new S3Store(cloud.workBucket), plan2, cloud.workBucket);
     const r2 = await run({ runId: 'planted-2' });
     assert.equal(r2.status, 'FAILED');
@@ -293,7 +322,10 @@ describe('the offline harness with malicious inputs (Step Functions API -> Plan 
     const refused = (e: Error): boolean => e.name === 'InvalidArgument' && /'\.' or '\.\.' segment/.test(e.message);
     await assert.rejects(() => s3.send(new PutObjectCommand({ Bucket: cloud.workBucket, Key: '../../escaped', Body: 'x' })), refused);
     await assert.rejects(() => s3.send(new PutObjectCommand({ Bucket: cloud.workBucket, Key: 'runs/a/../../../../escaped', Body: 'x' })), refused);
-    await assert.rejects(() => s3.send(new CopyObjectCommand({ Bucket: cloud.workBucket, Key: 'copied', CopySource: `${cloud.workBucket}/../../../pwned` })), refused);
+    await assert.rejects(
+      () => s3.send(new CopyObjectCommand({ Bucket: cloud.workBucket, Key: 'copied', CopySource: `${cloud.workBucket}/../../../pwned` })),
+      refused,
+    );
     await assert.rejects(() => s3.send(new DeleteObjectsCommand({ Bucket: cloud.workBucket, Delete: { Objects: [{ Key: '../../../data' }] } })), refused);
     // Ordinary keys, glob characters included, still work; DeleteObjects still reads its body.
     await s3.send(new PutObjectCommand({ Bucket: cloud.workBucket, Key: 'probe/a*b?.txt', Body: 'x' }));
@@ -306,17 +338,26 @@ describe('the offline harness with malicious inputs (Step Functions API -> Plan 
   it(`an upload named ${uploaded} next to another object: the triggered run reads exactly the uploaded object`, async () => {
     // The rule as the construct deploys it (cdk/fanout-pipeline.ts), with literal: true in the input.
     const rule: LocalRule = {
-      name: 'sec-input', arn: 'arn:aws:events:us-east-1:000000000000:rule/sec-input',
+      name: 'sec-input',
+      arn: 'arn:aws:events:us-east-1:000000000000:rule/sec-input',
       pattern: objectCreatedPattern(cloud.inputBucket, 'incoming/', '.parquet'),
-      targets: [{
-        arn: cloud.stateMachineArn,
-        inputTransformer: {
-          InputPathsMap: { bucket: '$.detail.bucket.name', key: '$.detail.object.key', id: '$.id' },
-          InputTemplate: '{"input":{"uri":"s3://<bucket>/<key>","literal":true},"output":"s3://fanout-input/results/<id>/","runId":<id>}',
+      targets: [
+        {
+          arn: cloud.stateMachineArn,
+          inputTransformer: {
+            InputPathsMap: { bucket: '$.detail.bucket.name', key: '$.detail.object.key', id: '$.id' },
+            InputTemplate: '{"input":{"uri":"s3://<bucket>/<key>","literal":true},"output":"s3://fanout-input/results/<id>/","runId":<id>}',
+          },
         },
-      }],
+      ],
     };
-    const bridge = await startEventBridgeBridge({ buckets: [cloud.inputBucket], rules: [rule], sfnEndpoint: cloud.sfnEndpoint, stateMachineArn: cloud.stateMachineArn, pollIntervalMs: 100 });
+    const bridge = await startEventBridgeBridge({
+      buckets: [cloud.inputBucket],
+      rules: [rule],
+      sfnEndpoint: cloud.sfnEndpoint,
+      stateMachineArn: cloud.stateMachineArn,
+      pollIntervalMs: 100,
+    });
     try {
       const next = bridge.nextExecution(30_000);
       await putS3Object(`s3://${cloud.inputBucket}/${uploaded}`, readFileSync(join(local, 'mine.parquet')));
@@ -329,12 +370,18 @@ describe('the offline harness with malicious inputs (Step Functions API -> Plan 
       const got = await readParquet(sent.output).toRows();
       const want = await pipeline({ uri: join(local, 'mine.parquet') }).toRows();
       assert.ok(want.length > 0);
-      assert.deepEqual(got, want, 'only the uploaded object\'s rows');
-      assert.ok(got.every((row) => (row as { id: bigint }).id < 100_000n), 'no row of the other object');
+      assert.deepEqual(got, want, "only the uploaded object's rows");
+      assert.ok(
+        got.every((row) => (row as { id: bigint }).id < 100_000n),
+        'no row of the other object',
+      );
       // Without literal the same URI is a glob over incoming/: both objects (what the trigger used to read).
       assert.equal(await readParquet(`s3://${cloud.inputBucket}/${uploaded}`).count(), 800);
       assert.equal(await readParquet(`s3://${cloud.inputBucket}/${uploaded}`, { literal: true }).count(), 300);
-      assert.throws(() => readParquet(`s3://${cloud.inputBucket}/incoming/?ther.parquet`, { literal: true }), /not found: .*\(read literally: exactly this object\)/);
+      assert.throws(
+        () => readParquet(`s3://${cloud.inputBucket}/incoming/?ther.parquet`, { literal: true }),
+        /not found: .*\(read literally: exactly this object\)/,
+      );
       assert.throws(() => readParquet(`s3://${cloud.inputBucket}/incoming`, { literal: true }), /not found/, 'a key is one object, never a prefix');
     } finally {
       await bridge.stop();

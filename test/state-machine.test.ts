@@ -15,7 +15,13 @@ import {
   type DescribeExecutionCommandOutput,
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
-import { normalizeDefinitionForLocal, startLocalStepFunctions, type EcsTaskParams, type LambdaContextLike, type LocalStepFunctions } from '../localstack/stepfunctions/index.ts';
+import {
+  normalizeDefinitionForLocal,
+  startLocalStepFunctions,
+  type EcsTaskParams,
+  type LambdaContextLike,
+  type LocalStepFunctions,
+} from '../localstack/stepfunctions/index.ts';
 import { LIB_VERSION, installHooks, type LibModule } from '../localstack/stepfunctions/hooks.ts';
 import {
   LAMBDA_SERVICE_ERRORS,
@@ -73,7 +79,15 @@ interface Call {
 }
 
 /** Fake Lambdas and ECS runner that record what they were given. */
-function fakes(stages: StageSpec[], behave: { stage?: (e: PartitionEvent, attempt: number, ctx: LambdaContextLike) => Promise<unknown>; stageTimeoutSeconds?: number; plan?: () => Promise<void>; ecs?: (p: EcsTaskParams) => Promise<void> } = {}) {
+function fakes(
+  stages: StageSpec[],
+  behave: {
+    stage?: (e: PartitionEvent, attempt: number, ctx: LambdaContextLike) => Promise<unknown>;
+    stageTimeoutSeconds?: number;
+    plan?: () => Promise<void>;
+    ecs?: (p: EcsTaskParams) => Promise<void>;
+  } = {},
+) {
   const s3 = new Map<string, string>();
   const log = {
     plan: [] as unknown[],
@@ -259,7 +273,9 @@ describe('state machine definition', () => {
         assert.match(String(inner.PartitionIndices!.Parameters!['indices.$']), /^States\.ArrayRange\(0, States\.MathAdd\(\$\.stage\.partitions, -1\), 1\)$/);
         assert.equal(partitions.ItemReader, undefined);
       }
-      const env = (inner.GpuSlots!.ItemProcessor!.States.RunGpuSlot!.Parameters as { Overrides: { ContainerOverrides: { Environment: { Name: string }[] }[] } }).Overrides.ContainerOverrides[0]!.Environment.map((e) => e.Name);
+      const env = (
+        inner.GpuSlots!.ItemProcessor!.States.RunGpuSlot!.Parameters as { Overrides: { ContainerOverrides: { Environment: { Name: string }[] }[] } }
+      ).Overrides.ContainerOverrides[0]!.Environment.map((e) => e.Name);
       assert.deepEqual(env, ['FANOUT_RUN_ID', 'FANOUT_STAGE', 'FANOUT_SLOT', 'FANOUT_SLOTS', 'FANOUT_WORK_BUCKET']);
       assert.ok(JSON.stringify(def).length < 16_384);
     });
@@ -311,7 +327,9 @@ describe('state machine definition', () => {
   it('the harness hooks are pinned to the aws-local-stepfunctions version they patch, and say so when its internals are missing', async () => {
     // The hooks rely on StateMachine.prototype.run/execute internals: the installed version, the
     // package.json pin and the version the hooks name must be the same exact version.
-    const installed = JSON.parse(await readFile(new URL('../node_modules/aws-local-stepfunctions/package.json', import.meta.url), 'utf8')) as { version: string };
+    const installed = JSON.parse(await readFile(new URL('../node_modules/aws-local-stepfunctions/package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { devDependencies: Record<string, string> };
     assert.equal(installed.version, LIB_VERSION);
     assert.equal(pkg.devDependencies['aws-local-stepfunctions'], LIB_VERSION, 'pinned exactly, without a range');
@@ -344,7 +362,10 @@ describe('local Step Functions harness', () => {
       }
       // GPU slots: one ECS task per slot, with the right environment.
       const envs = [...f.log.ecs].sort((a, b) => Number(a.FANOUT_SLOT) - Number(b.FANOUT_SLOT));
-      assert.deepEqual(envs, [0, 1].map((slot) => ({ FANOUT_RUN_ID: f.runId, FANOUT_STAGE: '2', FANOUT_SLOT: String(slot), FANOUT_SLOTS: '2', FANOUT_WORK_BUCKET: f.workBucket })));
+      assert.deepEqual(
+        envs,
+        [0, 1].map((slot) => ({ FANOUT_RUN_ID: f.runId, FANOUT_STAGE: '2', FANOUT_SLOT: String(slot), FANOUT_SLOTS: '2', FANOUT_WORK_BUCKET: f.workBucket })),
+      );
       // Finalize takes the output from the plan; the input's optional `output` is not read by path.
       assert.deepEqual(f.log.finalize, [{ runId: f.runId, workBucket: f.workBucket }]);
       assert.deepEqual(f.log.failure, []);
@@ -356,17 +377,33 @@ describe('local Step Functions harness', () => {
       const types = events.map((e) => e.type);
       assert.equal(types[0], 'ExecutionStarted');
       assert.equal(types.at(-1), 'ExecutionSucceeded');
-      for (const t of ['TaskStateEntered', 'TaskScheduled', 'TaskSucceeded', 'MapStateEntered', 'MapIterationStarted', 'MapIterationSucceeded', 'ChoiceStateEntered']) assert.ok(types.includes(t as never), t);
+      for (const t of [
+        'TaskStateEntered',
+        'TaskScheduled',
+        'TaskSucceeded',
+        'MapStateEntered',
+        'MapIterationStarted',
+        'MapIterationSucceeded',
+        'ChoiceStateEntered',
+      ])
+        assert.ok(types.includes(t as never), t);
       const ran = events.filter((e) => e.type === 'TaskStateEntered' && e.stateEnteredEventDetails?.name === 'RunPartition').length;
       assert.equal(ran, 9);
-      assert.deepEqual(events.map((e) => e.id), events.map((_, i) => i + 1));
+      assert.deepEqual(
+        events.map((e) => e.id),
+        events.map((_, i) => i + 1),
+      );
 
       const listed = await sfn.send(new ListExecutionsCommand({ stateMachineArn: server.stateMachineArn }));
       assert.equal(listed.executions?.[0]?.executionArn, executionArn);
       assert.equal(listed.executions?.[0]?.status, 'SUCCEEDED');
       const sm = await sfn.send(new DescribeStateMachineCommand({ stateMachineArn: server.stateMachineArn }));
       assert.equal(sm.status, 'ACTIVE');
-      assert.equal(JSON.parse(sm.definition!).States.Stages.ItemProcessor.States.Partitions.ItemProcessor.ProcessorConfig.Mode, distributed ? 'DISTRIBUTED' : 'INLINE', 'the definition as given');
+      assert.equal(
+        JSON.parse(sm.definition!).States.Stages.ItemProcessor.States.Partitions.ItemProcessor.ProcessorConfig.Mode,
+        distributed ? 'DISTRIBUTED' : 'INLINE',
+        'the definition as given',
+      );
     });
   }
 
@@ -412,7 +449,11 @@ describe('local Step Functions harness', () => {
   });
 
   it('a failing Plan is recorded with a null run id', async () => {
-    const f = fakes(THREE_STAGES, { plan: async () => { throw new TypeError('no such pipeline'); } });
+    const f = fakes(THREE_STAGES, {
+      plan: async () => {
+        throw new TypeError('no such pipeline');
+      },
+    });
     const { server, sfn } = await harness(buildStateMachineDefinition(resources(false)), f.handlers);
     const { d } = await execute(sfn, server.stateMachineArn);
     assert.equal(d.status, 'FAILED');
@@ -513,10 +554,15 @@ describe('local Step Functions harness', () => {
       assert.ok(maxState < 16_384, `largest state payload ${maxState} bytes`);
       // The history is complete: one iteration and one task per partition, in id order.
       const iterations = events.filter((e) => e.type === 'MapIterationSucceeded' && e.mapIterationSucceededEventDetails?.name === 'Partitions');
-      assert.deepEqual(iterations.map((e) => e.mapIterationSucceededEventDetails!.index).sort((a, b) => a! - b!), Array.from({ length: 600 }, (_, i) => i));
+      assert.deepEqual(
+        iterations.map((e) => e.mapIterationSucceededEventDetails!.index).sort((a, b) => a! - b!),
+        Array.from({ length: 600 }, (_, i) => i),
+      );
       assert.equal(events.filter((e) => e.type === 'TaskStateExited' && e.stateExitedEventDetails?.name === 'RunPartition').length, 600);
       assert.equal(events.find((e) => e.type === 'MapStateStarted' && e.mapStateStartedEventDetails?.length === 600) !== undefined, true);
-      t.diagnostic(`distributed=${distributed}: 600 partitions in ${ms.toFixed(0)} ms (${(ms / 600).toFixed(2)} ms/partition), ${events.length} history events, largest state ${maxState} B, largest handler event ${Math.max(...f.log.eventBytes)} B`);
+      t.diagnostic(
+        `distributed=${distributed}: 600 partitions in ${ms.toFixed(0)} ms (${(ms / 600).toFixed(2)} ms/partition), ${events.length} history events, largest state ${maxState} B, largest handler event ${Math.max(...f.log.eventBytes)} B`,
+      );
     }
   });
 });

@@ -164,7 +164,7 @@ export function mlpForwardJs(weights: MlpWeights, input: Float32Array, rows: num
     }
     for (let o = 0; o < outputDim; o++) logits[o] = b2[o]!;
     for (let j = 0; j < hidden; j++) {
-      const v = h[j]! > 0 ? h[j]! : 0;
+      const v = Math.max(h[j]!, 0);
       if (v === 0) continue;
       const wOff = j * outputDim;
       for (let o = 0; o < outputDim; o++) logits[o]! += v * w2[wOff + o]!;
@@ -227,7 +227,5 @@ if (isMain()) {
   }
   const { bytes, weights } = buildMlp(opts);
   writeFileSync(outPath, bytes);
-  console.log(
-    `wrote ${outPath}: MLP ${weights.inputDim}→${weights.hidden}→${weights.outputDim}+softmax, ${bytes.length} bytes`,
-  );
+  console.log(`wrote ${outPath}: MLP ${weights.inputDim}→${weights.hidden}→${weights.outputDim}+softmax, ${bytes.length} bytes`);
 }

@@ -4,7 +4,11 @@ import { PAYLOAD_LIMIT_BYTES } from './constants.ts';
 
 /** A task failure as the interpreter matches it: `name` is the ASL error name, `message` the cause. */
 export class TaskError extends Error {
-  constructor(name: string, cause: string, readonly catchable = true) {
+  constructor(
+    name: string,
+    cause: string,
+    readonly catchable = true,
+  ) {
     super(cause);
     this.name = name;
   }
@@ -29,7 +33,11 @@ export function dataLimitError(what: string, bytes: number): TaskError {
 
 /** An API call's failure: `type` is the protocol's error code (`com.amazonaws.sfn#<type>`). */
 export class ApiError extends Error {
-  constructor(readonly type: string, message: string, readonly status = 400) {
+  constructor(
+    readonly type: string,
+    message: string,
+    readonly status = 400,
+  ) {
     super(message);
   }
 }

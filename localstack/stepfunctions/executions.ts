@@ -117,7 +117,8 @@ export class Executions {
         const e = err instanceof Error ? err : new Error(String(err));
         if (rec.dataLimit) this.#finish(rec, 'FAILED', { error: rec.dataLimit.name, cause: rec.dataLimit.message });
         else if (e.name === 'ExecutionAbortedError') this.#finish(rec, 'ABORTED', { error: rec.stopRequest?.error, cause: rec.stopRequest?.cause });
-        else if (e.name === 'ExecutionTimeoutError') this.#finish(rec, 'TIMED_OUT', { error: 'States.Timeout', cause: 'The execution ran longer than its TimeoutSeconds' });
+        else if (e.name === 'ExecutionTimeoutError')
+          this.#finish(rec, 'TIMED_OUT', { error: 'States.Timeout', cause: 'The execution ran longer than its TimeoutSeconds' });
         else {
           // ExecutionError wraps the state's error: its name is the ASL error, its message the cause.
           const inner = e.name === 'ExecutionError' && e.cause instanceof Error ? e.cause : e;
@@ -189,7 +190,8 @@ export class Executions {
       // A nested run: its start/end are Map iteration events of the parent; the rest as usual.
       const kind = ITERATION_EVENT[ev.type];
       if (kind) {
-        if (node.mapName !== undefined) this.#push(rec, `MapIteration${kind}`, { [`mapIteration${kind}EventDetails`]: { name: node.mapName, index: node.index } }, ts);
+        if (node.mapName !== undefined)
+          this.#push(rec, `MapIteration${kind}`, { [`mapIteration${kind}EventDetails`]: { name: node.mapName, index: node.index } }, ts);
         return;
       }
     }
@@ -217,7 +219,20 @@ export class Executions {
         this.#push(rec, `${type}StateEntered`, { stateEnteredEventDetails: { name, input: text, inputDetails: { truncated: false } } }, ts);
         const t = tasks.get(name);
         if (t) {
-          this.#push(rec, 'TaskScheduled', { taskScheduledEventDetails: { resourceType: t.resourceType, resource: t.resourceName, region: REGION, parameters: text, timeoutInSeconds: t.timeoutSeconds } }, ts);
+          this.#push(
+            rec,
+            'TaskScheduled',
+            {
+              taskScheduledEventDetails: {
+                resourceType: t.resourceType,
+                resource: t.resourceName,
+                region: REGION,
+                parameters: text,
+                timeoutInSeconds: t.timeoutSeconds,
+              },
+            },
+            ts,
+          );
           this.#push(rec, 'TaskStarted', { taskStartedEventDetails: { resourceType: t.resourceType, resource: t.resourceName } }, ts);
         } else if (type === 'Map') {
           const items = getSimplePath(input, states.get(name)?.ItemsPath ?? '$');
@@ -232,7 +247,13 @@ export class Executions {
         const text = json(output);
         this.#checkSize(rec, `the output of ${name}`, text);
         const t = tasks.get(name);
-        if (t) this.#push(rec, 'TaskSucceeded', { taskSucceededEventDetails: { resourceType: t.resourceType, resource: t.resourceName, output: text, outputDetails: { truncated: false } } }, ts);
+        if (t)
+          this.#push(
+            rec,
+            'TaskSucceeded',
+            { taskSucceededEventDetails: { resourceType: t.resourceType, resource: t.resourceName, output: text, outputDetails: { truncated: false } } },
+            ts,
+          );
         else if (type === 'Map') this.#push(rec, 'MapStateSucceeded', {}, ts);
         else if (type === 'Parallel') this.#push(rec, 'ParallelStateSucceeded', {}, ts);
         this.#push(rec, `${type}StateExited`, { stateExitedEventDetails: { name, output: text, outputDetails: { truncated: false } } }, ts);
@@ -256,7 +277,20 @@ export class Executions {
         // A retry is a new attempt of the same state: AWS logs it as a new TaskScheduled/TaskStarted.
         const t = tasks.get(ev.state.name);
         if (t) {
-          this.#push(rec, 'TaskScheduled', { taskScheduledEventDetails: { resourceType: t.resourceType, resource: t.resourceName, region: REGION, parameters: json(ev.state.input), timeoutInSeconds: t.timeoutSeconds } }, ts);
+          this.#push(
+            rec,
+            'TaskScheduled',
+            {
+              taskScheduledEventDetails: {
+                resourceType: t.resourceType,
+                resource: t.resourceName,
+                region: REGION,
+                parameters: json(ev.state.input),
+                timeoutInSeconds: t.timeoutSeconds,
+              },
+            },
+            ts,
+          );
           this.#push(rec, 'TaskStarted', { taskStartedEventDetails: { resourceType: t.resourceType, resource: t.resourceName } }, ts);
         }
         return;

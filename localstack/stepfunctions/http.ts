@@ -62,7 +62,8 @@ function page<T>(items: T[], body: Body, defaultMax: number): { items: T[]; next
 }
 
 function checkMachine(body: Body): void {
-  if (body.stateMachineArn !== STATE_MACHINE_ARN) throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${String(body.stateMachineArn)}'`);
+  if (body.stateMachineArn !== STATE_MACHINE_ARN)
+    throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${String(body.stateMachineArn)}'`);
 }
 
 function executionArnOf(body: Body): string {
@@ -105,13 +106,28 @@ function operations(opts: ApiOptions): Record<string, (body: Body) => unknown> {
       checkMachine(body);
       const p = page(executions.list(optionalString(body.statusFilter)), body, 100);
       return {
-        executions: p.items.map((r) => ({ executionArn: r.executionArn, stateMachineArn: STATE_MACHINE_ARN, name: r.name, status: r.status, startDate: r.startDate, ...(r.stopDate !== undefined ? { stopDate: r.stopDate } : {}) })),
+        executions: p.items.map((r) => ({
+          executionArn: r.executionArn,
+          stateMachineArn: STATE_MACHINE_ARN,
+          name: r.name,
+          status: r.status,
+          startDate: r.startDate,
+          ...(r.stopDate !== undefined ? { stopDate: r.stopDate } : {}),
+        })),
         ...(p.nextToken ? { nextToken: p.nextToken } : {}),
       };
     },
     DescribeStateMachine(body) {
       checkMachine(body);
-      return { stateMachineArn: STATE_MACHINE_ARN, name: STATE_MACHINE_NAME, status: 'ACTIVE', definition: opts.definitionText, roleArn: opts.roleArn, type: 'STANDARD', creationDate: opts.creationDate };
+      return {
+        stateMachineArn: STATE_MACHINE_ARN,
+        name: STATE_MACHINE_NAME,
+        status: 'ACTIVE',
+        definition: opts.definitionText,
+        roleArn: opts.roleArn,
+        type: 'STANDARD',
+        creationDate: opts.creationDate,
+      };
     },
   };
 }
@@ -141,7 +157,12 @@ export async function serveApi(opts: ApiOptions): Promise<ApiServer> {
 async function handle(ops: Record<string, (body: Body) => unknown>, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0', 'content-length': Buffer.byteLength(text), 'x-amzn-requestid': randomUUID(), ...headers });
+    res.writeHead(status, {
+      'content-type': 'application/x-amz-json-1.0',
+      'content-length': Buffer.byteLength(text),
+      'x-amzn-requestid': randomUUID(),
+      ...headers,
+    });
     res.end(text);
   };
   try {

@@ -135,6 +135,7 @@ function classifyTask(name: string, s: AslState): TaskInfo {
   if (/^arn:aws[a-z-]*:lambda:[^:]*:[^:]*:function:/.test(resource)) return { ...base, kind: 'lambda-arn', resourceType: 'lambda', resourceName: resource };
   if (resource === LAMBDA_INVOKE) return { ...base, kind: 'lambda-invoke', resourceType: 'lambda', resourceName: 'invoke' };
   if (resource === ECS_RUN_TASK_SYNC) return { ...base, kind: 'ecs-sync', resourceType: 'ecs', resourceName: 'runTask.sync' };
-  if (resource === S3_GET_OBJECT && s.Comment?.startsWith('harness: ItemReader')) return { ...base, kind: 'items-reader', resourceType: 's3', resourceName: 'getObject' };
+  if (resource === S3_GET_OBJECT && s.Comment?.startsWith('harness: ItemReader'))
+    return { ...base, kind: 'items-reader', resourceType: 's3', resourceName: 'getObject' };
   throw new Error(`state ${name}: Resource ${resource} is not supported by the local harness (Lambda ARNs, ${LAMBDA_INVOKE}, ${ECS_RUN_TASK_SYNC})`);
 }

@@ -18,7 +18,12 @@ export interface LocalStepFunctions {
   stop(): Promise<void>;
 }
 
-export async function startLocalStepFunctions(opts: { definition: AslDefinition | string; roleArn?: string; handlers: LocalTaskHandlers; port?: number }): Promise<LocalStepFunctions> {
+export async function startLocalStepFunctions(opts: {
+  definition: AslDefinition | string;
+  roleArn?: string;
+  handlers: LocalTaskHandlers;
+  port?: number;
+}): Promise<LocalStepFunctions> {
   const original: AslDefinition = typeof opts.definition === 'string' ? (JSON.parse(opts.definition) as AslDefinition) : clone(opts.definition);
   const { definition } = normalizeDefinitionForLocal(original);
   const tasks = collectTasks(definition);

@@ -124,7 +124,14 @@ async function runEcsTaskSync(handlers: LocalTaskHandlers, t: TaskInfo, scope: E
     const message = e instanceof Error ? e.message : String(e);
     throw new TaskError(name, JSON.stringify({ TaskArn: taskArn, LastStatus: 'STOPPED', StopCode: 'EssentialContainerExited', StoppedReason: message }));
   }
-  return { Cluster: cluster, TaskArn: taskArn, TaskDefinitionArn: taskDefinition, LastStatus: 'STOPPED', StopCode: 'EssentialContainerExited', Containers: [{ ExitCode: 0, LastStatus: 'STOPPED' }] };
+  return {
+    Cluster: cluster,
+    TaskArn: taskArn,
+    TaskDefinitionArn: taskDefinition,
+    LastStatus: 'STOPPED',
+    StopCode: 'EssentialContainerExited',
+    Containers: [{ ExitCode: 0, LastStatus: 'STOPPED' }],
+  };
 }
 
 function flattenEnvironment(params: Record<string, JsonValue>): Record<string, string> {
@@ -143,7 +150,8 @@ function flattenEnvironment(params: Record<string, JsonValue>): Record<string, s
 async function readItems(handlers: LocalTaskHandlers, params: Record<string, JsonValue>): Promise<JsonValue[]> {
   const bucket = params.Bucket;
   const key = params.Key;
-  if (typeof bucket !== 'string' || typeof key !== 'string') throw new TaskError('States.ItemReaderFailed', 'ItemReader Parameters need Bucket and Key strings');
+  if (typeof bucket !== 'string' || typeof key !== 'string')
+    throw new TaskError('States.ItemReaderFailed', 'ItemReader Parameters need Bucket and Key strings');
   const cfg = isObject(params.__readerConfig) ? params.__readerConfig : {};
   let text: string;
   try {
@@ -153,10 +161,17 @@ async function readItems(handlers: LocalTaskHandlers, params: Record<string, Jso
   }
   let items: JsonValue[];
   try {
-    if (cfg.InputType === 'JSONL') items = text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as JsonValue);
+    if (cfg.InputType === 'JSONL')
+      items = text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as JsonValue);
     else items = JSON.parse(text) as JsonValue[];
   } catch (e) {
-    throw new TaskError('States.ItemReaderFailed', `s3://${bucket}/${key}: not ${String(cfg.InputType ?? 'JSON')}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new TaskError(
+      'States.ItemReaderFailed',
+      `s3://${bucket}/${key}: not ${String(cfg.InputType ?? 'JSON')}: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   if (!Array.isArray(items)) throw new TaskError('States.ItemReaderFailed', `s3://${bucket}/${key}: the JSON is not an array`);
   return typeof cfg.MaxItems === 'number' ? items.slice(0, cfg.MaxItems) : items;

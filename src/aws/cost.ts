@@ -94,7 +94,8 @@ export function stageSecondsPerPartition(input: Pick<CostInput, 'partitions' | '
 
 function positive(v: number | undefined, def: number, name: string, zeroOk = false): number {
   if (v === undefined) return def;
-  if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0)) throw new RangeError(`cost option '${name}' must be a ${zeroOk ? 'non-negative' : 'positive'} number, got ${String(v)}`);
+  if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0))
+    throw new RangeError(`cost option '${name}' must be a ${zeroOk ? 'non-negative' : 'positive'} number, got ${String(v)}`);
   return v;
 }
 
@@ -152,7 +153,7 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const polls = Math.ceil(wallSeconds / pollSeconds);
   puts += polls;
   const storedBytes = stages.length * input.uncompressedBytes;
-  const gbMonths = (storedBytes / GIB) * (retentionDays * 24) / HOURS_PER_MONTH;
+  const gbMonths = ((storedBytes / GIB) * (retentionDays * 24)) / HOURS_PER_MONTH;
 
   const parts: CostPart[] = [];
   const add = (item: string, quantity: number, unit: string, unitUsd: number, detail: string): void => {
@@ -160,15 +161,35 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   };
   add('Lambda compute', gbSeconds, 'GB-s', table.lambda.gbSecond[arch], `${arch}; partitions x seconds x memory, plus Plan and Finalize`);
   add('Lambda requests', requests, 'requests', table.lambda.request, 'one per partition of each CPU stage, plus Plan and Finalize');
-  add('Step Functions', transitions, 'state transitions', table.stepFunctions.standardTransition, `standard workflow: ${TRANSITIONS.run} per run, ${TRANSITIONS.perStage} per stage, ${TRANSITIONS.perItem} per partition (CPU) or GPU task; no retries`);
-  add('S3 PUT/COPY/LIST', puts, 'requests', table.s3.putCopyPostList, `shards, markers, plan, items, result copies, Finalize listings, ${polls} progress poll(s)`);
+  add(
+    'Step Functions',
+    transitions,
+    'state transitions',
+    table.stepFunctions.standardTransition,
+    `standard workflow: ${TRANSITIONS.run} per run, ${TRANSITIONS.perStage} per stage, ${TRANSITIONS.perItem} per partition (CPU) or GPU task; no retries`,
+  );
+  add(
+    'S3 PUT/COPY/LIST',
+    puts,
+    'requests',
+    table.s3.putCopyPostList,
+    `shards, markers, plan, items, result copies, Finalize listings, ${polls} progress poll(s)`,
+  );
   add('S3 GET/HEAD', gets, 'requests', table.s3.get, 'plan, input footers and column chunks, shards, markers');
-  add('S3 storage', gbMonths, 'GB-months', table.s3.storageGbMonth, `${round(storedBytes / GIB)} GiB of shards kept ${retentionDays} day(s) (lifecycle on runs/)`);
+  add(
+    'S3 storage',
+    gbMonths,
+    'GB-months',
+    table.s3.storageGbMonth,
+    `${round(storedBytes / GIB)} GiB of shards kept ${retentionDays} day(s) (lifecycle on runs/)`,
+  );
   if (gpuHours > 0) {
     const type = opts.gpuInstanceType ?? 'g5.xlarge';
     const hourly = table.ec2Hourly[type];
     if (hourly === undefined) {
-      throw new Error(`cost estimate: no price for GPU instance type '${type}' in the ${table.region} table (as of ${table.asOf}); add it to the runner's cost.prices.ec2Hourly or pick one of ${Object.keys(table.ec2Hourly).join(', ')}`);
+      throw new Error(
+        `cost estimate: no price for GPU instance type '${type}' in the ${table.region} table (as of ${table.asOf}); add it to the runner's cost.prices.ec2Hourly or pick one of ${Object.keys(table.ec2Hourly).join(', ')}`,
+      );
     }
     add(`GPU instances (${type})`, gpuHours, 'instance-hours', hourly, gpuDetail.join('; '));
   }

@@ -15,8 +15,21 @@
 // - Run ids match RUN_ID_PATTERN (run.ts) everywhere: handlers, keys, the ECS task's environment.
 import type { DataFrame } from '../dataframe.ts';
 import {
-  checkLocalPipeline, checkRunId, deployedPipelines, finalizeRun, importPipeline, keys, loadPlan, planRun, preparePlan,
-  recordFailure, resolvePipelineSpec, runGpuSlot, runStagePartition, type PlanSummary, type RunOutput,
+  checkLocalPipeline,
+  checkRunId,
+  deployedPipelines,
+  finalizeRun,
+  importPipeline,
+  keys,
+  loadPlan,
+  planRun,
+  preparePlan,
+  recordFailure,
+  resolvePipelineSpec,
+  runGpuSlot,
+  runStagePartition,
+  type PlanSummary,
+  type RunOutput,
 } from './run.ts';
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 
@@ -64,7 +77,9 @@ function workBucket(e: { workBucket?: string | null }): string {
   const configured = process.env['FANOUT_WORK_BUCKET'] || undefined;
   const asked = e.workBucket ?? undefined;
   if (asked !== undefined && configured !== undefined && asked !== configured) {
-    throw new Error(`the event names work bucket ${JSON.stringify(asked)}, but this deployment's work bucket is '${configured}' (FANOUT_WORK_BUCKET); leave workBucket out of the input`);
+    throw new Error(
+      `the event names work bucket ${JSON.stringify(asked)}, but this deployment's work bucket is '${configured}' (FANOUT_WORK_BUCKET); leave workBucket out of the input`,
+    );
   }
   const b = asked ?? configured;
   if (!b) throw new Error('no work bucket: set FANOUT_WORK_BUCKET or pass workBucket in the event');
@@ -87,7 +102,9 @@ function pipelineSpec(requested: unknown): string | null {
     }
     const url = typeof requested === 'string' ? resolvePipelineSpec(requested) : null;
     if (url === null || !deployed.has(url)) {
-      throw new Error(`Plan: the execution input names pipeline ${JSON.stringify(String(requested).slice(0, 200))}, but this deployment imports only ${[...deployed].join(', ')} (FANOUT_PIPELINE / FANOUT_PIPELINE_ALLOW); leave pipeline out of the input`);
+      throw new Error(
+        `Plan: the execution input names pipeline ${JSON.stringify(String(requested).slice(0, 200))}, but this deployment imports only ${[...deployed].join(', ')} (FANOUT_PIPELINE / FANOUT_PIPELINE_ALLOW); leave pipeline out of the input`,
+      );
     }
     return url;
   }
@@ -105,9 +122,14 @@ export function checkOutput(output: unknown, where: string, env: NodeJS.ProcessE
   }
   const raw = env['FANOUT_OUTPUT_PREFIX'];
   if (raw === undefined) return output;
-  const prefixes = raw.split(',').map((p) => p.trim()).filter(Boolean);
+  const prefixes = raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
   if (prefixes.length === 0) {
-    throw new Error(`${where}: output ${output} is not allowed: this deployment keeps results in its work bucket (FANOUT_OUTPUT_PREFIX is empty); pass output null`);
+    throw new Error(
+      `${where}: output ${output} is not allowed: this deployment keeps results in its work bucket (FANOUT_OUTPUT_PREFIX is empty); pass output null`,
+    );
   }
   for (const p of prefixes) {
     // Strictly below: an output equal to the prefix would overwrite every run's results.

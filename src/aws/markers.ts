@@ -26,7 +26,11 @@ export class MarkerWatcher {
   /** Index of the first stage not all of whose markers were read. */
   private current = 0;
 
-  constructor(private readonly store: ObjectStore, private readonly plan: RunPlan, private readonly concurrency = 16) {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly plan: RunPlan,
+    private readonly concurrency = 16,
+  ) {
     this.seen = plan.stages.map(() => new Set<string>());
     this.expected = plan.stages.map(() => plan.sources.length);
   }

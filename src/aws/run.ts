@@ -76,12 +76,15 @@ const run = (runId: string): string => `runs/${checkRunId(runId)}`;
 export const keys = {
   plan: (runId: string) => `${run(runId)}/plan.json`,
   items: (runId: string, stage: number) => `${run(runId)}/stage-${index(stage, 'stage')}/items.json`,
-  shard: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/part-${String(index(partition, 'partition')).padStart(5, '0')}.arrow`,
+  shard: (runId: string, stage: number, partition: number) =>
+    `${run(runId)}/stage-${index(stage, 'stage')}/part-${String(index(partition, 'partition')).padStart(5, '0')}.arrow`,
   result: (runId: string, partition: number) => `${run(runId)}/result/part-${String(index(partition, 'partition')).padStart(5, '0')}.${'parquet'}`,
-  metrics: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/metrics-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
+  metrics: (runId: string, stage: number, partition: number) =>
+    `${run(runId)}/stage-${index(stage, 'stage')}/metrics-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
   summary: (runId: string) => `${run(runId)}/summary.json`,
   failure: (runId: string) => `${run(runId)}/failure.json`,
-  error: (runId: string, stage: number, partition: number) => `${run(runId)}/stage-${index(stage, 'stage')}/error-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
+  error: (runId: string, stage: number, partition: number) =>
+    `${run(runId)}/stage-${index(stage, 'stage')}/error-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
   stagePrefix: (runId: string, stage: number) => `${run(runId)}/stage-${index(stage, 'stage')}/`,
   resultPrefix: (runId: string) => `${run(runId)}/result/`,
   /** Where a run without an output commits its result (read back by the runner). */
@@ -89,13 +92,28 @@ export const keys = {
 };
 
 export function newRunId(): string {
-  return `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomUUID().slice(0, 8)}`;
+  return `${new Date()
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
 }
 
 /** Builds the run plan for a logical plan (optimized and split into stages here). */
-export function planRun(plan: PlanNode, opts: { runId?: string; pipeline: string | string[] | null; output?: RunOutput | null; targetPartitionBytes?: number; batchSize?: number; stageOptions?: StageOptions }): RunPlan {
+export function planRun(
+  plan: PlanNode,
+  opts: {
+    runId?: string;
+    pipeline: string | string[] | null;
+    output?: RunOutput | null;
+    targetPartitionBytes?: number;
+    batchSize?: number;
+    stageOptions?: StageOptions;
+  },
+): RunPlan {
   if (hasMemorySource(plan)) {
-    throw new Error('the serverless runner reads its input from files (readParquet / readCsv on s3:// or local paths); in-memory DataFrames run on the embedded runner');
+    throw new Error(
+      'the serverless runner reads its input from files (readParquet / readCsv on s3:// or local paths); in-memory DataFrames run on the embedded runner',
+    );
   }
   if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize <= 0)) {
     throw new RangeError(`planRun: batchSize must be a positive integer, got ${String(opts.batchSize)}`);
@@ -132,7 +150,11 @@ export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket:
   for (const s of plan.stages) {
     const itemsKey = keys.items(plan.runId, s.index);
     // Map ItemReader input: partition indices (or worker slots for GPU stages).
-    await putJson(store, itemsKey, Array.from({ length: s.executor === 'lambda' ? n : s.slots }, (_, i) => i));
+    await putJson(
+      store,
+      itemsKey,
+      Array.from({ length: s.executor === 'lambda' ? n : s.slots }, (_, i) => i),
+    );
     stages.push({ index: s.index, executor: s.executor, partitions: n, concurrency: s.concurrency, slots: s.slots, itemsKey });
   }
   return { runId: plan.runId, workBucket, stages };
@@ -182,7 +204,9 @@ export function checkLocalPipeline(spec: unknown, where: string): string {
   if (typeof spec !== 'string' || spec === '') throw new Error(`${where}: a pipeline module must be a non-empty string, got ${JSON.stringify(spec)}`);
   const url = resolvePipelineSpec(spec);
   if (!url.startsWith('file:')) {
-    throw new Error(`${where}: pipeline module ${JSON.stringify(spec.slice(0, 200))} is not a file path or file: URL; only local files are imported by name (a deployment imports only FANOUT_PIPELINE / FANOUT_PIPELINE_ALLOW)`);
+    throw new Error(
+      `${where}: pipeline module ${JSON.stringify(spec.slice(0, 200))} is not a file path or file: URL; only local files are imported by name (a deployment imports only FANOUT_PIPELINE / FANOUT_PIPELINE_ALLOW)`,
+    );
   }
   return url;
 }
@@ -246,7 +270,13 @@ export function describeSource(s: SourceJSON): string {
  * stays the original error's (Lambda's errorType, matched by Retry/Catch); the original is `cause`.
  */
 export class PartitionError extends Error {
-  constructor(readonly runId: string, readonly stage: number, readonly partition: number, readonly where: string, cause: unknown) {
+  constructor(
+    readonly runId: string,
+    readonly stage: number,
+    readonly partition: number,
+    readonly where: string,
+    cause: unknown,
+  ) {
     const err = asError(cause);
     super(`${err.message} (${where})`, { cause });
     this.name = err.name;
@@ -450,8 +480,12 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
     }
     const files = await writer.commit(parts);
     const summary: RunSummary = {
-      runId, status: 'SUCCEEDED', rows: files.reduce((n, f) => n + f.rows, 0), files,
-      metrics: await sumMetrics(store, plan), finishedAt: new Date().toISOString(),
+      runId,
+      status: 'SUCCEEDED',
+      rows: files.reduce((n, f) => n + f.rows, 0),
+      files,
+      metrics: await sumMetrics(store, plan),
+      finishedAt: new Date().toISOString(),
     };
     await putJson(store, keys.summary(runId), summary);
     return summary;
@@ -462,7 +496,12 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
 }
 
 /** The failed partitions' own errors (at most `max`), from the records their workers left. */
-async function partitionErrors(store: ObjectStore, runId: string, missing: { stage: number; partitions: number[] }[], max = 10): Promise<PartitionErrorRecord[]> {
+async function partitionErrors(
+  store: ObjectStore,
+  runId: string,
+  missing: { stage: number; partitions: number[] }[],
+  max = 10,
+): Promise<PartitionErrorRecord[]> {
   const out: PartitionErrorRecord[] = [];
   for (const m of missing) {
     const present = new Set(await store.list(keys.stagePrefix(runId, m.stage)));
@@ -498,14 +537,18 @@ export async function recordFailure(store: ObjectStore, runId: string, error: st
   }
   const first = errors[0];
   const summary: RunSummary = {
-    runId, status: 'FAILED', rows: 0, files: [], metrics,
+    runId,
+    status: 'FAILED',
+    rows: 0,
+    files: [],
+    metrics,
     // The partition's own error says more than the state machine's (an ECS exit, a Map threshold).
     error: first ? `${first.name}: ${first.message}` : error,
-    failedPartitions, finishedAt: new Date().toISOString(),
+    failedPartitions,
+    finishedAt: new Date().toISOString(),
   };
   if (first) summary.stateMachineError = error;
   if (errors.length) summary.partitionErrors = errors.map((e) => ({ stage: e.stage, partition: e.partition, error: `${e.name}: ${e.message}` }));
   await putJson(store, keys.failure(runId), summary);
   return summary;
 }
-

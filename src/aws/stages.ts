@@ -63,7 +63,10 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
     const udfs = udfsOf(g.ops);
     const caps = udfs.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
     const numGpus = Math.max(0, ...udfs.map((u) => u.options.numGpus));
-    const memoryMiB = lambdaMemoryMiB(udfs.map((u) => u.options), opts.lambdaMemoryMiB);
+    const memoryMiB = lambdaMemoryMiB(
+      udfs.map((u) => u.options),
+      opts.lambdaMemoryMiB,
+    );
     const concurrency = Math.max(1, Math.min(opts.maxConcurrency, plan.partitions.length || 1, ...(caps.length ? caps : [opts.maxConcurrency])));
     const slots = g.executor === 'ecs-gpu' ? Math.max(1, Math.min(plan.partitions.length || 1, caps.length ? Math.min(...caps) : opts.defaultGpuSlots)) : 0;
     return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus };
@@ -72,35 +75,44 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
 
 /** Rough resource use of a stage for explain: assumes ~50 MB/s of uncompressed input per vCPU-second (cost.ts prices it). */
 export function estimateCost(plan: PhysicalPlan, stage: StageJSON, bytesPerVcpuSecond?: number): string {
-  const seconds = stageSecondsPerPartition({ partitions: plan.partitions.length, uncompressedBytes: plan.scan.uncompressedBytes }, stage.memoryMiB, bytesPerVcpuSecond);
+  const seconds = stageSecondsPerPartition(
+    { partitions: plan.partitions.length, uncompressedBytes: plan.scan.uncompressedBytes },
+    stage.memoryMiB,
+    bytesPerVcpuSecond,
+  );
   if (stage.executor === 'lambda') {
     const gbSeconds = plan.partitions.length * seconds * (stage.memoryMiB / 1024);
     return `~${gbSeconds.toFixed(gbSeconds < 10 ? 2 : 0)} Lambda GB-s`;
   }
-  const gpuHours = (plan.partitions.length * seconds) / 3600 * Math.max(1, stage.numGpus);
+  const gpuHours = ((plan.partitions.length * seconds) / 3600) * Math.max(1, stage.numGpus);
   return `~${gpuHours.toFixed(3)} GPU-h`;
 }
 
 /** What a plan's stages cost in USD, by part (cost.ts's model over this plan's partitions and bytes). */
 export function estimatePlanCost(plan: PhysicalPlan, stages: StageJSON[], cost: CostOptions = {}): CostEstimate {
-  return estimateRunCost({
-    partitions: plan.partitions.length,
-    uncompressedBytes: plan.scan.uncompressedBytes,
-    rowGroups: plan.scan.rowGroupsSelected,
-    columns: plan.scan.columns.length,
-    stages,
-  }, cost);
+  return estimateRunCost(
+    {
+      partitions: plan.partitions.length,
+      uncompressedBytes: plan.scan.uncompressedBytes,
+      rowGroups: plan.scan.rowGroupsSelected,
+      columns: plan.scan.columns.length,
+      stages,
+    },
+    cost,
+  );
 }
 
 /** The stages as explain() prints them, then the cost estimate in USD (with `cost`'s prices and assumptions). */
 export function stagesToString(plan: PhysicalPlan, stages: StageJSON[], cost: CostOptions = {}): string {
   const lines = ['== Stages (aws) =='];
   for (const s of stages) {
-    const where = s.executor === 'lambda'
-      ? `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
-      : `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}`;
+    const where =
+      s.executor === 'lambda'
+        ? `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
+        : `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}`;
     lines.push(`Stage ${s.index}: ${where}, ${estimateCost(plan, s, cost.bytesPerVcpuSecond)}`);
-    if (s.index === 0) lines.push(`  reads: ${plan.scan.format} scan, ${plan.scan.files} file(s), row groups ${plan.scan.rowGroupsSelected}/${plan.scan.rowGroupsTotal}`);
+    if (s.index === 0)
+      lines.push(`  reads: ${plan.scan.format} scan, ${plan.scan.files} file(s), row groups ${plan.scan.rowGroupsSelected}/${plan.scan.rowGroupsTotal}`);
     for (const op of s.ops) {
       const names = udfsOf([op]).map((u) => u.name);
       lines.push(`  ${op.type}${names.length ? ` [${names.join(', ')}]` : ''}`);

@@ -142,7 +142,13 @@ export const LAMBDA_SERVICE_ERRORS = [
 export const TIMEOUT_ERRORS = ['States.Timeout', 'Sandbox.Timedout'];
 /** RunTask refusals that clear up by themselves: API errors, throttling and, with .sync, a
  *  non-empty `failures` list (AmazonECS.Unknown), e.g. RESOURCE:GPU while capacity scales out. */
-export const ECS_TRANSIENT_ERRORS = ['ECS.AmazonECSException', 'ECS.ServerException', 'ECS.SdkClientException', 'ECS.LimitExceededException', 'AmazonECS.Unknown'];
+export const ECS_TRANSIENT_ERRORS = [
+  'ECS.AmazonECSException',
+  'ECS.ServerException',
+  'ECS.SdkClientException',
+  'ECS.LimitExceededException',
+  'AmazonECS.Unknown',
+];
 
 function lambdaServiceRetries(): AslRetrier[] {
   return [
@@ -188,7 +194,12 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     End: true,
   });
 
-  const partitionItemSelector: JsonObject = { 'runId.$': '$.runId', 'workBucket.$': '$.workBucket', 'stage.$': '$.stage.index', 'partition.$': '$$.Map.Item.Value' };
+  const partitionItemSelector: JsonObject = {
+    'runId.$': '$.runId',
+    'workBucket.$': '$.workBucket',
+    'stage.$': '$.stage.index',
+    'partition.$': '$$.Map.Item.Value',
+  };
   const partitionsMap: AslState = distributed
     ? {
         Type: 'Map',
@@ -244,7 +255,11 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     Default: 'UnknownExecutor',
   };
   stageStates.EmptyStage = { Type: 'Succeed', Comment: 'A stage without partitions has nothing to run.' };
-  stageStates.UnknownExecutor = { Type: 'Fail', Error: 'fanout.UnknownExecutor', Cause: "the plan has a stage whose executor is neither 'lambda' nor 'ecs-gpu'" };
+  stageStates.UnknownExecutor = {
+    Type: 'Fail',
+    Error: 'fanout.UnknownExecutor',
+    Cause: "the plan has a stage whose executor is neither 'lambda' nor 'ecs-gpu'",
+  };
   if (r.maxConcurrency !== undefined) {
     // min(stage.concurrency, cap) without arithmetic: a Choice and a Pass that overwrites the value.
     stageStates.CapConcurrency = {
@@ -301,7 +316,13 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
       Type: 'Map',
       Comment: 'One ECS task per slot; slot s processes partitions i with i % slots == s, loading models once.',
       ItemsPath: '$.range.indices',
-      ItemSelector: { 'runId.$': '$.runId', 'workBucket.$': '$.workBucket', 'stage.$': '$.stage.index', 'slots.$': '$.stage.slots', 'slot.$': '$$.Map.Item.Value' },
+      ItemSelector: {
+        'runId.$': '$.runId',
+        'workBucket.$': '$.workBucket',
+        'stage.$': '$.stage.index',
+        'slots.$': '$.stage.slots',
+        'slot.$': '$$.Map.Item.Value',
+      },
       MaxConcurrencyPath: '$.stage.slots',
       ItemProcessor: {
         ProcessorConfig: { Mode: 'INLINE' },
@@ -330,7 +351,11 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
       End: true,
     };
   } else {
-    stageStates.NoGpuResources = { Type: 'Fail', Error: 'fanout.NoGpuResources', Cause: 'the plan has an ecs-gpu stage but the state machine was built without ECS resources' };
+    stageStates.NoGpuResources = {
+      Type: 'Fail',
+      Error: 'fanout.NoGpuResources',
+      Cause: 'the plan has an ecs-gpu stage but the state machine was built without ECS resources',
+    };
   }
 
   const catchAll = (next: string): AslCatcher[] => [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: next }];
@@ -379,17 +404,12 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
         Next: 'Succeeded',
       },
       Succeeded: { Type: 'Succeed' },
-      RecordFailure: lambdaTask(
-        r.failureFunctionArn,
-        { 'runId.$': '$.plan.runId', 'workBucket.$': '$.plan.workBucket', 'error.$': '$.error' },
-        lambdaTimeout,
-        {
-          ResultPath: null,
-          // Failing to record must not hide the original error: go on to Failed either way.
-          Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: 'Failed' }],
-          Next: 'Failed',
-        },
-      ),
+      RecordFailure: lambdaTask(r.failureFunctionArn, { 'runId.$': '$.plan.runId', 'workBucket.$': '$.plan.workBucket', 'error.$': '$.error' }, lambdaTimeout, {
+        ResultPath: null,
+        // Failing to record must not hide the original error: go on to Failed either way.
+        Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: 'Failed' }],
+        Next: 'Failed',
+      }),
       Failed: { Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' },
     },
   };
@@ -454,8 +474,10 @@ function validateScope(sm: AslStateMachine, where: string, errors: string[], see
     if (s.Type === 'Task') {
       if (typeof s.Resource !== 'string' || s.Resource.length === 0) errors.push(`${at(name)}: Task without Resource`);
       if (s.TimeoutSeconds === undefined && s.TimeoutSecondsPath === undefined) errors.push(`${at(name)}: Task without TimeoutSeconds (it could wait forever)`);
-      if (s.TimeoutSeconds !== undefined && !(Number.isInteger(s.TimeoutSeconds) && s.TimeoutSeconds >= 1)) errors.push(`${at(name)}: TimeoutSeconds must be a positive integer`);
-      if (s.HeartbeatSeconds !== undefined && s.TimeoutSeconds !== undefined && s.HeartbeatSeconds >= s.TimeoutSeconds) errors.push(`${at(name)}: HeartbeatSeconds must be below TimeoutSeconds`);
+      if (s.TimeoutSeconds !== undefined && !(Number.isInteger(s.TimeoutSeconds) && s.TimeoutSeconds >= 1))
+        errors.push(`${at(name)}: TimeoutSeconds must be a positive integer`);
+      if (s.HeartbeatSeconds !== undefined && s.TimeoutSeconds !== undefined && s.HeartbeatSeconds >= s.TimeoutSeconds)
+        errors.push(`${at(name)}: HeartbeatSeconds must be below TimeoutSeconds`);
     }
     if (s.Retry) validateErrorMatchers(s.Retry, `${at(name)}: Retry`, errors);
     if (s.Catch) {

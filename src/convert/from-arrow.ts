@@ -40,7 +40,8 @@ function offsetsOf(data: arrow.Data, start: number, count: number): Int32Array |
 function decodeUtf8Range(data: arrow.Data, start: number, count: number, out: JsValue[]): void {
   const off = offsetsOf(data, start, count);
   const bytes = data.values as Uint8Array;
-  const b0 = off[0]!, b1 = off[count]!;
+  const b0 = off[0]!,
+    b1 = off[count]!;
   const buf = bufferOf(bytes);
   const whole = buf.toString('latin1', b0, b1);
   if (isAscii(bytes.subarray(b0, b1))) {
@@ -48,7 +49,8 @@ function decodeUtf8Range(data: arrow.Data, start: number, count: number, out: Js
     return;
   }
   for (let i = 0; i < count; i++) {
-    const s = off[i]!, e = off[i + 1]!;
+    const s = off[i]!,
+      e = off[i + 1]!;
     let p = s;
     while (p < e && bytes[p]! < 0x80) p++;
     out[i] = p === e ? whole.slice(s - b0, e - b0) : buf.toString('utf8', s, e);
@@ -90,7 +92,8 @@ function decodeRange(data: arrow.Data, start: number, count: number): JsValue[] 
       }
       break;
     }
-    case arrow.Type.Int: case arrow.Type.Float: {
+    case arrow.Type.Int:
+    case arrow.Type.Float: {
       if (type.typeId === arrow.Type.Float && (type as arrow.Float).precision === arrow.Precision.HALF) {
         throw new TypeError('float16 columns are not supported');
       }
@@ -111,7 +114,10 @@ function decodeRange(data: arrow.Data, start: number, count: number): JsValue[] 
       const day = (type as arrow.Date_).unit === arrow.DateUnit.DAY;
       for (let i = 0; i < count; i++) {
         const p = bo + i;
-        if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) { out[i] = null; continue; }
+        if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) {
+          out[i] = null;
+          continue;
+        }
         out[i] = new Date(day ? (v[start + i] as number) * MS_PER_DAY : Number(v[start + i]));
       }
       return out;
@@ -121,21 +127,27 @@ function decodeRange(data: arrow.Data, start: number, count: number): JsValue[] 
       const unit = (type as arrow.Timestamp).unit;
       for (let i = 0; i < count; i++) {
         const p = bo + i;
-        if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) { out[i] = null; continue; }
+        if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) {
+          out[i] = null;
+          continue;
+        }
         out[i] = new Date(timestampToMs(v[start + i]!, unit));
       }
       return out;
     }
-    case arrow.Type.Utf8: case arrow.Type.LargeUtf8:
+    case arrow.Type.Utf8:
+    case arrow.Type.LargeUtf8:
       if (count > 0) decodeUtf8Range(data, start, count, out);
       break;
-    case arrow.Type.Binary: case arrow.Type.LargeBinary: {
+    case arrow.Type.Binary:
+    case arrow.Type.LargeBinary: {
       const off = offsetsOf(data, start, count);
       const bytes = data.values as Uint8Array;
       for (let i = 0; i < count; i++) out[i] = bytes.subarray(off[i]!, off[i + 1]!);
       break;
     }
-    case arrow.Type.List: case arrow.Type.LargeList: {
+    case arrow.Type.List:
+    case arrow.Type.LargeList: {
       const off = offsetsOf(data, start, count);
       const c0 = count > 0 ? off[0]! : 0;
       const items = decodeRange(data.children[0]!, c0, count > 0 ? off[count]! - c0 : 0);
@@ -159,7 +171,10 @@ function decodeRange(data: arrow.Data, start: number, count: number): JsValue[] 
       const idx = data.values as Int32Array | BigInt64Array;
       for (let i = 0; i < count; i++) {
         const p = bo + i;
-        if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) { out[i] = null; continue; }
+        if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) {
+          out[i] = null;
+          continue;
+        }
         out[i] = dict[Number(idx[start + i])] ?? null;
       }
       return out;
@@ -179,15 +194,18 @@ function decodeRange(data: arrow.Data, start: number, count: number): JsValue[] 
 /** Epoch milliseconds of a timestamp value, floored (a Date cannot hold us/ns). */
 function timestampToMs(x: bigint, unit: arrow.TimeUnit): number {
   switch (unit) {
-    case arrow.TimeUnit.SECOND: return Number(x) * 1000;
-    case arrow.TimeUnit.MILLISECOND: return Number(x);
+    case arrow.TimeUnit.SECOND:
+      return Number(x) * 1000;
+    case arrow.TimeUnit.MILLISECOND:
+      return Number(x);
     case arrow.TimeUnit.MICROSECOND: {
       const f = Number(x);
       // Exact while |x| < 2^53 (until year 2255): avoids a BigInt division per value.
       if (f > -9007199254740992 && f < 9007199254740992) return Math.floor(f / 1000);
       return bigFloorDiv(x, 1000n);
     }
-    default: return bigFloorDiv(x, 1_000_000n);
+    default:
+      return bigFloorDiv(x, 1_000_000n);
   }
 }
 
@@ -240,12 +258,14 @@ export function zipper(names: readonly string[], cols: readonly ZipCol[]): Zippe
 
 function generatedZipper(names: readonly string[], layout: string): Zipper | null {
   // Keys are JSON string literals; '__proto__' must be computed or the literal would set the prototype.
-  const props = names.map((n, j) => {
-    const k = n === '__proto__' ? '["__proto__"]' : JSON.stringify(n);
-    const m = layout[j];
-    const read = m === 'a' ? `c${j}[i]` : `c${j}[s${j} + i]`;
-    return m === 'n' ? `${k}: ((m${j}[(o${j} + i) >> 3] >> ((o${j} + i) & 7)) & 1) === 0 ? null : ${read}` : `${k}: ${read}`;
-  }).join(', ');
+  const props = names
+    .map((n, j) => {
+      const k = n === '__proto__' ? '["__proto__"]' : JSON.stringify(n);
+      const m = layout[j];
+      const read = m === 'a' ? `c${j}[i]` : `c${j}[s${j} + i]`;
+      return m === 'n' ? `${k}: ((m${j}[(o${j} + i) >> 3] >> ((o${j} + i) & 7)) & 1) === 0 ? null : ${read}` : `${k}: ${read}`;
+    })
+    .join(', ');
   const locals = names.map((_, j) => `const c${j} = c[${j}].values, s${j} = c[${j}].start, m${j} = c[${j}].bm, o${j} = c[${j}].bo;`).join('\n');
   const src = `"use strict"; return function zip(c, n, bm, bo) {
     ${locals}
@@ -268,7 +288,10 @@ function loopZipper(names: readonly string[]): Zipper {
     const out = new Array<JsValue>(n);
     for (let i = 0; i < n; i++) {
       const p = bo + i;
-      if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) { out[i] = null; continue; }
+      if (bm !== null && ((bm[p >> 3]! >> (p & 7)) & 1) === 0) {
+        out[i] = null;
+        continue;
+      }
       const o: { [k: string]: JsValue } = {};
       for (let j = 0; j < names.length; j++) {
         const c = cols[j]!;
@@ -297,7 +320,9 @@ function copierFor(ctor: unknown): Copier {
     try {
       f = new Function('v', 's', 'out', '"use strict"; for (let i = 0, n = out.length; i < n; i++) out[i] = v[s + i];') as Copier;
     } catch {
-      f = (v, s0, out) => { for (let i = 0; i < out.length; i++) out[i] = v[s0 + i] as JsValue; };
+      f = (v, s0, out) => {
+        for (let i = 0; i < out.length; i++) out[i] = v[s0 + i] as JsValue;
+      };
     }
     copiers.set(ctor, f);
   }
@@ -317,7 +342,11 @@ function checkKind(data: arrow.Data, type: DataType): void {
   let t = data.type as arrow.DataType;
   if (t.typeId === arrow.Type.Dictionary) t = (t as arrow.Dictionary).dictionary;
   let kind: string;
-  try { kind = fromArrowType(t).kind; } catch { return; }
+  try {
+    kind = fromArrowType(t).kind;
+  } catch {
+    return;
+  }
   if (kind !== type.kind) throw new TypeError(`data of Arrow type ${String(data.type)} read as ${type}`);
 }
 
@@ -327,7 +356,8 @@ export function valueAt(data: arrow.Data, i: number): JsValue {
   if (!isValid(data, i)) return null;
   const type = data.type as arrow.DataType;
   switch (type.typeId) {
-    case arrow.Type.Int: case arrow.Type.Float:
+    case arrow.Type.Int:
+    case arrow.Type.Float:
       if ((type as arrow.Float).precision !== arrow.Precision.HALF) return (data.values as Float64Array)[i]!;
       break;
     case arrow.Type.Bool: {

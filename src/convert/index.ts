@@ -22,5 +22,9 @@ export { valuesToData } from './to-arrow.ts';
 export { dataToValues, valueAt } from './from-arrow.ts';
 export { batchToRows, columnsToBatch, recordsToBatch } from './rows.ts';
 export {
-  formatFloat32, formatPhysicalValue, physicalValues, physicalValuesToData, type PhysicalValue,
+  formatFloat32,
+  formatPhysicalValue,
+  physicalValues,
+  physicalValuesToData,
+  type PhysicalValue,
 } from './physical.ts';

@@ -12,7 +12,12 @@ const T_BINARY: DataTypeJSON = { kind: 'binary' };
 const T_TS_MS: DataTypeJSON = { kind: 'timestamp', unit: 'ms', tz: null };
 
 class MergeError extends Error {
-  constructor(readonly a: DataTypeJSON, readonly b: DataTypeJSON) { super('incompatible types'); }
+  constructor(
+    readonly a: DataTypeJSON,
+    readonly b: DataTypeJSON,
+  ) {
+    super('incompatible types');
+  }
 }
 
 /** Arrow type of a typed array's elements (the zero-copy mapping of columnsToBatch). */
@@ -39,12 +44,18 @@ class UnsupportedValue extends Error {}
 function inferValue(v: unknown): DataTypeJSON {
   if (v === null || v === undefined) return T_NULL;
   switch (typeof v) {
-    case 'number': return T_FLOAT64;
-    case 'bigint': return T_INT64;
-    case 'string': return T_UTF8;
-    case 'boolean': return T_BOOL;
-    case 'object': break;
-    default: throw new UnsupportedValue(`unsupported value ${describe(v)}`);
+    case 'number':
+      return T_FLOAT64;
+    case 'bigint':
+      return T_INT64;
+    case 'string':
+      return T_UTF8;
+    case 'boolean':
+      return T_BOOL;
+    case 'object':
+      break;
+    default:
+      throw new UnsupportedValue(`unsupported value ${describe(v)}`);
   }
   if (v instanceof Date) return T_TS_MS;
   if (v instanceof Uint8Array) return T_BINARY;
@@ -66,7 +77,14 @@ function inferValue(v: unknown): DataTypeJSON {
 }
 
 export const INT_BITS: Partial<Record<DataTypeJSON['kind'], number>> = {
-  int8: 8, int16: 16, int32: 32, int64: 64, uint8: 8, uint16: 16, uint32: 32, uint64: 64,
+  int8: 8,
+  int16: 16,
+  int32: 32,
+  int64: 64,
+  uint8: 8,
+  uint16: 16,
+  uint32: 32,
+  uint64: 64,
 };
 
 /** Common supertype of two inferred types, or MergeError. */
@@ -74,7 +92,8 @@ function mergeTypes(a: DataTypeJSON, b: DataTypeJSON): DataTypeJSON {
   if (a === b) return a;
   if (a.kind === 'null') return b;
   if (b.kind === 'null') return a;
-  const ab = INT_BITS[a.kind], bb = INT_BITS[b.kind];
+  const ab = INT_BITS[a.kind],
+    bb = INT_BITS[b.kind];
   const aNum = ab !== undefined || a.kind === 'float32' || a.kind === 'float64';
   const bNum = bb !== undefined || b.kind === 'float32' || b.kind === 'float64';
   if (aNum && bNum) {
@@ -87,7 +106,8 @@ function mergeTypes(a: DataTypeJSON, b: DataTypeJSON): DataTypeJSON {
       if (ab === 64) return T_INT64; // int64 + uint64
       // Mixed signedness: the narrowest signed type holding both (int8 + uint8 -> int16); past
       // 32 bits float64, exact for both and still a number (int64 would turn them into bigints).
-      const u = a.kind[0] === 'u' ? ab : bb!, i = a.kind[0] === 'u' ? bb! : ab;
+      const u = a.kind[0] === 'u' ? ab : bb!,
+        i = a.kind[0] === 'u' ? bb! : ab;
       const w = Math.max(2 * u, i);
       return w <= 32 ? { kind: `int${w}` as 'int16' | 'int32' } : T_FLOAT64;
     }
@@ -104,7 +124,10 @@ function mergeTypes(a: DataTypeJSON, b: DataTypeJSON): DataTypeJSON {
       let changed = bf.length !== a.fields.length;
       const fields = a.fields.map((f, i) => {
         const o = bf[i]?.name === f.name ? bf[i] : bf.find((g) => g.name === f.name);
-        if (!o) { changed = true; return f; }
+        if (!o) {
+          changed = true;
+          return f;
+        }
         const t = mergeTypes(f.type, o.type);
         if (t !== f.type) changed = true;
         return t === f.type ? f : { ...f, type: t };
@@ -113,7 +136,8 @@ function mergeTypes(a: DataTypeJSON, b: DataTypeJSON): DataTypeJSON {
       for (const g of bf) if (!fields.some((f) => f.name === g.name)) fields.push(g);
       return { kind: 'struct', fields };
     }
-    case 'timestamp': case 'fixedSizeList':
+    case 'timestamp':
+    case 'fixedSizeList':
       if (JSON.stringify(a) === JSON.stringify(b)) return a;
       throw new MergeError(a, b);
     default:
@@ -140,7 +164,11 @@ export function inferColumn(name: string, values: ArrayLike<unknown>): DataTypeJ
 function inferError(e: unknown, name: string, row: number, prev: DataTypeJSON, v: unknown): Error {
   if (e instanceof MergeError) {
     let vt: DataTypeJSON | null = null;
-    try { vt = inferValue(v); } catch { /* the value itself mixes types */ }
+    try {
+      vt = inferValue(v);
+    } catch {
+      /* the value itself mixes types */
+    }
     const big = (t: DataTypeJSON): boolean => INT_BITS[t.kind] === 64;
     const num = (t: DataTypeJSON): boolean => !big(t) && (INT_BITS[t.kind] !== undefined || t.kind === 'float32' || t.kind === 'float64');
     const mixesBigInt = (big(e.a) && num(e.b)) || (num(e.a) && big(e.b));
@@ -148,10 +176,13 @@ function inferError(e: unknown, name: string, row: number, prev: DataTypeJSON, v
       ? 'it mixes bigints and numbers: use bigints throughout for int64 or numbers for float64, or pass a schema'
       : 'pass a schema or make the values consistent';
     if (vt === null) {
-      return new TypeError(`column '${name}', row ${row}: cannot infer one type for ${describe(v)}: it mixes ${typeStr(e.a)} and ${typeStr(e.b)}${mixesBigInt ? ` (${hint})` : ''}`);
+      return new TypeError(
+        `column '${name}', row ${row}: cannot infer one type for ${describe(v)}: it mixes ${typeStr(e.a)} and ${typeStr(e.b)}${mixesBigInt ? ` (${hint})` : ''}`,
+      );
     }
     return new TypeError(
-      `column '${name}': cannot infer one type: row ${row} has ${typeStr(vt)} (${describe(v)}) but earlier rows have ${typeStr(prev)}; ${hint}`);
+      `column '${name}': cannot infer one type: row ${row} has ${typeStr(vt)} (${describe(v)}) but earlier rows have ${typeStr(prev)}; ${hint}`,
+    );
   }
   if (e instanceof UnsupportedValue) return new TypeError(`column '${name}', row ${row}: ${e.message}`);
   return e as Error;
@@ -175,7 +206,12 @@ export function inferSchemaFromRecords(rows: readonly Record<string, unknown>[])
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new TypeError(`row ${i} is not an object: ${describe(r)}`);
     for (const k of Object.keys(r)) {
       let j = index.get(k);
-      if (j === undefined) { j = names.length; index.set(k, j); names.push(k); types.push(T_NULL); }
+      if (j === undefined) {
+        j = names.length;
+        index.set(k, j);
+        names.push(k);
+        types.push(T_NULL);
+      }
       const v = r[k];
       if (v === null || v === undefined) continue;
       const cur = types[j]!;

@@ -25,7 +25,9 @@ import { DataType, type DataTypeJSON } from '../datatypes.ts';
 /** A plain JS value as a row or a UDF argument sees it (the mapping above). */
 export type JsValue = null | boolean | number | bigint | string | Uint8Array | Date | JsValue[] | { [k: string]: JsValue };
 
-export function typeStr(t: DataTypeJSON): string { return new DataType(t).toString(); }
+export function typeStr(t: DataTypeJSON): string {
+  return new DataType(t).toString();
+}
 
 export function isPlainObject(v: object): v is Record<string, unknown> {
   const p = Object.getPrototypeOf(v) as unknown;
@@ -33,8 +35,17 @@ export function isPlainObject(v: object): v is Record<string, unknown> {
 }
 
 export type AnyTypedArray =
-  | Int8Array | Int16Array | Int32Array | Uint8Array | Uint8ClampedArray | Uint16Array | Uint32Array
-  | Float32Array | Float64Array | BigInt64Array | BigUint64Array;
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Uint16Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
 
 export function isTypedArray(v: unknown): v is AnyTypedArray {
   return ArrayBuffer.isView(v) && !(v instanceof DataView);
@@ -49,11 +60,16 @@ export function describe(v: unknown): string {
       const s = v.length > 40 ? `${v.slice(0, 40)}…` : v;
       return `string ${JSON.stringify(s)}`;
     }
-    case 'number': return `number ${String(v)}`;
-    case 'bigint': return `bigint ${v}n`;
-    case 'boolean': return `boolean ${v}`;
-    case 'function': return 'a function';
-    case 'symbol': return 'a symbol';
+    case 'number':
+      return `number ${String(v)}`;
+    case 'bigint':
+      return `bigint ${v}n`;
+    case 'boolean':
+      return `boolean ${v}`;
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
   }
   if (v instanceof Date) return `Date ${Number.isNaN(v.getTime()) ? 'Invalid Date' : v.toISOString()}`;
   if (Array.isArray(v)) return `array of length ${v.length}`;

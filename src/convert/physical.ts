@@ -20,7 +20,11 @@ function describe(v: unknown): string {
   if (typeof v === 'bigint') return `${v}n`;
   if (v instanceof Date) return v.toISOString();
   if (v instanceof Uint8Array) return `bytes[${v.length}]`;
-  try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
 }
 
 function bad(v: unknown, type: arrow.DataType): never {
@@ -38,8 +42,12 @@ function toInteger(v: unknown, type: arrow.DataType): number {
 }
 
 const INT_RANGE: Record<string, [number, number]> = {
-  Int8Array: [-128, 127], Int16Array: [-32768, 32767], Int32Array: [-2147483648, 2147483647],
-  Uint8Array: [0, 255], Uint16Array: [0, 65535], Uint32Array: [0, 4294967295],
+  Int8Array: [-128, 127],
+  Int16Array: [-32768, 32767],
+  Int32Array: [-2147483648, 2147483647],
+  Uint8Array: [0, 255],
+  Uint16Array: [0, 65535],
+  Uint32Array: [0, 4294967295],
 };
 
 /** Encodes one non-null JS value into the physical slot representation of a primitive type. */
@@ -76,7 +84,8 @@ function primitiveSlot(v: unknown, type: arrow.DataType): number | bigint {
       if (typeof v === 'bigint') return v;
       return BigInt(toInteger(v, type));
     }
-    default: return bad(v, type);
+    default:
+      return bad(v, type);
   }
 }
 
@@ -143,7 +152,10 @@ export function physicalValuesToData(values: readonly unknown[], type: arrow.Dat
       const flat: unknown[] = [];
       for (let i = 0; i < n; i++) {
         const v = values[i];
-        if (v === null || v === undefined) { for (let k = 0; k < size; k++) flat.push(null); continue; }
+        if (v === null || v === undefined) {
+          for (let k = 0; k < size; k++) flat.push(null);
+          continue;
+        }
         if (!Array.isArray(v) || v.length !== size) bad(v, type);
         for (const x of v) flat.push(x);
       }
@@ -155,7 +167,11 @@ export function physicalValuesToData(values: readonly unknown[], type: arrow.Dat
         if (v !== null && v !== undefined && (typeof v !== 'object' || Array.isArray(v) || v instanceof Date || v instanceof Uint8Array)) bad(v, type);
       }
       const children = fields.map((f) =>
-        physicalValuesToData(values.map((v) => (v === null || v === undefined ? null : (v as Record<string, unknown>)[f.name] ?? null)), f.type));
+        physicalValuesToData(
+          values.map((v) => (v === null || v === undefined ? null : ((v as Record<string, unknown>)[f.name] ?? null))),
+          f.type,
+        ),
+      );
       return mkData(type, n, validity, undefined, undefined, children);
     }
     default: {
@@ -180,7 +196,8 @@ export function physicalValueAt(d: arrow.Data, i: number): PhysicalValue {
   if (!isValid(d, i)) return null;
   const t = d.type;
   switch (t.typeId) {
-    case arrow.Type.Bool: return getBit(d.values as Uint8Array, d.offset + i);
+    case arrow.Type.Bool:
+      return getBit(d.values as Uint8Array, d.offset + i);
     case arrow.Type.Utf8: {
       const o = d.valueOffsets as Int32Array;
       return utf8Decoder.decode((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!));
@@ -203,7 +220,9 @@ export function physicalValueAt(d: arrow.Data, i: number): PhysicalValue {
     }
     case arrow.Type.Struct: {
       const out: { [k: string]: PhysicalValue } = {};
-      (t as arrow.Struct).children.forEach((f, j) => { out[f.name] = physicalValueAt(d.children[j]!, i); });
+      (t as arrow.Struct).children.forEach((f, j) => {
+        out[f.name] = physicalValueAt(d.children[j]!, i);
+      });
       return out;
     }
     case arrow.Type.Date: {
@@ -229,14 +248,20 @@ export function formatPhysicalValue(d: arrow.Data, i: number, quoteStrings = fal
   if (!isValid(d, i)) return null;
   const t = d.type;
   switch (t.typeId) {
-    case arrow.Type.Bool: return getBit(d.values as Uint8Array, d.offset + i) ? 'true' : 'false';
-    case arrow.Type.Utf8: { const s = physicalValueAt(d, i) as string; return quoteStrings ? JSON.stringify(s) : s; }
+    case arrow.Type.Bool:
+      return getBit(d.values as Uint8Array, d.offset + i) ? 'true' : 'false';
+    case arrow.Type.Utf8: {
+      const s = physicalValueAt(d, i) as string;
+      return quoteStrings ? JSON.stringify(s) : s;
+    }
     case arrow.Type.Binary: {
       const b = physicalValueAt(d, i) as Uint8Array;
       return quoteStrings ? `b'${Buffer.from(b).toString('hex')}'` : utf8Decoder.decode(b);
     }
-    case arrow.Type.Date: return formatDate(physicalValueAt(d, i) as number);
-    case arrow.Type.Timestamp: return formatTimestamp(physicalValueAt(d, i) as bigint, unitOf(t), (t as arrow.Timestamp).timezone ?? null);
+    case arrow.Type.Date:
+      return formatDate(physicalValueAt(d, i) as number);
+    case arrow.Type.Timestamp:
+      return formatTimestamp(physicalValueAt(d, i) as bigint, unitOf(t), (t as arrow.Timestamp).timezone ?? null);
     case arrow.Type.Float: {
       const v = physicalValueAt(d, i) as number;
       return (t as arrow.Float).precision === arrow.Precision.SINGLE ? formatFloat32(v) : String(v);
@@ -247,10 +272,12 @@ export function formatPhysicalValue(d: arrow.Data, i: number, quoteStrings = fal
       let lo: number, hi: number;
       if (t.typeId === arrow.Type.List) {
         const o = d.valueOffsets as Int32Array;
-        lo = o[i]!; hi = o[i + 1]!;
+        lo = o[i]!;
+        hi = o[i + 1]!;
       } else {
         const size = fixedListSize(t);
-        lo = i * size; hi = lo + size;
+        lo = i * size;
+        hi = lo + size;
       }
       const parts: string[] = [];
       for (let k = lo; k < hi; k++) parts.push(formatPhysicalValue(child, k, true) ?? 'null');
@@ -260,7 +287,8 @@ export function formatPhysicalValue(d: arrow.Data, i: number, quoteStrings = fal
       const parts = (t as arrow.Struct).children.map((f, j) => `${f.name}: ${formatPhysicalValue(d.children[j]!, i, true) ?? 'null'}`);
       return `{${parts.join(', ')}}`;
     }
-    default: return String(physicalValueAt(d, i));
+    default:
+      return String(physicalValueAt(d, i));
   }
 }
 

@@ -56,10 +56,7 @@ export function recordsToBatch(rows: readonly Record<string, unknown>[], schema?
  * values. With `schema`, columns are taken in schema order; a typed array whose element type differs
  * from the schema's is converted (copied), and a column missing from, or not in, the schema is an error.
  */
-export function columnsToBatch(
-  columns: Record<string, readonly unknown[] | ArrayLike<number> | ArrayLike<bigint>>,
-  schema?: Schema,
-): arrow.RecordBatch {
+export function columnsToBatch(columns: Record<string, readonly unknown[] | ArrayLike<number> | ArrayLike<bigint>>, schema?: Schema): arrow.RecordBatch {
   const names = Object.keys(columns);
   let length = -1;
   let first = '';
@@ -68,7 +65,10 @@ export function columnsToBatch(
     if (c === null || typeof c !== 'object' || typeof c.length !== 'number') {
       throw new TypeError(`column '${name}' is not an array or typed array: ${describe(c)}`);
     }
-    if (length < 0) { length = c.length; first = name; } else if (c.length !== length) {
+    if (length < 0) {
+      length = c.length;
+      first = name;
+    } else if (c.length !== length) {
       const lens = names.map((m) => `'${m}' has ${columns[m]!.length}`).join(', ');
       throw new RangeError(`columns have different lengths: '${first}' has ${length} but '${name}' has ${c.length} (${lens})`);
     }
@@ -76,15 +76,20 @@ export function columnsToBatch(
   if (length < 0) length = 0;
   let s: Schema;
   if (schema) {
-    for (const f of schema.fields) if (!Object.hasOwn(columns, f.name)) throw new TypeError(`column '${f.name}' of the schema is missing from the columns (${names.map((m) => `'${m}'`).join(', ') || 'none'})`);
-    for (const name of names) if (!schema.has(name)) throw new TypeError(`column '${name}' is not in the schema (${schema.names.map((m) => `'${m}'`).join(', ')})`);
+    for (const f of schema.fields)
+      if (!Object.hasOwn(columns, f.name))
+        throw new TypeError(`column '${f.name}' of the schema is missing from the columns (${names.map((m) => `'${m}'`).join(', ') || 'none'})`);
+    for (const name of names)
+      if (!schema.has(name)) throw new TypeError(`column '${name}' is not in the schema (${schema.names.map((m) => `'${m}'`).join(', ')})`);
     s = schema;
   } else {
-    s = new Schema(names.map((name) => {
-      const c = columns[name]!;
-      const t = isTypedArray(c) ? typedArrayType(c) : inferColumn(name, c as ArrayLike<unknown>);
-      return new Field(name, new DataType(structuredClone(t)), true);
-    }));
+    s = new Schema(
+      names.map((name) => {
+        const c = columns[name]!;
+        const t = isTypedArray(c) ? typedArrayType(c) : inferColumn(name, c as ArrayLike<unknown>);
+        return new Field(name, new DataType(structuredClone(t)), true);
+      }),
+    );
   }
   const as = s.toArrow();
   const children = s.fields.map((f, j) => {
@@ -109,5 +114,8 @@ export function columnsToBatch(
 export function batchToRows(batch: arrow.RecordBatch): Record<string, JsValue>[] {
   const n = batch.numRows;
   const cols = zipCols(batch.data.children, 0, n);
-  return zipper(batch.schema.fields.map((f) => f.name), cols)(cols, n, null, 0) as Record<string, JsValue>[];
+  return zipper(
+    batch.schema.fields.map((f) => f.name),
+    cols,
+  )(cols, n, null, 0) as Record<string, JsValue>[];
 }

@@ -35,12 +35,18 @@ class Validity {
     this.bits[i >> 3]! &= ~(1 << (i & 7));
     this.nulls++;
   }
-  get bitmap(): Uint8Array { return this.bits ?? EMPTY_BITMAP; }
+  get bitmap(): Uint8Array {
+    return this.bits ?? EMPTY_BITMAP;
+  }
 }
 
 function mkData(
-  type: arrow.DataType, length: number, valid: Validity | null,
-  values?: ArrayBufferView, offsets?: Int32Array, children: arrow.Data[] = [],
+  type: arrow.DataType,
+  length: number,
+  valid: Validity | null,
+  values?: ArrayBufferView,
+  offsets?: Int32Array,
+  children: arrow.Data[] = [],
 ): arrow.Data {
   return new arrow.Data(type, 0, length, valid ? valid.nulls : 0, bufs(offsets, values, valid ? valid.bitmap : EMPTY_BITMAP), children);
 }
@@ -60,10 +66,16 @@ export function valuesToData(values: readonly unknown[], type: DataType, what = 
 }
 
 const INT_RANGE: Record<string, [number, number]> = {
-  int8: [-128, 127], int16: [-32768, 32767], int32: [-2147483648, 2147483647],
-  uint8: [0, 255], uint16: [0, 65535], uint32: [0, 4294967295],
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 4294967295],
 };
-const INT64_MIN = -(2n ** 63n), INT64_MAX = 2n ** 63n - 1n, UINT64_MAX = 2n ** 64n - 1n;
+const INT64_MIN = -(2n ** 63n),
+  INT64_MAX = 2n ** 63n - 1n,
+  UINT64_MAX = 2n ** 64n - 1n;
 const MS_PER_DAY = 86_400_000;
 const TS_MUL: Record<string, number> = { s: 0.001, ms: 1, us: 1e3, ns: 1e6 };
 
@@ -80,14 +92,22 @@ export function build(values: ArrayLike<unknown>, n: number, t: DataTypeJSON, at
       for (let i = 0; i < n; i++) {
         const v = values[i];
         if (v === true) bits[i >> 3]! |= 1 << (i & 7);
-        else if (v === false) { /* zero bit */ } else if (v == null) valid.setNull(i);
+        else if (v === false) {
+          /* zero bit */
+        } else if (v == null) valid.setNull(i);
         else fail(ctx, i, t, v);
       }
       return mkData(at, n, valid, bits);
     }
-    case 'int8': case 'int16': case 'int32': case 'uint8': case 'uint16': case 'uint32': {
+    case 'int8':
+    case 'int16':
+    case 'int32':
+    case 'uint8':
+    case 'uint16':
+    case 'uint32': {
       const [lo, hi] = INT_RANGE[t.kind]!;
-      const blo = BigInt(lo), bhi = BigInt(hi);
+      const blo = BigInt(lo),
+        bhi = BigInt(hi);
       const out = new (at as arrow.Int).ArrayType(n) as Int32Array;
       const valid = new Validity(n);
       for (let i = 0; i < n; i++) {
@@ -103,8 +123,11 @@ export function build(values: ArrayLike<unknown>, n: number, t: DataTypeJSON, at
       }
       return mkData(at, n, valid, out);
     }
-    case 'int64': case 'uint64': return mkData(at, n, ...build64(values, n, t, ctx));
-    case 'float32': case 'float64': {
+    case 'int64':
+    case 'uint64':
+      return mkData(at, n, ...build64(values, n, t, ctx));
+    case 'float32':
+    case 'float64': {
       const out = t.kind === 'float64' ? new Float64Array(n) : new Float32Array(n);
       const valid = new Validity(n);
       for (let i = 0; i < n; i++) {
@@ -179,9 +202,12 @@ export function build(values: ArrayLike<unknown>, n: number, t: DataTypeJSON, at
       }
       return mkData(at, n, valid, out);
     }
-    case 'list': return buildList(values, n, t, at as arrow.List, ctx);
-    case 'fixedSizeList': return buildFixedList(values, n, t, at as arrow.FixedSizeList, ctx);
-    case 'struct': return buildStruct(values, n, t, at as arrow.Struct, ctx);
+    case 'list':
+      return buildList(values, n, t, at as arrow.List, ctx);
+    case 'fixedSizeList':
+      return buildFixedList(values, n, t, at as arrow.FixedSizeList, ctx);
+    case 'struct':
+      return buildStruct(values, n, t, at as arrow.Struct, ctx);
   }
 }
 
@@ -195,8 +221,10 @@ function build64(values: ArrayLike<unknown>, n: number, t: DataTypeJSON, ctx: Ct
   const signed = t.kind === 'int64';
   const out = signed ? new BigInt64Array(n) : new BigUint64Array(n);
   const words = new Uint32Array(out.buffer);
-  const lo = signed ? -TWO_63 : 0, hi = signed ? TWO_63 : TWO_64;
-  const blo = signed ? INT64_MIN : 0n, bhi = signed ? INT64_MAX : UINT64_MAX;
+  const lo = signed ? -TWO_63 : 0,
+    hi = signed ? TWO_63 : TWO_64;
+  const blo = signed ? INT64_MIN : 0n,
+    bhi = signed ? INT64_MAX : UINT64_MAX;
   const valid = new Validity(n);
   for (let i = 0; i < n; i++) {
     const v = values[i];
@@ -224,7 +252,10 @@ function encodeStrings(values: ArrayLike<unknown>, n: number, t: DataTypeJSON, c
   const lens = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    if (typeof v === 'string') { units += v.length; lens[i] = v.length; } else if (v == null) valid.setNull(i);
+    if (typeof v === 'string') {
+      units += v.length;
+      lens[i] = v.length;
+    } else if (v == null) valid.setNull(i);
     else fail(ctx, i, t, v);
   }
   const offsets = new Int32Array(n + 1);
@@ -282,7 +313,12 @@ function buildList(values: ArrayLike<unknown>, n: number, t: Extract<DataTypeJSO
  * Null when the values don't qualify (the generic path then checks them element by element).
  */
 function typedChildren(
-  values: ArrayLike<unknown>, n: number, child: DataTypeJSON, at: arrow.DataType, total: number, startOf: (i: number) => number,
+  values: ArrayLike<unknown>,
+  n: number,
+  child: DataTypeJSON,
+  at: arrow.DataType,
+  total: number,
+  startOf: (i: number) => number,
 ): arrow.Data | null {
   if (INT_BITS[child.kind] === undefined && child.kind !== 'float32' && child.kind !== 'float64') return null;
   let seen = false;
@@ -302,7 +338,13 @@ function typedChildren(
   return mkData(at, total, null, out);
 }
 
-function buildFixedList(values: ArrayLike<unknown>, n: number, t: Extract<DataTypeJSON, { kind: 'fixedSizeList' }>, at: arrow.FixedSizeList, ctx: Ctx): arrow.Data {
+function buildFixedList(
+  values: ArrayLike<unknown>,
+  n: number,
+  t: Extract<DataTypeJSON, { kind: 'fixedSizeList' }>,
+  at: arrow.FixedSizeList,
+  ctx: Ctx,
+): arrow.Data {
   const size = t.size;
   const valid = new Validity(n);
   for (let i = 0; i < n; i++) {
@@ -330,7 +372,10 @@ function buildStruct(values: ArrayLike<unknown>, n: number, t: Extract<DataTypeJ
   const cols = fields.map(() => new Array<unknown>(n).fill(null));
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    if (v == null) { valid.setNull(i); continue; }
+    if (v == null) {
+      valid.setNull(i);
+      continue;
+    }
     if (typeof v !== 'object' || !isPlainObject(v)) fail(ctx, i, t, v);
     for (let j = 0; j < fields.length; j++) {
       const f = fields[j]!;
@@ -340,6 +385,7 @@ function buildStruct(values: ArrayLike<unknown>, n: number, t: Extract<DataTypeJ
     }
   }
   const children = fields.map((f, j) =>
-    build(cols[j]!, n, f.type, at.children[j]!.type as arrow.DataType, { what: ctx.what, path: `${ctx.path}, field '${f.name}'`, rowOf: ctx.rowOf }));
+    build(cols[j]!, n, f.type, at.children[j]!.type as arrow.DataType, { what: ctx.what, path: `${ctx.path}, field '${f.name}'`, rowOf: ctx.rowOf }),
+  );
   return mkData(at, n, valid, undefined, undefined, children);
 }

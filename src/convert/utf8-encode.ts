@@ -78,8 +78,9 @@ export function encodeJoined(values: ArrayLike<unknown>, lens: Int32Array, units
   };
   const join = Array.prototype.join;
   const slice = Array.prototype.slice;
-  for (let i = 0; i < n;) {
-    let j = i, cu = 0;
+  for (let i = 0; i < n; ) {
+    let j = i,
+      cu = 0;
     while (j < n) {
       const l = lens[j]!;
       if (cu > 0 && cu + l > JOIN_UNITS) break;
@@ -132,20 +133,31 @@ function encodeUtf8Tail(s: string, k: number, b: Uint8Array, pos: number): numbe
   const len = s.length;
   for (; k < len; k++) {
     let c = s.charCodeAt(k);
-    if (c < 0x80) { b[pos++] = c; continue; }
-    if (c < 0x800) { b[pos++] = 0xc0 | (c >> 6); b[pos++] = 0x80 | (c & 63); continue; }
+    if (c < 0x80) {
+      b[pos++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      b[pos++] = 0xc0 | (c >> 6);
+      b[pos++] = 0x80 | (c & 63);
+      continue;
+    }
     if ((c & 0xfc00) === 0xd800 && k + 1 < len) {
       const d = s.charCodeAt(k + 1);
       if ((d & 0xfc00) === 0xdc00) {
         c = 0x10000 + ((c & 0x3ff) << 10) + (d & 0x3ff);
         k++;
-        b[pos++] = 0xf0 | (c >> 18); b[pos++] = 0x80 | ((c >> 12) & 63);
-        b[pos++] = 0x80 | ((c >> 6) & 63); b[pos++] = 0x80 | (c & 63);
+        b[pos++] = 0xf0 | (c >> 18);
+        b[pos++] = 0x80 | ((c >> 12) & 63);
+        b[pos++] = 0x80 | ((c >> 6) & 63);
+        b[pos++] = 0x80 | (c & 63);
         continue;
       }
     }
     if ((c & 0xf800) === 0xd800) c = 0xfffd; // lone surrogate: replacement char, as TextEncoder does
-    b[pos++] = 0xe0 | (c >> 12); b[pos++] = 0x80 | ((c >> 6) & 63); b[pos++] = 0x80 | (c & 63);
+    b[pos++] = 0xe0 | (c >> 12);
+    b[pos++] = 0x80 | ((c >> 6) & 63);
+    b[pos++] = 0x80 | (c & 63);
   }
   return pos;
 }

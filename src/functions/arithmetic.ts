@@ -9,10 +9,16 @@ import { andValidity, bitmapBytes, clearBit } from '../kernels/bitmap.ts';
 import { arithmetic, type ArithOp } from '../kernels/arith-loops.ts';
 import { allNull, arrayCtor, mkData, type NumArray } from '../kernels/data.ts';
 import {
-  describeArg, expectArity, ExpressionTypeError, type FunctionDef, type KernelContext, type Params, promoteNumeric,
-  type ResolveContext, weakenLiterals,
+  describeArg,
+  expectArity,
+  ExpressionTypeError,
+  type FunctionDef,
+  type KernelContext,
+  type Params,
+  promoteNumeric,
+  type ResolveContext,
+  weakenLiterals,
 } from './common.ts';
-
 
 const VERB: Record<ArithOp, string> = { add: 'add', sub: 'subtract', mul: 'multiply', div: 'divide', mod: 'take the modulo of' };
 
@@ -39,15 +45,23 @@ function resultType(op: ArithOp, types: DataType[]): DataType {
 }
 
 /** Integer mod: a zero divisor gives null (marked in `valid`, created on demand). */
-function intMod(a: ArrayLike<number | bigint>, b: ArrayLike<number | bigint>, out: { [i: number]: number | bigint }, n: number, mode: number,
-  valid: Uint8Array | null): Uint8Array | null {
+function intMod(
+  a: ArrayLike<number | bigint>,
+  b: ArrayLike<number | bigint>,
+  out: { [i: number]: number | bigint },
+  n: number,
+  mode: number,
+  valid: Uint8Array | null,
+): Uint8Array | null {
   const zero = typeof a[0] === 'bigint' || typeof b[0] === 'bigint' ? 0n : 0;
   for (let i = 0; i < n; i++) {
     const x = mode === 2 ? a[0]! : a[i]!;
     const y = mode === 1 ? b[0]! : b[i]!;
     // biome-ignore lint/suspicious/noDoubleEquals: y is a number or a bigint; == compares across both (0n == 0)
     if (y == zero) {
-      if (valid === null) { valid = new Uint8Array(bitmapBytes(n)).fill(0xff); }
+      if (valid === null) {
+        valid = new Uint8Array(bitmapBytes(n)).fill(0xff);
+      }
       clearBit(valid, i);
       continue;
     }
@@ -60,7 +74,8 @@ export function arithKernel(op: ArithOp, args: arrow.Data[], length: number, ctx
   const type = ctx.outType.toArrow();
   if (ctx.outType.kind === 'null') return allNull(type, length);
   const [a, b] = args as [arrow.Data, arrow.Data];
-  const aS = a.length !== length, bS = b.length !== length;
+  const aS = a.length !== length,
+    bS = b.length !== length;
   let validity = andValidity(args, length);
   if ((aS && a.nullCount > 0) || (bS && b.nullCount > 0) || a.typeId === arrow.Type.Null || b.typeId === arrow.Type.Null) return allNull(type, length);
   const mode = aS && !bS ? 2 : bS && !aS ? 1 : 0;
@@ -71,7 +86,8 @@ export function arithKernel(op: ArithOp, args: arrow.Data[], length: number, ctx
   if (ctx.owned[0] && !aS && a.offset === 0 && (a.values as NumArray).length === n) out = a.values as NumArray;
   else if (ctx.owned[1] && !bS && b.offset === 0 && (b.values as NumArray).length === n) out = b.values as NumArray;
   else out = new (arrayCtor(type))(n);
-  const av = a.values as NumArray, bv = b.values as NumArray;
+  const av = a.values as NumArray,
+    bv = b.values as NumArray;
   if (op === 'mod' && t.isInteger()) {
     validity = intMod(av, bv, out as unknown as { [i: number]: number }, n, mode, validity);
   } else {

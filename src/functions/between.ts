@@ -24,7 +24,10 @@ export const between: FunctionDef = {
     let common: DataType = x;
     for (const t of [lo, hi]) {
       if (t.kind === 'null') continue;
-      if (common.kind === 'null') { common = t; continue; }
+      if (common.kind === 'null') {
+        common = t;
+        continue;
+      }
       common = common.isNumeric() && t.isNumeric() ? promoteNumeric(common, t) : (supertype(common, t) ?? common);
     }
     if (common.kind === 'null') return [null, null, null];
@@ -35,7 +38,8 @@ export const between: FunctionDef = {
     const [x, lo, hi] = args as [arrow.Data, arrow.Data, arrow.Data];
     const ge = compareKernel('ge', x, lo, n);
     const le = compareKernel('le', x, hi, n);
-    const a = bitsAt0(ge.values as Uint8Array, ge.offset, n), b = bitsAt0(le.values as Uint8Array, le.offset, n);
+    const a = bitsAt0(ge.values as Uint8Array, ge.offset, n),
+      b = bitsAt0(le.values as Uint8Array, le.offset, n);
     const out = new Uint8Array(bitmapBytes(n));
     for (let k = 0; k < out.length && k < a.length; k++) out[k] = a[k]! & b[k]!;
     return mkData(new arrow.Bool(), n, andValidity([x, lo, hi], n), out);

@@ -61,7 +61,14 @@ export function requireKind(ctx: ResolveContext, fields: readonly Field[], i: nu
 }
 
 const INT_WIDTH: Partial<Record<string, number>> = {
-  int8: 8, int16: 16, int32: 32, int64: 64, uint8: 8, uint16: 16, uint32: 32, uint64: 64,
+  int8: 8,
+  int16: 16,
+  int32: 32,
+  int64: 64,
+  uint8: 8,
+  uint16: 16,
+  uint32: 32,
+  uint64: 64,
 };
 
 function intType(signed: boolean, width: number): DataType {
@@ -74,8 +81,10 @@ export function promoteNumeric(a: DataType, b: DataType): DataType {
   if (a.isFloat() || b.isFloat()) {
     return a.kind === 'float32' && b.kind === 'float32' ? a : DataType.float64();
   }
-  const wa = INT_WIDTH[a.kind]!, wb = INT_WIDTH[b.kind]!;
-  const sa = a.kind.startsWith('int'), sb = b.kind.startsWith('int');
+  const wa = INT_WIDTH[a.kind]!,
+    wb = INT_WIDTH[b.kind]!;
+  const sa = a.kind.startsWith('int'),
+    sb = b.kind.startsWith('int');
   if (sa === sb) return intType(sa, Math.max(wa, wb));
   const [ws, wu] = sa ? [wa, wb] : [wb, wa];
   if (wu < ws) return intType(true, ws);
@@ -99,14 +108,16 @@ export function supertype(a: DataType, b: DataType): DataType | null {
   if (a.equals(b)) return a;
   if (a.isNumeric() && b.isNumeric()) return promoteNumeric(a, b);
   if (a.isTemporal() && b.isTemporal()) {
-    const ja = a.json, jb = b.json;
+    const ja = a.json,
+      jb = b.json;
     if (ja.kind === 'timestamp' && jb.kind === 'timestamp') {
       if (ja.tz !== jb.tz) return null;
       return DataType.timestamp(finerUnit(ja.unit, jb.unit), ja.tz);
     }
     return ja.kind === 'timestamp' ? a : b;
   }
-  const ja = a.json, jb = b.json;
+  const ja = a.json,
+    jb = b.json;
   if ((ja.kind === 'list' || ja.kind === 'fixedSizeList') && (jb.kind === 'list' || jb.kind === 'fixedSizeList')) {
     const c = supertype(a.child(), b.child());
     if (!c) return null;
@@ -127,8 +138,14 @@ export function supertype(a: DataType, b: DataType): DataType | null {
 }
 
 const FIT_RANGE: Partial<Record<string, [number, number]>> = {
-  int8: [-128, 127], int16: [-32768, 32767], int32: [-2147483648, 2147483647],
-  uint8: [0, 255], uint16: [0, 65535], uint32: [0, 4294967295], int64: [-(2 ** 63), 2 ** 63], uint64: [0, 2 ** 64],
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 4294967295],
+  int64: [-(2 ** 63), 2 ** 63],
+  uint64: [0, 2 ** 64],
 };
 
 /**

@@ -11,10 +11,15 @@ import { compareBytes, equalBytes } from '../kernels/utf8.ts';
 
 export type { CmpOp } from '../kernels/compare-loops.ts';
 import {
-  describeArg, expectArity, ExpressionTypeError, type FunctionDef, type KernelContext, type ResolveContext,
-  temporalLiterals, weakenLiterals,
+  describeArg,
+  expectArity,
+  ExpressionTypeError,
+  type FunctionDef,
+  type KernelContext,
+  type ResolveContext,
+  temporalLiterals,
+  weakenLiterals,
 } from './common.ts';
-
 
 const FLIP: Record<CmpOp, CmpOp> = { eq: 'eq', neq: 'neq', lt: 'gt', le: 'ge', gt: 'lt', ge: 'le' };
 
@@ -28,10 +33,12 @@ function comparable(a: DataType, b: DataType): boolean {
 /** Operand types after literal adjustment, or a type error naming both operands. */
 export function comparisonTypes(op: string, fields: readonly Field[], ctx: ResolveContext, i = 0, j = 1): [DataType, DataType] {
   const types = temporalLiterals(weakenLiterals(fields, ctx), ctx);
-  const a = types[i]!, b = types[j]!;
+  const a = types[i]!,
+    b = types[j]!;
   if (!comparable(a, b)) {
     throw new ExpressionTypeError(
-      `cannot compare ${describeArg(ctx, fields, i)} and ${describeArg(ctx, fields, j)}: ${op} needs two numbers, two strings, two bools, two binaries or two dates/timestamps`);
+      `cannot compare ${describeArg(ctx, fields, i)} and ${describeArg(ctx, fields, j)}: ${op} needs two numbers, two strings, two bools, two binaries or two dates/timestamps`,
+    );
   }
   return [a, b];
 }
@@ -43,8 +50,10 @@ export function comparisonCoercion(a: DataType, b: DataType): [DataType | null, 
   if (a.kind === 'null' || b.kind === 'null') return [null, null];
   if (a.isTemporal() && b.isTemporal()) {
     if (a.kind === 'date' && b.kind === 'date') return [a, b];
-    const ja = a.json, jb = b.json;
-    const ua = ja.kind === 'timestamp' ? ja.unit : null, ub = jb.kind === 'timestamp' ? jb.unit : null;
+    const ja = a.json,
+      jb = b.json;
+    const ua = ja.kind === 'timestamp' ? ja.unit : null,
+      ub = jb.kind === 'timestamp' ? jb.unit : null;
     const unit = UNIT_ORDER[Math.max(UNIT_ORDER.indexOf(ua ?? 's'), UNIT_ORDER.indexOf(ub ?? 's'))] as 's';
     const tsa = DataType.timestamp(unit, ja.kind === 'timestamp' ? ja.tz : null);
     const tsb = DataType.timestamp(unit, jb.kind === 'timestamp' ? jb.tz : null);
@@ -59,18 +68,26 @@ export function comparisonCoercion(a: DataType, b: DataType): [DataType | null, 
 
 function test(op: CmpOp, c: number): boolean {
   switch (op) {
-    case 'eq': return c === 0;
-    case 'neq': return c !== 0;
-    case 'lt': return c < 0;
-    case 'le': return c <= 0;
-    case 'gt': return c > 0;
-    case 'ge': return c >= 0;
+    case 'eq':
+      return c === 0;
+    case 'neq':
+      return c !== 0;
+    case 'lt':
+      return c < 0;
+    case 'le':
+      return c <= 0;
+    case 'gt':
+      return c > 0;
+    case 'ge':
+      return c >= 0;
   }
 }
 
 function bytesCompare(op: CmpOp, a: arrow.Data, b: arrow.Data, out: Uint8Array, n: number, scalar: boolean): void {
-  const ao = a.valueOffsets as Int32Array, av = a.values as Uint8Array;
-  const bo = b.valueOffsets as Int32Array, bv = b.values as Uint8Array;
+  const ao = a.valueOffsets as Int32Array,
+    av = a.values as Uint8Array;
+  const bo = b.valueOffsets as Int32Array,
+    bv = b.values as Uint8Array;
   if (op === 'eq' || op === 'neq') {
     const want = op === 'eq';
     for (let i = 0; i < n; i++) {
@@ -94,18 +111,32 @@ function boolBytes(d: arrow.Data, n: number): Uint8Array {
 }
 
 function boolCompare(op: CmpOp, a: arrow.Data, b: arrow.Data, out: Uint8Array, n: number): void {
-  const x = boolBytes(a, n), y = boolBytes(b, n);
+  const x = boolBytes(a, n),
+    y = boolBytes(b, n);
   const bytes = (n + 7) >> 3;
   for (let k = 0; k < bytes; k++) {
-    const p = x[k]!, q = y[k]!;
+    const p = x[k]!,
+      q = y[k]!;
     let r: number;
     switch (op) {
-      case 'eq': r = ~(p ^ q); break;
-      case 'neq': r = p ^ q; break;
-      case 'lt': r = ~p & q; break;
-      case 'le': r = ~p | q; break;
-      case 'gt': r = p & ~q; break;
-      default: r = p | ~q; break;
+      case 'eq':
+        r = ~(p ^ q);
+        break;
+      case 'neq':
+        r = p ^ q;
+        break;
+      case 'lt':
+        r = ~p & q;
+        break;
+      case 'le':
+        r = ~p | q;
+        break;
+      case 'gt':
+        r = p & ~q;
+        break;
+      default:
+        r = p | ~q;
+        break;
     }
     out[k] = r & 0xff;
   }
@@ -115,18 +146,23 @@ function boolCompare(op: CmpOp, a: arrow.Data, b: arrow.Data, out: Uint8Array, n
 /** Compares two coerced operands (each `length` rows or a length-1 scalar) into a bool Data. */
 export function compareKernel(op: CmpOp, a: arrow.Data, b: arrow.Data, length: number): arrow.Data {
   const type = new arrow.Bool();
-  const aS = a.length !== length, bS = b.length !== length;
-  if (a.typeId === arrow.Type.Null || b.typeId === arrow.Type.Null ||
-    (aS && a.nullCount > 0) || (bS && b.nullCount > 0)) return allNull(type, length);
+  const aS = a.length !== length,
+    bS = b.length !== length;
+  if (a.typeId === arrow.Type.Null || b.typeId === arrow.Type.Null || (aS && a.nullCount > 0) || (bS && b.nullCount > 0)) return allNull(type, length);
   // Keep the array on the left: scalar op array == array flip(op) scalar.
   if (aS && !bS) return compareKernel(FLIP[op], b, a, length);
   const validity = andValidity([a, b], length);
   const out = new Uint8Array(bitmapBytes(length));
   switch (a.typeId) {
-    case arrow.Type.Bool: boolCompare(op, a, b, out, length); break;
+    case arrow.Type.Bool:
+      boolCompare(op, a, b, out, length);
+      break;
     case arrow.Type.Utf8:
-    case arrow.Type.Binary: bytesCompare(op, a, b, out, length, bS); break;
-    default: compareNumbers(op, a.values as ArrayLike<number>, b.values as ArrayLike<number>, bS, out, length);
+    case arrow.Type.Binary:
+      bytesCompare(op, a, b, out, length, bS);
+      break;
+    default:
+      compareNumbers(op, a.values as ArrayLike<number>, b.values as ArrayLike<number>, bS, out, length);
   }
   return mkData(type, length, validity, out);
 }

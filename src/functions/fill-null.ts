@@ -1,7 +1,7 @@
 // fill_null(value): x where x is valid, else value. Result type: supertype of both (weak literals
 // apply, so `int64 col`.fillNull(0) stays int64).
 import * as arrow from 'apache-arrow';
-import { DataType } from '../datatypes.ts';
+import type { DataType } from '../datatypes.ts';
 import { bitmapBytes, copyBits, isValid } from '../kernels/bitmap.ts';
 import { zip } from '../kernels/zip.ts';
 import { describeArg, expectArity, ExpressionTypeError, type FunctionDef, supertype, weakenLiterals } from './common.ts';

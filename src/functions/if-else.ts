@@ -1,6 +1,6 @@
 // if_else(cond, then, otherwise): `then` where cond is true, `otherwise` where it is false or null.
 // Result type: supertype of then/otherwise (a null literal on either side is fine).
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 import { trueBits } from '../kernels/filter.ts';
 import { zip } from '../kernels/zip.ts';
 import { describeArg, expectArity, ExpressionTypeError, type FunctionDef, requireKind, supertype, weakenLiterals } from './common.ts';

@@ -71,7 +71,9 @@ function lookupValues(t: DataType, params: Params, fields: readonly Field[] | nu
     if (v === null) continue;
     const fail = (): never => {
       const what = fields && ctx ? describeArg(ctx, fields, 0) : String(t);
-      throw new ExpressionTypeError(`is_in on ${what}: list value ${typeof v === 'string' ? JSON.stringify(v) : String(v)} (${kindOf(v)}) does not match type ${t}`);
+      throw new ExpressionTypeError(
+        `is_in on ${what}: list value ${typeof v === 'string' ? JSON.stringify(v) : String(v)} (${kindOf(v)}) does not match type ${t}`,
+      );
     };
     const c = convert(v, t, arrowType, fail);
     if (c !== undefined) out.push(c);
@@ -103,17 +105,23 @@ export const isIn: FunctionDef = {
       // Candidates bucketed by byte length: most rows are rejected by one array lookup.
       const byLen: Uint8Array[][] = [];
       for (const v of vals as Uint8Array[]) (byLen[v.length] ??= []).push(v);
-      const o = d.valueOffsets as Int32Array, bytes = d.values as Uint8Array;
+      const o = d.valueOffsets as Int32Array,
+        bytes = d.values as Uint8Array;
       for (let i = 0; i < n; i++) {
-        const s = o[i]!, e = o[i + 1]!;
+        const s = o[i]!,
+          e = o[i + 1]!;
         const cands = byLen[e - s];
         if (cands === undefined) continue;
         for (const c of cands) {
-          if (equalBytes(bytes, s, e, c, 0, c.length)) { out[i >> 3]! |= 1 << (i & 7); break; }
+          if (equalBytes(bytes, s, e, c, 0, c.length)) {
+            out[i >> 3]! |= 1 << (i & 7);
+            break;
+          }
         }
       }
     } else if (t.kind === 'bool') {
-      const hasT = vals.includes(true), hasF = vals.includes(false);
+      const hasT = vals.includes(true),
+        hasF = vals.includes(false);
       const bits = d.values as Uint8Array;
       for (let i = 0; i < n; i++) {
         const b = getBit(bits, d.offset + i);
@@ -126,7 +134,11 @@ export const isIn: FunctionDef = {
         const m = list.length;
         for (let i = 0; i < n; i++) {
           const x = v[i]!;
-          for (let k = 0; k < m; k++) if (x === list[k]) { out[i >> 3]! |= 1 << (i & 7); break; }
+          for (let k = 0; k < m; k++)
+            if (x === list[k]) {
+              out[i >> 3]! |= 1 << (i & 7);
+              break;
+            }
         }
       } else {
         const set = new Set(vals as number[]);

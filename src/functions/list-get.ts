@@ -35,7 +35,8 @@ export const listGet: FunctionDef = {
     } else {
       const o = d.valueOffsets as Int32Array;
       for (let i = 0; i < n; i++) {
-        const s = o[i]!, len = o[i + 1]! - s;
+        const s = o[i]!,
+          len = o[i + 1]! - s;
         const k = index < 0 ? len + index : index;
         idx[i] = k >= 0 && k < len && (noNulls || isValid(d, i)) ? s + k : -1;
       }

@@ -32,13 +32,16 @@ function planes(d: arrow.Data, n: number): { v: Uint8Array; m: Uint8Array } {
 }
 
 function kleene(isAnd: boolean, args: arrow.Data[], n: number): arrow.Data {
-  const a = planes(args[0]!, n), b = planes(args[1]!, n);
+  const a = planes(args[0]!, n),
+    b = planes(args[1]!, n);
   const bytes = (n + 7) >> 3;
   const values = new Uint8Array(bitmapBytes(n));
   const valid = new Uint8Array(bitmapBytes(n));
   for (let k = 0; k < bytes; k++) {
-    const at = a.v[k]! & a.m[k]!, af = ~a.v[k]! & a.m[k]!;
-    const bt = b.v[k]! & b.m[k]!, bf = ~b.v[k]! & b.m[k]!;
+    const at = a.v[k]! & a.m[k]!,
+      af = ~a.v[k]! & a.m[k]!;
+    const bt = b.v[k]! & b.m[k]!,
+      bf = ~b.v[k]! & b.m[k]!;
     // Known-true / known-false planes; anything else is null.
     const t = isAnd ? at & bt : at | bt;
     const f = isAnd ? af | bf : af & bf;

@@ -11,7 +11,8 @@ export const neg: FunctionDef = {
     expectArity(ctx, fields, 1);
     const t = fields[0]!.type;
     if (t.kind === 'null') return DataType.null();
-    if (t.kind.startsWith('uint')) throw new ExpressionTypeError(`cannot negate ${describeArg(ctx, fields, 0)}: unsigned values have no negation; cast to a signed type first`);
+    if (t.kind.startsWith('uint'))
+      throw new ExpressionTypeError(`cannot negate ${describeArg(ctx, fields, 0)}: unsigned values have no negation; cast to a signed type first`);
     if (!t.isNumeric()) throw new ExpressionTypeError(`cannot negate ${describeArg(ctx, fields, 0)}: neg needs a numeric operand`);
     return t;
   },
@@ -23,10 +24,12 @@ export const neg: FunctionDef = {
     const n = length;
     const out = ctx.owned[0] && a.offset === 0 ? (a.values as NumArray) : new (arrayCtor(type))(n);
     if (ctx.outType.isBigInt()) {
-      const src = a.values as BigInt64Array, dst = out as unknown as BigInt64Array;
+      const src = a.values as BigInt64Array,
+        dst = out as unknown as BigInt64Array;
       for (let i = 0; i < n; i++) dst[i] = -src[i]!;
     } else {
-      const src = a.values as NumArray, dst = out as NumArray;
+      const src = a.values as NumArray,
+        dst = out as NumArray;
       for (let i = 0; i < n; i++) dst[i] = -src[i]!;
     }
     return mkData(type, n, andValidity([a], n), out);

@@ -13,18 +13,25 @@ import { expectArity, type FunctionDef, requireKind } from './common.ts';
 function caseMap(d: arrow.Data, n: number, upper: boolean): arrow.Data {
   const type = new arrow.Utf8();
   if (d.typeId === arrow.Type.Null) return allNull(type, n);
-  const o = d.valueOffsets as Int32Array, b = d.values as Uint8Array;
-  const start = o[0]!, end = o[n]!;
+  const o = d.valueOffsets as Int32Array,
+    b = d.values as Uint8Array;
+  const start = o[0]!,
+    end = o[n]!;
   const { out, ascii } = asciiCaseMap(b, start, end, upper);
   if (ascii) {
     const offsets = start === 0 ? o.subarray(0, n + 1) : o.subarray(0, n + 1).map((x) => x - start);
     return mkData(type, n, validity0(d), out, offsets);
   }
-  const w = new Utf8Writer(n, (end - start) + 16);
+  const w = new Utf8Writer(n, end - start + 16);
   for (let i = 0; i < n; i++) {
-    const s = o[i]!, e = o[i + 1]!;
+    const s = o[i]!,
+      e = o[i + 1]!;
     let ascii = true;
-    for (let k = s; k < e; k++) if (b[k]! >= 0x80) { ascii = false; break; }
+    for (let k = s; k < e; k++)
+      if (b[k]! >= 0x80) {
+        ascii = false;
+        break;
+      }
     if (ascii) {
       w.writeBytes(out, s - start, e - start);
     } else {

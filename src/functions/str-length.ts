@@ -18,14 +18,16 @@ export const strLength: FunctionDef = {
     const d = args[0]!;
     const type = new arrow.Int32();
     if (d.typeId === arrow.Type.Null) return allNull(type, n);
-    const o = d.valueOffsets as Int32Array, b = d.values as Uint8Array;
+    const o = d.valueOffsets as Int32Array,
+      b = d.values as Uint8Array;
     const out = new Int32Array(n);
     if (isAscii(b, o[0]!, o[n]!)) {
       for (let i = 0; i < n; i++) out[i] = o[i + 1]! - o[i]!;
       return mkData(type, n, validity0(d), out);
     }
     for (let i = 0; i < n; i++) {
-      const s = o[i]!, e = o[i + 1]!;
+      const s = o[i]!,
+        e = o[i + 1]!;
       let c = 0;
       for (let k = s; k < e; k++) if ((b[k]! & 0xc0) !== 0x80) c++;
       out[i] = c;

@@ -38,19 +38,26 @@ function containsScalar(o: Int32Array, b: Uint8Array, n: number, needle: Uint8Ar
 
 function matchKernel(op: MatchOp, h: arrow.Data, p: arrow.Data, n: number): arrow.Data {
   const type = new arrow.Bool();
-  const hS = h.length !== n, pS = p.length !== n;
+  const hS = h.length !== n,
+    pS = p.length !== n;
   if (h.typeId === arrow.Type.Null || p.typeId === arrow.Type.Null || (hS && h.nullCount > 0) || (pS && p.nullCount > 0)) {
     return allNull(type, n);
   }
   const out = new Uint8Array(bitmapBytes(n));
-  const ho = h.valueOffsets as Int32Array, hb = h.values as Uint8Array;
-  const po = p.valueOffsets as Int32Array, pb = p.values as Uint8Array;
+  const ho = h.valueOffsets as Int32Array,
+    hb = h.values as Uint8Array;
+  const po = p.valueOffsets as Int32Array,
+    pb = p.values as Uint8Array;
   if (op === 'str.contains' && !hS && pS) {
     containsScalar(ho, hb, n, pb.subarray(po[0]!, po[1]!), out);
   } else {
     for (let i = 0; i < n; i++) {
-      const hi = hS ? 0 : i, pi = pS ? 0 : i;
-      const s = ho[hi]!, e = ho[hi + 1]!, ps = po[pi]!, pe = po[pi + 1]!;
+      const hi = hS ? 0 : i,
+        pi = pS ? 0 : i;
+      const s = ho[hi]!,
+        e = ho[hi + 1]!,
+        ps = po[pi]!,
+        pe = po[pi + 1]!;
       const nl = pe - ps;
       if (nl > e - s) continue;
       let hit: boolean;
@@ -59,7 +66,11 @@ function matchKernel(op: MatchOp, h: arrow.Data, p: arrow.Data, n: number): arro
       } else {
         const at = op === 'str.starts_with' ? s : e - nl;
         hit = true;
-        for (let k = 0; k < nl; k++) if (hb[at + k] !== pb[ps + k]) { hit = false; break; }
+        for (let k = 0; k < nl; k++)
+          if (hb[at + k] !== pb[ps + k]) {
+            hit = false;
+            break;
+          }
       }
       if (hit) out[i >> 3]! |= 1 << (i & 7);
     }

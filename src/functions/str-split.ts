@@ -28,13 +28,16 @@ export const strSplit: FunctionDef = {
     if (d.typeId === arrow.Type.Null) return allNull(type, n);
     const sep = sepOf(params);
     const sl = sep.length;
-    const o = d.valueOffsets as Int32Array, b = d.values as Uint8Array;
+    const o = d.valueOffsets as Int32Array,
+      b = d.values as Uint8Array;
     // Pass 1: pieces per row (null rows: none). Pass 2: copy the pieces without separators.
     const listOffsets = new Int32Array(n + 1);
-    let pieces = 0, bytes = 0;
+    let pieces = 0,
+      bytes = 0;
     for (let i = 0; i < n; i++) {
       if (isValid(d, i)) {
-        const s = o[i]!, e = o[i + 1]!;
+        const s = o[i]!,
+          e = o[i + 1]!;
         let c = 1;
         for (let p = indexOfBytes(b, s, e, sep); p >= 0; p = indexOfBytes(b, p + sl, e, sep)) c++;
         pieces += c;
@@ -44,7 +47,8 @@ export const strSplit: FunctionDef = {
     }
     const childOffsets = new Int32Array(pieces + 1);
     const childBytes = new Uint8Array(bytes);
-    let piece = 0, pos = 0;
+    let piece = 0,
+      pos = 0;
     for (let i = 0; i < n; i++) {
       if (listOffsets[i + 1] === listOffsets[i]) continue;
       const e = o[i + 1]!;

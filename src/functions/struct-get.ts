@@ -23,7 +23,13 @@ export const structGet: FunctionDef = {
     const f = t.structFields().find((x) => x.name === name);
     if (!f) {
       throw new ExpressionTypeError(
-        `struct.get: field '${name}' not found in ${describeArg(ctx, fields, 0)}; fields: ${t.structFields().map((x) => `'${x.name}'`).join(', ') || '(none)'}`);
+        `struct.get: field '${name}' not found in ${describeArg(ctx, fields, 0)}; fields: ${
+          t
+            .structFields()
+            .map((x) => `'${x.name}'`)
+            .join(', ') || '(none)'
+        }`,
+      );
     }
     return f.type;
   },

@@ -2,7 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import type { FileFormat } from './paths.ts';
 
-export interface WrittenFile { path: string; rows: number; bytes: number }
+export interface WrittenFile {
+  path: string;
+  rows: number;
+  bytes: number;
+}
 export type WriteMode = 'error' | 'overwrite' | 'append';
 
 /** The write a commit protocol works on (a DatasetWriter). */

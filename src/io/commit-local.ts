@@ -9,8 +9,15 @@ import { hostname } from 'node:os';
 import { inspectParquet } from './parquet/index.ts';
 import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, readManifest, type FileFormat, type Manifest } from './paths.ts';
 import {
-  COMMIT_MARKER_NAME, FOREIGN_OWNER_STALE_MS, FOREIGN_TEMP_STALE_MS, currentOwner, describeOwner, ownerGone, parseOwner,
-  pidAlive, readCommitMarker,
+  COMMIT_MARKER_NAME,
+  FOREIGN_OWNER_STALE_MS,
+  FOREIGN_TEMP_STALE_MS,
+  currentOwner,
+  describeOwner,
+  ownerGone,
+  parseOwner,
+  pidAlive,
+  readCommitMarker,
 } from './commit-state.ts';
 import { PART_RE, crashPointReached, isOutputName, newRunId, type RunPlace, type WriteMode, type WriteRun, type WrittenFile } from './commit-common.ts';
 
@@ -39,7 +46,9 @@ export async function beginLocal(dir: string, format: FileFormat, mode: WriteMod
     const entries = await fs.promises.readdir(abs);
     const existing = entries.filter((n) => isOutputName(n) || n === MANIFEST_NAME);
     if (existing.length > 0) {
-      throw new Error(`output directory ${abs} already holds data (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', ...' : ''}); use mode 'overwrite' or 'append'`);
+      throw new Error(
+        `output directory ${abs} already holds data (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', ...' : ''}); use mode 'overwrite' or 'append'`,
+      );
     }
   }
   if (st && mode === 'append') {
@@ -91,7 +100,8 @@ async function commitLocked(w: WriteRun, parts: WrittenFile[], committed: () => 
   // We hold the lock, so a marker left here belongs to a commit that died holding it.
   await recoverInterruptedCommit(w);
   const previous = w.mode === 'error' ? null : readManifest(w.dir);
-  if (w.mode === 'error' && readManifest(w.dir)) throw new Error(`output directory ${w.dir} already holds a committed dataset (written meanwhile); use mode 'overwrite' or 'append'`);
+  if (w.mode === 'error' && readManifest(w.dir))
+    throw new Error(`output directory ${w.dir} already holds a committed dataset (written meanwhile); use mode 'overwrite' or 'append'`);
   const final: WrittenFile[] = [];
   const marker = path.join(w.dir, COMMIT_MARKER_NAME);
   try {
@@ -190,7 +200,9 @@ export async function cleanupTemp(w: WriteRun): Promise<void> {
   const tempRoot = path.dirname(w.tempDir);
   try {
     await fs.promises.rmdir(tempRoot); // only when no other run is in flight
-  } catch { /* other runs' temp dirs remain */ }
+  } catch {
+    /* other runs' temp dirs remain */
+  }
 }
 
 /**

@@ -7,7 +7,16 @@ import { inspectParquet } from './parquet/index.ts';
 import { EXTENSIONS, MANIFEST_NAME, TEMP_DIR_NAME, parseManifest, type FileFormat, type Manifest } from './paths.ts';
 import { COMMIT_MARKER_NAME, FOREIGN_TEMP_STALE_MS, currentOwner } from './commit-state.ts';
 import {
-  copyObject, deleteObjects, deletePrefix, getObjectOrNull, isConditionFailure, isRemotePath, listObjects, putObject, storeFor, trimSlash,
+  copyObject,
+  deleteObjects,
+  deletePrefix,
+  getObjectOrNull,
+  isConditionFailure,
+  isRemotePath,
+  listObjects,
+  putObject,
+  storeFor,
+  trimSlash,
 } from './store/index.ts';
 import { PART_RE, crashPointReached, isOutputName, newRunId, type RunPlace, type WriteMode, type WriteRun, type WrittenFile } from './commit-common.ts';
 
@@ -17,12 +26,13 @@ export async function beginObjects(dir: string, format: FileFormat, mode: WriteM
   storeFor(base); // validates the URI (bucket name)
   // Top level only: "sub-directories" come back as prefixes.
   const { objects, prefixes } = await listObjects(`${base}/`, { delimiter: '/' });
-  const names = [...objects.map((o) => o.key), ...prefixes.map((p) => p.replace(/\/$/, ''))]
-    .map((k) => k.slice(k.lastIndexOf('/') + 1));
+  const names = [...objects.map((o) => o.key), ...prefixes.map((p) => p.replace(/\/$/, ''))].map((k) => k.slice(k.lastIndexOf('/') + 1));
   if (mode === 'error') {
     const existing = names.filter((n) => isOutputName(n) || n === MANIFEST_NAME);
     if (existing.length > 0) {
-      throw new Error(`output prefix ${base}/ already holds data (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', ...' : ''}); use mode 'overwrite' or 'append'`);
+      throw new Error(
+        `output prefix ${base}/ already holds data (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', ...' : ''}); use mode 'overwrite' or 'append'`,
+      );
     }
   }
   const previous = mode === 'append' && names.includes(MANIFEST_NAME) ? await readManifestS3(base) : null;
@@ -52,7 +62,7 @@ export async function commitObjects(w: WriteRun, parts: WrittenFile[], committed
     seen.add(part.path);
     if (!present.has(part.path)) throw new Error(`part ${part.path} is missing; was it written?`);
   }
-  if (w.mode === 'error' && await readManifestS3(w.dir)) throw lostCreateRace(w);
+  if (w.mode === 'error' && (await readManifestS3(w.dir))) throw lostCreateRace(w);
   const markerUri = `${prefix}${COMMIT_MARKER_NAME}`;
   const final: WrittenFile[] = [];
   let replaced: Manifest | null = null;
@@ -91,7 +101,9 @@ export async function commitObjects(w: WriteRun, parts: WrittenFile[], committed
 }
 
 function lostCreateRace(w: WriteRun): Error {
-  return new Error(`output prefix ${w.dir}/ was committed by another writer while this one was writing (mode 'error' lost the race; nothing of this write was kept); use mode 'overwrite' or 'append'`);
+  return new Error(
+    `output prefix ${w.dir}/ was committed by another writer while this one was writing (mode 'error' lost the race; nothing of this write was kept); use mode 'overwrite' or 'append'`,
+  );
 }
 
 /**
@@ -125,7 +137,8 @@ async function putManifestConditional(w: WriteRun, ours: WrittenFile[]): Promise
     };
     try {
       await putObject(uri, `${JSON.stringify(manifest, null, 2)}\n`, {
-        contentType: 'application/json', ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
+        contentType: 'application/json',
+        ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
       });
       return current?.manifest ?? null;
     } catch (e) {
@@ -135,7 +148,9 @@ async function putManifestConditional(w: WriteRun, ours: WrittenFile[]): Promise
       if (!lost) throw e;
       if (w.mode === 'error') throw lostCreateRace(w);
       if (attempt >= attempts) {
-        throw new Error(`could not commit to ${w.dir}/: its ${MANIFEST_NAME} manifest changed under each of ${attempts} attempts (other writers are committing to it); nothing of this write was kept`);
+        throw new Error(
+          `could not commit to ${w.dir}/: its ${MANIFEST_NAME} manifest changed under each of ${attempts} attempts (other writers are committing to it); nothing of this write was kept`,
+        );
       }
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(2000, 25 * 2 ** attempt)));
     }

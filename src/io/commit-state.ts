@@ -60,7 +60,9 @@ export function parseOwner(text: string): Owner | null {
   try {
     const o = JSON.parse(text) as Partial<Owner> | null;
     if (o && typeof o.pid === 'number' && typeof o.host === 'string' && typeof o.startedAt === 'string' && typeof o.runId === 'string') return o as Owner;
-  } catch { /* not ours, or half-written */ }
+  } catch {
+    /* not ours, or half-written */
+  }
   return null;
 }
 
@@ -86,12 +88,20 @@ export function readCommitMarker(dir: string): Owner | null {
  * be (the marked commit finished: its manifest is there; or it is still running and the previous
  * manifest, which it has not replaced yet, is the dataset).
  */
-export function interruptedCommitError(where: string, markerPath: string, marker: Owner | null, manifestRunId: string | null | undefined, hasManifest: boolean): Error | null {
+export function interruptedCommitError(
+  where: string,
+  markerPath: string,
+  marker: Owner | null,
+  manifestRunId: string | null | undefined,
+  hasManifest: boolean,
+): Error | null {
   if (!marker) return null;
   if (hasManifest && manifestRunId === marker.runId) return null; // committed; only the marker's removal was lost
   const running = !ownerGone(marker);
   if (running && hasManifest) return null;
-  return new Error(`${where} is not a complete dataset: the commit of ${describeOwner(marker)} ${running ? 'is still in progress' : 'was interrupted'} ` +
-    `(${markerPath} is present, ${hasManifest ? 'the _SUCCESS manifest is from an earlier run' : 'there is no _SUCCESS manifest'}); ` +
-    (running ? 'read it once that commit finishes' : "write it again with mode 'overwrite' (or append to it) to recover"));
+  return new Error(
+    `${where} is not a complete dataset: the commit of ${describeOwner(marker)} ${running ? 'is still in progress' : 'was interrupted'} ` +
+      `(${markerPath} is present, ${hasManifest ? 'the _SUCCESS manifest is from an earlier run' : 'there is no _SUCCESS manifest'}); ` +
+      (running ? 'read it once that commit finishes' : "write it again with mode 'overwrite' (or append to it) to recover"),
+  );
 }

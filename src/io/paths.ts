@@ -6,8 +6,20 @@ import type * as arrow from 'apache-arrow';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import { COMMIT_MARKER_NAME, interruptedCommitError, readCommitMarker } from './commit-state.ts';
 import {
-  getObjectOrNullSync, globObjectsSync, groupObjectHints, headObjectSync, isObjectGlob, isRemotePath, joinUri, listManySync, listObjectsSync,
-  noteObjects, storeFor, toLocalPath, type Listing, type ObjectInfo,
+  getObjectOrNullSync,
+  globObjectsSync,
+  groupObjectHints,
+  headObjectSync,
+  isObjectGlob,
+  isRemotePath,
+  joinUri,
+  listManySync,
+  listObjectsSync,
+  noteObjects,
+  storeFor,
+  toLocalPath,
+  type Listing,
+  type ObjectInfo,
 } from './store/index.ts';
 
 export type FileFormat = 'parquet' | 'csv';
@@ -22,8 +34,18 @@ export const EXTENSIONS: Record<FileFormat, readonly string[]> = {
   csv: ['.csv', '.tsv'],
 };
 
-export interface ManifestFile { path: string; rows: number; bytes: number }
-export interface Manifest { format: string; files: ManifestFile[]; rows?: number; committedAt?: string; runId?: string }
+export interface ManifestFile {
+  path: string;
+  rows: number;
+  bytes: number;
+}
+export interface Manifest {
+  format: string;
+  files: ManifestFile[];
+  rows?: number;
+  committedAt?: string;
+  runId?: string;
+}
 
 /**
  * Is `spec` in an object store (keys, prefixes, key globs) rather than a directory tree (files,
@@ -77,8 +99,13 @@ export function parseManifest(text: string, where: string): Manifest | null {
     throw new Error(`corrupt dataset manifest ${where}: ${(e as Error).message}`);
   }
   const m = json as Partial<Manifest> | null;
-  if (!m || typeof m !== 'object' || typeof m.format !== 'string' || !Array.isArray(m.files) ||
-    !m.files.every((f) => f && typeof f.path === 'string' && typeof f.rows === 'number' && typeof f.bytes === 'number')) {
+  if (
+    !m ||
+    typeof m !== 'object' ||
+    typeof m.format !== 'string' ||
+    !Array.isArray(m.files) ||
+    !m.files.every((f) => f && typeof f.path === 'string' && typeof f.rows === 'number' && typeof f.bytes === 'number')
+  ) {
     throw new Error(`corrupt dataset manifest ${where}: expected {format, files: [{path, rows, bytes}]}`);
   }
   return m as Manifest;
@@ -153,11 +180,15 @@ function expandPrefix(dirUri: string, objects: readonly ObjectInfo[], what: File
   }
   // No manifest, but a writer's commit marker (put before its first copy, deleted with its temp
   // keys once committed): the data files here are a partial commit, not a dataset.
-  const marker = objects.find((o) => o.key.startsWith(`${prefixKey}${TEMP_DIR_NAME}/`) && o.key.endsWith(`/${COMMIT_MARKER_NAME}`) &&
-    o.key.slice(prefixKey.length).split('/').length === 3);
+  const marker = objects.find(
+    (o) =>
+      o.key.startsWith(`${prefixKey}${TEMP_DIR_NAME}/`) && o.key.endsWith(`/${COMMIT_MARKER_NAME}`) && o.key.slice(prefixKey.length).split('/').length === 3,
+  );
   if (marker) {
-    throw new Error(`${dir} is not a complete dataset: a commit into it is in progress or was interrupted (${marker.uri} is present and there is no ${MANIFEST_NAME} manifest); ` +
-      "read it once that commit finishes, or write it again with mode 'overwrite' (or append to it) to recover");
+    throw new Error(
+      `${dir} is not a complete dataset: a commit into it is in progress or was interrupted (${marker.uri} is present and there is no ${MANIFEST_NAME} manifest); ` +
+        "read it once that commit finishes, or write it again with mode 'overwrite' (or append to it) to recover",
+    );
   }
   const out = objects.filter((o) => {
     const rel = o.key.slice(prefixKey.length);
@@ -223,8 +254,9 @@ function expandOne(spec: string, what: FileFormat, listed?: Map<string, Listing 
   if (st?.isFile()) return [path.resolve(local)];
   if (isDynamicPattern(local)) {
     // Uncommitted output under _temporary is never data, whatever the pattern says.
-    const matches = globSync([local.split(path.sep).join('/')], { absolute: true, onlyFiles: true, expandDirectories: false })
-      .filter((m) => !m.split(/[\\/]/).includes(TEMP_DIR_NAME));
+    const matches = globSync([local.split(path.sep).join('/')], { absolute: true, onlyFiles: true, expandDirectories: false }).filter(
+      (m) => !m.split(/[\\/]/).includes(TEMP_DIR_NAME),
+    );
     if (matches.length === 0) throw new Error(`no files match ${spec}`);
     return matches.map((m) => path.resolve(m));
   }
@@ -243,7 +275,11 @@ export function expandPaths(pathOrGlobOrList: string | readonly string[], what: 
   if (specs.length === 0) throw new Error(`no ${what} paths given`);
   const literal = opts.literal === true;
   // A list of S3 object URIs: their listings in one parallel round instead of one call each.
-  const plain = literal ? [] : specs.filter((s) => typeof s === 'string' && isRemotePath(s) && inObjectStore(s) && !isObjectGlob(s) && !/\/$/.test(storeFor(s).key) && storeFor(s).key !== '');
+  const plain = literal
+    ? []
+    : specs.filter(
+        (s) => typeof s === 'string' && isRemotePath(s) && inObjectStore(s) && !isObjectGlob(s) && !/\/$/.test(storeFor(s).key) && storeFor(s).key !== '',
+      );
   const listed = plain.length > 1 ? listManySync([...new Set(plain)]) : undefined;
   const all = new Set<string>();
   for (const s of specs) for (const f of expandOne(s, what, listed, literal)) all.add(f);

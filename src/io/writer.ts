@@ -93,9 +93,10 @@ export class DatasetWriter {
     this.assertOpen('writePart');
     const p = this.partPath(index);
     try {
-      const r = this.format === 'parquet'
-        ? await writeParquetFile(p, batches, pick(opts, ['schema', 'compression', 'rowGroupSize']))
-        : await writeCsvFile(p, batches, pick(opts, ['schema', 'delimiter', 'header']));
+      const r =
+        this.format === 'parquet'
+          ? await writeParquetFile(p, batches, pick(opts, ['schema', 'compression', 'rowGroupSize']))
+          : await writeCsvFile(p, batches, pick(opts, ['schema', 'delimiter', 'header']));
       return { path: p, rows: r.rows, bytes: r.bytes };
     } catch (e) {
       await deleteObjects([p]).catch(() => undefined); // the sinks leave nothing; belt and braces
@@ -128,7 +129,9 @@ export class DatasetWriter {
     if (this.createdDir) {
       try {
         await fs.promises.rmdir(this.dir); // only if we made it and nothing else landed there
-      } catch { /* not empty: leave it */ }
+      } catch {
+        /* not empty: leave it */
+      }
     }
   }
 

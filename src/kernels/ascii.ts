@@ -21,7 +21,11 @@ export function asciiCaseMap(src: Uint8Array, start: number, end: number, upper:
   const table = upper ? UPPER : LOWER;
   const head = Math.min(len, (4 - (abs & 3)) & 3);
   let acc = 0;
-  for (let k = 0; k < head; k++) { const c = src[start + k]!; acc |= c; out[k] = table[c]!; }
+  for (let k = 0; k < head; k++) {
+    const c = src[start + k]!;
+    acc |= c;
+    out[k] = table[c]!;
+  }
   const words = (len - head) >> 2;
   if (words > 0) {
     const in32 = new Int32Array(src.buffer, abs + head, words);
@@ -39,7 +43,11 @@ export function asciiCaseMap(src: Uint8Array, start: number, end: number, upper:
     }
     acc |= (wacc >>> 24) | (wacc >>> 16) | (wacc >>> 8) | wacc;
   }
-  for (let k = head + words * 4; k < len; k++) { const c = src[start + k]!; acc |= c; out[k] = table[c]!; }
+  for (let k = head + words * 4; k < len; k++) {
+    const c = src[start + k]!;
+    acc |= c;
+    out[k] = table[c]!;
+  }
   return { out, ascii: (acc & 0x80) === 0 };
 }
 

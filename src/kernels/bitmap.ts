@@ -43,11 +43,17 @@ export function popcount(b: Uint8Array, offset: number, n: number): number {
   const end = offset + n;
   let c = 0;
   // Leading bits up to a byte boundary, whole bytes, trailing bits.
-  while (i < end && (i & 7) !== 0) { c += (b[i >> 3]! >> (i & 7)) & 1; i++; }
+  while (i < end && (i & 7) !== 0) {
+    c += (b[i >> 3]! >> (i & 7)) & 1;
+    i++;
+  }
   const endByte = end >> 3;
   for (let k = i >> 3; k < endByte; k++) c += POPCNT[b[k]!]!;
   i = Math.max(i, endByte << 3);
-  while (i < end) { c += (b[i >> 3]! >> (i & 7)) & 1; i++; }
+  while (i < end) {
+    c += (b[i >> 3]! >> (i & 7)) & 1;
+    i++;
+  }
   return c;
 }
 
@@ -175,4 +181,3 @@ export function finishValidity(bits: Uint8Array | null, n: number): { nullBitmap
   if (nullCount === 0) return { nullBitmap: new Uint8Array(0), nullCount: 0 };
   return { nullBitmap: bits, nullCount };
 }
-

@@ -13,7 +13,12 @@ import { formatFloat32, formatPhysicalValue } from '../convert/index.ts';
 
 /** A value that cannot be converted (unparseable text, invalid UTF-8). */
 export class CastError extends Error {
-  constructor(message: string, readonly value: string, readonly row: number, readonly target: string) {
+  constructor(
+    message: string,
+    readonly value: string,
+    readonly row: number,
+    readonly target: string,
+  ) {
     super(message);
     this.name = 'CastError';
   }
@@ -26,13 +31,18 @@ const isNum = (k: DataTypeKind) => INT_KINDS.has(k) || FLOAT_KINDS.has(k);
 const isBig = (k: DataTypeKind) => k === 'int64' || k === 'uint64';
 
 const RANGE: Partial<Record<DataTypeKind, [number, number]>> = {
-  int8: [-128, 127], int16: [-32768, 32767], int32: [-2147483648, 2147483647],
-  uint8: [0, 255], uint16: [0, 65535], uint32: [0, 4294967295],
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 4294967295],
 };
 
 /** Why `from` cannot be cast to `to`, or null when it can. */
 export function castUnsupportedReason(from: DataType, to: DataType): string | null {
-  const f = from.kind, t = to.kind;
+  const f = from.kind,
+    t = to.kind;
   if (from.equals(to) || f === 'null' || t === 'utf8') return null;
   if ((isNum(f) || f === 'bool') && (isNum(t) || t === 'bool')) return null;
   if (f === 'utf8' && (isNum(t) || t === 'bool' || t === 'date' || t === 'timestamp' || t === 'binary')) return null;
@@ -59,7 +69,10 @@ export function castUnsupportedReason(from: DataType, to: DataType): string | nu
 /** Mutable validity for a cast result: starts as the input's, rows that fail to convert are cleared. */
 class Valid {
   bits: Uint8Array | null;
-  constructor(d: arrow.Data, private readonly n: number) {
+  constructor(
+    d: arrow.Data,
+    private readonly n: number,
+  ) {
     const v = validity0(d);
     this.bits = v === null ? null : v.slice();
   }
@@ -139,7 +152,10 @@ function numToNum(d: arrow.Data, f: DataTypeKind, to: DataType): arrow.Data {
   const hi = t === 'int64' ? TWO63 : TWO64;
   for (let i = 0; i < n; i++) {
     const v = Math.trunc(src[i]!);
-    if (!(v >= lo && v < hi)) { valid.fail(i); continue; }
+    if (!(v >= lo && v < hi)) {
+      valid.fail(i);
+      continue;
+    }
     const h = Math.floor(v / TWO32);
     p[2 * i] = (v - h * TWO32) | 0;
     p[2 * i + 1] = h | 0;
@@ -153,21 +169,41 @@ function bigToBig(d: arrow.Data, t: DataTypeKind, type: arrow.DataType, valid: V
   const p = pairs(src, n);
   // Same bits; values whose sign bit flips meaning (negative int64 / uint64 >= 2^63) become null.
   for (let i = 0; i < n; i++) if (p[2 * i + 1]! < 0) valid.fail(i);
-  const out = t === 'int64' ? new BigInt64Array(src.buffer.slice(src.byteOffset, src.byteOffset + n * 8))
-    : new BigUint64Array(src.buffer.slice(src.byteOffset, src.byteOffset + n * 8));
+  const out =
+    t === 'int64'
+      ? new BigInt64Array(src.buffer.slice(src.byteOffset, src.byteOffset + n * 8))
+      : new BigUint64Array(src.buffer.slice(src.byteOffset, src.byteOffset + n * 8));
   return mkData(type, n, valid.bits, out);
 }
 
-function arrayFor(k: DataTypeKind): Int8ArrayConstructor | Int16ArrayConstructor | Int32ArrayConstructor | Uint8ArrayConstructor | Uint16ArrayConstructor | Uint32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor {
+function arrayFor(
+  k: DataTypeKind,
+):
+  | Int8ArrayConstructor
+  | Int16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint8ArrayConstructor
+  | Uint16ArrayConstructor
+  | Uint32ArrayConstructor
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor {
   switch (k) {
-    case 'int8': return Int8Array;
-    case 'int16': return Int16Array;
-    case 'int32': return Int32Array;
-    case 'uint8': return Uint8Array;
-    case 'uint16': return Uint16Array;
-    case 'uint32': return Uint32Array;
-    case 'float32': return Float32Array;
-    default: return Float64Array;
+    case 'int8':
+      return Int8Array;
+    case 'int16':
+      return Int16Array;
+    case 'int32':
+      return Int32Array;
+    case 'uint8':
+      return Uint8Array;
+    case 'uint16':
+      return Uint16Array;
+    case 'uint32':
+      return Uint32Array;
+    case 'float32':
+      return Float32Array;
+    default:
+      return Float64Array;
   }
 }
 
@@ -227,12 +263,19 @@ function binaryToUtf8(d: arrow.Data): arrow.Data {
   const bytes = d.values as Uint8Array;
   const n = d.length;
   let whole = true;
-  try { decodeUtf8Strict(bytes.subarray(o[0]!, o[n]!)); } catch { whole = false; }
+  try {
+    decodeUtf8Strict(bytes.subarray(o[0]!, o[n]!));
+  } catch {
+    whole = false;
+  }
   for (let i = 0; i < n; i++) {
-    const s = o[i]!, e = o[i + 1]!;
+    const s = o[i]!,
+      e = o[i + 1]!;
     // A row starting with a continuation byte means a character straddles a row boundary.
     if (whole && (s === e || (bytes[s]! & 0xc0) !== 0x80)) continue;
-    try { decodeUtf8Strict(bytes.subarray(s, e)); } catch {
+    try {
+      decodeUtf8Strict(bytes.subarray(s, e));
+    } catch {
       if (getValidAt(d, i)) throw new CastError(`invalid UTF-8 at row ${i}`, Buffer.from(bytes.subarray(s, e)).toString('hex'), i, 'utf8');
     }
   }
@@ -275,7 +318,9 @@ function fromUtf8(d: arrow.Data, to: DataType): arrow.Data {
     const bits = new Uint8Array(bitmapBytes(n));
     for (let i = 0; i < n; i++) {
       if (!valid.isValid(i)) continue;
-      const s = latin1(bytes, o[i]!, o[i + 1]!).trim().toLowerCase();
+      const s = latin1(bytes, o[i]!, o[i + 1]!)
+        .trim()
+        .toLowerCase();
       if (TRUE_WORDS.has(s)) bits[i >> 3]! |= 1 << (i & 7);
       else if (!FALSE_WORDS.has(s)) parseFail(d, i, to);
     }
@@ -340,7 +385,10 @@ function parseIntBytes(b: Uint8Array, s: number, e: number): number | null {
   while (s < e && (b[s] === 32 || b[s] === 9)) s++;
   while (e > s && (b[e - 1] === 32 || b[e - 1] === 9)) e--;
   let neg = false;
-  if (s < e && (b[s] === 45 || b[s] === 43)) { neg = b[s] === 45; s++; }
+  if (s < e && (b[s] === 45 || b[s] === 43)) {
+    neg = b[s] === 45;
+    s++;
+  }
   if (s === e || e - s > 15) {
     // Too long for exact double accumulation: let BigInt decide (still rejects junk).
     if (s === e) return null;
@@ -360,7 +408,8 @@ function parseIntBytes(b: Uint8Array, s: number, e: number): number | null {
 
 function temporalCast(d: arrow.Data, from: DataType, to: DataType): arrow.Data {
   const n = d.length;
-  const f = from.kind, t = to.kind;
+  const f = from.kind,
+    t = to.kind;
   const type = to.toArrow();
   // Integers and temporals share physical layouts: reinterpret, then convert integer widths.
   if (isInt(f)) {
@@ -398,7 +447,8 @@ function temporalCast(d: arrow.Data, from: DataType, to: DataType): arrow.Data {
   // timestamp -> timestamp
   const toUnit = (to.json as { unit: 's' }).unit;
   if (toUnit === unit) return retype(d, type);
-  const a = TICKS_PER_SECOND[unit], b = TICKS_PER_SECOND[toUnit];
+  const a = TICKS_PER_SECOND[unit],
+    b = TICKS_PER_SECOND[toUnit];
   const out = new BigInt64Array(n);
   if (b > a) {
     const k = b / a;
@@ -428,7 +478,8 @@ function listCast(d: arrow.Data, from: DataType, to: DataType): arrow.Data {
     return mkData(type, n, validCopy, undefined, offsets, [child]);
   }
   const o = d.valueOffsets as Int32Array;
-  const start = o[0]!, end = o[n]!;
+  const start = o[0]!,
+    end = o[n]!;
   const offsets = start === 0 ? o.subarray(0, n + 1) : o.subarray(0, n + 1).map((x) => x - start);
   const child = castData(d.children[0]!.slice(start, end - start), to.child());
   return mkData(type, n, validCopy, undefined, offsets, [child]);
@@ -448,7 +499,8 @@ export function castData(d: arrow.Data, to: DataType): arrow.Data {
   const reason = castUnsupportedReason(from, to);
   if (reason) throw new TypeError(reason);
   if (from.equals(to)) return retype(d, to.toArrow());
-  const f = from.kind, t = to.kind;
+  const f = from.kind,
+    t = to.kind;
   if (f === 'null') return allNull(to.toArrow(), d.length);
   if (t === 'utf8') return toUtf8(d, from);
   if ((isNum(f) || f === 'bool') && (isNum(t) || t === 'bool')) return numToNum(d, f, to);
@@ -490,7 +542,8 @@ function normalizeLayout(d: arrow.Data): arrow.Data {
     case arrow.Type.LargeBinary: {
       const o = d.valueOffsets as unknown as BigInt64Array;
       const n = d.length;
-      const start = Number(o[0]!), end = Number(o[n]!);
+      const start = Number(o[0]!),
+        end = Number(o[n]!);
       if (end - start > 0x7fffffff) throw new RangeError('string column over 2 GiB cannot be converted to 32-bit offsets');
       const offsets = new Int32Array(n + 1);
       for (let i = 0; i <= n; i++) offsets[i] = Number(o[i]!) - start;
@@ -512,10 +565,15 @@ function normalizeLayout(d: arrow.Data): arrow.Data {
       const children = d.children.map(normalizeLayout);
       if (children.every((c, i) => c === d.children[i])) return d;
       const fields = children.map((c, i) => new arrow.Field(t.children[i]!.name, c.type, true));
-      const nt = t.typeId === arrow.Type.List ? new arrow.List(fields[0]!)
-        : t.typeId === arrow.Type.FixedSizeList ? new arrow.FixedSizeList(fixedListSize(t), fields[0]!) : new arrow.Struct(fields);
+      const nt =
+        t.typeId === arrow.Type.List
+          ? new arrow.List(fields[0]!)
+          : t.typeId === arrow.Type.FixedSizeList
+            ? new arrow.FixedSizeList(fixedListSize(t), fields[0]!)
+            : new arrow.Struct(fields);
       return d.clone(nt, d.offset, d.length, d.nullCount, undefined, children);
     }
-    default: return d;
+    default:
+      return d;
   }
 }

@@ -7,10 +7,19 @@ import { allNull as allNullOf, arrayCtor, fixedListSize, isPrimitive, mkData, nu
 function setRange(b: Uint8Array, start: number, n: number): void {
   let i = start;
   const end = start + n;
-  while (i < end && (i & 7) !== 0) { b[i >> 3]! |= 1 << (i & 7); i++; }
+  while (i < end && (i & 7) !== 0) {
+    b[i >> 3]! |= 1 << (i & 7);
+    i++;
+  }
   const fullEnd = end & ~7;
-  if (i < fullEnd) { b.fill(0xff, i >> 3, fullEnd >> 3); i = fullEnd; }
-  while (i < end) { b[i >> 3]! |= 1 << (i & 7); i++; }
+  if (i < fullEnd) {
+    b.fill(0xff, i >> 3, fullEnd >> 3);
+    i = fullEnd;
+  }
+  while (i < end) {
+    b[i >> 3]! |= 1 << (i & 7);
+    i++;
+  }
 }
 
 function concatValidity(parts: readonly arrow.Data[], n: number): Uint8Array | null {
@@ -18,8 +27,9 @@ function concatValidity(parts: readonly arrow.Data[], n: number): Uint8Array | n
   const out = new Uint8Array(bitmapBytes(n));
   let pos = 0;
   for (const p of parts) {
-    if (p.typeId === arrow.Type.Null) { /* all null: leave zeros */ }
-    else if (p.nullCount === 0) setRange(out, pos, p.length);
+    if (p.typeId === arrow.Type.Null) {
+      /* all null: leave zeros */
+    } else if (p.nullCount === 0) setRange(out, pos, p.length);
     else copyBits(p.nullBitmap!, p.offset, out, pos, p.length);
     pos += p.length;
   }
@@ -34,7 +44,8 @@ function childRange(p: arrow.Data): [number, number] {
 
 function concatOffsets(parts: readonly arrow.Data[], n: number): Int32Array {
   const out = new Int32Array(n + 1);
-  let pos = 0, base = 0;
+  let pos = 0,
+    base = 0;
   for (const p of parts) {
     const o = p.valueOffsets as Int32Array;
     const shift = base - o[0]!;
@@ -57,14 +68,20 @@ export function concatData(parts: readonly arrow.Data[], type: arrow.DataType): 
   }
   // Null-typed parts (e.g. an all-null literal column) become all-null parts of the target type.
   if (parts.some((p) => p.typeId === arrow.Type.Null)) {
-    return concatData(parts.map((p) => (p.typeId === arrow.Type.Null ? allNullOf(type, p.length) : p)), type);
+    return concatData(
+      parts.map((p) => (p.typeId === arrow.Type.Null ? allNullOf(type, p.length) : p)),
+      type,
+    );
   }
   const validity = concatValidity(parts, n);
   switch (type.typeId) {
     case arrow.Type.Bool: {
       const bits = new Uint8Array(bitmapBytes(n));
       let pos = 0;
-      for (const p of parts) { copyBits(p.values as Uint8Array, p.offset, bits, pos, p.length); pos += p.length; }
+      for (const p of parts) {
+        copyBits(p.values as Uint8Array, p.offset, bits, pos, p.length);
+        pos += p.length;
+      }
       return mkData(type, n, validity, bits);
     }
     case arrow.Type.Utf8:
@@ -82,7 +99,10 @@ export function concatData(parts: readonly arrow.Data[], type: arrow.DataType): 
     case arrow.Type.List: {
       const offsets = concatOffsets(parts, n);
       const childType = type.children[0]!.type;
-      const children = parts.map((p) => { const [s, e] = childRange(p); return p.children[0]!.slice(s, e - s); });
+      const children = parts.map((p) => {
+        const [s, e] = childRange(p);
+        return p.children[0]!.slice(s, e - s);
+      });
       return mkData(type, n, validity, undefined, offsets, [concatData(children, childType)]);
     }
     case arrow.Type.FixedSizeList: {
@@ -92,7 +112,11 @@ export function concatData(parts: readonly arrow.Data[], type: arrow.DataType): 
     }
     case arrow.Type.Struct: {
       const children = (type as arrow.Struct).children.map((f, j) =>
-        concatData(parts.map((p) => p.children[j]!.slice(0, p.length)), f.type));
+        concatData(
+          parts.map((p) => p.children[j]!.slice(0, p.length)),
+          f.type,
+        ),
+      );
       return mkData(type, n, validity, undefined, undefined, children);
     }
     default: {
@@ -107,4 +131,3 @@ export function concatData(parts: readonly arrow.Data[], type: arrow.DataType): 
     }
   }
 }
-

@@ -13,8 +13,16 @@ export type NumArray = Int8Array | Int16Array | Int32Array | Uint8Array | Uint16
 export type BigArray = BigInt64Array | BigUint64Array;
 export type TypedArray = NumArray | BigArray;
 export type TypedArrayCtor =
-  | Int8ArrayConstructor | Int16ArrayConstructor | Int32ArrayConstructor | Uint8ArrayConstructor | Uint16ArrayConstructor
-  | Uint32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor | BigInt64ArrayConstructor | BigUint64ArrayConstructor;
+  | Int8ArrayConstructor
+  | Int16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint8ArrayConstructor
+  | Uint16ArrayConstructor
+  | Uint32ArrayConstructor
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor
+  | BigInt64ArrayConstructor
+  | BigUint64ArrayConstructor;
 
 /** Low-level constructor: buffers as Arrow JS expects them (empty bitmap when nothing is null). */
 export function mkData(
@@ -55,16 +63,24 @@ export function arrayCtor(type: arrow.DataType): TypedArrayCtor {
     case arrow.Type.Int: {
       const t = type as arrow.Int;
       switch (t.bitWidth) {
-        case 8: return t.isSigned ? Int8Array : Uint8Array;
-        case 16: return t.isSigned ? Int16Array : Uint16Array;
-        case 32: return t.isSigned ? Int32Array : Uint32Array;
-        default: return t.isSigned ? BigInt64Array : BigUint64Array;
+        case 8:
+          return t.isSigned ? Int8Array : Uint8Array;
+        case 16:
+          return t.isSigned ? Int16Array : Uint16Array;
+        case 32:
+          return t.isSigned ? Int32Array : Uint32Array;
+        default:
+          return t.isSigned ? BigInt64Array : BigUint64Array;
       }
     }
-    case arrow.Type.Float: return (type as arrow.Float).precision === arrow.Precision.SINGLE ? Float32Array : Float64Array;
-    case arrow.Type.Date: return (type as arrow.Date_).unit === arrow.DateUnit.DAY ? Int32Array : BigInt64Array;
-    case arrow.Type.Timestamp: return BigInt64Array;
-    default: throw new TypeError(`${String(type)} is not a fixed-width primitive type`);
+    case arrow.Type.Float:
+      return (type as arrow.Float).precision === arrow.Precision.SINGLE ? Float32Array : Float64Array;
+    case arrow.Type.Date:
+      return (type as arrow.Date_).unit === arrow.DateUnit.DAY ? Int32Array : BigInt64Array;
+    case arrow.Type.Timestamp:
+      return BigInt64Array;
+    default:
+      throw new TypeError(`${String(type)} is not a fixed-width primitive type`);
   }
 }
 
@@ -87,10 +103,13 @@ export function fixedListSize(type: arrow.DataType): number {
 export function allNull(type: arrow.DataType, n: number): arrow.Data {
   const bm = new Uint8Array(bitmapBytes(n));
   switch (type.typeId) {
-    case arrow.Type.Null: return nullTypeData(n);
-    case arrow.Type.Bool: return mkDataCounted(type, n, bm, n, new Uint8Array(bitmapBytes(n)));
+    case arrow.Type.Null:
+      return nullTypeData(n);
+    case arrow.Type.Bool:
+      return mkDataCounted(type, n, bm, n, new Uint8Array(bitmapBytes(n)));
     case arrow.Type.Utf8:
-    case arrow.Type.Binary: return mkDataCounted(type, n, bm, n, new Uint8Array(0), new Int32Array(n + 1));
+    case arrow.Type.Binary:
+      return mkDataCounted(type, n, bm, n, new Uint8Array(0), new Int32Array(n + 1));
     case arrow.Type.List: {
       const childType = (type as arrow.List).children[0]!.type;
       return mkDataCounted(type, n, bm, n, undefined, new Int32Array(n + 1), [allNull(childType, 0)]);
@@ -100,7 +119,15 @@ export function allNull(type: arrow.DataType, n: number): arrow.Data {
       return mkDataCounted(type, n, bm, n, undefined, undefined, [allNull(childType, n * fixedListSize(type))]);
     }
     case arrow.Type.Struct:
-      return mkDataCounted(type, n, bm, n, undefined, undefined, (type as arrow.Struct).children.map((f) => allNull(f.type, n)));
+      return mkDataCounted(
+        type,
+        n,
+        bm,
+        n,
+        undefined,
+        undefined,
+        (type as arrow.Struct).children.map((f) => allNull(f.type, n)),
+      );
     default:
       if (isPrimitive(type)) return mkDataCounted(type, n, bm, n, new (arrayCtor(type))(n));
       throw new TypeError(`unsupported Arrow type ${String(type)}`);
@@ -131,18 +158,30 @@ export function retype(d: arrow.Data, type: arrow.DataType): arrow.Data {
 export function sameLayout(a: arrow.DataType, b: arrow.DataType): boolean {
   if (a.typeId !== b.typeId) return false;
   switch (a.typeId) {
-    case arrow.Type.Int: return (a as arrow.Int).bitWidth === (b as arrow.Int).bitWidth && (a as arrow.Int).isSigned === (b as arrow.Int).isSigned;
-    case arrow.Type.Float: return (a as arrow.Float).precision === (b as arrow.Float).precision;
-    case arrow.Type.Date: return (a as arrow.Date_).unit === (b as arrow.Date_).unit;
-    case arrow.Type.Timestamp: return (a as arrow.Timestamp).unit === (b as arrow.Timestamp).unit;
-    case arrow.Type.List: return sameLayout(a.children[0]!.type, b.children[0]!.type);
+    case arrow.Type.Int:
+      return (a as arrow.Int).bitWidth === (b as arrow.Int).bitWidth && (a as arrow.Int).isSigned === (b as arrow.Int).isSigned;
+    case arrow.Type.Float:
+      return (a as arrow.Float).precision === (b as arrow.Float).precision;
+    case arrow.Type.Date:
+      return (a as arrow.Date_).unit === (b as arrow.Date_).unit;
+    case arrow.Type.Timestamp:
+      return (a as arrow.Timestamp).unit === (b as arrow.Timestamp).unit;
+    case arrow.Type.List:
+      return sameLayout(a.children[0]!.type, b.children[0]!.type);
     case arrow.Type.FixedSizeList:
       return fixedListSize(a) === fixedListSize(b) && sameLayout(a.children[0]!.type, b.children[0]!.type);
     case arrow.Type.Struct:
-      return a.children.length === b.children.length &&
-        a.children.every((f: arrow.Field, i: number) => f.name === b.children[i]!.name && sameLayout(f.type, b.children[i]!.type));
-    case arrow.Type.Null: case arrow.Type.Bool: case arrow.Type.Utf8: case arrow.Type.Binary: return true;
-    default: return false;
+      return (
+        a.children.length === b.children.length &&
+        a.children.every((f: arrow.Field, i: number) => f.name === b.children[i]!.name && sameLayout(f.type, b.children[i]!.type))
+      );
+    case arrow.Type.Null:
+    case arrow.Type.Bool:
+    case arrow.Type.Utf8:
+    case arrow.Type.Binary:
+      return true;
+    default:
+      return false;
   }
 }
 

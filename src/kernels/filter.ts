@@ -16,8 +16,7 @@ export function trueBits(mask: arrow.Data, n: number): Uint8Array {
   if (mask.length !== n) {
     if (mask.length !== 1) throw new RangeError(`filter mask has ${mask.length} rows, expected ${n}`);
     const p = mask.offset;
-    const on = (mask.nullCount === 0 || (mask.nullBitmap![p >> 3]! & (1 << (p & 7))) !== 0) &&
-      ((mask.values as Uint8Array)[p >> 3]! & (1 << (p & 7))) !== 0;
+    const on = (mask.nullCount === 0 || (mask.nullBitmap![p >> 3]! & (1 << (p & 7))) !== 0) && ((mask.values as Uint8Array)[p >> 3]! & (1 << (p & 7))) !== 0;
     if (on) {
       out.fill(0xff, 0, n >> 3);
       if (n & 7) out[n >> 3] = (1 << (n & 7)) - 1;

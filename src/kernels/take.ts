@@ -44,19 +44,31 @@ function takeValidity(d: arrow.Data, idx: Int32Array, neg: boolean): Uint8Array 
 function gatherF64(src: Float64Array, idx: Int32Array, out: Float64Array, neg: boolean): void {
   const m = idx.length;
   if (!neg) for (let i = 0; i < m; i++) out[i] = src[idx[i]!]!;
-  else for (let i = 0; i < m; i++) { const j = idx[i]!; out[i] = j >= 0 ? src[j]! : 0; }
+  else
+    for (let i = 0; i < m; i++) {
+      const j = idx[i]!;
+      out[i] = j >= 0 ? src[j]! : 0;
+    }
 }
 
 function gatherI32(src: Int32Array, idx: Int32Array, out: Int32Array, neg: boolean): void {
   const m = idx.length;
   if (!neg) for (let i = 0; i < m; i++) out[i] = src[idx[i]!]!;
-  else for (let i = 0; i < m; i++) { const j = idx[i]!; out[i] = j >= 0 ? src[j]! : 0; }
+  else
+    for (let i = 0; i < m; i++) {
+      const j = idx[i]!;
+      out[i] = j >= 0 ? src[j]! : 0;
+    }
 }
 
 function gatherNum(src: NumArray, idx: Int32Array, out: NumArray, neg: boolean): void {
   const m = idx.length;
   if (!neg) for (let i = 0; i < m; i++) out[i] = src[idx[i]!]!;
-  else for (let i = 0; i < m; i++) { const j = idx[i]!; out[i] = j >= 0 ? src[j]! : 0; }
+  else
+    for (let i = 0; i < m; i++) {
+      const j = idx[i]!;
+      out[i] = j >= 0 ? src[j]! : 0;
+    }
 }
 
 /** 64-bit slots copied as int32 pairs: BigInt element access would allocate per row. */
@@ -133,11 +145,15 @@ function takeVarBinary(d: arrow.Data, idx: Int32Array, validity: Uint8Array | nu
   // Null output rows have length 0 and end a run (their source bytes are not copied).
   let i = 0;
   while (i < m) {
-    if (validity !== null && !(validity[i >> 3]! & (1 << (i & 7)))) { i++; continue; }
+    if (validity !== null && !(validity[i >> 3]! & (1 << (i & 7)))) {
+      i++;
+      continue;
+    }
     const j0 = idx[i]!;
     let k = i + 1;
     while (k < m && idx[k] === j0 + (k - i) && (validity === null || (validity[k >> 3]! & (1 << (k & 7))) !== 0)) k++;
-    const s = src[j0]!, e = src[j0 + (k - i)]!;
+    const s = src[j0]!,
+      e = src[j0 + (k - i)]!;
     const len = e - s;
     const dst = offsets[i]!;
     if (len < 32) {
@@ -184,13 +200,24 @@ export function take(d: arrow.Data, idx: Int32Array): arrow.Data {
   if (t.typeId === arrow.Type.Null) return nullTypeData(idx.length);
   const validity = takeValidity(d, idx, neg);
   switch (t.typeId) {
-    case arrow.Type.Bool: return takeBool(d, idx, validity);
+    case arrow.Type.Bool:
+      return takeBool(d, idx, validity);
     case arrow.Type.Utf8:
-    case arrow.Type.Binary: return takeVarBinary(d, idx, validity);
-    case arrow.Type.List: return takeList(d, idx, validity);
-    case arrow.Type.FixedSizeList: return takeFixedList(d, idx, validity);
+    case arrow.Type.Binary:
+      return takeVarBinary(d, idx, validity);
+    case arrow.Type.List:
+      return takeList(d, idx, validity);
+    case arrow.Type.FixedSizeList:
+      return takeFixedList(d, idx, validity);
     case arrow.Type.Struct:
-      return mkData(t, idx.length, validity, undefined, undefined, d.children.map((c) => take(c, idx)));
+      return mkData(
+        t,
+        idx.length,
+        validity,
+        undefined,
+        undefined,
+        d.children.map((c) => take(c, idx)),
+      );
     default:
       if (isPrimitive(t)) return takePrimitive(d, idx, neg, validity);
       throw new TypeError(`take: unsupported Arrow type ${String(t)}`);

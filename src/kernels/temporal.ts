@@ -6,16 +6,23 @@ export type Unit = 's' | 'ms' | 'us' | 'ns';
 
 export const TICKS_PER_SECOND: Record<Unit, bigint> = { s: 1n, ms: 1000n, us: 1000000n, ns: 1000000000n };
 export const TICKS_PER_DAY: Record<Unit, bigint> = {
-  s: 86400n, ms: 86400000n, us: 86400000000n, ns: 86400000000000n,
+  s: 86400n,
+  ms: 86400000n,
+  us: 86400000000n,
+  ns: 86400000000000n,
 };
 const FRACTION_DIGITS: Record<Unit, number> = { s: 0, ms: 3, us: 6, ns: 9 };
 
 export function unitOf(t: arrow.DataType): Unit {
   switch ((t as arrow.Timestamp).unit) {
-    case arrow.TimeUnit.SECOND: return 's';
-    case arrow.TimeUnit.MILLISECOND: return 'ms';
-    case arrow.TimeUnit.MICROSECOND: return 'us';
-    default: return 'ns';
+    case arrow.TimeUnit.SECOND:
+      return 's';
+    case arrow.TimeUnit.MILLISECOND:
+      return 'ms';
+    case arrow.TimeUnit.MICROSECOND:
+      return 'us';
+    default:
+      return 'ns';
   }
 }
 
@@ -57,7 +64,7 @@ export function formatDate(days: number): string {
 
 export function floorDiv(a: bigint, b: bigint): bigint {
   const q = a / b;
-  return (a % b !== 0n && (a < 0n) !== (b < 0n)) ? q - 1n : q;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
 }
 
 /**
@@ -71,7 +78,9 @@ export function formatTimestamp(v: bigint, unit: Unit, tz: string | null): strin
   const rem = v - days * perDay;
   const secs = Number(rem / perSec);
   const frac = rem % perSec;
-  const hh = Math.floor(secs / 3600), mm = Math.floor((secs % 3600) / 60), ss = secs % 60;
+  const hh = Math.floor(secs / 3600),
+    mm = Math.floor((secs % 3600) / 60),
+    ss = secs % 60;
   let s = `${formatDate(Number(days))}T${pad(hh, 2)}:${pad(mm, 2)}:${pad(ss, 2)}`;
   if (FRACTION_DIGITS[unit] > 0) s += `.${frac.toString().padStart(FRACTION_DIGITS[unit], '0')}`;
   return tz ? `${s}Z` : s;
@@ -79,7 +88,7 @@ export function formatTimestamp(v: bigint, unit: Unit, tz: string | null): strin
 
 function validYmd(y: number, m: number, d: number): boolean {
   if (m < 1 || m > 12 || d < 1) return false;
-  const dim = [31, (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!;
+  const dim = [31, y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!;
   return d <= dim;
 }
 
@@ -89,7 +98,9 @@ const DATE_RE = /^\s*([+-]?\d{4,6})-(\d{1,2})-(\d{1,2})\s*$/;
 export function parseDate(s: string): number | null {
   const m = DATE_RE.exec(s);
   if (!m) return null;
-  const y = Number(m[1]), mo = Number(m[2]), d = Number(m[3]);
+  const y = Number(m[1]),
+    mo = Number(m[2]),
+    d = Number(m[3]);
   if (!validYmd(y, mo, d)) return null;
   return daysFromCivil(y, mo, d);
 }
@@ -103,7 +114,9 @@ const TS_RE = /^\s*([+-]?\d{4,6})-(\d{1,2})-(\d{1,2})(?:[Tt ](\d{1,2}):(\d{2})(?
 export function parseTimestamp(s: string, unit: Unit): bigint | null {
   const m = TS_RE.exec(s);
   if (!m) return null;
-  const y = Number(m[1]), mo = Number(m[2]), d = Number(m[3]);
+  const y = Number(m[1]),
+    mo = Number(m[2]),
+    d = Number(m[3]);
   if (!validYmd(y, mo, d)) return null;
   const hh = m[4] === undefined ? 0 : Number(m[4]);
   const mi = m[5] === undefined ? 0 : Number(m[5]);
@@ -128,9 +141,13 @@ export function parseTimestamp(s: string, unit: Unit): bigint | null {
 export function ticksFromMillis(ms: number, unit: Unit): bigint {
   const b = BigInt(Math.trunc(ms));
   switch (unit) {
-    case 's': return floorDiv(b, 1000n);
-    case 'ms': return b;
-    case 'us': return b * 1000n;
-    case 'ns': return b * 1000000n;
+    case 's':
+      return floorDiv(b, 1000n);
+    case 'ms':
+      return b;
+    case 'us':
+      return b * 1000n;
+    case 'ns':
+      return b * 1000000n;
   }
 }

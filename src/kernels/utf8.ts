@@ -73,10 +73,12 @@ export class Utf8Writer {
 
 /** Byte-wise lexicographic comparison of a[as..ae) and b[bs..be): -1, 0 or 1 (UTF-8 order = code point order). */
 export function compareBytes(a: Uint8Array, as: number, ae: number, b: Uint8Array, bs: number, be: number): number {
-  const la = ae - as, lb = be - bs;
-  const n = la < lb ? la : lb;
+  const la = ae - as,
+    lb = be - bs;
+  const n = Math.min(la, lb);
   for (let k = 0; k < n; k++) {
-    const x = a[as + k]!, y = b[bs + k]!;
+    const x = a[as + k]!,
+      y = b[bs + k]!;
     if (x !== y) return x < y ? -1 : 1;
   }
   return la === lb ? 0 : la < lb ? -1 : 1;

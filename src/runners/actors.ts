@@ -22,9 +22,13 @@ export interface ActorSpec {
 
 /** For explain: `actor pool Probe1.probe: 4 GPU processes (CUDA_VISIBLE_DEVICES 0|1|2|3)`. */
 export function describeActors(specs: ReadonlyMap<string, ActorSpec>): string {
-  return [...specs].map(([name, s]) => s.devices
-    ? `actor pool ${name}: ${s.size} GPU processes on ${new Set(s.devices.flatMap((d) => d.split(','))).size} device(s) (CUDA_VISIBLE_DEVICES ${s.devices.join('|')})`
-    : `actor pool ${name}: ${s.size} worker thread(s)`).join('; ');
+  return [...specs]
+    .map(([name, s]) =>
+      s.devices
+        ? `actor pool ${name}: ${s.size} GPU processes on ${new Set(s.devices.flatMap((d) => d.split(','))).size} device(s) (CUDA_VISIBLE_DEVICES ${s.devices.join('|')})`
+        : `actor pool ${name}: ${s.size} worker thread(s)`,
+    )
+    .join('; ');
 }
 
 /**
@@ -69,7 +73,11 @@ function poolFor(node: UdfCallNode, def: ActorSpec): ActorPool {
   const key = JSON.stringify([owner, node.init ?? [], def.size, def.devices]);
   let p = pools.get(key);
   if (!p) {
-    const pool = new WorkerPool(def.size, {}, def.devices?.map((d) => ({ CUDA_VISIBLE_DEVICES: d })));
+    const pool = new WorkerPool(
+      def.size,
+      {},
+      def.devices?.map((d) => ({ CUDA_VISIBLE_DEVICES: d })),
+    );
     const started = pool.startAll((taskId) => ({ type: 'init', taskId, node, modules: def.modules }), `starting actors of UDF '${node.name}'`);
     p = { pool, started };
     pools.set(key, p);

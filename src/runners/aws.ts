@@ -39,7 +39,11 @@ export interface AwsRunnerOptions {
 }
 
 export class RunFailedError extends Error {
-  constructor(message: string, readonly runId: string, readonly summary: RunSummary | null) {
+  constructor(
+    message: string,
+    readonly runId: string,
+    readonly summary: RunSummary | null,
+  ) {
     super(message);
     this.name = 'RunFailedError';
   }
@@ -55,7 +59,12 @@ function modulesOf(plan: RunPlan): string[] {
  * Runs a plan on the state machine; resolves with the run's summary once its output is committed.
  * An abort stops the execution (StopExecution) and rejects with an AbortError.
  */
-async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null, ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {}): Promise<RunSummary> {
+async function runOnAws(
+  logical: PlanNode,
+  opts: AwsRunnerOptions,
+  output: RunOutput | null,
+  ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {},
+): Promise<RunSummary> {
   const signal = ctx.signal;
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
@@ -76,14 +85,18 @@ async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
   const s3Endpoint = process.env['AWS_ENDPOINT_URL_S3'] ?? process.env['AWS_ENDPOINT_URL'] ?? `https://s3.${region}.amazonaws.com`;
   // A bare "connect ECONNREFUSED 127.0.0.1:42751" says neither which run nor which service went away.
   const lost = (what: string, endpoint: string, e: unknown): RunFailedError =>
-    Object.assign(new RunFailedError(`run ${plan.runId}: ${what} (endpoint ${endpoint}): ${e instanceof Error ? e.message : String(e)}`, plan.runId, null), { cause: e });
+    Object.assign(new RunFailedError(`run ${plan.runId}: ${what} (endpoint ${endpoint}): ${e instanceof Error ? e.message : String(e)}`, plan.runId, null), {
+      cause: e,
+    });
   let arn: string;
   try {
-    const started = await sfn.send(new StartExecutionCommand({
-      stateMachineArn: opts.stateMachineArn,
-      name: plan.runId,
-      input: JSON.stringify({ runId: plan.runId, workBucket: opts.workBucket, output: output?.uri ?? null }),
-    }));
+    const started = await sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn: opts.stateMachineArn,
+        name: plan.runId,
+        input: JSON.stringify({ runId: plan.runId, workBucket: opts.workBucket, output: output?.uri ?? null }),
+      }),
+    );
     arn = started.executionArn!;
   } catch (e) {
     throw lost(`could not start the execution on ${opts.stateMachineArn}`, sfnEndpoint, e);
@@ -92,7 +105,13 @@ async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
   // Live progress from the completion markers: each finished partition's rows and UDF metrics reach
   // the bar, ctx.onProgress and ctx.onMetrics (df.metrics) while the run goes on.
   const watcher = new MarkerWatcher(store, plan);
-  const progress = startProgress(`fanout aws ${plan.runId}`, watcher.total, plan.stages.flatMap((s) => s.udfs), progressEnabled(), ctx.onProgress);
+  const progress = startProgress(
+    `fanout aws ${plan.runId}`,
+    watcher.total,
+    plan.stages.flatMap((s) => s.udfs),
+    progressEnabled(),
+    ctx.onProgress,
+  );
   const live: RunMetrics = {};
   const readMarkers = async (): Promise<void> => {
     let fresh: MarkerInfo[];
@@ -149,7 +168,8 @@ async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
       summary = await getJson<RunSummary>(store, keys.failure(plan.runId));
     } catch (e) {
       // The state machine's own error still says what happened.
-      if (!(e instanceof NotFoundError)) unread = `; its failure record was not readable from s3://${opts.workBucket} (endpoint ${s3Endpoint}): ${e instanceof Error ? e.message : String(e)}`;
+      if (!(e instanceof NotFoundError))
+        unread = `; its failure record was not readable from s3://${opts.workBucket} (endpoint ${s3Endpoint}): ${e instanceof Error ? e.message : String(e)}`;
     }
     const d = described as { error?: string; cause?: string } | null;
     const parts = summary?.failedPartitions?.map((f) => `stage ${f.stage}: partitions ${f.partitions.join(', ')}`).join('; ');
@@ -157,10 +177,7 @@ async function runOnAws(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
     const reason = summary?.partitionErrors?.length
       ? summary.error
       : `${d?.error ?? summary?.error ?? 'unknown error'}${d?.cause ? ` (${causeText(d.cause)})` : ''}`;
-    throw new RunFailedError(
-      `run ${plan.runId} ${status.toLowerCase()}: ${reason}${parts ? `; failed ${parts}` : ''}${unread}`,
-      plan.runId, summary,
-    );
+    throw new RunFailedError(`run ${plan.runId} ${status.toLowerCase()}: ${reason}${parts ? `; failed ${parts}` : ''}${unread}`, plan.runId, summary);
   }
   return getJson<RunSummary>(store, keys.summary(plan.runId));
 }
@@ -180,7 +197,11 @@ function causeText(cause: string): string {
 /** Waits `ms`, or less when `signal` aborts (the caller checks it next). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', done); resolve(); };
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
     const timer = setTimeout(done, ms);
     signal?.addEventListener('abort', done, { once: true });
   });
@@ -200,7 +221,10 @@ export class AwsRunner implements Runner {
   readonly name: string = 'aws';
   private readonly local: EmbeddedRunner;
 
-  constructor(readonly aws: AwsRunnerOptions, readonly options: ResolvedEmbeddedOptions) {
+  constructor(
+    readonly aws: AwsRunnerOptions,
+    readonly options: ResolvedEmbeddedOptions,
+  ) {
     this.local = new EmbeddedRunner(options);
   }
 

@@ -76,7 +76,11 @@ function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { pa
   const router = actorRouter(plan, o, true);
   const routed = new Set(router?.specs.keys() ?? []);
   const p = Math.min(effectiveParallelism(plan, o, routed), Math.max(1, plan.partitions.length));
-  const threads = plan.scan.format !== 'memory' && p > 1 && plan.partitions.length > 1 && o.workers !== false &&
+  const threads =
+    plan.scan.format !== 'memory' &&
+    p > 1 &&
+    plan.partitions.length > 1 &&
+    o.workers !== false &&
     (o.workers === true || plan.scan.bytes >= o.workerThresholdBytes);
   const where = threads ? 'worker threads' : 'in-process';
   return { parallelism: threads ? p : 1, where: router ? `${where}; ${describeActors(router.specs)}` : where };
@@ -143,7 +147,9 @@ function canShip(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
   if (inline.length) {
     // Importing the main script in a worker would re-run its pipeline: keep these UDFs in-process.
     if (!hinted && o.workers !== false) {
-      console.warn(`fanout: UDF ${inline.map((u) => `'${u.name}'`).join(', ')} defined in the main script runs in-process; move it into a module to run it in parallel`);
+      console.warn(
+        `fanout: UDF ${inline.map((u) => `'${u.name}'`).join(', ')} defined in the main script runs in-process; move it into a module to run it in parallel`,
+      );
       hinted = true;
     }
     return false;
@@ -183,8 +189,16 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   controls: Promise<{ credit(n: number): void; cancel(): void }>;
 
   constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics, signal?: AbortSignal, router?: ActorRouter | null) {
-    const notify = (): void => { this.wake?.(); this.wake = null; };
-    const fail = (e: Error): void => { this.error = e; this.finished = true; this.unlisten(); notify(); };
+    const notify = (): void => {
+      this.wake?.();
+      this.wake = null;
+    };
+    const fail = (e: Error): void => {
+      this.error = e;
+      this.finished = true;
+      this.unlisten();
+      notify();
+    };
     if (signal) {
       // An abort fails the stream now (not when the worker next reports, and before any batch still
       // queued) and cancels the worker's task.
@@ -199,13 +213,29 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
     }
     this.controls = signal?.aborted
       ? Promise.reject(new AbortError(`aborted (${describeTask(task)})`, { cause: signal.reason }))
-      : pool.run(task, credits, {
-        onBatch: (b) => { this.queue.push(b); notify(); },
-        onMetrics: (m) => { if (metrics) mergeMetrics(metrics, m); },
-        onDone: () => { this.finished = true; this.unlisten(); notify(); },
-        onError: fail,
-        ...(router ? { onUdfCall: (c: UdfCallRequest) => router.relay(c) } : {}),
-      }, describeTask(task), signal, router?.windows());
+      : pool.run(
+          task,
+          credits,
+          {
+            onBatch: (b) => {
+              this.queue.push(b);
+              notify();
+            },
+            onMetrics: (m) => {
+              if (metrics) mergeMetrics(metrics, m);
+            },
+            onDone: () => {
+              this.finished = true;
+              this.unlisten();
+              notify();
+            },
+            onError: fail,
+            ...(router ? { onUdfCall: (c: UdfCallRequest) => router.relay(c) } : {}),
+          },
+          describeTask(task),
+          signal,
+          router?.windows(),
+        );
     this.controls.catch((e: unknown) => fail(e instanceof Error ? e : new Error(String(e))));
   }
 
@@ -221,7 +251,10 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
           continue;
         }
         if (this.error) throw this.error;
-        if (this.finished) { completed = true; return; }
+        if (this.finished) {
+          completed = true;
+          return;
+        }
         await new Promise<void>((r) => (this.wake = r));
       }
     } finally {
@@ -231,7 +264,10 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
 
   cancel(): void {
     this.unlisten();
-    this.controls.then((c) => c.cancel(), () => undefined);
+    this.controls.then(
+      (c) => c.cancel(),
+      () => undefined,
+    );
   }
 }
 
@@ -261,7 +297,10 @@ async function* streamPartitions(
   if (rt) execCtx.rt = rt;
   const placement = place(plan, options, router);
   if (!placement) {
-    if (handle) { handle.usedWorkers = false; handle.parallelism = 1; }
+    if (handle) {
+      handle.usedWorkers = false;
+      handle.parallelism = 1;
+    }
     for (const t of tasks) {
       // The driver counts each partition into its own forked runtime: a failed or abandoned run's
       // counts never reach the next action.
@@ -282,7 +321,10 @@ async function* streamPartitions(
     return;
   }
   const { parallelism, pool: p } = placement;
-  if (handle) { handle.usedWorkers = true; handle.parallelism = parallelism; }
+  if (handle) {
+    handle.usedWorkers = true;
+    handle.parallelism = parallelism;
+  }
   const started: RemoteStream[] = [];
   let next = 0;
   const startUpTo = (n: number): void => {
@@ -318,12 +360,17 @@ function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx
     const parts = streamPartitions(plan, options, ctx, h, 'unordered')[Symbol.asyncIterator]();
     type Active = { it: AsyncIterator<arrow.RecordBatch>; next: Promise<{ a: Active; r: IteratorResult<arrow.RecordBatch> }> };
     const active = new Set<Active>();
-    const arm = (a: Active): void => { a.next = a.it.next().then((r) => ({ a, r })); };
+    const arm = (a: Active): void => {
+      a.next = a.it.next().then((r) => ({ a, r }));
+    };
     let exhausted = false;
     const fill = async (): Promise<void> => {
       while (!exhausted && (active.size === 0 || active.size < (h.parallelism ?? 1))) {
         const p = await parts.next();
-        if (p.done) { exhausted = true; break; }
+        if (p.done) {
+          exhausted = true;
+          break;
+        }
         const a = { it: p.value.batches[Symbol.asyncIterator]() } as Active;
         arm(a);
         active.add(a);
@@ -353,7 +400,12 @@ function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx
 }
 
 /** Runs tasks that carry sinks (each partition writes its own file), in parallel where possible. */
-async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext): Promise<PartitionOutcome[]> {
+async function executeSinks(
+  plan: PhysicalPlan,
+  tasks: PartitionTask[],
+  options: ResolvedEmbeddedOptions,
+  ctx: EmbeddedRunContext,
+): Promise<PartitionOutcome[]> {
   const router = actorRouter(plan, options);
   const execCtx: ExecContext = { ...ctx, batchSize: options.batchSize };
   const rt = routedRuntime(router);
@@ -376,25 +428,45 @@ async function executeSinks(plan: PhysicalPlan, tasks: PartitionTask[], options:
   const p = placement.pool;
   const signal = ctx.signal;
   // Settle every task before reporting a failure, so the caller's abort cannot race a late writer.
-  const settled = await Promise.allSettled(tasks.map((t) => {
-    if (signal?.aborted) return Promise.reject(new AbortError(`aborted (${describeTask(t)})`, { cause: signal.reason }));
-    let onAbort: (() => void) | null = null;
-    return new Promise<PartitionOutcome>((resolve, reject) => {
-      let result: PartitionOutcome | null = null;
-      const controls = p.run(t, 1, {
-        onBatch: () => undefined,
-        onMetrics: (m) => { if (ctx.metrics) mergeMetrics(ctx.metrics, m); },
-        onSink: (r) => { result = r; },
-        onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
-        onError: reject,
-        ...(router ? { onUdfCall: (c: UdfCallRequest) => router.relay(c) } : {}),
-      }, describeTask(t), signal, router?.windows());
-      controls.catch(reject);
-      // The worker stops between batches and reports an AbortError, which settles this task.
-      onAbort = () => { controls.then((c) => c.cancel(), () => undefined); };
-      signal?.addEventListener('abort', onAbort, { once: true });
-    }).finally(() => { if (onAbort) signal?.removeEventListener('abort', onAbort); });
-  }));
+  const settled = await Promise.allSettled(
+    tasks.map((t) => {
+      if (signal?.aborted) return Promise.reject(new AbortError(`aborted (${describeTask(t)})`, { cause: signal.reason }));
+      let onAbort: (() => void) | null = null;
+      return new Promise<PartitionOutcome>((resolve, reject) => {
+        let result: PartitionOutcome | null = null;
+        const controls = p.run(
+          t,
+          1,
+          {
+            onBatch: () => undefined,
+            onMetrics: (m) => {
+              if (ctx.metrics) mergeMetrics(ctx.metrics, m);
+            },
+            onSink: (r) => {
+              result = r;
+            },
+            onDone: () => (result ? resolve(result) : reject(new Error(`${describeTask(t)} wrote nothing`))),
+            onError: reject,
+            ...(router ? { onUdfCall: (c: UdfCallRequest) => router.relay(c) } : {}),
+          },
+          describeTask(t),
+          signal,
+          router?.windows(),
+        );
+        controls.catch(reject);
+        // The worker stops between batches and reports an AbortError, which settles this task.
+        onAbort = () => {
+          controls.then(
+            (c) => c.cancel(),
+            () => undefined,
+          );
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }).finally(() => {
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+      });
+    }),
+  );
   const failed = settled.find((s) => s.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
   return settled.map((s) => (s as PromiseFulfilledResult<PartitionOutcome>).value);
@@ -429,7 +501,15 @@ export class EmbeddedRunner implements Runner {
       if (ctx.signal) run.signal = ctx.signal;
       // Reading data already in memory without UDFs (show/count of a collected result) needs no bar.
       const quiet = physical.scan.format === 'memory' && physical.udfs.length === 0;
-      const progress = quiet ? startProgress('fanout', 0, [], false) : startProgress('fanout', physical.partitions.length, physical.udfs.map((u) => u.name), undefined, ctx.onProgress);
+      const progress = quiet
+        ? startProgress('fanout', 0, [], false)
+        : startProgress(
+            'fanout',
+            physical.partitions.length,
+            physical.udfs.map((u) => u.name),
+            undefined,
+            ctx.onProgress,
+          );
       run.progress = progress;
       try {
         yield* executeStream(physical, options, run);
@@ -466,7 +546,8 @@ export class EmbeddedRunner implements Runner {
         parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];
       } else {
         const tasks: PartitionTask[] = physical.partitions.map((t) => ({
-          ...t, sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema },
+          ...t,
+          sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema },
         }));
         const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
         if (ctx.signal) run.signal = ctx.signal;

@@ -39,14 +39,18 @@ function threadEndpoint(url: URL, workerData: object): Endpoint {
   const w = startTsWorker(url, { workerData });
   return {
     post: (m) => w.postMessage(m),
-    on: (_e, f) => { w.on('message', f); },
+    on: (_e, f) => {
+      w.on('message', f);
+    },
     onFailure: (f) => {
       w.on('error', f);
       w.on('exit', (code) => f(new Error(`worker thread exited with code ${code}`)));
     },
     ref: () => w.ref(),
     unref: () => w.unref(),
-    terminate: async () => { await w.terminate(); },
+    terminate: async () => {
+      await w.terminate();
+    },
   };
 }
 
@@ -58,14 +62,26 @@ function processEndpoint(url: URL, workerData: object, env: Record<string, strin
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return {
-    post: (m) => { child.send(m); },
-    on: (_e, f) => { child.on('message', f as (m: unknown) => void); },
+    post: (m) => {
+      child.send(m);
+    },
+    on: (_e, f) => {
+      child.on('message', f as (m: unknown) => void);
+    },
     onFailure: (f) => {
       child.on('error', f);
-      child.on('exit', (code, signal) => { f(new Error(`worker process exited with ${signal ?? `code ${code}`}`)); });
+      child.on('exit', (code, signal) => {
+        f(new Error(`worker process exited with ${signal ?? `code ${code}`}`));
+      });
     },
-    ref: () => { child.ref(); (child.channel as { ref?: () => void } | undefined)?.ref?.(); },
-    unref: () => { child.unref(); (child.channel as { unref?: () => void } | undefined)?.unref?.(); },
+    ref: () => {
+      child.ref();
+      (child.channel as { ref?: () => void } | undefined)?.ref?.();
+    },
+    unref: () => {
+      child.unref();
+      (child.channel as { unref?: () => void } | undefined)?.unref?.();
+    },
     terminate: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -99,7 +115,11 @@ export class WorkerPool {
    * @param processEnv when given, each slot is a child process started with these extra environment
    *   variables (slot i gets processEnv[i]), e.g. its own CUDA_VISIBLE_DEVICES.
    */
-  constructor(readonly size: number, private readonly workerData: { batchSize?: number } = {}, private readonly processEnv?: Record<string, string>[]) {}
+  constructor(
+    readonly size: number,
+    private readonly workerData: { batchSize?: number } = {},
+    private readonly processEnv?: Record<string, string>[],
+  ) {}
 
   private spawned = 0;
 
@@ -114,7 +134,10 @@ export class WorkerPool {
     let rejectReady!: (e: Error) => void;
     const slot: Slot = {
       worker,
-      ready: new Promise<void>((res, rej) => { resolveReady = res; rejectReady = rej; }),
+      ready: new Promise<void>((res, rej) => {
+        resolveReady = res;
+        rejectReady = rej;
+      }),
       busy: false,
       current: null,
     };
@@ -124,17 +147,41 @@ export class WorkerPool {
       try {
         poolTestHooks.onMessage?.(msg);
         switch (msg.type) {
-          case 'ready': resolveReady(); return;
-          case 'fatal': rejectReady(deserializeError(msg.error, 'worker start-up')); return;
+          case 'ready':
+            resolveReady();
+            return;
+          case 'fatal':
+            rejectReady(deserializeError(msg.error, 'worker start-up'));
+            return;
         }
         if (!cur || cur.taskId !== msg.taskId) return; // a cancelled task's late message
         switch (msg.type) {
-          case 'batch': cur.handlers.onBatch(batchFromIPC(msg.ipc)); break;
-          case 'done': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onDone(); break;
-          case 'sink': this.release(slot); cur.handlers.onMetrics?.(msg.metrics); cur.handlers.onSink?.(msg.result); cur.handlers.onDone(); break;
-          case 'error': this.release(slot); cur.handlers.onError(deserializeError(msg.error, cur.context)); break;
-          case 'result': this.release(slot); cur.handlers.onResult?.(msg.reply); cur.handlers.onDone(); break;
-          case 'udfCall': this.relay(slot, cur, msg); break;
+          case 'batch':
+            cur.handlers.onBatch(batchFromIPC(msg.ipc));
+            break;
+          case 'done':
+            this.release(slot);
+            cur.handlers.onMetrics?.(msg.metrics);
+            cur.handlers.onDone();
+            break;
+          case 'sink':
+            this.release(slot);
+            cur.handlers.onMetrics?.(msg.metrics);
+            cur.handlers.onSink?.(msg.result);
+            cur.handlers.onDone();
+            break;
+          case 'error':
+            this.release(slot);
+            cur.handlers.onError(deserializeError(msg.error, cur.context));
+            break;
+          case 'result':
+            this.release(slot);
+            cur.handlers.onResult?.(msg.reply);
+            cur.handlers.onDone();
+            break;
+          case 'udfCall':
+            this.relay(slot, cur, msg);
+            break;
         }
       } catch (err) {
         // An exception here would be uncaught and end the whole process: it fails the task instead.
@@ -149,16 +196,25 @@ export class WorkerPool {
       cur?.handlers.onError(new Error(`worker thread died while running ${cur.context}: ${err.message}`));
       this.replace();
     };
-    worker.onFailure((err) => { if (!slot.closing) fail(err); });
+    worker.onFailure((err) => {
+      if (!slot.closing) fail(err);
+    });
     if (guard) {
       const watch = setInterval(() => {
-        if (slot.closing || !this.slots.includes(slot)) { clearInterval(watch); return; }
+        if (slot.closing || !this.slots.includes(slot)) {
+          clearInterval(watch);
+          return;
+        }
         const stuck = overdueSyncCall(guard, SYNC_TIMEOUT_GRACE_MS);
         if (!stuck) return;
         clearInterval(watch);
         slot.closing = true; // its exit is this failure, not another one
         void worker.terminate();
-        fail(new Error(`UDF '${stuck.udf}' made a synchronous call that did not return within its timeoutMs (${stuck.timeoutMs} ms); a synchronous call cannot be interrupted, so its thread was terminated`));
+        fail(
+          new Error(
+            `UDF '${stuck.udf}' made a synchronous call that did not return within its timeoutMs (${stuck.timeoutMs} ms); a synchronous call cannot be interrupted, so its thread was terminated`,
+          ),
+        );
       }, 200);
       watch.unref();
     }
@@ -181,7 +237,11 @@ export class WorkerPool {
     if (slot.current === cur) {
       if (msg.type === 'batch') {
         cur.handlers = { onBatch: () => undefined, onDone: () => undefined, onError: () => undefined };
-        try { slot.worker.post({ type: 'cancel', taskId: cur.taskId }); } catch { /* the worker is gone: its exit frees the slot */ }
+        try {
+          slot.worker.post({ type: 'cancel', taskId: cur.taskId });
+        } catch {
+          /* the worker is gone: its exit frees the slot */
+        }
       } else {
         this.release(slot); // the task's last message: nothing else will free the slot
       }
@@ -198,7 +258,11 @@ export class WorkerPool {
     const { taskId, callId } = msg;
     const answer = (m: ToWorker): void => {
       if (slot.current?.taskId !== taskId) return; // the task ended (cancelled) meanwhile
-      try { slot.worker.post(m); } catch { /* the worker is gone: its exit fails the task */ }
+      try {
+        slot.worker.post(m);
+      } catch {
+        /* the worker is gone: its exit fails the task */
+      }
     };
     const routed = cur.handlers.onUdfCall?.(msg.call) ?? Promise.reject(new Error(`UDF '${msg.call.node.name}' has no actor pool here`));
     routed.then(
@@ -213,7 +277,11 @@ export class WorkerPool {
    */
   async startAll(make: (taskId: number) => ToWorker, context: string): Promise<void> {
     const fresh: Slot[] = [];
-    while (this.slots.length < this.size) { const s = this.spawn(); s.busy = true; fresh.push(s); }
+    while (this.slots.length < this.size) {
+      const s = this.spawn();
+      s.busy = true;
+      fresh.push(s);
+    }
     await Promise.all(fresh.map((s) => this.requestOn(s, make, context)));
   }
 
@@ -234,12 +302,18 @@ export class WorkerPool {
     const taskId = nextTaskId++;
     return new Promise<UdfCallReply>((resolve, reject) => {
       let reply: UdfCallReply | null = null;
-      slot.current = { taskId, context, handlers: {
-        onBatch: () => undefined,
-        onResult: (r) => { reply = r; },
-        onDone: () => (reply ? resolve(reply) : reject(new Error(`actor answered nothing (${context})`))),
-        onError: reject,
-      } };
+      slot.current = {
+        taskId,
+        context,
+        handlers: {
+          onBatch: () => undefined,
+          onResult: (r) => {
+            reply = r;
+          },
+          onDone: () => (reply ? resolve(reply) : reject(new Error(`actor answered nothing (${context})`))),
+          onError: reject,
+        },
+      };
       try {
         slot.worker.post(make(taskId));
       } catch (err) {
@@ -275,13 +349,27 @@ export class WorkerPool {
     if (this.closed) throw new Error('worker pool closed');
     // A retiring pool still serves the actions that started on it; new actions use the new pool.
     const free = this.slots.find((s) => !s.busy);
-    if (free) { free.busy = true; return free; }
-    if (this.slots.length < this.size) { const s = this.spawn(); s.busy = true; return s; }
+    if (free) {
+      free.busy = true;
+      return free;
+    }
+    if (this.slots.length < this.size) {
+      const s = this.spawn();
+      s.busy = true;
+      return s;
+    }
     return new Promise<Slot>((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   /** Starts `task` on a worker; returns controls for credits and cancellation. */
-  async run(task: PartitionTask, credits: number, handlers: TaskHandlers, context: string, signal?: AbortSignal, actors?: Record<string, number>): Promise<{ credit(n: number): void; cancel(): void }> {
+  async run(
+    task: PartitionTask,
+    credits: number,
+    handlers: TaskHandlers,
+    context: string,
+    signal?: AbortSignal,
+    actors?: Record<string, number>,
+  ): Promise<{ credit(n: number): void; cancel(): void }> {
     const slot = await this.acquire();
     slot.worker.ref(); // a task keeps the process alive (start-up included) until it reports back
     try {
@@ -301,7 +389,9 @@ export class WorkerPool {
     const send = (m: ToWorker): void => slot.worker.post(m);
     send(actors ? { type: 'run', taskId, task, credits, actors } : { type: 'run', taskId, task, credits });
     return {
-      credit: (n) => { if (slot.current?.taskId === taskId) send({ type: 'credit', taskId, n }); },
+      credit: (n) => {
+        if (slot.current?.taskId === taskId) send({ type: 'credit', taskId, n });
+      },
       cancel: () => {
         if (slot.current?.taskId === taskId) {
           send({ type: 'cancel', taskId });
@@ -328,6 +418,11 @@ export class WorkerPool {
       s.current = null;
       cur?.handlers.onError(new Error(`worker pool closed while running ${cur.context}`));
     }
-    await Promise.all(slots.map((s) => { s.closing = true; return s.worker.terminate(); }));
+    await Promise.all(
+      slots.map((s) => {
+        s.closing = true;
+        return s.worker.terminate();
+      }),
+    );
   }
 }

@@ -66,7 +66,15 @@ export function batchFromIPC(bytes: Uint8Array): arrow.RecordBatch {
   const t = arrow.tableFromIPC(bytes);
   if (t.batches.length === 1) return t.batches[0]!;
   // A zero-row batch comes back as a table without batches.
-  return new arrow.RecordBatch(t.schema, arrow.makeData({ type: new arrow.Struct(t.schema.fields), length: 0, nullCount: 0, children: t.schema.fields.map((f) => arrow.makeData({ type: f.type, length: 0 }) as arrow.Data) }));
+  return new arrow.RecordBatch(
+    t.schema,
+    arrow.makeData({
+      type: new arrow.Struct(t.schema.fields),
+      length: 0,
+      nullCount: 0,
+      children: t.schema.fields.map((f) => arrow.makeData({ type: f.type, length: 0 }) as arrow.Data),
+    }),
+  );
 }
 
 export function serializeError(err: unknown): SerializedError {

@@ -23,8 +23,12 @@ function processPort(): Port {
   // The parent going away must end this process (no orphans).
   process.on('disconnect', () => process.exit(0));
   return {
-    postMessage: (m) => { process.send!(m); },
-    on: (_e, f) => { process.on('message', f as (m: unknown) => void); },
+    postMessage: (m) => {
+      process.send!(m);
+    },
+    on: (_e, f) => {
+      process.on('message', f as (m: unknown) => void);
+    },
   };
 }
 const port: Port = parentPort ?? processPort();
@@ -139,7 +143,10 @@ async function actorCall(taskId: number, call: UdfCallRequest): Promise<void> {
     await load(call.modules);
     // A fork per call: its metrics are this call's, summed into the calling partition's.
     const rt = runtime.fork(call.label);
-    if (initMetrics) { mergeMetrics(rt.metrics, initMetrics); initMetrics = null; }
+    if (initMetrics) {
+      mergeMetrics(rt.metrics, initMetrics);
+      initMetrics = null;
+    }
     const r = await callUdf(call.node, argsFromIPC(call.ipc), call.n, rt, call.offset);
     const ipc = argsToIPC([r.data], r.data.length);
     const reply: UdfCallReply = { ipc, metrics: rt.metrics };
@@ -156,7 +163,12 @@ port.on('message', (msg: ToWorker) => {
     handleMessage(msg);
   } catch (err) {
     const s = running.get(msg.taskId);
-    if (s) { s.cancelled = true; s.abort.abort(); s.wake?.(); s.wake = null; }
+    if (s) {
+      s.cancelled = true;
+      s.abort.abort();
+      s.wake?.();
+      s.wake = null;
+    }
     post({ type: 'error', taskId: msg.taskId, error: serializeError(err) });
   }
 });
@@ -203,4 +215,7 @@ function handleMessage(msg: ToWorker): void {
 }
 
 // parquet-wasm's first call is slow: pay it while the pool starts, not on the first task.
-void warmParquet().then(() => post({ type: 'ready' }), (err: unknown) => post({ type: 'fatal', error: serializeError(err) }));
+void warmParquet().then(
+  () => post({ type: 'ready' }),
+  (err: unknown) => post({ type: 'fatal', error: serializeError(err) }),
+);

@@ -80,7 +80,10 @@ class RowOutput {
   readonly floats: Float64Array | Float32Array | null;
   readonly generic: unknown[] | null;
   private others: Map<number, unknown> | null = null;
-  constructor(readonly type: DataType, n: number) {
+  constructor(
+    readonly type: DataType,
+    n: number,
+  ) {
     const k = type.kind;
     this.floats = k === 'float64' ? new Float64Array(n) : k === 'float32' ? new Float32Array(n) : null;
     this.generic = this.floats ? null : new Array<unknown>(n);
@@ -101,7 +104,15 @@ class RowOutput {
   }
 }
 
-export async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<RowOutput> {
+export async function callRowWise(
+  def: UdfDefinition,
+  node: UdfCallNode,
+  args: arrow.Data[],
+  n: number,
+  rt: UdfRuntime,
+  stats: UdfStats,
+  failures: Failure[],
+): Promise<RowOutput> {
   const fn = fnOf(def, node, rt);
   const cols = args.map(argValues);
   const out = new RowOutput(def.returnDtype, n);
@@ -122,18 +133,35 @@ export async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: a
         v = arity === 1 ? fn(c0![i]) : arity === 2 ? fn(c0![i], c1![i]) : arity === 3 ? fn(c0![i], c1![i], c2![i]) : arity === 0 ? fn() : fn(...argsAt(i));
       } catch (error) {
         if (def.options.maxRetries > 0) {
-          pending.push(retryLater(def, stats, () => timed(def, fn(...argsAt(i))), error).then((r) => { out.set(i, r); }, (e: unknown) => fail(i, e)));
+          pending.push(
+            retryLater(def, stats, () => timed(def, fn(...argsAt(i))), error).then(
+              (r) => {
+                out.set(i, r);
+              },
+              (e: unknown) => fail(i, e),
+            ),
+          );
         } else fail(i, error);
         continue;
       }
       if (isThenable(v)) {
         // A plain function that returned a promise behaves like an async UDF, retries and timeout included.
-        pending.push(Promise.resolve(timed(def, v)).then(
-          (r) => { out.set(i, r); },
-          (e: unknown) => (def.options.maxRetries > 0
-            ? retryLater(def, stats, () => timed(def, fn(...argsAt(i))), e).then((r) => { out.set(i, r); }, (e2: unknown) => fail(i, e2))
-            : fail(i, e)),
-        ));
+        pending.push(
+          Promise.resolve(timed(def, v)).then(
+            (r) => {
+              out.set(i, r);
+            },
+            (e: unknown) =>
+              def.options.maxRetries > 0
+                ? retryLater(def, stats, () => timed(def, fn(...argsAt(i))), e).then(
+                    (r) => {
+                      out.set(i, r);
+                    },
+                    (e2: unknown) => fail(i, e2),
+                  )
+                : fail(i, e),
+          ),
+        );
       } else out.set(i, v);
     }
     stats.calls += n;
@@ -142,20 +170,30 @@ export async function callRowWise(def: UdfDefinition, node: UdfCallNode, args: a
   }
   // async: many calls in flight, capped per call by maxConcurrency (shared across batches).
   const sem = rt.semaphore(def);
-  await Promise.all(Array.from({ length: n }, async (_, i) => {
-    await sem.acquire();
-    try {
-      out.set(i, await withRetries(def, stats, () => timed(def, fn(...argsAt(i)) as Promise<unknown>)));
-    } catch (e) {
-      fail(i, e);
-    } finally {
-      sem.release();
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      await sem.acquire();
+      try {
+        out.set(i, await withRetries(def, stats, () => timed(def, fn(...argsAt(i)) as Promise<unknown>)));
+      } catch (e) {
+        fail(i, e);
+      } finally {
+        sem.release();
+      }
+    }),
+  );
   return out;
 }
 
-export async function callGenerator(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[]): Promise<{ values: unknown[]; parents: number[] }> {
+export async function callGenerator(
+  def: UdfDefinition,
+  node: UdfCallNode,
+  args: arrow.Data[],
+  n: number,
+  rt: UdfRuntime,
+  stats: UdfStats,
+  failures: Failure[],
+): Promise<{ values: unknown[]; parents: number[] }> {
   const fn = fnOf(def, node, rt);
   const cols = args.map(argValues);
   const values: unknown[] = [];
@@ -164,28 +202,39 @@ export async function callGenerator(def: UdfDefinition, node: UdfCallNode, args:
     try {
       // Each attempt collects into its own array: a retried (or timed-out, still running) attempt
       // never adds to the row's output.
-      const rowOut = await withRetries(def, stats, () => timed(def, (async () => {
-        const got: unknown[] = [];
-        const gen = fn(...cols.map((c) => c[i])) as Iterable<unknown> | AsyncIterable<unknown>;
-        if (gen && typeof (gen as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
-          for await (const v of gen as AsyncIterable<unknown>) got.push(v);
-        } else if (gen && typeof (gen as Iterable<unknown>)[Symbol.iterator] === 'function') {
-          // A sync generator's body runs in this loop: it is the synchronous part of the call.
-          const ms = def.options.timeoutMs;
-          if (syncGuard && ms !== null) syncGuard.arm(def.name, ms);
-          try {
-            for (const v of gen as Iterable<unknown>) got.push(v);
-          } finally {
-            syncGuard?.disarm();
-          }
-        } else {
-          throw new TypeError(`generator UDF '${def.name}' did not return an iterator`);
-        }
-        return got;
-      })()));
-      for (const v of rowOut) { values.push(v); parents.push(i); }
+      const rowOut = await withRetries(def, stats, () =>
+        timed(
+          def,
+          (async () => {
+            const got: unknown[] = [];
+            const gen = fn(...cols.map((c) => c[i])) as Iterable<unknown> | AsyncIterable<unknown>;
+            if (gen && typeof (gen as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+              for await (const v of gen as AsyncIterable<unknown>) got.push(v);
+            } else if (gen && typeof (gen as Iterable<unknown>)[Symbol.iterator] === 'function') {
+              // A sync generator's body runs in this loop: it is the synchronous part of the call.
+              const ms = def.options.timeoutMs;
+              if (syncGuard && ms !== null) syncGuard.arm(def.name, ms);
+              try {
+                for (const v of gen as Iterable<unknown>) got.push(v);
+              } finally {
+                syncGuard?.disarm();
+              }
+            } else {
+              throw new TypeError(`generator UDF '${def.name}' did not return an iterator`);
+            }
+            return got;
+          })(),
+        ),
+      );
+      for (const v of rowOut) {
+        values.push(v);
+        parents.push(i);
+      }
       // Nothing yielded: the row stays with a null (onEmpty 'null', as in Daft) or goes ('drop').
-      if (!rowOut.length && def.options.onEmpty === 'null') { values.push(null); parents.push(i); }
+      if (!rowOut.length && def.options.onEmpty === 'null') {
+        values.push(null);
+        parents.push(i);
+      }
     } catch (e) {
       stats.errors++;
       failures.push({ row: i, error: errText(e), cause: e });
@@ -201,12 +250,14 @@ function batchResultToData(def: UdfDefinition, result: unknown, n: number, offse
   const type = def.returnDtype;
   let data: arrow.Data;
   if (result instanceof arrow.Vector) {
-    if (result.length !== n) throw new UdfError(`UDF '${def.name}' returned ${result.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
+    if (result.length !== n)
+      throw new UdfError(`UDF '${def.name}' returned ${result.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
     if (result.data.length === 1 && DataType.fromArrow(result.type).equals(type)) return result.data[0]!;
     data = valuesToData(result.toArray() as unknown[], type, `UDF '${def.name}'`);
   } else if (result && typeof result === 'object' && 'length' in result) {
     const arr = result as ArrayLike<unknown>;
-    if (arr.length !== n) throw new UdfError(`UDF '${def.name}' returned ${arr.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
+    if (arr.length !== n)
+      throw new UdfError(`UDF '${def.name}' returned ${arr.length} values for a batch of ${n} rows (rows ${offset}..${offset + n - 1})`, def.name);
     const at = type.toArrow();
     // A typed array of exactly the column's physical type becomes its values buffer, no copy.
     if (ArrayBuffer.isView(arr) && isNumeric(at) && arr.constructor === arrayCtor(at)) {
@@ -214,12 +265,24 @@ function batchResultToData(def: UdfDefinition, result: unknown, n: number, offse
     }
     data = valuesToData(arr as readonly unknown[], type, `UDF '${def.name}'`);
   } else {
-    throw new UdfError(`UDF '${def.name}' must return a Vector, a typed array or an array of ${n} values; got ${result === null ? 'null' : typeof result}`, def.name);
+    throw new UdfError(
+      `UDF '${def.name}' must return a Vector, a typed array or an array of ${n} values; got ${result === null ? 'null' : typeof result}`,
+      def.name,
+    );
   }
   return data;
 }
 
-export async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime, stats: UdfStats, failures: Failure[], offset: number): Promise<arrow.Data> {
+export async function callBatch(
+  def: UdfDefinition,
+  node: UdfCallNode,
+  args: arrow.Data[],
+  n: number,
+  rt: UdfRuntime,
+  stats: UdfStats,
+  failures: Failure[],
+  offset: number,
+): Promise<arrow.Data> {
   const fn = fnOf(def, node, rt);
   const size = def.options.batchSize ?? n;
   const pieces: arrow.Data[] = [];
@@ -241,7 +304,11 @@ export async function callBatch(def: UdfDefinition, node: UdfCallNode, args: arr
       pieces.push(batchResultToData(def, result, len, offset + s));
     } catch (e) {
       if (e instanceof UdfError) throw e;
-      throw new UdfError(`UDF '${def.name}' returned a value that is not ${def.returnDtype} for rows ${offset + s}..${offset + s + len - 1}: ${e instanceof Error ? e.message : String(e)}`, def.name, e);
+      throw new UdfError(
+        `UDF '${def.name}' returned a value that is not ${def.returnDtype} for rows ${offset + s}..${offset + s + len - 1}: ${e instanceof Error ? e.message : String(e)}`,
+        def.name,
+        e,
+      );
     }
   }
   if (pieces.length === 1) return pieces[0]!;

@@ -3,7 +3,11 @@ import type { UdfDefinition } from '../udf.ts';
 import type { UdfStats } from './metrics.ts';
 
 export class UdfError extends Error {
-  constructor(message: string, readonly udf: string, override readonly cause?: unknown) {
+  constructor(
+    message: string,
+    readonly udf: string,
+    override readonly cause?: unknown,
+  ) {
     super(message);
     this.name = 'UdfError';
     if (cause instanceof Error && cause.stack) this.stack = `${this.name}: ${message}\n  caused by: ${cause.stack}`;
@@ -38,8 +42,14 @@ export function timed<T>(def: UdfDefinition, v: T): T | Promise<Awaited<T>> {
       reject(e);
     }, ms);
     (v as PromiseLike<Awaited<T>>).then(
-      (r) => { clearTimeout(timer); resolve(r); },
-      (e: unknown) => { clearTimeout(timer); reject(e); },
+      (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
     );
   });
 }

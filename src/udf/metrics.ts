@@ -21,7 +21,12 @@ export function emptyStats(): UdfStats {
 export function mergeMetrics(into: RunMetrics, from: RunMetrics): RunMetrics {
   for (const [name, s] of Object.entries(from)) {
     const t = (into[name] ??= emptyStats());
-    t.rowsIn += s.rowsIn; t.rowsOut += s.rowsOut; t.calls += s.calls; t.retries += s.retries; t.errors += s.errors; t.timeMs += s.timeMs;
+    t.rowsIn += s.rowsIn;
+    t.rowsOut += s.rowsOut;
+    t.calls += s.calls;
+    t.retries += s.retries;
+    t.errors += s.errors;
+    t.timeMs += s.timeMs;
     for (const [k, v] of Object.entries(s.counters)) t.counters[k] = (t.counters[k] ?? 0) + v;
   }
   return into;
@@ -30,7 +35,8 @@ export function mergeMetrics(into: RunMetrics, from: RunMetrics): RunMetrics {
 // Shared through globalThis (like the UDF registry): a UDF module that imported `metrics` from
 // another copy of fanout must still find the stats of the call that the executing copy runs.
 const METRICS_KEY = Symbol.for('fanout.udf.metricsStore');
-export const current: AsyncLocalStorage<UdfStats> = ((globalThis as Record<symbol, unknown>)[METRICS_KEY] ??= new AsyncLocalStorage<UdfStats>()) as AsyncLocalStorage<UdfStats>;
+export const current: AsyncLocalStorage<UdfStats> = ((globalThis as Record<symbol, unknown>)[METRICS_KEY] ??=
+  new AsyncLocalStorage<UdfStats>()) as AsyncLocalStorage<UdfStats>;
 let warnedOutside = false;
 
 /** Custom counters, callable from inside a UDF (sync or async); summed per UDF in `df.metrics`. */

@@ -25,14 +25,19 @@ export function trackCall(call: InFlightCall): () => void {
   inFlight.add(call);
   if (!watchdog) {
     const period = stallWarnMs();
-    watchdog = setInterval(() => {
-      const now = Date.now();
-      for (const c of inFlight) {
-        if (now - (c.warnedAt || c.since) < period) continue;
-        c.warnedAt = now;
-        console.warn(`fanout: UDF '${c.udf}' has not returned for ${Math.round((now - c.since) / 1000)} s (${c.where}); still waiting (set the UDF's timeoutMs to fail such calls)`);
-      }
-    }, Math.max(10, Math.min(period, 1000)));
+    watchdog = setInterval(
+      () => {
+        const now = Date.now();
+        for (const c of inFlight) {
+          if (now - (c.warnedAt || c.since) < period) continue;
+          c.warnedAt = now;
+          console.warn(
+            `fanout: UDF '${c.udf}' has not returned for ${Math.round((now - c.since) / 1000)} s (${c.where}); still waiting (set the UDF's timeoutMs to fail such calls)`,
+          );
+        }
+      },
+      Math.max(10, Math.min(period, 1000)),
+    );
   }
   return () => {
     inFlight.delete(call);

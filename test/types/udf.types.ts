@@ -1,5 +1,5 @@
 // Type-level tests of the UDF API (checked by `npm run typecheck`, never executed).
-import * as arrow from 'apache-arrow';
+import type * as arrow from 'apache-arrow';
 import { cls, col, DataType, fromRecords, func } from 'fanout';
 
 // The declared return type must accept what the function returns.

@@ -19,13 +19,25 @@ export interface Block {
   count: number;
 }
 
-interface BuildContext { file: string; column: string; nulls: Uint8Array[]; defaultNulls: boolean }
+interface BuildContext {
+  file: string;
+  column: string;
+  nulls: Uint8Array[];
+  defaultNulls: boolean;
+}
 
 /**
  * Null rule: empty fields are null in non-string columns; unquoted values listed in nullValues are
  * null everywhere; quoting keeps "" and "NA" as strings in string columns.
  */
-export function isNullField(ctx: { nulls: Uint8Array[]; defaultNulls: boolean }, buf: Uint8Array, s: number, e: number, quoted: boolean, stringy: boolean): boolean {
+export function isNullField(
+  ctx: { nulls: Uint8Array[]; defaultNulls: boolean },
+  buf: Uint8Array,
+  s: number,
+  e: number,
+  quoted: boolean,
+  stringy: boolean,
+): boolean {
   if (stringy && quoted) return false;
   if (s === e) return ctx.defaultNulls || !stringy || ctx.nulls.some((n) => n.length === 0);
   if (ctx.defaultNulls) return false;
@@ -49,7 +61,10 @@ abstract class ColumnBuilder {
   length = 0;
   nullCount = 0;
   protected validity = new Uint8Array(8192);
-  constructor(protected readonly ctx: BuildContext, protected readonly type: DataTypeJSON) {}
+  constructor(
+    protected readonly ctx: BuildContext,
+    protected readonly type: DataTypeJSON,
+  ) {}
 
   protected isNullText(buf: Uint8Array, s: number, e: number, quoted: boolean, stringy: boolean): boolean {
     return isNullField(this.ctx, buf, s, e, quoted, stringy);
@@ -61,7 +76,10 @@ abstract class ColumnBuilder {
 
   protected setValid(i: number, ok: boolean): void {
     if (ok) this.validity[i >> 3]! |= 1 << (i & 7);
-    else { this.validity[i >> 3]! &= ~(1 << (i & 7)); this.nullCount++; }
+    else {
+      this.validity[i >> 3]! &= ~(1 << (i & 7));
+      this.nullCount++;
+    }
   }
 
   protected fail(block: Block, r: number, s: number, e: number, f: number, what: string): never {
@@ -89,8 +107,12 @@ type NumArray = Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array |
 type NumCtor = new (n: number) => NumArray;
 
 const INT_LIMITS: Partial<Record<DataTypeJSON['kind'], [number, number, NumCtor]>> = {
-  int8: [-128, 127, Int8Array], int16: [-32768, 32767, Int16Array], int32: [-2147483648, 2147483647, Int32Array],
-  uint8: [0, 255, Uint8Array], uint16: [0, 65535, Uint16Array], uint32: [0, 4294967295, Uint32Array],
+  int8: [-128, 127, Int8Array],
+  int16: [-32768, 32767, Int16Array],
+  int32: [-2147483648, 2147483647, Int32Array],
+  uint8: [0, 255, Uint8Array],
+  uint16: [0, 65535, Uint16Array],
+  uint32: [0, 4294967295, Uint32Array],
 };
 
 /** int8..uint32, float32/64 and date: one JS number per value. */
@@ -140,7 +162,11 @@ class NumberBuilder extends ColumnBuilder {
       const k = r * stride + slot;
       const s = fs[k]!;
       const e = fe[k]!;
-      if (s === e || this.isNullText(buf, s, e, (ff[k]! & 1) === 1, false)) { this.setValid(i, false); values[i] = 0; continue; }
+      if (s === e || this.isNullText(buf, s, e, (ff[k]! & 1) === 1, false)) {
+        this.setValid(i, false);
+        values[i] = 0;
+        continue;
+      }
       const v = this.parse(buf, s, e);
       if (v === undefined) this.fail(b, r, s, e, ff[k]!, this.type.kind);
       values[i] = v;
@@ -151,8 +177,7 @@ class NumberBuilder extends ColumnBuilder {
 
   finish(type: arrow.DataType): arrow.Data {
     const n = this.length;
-    const data = new arrow.Data(type, 0, n, this.nullCount,
-      [undefined, this.values.slice(0, n), this.takeValidity(n) ?? EMPTY] as unknown as DataBuffers);
+    const data = new arrow.Data(type, 0, n, this.nullCount, [undefined, this.values.slice(0, n), this.takeValidity(n) ?? EMPTY] as unknown as DataBuffers);
     this.reset();
     return data;
   }
@@ -250,7 +275,10 @@ class BoolBuilder extends ColumnBuilder {
       const k = r * stride + slot;
       const s = fs[k]!;
       const e = fe[k]!;
-      if (s === e || this.isNullText(buf, s, e, (ff[k]! & 1) === 1, false)) { this.setValid(i, false); continue; }
+      if (s === e || this.isNullText(buf, s, e, (ff[k]! & 1) === 1, false)) {
+        this.setValid(i, false);
+        continue;
+      }
       let v = isBoolBytes(buf, s, e);
       if (v === undefined && e - s === 1) v = buf[s] === 0x31 ? true : buf[s] === 0x30 ? false : undefined;
       if (v === undefined) this.fail(b, r, s, e, ff[k]!, 'bool');
@@ -261,8 +289,11 @@ class BoolBuilder extends ColumnBuilder {
   }
   finish(type: arrow.DataType): arrow.Data {
     const n = this.length;
-    const data = new arrow.Data(type, 0, n, this.nullCount,
-      [undefined, this.bits.slice(0, (n + 7) >> 3), this.takeValidity(n) ?? EMPTY] as unknown as DataBuffers);
+    const data = new arrow.Data(type, 0, n, this.nullCount, [
+      undefined,
+      this.bits.slice(0, (n + 7) >> 3),
+      this.takeValidity(n) ?? EMPTY,
+    ] as unknown as DataBuffers);
     this.bits.fill(0);
     this.reset();
     return data;
@@ -314,7 +345,9 @@ class BytesBuilder extends ColumnBuilder {
         continue;
       }
       const len = e - s;
-      if (used + len > bytes.length) { this.bytes = bytes = growBytes(bytes, used + len); }
+      if (used + len > bytes.length) {
+        this.bytes = bytes = growBytes(bytes, used + len);
+      }
       if (f & 2) {
         for (let p = s; p < e; p++) {
           const c = buf[p]!;
@@ -334,7 +367,9 @@ class BytesBuilder extends ColumnBuilder {
       for (let r = 0, j = this.length; r < b.count; r++, j++) {
         if (!isUtf8(bytes.subarray(offsets[j]!, offsets[j + 1]!))) {
           const k = r * stride + slot;
-          throw new Error(`${this.ctx.file}:${b.lines[r]}: column '${this.ctx.column}': invalid UTF-8 in ${JSON.stringify(fieldText(buf, fs[k]!, fe[k]!, ff[k]!))}`);
+          throw new Error(
+            `${this.ctx.file}:${b.lines[r]}: column '${this.ctx.column}': invalid UTF-8 in ${JSON.stringify(fieldText(buf, fs[k]!, fe[k]!, ff[k]!))}`,
+          );
         }
       }
     }
@@ -344,8 +379,11 @@ class BytesBuilder extends ColumnBuilder {
   finish(type: arrow.DataType): arrow.Data {
     const n = this.length;
     if (this.type.kind === 'binary') this.decodeBase64(n);
-    const data = new arrow.Data(type, 0, n, this.nullCount,
-      [this.offsets.slice(0, n + 1), this.bytes.slice(0, this.used), this.takeValidity(n) ?? EMPTY] as unknown as DataBuffers);
+    const data = new arrow.Data(type, 0, n, this.nullCount, [
+      this.offsets.slice(0, n + 1),
+      this.bytes.slice(0, this.used),
+      this.takeValidity(n) ?? EMPTY,
+    ] as unknown as DataBuffers);
     this.used = 0;
     this.offsets[0] = 0;
     this.reset();
@@ -370,12 +408,26 @@ class NullBuilder extends ColumnBuilder {
 
 export function makeBuilder(ctx: BuildContext, type: DataTypeJSON): ColumnBuilder {
   switch (type.kind) {
-    case 'null': return new NullBuilder(ctx, type);
-    case 'bool': return new BoolBuilder(ctx, type);
-    case 'int64': case 'uint64': case 'timestamp': return new Int64Builder(ctx, type);
-    case 'utf8': case 'binary': return new BytesBuilder(ctx, type);
-    case 'int8': case 'int16': case 'int32': case 'uint8': case 'uint16': case 'uint32':
-    case 'float32': case 'float64': case 'date':
+    case 'null':
+      return new NullBuilder(ctx, type);
+    case 'bool':
+      return new BoolBuilder(ctx, type);
+    case 'int64':
+    case 'uint64':
+    case 'timestamp':
+      return new Int64Builder(ctx, type);
+    case 'utf8':
+    case 'binary':
+      return new BytesBuilder(ctx, type);
+    case 'int8':
+    case 'int16':
+    case 'int32':
+    case 'uint8':
+    case 'uint16':
+    case 'uint32':
+    case 'float32':
+    case 'float64':
+    case 'date':
       return new NumberBuilder(ctx, type);
     default:
       throw new TypeError(`column '${ctx.column}' of ${ctx.file}: ${DataType.fromJSON(type)} columns cannot be read from CSV`);

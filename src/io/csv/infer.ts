@@ -11,7 +11,11 @@ import { isNullField } from './builders.ts';
 // ---------------------------------------------------------------------------------------------
 // Header, inference, schema resolution
 
-interface HeaderInfo { names: string[]; /** bytes consumed by the BOM and the header record */ dataStart: number; dataLine: number }
+interface HeaderInfo {
+  names: string[] /** bytes consumed by the BOM and the header record */;
+  dataStart: number;
+  dataLine: number;
+}
 
 function stripBom(buf: Uint8Array, end: number): number {
   return end >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
@@ -54,7 +58,12 @@ function readPrefixSync(file: string, enough: (buf: Buffer, end: number, eof: bo
 }
 
 /** readPrefixSync for an S3 object: ranged GETs of 64 KiB, doubling, through the sync facade. */
-function readPrefixSyncS3(uri: string, size: number, etag: string, enough: (buf: Buffer, end: number, eof: boolean) => boolean): { buf: Buffer; end: number; eof: boolean } {
+function readPrefixSyncS3(
+  uri: string,
+  size: number,
+  etag: string,
+  enough: (buf: Buffer, end: number, eof: boolean) => boolean,
+): { buf: Buffer; end: number; eof: boolean } {
   let buf: Buffer = Buffer.alloc(0);
   let want = 1 << 16;
   for (;;) {
@@ -79,7 +88,11 @@ function csvStat(file: string): { size: number; mtimeMs: number; etag?: string }
   return { size: h.size, mtimeMs: 0, etag: h.etag };
 }
 
-function readPrefix(file: string, st: { size: number; etag?: string }, enough: (buf: Buffer, end: number, eof: boolean) => boolean): { buf: Buffer; end: number; eof: boolean } {
+function readPrefix(
+  file: string,
+  st: { size: number; etag?: string },
+  enough: (buf: Buffer, end: number, eof: boolean) => boolean,
+): { buf: Buffer; end: number; eof: boolean } {
   return st.etag !== undefined ? readPrefixSyncS3(file, st.size, st.etag, enough) : readPrefixSync(file, enough);
 }
 
@@ -100,9 +113,28 @@ export function parseHeader(file: string, buf: Buffer, end: number, eof: boolean
   return { names: raw.map((_, i) => `column_${i + 1}`), dataStart: start, dataLine: 1 };
 }
 
-interface ColumnGuess { seen: boolean; bool: boolean; int: boolean; float: boolean; date: boolean; ts: boolean; tz: boolean; ns: boolean }
+interface ColumnGuess {
+  seen: boolean;
+  bool: boolean;
+  int: boolean;
+  float: boolean;
+  date: boolean;
+  ts: boolean;
+  tz: boolean;
+  ns: boolean;
+}
 
-function inferTypes(file: string, o: Resolved, names: string[], buf: Buffer, start: number, end: number, eof: boolean, line: number, tok: Tokenizer): DataTypeJSON[] {
+function inferTypes(
+  file: string,
+  o: Resolved,
+  names: string[],
+  buf: Buffer,
+  start: number,
+  end: number,
+  eof: boolean,
+  line: number,
+  tok: Tokenizer,
+): DataTypeJSON[] {
   const g: ColumnGuess[] = names.map(() => ({ seen: false, bool: true, int: true, float: true, date: true, ts: true, tz: false, ns: false }));
   tok.line = line;
   let pos = start;
@@ -133,7 +165,10 @@ function inferTypes(file: string, o: Resolved, names: string[], buf: Buffer, sta
       if (q.ts) {
         const t = parseTimestampBytes(buf, s, e);
         if (!t) q.ts = false;
-        else { if (t.hasTz) q.tz = true; if (t.fracDigits > 6) q.ns = true; }
+        else {
+          if (t.hasTz) q.tz = true;
+          if (t.fracDigits > 6) q.ns = true;
+        }
       }
     }
   }
@@ -149,7 +184,11 @@ function inferTypes(file: string, o: Resolved, names: string[], buf: Buffer, sta
 }
 
 /** How the file's columns map to the schema's fields. */
-interface Layout { fileNames: string[]; schema: Schema; /** file column index of each schema field */ columnOf: number[] }
+interface Layout {
+  fileNames: string[];
+  schema: Schema /** file column index of each schema field */;
+  columnOf: number[];
+}
 
 function resolveLayout(file: string, fileNames: string[], schema: Schema, hasHeader: boolean): Layout {
   const positional = (): Layout => {
@@ -165,13 +204,25 @@ function resolveLayout(file: string, fileNames: string[], schema: Schema, hasHea
   if (columnOf.every((i) => i < 0) && schema.fields.length === fileNames.length) return positional();
   const missing = schema.fields.filter((_, k) => columnOf[k]! < 0).map((f) => f.name);
   if (missing.length > 0) {
-    const also = missing.length > 1 ? `; also missing: ${missing.slice(1).map((n) => `'${n}'`).join(', ')}` : '';
+    const also =
+      missing.length > 1
+        ? `; also missing: ${missing
+            .slice(1)
+            .map((n) => `'${n}'`)
+            .join(', ')}`
+        : '';
     throw new ColumnNotFoundError(missing[0]!, fileNames, `the header of ${file} (schema fields are matched to header names${also})`);
   }
   return { fileNames, schema, columnOf };
 }
 
-interface CachedCsv { size: number; mtimeMs: number; etag?: string; key: string; schema: Schema }
+interface CachedCsv {
+  size: number;
+  mtimeMs: number;
+  etag?: string;
+  key: string;
+  schema: Schema;
+}
 const csvCache = new Map<string, CachedCsv>();
 
 function optionsKey(o: Resolved, opts: CsvOptions): string {
@@ -216,11 +267,13 @@ export function fileLayout(file: string, rawOpts: CsvOptions): { sizeBytes: numb
   if (given) {
     schema = given;
   } else {
-    const types = o.inferRows > 0
-      ? inferTypes(file, o, h.names, buf, h.dataStart, end, eof, h.dataLine, tok)
-      : h.names.map((): DataTypeJSON => ({ kind: 'utf8' }));
+    const types =
+      o.inferRows > 0 ? inferTypes(file, o, h.names, buf, h.dataStart, end, eof, h.dataLine, tok) : h.names.map((): DataTypeJSON => ({ kind: 'utf8' }));
     schema = new Schema(h.names.map((n, i) => new Field(n, DataType.fromJSON(types[i]!), true)));
-    csvCache.set(file, st.etag !== undefined ? { size: st.size, mtimeMs: st.mtimeMs, etag: st.etag, key, schema } : { size: st.size, mtimeMs: st.mtimeMs, key, schema });
+    csvCache.set(
+      file,
+      st.etag !== undefined ? { size: st.size, mtimeMs: st.mtimeMs, etag: st.etag, key, schema } : { size: st.size, mtimeMs: st.mtimeMs, key, schema },
+    );
   }
   return { sizeBytes: st.size, layout: resolveLayout(file, h.names, schema, o.header) };
 }

@@ -45,16 +45,22 @@ export function csvSchemaOption(schema: unknown, where: string): Schema | undefi
   if (proto !== Object.prototype && proto !== null) throw new TypeError(`${expected}, got ${describeValue(schema)}`);
   const entries = Object.entries(schema as Record<string, unknown>);
   if (entries.length === 0) throw new TypeError(`${expected}, got an empty object`);
-  return new Schema(entries.map(([name, t]) => {
-    if (t instanceof DataType) return new Field(name, t, true);
-    // A DataType from another copy of this package carries the same JSON.
-    const json = (t as { json?: { kind?: unknown } } | null)?.json;
-    if (t && typeof t === 'object' && json && typeof json.kind === 'string') return new Field(name, new DataType(json as DataTypeJSON), true);
-    throw new TypeError(`${expected}; column '${name}' is ${describeValue(t)}, not a DataType`);
-  }));
+  return new Schema(
+    entries.map(([name, t]) => {
+      if (t instanceof DataType) return new Field(name, t, true);
+      // A DataType from another copy of this package carries the same JSON.
+      const json = (t as { json?: { kind?: unknown } } | null)?.json;
+      if (t && typeof t === 'object' && json && typeof json.kind === 'string') return new Field(name, new DataType(json as DataTypeJSON), true);
+      throw new TypeError(`${expected}; column '${name}' is ${describeValue(t)}, not a DataType`);
+    }),
+  );
 }
 
-export interface WriteCsvOptions { delimiter?: string; header?: boolean; schema?: Schema }
+export interface WriteCsvOptions {
+  delimiter?: string;
+  header?: boolean;
+  schema?: Schema;
+}
 
 const DEFAULT_BATCH_SIZE = 65536;
 const DEFAULT_INFER_ROWS = 1000;
@@ -66,7 +72,14 @@ export const CR = 0x0d;
 // ---------------------------------------------------------------------------------------------
 // Options
 
-export interface Resolved { delim: number; header: boolean; nulls: Uint8Array[]; defaultNulls: boolean; inferRows: number; batchSize: number }
+export interface Resolved {
+  delim: number;
+  header: boolean;
+  nulls: Uint8Array[];
+  defaultNulls: boolean;
+  inferRows: number;
+  batchSize: number;
+}
 
 export const encoder = new TextEncoder();
 export const decoder = new TextDecoder();

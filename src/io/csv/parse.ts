@@ -12,7 +12,10 @@ const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
 export function parseIntBytes(buf: Uint8Array, s: number, e: number): number | bigint | undefined {
   let i = s;
   let neg = false;
-  if (i < e && (buf[i] === 0x2d || buf[i] === 0x2b)) { neg = buf[i] === 0x2d; i++; }
+  if (i < e && (buf[i] === 0x2d || buf[i] === 0x2b)) {
+    neg = buf[i] === 0x2d;
+    i++;
+  }
   if (i >= e) return undefined;
   if (e - i <= 15) {
     let v = 0;
@@ -23,7 +26,10 @@ export function parseIntBytes(buf: Uint8Array, s: number, e: number): number | b
     }
     return neg ? -v : v;
   }
-  for (let k = i; k < e; k++) { const c = buf[k]! - 48; if (c < 0 || c > 9) return undefined; }
+  for (let k = i; k < e; k++) {
+    const c = buf[k]! - 48;
+    if (c < 0 || c > 9) return undefined;
+  }
   const big = BigInt(decoder.decode(buf.subarray(i, e)));
   const v = neg ? -big : big;
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
@@ -39,7 +45,10 @@ function lowerAscii(buf: Uint8Array, s: number, e: number): string {
 export function parseFloatBytes(buf: Uint8Array, s: number, e: number): number | undefined {
   let i = s;
   let neg = false;
-  if (i < e && (buf[i] === 0x2d || buf[i] === 0x2b)) { neg = buf[i] === 0x2d; i++; }
+  if (i < e && (buf[i] === 0x2d || buf[i] === 0x2b)) {
+    neg = buf[i] === 0x2d;
+    i++;
+  }
   if (i >= e) return undefined;
   let m = 0;
   let exact = true;
@@ -49,7 +58,8 @@ export function parseFloatBytes(buf: Uint8Array, s: number, e: number): number |
     const c = buf[i]! - 48;
     if (c < 0 || c > 9) break;
     // m * 10 + c must stay exact (≤ 2^53 - 1), or the fast path would round twice.
-    if (m > (Number.MAX_SAFE_INTEGER - c) / 10) exact = false; else m = m * 10 + c;
+    if (m > (Number.MAX_SAFE_INTEGER - c) / 10) exact = false;
+    else m = m * 10 + c;
     digits++;
   }
   if (i < e && buf[i] === 0x2e) {
@@ -57,7 +67,11 @@ export function parseFloatBytes(buf: Uint8Array, s: number, e: number): number |
     for (; i < e; i++) {
       const c = buf[i]! - 48;
       if (c < 0 || c > 9) break;
-      if (m > (Number.MAX_SAFE_INTEGER - c) / 10) exact = false; else { m = m * 10 + c; frac++; }
+      if (m > (Number.MAX_SAFE_INTEGER - c) / 10) exact = false;
+      else {
+        m = m * 10 + c;
+        frac++;
+      }
       digits++;
     }
   }
@@ -72,7 +86,10 @@ export function parseFloatBytes(buf: Uint8Array, s: number, e: number): number |
   if (i < e && (buf[i] === 0x65 || buf[i] === 0x45)) {
     i++;
     let eneg = false;
-    if (i < e && (buf[i] === 0x2d || buf[i] === 0x2b)) { eneg = buf[i] === 0x2d; i++; }
+    if (i < e && (buf[i] === 0x2d || buf[i] === 0x2b)) {
+      eneg = buf[i] === 0x2d;
+      i++;
+    }
     const es = i;
     for (; i < e; i++) {
       const c = buf[i]! - 48;
@@ -132,7 +149,12 @@ export function parseDateBytes(buf: Uint8Array, s: number, e: number): number | 
   return e - s === 10 ? parseDateAt(buf, s) : undefined;
 }
 
-interface ParsedTs { secs: number; nanos: number; hasTz: boolean; fracDigits: number }
+interface ParsedTs {
+  secs: number;
+  nanos: number;
+  hasTz: boolean;
+  fracDigits: number;
+}
 const tsScratch: ParsedTs = { secs: 0, nanos: 0, hasTz: false, fracDigits: 0 };
 
 /** ISO-8601 date[T| ]HH:MM[:SS[.f{1,9}]][Z|±HH[:MM]] (or a bare date) into tsScratch. */
@@ -172,8 +194,10 @@ export function parseTimestampBytes(buf: Uint8Array, s: number, e: number): Pars
     }
     if (i < e) {
       const c = buf[i];
-      if (c === 0x5a || c === 0x7a) { hasTz = true; i++; }
-      else if (c === 0x2b || c === 0x2d) {
+      if (c === 0x5a || c === 0x7a) {
+        hasTz = true;
+        i++;
+      } else if (c === 0x2b || c === 0x2d) {
         const oh = digit2(buf, i + 1);
         if (oh < 0 || oh > 23 || i + 3 > e) return undefined;
         let om = 0;

@@ -64,10 +64,18 @@ export async function* readCsvBatches(path: string, opts: CsvOptions = {}): Asyn
     pending = readAhead();
     const fill = async (): Promise<void> => {
       const { bytes, n } = await pending!;
-      if (n === 0) { eof = true; pending = null; return; }
+      if (n === 0) {
+        eof = true;
+        pending = null;
+        return;
+      }
       filePos += n;
       pending = readAhead();
-      if (start > 0) { buf.copy(buf, 0, start, end); end -= start; start = 0; }
+      if (start > 0) {
+        buf.copy(buf, 0, start, end);
+        end -= start;
+        start = 0;
+      }
       if (buf.length - end < n) {
         const b = Buffer.allocUnsafe(Math.max(buf.length * 2, end + n));
         buf.copy(b, 0, 0, end);
@@ -114,7 +122,10 @@ export async function* readCsvBatches(path: string, opts: CsvOptions = {}): Asyn
           if (e instanceof CsvSyntaxError) throw new Error(`${path}: ${e.message}`);
           throw e;
         }
-        if (p < 0) { incomplete = true; break; }
+        if (p < 0) {
+          incomplete = true;
+          break;
+        }
         start = p;
         if (tok.nf === 0) break; // EOF after blank lines
         if (tok.nf !== ncols) throw new Error(`${path}:${tok.recLine}: expected ${ncols} fields, found ${tok.nf}`);

@@ -27,7 +27,10 @@ export class Tokenizer {
   private nD = -1;
   private nLF = -1;
   private nCR = -1;
-  constructor(readonly delim: number, cap: number) {
+  constructor(
+    readonly delim: number,
+    cap: number,
+  ) {
     this.fs = new Int32Array(cap);
     this.fe = new Int32Array(cap);
     this.ff = new Uint8Array(cap);
@@ -48,10 +51,18 @@ export class Tokenizer {
     if (k >= this.limit) return;
     const i = this.base + k;
     if (i >= this.fs.length) {
-      const grow = <T extends Int32Array | Uint8Array>(a: T): T => { const b = new (a.constructor as new (n: number) => T)(a.length * 2); b.set(a); return b; };
-      this.fs = grow(this.fs); this.fe = grow(this.fe); this.ff = grow(this.ff);
+      const grow = <T extends Int32Array | Uint8Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.fs = grow(this.fs);
+      this.fe = grow(this.fe);
+      this.ff = grow(this.ff);
     }
-    this.fs[i] = s; this.fe[i] = e; this.ff[i] = f;
+    this.fs[i] = s;
+    this.fe[i] = e;
+    this.ff[i] = f;
   }
 
   /** A cut record: the cached positions may lie past where the next call restarts. */
@@ -79,7 +90,11 @@ export class Tokenizer {
     // blank lines
     while (pos < end && !this.blankLinesAreRecords) {
       const c = buf[pos]!;
-      if (c === LF) { pos++; line++; continue; }
+      if (c === LF) {
+        pos++;
+        line++;
+        continue;
+      }
       if (c === CR) {
         if (pos + 1 >= end && !final) return this.incomplete();
         pos += pos + 1 < end && buf[pos + 1] === LF ? 2 : 1;
@@ -107,7 +122,11 @@ export class Tokenizer {
             if (!final) return this.incomplete();
             throw new CsvSyntaxError(`unterminated quoted field starting at line ${line}`);
           }
-          if (q + 1 < end && buf[q + 1] === QUOTE) { flags = 3; p = q + 2; continue; }
+          if (q + 1 < end && buf[q + 1] === QUOTE) {
+            flags = 3;
+            p = q + 2;
+            continue;
+          }
           if (q + 1 >= end && !final) return this.incomplete(); // cannot tell a closing quote from a doubled one yet
           e = q;
           pos = q + 1;
@@ -121,9 +140,18 @@ export class Tokenizer {
         this.push(s, e, flags);
       } else {
         const s = pos;
-        if (this.nD < pos) { const i = buf.indexOf(d, pos); this.nD = i < 0 ? Infinity : i; }
-        if (this.nLF < pos) { const i = buf.indexOf(LF, pos); this.nLF = i < 0 ? Infinity : i; }
-        if (this.nCR < pos) { const i = buf.indexOf(CR, pos); this.nCR = i < 0 ? Infinity : i; }
+        if (this.nD < pos) {
+          const i = buf.indexOf(d, pos);
+          this.nD = i < 0 ? Infinity : i;
+        }
+        if (this.nLF < pos) {
+          const i = buf.indexOf(LF, pos);
+          this.nLF = i < 0 ? Infinity : i;
+        }
+        if (this.nCR < pos) {
+          const i = buf.indexOf(CR, pos);
+          this.nCR = i < 0 ? Infinity : i;
+        }
         const stop = Math.min(this.nD, this.nLF, this.nCR);
         if (stop >= end) {
           if (!final) return this.incomplete();

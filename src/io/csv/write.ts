@@ -26,7 +26,10 @@ class ByteOut {
       this.buf = b;
     }
   }
-  byte(c: number): void { this.ensure(1); this.buf[this.len++] = c; }
+  byte(c: number): void {
+    this.ensure(1);
+    this.buf[this.len++] = c;
+  }
   ascii(s: string): void {
     this.ensure(s.length);
     const b = this.buf;
@@ -65,7 +68,9 @@ class ByteOut {
   }
 }
 
-function pad(n: number, w: number): string { return String(n).padStart(w, '0'); }
+function pad(n: number, w: number): string {
+  return String(n).padStart(w, '0');
+}
 
 function formatDate(days: number): string {
   const [y, m, d] = civilFromDays(days);
@@ -77,7 +82,10 @@ function formatTimestamp(ticks: bigint, unit: TimeUnit, tz: string | null): stri
   const per = BigInt(TICKS_PER_SEC[unit]);
   let secs = ticks / per;
   let frac = ticks % per;
-  if (frac < 0n) { frac += per; secs -= 1n; }
+  if (frac < 0n) {
+    frac += per;
+    secs -= 1n;
+  }
   const s = Number(secs);
   const days = Math.floor(s / 86400);
   const sod = s - days * 86400;
@@ -112,10 +120,16 @@ function jsonOf(d: arrow.Data, i: number, t: DataTypeJSON): string {
   // `i`. Only bitmaps (validity, bool values) keep the slice's `offset`.
   const j = d.offset + i;
   switch (t.kind) {
-    case 'null': return 'null';
-    case 'bool': return ((d.values as Uint8Array)[j >> 3]! >> (j & 7)) & 1 ? 'true' : 'false';
-    case 'int64': case 'uint64': return String((d.values as BigInt64Array)[i]);
-    case 'float32': case 'float64': return JSON_ESCAPE_NUMBERS((d.values as Float64Array)[i]!);
+    case 'null':
+      return 'null';
+    case 'bool':
+      return ((d.values as Uint8Array)[j >> 3]! >> (j & 7)) & 1 ? 'true' : 'false';
+    case 'int64':
+    case 'uint64':
+      return String((d.values as BigInt64Array)[i]);
+    case 'float32':
+    case 'float64':
+      return JSON_ESCAPE_NUMBERS((d.values as Float64Array)[i]!);
     case 'utf8': {
       const o = d.valueOffsets as Int32Array;
       return JSON.stringify(decoder.decode((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!)));
@@ -124,8 +138,10 @@ function jsonOf(d: arrow.Data, i: number, t: DataTypeJSON): string {
       const o = d.valueOffsets as Int32Array;
       return JSON.stringify(Buffer.from((d.values as Uint8Array).subarray(o[i]!, o[i + 1]!)).toString('base64'));
     }
-    case 'date': return JSON.stringify(formatDate((d.values as Int32Array)[i]!));
-    case 'timestamp': return JSON.stringify(formatTimestamp((d.values as BigInt64Array)[i]!, t.unit, t.tz));
+    case 'date':
+      return JSON.stringify(formatDate((d.values as Int32Array)[i]!));
+    case 'timestamp':
+      return JSON.stringify(formatTimestamp((d.values as BigInt64Array)[i]!, t.unit, t.tz));
     case 'list': {
       const o = d.valueOffsets as Int32Array;
       const parts: string[] = [];
@@ -149,20 +165,31 @@ type Formatter = (i: number, out: ByteOut) => void;
 function formatterFor(d: arrow.Data, t: DataTypeJSON, delim: number): Formatter {
   const off = d.offset;
   switch (t.kind) {
-    case 'null': return () => undefined;
+    case 'null':
+      return () => undefined;
     case 'bool': {
       const bits = d.values as Uint8Array;
-      return (i, out) => { const j = off + i; out.ascii((bits[j >> 3]! >> (j & 7)) & 1 ? 'true' : 'false'); };
+      return (i, out) => {
+        const j = off + i;
+        out.ascii((bits[j >> 3]! >> (j & 7)) & 1 ? 'true' : 'false');
+      };
     }
-    case 'int8': case 'int16': case 'int32': case 'uint8': case 'uint16': case 'uint32': {
+    case 'int8':
+    case 'int16':
+    case 'int32':
+    case 'uint8':
+    case 'uint16':
+    case 'uint32': {
       const v = d.values as Int32Array;
       return (i, out) => out.ascii(String(v[i]));
     }
-    case 'int64': case 'uint64': {
+    case 'int64':
+    case 'uint64': {
       const v = d.values as BigInt64Array;
       return (i, out) => out.ascii(String(v[i]));
     }
-    case 'float32': case 'float64': {
+    case 'float32':
+    case 'float64': {
       const v = d.values as Float64Array;
       return (i, out) => out.ascii(formatFloat(v[i]!));
     }
@@ -220,8 +247,11 @@ async function openCsvSink(path: string): Promise<CsvSink> {
  * empty fields and empty strings as "", dates and timestamps ISO 8601 (timestamps with a time
  * zone in UTC with 'Z'), binary as base64, lists and structs as JSON.
  */
-export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>,
-  opts: WriteCsvOptions = {}): Promise<{ rows: number; bytes: number }> {
+export async function writeCsvFile(
+  path: string,
+  batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>,
+  opts: WriteCsvOptions = {},
+): Promise<{ rows: number; bytes: number }> {
   const delimStr = opts.delimiter ?? ',';
   if (delimStr.length !== 1 || delimStr.charCodeAt(0) > 127 || delimStr === '"' || delimStr === '\n' || delimStr === '\r') {
     throw new RangeError(`CSV delimiter must be a single ASCII character other than a quote or newline, got ${JSON.stringify(delimStr)}`);
@@ -246,7 +276,10 @@ export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.Re
   };
   const writeHeader = (s: Schema): void => {
     if (!header) return;
-    s.names.forEach((n, i) => { if (i) out.byte(delim); out.fieldText(n, delim); });
+    s.names.forEach((n, i) => {
+      if (i) out.byte(delim);
+      out.fieldText(n, delim);
+    });
     out.byte(LF);
   };
   try {
@@ -255,7 +288,10 @@ export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.Re
       const r = await it.next();
       if (r.done) break;
       const batch = r.value;
-      if (!schema) { schema = Schema.fromArrow(batch.schema); writeHeader(schema); }
+      if (!schema) {
+        schema = Schema.fromArrow(batch.schema);
+        writeHeader(schema);
+      }
       const names = batch.schema.fields.map((bf) => bf.name);
       const idx = schema.fields.map((f) => {
         const i = names.indexOf(f.name);
@@ -275,17 +311,21 @@ export async function writeCsvFile(path: string, batches: AsyncIterable<arrow.Re
             if (col.always || isValidAt(col.d, i)) col.fmt(i, out);
           }
           out.byte(LF);
-          if (out.len > (1 << 22)) await flushOut();
+          if (out.len > 1 << 22) await flushOut();
         }
         rows += n;
       }
-      if (out.len > (1 << 20)) await flushOut();
+      if (out.len > 1 << 20) await flushOut();
     }
     await flushOut();
     if (inflight) await inflight;
     ok = true;
   } catch (e) {
-    try { await it.return?.(); } catch { /* secondary */ }
+    try {
+      await it.return?.();
+    } catch {
+      /* secondary */
+    }
     throw e;
   } finally {
     if (inflight) await inflight.catch(() => undefined);

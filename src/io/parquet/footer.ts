@@ -3,7 +3,17 @@ import * as fs from 'node:fs';
 import { parquetMetadata, parquetSchema, type FileMetaData, type SchemaElement } from 'hyparquet';
 import { ColumnNotFoundError, Field, Schema } from '../../datatypes.ts';
 import { statFile } from '../paths.ts';
-import { isLocalUri, METADATA_TTL_MS, statObjectSync, noteObjects, objectHint, parquetTailsSync, ObjectChangedError, forgetObject, type TailRequest } from '../store/index.ts';
+import {
+  isLocalUri,
+  METADATA_TTL_MS,
+  statObjectSync,
+  noteObjects,
+  objectHint,
+  parquetTailsSync,
+  ObjectChangedError,
+  forgetObject,
+  type TailRequest,
+} from '../store/index.ts';
 import type { ColumnStats, ParquetFileInfo, RowGroupInfo } from './types.ts';
 import { arrowSchemaFromMetadata, mapArrowType, mapParquetNode, type Mapped } from './schema.ts';
 import { convertStats } from './stats.ts';
@@ -12,8 +22,15 @@ import { parquetWasmCaveats } from './legacy.ts';
 // ---------------------------------------------------------------------------------------------
 // Footer inspection
 
-interface LeafInfo { column: number; element: SchemaElement }
-interface CachedInfo { size: number; mtimeMs: number; info: ParquetFileInfo }
+interface LeafInfo {
+  column: number;
+  element: SchemaElement;
+}
+interface CachedInfo {
+  size: number;
+  mtimeMs: number;
+  info: ParquetFileInfo;
+}
 const infoCache = new Map<string, CachedInfo>();
 const INFO_CACHE_MAX = 4096;
 
@@ -99,7 +116,14 @@ export function inspectParquet(path: string): ParquetFileInfo {
 
 /** Byte ranges [start, end) of each top-level column's chunks, per row group (for prefetching). */
 export type ChunkRanges = Map<string, [number, number][]>[];
-interface S3Footer { etag: string; size: number; info: ParquetFileInfo; tail: { offset: number; bytes: Uint8Array } | null; chunks: ChunkRanges; checkedAt: number }
+interface S3Footer {
+  etag: string;
+  size: number;
+  info: ParquetFileInfo;
+  tail: { offset: number; bytes: Uint8Array } | null;
+  chunks: ChunkRanges;
+  checkedAt: number;
+}
 const s3InfoCache = new Map<string, S3Footer>();
 /** Footers (with page indexes) up to this size stay in memory, so opening the file for a read costs no request. */
 const KEEP_TAIL_MAX = 4 << 20;
@@ -109,7 +133,12 @@ let keptTailBytes = 0;
 const KEPT_TAILS_MAX = 128 << 20;
 
 function s3CacheSet(uri: string, v: S3Footer): void {
-  const drop = (f: S3Footer | undefined): void => { if (f?.tail) { keptTailBytes -= f.tail.bytes.length; f.tail = null; } };
+  const drop = (f: S3Footer | undefined): void => {
+    if (f?.tail) {
+      keptTailBytes -= f.tail.bytes.length;
+      f.tail = null;
+    }
+  };
   drop(s3InfoCache.get(uri));
   s3InfoCache.delete(uri);
   if (s3InfoCache.size >= INFO_CACHE_MAX) {
@@ -243,7 +272,8 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
   const unsupported: { name: string; reason: string }[] = [];
   const caveats = parquetWasmCaveats(tree);
   const encrypted = md.row_groups[0]?.columns.findIndex((c) => c.crypto_metadata !== undefined) ?? -1;
-  if (encrypted >= 0) { // plaintext footer, encrypted column data
+  if (encrypted >= 0) {
+    // plaintext footer, encrypted column data
     const leaf = md.schema.filter((e) => e.type !== undefined)[encrypted]?.name ?? `#${encrypted}`;
     throw new Error(`encrypted Parquet columns are not supported (column '${leaf}' uses Parquet modular encryption): ${path}`);
   }
@@ -290,7 +320,6 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
   });
   return { path, sizeBytes: size, numRows: Number(md.num_rows), schema, rowGroups, unsupportedColumns: unsupported, parquetWasmCaveats: caveats };
 }
-
 
 /** A read that found a newer object version: forget its footer, so the next plan sees the new one. */
 export function s3Changed(path: string, e: unknown): unknown {

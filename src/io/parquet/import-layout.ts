@@ -3,7 +3,12 @@ import * as arrow from 'apache-arrow';
 import type { DataTypeJSON } from '../../datatypes.ts';
 import { utf8Decoder } from './stats.ts';
 
-export interface FfiSchemaNode { format: string; name: string; children: FfiSchemaNode[]; dictionary: FfiSchemaNode | null }
+export interface FfiSchemaNode {
+  format: string;
+  name: string;
+  children: FfiSchemaNode[];
+  dictionary: FfiSchemaNode | null;
+}
 
 function readCString(u8: Uint8Array, ptr: number): string {
   let end = ptr;
@@ -28,23 +33,55 @@ export function readFfiSchema(mem: ArrayBuffer, ptr: number): FfiSchemaNode {
   return walk(ptr);
 }
 
-export type AnyTypedArray = Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array |
-  BigInt64Array | BigUint64Array | Float32Array | Float64Array;
-export type TypedCtor = (new (length: number) => AnyTypedArray) & (new (buffer: ArrayBuffer, byteOffset?: number, length?: number) => AnyTypedArray) & { BYTES_PER_ELEMENT: number };
+export type AnyTypedArray =
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array
+  | Float32Array
+  | Float64Array;
+export type TypedCtor = (new (
+  length: number,
+) => AnyTypedArray) &
+  (new (
+    buffer: ArrayBuffer,
+    byteOffset?: number,
+    length?: number,
+  ) => AnyTypedArray) & { BYTES_PER_ELEMENT: number };
 
 /** Physical element type of primitive C-data formats. */
 export function formatCtor(fmt: string): TypedCtor | null {
   switch (fmt) {
-    case 'c': return Int8Array as unknown as TypedCtor;
-    case 'C': return Uint8Array as unknown as TypedCtor;
-    case 's': return Int16Array as unknown as TypedCtor;
-    case 'S': return Uint16Array as unknown as TypedCtor;
-    case 'i': case 'tdD': case 'tts': case 'ttm': return Int32Array as unknown as TypedCtor;
-    case 'I': return Uint32Array as unknown as TypedCtor;
-    case 'l': case 'tdm': case 'ttu': case 'ttn': return BigInt64Array as unknown as TypedCtor;
-    case 'L': return BigUint64Array as unknown as TypedCtor;
-    case 'f': return Float32Array as unknown as TypedCtor;
-    case 'g': return Float64Array as unknown as TypedCtor;
+    case 'c':
+      return Int8Array as unknown as TypedCtor;
+    case 'C':
+      return Uint8Array as unknown as TypedCtor;
+    case 's':
+      return Int16Array as unknown as TypedCtor;
+    case 'S':
+      return Uint16Array as unknown as TypedCtor;
+    case 'i':
+    case 'tdD':
+    case 'tts':
+    case 'ttm':
+      return Int32Array as unknown as TypedCtor;
+    case 'I':
+      return Uint32Array as unknown as TypedCtor;
+    case 'l':
+    case 'tdm':
+    case 'ttu':
+    case 'ttn':
+      return BigInt64Array as unknown as TypedCtor;
+    case 'L':
+      return BigUint64Array as unknown as TypedCtor;
+    case 'f':
+      return Float32Array as unknown as TypedCtor;
+    case 'g':
+      return Float64Array as unknown as TypedCtor;
     default:
       if (fmt.startsWith('ts') || fmt.startsWith('tD')) return BigInt64Array as unknown as TypedCtor;
       return null;
@@ -53,27 +90,48 @@ export function formatCtor(fmt: string): TypedCtor | null {
 
 export function targetCtor(kind: DataTypeJSON['kind']): TypedCtor | null {
   switch (kind) {
-    case 'int8': return Int8Array as unknown as TypedCtor;
-    case 'uint8': return Uint8Array as unknown as TypedCtor;
-    case 'int16': return Int16Array as unknown as TypedCtor;
-    case 'uint16': return Uint16Array as unknown as TypedCtor;
-    case 'int32': case 'date': return Int32Array as unknown as TypedCtor;
-    case 'uint32': return Uint32Array as unknown as TypedCtor;
-    case 'int64': case 'timestamp': return BigInt64Array as unknown as TypedCtor;
-    case 'uint64': return BigUint64Array as unknown as TypedCtor;
-    case 'float32': return Float32Array as unknown as TypedCtor;
-    case 'float64': return Float64Array as unknown as TypedCtor;
-    default: return null;
+    case 'int8':
+      return Int8Array as unknown as TypedCtor;
+    case 'uint8':
+      return Uint8Array as unknown as TypedCtor;
+    case 'int16':
+      return Int16Array as unknown as TypedCtor;
+    case 'uint16':
+      return Uint16Array as unknown as TypedCtor;
+    case 'int32':
+    case 'date':
+      return Int32Array as unknown as TypedCtor;
+    case 'uint32':
+      return Uint32Array as unknown as TypedCtor;
+    case 'int64':
+    case 'timestamp':
+      return BigInt64Array as unknown as TypedCtor;
+    case 'uint64':
+      return BigUint64Array as unknown as TypedCtor;
+    case 'float32':
+      return Float32Array as unknown as TypedCtor;
+    case 'float64':
+      return Float64Array as unknown as TypedCtor;
+    default:
+      return null;
   }
 }
 
 export const INT_RANGE: Partial<Record<DataTypeJSON['kind'], [number, number]>> = {
-  int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767], uint16: [0, 65535],
-  int32: [-2147483648, 2147483647], uint32: [0, 4294967295],
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int16: [-32768, 32767],
+  uint16: [0, 65535],
+  int32: [-2147483648, 2147483647],
+  uint32: [0, 4294967295],
 };
 
 const EMPTY_BITMAP = new Uint8Array(0);
-const POPCOUNT = new Uint8Array(256).map((_, i) => { let c = 0; for (let x = i; x; x >>= 1) c += x & 1; return c; });
+const POPCOUNT = new Uint8Array(256).map((_, i) => {
+  let c = 0;
+  for (let x = i; x; x >>= 1) c += x & 1;
+  return c;
+});
 
 /** Count set bits among the first n bits. */
 export function popcount(bits: Uint8Array, n: number): number {
@@ -87,13 +145,25 @@ export function popcount(bits: Uint8Array, n: number): number {
 
 type DataBuffers = ConstructorParameters<typeof arrow.Data>[4];
 
-export function makeArrowData(type: arrow.DataType, length: number, nullCount: number, validity: Uint8Array | null,
-  values?: ArrayBufferView, offsets?: Int32Array, children: arrow.Data[] = []): arrow.Data {
+export function makeArrowData(
+  type: arrow.DataType,
+  length: number,
+  nullCount: number,
+  validity: Uint8Array | null,
+  values?: ArrayBufferView,
+  offsets?: Int32Array,
+  children: arrow.Data[] = [],
+): arrow.Data {
   const buffers = [offsets, values, nullCount > 0 && validity ? validity : EMPTY_BITMAP] as unknown as DataBuffers;
-  return new arrow.Data(type, 0, length, nullCount > 0 ? nullCount : 0, buffers, children);
+  return new arrow.Data(type, 0, length, Math.max(nullCount, 0), buffers, children);
 }
 
 export interface ArrayHeader {
-  length: number; nullCount: number; offset: number; nBuffers: number;
-  buffersPtr: number; childrenPtr: number; dictPtr: number;
+  length: number;
+  nullCount: number;
+  offset: number;
+  nBuffers: number;
+  buffersPtr: number;
+  childrenPtr: number;
+  dictPtr: number;
 }

@@ -3,7 +3,15 @@ import * as arrow from 'apache-arrow';
 import type { DataTypeJSON } from '../../datatypes.ts';
 import { rescaleTicks } from './stats.ts';
 import {
-  INT_RANGE, formatCtor, makeArrowData, popcount, targetCtor, type AnyTypedArray, type ArrayHeader, type FfiSchemaNode, type TypedCtor,
+  INT_RANGE,
+  formatCtor,
+  makeArrowData,
+  popcount,
+  targetCtor,
+  type AnyTypedArray,
+  type ArrayHeader,
+  type FfiSchemaNode,
+  type TypedCtor,
 } from './import-layout.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -12,11 +20,13 @@ import {
 // rule (LargeUtf8 -> Utf8, dictionary -> plain, Date64 -> Date32, decimal -> float64...), honour
 // array offsets, and copy each buffer exactly once out of wasm memory.
 
-
 export class FfiImporter {
   private readonly dv: DataView;
   private readonly u8: Uint8Array;
-  constructor(private readonly mem: ArrayBuffer, private readonly where: string) {
+  constructor(
+    private readonly mem: ArrayBuffer,
+    private readonly where: string,
+  ) {
     this.dv = new DataView(mem);
     this.u8 = new Uint8Array(mem);
   }
@@ -33,10 +43,16 @@ export class FfiImporter {
       dictPtr: dv.getUint32(p + 48, true),
     };
   }
-  private buffer(h: ArrayHeader, i: number): number { return i < h.nBuffers ? this.dv.getUint32(h.buffersPtr + 4 * i, true) : 0; }
-  private child(h: ArrayHeader, i: number): number { return this.dv.getUint32(h.childrenPtr + 4 * i, true); }
+  private buffer(h: ArrayHeader, i: number): number {
+    return i < h.nBuffers ? this.dv.getUint32(h.buffersPtr + 4 * i, true) : 0;
+  }
+  private child(h: ArrayHeader, i: number): number {
+    return this.dv.getUint32(h.childrenPtr + 4 * i, true);
+  }
 
-  private fail(msg: string): never { throw new Error(`${this.where}: ${msg}`); }
+  private fail(msg: string): never {
+    throw new Error(`${this.where}: ${msg}`);
+  }
 
   /** Copy bits [bitStart, bitStart + n) into a fresh bitmap starting at bit 0. */
   private copyBits(ptr: number, bitStart: number, n: number): Uint8Array {
@@ -81,14 +97,24 @@ export class FfiImporter {
         const values = this.copyBits(this.buffer(h, 1), start, n);
         return makeArrowData(type, n, nulls, bits, values);
       }
-      case 'int8': case 'int16': case 'int32': case 'int64':
-      case 'uint8': case 'uint16': case 'uint32': case 'uint64':
-      case 'float32': case 'float64': case 'date': case 'timestamp': {
+      case 'int8':
+      case 'int16':
+      case 'int32':
+      case 'int64':
+      case 'uint8':
+      case 'uint16':
+      case 'uint32':
+      case 'uint64':
+      case 'float32':
+      case 'float64':
+      case 'date':
+      case 'timestamp': {
         const { bits, nulls } = this.validity(h, start, n);
         const values = this.primitive(h, fmt, target, start, n);
         return makeArrowData(type, n, nulls, bits, values);
       }
-      case 'utf8': case 'binary': {
+      case 'utf8':
+      case 'binary': {
         const { bits, nulls } = this.validity(h, start, n);
         const { offsets, data } = this.varBinary(h, fmt, target, start, n);
         return makeArrowData(type, n, nulls, bits, data, offsets);
@@ -98,8 +124,7 @@ export class FfiImporter {
         const { bits, nulls } = this.validity(h, start, n);
         const offsets = this.offsets(this.buffer(h, 1), fmt === '+L', start, n);
         const base = offsets.base;
-        const child = this.importData(this.child(h, 0), node.children[0]!, target.child, type.children[0]!.type,
-          base, offsets.values[n]!);
+        const child = this.importData(this.child(h, 0), node.children[0]!, target.child, type.children[0]!.type, base, offsets.values[n]!);
         return makeArrowData(type, n, nulls, bits, undefined, offsets.values, [child]);
       }
       case 'fixedSizeList': {
@@ -262,7 +287,13 @@ export class FfiImporter {
     for (let i = 0; i < n; i++) {
       const k = Number(idxSrc[i]!);
       const ok = (!idxBits || (idxBits[i >> 3]! >> (i & 7)) & 1) && (!dictValid || (dictValid[k >> 3]! >> (k & 7)) & 1);
-      if (ok) { valid[i >> 3]! |= 1 << (i & 7); idx[i] = k; } else { nulls++; idx[i] = 0; }
+      if (ok) {
+        valid[i >> 3]! |= 1 << (i & 7);
+        idx[i] = k;
+      } else {
+        nulls++;
+        idx[i] = 0;
+      }
     }
     if (n > 0 && dict.length === 0 && nulls < n) this.fail('dictionary index into an empty dictionary');
     return gather(dict, idx, valid, nulls, type);
@@ -320,13 +351,29 @@ function gather(dict: arrow.Data, idx: Int32Array, valid: Uint8Array, nulls: num
 function nullData(target: DataTypeJSON, type: arrow.DataType, n: number): arrow.Data {
   const valid = new Uint8Array((n + 7) >> 3);
   switch (target.kind) {
-    case 'null': return new arrow.Data(type, 0, n, n);
-    case 'bool': return makeArrowData(type, n, n, valid, new Uint8Array((n + 7) >> 3));
-    case 'utf8': case 'binary': return makeArrowData(type, n, n, valid, new Uint8Array(0), new Int32Array(n + 1));
-    case 'list': return makeArrowData(type, n, n, valid, undefined, new Int32Array(n + 1), [nullData(target.child, type.children[0]!.type, 0)]);
-    case 'fixedSizeList': return makeArrowData(type, n, n, valid, undefined, undefined, [nullData(target.child, type.children[0]!.type, n * target.size)]);
-    case 'struct': return makeArrowData(type, n, n, valid, undefined, undefined, target.fields.map((f, i) => nullData(f.type, type.children[i]!.type, n)));
-    default: return makeArrowData(type, n, n, valid, new (targetCtor(target.kind)!)(n));
+    case 'null':
+      return new arrow.Data(type, 0, n, n);
+    case 'bool':
+      return makeArrowData(type, n, n, valid, new Uint8Array((n + 7) >> 3));
+    case 'utf8':
+    case 'binary':
+      return makeArrowData(type, n, n, valid, new Uint8Array(0), new Int32Array(n + 1));
+    case 'list':
+      return makeArrowData(type, n, n, valid, undefined, new Int32Array(n + 1), [nullData(target.child, type.children[0]!.type, 0)]);
+    case 'fixedSizeList':
+      return makeArrowData(type, n, n, valid, undefined, undefined, [nullData(target.child, type.children[0]!.type, n * target.size)]);
+    case 'struct':
+      return makeArrowData(
+        type,
+        n,
+        n,
+        valid,
+        undefined,
+        undefined,
+        target.fields.map((f, i) => nullData(f.type, type.children[i]!.type, n)),
+      );
+    default:
+      return makeArrowData(type, n, n, valid, new (targetCtor(target.kind)!)(n));
   }
 }
 

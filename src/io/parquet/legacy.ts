@@ -10,7 +10,12 @@ import { rescaleTicks } from './stats.ts';
 import type { ParquetFileInfo } from './types.ts';
 
 /** Ticks as hyparquet decoded them (exact bigint), tagged with their unit. */
-class Ticks { constructor(readonly v: bigint, readonly unit: TimeUnit) {} }
+class Ticks {
+  constructor(
+    readonly v: bigint,
+    readonly unit: TimeUnit,
+  ) {}
+}
 
 const PARSERS = {
   timestampFromMilliseconds: (v: bigint) => new Ticks(v, 'ms'),
@@ -28,7 +33,8 @@ const COMPRESSORS: Compressors = {
   ...(zstd ? { ZSTD: (b: Uint8Array) => zstd(b) } : {}),
 };
 
-const INT64_MIN = -(1n << 63n), INT64_MAX = (1n << 63n) - 1n;
+const INT64_MIN = -(1n << 63n),
+  INT64_MAX = (1n << 63n) - 1n;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -95,7 +101,8 @@ function normalize(v: unknown, t: DataTypeJSON, at: string): unknown {
     case 'binary':
       if (typeof v === 'string') return new TextEncoder().encode(v);
       return v;
-    case 'list': case 'fixedSizeList':
+    case 'list':
+    case 'fixedSizeList':
       if (!Array.isArray(v)) {
         throw new Error(`${at}: MAP values are not supported in files read by the fallback reader (hyparquet)`);
       }
@@ -114,16 +121,28 @@ function normalize(v: unknown, t: DataTypeJSON, at: string): unknown {
 }
 
 /** The Blob subset both readers use: a local file's `fs.openAsBlob` or an S3Blob (ranged GETs). */
-export interface SliceableBlob { size: number; slice(start: number, end: number): { arrayBuffer(): Promise<ArrayBuffer> } }
+export interface SliceableBlob {
+  size: number;
+  slice(start: number, end: number): { arrayBuffer(): Promise<ArrayBuffer> };
+}
 
 /** Row groups `rowGroups` of a file as batches of `outSchema` (its column names), decoded by hyparquet. */
 export async function* readWithHyparquet(
-  path: string, blob: SliceableBlob, info: ParquetFileInfo, outSchema: Schema, rowGroups: readonly number[], batchSize: number, why: string,
+  path: string,
+  blob: SliceableBlob,
+  info: ParquetFileInfo,
+  outSchema: Schema,
+  rowGroups: readonly number[],
+  batchSize: number,
+  why: string,
 ): AsyncGenerator<arrow.RecordBatch> {
   const arrowSchema = outSchema.toArrow();
   const starts: number[] = [];
   let acc = 0;
-  for (const g of info.rowGroups) { starts.push(acc); acc += g.numRows; }
+  for (const g of info.rowGroups) {
+    starts.push(acc);
+    acc += g.numRows;
+  }
   const file: AsyncBuffer = { byteLength: blob.size, slice: (start, end) => blob.slice(start, end ?? blob.size).arrayBuffer() };
   let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
   try {
@@ -137,7 +156,16 @@ export async function* readWithHyparquet(
     if (rowEnd === rowStart) continue;
     let rows: Record<string, unknown>[];
     try {
-      rows = await parquetReadObjects({ file, metadata, columns: outSchema.names, rowStart, rowEnd, parsers: PARSERS, compressors: COMPRESSORS, geoparquet: false });
+      rows = await parquetReadObjects({
+        file,
+        metadata,
+        columns: outSchema.names,
+        rowStart,
+        rowEnd,
+        parsers: PARSERS,
+        compressors: COMPRESSORS,
+        geoparquet: false,
+      });
     } catch (e) {
       throw new Error(`failed to decode row group ${g} of ${path} (read with hyparquet: ${why}): ${(e as Error).message}`);
     }

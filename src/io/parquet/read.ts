@@ -13,7 +13,10 @@ import { isFooterDecodeError, readWithHyparquet } from './legacy.ts';
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-interface OpenFile { inst: WasmInstance; pf: PW.ParquetFile }
+interface OpenFile {
+  inst: WasmInstance;
+  pf: PW.ParquetFile;
+}
 
 async function openParquetFile(path: string, s3Blob: RangedBlob | null): Promise<OpenFile> {
   const inst = await getWasm();
@@ -70,7 +73,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
   const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
   if (caveat !== undefined) {
-    yield* readWithHyparquet(path, remote?.blob ?? await openObjectBlob(path), info, outSchema, rowGroups, batchSize, caveat);
+    yield* readWithHyparquet(path, remote?.blob ?? (await openObjectBlob(path)), info, outSchema, rowGroups, batchSize, caveat);
     return;
   }
 
@@ -78,7 +81,10 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   const prefetch = (i: number): void => {
     const g = rowGroups[i];
     if (!remote || g === undefined) return;
-    remote.blob.prefetch(names.flatMap((n) => remote.chunks[g]?.get(n) ?? []), `rg${g}`);
+    remote.blob.prefetch(
+      names.flatMap((n) => remote.chunks[g]?.get(n) ?? []),
+      `rg${g}`,
+    );
   };
   let file: OpenFile | null = null;
   try {
@@ -96,9 +102,18 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
           try {
             file = await openParquetFile(path, remote?.blob ?? null);
           } catch (e) {
-            if (file === null && isFooterDecodeError(e)) { // first open: nothing delivered yet
+            if (file === null && isFooterDecodeError(e)) {
+              // first open: nothing delivered yet
               // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
-              yield* readWithHyparquet(path, remote?.blob ?? await openObjectBlob(path), info, outSchema, rowGroups, batchSize, 'footer parquet-wasm cannot decode');
+              yield* readWithHyparquet(
+                path,
+                remote?.blob ?? (await openObjectBlob(path)),
+                info,
+                outSchema,
+                rowGroups,
+                batchSize,
+                'footer parquet-wasm cannot decode',
+              );
               return;
             }
             throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
@@ -128,7 +143,10 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             return i;
           });
           for (let b = delivered; b < nBatches; b++) {
-            if (inst.dead) { interrupted = true; break; }
+            if (inst.dead) {
+              interrupted = true;
+              break;
+            }
             // Re-read memory.buffer each time: wasm memory may have grown (and detached it) meanwhile.
             const mem = inst.pw.wasmMemory().buffer as ArrayBuffer;
             const importer = new FfiImporter(mem, `${path} row group ${g}`);
@@ -137,9 +155,16 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             const length = Number(dv.getBigInt64(arrPtr, true));
             const parentOffset = Number(dv.getBigInt64(arrPtr + 16, true)); // a sliced batch offsets its columns
             const childrenPtr = dv.getUint32(arrPtr + 44, true);
-            const columns = outSchema.fields.map((f, i) => importer.importData(
-              dv.getUint32(childrenPtr + 4 * childIndex[i]!, true), node.children[childIndex[i]!]!, f.type.json,
-              arrowSchema.fields[i]!.type, parentOffset, length));
+            const columns = outSchema.fields.map((f, i) =>
+              importer.importData(
+                dv.getUint32(childrenPtr + 4 * childIndex[i]!, true),
+                node.children[childIndex[i]!]!,
+                f.type.json,
+                arrowSchema.fields[i]!.type,
+                parentOffset,
+                length,
+              ),
+            );
             const data = new arrow.Data(new arrow.Struct(arrowSchema.fields), 0, length, 0, undefined, columns) as arrow.Data<arrow.Struct>;
             readStats.batchesRead++;
             readStats.rowsRead += length;
@@ -150,7 +175,9 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
           // Never a silent short read: arrow-rs has returned no rows for layouts it misreads.
           const want = info.rowGroups[g]!.numRows;
           if (!interrupted && rowsDelivered !== want) {
-            throw new Error(`failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, the footer says ${want}`);
+            throw new Error(
+              `failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, the footer says ${want}`,
+            );
           }
         } finally {
           if (!inst.dead) stream.free();
@@ -163,8 +190,6 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
     if (file && !file.inst.dead) file.pf.free();
   }
 }
-
-
 
 export function errorText(e: unknown): string {
   if (isWasmTrap(e)) return `parquet-wasm aborted (${(e as Error).message}); the data is corrupt or truncated`;

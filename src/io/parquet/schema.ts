@@ -22,8 +22,10 @@ export type Mapped = DataTypeJSON | string;
 
 export function mapArrowType(t: arrow.DataType): Mapped {
   switch (t.typeId) {
-    case arrow.Type.Null: return { kind: 'null' };
-    case arrow.Type.Bool: return { kind: 'bool' };
+    case arrow.Type.Null:
+      return { kind: 'null' };
+    case arrow.Type.Bool:
+      return { kind: 'bool' };
     case arrow.Type.Int: {
       const i = t as arrow.Int;
       return { kind: `${i.isSigned ? 'int' : 'uint'}${i.bitWidth}` } as DataTypeJSON;
@@ -32,19 +34,31 @@ export function mapArrowType(t: arrow.DataType): Mapped {
       const p = (t as arrow.Float).precision;
       return { kind: p === arrow.Precision.DOUBLE ? 'float64' : 'float32' };
     }
-    case arrow.Type.Utf8: case arrow.Type.LargeUtf8: case arrow.Type.Utf8View: return { kind: 'utf8' };
-    case arrow.Type.Binary: case arrow.Type.LargeBinary: case arrow.Type.BinaryView: case arrow.Type.FixedSizeBinary:
+    case arrow.Type.Utf8:
+    case arrow.Type.LargeUtf8:
+    case arrow.Type.Utf8View:
+      return { kind: 'utf8' };
+    case arrow.Type.Binary:
+    case arrow.Type.LargeBinary:
+    case arrow.Type.BinaryView:
+    case arrow.Type.FixedSizeBinary:
       return { kind: 'binary' };
-    case arrow.Type.Date: return { kind: 'date' };
+    case arrow.Type.Date:
+      return { kind: 'date' };
     case arrow.Type.Timestamp: {
       const ts = t as arrow.Timestamp;
       return { kind: 'timestamp', unit: ARROW_UNITS[ts.unit]!, tz: ts.timezone ?? null };
     }
-    case arrow.Type.Time: return { kind: (t as arrow.Time).bitWidth === 32 ? 'int32' : 'int64' };
-    case arrow.Type.Duration: return { kind: 'int64' };
-    case arrow.Type.Decimal: return { kind: 'float64' };
-    case arrow.Type.Dictionary: return mapArrowType((t as arrow.Dictionary).dictionary);
-    case arrow.Type.List: case arrow.Type.LargeList: {
+    case arrow.Type.Time:
+      return { kind: (t as arrow.Time).bitWidth === 32 ? 'int32' : 'int64' };
+    case arrow.Type.Duration:
+      return { kind: 'int64' };
+    case arrow.Type.Decimal:
+      return { kind: 'float64' };
+    case arrow.Type.Dictionary:
+      return mapArrowType((t as arrow.Dictionary).dictionary);
+    case arrow.Type.List:
+    case arrow.Type.LargeList: {
       const c = mapArrowType(t.children[0]!.type);
       return typeof c === 'string' ? c : { kind: 'list', child: c };
     }
@@ -72,7 +86,10 @@ export function mapArrowType(t: arrow.DataType): Mapped {
 }
 
 const ARROW_UNITS: Record<number, TimeUnit> = {
-  [arrow.TimeUnit.SECOND]: 's', [arrow.TimeUnit.MILLISECOND]: 'ms', [arrow.TimeUnit.MICROSECOND]: 'us', [arrow.TimeUnit.NANOSECOND]: 'ns',
+  [arrow.TimeUnit.SECOND]: 's',
+  [arrow.TimeUnit.MILLISECOND]: 'ms',
+  [arrow.TimeUnit.MICROSECOND]: 'us',
+  [arrow.TimeUnit.NANOSECOND]: 'ns',
 };
 export const PARQUET_UNITS: Record<string, TimeUnit> = { MILLIS: 'ms', MICROS: 'us', NANOS: 'ns' };
 
@@ -109,7 +126,7 @@ function mapParquetInner(node: SchemaTree): Mapped {
       const key = mapParquetInner(kv.children[0]!);
       return typeof key === 'string' ? key : { kind: 'list', child: key };
     }
-    if (!kv || kv.children.length !== 2) return `malformed MAP column '${e.name}'`;
+    if (kv?.children.length !== 2) return `malformed MAP column '${e.name}'`;
     const entries = mapStruct(kv);
     return typeof entries === 'string' ? entries : { kind: 'list', child: entries };
   }
@@ -138,18 +155,25 @@ function mapParquetLeaf(e: SchemaElement): Mapped {
   const ct = e.converted_type;
   if (lt?.type === 'DECIMAL' || ct === 'DECIMAL') return { kind: 'float64' };
   switch (e.type) {
-    case 'BOOLEAN': return { kind: 'bool' };
+    case 'BOOLEAN':
+      return { kind: 'bool' };
     case 'INT32':
       if (lt?.type === 'INTEGER') return { kind: `${lt.isSigned ? 'int' : 'uint'}${lt.bitWidth}` } as DataTypeJSON;
       if (lt?.type === 'DATE' || ct === 'DATE') return { kind: 'date' };
       if (lt?.type === 'TIME' || ct === 'TIME_MILLIS') return { kind: 'int32' };
       switch (ct) {
-        case 'INT_8': return { kind: 'int8' };
-        case 'INT_16': return { kind: 'int16' };
-        case 'UINT_8': return { kind: 'uint8' };
-        case 'UINT_16': return { kind: 'uint16' };
-        case 'UINT_32': return { kind: 'uint32' };
-        default: return { kind: 'int32' };
+        case 'INT_8':
+          return { kind: 'int8' };
+        case 'INT_16':
+          return { kind: 'int16' };
+        case 'UINT_8':
+          return { kind: 'uint8' };
+        case 'UINT_16':
+          return { kind: 'uint16' };
+        case 'UINT_32':
+          return { kind: 'uint32' };
+        default:
+          return { kind: 'int32' };
       }
     case 'INT64':
       if (lt?.type === 'INTEGER') return { kind: lt.isSigned ? 'int64' : 'uint64' };
@@ -158,9 +182,12 @@ function mapParquetLeaf(e: SchemaElement): Mapped {
       if (ct === 'TIMESTAMP_MICROS') return { kind: 'timestamp', unit: 'us', tz: 'UTC' };
       if (ct === 'UINT_64') return { kind: 'uint64' };
       return { kind: 'int64' }; // plain, INT_64, TIME_MICROS/NANOS (ticks)
-    case 'INT96': return { kind: 'timestamp', unit: 'ns', tz: null };
-    case 'FLOAT': return { kind: 'float32' };
-    case 'DOUBLE': return { kind: 'float64' };
+    case 'INT96':
+      return { kind: 'timestamp', unit: 'ns', tz: null };
+    case 'FLOAT':
+      return { kind: 'float32' };
+    case 'DOUBLE':
+      return { kind: 'float64' };
     case 'BYTE_ARRAY':
       if (lt?.type === 'STRING' || lt?.type === 'ENUM' || lt?.type === 'JSON' || ct === 'UTF8' || ct === 'ENUM' || ct === 'JSON') return { kind: 'utf8' };
       return { kind: 'binary' };

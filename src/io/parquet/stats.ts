@@ -14,8 +14,8 @@ export const utf8Decoder = new TextDecoder();
 export function convertStats(s: Statistics | undefined, type: DataTypeJSON, el: SchemaElement): ColumnStats {
   if (!s) return { min: null, max: null, nullCount: null };
   // Legacy min/max used signed byte-wise ordering: only trust them where that is the real order.
-  const legacyOk = el.type === 'BOOLEAN' || el.type === 'FLOAT' || el.type === 'DOUBLE' ||
-    ((el.type === 'INT32' || el.type === 'INT64') && !isUnsignedElement(el));
+  const legacyOk =
+    el.type === 'BOOLEAN' || el.type === 'FLOAT' || el.type === 'DOUBLE' || ((el.type === 'INT32' || el.type === 'INT64') && !isUnsignedElement(el));
   const rawMin = s.min_value ?? (legacyOk ? s.min : undefined);
   const rawMax = s.max_value ?? (legacyOk ? s.max : undefined);
   return {
@@ -32,16 +32,24 @@ function isUnsignedElement(el: SchemaElement): boolean {
 function convertStat(v: unknown, type: DataTypeJSON, el: SchemaElement, isMax: boolean): Scalar | null {
   if (v === undefined || v === null) return null;
   switch (type.kind) {
-    case 'bool': return typeof v === 'boolean' ? v : null;
-    case 'int8': case 'int16': case 'int32': case 'uint8': case 'uint16': case 'uint32':
+    case 'bool':
+      return typeof v === 'boolean' ? v : null;
+    case 'int8':
+    case 'int16':
+    case 'int32':
+    case 'uint8':
+    case 'uint16':
+    case 'uint32':
       if (typeof v === 'number') return v;
       if (typeof v === 'bigint') return Number(v);
       return null;
-    case 'int64': case 'uint64':
+    case 'int64':
+    case 'uint64':
       if (typeof v === 'bigint') return v;
       if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
       return null;
-    case 'float32': case 'float64':
+    case 'float32':
+    case 'float64':
       if (typeof v === 'number') return Number.isNaN(v) ? null : v;
       if (typeof v === 'bigint') return Number(v);
       if (v instanceof Uint8Array && (el.logical_type?.type === 'DECIMAL' || el.converted_type === 'DECIMAL')) {

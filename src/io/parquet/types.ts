@@ -5,7 +5,11 @@ import type { Scalar } from '../../expressions.ts';
 // ---------------------------------------------------------------------------------------------
 // Public types
 
-export interface ColumnStats { min: Scalar | null; max: Scalar | null; nullCount: number | null }
+export interface ColumnStats {
+  min: Scalar | null;
+  max: Scalar | null;
+  nullCount: number | null;
+}
 export interface RowGroupInfo {
   index: number;
   numRows: number;
@@ -34,7 +38,11 @@ export interface ReadParquetOptions {
 }
 
 export type ParquetCompression = 'snappy' | 'zstd' | 'gzip' | 'lz4' | 'brotli' | 'none';
-export interface WriteParquetOptions { schema?: Schema; compression?: ParquetCompression; rowGroupSize?: number }
+export interface WriteParquetOptions {
+  schema?: Schema;
+  compression?: ParquetCompression;
+  rowGroupSize?: number;
+}
 
 export const DEFAULT_BATCH_SIZE = 65536;
 export const DEFAULT_ROW_GROUP_SIZE = 131072;

@@ -78,7 +78,9 @@ export async function getWasm(): Promise<WasmInstance> {
       }
       current = inst;
       return inst;
-    })().finally(() => { loading = null; });
+    })().finally(() => {
+      loading = null;
+    });
   }
   return loading;
 }
@@ -86,7 +88,10 @@ export async function getWasm(): Promise<WasmInstance> {
 /** Settle with `p`, or reject if the instance traps first (then `p` would never settle). */
 export function guarded<T>(inst: WasmInstance, p: Promise<T> | (() => Promise<T>)): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    if (inst.dead) { reject(inst.dead); return; }
+    if (inst.dead) {
+      reject(inst.dead);
+      return;
+    }
     const onTrap = (e: Error): void => reject(e);
     inst.listeners.add(onTrap);
     let promise: Promise<T>;
@@ -99,8 +104,14 @@ export function guarded<T>(inst: WasmInstance, p: Promise<T> | (() => Promise<T>
       return;
     }
     promise.then(
-      (v) => { inst.listeners.delete(onTrap); resolve(v); },
-      (e) => { inst.listeners.delete(onTrap); reject(e); },
+      (v) => {
+        inst.listeners.delete(onTrap);
+        resolve(v);
+      },
+      (e) => {
+        inst.listeners.delete(onTrap);
+        reject(e);
+      },
     );
   });
 }
@@ -134,8 +145,10 @@ export function warmParquet(): Promise<void> {
       const t = arrow.tableFromArrays({ a: Float64Array.from([1, 2, 3]) });
       const bytes = wasmSync(inst, () => inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(t, 'stream'))));
       wasmSync(inst, () => inst.pw.readParquet(bytes).free());
-    })().catch((e) => { warmed = null; throw e; });
+    })().catch((e) => {
+      warmed = null;
+      throw e;
+    });
   }
   return warmed;
 }
-

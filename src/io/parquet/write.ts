@@ -14,7 +14,12 @@ import { errorText } from './read.ts';
 // Writing
 
 const COMPRESSION: Record<ParquetCompression, keyof typeof PW.Compression> = {
-  snappy: 'SNAPPY', zstd: 'ZSTD', gzip: 'GZIP', lz4: 'LZ4_RAW', brotli: 'BROTLI', none: 'UNCOMPRESSED',
+  snappy: 'SNAPPY',
+  zstd: 'ZSTD',
+  gzip: 'GZIP',
+  lz4: 'LZ4_RAW',
+  brotli: 'BROTLI',
+  none: 'UNCOMPRESSED',
 };
 
 /** Same physical layout (type ids and shape), ignoring field names and nullability. */
@@ -52,7 +57,9 @@ function conformForWrite(batch: arrow.RecordBatch, schema: Schema, arrowSchema: 
     const children = arrowSchema.fields.map((f, k) => {
       const data = seg.columns[idx[k]!]!;
       if (!samePhysicalType(data.type, f.type)) {
-        throw new TypeError(`column '${f.name}' written to ${path} has Arrow type ${String(data.type)}, expected ${String(f.type)} (${schema.field(f.name).type})`);
+        throw new TypeError(
+          `column '${f.name}' written to ${path} has Arrow type ${String(data.type)}, expected ${String(f.type)} (${schema.field(f.name).type})`,
+        );
       }
       const bad = hasNullsWhereRequired(f, data);
       if (bad) throw new TypeError(`column '${bad}' written to ${path} is declared not null but holds nulls`);
@@ -112,7 +119,9 @@ async function openSink(path: string): Promise<ParquetSink> {
       while (tail.length > 1 && tailBytes - tail[0]!.length >= 1 << 20) tailBytes -= tail.shift()!.length;
       return upload.write(chunk);
     },
-    finish: async () => { await upload.close(); },
+    finish: async () => {
+      await upload.close();
+    },
     discard: () => upload.abort(),
     remove: () => deleteObjects([path]),
     writtenRows: () => {
@@ -151,18 +160,22 @@ export function checkParquetWriteNesting(schema: Schema, path: string): void {
     const { depth, path: fields } = fieldDepth(f);
     if (depth <= MAX_PARQUET_WRITE_FIELD_DEPTH) continue;
     const shown = fields.length > 6 ? [...fields.slice(0, 3), '…', ...fields.slice(-2)] : fields;
-    throw new RangeError(`cannot write Parquet ${path}: column '${f.name}' nests ${depth - 1} levels deep (${depth} Arrow fields: ${shown.join('.')}); ` +
-      `the Parquet writer (parquet-wasm) takes at most ${MAX_PARQUET_WRITE_FIELD_DEPTH} fields from a column to its leaf, i.e. ${MAX_PARQUET_WRITE_FIELD_DEPTH - 1} nested lists or structs`);
+    throw new RangeError(
+      `cannot write Parquet ${path}: column '${f.name}' nests ${depth - 1} levels deep (${depth} Arrow fields: ${shown.join('.')}); ` +
+        `the Parquet writer (parquet-wasm) takes at most ${MAX_PARQUET_WRITE_FIELD_DEPTH} fields from a column to its leaf, i.e. ${MAX_PARQUET_WRITE_FIELD_DEPTH - 1} nested lists or structs`,
+    );
   }
 }
-
 
 /**
  * Write batches to one Parquet file with parquet-wasm's streaming writer: at most one row group
  * is buffered (inside wasm), bytes go to disk as each row group closes. Returns rows and bytes written.
  */
-export async function writeParquetFile(path: string, batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>,
-  opts: WriteParquetOptions = {}): Promise<{ rows: number; bytes: number }> {
+export async function writeParquetFile(
+  path: string,
+  batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>,
+  opts: WriteParquetOptions = {},
+): Promise<{ rows: number; bytes: number }> {
   const inst = await getWasm();
   const it = toAsyncIterator(batches);
   const rowGroupSize = opts.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE;
@@ -180,7 +193,10 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
       // Batches built without a schema mark columns non-null when they happen to hold no nulls:
       // a schema taken from them must not reject a later batch that does.
       if (!schema) schema = new Schema(Schema.fromArrow(r.value.schema).fields.map((f) => new Field(f.name, f.type, true)));
-      if (r.value.numRows > 0) { first = r.value; break; }
+      if (r.value.numRows > 0) {
+        first = r.value;
+        break;
+      }
     }
   } catch (e) {
     await it.return?.();
@@ -194,16 +210,18 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     throw e;
   }
   const arrowSchema = schema.toArrow();
-  const makeProps = (): PW.WriterProperties => new inst.pw.WriterPropertiesBuilder()
-    .setCompression(inst.pw.Compression[COMPRESSION[compression]])
-    .setMaxRowGroupSize(rowGroupSize)
-    .setCreatedBy('fanout (parquet-wasm)')
-    .build();
+  const makeProps = (): PW.WriterProperties =>
+    new inst.pw.WriterPropertiesBuilder()
+      .setCompression(inst.pw.Compression[COMPRESSION[compression]])
+      .setMaxRowGroupSize(rowGroupSize)
+      .setCreatedBy('fanout (parquet-wasm)')
+      .build();
 
   if (!first) {
     // Valid empty file carrying the schema.
-    const bytes = wasmSync(inst, () => inst.pw.writeParquet(
-      inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps()));
+    const bytes = wasmSync(inst, () =>
+      inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps()),
+    );
     const w = await openObjectWriter(path);
     try {
       await w.write(bytes);
@@ -218,33 +236,41 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
   let rows = 0;
   let sourceError: unknown = null;
   const pending: arrow.RecordBatch[] = conformForWrite(first, schema, arrowSchema, path);
-  const input = new ReadableStream<PW.RecordBatch>({
-    pull: async (ctrl) => {
-      try {
-        let b = pending.shift();
-        while (!b || b.numRows === 0) {
-          const r = await it.next();
-          if (r.done) { ctrl.close(); return; }
-          if (r.value.numRows > 0) pending.push(...conformForWrite(r.value, schema!, arrowSchema, path));
-          b = pending.shift();
+  const input = new ReadableStream<PW.RecordBatch>(
+    {
+      pull: async (ctrl) => {
+        try {
+          let b = pending.shift();
+          while (!b || b.numRows === 0) {
+            const r = await it.next();
+            if (r.done) {
+              ctrl.close();
+              return;
+            }
+            if (r.value.numRows > 0) pending.push(...conformForWrite(r.value, schema!, arrowSchema, path));
+            b = pending.shift();
+          }
+          rows += b.numRows;
+          ctrl.enqueue(toWasmBatch(inst, b));
+        } catch (e) {
+          // parquet-wasm would ignore a stream error and close a valid-looking file: remember it.
+          sourceError = e;
+          ctrl.close();
         }
-        rows += b.numRows;
-        ctrl.enqueue(toWasmBatch(inst, b));
-      } catch (e) {
-        // parquet-wasm would ignore a stream error and close a valid-looking file: remember it.
-        sourceError = e;
-        ctrl.close();
-      }
+      },
+      cancel: async () => {
+        await it.return?.();
+      },
     },
-    cancel: async () => { await it.return?.(); },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 
   const sink = await openSink(path);
   let bytes = 0;
   let ok = false;
   try {
     const props = makeProps();
-    const output = await guarded(inst, () => inst.pw.transformParquetStream(input, props)) as ReadableStream<Uint8Array>;
+    const output = (await guarded(inst, () => inst.pw.transformParquetStream(input, props))) as ReadableStream<Uint8Array>;
     const reader = output.getReader();
     let inflight: Promise<unknown> | null = null; // disk write overlapping the next row group's encoding
     try {
@@ -262,7 +288,11 @@ export async function writeParquetFile(path: string, batches: AsyncIterable<arro
     if (sourceError) throw sourceError;
     ok = true;
   } catch (e) {
-    try { await it.return?.(); } catch { /* the source's own cleanup error is secondary */ }
+    try {
+      await it.return?.();
+    } catch {
+      /* the source's own cleanup error is secondary */
+    }
     if (e === sourceError) throw e;
     throw new Error(`failed to write Parquet file ${path}: ${errorText(e)}`);
   } finally {
