@@ -84,6 +84,44 @@ server.middleware.unshift(async (ctx, next) => {
   }
   return next();
 });
+// s3rver 3.7.1 answers a PUT (and an UploadPart) once its hashing Transform has seen the body, not
+// once the object's file is written: its fs.WriteStream may still be flushing, or not yet opened,
+// when the 200 goes out, while the .md5 file (the ETag) is already new. A GET right after then serves
+// the new ETag with an empty or partial body; under load a conditional manifest writer read an empty
+// manifest at the current ETag, took it for "no manifest" and replaced it, losing other writers'
+// entries. So objects and parts are written whole here (temp file, flushed and closed, then renamed
+// into place) before the store returns and s3rver answers.
+const { Readable, Transform, pipeline } = require('stream');
+const fsp = require('fs').promises;
+const pathMod = require('path');
+function writeWhole(target, content) {
+  const tmp = target + '.' + crypto.randomBytes(6).toString('hex') + '.uploading';
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  const src = Buffer.isBuffer(content) ? Readable.from([content]) : content;
+  const hash = new Transform({ transform(chunk, enc, cb) { md5.update(chunk); size += chunk.length; cb(null, chunk); } });
+  const out = require('fs').createWriteStream(tmp);
+  return new Promise((resolve, reject) => pipeline(src, hash, out, (e) => (e ? reject(e) : resolve())))
+    // 'close' (the fd closed, every write done) before the rename: pipeline may settle on 'finish'.
+    .then(() => (out.closed ? undefined : new Promise((r) => out.once('close', r))))
+    .then(() => fsp.rename(tmp, target))
+    .then(() => ({ size, md5: md5.digest('hex') }), (e) => fsp.rm(tmp, { force: true }).then(() => { throw e; }));
+}
+const Store = server.store.constructor;
+Store.prototype.putObject = async function putObject(object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await fsp.mkdir(pathMod.dirname(objectPath), { recursive: true });
+  const { size, md5 } = await writeWhole(objectPath, object.content);
+  await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+  return { size, md5 };
+};
+Store.prototype.putPart = async function putPart(bucket, uploadId, partNumber, content) {
+  const partPath = pathMod.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId, partNumber.toString());
+  await fsp.mkdir(pathMod.dirname(partPath), { recursive: true });
+  const { size, md5 } = await writeWhole(partPath, content);
+  await fsp.writeFile(partPath + '.md5', md5);
+  return { size, md5 };
+};
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let upstreamPort = 0;
 // A readers-writer lock per key, first come first served: s3rver writes an object's file in

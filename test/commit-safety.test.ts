@@ -3,7 +3,8 @@
 // SIGKILL part-way never reads as a complete dataset and the next commit recovers; a lock left by
 // a dead writer is broken at once while a live writer's lock still serializes.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +129,36 @@ describe('the local S3 harness honours conditional PUTs', () => {
     // Conditional writes to one key are serialized: of 8 racing creates exactly one wins.
     const racing = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => putS3Object(`${S3}/cond/race.txt`, `w${i}`, { ifNoneMatch: '*' })));
     assert.equal(racing.filter((r) => r.status === 'fulfilled').length, 1);
+  });
+
+  it('answers a PUT only once the object is written: a GET right after serves the whole object at its ETag', async () => {
+    // s3rver 3.7.1 answered PUTs before its write stream had written (or even opened) the file, so a
+    // GET right after could serve the new ETag with an empty body; under load an appending writer
+    // read its manifest that way, took it for "no manifest" and dropped other writers' entries.
+    // A FIFO where the object's file goes makes "not written yet" deterministic: s3rver's own write
+    // blocks opening it until a reader comes, while a store that writes the file whole replaces it.
+    const dir = join(root, 's3-written');
+    const slow = await startS3Server({ dir, buckets: ['written'] });
+    try {
+      const file = join(dir, 'written', 'm', '_SUCCESS._S3rver_object');
+      fs.mkdirSync(join(dir, 'written', 'm'), { recursive: true });
+      const made = spawnSync('mkfifo', [file]);
+      assert.equal(made.status, 0, `mkfifo ${file}: ${made.stderr}`);
+      const body = JSON.stringify({ format: 'parquet', files: Array.from({ length: 50 }, (_, i) => ({ path: `part-${i}.parquet`, rows: 1, bytes: 1 })) });
+      const url = `${slow.endpoint}/written/m/_SUCCESS`;
+      const put = await fetch(url, { method: 'PUT', body, signal: AbortSignal.timeout(10_000) });
+      assert.equal(put.status, 200);
+      const etag = put.headers.get('etag');
+      const got = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(got.status, 200);
+      assert.equal(got.headers.get('etag'), etag);
+      const bytes = Buffer.from(await got.arrayBuffer());
+      assert.equal(bytes.toString(), body, 'the GET after the PUT serves the object written');
+      assert.equal(`"${createHash('md5').update(bytes).digest('hex')}"`, etag);
+      assert.ok(fs.statSync(file).isFile());
+    } finally {
+      await slow.stop();
+    }
   });
 });
 
