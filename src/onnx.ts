@@ -75,11 +75,13 @@ function describeModel(model: string | Uint8Array): string {
 function oneLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   // ORT messages can carry ANSI colour codes and newlines; keep the warning to one line.
-  return msg
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI escapes (ESC is a control character)
-    .replace(/\x1b\[[0-9;]*m/g, '')
-    .replace(/\s*\n\s*/g, ' ')
-    .trim();
+  return (
+    msg
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI escapes (ESC is a control character)
+      .replace(/\x1b\[[0-9;]*m/g, '')
+      .replace(/\s*\n\s*/g, ' ')
+      .trim()
+  );
 }
 
 async function create(model: string | Uint8Array, options: InferenceSession.SessionOptions): Promise<InferenceSession> {
