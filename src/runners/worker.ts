@@ -120,7 +120,7 @@ function relayRuntime(taskId: number, actors: Record<string, number>): UdfRuntim
 
 /** Actor side: the UDF's modules are imported once; the class instance lives in this thread's runtime. */
 async function load(modules: string[]): Promise<void> {
-  for (const m of modules) await import(m);
+  for (const m of modules) await importUserModule(m);
 }
 
 /** What the constructor counted (a model load): reported with this actor's next call, in its action's metrics. */
