@@ -2,7 +2,8 @@
 // Functions execution (the same generic state machine in AWS and in the local harness), shows
 // progress from the shards' completion markers, and reads the committed result.
 import type * as arrow from 'apache-arrow';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
+// Type-only: the client is imported when a run starts, so `import 'fanout'` does not load the SDK.
+import type { DescribeExecutionCommandOutput, SFNClient } from '@aws-sdk/client-sfn';
 import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
@@ -76,6 +77,7 @@ async function runOnAws(
   if (signal?.aborted) throw new AbortError(`aborted before run ${plan.runId} started`, { cause: signal.reason });
   await putJson(store, keys.plan(plan.runId), plan);
 
+  const { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } = await import('@aws-sdk/client-sfn');
   const sfnConfig: ConstructorParameters<typeof SFNClient>[0] = { region: opts.region ?? process.env['AWS_REGION'] ?? 'us-east-1' };
   if (opts.endpoint) sfnConfig.endpoint = opts.endpoint;
   if (opts.credentials) sfnConfig.credentials = opts.credentials;
