@@ -33,12 +33,14 @@ import { addFanoutFunctions, type FanoutFunctionRole } from './functions.ts';
 import { acknowledgeGpuWildcards, addGpuCapacity, GPU_CONTAINER_NAME } from './gpu-capacity.ts';
 import { acknowledgeObjectGrant, grantKey, grantList, grantObjectActions, MAP_RESULTS_PREFIX, ObjectGrants, S3_READ } from './grants.ts';
 import { acknowledgeStateMachineWildcards, addRunStateMachine } from './state-machine.ts';
+import { addMonitoring, type FanoutMonitoring, type FanoutMonitoringProps } from './monitoring.ts';
 import { addInputTrigger } from './trigger.ts';
 import { gpuTaskSizeFor, registeredUdfHints, stageMemoryFor, type UdfResourceHint } from './udf-resources.ts';
 
 // The construct's public names, wherever they are defined.
 export { type FanoutFunctionRole, LAMBDA_TASK_ROOT } from './functions.ts';
 export { GPU_CONTAINER_NAME, GPU_IMAGE_PIPELINE } from './gpu-capacity.ts';
+export type { FanoutMonitoring, FanoutMonitoringProps } from './monitoring.ts';
 export { objectCreatedPattern } from './trigger.ts';
 export { gpuTaskSizeFor, registeredUdfHints, stageMemoryFor, type UdfResourceHint } from './udf-resources.ts';
 
@@ -156,6 +158,13 @@ export interface FanoutPipelineProps {
   readonly removalPolicy?: RemovalPolicy;
   /** Distributed Map for CPU stages (thousands of partitions; children in their own executions). @default true */
   readonly distributed?: boolean;
+  /**
+   * CloudWatch dashboard and alarms (failed executions; the input rule's dead-letter queue), with
+   * notifications to `alarmTopic` when set; false for none. The Stage Lambda and the GPU task
+   * print partition and UDF metrics in embedded metric format either way.
+   * @default a dashboard and the alarms, without notifications
+   */
+  readonly monitoring?: FanoutMonitoringProps | false;
   /** The directory esbuild runs in and the GPU image's build context. @default the nearest directory above `entry` with a package-lock.json */
   readonly projectRoot?: string;
   /** esbuild's --conditions for the bundles (`development` resolves 'fanout' to its TypeScript sources). @default ['development'] */
@@ -182,6 +191,8 @@ export class FanoutPipeline extends Construct {
   readonly rule?: events.Rule;
   /** Failed StartExecution deliveries of the input rule. */
   readonly deadLetterQueue?: sqs.Queue;
+  /** The dashboard and alarms (absent with `monitoring: false`). */
+  readonly monitoring?: FanoutMonitoring;
   /** The derived sizes (for docs and tests). */
   readonly sizing: {
     planMemoryMiB: number;
@@ -272,6 +283,10 @@ export class FanoutPipeline extends Construct {
     });
     this.roles = fns.roles;
     this.functions = fns.functions;
+    // The `Pipeline` dimension of the EMF metrics: the construct path starts with the stack's id.
+    const metricsPipeline = this.node.path;
+    this.functions.stage.addEnvironment('FANOUT_METRICS', 'emf');
+    this.functions.stage.addEnvironment('FANOUT_METRICS_PIPELINE', metricsPipeline);
 
     // ---- ECS GPU capacity ----
     let gpuSizing: FanoutPipeline['sizing']['gpu'];
@@ -310,6 +325,7 @@ export class FanoutPipeline extends Construct {
         image: gpuProps.image ?? gpuImageAsset(projectRoot, entry, conditions, gpuProps.imageBuildArgs ?? {}),
         ...(props.vpc ? { vpc: props.vpc } : {}),
         workBucket: this.workBucket,
+        metricsPipeline,
         logRetention,
         removalPolicy,
         grants,
@@ -360,6 +376,17 @@ export class FanoutPipeline extends Construct {
       });
       this.rule = trigger.rule;
       this.deadLetterQueue = trigger.deadLetterQueue;
+    }
+
+    if (props.monitoring !== false) {
+      this.monitoring = addMonitoring(this, {
+        ...(props.monitoring ?? {}),
+        pipelineName: metricsPipeline,
+        stateMachine: this.stateMachine,
+        functions: this.functions,
+        ...(this.cluster ? { cluster: this.cluster } : {}),
+        ...(this.deadLetterQueue ? { deadLetterQueue: this.deadLetterQueue } : {}),
+      });
     }
 
     // cdk-nag IAM5 (wildcard) findings, each acknowledged with its reason: object ARNs under a

@@ -10,7 +10,7 @@ import type { RemovalPolicy } from 'aws-cdk-lib';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { lambdaBundling, writeEntryWrappers } from './bundling.ts';
-import { grantKey, grantList, type ObjectGrants, RUNS_PREFIX, S3_DELETE, S3_READ, S3_WRITE } from './grants.ts';
+import { acknowledgeWildcard, grantKey, grantList, type ObjectGrants, RUNS_PREFIX, S3_DELETE, S3_READ, S3_WRITE } from './grants.ts';
 
 export type FanoutFunctionRole = 'plan' | 'stage' | 'finalize' | 'failure';
 
@@ -109,6 +109,8 @@ export function addFanoutFunctions(
       timeout: Duration.seconds(o.timeoutSeconds),
       role: roles[role],
       logGroup,
+      // X-Ray: the state machine traces too, so a run is one trace from StartExecution to Finalize.
+      tracing: lambda.Tracing.ACTIVE,
       ...(role === 'stage' && o.stageReservedConcurrency !== undefined ? { reservedConcurrentExecutions: o.stageReservedConcurrency } : {}),
       environment: {
         FANOUT_WORK_BUCKET: work.bucketName,
@@ -121,6 +123,7 @@ export function addFanoutFunctions(
       bundling: lambdaBundling(o.projectRoot, o.conditions),
     });
     logGroup.grantWrite(roles[role]);
+    acknowledgeWildcard(roles[role], 'Resource::*', 'X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) accepts only "*".');
     Validations.of(fn).acknowledge({
       id: 'AwsSolutions-L1',
       reason: 'nodejs22.x is the runtime fanout is built and tested for (Node 20+ engine); nodejs24.x is adopted once validated.',

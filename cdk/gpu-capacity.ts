@@ -27,6 +27,8 @@ export interface GpuCapacityOptions {
   /** A VPC of the user's (instances in its private subnets with egress), else a new one (public subnets). */
   readonly vpc?: ec2.IVpc;
   readonly workBucket: s3.IBucket;
+  /** The `Pipeline` dimension of the task's EMF metrics. */
+  readonly metricsPipeline: string;
   readonly logRetention: logs.RetentionDays;
   readonly removalPolicy: RemovalPolicy;
   readonly grants: ObjectGrants;
@@ -154,6 +156,9 @@ export function addGpuCapacity(scope: Construct, o: GpuCapacityOptions): GpuCapa
       FANOUT_WORK_BUCKET: o.workBucket.bucketName,
       FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
       FANOUT_PROGRESS: '0',
+      // Partition and UDF metrics as embedded-metric-format lines in the task's log (src/aws/emf.ts).
+      FANOUT_METRICS: 'emf',
+      FANOUT_METRICS_PIPELINE: o.metricsPipeline,
       // The ECS agent does not set it for EC2 tasks; without it S3 calls go to us-east-1 first.
       AWS_REGION: Stack.of(scope).region,
     },

@@ -31,6 +31,7 @@ import {
   type PlanSummary,
   type RunOutput,
 } from './run.ts';
+import { publishPartitionMetrics } from './emf.ts';
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 
 /** Execution input of the state machine (also what an S3-triggered run starts with). */
@@ -175,6 +176,7 @@ export async function handleStage(event: StageEvent): Promise<{ runId: string; s
   if (!Number.isInteger(event.partition) || event.partition < 0) throw new Error(`run ${runId}: invalid partition ${JSON.stringify(event.partition)}`);
   await preloadPipeline();
   const r = await runStagePartition(store, runId, stage, event.partition);
+  await publishPartitionMetrics(r);
   return { runId: r.runId, stage: r.stage, partition: r.partition, rows: r.rows, bytes: r.bytes };
 }
 
@@ -209,6 +211,7 @@ export async function handleEcsTask(env: NodeJS.ProcessEnv = process.env): Promi
   const store = storeFactory(bucketName(need('FANOUT_WORK_BUCKET')));
   await preloadPipeline();
   const results = await runGpuSlot(store, runId, Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS')));
+  for (const r of results) await publishPartitionMetrics(r, env);
   return results.length;
 }
 

@@ -311,6 +311,9 @@ export interface PartitionResult {
   rows: number;
   bytes: number;
   key: string;
+  /** The partition's wall time in the driver, ms, and its UDF stats (as in its marker). */
+  elapsedMs: number;
+  metrics: RunMetrics;
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
@@ -363,7 +366,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   }
   const marker: PartitionMarker = { rows: r.rows, bytes: r.bytes, metrics: r.metrics, elapsedMs: Math.round(r.elapsedMs) };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
-  return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key };
+  return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key, elapsedMs: marker.elapsedMs ?? 0, metrics: r.metrics };
 }
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */
