@@ -302,6 +302,9 @@ interface PartitionMarker {
   metrics: RunMetrics;
   /** The partition's wall time in the driver, ms (absent in markers of older runs). */
   elapsedMs?: number;
+  /** When the partition started and finished (ISO), for run histories and timelines. */
+  startedAt?: string;
+  finishedAt?: string;
 }
 
 export interface PartitionResult {
@@ -356,6 +359,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   const schema = stageSchema(plan, stageIndex);
   let key: string;
   let r: PartitionOutcome;
+  const startedAt = new Date().toISOString();
   if (last) {
     key = keys.result(runId, partition);
     await store.prepare(key);
@@ -364,7 +368,14 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     key = keys.shard(runId, stageIndex, partition);
     r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });
   }
-  const marker: PartitionMarker = { rows: r.rows, bytes: r.bytes, metrics: r.metrics, elapsedMs: Math.round(r.elapsedMs) };
+  const marker: PartitionMarker = {
+    rows: r.rows,
+    bytes: r.bytes,
+    metrics: r.metrics,
+    elapsedMs: Math.round(r.elapsedMs),
+    startedAt,
+    finishedAt: new Date().toISOString(),
+  };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
   return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key, elapsedMs: marker.elapsedMs ?? 0, metrics: r.metrics };
 }
