@@ -20,7 +20,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type { Construct, IConstruct } from 'constructs';
 
 /** The image a stand-in task definition names; never built, never pulled by the ECS stand-in. */
-export const EMULATOR_STANDIN_IMAGE = 'fanout-gpu-task-not-built:ecs-standin';
+const EMULATOR_STANDIN_IMAGE = 'fanout-gpu-task-not-built:ecs-standin';
 /** An AMI id of the right shape for the never-launched GPU instances. */
 const PLACEHOLDER_AMI = 'ami-00000000000000000';
 /** Build args of the default image for `fanout:emulatorImage=cpu`. */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-export const EMULATOR_ACCOUNT = '000000000000';
+const EMULATOR_ACCOUNT = '000000000000';
 export const EMULATOR_REGION = 'us-east-1';
 
 /** localstack/.venv, created and filled by scripts/python-venv.sh when missing; its path. */
@@ -129,7 +129,7 @@ export async function startMiniStack(opts: { venv: string; dir: string; port?: n
 }
 
 /** Runs a command in its own process group; rejects with its output's tail on a non-zero exit or after `timeoutMs` (the group killed). */
-export function runCommand(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs: number; cwd?: string }): Promise<string> {
+function runCommand(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs: number; cwd?: string }): Promise<string> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
