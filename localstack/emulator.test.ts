@@ -163,7 +163,10 @@ describe('the synthesized app on MiniStack (no Docker)', () => {
     const names = (history.events ?? []).map((e) => e.stateEnteredEventDetails?.name).filter(Boolean);
     assert.ok(names.includes('RecordFailure'), `the Failure Lambda's state ran: ${names.join(', ')}`);
     const failure = await s3.send(new GetObjectCommand({ Bucket: outputs['WorkBucketName'], Key: `runs/${runId}/failure.json` }));
-    const text = await failure.Body!.transformToString();
-    assert.ok(text.includes(key.split('/').pop()!) || /parquet|magic/i.test(text), `failure.json names the file or the error: ${text.slice(0, 500)}`);
+    const summary = JSON.parse(await failure.Body!.transformToString()) as { runId: string; status: string; error: string };
+    assert.equal(summary.runId, runId);
+    assert.equal(summary.status, 'FAILED');
+    // The error names the uploaded object and says what is wrong with it.
+    assert.ok(summary.error.includes(key) && /not a Parquet file|magic/i.test(summary.error), `failure.json: ${summary.error.slice(0, 800)}`);
   });
 });
