@@ -25,7 +25,9 @@ read -r INPUT_BUCKET STATE_MACHINE < <(node -e '
   console.log(o.InputBucketName, o.StateMachineArn);' "$OUTPUTS")
 
 if [ "${FANOUT_ECS_AGENT:-1}" = 1 ]; then
-  npx tsx --conditions=development localstack/ecs-agent.ts --endpoint "$AWS_ENDPOINT_URL" --pipeline examples/pipeline.ts &
+  # One process (no npx / tsx CLI wrappers in between), so the trap's SIGTERM reaches the agent,
+  # which then kills its task processes.
+  node --conditions=development --import tsx localstack/ecs-agent.ts --endpoint "$AWS_ENDPOINT_URL" --pipeline examples/pipeline.ts &
   AGENT=$!
   trap 'kill -TERM "$AGENT" 2>/dev/null; wait "$AGENT" 2>/dev/null || true' EXIT
 fi
