@@ -10,6 +10,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
+import { emulatorMode } from './emulator.ts';
 import { FanoutPipeline, type FanoutPipelineProps } from './fanout-pipeline.ts';
 
 export const EXAMPLE_ENTRY = fileURLToPath(new URL('../examples/pipeline.ts', import.meta.url));
@@ -46,11 +47,10 @@ export class FanoutExampleStack extends Stack {
     };
     this.inputBucket = bucket('InputBucket', 'input');
     this.outputBucket = bucket('OutputBucket', 'output');
-    // `-c fanout:emulator=true` (localstack/scripts/deploy.sh): a CPU-only task image (no CUDA
-    // download) and, with `-c fanout:amiId=ami-…`, an AMI the emulator knows instead of the SSM
-    // public parameter of the ECS GPU AMI.
-    const emulator = String(this.node.tryGetContext('fanout:emulator') ?? 'false') === 'true';
-    const amiId = this.node.tryGetContext('fanout:amiId') as string | undefined;
+    // `-c fanout:emulator=true` (localstack/scripts/deploy.sh): the pipeline leaves out what
+    // emulators lack and says so (cdk/emulator.ts); it reads `fanout:amiId` itself there. Elsewhere
+    // `-c fanout:amiId=ami-…` replaces the SSM public parameter of the ECS GPU AMI.
+    const amiId = emulatorMode(this) ? undefined : (this.node.tryGetContext('fanout:amiId') as string | undefined);
     // `-c fanout:stageReservedConcurrency=N`: reserve N concurrent Stage invocations (unset: none, so
     // the example deploys in accounts with a small concurrency quota).
     const reserved = this.node.tryGetContext('fanout:stageReservedConcurrency') as string | number | undefined;
@@ -62,7 +62,6 @@ export class FanoutExampleStack extends Stack {
         instanceType: 'g5.xlarge',
         minCapacity: 0,
         maxCapacity: 2,
-        ...(emulator ? { imageBuildArgs: { CUDA_IMAGE: 'node:22-bookworm-slim', ORT_INSTALL: 'skip' } } : {}),
         ...(amiId
           ? { machineImage: ec2.MachineImage.genericLinux({ [process.env['CDK_DEFAULT_REGION'] ?? process.env['AWS_REGION'] ?? 'us-east-1']: amiId }) }
           : {}),

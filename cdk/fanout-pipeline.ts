@@ -29,6 +29,7 @@ import { DEFAULT_ECS_TIMEOUT_SECONDS, DEFAULT_LAMBDA_TIMEOUT_SECONDS } from '../
 import { DEFAULT_LAMBDA_MEMORY_MIB, LAMBDA_MAX_MEMORY_MIB, LAMBDA_MIN_MEMORY_MIB } from '../src/aws/sizing.ts';
 import { listUdfs } from '../src/udf.ts';
 import { findProjectRoot, gpuImageAsset } from './bundling.ts';
+import { emulatorMachineImage, emulatorMode, emulatorTaskImage, omitForEmulator } from './emulator.ts';
 import { addFanoutFunctions, type FanoutFunctionRole } from './functions.ts';
 import { acknowledgeGpuWildcards, addGpuCapacity, GPU_CONTAINER_NAME } from './gpu-capacity.ts';
 import { acknowledgeObjectGrant, grantKey, grantList, grantObjectActions, MAP_RESULTS_PREFIX, ObjectGrants, S3_READ } from './grants.ts';
@@ -210,6 +211,8 @@ export class FanoutPipeline extends Construct {
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const conditions = props.conditions ?? ['development'];
     const hints = props.udfs ?? (listUdfs().length > 0 ? registeredUdfHints() : undefined);
+    // `-c fanout:emulator=true`: what emulators lack is left out or replaced (emulator.ts).
+    const emulator = emulatorMode(this);
 
     // ---- sizes ----
     const timeoutSeconds = (props.lambda?.timeout ?? Duration.seconds(DEFAULT_LAMBDA_TIMEOUT_SECONDS)).toSeconds();
@@ -317,12 +320,16 @@ export class FanoutPipeline extends Construct {
       gpuSizing = { ...task, instanceType: instanceType.toString() };
       const gpu = addGpuCapacity(this, {
         instanceType,
-        machineImage: gpuProps.machineImage ?? ecs.EcsOptimizedImage.amazonLinux2(ecs.AmiHardwareType.GPU),
+        machineImage: gpuProps.machineImage ?? (emulator ? emulatorMachineImage(this, emulator) : ecs.EcsOptimizedImage.amazonLinux2(ecs.AmiHardwareType.GPU)),
         minCapacity,
         maxCapacity,
         rootVolumeGiB: gpuProps.rootVolumeGiB ?? 100,
         task,
-        image: gpuProps.image ?? gpuImageAsset(projectRoot, entry, conditions, gpuProps.imageBuildArgs ?? {}),
+        image:
+          gpuProps.image ??
+          (emulator
+            ? emulatorTaskImage(this, emulator, (args) => gpuImageAsset(projectRoot, entry, conditions, { ...args, ...gpuProps.imageBuildArgs }))
+            : gpuImageAsset(projectRoot, entry, conditions, gpuProps.imageBuildArgs ?? {})),
         ...(props.vpc ? { vpc: props.vpc } : {}),
         workBucket: this.workBucket,
         metricsPipeline,
@@ -351,7 +358,8 @@ export class FanoutPipeline extends Construct {
               cluster: this.cluster,
               taskDefinition: this.taskDefinition,
               containerName: GPU_CONTAINER_NAME,
-              capacityProvider: this.capacityProvider.capacityProviderName,
+              // Emulator mode leaves the provider out: RunTask then names none.
+              ...(emulator ? {} : { capacityProvider: this.capacityProvider.capacityProviderName }),
             },
           }
         : {}),
@@ -394,6 +402,7 @@ export class FanoutPipeline extends Construct {
     for (const g of grants.entries) acknowledgeObjectGrant(this, g.bucket, g.pattern);
     acknowledgeStateMachineWildcards(this, this.stateMachine, this.workBucket, this.cluster);
     if (this.instanceRole && this.taskDefinition) acknowledgeGpuWildcards({ instanceRole: this.instanceRole, taskDefinition: this.taskDefinition });
+    if (emulator) omitForEmulator(this);
   }
 
   /** Lets `grantee` start runs. */

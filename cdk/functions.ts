@@ -114,7 +114,9 @@ export function addFanoutFunctions(
       ...(role === 'stage' && o.stageReservedConcurrency !== undefined ? { reservedConcurrentExecutions: o.stageReservedConcurrency } : {}),
       environment: {
         FANOUT_WORK_BUCKET: work.bucketName,
-        FANOUT_PIPELINE: `${LAMBDA_TASK_ROOT}/index.mjs`,
+        // Relative: resolved against LAMBDA_TASK_ROOT (/var/task on AWS; an emulator's or the app
+        // harness's temp dir), so one template runs everywhere.
+        FANOUT_PIPELINE: './index.mjs',
         FANOUT_PROGRESS: '0',
         // The one place runs of this deployment may commit to: the handlers refuse outputs outside
         // this prefix; empty (no output prop) refuses every output.

@@ -26,7 +26,8 @@ export interface RunStateMachineOptions {
     readonly cluster: ecs.Cluster;
     readonly taskDefinition: ecs.Ec2TaskDefinition;
     readonly containerName: string;
-    readonly capacityProvider: string;
+    /** @default none: the cluster's default strategy (emulator mode, which has no provider) */
+    readonly capacityProvider?: string;
   };
   readonly workBucket: s3.IBucket;
   readonly distributed: boolean;
@@ -60,7 +61,7 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
             containerName: o.gpu.containerName,
             subnets: [],
             securityGroups: [],
-            capacityProvider: o.gpu.capacityProvider,
+            ...(o.gpu.capacityProvider ? { capacityProvider: o.gpu.capacityProvider } : {}),
           },
         }
       : {}),

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { createApp, EXAMPLE_ENTRY, INPUT_PREFIX, OUTPUT_PREFIX } from '../cdk/app.ts';
@@ -13,6 +14,7 @@ import { startAppHarness, type AppHarness } from '../localstack/app-harness.ts';
 import { applyInputTransformer, jsonPathGet, matchesEventPattern, objectCreatedEvent } from '../localstack/eventbridge.ts';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import pipeline from '../examples/pipeline.ts';
+import { resolvePipelineSpec } from '../src/aws/run.ts';
 import { getS3ObjectOrNull, listS3, putS3Object } from '../src/io/s3/index.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
@@ -103,7 +105,9 @@ describe('the synthesized app, offline (cdk.out -> local S3, EventBridge, Step F
     for (const f of Object.values(h.functions)) {
       assert.ok(f.assetDir.includes('asset.'), f.assetDir);
       assert.equal(f.timeoutSeconds, 900);
-      assert.equal(f.environment['FANOUT_PIPELINE'], join(f.codeDir, 'index.mjs'));
+      // The template's relative FANOUT_PIPELINE names the bundle's own index.mjs in the copy it runs.
+      assert.equal(f.environment['LAMBDA_TASK_ROOT'], f.codeDir);
+      assert.equal(resolvePipelineSpec(f.environment['FANOUT_PIPELINE']!, f.environment), pathToFileURL(join(f.codeDir, 'index.mjs')).href);
       assert.equal(f.environment['FANOUT_WORK_BUCKET'], h.workBucket);
     }
     assert.equal(h.definition.StartAt, 'Plan');

@@ -145,7 +145,8 @@ describe('FanoutPipeline in the example stack', () => {
       assert.equal(p['MemorySize'], 1769);
       assert.deepEqual(p.Environment.Variables, {
         FANOUT_WORK_BUCKET: `<${id(stack.pipeline.workBucket)}>`,
-        FANOUT_PIPELINE: '/var/task/index.mjs',
+        // Relative to LAMBDA_TASK_ROOT (resolvePipelineSpec): /var/task on AWS, a temp dir on an emulator.
+        FANOUT_PIPELINE: './index.mjs',
         FANOUT_PROGRESS: '0',
         // The construct's output location: the handlers refuse a run's output anywhere else.
         FANOUT_OUTPUT_PREFIX: `s3://<${id(stack.outputBucket)}>/${OUTPUT_PREFIX}`,

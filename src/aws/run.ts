@@ -181,9 +181,15 @@ export async function loadPlan(store: ObjectStore, runId: string): Promise<RunPl
 /** Imports the pipeline module so its UDFs register by name (once per process). */
 const imported = new Set<string>();
 
-/** A pipeline specifier as a module URL: a path (absolute or relative) becomes a file: URL. */
-export function resolvePipelineSpec(spec: string): string {
-  if (isAbsolute(spec) || spec.startsWith('.')) return pathToFileURL(resolve(spec)).href;
+/**
+ * A pipeline specifier as a module URL: a path becomes a file: URL. A relative path is relative to
+ * LAMBDA_TASK_ROOT where that is set (the bundle's directory: /var/task on AWS, a temp dir on an
+ * emulator or in the app harness), else to the working directory; so the template's
+ * FANOUT_PIPELINE=./index.mjs names the bundle wherever the function runs.
+ */
+export function resolvePipelineSpec(spec: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (isAbsolute(spec)) return pathToFileURL(spec).href;
+  if (spec.startsWith('.')) return pathToFileURL(resolve(env['LAMBDA_TASK_ROOT'] || '.', spec)).href;
   return spec;
 }
 
@@ -193,7 +199,7 @@ export function resolvePipelineSpec(spec: string): string {
  */
 export function deployedPipelines(env: NodeJS.ProcessEnv = process.env): Set<string> {
   const specs = [env['FANOUT_PIPELINE'] ?? '', ...(env['FANOUT_PIPELINE_ALLOW'] ?? '').split(',')].map((s) => s.trim()).filter(Boolean);
-  return new Set(specs.map(resolvePipelineSpec));
+  return new Set(specs.map((s) => resolvePipelineSpec(s, env)));
 }
 
 /**
