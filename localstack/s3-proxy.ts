@@ -22,7 +22,6 @@
 //
 // Plain JavaScript in String.raw (no template literals inside): the child has no TypeScript loader.
 export const S3_PROXY_SOURCE = String.raw`
-const zlib = require('zlib');
 const crcs = require(process.env.S3_CHECKSUMS_MAIN);
 const XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });

@@ -14,6 +14,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateBucketCommand,
   CreateMultipartUploadCommand,
   GetObjectAttributesCommand,
   GetObjectCommand,
@@ -27,6 +28,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { startEventBridgeBridge, type EventBridgeBridge } from '../localstack/eventbridge.ts';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
+import { listS3, putS3Object, s3Client } from '../src/io/s3/index.ts';
 import { tempDir } from './helpers.ts';
 
 const BUCKET = 'fidelity';
@@ -153,6 +155,19 @@ describe('harness S3: credentials', () => {
       c.destroy();
     }
   });
+
+  it("the project's own S3 client works with whatever keys the shell exports (npm run local crashed on them at start-up)", async () => {
+    process.env['AWS_ENDPOINT_URL_S3'] = server.endpoint;
+    process.env['AWS_ACCESS_KEY_ID'] = 'AKIAIOSFODNN7EXAMPLE';
+    process.env['AWS_SECRET_ACCESS_KEY'] = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    const own = await s3Client();
+    await own.send(new CreateBucketCommand({ Bucket: 'fidelity-created' }));
+    await putS3Object('s3://fidelity-created/a.txt', Buffer.from('a'));
+    assert.deepEqual(
+      (await listS3('s3://fidelity-created/')).objects.map((o) => o.key),
+      ['a.txt'],
+    );
+  });
 });
 
 describe('harness S3: uploads from clients with default settings', () => {
@@ -193,7 +208,27 @@ describe('harness S3: uploads from clients with default settings', () => {
     }
   });
 
-  it('aws-chunked as botocore sends it (unsigned payload, trailing CRC32) is decoded and its checksum verified', async () => {
+  it('PutObject as the AWS CLI v1 sends it over http: CRC32 in a header, the payload SHA-256 signed, Expect: 100-continue', async () => {
+    const data = payload(3000, 11);
+    const headers = {
+      'x-amz-sdk-checksum-algorithm': 'CRC32',
+      'content-type': 'application/octet-stream',
+      expect: '100-continue',
+      'x-amz-checksum-crc32': crc32b64(data),
+      'content-length': data.length,
+    };
+    const ok = await raw('PUT', `/${BUCKET}/cli1/f.bin`, headers, data);
+    assert.equal(ok.status, 200, ok.body);
+    assert.ok((await bytesOf('cli1/f.bin')).body.equals(data));
+    const bad = await raw('PUT', `/${BUCKET}/cli1/g.bin`, { ...headers, 'x-amz-checksum-crc32': crc32b64(Buffer.from('x')) }, data);
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /<Code>BadDigest<\/Code>/);
+    const badSha = await raw('PUT', `/${BUCKET}/cli1/h.bin`, { ...headers, 'x-amz-content-sha256': 'ab'.repeat(32) }, data);
+    assert.equal(badSha.status, 400);
+    assert.match(badSha.body, /XAmzContentSHA256Mismatch/);
+  });
+
+  it('aws-chunked as botocore sends it over HTTPS and AWS CLI v2 (unsigned payload, trailing CRC32) is decoded and its checksum verified', async () => {
     const data = payload(70_000, 9);
     const body = unsignedTrailerBody(data, 65_536, `x-amz-checksum-crc32:${crc32b64(data)}`);
     const headers = {
