@@ -341,6 +341,8 @@ async function readObject(req, res, t) {
 function recordEvent(bucket, key, reason, cur) {
   const etag = unquote(cur.headers.etag || '');
   events.push({ seq: ++eventSeq, bucket, key, size: Number(cur.headers['content-length'] || 0), etag, reason, time: new Date().toISOString() });
+  // A long session writes many shards and markers: keep the newest (a follower polls every 200 ms).
+  if (events.length > 100000) events.splice(0, 50000);
 }
 async function putObject(req, res, t) {
   await conditionsOnPut(req, t.path);
@@ -470,11 +472,6 @@ async function objectAttributes(req, res, t) {
   if (names.includes('ObjectSize')) body += '<ObjectSize>' + Number(cur.headers['content-length'] || 0) + '</ObjectSize>';
   sendXml(res, 200, body + '</GetObjectAttributesResponse>', { 'last-modified': cur.headers['last-modified'] });
 }
-async function createUpload(req, res, t) {
-  await conditionsOnPut(req, t.path).catch((e) => { if (e.code !== 'NoSuchKey') throw e; });
-  return forward(req, res);
-}
-
 // ---- CompleteMultipartUpload in the store -------------------------------------------------------
 // s3rver stores a multipart object's plain MD5 as its ETag and accepts any part list; S3 checks
 // each listed part (InvalidPart: missing or another ETag), their order (InvalidPartOrder) and sizes
@@ -535,8 +532,7 @@ function route(req, res) {
     if (m === 'POST') return locked(t.path, true, () => completeUpload(req, res, t));
     return forward(req, res);
   }
-  if (m === 'POST' && t.q.has('uploads')) return createUpload(req, res, t);
-  if (m === 'PUT' && t.plain) return locked(t.path, true, () => putObject(req, res, t));
+    if (m === 'PUT' && t.plain) return locked(t.path, true, () => putObject(req, res, t));
   if (m === 'DELETE' && t.plain) return locked(t.path, true, () => forward(req, res));
   if ((m === 'GET' || m === 'HEAD') && t.q.has('attributes')) return locked(t.path, false, () => objectAttributes(req, res, t));
   if ((m === 'GET' || m === 'HEAD') && t.plain) return locked(t.path, false, () => readObject(req, res, t));
