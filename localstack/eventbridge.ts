@@ -2,9 +2,12 @@
 // format), event patterns matched with EventBridge's semantics, rule targets' input transformers,
 // and a bridge that starts a Step Functions execution for each matching rule target.
 //
-// S3 events: s3rver runs in a child process (localstack/s3-server.ts) and its notifications do not
-// leave it, so the bridge polls ListObjectsV2 on each watched bucket (default every 200 ms) and
-// emits one event per new key or changed ETag; objects present at start are the baseline.
+// S3 events: the harness's S3 (localstack/s3-server.ts, a child process) records one event per
+// successful PutObject / CopyObject / CompleteMultipartUpload, as S3 sends them (a re-upload of the
+// same bytes is an event too), and serves them at GET /_fanout/events; the bridge polls that feed
+// (default every 200 ms). Against another S3 endpoint it falls back to listing each watched bucket
+// and emits one event per new key or changed ETag (reason PutObject; an identical re-upload is not
+// seen). Either way, what happened before the bridge started is the baseline.
 import { randomUUID } from 'node:crypto';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { listS3 } from '../src/io/s3/index.ts';
@@ -232,6 +235,29 @@ export interface StartedExecution {
   input: string;
 }
 
+/** What S3 puts in an Object Created event's `detail.reason`. */
+export type S3EventReason = 'PutObject' | 'POST Object' | 'CopyObject' | 'CompleteMultipartUpload';
+
+interface FeedEvent {
+  seq: number;
+  bucket: string;
+  key: string;
+  size: number;
+  etag: string;
+  reason: S3EventReason;
+}
+
+/** The harness S3's event feed (see s3-proxy.ts), or null when the endpoint is another S3. */
+async function readFeed(endpoint: string, after: number): Promise<{ seq: number; events: FeedEvent[] } | null> {
+  try {
+    const r = await fetch(`${endpoint.replace(/\/$/, '')}/_fanout/events?after=${after}`);
+    if (!r.ok || !/json/.test(r.headers.get('content-type') ?? '')) return null;
+    return (await r.json()) as { seq: number; events: FeedEvent[] };
+  } catch {
+    return null;
+  }
+}
+
 export interface EventBridgeBridge {
   /** Every event emitted so far (matched or not). */
   readonly events: JsonObject[];
@@ -244,7 +270,12 @@ export interface EventBridgeBridge {
 }
 
 /** An S3 "Object Created" event in EventBridge format (what S3 sends with EventBridge notifications on). */
-export function objectCreatedEvent(bucket: string, object: { key: string; size: number; etag: string }, sequence: number): JsonObject {
+export function objectCreatedEvent(
+  bucket: string,
+  object: { key: string; size: number; etag: string },
+  sequence: number,
+  reason: S3EventReason = 'PutObject',
+): JsonObject {
   return {
     version: '0',
     id: randomUUID(),
@@ -261,7 +292,7 @@ export function objectCreatedEvent(bucket: string, object: { key: string; size: 
       'request-id': randomUUID().replace(/-/g, '').slice(0, 16).toUpperCase(),
       requester: ACCOUNT,
       'source-ip-address': '127.0.0.1',
-      reason: 'PutObject',
+      reason,
     },
   };
 }
@@ -276,6 +307,8 @@ export async function startEventBridgeBridge(opts: {
   sfnEndpoint: string;
   stateMachineArn: string;
   pollIntervalMs?: number;
+  /** The S3 endpoint whose event feed to follow; default AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL. */
+  s3Endpoint?: string;
   onEvent?: (event: JsonObject, matched: string[]) => void;
   onExecution?: (e: StartedExecution) => void;
 }): Promise<EventBridgeBridge> {
@@ -287,8 +320,12 @@ export async function startEventBridgeBridge(opts: {
   let sequence = 0;
 
   const list = async (bucket: string) => (await listS3(`s3://${bucket}/`)).objects;
-  // Objects already there are not "created" now.
-  for (const b of opts.buckets) for (const o of await list(b)) seen.set(`${b}/${o.key}`, o.etag);
+  const s3Endpoint = opts.s3Endpoint ?? process.env['AWS_ENDPOINT_URL_S3'] ?? process.env['AWS_ENDPOINT_URL'];
+  // Events (or objects) already there are not "created" now.
+  const feed = s3Endpoint ? await readFeed(s3Endpoint, Number.MAX_SAFE_INTEGER) : null;
+  let feedSeq = feed?.seq ?? 0;
+  if (!feed) for (const b of opts.buckets) for (const o of await list(b)) seen.set(`${b}/${o.key}`, o.etag);
+  const watched = new Set(opts.buckets);
 
   const deliver = async (event: JsonObject): Promise<void> => {
     const matched: string[] = [];
@@ -316,6 +353,18 @@ export async function startEventBridgeBridge(opts: {
   const poll = (): Promise<void> =>
     (busy ??= (async () => {
       try {
+        if (feed && s3Endpoint) {
+          const page = await readFeed(s3Endpoint, feedSeq);
+          if (!page) throw new Error(`the S3 event feed of ${s3Endpoint} does not answer`);
+          for (const e of page.events) {
+            feedSeq = Math.max(feedSeq, e.seq);
+            if (!watched.has(e.bucket)) continue;
+            const event = objectCreatedEvent(e.bucket, e, ++sequence, e.reason);
+            events.push(event);
+            await deliver(event);
+          }
+          return;
+        }
         for (const b of opts.buckets) {
           for (const o of await list(b)) {
             const id = `${b}/${o.key}`;

@@ -17,6 +17,7 @@ import { getS3ObjectOrNull, s3Client } from '../src/io/s3/index.ts';
 import { startAppHarness } from './app-harness.ts';
 import { startEventBridgeBridge, type EventBridgeBridge, type LocalRule, type StartedExecution } from './eventbridge.ts';
 import { startLocalCloud, type LocalCloud } from './index.ts';
+import { RunProgress } from './run-progress.ts';
 
 const INPUT_BUCKET = 'fanout-input';
 const OUTPUT_BUCKET = 'fanout-output';
@@ -112,11 +113,7 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
   const t0 = Date.now();
   console.log(`${tag} started for ${input.input?.uri ?? 'an upload'}`);
   let seen = 0;
-  const events: HistoryEvent[] = [];
-  let stages: { index: number; executor: string; partitions: number; slots: number }[] = [];
-  let stage = -1;
-  let done = 0;
-  let last = '';
+  const progress = new RunProgress(tag);
   for (;;) {
     const d = await sfn.send(new DescribeExecutionCommand({ executionArn: e.executionArn }));
     let token: string | undefined;
@@ -126,40 +123,10 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
       page.push(...(h.events ?? []));
       token = h.nextToken;
     } while (token);
-    events.push(...page.slice(seen));
-    for (const ev of page.slice(seen)) {
-      const exited = ev.stateExitedEventDetails;
-      if (ev.type === 'TaskStateExited' && exited?.name === 'Plan' && exited.output) {
-        stages = (JSON.parse(exited.output) as { plan?: { stages?: typeof stages } }).plan?.stages ?? [];
-        console.log(
-          `${tag} planned ${stages.length} stage(s): ${stages.map((s) => `${s.index}: ${s.executor} × ${s.executor === 'lambda' ? `${s.partitions} partition(s)` : `${s.slots} GPU task(s) over ${s.partitions} partition(s)`}`).join(', ')}`,
-        );
-      }
-      const it = ev.mapIterationStartedEventDetails;
-      if (ev.type === 'MapIterationStarted' && it?.name === 'Stages') {
-        const prev = stages[stage];
-        if (prev) console.log(`${tag} stage ${prev.index} (${prev.executor}) done`);
-        stage = it.index ?? stage + 1;
-        done = 0;
-        last = '';
-      }
-      const ok = ev.mapIterationSucceededEventDetails;
-      if (ev.type === 'MapIterationSucceeded' && (ok?.name === 'Partitions' || ok?.name === 'GpuSlots')) done++;
-    }
+    for (const line of progress.onEvents(page.slice(seen))) console.log(line);
     seen = page.length;
-    const s = stages[stage];
-    if (s) {
-      const total = s.executor === 'lambda' ? s.partitions : s.slots;
-      const line = `${tag} stage ${s.index} (${s.executor}): ${done}/${total} ${s.executor === 'lambda' ? 'partitions' : 'GPU tasks'}`;
-      if (line !== last) {
-        console.log(line);
-        last = line;
-      }
-    }
     if (d.status !== 'RUNNING') {
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
-      const prev = stages[stage];
-      if (d.status === 'SUCCEEDED' && prev) console.log(`${tag} stage ${prev.index} (${prev.executor}) done`);
       if (d.status === 'SUCCEEDED' && input.output) {
         const m = await getS3ObjectOrNull(`${input.output}_SUCCESS`);
         const manifest = m ? (JSON.parse(new TextDecoder().decode(m.bytes)) as { rows?: number; files?: unknown[] }) : null;
@@ -206,7 +173,7 @@ async function main(): Promise<void> {
     [
       '',
       `fanout local stack (${appArg ? `the synthesized app in ${appArg}` : 'examples/pipeline.ts, handlers from source'}): nothing leaves 127.0.0.1`,
-      `  S3 endpoint      ${ep}   (region us-east-1, any access key)`,
+      `  S3 endpoint      ${ep}   (region us-east-1; any access key and secret: test/test as on LocalStack, or the shell's own)`,
       `  watched input    ${where}  (each new *.parquet starts a run)`,
       `  output           ${running.output}`,
       `  work bucket      s3://${running.work}/runs/<runId>/`,
@@ -215,9 +182,9 @@ async function main(): Promise<void> {
       'Upload a generated file:',
       `  npx tsx --conditions=development examples/upload.ts --endpoint ${ep} --bucket ${running.input.bucket} --prefix ${running.input.prefix}`,
       'or your own, with the AWS CLI:',
-      `  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws s3 cp data.parquet ${where} --endpoint-url ${ep} --region us-east-1`,
+      `  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws s3 cp data.parquet ${where} --endpoint-url ${ep} --region us-east-1`,
       'Read a result:',
-      `  AWS_ENDPOINT_URL_S3=${ep} AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER npx tsx --conditions=development -e "import('fanout').then(f => f.readParquet('${running.output.replace('<runId>', 'RUN_ID')}').show())"`,
+      `  AWS_ENDPOINT_URL_S3=${ep} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test npx tsx --conditions=development -e "import('fanout').then(f => f.readParquet('${running.output.replace('<runId>', 'RUN_ID')}').show())"`,
       '',
       'Watching for uploads. Ctrl-C stops everything.',
     ].join('\n'),

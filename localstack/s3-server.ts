@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { S3_PROXY_SOURCE } from './s3-proxy.ts';
 
 export interface S3ServerOptions {
   /** Where s3rver keeps objects; a fresh temp dir (removed on stop) when not given. */
@@ -28,13 +30,9 @@ export interface S3Server {
 // Runs in the child as CommonJS (no TypeScript loader there). It reports its port on stdout and
 // exits when its stdin closes, which also happens when the parent dies without cleaning up.
 //
-// s3rver 3.7.1 ignores If-Match / If-None-Match on PUT (it answers 200 and overwrites), so a
-// small HTTP proxy in front of it (the endpoint clients see) answers conditional PUTs as AWS does:
-// it HEADs the key on s3rver and answers 412 PreconditionFailed (AWS's XML body) when the
-// condition fails, 404 NoSuchKey for If-Match on a missing key. Requests on one key take a
-// readers-writer lock, so check-then-write is atomic against other writes to that key and a GET
-// never sees an object half-written, as on S3. Multipart part uploads and bucket-level requests
-// are piped through untouched.
+// s3rver stores; the HTTP proxy in front of it (localstack/s3-proxy.ts, the endpoint clients see)
+// answers what s3rver gets wrong as S3 does: aws-chunked bodies, checksums, ranges, conditional
+// requests, multipart listing and abort, GetObjectAttributes, and an event per write.
 const LAUNCHER = `
 const http = require('http');
 const crypto = require('crypto');
@@ -45,6 +43,15 @@ const server = new S3rver({
   configureBuckets: opts.buckets.map((name) => ({ name, configs: [] })),
   allowMismatchedSignatures: true,
 });
+// Any access key is accepted, as LocalStack does (its convention is test/test; a shell may export
+// real keys): s3rver knows only S3RVER's account, so every other key id resolves to that account.
+// Signatures are not checked (allowMismatchedSignatures).
+{
+  const AWSAccount = require(require('path').join(require('path').dirname(process.env.S3RVER_MAIN), 'models', 'account.js'));
+  const registry = AWSAccount.registry;
+  const own = Map.prototype.get.bind(registry);
+  registry.get = (id) => own(id) || own('S3RVER');
+}
 // s3rver maps a key to path.join(dir, bucket, ...key.split('/')), so a key with '.' or '..'
 // segments (PUT ../../x, CopySource, a DeleteObjects list) reads, writes or deletes files outside its
 // directory. Such keys are refused in front of it; real S3 would store them literally, and no
@@ -122,102 +129,7 @@ Store.prototype.putPart = async function putPart(bucket, uploadId, partNumber, c
   await fsp.writeFile(partPath + '.md5', md5);
   return { size, md5 };
 };
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-let upstreamPort = 0;
-// A readers-writer lock per key, first come first served: s3rver writes an object's file in
-// place, so a GET during a PUT of the same key could read it half-written (S3 never serves that).
-const locks = new Map();
-function pump(key) {
-  const l = locks.get(key);
-  while (l.queue.length) {
-    const next = l.queue[0];
-    if (l.writer || (next.write && l.readers > 0)) break;
-    l.queue.shift();
-    if (next.write) l.writer = true; else l.readers++;
-    next.grant();
-  }
-  if (!l.writer && l.readers === 0 && !l.queue.length) locks.delete(key);
-}
-function locked(key, write, fn) {
-  if (!locks.has(key)) locks.set(key, { readers: 0, writer: false, queue: [] });
-  return new Promise((grant) => { locks.get(key).queue.push({ write, grant }); pump(key); }).then(() => {
-    const release = () => { const l = locks.get(key); if (write) l.writer = false; else l.readers--; pump(key); };
-    return Promise.resolve().then(fn).finally(release);
-  });
-}
-function forward(req, res) {
-  return new Promise((resolve) => {
-    const headers = Object.assign({}, req.headers);
-    delete headers['expect'];
-    const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers, agent }, (r) => {
-      res.writeHead(r.statusCode, r.statusMessage, r.headers);
-      r.pipe(res);
-      r.on('end', resolve);
-      r.on('error', resolve);
-      // A client that goes away mid-body must not hold the key's lock.
-      res.on('close', () => { if (!r.complete) r.destroy(); resolve(); });
-    });
-    req.on('aborted', () => { up.destroy(); resolve(); });
-    up.on('error', (e) => {
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-      res.end('s3 proxy: ' + e.message);
-      resolve();
-    });
-    req.pipe(up);
-  });
-}
-function head(path) {
-  return new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port: upstreamPort, method: 'HEAD', path, agent }, (resp) => {
-      resp.resume();
-      resolve({ status: resp.statusCode, etag: resp.headers.etag });
-    });
-    r.on('error', reject);
-    r.end();
-  });
-}
-function unquote(t) { return String(t).trim().replace(/^W\\//, '').replace(/^"|"$/g, ''); }
-function fail(req, res, status, code, message, condition) {
-  req.resume(); // drain the body we will not store
-  const id = crypto.randomBytes(8).toString('hex').toUpperCase();
-  const body = '<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>' + code + '</Code><Message>' + message + '</Message>' +
-    (condition ? '<Condition>' + condition + '</Condition>' : '') + '<RequestId>' + id + '</RequestId><HostId>' + id + '</HostId></Error>';
-  res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': id });
-  res.end(body);
-}
-async function conditionalPut(req, res, path) {
-  const ifMatch = req.headers['if-match'];
-  const ifNoneMatch = req.headers['if-none-match'];
-  const cur = await head(path);
-  const exists = cur.status === 200;
-  if (ifNoneMatch !== undefined) {
-    if (ifNoneMatch.trim() !== '*') return fail(req, res, 501, 'NotImplemented', 'A header you provided implies functionality that is not implemented', 'If-None-Match');
-    if (exists) return fail(req, res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 'If-None-Match');
-  }
-  if (ifMatch !== undefined) {
-    if (!exists) return fail(req, res, 404, 'NoSuchKey', 'The specified key does not exist.');
-    const want = ifMatch.split(',').map(unquote);
-    if (!want.includes('*') && !want.includes(unquote(cur.etag || ''))) {
-      return fail(req, res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 'If-Match');
-    }
-  }
-  return forward(req, res);
-}
-const proxy = http.createServer((req, res) => {
-  const url = new URL(req.url, 'http://x');
-  const path = req.url.split('?')[0]; // raw (still percent-encoded), as s3rver will see it
-  const isObject = path.split('/').filter(Boolean).length >= 2;
-  const upload = url.searchParams.has('uploadId');
-  // Writes of the object itself: PUT / DELETE (not a multipart part), CompleteMultipartUpload.
-  const write = isObject && (((req.method === 'PUT' || req.method === 'DELETE') && !upload) || (req.method === 'POST' && upload));
-  const read = isObject && (req.method === 'GET' || req.method === 'HEAD') && !upload;
-  const conditional = req.method === 'PUT' && (req.headers['if-match'] !== undefined || req.headers['if-none-match'] !== undefined);
-  if (!write && !read) { forward(req, res); return; }
-  locked(path, write, () => (conditional ? conditionalPut(req, res, path) : forward(req, res))).catch((e) => {
-    if (!res.headersSent) fail(req, res, 500, 'InternalError', 's3 proxy: ' + (e && e.message || e));
-  });
-});
-proxy.keepAliveTimeout = 65000;
+${S3_PROXY_SOURCE}
 server.run().then((addr) => {
   upstreamPort = addr.port;
   proxy.on('error', (err) => { process.stderr.write('s3 proxy failed to start: ' + err.message + '\\n'); process.exit(1); });
@@ -295,6 +207,8 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
       ...process.env,
       NODE_OPTIONS: '', // a parent's --import tsx etc. is neither needed nor wanted in the child
       S3RVER_MAIN: fileURLToPath(import.meta.resolve('s3rver')),
+      // The CRC implementations of the AWS SDK the project uses (resolved from @aws-sdk/client-s3).
+      S3_CHECKSUMS_MAIN: createRequire(fileURLToPath(import.meta.resolve('@aws-sdk/client-s3'))).resolve('@aws-sdk/checksums/crc'),
       S3RVER_OPTS: JSON.stringify({ port: opts.port ?? 0, dir, buckets, removeDir: ownDir }),
     },
   });

@@ -1,6 +1,7 @@
 // The execution table: one record per StartExecution, its run of the interpreter from start to its
 // final status, and its history, translated from the interpreter's events (captured synchronously by
 // hooks.ts) into the events GetExecutionHistory returns on AWS.
+import { randomUUID } from 'node:crypto';
 import type { AslState, JsonValue } from '../../src/aws/state-machine.ts';
 import { ACCOUNT, PAYLOAD_LIMIT_BYTES, REGION, STATE_MACHINE_ARN, STATE_MACHINE_NAME } from './constants.ts';
 import { ApiError, dataLimitError, type TaskError } from './errors.ts';
@@ -38,6 +39,21 @@ export interface ExecutionRecord {
   done: Promise<void>;
 }
 
+export type MapRunStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+
+/** One run of a Distributed Map state (ListMapRuns / DescribeMapRun). */
+export interface MapRunRecord {
+  mapRunArn: string;
+  executionArn: string;
+  /** The Map Run's own state machine ARN: <machine>/<label>, as AWS names it. */
+  stateMachineArn: string;
+  status: MapRunStatus;
+  startDate: number;
+  stopDate?: number;
+  maxConcurrency: number;
+  counts: { pending: number; running: number; succeeded: number; failed: number; aborted: number; total: number };
+}
+
 export interface ExecutionsOptions {
   /** The interpreter's machine for the normalized definition (hooks installed). */
   machine: InstanceType<LibModule['StateMachine']>;
@@ -45,6 +61,8 @@ export interface ExecutionsOptions {
   states: Map<string, AslState>;
   handlers: LocalTaskHandlers;
   roleArn: string;
+  /** The Distributed Map states of the definition as given (run inline here), with their Label: each run of one is a Map Run. */
+  distributedMaps?: Map<string, string>;
 }
 
 /** A nested run's own start/end, as the parent's Map iteration event suffix. */
@@ -69,6 +87,14 @@ export class Executions {
   readonly #byArn = new Map<string, ExecutionRecord>();
   /** In start order. */
   readonly #order: ExecutionRecord[] = [];
+  /** Per (nested) run, the states whose last attempt failed: if one exits, a Catch took it (no Succeeded event). */
+  readonly #failed = new WeakMap<RunNode, Set<string>>();
+  /** Iterations that have ended (succeeded, failed or aborted): what they still report is dropped, as on AWS. */
+  readonly #ended = new WeakSet<RunNode>();
+  /** Map Runs: all of them by ARN, and each run's current one by Map state name. */
+  readonly #mapRuns = new Map<string, MapRunRecord>();
+  readonly #mapRunsByExecution = new Map<string, MapRunRecord[]>();
+  readonly #openMapRuns = new WeakMap<RunNode, Map<string, MapRunRecord>>();
 
   constructor(private readonly opts: ExecutionsOptions) {}
 
@@ -138,6 +164,18 @@ export class Executions {
     return rec;
   }
 
+  /** The Map Runs of an execution, newest first, as ListMapRuns returns them. */
+  mapRuns(executionArn: string): MapRunRecord[] {
+    this.get(executionArn);
+    return [...(this.#mapRunsByExecution.get(executionArn) ?? [])].reverse();
+  }
+
+  mapRun(arn: string): MapRunRecord {
+    const r = this.#mapRuns.get(arn);
+    if (!r) throw new ApiError('ResourceNotFound', `Map Run Does Not Exist: '${arn}'`);
+    return r;
+  }
+
   /** Newest first, as ListExecutions returns them. */
   list(status?: string): ExecutionRecord[] {
     return [...this.#order].reverse().filter((r) => !status || r.status === status);
@@ -162,6 +200,9 @@ export class Executions {
     rec.status = status;
     rec.stopDate = nowSeconds();
     Object.assign(rec, fields);
+    for (const run of this.#mapRunsByExecution.get(rec.executionArn) ?? []) {
+      if (run.status === 'RUNNING') this.#closeMapRun(run, 'ABORTED');
+    }
     // Whatever still runs for this execution (ECS children) is told to stop.
     rec.controller.abort();
   }
@@ -182,16 +223,87 @@ export class Executions {
     }
   }
 
+  #closeMapRun(run: MapRunRecord, status: MapRunStatus): void {
+    run.status = status;
+    run.stopDate = nowSeconds();
+    if (status === 'ABORTED') {
+      run.counts.aborted += run.counts.running + run.counts.pending;
+      run.counts.running = 0;
+      run.counts.pending = 0;
+    }
+  }
+
+  #startMapRun(rec: ExecutionRecord, node: RunNode, name: string, input: unknown, items: number, ts: number): void {
+    const state = this.opts.states.get(name);
+    const label = this.opts.distributedMaps?.get(name) ?? name;
+    const concurrency = state?.MaxConcurrency ?? getSimplePath(input, state?.MaxConcurrencyPath);
+    const run: MapRunRecord = {
+      mapRunArn: `arn:aws:states:${REGION}:${ACCOUNT}:mapRun:${STATE_MACHINE_NAME}/${label}:${randomUUID()}`,
+      executionArn: rec.executionArn,
+      stateMachineArn: `${STATE_MACHINE_ARN}/${label}`,
+      status: 'RUNNING',
+      startDate: nowSeconds(ts),
+      maxConcurrency: typeof concurrency === 'number' ? concurrency : 0,
+      counts: { pending: items, running: 0, succeeded: 0, failed: 0, aborted: 0, total: items },
+    };
+    this.#mapRuns.set(run.mapRunArn, run);
+    const list = this.#mapRunsByExecution.get(rec.executionArn) ?? [];
+    list.push(run);
+    this.#mapRunsByExecution.set(rec.executionArn, list);
+    const open = this.#openMapRuns.get(node) ?? new Map<string, MapRunRecord>();
+    open.set(name, run);
+    this.#openMapRuns.set(node, open);
+    this.#push(rec, 'MapRunStarted', { mapRunStartedEventDetails: { mapRunArn: run.mapRunArn } }, ts);
+  }
+
+  /** A Distributed Map's state ended: its Map Run ends with it (MapRunSucceeded / MapRunFailed before the Map's own event). */
+  #endMapRun(rec: ExecutionRecord, node: RunNode, name: string, ok: boolean, ts: number, failure?: { error: string; cause: string }): void {
+    const run = this.#openMapRuns.get(node)?.get(name);
+    if (!run) return;
+    this.#openMapRuns.get(node)!.delete(name);
+    if (run.status !== 'RUNNING') return;
+    if (ok) {
+      this.#closeMapRun(run, 'SUCCEEDED');
+      this.#push(rec, 'MapRunSucceeded', {}, ts);
+    } else {
+      this.#closeMapRun(run, 'FAILED');
+      run.counts.aborted += run.counts.pending;
+      run.counts.pending = 0;
+      this.#push(rec, 'MapRunFailed', { mapRunFailedEventDetails: failure ?? {} }, ts);
+    }
+  }
+
+  #countIteration(node: RunNode, kind: 'Started' | 'Succeeded' | 'Failed' | 'Aborted'): void {
+    const run = node.parent && node.mapName !== undefined ? this.#openMapRuns.get(node.parent)?.get(node.mapName) : undefined;
+    if (!run) return;
+    const c = run.counts;
+    if (kind === 'Started') {
+      c.pending = Math.max(0, c.pending - 1);
+      c.running++;
+      return;
+    }
+    c.running = Math.max(0, c.running - 1);
+    if (kind === 'Succeeded') c.succeeded++;
+    else if (kind === 'Failed') c.failed++;
+    else c.aborted++;
+  }
+
   /** One interpreter event of `node` (the root run or a nested one) as AWS history events. */
   #onEvent(rec: ExecutionRecord, node: RunNode, ev: LibEvent): void {
     const { tasks, states, roleArn } = this.opts;
     const ts = ev.timestamp;
+    // An iteration that ended (its Map failed and aborted it, say) may still run on in the
+    // interpreter: on AWS it was stopped, so nothing it does is in the history.
+    for (let n: RunNode | undefined = node; n; n = n.parent) if (this.#ended.has(n)) return;
     if (node.parent) {
       // A nested run: its start/end are Map iteration events of the parent; the rest as usual.
       const kind = ITERATION_EVENT[ev.type];
       if (kind) {
-        if (node.mapName !== undefined)
+        if (node.mapName !== undefined) {
           this.#push(rec, `MapIteration${kind}`, { [`mapIteration${kind}EventDetails`]: { name: node.mapName, index: node.index } }, ts);
+          this.#countIteration(node, kind);
+        }
+        if (kind !== 'Started') this.#ended.add(node);
         return;
       }
     }
@@ -236,7 +348,9 @@ export class Executions {
           this.#push(rec, 'TaskStarted', { taskStartedEventDetails: { resourceType: t.resourceType, resource: t.resourceName } }, ts);
         } else if (type === 'Map') {
           const items = getSimplePath(input, states.get(name)?.ItemsPath ?? '$');
-          this.#push(rec, 'MapStateStarted', { mapStateStartedEventDetails: { length: Array.isArray(items) ? items.length : 0 } }, ts);
+          const length = Array.isArray(items) ? items.length : 0;
+          this.#push(rec, 'MapStateStarted', { mapStateStartedEventDetails: { length } }, ts);
+          if (this.opts.distributedMaps?.has(name)) this.#startMapRun(rec, node, name, input, length, ts);
         } else if (type === 'Parallel') {
           this.#push(rec, 'ParallelStateStarted', {}, ts);
         }
@@ -247,15 +361,22 @@ export class Executions {
         const text = json(output);
         this.#checkSize(rec, `the output of ${name}`, text);
         const t = tasks.get(name);
-        if (t)
+        // A state that failed and still exits was caught: AWS logs TaskFailed / MapStateFailed, then
+        // the exit, and never a Succeeded event for it.
+        const caught = this.#failed.get(node)?.delete(name) === true;
+        if (caught) {
+          // nothing: the failure event is already in the history
+        } else if (t)
           this.#push(
             rec,
             'TaskSucceeded',
             { taskSucceededEventDetails: { resourceType: t.resourceType, resource: t.resourceName, output: text, outputDetails: { truncated: false } } },
             ts,
           );
-        else if (type === 'Map') this.#push(rec, 'MapStateSucceeded', {}, ts);
-        else if (type === 'Parallel') this.#push(rec, 'ParallelStateSucceeded', {}, ts);
+        else if (type === 'Map') {
+          this.#endMapRun(rec, node, name, true, ts);
+          this.#push(rec, 'MapStateSucceeded', {}, ts);
+        } else if (type === 'Parallel') this.#push(rec, 'ParallelStateSucceeded', {}, ts);
         this.#push(rec, `${type}StateExited`, { stateExitedEventDetails: { name, output: text, outputDetails: { truncated: false } } }, ts);
         return;
       }
@@ -263,18 +384,23 @@ export class Executions {
         const { name, type } = ev.state;
         const error = ev.Error;
         const cause = typeof ev.Cause === 'string' ? ev.Cause : json(ev.Cause);
+        const failed = this.#failed.get(node) ?? new Set<string>();
+        failed.add(name);
+        this.#failed.set(node, failed);
         const t = tasks.get(name);
         if (t) {
           const timedOut = error === 'States.Timeout';
           const key = timedOut ? 'taskTimedOutEventDetails' : 'taskFailedEventDetails';
           this.#push(rec, timedOut ? 'TaskTimedOut' : 'TaskFailed', { [key]: { resourceType: t.resourceType, resource: t.resourceName, error, cause } }, ts);
         } else if (type === 'Map' || type === 'Parallel') {
+          if (type === 'Map') this.#endMapRun(rec, node, name, false, ts, { error: String(error ?? ''), cause });
           this.#push(rec, `${type}StateFailed`, {}, ts);
         }
         return;
       }
       case 'StateRetried': {
         // A retry is a new attempt of the same state: AWS logs it as a new TaskScheduled/TaskStarted.
+        this.#failed.get(node)?.delete(ev.state.name);
         const t = tasks.get(ev.state.name);
         if (t) {
           this.#push(

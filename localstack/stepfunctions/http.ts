@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { STATE_MACHINE_ARN, STATE_MACHINE_NAME } from './constants.ts';
 import { ApiError } from './errors.ts';
-import { nowSeconds, type ExecutionRecord, type Executions, type HistoryEvent } from './executions.ts';
+import { nowSeconds, type ExecutionRecord, type Executions, type HistoryEvent, type MapRunRecord } from './executions.ts';
 import { isObject } from './json.ts';
 
 type Body = Record<string, unknown>;
@@ -74,9 +74,65 @@ function executionArnOf(body: Body): string {
 
 const optionalString = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+function mapRunArnOf(body: Body): string {
+  const arn = body.mapRunArn;
+  if (typeof arn !== 'string') throw new ApiError('InvalidArn', 'mapRunArn is required');
+  return arn;
+}
+
+function describeMapRun(r: MapRunRecord): Body {
+  const c = r.counts;
+  const counts = {
+    pending: c.pending,
+    running: c.running,
+    succeeded: c.succeeded,
+    failed: c.failed,
+    timedOut: 0,
+    aborted: c.aborted,
+    total: c.total,
+    resultsWritten: 0,
+    failuresNotRedrivable: 0,
+    pendingRedrive: 0,
+  };
+  return {
+    mapRunArn: r.mapRunArn,
+    executionArn: r.executionArn,
+    status: r.status,
+    startDate: r.startDate,
+    ...(r.stopDate !== undefined ? { stopDate: r.stopDate } : {}),
+    maxConcurrency: r.maxConcurrency,
+    toleratedFailurePercentage: 0,
+    toleratedFailureCount: 0,
+    itemCounts: counts,
+    executionCounts: counts,
+    redriveCount: 0,
+  };
+}
+
+const TAG_LIMIT = 50;
+
+/** TagResource's tags, checked as Step Functions does (key 1-128 characters, value up to 256). */
+function tagsOf(body: Body): { key: string; value: string }[] {
+  if (!Array.isArray(body.tags)) throw new ApiError('ValidationException', 'tags is required');
+  return body.tags.map((t: unknown) => {
+    const key = isObject(t) ? t.key : undefined;
+    const value = isObject(t) ? (t.value ?? '') : undefined;
+    if (typeof key !== 'string' || key.length < 1 || key.length > 128) throw new ApiError('ValidationException', `Invalid tag key: ${JSON.stringify(key)}`);
+    if (typeof value !== 'string' || value.length > 256) throw new ApiError('ValidationException', `Invalid tag value for key '${key}'`);
+    return { key, value };
+  });
+}
+
 /** The supported actions, by X-Amz-Target operation name. */
 function operations(opts: ApiOptions): Record<string, (body: Body) => unknown> {
   const { executions } = opts;
+  // Tags by resource ARN: the state machine's (the one resource here that takes tags).
+  const tags = new Map<string, Map<string, string>>();
+  const taggable = (body: Body): string => {
+    const arn = body.resourceArn;
+    if (arn !== STATE_MACHINE_ARN) throw new ApiError('ResourceNotFound', `Resource not found: '${String(arn)}'`);
+    return arn;
+  };
   return {
     StartExecution(body) {
       checkMachine(body);
@@ -116,6 +172,54 @@ function operations(opts: ApiOptions): Record<string, (body: Body) => unknown> {
         })),
         ...(p.nextToken ? { nextToken: p.nextToken } : {}),
       };
+    },
+    DescribeStateMachineForExecution(body) {
+      executions.get(executionArnOf(body));
+      return {
+        stateMachineArn: STATE_MACHINE_ARN,
+        name: STATE_MACHINE_NAME,
+        definition: opts.definitionText,
+        roleArn: opts.roleArn,
+        updateDate: opts.creationDate,
+      };
+    },
+    ListStateMachines(body) {
+      const p = page([{ stateMachineArn: STATE_MACHINE_ARN, name: STATE_MACHINE_NAME, type: 'STANDARD', creationDate: opts.creationDate }], body, 100);
+      return { stateMachines: p.items, ...(p.nextToken ? { nextToken: p.nextToken } : {}) };
+    },
+    ListMapRuns(body) {
+      const p = page(executions.mapRuns(executionArnOf(body)), body, 100);
+      return {
+        mapRuns: p.items.map((r) => ({
+          executionArn: r.executionArn,
+          mapRunArn: r.mapRunArn,
+          stateMachineArn: r.stateMachineArn,
+          startDate: r.startDate,
+          ...(r.stopDate !== undefined ? { stopDate: r.stopDate } : {}),
+        })),
+        ...(p.nextToken ? { nextToken: p.nextToken } : {}),
+      };
+    },
+    DescribeMapRun(body) {
+      return describeMapRun(executions.mapRun(mapRunArnOf(body)));
+    },
+    TagResource(body) {
+      const arn = taggable(body);
+      const current = new Map(tags.get(arn) ?? []);
+      for (const t of tagsOf(body)) current.set(t.key, t.value);
+      if (current.size > TAG_LIMIT) throw new ApiError('TooManyTags', `Too many tags: ${current.size} (at most ${TAG_LIMIT})`);
+      tags.set(arn, current);
+      return {};
+    },
+    UntagResource(body) {
+      const arn = taggable(body);
+      if (!Array.isArray(body.tagKeys)) throw new ApiError('ValidationException', 'tagKeys is required');
+      for (const k of body.tagKeys) tags.get(arn)?.delete(String(k));
+      return {};
+    },
+    ListTagsForResource(body) {
+      const arn = taggable(body);
+      return { tags: [...(tags.get(arn) ?? [])].map(([key, value]) => ({ key, value })) };
     },
     DescribeStateMachine(body) {
       checkMachine(body);

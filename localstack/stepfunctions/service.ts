@@ -34,7 +34,11 @@ export async function startLocalStepFunctions(opts: {
   installHooks(StateMachine);
   const machine = new StateMachine(definition as unknown as ConstructorParameters<LibModule['StateMachine']>[0]);
   const roleArn = opts.roleArn ?? `arn:aws:iam::${ACCOUNT}:role/fanout-local-sfn`;
-  const executions = new Executions({ machine, tasks, states, handlers: opts.handlers, roleArn });
+  const distributedMaps = new Map<string, string>();
+  for (const [name, s] of indexStates(original)) {
+    if (s.Type === 'Map' && s.ItemProcessor?.ProcessorConfig?.Mode === 'DISTRIBUTED') distributedMaps.set(name, s.Label ?? name);
+  }
+  const executions = new Executions({ machine, tasks, states, handlers: opts.handlers, roleArn, distributedMaps });
   const api = await serveApi({ executions, definitionText: JSON.stringify(original), roleArn, creationDate: nowSeconds(), port: opts.port });
 
   return {
