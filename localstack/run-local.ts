@@ -14,6 +14,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, type HistoryEvent } from '@aws-sdk/client-sfn';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import { getS3ObjectOrNull, s3Client } from '../src/io/s3/index.ts';
+import { startDashboard } from '../src/dashboard/server.ts';
 import { startAppHarness } from './app-harness.ts';
 import { startEventBridgeBridge, type EventBridgeBridge, type LocalRule, type StartedExecution } from './eventbridge.ts';
 import { startLocalCloud, type LocalCloud } from './index.ts';
@@ -147,7 +148,17 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
 async function main(): Promise<void> {
   // A local developer tool: the SDK's Node-version notice is noise here.
   process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
-  const { values } = parseArgs({ options: { app: { type: 'string' }, 's3-dir': { type: 'string' } }, allowPositionals: true, strict: false });
+  const { values } = parseArgs({
+    options: { app: { type: 'string' }, 's3-dir': { type: 'string' }, 'dashboard-port': { type: 'string' } },
+    allowPositionals: true,
+    strict: false,
+  });
+  // The run dashboard beside the stack: 8787 by default, 0 for any free port, 'off' for none.
+  const dashboardArg = typeof values['dashboard-port'] === 'string' ? values['dashboard-port'] : '8787';
+  const dashboardPort = dashboardArg === 'off' ? null : Number(dashboardArg);
+  if (dashboardPort !== null && !(Number.isInteger(dashboardPort) && dashboardPort >= 0 && dashboardPort < 65536)) {
+    throw new Error(`--dashboard-port must be a port number, 0 (any free port) or 'off', got '${dashboardArg}'`);
+  }
   // `--app` alone means the default cloud assembly.
   const appArg = process.argv.includes('--app') ? (typeof values['app'] === 'string' ? values['app'] : 'cdk.out') : null;
   const s3Dir = typeof values['s3-dir'] === 'string' ? resolve(values['s3-dir']) : undefined;
@@ -168,6 +179,8 @@ async function main(): Promise<void> {
   sfn = new SFNClient({ endpoint: running.cloud.sfnEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
   for (const e of early.splice(0)) onExecution(e);
   const ep = running.cloud.s3Endpoint;
+  // It reads the work bucket through this process's S3 client, which startLocalCloud pointed at the local S3.
+  const dashboard = dashboardPort === null ? null : await startDashboard({ work: `s3://${running.work}`, port: dashboardPort });
   const where = `s3://${running.input.bucket}/${running.input.prefix}`;
   console.log(
     [
@@ -178,6 +191,7 @@ async function main(): Promise<void> {
       `  output           ${running.output}`,
       `  work bucket      s3://${running.work}/runs/<runId>/`,
       `  Step Functions   ${running.cloud.sfnEndpoint}  ${running.cloud.stateMachineArn}`,
+      ...(dashboard ? [`  run dashboard    ${dashboard.url}  (also: npm run fanout -- runs list --work s3://${running.work})`] : []),
       '',
       'Upload a generated file:',
       `  npx tsx --conditions=development examples/upload.ts --endpoint ${ep} --bucket ${running.input.bucket} --prefix ${running.input.prefix}`,
@@ -196,6 +210,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log('\nstopping…');
     sfn?.destroy();
+    await dashboard?.close();
     await running.stop();
     process.exit(0);
   };
