@@ -322,7 +322,9 @@ export async function* withPartitionColumns(
     b.schema.fields.forEach((f, i) => {
       if (f.name !== partition.dropFileColumn) cols.set(f.name, { field: f, data: b.data.children[i]! });
     });
-    fields.forEach((f, i) => cols.set(f.name, { field: arrowFields[i]!, data: columnData([partition.values[i] ?? null], f.type.json, b.numRows) }));
+    fields.forEach((f, i) => {
+      cols.set(f.name, { field: arrowFields[i]!, data: columnData([partition.values[i] ?? null], f.type.json, b.numRows) });
+    });
     const order = partition.output.map((n) => cols.get(n)!);
     const schema = new arrow.Schema(order.map((c) => c.field));
     yield new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: b.numRows, children: order.map((c) => c.data) }));
