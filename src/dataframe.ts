@@ -16,6 +16,8 @@ import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner, type ActionContext } from './runner.ts';
+import type { DatasetSinkSpec } from './runners/runner.ts';
+import { checkPartitionBy } from './io/partitioned-writer.ts';
 import { AbortError, type MemorySources } from './executor.ts';
 import { callsGenerator, getUdf } from './udf.ts';
 import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
@@ -45,8 +47,16 @@ export interface ActionOptions {
 }
 
 export interface WriteOptions extends ActionOptions {
-  /** 'error' (default): refuse a directory that already holds output; 'overwrite'; 'append'. */
-  mode?: 'error' | 'overwrite' | 'append';
+  /**
+   * 'error' (default): refuse a directory that already holds output; 'overwrite'; 'append';
+   * 'overwrite-partitions' (with partitionBy): replace only the partition directories written.
+   */
+  mode?: 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
+  /**
+   * Write a hive layout: `col=value/` directories, one level per column (values URL-encoded, null
+   * as __HIVE_DEFAULT_PARTITION__); the columns are not repeated inside the files. One commit.
+   */
+  partitionBy?: string[];
 }
 
 export interface WrittenFileRow {
@@ -305,7 +315,11 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
     // A collected result is written from memory, wherever the runner would compute it.
     const source = this.materialized ?? this;
-    const files = await getRunner().write(source.plan, { uri: dir, format, mode: opts.mode ?? 'error' }, source.action(opts, this));
+    const sink: DatasetSinkSpec = { uri: dir, format, mode: opts.mode ?? 'error' };
+    const where = `write${format === 'parquet' ? 'Parquet' : 'Csv'}(${JSON.stringify(dir)})`;
+    if (opts.partitionBy !== undefined) sink.partitionBy = checkPartitionBy(this.schema, opts.partitionBy, where);
+    else if (sink.mode === 'overwrite-partitions') throw new Error(`${where}: mode 'overwrite-partitions' needs partitionBy (the partition columns)`);
+    const files = await getRunner().write(source.plan, sink, source.action(opts, this));
     return filesFrame(files);
   }
 
