@@ -16,7 +16,6 @@ import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner, type ActionContext } from './runner.ts';
-import type { DatasetSinkSpec } from './runners/runner.ts';
 import { checkPartitionBy } from './io/partitioned-writer.ts';
 import { AbortError, type MemorySources } from './executor.ts';
 import { callsGenerator, getUdf } from './udf.ts';
@@ -315,7 +314,7 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
     // A collected result is written from memory, wherever the runner would compute it.
     const source = this.materialized ?? this;
-    const sink: DatasetSinkSpec = { uri: dir, format, mode: opts.mode ?? 'error' };
+    const sink: Parameters<ReturnType<typeof getRunner>['write']>[1] = { uri: dir, format, mode: opts.mode ?? 'error' };
     const where = `write${format === 'parquet' ? 'Parquet' : 'Csv'}(${JSON.stringify(dir)})`;
     if (opts.partitionBy !== undefined) sink.partitionBy = checkPartitionBy(this.schema, opts.partitionBy, where);
     else if (sink.mode === 'overwrite-partitions') throw new Error(`${where}: mode 'overwrite-partitions' needs partitionBy (the partition columns)`);

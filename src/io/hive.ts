@@ -9,7 +9,6 @@ import { isDynamicPattern } from 'tinyglobby';
 import { DataType, Field, Schema, type DataTypeJSON, type SchemaJSON } from '../datatypes.ts';
 import { columnsOf, containsUdf, exprToString, type ExprNode } from '../expressions.ts';
 import { filterBatch } from '../eval.ts';
-import { conjuncts } from '../optimizer.ts';
 import { valuesToData } from '../convert/to-arrow.ts';
 import { isObjectGlob, storeFor, toLocalPath } from './store/index.ts';
 
@@ -227,6 +226,11 @@ function columnData(raw: readonly (string | null)[], type: DataTypeJSON, rows: n
   const js = raw.map((v) => (v === null ? null : toJs(v, type)));
   const idx = Array.from({ length: rows }, (_, i) => js[i % js.length]);
   return valuesToData(idx, new DataType(type), 'hive partition values');
+}
+
+/** The AND-ed parts of a predicate (as the optimizer splits them; not imported from it: optimizer → plan → here). */
+function conjuncts(e: ExprNode): ExprNode[] {
+  return e.op === 'call' && e.fn === 'and' ? e.args.flatMap(conjuncts) : [e];
 }
 
 export interface HivePruning {
