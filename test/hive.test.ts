@@ -2,6 +2,7 @@
 // silently dropped before), pruned by filters before files are opened (visible in explain), written
 // by partitionBy in one atomic commit, 'overwrite-partitions' replacing only what it writes.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -160,6 +161,42 @@ describe('hive partitioning: write partitionBy, read back', () => {
     } finally {
       setRunner('native', { workers: false });
     }
+  });
+});
+
+describe('hive partitioning: a partitioned commit that crashes', () => {
+  it('is refused by readers, and the next commit removes what it had moved into the partition directories', async () => {
+    const out = join(tempDir(), 'lake');
+    await fromRecords(records(120), SCHEMA).writeParquet(out, { partitionBy: ['dt', 'region'] });
+    const good = fs.readFileSync(join(out, '_SUCCESS'), 'utf8');
+    // A child process rewrites every partition and SIGKILLs itself after moving 3 of 12 files in.
+    const child = join(tempDir(), 'crash.mts');
+    const src = new URL('../src/index.ts', import.meta.url).href;
+    fs.writeFileSync(
+      child,
+      `import { DataType, Field, fromRecords, Schema } from ${JSON.stringify(src)};
+const schema = new Schema([new Field('id', DataType.int64()), new Field('v', DataType.float64()), new Field('dt', DataType.date()), new Field('region', DataType.utf8()), new Field('ok', DataType.bool())]);
+const regions = ['eu', 'us/west', null, 'ap 100%'];
+const rows = Array.from({ length: 120 }, (_, i) => ({ id: BigInt(i + 5000), v: 0, dt: new Date(Date.UTC(2026, 10, 1 + (i % 3))), region: regions[i % 4], ok: true }));
+await fromRecords(rows, schema).writeParquet(${JSON.stringify(out)}, { partitionBy: ['dt', 'region'], mode: 'overwrite-partitions' });
+`,
+    );
+    const r = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', child], {
+      env: { ...process.env, FANOUT_TEST_CRASH_AFTER_RENAMES: '3' },
+      encoding: 'utf8',
+    });
+    assert.equal(r.signal, 'SIGKILL', r.stderr);
+    assert.equal(fs.readFileSync(join(out, '_SUCCESS'), 'utf8'), good, 'the manifest was not replaced');
+    const moved = (fs.readdirSync(out, { recursive: true }) as string[]).filter((p) => p.endsWith('.parquet') && !p.startsWith('_') && !good.includes(p));
+    assert.equal(moved.length, 3, 'three new files sit in partition directories');
+    assert.throws(() => readParquet(out), /is not a complete dataset: the commit of run .* was interrupted/);
+    // The next commit (of one partition) undoes the interrupted one everywhere.
+    const one = [{ id: 9000n, v: 1, dt: new Date(Date.UTC(2026, 10, 3)), region: 'eu', ok: true }];
+    await fromRecords(one, SCHEMA).writeParquet(out, { partitionBy: ['dt', 'region'], mode: 'overwrite-partitions' });
+    for (const p of moved) assert.ok(!fs.existsSync(join(out, p)), `${p} was removed`);
+    const rows = await readParquet(out).toRows();
+    assert.equal(rows.length, 120 - 10 + 1);
+    assert.ok(!rows.some((x) => (x['id'] as bigint) >= 5000n && (x['id'] as bigint) < 9000n));
   });
 });
 

@@ -321,13 +321,20 @@ export async function* withPartitionColumns(
   }
   const fields = partition.schema.fields.map((f) => Field.fromJSON(f));
   const arrowFields = Schema.fromJSON(partition.schema).toArrow().fields;
+  const built = new Map<number, arrow.Data[]>();
   for await (const b of batches) {
     const cols = new Map<string, { field: arrow.Field; data: arrow.Data }>();
     b.schema.fields.forEach((f, i) => {
       if (f.name !== partition.dropFileColumn) cols.set(f.name, { field: f, data: b.data.children[i]! });
     });
+    // The constant columns are built once per batch length (batches mostly share one).
+    let constant = built.get(b.numRows);
+    if (!constant) {
+      constant = fields.map((f, i) => columnData([partition.values[i] ?? null], f.type.json, b.numRows));
+      if (built.size < 4) built.set(b.numRows, constant);
+    }
     fields.forEach((f, i) => {
-      cols.set(f.name, { field: arrowFields[i]!, data: columnData([partition.values[i] ?? null], f.type.json, b.numRows) });
+      cols.set(f.name, { field: arrowFields[i]!, data: constant[i]! });
     });
     const order = partition.output.map((n) => cols.get(n)!);
     const schema = new arrow.Schema(order.map((c) => c.field));
