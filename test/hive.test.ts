@@ -61,7 +61,7 @@ describe('hive partitioning: write partitionBy, read back', () => {
     assert.deepEqual(ordered(await back.toRows()), ordered(await df.toRows()));
   });
 
-  it('prunes partitions by a filter before reading their files, and explain() shows it', async () => {
+  it('prunes partitions by a filter before reading their row groups, and explain() shows it', async () => {
     const out = join(tempDir(), 'lake');
     const df = fromRecords(records(120), SCHEMA);
     await df.writeParquet(out, { partitionBy: ['dt', 'region'] });

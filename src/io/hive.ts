@@ -1,6 +1,6 @@
 // Hive-style partitioned layouts (`dt=2026-11-29/region=eu/part-0.parquet`) on the read side:
 // discovering the partition columns from the paths (typed: inferred or declared), pruning
-// partitions by the scan's pushed filter before any of their files is opened, and adding the
+// partitions by the scan's pushed filter before their row groups are planned or read, and adding the
 // columns to the batches a scan reads. The write side is in partitioned-writer.ts.
 import * as path from 'node:path';
 import * as arrow from 'apache-arrow';
@@ -242,8 +242,8 @@ export interface HivePruning {
 
 /**
  * Keeps the files whose partition satisfies the conjuncts of `filter` that read only partition
- * columns (evaluated exactly, SQL null semantics: a null result prunes), before any footer or
- * row of those files is read.
+ * columns (evaluated exactly, SQL null semantics: a null result prunes), before the scan plans
+ * row groups: nothing of a pruned file is read (readParquet has already checked its footer).
  */
 export function pruneHive(files: readonly string[], hive: HiveScanJSON, filter: ExprNode | null): HivePruning {
   const names = new Set(hive.schema.fields.map((f) => f.name));
