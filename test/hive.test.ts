@@ -164,6 +164,23 @@ describe('hive partitioning: write partitionBy, read back', () => {
   });
 });
 
+describe('hive partitioning: empty writes', () => {
+  it('a partitioned write of no rows stays readable (one empty file keeps the schema); overwrite-partitions of no rows replaces nothing', async () => {
+    const out = join(tempDir(), 'empty');
+    const none = fromRecords(records(10), SCHEMA).where(col('v').gt(1000));
+    await none.writeParquet(out, { partitionBy: ['region'] });
+    const back = readParquet(out);
+    assert.deepEqual(back.schema.names, ['id', 'v', 'dt', 'ok', 'region']);
+    assert.equal(await back.count(), 0);
+    const full = join(tempDir(), 'full');
+    await fromRecords(records(10), SCHEMA).writeParquet(full, { partitionBy: ['region'] });
+    const snapshot = (JSON.parse(fs.readFileSync(join(full, '_SUCCESS'), 'utf8')) as { files: unknown[] }).files;
+    await none.writeParquet(full, { partitionBy: ['region'], mode: 'overwrite-partitions' });
+    assert.deepEqual((JSON.parse(fs.readFileSync(join(full, '_SUCCESS'), 'utf8')) as { files: unknown[] }).files, snapshot);
+    assert.equal(await readParquet(full).count(), 10);
+  });
+});
+
 describe('hive partitioning: a partitioned commit that crashes', () => {
   it('is refused by readers, and the next commit removes what it had moved into the partition directories', async () => {
     const out = join(tempDir(), 'lake');

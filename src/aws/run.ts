@@ -468,7 +468,15 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       const all = (async function* () {
         for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema: shardSchema });
       })();
-      parts = await writePartitionedParts(writer, 0, applyOps(all, plan.globalOps), schema, plan.output.partitionBy);
+      parts = await writePartitionedParts(
+        writer,
+        0,
+        applyOps(all, plan.globalOps),
+        schema,
+        plan.output.partitionBy,
+        {},
+        plan.output.mode !== 'overwrite-partitions',
+      );
     } else if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
       // One ordered pass over the shards through the global operators.
       const { readParquetBatches } = await import('../io/parquet/index.ts');

@@ -113,6 +113,8 @@ class PartitionStream implements AsyncIterable<arrow.RecordBatch> {
 /**
  * Writes `batches` (with `schema`) as hive partitions under the writer's temp dir: one file per
  * partition directory, named like any part (index `index`). Returns the written parts for commit.
+ * With no rows at all and `keepSchema`, one empty file in the all-null partition (an
+ * 'overwrite-partitions' write passes false: it has no partition to replace).
  */
 export async function writePartitionedParts(
   writer: DatasetWriter,
@@ -121,6 +123,7 @@ export async function writePartitionedParts(
   schema: Schema,
   partitionBy: readonly string[],
   opts: WritePartOptions = {},
+  keepSchema = true,
 ): Promise<WrittenFile[]> {
   const keyCols = partitionBy.map((c) => schema.indexOf(c));
   const kinds = partitionBy.map((c) => schema.field(c).type.kind);
@@ -169,6 +172,12 @@ export async function writePartitionedParts(
     }
     await Promise.allSettled([...streams.values()].map((s) => s.result));
     throw e;
+  }
+  if (streams.size === 0 && keepSchema) {
+    // No rows: one empty file (in the all-null partition) keeps the schema readable, as an
+    // unpartitioned write keeps one empty part.
+    const dir = partitionBy.map((c) => `${c}=${HIVE_NULL}`).join('/');
+    return [await writer.writePart(index, [], { ...opts, schema: fileSchema }, dir)];
   }
   for (const s of streams.values()) s.close();
   const settled = await Promise.allSettled([...streams.values()].map((s) => s.result!));

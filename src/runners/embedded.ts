@@ -544,7 +544,7 @@ export class EmbeddedRunner implements Runner {
       const physical = this.physical(plan);
       if (spec.partitionBy) {
         // A hive layout: the result's rows go to one file per partition directory (partitioned-writer.ts).
-        parts = await writePartitionedParts(writer, 0, this.stream(plan, ctx), planSchema(plan), spec.partitionBy);
+        parts = await writePartitionedParts(writer, 0, this.stream(plan, ctx), planSchema(plan), spec.partitionBy, {}, spec.mode !== 'overwrite-partitions');
       } else if (physical.globalOps.length || physical.scan.format === 'memory') {
         // One ordered stream (a global limit, or data already in memory): a single part file.
         parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];
