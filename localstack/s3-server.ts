@@ -79,6 +79,11 @@ server.middleware.unshift(async (ctx, next) => {
     let decoded = src;
     try { decoded = decodeURIComponent(src.split('?')[0]); } catch { return refuse(ctx, 'a malformed copy source'); }
     if (badSegment(decoded.replace(/^\\//, ''))) return refuse(ctx, 'the copy source ' + src);
+    // s3rver decodes the copy source with decodeURI, which leaves reserved escapes (%3D for '=',
+    // as in hive keys dt=2026-11-29/) encoded, so it looks for a key that does not exist; S3
+    // decodes them all. Hand it the source in the form decodeURI inverts exactly.
+    const [, query] = src.split('?');
+    ctx.req.headers['x-amz-copy-source'] = encodeURI(decoded) + (query === undefined ? '' : '?' + query);
   }
   if (ctx.method === 'POST' && 'delete' in ctx.query) {
     const chunks = [];

@@ -11,10 +11,12 @@ import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
 import { expandPaths } from './io/paths.ts';
+import { hiveScan, type HivePartitioningOption } from './io/hive.ts';
 import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
 import { planSchema, planToString, type PlanNode } from './plan.ts';
 import { getRunner, type ActionContext } from './runner.ts';
+import { checkPartitionBy } from './io/partitioned-writer.ts';
 import { AbortError, type MemorySources } from './executor.ts';
 import { callsGenerator, getUdf } from './udf.ts';
 import { udfEvalContext, type RunMetrics } from './udf-exec.ts';
@@ -44,8 +46,16 @@ export interface ActionOptions {
 }
 
 export interface WriteOptions extends ActionOptions {
-  /** 'error' (default): refuse a directory that already holds output; 'overwrite'; 'append'. */
-  mode?: 'error' | 'overwrite' | 'append';
+  /**
+   * 'error' (default): refuse a directory that already holds output; 'overwrite'; 'append';
+   * 'overwrite-partitions' (with partitionBy): replace only the partition directories written.
+   */
+  mode?: 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
+  /**
+   * Write a hive layout: `col=value/` directories, one level per column (values URL-encoded, null
+   * as __HIVE_DEFAULT_PARTITION__); the columns are not repeated inside the files. One commit.
+   */
+  partitionBy?: string[];
 }
 
 export interface WrittenFileRow {
@@ -304,7 +314,11 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
     // A collected result is written from memory, wherever the runner would compute it.
     const source = this.materialized ?? this;
-    const files = await getRunner().write(source.plan, { uri: dir, format, mode: opts.mode ?? 'error' }, source.action(opts, this));
+    const sink: Parameters<ReturnType<typeof getRunner>['write']>[1] = { uri: dir, format, mode: opts.mode ?? 'error' };
+    const where = `write${format === 'parquet' ? 'Parquet' : 'Csv'}(${JSON.stringify(dir)})`;
+    if (opts.partitionBy !== undefined) sink.partitionBy = checkPartitionBy(this.schema, opts.partitionBy, where);
+    else if (sink.mode === 'overwrite-partitions') throw new Error(`${where}: mode 'overwrite-partitions' needs partitionBy (the partition columns)`);
+    const files = await getRunner().write(source.plan, sink, source.action(opts, this));
     return filesFrame(files);
   }
 
@@ -390,6 +404,11 @@ export interface ReadParquetOptions {
    * one object (not a prefix). For paths that come from outside, e.g. the key of an uploaded object.
    */
   literal?: boolean;
+  /**
+   * `key=value/` directories become typed columns (after the file's own): inferred by default
+   * (int64, float64, date, bool, else utf8), or declared with `{ schema }`; `false` turns it off.
+   */
+  hivePartitioning?: HivePartitioningOption;
 }
 
 function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Schema {
@@ -413,7 +432,7 @@ function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Sche
 /** Lazily reads Parquet files: a path, a directory, a glob or a list of them. */
 export function readParquet<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadParquetOptions = {}): DataFrame<R> {
   const files = expandPaths(source, 'parquet', { literal: opts.literal === true });
-  const schema = checkSameSchema(files, (f) => {
+  const fileSchema = checkSameSchema(files, (f) => {
     const info = inspectParquet(f);
     // A column no DataType represents is an error unless `columns` leaves it out: never dropped silently.
     const bad = info.unsupportedColumns.find((u) => !opts.columns || opts.columns.includes(u.name));
@@ -423,6 +442,7 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
     }
     return info.schema;
   });
+  const { schema, hive } = hiveScan(source, files, fileSchema, opts.hivePartitioning, 'readParquet');
   const df = new DataFrame<R>(
     {
       type: 'scan',
@@ -430,6 +450,7 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
       source,
       files,
       fileSchema: schema.toJSON(),
+      ...(hive ? { hive } : {}),
       pushdowns: { columns: null, filter: null, limit: null },
       schema: schema.toJSON(),
     },
@@ -444,15 +465,17 @@ export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize' | 'schema'
   schema?: CsvSchema;
   /** Take the path literally (no glob expansion; an s3:// key is exactly one object), as in readParquet. */
   literal?: boolean;
+  /** `key=value/` directories as typed columns, as in readParquet. */
+  hivePartitioning?: HivePartitioningOption;
 };
 
 /** Lazily reads CSV files (header row, types inferred from the first rows unless `schema` is given). */
 export function readCsv<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadCsvOptions = {}): DataFrame<R> {
   const files = expandPaths(source, 'csv', { literal: opts.literal === true });
-  const { columns, schema: rawSchema, literal: _literal, ...rest } = opts;
+  const { columns, schema: rawSchema, literal: _literal, hivePartitioning, ...rest } = opts;
   const given = csvSchemaOption(rawSchema, `readCsv(${JSON.stringify(source)})`);
   const csvOpts: CsvOptions = given ? { ...rest, schema: given } : rest;
-  const schema = given ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema);
+  const { schema, hive } = hiveScan(source, files, given ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema), hivePartitioning, 'readCsv');
   const csv: { delimiter?: string; header?: boolean; nullValues?: string[] } = {};
   if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;
   if (opts.header !== undefined) csv.header = opts.header;
@@ -465,6 +488,7 @@ export function readCsv<R extends Row = Record<string, unknown>>(source: string 
       files,
       fileSchema: schema.toJSON(),
       csv,
+      ...(hive ? { hive } : {}),
       pushdowns: { columns: null, filter: null, limit: null },
       schema: schema.toJSON(),
     },

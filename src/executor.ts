@@ -11,6 +11,7 @@ import { readCsvBatches } from './io/csv/index.ts';
 import { readParquetBatches } from './io/parquet/index.ts';
 import { writeCsvFile } from './io/csv/index.ts';
 import { writeParquetFile } from './io/parquet/index.ts';
+import { withPartitionColumns } from './io/hive.ts';
 import { unaliasBatch } from './ipc-alias.ts';
 import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
 import { filterWithUdfs, projectWithUdfs, runtime, udfWindow, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
@@ -87,7 +88,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
       const opts: Parameters<typeof readParquetBatches>[1] = { columns: src.columns, schema };
       if (src.rowGroups) opts.rowGroups = src.rowGroups;
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
-      yield* scanFiltered(readParquetBatches(src.path, opts), src.filter, src.limit, ctx.signal, label);
+      yield* scanFiltered(withPartitionColumns(readParquetBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label);
       return;
     }
     case 'csv': {
@@ -97,7 +98,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
         schema: Schema.fromJSON(src.fileSchema),
       };
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
-      yield* scanFiltered(readCsvBatches(src.path, opts), src.filter, src.limit, ctx.signal, label);
+      yield* scanFiltered(withPartitionColumns(readCsvBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label);
       return;
     }
   }

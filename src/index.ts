@@ -6,6 +6,7 @@ export type { ExprNode, ExprLike, Scalar, LiteralJSON } from './expressions.ts';
 export { ExpressionTypeError } from './eval.ts';
 export { DataFrame, readParquet, readCsv, fromRecords, fromColumns, fromArrow } from './dataframe.ts';
 export type { ActionOptions, ExplainOptions, WriteOptions, WrittenFileRow, ReadParquetOptions, ReadCsvOptions, Simplify } from './dataframe.ts';
+export type { HivePartitioningOption } from './io/hive.ts';
 export { setRunner, getRunner } from './runner.ts';
 export type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 export { AbortError } from './executor.ts';

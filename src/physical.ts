@@ -5,6 +5,7 @@ import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
+import { describeHivePruning, hiveSourceFields, pruneHive, type HivePruning, type HiveSourceJSON } from './io/hive.ts';
 import { inspectParquet } from './io/parquet/index.ts';
 import type { CsvSourceOptions, PlanNode } from './plan.ts';
 import { canSkipRowGroup } from './pruning.ts';
@@ -37,6 +38,8 @@ export type SourceJSON =
       filter: ExprNode | null;
       limit: number | null;
       schema: SchemaJSON;
+      /** Hive partition columns added to the file's batches. */
+      partition?: HiveSourceJSON;
     }
   | {
       kind: 'csv';
@@ -47,6 +50,8 @@ export type SourceJSON =
       fileSchema: SchemaJSON;
       schema: SchemaJSON;
       csv: CsvSourceOptions;
+      /** Hive partition columns added to the file's batches. */
+      partition?: HiveSourceJSON;
     }
   | {
       /** Several small files (or their row groups) read one after another as one partition. */
@@ -104,6 +109,8 @@ export interface ScanSummary {
   columns: string[];
   filter: ExprNode | null;
   limit: number | null;
+  /** Hive partitions kept by the filter (and the files read), for explain. */
+  hive?: HivePruning & { columns: string[] };
 }
 
 export interface PhysicalPlan {
@@ -189,9 +196,14 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
   } else {
     const p = source.pushdowns;
     const columns = p.columns ?? Schema.fromJSON(source.fileSchema).names;
+    // Hive partitions the filter rules out are dropped before any of their files is opened.
+    const hive = source.hive ? pruneHive(source.files, source.hive, p.filter) : null;
+    const files = hive ? hive.files : source.files;
+    const hiveFields = (path: string, schema: SchemaJSON, fileSchema: SchemaJSON) =>
+      source.hive ? hiveSourceFields(source.hive, path, columns, schema, fileSchema) : { columns, schema, fileSchema };
     scan = {
       format: source.format,
-      files: source.files.length,
+      files: files.length,
       rowGroupsSelected: 0,
       rowGroupsTotal: 0,
       bytes: 0,
@@ -201,21 +213,26 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
       filter: p.filter,
       limit: p.limit,
     };
+    if (hive && source.hive) scan.hive = { ...hive, columns: source.hive.schema.fields.map((f) => f.name) };
     if (source.format === 'parquet') {
       // Row groups are packed into partitions of about targetPartitionBytes (uncompressed): big
       // files split at row-group boundaries, small files share a partition.
       type Piece = { path: string; groups: number[]; total: number };
       let pending: Piece[] = [];
       let pendingBytes = 0;
-      const parquetSource = (x: Piece): SourceJSON => ({
-        kind: 'parquet',
-        path: x.path,
-        rowGroups: x.groups.length === x.total ? null : x.groups,
-        columns,
-        filter: p.filter,
-        limit: p.limit,
-        schema: source.schema,
-      });
+      const parquetSource = (x: Piece): SourceJSON => {
+        const h = hiveFields(x.path, source.schema, source.fileSchema);
+        return {
+          kind: 'parquet',
+          path: x.path,
+          rowGroups: x.groups.length === x.total ? null : x.groups,
+          columns: h.columns,
+          filter: p.filter,
+          limit: p.limit,
+          schema: h.schema,
+          ...('partition' in h ? { partition: h.partition } : {}),
+        };
+      };
       const flush = (): void => {
         const pieces = pending.filter((x) => x.groups.length);
         if (pieces.length === 1) partitions.push({ source: parquetSource(pieces[0]!) });
@@ -223,7 +240,7 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
         pending = [];
         pendingBytes = 0;
       };
-      for (const path of source.files) {
+      for (const path of files) {
         const info = inspectParquet(path);
         scan.rowGroupsTotal += info.rowGroups.length;
         let piece: Piece = { path, groups: [], total: info.rowGroups.length };
@@ -245,17 +262,19 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
       }
       flush();
     } else {
-      for (const path of source.files) {
+      for (const path of files) {
+        const h = hiveFields(path, source.schema, source.fileSchema);
         partitions.push({
           source: {
             kind: 'csv',
             path,
-            columns,
+            columns: h.columns,
             filter: p.filter,
             limit: p.limit,
-            fileSchema: source.fileSchema,
-            schema: source.schema,
+            fileSchema: h.fileSchema,
+            schema: h.schema,
             csv: source.csv ?? {},
+            ...('partition' in h ? { partition: h.partition } : {}),
           },
         });
       }
@@ -336,6 +355,7 @@ export function physicalPlanToString(p: PhysicalPlan, placement: { parallelism: 
     if (s.limit !== null) parts.push(`limit ${s.limit}`);
     parts.push(`${mb(s.bytes)} to read`);
     push(`Scan${s.format === 'parquet' ? 'Parquet' : 'Csv'}: ${parts.join(', ')}`);
+    if (s.hive) for (const l of describeHivePruning(s.hive, s.hive.columns)) lines.push(`|   ${l}`);
   }
   return lines.join('\n');
 }

@@ -4,6 +4,7 @@ import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
 import { exprToString } from './expressions.ts';
+import type { HiveScanJSON } from './io/hive.ts';
 
 export interface CsvSourceOptions {
   delimiter?: string;
@@ -31,6 +32,8 @@ export interface ScanNode {
   /** Full file schema (all columns). */
   fileSchema: SchemaJSON;
   csv?: CsvSourceOptions;
+  /** Hive partition columns (`key=value/` directories; the last fields of fileSchema) and each file's values. */
+  hive?: HiveScanJSON;
   pushdowns: ScanPushdowns;
   schema: SchemaJSON;
 }
@@ -92,6 +95,7 @@ export function describeNode(node: PlanNode): string {
     case 'scan': {
       const p = node.pushdowns;
       const parts = [`${node.files.length} file(s)`];
+      if (node.hive) parts.push(`hive partitions [${node.hive.schema.fields.map((f) => f.name).join(', ')}]`);
       parts.push(`columns ${p.columns ? listCols(p.columns) : 'all'}`);
       if (p.filter) parts.push(`filter ${exprToString(p.filter)}`);
       if (p.limit !== null) parts.push(`limit ${p.limit}`);

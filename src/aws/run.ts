@@ -23,7 +23,9 @@ export const PLAN_VERSION = 1;
 export interface RunOutput {
   uri: string;
   format: 'parquet' | 'csv';
-  mode: 'error' | 'overwrite' | 'append';
+  mode: 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
+  /** Hive layout: Finalize splits the result into `key=value/` directories (see partitioned-writer.ts). */
+  partitionBy?: string[];
 }
 
 /** Everything a worker needs, stored at runs/<runId>/plan.json (never in a state-machine payload). */
@@ -479,7 +481,23 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   const writer = await DatasetWriter.begin(target, { format: plan.output?.format ?? 'parquet', mode: plan.output?.mode ?? 'overwrite' });
   try {
     let parts: WrittenFile[];
-    if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
+    if (plan.output?.partitionBy) {
+      // A hive layout: one pass over the shards, split into partition directories.
+      const { readParquetBatches } = await import('../io/parquet/index.ts');
+      const { writePartitionedParts } = await import('../io/partitioned-writer.ts');
+      const all = (async function* () {
+        for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema: shardSchema });
+      })();
+      parts = await writePartitionedParts(
+        writer,
+        0,
+        applyOps(all, plan.globalOps),
+        schema,
+        plan.output.partitionBy,
+        {},
+        plan.output.mode !== 'overwrite-partitions',
+      );
+    } else if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
       // One ordered pass over the shards through the global operators.
       const { readParquetBatches } = await import('../io/parquet/index.ts');
       const all = (async function* () {

@@ -7,7 +7,8 @@ export interface WrittenFile {
   rows: number;
   bytes: number;
 }
-export type WriteMode = 'error' | 'overwrite' | 'append';
+/** 'overwrite-partitions': replace only the hive partition directories this write has files in; keep the others. */
+export type WriteMode = 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
 
 /** The write a commit protocol works on (a DatasetWriter). */
 export interface WriteRun {
@@ -43,4 +44,21 @@ export const PART_RE = /^part-\d{5,}-(\d{8}T\d{9}Z-[0-9a-f]{8})\.[A-Za-z]+$/;
 export function crashPointReached(moved: number): void {
   const at = process.env.FANOUT_TEST_CRASH_AFTER_RENAMES;
   if (at !== undefined && at !== '' && moved >= Number(at)) process.kill(process.pid, 'SIGKILL');
+}
+
+/** The directory of a committed file relative to the dataset ('' at its top): its hive partition. */
+export function partitionDirOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+/**
+ * A part's path below the run's temp dir (`/`-separated), checked: parts live in the temp dir or
+ * in partition directories below it, never outside it. Null when it is not below it.
+ */
+export function relativePartPath(rel: string): string | null {
+  if (rel === '' || rel.startsWith('/')) return null;
+  const segs = rel.split('/');
+  if (segs.some((s) => s === '' || s === '.' || s === '..' || s.startsWith('_') || s.startsWith('.'))) return null;
+  return rel;
 }

@@ -19,7 +19,18 @@ import {
   pidAlive,
   readCommitMarker,
 } from './commit-state.ts';
-import { PART_RE, crashPointReached, isOutputName, newRunId, type RunPlace, type WriteMode, type WriteRun, type WrittenFile } from './commit-common.ts';
+import {
+  PART_RE,
+  crashPointReached,
+  isOutputName,
+  newRunId,
+  partitionDirOf,
+  relativePartPath,
+  type RunPlace,
+  type WriteMode,
+  type WriteRun,
+  type WrittenFile,
+} from './commit-common.ts';
 
 /** Host names as they appear in temp dir names (file-name safe). */
 function safeHost(h: string): string {
@@ -51,7 +62,7 @@ export async function beginLocal(dir: string, format: FileFormat, mode: WriteMod
       );
     }
   }
-  if (st && mode === 'append') {
+  if (st && (mode === 'append' || mode === 'overwrite-partitions')) {
     const m = readManifest(abs);
     if (m && m.format !== format) throw new Error(`cannot append ${format} files to the ${m.format} dataset in ${abs}`);
   }
@@ -77,7 +88,10 @@ export async function commitLocal(w: WriteRun, parts: WrittenFile[], committed: 
   const seen = new Set<string>();
   for (const part of parts) {
     const p = path.resolve(part.path);
-    if (path.dirname(p) !== w.tempDir) throw new Error(`part ${part.path} was not written by this writer (expected it in ${w.tempDir})`);
+    // Directly in the temp dir, or in hive partition directories below it.
+    if (relativePartPath(path.relative(w.tempDir, p).split(path.sep).join('/')) === null) {
+      throw new Error(`part ${part.path} was not written by this writer (expected it in ${w.tempDir})`);
+    }
     if (seen.has(p)) throw new Error(`part ${part.path} listed twice`);
     seen.add(p);
     try {
@@ -103,6 +117,7 @@ async function commitLocked(w: WriteRun, parts: WrittenFile[], committed: () => 
   if (w.mode === 'error' && readManifest(w.dir))
     throw new Error(`output directory ${w.dir} already holds a committed dataset (written meanwhile); use mode 'overwrite' or 'append'`);
   const final: WrittenFile[] = [];
+  let replacedPartitions: string[] = [];
   const marker = path.join(w.dir, COMMIT_MARKER_NAME);
   try {
     // The intent marker goes in before any part, so a crash from here on is visible to readers.
@@ -111,13 +126,20 @@ async function commitLocked(w: WriteRun, parts: WrittenFile[], committed: () => 
     await fs.promises.rename(tmpMarker, marker);
     crashPointReached(0);
     for (const part of parts) {
-      const to = path.join(w.dir, path.basename(part.path));
+      const rel = path.relative(w.tempDir, path.resolve(part.path));
+      const to = path.join(w.dir, rel);
+      if (rel !== path.basename(rel)) await fs.promises.mkdir(path.dirname(to), { recursive: true });
       await fs.promises.rename(path.resolve(part.path), to);
       final.push({ path: to, rows: part.rows, bytes: part.bytes });
       crashPointReached(final.length);
     }
     let listed: WrittenFile[] = final;
     if (w.mode === 'append') listed = [...existingFiles(w, previous), ...final];
+    if (w.mode === 'overwrite-partitions') {
+      const split = keptPartitions(w, previous, final);
+      listed = [...split.kept, ...final];
+      replacedPartitions = split.replaced;
+    }
     const manifest: Manifest & { version: number } = {
       version: 1,
       format: w.format,
@@ -139,6 +161,7 @@ async function commitLocked(w: WriteRun, parts: WrittenFile[], committed: () => 
   await fs.promises.rm(marker, { force: true });
 
   if (w.mode === 'overwrite') await removeReplaced(w, previous, new Set(final.map((f) => f.path)));
+  if (w.mode === 'overwrite-partitions') await removeFiles(w.dir, replacedPartitions, new Set(final.map((f) => f.path)));
   await cleanupTemp(w);
   await removeAbandonedTempDirs(path.dirname(w.tempDir)).catch((e: Error) => {
     process.emitWarning(`committed ${w.dir} but could not remove abandoned temp dirs: ${e.message}`);
@@ -156,14 +179,76 @@ async function recoverInterruptedCommit(w: WriteRun): Promise<void> {
   const manifest = readManifest(w.dir);
   if (!(manifest && manifest.runId === marker.runId)) {
     const listed = new Set((manifest?.files ?? []).map((f) => path.resolve(w.dir, f.path)));
-    for (const e of await fs.promises.readdir(w.dir, { withFileTypes: true })) {
-      const m = PART_RE.exec(e.name);
-      const full = path.join(w.dir, e.name);
+    // Parts may be in hive partition directories as well as at the top.
+    for (const full of dataFilesBelow(w.dir, w.format)) {
+      const m = PART_RE.exec(path.basename(full));
       // An unreadable marker names no run: then every unlisted part of ours is suspect.
-      if (e.isFile() && m && (marker.runId === '?' || m[1] === marker.runId) && !listed.has(full)) await fs.promises.rm(full, { force: true });
+      if (m && (marker.runId === '?' || m[1] === marker.runId) && !listed.has(full)) await fs.promises.rm(full, { force: true });
     }
   }
   await fs.promises.rm(path.join(w.dir, COMMIT_MARKER_NAME), { force: true });
+}
+
+/** Data files below `dir` at any depth (hive partition directories), skipping `_*` and `.*` entries. */
+function dataFilesBelow(dir: string, format: FileFormat, out: string[] = []): string[] {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (!isOutputName(e.name)) continue;
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) dataFilesBelow(full, format, out);
+    else if (e.isFile() && EXTENSIONS[format].some((x) => e.name.toLowerCase().endsWith(x))) out.push(full);
+  }
+  return out;
+}
+
+/**
+ * overwrite-partitions: the committed files outside the partition directories this write has
+ * files in (kept and listed again), and those inside them (replaced: deleted once committed).
+ * Without a manifest, the data files found below dir stand for it.
+ */
+function keptPartitions(w: WriteRun, previous: Manifest | null, ours: WrittenFile[]): { kept: WrittenFile[]; replaced: string[] } {
+  const mine = new Set(ours.map((f) => f.path));
+  const written = new Set(ours.map((f) => partitionDirOf(path.relative(w.dir, f.path).split(path.sep).join('/'))));
+  const before: WrittenFile[] = previous
+    ? previous.files.map((f) => ({ path: path.resolve(w.dir, f.path), rows: f.rows, bytes: f.bytes }))
+    : dataFilesBelow(w.dir, w.format)
+        .filter((f) => !mine.has(f))
+        .map((f) => ({ path: f, rows: w.format === 'parquet' ? inspectParquet(f).numRows : -1, bytes: fs.statSync(f).size }));
+  const kept: WrittenFile[] = [];
+  const replaced: string[] = [];
+  for (const f of before) {
+    if (mine.has(f.path)) continue;
+    if (written.has(partitionDirOf(path.relative(w.dir, f.path).split(path.sep).join('/')))) replaced.push(f.path);
+    else kept.push(f);
+  }
+  // Part files of earlier runs in the replaced directories go too, listed or not.
+  for (const d of written) {
+    const abs = path.join(w.dir, ...d.split('/').filter(Boolean));
+    for (const e of fs.existsSync(abs) ? fs.readdirSync(abs, { withFileTypes: true }) : []) {
+      const full = path.join(abs, e.name);
+      if (e.isFile() && PART_RE.test(e.name) && !mine.has(full) && !replaced.includes(full)) replaced.push(full);
+    }
+  }
+  return { kept, replaced };
+}
+
+/** Deletes `files` (not those in `keep`), then the partition directories they leave empty. */
+async function removeFiles(dir: string, files: readonly string[], keep: Set<string>): Promise<void> {
+  const parents = new Set<string>();
+  for (const f of files) {
+    if (keep.has(f)) continue;
+    await fs.promises.rm(f, { force: true });
+    parents.add(path.dirname(f));
+  }
+  for (let d of parents) {
+    while (d.startsWith(dir + path.sep) && d !== dir) {
+      try {
+        await fs.promises.rmdir(d);
+      } catch {
+        break; // not empty
+      }
+      d = path.dirname(d);
+    }
+  }
 }
 
 /** Files an append keeps: the previous manifest's, or (no manifest) the data files found in dir. */
@@ -192,7 +277,7 @@ async function removeReplaced(w: WriteRun, previous: Manifest | null, keep: Set<
       doomed.add(path.join(w.dir, e.name));
     }
   }
-  for (const f of doomed) if (!keep.has(f)) await fs.promises.rm(f, { force: true });
+  await removeFiles(w.dir, [...doomed], keep);
 }
 
 export async function cleanupTemp(w: WriteRun): Promise<void> {

@@ -18,7 +18,18 @@ import {
   storeFor,
   trimSlash,
 } from './store/index.ts';
-import { PART_RE, crashPointReached, isOutputName, newRunId, type RunPlace, type WriteMode, type WriteRun, type WrittenFile } from './commit-common.ts';
+import {
+  PART_RE,
+  crashPointReached,
+  isOutputName,
+  newRunId,
+  partitionDirOf,
+  relativePartPath,
+  type RunPlace,
+  type WriteMode,
+  type WriteRun,
+  type WrittenFile,
+} from './commit-common.ts';
 
 /** Prepares a write under an object-store prefix: checks `mode` against what is there. */
 export async function beginObjects(dir: string, format: FileFormat, mode: WriteMode): Promise<RunPlace> {
@@ -35,7 +46,7 @@ export async function beginObjects(dir: string, format: FileFormat, mode: WriteM
       );
     }
   }
-  const previous = mode === 'append' && names.includes(MANIFEST_NAME) ? await readManifestS3(base) : null;
+  const previous = (mode === 'append' || mode === 'overwrite-partitions') && names.includes(MANIFEST_NAME) ? await readManifestS3(base) : null;
   if (previous && previous.format !== format) throw new Error(`cannot append ${format} files to the ${previous.format} dataset in ${base}/`);
   let runId = newRunId();
   while (previous?.runId && runId <= previous.runId) {
@@ -57,7 +68,8 @@ export async function commitObjects(w: WriteRun, parts: WrittenFile[], committed
   const present = new Set(objects.map((o) => o.uri));
   for (const part of parts) {
     const rest = part.path.startsWith(prefix) ? part.path.slice(prefix.length) : null;
-    if (rest === null || rest === '' || rest.includes('/')) throw new Error(`part ${part.path} was not written by this writer (expected it under ${prefix})`);
+    // Directly under the temp prefix, or in hive partition "directories" below it.
+    if (rest === null || relativePartPath(rest) === null) throw new Error(`part ${part.path} was not written by this writer (expected it under ${prefix})`);
     if (seen.has(part.path)) throw new Error(`part ${part.path} listed twice`);
     seen.add(part.path);
     if (!present.has(part.path)) throw new Error(`part ${part.path} is missing; was it written?`);
@@ -92,6 +104,7 @@ export async function commitObjects(w: WriteRun, parts: WrittenFile[], committed
   // Committed: what follows is housekeeping, and its failure must not undo the commit.
   try {
     if (w.mode === 'overwrite') await removeReplacedObjects(w, replaced, new Set(final.map((f) => f.path)));
+    if (w.mode === 'overwrite-partitions') await deleteObjects((await splitPartitions(w, replaced, final)).replaced);
     await deletePrefix(prefix);
     await removeAbandonedObjects(w);
   } catch (e) {
@@ -123,6 +136,7 @@ async function putManifestConditional(w: WriteRun, ours: WrittenFile[]): Promise
       throw new Error(`cannot append ${w.format} files to the ${current.manifest.format} dataset in ${w.dir}/ (committed meanwhile)`);
     }
     let listed = ours;
+    if (w.mode === 'overwrite-partitions') listed = [...(await splitPartitions(w, current?.manifest ?? null, ours)).kept, ...ours];
     if (w.mode === 'append') {
       const mine = new Set(ours.map((f) => f.path));
       listed = [...(await existingObjects(w, current?.manifest ?? null)).filter((f) => !mine.has(f.path)), ...ours];
@@ -155,6 +169,38 @@ async function putManifestConditional(w: WriteRun, ours: WrittenFile[]): Promise
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(2000, 25 * 2 ** attempt)));
     }
   }
+}
+
+/**
+ * overwrite-partitions: the committed files outside the partition "directories" this write has
+ * files in (kept, listed again) and those inside them (replaced). Without a manifest, the data
+ * objects found below the prefix stand for it (never part files of ours: other writers' copies).
+ */
+async function splitPartitions(w: WriteRun, previous: Manifest | null, ours: WrittenFile[]): Promise<{ kept: WrittenFile[]; replaced: string[] }> {
+  const mine = new Set(ours.map((f) => f.path));
+  const rel = (uri: string): string => (uri.startsWith(`${w.dir}/`) ? uri.slice(w.dir.length + 1) : uri);
+  const written = new Set(ours.map((f) => partitionDirOf(rel(f.path))));
+  let before: WrittenFile[];
+  if (previous) {
+    before = previous.files.map((f) => ({ path: isRemotePath(f.path) ? f.path : `${w.dir}/${f.path}`, rows: f.rows, bytes: f.bytes }));
+  } else {
+    const { objects } = await listObjects(`${w.dir}/`);
+    before = objects
+      .filter((o) => {
+        const r = rel(o.uri);
+        const name = r.slice(r.lastIndexOf('/') + 1);
+        return !r.split('/').some((s) => !isOutputName(s)) && EXTENSIONS[w.format].some((x) => name.toLowerCase().endsWith(x)) && !PART_RE.test(name);
+      })
+      .map((o) => ({ path: o.uri, rows: w.format === 'parquet' ? inspectParquet(o.uri).numRows : -1, bytes: o.size }));
+  }
+  const kept: WrittenFile[] = [];
+  const replaced: string[] = [];
+  for (const f of before) {
+    if (mine.has(f.path)) continue;
+    if (written.has(partitionDirOf(rel(f.path)))) replaced.push(f.path);
+    else kept.push(f);
+  }
+  return { kept, replaced };
 }
 
 async function existingObjects(w: WriteRun, previous: Manifest | null): Promise<WrittenFile[]> {

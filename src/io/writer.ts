@@ -71,15 +71,17 @@ export class DatasetWriter {
     const format = opts.format;
     if (format !== 'parquet' && format !== 'csv') throw new RangeError(`unknown dataset format '${String(format)}'`);
     const mode = opts.mode ?? 'error';
-    if (mode !== 'error' && mode !== 'overwrite' && mode !== 'append') throw new RangeError(`unknown write mode '${String(mode)}'`);
+    if (mode !== 'error' && mode !== 'overwrite' && mode !== 'append' && mode !== 'overwrite-partitions')
+      throw new RangeError(`unknown write mode '${String(mode)}'`);
     // A directory commits with renames and a lock file; an object store with copies and conditional PUTs.
     const at = storeFor(dir, 'remote output paths').store.localPath ? await beginLocal(dir, format, mode) : await beginObjects(dir, format, mode);
     return new DatasetWriter(at.dir, format, mode, at.runId, at.tempDir, at.createdDir);
   }
 
-  /** Temp path for part `index` (final name: the same file name directly in dir). */
-  partPath(index: number): string {
+  /** Temp path for part `index` (final name: the same path below dir), optionally in a `subdir` (hive partitions: `dt=…/region=…`). */
+  partPath(index: number, subdir?: string): string {
     const name = partName(index, this.runId, this.format);
+    if (subdir) return this.remote ? `${this.tempDir}/${subdir}/${name}` : path.join(this.tempDir, ...subdir.split('/'), name);
     return this.remote ? `${this.tempDir}/${name}` : path.join(this.tempDir, name);
   }
 
@@ -89,10 +91,16 @@ export class DatasetWriter {
   }
 
   /** Write one part from batches (via writeParquetFile / writeCsvFile). A failed part leaves nothing behind. */
-  async writePart(index: number, batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>, opts: WritePartOptions = {}): Promise<WrittenFile> {
+  async writePart(
+    index: number,
+    batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>,
+    opts: WritePartOptions = {},
+    subdir?: string,
+  ): Promise<WrittenFile> {
     this.assertOpen('writePart');
-    const p = this.partPath(index);
+    const p = this.partPath(index, subdir);
     try {
+      if (subdir && !this.remote) await fs.promises.mkdir(path.dirname(p), { recursive: true });
       const r =
         this.format === 'parquet'
           ? await writeParquetFile(p, batches, pick(opts, ['schema', 'compression', 'rowGroupSize']))

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { mergeMetrics, runtime, type UdfRuntime } from '../udf-exec.ts';
 import { AbortError, applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
+import { writePartitionedParts } from '../io/partitioned-writer.ts';
 import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, describeTask, physicalPlanToString, type PartitionTask, type PhysicalPlan } from '../physical.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
@@ -541,7 +542,10 @@ export class EmbeddedRunner implements Runner {
     try {
       let parts: WrittenFile[];
       const physical = this.physical(plan);
-      if (physical.globalOps.length || physical.scan.format === 'memory') {
+      if (spec.partitionBy) {
+        // A hive layout: the result's rows go to one file per partition directory (partitioned-writer.ts).
+        parts = await writePartitionedParts(writer, 0, this.stream(plan, ctx), planSchema(plan), spec.partitionBy, {}, spec.mode !== 'overwrite-partitions');
+      } else if (physical.globalOps.length || physical.scan.format === 'memory') {
         // One ordered stream (a global limit, or data already in memory): a single part file.
         parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];
       } else {

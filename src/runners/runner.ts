@@ -28,8 +28,10 @@ export interface ActionContext {
 export interface DatasetSinkSpec {
   uri: string;
   format: 'parquet' | 'csv';
-  /** 'error': refuse a directory that already holds output; 'overwrite'; 'append'. */
-  mode: 'error' | 'overwrite' | 'append';
+  /** 'error': refuse a directory that already holds output; 'overwrite'; 'append'; 'overwrite-partitions' (with partitionBy). */
+  mode: 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
+  /** Hive layout: one `key=value/` directory level per column, the columns left out of the files. */
+  partitionBy?: string[];
 }
 
 /** One partition of the result, in order. */
