@@ -32,16 +32,18 @@ async function median(fn: () => Promise<unknown>): Promise<[number, number]> {
 }
 
 await warmParquet();
-setRunner('native', { workers: false });
-const cases: [string, () => Promise<unknown>][] = [
+const cases: [string, () => Promise<unknown>, { workers: boolean; parallelism?: number }?][] = [
   ['scan all', () => drain(readParquet(file))],
   ['scan id,x', () => drain(readParquet(file).select('id', 'x'))],
   ['filter+project', () => drain(readParquet(file).where(col('x').gt(0.5)).select('id', col('x').mul(2).add(1).alias('y')))],
   ['limit 10', () => drain(readParquet(file).limit(10))],
+  // Worker threads: every result batch crosses to the main thread.
+  ['2 workers: scan all', () => drain(readParquet(file)), { workers: true, parallelism: 2 }],
 ];
 const only = process.env['BENCH_CASES']?.split(';');
-for (const [name, fn] of cases) {
+for (const [name, fn, runner] of cases) {
   if (only && !only.includes(name)) continue;
+  setRunner('native', runner ?? { workers: false });
   const [wall, cpu] = await median(fn);
   console.log(`${name}\twall ${wall.toFixed(1)}\tcpu ${cpu.toFixed(1)}`);
 }

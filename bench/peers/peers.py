@@ -73,9 +73,9 @@ def bench_daft():
     v = daft.__version__
     col = daft.col
 
-    @daft.udf(return_dtype=daft.DataType.float64())
-    def batch_udf(x):
-        return pc.add(pc.multiply(x.to_arrow(), 2.0), 1.0)
+    @daft.func.batch(return_dtype=daft.DataType.float64())
+    def batch_udf(x: daft.Series) -> daft.Series:
+        return daft.Series.from_arrow(pc.add(pc.multiply(x.to_arrow(), 2.0), 1.0))
 
     @daft.func
     def row_udf(x: float) -> float:

@@ -4,11 +4,12 @@
 // PEERS_PYTHON picks the interpreter (default python3), e.g. a venv with `pip install duckdb daft pyarrow`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as arrow from 'apache-arrow';
-import { col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { warmParquet } from '../../src/io/parquet/index.ts';
+import { batchUdf, rowUdf } from './udfs.ts';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
 const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
@@ -30,17 +31,6 @@ async function median(fn: () => Promise<unknown>): Promise<number> {
   return t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!;
 }
 const toArrow = (df: { toArrow(): Promise<arrow.Table> }) => () => df.toArrow();
-
-const batchUdf = func.batch(
-  (v: arrow.Vector) => {
-    const src = v.data.length === 1 ? (v.data[0]!.values as Float64Array) : (v.toArray() as Float64Array);
-    const o = new Float64Array(src.length);
-    for (let i = 0; i < src.length; i++) o[i] = src[i]! * 2 + 1;
-    return o;
-  },
-  { returnDtype: DataType.float64(), name: 'peers.batch' },
-);
-const rowUdf = func((x: number) => x * 2 + 1, { returnDtype: DataType.float64(), name: 'peers.row' });
 
 await warmParquet();
 const results = new Map<string, Map<string, string>>(); // case -> engine -> cell
@@ -103,7 +93,7 @@ const cols = [...engines];
 const md = [
   `# fanout vs peers — ${new Date().toISOString()}`,
   '',
-  `Input: ${file} (${ROWS} rows). Each case materialized to Arrow (or written), warm-up then median of ${REPEAT}. ${versions.join(', ')}; ${process.arch}.`,
+  `Input: ${file} (${ROWS} rows). Each case materialized to Arrow (or written), warm-up then median of ${REPEAT}. ${versions.join(', ')}; ${process.arch}, load average ${loadavg()[0]!.toFixed(1)} at the end (the cases of one engine run one after another: compare engines on an idle machine).`,
   '',
   `| case | ${cols.join(' | ')} |`,
   `|---|${cols.map(() => '---').join('|')}|`,
