@@ -117,6 +117,16 @@ describe('local Parquet reads on positioned reads', () => {
     await assert.rejects(blob.slice(0, 4).arrayBuffer(), (e: Error) => e.message.includes(file) && /changed while being read/.test(e.message));
     await blob.close();
   });
+
+  it('a file rewritten at the same size since its footer was read is an error naming it', async () => {
+    const st = fs.statSync(file);
+    const blob = new FileBlob(file, st.size, st.mtimeMs - 5000);
+    await assert.rejects(blob.slice(0, 4).arrayBuffer(), (e: Error) => e.message.includes(file) && /changed while being read/.test(e.message));
+    await blob.close();
+    const same = new FileBlob(file, st.size, st.mtimeMs);
+    assert.equal((await same.slice(0, 4).arrayBuffer()).byteLength, 4);
+    await same.close();
+  });
 });
 
 describe('row ranges and limits decode only their rows', () => {

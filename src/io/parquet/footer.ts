@@ -111,10 +111,10 @@ export function inspectParquet(path: string): ParquetFileInfo {
 }
 
 /** A local file's footer and the byte ranges of its column chunks (what the reader prefetches). */
-export function inspectLocal(path: string): { info: ParquetFileInfo; chunks: ChunkRanges } {
+export function inspectLocal(path: string): { info: ParquetFileInfo; chunks: ChunkRanges; mtimeMs: number | undefined } {
   const info = inspectParquet(path);
-  const hit = infoCache.get(path);
-  return { info, chunks: hit?.info === info ? hit.chunks : [] };
+  const hit = infoCache.get(path)?.info === info ? infoCache.get(path) : undefined;
+  return { info, chunks: hit?.chunks ?? [], mtimeMs: hit?.mtimeMs };
 }
 
 // ---------------------------------------------------------------------------------------------

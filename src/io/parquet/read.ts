@@ -35,8 +35,8 @@ interface Source {
 
 function sourceFor(path: string): Source {
   if (isLocalUri(path)) {
-    const { info, chunks } = inspectLocal(path);
-    return { info, chunks, open: () => openFileBlob(path, info.sizeBytes) };
+    const { info, chunks, mtimeMs } = inspectLocal(path);
+    return { info, chunks, open: () => openFileBlob(path, info.sizeBytes, mtimeMs) };
   }
   const f = inspectS3(path, Infinity);
   return { info: f.info, chunks: f.chunks, open: () => openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }) };

@@ -8,24 +8,27 @@ import { RangeBlob, type RangeBlobState } from '../range-blob.ts';
 interface FileState extends RangeBlobState {
   handle: Promise<fs.promises.FileHandle> | null;
   closed: boolean;
+  /** The modification time the reader's footer was read at, when known. */
+  mtimeMs: number | undefined;
 }
 
 export class FileBlob extends RangeBlob {
   declare protected readonly state: FileState;
 
-  /** @param path the file; `size` its size when the reader looked at it (its footer's file). */
+  /** @param path the file; `size` (and `mtimeMs`) what it had when the reader read its footer. */
   constructor(
     readonly path: string,
     size: number,
+    mtimeMs?: number,
     start = 0,
     end = size,
     state?: FileState,
   ) {
-    super(size, start, end, state ?? { cache: [], failure: { error: null }, handle: null, closed: false });
+    super(size, start, end, state ?? { cache: [], failure: { error: null }, handle: null, closed: false, mtimeMs });
   }
 
   protected sliceAt(a: number, b: number): this {
-    return new FileBlob(this.path, this.objectSize, a, b, this.state) as this;
+    return new FileBlob(this.path, this.objectSize, this.state.mtimeMs, a, b, this.state) as this;
   }
 
   private handle(): Promise<fs.promises.FileHandle> {
@@ -34,9 +37,12 @@ export class FileBlob extends RangeBlob {
       const h = fs.promises.open(this.path, 'r').then(async (fh) => {
         // The footer this read was planned from must still describe the file.
         const st = await fh.stat();
-        if (st.size !== this.objectSize) {
+        const mtime = this.state.mtimeMs;
+        if (st.size !== this.objectSize || (mtime !== undefined && st.mtimeMs !== mtime)) {
           await fh.close();
-          throw new Error(`${this.path} changed while being read (its size is ${st.size} bytes, it was ${this.objectSize})`);
+          throw new Error(
+            `${this.path} changed while being read (now ${st.size} bytes modified at ${new Date(st.mtimeMs).toISOString()}; its footer was read at ${this.objectSize} bytes${mtime === undefined ? '' : `, modified at ${new Date(mtime).toISOString()}`})`,
+          );
         }
         return fh;
       });

@@ -248,11 +248,11 @@ export function openRangedBlob(uri: string, size: number, opts: { etag: string; 
   return new S3Blob(uri, size, o);
 }
 
-/** A Blob over a local file of `size` bytes on positioned reads; close() releases its file handle. */
-export function openFileBlob(uri: string, size: number): FileBlob {
+/** A Blob over a local file of `size` bytes (modified at `mtimeMs`) on positioned reads; close() releases its file handle. */
+export function openFileBlob(uri: string, size: number, mtimeMs?: number): FileBlob {
   const { store, key } = storeFor(uri);
   if (!store.localPath) throw new Error(`internal: ${uri} is not a local file`);
-  return new FileBlob(store.localPath(key), size);
+  return new FileBlob(store.localPath(key), size, mtimeMs);
 }
 
 /** Size, version and last bytes (enough for a Parquet footer) of many remote objects, in one blocking round. */
