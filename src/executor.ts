@@ -88,6 +88,8 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
       const opts: Parameters<typeof readParquetBatches>[1] = { columns: src.columns, schema };
       if (src.rowGroups) opts.rowGroups = src.rowGroups;
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
+      // Without a filter the limit is a row count the decoder can stop at (mid row group).
+      if (src.limit !== null && !src.filter) opts.limit = src.limit;
       yield* scanFiltered(withPartitionColumns(readParquetBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label);
       return;
     }

@@ -6,7 +6,8 @@ import { AbortError, type PartitionOutcome } from '../executor.ts';
 import type { PartitionTask } from '../physical.ts';
 import type { FromWorker, ToWorker, UdfCallReply, UdfCallRequest } from './protocol.ts';
 import type { RunMetrics } from '../udf-exec.ts';
-import { batchFromIPC, deserializeError, serializeError } from './protocol.ts';
+import { deserializeError, serializeError } from './protocol.ts';
+import { batchFromWire } from './transfer.ts';
 import { newSyncGuardBuffer, overdueSyncCall } from './sync-guard.ts';
 
 /** How far past a synchronous UDF call's timeoutMs the pool waits before terminating its thread. */
@@ -157,7 +158,7 @@ export class WorkerPool {
         if (!cur || cur.taskId !== msg.taskId) return; // a cancelled task's late message
         switch (msg.type) {
           case 'batch':
-            cur.handlers.onBatch(batchFromIPC(msg.ipc));
+            cur.handlers.onBatch(batchFromWire(msg.wire));
             break;
           case 'done':
             this.release(slot);

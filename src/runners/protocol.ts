@@ -5,6 +5,7 @@ import type { PartitionOutcome } from '../executor.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import type { UdfCallNode } from '../expressions.ts';
 import { unaliasBatch } from '../ipc-alias.ts';
+import type { WireBatch } from './transfer.ts';
 
 /** One actor-pool UDF call: the argument columns (as one IPC batch) of `n` rows. */
 export interface UdfCallRequest {
@@ -46,7 +47,8 @@ export interface SerializedError {
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'fatal'; error: SerializedError }
-  | { type: 'batch'; taskId: number; ipc: Uint8Array; rows: number }
+  /** A result batch, packed by transfer.ts (its `bytes` transferred). */
+  | { type: 'batch'; taskId: number; wire: WireBatch; rows: number }
   | { type: 'done'; taskId: number; metrics: RunMetrics }
   | { type: 'sink'; taskId: number; result: PartitionOutcome; metrics: RunMetrics }
   | { type: 'error'; taskId: number; error: SerializedError }

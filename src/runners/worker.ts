@@ -1,5 +1,5 @@
 // Worker-thread entrypoint of the embedded runner: runs partition tasks with the partition driver
-// and streams Arrow IPC batches back (transferred, never cloned) under credit-based backpressure
+// and streams result batches back (packed and transferred, never cloned) under credit-based backpressure
 // (the driver's 'ipc' sink), so a fast worker never buffers more than its credits.
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { isAbortError, runPartition, type AbortError, type ExecContext, type IpcSink } from '../executor.ts';
@@ -11,7 +11,8 @@ import { SharedSyncGuard } from './sync-guard.ts';
 import { importUserModule } from './ts-worker.ts';
 import { describeTask } from '../physical.ts';
 import type { FromWorker, ToWorker, UdfCallReply, UdfCallRequest } from './protocol.ts';
-import { argsFromIPC, argsToIPC, batchToIPC, deserializeError, serializeError } from './protocol.ts';
+import { argsFromIPC, argsToIPC, deserializeError, serializeError } from './protocol.ts';
+import { batchToWire } from './transfer.ts';
 
 /** A worker thread's parentPort, or the IPC channel of a child process (GPU instances). */
 interface Port {
@@ -75,8 +76,8 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
         return true;
       },
       post: (b) => {
-        const ipc = batchToIPC(b);
-        post({ type: 'batch', taskId, ipc, rows: b.numRows }, [ipc.buffer as ArrayBuffer]);
+        const wire = batchToWire(b);
+        post({ type: 'batch', taskId, wire, rows: b.numRows }, [wire.bytes]);
       },
     };
     const result = await runPartition(msg.task, ctx, sink);

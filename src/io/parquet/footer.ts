@@ -30,6 +30,7 @@ interface CachedInfo {
   size: number;
   mtimeMs: number;
   info: ParquetFileInfo;
+  chunks: ChunkRanges;
 }
 const infoCache = new Map<string, CachedInfo>();
 const INFO_CACHE_MAX = 4096;
@@ -105,8 +106,15 @@ export function inspectParquet(path: string): ParquetFileInfo {
     throw new Error(msg.includes(path) ? msg : `invalid Parquet schema in ${path}: ${msg}`);
   }
   if (infoCache.size >= INFO_CACHE_MAX) infoCache.delete(infoCache.keys().next().value!);
-  infoCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, info });
+  infoCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, info, chunks: chunkRanges(md) });
   return info;
+}
+
+/** A local file's footer and the byte ranges of its column chunks (what the reader prefetches). */
+export function inspectLocal(path: string): { info: ParquetFileInfo; chunks: ChunkRanges; mtimeMs: number | undefined } {
+  const info = inspectParquet(path);
+  const hit = infoCache.get(path)?.info === info ? infoCache.get(path) : undefined;
+  return { info, chunks: hit?.chunks ?? [], mtimeMs: hit?.mtimeMs };
 }
 
 // ---------------------------------------------------------------------------------------------

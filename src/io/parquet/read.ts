@@ -1,11 +1,12 @@
 // Streaming Parquet reads: one row group at a time through parquet-wasm, conformed to the requested Schema.
 import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
-import { ColumnNotFoundError } from '../../datatypes.ts';
-import { isLocalUri, openObjectBlob, openRangedBlob, type RangedBlob } from '../store/index.ts';
-import { DEFAULT_BATCH_SIZE, readStats, type ReadParquetOptions } from './types.ts';
+import { ColumnNotFoundError, type Schema } from '../../datatypes.ts';
+import { FileBlob } from '../store/file-blob.ts';
+import { isLocalUri, openFileBlob, openRangedBlob, type RangedBlob } from '../store/index.ts';
+import { DEFAULT_BATCH_SIZE, readStats, type ParquetFileInfo, type ReadParquetOptions } from './types.ts';
 import { getWasm, guarded, isWasmTrap, wasmSync, withReadLock, type WasmInstance } from './wasm.ts';
-import { inspectParquet, inspectS3, s3Changed, type ChunkRanges } from './footer.ts';
+import { inspectLocal, inspectS3, s3Changed, type ChunkRanges } from './footer.ts';
 import { readFfiSchema } from './import-layout.ts';
 import { FfiImporter, emptyColumnsBatch } from './import.ts';
 import { isFooterDecodeError, readWithHyparquet } from './legacy.ts';
@@ -18,27 +19,88 @@ interface OpenFile {
   pf: PW.ParquetFile;
 }
 
-async function openParquetFile(path: string, s3Blob: RangedBlob | null): Promise<OpenFile> {
+async function openParquetFile(blob: RangedBlob): Promise<OpenFile> {
   const inst = await getWasm();
-  // Lazily read slices: only the ranges parquet-wasm asks for (local file or ranged GETs).
-  const blob = s3Blob ? (s3Blob as unknown as Blob) : await openObjectBlob(path);
-  const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob)));
+  // Lazily read slices: only the ranges parquet-wasm asks for (positioned reads or ranged GETs).
+  const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob as unknown as Blob)));
   return { inst, pf };
 }
 
-/** For an s3:// path: a blob over the object version the footer came from, holding the footer bytes. */
-function s3BlobFor(path: string): { blob: RangedBlob; chunks: ChunkRanges } {
+/** A file's footer, and a blob over the version it describes with the byte ranges of its column chunks. */
+interface Source {
+  info: ParquetFileInfo;
+  chunks: ChunkRanges;
+  open(): RangedBlob;
+}
+
+function sourceFor(path: string): Source {
+  if (isLocalUri(path)) {
+    const { info, chunks, mtimeMs } = inspectLocal(path);
+    return { info, chunks, open: () => openFileBlob(path, info.sizeBytes, mtimeMs) };
+  }
   const f = inspectS3(path, Infinity);
-  return { blob: openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }), chunks: f.chunks };
+  return { info: f.info, chunks: f.chunks, open: () => openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }) };
+}
+
+/** The rows to decode of each selected row group: [offset, offset + count) within it. */
+interface GroupSpan {
+  group: number;
+  offset: number;
+  count: number;
+}
+
+/** `rows` and `limit` over the concatenation of the selected row groups, as per-group spans (empty ones left out). */
+function groupSpans(info: ParquetFileInfo, rowGroups: readonly number[], rows: { start: number; end: number } | undefined, limit: number): GroupSpan[] {
+  const out: GroupSpan[] = [];
+  let base = 0;
+  let left = limit;
+  for (const g of rowGroups) {
+    const n = info.rowGroups[g]!.numRows;
+    const s = Math.max(base, rows?.start ?? 0);
+    const e = Math.min(base + n, rows?.end ?? Infinity);
+    base += n;
+    const count = Math.min(e - s, left);
+    if (count <= 0) continue;
+    out.push({ group: g, offset: s - (base - n), count });
+    left -= count;
+    if (left <= 0) break;
+  }
+  return out;
+}
+
+/** Rows [offset, offset + count) of each span, cut out of a reader's whole-row-group batches. */
+async function* cutSpans(batches: AsyncIterable<arrow.RecordBatch>, info: ParquetFileInfo, spans: readonly GroupSpan[]): AsyncGenerator<arrow.RecordBatch> {
+  // readWithHyparquet yields the spans' row groups in order, each whole.
+  let si = 0;
+  let at = 0; // row within the current span's row group
+  for await (const b of batches) {
+    let pos = 0;
+    while (pos < b.numRows && si < spans.length) {
+      const span = spans[si]!;
+      const groupRows = info.rowGroups[span.group]!.numRows;
+      const take = Math.min(b.numRows - pos, groupRows - at);
+      const from = Math.max(at, span.offset);
+      const to = Math.min(at + take, span.offset + span.count);
+      if (to > from) yield b.slice(pos + from - at, pos + to - at);
+      pos += take;
+      at += take;
+      if (at >= groupRows) {
+        si++;
+        at = 0;
+      }
+    }
+    if (si >= spans.length) return;
+  }
 }
 
 /**
  * Stream a Parquet file as Arrow record batches, one row group at a time (never the whole file),
- * conforming exactly to `schema.select(columns).toArrow()`.
+ * conforming exactly to `schema.select(columns).toArrow()`. `rows` and `limit` count rows over the
+ * selected row groups in order; only those rows are decoded.
  */
 export async function* readParquetBatches(path: string, opts: ReadParquetOptions = {}): AsyncGenerator<arrow.RecordBatch> {
-  const remote = isLocalUri(path) ? null : s3BlobFor(path);
-  const info = remote ? inspectS3(path, Infinity).info : inspectParquet(path);
+  const src = sourceFor(path);
+  const info = src.info;
   const fileSchema = opts.schema ?? info.schema;
   const dropped = !opts.columns && !opts.schema ? info.unsupportedColumns[0] : undefined;
   if (dropped) throw new Error(`column '${dropped.name}' of ${path} cannot be read: ${dropped.reason} (pass columns without it to read the others)`);
@@ -61,36 +123,69 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
       throw new RangeError(`row group ${g} out of range for ${path} (${info.rowGroups.length} row groups)`);
     }
   }
+  const { rows } = opts;
+  if (rows && !(Number.isInteger(rows.start) && Number.isInteger(rows.end) && rows.start >= 0 && rows.end >= rows.start)) {
+    throw new RangeError(`rows must be integers with 0 <= start <= end, got ${JSON.stringify(rows)} for ${path}`);
+  }
+  const limit = opts.limit ?? Infinity;
+  if (limit !== Infinity && !(Number.isInteger(limit) && limit >= 0)) throw new RangeError(`limit must be a non-negative integer, got ${limit} for ${path}`);
+  const spans = groupSpans(info, rowGroups, rows, limit);
 
   if (names.length === 0) {
     // Nothing to decode: row counts come from the footer.
-    for (const g of rowGroups) {
-      for (let left = info.rowGroups[g]!.numRows; left > 0; left -= batchSize) yield emptyColumnsBatch(Math.min(left, batchSize));
+    for (const { count } of spans) {
+      for (let left = count; left > 0; left -= batchSize) yield emptyColumnsBatch(Math.min(left, batchSize));
     }
     return;
   }
+  if (spans.length === 0) return;
 
+  const blob = src.open();
+  try {
+    yield* decodeSpans(path, src, blob, names, outSchema, arrowSchema, spans, batchSize);
+  } finally {
+    if (blob instanceof FileBlob) await blob.close();
+  }
+}
+
+async function* decodeSpans(
+  path: string,
+  src: Source,
+  blob: RangedBlob,
+  names: string[],
+  outSchema: Schema,
+  arrowSchema: arrow.Schema,
+  spans: readonly GroupSpan[],
+  batchSize: number,
+): AsyncGenerator<arrow.RecordBatch> {
+  const info = src.info;
+  const rowGroups = spans.map((s) => s.group);
+  const whole = spans.every((s) => s.offset === 0 && s.count === info.rowGroups[s.group]!.numRows);
+  const hyparquet = (why: string): AsyncGenerator<arrow.RecordBatch> => {
+    const all = readWithHyparquet(path, blob, info, outSchema, rowGroups, batchSize, why);
+    return whole ? all : cutSpans(all, info, spans);
+  };
   // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
   const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
   if (caveat !== undefined) {
-    yield* readWithHyparquet(path, remote?.blob ?? (await openObjectBlob(path)), info, outSchema, rowGroups, batchSize, caveat);
+    yield* hyparquet(caveat);
     return;
   }
 
-  // S3: fetch the projected column chunks of this row group and the next while decoding.
+  // Fetch the projected column chunks of this row group and the next while decoding (positioned
+  // reads on libuv's threads locally, parallel ranged GETs on S3).
   const prefetch = (i: number): void => {
     const g = rowGroups[i];
-    if (!remote || g === undefined) return;
-    remote.blob.prefetch(
-      names.flatMap((n) => remote.chunks[g]?.get(n) ?? []),
+    if (g === undefined) return;
+    blob.prefetch(
+      names.flatMap((n) => src.chunks[g]?.get(n) ?? []),
       `rg${g}`,
     );
   };
   let file: OpenFile | null = null;
   try {
     for (let gi = 0; gi < rowGroups.length; gi++) {
-      const g = rowGroups[gi]!;
-      if (info.rowGroups[g]!.numRows === 0) continue;
+      const { group: g, offset, count } = spans[gi]!;
       prefetch(gi);
       prefetch(gi + 1);
       // Batches of this row group already yielded: if another reader's corrupt file kills the
@@ -100,36 +195,33 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
       for (let attempt = 0; ; attempt++) {
         if (!file || file.inst.dead) {
           try {
-            file = await openParquetFile(path, remote?.blob ?? null);
+            file = await openParquetFile(blob);
           } catch (e) {
             if (file === null && isFooterDecodeError(e)) {
               // first open: nothing delivered yet
               // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
-              yield* readWithHyparquet(
-                path,
-                remote?.blob ?? (await openObjectBlob(path)),
-                info,
-                outSchema,
-                rowGroups,
-                batchSize,
-                'footer parquet-wasm cannot decode',
-              );
+              yield* hyparquet('footer parquet-wasm cannot decode');
               return;
             }
-            throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
+            throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, blob.takeError() ?? e))}`);
           }
         }
         const { inst, pf } = file;
         let stream: PW.FFIStream;
         try {
-          const table = await withReadLock(() => guarded(inst, () => pf.read({ rowGroups: [g], columns: names, batchSize })));
+          // A row range decodes only its rows (offset/limit within the row group): first-row latency
+          // and memory follow the range, not the row group.
+          const ro: PW.ReaderOptions = { rowGroups: [g], columns: names, batchSize };
+          if (offset > 0) ro.offset = offset;
+          if (count < info.rowGroups[g]!.numRows) ro.limit = count;
+          const table = await withReadLock(() => guarded(inst, () => pf.read(ro)));
           stream = wasmSync(inst, () => table.intoFFI());
           readStats.rowGroupsRead++;
         } catch (e) {
           // A failed ranged read surfaces from parquet-wasm as a trap: report the read's own error.
-          throw new Error(`failed to decode row group ${g} of ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
+          throw new Error(`failed to decode row group ${g} of ${path}: ${errorText(s3Changed(path, blob.takeError() ?? e))}`);
         } finally {
-          remote?.blob.evict(`rg${g}`); // decoded (or failed): its bytes are no longer needed
+          blob.evict(`rg${g}`); // decoded (or failed): its bytes are no longer needed
         }
         let interrupted = false;
         try {
@@ -173,10 +265,9 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             yield new arrow.RecordBatch(arrowSchema, data);
           }
           // Never a silent short read: arrow-rs has returned no rows for layouts it misreads.
-          const want = info.rowGroups[g]!.numRows;
-          if (!interrupted && rowsDelivered !== want) {
+          if (!interrupted && rowsDelivered !== count) {
             throw new Error(
-              `failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, the footer says ${want}`,
+              `failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, ${count === info.rowGroups[g]!.numRows ? `the footer says ${count}` : `expected rows ${offset}..${offset + count} of its ${info.rowGroups[g]!.numRows}`}`,
             );
           }
         } finally {

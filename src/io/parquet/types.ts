@@ -33,6 +33,10 @@ export interface ParquetFileInfo {
 export interface ReadParquetOptions {
   columns?: readonly string[];
   rowGroups?: readonly number[];
+  /** Rows [start, end) of the selected row groups taken in order (a sub-row-group partition); only they are decoded. */
+  rows?: { start: number; end: number };
+  /** Stop after this many rows (after `rows`): the decoder reads no further. */
+  limit?: number;
   batchSize?: number;
   schema?: Schema;
 }

@@ -24,6 +24,7 @@ import {
   type TailRequest,
   type TailResult,
 } from '../s3/index.ts';
+import { FileBlob } from './file-blob.ts';
 import { LocalStore } from './local.ts';
 import { S3Store } from './s3.ts';
 import {
@@ -154,11 +155,6 @@ export function openObjectReader(uri: string, opts: { etag?: string } = {}): Pro
   const { store, key } = storeFor(uri);
   return store.openReader(key, opts);
 }
-/** A Blob over the object whose slices read only the bytes asked for. */
-export function openObjectBlob(uri: string): Promise<Blob> {
-  const { store, key } = storeFor(uri);
-  return store.openBlob(key);
-}
 /** Make `uri` writable by a writer that takes a URI (local: create its directory). */
 export function prepareObject(uri: string): Promise<void> {
   const { store, key } = storeFor(uri);
@@ -239,8 +235,8 @@ export function groupObjectHints(uris: readonly string[]): void {
 // Ranged reads of remote objects (the Parquet reader: footers of many objects in one round, then
 // only the byte ranges of the columns it decodes)
 
-/** A read-only Blob over one version of a remote object; prefetched ranges are served from memory. */
-export type RangedBlob = S3Blob;
+/** A read-only Blob over one version of an object or file; prefetched ranges are served from memory. */
+export type RangedBlob = S3Blob | FileBlob;
 /** The object changed under a reader (its version differs from the one its plan was built with). */
 export const ObjectChangedError = S3ObjectChangedError;
 export type { TailRequest, TailResult };
@@ -250,6 +246,13 @@ export function openRangedBlob(uri: string, size: number, opts: { etag: string; 
   const o: ConstructorParameters<typeof S3Blob>[2] = { etag: opts.etag, settings: s3Settings() };
   if (opts.tail) o.tail = opts.tail;
   return new S3Blob(uri, size, o);
+}
+
+/** A Blob over a local file of `size` bytes (modified at `mtimeMs`) on positioned reads; close() releases its file handle. */
+export function openFileBlob(uri: string, size: number, mtimeMs?: number): FileBlob {
+  const { store, key } = storeFor(uri);
+  if (!store.localPath) throw new Error(`internal: ${uri} is not a local file`);
+  return new FileBlob(store.localPath(key), size, mtimeMs);
 }
 
 /** Size, version and last bytes (enough for a Parquet footer) of many remote objects, in one blocking round. */

@@ -1,0 +1,127 @@
+// Record batches from a worker to the pool without Arrow IPC: every buffer of the batch is copied
+// once into one packed ArrayBuffer that is transferred (moved, not cloned), and the receiving thread
+// views it in place. No flatbuffer body to build or parse, and no IPC aliasing hazard (columns that
+// share bytes are packed as separate copies; see ipc-alias.ts). The batch's own buffers are never
+// transferred: a worker may still hold them (a cached dictionary, an array a UDF keeps returning).
+import * as arrow from 'apache-arrow';
+
+/** A typed array's place in the packed buffer: [byteOffset, length in elements, constructor index]. */
+type WireView = [number, number, number];
+
+interface WireData {
+  offset: number;
+  length: number;
+  nullCount: number;
+  /** valueOffsets, values, nullBitmap, typeIds (null when absent). */
+  buffers: (WireView | null)[];
+  children: WireData[];
+  /** The chunks of a dictionary column's dictionary. */
+  dictionary?: WireData[];
+  variadic?: WireView[];
+}
+
+/** A batch on the wire: its schema as an IPC schema message, its buffers packed in `bytes`. */
+export interface WireBatch {
+  schema: Uint8Array;
+  bytes: ArrayBuffer;
+  columns: WireData[];
+  numRows: number;
+}
+
+// The typed arrays Arrow buffers are made of, by index (the wire carries the index).
+const CTORS = [
+  Uint8Array,
+  Int8Array,
+  Uint16Array,
+  Int16Array,
+  Uint32Array,
+  Int32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  Uint8ClampedArray,
+] as const;
+type AnyTypedArray = InstanceType<(typeof CTORS)[number]>;
+
+const ALIGN = 64; // Arrow's buffer alignment; also enough for every element size
+
+function ctorIndex(v: ArrayBufferView): number {
+  const i = CTORS.findIndex((c) => v instanceof c);
+  if (i < 0) throw new Error(`internal: cannot transfer a buffer of type ${v.constructor.name}`);
+  return i;
+}
+
+const schemaBytes = new WeakMap<arrow.Schema, Uint8Array>();
+function encodeSchema(schema: arrow.Schema): Uint8Array {
+  let b = schemaBytes.get(schema);
+  if (!b) schemaBytes.set(schema, (b = arrow.tableToIPC(new arrow.Table(schema), 'stream')));
+  return b;
+}
+
+const schemaCache = new Map<string, arrow.Schema>();
+function decodeSchema(bytes: Uint8Array): arrow.Schema {
+  const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  let s = schemaCache.get(key);
+  if (!s) {
+    s = arrow.tableFromIPC(bytes).schema;
+    if (schemaCache.size >= 64) schemaCache.delete(schemaCache.keys().next().value!);
+    schemaCache.set(key, s);
+  }
+  return s;
+}
+
+/** The batch packed for postMessage: send `wire` with `[wire.bytes]` as the transfer list. */
+export function batchToWire(batch: arrow.RecordBatch): WireBatch {
+  const views: ArrayBufferView[] = [];
+  let size = 0;
+  const place = (v: ArrayBufferView | undefined | null): WireView | null => {
+    if (!v || v.byteLength === 0) return v ? [0, 0, ctorIndex(v)] : null;
+    const at = size;
+    size = Math.ceil((size + v.byteLength) / ALIGN) * ALIGN;
+    views.push(v);
+    return [at, v.byteLength / (v as AnyTypedArray).BYTES_PER_ELEMENT, ctorIndex(v)];
+  };
+  const walk = (d: arrow.Data): WireData => {
+    const w: WireData = {
+      offset: d.offset,
+      length: d.length,
+      nullCount: d.nullCount,
+      buffers: [place(d.valueOffsets), place(d.values), place(d.nullBitmap), place(d.typeIds)],
+      children: (d.children ?? []).map(walk),
+    };
+    if (d.dictionary) w.dictionary = d.dictionary.data.map(walk);
+    if (d.variadicBuffers?.length) w.variadic = d.variadicBuffers.map((v) => place(v)!);
+    return w;
+  };
+  const columns = batch.data.children.map(walk);
+  // Not zero-filled (every byte that is read is written below); unpooled, so it can be transferred.
+  const u8 = Buffer.allocUnsafeSlow(size);
+  const bytes = u8.buffer as ArrayBuffer;
+  let at = 0;
+  for (const v of views) {
+    u8.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), at);
+    at = Math.ceil((at + v.byteLength) / ALIGN) * ALIGN;
+  }
+  return { schema: encodeSchema(batch.schema), bytes, columns, numRows: batch.numRows };
+}
+
+/** The batch a worker packed, viewing `wire.bytes` in place. */
+export function batchFromWire(wire: WireBatch): arrow.RecordBatch {
+  const schema = decodeSchema(wire.schema);
+  const view = (v: WireView | null): AnyTypedArray | undefined => {
+    if (!v) return undefined;
+    const C = CTORS[v[2]]!;
+    return new C(wire.bytes, v[0], v[1]);
+  };
+  const build = (type: arrow.DataType, w: WireData): arrow.Data => {
+    const children = w.children.map((c, i) => build(type.children[i]!.type, c));
+    const dictionary = w.dictionary ? new arrow.Vector(w.dictionary.map((d) => build((type as arrow.Dictionary).dictionary, d))) : undefined;
+    const [valueOffsets, values, nullBitmap, typeIds] = w.buffers.map(view);
+    const variadic = w.variadic?.map((v) => view(v) as Uint8Array);
+    return new arrow.Data(type, w.offset, w.length, w.nullCount, [valueOffsets, values, nullBitmap, typeIds] as never, children, dictionary, variadic);
+  };
+  const columns = wire.columns.map((c, i) => build(schema.fields[i]!.type, c));
+  const data = arrow.makeData({ type: new arrow.Struct(schema.fields), length: wire.numRows, nullCount: 0, children: columns });
+  return new arrow.RecordBatch(schema, data);
+}
