@@ -645,6 +645,7 @@ async function failureDetails(
   plan: RunPlan,
   missing: { stage: number; partitions: number[] }[],
   max: number,
+  since?: Date,
 ): Promise<PartitionErrorSummary[]> {
   const firstStage = new Map<number, number>();
   for (const m of missing) for (const p of m.partitions) if (!firstStage.has(p)) firstStage.set(p, m.stage);
@@ -662,6 +663,8 @@ async function failureDetails(
     if (listed.get(stage)?.has(k)) {
       try {
         const r = await getJson<PartitionErrorRecord>(store, k);
+        // An earlier attempt's error (before a resume) is not this failure's.
+        if (since && !(Date.parse(r.at) >= since.getTime())) return out;
         out.error = `${r.name}: ${r.message}`;
         if (r.udf) out.udf = r.udf;
       } catch {
@@ -674,16 +677,17 @@ async function failureDetails(
 
 /**
  * The failure path: records what failed (which partitions have no shard), the failed partitions'
- * own errors (UDF, partition, input, original message) and the state machine's error.
+ * own errors (UDF, partition, input, original message; recorded at or after `since`, when given)
+ * and the state machine's error.
  */
-export async function recordFailure(store: ObjectStore, runId: string, error: string): Promise<RunSummary> {
+export async function recordFailure(store: ObjectStore, runId: string, error: string, since?: Date): Promise<RunSummary> {
   let failedPartitions: RunSummary['failedPartitions'] = [];
   let errors: PartitionErrorSummary[] = [];
   let metrics: RunMetrics = {};
   try {
     const plan = await loadPlan(store, runId);
     failedPartitions = await missingShards(store, plan);
-    errors = (await failureDetails(store, plan, failedPartitions, 10)).filter((e) => !e.error.startsWith('no error recorded'));
+    errors = (await failureDetails(store, plan, failedPartitions, 10, since)).filter((e) => !e.error.startsWith('no error recorded'));
     metrics = await sumMetrics(store, plan);
   } catch {
     // No plan (the Plan step itself failed): the error says why.

@@ -59,6 +59,13 @@ export interface ResumeOptions {
   output?: string | null;
 }
 
+/**
+ * Margin for the workers' clocks against Step Functions' when error records are dated: none, since a
+ * partition's record is written well after its execution started, while a resume may start within
+ * a second of the attempt it follows (whose records must not count).
+ */
+const CLOCK_SKEW_MS = 0;
+
 /** A failed partition: stage, partition, its input (file, row groups), the failing UDF and the original message. */
 export interface FailedPartition {
   stage: number;
@@ -182,6 +189,7 @@ export async function executeRun(
       cause: e,
     });
   let arn: string;
+  let startedAt = Date.now();
   try {
     const started = await sfn.send(
       new StartExecutionCommand({
@@ -191,6 +199,7 @@ export async function executeRun(
       }),
     );
     arn = started.executionArn!;
+    startedAt = started.startDate?.getTime() ?? Date.now();
   } catch (e) {
     throw lost(`could not start the execution on ${opts.stateMachineArn}`, sfnEndpoint, e);
   }
@@ -260,7 +269,8 @@ export async function executeRun(
     const smError = described?.error ? `${described.error}${described.cause ? `: ${causeText(described.cause)}` : ''}` : `execution ${status}`;
     try {
       // Whole: every failed partition's error and the state machine's (best effort: the read below still runs).
-      await recordFailure(store, plan.runId, smError).catch(() => undefined);
+      // Partition errors older than this execution (a resume's earlier attempts) are not its failure's.
+      await recordFailure(store, plan.runId, smError, new Date(startedAt - CLOCK_SKEW_MS)).catch(() => undefined);
       summary = await getJson<RunSummary>(store, keys.failure(plan.runId));
     } catch (e) {
       // The state machine's own error still says what happened.
