@@ -161,6 +161,30 @@ describe('resume and redrive (local cloud)', () => {
     assert.equal(cloud.stats()['stage']! - before['stage']!, 0, 'nothing ran');
     await assert.rejects(resumeRun('no-such-run'), /run no-such-run has no plan/);
   });
+
+  it('a resumed run that fails again names the UDF, the partition and the message, in the error and failure.json', async () => {
+    const out = `s3://${cloud.workBucket}/outputs/again/`;
+    poison(LAST_PARTITION_ID);
+    const first = await failedRun(out);
+    const before = cloud.stats();
+    const err = await resumeRun(first.runId).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    cure();
+    assert.ok(err instanceof RunFailedError, String(err));
+    assert.equal(cloud.stats()['stage']! - before['stage']!, 1, 'the resume ran only the failed partition');
+    assert.equal(err.runId, first.runId);
+    assert.match(err.message, /UDF 'resume\.poison'.*poisoned id 942.*partition 9: s3:\/\/fanout-input\/ids\/ids\.parquet row groups 9/s);
+    assert.deepEqual(
+      err.failedPartitions.map((f) => [f.partition, f.udf]),
+      [[9, 'resume.poison']],
+    );
+    const failure = await json<RunSummary>(`s3://${cloud.workBucket}/${keys.failure(first.runId)}`);
+    assert.match(failure.error!, /UDF 'resume\.poison'.*poisoned id 942/s);
+    assert.equal(failure.partitionErrors?.[0]?.partition, 9);
+    await assert.rejects(getS3Object(`${out}_SUCCESS`), 'nothing was committed');
+  });
 });
 
 describe('tolerated failures (local cloud)', () => {

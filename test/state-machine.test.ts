@@ -264,6 +264,15 @@ describe('state machine definition', () => {
       const partitions = inner.Partitions!;
       const run = partitions.ItemProcessor!.States.RunPartition!;
       assert.deepEqual(run.Retry!.find((r) => r.ErrorEquals.includes('States.TaskFailed'))?.MaxAttempts, 2);
+      // Issue 11: a UDF's error is deterministic: its retrier (MaxAttempts 0) comes before the catch-all one.
+      const udfRetrier = run.Retry!.findIndex((r) => r.ErrorEquals.includes('UdfError'));
+      assert.ok(udfRetrier >= 0 && run.Retry![udfRetrier]!.MaxAttempts === 0, 'UdfError is not retried');
+      assert.ok(udfRetrier < run.Retry!.findIndex((r) => r.ErrorEquals.includes('States.TaskFailed')));
+      assert.equal(def.States.Stages!.Catch, undefined, 'a failing stage fails the execution in Stages (redrivable)');
+      if (distributed) {
+        assert.equal(partitions.ToleratedFailurePercentagePath, '$.stage.toleratedFailurePercentage');
+        assert.equal(partitions.ToleratedFailureCountPath, '$.stage.toleratedFailureCount');
+      }
       assert.equal(partitions.MaxConcurrencyPath, '$.stage.concurrency');
       if (distributed) {
         assert.deepEqual(partitions.ItemProcessor!.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
