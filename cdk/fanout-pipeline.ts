@@ -37,6 +37,7 @@ import { acknowledgeStateMachineWildcards, addRunStateMachine } from './state-ma
 import { addMonitoring, type FanoutMonitoring, type FanoutMonitoringProps } from './monitoring.ts';
 import { addInputTrigger } from './trigger.ts';
 import { gpuTaskSizeFor, registeredUdfHints, stageMemoryFor, type UdfResourceHint } from './udf-resources.ts';
+import { checkTolerance } from '../src/aws/tolerance.ts';
 
 // The construct's public names, wherever they are defined.
 export { type FanoutFunctionRole, LAMBDA_TASK_ROOT } from './functions.ts';
@@ -166,6 +167,15 @@ export interface FanoutPipelineProps {
    * @default a dashboard and the alarms, without notifications
    */
   readonly monitoring?: FanoutMonitoringProps | false;
+  /**
+   * Partitions of a run this deployment plans (S3-triggered runs) that may fail, in percent (0-100),
+   * while the run still commits the rest, with a `_SUCCESS` manifest that says `complete: false`.
+   * Needs `distributed` (the Distributed Map's threshold). A runner's runs carry their own.
+   * @default none: any failed partition fails the run
+   */
+  readonly toleratedFailurePercentage?: number;
+  /** As toleratedFailurePercentage, as a count of partitions. @default none */
+  readonly toleratedFailureCount?: number;
   /** The directory esbuild runs in and the GPU image's build context. @default the nearest directory above `entry` with a package-lock.json */
   readonly projectRoot?: string;
   /** esbuild's --conditions for the bundles (`development` resolves 'fanout' to its TypeScript sources). @default ['development'] */
@@ -230,6 +240,14 @@ export class FanoutPipeline extends Construct {
     const stageReserved = props.lambda?.stageReservedConcurrency;
     requirePositiveInteger('lambda.stageReservedConcurrency', stageReserved);
     requirePositiveInteger('maxConcurrency', props.maxConcurrency);
+    const tolerance = checkTolerance(
+      { toleratedFailurePercentage: props.toleratedFailurePercentage, toleratedFailureCount: props.toleratedFailureCount },
+      'FanoutPipeline',
+    );
+    if (tolerance && props.distributed === false)
+      throw new Error(
+        'FanoutPipeline: toleratedFailurePercentage / toleratedFailureCount need distributed: true (the Distributed Map counts tolerated failures)',
+      );
     const gpuWanted = props.gpu === false ? false : props.gpu !== undefined || hints === undefined || hints.some((u) => (u.numGpus ?? 0) > 0);
     const gpuProps: FanoutGpuProps = props.gpu || {};
     for (const k of ['gpusPerTask', 'memoryReservationMiB', 'cpu', 'rootVolumeGiB'] as const) requirePositiveInteger(`gpu.${k}`, gpuProps[k]);
@@ -290,6 +308,11 @@ export class FanoutPipeline extends Construct {
     const metricsPipeline = this.node.path;
     this.functions.stage.addEnvironment('FANOUT_METRICS', 'emf');
     this.functions.stage.addEnvironment('FANOUT_METRICS_PIPELINE', metricsPipeline);
+    // The Plan function writes them into the plans it makes (handlers.ts, deploymentTolerance).
+    if (tolerance?.toleratedFailurePercentage !== undefined)
+      fns.functions.plan.addEnvironment('FANOUT_TOLERATED_FAILURE_PERCENTAGE', String(tolerance.toleratedFailurePercentage));
+    if (tolerance?.toleratedFailureCount !== undefined)
+      fns.functions.plan.addEnvironment('FANOUT_TOLERATED_FAILURE_COUNT', String(tolerance.toleratedFailureCount));
 
     // ---- ECS GPU capacity ----
     let gpuSizing: FanoutPipeline['sizing']['gpu'];

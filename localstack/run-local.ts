@@ -7,11 +7,20 @@
 //   npm run local -- --app [cdk.out]     the synthesized CDK app (`npm run synth` first): its
 //                                        template, rule and Lambda bundles (localstack/app-harness.ts)
 //   npm run local -- --s3-dir .tmp/s3    keep the S3 data between runs
+//   npm run local -- --pipeline my.ts     another pipeline module (default examples/pipeline.ts)
+// Ctrl-C stops every running execution (StopExecution: ABORTED, nothing committed), then the stack.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, type HistoryEvent } from '@aws-sdk/client-sfn';
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  ListExecutionsCommand,
+  SFNClient,
+  StopExecutionCommand,
+  type HistoryEvent,
+} from '@aws-sdk/client-sfn';
 import { objectCreatedPattern } from '../cdk/fanout-pipeline.ts';
 import { getS3ObjectOrNull, s3Client } from '../src/io/s3/index.ts';
 import { startDashboard } from '../src/dashboard/server.ts';
@@ -55,9 +64,9 @@ function exampleRule(stateMachineArn: string): LocalRule {
   };
 }
 
-async function startFromSources(s3Dir: string | undefined, onExecution: (e: StartedExecution) => void): Promise<Running> {
+async function startFromSources(s3Dir: string | undefined, pipeline: string, onExecution: (e: StartedExecution) => void): Promise<Running> {
   const cloud = await startLocalCloud({
-    pipeline: EXAMPLE,
+    pipeline,
     inputBucket: INPUT_BUCKET,
     workBucket: WORK_BUCKET,
     lambdaConcurrency: 2,
@@ -145,14 +154,26 @@ async function follow(sfn: SFNClient, e: StartedExecution): Promise<void> {
   }
 }
 
+/** StopExecution for every running execution, each reported with its final status. */
+async function stopExecutions(sfn: SFNClient, stateMachineArn: string): Promise<void> {
+  const running = await sfn.send(new ListExecutionsCommand({ stateMachineArn, statusFilter: 'RUNNING' }));
+  for (const e of running.executions ?? []) {
+    const executionArn = e.executionArn!;
+    await sfn.send(new StopExecutionCommand({ executionArn, error: 'Interrupted', cause: 'npm run local was stopped (Ctrl-C)' }));
+    const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+    console.log(`[run ${(e.name ?? '').slice(0, 8)}] ${d.status ?? 'UNKNOWN'}: stopped by Ctrl-C before its output was committed`);
+  }
+}
+
 async function main(): Promise<void> {
   // A local developer tool: the SDK's Node-version notice is noise here.
   process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
   const { values } = parseArgs({
-    options: { app: { type: 'string' }, 's3-dir': { type: 'string' }, 'dashboard-port': { type: 'string' } },
+    options: { app: { type: 'string' }, 's3-dir': { type: 'string' }, pipeline: { type: 'string' }, 'dashboard-port': { type: 'string' } },
     allowPositionals: true,
     strict: false,
   });
+  const pipeline = typeof values['pipeline'] === 'string' ? resolve(values['pipeline']) : EXAMPLE;
   // The run dashboard beside the stack: 8787 by default, 0 for any free port, 'off' for none.
   const dashboardArg = typeof values['dashboard-port'] === 'string' ? values['dashboard-port'] : '8787';
   const dashboardPort = dashboardArg === 'off' ? null : Number(dashboardArg);
@@ -175,7 +196,7 @@ async function main(): Promise<void> {
     following.add(p);
     void p.finally(() => following.delete(p));
   };
-  const running = appArg ? await startFromApp(resolve(appArg), s3Dir, onExecution) : await startFromSources(s3Dir, onExecution);
+  const running = appArg ? await startFromApp(resolve(appArg), s3Dir, onExecution) : await startFromSources(s3Dir, pipeline, onExecution);
   sfn = new SFNClient({ endpoint: running.cloud.sfnEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
   for (const e of early.splice(0)) onExecution(e);
   const ep = running.cloud.s3Endpoint;
@@ -185,7 +206,7 @@ async function main(): Promise<void> {
   console.log(
     [
       '',
-      `fanout local stack (${appArg ? `the synthesized app in ${appArg}` : 'examples/pipeline.ts, handlers from source'}): nothing leaves 127.0.0.1`,
+      `fanout local stack (${appArg ? `the synthesized app in ${appArg}` : `${pipeline === EXAMPLE ? 'examples/pipeline.ts' : pipeline}, handlers from source`}): nothing leaves 127.0.0.1`,
       `  S3 endpoint      ${ep}   (region us-east-1; any access key and secret: test/test as on LocalStack, or the shell's own)`,
       `  watched input    ${where}  (each new *.parquet starts a run)`,
       `  output           ${running.output}`,
@@ -209,6 +230,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log('\nstopping…');
+    // Runs in flight stop first, through the API as a user's StopExecution would: they end ABORTED
+    // before Finalize, so nothing is committed.
+    if (sfn)
+      await stopExecutions(sfn, running.cloud.stateMachineArn).catch((e: unknown) => console.error(`stopping the running executions: ${(e as Error).message}`));
     sfn?.destroy();
     await dashboard?.close();
     await running.stop();

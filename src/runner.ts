@@ -2,7 +2,7 @@
 // the default; 'aws' fans stages out through Step Functions to Lambda and ECS; any object that
 // implements Runner can be installed too.
 import { EmbeddedRunner, resolveEmbeddedOptions, type EmbeddedOptions } from './runners/embedded.ts';
-import { AwsRunner, type AwsRunnerOptions } from './runners/aws.ts';
+import { AwsRunner, runnerTolerance, type AwsRunnerOptions } from './runners/aws.ts';
 import type { Runner } from './runners/runner.ts';
 
 export type RunnerName = 'native' | 'aws';
@@ -46,6 +46,7 @@ export function setRunner(name: RunnerName | Runner, options?: EmbeddedOptions |
     if (o.batchSize !== undefined && (!Number.isInteger(o.batchSize) || o.batchSize <= 0)) {
       throw new RangeError(`setRunner('aws', options): 'batchSize' must be a positive integer, got ${String(o.batchSize)}`);
     }
+    runnerTolerance(o);
     // Local work (in-memory plans, reading results) keeps the embedded options in force.
     state.current = new AwsRunner(o, state.current.options);
     return;

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
-import { listS3, putS3Object } from '../src/io/s3/index.ts';
+import { getS3Object, listS3, putS3Object } from '../src/io/s3/index.ts';
 import pipeline, { cpuOnly } from './fixtures/cloud-pipeline.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
@@ -112,7 +112,16 @@ describe('local cloud (S3 + Step Functions + Lambda + ECS, on 127.0.0.1)', () =>
       listed.objects.filter((o) => /_SUCCESS|part-/.test(o.key)).map((o) => o.key),
       [],
     );
-    assert.ok(cloud.stats()['failure']! >= 1, 'the failure handler recorded it');
+    // Issue 11: a failing stage fails the execution in the Stages Map (so a redrive can re-enter it),
+    // not through the failure handler; the failing partition and the runner record the failure.
+    const runs = await listS3(`s3://${cloud.workBucket}/runs/`);
+    const records = runs.objects.filter((o) => o.key.endsWith('/failure.json'));
+    assert.ok(records.length >= 1, 'the failure was recorded');
+    const texts = await Promise.all(records.map(async (o) => Buffer.from(await getS3Object(`s3://${cloud.workBucket}/${o.key}`)).toString()));
+    assert.ok(
+      texts.some((t) => /row 4242 always fails/.test(t) && /"partition": ?8\b/.test(t)),
+      'failure.json names the partition and its error',
+    );
   });
 
   it('a run of 40 partitions (one per row group) completes', async () => {

@@ -111,7 +111,8 @@ function fakes(
         const out = stages.map((s, index) => {
           const itemsKey = `runs/${runId}/stage-${index}/items.json`;
           s3.set(`${workBucket}/${itemsKey}`, JSON.stringify(Array.from({ length: s.partitions }, (_, i) => i)));
-          return { index, ...s, itemsKey };
+          // As the Plan step returns it: the Distributed Map's tolerated-failure thresholds too (0: none).
+          return { index, ...s, itemsKey, toleratedFailurePercentage: 0, toleratedFailureCount: 0 };
         });
         return { runId, workBucket, stages: out };
       },
@@ -263,6 +264,15 @@ describe('state machine definition', () => {
       const partitions = inner.Partitions!;
       const run = partitions.ItemProcessor!.States.RunPartition!;
       assert.deepEqual(run.Retry!.find((r) => r.ErrorEquals.includes('States.TaskFailed'))?.MaxAttempts, 2);
+      // Issue 11: a UDF's error is deterministic: its retrier (MaxAttempts 0) comes before the catch-all one.
+      const udfRetrier = run.Retry!.findIndex((r) => r.ErrorEquals.includes('UdfError'));
+      assert.ok(udfRetrier >= 0 && run.Retry![udfRetrier]!.MaxAttempts === 0, 'UdfError is not retried');
+      assert.ok(udfRetrier < run.Retry!.findIndex((r) => r.ErrorEquals.includes('States.TaskFailed')));
+      assert.equal(def.States.Stages!.Catch, undefined, 'a failing stage fails the execution in Stages (redrivable)');
+      if (distributed) {
+        assert.equal(partitions.ToleratedFailurePercentagePath, '$.stage.toleratedFailurePercentage');
+        assert.equal(partitions.ToleratedFailureCountPath, '$.stage.toleratedFailureCount');
+      }
       assert.equal(partitions.MaxConcurrencyPath, '$.stage.concurrency');
       if (distributed) {
         assert.deepEqual(partitions.ItemProcessor!.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
@@ -311,7 +321,9 @@ describe('state machine definition', () => {
   it('is normalized for the local interpreter only where it must be', () => {
     const def = buildStateMachineDefinition(resources(true));
     const { definition, notes } = normalizeDefinitionForLocal(def);
-    assert.equal(notes.length, 2, notes.join('; '));
+    // Distributed -> inline, ItemReader -> a reader task, and the tolerated-failure thresholds -> harness tasks.
+    assert.equal(notes.length, 3, notes.join('; '));
+    assert.match(notes[2]!, /Partitions: tolerated failures counted by Partitions\.IterationFailed and Partitions\.ToleratedFailures/);
     const inner = definition.States.Stages!.ItemProcessor!.States;
     assert.deepEqual(inner.Partitions!.ItemProcessor!.ProcessorConfig, { Mode: 'INLINE' });
     assert.equal(inner.Partitions!.ItemReader, undefined);
@@ -425,7 +437,9 @@ describe('local Step Functions harness', () => {
     assert.equal(JSON.parse(failed[0]!.taskFailedEventDetails!.cause!).errorMessage, 'flaky read');
   });
 
-  it('a partition that always fails fails the execution after RecordFailure', async () => {
+  // Issue 11: the stage fails the execution in the Stages Map itself (no Catch -> RecordFailure -> Fail,
+  // whose Fail state is what a redrive would re-enter); the failing partition and the runner record it.
+  it('a partition that always fails fails the execution in the Stages Map, where a redrive re-enters it', async () => {
     class PartitionError extends Error {
       override name = 'PartitionError';
     }
@@ -436,13 +450,15 @@ describe('local Step Functions harness', () => {
       },
     });
     const { server, sfn } = await harness(buildStateMachineDefinition(resources(false)), f.handlers);
-    const { d } = await execute(sfn, server.stateMachineArn);
+    const { executionArn, d } = await execute(sfn, server.stateMachineArn);
     assert.equal(d.status, 'FAILED');
     assert.equal(d.error, 'PartitionError');
     const cause = JSON.parse(d.cause!) as { errorType: string; errorMessage: string };
     assert.deepEqual([cause.errorType, cause.errorMessage], ['PartitionError', 'corrupt shard 2']);
     assert.equal(f.log.attempts.get('1/2'), 3, 'first try + 2 retries');
-    assert.deepEqual(f.log.failure, [{ runId: f.runId, workBucket: f.workBucket, error: { Error: 'PartitionError', Cause: d.cause } }]);
+    assert.deepEqual(f.log.failure, [], 'no RecordFailure step: the failed state is the Stages Map');
+    const entered = (await history(sfn, executionArn)).filter((e) => e.type?.endsWith('StateEntered')).map((e) => e.stateEnteredEventDetails?.name);
+    assert.ok(!entered.includes('Failed') && !entered.includes('RecordFailure'), entered.join(', '));
     assert.deepEqual(f.log.finalize, []);
     assert.deepEqual(f.log.ecs, [], 'later stages never start');
     assertSmallEvents(f.log.eventBytes);
@@ -481,7 +497,7 @@ describe('local Step Functions harness', () => {
     assert.match(d.cause!, /Task timed out after 1\.00 seconds/);
     assert.ok(ms < 3000, `failed after ${ms.toFixed(0)} ms: at the function's timeout, without retries`);
     assert.equal(f.log.attempts.get('0/0'), 1, 'a timeout is not retried');
-    assert.equal(f.log.failure.length, 1);
+    assert.equal(f.log.failure.length, 0, 'a stage fails in the Stages Map (redrivable), without RecordFailure');
     const failed = (await history(sfn, executionArn)).filter((e) => e.type === 'TaskFailed');
     assert.equal(failed[0]?.taskFailedEventDetails?.error, 'Sandbox.Timedout');
   });

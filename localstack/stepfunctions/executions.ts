@@ -9,6 +9,7 @@ import { SINK_OPTION, type LibModule, type LibEvent, type RunNode } from './hook
 import { isObject, json } from './json.ts';
 import type { TaskInfo } from './normalize.ts';
 import { buildLocalHandlers, type LocalTaskHandlers } from './tasks.ts';
+import { taskAttempts, type TaskResults } from './redrive.ts';
 
 export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
 
@@ -37,6 +38,10 @@ export interface ExecutionRecord {
   dataLimit?: TaskError;
   historyClosed?: boolean;
   done: Promise<void>;
+  /** Task results of this attempt (and those a redrive replays): redrive.ts. */
+  tasks?: TaskResults;
+  redriveCount?: number;
+  redriveDate?: number;
 }
 
 export type MapRunStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
@@ -122,14 +127,32 @@ export class Executions {
       controller: new AbortController(),
       done: Promise.resolve(),
     };
-    const overrides = buildLocalHandlers(this.opts.tasks, this.opts.handlers, { signal: rec.controller.signal, executionArn });
+    this.launch(rec, input);
+    this.#byArn.set(executionArn, rec);
+    this.#order.push(rec);
+    return rec;
+  }
+
+  /** Runs the interpreter for `rec` (a start, or a redrive: redrive.ts replays its finished tasks). */
+  launch(rec: ExecutionRecord, input: JsonValue, redrive?: { count: number }): void {
+    const { executionArn, name } = rec;
+    const overrides = taskAttempts(rec, buildLocalHandlers(this.opts.tasks, this.opts.handlers, { signal: rec.controller.signal, executionArn }));
     const runOptions = {
       overrides: { taskResourceLocalHandlers: overrides },
       context: {
-        Execution: { Id: executionArn, Name: name, RoleArn: this.opts.roleArn, StartTime: new Date().toISOString() },
+        Execution: {
+          Id: executionArn,
+          Name: name,
+          RoleArn: this.opts.roleArn,
+          StartTime: new Date(rec.startDate * 1000).toISOString(),
+          ...(redrive ? { RedriveCount: redrive.count, RedriveTime: new Date().toISOString() } : {}),
+        },
         StateMachine: { Id: STATE_MACHINE_ARN, Name: STATE_MACHINE_NAME },
       },
-      [SINK_OPTION]: (node: RunNode, ev: LibEvent) => this.#onEvent(rec, node, ev),
+      // A redrive continues the history: ExecutionRedriven (redrive.ts) stands for the new start.
+      [SINK_OPTION]: (node: RunNode, ev: LibEvent) => {
+        if (!(redrive && !node.parent && ev.type === 'ExecutionStarted')) this.#onEvent(rec, node, ev);
+      },
     };
     const run = this.opts.machine.run(input, runOptions);
     rec.abortRun = run.abort;
@@ -153,9 +176,6 @@ export class Executions {
       },
     );
     rec.done = Promise.all([settled, consumed]).then(() => undefined);
-    this.#byArn.set(executionArn, rec);
-    this.#order.push(rec);
-    return rec;
   }
 
   get(arn: string): ExecutionRecord {

@@ -8,6 +8,7 @@ import { STATE_MACHINE_ARN, STATE_MACHINE_NAME } from './constants.ts';
 import { ApiError } from './errors.ts';
 import { nowSeconds, type ExecutionRecord, type Executions, type HistoryEvent, type MapRunRecord } from './executions.ts';
 import { isObject } from './json.ts';
+import { redriveExecution } from './redrive.ts';
 
 type Body = Record<string, unknown>;
 
@@ -221,6 +222,7 @@ function operations(opts: ApiOptions): Record<string, (body: Body) => unknown> {
       const arn = taggable(body);
       return { tags: [...(tags.get(arn) ?? [])].map(([key, value]) => ({ key, value })) };
     },
+    RedriveExecution: (body) => redriveExecution(executions, body, opts.definitionText),
     DescribeStateMachine(body) {
       checkMachine(body);
       return {

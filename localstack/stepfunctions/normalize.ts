@@ -11,6 +11,7 @@ import {
   type JsonValue,
 } from '../../src/aws/state-machine.ts';
 import { clone } from './json.ts';
+import { rewriteToleratedFailures, TOLERANCE_RESOURCE } from './tolerance.ts';
 
 /** Where a normalized ItemReader puts the items it read, in the Map's input. */
 export const NORMALIZED_ITEMS_PATH = '$.__fanoutItems';
@@ -18,7 +19,7 @@ export const NORMALIZED_ITEMS_PATH = '$.__fanoutItems';
 export interface TaskInfo {
   name: string;
   resource: string;
-  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader';
+  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader' | 'tolerance';
   timeoutSeconds: number;
   /** For items-reader: the ItemReader's ReaderConfig. */
   readerConfig?: AslResourceConfig['ReaderConfig'];
@@ -48,7 +49,7 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
         const proc = s.ItemProcessor;
         const distributed = proc?.ProcessorConfig?.Mode === 'DISTRIBUTED';
         if (distributed || s.ItemReader || s.ResultWriter) {
-          for (const f of ['ItemBatcher', 'ToleratedFailurePercentage', 'ToleratedFailureCount'] as const) {
+          for (const f of ['ItemBatcher'] as const) {
             if (s[f] !== undefined) throw new Error(`state ${name}: ${f} is not supported by the local harness`);
           }
           if (proc) proc.ProcessorConfig = { Mode: 'INLINE' };
@@ -80,6 +81,8 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
             s.ItemsPath = NORMALIZED_ITEMS_PATH;
             notes.push(`${name}: ItemReader read by the Task state ${loader} into ${NORMALIZED_ITEMS_PATH}`);
           }
+          const tolerance = rewriteToleratedFailures(sm, name);
+          if (tolerance) notes.push(tolerance);
         }
       }
       for (const sub of subMachines(s)) visit(sub);
@@ -135,6 +138,7 @@ function classifyTask(name: string, s: AslState): TaskInfo {
   if (/^arn:aws[a-z-]*:lambda:[^:]*:[^:]*:function:/.test(resource)) return { ...base, kind: 'lambda-arn', resourceType: 'lambda', resourceName: resource };
   if (resource === LAMBDA_INVOKE) return { ...base, kind: 'lambda-invoke', resourceType: 'lambda', resourceName: 'invoke' };
   if (resource === ECS_RUN_TASK_SYNC) return { ...base, kind: 'ecs-sync', resourceType: 'ecs', resourceName: 'runTask.sync' };
+  if (resource === TOLERANCE_RESOURCE) return { ...base, kind: 'tolerance', resourceType: 'harness', resourceName: 'toleratedFailures' };
   if (resource === S3_GET_OBJECT && s.Comment?.startsWith('harness: ItemReader'))
     return { ...base, kind: 'items-reader', resourceType: 's3', resourceName: 'getObject' };
   throw new Error(`state ${name}: Resource ${resource} is not supported by the local harness (Lambda ARNs, ${LAMBDA_INVOKE}, ${ECS_RUN_TASK_SYNC})`);

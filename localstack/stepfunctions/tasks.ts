@@ -7,6 +7,7 @@ import { ACCOUNT, PAYLOAD_LIMIT_BYTES, REGION } from './constants.ts';
 import { TaskError, dataLimitError, lambdaError } from './errors.ts';
 import { isObject, sizeOf } from './json.ts';
 import type { TaskInfo } from './normalize.ts';
+import { toleranceTask } from './tolerance.ts';
 
 export interface LambdaContextLike {
   functionName: string;
@@ -212,6 +213,9 @@ export function buildLocalHandlers(tasks: Map<string, TaskInfo>, handlers: Local
         break;
       case 'items-reader':
         run = async (input) => readItems(handlers, isObject(input) ? input : {});
+        break;
+      case 'tolerance':
+        run = toleranceTask;
         break;
     }
     out[t.name] = async (input) => {

@@ -33,6 +33,8 @@ import {
 } from './run.ts';
 import { publishPartitionMetrics } from './emf.ts';
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
+import { prepareResume, type PlanExpectation } from './resume.ts';
+import { checkTolerance, type FailureTolerance } from './tolerance.ts';
 
 /** Execution input of the state machine (also what an S3-triggered run starts with). */
 export interface RunEvent {
@@ -46,6 +48,10 @@ export interface RunEvent {
   pipeline?: string;
   /** Defaults to FANOUT_WORK_BUCKET, and must equal it when that is set. */
   workBucket?: string | null;
+  /** Resume run `runId`: its stored plan and finished partitions are reused; only the rest run (resume.ts). */
+  resume?: boolean;
+  /** With resume: what the caller's pipeline plans now; a stored plan that differs is refused. */
+  expect?: PlanExpectation;
 }
 
 export interface StageEvent {
@@ -151,6 +157,17 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   const output = checkOutput(event.output, 'Plan: the execution input');
   const spec = pipelineSpec(event.pipeline);
   const store = storeFactory(bucket);
+  if (event.resume === true) {
+    if (!event.runId) throw new Error('Plan: a resume ({ resume: true }) needs the runId of the run to resume');
+    const opts: Parameters<typeof prepareResume>[3] = {};
+    if (event.expect) opts.expect = event.expect;
+    if (event.output !== undefined) opts.output = output;
+    // In a deployment the bundle's own pipeline registers the UDFs the plan is checked against.
+    if (deployedPipelines().size > 0) opts.importModules = preloadPipeline;
+    const summary = await prepareResume(store, event.runId, bucket, opts);
+    checkOutput((await loadPlan(store, event.runId)).output?.uri, `run ${event.runId}: the plan`);
+    return summary;
+  }
   if (event.runId && (await store.exists(keys.plan(event.runId)))) {
     const plan = await loadPlan(store, event.runId);
     checkOutput(plan.output?.uri, `run ${plan.runId}: the plan`);
@@ -165,6 +182,8 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   const out: RunOutput | null = output ? { uri: output, format: 'parquet', mode: 'overwrite' } : null;
   const opts: Parameters<typeof planRun>[1] = { pipeline: spec, output: out };
   if (event.runId) opts.runId = event.runId;
+  const tolerance = deploymentTolerance();
+  if (tolerance) opts.tolerance = tolerance;
   return preparePlan(store, planRun(df.plan, opts), bucket);
 }
 
@@ -176,7 +195,7 @@ export async function handleStage(event: StageEvent): Promise<{ runId: string; s
   if (!Number.isInteger(event.partition) || event.partition < 0) throw new Error(`run ${runId}: invalid partition ${JSON.stringify(event.partition)}`);
   await preloadPipeline();
   const r = await runStagePartition(store, runId, stage, event.partition);
-  await publishPartitionMetrics(r);
+  if (!r.skipped) await publishPartitionMetrics(r);
   return { runId: r.runId, stage: r.stage, partition: r.partition, rows: r.rows, bytes: r.bytes };
 }
 
@@ -211,8 +230,29 @@ export async function handleEcsTask(env: NodeJS.ProcessEnv = process.env): Promi
   const store = storeFactory(bucketName(need('FANOUT_WORK_BUCKET')));
   await preloadPipeline();
   const results = await runGpuSlot(store, runId, Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS')));
-  for (const r of results) await publishPartitionMetrics(r, env);
+  for (const r of results) if (!r.skipped) await publishPartitionMetrics(r, env);
   return results.length;
+}
+
+/**
+ * Tolerated failures of runs this deployment plans itself (S3-triggered runs): the construct's
+ * toleratedFailurePercentage / toleratedFailureCount props, as FANOUT_TOLERATED_FAILURE_PERCENTAGE /
+ * FANOUT_TOLERATED_FAILURE_COUNT. A runner's own plans carry theirs.
+ */
+function deploymentTolerance(env: NodeJS.ProcessEnv = process.env): FailureTolerance | undefined {
+  const num = (k: string): number | undefined => {
+    const v = env[k];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new Error(`${k} must be a number, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const t: FailureTolerance = {};
+  const pct = num('FANOUT_TOLERATED_FAILURE_PERCENTAGE');
+  const count = num('FANOUT_TOLERATED_FAILURE_COUNT');
+  if (pct !== undefined) t.toleratedFailurePercentage = pct;
+  if (count !== undefined) t.toleratedFailureCount = count;
+  return checkTolerance(t, 'the deployment (FANOUT_TOLERATED_FAILURE_*)');
 }
 
 /** In AWS the bundle's pipeline registers the UDFs; plans carry file URLs only for local runs. */

@@ -17,6 +17,10 @@ import type { PlanNode } from '../plan.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
+import type { DataTypeJSON } from '../datatypes.ts';
+import { udfCalls } from '../expressions.ts';
+import { getUdf } from '../udf.ts';
+import { checkTolerance, mapThresholds, toleranceText, toleratesFailures, withinTolerance, type FailureTolerance } from './tolerance.ts';
 
 export const PLAN_VERSION = 1;
 
@@ -44,13 +48,35 @@ export interface RunPlan {
   output: RunOutput | null;
   /** Rows per batch the stages read (the runner's batchSize); absent: the readers' default. */
   batchSize?: number;
+  /** Partitions that may fail while the run still commits the rest (tolerance.ts); absent: none. */
+  tolerance?: FailureTolerance;
+  /** Every UDF the stages call and its return type when planned: a resume checks the pipeline still has them (resume.ts). */
+  udfs?: PlanUdf[];
+}
+
+export interface PlanUdf {
+  name: string;
+  stage: number;
+  returnType: DataTypeJSON;
 }
 
 /** What the Plan step returns to the state machine: small, whatever the partition count. */
 export interface PlanSummary {
   runId: string;
   workBucket: string;
-  stages: { index: number; executor: StageJSON['executor']; partitions: number; concurrency: number; slots: number; itemsKey: string }[];
+  stages: {
+    index: number;
+    executor: StageJSON['executor'];
+    partitions: number;
+    /** Partitions without a completion marker (all on a fresh run; a resume runs only these). */
+    remaining: number;
+    concurrency: number;
+    slots: number;
+    itemsKey: string;
+    /** The Distributed Map's thresholds (tolerance.ts). */
+    toleratedFailurePercentage: number;
+    toleratedFailureCount: number;
+  }[];
 }
 
 /**
@@ -110,6 +136,7 @@ export function planRun(
     targetPartitionBytes?: number;
     batchSize?: number;
     stageOptions?: StageOptions;
+    tolerance?: FailureTolerance;
   },
 ): RunPlan {
   if (hasMemorySource(plan)) {
@@ -134,7 +161,28 @@ export function planRun(
     output: opts.output ?? null,
   };
   if (opts.batchSize !== undefined) run.batchSize = opts.batchSize;
+  const tolerance = checkTolerance(opts.tolerance, 'planRun');
+  if (tolerance) run.tolerance = tolerance;
+  run.udfs = planUdfs(stages);
   return run;
+}
+
+/** Each stage's UDFs with their return types, as the registry has them now. */
+export function planUdfs(stages: readonly StageJSON[]): PlanUdf[] {
+  const out: PlanUdf[] = [];
+  for (const s of stages) {
+    const seen = new Set<string>();
+    for (const op of s.ops) {
+      const exprs = op.type === 'filter' ? [op.predicate] : op.type === 'project' ? op.exprs : [];
+      for (const e of exprs)
+        for (const c of udfCalls(e)) {
+          if (seen.has(c.name)) continue;
+          seen.add(c.name);
+          out.push({ name: c.name, stage: s.index, returnType: getUdf(c.name).returnDtype.json });
+        }
+    }
+  }
+  return out;
 }
 
 /** Whether a plan reads in-memory batches (which only the process holding them can run). */
@@ -144,20 +192,31 @@ export function hasMemorySource(plan: PlanNode): boolean {
   return n.type === 'in_memory';
 }
 
-/** Writes the plan and each stage's partition index list; returns the small summary. */
+/**
+ * Writes the plan and each stage's partition index list; returns the small summary. Only partitions
+ * without a completion marker are listed (all of them on a fresh run), so a resumed run or a rerun
+ * of the same run id reuses every finished shard.
+ */
 export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket: string): Promise<PlanSummary> {
   await putJson(store, keys.plan(plan.runId), plan);
   const n = plan.sources.length;
-  const stages = [];
+  const missing = new Map((await missingShards(store, plan)).map((m) => [m.stage, m.partitions]));
+  const stages: PlanSummary['stages'] = [];
   for (const s of plan.stages) {
     const itemsKey = keys.items(plan.runId, s.index);
-    // Map ItemReader input: partition indices (or worker slots for GPU stages).
-    await putJson(
-      store,
+    const todo = missing.get(s.index) ?? [];
+    // Map ItemReader input: partition indices (or worker slots for GPU stages: each skips its finished partitions).
+    await putJson(store, itemsKey, s.executor === 'lambda' ? todo : Array.from({ length: s.slots }, (_, i) => i));
+    stages.push({
+      index: s.index,
+      executor: s.executor,
+      partitions: n,
+      remaining: todo.length,
+      concurrency: s.concurrency,
+      slots: s.slots,
       itemsKey,
-      Array.from({ length: s.executor === 'lambda' ? n : s.slots }, (_, i) => i),
-    );
-    stages.push({ index: s.index, executor: s.executor, partitions: n, concurrency: s.concurrency, slots: s.slots, itemsKey });
+      ...mapThresholds(plan.tolerance, n),
+    });
   }
   return { runId: plan.runId, workBucket, stages };
 }
@@ -225,7 +284,7 @@ export function checkLocalPipeline(spec: unknown, where: string): string {
  * deployment names are imported (the rest, e.g. a runner's local file URLs, are ignored: the bundle
  * registers the UDFs); elsewhere only local files.
  */
-function planPipeline(plan: RunPlan): string[] {
+export function planPipeline(plan: RunPlan): string[] {
   const listed: unknown[] = plan.pipeline === null || plan.pipeline === undefined ? [] : Array.isArray(plan.pipeline) ? plan.pipeline : [plan.pipeline];
   const deployed = deployedPipelines();
   if (deployed.size > 0) return listed.filter((m): m is string => typeof m === 'string' && deployed.has(resolvePipelineSpec(m)));
@@ -301,6 +360,17 @@ interface PartitionErrorRecord {
   name: string;
   message: string;
   at: string;
+  /** The failing UDF, when a UDF failed. */
+  udf?: string;
+}
+
+/** The UDF named by an error or one of its causes (UdfError.udf). */
+function failingUdf(e: unknown): string | undefined {
+  for (let c = e, depth = 0; c && depth < 8; c = (c as { cause?: unknown }).cause, depth++) {
+    const udf = (c as { udf?: unknown }).udf;
+    if (typeof udf === 'string') return udf;
+  }
+  return undefined;
 }
 
 /** Written next to each shard once it is complete: its size and the UDF metrics of the partition. */
@@ -325,6 +395,8 @@ export interface PartitionResult {
   /** The partition's wall time in the driver, ms, and its UDF stats (as in its marker). */
   elapsedMs: number;
   metrics: RunMetrics;
+  /** Not run by this call: finished before (resume, redrive), or no input after a tolerated failure. */
+  skipped?: true;
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
@@ -343,7 +415,12 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     const err = e instanceof PartitionError ? e : new PartitionError(runId, stageIndex, partition, where, e);
     // Best effort: the run's failure record reads it back; the error itself must still surface.
     const record: PartitionErrorRecord = { stage: stageIndex, partition, name: err.name, message: err.message, at: new Date().toISOString() };
+    const udf = failingUdf(e);
+    if (udf) record.udf = udf;
     await putJson(store, errorKey(runId, stageIndex, partition), record).catch(() => undefined);
+    // The stage fails in the Stages Map itself (no Catch, so a redrive re-enters it): the first
+    // failing partition leaves the run's failure record; a runner watching the run rewrites it whole.
+    if (!toleratesFailures(plan.tolerance)) await recordFirstFailure(store, plan, `${err.name}: ${err.message}`).catch(() => undefined);
     throw err;
   }
 }
@@ -351,8 +428,17 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
 async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number): Promise<PartitionResult> {
   const { runId } = plan;
   const stageIndex = stage.index;
-  await importPipeline(planPipeline(plan));
   const last = stageIndex === plan.stages.length - 1;
+  const resultKey = last ? keys.result(runId, partition) : keys.shard(runId, stageIndex, partition);
+  // Finished before (a resume, a redrive, a retried GPU slot): the marker is written after the
+  // shard, so it proves both; the partition is not run again.
+  const done = await readMarker(store, runId, stageIndex, partition);
+  if (done) return { runId, stage: stageIndex, partition, rows: done.rows, bytes: done.bytes, key: resultKey, elapsedMs: 0, metrics: {}, skipped: true };
+  // A tolerated failure upstream: this partition has no input; Finalize reports it as failed.
+  if (stageIndex > 0 && toleratesFailures(plan.tolerance) && !(await store.exists(keys.metrics(runId, stageIndex - 1, partition)))) {
+    return { runId, stage: stageIndex, partition, rows: 0, bytes: 0, key: resultKey, elapsedMs: 0, metrics: {}, skipped: true };
+  }
+  await importPipeline(planPipeline(plan));
   // The stage's input: its scan slice (stage 0) or the previous stage's shard of this partition.
   const task: PartitionTask = {
     index: partition,
@@ -403,12 +489,44 @@ function stageSchema(plan: RunPlan, stageIndex: number): SchemaJSON {
   return plan.schema;
 }
 
-/** An ECS GPU task: processes partitions slot, slot + slots, ... so its model loads once. */
+/** A partition's completion marker, or null when it has none. */
+async function readMarker(store: ObjectStore, runId: string, stage: number, partition: number): Promise<PartitionMarker | null> {
+  try {
+    return await getJson<PartitionMarker>(store, keys.metrics(runId, stage, partition));
+  } catch (e) {
+    if (e instanceof NotFoundError) return null;
+    throw e;
+  }
+}
+
+/**
+ * An ECS GPU task: processes partitions slot, slot + slots, ... so its model loads once. With
+ * tolerated failures a failing partition does not stop the slot (its error is recorded; Finalize
+ * decides whether the run may commit without it).
+ */
 export async function runGpuSlot(store: ObjectStore, runId: string, stageIndex: number, slot: number, slots: number): Promise<PartitionResult[]> {
   const plan = await loadPlan(store, runId);
+  const tolerant = toleratesFailures(plan.tolerance);
   const out: PartitionResult[] = [];
-  for (let p = slot; p < plan.sources.length; p += slots) out.push(await runStagePartition(store, runId, stageIndex, p));
+  for (let p = slot; p < plan.sources.length; p += slots) {
+    try {
+      out.push(await runStagePartition(store, runId, stageIndex, p));
+    } catch (e) {
+      if (!tolerant) throw e;
+    }
+  }
   return out;
+}
+
+/** A failed partition: where it failed (stage, partition and its input), the UDF and the message. */
+export interface PartitionErrorSummary {
+  stage: number;
+  partition: number;
+  error: string;
+  /** The partition's input: file and row groups (or row range). */
+  source?: string;
+  /** The UDF that failed, when a UDF failed. */
+  udf?: string;
 }
 
 export interface RunSummary {
@@ -419,8 +537,10 @@ export interface RunSummary {
   metrics: RunMetrics;
   error?: string;
   failedPartitions?: { stage: number; partitions: number[] }[];
-  /** Failed runs: each failed partition's own error (the first few), as its worker reported it. */
-  partitionErrors?: { stage: number; partition: number; error: string }[];
+  /** Failed runs: each failed partition's own error (the first few), as its worker reported it; runs with tolerated failures: every failed partition's (up to 1000). */
+  partitionErrors?: PartitionErrorSummary[];
+  /** false: committed with tolerated failures (failedPartitions / partitionErrors say which); absent or true: every partition. */
+  complete?: boolean;
   /** Failed runs whose `error` comes from a partition: what the state machine reported. */
   stateMachineError?: string;
   finishedAt: string;
@@ -459,9 +579,11 @@ async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics
 }
 
 /**
- * Finalize: every stage complete, then the result is committed — to the output (files copied under
- * its _temporary, renamed, manifest written last) or, without an output, a manifest in the run's
- * result prefix. Global operators (a limit) run here over the ordered result.
+ * Finalize: every stage complete (or the partitions missing from the last stage within the run's
+ * tolerated failures), then the result is committed — to the output (files copied under its
+ * _temporary, renamed, manifest written last) or, without an output, a manifest in the run's result
+ * prefix. Global operators (a limit) run here over the ordered result. A commit with tolerated
+ * failures writes a manifest with `complete: false` and the failed partitions, and says so in the summary.
  */
 export async function finalizeRun(store: ObjectStore, runId: string): Promise<RunSummary> {
   // Idempotent: a retried Finalize (the state machine retries service errors) returns the first
@@ -470,13 +592,21 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   const plan = await loadPlan(store, runId);
   await importPipeline(planPipeline(plan));
   const missing = await missingShards(store, plan);
-  if (missing.length) {
+  const lastStage = plan.stages.length - 1;
+  const failed = missing.find((m) => m.stage === lastStage)?.partitions ?? [];
+  const n = plan.sources.length;
+  if (missing.length && !(failed.length && withinTolerance(plan.tolerance, failed.length, n))) {
     const what = missing.map((m) => `stage ${m.stage}: partitions ${m.partitions.slice(0, 20).join(', ')}${m.partitions.length > 20 ? ', …' : ''}`).join('; ');
-    throw new Error(`run ${runId} is incomplete (${what}); nothing was committed`);
+    const tol =
+      failed.length && toleratesFailures(plan.tolerance) ? ` (${failed.length} of ${n} partitions failed, more than ${toleranceText(plan.tolerance)})` : '';
+    throw new Error(`run ${runId} is incomplete (${what})${tol}; nothing was committed`);
   }
+  const failedSet = new Set(failed);
+  const errors = failed.length ? await failureDetails(store, plan, missing, 1000) : [];
   const schema = Schema.fromJSON(plan.schema);
   const shardSchema = Schema.fromJSON(stageSchema(plan, plan.stages.length - 1));
-  const resultKeys = plan.sources.map((_, p) => keys.result(runId, p));
+  const present = plan.sources.map((_, p) => p).filter((p) => !failedSet.has(p));
+  const resultKeys = present.map((p) => keys.result(runId, p));
   const target = plan.output?.uri ?? store.uri(keys.output(runId));
   const writer = await DatasetWriter.begin(target, { format: plan.output?.format ?? 'parquet', mode: plan.output?.mode ?? 'overwrite' });
   try {
@@ -505,17 +635,23 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       })();
       parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { schema })];
     } else {
-      const last = await markers(store, plan, plan.stages.length - 1);
+      const last = await markers(store, plan, lastStage);
       parts = [];
-      for (let p = 0; p < resultKeys.length; p++) {
+      for (const [i, p] of present.entries()) {
         const rows = last[p]?.rows ?? 0;
         // Empty partitions leave no file, unless all are empty (one keeps the schema).
-        if (rows === 0 && (parts.length || p < resultKeys.length - 1)) continue;
+        if (rows === 0 && (parts.length || i < present.length - 1)) continue;
         const dest = writer.partPath(p);
-        await store.copy(resultKeys[p]!, dest);
+        await store.copy(resultKeys[i]!, dest);
         parts.push({ path: dest, rows, bytes: last[p]?.bytes ?? 0 });
       }
     }
+    // Readers must never take a partial result for the whole: the manifest says so, and which.
+    if (failed.length)
+      writer.manifestExtra = {
+        complete: false,
+        failedPartitions: errors.length ? errors : failed.map((p) => ({ stage: lastStage, partition: p, error: 'no error recorded' })),
+      };
     const files = await writer.commit(parts);
     const summary: RunSummary = {
       runId,
@@ -525,7 +661,14 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       metrics: await sumMetrics(store, plan),
       finishedAt: new Date().toISOString(),
     };
+    if (failed.length) {
+      summary.complete = false;
+      summary.failedPartitions = missing;
+      summary.partitionErrors = errors;
+    }
     await putJson(store, keys.summary(runId), summary);
+    // An earlier attempt's failure record (before a resume or redrive) no longer describes the run.
+    await store.delete([keys.failure(runId)]).catch(() => undefined);
     return summary;
   } catch (e) {
     await writer.abort();
@@ -533,46 +676,74 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   }
 }
 
-/** The failed partitions' own errors (at most `max`), from the records their workers left. */
-async function partitionErrors(
+/**
+ * Each failed partition (at most `max`): the stage it failed in (its first without a marker), its
+ * input, the UDF and the message its worker recorded.
+ */
+async function failureDetails(
   store: ObjectStore,
-  runId: string,
+  plan: RunPlan,
   missing: { stage: number; partitions: number[] }[],
-  max = 10,
-): Promise<PartitionErrorRecord[]> {
-  const out: PartitionErrorRecord[] = [];
-  for (const m of missing) {
-    const present = new Set(await store.list(keys.stagePrefix(runId, m.stage)));
-    for (const p of m.partitions) {
-      if (out.length >= max) return out;
-      const k = errorKey(runId, m.stage, p);
-      if (!present.has(k)) continue;
+  max: number,
+  since?: Date,
+): Promise<PartitionErrorSummary[]> {
+  const firstStage = new Map<number, number>();
+  for (const m of missing) for (const p of m.partitions) if (!firstStage.has(p)) firstStage.set(p, m.stage);
+  const failed = [...firstStage.entries()].sort((a, b) => a[0] - b[0]).slice(0, max);
+  const listed = new Map<number, Set<string>>();
+  for (const m of missing) listed.set(m.stage, new Set(await store.list(keys.stagePrefix(plan.runId, m.stage))));
+  return mapLimit(failed, 16, async ([partition, stage]): Promise<PartitionErrorSummary> => {
+    const out: PartitionErrorSummary = {
+      stage,
+      partition,
+      error: 'no error recorded (the worker stopped before it could record one)',
+      source: describeSource(plan.sources[partition]!),
+    };
+    const k = errorKey(plan.runId, stage, partition);
+    if (listed.get(stage)?.has(k)) {
       try {
-        out.push(await getJson<PartitionErrorRecord>(store, k));
+        const r = await getJson<PartitionErrorRecord>(store, k);
+        // An earlier attempt's error (before a resume) is not this failure's.
+        if (since && !(Date.parse(r.at) >= since.getTime())) return out;
+        out.error = `${r.name}: ${r.message}`;
+        if (r.udf) out.udf = r.udf;
       } catch {
-        // A record that cannot be read adds nothing; the state machine's error still stands.
+        // Unreadable: the partition is still listed as failed.
       }
     }
-  }
-  return out;
+    return out;
+  });
 }
 
 /**
  * The failure path: records what failed (which partitions have no shard), the failed partitions'
- * own errors (UDF, partition, input, original message) and the state machine's error.
+ * own errors (UDF, partition, input, original message; recorded at or after `since`, when given)
+ * and the state machine's error.
  */
-export async function recordFailure(store: ObjectStore, runId: string, error: string): Promise<RunSummary> {
+export async function recordFailure(store: ObjectStore, runId: string, error: string, since?: Date): Promise<RunSummary> {
   let failedPartitions: RunSummary['failedPartitions'] = [];
-  let errors: PartitionErrorRecord[] = [];
+  let errors: PartitionErrorSummary[] = [];
   let metrics: RunMetrics = {};
   try {
     const plan = await loadPlan(store, runId);
     failedPartitions = await missingShards(store, plan);
-    errors = await partitionErrors(store, runId, failedPartitions);
+    errors = (await failureDetails(store, plan, failedPartitions, 10, since)).filter((e) => !e.error.startsWith('no error recorded'));
     metrics = await sumMetrics(store, plan);
   } catch {
     // No plan (the Plan step itself failed): the error says why.
   }
+  const summary = failureSummary(runId, error, failedPartitions, errors, metrics);
+  await putJson(store, keys.failure(runId), summary);
+  return summary;
+}
+
+function failureSummary(
+  runId: string,
+  error: string,
+  failedPartitions: { stage: number; partitions: number[] }[],
+  errors: PartitionErrorSummary[],
+  metrics: RunMetrics,
+): RunSummary {
   const first = errors[0];
   const summary: RunSummary = {
     runId,
@@ -581,12 +752,23 @@ export async function recordFailure(store: ObjectStore, runId: string, error: st
     files: [],
     metrics,
     // The partition's own error says more than the state machine's (an ECS exit, a Map threshold).
-    error: first ? `${first.name}: ${first.message}` : error,
+    error: first ? first.error : error,
     failedPartitions,
     finishedAt: new Date().toISOString(),
   };
   if (first) summary.stateMachineError = error;
-  if (errors.length) summary.partitionErrors = errors.map((e) => ({ stage: e.stage, partition: e.partition, error: `${e.name}: ${e.message}` }));
-  await putJson(store, keys.failure(runId), summary);
+  if (errors.length) summary.partitionErrors = errors;
   return summary;
+}
+
+/**
+ * A failing partition's own record of the run's failure, written only if the run has none yet: the
+ * state machine fails the stage without a recording step (so a redrive can re-enter it), and many
+ * partitions may fail at once. Cheap: no metrics, this partition's error first.
+ */
+async function recordFirstFailure(store: ObjectStore, plan: RunPlan, error: string): Promise<void> {
+  if (await store.exists(keys.failure(plan.runId))) return;
+  const missing = await missingShards(store, plan);
+  const errors = (await failureDetails(store, plan, missing, 10)).filter((e) => !e.error.startsWith('no error recorded'));
+  await putJson(store, keys.failure(plan.runId), failureSummary(plan.runId, error, missing, errors, {}));
 }

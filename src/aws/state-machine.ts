@@ -1,6 +1,8 @@
 // The Step Functions definition (Amazon States Language, JSONPath flavour) that runs a serverless
 // pipeline: Plan -> Stages (one at a time; each stage fans out over partitions on Lambda, or over
-// GPU worker slots on ECS) -> Finalize, with a failure path that records the error before failing.
+// GPU worker slots on ECS) -> Finalize. Plan and Finalize failures go through a path that records
+// the error before failing; a failing stage fails the execution in the Stages Map itself, so a
+// RedriveExecution re-enters it (see Stages). `{ runId, resume: true }` as input resumes a run.
 // State payloads carry indices and S3 keys only; partition lists live in S3 (ItemReader) or are
 // generated in the state (States.ArrayRange), so no payload grows with the data.
 
@@ -78,6 +80,8 @@ export interface AslState {
   MaxConcurrencyPath?: string;
   ToleratedFailurePercentage?: number;
   ToleratedFailureCount?: number;
+  ToleratedFailurePercentagePath?: string;
+  ToleratedFailureCountPath?: string;
   Label?: string;
   // Parallel
   Branches?: AslStateMachine[];
@@ -130,6 +134,8 @@ export const ECS_RUN_TASK_SYNC = 'arn:aws:states:::ecs:runTask.sync';
 export const S3_GET_OBJECT = 'arn:aws:states:::s3:getObject';
 export const S3_PUT_OBJECT = 'arn:aws:states:::s3:putObject';
 
+/** Errors a handler reports for a failing UDF (UdfError, udf/errors.ts): never retried by the state machine. */
+export const DETERMINISTIC_ERRORS = ['UdfError'];
 /** Errors of the Lambda service itself (not of the handler): always worth retrying. */
 export const LAMBDA_SERVICE_ERRORS = [
   'Lambda.ServiceException',
@@ -186,6 +192,9 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
   const runPartition = lambdaTask(r.stageFunctionArn, '$', lambdaTimeout, {
     Retry: [
       ...lambdaServiceRetries(),
+      // A UDF that threw is deterministic: the same rows fail the same way, so retrying only costs
+      // (issue: 6 invocations for 4 partitions). Listed before the catch-all, which it overrides.
+      { ErrorEquals: DETERMINISTIC_ERRORS, MaxAttempts: 0 },
       // A handler that crashes once (a cold-start hiccup, a flaky read) gets two more tries.
       { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: 2, JitterStrategy: 'FULL' },
     ],
@@ -219,6 +228,10 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
         // the 256 KiB payload limit (~85k partitions).
         ResultWriter: { Resource: S3_PUT_OBJECT, Parameters: { 'Bucket.$': '$.workBucket', Prefix: 'fanout-sfn-map-results' } },
         MaxConcurrencyPath: '$.stage.concurrency',
+        // Tolerated failures (tolerance.ts): the Map Run fails only past these; Finalize then commits
+        // what succeeded. From the plan, so one definition serves every run.
+        ToleratedFailurePercentagePath: '$.stage.toleratedFailurePercentage',
+        ToleratedFailureCountPath: '$.stage.toleratedFailureCount',
         Label: 'Partitions',
         ResultPath: null,
         End: true,
@@ -248,7 +261,19 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
   stageStates.RouteStage = {
     Type: 'Choice',
     Choices: [
-      { Variable: '$.stage.partitions', NumericLessThanEquals: 0, Next: 'EmptyStage' },
+      {
+        Or: [
+          { Variable: '$.stage.partitions', NumericLessThanEquals: 0 },
+          // A resumed run: every partition of this stage already has its completion marker.
+          {
+            And: [
+              { Variable: '$.stage.remaining', IsPresent: true },
+              { Variable: '$.stage.remaining', NumericLessThanEquals: 0 },
+            ],
+          },
+        ],
+        Next: 'EmptyStage',
+      },
       { Variable: '$.stage.executor', StringEquals: 'lambda', Next: r.maxConcurrency !== undefined ? 'CapConcurrency' : lambdaEntry },
       { Variable: '$.stage.executor', StringEquals: 'ecs-gpu', Next: ecsEntry },
     ],
@@ -387,7 +412,10 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
         MaxConcurrency: 1,
         ItemProcessor: { ProcessorConfig: { Mode: 'INLINE' }, StartAt: 'RouteStage', States: stageStates },
         ResultPath: null,
-        Catch: catchAll('RecordFailure'),
+        // No Catch: a failing stage fails the execution *here*, so RedriveExecution re-enters this Map,
+        // which redrives only the failed stage and, in it, only the failed partitions (a Catch ->
+        // RecordFailure -> Fail path would make the Fail state the one a redrive re-enters, and
+        // fail again). The failing partition records its own error (run.ts), the runner the rest.
         Next: 'Finalize',
       },
       Finalize: lambdaTask(

@@ -17,6 +17,8 @@ export interface WriteRun {
   readonly mode: WriteMode;
   readonly runId: string;
   readonly tempDir: string;
+  /** Fields the manifest carries besides the files (a partial result's `complete: false`). */
+  readonly manifestExtra?: Record<string, unknown> | undefined;
 }
 
 /** Where a begun write lives: what a protocol's begin returns for the DatasetWriter. */

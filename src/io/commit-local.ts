@@ -147,6 +147,7 @@ async function commitLocked(w: WriteRun, parts: WrittenFile[], committed: () => 
       files: listed.map((f) => ({ path: path.relative(w.dir, f.path).split(path.sep).join('/'), rows: f.rows, bytes: f.bytes })),
       rows: listed.reduce((n, f) => n + f.rows, 0),
       committedAt: new Date().toISOString(),
+      ...w.manifestExtra,
     };
     const tmpManifest = path.join(w.tempDir, `${MANIFEST_NAME}.json`);
     await fs.promises.writeFile(tmpManifest, `${JSON.stringify(manifest, null, 2)}\n`);

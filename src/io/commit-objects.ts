@@ -148,6 +148,7 @@ async function putManifestConditional(w: WriteRun, ours: WrittenFile[]): Promise
       files: listed.map((f) => ({ path: f.path.startsWith(`${w.dir}/`) ? f.path.slice(w.dir.length + 1) : f.path, rows: f.rows, bytes: f.bytes })),
       rows: listed.reduce((n, f) => n + f.rows, 0),
       committedAt: new Date().toISOString(),
+      ...w.manifestExtra,
     };
     try {
       await putObject(uri, `${JSON.stringify(manifest, null, 2)}\n`, {

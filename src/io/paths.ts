@@ -45,6 +45,9 @@ export interface Manifest {
   rows?: number;
   committedAt?: string;
   runId?: string;
+  /** false: a run committed with tolerated failures; `failedPartitions` lists what is missing. */
+  complete?: boolean;
+  failedPartitions?: unknown[];
 }
 
 /**

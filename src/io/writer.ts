@@ -52,6 +52,8 @@ function partName(index: number, runId: string, format: FileFormat): string {
 
 export class DatasetWriter {
   private state: 'open' | 'committed' | 'aborted' = 'open';
+  /** Fields the commit's manifest carries besides the files, e.g. `complete: false` for a partial result. */
+  manifestExtra: Record<string, unknown> | undefined;
 
   private constructor(
     readonly dir: string,

@@ -4,7 +4,10 @@
 import type * as arrow from 'apache-arrow';
 // Type-only: the client is imported when a run starts, so `import 'fanout'` does not load the SDK.
 import type { DescribeExecutionCommandOutput, SFNClient } from '@aws-sdk/client-sfn';
-import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
+import { checkRunId, hasMemorySource, keys, planRun, recordFailure, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
+import { checkTolerance, toleranceText, type FailureTolerance } from '../aws/tolerance.ts';
+import { expectationOf, PlanMismatchError, planDifferences } from '../aws/resume.ts';
+import type { ProgressListener } from '../progress.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
@@ -37,9 +40,70 @@ export interface AwsRunnerOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** explain()'s cost estimate: price table (default: built-in for `region`, else us-east-1) and assumptions. */
   cost?: CostOptions;
+  /**
+   * Partitions that may fail, in percent of the run's (0-100), while the run still commits the rest:
+   * the action resolves, a warning says what failed, and the `_SUCCESS` manifest says `complete: false`.
+   */
+  toleratedFailurePercentage?: number;
+  /** Partitions that may fail, as a count (with toleratedFailurePercentage, a run fails past either). */
+  toleratedFailureCount?: number;
+}
+
+export interface ResumeOptions {
+  /** Stops the resumed execution (StopExecution); nothing is committed. */
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+  /** The pipeline as it is now: a stored plan with other UDFs or another output is refused (PlanMismatchError). */
+  pipeline?: { readonly plan: PlanNode };
+  /** The output the resumed run must commit to: refused when the stored plan names another. */
+  output?: string | null;
+}
+
+/**
+ * Margin for the workers' clocks against Step Functions' when error records are dated: none, since a
+ * partition's record is written well after its execution started, while a resume may start within
+ * a second of the attempt it follows (whose records must not count).
+ */
+const CLOCK_SKEW_MS = 0;
+
+/** A failed partition: stage, partition, its input (file, row groups), the failing UDF and the original message. */
+export interface FailedPartition {
+  stage: number;
+  partition: number;
+  /** The partition's input: file and row groups / row range. */
+  source: string | null;
+  udf: string | null;
+  message: string;
+}
+
+function failedPartitionsOf(summary: RunSummary | null): FailedPartition[] {
+  if (!summary) return [];
+  const out: FailedPartition[] = [];
+  const seen = new Set<number>();
+  for (const e of summary.partitionErrors ?? []) {
+    seen.add(e.partition);
+    out.push({ stage: e.stage, partition: e.partition, source: e.source ?? null, udf: e.udf ?? null, message: e.error });
+  }
+  // Partitions whose worker left no error record (stopped, timed out) are still named.
+  const first = new Map<number, number>();
+  for (const f of summary.failedPartitions ?? []) for (const p of f.partitions) if (!first.has(p)) first.set(p, f.stage);
+  for (const [partition, stage] of first) if (!seen.has(partition)) out.push({ stage, partition, source: null, udf: null, message: 'no error recorded' });
+  return out.sort((a, b) => a.partition - b.partition);
+}
+
+/** What a run with tolerated failures left out, as one warning line. */
+function partialWarning(summary: RunSummary, tolerance: FailureTolerance | undefined): string {
+  const failed = failedPartitionsOf(summary);
+  const shown = failed.slice(0, 5).map((f: FailedPartition) => `partition ${f.partition}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
+  return (
+    `fanout: run ${summary.runId} committed without ${failed.length} failed partition(s) (${toleranceText(tolerance)}): ${shown.join('; ')}` +
+    `${failed.length > shown.length ? '; …' : ''}; the output's _SUCCESS manifest says complete: false`
+  );
 }
 
 export class RunFailedError extends Error {
+  /** The failed partitions with their input, UDF and message (from the run's failure record). */
+  readonly failedPartitions: FailedPartition[];
   constructor(
     message: string,
     readonly runId: string,
@@ -47,6 +111,7 @@ export class RunFailedError extends Error {
   ) {
     super(message);
     this.name = 'RunFailedError';
+    this.failedPartitions = failedPartitionsOf(summary);
   }
 }
 
@@ -66,16 +131,49 @@ async function runOnAws(
   output: RunOutput | null,
   ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {},
 ): Promise<RunSummary> {
-  const signal = ctx.signal;
+  const plan = planFor(logical, opts, output);
+  const store: ObjectStore = new S3Store(opts.workBucket);
+  if (ctx.signal?.aborted) throw new AbortError(`aborted before run ${plan.runId} started`, { cause: ctx.signal.reason });
+  await putJson(store, keys.plan(plan.runId), plan);
+  return executeRun(plan, opts, { runId: plan.runId, workBucket: opts.workBucket, output: output?.uri ?? null }, plan.runId, ctx);
+}
+
+/** The run plan of an action on this runner: its partitioning, batch size, tolerance and the modules workers import. */
+export function planFor(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null): RunPlan {
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
+  const tolerance = runnerTolerance(opts);
+  if (tolerance) planOpts.tolerance = tolerance;
   const plan = planRun(logical, planOpts);
   const mods = opts.pipeline ?? modulesOf(plan);
   plan.pipeline = Array.isArray(mods) && mods.length === 0 ? null : mods;
+  return plan;
+}
+
+/** The runner's tolerated failures, checked (setRunner checks them too). */
+export function runnerTolerance(opts: AwsRunnerOptions): FailureTolerance | undefined {
+  const t: FailureTolerance = {};
+  if (opts.toleratedFailurePercentage !== undefined) t.toleratedFailurePercentage = opts.toleratedFailurePercentage;
+  if (opts.toleratedFailureCount !== undefined) t.toleratedFailureCount = opts.toleratedFailureCount;
+  return checkTolerance(t, "setRunner('aws', options)");
+}
+
+/**
+ * Starts an execution named `name` with `input` for the stored `plan`, follows it (progress from the
+ * completion markers; an abort stops it) and resolves with the committed run's summary. A failed run
+ * rejects with a RunFailedError; its failure record is rewritten whole here (the state machine fails
+ * a stage without a recording step, so that a redrive can re-enter it).
+ */
+export async function executeRun(
+  plan: RunPlan,
+  opts: AwsRunnerOptions,
+  input: Record<string, unknown>,
+  name: string,
+  ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {},
+): Promise<RunSummary> {
+  const signal = ctx.signal;
   const store: ObjectStore = new S3Store(opts.workBucket);
-  if (signal?.aborted) throw new AbortError(`aborted before run ${plan.runId} started`, { cause: signal.reason });
-  await putJson(store, keys.plan(plan.runId), plan);
 
   const { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } = await import('@aws-sdk/client-sfn');
   const sfnConfig: ConstructorParameters<typeof SFNClient>[0] = { region: opts.region ?? process.env['AWS_REGION'] ?? 'us-east-1' };
@@ -91,15 +189,17 @@ async function runOnAws(
       cause: e,
     });
   let arn: string;
+  let startedAt = Date.now();
   try {
     const started = await sfn.send(
       new StartExecutionCommand({
         stateMachineArn: opts.stateMachineArn,
-        name: plan.runId,
-        input: JSON.stringify({ runId: plan.runId, workBucket: opts.workBucket, output: output?.uri ?? null }),
+        name,
+        input: JSON.stringify(input),
       }),
     );
     arn = started.executionArn!;
+    startedAt = started.startDate?.getTime() ?? Date.now();
   } catch (e) {
     throw lost(`could not start the execution on ${opts.stateMachineArn}`, sfnEndpoint, e);
   }
@@ -166,7 +266,11 @@ async function runOnAws(
   if (status !== 'SUCCEEDED') {
     let summary: RunSummary | null = null;
     let unread = '';
+    const smError = described?.error ? `${described.error}${described.cause ? `: ${causeText(described.cause)}` : ''}` : `execution ${status}`;
     try {
+      // Whole: every failed partition's error and the state machine's (best effort: the read below still runs).
+      // Partition errors older than this execution (a resume's earlier attempts) are not its failure's.
+      await recordFailure(store, plan.runId, smError, new Date(startedAt - CLOCK_SKEW_MS)).catch(() => undefined);
       summary = await getJson<RunSummary>(store, keys.failure(plan.runId));
     } catch (e) {
       // The state machine's own error still says what happened.
@@ -181,7 +285,9 @@ async function runOnAws(
       : `${d?.error ?? summary?.error ?? 'unknown error'}${d?.cause ? ` (${causeText(d.cause)})` : ''}`;
     throw new RunFailedError(`run ${plan.runId} ${status.toLowerCase()}: ${reason}${parts ? `; failed ${parts}` : ''}${unread}`, plan.runId, summary);
   }
-  return getJson<RunSummary>(store, keys.summary(plan.runId));
+  const summary = await getJson<RunSummary>(store, keys.summary(plan.runId));
+  if (summary.complete === false) process.emitWarning(partialWarning(summary, plan.tolerance), { code: 'FANOUT_PARTIAL_RUN' });
+  return summary;
 }
 
 /** A failed task's cause, readable: a Lambda error document's type and message, an ECS task's stop reason. */
@@ -258,6 +364,40 @@ export class AwsRunner implements Runner {
   async write(plan: PlanNode, sink: DatasetSinkSpec, ctx: ActionContext): Promise<WrittenFile[]> {
     if (hasMemorySource(plan)) return this.local.write(plan, sink, ctx);
     return (await this.run(plan, sink, ctx)).files;
+  }
+
+  /**
+   * Resumes run `runId` (see resumeRun): its stored plan, every finished partition reused, only the
+   * partitions without a completion marker run, and the output is committed once.
+   */
+  async resume(runId: string, opts: ResumeOptions = {}): Promise<RunSummary> {
+    checkRunId(runId, 'resumeRun: run id');
+    const store: ObjectStore = new S3Store(this.aws.workBucket);
+    let plan: RunPlan;
+    try {
+      plan = await getJson<RunPlan>(store, keys.plan(runId));
+    } catch (e) {
+      if (e instanceof NotFoundError)
+        throw new Error(`resumeRun: run ${runId} has no plan at s3://${this.aws.workBucket}/${keys.plan(runId)}: nothing to resume`);
+      throw e;
+    }
+    const input: Record<string, unknown> = { runId, workBucket: this.aws.workBucket, resume: true };
+    if (opts.pipeline) {
+      // Refused here already when the caller's pipeline plans other UDFs or another output.
+      const now = expectationOf(planFor(opts.pipeline.plan, this.aws, plan.output));
+      if (opts.output !== undefined) now.output = opts.output;
+      const diffs = planDifferences(expectationOf(plan), now);
+      if (diffs.length) throw new PlanMismatchError(runId, diffs);
+      input['expect'] = now;
+    }
+    if (opts.output !== undefined) input['output'] = opts.output;
+    if (opts.signal?.aborted) throw new AbortError(`aborted before run ${runId} was resumed`, { cause: opts.signal.reason });
+    // A new execution of the same run: its name must be new (Step Functions keeps names for 90 days).
+    const name = `${runId.slice(0, 60)}-resume-${Date.now().toString(36)}`;
+    const ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {};
+    if (opts.signal) ctx.signal = opts.signal;
+    if (opts.onProgress) ctx.onProgress = opts.onProgress;
+    return executeRun(plan, this.aws, input, name, ctx);
   }
 
   describe(optimized: PlanNode, _req?: ExplainRequest): string {
