@@ -48,7 +48,16 @@ export interface RunPlan {
 export interface PlanSummary {
   runId: string;
   workBucket: string;
-  stages: { index: number; executor: StageJSON['executor']; partitions: number; concurrency: number; slots: number; itemsKey: string }[];
+  stages: {
+    index: number;
+    executor: StageJSON['executor'];
+    partitions: number;
+    concurrency: number;
+    slots: number;
+    itemsKey: string;
+    /** The stage's sizing class (placement.ts): the state machine routes it to that class's function or task definition. */
+    sizing: string;
+  }[];
 }
 
 /**
@@ -155,7 +164,7 @@ export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket:
       itemsKey,
       Array.from({ length: s.executor === 'lambda' ? n : s.slots }, (_, i) => i),
     );
-    stages.push({ index: s.index, executor: s.executor, partitions: n, concurrency: s.concurrency, slots: s.slots, itemsKey });
+    stages.push({ index: s.index, executor: s.executor, partitions: n, concurrency: s.concurrency, slots: s.slots, itemsKey, sizing: s.placement?.key ?? '' });
   }
   return { runId: plan.runId, workBucket, stages };
 }
