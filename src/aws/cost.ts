@@ -124,7 +124,7 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const bytesPerPartition = input.uncompressedBytes / Math.max(1, n);
   const shardWrites = bytesPerPartition <= PART_BYTES ? 1 : Math.ceil(bytesPerPartition / PART_BYTES) + 2;
 
-  let gbSeconds = 2 * controlSeconds * (DEFAULT_LAMBDA_MEMORY_MIB / 1024); // Plan + Finalize
+  const gbSeconds = 2 * controlSeconds * (DEFAULT_LAMBDA_MEMORY_MIB / 1024); // Plan + Finalize
   let requests = 2;
   let transitions = TRANSITIONS.run;
   let wallSeconds = 2 * controlSeconds;

@@ -88,13 +88,13 @@ export function udfPlacement(u: ResourceRequest, floorMiB: number = DEFAULT_LAMB
     const perDevice = numGpus < 1 ? Math.max(1, Math.floor(1 / numGpus + 1e-9)) : 1;
     const instancesPerTask = Math.max(1, Math.min(perDevice, u.concurrency ?? perDevice));
     const gpusPerTask = Math.max(1, Math.ceil(numGpus * instancesPerTask - 1e-9));
-    return { executor: 'ecs-gpu', key: gpuKey(instanceType, gpusPerTask), instanceType, gpusPerTask, instancesPerTask };
+    // An undeclared type is the deployment's default (FanoutPipeline gpu.instanceType), whatever that is.
+    return { executor: 'ecs-gpu', key: gpuKey(aws.instanceType ?? 'default', gpusPerTask), instanceType, gpusPerTask, instancesPerTask };
   }
   const timeoutSeconds = aws.timeoutSeconds ?? DEFAULT_STAGE_TIMEOUT_SECONDS;
   const architecture = aws.architecture ?? DEFAULT_ARCHITECTURE;
   const wanted = aws.lambdaMemoryMb ?? wantedMiB(u);
-  const beyondLambda =
-    wanted > LAMBDA_MAX_MEMORY_MIB || timeoutSeconds > LAMBDA_MAX_TIMEOUT_SECONDS || (aws.ephemeralStorageMb ?? 0) > LAMBDA_MAX_EPHEMERAL_MB;
+  const beyondLambda = wanted > LAMBDA_MAX_MEMORY_MIB || timeoutSeconds > LAMBDA_MAX_TIMEOUT_SECONDS || (aws.ephemeralStorageMb ?? 0) > LAMBDA_MAX_EPHEMERAL_MB;
   if (aws.runOn === 'fargate' || (aws.runOn === undefined && beyondLambda)) {
     const { cpu, memoryMiB } = fargateSize(u.name, u.numCpus ?? 1, Math.ceil((u.memoryBytes ?? 0) / MIB));
     const ephemeralStorageGiB = Math.max(FARGATE_MIN_EPHEMERAL_GIB, Math.ceil((aws.ephemeralStorageMb ?? 0) / 1024));
@@ -156,37 +156,31 @@ export function mergePlacements(ps: readonly StagePlacement[], floorMiB: number 
     const gpus = ps.filter((p): p is GpuPlacement => p.executor === 'ecs-gpu');
     const instanceType = gpus[0]!.instanceType;
     const gpusPerTask = Math.max(...gpus.map((p) => p.gpusPerTask));
-    return { executor: 'ecs-gpu', key: gpuKey(instanceType, gpusPerTask), instanceType, gpusPerTask, instancesPerTask: Math.min(...gpus.map((p) => p.instancesPerTask)) };
+    const declared = gpus[0]!.key.startsWith('gpu-default-') ? 'default' : instanceType;
+    return {
+      executor: 'ecs-gpu',
+      key: gpuKey(declared, gpusPerTask),
+      instanceType,
+      gpusPerTask,
+      instancesPerTask: Math.min(...gpus.map((p) => p.instancesPerTask)),
+    };
   }
   const timeoutSeconds = max((p) => ('timeoutSeconds' in p ? p.timeoutSeconds : 0));
   if (first.executor === 'fargate') {
     const f = ps.filter((p): p is FargatePlacement => p.executor === 'fargate');
     const size = fargateSize('(merged)', Math.max(...f.map((p) => p.cpu)) / 1024, Math.max(...f.map((p) => p.memoryMiB)));
     const eph = Math.max(...f.map((p) => p.ephemeralStorageGiB));
-    return { executor: 'fargate', key: fargateKey(size.cpu, size.memoryMiB, timeoutSeconds, arch(), eph), ...size, timeoutSeconds, architecture: arch(), ephemeralStorageGiB: eph };
+    return {
+      executor: 'fargate',
+      key: fargateKey(size.cpu, size.memoryMiB, timeoutSeconds, arch(), eph),
+      ...size,
+      timeoutSeconds,
+      architecture: arch(),
+      ephemeralStorageGiB: eph,
+    };
   }
   const l = ps.filter((p): p is LambdaPlacement => p.executor === 'lambda');
-  return lambdaPlacement(
-    Math.max(...l.map((p) => p.memoryMiB)),
-    timeoutSeconds,
-    arch(),
-    Math.max(...l.map((p) => p.ephemeralStorageMiB)),
-  );
-}
-
-/**
- * Whether two UDFs' stages may fuse: the same executor and the same declared AWS options (a UDF that
- * says how it runs gets a stage of its own); UDFs without AWS options fuse as before, sized by their maximum.
- */
-export function samePlacementGroup(a: ResourceRequest, b: ResourceRequest): boolean {
-  if (udfPlacement(a).executor !== udfPlacement(b).executor) return false;
-  return JSON.stringify(sortedAws(a.aws)) === JSON.stringify(sortedAws(b.aws));
-}
-
-function sortedAws(o: Readonly<AwsUdfOptions> | undefined): [string, unknown][] {
-  return Object.entries(o ?? {})
-    .filter(([, v]) => v !== undefined)
-    .sort(([x], [y]) => (x < y ? -1 : 1));
+  return lambdaPlacement(Math.max(...l.map((p) => p.memoryMiB)), timeoutSeconds, arch(), Math.max(...l.map((p) => p.ephemeralStorageMiB)));
 }
 
 /** The construct id of the Lambda function that runs a sizing class (the main Stage function is 'StageFunction'). */
@@ -196,7 +190,7 @@ export function stageFunctionId(key: string): string {
 
 /** The construct id of a Fargate sizing class's task definition. */
 export function fargateTaskDefinitionId(key: string): string {
-  return `Fargate${pascal(key)}TaskDefinition`;
+  return `Fargate${pascal(key.replace(/^fargate-/, ''))}TaskDefinition`;
 }
 
 function pascal(key: string): string {

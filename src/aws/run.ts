@@ -14,7 +14,8 @@ import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
 import type { PlanNode } from '../plan.ts';
-import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
+import { mergeMetrics, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
+import { gpuSlotRuntime } from './slot-actors.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 
@@ -323,7 +324,7 @@ export interface PartitionResult {
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
-export async function runStagePartition(store: ObjectStore, runId: string, stageIndex: number, partition: number): Promise<PartitionResult> {
+export async function runStagePartition(store: ObjectStore, runId: string, stageIndex: number, partition: number, rt?: UdfRuntime): Promise<PartitionResult> {
   const plan = await loadPlan(store, runId);
   const stage = plan.stages[stageIndex];
   if (!stage) throw new Error(`run ${runId}: no stage ${stageIndex} (plan has ${plan.stages.length})`);
@@ -331,7 +332,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
   }
   try {
-    return await stagePartition(store, plan, stage, partition);
+    return await stagePartition(store, plan, stage, partition, rt);
   } catch (e) {
     const via = stageIndex > 0 ? `, through stage ${stageIndex - 1}'s shard` : '';
     const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${describeSource(plan.sources[partition]!)}${via}`;
@@ -343,7 +344,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   }
 }
 
-async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number): Promise<PartitionResult> {
+async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number, rt?: UdfRuntime): Promise<PartitionResult> {
   const { runId } = plan;
   const stageIndex = stage.index;
   await importPipeline(planPipeline(plan));
@@ -358,6 +359,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   // one process): own metrics, shared class instances.
   const ctx: ExecContext = { label: `run ${runId}, stage ${stageIndex}, partition ${partition}`, shards: (key) => readShard(store, key) };
   if (plan.batchSize !== undefined) ctx.batchSize = plan.batchSize;
+  if (rt) ctx.rt = rt;
   // What this stage's operators produce (the run's final schema only if nothing runs after them).
   const schema = stageSchema(plan, stageIndex);
   let key: string;
@@ -393,8 +395,17 @@ function stageSchema(plan: RunPlan, stageIndex: number): SchemaJSON {
 /** An ECS GPU task: processes partitions slot, slot + slots, ... so its model loads once. */
 export async function runGpuSlot(store: ObjectStore, runId: string, stageIndex: number, slot: number, slots: number): Promise<PartitionResult[]> {
   const plan = await loadPlan(store, runId);
+  const stage = plan.stages[stageIndex];
+  if (!stage) throw new Error(`run ${runId}: no stage ${stageIndex} (plan has ${plan.stages.length})`);
+  // GPU UDFs in actor processes placed on this task's devices (fractions packed), started once for every partition of the slot.
+  await importPipeline(planPipeline(plan));
+  const actors = gpuSlotRuntime(stage);
   const out: PartitionResult[] = [];
-  for (let p = slot; p < plan.sources.length; p += slots) out.push(await runStagePartition(store, runId, stageIndex, p));
+  try {
+    for (let p = slot; p < plan.sources.length; p += slots) out.push(await runStagePartition(store, runId, stageIndex, p, actors?.rt));
+  } finally {
+    await actors?.close();
+  }
   return out;
 }
 

@@ -46,7 +46,11 @@ function opNeeds(op: OpJSON): { executor: StageExecutor | null; signature: strin
   const udfs = udfsOf([op]);
   if (udfs.length === 0) return { executor: null, signature: '' };
   const placed = udfs.map((u) => ({ u, p: udfPlacement(requestOf(u)) }));
-  const executor: StageExecutor = placed.some((x) => x.p.executor === 'ecs-gpu') ? 'ecs-gpu' : placed.some((x) => x.p.executor === 'fargate') ? 'fargate' : 'lambda';
+  const executor: StageExecutor = placed.some((x) => x.p.executor === 'ecs-gpu')
+    ? 'ecs-gpu'
+    : placed.some((x) => x.p.executor === 'fargate')
+      ? 'fargate'
+      : 'lambda';
   const declared = new Set(placed.filter((x) => x.p.executor === executor).map((x) => awsSignature(x.u.options.aws)));
   return { executor, signature: [...declared].sort().join('|') };
 }

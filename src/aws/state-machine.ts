@@ -474,7 +474,12 @@ export interface FargateResources {
 
 /** Present and equal: a Choice on a missing path would fail the execution (States.Runtime). */
 function sizingIs(key: string): AslChoiceCondition {
-  return { And: [{ Variable: '$.stage.sizing', IsPresent: true }, { Variable: '$.stage.sizing', StringEquals: key }] };
+  return {
+    And: [
+      { Variable: '$.stage.sizing', IsPresent: true },
+      { Variable: '$.stage.sizing', StringEquals: key },
+    ],
+  };
 }
 
 /** SelectStageFunction and its Pass states, when some sizing class has a function other than the main one. */
@@ -523,7 +528,8 @@ function gpuTaskRouting(e: NonNullable<StateMachineResources['ecs']>, next: stri
 
 /** The Fargate path of a stage: its class's task definition, then one ECS task per partition. */
 function fargateStates(f: FargateResources): Record<string, AslState> {
-  if (!(Number.isInteger(f.timeoutSeconds) && f.timeoutSeconds >= 1)) throw new Error(`fargate.timeoutSeconds must be a positive integer, got ${f.timeoutSeconds}`);
+  if (!(Number.isInteger(f.timeoutSeconds) && f.timeoutSeconds >= 1))
+    throw new Error(`fargate.timeoutSeconds must be a positive integer, got ${f.timeoutSeconds}`);
   const classes = Object.entries(f.taskDefinitions);
   const states: Record<string, AslState> = {};
   const use = (name: string, arn: string, comment: string): void => {
@@ -539,13 +545,14 @@ function fargateStates(f: FargateResources): Record<string, AslState> {
       Choices: classes.length ? classes.map(([key], i) => ({ ...sizingIs(key), Next: `UseFargateTask${i + 1}` })) : [{ ...sizingIs(''), Next: fallback }],
       Default: fallback,
     };
-    classes.forEach(([key, arn], i) => use(`UseFargateTask${i + 1}`, arn, `Fargate class ${key}`));
+    for (const [i, [key, arn]] of classes.entries()) use(`UseFargateTask${i + 1}`, arn, `Fargate class ${key}`);
     if (f.fallbackTaskDefinitionArn !== undefined) use('UseFallbackFargateTask', f.fallbackTaskDefinitionArn, 'A class without a task definition of its own.');
     else
       states.NoFargateTaskDefinition = {
         Type: 'Fail',
         Error: 'fanout.NoFargateTaskDefinition',
-        Cause: "the plan has a Fargate stage whose sizing class has no task definition in this deployment: redeploy with the pipeline's UDFs (FanoutPipeline udfs)",
+        Cause:
+          "the plan has a Fargate stage whose sizing class has no task definition in this deployment: redeploy with the pipeline's UDFs (FanoutPipeline udfs)",
       };
   }
   states.FargateIndices = {

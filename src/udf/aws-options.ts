@@ -94,7 +94,7 @@ export function resolveAwsOptions(name: string, given: unknown, base: Readonly<A
         'ephemeralStorageMb',
         `must be an integer ${LAMBDA_MIN_EPHEMERAL_MB}..${max} (${onLambda ? "Lambda's /tmp range" : "Fargate's 200 GiB"}), got ${String(o.ephemeralStorageMb)}`,
       );
-    if (gpu) fail('ephemeralStorageMb', 'applies to Lambda and Fargate; GPU tasks use the instances\' root volume (the construct\'s gpu.rootVolumeGiB)');
+    if (gpu) fail('ephemeralStorageMb', "applies to Lambda and Fargate; GPU tasks use the instances' root volume (the construct's gpu.rootVolumeGiB)");
   }
   if (o.instanceType !== undefined) {
     if (typeof o.instanceType !== 'string' || !INSTANCE_TYPE.test(o.instanceType))
