@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { App, type CfnElement, Stack } from 'aws-cdk-lib';
+import { App, type CfnElement, Stack, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { Template } from 'aws-cdk-lib/assertions';
-import { cls, col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { cls, DataType, func, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { EXAMPLE_ENTRY } from '../cdk/app.ts';
 import { FanoutPipeline } from '../cdk/fanout-pipeline.ts';
@@ -222,6 +223,26 @@ describe('each CPU stage on its own sizing class: explain() and the template agr
     assert.equal(run.TimeoutSeconds, 7200 + 600);
     assert.ok(findState(def, 'SelectGpuTask'), 'GPU classes are routed');
   });
+
+  it('cdk-nag AwsSolutions stays clean with Lambda classes, Fargate and a second GPU instance type', () => {
+    const outdir = tempDir('fanout-nag-');
+    const app = new App({ outdir, context: SKIP_BUNDLING });
+    new FanoutPipeline(new Stack(app, 'NagPerStage'), 'P', {
+      entry: EXAMPLE_ENTRY,
+      udfs: [
+        { name: 'small', aws: { lambdaMemoryMb: 512, architecture: 'arm64' } },
+        { name: 'long', aws: { runOn: 'fargate', timeoutSeconds: 7200 } },
+        { name: 'half', numGpus: 0.5, concurrency: 2 },
+        { name: 'big', numGpus: 1, aws: { instanceType: 'g6.12xlarge' } },
+      ],
+    });
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    app.synth(); // throws with the report when a finding is not acknowledged
+    const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as {
+      pluginReports: { pluginName: string; violations: unknown[] }[];
+    };
+    for (const r of report.pluginReports) assert.deepEqual(r.violations, [], `${r.pluginName}: ${JSON.stringify(r.violations).slice(0, 2000)}`);
+  });
 });
 
 describe('local harness: Fargate stage and packed fractional GPUs run through the ECS entrypoint', () => {
@@ -279,6 +300,3 @@ describe('local harness: Fargate stage and packed fractional GPUs run through th
     );
   });
 });
-
-void readParquet;
-void col;
