@@ -150,7 +150,13 @@ function afterBundlingCommands(projectRoot: string, outputDir: string, condition
  * The GPU task image, from cdk/gpu-task/Dockerfile with the project as build context. Synth only
  * stages the context into the cloud assembly (no Docker needed); `cdk deploy` builds and pushes it.
  */
-export function gpuImageAsset(projectRoot: string, entry: string, conditions: readonly string[], extraArgs: Record<string, string>): ecs.ContainerImage {
+export function gpuImageAsset(
+  projectRoot: string,
+  entry: string,
+  conditions: readonly string[],
+  extraArgs: Record<string, string>,
+  platform: Platform = Platform.LINUX_AMD64,
+): ecs.ContainerImage {
   const posix = (p: string) => p.split(sep).join('/');
   const fanoutRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
   const fanoutDir = posix(relative(projectRoot, fanoutRoot)) || '.';
@@ -159,7 +165,7 @@ export function gpuImageAsset(projectRoot: string, entry: string, conditions: re
   return ecs.ContainerImage.fromAsset(projectRoot, {
     file: dockerfile,
     buildArgs: { PIPELINE_ENTRY: posix(relative(projectRoot, entry)), FANOUT_DIR: fanoutDir, ESBUILD_CONDITIONS: conditions.join(','), ...extraArgs },
-    platform: Platform.LINUX_AMD64,
+    platform,
     // What the image never needs stays out of the context (and of the image's hash). The build
     // installs dependencies itself; only the Dockerfile is taken from an installed fanout package.
     exclude: [

@@ -28,10 +28,13 @@ import { Construct } from 'constructs';
 import { DEFAULT_ECS_TIMEOUT_SECONDS, DEFAULT_LAMBDA_TIMEOUT_SECONDS } from '../src/aws/state-machine.ts';
 import { DEFAULT_LAMBDA_MEMORY_MIB, LAMBDA_MAX_MEMORY_MIB, LAMBDA_MIN_MEMORY_MIB } from '../src/aws/sizing.ts';
 import { listUdfs } from '../src/udf.ts';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import { deployedClasses, stageFunctionId, udfPlacement } from '../src/aws/placement.ts';
 import { findProjectRoot, gpuImageAsset } from './bundling.ts';
 import { emulatorMachineImage, emulatorMode, emulatorTaskImage, omitForEmulator } from './emulator.ts';
+import { addFargateTasks, CPU_CONTAINER_NAME, FARGATE_STARTUP_GRACE_SECONDS, type FargateTasks } from './cpu-tasks.ts';
 import { addFanoutFunctions, type FanoutFunctionRole } from './functions.ts';
-import { acknowledgeGpuWildcards, addGpuCapacity, GPU_CONTAINER_NAME } from './gpu-capacity.ts';
+import { acknowledgeGpuWildcards, addGpuCapacity, defaultVpc, GPU_CONTAINER_NAME } from './gpu-capacity.ts';
 import { acknowledgeObjectGrant, grantKey, grantList, grantObjectActions, MAP_RESULTS_PREFIX, ObjectGrants, S3_READ } from './grants.ts';
 import { acknowledgeStateMachineWildcards, addRunStateMachine } from './state-machine.ts';
 import { addMonitoring, type FanoutMonitoring, type FanoutMonitoringProps } from './monitoring.ts';
@@ -198,18 +201,34 @@ export class FanoutPipeline extends Construct {
   readonly instanceRole?: iam.Role;
   /** The GPU instances' security group: no inbound, outbound TCP 443 only. A UDF that needs more (a model server, a database) gets an egress rule added here. */
   readonly instanceSecurityGroup?: ec2.SecurityGroup;
-  readonly vpc?: ec2.IVpc;
+  vpc?: ec2.IVpc;
   readonly rule?: events.Rule;
   /** Failed StartExecution deliveries of the input rule. */
   readonly deadLetterQueue?: sqs.Queue;
   /** The dashboard and alarms (absent with `monitoring: false`). */
   readonly monitoring?: FanoutMonitoring;
+  /** Per-stage resources: the Stage function of each Lambda sizing class (src/aws/placement.ts key), the main one included. */
+  readonly stageFunctions: Readonly<Record<string, nodejs.NodejsFunction>>;
+  /** GPU classes with a task definition of their own (other instance type or GPU count), by class key. */
+  readonly gpuClasses: Record<string, { taskDefinition: ecs.Ec2TaskDefinition; capacityProvider: ecs.AsgCapacityProvider }> = {};
+  /** Fargate task definitions of CPU stages beyond Lambda's limits (when a UDF needs them). */
+  readonly fargate?: FargateTasks;
+  /** The cluster Fargate tasks run in (the GPU cluster when there is one). */
+  readonly fargateCluster?: ecs.ICluster;
   /** The derived sizes (for docs and tests). */
   readonly sizing: {
     planMemoryMiB: number;
     stageMemoryMiB: number;
     timeoutSeconds: number;
     gpu?: { gpus: number; memoryReservationMiB: number; cpu: number; instanceType: string };
+  };
+  /** Per-stage resources, by sizing class key (src/aws/placement.ts): what each class deploys. */
+  readonly classSizing: {
+    /** Lambda sizing classes: the construct id of their function and its sizes. */
+    stageClasses: Record<string, { functionId: string; memoryMiB: number; timeoutSeconds: number; architecture: string; ephemeralStorageMiB: number }>;
+    fargateClasses: Record<string, { cpu: number; memoryMiB: number; architecture: string }>;
+    /** GPU classes with a task definition of their own (the default class uses the `sizing.gpu` one). */
+    gpuClasses: Record<string, { instanceType: string; gpus: number; instancesPerTask: number }>;
   };
 
   constructor(scope: Construct, id: string, props: FanoutPipelineProps) {
@@ -228,7 +247,9 @@ export class FanoutPipeline extends Construct {
     const timeoutSeconds = (props.lambda?.timeout ?? Duration.seconds(DEFAULT_LAMBDA_TIMEOUT_SECONDS)).toSeconds();
     if (!(timeoutSeconds >= 1 && timeoutSeconds <= 900)) throw new Error(`FanoutPipeline: lambda.timeout must be 1 s..15 min, got ${timeoutSeconds} s`);
     const planMemoryMiB = props.lambda?.memoryMiB ?? DEFAULT_LAMBDA_MEMORY_MIB;
-    const stageMemoryMiB = props.lambda?.stageMemoryMiB ?? stageMemoryFor(hints ?? [], planMemoryMiB);
+    // Per-stage resources: the sizing classes of the UDFs (src/aws/placement.ts, the planner's own rule).
+    const classes = deployedClasses(hints ?? []);
+    const stageMemoryMiB = props.lambda?.stageMemoryMiB ?? Math.max(stageMemoryFor(hints ?? [], planMemoryMiB), classes.main.memoryMiB);
     for (const [k, v] of [
       ['memoryMiB', planMemoryMiB],
       ['stageMemoryMiB', stageMemoryMiB],
@@ -295,6 +316,17 @@ export class FanoutPipeline extends Construct {
       ...(props.output ? { output: { bucket: props.output.bucket, prefix: outputPrefix } } : {}),
       planMemoryMiB,
       stageMemoryMiB,
+      stageEphemeralStorageMiB: classes.main.ephemeralStorageMiB,
+      stageClasses: [...classes.lambda.values()]
+        .filter((c) => c.key !== classes.main.key)
+        .map((c) => ({
+          key: c.key,
+          id: stageFunctionId(c.key),
+          memoryMiB: c.memoryMiB,
+          timeoutSeconds: c.timeoutSeconds,
+          architecture: c.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
+          ephemeralStorageMiB: c.ephemeralStorageMiB,
+        })),
       timeoutSeconds,
       architecture: props.lambda?.architecture ?? lambda.Architecture.X86_64,
       ...(stageReserved !== undefined ? { stageReservedConcurrency: stageReserved } : {}),
@@ -304,18 +336,22 @@ export class FanoutPipeline extends Construct {
     });
     this.roles = fns.roles;
     this.functions = fns.functions;
+    this.stageFunctions = { [classes.main.key]: fns.functions.stage, ...fns.stageClassFunctions };
     // The `Pipeline` dimension of the EMF metrics: the construct path starts with the stack's id.
     const metricsPipeline = this.node.path;
-    this.functions.stage.addEnvironment('FANOUT_METRICS', 'emf');
-    this.functions.stage.addEnvironment('FANOUT_METRICS_PIPELINE', metricsPipeline);
     // The Plan function writes them into the plans it makes (handlers.ts, deploymentTolerance).
     if (tolerance?.toleratedFailurePercentage !== undefined)
       fns.functions.plan.addEnvironment('FANOUT_TOLERATED_FAILURE_PERCENTAGE', String(tolerance.toleratedFailurePercentage));
     if (tolerance?.toleratedFailureCount !== undefined)
       fns.functions.plan.addEnvironment('FANOUT_TOLERATED_FAILURE_COUNT', String(tolerance.toleratedFailureCount));
+    for (const fn of Object.values(this.stageFunctions)) {
+      fn.addEnvironment('FANOUT_METRICS', 'emf');
+      fn.addEnvironment('FANOUT_METRICS_PIPELINE', metricsPipeline);
+    }
 
     // ---- ECS GPU capacity ----
     let gpuSizing: FanoutPipeline['sizing']['gpu'];
+    const gpuClassSizing: FanoutPipeline['classSizing']['gpuClasses'] = {};
     if (gpuWanted) {
       const instanceType =
         typeof gpuProps.instanceType === 'string' || gpuProps.instanceType === undefined
@@ -366,8 +402,66 @@ export class FanoutPipeline extends Construct {
       this.capacityProvider = gpu.capacityProvider;
       this.instanceRole = gpu.instanceRole;
       this.instanceSecurityGroup = gpu.instanceSecurityGroup;
+      // Per-stage resources: a GPU class of another instance type or GPU count gets its own task
+      // definition, on the capacity provider of its instance type (one auto scaling group per type).
+      const defaultKey = `gpu-default-${task.gpus}gpu`;
+      for (const [key, c] of classes.gpu) {
+        if (key === defaultKey) continue;
+        const of = (hints ?? []).filter((h) => (h.numGpus ?? 0) > 0 && udfPlacement(h).key === key);
+        const size = gpuTaskSizeFor(of);
+        const type = key.startsWith('gpu-default-') ? instanceType : new ec2.InstanceType(c.instanceType);
+        const provider = gpu.capacityFor(type);
+        const td = gpu.addTaskDefinition(`GpuTaskDefinition${key.replace(/[^A-Za-z0-9]/g, '')}`, { ...size, gpus: c.gpusPerTask });
+        this.gpuClasses[key] = { taskDefinition: td, capacityProvider: provider };
+        gpuClassSizing[key] = { instanceType: type.toString(), gpus: c.gpusPerTask, instancesPerTask: c.instancesPerTask };
+      }
+    }
+    // ---- Fargate: CPU stages beyond Lambda's limits ----
+    let fargateTimeout = 0;
+    if (classes.fargate.size > 0) {
+      const vpc = this.vpc ?? props.vpc ?? defaultVpc(this, logRetention, removalPolicy);
+      this.vpc = vpc;
+      const cluster = this.cluster ?? new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+      this.fargate = addFargateTasks(this, {
+        cluster,
+        vpc,
+        publicSubnets: !props.vpc,
+        classes: [...classes.fargate.values()],
+        image: (arch) =>
+          gpuImageAsset(
+            projectRoot,
+            entry,
+            conditions,
+            { CUDA_IMAGE: 'node:22-bookworm-slim', ORT_INSTALL: 'skip' },
+            arch === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+          ),
+        workBucket: this.workBucket,
+        logRetention,
+        removalPolicy,
+        grants,
+      });
+      this.fargateCluster = cluster;
+      fargateTimeout = Math.max(...[...classes.fargate.values()].map((c) => c.timeoutSeconds)) + FARGATE_STARTUP_GRACE_SECONDS;
     }
     this.sizing = { planMemoryMiB, stageMemoryMiB, timeoutSeconds, ...(gpuSizing ? { gpu: gpuSizing } : {}) };
+    this.classSizing = {
+      stageClasses: Object.fromEntries(
+        [...classes.lambda.values()].map((c) => [
+          c.key,
+          {
+            functionId: c.key === classes.main.key ? 'StageFunction' : stageFunctionId(c.key),
+            memoryMiB: c.key === classes.main.key ? stageMemoryMiB : c.memoryMiB,
+            timeoutSeconds: c.key === classes.main.key ? timeoutSeconds : c.timeoutSeconds,
+            architecture: c.architecture,
+            ephemeralStorageMiB: c.ephemeralStorageMiB,
+          },
+        ]),
+      ),
+      fargateClasses: Object.fromEntries(
+        [...classes.fargate.values()].map((c) => [c.key, { cpu: c.cpu, memoryMiB: c.memoryMiB, architecture: c.architecture }]),
+      ),
+      gpuClasses: gpuClassSizing,
+    };
     // Inputs: read by Plan (planning the scan), Stage and the GPU tasks (a GPU stage can be stage 0).
     if (props.input) this.grantReadInput(props.input.bucket, inputPrefix);
     for (const r of props.readableInputs ?? []) this.grantReadInput(r.bucket, r.prefix ?? '');
@@ -375,6 +469,21 @@ export class FanoutPipeline extends Construct {
     // ---- state machine ----
     this.stateMachine = addRunStateMachine(this, {
       functions: this.functions,
+      stageClassFunctions: fns.stageClassFunctions,
+      ...(this.fargate && this.fargateCluster
+        ? {
+            fargate: {
+              cluster: this.fargateCluster,
+              taskDefinitions: this.fargate.taskDefinitions,
+              containerName: CPU_CONTAINER_NAME,
+              subnets: this.vpc!.selectSubnets(props.vpc ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } : { subnetType: ec2.SubnetType.PUBLIC })
+                .subnetIds,
+              securityGroups: [this.fargate.securityGroup.securityGroupId],
+              assignPublicIp: !props.vpc,
+              timeoutSeconds: fargateTimeout,
+            },
+          }
+        : {}),
       ...(this.cluster && this.taskDefinition && this.capacityProvider
         ? {
             gpu: {
@@ -383,12 +492,19 @@ export class FanoutPipeline extends Construct {
               containerName: GPU_CONTAINER_NAME,
               // Emulator mode leaves the provider out: RunTask then names none.
               ...(emulator ? {} : { capacityProvider: this.capacityProvider.capacityProviderName }),
+              classes: Object.fromEntries(
+                Object.entries(this.gpuClasses).map(([k, c]) => [
+                  k,
+                  { taskDefinition: c.taskDefinition, capacityProvider: c.capacityProvider.capacityProviderName },
+                ]),
+              ),
             },
           }
         : {}),
       workBucket: this.workBucket,
       distributed: props.distributed ?? true,
-      lambdaTimeoutSeconds: timeoutSeconds,
+      // The Lambda task states wait for the longest class (each function times out first at its own).
+      lambdaTimeoutSeconds: Math.max(timeoutSeconds, ...[...classes.lambda.values()].map((c) => c.timeoutSeconds)),
       ecsTimeoutSeconds: (gpuProps.taskTimeout ?? Duration.seconds(DEFAULT_ECS_TIMEOUT_SECONDS)).toSeconds(),
       ...(props.maxConcurrency !== undefined ? { maxConcurrency: props.maxConcurrency } : {}),
       logRetention,
@@ -423,7 +539,7 @@ export class FanoutPipeline extends Construct {
     // cdk-nag IAM5 (wildcard) findings, each acknowledged with its reason: object ARNs under a
     // prefix are wildcards by nature, and a few AWS APIs accept only '*'.
     for (const g of grants.entries) acknowledgeObjectGrant(this, g.bucket, g.pattern);
-    acknowledgeStateMachineWildcards(this, this.stateMachine, this.workBucket, this.cluster);
+    acknowledgeStateMachineWildcards(this, this.stateMachine, this.workBucket, this.cluster ?? this.fargateCluster);
     if (this.instanceRole && this.taskDefinition) acknowledgeGpuWildcards({ instanceRole: this.instanceRole, taskDefinition: this.taskDefinition });
     if (emulator) omitForEmulator(this);
   }
@@ -439,7 +555,12 @@ export class FanoutPipeline extends Construct {
    */
   grantReadInput(bucket: s3.IBucket, prefix = ''): void {
     const p = normalizePrefix(prefix, '');
-    const readers: iam.IGrantable[] = [this.roles.plan, this.roles.stage, ...(this.taskDefinition ? [this.taskDefinition.taskRole] : [])];
+    const readers: iam.IGrantable[] = [
+      this.roles.plan,
+      this.roles.stage,
+      ...(this.taskDefinition ? [this.taskDefinition.taskRole] : []),
+      ...(this.fargate ? [this.fargate.taskRole] : []),
+    ];
     for (const r of readers) {
       grantObjectActions(r, bucket, `${p}*`, S3_READ);
       grantList(r, bucket, p);

@@ -1,7 +1,7 @@
 // FanoutPipeline's four Lambda functions (Plan, Stage, Finalize, Failure), each with its own role
 // that allows only what its handler does in S3, and its own log group.
 import { join } from 'node:path';
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration, Size, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -33,6 +33,17 @@ const ROLE_DOCS: Record<FanoutFunctionRole, string> = {
 /** Where the Lambda runtime unpacks the bundle; FANOUT_PIPELINE points at the bundle itself. */
 export const LAMBDA_TASK_ROOT = '/var/task';
 
+/** A Stage function of one sizing class (src/aws/placement.ts). */
+export interface StageClassFunction {
+  readonly key: string;
+  /** Construct id (placement.ts stageFunctionId). */
+  readonly id: string;
+  readonly memoryMiB: number;
+  readonly timeoutSeconds: number;
+  readonly architecture: lambda.Architecture;
+  readonly ephemeralStorageMiB: number;
+}
+
 /** Resolved settings (FanoutPipeline validates the props and applies the defaults). */
 export interface FanoutFunctionsOptions {
   readonly entry: string;
@@ -43,6 +54,10 @@ export interface FanoutFunctionsOptions {
   readonly output?: { readonly bucket: s3.IBucket; readonly prefix: string };
   readonly planMemoryMiB: number;
   readonly stageMemoryMiB: number;
+  /** The main Stage function's /tmp (MiB). @default 512 */
+  readonly stageEphemeralStorageMiB?: number;
+  /** Per-stage resources: a Stage function per other Lambda sizing class (construct id, sizes), same code and role as Stage. */
+  readonly stageClasses?: readonly StageClassFunction[];
   readonly timeoutSeconds: number;
   readonly architecture: lambda.Architecture;
   readonly stageReservedConcurrency?: number;
@@ -59,7 +74,11 @@ export interface FanoutFunctionsOptions {
 export function addFanoutFunctions(
   scope: Construct,
   o: FanoutFunctionsOptions,
-): { roles: Record<FanoutFunctionRole, iam.Role>; functions: Record<FanoutFunctionRole, nodejs.NodejsFunction> } {
+): {
+  roles: Record<FanoutFunctionRole, iam.Role>;
+  functions: Record<FanoutFunctionRole, nodejs.NodejsFunction>;
+  stageClassFunctions: Record<string, nodejs.NodejsFunction>;
+} {
   // What each handler does in S3 (src/aws/handlers.ts -> run.ts), and so all its role may do:
   //   Plan      reads the inputs (scan planning), reads/writes runs/<id>/plan.json and stage items;
   //   Stage     reads the inputs (stage 0) and earlier shards, writes shards/results/markers (and
@@ -95,23 +114,28 @@ export function addFanoutFunctions(
 
   const wrappers = writeEntryWrappers(o.projectRoot, o.entry, ROLES);
   const functions = {} as Record<FanoutFunctionRole, nodejs.NodejsFunction>;
-  for (const role of ROLES) {
-    const logGroup = new logs.LogGroup(scope, `${ROLE_IDS[role]}Logs`, { retention: o.logRetention, removalPolicy: o.removalPolicy });
-    const fn = new nodejs.NodejsFunction(scope, `${ROLE_IDS[role]}Function`, {
+  const make = (
+    role: FanoutFunctionRole,
+    id: string,
+    size: { memoryMiB: number; timeoutSeconds: number; architecture: lambda.Architecture; ephemeralStorageMiB?: number },
+  ): nodejs.NodejsFunction => {
+    const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: o.logRetention, removalPolicy: o.removalPolicy });
+    const fn = new nodejs.NodejsFunction(scope, `${id}Function`, {
       description: ROLE_DOCS[role],
       entry: wrappers[role],
       handler: 'handler',
       projectRoot: o.projectRoot,
       depsLockFilePath: join(o.projectRoot, 'package-lock.json'),
       runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: o.architecture,
-      memorySize: role === 'stage' ? o.stageMemoryMiB : o.planMemoryMiB,
-      timeout: Duration.seconds(o.timeoutSeconds),
+      architecture: size.architecture,
+      memorySize: size.memoryMiB,
+      timeout: Duration.seconds(size.timeoutSeconds),
+      ...(size.ephemeralStorageMiB !== undefined && size.ephemeralStorageMiB !== 512 ? { ephemeralStorageSize: Size.mebibytes(size.ephemeralStorageMiB) } : {}),
       role: roles[role],
       logGroup,
       // X-Ray: the state machine traces too, so a run is one trace from StartExecution to Finalize.
       tracing: lambda.Tracing.ACTIVE,
-      ...(role === 'stage' && o.stageReservedConcurrency !== undefined ? { reservedConcurrentExecutions: o.stageReservedConcurrency } : {}),
+      ...(id === 'Stage' && o.stageReservedConcurrency !== undefined ? { reservedConcurrentExecutions: o.stageReservedConcurrency } : {}),
       environment: {
         FANOUT_WORK_BUCKET: work.bucketName,
         // Relative: resolved against LAMBDA_TASK_ROOT (/var/task on AWS; an emulator's or the app
@@ -130,7 +154,18 @@ export function addFanoutFunctions(
       id: 'AwsSolutions-L1',
       reason: 'nodejs22.x is the runtime fanout is built and tested for (Node 20+ engine); nodejs24.x is adopted once validated.',
     });
-    functions[role] = fn;
+    return fn;
+  };
+  for (const role of ROLES) {
+    functions[role] = make(role, ROLE_IDS[role], {
+      memoryMiB: role === 'stage' ? o.stageMemoryMiB : o.planMemoryMiB,
+      timeoutSeconds: o.timeoutSeconds,
+      architecture: o.architecture,
+      ...(role === 'stage' && o.stageEphemeralStorageMiB !== undefined ? { ephemeralStorageMiB: o.stageEphemeralStorageMiB } : {}),
+    });
   }
-  return { roles, functions };
+  // Per-stage resources: the other sizing classes' Stage functions (same bundle and role, own sizes and log group).
+  const stageClassFunctions: Record<string, nodejs.NodejsFunction> = {};
+  for (const c of o.stageClasses ?? []) stageClassFunctions[c.key] = make('stage', c.id.replace(/Function$/, ''), c);
+  return { roles, functions, stageClassFunctions };
 }

@@ -41,6 +41,10 @@ export interface GpuCapacity {
   readonly instanceRole: iam.Role;
   readonly instanceSecurityGroup: ec2.SecurityGroup;
   readonly taskDefinition: ecs.Ec2TaskDefinition;
+  /** Per-stage resources: the capacity provider of another GPU instance type (own launch template and auto scaling group), once per type. */
+  capacityFor(instanceType: ec2.InstanceType): ecs.AsgCapacityProvider;
+  /** Per-stage resources: a task definition of another GPU class (its GPUs, memory and CPU), with the default one's roles, image and logs. */
+  addTaskDefinition(id: string, task: { readonly gpus: number; readonly memoryReservationMiB: number; readonly cpu: number }): ecs.Ec2TaskDefinition;
 }
 
 /**
@@ -106,71 +110,96 @@ export function addGpuCapacity(scope: Construct, o: GpuCapacityOptions): GpuCapa
       resources: [taskLogs.logGroupArn],
     }),
   );
-  const launchTemplate = new ec2.LaunchTemplate(scope, 'GpuLaunchTemplate', {
-    instanceType: o.instanceType,
-    machineImage: o.machineImage,
-    userData: ec2.UserData.forLinux(),
-    role: instanceRole.withoutPolicyUpdates(),
-    securityGroup: instanceSg,
-    // IMDSv2 with one hop: containers (one hop further) cannot take the instance's credentials.
-    requireImdsv2: true,
-    httpPutResponseHopLimit: 1,
-    blockDevices: [
-      { deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(o.rootVolumeGiB, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) },
-    ],
-  });
-  const asg = new autoscaling.AutoScalingGroup(scope, 'GpuAutoScalingGroup', {
-    vpc,
-    vpcSubnets: o.vpc ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } : { subnetType: ec2.SubnetType.PUBLIC },
-    launchTemplate,
-    minCapacity: o.minCapacity,
-    maxCapacity: o.maxCapacity,
-  });
-  Validations.of(asg).acknowledge({
-    id: 'AwsSolutions-AS3',
-    reason: 'ECS managed scaling drives this group; scaling activity is visible in the ECS capacity provider and CloudTrail, no SNS consumer exists.',
-  });
-  const capacityProvider = new ecs.AsgCapacityProvider(scope, 'GpuCapacityProvider', {
-    autoScalingGroup: asg,
-    enableManagedScaling: true,
-    enableManagedTerminationProtection: true,
-    targetCapacityPercent: 100,
-    machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
-  });
-  cluster.addAsgCapacityProvider(capacityProvider);
+  // One launch template, auto scaling group and capacity provider per instance type; the default
+  // type keeps the ids of the single-type construct.
+  const providers = new Map<string, ecs.AsgCapacityProvider>();
+  const capacityFor = (instanceType: ec2.InstanceType): ecs.AsgCapacityProvider => {
+    const type = instanceType.toString();
+    const known = providers.get(type);
+    if (known) return known;
+    const suffix = providers.size === 0 ? '' : pascalType(type);
+    const launchTemplate = new ec2.LaunchTemplate(scope, `GpuLaunchTemplate${suffix}`, {
+      instanceType,
+      machineImage: o.machineImage,
+      userData: ec2.UserData.forLinux(),
+      role: instanceRole.withoutPolicyUpdates(),
+      securityGroup: instanceSg,
+      // IMDSv2 with one hop: containers (one hop further) cannot take the instance's credentials.
+      requireImdsv2: true,
+      httpPutResponseHopLimit: 1,
+      blockDevices: [
+        { deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(o.rootVolumeGiB, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) },
+      ],
+    });
+    const asg = new autoscaling.AutoScalingGroup(scope, `GpuAutoScalingGroup${suffix}`, {
+      vpc,
+      vpcSubnets: o.vpc ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } : { subnetType: ec2.SubnetType.PUBLIC },
+      launchTemplate,
+      minCapacity: suffix ? 0 : o.minCapacity,
+      maxCapacity: o.maxCapacity,
+    });
+    Validations.of(asg).acknowledge({
+      id: 'AwsSolutions-AS3',
+      reason: 'ECS managed scaling drives this group; scaling activity is visible in the ECS capacity provider and CloudTrail, no SNS consumer exists.',
+    });
+    const provider = new ecs.AsgCapacityProvider(scope, `GpuCapacityProvider${suffix}`, {
+      autoScalingGroup: asg,
+      enableManagedScaling: true,
+      enableManagedTerminationProtection: true,
+      targetCapacityPercent: 100,
+      machineImageType: ecs.MachineImageType.AMAZON_LINUX_2,
+    });
+    cluster.addAsgCapacityProvider(provider);
+    providers.set(type, provider);
+    return provider;
+  };
+  const capacityProvider = capacityFor(o.instanceType);
 
+  const containerFor = (td: ecs.Ec2TaskDefinition, task: GpuCapacityOptions['task']): void => {
+    td.addContainer(GPU_CONTAINER_NAME, {
+      containerName: GPU_CONTAINER_NAME,
+      image: o.image,
+      gpuCount: task.gpus,
+      memoryReservationMiB: task.memoryReservationMiB,
+      cpu: task.cpu,
+      essential: true,
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'gpu', logGroup: taskLogs }),
+      environment: {
+        FANOUT_WORK_BUCKET: o.workBucket.bucketName,
+        FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
+        FANOUT_PROGRESS: '0',
+        // Partition and UDF metrics as embedded-metric-format lines in the task's log (src/aws/emf.ts).
+        FANOUT_METRICS: 'emf',
+        FANOUT_METRICS_PIPELINE: o.metricsPipeline,
+        // The ECS agent does not set it for EC2 tasks; without it S3 calls go to us-east-1 first.
+        AWS_REGION: Stack.of(scope).region,
+      },
+    });
+    Validations.of(td).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason: 'The environment holds a bucket name and a module path, no secrets; run-specific values come as RunTask overrides.',
+    });
+  };
   const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'GpuTaskDefinition', {
     // Bridge: the task uses the instance's network (public subnet, or the given VPC's egress);
     // awsvpc would need NAT or interface endpoints and spends the GPU instances' few ENIs.
     networkMode: ecs.NetworkMode.BRIDGE,
   });
-  taskDefinition.addContainer(GPU_CONTAINER_NAME, {
-    containerName: GPU_CONTAINER_NAME,
-    image: o.image,
-    gpuCount: o.task.gpus,
-    memoryReservationMiB: o.task.memoryReservationMiB,
-    cpu: o.task.cpu,
-    essential: true,
-    logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'gpu', logGroup: taskLogs }),
-    environment: {
-      FANOUT_WORK_BUCKET: o.workBucket.bucketName,
-      FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
-      FANOUT_PROGRESS: '0',
-      // Partition and UDF metrics as embedded-metric-format lines in the task's log (src/aws/emf.ts).
-      FANOUT_METRICS: 'emf',
-      FANOUT_METRICS_PIPELINE: o.metricsPipeline,
-      // The ECS agent does not set it for EC2 tasks; without it S3 calls go to us-east-1 first.
-      AWS_REGION: Stack.of(scope).region,
-    },
-  });
-  Validations.of(taskDefinition).acknowledge({
-    id: 'AwsSolutions-ECS2',
-    reason: 'The environment holds a bucket name and a module path, no secrets; run-specific values come as RunTask overrides.',
-  });
+  containerFor(taskDefinition, o.task);
+  const addTaskDefinition = (id: string, task: GpuCapacityOptions['task']): ecs.Ec2TaskDefinition => {
+    // The default task definition's roles: one set of grants (runs/, the inputs) covers every GPU class.
+    const td = new ecs.Ec2TaskDefinition(scope, id, {
+      networkMode: ecs.NetworkMode.BRIDGE,
+      taskRole: taskDefinition.taskRole,
+      executionRole: taskDefinition.obtainExecutionRole(),
+    });
+    containerFor(td, task);
+    return td;
+  };
   // A GPU task is the Stage function on ECS: shards under runs/ (its inputs: grantReadInput).
   o.grants.grant(taskDefinition.taskRole, o.workBucket, `${RUNS_PREFIX}*`, [...S3_READ, ...S3_WRITE, ...S3_DELETE]);
   grantList(taskDefinition.taskRole, o.workBucket, RUNS_PREFIX);
-  return { vpc, cluster, capacityProvider, instanceRole, instanceSecurityGroup: instanceSg, taskDefinition };
+  return { vpc, cluster, capacityProvider, instanceRole, instanceSecurityGroup: instanceSg, taskDefinition, capacityFor, addTaskDefinition };
 }
 
 /** cdk-nag IAM5 findings of the GPU capacity that AWS APIs force: calls that accept only '*'. */
@@ -184,7 +213,7 @@ export function acknowledgeGpuWildcards(gpu: Pick<GpuCapacity, 'instanceRole' | 
 }
 
 /** A new VPC for the instances: 2 AZs, public subnets only (no NAT gateway), S3 gateway endpoint, flow logs of rejected traffic. */
-function defaultVpc(scope: Construct, logRetention: logs.RetentionDays, removalPolicy: RemovalPolicy): ec2.Vpc {
+export function defaultVpc(scope: Construct, logRetention: logs.RetentionDays, removalPolicy: RemovalPolicy): ec2.Vpc {
   const flowLogs = new logs.LogGroup(scope, 'VpcFlowLogs', { retention: logRetention, removalPolicy });
   return new ec2.Vpc(scope, 'Vpc', {
     // Env-agnostic: two AZs via Fn::GetAZs, no lookup at synth.
@@ -198,4 +227,13 @@ function defaultVpc(scope: Construct, logRetention: logs.RetentionDays, removalP
     // true would add a custom-resource Lambda; the default group is attached to nothing here.
     restrictDefaultSecurityGroup: false,
   });
+}
+
+/** 'g6.12xlarge' -> 'G612xlarge': an instance type as a construct id suffix. */
+function pascalType(type: string): string {
+  return type
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((w) => w[0]!.toUpperCase() + w.slice(1))
+    .join('');
 }

@@ -21,6 +21,8 @@ export interface RunStateMachineOptions {
     readonly finalize: lambda.IFunction;
     readonly failure: lambda.IFunction;
   };
+  /** Per-stage resources: the Stage functions of the other Lambda sizing classes (by class key). */
+  readonly stageClassFunctions?: Readonly<Record<string, lambda.IFunction>>;
   /** The GPU capacity, when the pipeline has one (GPU stages fail with fanout.NoGpuResources otherwise). */
   readonly gpu?: {
     readonly cluster: ecs.Cluster;
@@ -28,6 +30,18 @@ export interface RunStateMachineOptions {
     readonly containerName: string;
     /** @default none: the cluster's default strategy (emulator mode, which has no provider) */
     readonly capacityProvider?: string;
+    /** Other GPU classes (key -> task definition and its instance type's capacity provider). */
+    readonly classes?: Readonly<Record<string, { taskDefinition: ecs.Ec2TaskDefinition; capacityProvider: string }>>;
+  };
+  /** Fargate task definitions of CPU stages beyond Lambda (by class key). */
+  readonly fargate?: {
+    readonly cluster: ecs.ICluster;
+    readonly taskDefinitions: Readonly<Record<string, ecs.FargateTaskDefinition>>;
+    readonly containerName: string;
+    readonly subnets: string[];
+    readonly securityGroups: string[];
+    readonly assignPublicIp: boolean;
+    readonly timeoutSeconds: number;
   };
   readonly workBucket: s3.IBucket;
   readonly distributed: boolean;
@@ -51,6 +65,22 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
   const definition = buildStateMachineDefinition({
     planFunctionArn: fns.plan.functionArn,
     stageFunctionArn: fns.stage.functionArn,
+    ...(o.stageClassFunctions && Object.keys(o.stageClassFunctions).length
+      ? { stageFunctions: Object.fromEntries(Object.entries(o.stageClassFunctions).map(([k, f]) => [k, f.functionArn])) }
+      : {}),
+    ...(o.fargate
+      ? {
+          fargate: {
+            clusterArn: o.fargate.cluster.clusterArn,
+            containerName: o.fargate.containerName,
+            subnets: o.fargate.subnets,
+            securityGroups: o.fargate.securityGroups,
+            assignPublicIp: o.fargate.assignPublicIp,
+            taskDefinitions: Object.fromEntries(Object.entries(o.fargate.taskDefinitions).map(([k, td]) => [k, td.taskDefinitionArn])),
+            timeoutSeconds: o.fargate.timeoutSeconds,
+          },
+        }
+      : {}),
     finalizeFunctionArn: fns.finalize.functionArn,
     failureFunctionArn: fns.failure.functionArn,
     ...(o.gpu
@@ -62,6 +92,16 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
             subnets: [],
             securityGroups: [],
             ...(o.gpu.capacityProvider ? { capacityProvider: o.gpu.capacityProvider } : {}),
+            ...(o.gpu.classes && Object.keys(o.gpu.classes).length
+              ? {
+                  taskDefinitions: Object.fromEntries(
+                    Object.entries(o.gpu.classes).map(([k, c]) => [
+                      k,
+                      { taskDefinitionArn: c.taskDefinition.taskDefinitionArn, capacityProvider: c.capacityProvider },
+                    ]),
+                  ),
+                }
+              : {}),
           },
         }
       : {}),
@@ -81,7 +121,7 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
     new iam.PolicyStatement({
       sid: 'InvokeFanoutFunctions',
       actions: ['lambda:InvokeFunction'],
-      resources: [fns.plan, fns.stage, fns.finalize, fns.failure].map((f) => f.functionArn),
+      resources: [fns.plan, fns.stage, fns.finalize, fns.failure, ...Object.values(o.stageClassFunctions ?? {})].map((f) => f.functionArn),
     }),
   );
   if (o.gpu) {
@@ -90,7 +130,7 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
       new iam.PolicyStatement({
         sid: 'RunGpuTasks',
         actions: ['ecs:RunTask'],
-        resources: [td.taskDefinitionArn],
+        resources: [td.taskDefinitionArn, ...Object.values(o.gpu.classes ?? {}).map((c) => c.taskDefinition.taskDefinitionArn)],
         conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } },
       }),
     );
@@ -98,7 +138,7 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
       new iam.PolicyStatement({
         sid: 'WatchGpuTasks',
         actions: ['ecs:DescribeTasks', 'ecs:StopTask'],
-        resources: [gpuTasksArn(cluster)],
+        resources: [ecsTasksArn(cluster)],
       }),
     );
     sm.addToRolePolicy(
@@ -117,6 +157,39 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
         resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' })],
       }),
     );
+  }
+  if (o.fargate) {
+    const tds = Object.values(o.fargate.taskDefinitions);
+    const cluster = o.fargate.cluster;
+    sm.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RunFargateTasks',
+        actions: ['ecs:RunTask'],
+        resources: tds.map((td) => td.taskDefinitionArn),
+        conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } },
+      }),
+    );
+    if (!o.gpu) {
+      sm.addToRolePolicy(new iam.PolicyStatement({ sid: 'WatchEcsTasks', actions: ['ecs:DescribeTasks', 'ecs:StopTask'], resources: [ecsTasksArn(cluster)] }));
+      sm.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'EcsSyncEvents',
+          actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+          resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' })],
+        }),
+      );
+    }
+    const first = tds[0];
+    if (first) {
+      sm.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'PassFargateTaskRoles',
+          actions: ['iam:PassRole'],
+          resources: [first.taskRole.roleArn, first.obtainExecutionRole().roleArn],
+          conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+        }),
+      );
+    }
   }
   // Distributed Map: the machine starts child executions of itself and reads/writes S3 for them.
   // A separate policy, so the state machine does not depend on a statement naming its own ARN.
@@ -142,7 +215,7 @@ export function addRunStateMachine(scope: Construct, o: RunStateMachineOptions):
 }
 
 /** cdk-nag IAM5 findings of the state machine's role and its Distributed Map policy, each with its reason. */
-export function acknowledgeStateMachineWildcards(scope: Construct, sm: sfn.StateMachine, workBucket: s3.IBucket, cluster: ecs.Cluster | undefined): void {
+export function acknowledgeStateMachineWildcards(scope: Construct, sm: sfn.StateMachine, workBucket: s3.IBucket, cluster: ecs.ICluster | undefined): void {
   const render = (v: unknown): string => nagText(Stack.of(scope).resolve(v));
   const mapPolicy = scope.node.findChild(MAP_POLICY_ID);
   acknowledgeWildcard(
@@ -164,8 +237,8 @@ export function acknowledgeStateMachineWildcards(scope: Construct, sm: sfn.State
   if (cluster) {
     acknowledgeWildcard(
       sm,
-      `Resource::${render(gpuTasksArn(cluster))}`,
-      'GPU tasks get generated ids; DescribeTasks/StopTask are limited to tasks of this cluster.',
+      `Resource::${render(ecsTasksArn(cluster))}`,
+      'ECS tasks get generated ids; DescribeTasks/StopTask are limited to tasks of this cluster.',
     );
   }
 }
@@ -179,6 +252,6 @@ function childExecutionsArn(sm: sfn.StateMachine): string {
   });
 }
 
-function gpuTasksArn(cluster: ecs.Cluster): string {
+function ecsTasksArn(cluster: ecs.ICluster): string {
   return Stack.of(cluster).formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*` });
 }

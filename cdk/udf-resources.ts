@@ -2,6 +2,7 @@
 // function's memory by the planner's own rule (src/aws/sizing.ts), the GPU task's GPUs, memory and CPU.
 import { lambdaMemoryMiB } from '../src/aws/sizing.ts';
 import { listUdfs } from '../src/udf.ts';
+import type { AwsUdfOptions } from '../src/udf/aws-options.ts';
 
 /** What a UDF asks for (the fields of its options that size the infrastructure). */
 export interface UdfResourceHint {
@@ -9,6 +10,10 @@ export interface UdfResourceHint {
   readonly numCpus?: number;
   readonly numGpus?: number;
   readonly memoryBytes?: number | null;
+  /** Instances (packs fractional GPUs into one task). */
+  readonly concurrency?: number | null;
+  /** The UDF's `aws` options: its stage's sizing class (src/aws/placement.ts). */
+  readonly aws?: Readonly<AwsUdfOptions>;
 }
 
 const MIB = 2 ** 20;
@@ -36,5 +41,12 @@ export function gpuTaskSizeFor(udfs: readonly UdfResourceHint[]): { gpus: number
 
 /** The resource requests of the UDFs registered in this process (after importing a pipeline module). */
 export function registeredUdfHints(): UdfResourceHint[] {
-  return listUdfs().map((d) => ({ name: d.name, numCpus: d.options.numCpus, numGpus: d.options.numGpus, memoryBytes: d.options.memoryBytes }));
+  return listUdfs().map((d) => ({
+    name: d.name,
+    numCpus: d.options.numCpus,
+    numGpus: d.options.numGpus,
+    memoryBytes: d.options.memoryBytes,
+    concurrency: d.options.concurrency,
+    aws: d.options.aws,
+  }));
 }

@@ -47,7 +47,7 @@ export interface LocalCloud {
   sfnEndpoint: string;
   /** For `setRunner('aws', cloud.runnerOptions)`. */
   runnerOptions: AwsRunnerOptions;
-  /** Invocation counts per function (plan, stage, finalize, failure), ECS tasks started and Lambda environments (threads) started. */
+  /** Invocation counts per function (plan, stage, finalize, failure), ECS tasks started (fargateTasks: those launched on Fargate) and Lambda environments (threads) started. */
   stats(): Record<string, number>;
   /** Ends everything: executions aborted, queued invocations rejected, threads and child processes ended (awaited). */
   stop(): Promise<void>;
@@ -66,6 +66,7 @@ export const LOCAL_ARNS = {
   failure: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:fanout-failure`,
   cluster: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/fanout-local`,
   taskDefinition: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/fanout-gpu:1`,
+  fargateTaskDefinition: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/fanout-fargate:1`,
 };
 
 function entry(name: string): string {
@@ -133,11 +134,23 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
         subnets: ['subnet-local'],
         securityGroups: ['sg-local'],
       },
+      // CPU stages beyond Lambda's limits: the same ECS entrypoint, one child process per partition.
+      fargate: {
+        clusterArn: LOCAL_ARNS.cluster,
+        containerName: 'fanout-cpu',
+        subnets: ['subnet-local'],
+        securityGroups: ['sg-local'],
+        assignPublicIp: false,
+        taskDefinitions: {},
+        fallbackTaskDefinitionArn: LOCAL_ARNS.fargateTaskDefinition,
+        timeoutSeconds: Math.max(stageTimeout, 900),
+      },
       distributed: opts.distributed ?? true,
       lambdaTimeoutSeconds: stageTimeout,
     });
 
   let ecsTasks = 0;
+  let fargateTasks = 0;
   let stopped = false;
   // Each running ECS child and a promise of its exit, so stop() can wait for it to be gone.
   const children = new Map<import('node:child_process').ChildProcess, Promise<void>>();
@@ -148,6 +161,7 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
         return;
       }
       ecsTasks++;
+      if (p.launchType === 'FARGATE') fargateTasks++;
       // The real ECS entrypoint in its own process, the container overrides as its environment.
       const ecsFile = opts.ecsEntry ?? fileURLToPath(entry('ecs-task'));
       // The ECS task imports the user's pipeline: it needs the loader this process has (or tsx).
@@ -246,6 +260,7 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
       finalize: fns.finalize.invocations,
       failure: fns.failure.invocations,
       ecsTasks,
+      fargateTasks,
       lambdaEnvironments: Object.values(fns).reduce((n, f) => n + f.environmentsStarted, 0),
     }),
     stop() {

@@ -16,6 +16,7 @@ export type { PlanNode } from './plan.ts';
 export type { JsValue } from './convert/index.ts';
 export { func, cls, parseRetryAfter } from './udf.ts';
 export type { UdfOptions, ClsOptions, MethodOptions, Udf, ClsHandle, OnError, OnEmpty, UdfKind, BatchResult } from './udf.ts';
+export type { AwsUdfOptions, AwsArchitecture, AwsRunOn } from './udf/aws-options.ts';
 export { metrics, UdfError } from './udf-exec.ts';
 export type { RunMetrics, UdfStats } from './udf-exec.ts';
 export type { ProgressEvent } from './progress.ts';

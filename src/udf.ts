@@ -6,6 +6,7 @@ import type * as arrow from 'apache-arrow';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DataType, type DataTypeJSON } from './datatypes.ts';
 import { encodeLiteral, Expr, toExpr, udfCalls, type ExprNode, type LiteralJSON, type Scalar, type Untyped, type UdfCallNode } from './expressions.ts';
+import { resolveAwsOptions, type AwsUdfOptions } from './udf/aws-options.ts';
 
 export type OnError = 'raise' | 'log' | 'null';
 /** What a generator UDF's row becomes when it yields nothing: one row with a null, or no row. */
@@ -59,6 +60,12 @@ export interface UdfOptions<T = never> {
    * null ('null', the default, as in Daft) or produces no row ('drop').
    */
   onEmpty?: OnEmpty;
+  /**
+   * Where and with what this UDF's stage runs on AWS (the AWS runner and the CDK construct; other
+   * runners ignore it): Lambda memory, architecture, timeout, /tmp, GPU instance type, or Fargate for
+   * stages beyond Lambda's limits. Checked against AWS's limits when the UDF is defined.
+   */
+  aws?: AwsUdfOptions;
 }
 
 export interface ResolvedUdfOptions {
@@ -76,6 +83,8 @@ export interface ResolvedUdfOptions {
   deadLetter: string | null;
   unnest: boolean;
   onEmpty: OnEmpty;
+  /** The AWS options given (a cls method's merged over its class's); empty when none. */
+  aws: Readonly<AwsUdfOptions>;
 }
 
 /** Retry backoff defaults: first wait up to 20 ms, doubling, never more than 2 s. */
@@ -228,6 +237,7 @@ export function resolveOptions(name: string, o: Partial<UdfOptions>, base?: Reso
     deadLetter: o.deadLetter ?? base?.deadLetter ?? null,
     unnest: o.unnest ?? base?.unnest ?? false,
     onEmpty: o.onEmpty ?? base?.onEmpty ?? 'null',
+    aws: resolveAwsOptions(name, o.aws, base?.aws, o.numGpus ?? base?.numGpus ?? 0),
   };
 }
 

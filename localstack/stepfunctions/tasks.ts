@@ -24,6 +24,8 @@ export interface LambdaContextLike {
 export interface EcsTaskParams {
   cluster: string;
   taskDefinition: string;
+  /** RunTask's LaunchType ('FARGATE' for CPU stages beyond Lambda; unset: the cluster's EC2 capacity). */
+  launchType?: string;
   /** Container override environment, flattened (all containers merged). */
   environment: Record<string, string>;
   /** Aborted when the state times out or the execution stops or ends: kill the child then. */
@@ -119,7 +121,9 @@ async function runEcsTaskSync(handlers: LocalTaskHandlers, t: TaskInfo, scope: E
   // The state's timeout stops the task, as Step Functions stops a .sync task it gives up on.
   const timeout = AbortSignal.timeout(t.timeoutSeconds * 1000);
   try {
-    await handlers.runEcsTask({ cluster, taskDefinition, environment: flattenEnvironment(input), signal: AbortSignal.any([scope.signal, timeout]) });
+    const params: EcsTaskParams = { cluster, taskDefinition, environment: flattenEnvironment(input), signal: AbortSignal.any([scope.signal, timeout]) };
+    if (typeof input.LaunchType === 'string') params.launchType = input.LaunchType;
+    await handlers.runEcsTask(params);
   } catch (e) {
     const name = e instanceof Error && e.name && e.name !== 'Error' ? e.name : 'States.TaskFailed';
     const message = e instanceof Error ? e.message : String(e);

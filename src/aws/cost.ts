@@ -38,7 +38,15 @@ export interface CostInput {
   rowGroups: number;
   columns: number;
   /** What the estimate needs of each stage (a structural slice of stages.ts's StageJSON, which imports this module). */
-  stages: readonly { index: number; executor: 'lambda' | 'ecs-gpu'; memoryMiB: number; concurrency: number; slots: number }[];
+  stages: readonly {
+    index: number;
+    executor: 'lambda' | 'fargate' | 'ecs-gpu';
+    memoryMiB: number;
+    concurrency: number;
+    slots: number;
+    /** The stage's sizing class (stages.ts): its Lambda architecture, Fargate vCPUs, GPU instance type. */
+    placement?: { executor: string; architecture?: 'x86_64' | 'arm64'; cpu?: number; instanceType?: string };
+  }[];
 }
 
 export interface CostPart {
@@ -65,6 +73,8 @@ const PART_BYTES = 8 << 20;
 /** Keys per LIST page. */
 const LIST_PAGE = 1000;
 const GIB = 2 ** 30;
+/** Seconds a Fargate task is billed before it runs: image pull and start. */
+const FARGATE_STARTUP_SECONDS = 60;
 /** Hours in a billing month, as AWS prorates GB-months. */
 const HOURS_PER_MONTH = 730;
 
@@ -114,12 +124,16 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const bytesPerPartition = input.uncompressedBytes / Math.max(1, n);
   const shardWrites = bytesPerPartition <= PART_BYTES ? 1 : Math.ceil(bytesPerPartition / PART_BYTES) + 2;
 
-  let gbSeconds = 2 * controlSeconds * (DEFAULT_LAMBDA_MEMORY_MIB / 1024); // Plan + Finalize
+  const gbSeconds = 2 * controlSeconds * (DEFAULT_LAMBDA_MEMORY_MIB / 1024); // Plan + Finalize
   let requests = 2;
   let transitions = TRANSITIONS.run;
   let wallSeconds = 2 * controlSeconds;
-  let gpuHours = 0;
+  const gpuHours = new Map<string, number>();
   const gpuDetail: string[] = [];
+  let fargateVcpuHours = 0;
+  let fargateGbHours = 0;
+  const fargateArchs = new Set<string>();
+  const lambdaByArch = { x86_64: 0, arm64: 0 };
   // S3, per the run lifecycle (src/aws/run.ts, handlers.ts, the runner):
   // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, commit marker, manifest; per stage
   // items.json and Finalize's listing; per partition and stage the shard and its marker; per result
@@ -130,20 +144,32 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   // every marker, Finalize the last stage's again.
   let gets = 5 + input.rowGroups * input.columns + n * stages.length * 2 + n;
   for (const s of stages) {
-    const seconds = stageSecondsPerPartition(input, s.memoryMiB, throughput);
+    const vcpuMiB = s.placement?.cpu !== undefined ? (s.placement.cpu / 1024) * LAMBDA_MIB_PER_VCPU : s.memoryMiB;
+    const seconds = stageSecondsPerPartition(input, vcpuMiB, throughput);
     puts += 1 + Math.ceil((2 * n + 1) / LIST_PAGE) + n * (shardWrites + 1);
     transitions += TRANSITIONS.perStage;
     if (s.executor === 'lambda') {
-      gbSeconds += n * seconds * (s.memoryMiB / 1024);
+      // A class's own architecture when it declares arm64; else the deployment's (cost.architecture).
+      lambdaByArch[s.placement?.architecture === 'arm64' ? 'arm64' : arch] += n * seconds * (s.memoryMiB / 1024);
       requests += n;
       transitions += n * TRANSITIONS.perItem;
       gets += n * 2; // plan + input (the footer in stage 0, the previous shard after it)
       wallSeconds += Math.ceil(n / Math.max(1, s.concurrency)) * seconds;
+    } else if (s.executor === 'fargate') {
+      // One task per partition, billed from its start (image pull included) to its end.
+      const hours = (n * (FARGATE_STARTUP_SECONDS + seconds)) / 3600;
+      fargateVcpuHours += hours * ((s.placement?.cpu ?? 1024) / 1024);
+      fargateGbHours += hours * (s.memoryMiB / 1024);
+      fargateArchs.add(s.placement?.architecture ?? 'x86_64');
+      transitions += n * TRANSITIONS.perItem;
+      gets += n * 2;
+      wallSeconds += Math.ceil(n / Math.max(1, s.concurrency)) * (FARGATE_STARTUP_SECONDS + seconds);
     } else {
       const slots = Math.max(1, s.slots);
       const busy = Math.ceil(n / slots) * seconds;
       const hours = (slots * (startup + busy + scaleIn)) / 3600;
-      gpuHours += hours;
+      const type = s.placement?.instanceType ?? opts.gpuInstanceType ?? 'g5.xlarge';
+      gpuHours.set(type, (gpuHours.get(type) ?? 0) + hours);
       gpuDetail.push(`stage ${s.index}: ${slots} instance(s) x (${startup} s start-up + ${round(busy)} s work + ${scaleIn} s scale-in)`);
       transitions += slots * TRANSITIONS.perItem;
       gets += slots + n; // plan once per slot, input per partition
@@ -159,7 +185,17 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const add = (item: string, quantity: number, unit: string, unitUsd: number, detail: string): void => {
     parts.push({ item, quantity, unit, unitUsd, usd: quantity * unitUsd, detail });
   };
-  add('Lambda compute', gbSeconds, 'GB-s', table.lambda.gbSecond[arch], `${arch}; partitions x seconds x memory, plus Plan and Finalize`);
+  lambdaByArch[arch] += gbSeconds;
+  for (const a of ['x86_64', 'arm64'] as const) {
+    if (a !== arch && lambdaByArch[a] === 0) continue;
+    add(
+      a === arch ? 'Lambda compute' : `Lambda compute (${a})`,
+      lambdaByArch[a],
+      'GB-s',
+      table.lambda.gbSecond[a],
+      `${a}; partitions x seconds x memory${a === arch ? ', plus Plan and Finalize' : ''}`,
+    );
+  }
   add('Lambda requests', requests, 'requests', table.lambda.request, 'one per partition of each CPU stage, plus Plan and Finalize');
   add(
     'Step Functions',
@@ -183,15 +219,22 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
     table.s3.storageGbMonth,
     `${round(storedBytes / GIB)} GiB of shards kept ${retentionDays} day(s) (lifecycle on runs/)`,
   );
-  if (gpuHours > 0) {
-    const type = opts.gpuInstanceType ?? 'g5.xlarge';
+  if (fargateVcpuHours > 0) {
+    if (!table.fargate)
+      throw new Error(`cost estimate: the ${table.region} price table (as of ${table.asOf}) has no Fargate prices; add fargate to the runner's cost.prices`);
+    const fa = fargateArchs.has('x86_64') ? 'x86_64' : 'arm64';
+    const detail = `one task per partition, ${FARGATE_STARTUP_SECONDS} s start-up each; ${fa}`;
+    add('Fargate vCPU', fargateVcpuHours, 'vCPU-hours', table.fargate.vcpuHour[fa], detail);
+    add('Fargate memory', fargateGbHours, 'GB-hours', table.fargate.gbHour[fa], detail);
+  }
+  for (const [type, hours] of gpuHours) {
     const hourly = table.ec2Hourly[type];
     if (hourly === undefined) {
       throw new Error(
         `cost estimate: no price for GPU instance type '${type}' in the ${table.region} table (as of ${table.asOf}); add it to the runner's cost.prices.ec2Hourly or pick one of ${Object.keys(table.ec2Hourly).join(', ')}`,
       );
     }
-    add(`GPU instances (${type})`, gpuHours, 'instance-hours', hourly, gpuDetail.join('; '));
+    add(`GPU instances (${type})`, hours, 'instance-hours', hourly, gpuDetail.join('; '));
   }
   return { region: table.region, asOf: table.asOf, fallback, parts, totalUsd: parts.reduce((a, p) => a + p.usd, 0) };
 }

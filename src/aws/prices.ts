@@ -3,7 +3,7 @@
 // AWS runner's `cost.prices` option.
 //
 // Source: the public AWS pricing pages for us-east-1 (aws.amazon.com/lambda/pricing,
-// /step-functions/pricing, /s3/pricing, /ec2/pricing/on-demand), on-demand list prices as of
+// /step-functions/pricing, /s3/pricing, /fargate/pricing, /ec2/pricing/on-demand), on-demand list prices as of
 // 2025-06-01, first pricing tier (no free tier, no volume discounts).
 
 export interface PriceTable {
@@ -29,6 +29,8 @@ export interface PriceTable {
     /** Per GB-month stored (S3 Standard, first 50 TB). */
     storageGbMonth: number;
   };
+  /** Fargate Linux, per vCPU-hour and per GB-hour of memory, by architecture (CPU stages beyond Lambda's limits). */
+  fargate?: { vcpuHour: { x86_64: number; arm64: number }; gbHour: { x86_64: number; arm64: number } };
   /** EC2 on-demand Linux instance prices per hour, by instance type (the GPU capacity's instances). */
   ec2Hourly: Record<string, number>;
 }
@@ -43,6 +45,7 @@ export const PRICES_US_EAST_1: PriceTable = {
   },
   stepFunctions: { standardTransition: 0.025 / 1000 },
   s3: { putCopyPostList: 0.005 / 1000, get: 0.0004 / 1000, storageGbMonth: 0.023 },
+  fargate: { vcpuHour: { x86_64: 0.04048, arm64: 0.03238 }, gbHour: { x86_64: 0.004445, arm64: 0.00356 } },
   ec2Hourly: {
     'g4dn.xlarge': 0.526,
     'g4dn.2xlarge': 0.752,

@@ -14,7 +14,8 @@ import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
 import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
 import type { PlanNode } from '../plan.ts';
-import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
+import { mergeMetrics, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
+import { gpuSlotRuntime } from './slot-actors.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 import type { DataTypeJSON } from '../datatypes.ts';
@@ -73,6 +74,8 @@ export interface PlanSummary {
     concurrency: number;
     slots: number;
     itemsKey: string;
+    /** The stage's sizing class (placement.ts): the state machine routes it to that class's function or task definition. */
+    sizing: string;
     /** The Distributed Map's thresholds (tolerance.ts). */
     toleratedFailurePercentage: number;
     toleratedFailureCount: number;
@@ -216,6 +219,7 @@ export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket:
       slots: s.slots,
       itemsKey,
       ...mapThresholds(plan.tolerance, n),
+      sizing: s.placement?.key ?? '',
     });
   }
   return { runId: plan.runId, workBucket, stages };
@@ -400,7 +404,7 @@ export interface PartitionResult {
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
-export async function runStagePartition(store: ObjectStore, runId: string, stageIndex: number, partition: number): Promise<PartitionResult> {
+export async function runStagePartition(store: ObjectStore, runId: string, stageIndex: number, partition: number, rt?: UdfRuntime): Promise<PartitionResult> {
   const plan = await loadPlan(store, runId);
   const stage = plan.stages[stageIndex];
   if (!stage) throw new Error(`run ${runId}: no stage ${stageIndex} (plan has ${plan.stages.length})`);
@@ -408,7 +412,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
   }
   try {
-    return await stagePartition(store, plan, stage, partition);
+    return await stagePartition(store, plan, stage, partition, rt);
   } catch (e) {
     const via = stageIndex > 0 ? `, through stage ${stageIndex - 1}'s shard` : '';
     const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${describeSource(plan.sources[partition]!)}${via}`;
@@ -425,7 +429,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   }
 }
 
-async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number): Promise<PartitionResult> {
+async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number, rt?: UdfRuntime): Promise<PartitionResult> {
   const { runId } = plan;
   const stageIndex = stage.index;
   const last = stageIndex === plan.stages.length - 1;
@@ -449,6 +453,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   // one process): own metrics, shared class instances.
   const ctx: ExecContext = { label: `run ${runId}, stage ${stageIndex}, partition ${partition}`, shards: (key) => readShard(store, key) };
   if (plan.batchSize !== undefined) ctx.batchSize = plan.batchSize;
+  if (rt) ctx.rt = rt;
   // What this stage's operators produce (the run's final schema only if nothing runs after them).
   const schema = stageSchema(plan, stageIndex);
   let key: string;
@@ -506,14 +511,23 @@ async function readMarker(store: ObjectStore, runId: string, stage: number, part
  */
 export async function runGpuSlot(store: ObjectStore, runId: string, stageIndex: number, slot: number, slots: number): Promise<PartitionResult[]> {
   const plan = await loadPlan(store, runId);
+  const stage = plan.stages[stageIndex];
+  if (!stage) throw new Error(`run ${runId}: no stage ${stageIndex} (plan has ${plan.stages.length})`);
+  // GPU UDFs in actor processes placed on this task's devices (fractions packed), started once for every partition of the slot.
+  await importPipeline(planPipeline(plan));
   const tolerant = toleratesFailures(plan.tolerance);
+  const actors = gpuSlotRuntime(stage);
   const out: PartitionResult[] = [];
-  for (let p = slot; p < plan.sources.length; p += slots) {
-    try {
-      out.push(await runStagePartition(store, runId, stageIndex, p));
-    } catch (e) {
-      if (!tolerant) throw e;
+  try {
+    for (let p = slot; p < plan.sources.length; p += slots) {
+      try {
+        out.push(await runStagePartition(store, runId, stageIndex, p, actors?.rt));
+      } catch (e) {
+        if (!tolerant) throw e;
+      }
     }
+  } finally {
+    await actors?.close();
   }
   return out;
 }

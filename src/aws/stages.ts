@@ -4,10 +4,13 @@
 // paying another S3 round trip.
 import type { OpJSON, PhysicalPlan } from '../physical.ts';
 import { udfsOf } from '../physical.ts';
+import type { UdfDefinition } from '../udf.ts';
+import type { AwsUdfOptions } from '../udf/aws-options.ts';
 import { DEFAULT_LAMBDA_MEMORY_MIB, lambdaMemoryMiB } from './sizing.ts';
+import { deployedFor, describePlacement, mergePlacements, udfPlacement, type DeployedClasses, type ResourceRequest, type StagePlacement } from './placement.ts';
 import { costToString, estimateRunCost, stageSecondsPerPartition, type CostEstimate, type CostOptions } from './cost.ts';
 
-export type StageExecutor = 'lambda' | 'ecs-gpu';
+export type StageExecutor = 'lambda' | 'fargate' | 'ecs-gpu';
 
 export interface StageJSON {
   index: number;
@@ -18,11 +21,13 @@ export interface StageJSON {
   udfs: string[];
   /** Partition tasks in flight at most (Map MaxConcurrency), from the UDFs' `concurrency`. */
   concurrency: number;
-  /** GPU stages: ECS tasks (worker slots); each processes partitions i with i % slots == slot. */
+  /** ECS stages: tasks (worker slots); each processes partitions i with i % slots == slot. Fargate: one task per partition. */
   slots: number;
-  /** Lambda memory (MiB) from the UDFs' memoryBytes/numCpus: sizing.ts's rule, which the CDK construct deploys. */
+  /** Lambda memory (MiB) from the UDFs' memoryBytes/numCpus or aws.lambdaMemoryMb (placement.ts's rule, which the construct deploys); a Fargate task's memory. */
   memoryMiB: number;
   numGpus: number;
+  /** Where the stage runs and its sizing class (absent in plans written before per-stage resources). */
+  placement?: StagePlacement;
 }
 
 export interface StageOptions {
@@ -36,40 +41,83 @@ export interface StageOptions {
 
 export const DEFAULT_STAGE_OPTIONS: StageOptions = { maxConcurrency: 1000, defaultGpuSlots: 1, lambdaMemoryMiB: DEFAULT_LAMBDA_MEMORY_MIB };
 
-function opUsesGpu(op: OpJSON): boolean {
-  return udfsOf([op]).some((u) => u.options.numGpus > 0);
+/** What an operator needs: its executor (null: no UDF, it runs wherever it lands) and the declared AWS options of its UDFs there. */
+function opNeeds(op: OpJSON): { executor: StageExecutor | null; signature: string } {
+  const udfs = udfsOf([op]);
+  if (udfs.length === 0) return { executor: null, signature: '' };
+  const placed = udfs.map((u) => ({ u, p: udfPlacement(requestOf(u)) }));
+  const executor: StageExecutor = placed.some((x) => x.p.executor === 'ecs-gpu')
+    ? 'ecs-gpu'
+    : placed.some((x) => x.p.executor === 'fargate')
+      ? 'fargate'
+      : 'lambda';
+  const declared = new Set(placed.filter((x) => x.p.executor === executor).map((x) => awsSignature(x.u.options.aws)));
+  return { executor, signature: [...declared].sort().join('|') };
+}
+
+function awsSignature(aws: Readonly<AwsUdfOptions>): string {
+  return JSON.stringify(
+    Object.entries(aws)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
 }
 
 function opHasUdf(op: OpJSON): boolean {
   return udfsOf([op]).length > 0;
 }
 
+/** A UDF definition's resource request (placement.ts's input). */
+export function requestOf(u: UdfDefinition): ResourceRequest {
+  const o = u.options;
+  return { name: u.name, numCpus: o.numCpus, numGpus: o.numGpus, memoryBytes: o.memoryBytes, concurrency: o.concurrency, aws: o.aws };
+}
+
+/**
+ * Splits at resource boundaries: an operator whose UDFs need another executor (Lambda, Fargate, GPU
+ * task) or declare other AWS options (`aws: {...}`) than the current stage's starts a new stage;
+ * operators without UDFs stay with the stage before them. UDFs without AWS options fuse as before.
+ */
 export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STAGE_OPTIONS): StageJSON[] {
-  const groups: { executor: StageExecutor; ops: OpJSON[] }[] = [{ executor: 'lambda', ops: [] }];
+  const groups: { executor: StageExecutor; signature: string; ops: OpJSON[] }[] = [{ executor: 'lambda', signature: '', ops: [] }];
   for (const op of plan.partitionOps) {
     const cur = groups[groups.length - 1]!;
-    const want: StageExecutor | null = opUsesGpu(op) ? 'ecs-gpu' : opHasUdf(op) ? 'lambda' : null;
-    if (want === null || want === cur.executor) {
+    const need = opNeeds(op);
+    if (need.executor === null || (need.executor === cur.executor && need.signature === cur.signature)) {
       cur.ops.push(op);
-    } else if (groups.length === 1 && !cur.ops.some(opHasUdf)) {
-      // Nothing but the scan and cheap operators so far: let the GPU tasks read the input themselves.
-      cur.executor = want;
+    } else if (!cur.ops.some(opHasUdf)) {
+      // Nothing but the scan and cheap operators so far: let this stage's workers read the input themselves.
+      cur.executor = need.executor;
+      cur.signature = need.signature;
       cur.ops.push(op);
     } else {
-      groups.push({ executor: want, ops: [op] });
+      groups.push({ executor: need.executor, signature: need.signature, ops: [op] });
     }
   }
   return groups.map((g, index) => {
     const udfs = udfsOf(g.ops);
     const caps = udfs.map((u) => u.options.concurrency).filter((c): c is number => c !== null);
     const numGpus = Math.max(0, ...udfs.map((u) => u.options.numGpus));
-    const memoryMiB = lambdaMemoryMiB(
-      udfs.map((u) => u.options),
-      opts.lambdaMemoryMiB,
-    );
-    const concurrency = Math.max(1, Math.min(opts.maxConcurrency, plan.partitions.length || 1, ...(caps.length ? caps : [opts.maxConcurrency])));
-    const slots = g.executor === 'ecs-gpu' ? Math.max(1, Math.min(plan.partitions.length || 1, caps.length ? Math.min(...caps) : opts.defaultGpuSlots)) : 0;
-    return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus };
+    const own = udfs.map((u) => udfPlacement(requestOf(u), opts.lambdaMemoryMiB)).filter((p) => p.executor === g.executor);
+    const placement = mergePlacements(own, opts.lambdaMemoryMiB);
+    const memoryMiB =
+      placement.executor === 'ecs-gpu'
+        ? lambdaMemoryMiB(
+            udfs.map((u) => u.options),
+            opts.lambdaMemoryMiB,
+          )
+        : placement.memoryMiB;
+    const partitions = plan.partitions.length || 1;
+    const concurrency = Math.max(1, Math.min(opts.maxConcurrency, partitions, ...(caps.length ? caps : [opts.maxConcurrency])));
+    let slots = 0;
+    if (placement.executor === 'ecs-gpu') {
+      // Fractional GPUs: instancesPerTask UDF instances share one task's device, so `concurrency` instances need fewer tasks.
+      const instances = caps.length ? Math.min(...caps) : opts.defaultGpuSlots * placement.instancesPerTask;
+      slots = Math.max(1, Math.min(partitions, Math.ceil(instances / placement.instancesPerTask)));
+    } else if (placement.executor === 'fargate') {
+      slots = partitions;
+    }
+    return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus, placement };
   });
 }
 
@@ -80,9 +128,9 @@ export function estimateCost(plan: PhysicalPlan, stage: StageJSON, bytesPerVcpuS
     stage.memoryMiB,
     bytesPerVcpuSecond,
   );
-  if (stage.executor === 'lambda') {
+  if (stage.executor === 'lambda' || stage.executor === 'fargate') {
     const gbSeconds = plan.partitions.length * seconds * (stage.memoryMiB / 1024);
-    return `~${gbSeconds.toFixed(gbSeconds < 10 ? 2 : 0)} Lambda GB-s`;
+    return `~${gbSeconds.toFixed(gbSeconds < 10 ? 2 : 0)} ${stage.executor === 'lambda' ? 'Lambda' : 'Fargate'} GB-s`;
   }
   const gpuHours = ((plan.partitions.length * seconds) / 3600) * Math.max(1, stage.numGpus);
   return `~${gpuHours.toFixed(3)} GPU-h`;
@@ -102,14 +150,27 @@ export function estimatePlanCost(plan: PhysicalPlan, stages: StageJSON[], cost: 
   );
 }
 
-/** The stages as explain() prints them, then the cost estimate in USD (with `cost`'s prices and assumptions). */
-export function stagesToString(plan: PhysicalPlan, stages: StageJSON[], cost: CostOptions = {}): string {
+/**
+ * The stages as explain() prints them, then the cost estimate in USD (with `cost`'s prices and
+ * assumptions). With `deployment` (the classes FanoutPipeline deploys for the registered UDFs), each
+ * stage shows the function or task definition that runs it and that one's sizing.
+ */
+export function stagesToString(plan: PhysicalPlan, stages: StageJSON[], cost: CostOptions = {}, deployment?: DeployedClasses): string {
   const lines = ['== Stages (aws) =='];
   for (const s of stages) {
-    const where =
-      s.executor === 'lambda'
-        ? `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
-        : `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}`;
+    const own = s.placement;
+    const deployed = own && deployment ? deployedFor(own, deployment) : null;
+    const p = deployed?.placement ?? own;
+    const sizing = p ? `, ${describePlacement(p, deployed?.id)}` : '';
+    const missing = own && deployment && !deployed ? ' (no task definition of this class is deployed: the stage fails)' : '';
+    let where: string;
+    if (s.executor === 'lambda') {
+      where = `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}${p ? '' : `, ${s.memoryMiB} MiB`}${sizing}`;
+    } else if (s.executor === 'fargate') {
+      where = `fargate, ${plan.partitions.length} partition(s), one task each, concurrency ${s.concurrency}${sizing}${missing}`;
+    } else {
+      where = `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}${sizing}${missing}`;
+    }
     lines.push(`Stage ${s.index}: ${where}, ${estimateCost(plan, s, cost.bytesPerVcpuSecond)}`);
     if (s.index === 0)
       lines.push(`  reads: ${plan.scan.format} scan, ${plan.scan.files} file(s), row groups ${plan.scan.rowGroupsSelected}/${plan.scan.rowGroupsTotal}`);

@@ -107,10 +107,28 @@ export interface AslDefinition extends AslStateMachine {
 
 export interface StateMachineResources {
   planFunctionArn: string;
+  /** The main Stage function: runs lambda stages whose sizing class has no function of its own. */
   stageFunctionArn: string;
+  /**
+   * Per-stage resources: a Stage function per Lambda sizing class (class key -> ARN, see placement.ts);
+   * the definition routes each lambda stage by its plan's `sizing`. Unset or empty: every lambda stage
+   * runs on stageFunctionArn (and the definition has no routing states).
+   */
+  stageFunctions?: Record<string, string>;
+  /** ECS Fargate capacity for CPU stages beyond Lambda's limits (executor 'fargate'). */
+  fargate?: FargateResources;
   finalizeFunctionArn: string;
   failureFunctionArn: string;
-  ecs?: { clusterArn: string; taskDefinitionArn: string; containerName: string; subnets: string[]; securityGroups: string[]; capacityProvider?: string };
+  ecs?: {
+    clusterArn: string;
+    taskDefinitionArn: string;
+    containerName: string;
+    subnets: string[];
+    securityGroups: string[];
+    capacityProvider?: string;
+    /** GPU sizing classes (key -> task definition and the capacity provider of its instance type); others use taskDefinitionArn. */
+    taskDefinitions?: Record<string, { taskDefinitionArn: string; capacityProvider?: string }>;
+  };
   /** Distributed Map for CPU stages (AWS), so concurrency can reach thousands. */
   distributed?: boolean;
   /** Per partition task, default 900. */
@@ -209,6 +227,12 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     'stage.$': '$.stage.index',
     'partition.$': '$$.Map.Item.Value',
   };
+  const lambdaRouting = stageFunctionRouting(r);
+  if (lambdaRouting) {
+    // The function of the stage's sizing class, chosen by SelectStageFunction, travels with each item.
+    runPartition.Parameters = { 'FunctionName.$': '$.stageFunction', 'Payload.$': '$' };
+    partitionItemSelector['stageFunction.$'] = '$.stageFunction';
+  }
   const partitionsMap: AslState = distributed
     ? {
         Type: 'Map',
@@ -257,7 +281,10 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
 
   const stageStates: Record<string, AslState> = {};
   const lambdaEntry = distributed ? 'Partitions' : 'PartitionIndices';
-  const ecsEntry = r.ecs ? 'SlotIndices' : 'NoGpuResources';
+  const gpuRouting = r.ecs ? gpuTaskRouting(r.ecs, 'SlotIndices') : null;
+  const ecsEntry = r.ecs ? (gpuRouting ? 'SelectGpuTask' : 'SlotIndices') : 'NoGpuResources';
+  const lambdaNext = r.maxConcurrency !== undefined ? 'CapConcurrency' : lambdaEntry;
+  if (lambdaRouting) Object.assign(stageStates, lambdaRouting(lambdaNext));
   stageStates.RouteStage = {
     Type: 'Choice',
     Choices: [
@@ -274,16 +301,19 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
         ],
         Next: 'EmptyStage',
       },
-      { Variable: '$.stage.executor', StringEquals: 'lambda', Next: r.maxConcurrency !== undefined ? 'CapConcurrency' : lambdaEntry },
+      { Variable: '$.stage.executor', StringEquals: 'lambda', Next: lambdaRouting ? 'SelectStageFunction' : lambdaNext },
       { Variable: '$.stage.executor', StringEquals: 'ecs-gpu', Next: ecsEntry },
+      ...(r.fargate ? [{ Variable: '$.stage.executor', StringEquals: 'fargate', Next: 'SelectFargateTask' }] : []),
     ],
     Default: 'UnknownExecutor',
   };
+  if (r.fargate) Object.assign(stageStates, fargateStates(r.fargate));
+  if (gpuRouting) Object.assign(stageStates, gpuRouting.states);
   stageStates.EmptyStage = { Type: 'Succeed', Comment: 'A stage without partitions has nothing to run.' };
   stageStates.UnknownExecutor = {
     Type: 'Fail',
     Error: 'fanout.UnknownExecutor',
-    Cause: "the plan has a stage whose executor is neither 'lambda' nor 'ecs-gpu'",
+    Cause: `the plan has a stage whose executor is not one of ${r.fargate ? "'lambda', 'fargate'" : "'lambda'"} and 'ecs-gpu'${r.fargate ? '' : " (a 'fargate' stage needs a deployment with Fargate resources)"}`,
   };
   if (r.maxConcurrency !== undefined) {
     // min(stage.concurrency, cap) without arithmetic: a Choice and a Pass that overwrites the value.
@@ -328,6 +358,12 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     };
     // GPUs need EC2 capacity; without a named provider the cluster's default strategy applies.
     if (e.capacityProvider) params.CapacityProviderStrategy = [{ CapacityProvider: e.capacityProvider, Weight: 1 }];
+    if (gpuRouting) {
+      // The task definition and capacity provider of the stage's GPU class (SelectGpuTask), carried by each slot.
+      delete params.TaskDefinition;
+      params['TaskDefinition.$'] = '$.gpuTask.taskDefinition';
+      if (e.capacityProvider) params.CapacityProviderStrategy = [{ 'CapacityProvider.$': '$.gpuTask.capacityProvider', Weight: 1 }];
+    }
     if (e.subnets.length > 0) {
       params.NetworkConfiguration = { AwsvpcConfiguration: { Subnets: e.subnets, SecurityGroups: e.securityGroups } };
     }
@@ -347,6 +383,7 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
         'stage.$': '$.stage.index',
         'slots.$': '$.stage.slots',
         'slot.$': '$$.Map.Item.Value',
+        ...(gpuRouting ? { 'gpuTask.$': '$.gpuTask' } : {}),
       },
       MaxConcurrencyPath: '$.stage.slots',
       ItemProcessor: {
@@ -441,6 +478,174 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
       Failed: { Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' },
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-stage resources: the routing of a stage's sizing class (placement.ts) to its Stage function,
+// GPU task definition and capacity provider, or Fargate task definition.
+
+/** ECS Fargate capacity for CPU stages beyond Lambda's limits: one task per partition. */
+export interface FargateResources {
+  clusterArn: string;
+  containerName: string;
+  subnets: string[];
+  securityGroups: string[];
+  /** Tasks in public subnets need a public IP to reach S3 and ECR (no NAT gateway). */
+  assignPublicIp: boolean;
+  /** Fargate sizing classes: key -> task definition ARN. */
+  taskDefinitions: Record<string, string>;
+  /** Runs stages whose class has no task definition (the local harness); unset: such a stage fails with fanout.NoFargateTaskDefinition. */
+  fallbackTaskDefinitionArn?: string;
+  /** The Fargate task state's timeout: the largest class's timeoutSeconds plus provisioning and image pull. */
+  timeoutSeconds: number;
+}
+
+/** Present and equal: a Choice on a missing path would fail the execution (States.Runtime). */
+function sizingIs(key: string): AslChoiceCondition {
+  return {
+    And: [
+      { Variable: '$.stage.sizing', IsPresent: true },
+      { Variable: '$.stage.sizing', StringEquals: key },
+    ],
+  };
+}
+
+/** SelectStageFunction and its Pass states, when some sizing class has a function other than the main one. */
+function stageFunctionRouting(r: StateMachineResources): ((next: string) => Record<string, AslState>) | null {
+  const classes = Object.entries(r.stageFunctions ?? {}).filter(([, arn]) => arn !== r.stageFunctionArn);
+  if (classes.length === 0) return null;
+  return (next) => {
+    const states: Record<string, AslState> = {
+      SelectStageFunction: {
+        Type: 'Choice',
+        Comment: "The Stage function of the stage's sizing class; the main one for a class without its own.",
+        Choices: classes.map(([key], i) => ({ ...sizingIs(key), Next: `UseStageFunction${i + 1}` })),
+        Default: 'UseMainStageFunction',
+      },
+      UseMainStageFunction: { Type: 'Pass', Result: r.stageFunctionArn, ResultPath: '$.stageFunction', Next: next },
+    };
+    classes.forEach(([key, arn], i) => {
+      states[`UseStageFunction${i + 1}`] = { Type: 'Pass', Comment: `sizing class ${key}`, Result: arn, ResultPath: '$.stageFunction', Next: next };
+    });
+    return states;
+  };
+}
+
+/** SelectGpuTask and its Pass states, when GPU classes have task definitions of their own. */
+function gpuTaskRouting(e: NonNullable<StateMachineResources['ecs']>, next: string): { states: Record<string, AslState> } | null {
+  const classes = Object.entries(e.taskDefinitions ?? {});
+  if (classes.length === 0) return null;
+  const task = (t: { taskDefinitionArn: string; capacityProvider?: string }): JsonObject => ({
+    taskDefinition: t.taskDefinitionArn,
+    capacityProvider: t.capacityProvider ?? e.capacityProvider ?? null,
+  });
+  const states: Record<string, AslState> = {
+    SelectGpuTask: {
+      Type: 'Choice',
+      Comment: "The task definition and capacity provider (instance type) of the stage's GPU class.",
+      Choices: classes.map(([key], i) => ({ ...sizingIs(key), Next: `UseGpuTask${i + 1}` })),
+      Default: 'UseDefaultGpuTask',
+    },
+    UseDefaultGpuTask: { Type: 'Pass', Result: task(e), ResultPath: '$.gpuTask', Next: next },
+  };
+  classes.forEach(([key, t], i) => {
+    states[`UseGpuTask${i + 1}`] = { Type: 'Pass', Comment: `GPU class ${key}`, Result: task(t), ResultPath: '$.gpuTask', Next: next };
+  });
+  return { states };
+}
+
+/** The Fargate path of a stage: its class's task definition, then one ECS task per partition. */
+function fargateStates(f: FargateResources): Record<string, AslState> {
+  if (!(Number.isInteger(f.timeoutSeconds) && f.timeoutSeconds >= 1))
+    throw new Error(`fargate.timeoutSeconds must be a positive integer, got ${f.timeoutSeconds}`);
+  const classes = Object.entries(f.taskDefinitions);
+  const states: Record<string, AslState> = {};
+  const use = (name: string, arn: string, comment: string): void => {
+    states[name] = { Type: 'Pass', Comment: comment, Result: arn, ResultPath: '$.fargateTask', Next: 'FargateIndices' };
+  };
+  const fallback = f.fallbackTaskDefinitionArn !== undefined ? 'UseFallbackFargateTask' : 'NoFargateTaskDefinition';
+  if (classes.length === 0 && f.fallbackTaskDefinitionArn !== undefined) {
+    use('SelectFargateTask', f.fallbackTaskDefinitionArn, 'Every Fargate stage runs on the one task definition.');
+  } else {
+    states.SelectFargateTask = {
+      Type: 'Choice',
+      Comment: "The task definition of the stage's Fargate sizing class.",
+      Choices: classes.length ? classes.map(([key], i) => ({ ...sizingIs(key), Next: `UseFargateTask${i + 1}` })) : [{ ...sizingIs(''), Next: fallback }],
+      Default: fallback,
+    };
+    for (const [i, [key, arn]] of classes.entries()) use(`UseFargateTask${i + 1}`, arn, `Fargate class ${key}`);
+    if (f.fallbackTaskDefinitionArn !== undefined) use('UseFallbackFargateTask', f.fallbackTaskDefinitionArn, 'A class without a task definition of its own.');
+    else
+      states.NoFargateTaskDefinition = {
+        Type: 'Fail',
+        Error: 'fanout.NoFargateTaskDefinition',
+        Cause:
+          "the plan has a Fargate stage whose sizing class has no task definition in this deployment: redeploy with the pipeline's UDFs (FanoutPipeline udfs)",
+      };
+  }
+  states.FargateIndices = {
+    Type: 'Pass',
+    Comment: `States.ArrayRange yields at most ${INLINE_MAX_PARTITIONS} items: a Fargate stage has at most that many partitions.`,
+    Parameters: { 'indices.$': rangeOf('$.stage.partitions') },
+    ResultPath: '$.range',
+    Next: 'FargatePartitions',
+  };
+  states.FargatePartitions = {
+    Type: 'Map',
+    Comment: 'One Fargate task per partition (slot p of `partitions` slots), through the ECS entrypoint GPU stages use.',
+    ItemsPath: '$.range.indices',
+    ItemSelector: {
+      'runId.$': '$.runId',
+      'workBucket.$': '$.workBucket',
+      'stage.$': '$.stage.index',
+      'slots.$': '$.stage.partitions',
+      'slot.$': '$$.Map.Item.Value',
+      'taskDefinition.$': '$.fargateTask',
+    },
+    MaxConcurrencyPath: '$.stage.concurrency',
+    ItemProcessor: {
+      ProcessorConfig: { Mode: 'INLINE' },
+      StartAt: 'RunFargateTask',
+      States: {
+        RunFargateTask: {
+          Type: 'Task',
+          Resource: ECS_RUN_TASK_SYNC,
+          Parameters: {
+            Cluster: f.clusterArn,
+            'TaskDefinition.$': '$.taskDefinition',
+            LaunchType: 'FARGATE',
+            NetworkConfiguration: {
+              AwsvpcConfiguration: { Subnets: f.subnets, SecurityGroups: f.securityGroups, AssignPublicIp: f.assignPublicIp ? 'ENABLED' : 'DISABLED' },
+            },
+            Overrides: { ContainerOverrides: [{ Name: f.containerName, Environment: ecsTaskEnvironment() }] },
+          },
+          TimeoutSeconds: f.timeoutSeconds,
+          Retry: [
+            { ErrorEquals: ['States.Timeout'], MaxAttempts: 0 },
+            { ErrorEquals: ECS_TRANSIENT_ERRORS, IntervalSeconds: 10, BackoffRate: 2, MaxAttempts: 6, MaxDelaySeconds: 300, JitterStrategy: 'FULL' },
+            { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 30, BackoffRate: 2, MaxAttempts: 1, JitterStrategy: 'FULL' },
+          ],
+          OutputPath: null,
+          End: true,
+        },
+      },
+    },
+    ResultPath: null,
+    End: true,
+  };
+  return states;
+}
+
+/** The run, stage and slot an ECS task (GPU or Fargate) works on, as container environment overrides. */
+function ecsTaskEnvironment(): JsonValue[] {
+  return [
+    { Name: 'FANOUT_RUN_ID', 'Value.$': '$.runId' },
+    // ECS environment values must be strings.
+    { Name: 'FANOUT_STAGE', 'Value.$': "States.Format('{}', $.stage)" },
+    { Name: 'FANOUT_SLOT', 'Value.$': "States.Format('{}', $.slot)" },
+    { Name: 'FANOUT_SLOTS', 'Value.$': "States.Format('{}', $.slots)" },
+    { Name: 'FANOUT_WORK_BUCKET', 'Value.$': '$.workBucket' },
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------

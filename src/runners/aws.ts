@@ -18,7 +18,9 @@ import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
 import { buildPhysicalPlan, udfsOf } from '../physical.ts';
 import type { CostOptions } from '../aws/cost.ts';
-import { splitStages, stagesToString } from '../aws/stages.ts';
+import { requestOf, splitStages, stagesToString } from '../aws/stages.ts';
+import { deployedClasses } from '../aws/placement.ts';
+import { listUdfs } from '../udf.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 
@@ -406,6 +408,8 @@ export class AwsRunner implements Runner {
     cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
     if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
     const run = buildPhysicalPlan(optimized, { targetPartitionBytes: this.aws.targetPartitionBytes ?? 128 << 20 });
-    return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost)}`;
+    // What FanoutPipeline deploys for the registered UDFs (its default `udfs`): the function or task definition of each stage.
+    const deployment = deployedClasses(listUdfs().map(requestOf));
+    return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost, deployment)}`;
   }
 }
