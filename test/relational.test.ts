@@ -75,11 +75,10 @@ before(async () => {
   }
   const dimRows = Array.from({ length: 600 }, (_, j) => ({ k: j % 50 === 0 ? null : `w${j + 100}`, g: maybe(() => ri(0, 60), 0.1), label: `L${j}` }));
   dimRows.push({ k: 'hot', g: 1, label: 'hot1' }, { k: 'hot', g: 2, label: 'hot2' });
-  await fromRecords(dimRows, new Schema([
-    new Field('k', DataType.utf8(), true),
-    new Field('g', DataType.int32(), true),
-    new Field('label', DataType.utf8(), true),
-  ])).writeParquet(join(dir, 'dims'));
+  await fromRecords(
+    dimRows,
+    new Schema([new Field('k', DataType.utf8(), true), new Field('g', DataType.int32(), true), new Field('label', DataType.utf8(), true)]),
+  ).writeParquet(join(dir, 'dims'));
   const { DuckDBInstance } = await import('@duckdb/node-api');
   const db = await DuckDBInstance.create(':memory:');
   con = (await db.connect()) as unknown as DuckCon;
@@ -137,10 +136,7 @@ describe('groupBy / agg against DuckDB', () => {
     const got = await F().agg(col('v').sum().alias('s'), col('k').count().alias('c'), col('s').countDistinct().alias('d'), col('v').mean().alias('m')).toRows();
     const want = await duck(`SELECT sum(v) s, count(k) c, count(DISTINCT s) d, avg(v) m FROM ${facts()}`);
     assert.deepEqual(canon(got), canon(want));
-    const empty = await F()
-      .where(col('g').gt(1000))
-      .agg(col('v').sum().alias('s'), col('v').count().alias('c'), col('v').first().alias('f'))
-      .toRows();
+    const empty = await F().where(col('g').gt(1000)).agg(col('v').sum().alias('s'), col('v').count().alias('c'), col('v').first().alias('f')).toRows();
     assert.deepEqual(empty, [{ s: null, c: 0n, f: null }]);
   });
 
@@ -173,7 +169,10 @@ describe('distinct, sort, concat against DuckDB', () => {
       [['b', 'v'], { nullsFirst: [true, true] }, 'b ASC NULLS FIRST, v ASC NULLS FIRST'],
     ];
     for (const [by, opts, sql] of cases) {
-      const got = await F().select(...by).sort(by, opts).toRows();
+      const got = await F()
+        .select(...by)
+        .sort(by, opts)
+        .toRows();
       const want = await duck(`SELECT ${by.join(', ')} FROM ${facts()} ORDER BY ${sql}`);
       assert.deepEqual(canon(got, { ordered: true }), canon(want, { ordered: true }), `sort by ${sql}`);
     }
@@ -196,7 +195,10 @@ describe('join against DuckDB', () => {
       const want = await duck(`SELECT k, f.g, v, d.g AS g_right, label FROM (SELECT k, g, v FROM ${facts()}) f ${sqlHow[how]} JOIN ${dims()} d USING (k)`);
       assert.equal(got.length, want.length);
       assert.deepEqual(canon(got), canon(want));
-      const two = await F().select('k', 'g', 'v').join(D(), { on: ['k', 'g'], how }).toRows();
+      const two = await F()
+        .select('k', 'g', 'v')
+        .join(D(), { on: ['k', 'g'], how })
+        .toRows();
       const want2 = await duck(`SELECT k, g, v, label FROM (SELECT k, g, v FROM ${facts()}) f ${sqlHow[how]} JOIN ${dims()} d USING (k, g)`);
       assert.deepEqual(canon(two), canon(want2));
     });
@@ -221,33 +223,44 @@ describe('join against DuckDB', () => {
 
 describe('spill under a memory budget', () => {
   it('a groupBy over data 4x the budget completes within the budget, spilling', async () => {
-    const budget = 1 << 20;
-    const rows = 200_000;
+    const budget = 2 << 20;
+    const rows = 800_000;
     const key = new Int32Array(rows);
     const val = new Float64Array(rows);
     for (let i = 0; i < rows; i++) {
-      key[i] = (i * 7919) % 60_000;
+      key[i] = (i * 7919) % 200_000;
       val[i] = i % 10;
     }
     const { fromColumns } = await import('fanout');
     const df = fromColumns({ key, val });
-    // 200k rows x 12 bytes = 2.4 MB of columns, > 2x the budget; the key table alone needs more.
+    // 800k rows x 12 bytes = 9.6 MB of columns, over 4x the budget; the 200k-key table alone needs more than the budget.
     setRunner('native', { memoryBudgetBytes: budget, batchSize: 8192 });
     try {
       resetRelationalStats();
       const got = await df.groupBy('key').agg(col('val').sum().alias('s'), col('val').count().alias('c')).toRows();
       const st = relationalStats();
-      assert.equal(got.length, 60_000);
+      assert.equal(got.length, 200_000);
       let total = 0;
       for (const r of got) total += Number(r.c);
       assert.equal(total, rows);
       assert.ok(st.spillFiles > 0, `spilled (${JSON.stringify(st)})`);
       assert.ok(st.peakBytesHeld <= budget, `held at most the budget: ${st.peakBytesHeld} <= ${budget}`);
-      const sorted = await df.sort('key', { desc: true }).limit(3).toRows();
+      // The sort spills sorted runs and merges them.
+      resetRelationalStats();
+      const top = await df
+        .sort(['key', 'val'], { desc: [true, false] })
+        .limit(6)
+        .toRows();
+      const want: [number, number][] = [];
+      for (let i = 0; i < rows; i++) if (key[i]! >= 199_990) want.push([key[i]!, val[i]!]);
+      want.sort((a, b) => b[0] - a[0] || a[1] - b[1]);
       assert.deepEqual(
-        sorted.map((r) => r.key),
-        [59999, 59999, 59999].slice(0, sorted.filter((r) => r.key === 59999).length).concat(sorted.filter((r) => r.key !== 59999).map((r) => r.key)),
+        top.map((r) => [r.key, r.val]),
+        want.slice(0, 6),
       );
+      const sst = relationalStats();
+      assert.ok(sst.spillFiles > 0, 'the sort spilled');
+      assert.ok(sst.peakBytesHeld <= budget, `the sort held at most the budget: ${sst.peakBytesHeld}`);
     } finally {
       setRunner('native', { targetPartitionBytes: 64 << 10, batchSize: 4096 });
     }

@@ -54,20 +54,24 @@ export async function* hashAggregate(partitions: AsyncIterable<AsyncIterable<arr
   try {
     for await (const part of partitions) {
       const partial = new HashAggregator(run.keys, run.specs, 'update');
-      for await (const b of part) {
-        partial.push(b);
-        mem.set(partial.bytes() + final.bytes() + batchBytes(b));
-        if (partial.bytes() + final.bytes() > run.budgetBytes / 2) {
-          // Phase one's table is full: merge it into the final table now, spill that if needed.
-          final.push(partial.drainState());
-          mem.set(partial.bytes() + final.bytes());
-          if (final.bytes() > run.budgetBytes / 2) spillFinal();
-          mem.set(partial.bytes() + final.bytes());
+      for await (const whole of part) {
+        // Slices bound how much one push can grow the tables (an in-memory source may be one big batch).
+        for (const b of slices(whole, run.batchSize)) {
+          partial.push(b);
+          mem.set(partial.bytes() + final.bytes() + batchBytes(b));
+          // A table doubles when it grows: keep both under a quarter of the budget.
+          if (partial.bytes() + final.bytes() > run.budgetBytes / 4) {
+            // Phase one's table is full: merge it into the final table now, spill that if needed.
+            final.push(partial.drainState());
+            mem.set(partial.bytes() + final.bytes());
+            if (final.bytes() > run.budgetBytes / 4) spillFinal();
+            mem.set(partial.bytes() + final.bytes());
+          }
         }
       }
       if (partial.groups) final.push(partial.drainState());
       mem.set(final.bytes());
-      if (final.bytes() > run.budgetBytes / 2) spillFinal();
+      if (final.bytes() > run.budgetBytes / 4) spillFinal();
       mem.set(final.bytes());
     }
     if (!spilled) {

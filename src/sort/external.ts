@@ -51,18 +51,19 @@ export async function* externalSort(input: AsyncIterable<arrow.RecordBatch>, run
   let buf: arrow.RecordBatch[] = [];
   let bytes = 0;
   try {
-    for await (const b of input) {
-      if (!b.numRows) continue;
-      buf.push(b);
-      bytes += batchBytes(b);
-      mem.set(bytes);
-      // Sorting needs about twice the buffer (the gathered copy): spill at half the budget.
-      if (bytes > run.budgetBytes / 2) {
-        const sorted = sortBuffer(buf, run);
-        buf = [];
-        runs.push([...slices(sorted, run.batchSize)].map((s) => spill.write(s)));
-        bytes = 0;
-        mem.set(0);
+    for await (const whole of input) {
+      for (const b of slices(whole, run.batchSize)) {
+        buf.push(b);
+        bytes += batchBytes(b);
+        mem.set(bytes);
+        // Sorting needs about twice the buffer (the gathered copy): spill at half the budget.
+        if (bytes > run.budgetBytes / 2) {
+          const sorted = sortBuffer(buf, run);
+          buf = [];
+          runs.push([...slices(sorted, run.batchSize)].map((s) => spill.write(s)));
+          bytes = 0;
+          mem.set(0);
+        }
       }
     }
     if (!runs.length) {
