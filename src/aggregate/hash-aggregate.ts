@@ -31,6 +31,7 @@ export class HashAggregator {
   private accs: Accumulator[];
   private readonly stateWidths: number[];
   private words: Int32Array = new Int32Array(0);
+  private gids: Int32Array = new Int32Array(0);
 
   constructor(
     private readonly keyFields: readonly arrow.Field[],
@@ -56,18 +57,22 @@ export class HashAggregator {
     return this.table.bytes() + this.enc.bytes() + this.words.byteLength + this.accs.reduce((n, a) => n + a.bytes(), 0);
   }
 
-  /** Rows: key columns first, then one input column per aggregate ('update') or the state columns ('merge'). */
-  push(batch: arrow.RecordBatch): void {
+  /**
+   * Rows: key columns first, then one input column per aggregate ('update') or the state columns
+   * ('merge'); `mode` overrides the table's own (raw rows into a final table when partials do not reduce).
+   */
+  push(batch: arrow.RecordBatch, mode: 'update' | 'merge' = this.mode): void {
     const n = batch.numRows;
     if (!n) return;
     const cols = batch.data.children;
     const K = this.keyFields.length;
     this.words = this.enc.encode(cols.slice(0, K), n, true, this.words);
     const before = this.table.count;
-    const gids = this.table.lookup(this.words, n, true);
+    if (this.gids.length < n) this.gids = new Int32Array(n);
+    const gids = this.table.lookup(this.words, n, true, this.gids);
     let c = K;
     for (const [i, acc] of this.accs.entries()) {
-      if (this.mode === 'update') acc.update(gids, n, cols[c++]!, before);
+      if (mode === 'update') acc.update(gids, n, cols[c++]!, before);
       else {
         acc.merge(gids, n, cols.slice(c, c + this.stateWidths[i]!), before);
         c += this.stateWidths[i]!;

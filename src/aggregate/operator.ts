@@ -54,10 +54,28 @@ export async function* hashAggregate(partitions: AsyncIterable<AsyncIterable<arr
   try {
     for await (const part of partitions) {
       const partial = new HashAggregator(run.keys, run.specs, 'update');
+      // Adaptive partials: when a partition's first rows are mostly distinct keys, its partial table
+      // would not reduce anything, and its rows go straight into the final table.
+      let seen = 0;
+      let direct = false;
       for await (const whole of part) {
         // Slices bound how much one push can grow the tables (an in-memory source may be one big batch).
         for (const b of slices(whole, run.batchSize)) {
+          if (direct) {
+            final.push(b, 'update');
+            mem.set(final.bytes() + batchBytes(b));
+            if (final.bytes() > run.budgetBytes / 4) spillFinal();
+            continue;
+          }
           partial.push(b);
+          seen += b.numRows;
+          if (seen >= 32_768 && partial.groups > seen / 2) {
+            direct = true;
+            final.push(partial.drainState());
+            mem.set(final.bytes());
+            if (final.bytes() > run.budgetBytes / 4) spillFinal();
+            continue;
+          }
           mem.set(partial.bytes() + final.bytes() + batchBytes(b));
           // A table doubles when it grows: keep both under a quarter of the budget.
           if (partial.bytes() + final.bytes() > run.budgetBytes / 4) {

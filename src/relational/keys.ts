@@ -337,7 +337,9 @@ export function hashWords(words: Int32Array, p: number, w: number): number {
 export class GroupTable {
   keys: Int32Array;
   private hashes: Int32Array;
+  /** Pairs (group id + 1, hash) per slot: one cache line answers most probes. 0 = empty. */
   private slots: Int32Array;
+  private mask: number;
   count = 0;
 
   constructor(
@@ -348,7 +350,8 @@ export class GroupTable {
     this.hashes = new Int32Array(capacity);
     let s = 16;
     while (s < capacity * 2) s *= 2;
-    this.slots = new Int32Array(s).fill(-1);
+    this.slots = new Int32Array(s * 2);
+    this.mask = s - 1;
   }
 
   bytes(): number {
@@ -361,18 +364,20 @@ export class GroupTable {
     for (let i = 0; i < n; i++) {
       const p = i * W;
       const h = hashWords(words, p, W);
-      let mask = this.slots.length - 1;
+      const slots = this.slots;
+      const mask = this.mask;
+      const keys = this.keys;
       let slot = (h >>> 0) & mask;
       let found = -1;
       for (;;) {
-        const g = this.slots[slot]!;
-        if (g < 0) break;
-        if (this.hashes[g] === h) {
-          const q = g * W;
+        const g1 = slots[2 * slot]!;
+        if (g1 === 0) break;
+        if (slots[2 * slot + 1] === h) {
+          const q = (g1 - 1) * W;
           let j = 0;
-          while (j < W && this.keys[q + j] === words[p + j]) j++;
+          while (j < W && keys[q + j] === words[p + j]) j++;
           if (j === W) {
-            found = g;
+            found = g1 - 1;
             break;
           }
         }
@@ -386,11 +391,9 @@ export class GroupTable {
         }
         this.hashes[found] = h;
         this.keys.set(words.subarray(p, p + W), found * W);
-        this.slots[slot] = found;
-        if (this.count * 2 > this.slots.length) {
-          this.rehash();
-          mask = this.slots.length - 1;
-        }
+        slots[2 * slot] = found + 1;
+        slots[2 * slot + 1] = h;
+        if (this.count * 2 > mask + 1) this.rehash();
       }
       out[i] = found;
     }
@@ -398,14 +401,18 @@ export class GroupTable {
   }
 
   private rehash(): void {
-    const slots = new Int32Array(this.slots.length * 2).fill(-1);
-    const mask = slots.length - 1;
+    const size = (this.mask + 1) * 2;
+    const slots = new Int32Array(size * 2);
+    const mask = size - 1;
     for (let g = 0; g < this.count; g++) {
-      let slot = (this.hashes[g]! >>> 0) & mask;
-      while (slots[slot]! >= 0) slot = (slot + 1) & mask;
-      slots[slot] = g;
+      const h = this.hashes[g]!;
+      let slot = (h >>> 0) & mask;
+      while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
+      slots[2 * slot] = g + 1;
+      slots[2 * slot + 1] = h;
     }
     this.slots = slots;
+    this.mask = mask;
   }
 
   /** Hash of group g (to split groups into spill buckets). */
