@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { col, DataType, Field, fromRecords, readParquet, relationalStats, resetRelationalStats, Schema, setRunner, type DataFrame } from 'fanout';
+import { col, DataType, Field, fromRecords, func, readParquet, relationalStats, resetRelationalStats, Schema, setRunner, type DataFrame } from 'fanout';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
 
@@ -277,5 +277,75 @@ describe('clear errors', () => {
     assert.throws(() => F().join(D(), { on: 'v' }), /column 'v' not found in join \(right side\)/);
     assert.throws(() => F().groupBy('k').agg(col('zz').sum()), /zz/);
     assert.throws(() => F().concat(D() as never), /concat: column/);
+  });
+});
+
+describe('plans, explain, UDFs, repartition', () => {
+  const bucketOf = func((k: string | null) => (k === null ? 'none' : k.slice(0, 2)), { returnDtype: DataType.utf8(), name: 'rel_bucket_of' });
+  const tag = func((label: string | null, total: number | null) => `${label ?? '-'}:${total ?? 0}`, { returnDtype: DataType.utf8(), name: 'rel_tag' });
+
+  it('explain shows the exchanges with partition counts; the plan is JSON', async () => {
+    setRunner('native', { targetPartitionBytes: 64 << 10, parallelism: 3 });
+    try {
+      const agg = F().groupBy('k').agg(col('v').sum().alias('s'));
+      const text = await agg.explain();
+      assert.match(text, /HashAggregate \(final\): keys \[k\], sum as s/);
+      assert.match(text, /Exchange: hash \[k\], 3 partition\(s\)/);
+      assert.match(text, /HashAggregate \(partial\)/);
+      assert.match(text, /ScanParquet: 3 file\(s\).*columns \[k, v\]/, 'projection pushed below the aggregate into the scan');
+      assert.match(
+        await F()
+          .sort(['g', 'v'], { desc: [true, false] })
+          .explain(),
+        /Exchange: range \[g desc, v asc\], 3 partition\(s\)/,
+      );
+      assert.match(await F().join(D(), { on: 'k' }).explain(), /HashJoin \(broadcast\): inner on k[\s\S]*Exchange: broadcast/);
+      assert.match(await F().agg(col('v').max()).explain(), /Exchange: gather, 1 partition/);
+      assert.match(await F().repartition(5, 'g').explain(), /Exchange: hash \[g\], 5 partition\(s\)/);
+      assert.match(await F().select('k').concat(D().select('k')).explain({ showAll: true }), /Concat: 2 inputs/);
+      const plan = F().join(D(), { on: 'k', how: 'left' }).groupBy('label').agg(col('v').mean()).sort('label').plan;
+      assert.deepEqual(JSON.parse(JSON.stringify(plan)), plan, 'plain JSON');
+    } finally {
+      setRunner('native', { targetPartitionBytes: 64 << 10, batchSize: 4096 });
+    }
+  });
+
+  it('a UDF before a groupBy and a UDF on a join output', async () => {
+    const got = await F()
+      .withColumn('bk', bucketOf(col('k')))
+      .groupBy('bk')
+      .agg(col('v').count().alias('n'))
+      .toRows();
+    const want = await duck(`SELECT coalesce(left(k, 2), 'none') bk, count(v) n FROM ${facts()} GROUP BY bk`);
+    assert.deepEqual(canon(got), canon(want));
+    const joined = await F()
+      .groupBy('k')
+      .agg(col('g').sum().alias('total'))
+      .join(D().select('k', 'label'), { on: 'k' })
+      .withColumn('t', tag(col('label'), col('total')))
+      .select('t')
+      .toRows();
+    const want2 = await duck(
+      `SELECT coalesce(label, '-') || ':' || coalesce(total, 0)::VARCHAR t FROM (SELECT k, sum(g) total FROM ${facts()} GROUP BY k) a JOIN ${dims()} d USING (k)`,
+    );
+    assert.deepEqual(canon(joined), canon(want2));
+  });
+
+  it('repartition(n, ...keys): n partitions, each key in exactly one', async () => {
+    const where = new Map<unknown, number>();
+    let parts = 0;
+    let rows = 0;
+    for await (const p of F().select('g', 'v').repartition(4, 'g').iterPartitions()) {
+      for (const r of await p.toRows()) {
+        const prev = where.get(r.g);
+        assert.ok(prev === undefined || prev === parts, `key ${String(r.g)} in partitions ${prev} and ${parts}`);
+        where.set(r.g, parts);
+        rows++;
+      }
+      parts++;
+    }
+    assert.equal(parts, 4);
+    assert.equal(rows, N);
+    assert.throws(() => F().repartition(4), /without key columns is not supported here/);
   });
 });
