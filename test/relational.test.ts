@@ -267,6 +267,38 @@ describe('spill under a memory budget', () => {
   });
 });
 
+describe('spill keeps every aggregate right', () => {
+  it('all aggregates and a string key: the same result spilled (small budget) as in memory', async () => {
+    const query = (): DataFrame =>
+      F()
+        .groupBy('s', 'g')
+        .agg(
+          col('v').sum().alias('sv'),
+          col('v').mean().alias('mv'),
+          col('i').min().alias('mi'),
+          col('k').max().alias('mk'),
+          col('v').count().alias('cv'),
+          col('k').countDistinct().alias('ck'),
+          col('g').first().alias('fg'),
+          col('b').list().alias('lb'),
+        );
+    const inMemory = await query().toRows();
+    setRunner('native', { targetPartitionBytes: 64 << 10, batchSize: 4096, memoryBudgetBytes: 256 << 10 });
+    try {
+      resetRelationalStats();
+      const spilled = await query().toRows();
+      assert.ok(relationalStats().spillFiles > 0, 'spilled');
+      assert.deepEqual(canon(spilled, { sortLists: true }), canon(inMemory, { sortLists: true }));
+      const want = await duck(
+        `SELECT s, g, sum(v) sv, avg(v) mv, min(i) mi, max(k) mk, count(v) cv, count(DISTINCT k) ck, first(g) fg, list(b) lb FROM ${facts()} GROUP BY s, g`,
+      );
+      assert.deepEqual(canon(spilled, { sortLists: true }), canon(want, { sortLists: true }));
+    } finally {
+      setRunner('native', { targetPartitionBytes: 64 << 10, batchSize: 4096 });
+    }
+  });
+});
+
 describe('clear errors', () => {
   it('sum of a string, join on different types, missing columns: each names the column', () => {
     assert.throws(() => F().groupBy('k').agg(col('s').sum()), /sum: column 's' is utf8, expected a numeric column/);
