@@ -361,6 +361,7 @@ export class GroupTable {
   /** Group id of each of n encoded rows; new keys become new groups unless `insert` is false (then -1). */
   lookup(words: Int32Array, n: number, insert: boolean, out: Int32Array = new Int32Array(n)): Int32Array {
     const W = this.width;
+    if (W === 2) return this.lookup2(words, n, insert, out);
     for (let i = 0; i < n; i++) {
       const p = i * W;
       const h = hashWords(words, p, W);
@@ -391,6 +392,49 @@ export class GroupTable {
         }
         this.hashes[found] = h;
         this.keys.set(words.subarray(p, p + W), found * W);
+        slots[2 * slot] = found + 1;
+        slots[2 * slot + 1] = h;
+        if (this.count * 2 > mask + 1) this.rehash();
+      }
+      out[i] = found;
+    }
+    return out;
+  }
+
+  /** lookup for one 32-bit key (null word + value word), the common case, with the hash inlined. */
+  private lookup2(words: Int32Array, n: number, insert: boolean, out: Int32Array): Int32Array {
+    for (let i = 0; i < n; i++) {
+      const a = words[2 * i]!;
+      const b = words[2 * i + 1]!;
+      let h = Math.imul(0x9747b28c ^ a, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h ^ b, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
+      h ^= h >>> 15;
+      const slots = this.slots;
+      const mask = this.mask;
+      const keys = this.keys;
+      let slot = (h >>> 0) & mask;
+      let found = -1;
+      for (;;) {
+        const g1 = slots[2 * slot]!;
+        if (g1 === 0) break;
+        if (slots[2 * slot + 1] === h && keys[2 * g1 - 2] === a && keys[2 * g1 - 1] === b) {
+          found = g1 - 1;
+          break;
+        }
+        slot = (slot + 1) & mask;
+      }
+      if (found < 0 && insert) {
+        found = this.count++;
+        if (found >= this.hashes.length) {
+          this.hashes = grow32(this.hashes, this.hashes.length * 2);
+          this.keys = grow32(this.keys, this.hashes.length * 2);
+        }
+        this.hashes[found] = h;
+        this.keys[2 * found] = a;
+        this.keys[2 * found + 1] = b;
         slots[2 * slot] = found + 1;
         slots[2 * slot + 1] = h;
         if (this.count * 2 > mask + 1) this.rehash();
