@@ -2,11 +2,12 @@
 // optimize it, plan partitions and run them on the current runner.
 import * as arrow from 'apache-arrow';
 import { randomUUID } from 'node:crypto';
-import { type Field, Schema } from './datatypes.ts';
+import { ColumnNotFoundError, type Field, Schema } from './datatypes.ts';
 import { batchToRows, columnsToBatch, inferSchemaFromRecords, recordsToBatch, type JsValue } from './convert/index.ts';
 import { inferField } from './eval.ts';
 import { conform } from './kernels/cast.ts';
-import { col, type Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
+import { AggExpr, type AggNode, col, Expr, exprName, toExpr, type ExprNode, type Scalar, type ValueOf, type Untyped } from './expressions.ts';
+import { aggregateNode, concatNode, distinctNode, joinNode, repartitionNode, sortNode, type JoinOptions, type SortOptions } from './relational/build.ts';
 import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
@@ -14,7 +15,7 @@ import { expandPaths } from './io/paths.ts';
 import { hiveScan, type HivePartitioningOption } from './io/hive.ts';
 import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
-import { planSchema, planToString, type PlanNode } from './plan.ts';
+import { planSchema, planToString, type JoinHow, type PlanNode } from './plan.ts';
 import { getRunner, type ActionContext } from './runner.ts';
 import { checkPartitionBy } from './io/partitioned-writer.ts';
 import { AbortError, type MemorySources } from './executor.ts';
@@ -192,6 +193,59 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     return this.derive({ type: 'explode', input: this.plan, columns: [...names], schema: schema.toJSON() });
   }
 
+  // ------------------------------------------------------------------ relational
+
+  /** Groups rows by the key columns; `.agg(...)` then gives one row per group (null keys form a group, as in SQL). */
+  groupBy<K extends keyof R & string>(...keys: K[]): GroupedDataFrame<R, K> {
+    if (!keys.length) throw new Error('groupBy() needs at least one key column (use df.agg(...) to aggregate the whole frame)');
+    const schema = this.schema;
+    for (const k of keys) if (!schema.has(k)) throw new ColumnNotFoundError(k, schema.names, 'groupBy');
+    return new GroupedDataFrame<R, K>((aggs) => this.derive(aggregateNode(this.plan, keys, aggs, `groupBy('${keys.join("', '")}').agg`)), keys);
+  }
+
+  /** Aggregates over the whole frame: one row (count 0 and null sums over no rows, as SQL). */
+  agg<A extends readonly AggExpr<unknown, string>[]>(...aggs: A): DataFrame<Simplify<AggRow<A>>> {
+    if (!aggs.length) throw new Error('agg() needs at least one aggregation');
+    return this.derive(aggregateNode(this.plan, [], aggs.map(aggNode), 'agg'));
+  }
+
+  /** One row per distinct value of `columns` (all columns by default); other columns come from the first such row. */
+  distinct<K extends keyof R & string>(...columns: K[]): DataFrame<R> {
+    return this.derive(distinctNode(this.plan, columns));
+  }
+
+  /** Sorted by one or several columns (stable; nulls last unless `nullsFirst`). */
+  sort(by: (keyof R & string) | Expr<unknown> | readonly ((keyof R & string) | Expr<unknown>)[], opts: SortOptions = {}): DataFrame<R> {
+    const list = Array.isArray(by) ? (by as readonly (string | Expr<unknown>)[]) : [by as string | Expr<unknown>];
+    const names = list.map((b) => {
+      if (typeof b === 'string') return b;
+      if (b instanceof Expr && b.node.op === 'col') return b.node.name;
+      throw new TypeError(`sort: sort by a column name or col(name); add a computed key with withColumn first (got ${String(b)})`);
+    });
+    return this.derive(sortNode(this.plan, names, opts));
+  }
+
+  /** Joins with `other` on key columns (hash join; the right side is the build side). */
+  join<S extends Row, H extends JoinHow = 'inner'>(other: DataFrame<S>, opts: JoinOptions & { how?: H }): DataFrame<JoinRow<R, S, H>> {
+    if (!(other instanceof DataFrame)) throw new TypeError('join(other, opts): other must be a DataFrame');
+    return new DataFrame(joinNode(this.plan, other.plan, opts), new Map([...this.memory, ...other.memory]));
+  }
+
+  /** This frame's rows followed by `other`'s (same column names and types, in the same order). */
+  concat(other: DataFrame<R>): DataFrame<R> {
+    if (!(other instanceof DataFrame)) throw new TypeError('concat(other): other must be a DataFrame');
+    return new DataFrame(concatNode(this.plan, other.plan), new Map([...this.memory, ...other.memory]));
+  }
+
+  /**
+   * `repartition(n, ...keys)`: n partitions, rows with equal keys in the same one (a hash
+   * exchange). Without keys this is the key-less repartition, which this method does not provide.
+   */
+  repartition<K extends keyof R & string>(n: number, ...keys: K[]): DataFrame<R> {
+    if (!keys.length) throw new Error('repartition(n) without key columns is not supported here; give key columns: repartition(n, ...keys)');
+    return this.derive(repartitionNode(this.plan, n, keys));
+  }
+
   // ------------------------------------------------------------------ execution
 
   /** What the runner gets with a plan: this DataFrame's in-memory sources, the signal, where metrics go. */
@@ -325,6 +379,38 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   toString(): string {
     return `DataFrame(${this.schema.fields.map((f) => `${f.name}: ${f.type}`).join(', ')})`;
   }
+}
+
+/** Result row of an aggregation list: each aggregation's name and value type (nullable, as SQL). */
+export type AggRow<A extends readonly AggExpr<unknown, string>[]> = {
+  [E in A[number] as E extends AggExpr<unknown, infer N> ? N : never]: E extends AggExpr<infer T, string> ? T | null : never;
+};
+
+/** Result row of a join: semi/anti keep the left rows; otherwise left and right columns (the side an outer join can miss is nullable). */
+export type JoinRow<R, S, H extends JoinHow> = H extends 'semi' | 'anti'
+  ? R
+  : Simplify<
+      (H extends 'right' | 'outer' ? { [K in keyof R]: R[K] | null } : R) &
+        (H extends 'left' | 'outer' ? { [K in Exclude<keyof S, keyof R>]: S[K] | null } : Omit<S, keyof R>)
+    >;
+
+/** The result of groupBy(...keys): call agg(...) on it. */
+export class GroupedDataFrame<R extends Row, K extends keyof R & string> {
+  /** @internal */
+  constructor(
+    private readonly build: (aggs: AggNode[]) => DataFrame<Row>,
+    readonly keys: readonly K[],
+  ) {}
+
+  /** One row per group: the keys, then each aggregation (`col('x').sum().alias('total')`). */
+  agg<A extends readonly AggExpr<unknown, string>[]>(...aggs: A): DataFrame<Simplify<Pick<R, K> & AggRow<A>>> {
+    return this.build(aggs.map(aggNode)) as unknown as DataFrame<Simplify<Pick<R, K> & AggRow<A>>>;
+  }
+}
+
+function aggNode(a: AggExpr<unknown, string>): AggNode {
+  if (!(a instanceof AggExpr)) throw new TypeError(`expected an aggregation such as col('x').sum(), got ${String(a)}`);
+  return a.node;
 }
 
 /** The action's signal, checked: an already aborted action runs nothing (as fetch does). */

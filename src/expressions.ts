@@ -197,11 +197,49 @@ export class Expr<T = unknown> {
     return new Expr<R>({ op: 'cast', expr: this.node, to: dtype.json });
   }
 
+  // Aggregations (for groupBy(...).agg(...) and df.agg(...)); SQL null semantics: nulls are
+  // skipped, and an aggregate over no non-null value is null (count: 0).
+  /** Sum; integer columns sum to int64 (bigint), floats to float64. */
+  sum(): AggExpr<[T] extends [bigint] ? bigint : [T] extends [number] ? number | bigint : unknown> {
+    return new AggExpr({ fn: 'sum', expr: this.node, name: exprName(this.node) });
+  }
+  /** Mean as float64. */
+  mean(): AggExpr<number> {
+    return new AggExpr({ fn: 'mean', expr: this.node, name: exprName(this.node) });
+  }
+  min(): AggExpr<ValueOf<T>> {
+    return new AggExpr({ fn: 'min', expr: this.node, name: exprName(this.node) });
+  }
+  max(): AggExpr<ValueOf<T>> {
+    return new AggExpr({ fn: 'max', expr: this.node, name: exprName(this.node) });
+  }
+  /** Number of non-null values (int64). */
+  count(): AggExpr<bigint> {
+    return new AggExpr({ fn: 'count', expr: this.node, name: exprName(this.node) });
+  }
+  /** Number of distinct non-null values (int64). */
+  countDistinct(): AggExpr<bigint> {
+    return new AggExpr({ fn: 'count_distinct', expr: this.node, name: exprName(this.node) });
+  }
+  /** The value of the group's first row in input order (null if that value is null). */
+  first(): AggExpr<ValueOf<T>> {
+    return new AggExpr({ fn: 'first', expr: this.node, name: exprName(this.node) });
+  }
+
   get str(): StringNamespace {
     return new StringNamespace(this);
   }
-  get list(): ListNamespace {
-    return new ListNamespace(this);
+  /**
+   * List functions (`.list.length()`, `.list.get(i)`); called, `.list()` is the aggregation that
+   * collects every value of the group (nulls included) in input order.
+   */
+  get list(): ListNamespace & (() => AggExpr<(ValueOf<T> | null)[]>) {
+    const ns = new ListNamespace(this);
+    const agg = (): AggExpr<(ValueOf<T> | null)[]> => new AggExpr({ fn: 'list', expr: this.node, name: exprName(this.node) });
+    // A function's own `length` is read-only but configurable: redefine it as the namespace method.
+    Object.defineProperty(agg, 'length', { value: () => ns.length() });
+    Object.defineProperty(agg, 'get', { value: (i: number) => ns.get(i) });
+    return agg as unknown as ListNamespace & (() => AggExpr<(ValueOf<T> | null)[]>);
   }
   get struct(): StructNamespace {
     return new StructNamespace(this);
@@ -210,6 +248,29 @@ export class Expr<T = unknown> {
   /** @internal used by the namespaces */
   _call<R>(fn: FunctionName, args: ExprLike[], params?: { [k: string]: LiteralJSON }): Expr<R> {
     return this.call<R>(fn, args, params);
+  }
+}
+
+export type AggFn = 'sum' | 'mean' | 'min' | 'max' | 'count' | 'count_distinct' | 'first' | 'list';
+
+/** An aggregation as data: function, input expression, output name. */
+export interface AggNode {
+  fn: AggFn;
+  expr: ExprNode;
+  name: string;
+}
+
+/** An aggregation expression (`col('x').sum().alias('total')`); `T` its value type, `N` its output name. */
+export class AggExpr<T = unknown, N extends string = string> {
+  declare readonly __type?: T;
+  declare readonly __name?: N;
+  constructor(readonly node: AggNode) {}
+  alias<M extends string>(name: M): AggExpr<T, M> {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError('alias(name) needs a non-empty string');
+    return new AggExpr<T, M>({ ...this.node, name });
+  }
+  toString(): string {
+    return `${this.node.fn}(${exprToString(this.node.expr)}) as ${this.node.name}`;
   }
 }
 

@@ -1,12 +1,18 @@
 // Public API of fanout.
 export { DataType, Field, Schema, ColumnNotFoundError } from './datatypes.ts';
 export type { DataTypeJSON, FieldJSON, SchemaJSON, TimeUnit } from './datatypes.ts';
-export { col, lit, Expr } from './expressions.ts';
+export { col, lit, Expr, AggExpr } from './expressions.ts';
+export type { AggFn, AggNode } from './expressions.ts';
 export type { ExprNode, ExprLike, Scalar, LiteralJSON } from './expressions.ts';
 export { ExpressionTypeError } from './eval.ts';
 export { DataFrame, readParquet, readCsv, fromRecords, fromColumns, fromArrow } from './dataframe.ts';
 export type { ActionOptions, ExplainOptions, WriteOptions, WrittenFileRow, ReadParquetOptions, ReadCsvOptions, Simplify } from './dataframe.ts';
 export type { HivePartitioningOption } from './io/hive.ts';
+export { GroupedDataFrame } from './dataframe.ts';
+export type { AggRow, JoinRow } from './dataframe.ts';
+export type { JoinOptions, SortOptions } from './relational/build.ts';
+export type { JoinHow } from './plan.ts';
+export { relationalStats, resetRelationalStats, type RelationalStats } from './relational/spill.ts';
 export { setRunner, getRunner } from './runner.ts';
 export type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 export { AbortError } from './executor.ts';

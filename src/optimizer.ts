@@ -6,9 +6,12 @@ import { columnsOf, containsUdf, exprName, mapExpr, type ExprNode } from './expr
 import type { ExplodeNode, FilterNode, PlanNode, ProjectNode } from './plan.ts';
 import { callsGenerator } from './udf.ts';
 import { planSchema } from './plan.ts';
+import { optimizeRelationalInputs } from './relational/optimize.ts';
 
 export function optimize(plan: PlanNode): PlanNode {
-  let p = fuseProjects(plan);
+  // Relational nodes end the linear chain: their inputs are optimized on their own.
+  let p = optimizeRelationalInputs(plan, optimize);
+  p = fuseProjects(p);
   p = pushFilters(p);
   p = pushLimits(p);
   p = pruneColumns(p, null);
@@ -241,6 +244,11 @@ function pruneColumns(node: PlanNode, required: Set<string> | null): PlanNode {
       return { ...node, pushdowns: { ...node.pushdowns, columns: cols }, schema };
     }
     case 'in_memory':
+    case 'aggregate':
+    case 'sort':
+    case 'join':
+    case 'concat':
+    case 'repartition':
       return node;
   }
 }

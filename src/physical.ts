@@ -7,7 +7,7 @@ import type { ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
 import { describeHivePruning, hiveSourceFields, pruneHive, type HivePruning, type HiveSourceJSON } from './io/hive.ts';
 import { inspectParquet } from './io/parquet/index.ts';
-import type { CsvSourceOptions, PlanNode } from './plan.ts';
+import { isRelational, type CsvSourceOptions, type PlanNode } from './plan.ts';
 import { canSkipRowGroup } from './pruning.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 
@@ -156,6 +156,9 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
     node = node.input;
   }
   const source = node;
+  // A relational node (aggregate, sort, join, ...) is the end of a stage: the runner executes it
+  // and hands the stage above its output (src/relational/execute.ts).
+  if (isRelational(source)) throw new Error(`a ${source.type} node cannot be a partition source; run the plan on a runner that executes relational operators`);
   const partitionOps: OpJSON[] = [];
   const globalOps: OpJSON[] = [];
   let global = false;

@@ -2,7 +2,7 @@
 // optimized or shipped to a worker without re-deriving types.
 import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
-import type { ExprNode } from './expressions.ts';
+import type { AggFn, ExprNode } from './expressions.ts';
 import { exprToString } from './expressions.ts';
 import type { HiveScanJSON } from './io/hive.ts';
 
@@ -75,13 +75,87 @@ export interface ExplodeNode {
   schema: SchemaJSON;
 }
 
-export type PlanNode = ScanNode | InMemoryNode | ProjectNode | FilterNode | LimitNode | ExplodeNode;
+// Relational nodes (pipeline breakers) keep their inputs in `inputs`, not `input`: the linear
+// rules of the optimizer and the physical planner see them as the source of the chain above them,
+// which is exactly a stage boundary (see src/relational/exchange.ts).
+
+/** One aggregate of an AggregateNode: its input is the column `__a<i>` of the node's input. */
+export interface AggregateCall {
+  fn: AggFn;
+  /** The expression as the user wrote it (for explain). */
+  expr: ExprNode;
+  name: string;
+  inType: SchemaJSON['fields'][number]['type'];
+  outType: SchemaJSON['fields'][number]['type'];
+}
+
+/** groupBy(keys).agg(aggs), or agg(aggs) over the whole frame (no keys). Input columns: keys, then `__a0..`. */
+export interface AggregateNode {
+  type: 'aggregate';
+  inputs: [PlanNode];
+  keys: string[];
+  aggs: AggregateCall[];
+  schema: SchemaJSON;
+}
+
+export interface SortKey {
+  column: string;
+  desc: boolean;
+  nullsFirst: boolean;
+}
+
+export interface SortNode {
+  type: 'sort';
+  inputs: [PlanNode];
+  by: SortKey[];
+  schema: SchemaJSON;
+}
+
+export type JoinHow = 'inner' | 'left' | 'right' | 'outer' | 'semi' | 'anti';
+
+export interface JoinNode {
+  type: 'join';
+  /** [left, right] */
+  inputs: [PlanNode, PlanNode];
+  leftOn: string[];
+  rightOn: string[];
+  how: JoinHow;
+  /** `on` (same names): the key columns appear once (coalesced for right/outer joins). */
+  using: boolean;
+  /** Output name of each right column kept (after suffixing), by right column name. */
+  rightNames: Record<string, string>;
+  schema: SchemaJSON;
+}
+
+export interface ConcatNode {
+  type: 'concat';
+  inputs: PlanNode[];
+  schema: SchemaJSON;
+}
+
+/** repartition(n, ...keys): rows with equal keys land in the same one of n partitions. */
+export interface RepartitionNode {
+  type: 'repartition';
+  inputs: [PlanNode];
+  keys: string[];
+  partitions: number;
+  schema: SchemaJSON;
+}
+
+export type RelationalNode = AggregateNode | SortNode | JoinNode | ConcatNode | RepartitionNode;
+
+export type PlanNode = ScanNode | InMemoryNode | ProjectNode | FilterNode | LimitNode | ExplodeNode | RelationalNode;
 
 export function planSchema(node: PlanNode): Schema {
   return Schema.fromJSON(node.schema);
 }
 
+export function isRelational(node: PlanNode): node is RelationalNode {
+  return 'inputs' in node;
+}
+
 export function children(node: PlanNode): PlanNode[] {
+  if ('inputs' in node) return node.inputs;
   return 'input' in node ? [node.input] : [];
 }
 
@@ -111,18 +185,35 @@ export function describeNode(node: PlanNode): string {
       return `Limit: ${node.n}`;
     case 'explode':
       return `Explode: ${listCols(node.columns)}`;
+    case 'aggregate':
+      return `Aggregate: ${node.keys.length ? `keys ${listCols(node.keys)}, ` : ''}${node.aggs.map((a) => `${a.fn}(${exprToString(a.expr)}) as ${a.name}`).join(', ')}`;
+    case 'sort':
+      return `Sort: ${node.by.map((k) => `${k.column} ${k.desc ? 'desc' : 'asc'} nulls ${k.nullsFirst ? 'first' : 'last'}`).join(', ')}`;
+    case 'join':
+      return `Join: ${node.how} on ${node.leftOn.map((l, i) => (l === node.rightOn[i] ? l : `${l} = ${node.rightOn[i]}`)).join(', ')}`;
+    case 'concat':
+      return `Concat: ${node.inputs.length} inputs`;
+    case 'repartition':
+      return `Repartition: hash ${listCols(node.keys)} into ${node.partitions}`;
   }
 }
 
-/** Tree text, root first: `* Node` lines joined by `|` connectors. */
-export function planToString(root: PlanNode, describe: (n: PlanNode) => string = describeNode): string {
+/** Tree text, root first: `* Node` lines joined by `|` connectors; a node with several inputs indents each. */
+export function planToString(root: PlanNode, describe: (n: PlanNode) => string = describeNode, indent = ''): string {
   const lines: string[] = [];
   let node: PlanNode | undefined = root;
   while (node) {
-    lines.push(`* ${describe(node)}`);
+    lines.push(`${indent}* ${describe(node)}`);
     const kids = children(node);
+    if (kids.length > 1) {
+      kids.forEach((k, i) => {
+        lines.push(`${indent}|\\ input ${i}`);
+        lines.push(planToString(k, describe, `${indent}|  `));
+      });
+      break;
+    }
     node = kids[0];
-    if (node) lines.push('|');
+    if (node) lines.push(`${indent}|`);
   }
   return lines.join('\n');
 }

@@ -20,6 +20,7 @@ import type { UdfDefinition } from '../udf.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import type { ResolvedEmbeddedOptions } from './options.ts';
+import { describeRelational, endsInRelational, relationalPartitions, streamRelational } from '../relational/execute.ts';
 
 /** An embedded run: what its partitions run with, plus what the runner collects over the run. */
 interface EmbeddedRunContext extends ExecContext {
@@ -478,6 +479,7 @@ async function executeSinks(
  * serverless stages (partitioned as the serverless runner would).
  */
 export function describePlan(optimized: PlanNode, options: ResolvedEmbeddedOptions, stagesTargetBytes: number | null): string {
+  if (endsInRelational(optimized)) return describeRelational(optimized, options, (p) => describePlan(p, options, stagesTargetBytes));
   const physical = buildPhysicalPlan(optimized, { targetPartitionBytes: options.targetPartitionBytes });
   const text = physicalPlanToString(physical, describePlacement(physical, options));
   if (stagesTargetBytes === null) return text;
@@ -495,6 +497,7 @@ export class EmbeddedRunner implements Runner {
   }
 
   stream(plan: PlanNode, ctx: ActionContext): AsyncIterable<arrow.RecordBatch> {
+    if (endsInRelational(plan)) return streamRelational(plan, ctx, this);
     const physical = this.physical(plan);
     const options = this.options;
     return (async function* () {
@@ -522,6 +525,10 @@ export class EmbeddedRunner implements Runner {
   }
 
   async *partitions(plan: PlanNode, ctx: ActionContext): AsyncGenerator<ResultPartition> {
+    if (endsInRelational(plan)) {
+      yield* relationalPartitions(plan, ctx, this);
+      return;
+    }
     const physical = this.physical(plan);
     if (physical.globalOps.length) {
       // A global limit makes the whole result one partition.
@@ -541,11 +548,11 @@ export class EmbeddedRunner implements Runner {
     const writer = await DatasetWriter.begin(spec.uri, { format: spec.format, mode: spec.mode });
     try {
       let parts: WrittenFile[];
-      const physical = this.physical(plan);
+      const physical = endsInRelational(plan) ? null : this.physical(plan);
       if (spec.partitionBy) {
         // A hive layout: the result's rows go to one file per partition directory (partitioned-writer.ts).
         parts = await writePartitionedParts(writer, 0, this.stream(plan, ctx), planSchema(plan), spec.partitionBy, {}, spec.mode !== 'overwrite-partitions');
-      } else if (physical.globalOps.length || physical.scan.format === 'memory') {
+      } else if (!physical || physical.globalOps.length || physical.scan.format === 'memory') {
         // One ordered stream (a global limit, or data already in memory): a single part file.
         parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];
       } else {

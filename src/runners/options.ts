@@ -1,6 +1,6 @@
 // The embedded runner's options (also the local-work options of any other runner), apart from the
 // runner itself so that the Runner interface can name them without an import cycle.
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 
 export interface EmbeddedOptions {
   /** Partitions run at once (worker threads). Default: available cores. */
@@ -19,6 +19,11 @@ export interface EmbeddedOptions {
   preserveOrder?: boolean;
   /** Make a GPU UDF on a machine without GPUs an error instead of a warning (then it runs on CPU). */
   strictResources?: boolean;
+  /**
+   * Bytes the relational operators (groupBy, join, sort, distinct, repartition) may hold before
+   * they spill to local Arrow IPC files. Default: a quarter of the machine's memory.
+   */
+  memoryBudgetBytes?: number;
 }
 
 export interface ResolvedEmbeddedOptions {
@@ -30,6 +35,7 @@ export interface ResolvedEmbeddedOptions {
   targetPartitionBytes: number;
   preserveOrder: boolean;
   strictResources: boolean;
+  memoryBudgetBytes: number;
 }
 
 export function resolveEmbeddedOptions(o: EmbeddedOptions = {}): ResolvedEmbeddedOptions {
@@ -47,5 +53,6 @@ export function resolveEmbeddedOptions(o: EmbeddedOptions = {}): ResolvedEmbedde
     targetPartitionBytes: positive(o.targetPartitionBytes, 'targetPartitionBytes', 32 << 20),
     preserveOrder: o.preserveOrder ?? true,
     strictResources: o.strictResources ?? false,
+    memoryBudgetBytes: positive(o.memoryBudgetBytes, 'memoryBudgetBytes', Math.floor(totalmem() / 4)),
   };
 }

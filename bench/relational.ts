@@ -1,0 +1,139 @@
+// `npm run bench` (relational part): groupBy-sum over 8 keys and over 1M keys, sort, and a 2M x 100k
+// join, each timed against DuckDB on the same Parquet files in the same process and reported as a
+// ratio; then the peak RSS of a groupBy run with a memory budget below the data size (it spills).
+// Writes bench/relational-report.md. Inputs are generated once into bench/data/.
+import { DuckDBInstance } from '@duckdb/node-api';
+import * as arrow from 'apache-arrow';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { col, readParquet, relationalStats, resetRelationalStats, setRunner, type DataFrame } from 'fanout';
+import { writeParquetFile } from '../src/io/parquet/index.ts';
+
+const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
+const DIM = 100_000;
+const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
+const dataDir = join(import.meta.dirname, 'data');
+const facts = join(dataDir, `rel-facts-${ROWS}.parquet`);
+const dims = join(dataDir, `rel-dims-${DIM}.parquet`);
+
+async function ensureData(): Promise<void> {
+  mkdirSync(dataDir, { recursive: true });
+  if (!existsSync(facts)) {
+    function* batches(): Generator<arrow.RecordBatch> {
+      let s = 7;
+      for (let start = 0; start < ROWS; start += 65_536) {
+        const n = Math.min(65_536, ROWS - start);
+        const k8 = new Int32Array(n);
+        const k1m = new Int32Array(n);
+        const d = new Int32Array(n);
+        const v = new Float64Array(n);
+        for (let i = 0; i < n; i++) {
+          s = (s * 1103515245 + 12345) % 2147483648;
+          k8[i] = s % 8;
+          k1m[i] = (start + i) % 1_000_000;
+          d[i] = s % (2 * DIM);
+          v[i] = (s % 100_000) / 100;
+        }
+        yield new arrow.Table({ k8: arrow.makeVector(k8), k1m: arrow.makeVector(k1m), d: arrow.makeVector(d), v: arrow.makeVector(v) }).batches[0]!;
+      }
+    }
+    await writeParquetFile(facts, batches(), { rowGroupSize: 250_000 });
+  }
+  if (!existsSync(dims)) {
+    const id = Int32Array.from({ length: DIM }, (_, i) => i * 2);
+    const w = Float64Array.from({ length: DIM }, (_, i) => i / 7);
+    await writeParquetFile(dims, [new arrow.Table({ d: arrow.makeVector(id), w: arrow.makeVector(w) }).batches[0]!], {});
+  }
+}
+
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < REPEAT; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+async function drain(df: DataFrame): Promise<number> {
+  let n = 0;
+  for await (const b of df.stream()) n += b.numRows;
+  return n;
+}
+
+await ensureData();
+const db = await DuckDBInstance.create(':memory:');
+const con = await db.connect();
+const F = `read_parquet('${facts}')`;
+const D = `read_parquet('${dims}')`;
+const duck = async (sql: string): Promise<void> => {
+  await con.run(sql);
+};
+
+// Unbounded budget for the timed cases (spilling is measured separately below).
+setRunner('native', {});
+const cases: { name: string; fanout: () => Promise<unknown>; duckdb: () => Promise<unknown> }[] = [
+  {
+    name: 'groupBy 8 keys, sum',
+    fanout: () => readParquet(facts).groupBy('k8').agg(col('v').sum()).toRows(),
+    duckdb: () => duck(`CREATE OR REPLACE TEMP TABLE r AS SELECT k8, sum(v) FROM ${F} GROUP BY k8`),
+  },
+  {
+    name: 'groupBy 1M keys, sum',
+    fanout: () => drain(readParquet(facts).groupBy('k1m').agg(col('v').sum())),
+    duckdb: () => duck(`CREATE OR REPLACE TEMP TABLE r AS SELECT k1m, sum(v) FROM ${F} GROUP BY k1m`),
+  },
+  {
+    name: 'sort by v (2 columns)',
+    fanout: () => drain(readParquet(facts).select('k1m', 'v').sort('v')),
+    duckdb: () => duck(`CREATE OR REPLACE TEMP TABLE r AS SELECT k1m, v FROM ${F} ORDER BY v`),
+  },
+  {
+    name: `join ${ROWS / 1e6}M x ${DIM / 1000}k (inner)`,
+    fanout: () => drain(readParquet(facts).join(readParquet(dims), { on: 'd' })),
+    duckdb: () => duck(`CREATE OR REPLACE TEMP TABLE r AS SELECT * FROM ${F} AS f JOIN ${D} AS dd USING (d)`),
+  },
+];
+
+const lines = [
+  '# Relational bench',
+  '',
+  `${ROWS} fact rows (k8, k1m, d: int32; v: float64) and ${DIM} dimension rows, Parquet, median of ${REPEAT}; DuckDB in the same process on the same files.`,
+  '',
+  '| case | fanout ms | DuckDB ms | ratio |',
+  '|---|---|---|---|',
+];
+for (const c of cases) {
+  await c.fanout(); // warm-up
+  await c.duckdb();
+  const f = await time(c.fanout);
+  const d = await time(c.duckdb);
+  const line = `| ${c.name} | ${f.toFixed(0)} | ${d.toFixed(0)} | ${(f / d).toFixed(2)}x |`;
+  console.log(line);
+  lines.push(line);
+}
+con.closeSync();
+db.closeSync();
+
+// Peak RSS of a 1M-key groupBy under a budget below the data size (about 40 MB of columns).
+const budget = 16 << 20;
+setRunner('native', { memoryBudgetBytes: budget });
+globalThis.gc?.();
+const base = process.memoryUsage().rss;
+let peak = base;
+const timer = setInterval(() => {
+  peak = Math.max(peak, process.memoryUsage().rss);
+}, 5);
+resetRelationalStats();
+const t0 = performance.now();
+const n = await drain(readParquet(facts).groupBy('k1m').agg(col('v').sum()));
+const ms = performance.now() - t0;
+clearInterval(timer);
+const st = relationalStats();
+const mib = (b: number): string => `${(b / (1 << 20)).toFixed(1)} MiB`;
+const spillLine = `groupBy 1M keys with memoryBudgetBytes ${mib(budget)}: ${n} groups in ${ms.toFixed(0)} ms; operator bytes held at peak ${mib(st.peakBytesHeld)}; ${st.spillFiles} spill files (${mib(st.spilledBytes)}); process RSS ${mib(base)} before, peak ${mib(peak)} (+${mib(peak - base)})`;
+console.log(spillLine);
+lines.push('', spillLine, '');
+writeFileSync(join(import.meta.dirname, 'relational-report.md'), lines.join('\n'));

@@ -1,0 +1,531 @@
+// Aggregate accumulators over dense group ids, in typed arrays (one slot per group, never a JS
+// object per row). Each has a partial state as Arrow columns, so partials from partitions (or from
+// spill files) merge into a final table: sum/min/max/first merge by updating on their own state,
+// count by summing, mean as (sum, count), list and countDistinct as lists of values.
+import * as arrow from 'apache-arrow';
+import { DataType } from '../datatypes.ts';
+import type { AggFn } from '../expressions.ts';
+import { concatData } from '../kernels/concat.ts';
+import { allNull, mkData } from '../kernels/data.ts';
+import { take } from '../kernels/take.ts';
+import { compareBytes } from '../kernels/utf8.ts';
+import { ByteDictionary, GroupTable, KeyEncoder } from '../relational/keys.ts';
+
+export interface Accumulator {
+  /** Raw input rows: row i belongs to group gids[i]; `before` is the group count before this batch. */
+  update(gids: Int32Array, n: number, col: arrow.Data, before: number): void;
+  /** Partial-state rows (the columns `state` produced). */
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], before: number): void;
+  state(groups: number): arrow.Data[];
+  result(groups: number): arrow.Data;
+  bytes(): number;
+}
+
+function isValidAt(d: arrow.Data, i: number): boolean {
+  if (d.nullCount === 0) return d.typeId !== arrow.Type.Null;
+  const p = d.offset + i;
+  return (d.nullBitmap![p >> 3]! & (1 << (p & 7))) !== 0;
+}
+
+function growF64(a: Float64Array, n: number): Float64Array {
+  if (n <= a.length) return a;
+  const next = new Float64Array(Math.max(n, a.length * 2));
+  next.set(a);
+  return next;
+}
+function growU8(a: Uint8Array, n: number): Uint8Array {
+  if (n <= a.length) return a;
+  const next = new Uint8Array(Math.max(n, a.length * 2));
+  next.set(a);
+  return next;
+}
+function growBig(a: BigInt64Array, n: number): BigInt64Array {
+  if (n <= a.length) return a;
+  const next = new BigInt64Array(Math.max(n, a.length * 2));
+  next.set(a);
+  return next;
+}
+function growI32(a: Int32Array, n: number, fill = 0): Int32Array {
+  if (n <= a.length) return a;
+  const next = new Int32Array(Math.max(n, a.length * 2)).fill(fill);
+  next.set(a);
+  return next;
+}
+
+function validityOf(has: Uint8Array, groups: number): Uint8Array | null {
+  let all = true;
+  for (let g = 0; g < groups; g++) if (!has[g]) all = false;
+  if (all) return null;
+  const v = new Uint8Array((groups + 7) >> 3);
+  for (let g = 0; g < groups; g++) if (has[g]) v[g >> 3]! |= 1 << (g & 7);
+  return v;
+}
+
+/** Reads a numeric (or bool / date) column as JS numbers. */
+function numberReader(d: arrow.Data): (i: number) => number {
+  if (d.typeId === arrow.Type.Bool) {
+    const v = d.values as Uint8Array;
+    const off = d.offset;
+    return (i) => (v[(off + i) >> 3]! >> ((off + i) & 7)) & 1;
+  }
+  const v = d.values as unknown as ArrayLike<number>;
+  return (i) => v[i]!;
+}
+
+const BIG = new Set(['int64', 'uint64', 'timestamp']);
+
+/** sum over numbers (float64 or, for integers up to 32 bits, exact in float64 and returned as int64) or over int64 in bigints. */
+class SumAcc implements Accumulator {
+  private f: Float64Array = new Float64Array(256);
+  private b: BigInt64Array = new BigInt64Array(0);
+  private has: Uint8Array = new Uint8Array(256);
+  private readonly big: boolean;
+  constructor(
+    inType: DataType,
+    private readonly outType: DataType,
+  ) {
+    this.big = BIG.has(inType.kind);
+    if (this.big) this.b = new BigInt64Array(256);
+  }
+  update(gids: Int32Array, n: number, col: arrow.Data): void {
+    const need = gidsMax(gids, n) + 1;
+    this.has = growU8(this.has, need);
+    const noNull = col.nullCount === 0;
+    if (this.big) {
+      this.b = growBig(this.b, need);
+      const v = col.values as BigInt64Array;
+      for (let i = 0; i < n; i++) {
+        if (!noNull && !isValidAt(col, i)) continue;
+        const g = gids[i]!;
+        this.b[g] = this.b[g]! + BigInt(v[i]!);
+        this.has[g] = 1;
+      }
+      return;
+    }
+    this.f = growF64(this.f, need);
+    const f = this.f;
+    const has = this.has;
+    if (noNull && col.typeId !== arrow.Type.Bool) {
+      const v = col.values as unknown as ArrayLike<number>;
+      for (let i = 0; i < n; i++) {
+        const g = gids[i]!;
+        f[g] += v[i]!;
+        has[g] = 1;
+      }
+      return;
+    }
+    const read = numberReader(col);
+    for (let i = 0; i < n; i++) {
+      if (!noNull && !isValidAt(col, i)) continue;
+      const g = gids[i]!;
+      f[g] += read(i);
+      has[g] = 1;
+    }
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+    const col = cols[0]!;
+    if (this.big || this.outType.kind === 'float64') {
+      this.update(gids, n, col);
+      return;
+    }
+    // Partial sums of small integers arrive as int64; they stay exact in float64 up to 2^53.
+    const need = gidsMax(gids, n) + 1;
+    this.has = growU8(this.has, need);
+    this.f = growF64(this.f, need);
+    const v = col.values as BigInt64Array;
+    for (let i = 0; i < n; i++) {
+      if (!isValidAt(col, i)) continue;
+      this.f[gids[i]!] += Number(v[i]!);
+      this.has[gids[i]!] = 1;
+    }
+  }
+  state(groups: number): arrow.Data[] {
+    return [this.result(groups)];
+  }
+  result(groups: number): arrow.Data {
+    this.has = growU8(this.has, groups);
+    const validity = validityOf(this.has, groups);
+    if (this.outType.kind === 'float64') return mkData(this.outType.toArrow(), groups, validity, this.f.slice(0, groups));
+    const out = new BigInt64Array(groups);
+    if (this.big) out.set(this.b.subarray(0, groups));
+    else for (let g = 0; g < groups; g++) out[g] = BigInt(this.f[g] ?? 0);
+    return mkData(this.outType.toArrow(), groups, validity, out);
+  }
+  bytes(): number {
+    return this.f.byteLength + this.b.byteLength + this.has.byteLength;
+  }
+}
+
+function gidsMax(gids: Int32Array, n: number): number {
+  let m = -1;
+  for (let i = 0; i < n; i++) if (gids[i]! > m) m = gids[i]!;
+  return m;
+}
+
+class CountAcc implements Accumulator {
+  private c: Float64Array = new Float64Array(256);
+  update(gids: Int32Array, n: number, col: arrow.Data): void {
+    this.c = growF64(this.c, gidsMax(gids, n) + 1);
+    const c = this.c;
+    if (col.nullCount === 0 && col.typeId !== arrow.Type.Null) for (let i = 0; i < n; i++) c[gids[i]!]++;
+    else for (let i = 0; i < n; i++) if (isValidAt(col, i)) c[gids[i]!]++;
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+    this.c = growF64(this.c, gidsMax(gids, n) + 1);
+    const v = cols[0]!.values as BigInt64Array;
+    for (let i = 0; i < n; i++) this.c[gids[i]!] += Number(v[i]!);
+  }
+  state(groups: number): arrow.Data[] {
+    return [this.result(groups)];
+  }
+  result(groups: number): arrow.Data {
+    this.c = growF64(this.c, groups);
+    const out = new BigInt64Array(groups);
+    for (let g = 0; g < groups; g++) out[g] = BigInt(this.c[g]!);
+    return mkData(new arrow.Int64(), groups, null, out);
+  }
+  bytes(): number {
+    return this.c.byteLength;
+  }
+}
+
+class MeanAcc implements Accumulator {
+  private readonly sum = new SumAcc(DataType.float64(), DataType.float64());
+  private readonly count = new CountAcc();
+  update(gids: Int32Array, n: number, col: arrow.Data): void {
+    this.sum.update(gids, n, col);
+    this.count.update(gids, n, col);
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+    this.sum.update(gids, n, cols[0]!);
+    this.count.merge(gids, n, [cols[1]!]);
+  }
+  state(groups: number): arrow.Data[] {
+    return [this.sum.result(groups), this.count.result(groups)];
+  }
+  result(groups: number): arrow.Data {
+    const s = this.sum.result(groups);
+    const c = this.count.result(groups).values as BigInt64Array;
+    const sv = s.values as Float64Array;
+    const out = new Float64Array(groups);
+    for (let g = 0; g < groups; g++) out[g] = sv[g]! / Number(c[g]!);
+    return mkData(new arrow.Float64(), groups, s.nullCount ? sliceValidity(s, groups) : null, out);
+  }
+  bytes(): number {
+    return this.sum.bytes() + this.count.bytes();
+  }
+}
+
+function sliceValidity(d: arrow.Data, n: number): Uint8Array {
+  const v = new Uint8Array((n + 7) >> 3);
+  for (let i = 0; i < n; i++) if (isValidAt(d, i)) v[i >> 3]! |= 1 << (i & 7);
+  return v;
+}
+
+/** min / max of numbers, bigints or bytes (strings compare by UTF-8 bytes = code point order). */
+class MinMaxAcc implements Accumulator {
+  private f: Float64Array = new Float64Array(256);
+  private b: BigInt64Array = new BigInt64Array(0);
+  private ids: Int32Array = new Int32Array(0);
+  private dict: ByteDictionary | null = null;
+  private has: Uint8Array = new Uint8Array(256);
+  private readonly mode: 'num' | 'big' | 'bytes';
+  constructor(
+    private readonly type: DataType,
+    private readonly max: boolean,
+  ) {
+    this.mode = BIG.has(type.kind) ? 'big' : type.kind === 'utf8' || type.kind === 'binary' ? 'bytes' : 'num';
+    if (this.mode === 'big') this.b = new BigInt64Array(256);
+    if (this.mode === 'bytes') {
+      this.ids = new Int32Array(256);
+      this.dict = new ByteDictionary();
+    }
+  }
+  update(gids: Int32Array, n: number, col: arrow.Data): void {
+    const need = gidsMax(gids, n) + 1;
+    this.has = growU8(this.has, need);
+    const has = this.has;
+    const max = this.max;
+    const noNull = col.nullCount === 0;
+    if (this.mode === 'num') {
+      this.f = growF64(this.f, need);
+      const f = this.f;
+      const read = numberReader(col);
+      for (let i = 0; i < n; i++) {
+        if (!noNull && !isValidAt(col, i)) continue;
+        const g = gids[i]!;
+        const x = read(i);
+        if (!has[g] || (max ? x > f[g]! : x < f[g]!)) {
+          f[g] = x;
+          has[g] = 1;
+        }
+      }
+    } else if (this.mode === 'big') {
+      this.b = growBig(this.b, need);
+      const b = this.b;
+      const v = col.values as BigInt64Array;
+      for (let i = 0; i < n; i++) {
+        if (!noNull && !isValidAt(col, i)) continue;
+        const g = gids[i]!;
+        const x = v[i]!;
+        if (!has[g] || (max ? x > b[g]! : x < b[g]!)) {
+          b[g] = x;
+          has[g] = 1;
+        }
+      }
+    } else {
+      this.ids = growI32(this.ids, need);
+      const dict = this.dict!;
+      const o = col.valueOffsets as Int32Array;
+      const v = col.values as Uint8Array;
+      for (let i = 0; i < n; i++) {
+        if (!noNull && !isValidAt(col, i)) continue;
+        const g = gids[i]!;
+        let better = !has[g];
+        if (!better) {
+          const cur = dict.view(this.ids[g]!);
+          const c = compareBytes(v, o[i]!, o[i + 1]!, cur, 0, cur.length);
+          better = max ? c > 0 : c < 0;
+        }
+        if (better) {
+          this.ids[g] = dict.intern(v, o[i]!, o[i + 1]!, true);
+          has[g] = 1;
+        }
+      }
+    }
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+    this.update(gids, n, cols[0]!);
+  }
+  state(groups: number): arrow.Data[] {
+    return [this.result(groups)];
+  }
+  result(groups: number): arrow.Data {
+    this.has = growU8(this.has, groups);
+    const validity = validityOf(this.has, groups);
+    const t = this.type.toArrow();
+    if (this.mode === 'bytes') {
+      const ids = new Int32Array(groups);
+      for (let g = 0; g < groups; g++) ids[g] = this.has[g] ? this.ids[g]! : -1;
+      return this.dict!.toData(t, ids, validity);
+    }
+    if (this.mode === 'big') {
+      const out = this.type.kind === 'uint64' ? new BigUint64Array(groups) : new BigInt64Array(groups);
+      for (let g = 0; g < groups; g++) out[g] = this.b[g]!;
+      return mkData(t, groups, validity, out);
+    }
+    if (this.type.kind === 'bool') {
+      const v = new Uint8Array((groups + 7) >> 3);
+      for (let g = 0; g < groups; g++) if (this.f[g]) v[g >> 3]! |= 1 << (g & 7);
+      return mkData(t, groups, validity, v);
+    }
+    const Ctor = arrowValuesCtor(t);
+    const out = new Ctor(groups);
+    for (let g = 0; g < groups; g++) out[g] = this.f[g]!;
+    return mkData(t, groups, validity, out);
+  }
+  bytes(): number {
+    return this.f.byteLength + this.b.byteLength + this.ids.byteLength + this.has.byteLength + (this.dict?.byteSize() ?? 0);
+  }
+}
+
+type NumCtor =
+  | Int8ArrayConstructor
+  | Int16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint8ArrayConstructor
+  | Uint16ArrayConstructor
+  | Uint32ArrayConstructor
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor;
+function arrowValuesCtor(t: arrow.DataType): NumCtor {
+  if (t.typeId === arrow.Type.Float) return (t as arrow.Float).precision === arrow.Precision.SINGLE ? Float32Array : Float64Array;
+  if (t.typeId === arrow.Type.Date) return Int32Array;
+  const i = t as arrow.Int;
+  switch (i.bitWidth) {
+    case 8:
+      return i.isSigned ? Int8Array : Uint8Array;
+    case 16:
+      return i.isSigned ? Int16Array : Uint16Array;
+    default:
+      return i.isSigned ? Int32Array : Uint32Array;
+  }
+}
+
+/** The value of each group's first row (nulls included), in input order. */
+class FirstAcc implements Accumulator {
+  private chunks: arrow.Data[] = [];
+  private held = 0;
+  constructor(private readonly type: arrow.DataType) {}
+  update(gids: Int32Array, n: number, col: arrow.Data, before: number): void {
+    // Groups are numbered in first-seen order: a new group's first row is where its id first appears.
+    const rows: number[] = [];
+    let next = before;
+    for (let i = 0; i < n; i++) {
+      if (gids[i] === next) {
+        rows.push(i);
+        next++;
+      }
+    }
+    if (!rows.length) return;
+    const d = take(col, Int32Array.from(rows));
+    this.held += d.byteLength;
+    this.chunks.push(d);
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], before: number): void {
+    this.update(gids, n, cols[0]!, before);
+  }
+  state(groups: number): arrow.Data[] {
+    return [this.result(groups)];
+  }
+  result(groups: number): arrow.Data {
+    // A whole-frame aggregate over no rows has one group and no first row: null.
+    const parts = [...this.chunks];
+    const have = parts.reduce((n, d) => n + d.length, 0);
+    if (have < groups) parts.push(allNull(this.type, groups - have));
+    return parts.length ? concatData(parts, this.type) : allNull(this.type, 0);
+  }
+  bytes(): number {
+    return this.held;
+  }
+}
+
+/** Every value of each group (nulls included) in input order, as a list. */
+class ListAcc implements Accumulator {
+  private gidChunks: Int32Array[] = [];
+  private values: arrow.Data[] = [];
+  private held = 0;
+  constructor(private readonly elem: arrow.DataType) {}
+  update(gids: Int32Array, n: number, col: arrow.Data): void {
+    const g = gids.slice(0, n);
+    this.gidChunks.push(g);
+    this.values.push(col);
+    this.held += g.byteLength + col.byteLength;
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+    const [eg, child] = explodeList(cols[0]!, gids, n);
+    this.update(eg, eg.length, child);
+  }
+  state(groups: number): arrow.Data[] {
+    return [this.result(groups)];
+  }
+  result(groups: number): arrow.Data {
+    return buildLists(this.gidChunks, this.values, groups, this.elem);
+  }
+  bytes(): number {
+    return this.held;
+  }
+}
+
+/** Per list element: its row's group id, and the child values (offset 0). */
+function explodeList(list: arrow.Data, gids: Int32Array, n: number): [Int32Array, arrow.Data] {
+  const o = list.valueOffsets as Int32Array;
+  const start = o[0]!;
+  const total = o[n]! - start;
+  const eg = new Int32Array(total);
+  for (let i = 0; i < n; i++) eg.fill(gids[i]!, o[i]! - start, o[i + 1]! - start);
+  const child = list.children[0]!.slice(start, total);
+  return [eg, child];
+}
+
+/** Lists per group from (group id, value) chunks: a counting sort by group keeps input order. */
+function buildLists(gidChunks: Int32Array[], values: arrow.Data[], groups: number, elem: arrow.DataType): arrow.Data {
+  const offsets = new Int32Array(groups + 1);
+  let total = 0;
+  for (const gc of gidChunks) for (let i = 0; i < gc.length; i++) offsets[gc[i]! + 1]!++;
+  for (let g = 0; g < groups; g++) offsets[g + 1]! += offsets[g]!;
+  total = offsets[groups]!;
+  const pos = offsets.slice(0, groups);
+  const idx = new Int32Array(total);
+  let base = 0;
+  for (const gc of gidChunks) {
+    for (let i = 0; i < gc.length; i++) idx[pos[gc[i]!]!++] = base + i;
+    base += gc.length;
+  }
+  const all = values.length ? concatData(values, elem) : allNull(elem, 0);
+  const child = take(all, idx);
+  const type = new arrow.List(new arrow.Field('item', elem, true));
+  return mkData(type, groups, null, undefined, offsets, [child]);
+}
+
+/** Distinct non-null values per group: a second table over (group id, value). */
+class CountDistinctAcc implements Accumulator {
+  private readonly enc: KeyEncoder;
+  private table: GroupTable;
+  private pairGids: Int32Array = new Int32Array(256);
+  constructor(private readonly type: DataType) {
+    this.enc = new KeyEncoder([type]);
+    this.table = new GroupTable(this.enc.width + 1);
+  }
+  update(gids: Int32Array, n: number, col: arrow.Data): void {
+    const W = this.enc.width;
+    const words = this.enc.encode([col], n, true);
+    const keys = new Int32Array(n * (W + 1));
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      if (words[i * W]! & 1) continue; // null values are not counted
+      keys[m * (W + 1)] = gids[i]!;
+      keys.set(words.subarray(i * W, i * W + W), m * (W + 1) + 1);
+      m++;
+    }
+    const before = this.table.count;
+    const ids = this.table.lookup(keys, m, true);
+    this.pairGids = growI32(this.pairGids, this.table.count);
+    for (let i = 0; i < m; i++) if (ids[i]! >= before) this.pairGids[ids[i]!] = keys[i * (W + 1)]!;
+  }
+  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+    const [eg, child] = explodeList(cols[0]!, gids, n);
+    this.update(eg, eg.length, child);
+  }
+  state(groups: number): arrow.Data[] {
+    const W = this.enc.width;
+    const count = this.table.count;
+    const vals = new Int32Array(count * W);
+    for (let p = 0; p < count; p++) vals.set(this.table.keys.subarray(p * (W + 1) + 1, p * (W + 1) + 1 + W), p * W);
+    const [col] = this.enc.decode(vals, count, [this.type.toArrow()]);
+    return [buildLists([this.pairGids.slice(0, count)], [col!], groups, this.type.toArrow())];
+  }
+  result(groups: number): arrow.Data {
+    const counts = new BigInt64Array(groups);
+    const c = new Float64Array(groups);
+    for (let p = 0; p < this.table.count; p++) c[this.pairGids[p]!]++;
+    for (let g = 0; g < groups; g++) counts[g] = BigInt(c[g]!);
+    return mkData(new arrow.Int64(), groups, null, counts);
+  }
+  bytes(): number {
+    return this.table.bytes() + this.pairGids.byteLength + this.enc.bytes();
+  }
+}
+
+/** A new accumulator for `fn` over an input of type `inType`. */
+export function makeAccumulator(fn: AggFn, inType: DataType, outType: DataType): Accumulator {
+  switch (fn) {
+    case 'sum':
+      return new SumAcc(inType, outType);
+    case 'mean':
+      return new MeanAcc();
+    case 'min':
+    case 'max':
+      return new MinMaxAcc(inType, fn === 'max');
+    case 'count':
+      return new CountAcc();
+    case 'count_distinct':
+      return new CountDistinctAcc(inType);
+    case 'first':
+      return new FirstAcc(inType.toArrow());
+    case 'list':
+      return new ListAcc(inType.toArrow());
+  }
+}
+
+/** Partial-state column types of an aggregate (what `state()` returns). */
+export function stateTypes(fn: AggFn, inType: DataType, outType: DataType): DataType[] {
+  switch (fn) {
+    case 'mean':
+      return [DataType.float64(), DataType.int64()];
+    case 'count_distinct':
+      return [DataType.list(inType)];
+    default:
+      return [outType];
+  }
+}

@@ -1,0 +1,122 @@
+// One hash-aggregation table: key words -> dense group ids (GroupTable), one accumulator per
+// aggregate. 'update' tables take raw rows, 'merge' tables take partial states; both can emit
+// their partial state (to merge elsewhere or to spill) or the final result.
+import * as arrow from 'apache-arrow';
+import { DataType, type DataTypeJSON } from '../datatypes.ts';
+import type { AggFn } from '../expressions.ts';
+import { GroupTable, KeyEncoder } from '../relational/keys.ts';
+import { makeAccumulator, stateTypes, type Accumulator } from './accumulators.ts';
+
+/** One aggregate as the plan carries it: function, input and output types, output name. */
+export interface AggSpec {
+  fn: AggFn;
+  inType: DataTypeJSON;
+  outType: DataTypeJSON;
+  name: string;
+}
+
+/** Column layout of the partial state: keys, then each aggregate's state columns. */
+export function partialSchema(keys: readonly arrow.Field[], specs: readonly AggSpec[]): arrow.Schema {
+  const fields = [...keys];
+  for (const [i, s] of specs.entries()) {
+    const types = stateTypes(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType));
+    for (const [j, t] of types.entries()) fields.push(new arrow.Field(`__s${i}_${j}`, t.toArrow(), true));
+  }
+  return new arrow.Schema(fields);
+}
+
+export class HashAggregator {
+  private readonly enc: KeyEncoder;
+  private table: GroupTable;
+  private accs: Accumulator[];
+  private readonly stateWidths: number[];
+  private words: Int32Array = new Int32Array(0);
+  private gids: Int32Array = new Int32Array(0);
+
+  constructor(
+    private readonly keyFields: readonly arrow.Field[],
+    private readonly specs: readonly AggSpec[],
+    private readonly mode: 'update' | 'merge',
+  ) {
+    this.enc = new KeyEncoder(keyFields.map((f) => DataType.fromArrow(f.type)));
+    this.table = new GroupTable(this.enc.width);
+    this.accs = this.newAccs();
+    this.stateWidths = specs.map((s) => stateTypes(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType)).length);
+  }
+
+  private newAccs(): Accumulator[] {
+    return this.specs.map((s) => makeAccumulator(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType)));
+  }
+
+  get groups(): number {
+    return this.table.count;
+  }
+
+  /** Bytes this table holds (hash table, key dictionaries, accumulator arrays). */
+  bytes(): number {
+    return this.table.bytes() + this.enc.bytes() + this.words.byteLength + this.accs.reduce((n, a) => n + a.bytes(), 0);
+  }
+
+  /**
+   * Rows: key columns first, then one input column per aggregate ('update') or the state columns
+   * ('merge'); `mode` overrides the table's own (raw rows into a final table when partials do not reduce).
+   */
+  push(batch: arrow.RecordBatch, mode: 'update' | 'merge' = this.mode): void {
+    const n = batch.numRows;
+    if (!n) return;
+    const cols = batch.data.children;
+    const K = this.keyFields.length;
+    this.words = this.enc.encode(cols.slice(0, K), n, true, this.words);
+    const before = this.table.count;
+    if (this.gids.length < n) this.gids = new Int32Array(n);
+    const gids = this.table.lookup(this.words, n, true, this.gids);
+    let c = K;
+    for (const [i, acc] of this.accs.entries()) {
+      if (mode === 'update') acc.update(gids, n, cols[c++]!, before);
+      else {
+        acc.merge(gids, n, cols.slice(c, c + this.stateWidths[i]!), before);
+        c += this.stateWidths[i]!;
+      }
+    }
+  }
+
+  private keyColumns(groups: number): arrow.Data[] {
+    const keys = this.table.keys.subarray(0, Math.max(groups, this.table.count) * this.enc.width);
+    const padded = groups > this.table.count ? new Int32Array(groups * this.enc.width) : keys;
+    if (padded !== keys) padded.set(keys);
+    return this.enc.decode(
+      padded,
+      groups,
+      this.keyFields.map((f) => f.type),
+    );
+  }
+
+  /** Keys and partial states of every group (then the table is empty again). */
+  drainState(): arrow.RecordBatch {
+    const g = this.table.count;
+    const schema = partialSchema(this.keyFields, this.specs);
+    const cols = [...this.keyColumns(g), ...this.accs.flatMap((a) => a.state(g))];
+    this.reset();
+    return new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: g, nullCount: 0, children: cols }));
+  }
+
+  /** Keys and final values of every group; a whole-frame aggregate (no keys) always has one row. */
+  drainResult(schema: arrow.Schema): arrow.RecordBatch {
+    const g = this.keyFields.length === 0 ? 1 : this.table.count;
+    const cols = [...this.keyColumns(g), ...this.accs.map((a) => a.result(g))];
+    this.reset();
+    return new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: g, nullCount: 0, children: cols }));
+  }
+
+  /** Each group's bucket among `buckets` (by key hash), for spilling. */
+  bucketsOf(buckets: number): Int32Array {
+    const out = new Int32Array(this.table.count);
+    for (let g = 0; g < out.length; g++) out[g] = ((this.table.hashOf(g) >>> 16) * buckets) >>> 16;
+    return out;
+  }
+
+  reset(): void {
+    this.table = new GroupTable(this.enc.width);
+    this.accs = this.newAccs();
+  }
+}
