@@ -170,6 +170,29 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 
   /** One row per list element of the given list columns (exploded together); others repeat. */
+  /**
+   * The rows run as exactly `n` partitions, each a contiguous range of the input's rows, in order:
+   * row groups are split by row ranges, small ones merged (Parquet and in-memory sources; CSV files
+   * are grouped, never split). The last repartition/intoPartitions before an action decides. `keys`
+   * (a hash shuffle by columns) is not supported yet.
+   */
+  repartition(n: number, ...keys: (keyof R & string)[]): DataFrame<R> {
+    if (keys.length) {
+      throw new Error(`repartition(${String(n)}, ${keys.map((k) => `'${k}'`).join(', ')}): partitioning by key columns is not supported yet; call repartition(n) to split by row ranges`);
+    }
+    return this.partitionInto(n, 'repartition');
+  }
+
+  /** Splits or merges into exactly `n` partitions of contiguous rows, order preserved (as repartition(n)). */
+  intoPartitions(n: number): DataFrame<R> {
+    return this.partitionInto(n, 'intoPartitions');
+  }
+
+  private partitionInto(n: number, what: string): DataFrame<R> {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`${what}(n) needs a positive integer, got ${String(n)}`);
+    return this.derive({ type: 'repartition', input: this.plan, n, schema: this.plan.schema });
+  }
+
   explode<K extends keyof R & string>(...names: K[]): DataFrame<Simplify<{ [P in keyof R]: P extends K ? ElementOf<R[P]> : R[P] }>> {
     if (!names.length) throw new Error('explode() needs at least one list column');
     for (const n of names) {

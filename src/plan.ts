@@ -72,7 +72,19 @@ export interface ExplodeNode {
   schema: SchemaJSON;
 }
 
-export type PlanNode = ScanNode | InMemoryNode | ProjectNode | FilterNode | LimitNode | ExplodeNode;
+/**
+ * repartition(n) / intoPartitions(n): the rows below run as exactly n partitions, each a contiguous
+ * range of the input's rows, in order (split below a row group by row ranges, small ones merged).
+ * Not an operator: the physical planner applies it to the scan.
+ */
+export interface RepartitionNode {
+  type: 'repartition';
+  input: PlanNode;
+  n: number;
+  schema: SchemaJSON;
+}
+
+export type PlanNode = ScanNode | InMemoryNode | ProjectNode | FilterNode | LimitNode | ExplodeNode | RepartitionNode;
 
 export function planSchema(node: PlanNode): Schema {
   return Schema.fromJSON(node.schema);
@@ -107,6 +119,8 @@ export function describeNode(node: PlanNode): string {
       return `Limit: ${node.n}`;
     case 'explode':
       return `Explode: ${listCols(node.columns)}`;
+    case 'repartition':
+      return `Repartition: ${node.n} partition(s) by row ranges`;
   }
 }
 

@@ -12,13 +12,16 @@ import { Schema, type SchemaJSON } from '../datatypes.ts';
 import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
-import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
+import { AWS_MIN_PARTITIONS, buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
 import type { PlanNode } from '../plan.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 
 export const PLAN_VERSION = 1;
+
+/** Partition target of serverless runs (uncompressed projected bytes): about one Lambda's worth. */
+export const DEFAULT_AWS_PARTITION_BYTES = 128 << 20;
 
 export interface RunOutput {
   uri: string;
@@ -48,7 +51,16 @@ export interface RunPlan {
 export interface PlanSummary {
   runId: string;
   workBucket: string;
-  stages: { index: number; executor: StageJSON['executor']; partitions: number; concurrency: number; slots: number; itemsKey: string }[];
+  stages: {
+    index: number;
+    executor: StageJSON['executor'];
+    partitions: number;
+    concurrency: number;
+    slots: number;
+    itemsKey: string;
+    /** Partitions one Stage invocation runs (the Map's ItemBatcher / range step). */
+    partitionsPerInvocation: number;
+  }[];
 }
 
 /**
@@ -106,6 +118,8 @@ export function planRun(
     pipeline: string | string[] | null;
     output?: RunOutput | null;
     targetPartitionBytes?: number;
+    /** With UDFs, split the scan into at least this many partitions (default AWS_MIN_PARTITIONS). */
+    minPartitions?: number;
     batchSize?: number;
     stageOptions?: StageOptions;
   },
@@ -118,7 +132,14 @@ export function planRun(
   if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize <= 0)) {
     throw new RangeError(`planRun: batchSize must be a positive integer, got ${String(opts.batchSize)}`);
   }
-  const physical = buildPhysicalPlan(optimize(plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
+  for (const k of ['targetPartitionBytes', 'minPartitions'] as const) {
+    const v = opts[k];
+    if (v !== undefined && (!Number.isInteger(v) || v <= 0)) throw new RangeError(`planRun: ${k} must be a positive integer, got ${String(v)}`);
+  }
+  const physical = buildPhysicalPlan(optimize(plan), {
+    targetPartitionBytes: opts.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
+    minPartitions: opts.minPartitions ?? AWS_MIN_PARTITIONS,
+  });
   const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
   const run: RunPlan = {
     version: PLAN_VERSION,
@@ -155,7 +176,16 @@ export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket:
       itemsKey,
       Array.from({ length: s.executor === 'lambda' ? n : s.slots }, (_, i) => i),
     );
-    stages.push({ index: s.index, executor: s.executor, partitions: n, concurrency: s.concurrency, slots: s.slots, itemsKey });
+    stages.push({
+      index: s.index,
+      executor: s.executor,
+      partitions: n,
+      concurrency: s.concurrency,
+      slots: s.slots,
+      itemsKey,
+      // Plans written before batching existed run one partition per invocation.
+      partitionsPerInvocation: s.partitionsPerInvocation ?? 1,
+    });
   }
   return { runId: plan.runId, workBucket, stages };
 }
@@ -262,7 +292,8 @@ export function describeSource(s: SourceJSON): string {
   if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
   if (s.kind === 'shard') return `shard ${s.key}`;
   const rg = s.kind === 'parquet' && s.rowGroups ? ` row groups ${s.rowGroups.join(',')}` : '';
-  return `${s.path}${rg}`;
+  const rows = s.kind === 'parquet' && s.rows ? ` rows ${s.rows.start}-${s.rows.end}` : '';
+  return `${s.path}${rg}${rows}`;
 }
 
 /**

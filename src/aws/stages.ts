@@ -23,6 +23,12 @@ export interface StageJSON {
   /** Lambda memory (MiB) from the UDFs' memoryBytes/numCpus: sizing.ts's rule, which the CDK construct deploys. */
   memoryMiB: number;
   numGpus: number;
+  /**
+   * Lambda stages: partitions one invocation runs in turn (Distributed Map ItemBatcher), so many
+   * tiny partitions do not each pay an invocation; 1 for GPU stages (their slots take many already).
+   * Optional: plans stored before it existed mean 1.
+   */
+  partitionsPerInvocation?: number;
 }
 
 export interface StageOptions {
@@ -32,9 +38,28 @@ export interface StageOptions {
   defaultGpuSlots: number;
   /** Lambda memory floor (MiB). */
   lambdaMemoryMiB: number;
+  /** Batching keeps at least this many invocations per Lambda stage (fan-out). */
+  minInvocations?: number;
+  /** Batching packs partitions into one invocation up to about this many uncompressed input bytes. */
+  invocationBytes?: number;
 }
 
 export const DEFAULT_STAGE_OPTIONS: StageOptions = { maxConcurrency: 1000, defaultGpuSlots: 1, lambdaMemoryMiB: DEFAULT_LAMBDA_MEMORY_MIB };
+
+const DEFAULT_MIN_INVOCATIONS = 32;
+const DEFAULT_INVOCATION_BYTES = 32 << 20;
+
+/**
+ * Partitions per Lambda invocation: tiny partitions (an intoPartitions(n) over little data, small
+ * files) share an invocation up to `invocationBytes`, but never so many that fewer than
+ * `minInvocations` invocations remain: batching must not undo the fan-out partitioning gave.
+ */
+export function partitionsPerInvocation(partitions: number, uncompressedBytes: number, opts: StageOptions = DEFAULT_STAGE_OPTIONS): number {
+  const minInvocations = opts.minInvocations ?? DEFAULT_MIN_INVOCATIONS;
+  if (partitions <= minInvocations) return 1;
+  const perPartition = Math.max(1, uncompressedBytes / partitions);
+  return Math.max(1, Math.min(Math.floor((opts.invocationBytes ?? DEFAULT_INVOCATION_BYTES) / perPartition), Math.floor(partitions / minInvocations)));
+}
 
 function opUsesGpu(op: OpJSON): boolean {
   return udfsOf([op]).some((u) => u.options.numGpus > 0);
@@ -69,7 +94,8 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
     );
     const concurrency = Math.max(1, Math.min(opts.maxConcurrency, plan.partitions.length || 1, ...(caps.length ? caps : [opts.maxConcurrency])));
     const slots = g.executor === 'ecs-gpu' ? Math.max(1, Math.min(plan.partitions.length || 1, caps.length ? Math.min(...caps) : opts.defaultGpuSlots)) : 0;
-    return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus };
+    const batch = g.executor === 'lambda' ? partitionsPerInvocation(plan.partitions.length, plan.scan.uncompressedBytes, opts) : 1;
+    return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus, partitionsPerInvocation: batch };
   });
 }
 
@@ -108,7 +134,7 @@ export function stagesToString(plan: PhysicalPlan, stages: StageJSON[], cost: Co
   for (const s of stages) {
     const where =
       s.executor === 'lambda'
-        ? `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
+        ? `lambda, ${plan.partitions.length} partition(s)${(s.partitionsPerInvocation ?? 1) > 1 ? ` (${s.partitionsPerInvocation} per invocation)` : ''}, concurrency ${s.concurrency}, ${s.memoryMiB} MiB`
         : `ecs-gpu, ${plan.partitions.length} partition(s) over ${s.slots} task(s), numGpus ${s.numGpus}`;
     lines.push(`Stage ${s.index}: ${where}, ${estimateCost(plan, s, cost.bytesPerVcpuSecond)}`);
     if (s.index === 0)

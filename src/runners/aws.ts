@@ -4,7 +4,7 @@
 import type * as arrow from 'apache-arrow';
 // Type-only: the client is imported when a run starts, so `import 'fanout'` does not load the SDK.
 import type { DescribeExecutionCommandOutput, SFNClient } from '@aws-sdk/client-sfn';
-import { hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
+import { DEFAULT_AWS_PARTITION_BYTES, hasMemorySource, keys, planRun, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
@@ -13,7 +13,7 @@ import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
-import { buildPhysicalPlan, udfsOf } from '../physical.ts';
+import { AWS_MIN_PARTITIONS, buildPhysicalPlan, udfsOf } from '../physical.ts';
 import type { CostOptions } from '../aws/cost.ts';
 import { splitStages, stagesToString } from '../aws/stages.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
@@ -29,6 +29,8 @@ export interface AwsRunnerOptions {
   pipeline?: string | string[];
   /** Row-group packing target per partition (uncompressed bytes). Default 128 MiB, about one Lambda's worth. */
   targetPartitionBytes?: number;
+  /** With UDFs in the plan, split the input into at least this many partitions (Lambda fan-out). Default 32. */
+  minPartitions?: number;
   /** Rows per batch the stages read (and hand to UDFs). Default: the readers' 65,536. */
   batchSize?: number;
   pollIntervalMs?: number;
@@ -69,6 +71,7 @@ async function runOnAws(
   const signal = ctx.signal;
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
+  if (opts.minPartitions !== undefined) planOpts.minPartitions = opts.minPartitions;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
   const plan = planRun(logical, planOpts);
   const mods = opts.pipeline ?? modulesOf(plan);
@@ -265,7 +268,10 @@ export class AwsRunner implements Runner {
     const cost: CostOptions = { ...this.aws.cost };
     cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
     if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
-    const run = buildPhysicalPlan(optimized, { targetPartitionBytes: this.aws.targetPartitionBytes ?? 128 << 20 });
+    const run = buildPhysicalPlan(optimized, {
+      targetPartitionBytes: this.aws.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
+      minPartitions: this.aws.minPartitions ?? AWS_MIN_PARTITIONS,
+    });
     return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost)}`;
   }
 }

@@ -3,7 +3,7 @@ import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError } from '../../datatypes.ts';
 import { isLocalUri, openObjectBlob, openRangedBlob, type RangedBlob } from '../store/index.ts';
-import { DEFAULT_BATCH_SIZE, readStats, type ReadParquetOptions } from './types.ts';
+import { DEFAULT_BATCH_SIZE, readStats, type ReadParquetOptions, type RowRange } from './types.ts';
 import { getWasm, guarded, isWasmTrap, wasmSync, withReadLock, type WasmInstance } from './wasm.ts';
 import { inspectParquet, inspectS3, s3Changed, type ChunkRanges } from './footer.ts';
 import { readFfiSchema } from './import-layout.ts';
@@ -61,11 +61,14 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
       throw new RangeError(`row group ${g} out of range for ${path} (${info.rowGroups.length} row groups)`);
     }
   }
+  const range = opts.rows ? checkRowRange(opts.rows, rowGroups, info.rowGroups, path) : null;
+  // Rows of row group g this read delivers: all of them, or the requested range.
+  const rowsOf = (g: number): number => (range ? range.end - range.start : info.rowGroups[g]!.numRows);
 
   if (names.length === 0) {
     // Nothing to decode: row counts come from the footer.
     for (const g of rowGroups) {
-      for (let left = info.rowGroups[g]!.numRows; left > 0; left -= batchSize) yield emptyColumnsBatch(Math.min(left, batchSize));
+      for (let left = rowsOf(g); left > 0; left -= batchSize) yield emptyColumnsBatch(Math.min(left, batchSize));
     }
     return;
   }
@@ -73,7 +76,8 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
   const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
   if (caveat !== undefined) {
-    yield* readWithHyparquet(path, remote?.blob ?? (await openObjectBlob(path)), info, outSchema, rowGroups, batchSize, caveat);
+    const all = readWithHyparquet(path, remote?.blob ?? (await openObjectBlob(path)), info, outSchema, rowGroups, batchSize, caveat);
+    yield* range ? sliceRows(all, range) : all;
     return;
   }
 
@@ -90,7 +94,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   try {
     for (let gi = 0; gi < rowGroups.length; gi++) {
       const g = rowGroups[gi]!;
-      if (info.rowGroups[g]!.numRows === 0) continue;
+      if (rowsOf(g) === 0) continue;
       prefetch(gi);
       prefetch(gi + 1);
       // Batches of this row group already yielded: if another reader's corrupt file kills the
@@ -105,7 +109,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             if (file === null && isFooterDecodeError(e)) {
               // first open: nothing delivered yet
               // A footer arrow-rs's decoder rejects (hyparquet parsed it above): read the file with hyparquet.
-              yield* readWithHyparquet(
+              const all = readWithHyparquet(
                 path,
                 remote?.blob ?? (await openObjectBlob(path)),
                 info,
@@ -114,6 +118,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
                 batchSize,
                 'footer parquet-wasm cannot decode',
               );
+              yield* range ? sliceRows(all, range) : all;
               return;
             }
             throw new Error(`cannot open Parquet file ${path}: ${errorText(s3Changed(path, remote?.blob.takeError() ?? e))}`);
@@ -122,7 +127,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
         const { inst, pf } = file;
         let stream: PW.FFIStream;
         try {
-          const table = await withReadLock(() => guarded(inst, () => pf.read({ rowGroups: [g], columns: names, batchSize })));
+          const table = await withReadLock(() => guarded(inst, () => pf.read({ rowGroups: [g], columns: names, batchSize, ...(range ? { offset: range.start, limit: range.end - range.start } : {}) })));
           stream = wasmSync(inst, () => table.intoFFI());
           readStats.rowGroupsRead++;
         } catch (e) {
@@ -173,7 +178,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
             yield new arrow.RecordBatch(arrowSchema, data);
           }
           // Never a silent short read: arrow-rs has returned no rows for layouts it misreads.
-          const want = info.rowGroups[g]!.numRows;
+          const want = rowsOf(g);
           if (!interrupted && rowsDelivered !== want) {
             throw new Error(
               `failed to decode row group ${g} of ${path}: parquet-wasm decoded ${rowsDelivered} rows of columns ${names.map((n) => `'${n}'`).join(', ')}, the footer says ${want}`,
@@ -188,6 +193,33 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
     }
   } finally {
     if (file && !file.inst.dead) file.pf.free();
+  }
+}
+
+/** The requested row range, checked against its row group: a clear error naming the file otherwise. */
+function checkRowRange(rows: RowRange, rowGroups: readonly number[], groups: readonly { numRows: number }[], path: string): RowRange {
+  if (rowGroups.length !== 1) throw new RangeError(`a row range needs exactly one row group, got ${rowGroups.length} for ${path}`);
+  const n = groups[rowGroups[0]!]!.numRows;
+  const { start, end } = rows;
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > n) {
+    throw new RangeError(`row range [${start}, ${end}) out of range for row group ${rowGroups[0]} of ${path} (${n} rows)`);
+  }
+  return { start, end };
+}
+
+/** Rows [start, end) of a stream (the fallback reader decodes whole row groups; this keeps the range). */
+async function* sliceRows(batches: AsyncGenerator<arrow.RecordBatch>, range: RowRange): AsyncGenerator<arrow.RecordBatch> {
+  let pos = 0;
+  try {
+    for await (const b of batches) {
+      const from = Math.max(range.start - pos, 0);
+      const to = Math.min(range.end - pos, b.numRows);
+      pos += b.numRows;
+      if (to > from) yield from === 0 && to === b.numRows ? b : b.slice(from, to);
+      if (pos >= range.end) return;
+    }
+  } finally {
+    await batches.return(undefined);
   }
 }
 

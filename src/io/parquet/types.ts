@@ -15,6 +15,11 @@ export interface RowGroupInfo {
   numRows: number;
   uncompressedBytes: number;
   compressedBytes: number;
+  /**
+   * Bytes of each top-level column's chunks in this row group (all its leaves), so partitions and
+   * explain size a scan by the columns it reads, not the whole row group.
+   */
+  columnBytes: Record<string, { compressed: number; uncompressed: number }>;
   /** Top-level primitive columns only. min/max are bounds (writers may truncate long strings). */
   stats: Record<string, ColumnStats>;
 }
@@ -30,9 +35,20 @@ export interface ParquetFileInfo {
   parquetWasmCaveats?: Record<string, string>;
 }
 
+/** A row range [start, end) within one row group. */
+export interface RowRange {
+  start: number;
+  end: number;
+}
+
 export interface ReadParquetOptions {
   columns?: readonly string[];
   rowGroups?: readonly number[];
+  /**
+   * Rows [start, end) of the one row group in `rowGroups` (a sub-row-group partition): only that
+   * range is decoded (parquet-wasm's offset/limit within the selected row group).
+   */
+  rows?: RowRange;
   batchSize?: number;
   schema?: Schema;
 }
