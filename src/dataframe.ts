@@ -178,7 +178,9 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
    */
   repartition(n: number, ...keys: (keyof R & string)[]): DataFrame<R> {
     if (keys.length) {
-      throw new Error(`repartition(${String(n)}, ${keys.map((k) => `'${k}'`).join(', ')}): partitioning by key columns is not supported yet; call repartition(n) to split by row ranges`);
+      throw new Error(
+        `repartition(${String(n)}, ${keys.map((k) => `'${k}'`).join(', ')}): partitioning by key columns is not supported yet; call repartition(n) to split by row ranges`,
+      );
     }
     return this.partitionInto(n, 'repartition');
   }

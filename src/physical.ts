@@ -142,8 +142,13 @@ export interface PhysicalOptions {
  */
 export const AWS_MIN_PARTITIONS = 32;
 
-/** Never split a row group into pieces smaller than this: per-partition overhead would dominate. */
-const MIN_SPLIT_ROWS = 4096;
+/**
+ * A row group bigger than the target splits into row ranges of at least this many rows (one
+ * default batch): below that, per-partition overhead outweighs the smaller reads.
+ */
+const SIZE_SPLIT_MIN_ROWS = 65536;
+/** Splitting for UDF parallelism goes down to this: a UDF's per-row cost repays smaller partitions. */
+const UDF_SPLIT_MIN_ROWS = 4096;
 
 /** A selected row group, sized by its projected columns. */
 interface SelectedGroup {
@@ -181,9 +186,9 @@ function projectedBytes(rg: RowGroupInfo, columns: readonly string[]): { compres
 
 /**
  * Packs row groups into partitions of about `target` bytes: a row group bigger than that is split
- * into even row ranges (of at least MIN_SPLIT_ROWS rows), smaller ones share a partition.
+ * into even row ranges (of at least `minRows` rows), smaller ones share a partition.
  */
-function packBySize(groups: readonly SelectedGroup[], target: number): Segment[][] {
+function packBySize(groups: readonly SelectedGroup[], target: number, minRows: number): Segment[][] {
   const parts: Segment[][] = [];
   let cur: Segment[] = [];
   let curBytes = 0;
@@ -193,7 +198,7 @@ function packBySize(groups: readonly SelectedGroup[], target: number): Segment[]
     curBytes = 0;
   };
   for (const g of groups) {
-    const pieces = Math.max(1, Math.min(Math.ceil(g.bytes / target - 1e-9), Math.floor(g.rows / MIN_SPLIT_ROWS)));
+    const pieces = Math.max(1, Math.min(Math.ceil(g.bytes / target - 1e-9), Math.floor(g.rows / minRows)));
     for (let k = 0; k < pieces; k++) {
       const seg = { g, start: cut(k, g.rows, pieces), end: cut(k + 1, g.rows, pieces) };
       const bytes = g.bytes / pieces;
@@ -364,12 +369,13 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
           groups.push({ path, group: rg.index, rows: rg.numRows, bytes: bytes.uncompressed, groupsInFile: info.rowGroups.length });
         }
       }
-      let target = opts.targetPartitionBytes;
+      let parts = repartition !== null ? splitEvenly(groups, repartition) : packBySize(groups, opts.targetPartitionBytes, SIZE_SPLIT_MIN_ROWS);
       // UDFs are the expensive part: give every slot of parallelism a partition (a small file with a
       // heavy UDF must not run on one core), unless a pushed limit means few rows are read anyway.
       const wantAtLeast = partitionOps.some((op) => udfsOf([op]).length > 0) && p.limit === null ? (opts.minPartitions ?? 1) : 1;
-      if (wantAtLeast > 1 && scan.uncompressedBytes > 0) target = Math.min(target, scan.uncompressedBytes / wantAtLeast);
-      const parts = repartition !== null ? splitEvenly(groups, repartition) : packBySize(groups, target);
+      if (repartition === null && parts.length < wantAtLeast && scan.uncompressedBytes > 0) {
+        parts = packBySize(groups, Math.min(opts.targetPartitionBytes, scan.uncompressedBytes / wantAtLeast), UDF_SPLIT_MIN_ROWS);
+      }
       for (const segs of parts) partitions.push({ source: parquetSourceOf(segs, columns, p, source.schema) });
     } else {
       const files = source.files;

@@ -7,7 +7,15 @@ import { mergeMetrics, runtime, type UdfRuntime } from '../udf-exec.ts';
 import { AbortError, applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
-import { AWS_MIN_PARTITIONS, buildPhysicalPlan, describeTask, physicalPlanToString, type PartitionTask, type PhysicalOptions, type PhysicalPlan } from '../physical.ts';
+import {
+  AWS_MIN_PARTITIONS,
+  buildPhysicalPlan,
+  describeTask,
+  physicalPlanToString,
+  type PartitionTask,
+  type PhysicalOptions,
+  type PhysicalPlan,
+} from '../physical.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { startProgress, type ProgressSink } from '../progress.ts';
 import { splitStages, stagesToString } from '../aws/stages.ts';

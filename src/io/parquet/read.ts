@@ -127,7 +127,11 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
         const { inst, pf } = file;
         let stream: PW.FFIStream;
         try {
-          const table = await withReadLock(() => guarded(inst, () => pf.read({ rowGroups: [g], columns: names, batchSize, ...(range ? { offset: range.start, limit: range.end - range.start } : {}) })));
+          const table = await withReadLock(() =>
+            guarded(inst, () =>
+              pf.read({ rowGroups: [g], columns: names, batchSize, ...(range ? { offset: range.start, limit: range.end - range.start } : {}) }),
+            ),
+          );
           stream = wasmSync(inst, () => table.intoFFI());
           readStats.rowGroupsRead++;
         } catch (e) {
