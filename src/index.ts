@@ -23,5 +23,6 @@ export { createOnnxSession, runFloatModel, onnxProviders } from './onnx.ts';
 export type { OnnxSessionOptions, OnnxProvider } from './onnx.ts';
 export type { AwsRunnerOptions } from './runners/aws.ts';
 export { RunFailedError } from './runners/aws.ts';
+export type { PipelinePlanOptions } from './aws/run.ts';
 export type { CostOptions, CostEstimate, CostPart } from './aws/cost.ts';
 export { PRICES_US_EAST_1, type PriceTable } from './aws/prices.ts';

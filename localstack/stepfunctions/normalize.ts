@@ -12,13 +12,16 @@ import {
 } from '../../src/aws/state-machine.ts';
 import { clone } from './json.ts';
 
+/** The Resource of the harness Task that batches a Map's items (not an AWS resource). */
+export const ITEM_BATCHER_RESOURCE = 'arn:aws:states:::fanout-harness:itemBatcher';
+
 /** Where a normalized ItemReader puts the items it read, in the Map's input. */
 export const NORMALIZED_ITEMS_PATH = '$.__fanoutItems';
 
 export interface TaskInfo {
   name: string;
   resource: string;
-  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader';
+  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader' | 'items-batcher';
   timeoutSeconds: number;
   /** For items-reader: the ItemReader's ReaderConfig. */
   readerConfig?: AslResourceConfig['ReaderConfig'];
@@ -48,7 +51,7 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
         const proc = s.ItemProcessor;
         const distributed = proc?.ProcessorConfig?.Mode === 'DISTRIBUTED';
         if (distributed || s.ItemReader || s.ResultWriter) {
-          for (const f of ['ItemBatcher', 'ToleratedFailurePercentage', 'ToleratedFailureCount'] as const) {
+          for (const f of ['ToleratedFailurePercentage', 'ToleratedFailureCount'] as const) {
             if (s[f] !== undefined) throw new Error(`state ${name}: ${f} is not supported by the local harness`);
           }
           if (proc) proc.ProcessorConfig = { Mode: 'INLINE' };
@@ -79,6 +82,34 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
             delete s.ItemReader;
             s.ItemsPath = NORMALIZED_ITEMS_PATH;
             notes.push(`${name}: ItemReader read by the Task state ${loader} into ${NORMALIZED_ITEMS_PATH}`);
+          }
+          if (s.ItemBatcher) {
+            // The interpreter has no ItemBatcher: a harness Task applies the ItemSelector to each
+            // item and groups them into { Items, BatchInput } (as AWS does), just before the Map.
+            const batcher = `${name}.ItemBatcher`;
+            if (batcher in sm.States) throw new Error(`state ${batcher} already exists`);
+            retarget(sm, name, batcher);
+            sm.States[batcher] = {
+              Type: 'Task',
+              Comment: `harness: ItemBatcher of ${name}`,
+              Resource: ITEM_BATCHER_RESOURCE,
+              // JSON strings, so the interpreter leaves their paths for the batcher to resolve per item.
+              Parameters: {
+                'input.$': '$',
+                'items.$': s.ItemsPath ?? '$',
+                __batcher: JSON.stringify(s.ItemBatcher),
+                __selector: JSON.stringify(s.ItemSelector ?? null),
+              },
+              ResultPath: NORMALIZED_ITEMS_PATH,
+              TimeoutSeconds: 60,
+              ...(s.Retry ? { Retry: clone(s.Retry) } : {}),
+              ...(s.Catch ? { Catch: clone(s.Catch) } : {}),
+              Next: name,
+            };
+            delete s.ItemBatcher;
+            delete s.ItemSelector;
+            s.ItemsPath = NORMALIZED_ITEMS_PATH;
+            notes.push(`${name}: ItemBatcher run by the Task state ${batcher}`);
           }
         }
       }
@@ -137,5 +168,7 @@ function classifyTask(name: string, s: AslState): TaskInfo {
   if (resource === ECS_RUN_TASK_SYNC) return { ...base, kind: 'ecs-sync', resourceType: 'ecs', resourceName: 'runTask.sync' };
   if (resource === S3_GET_OBJECT && s.Comment?.startsWith('harness: ItemReader'))
     return { ...base, kind: 'items-reader', resourceType: 's3', resourceName: 'getObject' };
+  if (resource === ITEM_BATCHER_RESOURCE && s.Comment?.startsWith('harness: ItemBatcher'))
+    return { ...base, kind: 'items-batcher', resourceType: 'states', resourceName: 'itemBatcher' };
   throw new Error(`state ${name}: Resource ${resource} is not supported by the local harness (Lambda ARNs, ${LAMBDA_INVOKE}, ${ECS_RUN_TASK_SYNC})`);
 }

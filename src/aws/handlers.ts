@@ -28,6 +28,7 @@ import {
   resolvePipelineSpec,
   runGpuSlot,
   runStagePartition,
+  type PipelinePlanOptions,
   type PlanSummary,
   type RunOutput,
 } from './run.ts';
@@ -61,16 +62,6 @@ export interface StageBatchEvent {
   Items: StageEvent[];
 }
 
-/**
- * What a pipeline module may export as `planOptions` to tune how the Plan Lambda plans its runs
- * (S3-triggered ones included): the target partition size and the fan-out for UDF plans.
- */
-export interface PipelinePlanOptions {
-  /** Target partition size in uncompressed bytes of the columns read. Default 128 MiB. */
-  targetPartitionBytes?: number;
-  /** With UDFs, split the input into at least this many partitions. Default 32. */
-  minPartitions?: number;
-}
 
 export interface FinalizeEvent {
   runId: string;

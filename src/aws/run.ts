@@ -110,6 +110,17 @@ export function newRunId(): string {
     .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
 }
 
+/**
+ * What a pipeline module may export as `planOptions` to tune how the Plan Lambda plans its runs
+ * (S3-triggered ones included): the target partition size and the fan-out for UDF plans.
+ */
+export interface PipelinePlanOptions {
+  /** Target partition size in uncompressed bytes of the columns read. Default 128 MiB. */
+  targetPartitionBytes?: number;
+  /** With UDFs, split the input into at least this many partitions. Default 32. */
+  minPartitions?: number;
+}
+
 /** Builds the run plan for a logical plan (optimized and split into stages here). */
 export function planRun(
   plan: PlanNode,
