@@ -12,8 +12,11 @@ import {
 } from '../../src/aws/state-machine.ts';
 import { clone } from './json.ts';
 
-/** The Resource of the harness Task that batches a Map's items (not an AWS resource). */
+/** Resources of the harness Tasks that batch a Map's items and hand a child its batch (not AWS resources). */
 export const ITEM_BATCHER_RESOURCE = 'arn:aws:states:::fanout-harness:itemBatcher';
+export const ITEM_BATCH_RESOURCE = 'arn:aws:states:::fanout-harness:itemBatch';
+/** Where the batcher puts `{ id, indices }` of the batches it keeps, in the Map's input. */
+const NORMALIZED_BATCHES_PATH = '$.__fanoutBatches';
 
 /** Where a normalized ItemReader puts the items it read, in the Map's input. */
 export const NORMALIZED_ITEMS_PATH = '$.__fanoutItems';
@@ -21,7 +24,7 @@ export const NORMALIZED_ITEMS_PATH = '$.__fanoutItems';
 export interface TaskInfo {
   name: string;
   resource: string;
-  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader' | 'items-batcher';
+  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader' | 'items-batcher' | 'item-batch';
   timeoutSeconds: number;
   /** For items-reader: the ItemReader's ReaderConfig. */
   readerConfig?: AslResourceConfig['ReaderConfig'];
@@ -83,11 +86,14 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
             s.ItemsPath = NORMALIZED_ITEMS_PATH;
             notes.push(`${name}: ItemReader read by the Task state ${loader} into ${NORMALIZED_ITEMS_PATH}`);
           }
-          if (s.ItemBatcher) {
-            // The interpreter has no ItemBatcher: a harness Task applies the ItemSelector to each
-            // item and groups them into { Items, BatchInput } (as AWS does), just before the Map.
+          if (s.ItemBatcher && proc) {
+            // The interpreter has no ItemBatcher. A harness Task applies the ItemSelector to each
+            // item and groups them as AWS does ({ Items, BatchInput }), keeping the batches outside
+            // the state (as AWS keeps a Distributed Map's items): the Map iterates batch indices, and
+            // each child starts with a harness Task that turns its index into its batch.
             const batcher = `${name}.ItemBatcher`;
-            if (batcher in sm.States) throw new Error(`state ${batcher} already exists`);
+            const fetch = `${name}.Batch`;
+            for (const n of [batcher, fetch]) if (n in sm.States || n in proc.States) throw new Error(`state ${n} already exists`);
             retarget(sm, name, batcher);
             sm.States[batcher] = {
               Type: 'Task',
@@ -100,16 +106,25 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
                 __batcher: JSON.stringify(s.ItemBatcher),
                 __selector: JSON.stringify(s.ItemSelector ?? null),
               },
-              ResultPath: NORMALIZED_ITEMS_PATH,
+              ResultPath: NORMALIZED_BATCHES_PATH,
               TimeoutSeconds: 60,
               ...(s.Retry ? { Retry: clone(s.Retry) } : {}),
               ...(s.Catch ? { Catch: clone(s.Catch) } : {}),
               Next: name,
             };
             delete s.ItemBatcher;
-            delete s.ItemSelector;
-            s.ItemsPath = NORMALIZED_ITEMS_PATH;
-            notes.push(`${name}: ItemBatcher run by the Task state ${batcher}`);
+            s.ItemsPath = `${NORMALIZED_BATCHES_PATH}.indices`;
+            s.ItemSelector = { 'id.$': `${NORMALIZED_BATCHES_PATH}.id`, 'index.$': '$$.Map.Item.Value' };
+            proc.States[fetch] = {
+              Type: 'Task',
+              Comment: `harness: one batch of ${name}`,
+              Resource: ITEM_BATCH_RESOURCE,
+              Parameters: { 'id.$': '$.id', 'index.$': '$.index' },
+              TimeoutSeconds: 60,
+              Next: proc.StartAt,
+            };
+            proc.StartAt = fetch;
+            notes.push(`${name}: ItemBatcher run by the Task states ${batcher} and ${fetch}`);
           }
         }
       }
@@ -170,5 +185,7 @@ function classifyTask(name: string, s: AslState): TaskInfo {
     return { ...base, kind: 'items-reader', resourceType: 's3', resourceName: 'getObject' };
   if (resource === ITEM_BATCHER_RESOURCE && s.Comment?.startsWith('harness: ItemBatcher'))
     return { ...base, kind: 'items-batcher', resourceType: 'states', resourceName: 'itemBatcher' };
+  if (resource === ITEM_BATCH_RESOURCE && s.Comment?.startsWith('harness: one batch'))
+    return { ...base, kind: 'item-batch', resourceType: 'states', resourceName: 'itemBatch' };
   throw new Error(`state ${name}: Resource ${resource} is not supported by the local harness (Lambda ARNs, ${LAMBDA_INVOKE}, ${ECS_RUN_TASK_SYNC})`);
 }

@@ -268,6 +268,8 @@ function defaultGetObject(bucket: string, key: string): Promise<string> {
 /** One execution's handlers, by state name: each enforces the payload limit and starts nothing once the execution ended. */
 export function buildLocalHandlers(tasks: Map<string, TaskInfo>, handlers: LocalTaskHandlers, scope: ExecScope): Record<string, LocalHandler> {
   const out: Record<string, LocalHandler> = {};
+  // Batches an ItemBatcher made in this execution, by id: children fetch theirs by index.
+  const batches = new Map<string, JsonValue[]>();
   for (const t of tasks.values()) {
     let run: LocalHandler;
     switch (t.kind) {
@@ -289,7 +291,20 @@ export function buildLocalHandlers(tasks: Map<string, TaskInfo>, handlers: Local
         run = async (input) => readItems(handlers, isObject(input) ? input : {});
         break;
       case 'items-batcher':
-        run = async (input) => batchItems(isObject(input) ? input : {});
+        run = async (input) => {
+          const made = batchItems(isObject(input) ? input : {});
+          const id = `${t.name}#${batches.size}`;
+          batches.set(id, made);
+          return { id, indices: made.map((_, i) => i) };
+        };
+        break;
+      case 'item-batch':
+        run = async (input) => {
+          const ref = isObject(input) ? input : {};
+          const batch = batches.get(String(ref.id))?.[Number(ref.index)];
+          if (batch === undefined) throw new TaskError('States.Runtime', `no batch ${String(ref.index)} of ${String(ref.id)} in this execution`);
+          return batch;
+        };
         break;
     }
     out[t.name] = async (input) => {

@@ -62,7 +62,6 @@ export interface StageBatchEvent {
   Items: StageEvent[];
 }
 
-
 export interface FinalizeEvent {
   runId: string;
   workBucket?: string | null;
