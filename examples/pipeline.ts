@@ -2,7 +2,7 @@
 // builds the DataFrame from the run's input, and which defines the UDFs it calls. Workers (Lambda,
 // ECS tasks, the local harness) import this same module, so UDFs resolve by name.
 import type * as arrow from 'apache-arrow';
-import { col, DataType, func, metrics, readParquet } from 'fanout';
+import { col, DataType, func, metrics, readParquet, type PipelinePlanOptions } from 'fanout';
 
 /** CPU UDF (a Lambda stage): normalizes a category label. */
 export const label = func(
@@ -24,6 +24,12 @@ export const embed = func.batch(
   },
   { returnDtype: DataType.float64(), numGpus: 1, batchSize: 4096, concurrency: 2, name: 'pipeline.embed' },
 );
+
+/**
+ * How the Plan Lambda partitions this pipeline's runs (S3-triggered ones too): partitions of about
+ * 64 MiB of the columns read, and at least 16 of them (the UDFs are cheap, the fan-out modest).
+ */
+export const planOptions: PipelinePlanOptions = { targetPartitionBytes: 64 << 20, minPartitions: 16 };
 
 export interface PipelineInput {
   /** A Parquet file, prefix or glob: s3://bucket/prefix/ or a local path. */

@@ -1,4 +1,4 @@
 // Stage Lambda: one partition of one CPU stage (the embedded runner's stage executor).
-import { handleStage, type StageEvent } from '../src/aws/handlers.ts';
+import { handleStage, type StageBatchEvent, type StageEvent } from '../src/aws/handlers.ts';
 
-export const handler = (event: StageEvent) => handleStage(event);
+export const handler = (event: StageEvent | StageBatchEvent) => handleStage(event);

@@ -286,8 +286,15 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
         if (child.exitCode === null && child.signalCode === null) {
           child.stdin!.end(); // orderly: the launcher closes the server and exits
           const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-          await exited;
-          clearTimeout(t);
+          // The child is unref'd: without a ref'd handle until it has exited, a slow exit (a loaded
+          // machine, past the SIGKILL timer) leaves the loop empty and stop() never resolves.
+          const keepAlive = setInterval(() => undefined, 250);
+          try {
+            await exited;
+          } finally {
+            clearTimeout(t);
+            clearInterval(keepAlive);
+          }
         }
         removeDir();
       })();

@@ -181,6 +181,16 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 
   /** One row per list element of the given list columns (exploded together); others repeat. */
+  /** Splits or merges into exactly `n` partitions of contiguous rows, order preserved (as repartition(n)). */
+  intoPartitions(n: number): DataFrame<R> {
+    return this.partitionInto(n, 'intoPartitions');
+  }
+
+  private partitionInto(n: number, what: string): DataFrame<R> {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`${what}(n) needs a positive integer, got ${String(n)}`);
+    return this.derive({ type: 'intoPartitions', input: this.plan, n, schema: this.plan.schema });
+  }
+
   explode<K extends keyof R & string>(...names: K[]): DataFrame<Simplify<{ [P in keyof R]: P extends K ? ElementOf<R[P]> : R[P] }>> {
     if (!names.length) throw new Error('explode() needs at least one list column');
     for (const n of names) {
@@ -238,11 +248,13 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 
   /**
-   * `repartition(n, ...keys)`: n partitions, rows with equal keys in the same one (a hash
-   * exchange). Without keys this is the key-less repartition, which this method does not provide.
+   * `repartition(n)`: the rows run as exactly `n` partitions, each a contiguous range of the
+   * input's rows, in order (row groups split by row ranges, small ones merged; CSV files are
+   * grouped, never split); the last repartition/intoPartitions before an action decides.
+   * `repartition(n, ...keys)`: a hash exchange into n partitions, rows with equal keys in the same one.
    */
   repartition<K extends keyof R & string>(n: number, ...keys: K[]): DataFrame<R> {
-    if (!keys.length) throw new Error('repartition(n) without key columns is not supported here; give key columns: repartition(n, ...keys)');
+    if (!keys.length) return this.partitionInto(n, 'repartition');
     return this.derive(repartitionNode(this.plan, n, keys));
   }
 

@@ -72,9 +72,21 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
     case 'memory': {
       const batches = ctx.memory?.get(src.id);
       if (!batches) throw new Error(`in-memory source ${src.id} is not available here`);
+      let pos = 0; // rows before batch i, counted from batch `start`
       for (let i = src.start; i < src.end; i++) {
         throwIfAborted(ctx.signal, label);
-        yield batches[i]!;
+        let b = batches[i]!;
+        if (src.rows) {
+          const from = Math.max(src.rows.start - pos, 0);
+          const to = Math.min(src.rows.end - pos, b.numRows);
+          pos += b.numRows;
+          if (to <= from) {
+            if (pos >= src.rows.end) return;
+            continue;
+          }
+          if (from > 0 || to < b.numRows) b = b.slice(from, to);
+        }
+        yield b;
       }
       return;
     }
@@ -87,6 +99,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
       const schema = Schema.fromJSON(src.schema);
       const opts: Parameters<typeof readParquetBatches>[1] = { columns: src.columns, schema };
       if (src.rowGroups) opts.rowGroups = src.rowGroups;
+      if (src.rows) opts.rows = src.rows;
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
       // Without a filter the limit is a row count the decoder can stop at (mid row group).
       if (src.limit !== null && !src.filter) opts.limit = src.limit;

@@ -34,5 +34,6 @@ export { RunFailedError } from './runners/aws.ts';
 export { resumeRun } from './runners/resume.ts';
 export { PlanMismatchError } from './aws/resume.ts';
 export type { RunSummary, PartitionErrorSummary } from './aws/run.ts';
+export type { PipelinePlanOptions } from './aws/run.ts';
 export type { CostOptions, CostEstimate, CostPart } from './aws/cost.ts';
 export { PRICES_US_EAST_1, type PriceTable } from './aws/prices.ts';

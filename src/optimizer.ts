@@ -85,6 +85,7 @@ function rebuild(node: PlanNode, input: PlanNode): PlanNode {
   switch (node.type) {
     case 'filter':
     case 'limit':
+    case 'intoPartitions':
       return { ...node, input, schema: input.schema };
     case 'explode':
       return { ...node, input, schema: explodeSchema(planSchema(input), node.columns).toJSON() };
@@ -173,6 +174,9 @@ function pushFilter(pred: ExprNode, input: PlanNode, original: FilterNode): Plan
       const rest = conjoin(kept);
       return rest ? makeFilter(rest, ex) : ex;
     }
+    case 'intoPartitions':
+      // Partitioning does not change which rows pass: filter below it (and on into the scan).
+      return { ...input, input: pushFilter(pred, input.input, original) };
     case 'scan': {
       if (containsUdf(pred) || input.pushdowns.limit !== null) return makeFilter(pred, input);
       const f = input.pushdowns.filter ? and(input.pushdowns.filter, pred) : pred;
@@ -227,6 +231,7 @@ function pruneColumns(node: PlanNode, required: Set<string> | null): PlanNode {
       return rebuild(node, pruneColumns(node.input, need));
     }
     case 'limit':
+    case 'intoPartitions':
       return rebuild(node, pruneColumns(node.input, required));
     case 'explode': {
       const need = required ? new Set([...required, ...node.columns]) : null;

@@ -7,7 +7,8 @@ import type { ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
 import { describeHivePruning, hiveSourceFields, pruneHive, type HivePruning, type HiveSourceJSON } from './io/hive.ts';
 import { inspectParquet } from './io/parquet/index.ts';
-import { isRelational, type CsvSourceOptions, type PlanNode } from './plan.ts';
+import { isRelational, type CsvSourceOptions, type PlanNode, type ScanPushdowns } from './plan.ts';
+import type { RowGroupInfo, RowRange } from './io/parquet/types.ts';
 import { canSkipRowGroup } from './pruning.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
 
@@ -34,6 +35,8 @@ export type SourceJSON =
       path: string;
       /** null: all row groups of the file. */
       rowGroups: number[] | null;
+      /** Rows [start, end) of the one row group in rowGroups: a partition smaller than a row group. */
+      rows?: RowRange;
       columns: string[];
       filter: ExprNode | null;
       limit: number | null;
@@ -65,6 +68,8 @@ export type SourceJSON =
       /** Batch index range [start, end). */
       start: number;
       end: number;
+      /** Only rows [start, end) of those batches, counted from batch `start` (repartition). */
+      rows?: RowRange;
     }
   | {
       /** An earlier stage's output in the serverless runner's work bucket (Arrow IPC). */
@@ -88,7 +93,8 @@ function describeSource(s: SourceJSON): string {
   if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
   if (s.kind === 'shard') return `shard ${s.key}`;
   const rg = s.kind === 'parquet' && s.rowGroups ? `, row groups ${s.rowGroups.join(',')}` : '';
-  return `${s.path}${rg}`;
+  const rows = s.kind === 'parquet' && s.rows ? ` rows ${s.rows.start}-${s.rows.end}` : '';
+  return `${s.path}${rg}${rows}`;
 }
 
 /** `partition 3: /data/f.parquet, row groups 4,5`: how errors and warnings name a partition. */
@@ -130,6 +136,144 @@ export interface PhysicalOptions {
   targetPartitionBytes: number;
   /** Number of batches of an in-memory source per partition. */
   memoryBatchesPerPartition?: number;
+  /**
+   * With UDFs in the plan, split a file source into at least this many partitions (the runner's
+   * parallelism), below a row group where needed.
+   */
+  minPartitions?: number;
+}
+
+/**
+ * With UDFs, the serverless runner splits a scan into at least this many partitions: Lambda fan-out
+ * is cheap, and a heavy UDF over one row group must not run in one invocation.
+ */
+export const AWS_MIN_PARTITIONS = 32;
+
+/**
+ * A row group bigger than the target splits into row ranges of at least this many rows (one
+ * default batch): below that, per-partition overhead outweighs the smaller reads.
+ */
+const SIZE_SPLIT_MIN_ROWS = 65536;
+/** Splitting for UDF parallelism goes down to this: a UDF's per-row cost repays smaller partitions. */
+const UDF_SPLIT_MIN_ROWS = 4096;
+
+/** A selected row group, sized by its projected columns. */
+interface SelectedGroup {
+  path: string;
+  group: number;
+  rows: number;
+  /** Uncompressed bytes of the projected columns. */
+  bytes: number;
+  groupsInFile: number;
+}
+
+/** Rows [start, end) of one row group: the unit partitions are made of. */
+interface Segment {
+  g: SelectedGroup;
+  start: number;
+  end: number;
+}
+
+/** The k-th of n even cut points over `total` items. */
+function cut(k: number, total: number, n: number): number {
+  return Math.floor((k * total) / n);
+}
+
+function projectedBytes(rg: RowGroupInfo, columns: readonly string[]): { compressed: number; uncompressed: number } {
+  let compressed = 0;
+  let uncompressed = 0;
+  for (const c of columns) {
+    const b = rg.columnBytes[c];
+    if (!b) return { compressed: rg.compressedBytes, uncompressed: rg.uncompressedBytes }; // no chunk metadata: whole group
+    compressed += b.compressed;
+    uncompressed += b.uncompressed;
+  }
+  return { compressed, uncompressed };
+}
+
+/**
+ * Packs row groups into partitions of about `target` bytes: a row group bigger than that is split
+ * into even row ranges (of at least `minRows` rows), smaller ones share a partition.
+ */
+function packBySize(groups: readonly SelectedGroup[], target: number, minRows: number): Segment[][] {
+  const parts: Segment[][] = [];
+  let cur: Segment[] = [];
+  let curBytes = 0;
+  const flush = (): void => {
+    if (cur.length) parts.push(cur);
+    cur = [];
+    curBytes = 0;
+  };
+  for (const g of groups) {
+    const pieces = Math.max(1, Math.min(Math.ceil(g.bytes / target - 1e-9), Math.floor(g.rows / minRows)));
+    for (let k = 0; k < pieces; k++) {
+      const seg = { g, start: cut(k, g.rows, pieces), end: cut(k + 1, g.rows, pieces) };
+      const bytes = g.bytes / pieces;
+      if (curBytes > 0 && curBytes + bytes > target * (1 + 1e-9)) flush();
+      cur.push(seg);
+      curBytes += bytes;
+    }
+  }
+  flush();
+  return parts;
+}
+
+/** Exactly n partitions of (nearly) equal row counts, in order; some may be empty when rows < n. */
+function splitEvenly(groups: readonly SelectedGroup[], n: number): Segment[][] {
+  const total = groups.reduce((a, g) => a + g.rows, 0);
+  const parts: Segment[][] = Array.from({ length: n }, () => []);
+  let base = 0; // global row index of the current group's first row
+  let k = 0;
+  for (const g of groups) {
+    let pos = 0;
+    while (pos < g.rows) {
+      while (k < n - 1 && cut(k + 1, total, n) <= base + pos) k++;
+      const end = Math.min(g.rows, cut(k + 1, total, n) - base);
+      parts[k]!.push({ g, start: pos, end });
+      pos = end;
+    }
+    base += g.rows;
+  }
+  return parts;
+}
+
+/** A partition's segments as a source: whole row groups of a file stay one read; a partial one carries its row range. */
+/** What a file's source reads and yields: its columns and schema, plus its hive partition values. */
+type FileFields = (path: string) => { columns: string[]; schema: SchemaJSON; partition?: HiveSourceJSON };
+
+function parquetSourceOf(segs: readonly Segment[], fields: FileFields, p: ScanPushdowns): SourceJSON {
+  const pieces: SourceJSON[] = [];
+  let whole: { path: string; groups: number[]; inFile: number } | null = null;
+  const source = (path: string, rowGroups: number[] | null, rows?: RowRange): SourceJSON => {
+    const h = fields(path);
+    return {
+      kind: 'parquet',
+      path,
+      rowGroups,
+      ...(rows ? { rows } : {}),
+      columns: h.columns,
+      filter: p.filter,
+      limit: p.limit,
+      schema: h.schema,
+      ...(h.partition ? { partition: h.partition } : {}),
+    };
+  };
+  const flushWhole = (): void => {
+    if (whole) pieces.push(source(whole.path, whole.groups.length === whole.inFile ? null : whole.groups));
+    whole = null;
+  };
+  for (const s of segs) {
+    if (s.start === 0 && s.end === s.g.rows) {
+      if (whole && whole.path !== s.g.path) flushWhole();
+      whole ??= { path: s.g.path, groups: [], inFile: s.g.groupsInFile };
+      whole.groups.push(s.g.group);
+    } else {
+      flushWhole();
+      pieces.push(source(s.g.path, [s.g.group], { start: s.start, end: s.end }));
+    }
+  }
+  flushWhole();
+  return pieces.length === 1 ? pieces[0]! : { kind: 'multi', parts: pieces, limit: p.limit };
 }
 
 function opFor(node: PlanNode): OpJSON {
@@ -162,7 +306,14 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
   const partitionOps: OpJSON[] = [];
   const globalOps: OpJSON[] = [];
   let global = false;
+  let repartition: number | null = null;
   for (const n of chain) {
+    if (n.type === 'intoPartitions') {
+      // One partitioning per scan: the partitions run every operator, so the last call decides.
+      if (global) throw new Error(`repartition(${n.n}) after limit() is not supported: the result of a global limit is one stream; call it before limit()`);
+      repartition = n.n;
+      continue;
+    }
     const op = opFor(n);
     if (global) {
       globalOps.push(op);
@@ -179,11 +330,19 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
   const partitions: Omit<PartitionTask, 'index' | 'ops'>[] = [];
   let scan: ScanSummary;
   if (source.type === 'in_memory') {
-    const per = Math.max(1, opts.memoryBatchesPerPartition ?? 16);
-    for (let s = 0; s < source.numBatches; s += per) {
-      partitions.push({ source: { kind: 'memory', id: source.id, start: s, end: Math.min(source.numBatches, s + per) } });
+    if (repartition !== null) {
+      // n contiguous row ranges over all the batches (slices, no copies).
+      for (let k = 0; k < repartition; k++) {
+        const rows = { start: cut(k, source.numRows, repartition), end: cut(k + 1, source.numRows, repartition) };
+        partitions.push({ source: { kind: 'memory', id: source.id, start: 0, end: source.numBatches, rows } });
+      }
+    } else {
+      const per = Math.max(1, opts.memoryBatchesPerPartition ?? 16);
+      for (let s = 0; s < source.numBatches; s += per) {
+        partitions.push({ source: { kind: 'memory', id: source.id, start: s, end: Math.min(source.numBatches, s + per) } });
+      }
+      if (!partitions.length) partitions.push({ source: { kind: 'memory', id: source.id, start: 0, end: 0 } });
     }
-    if (!partitions.length) partitions.push({ source: { kind: 'memory', id: source.id, start: 0, end: 0 } });
     scan = {
       format: 'memory',
       files: 0,
@@ -218,68 +377,58 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
     };
     if (hive && source.hive) scan.hive = { ...hive, columns: source.hive.schema.fields.map((f) => f.name) };
     if (source.format === 'parquet') {
-      // Row groups are packed into partitions of about targetPartitionBytes (uncompressed): big
-      // files split at row-group boundaries, small files share a partition.
-      type Piece = { path: string; groups: number[]; total: number };
-      let pending: Piece[] = [];
-      let pendingBytes = 0;
-      const parquetSource = (x: Piece): SourceJSON => {
-        const h = hiveFields(x.path, source.schema, source.fileSchema);
-        return {
-          kind: 'parquet',
-          path: x.path,
-          rowGroups: x.groups.length === x.total ? null : x.groups,
-          columns: h.columns,
-          filter: p.filter,
-          limit: p.limit,
-          schema: h.schema,
-          ...('partition' in h ? { partition: h.partition } : {}),
-        };
-      };
-      const flush = (): void => {
-        const pieces = pending.filter((x) => x.groups.length);
-        if (pieces.length === 1) partitions.push({ source: parquetSource(pieces[0]!) });
-        else if (pieces.length > 1) partitions.push({ source: { kind: 'multi', parts: pieces.map(parquetSource), limit: p.limit } });
-        pending = [];
-        pendingBytes = 0;
-      };
+      const groups: SelectedGroup[] = [];
       for (const path of files) {
         const info = inspectParquet(path);
         scan.rowGroupsTotal += info.rowGroups.length;
-        let piece: Piece = { path, groups: [], total: info.rowGroups.length };
-        pending.push(piece);
         for (const rg of info.rowGroups) {
           if (p.filter && canSkipRowGroup(p.filter, rg.stats, rg.numRows)) continue;
+          // Sized by the projected columns: one narrow column of a wide file is a small read.
+          const bytes = projectedBytes(rg, columns);
           scan.rowGroupsSelected++;
-          scan.bytes += rg.compressedBytes;
-          scan.uncompressedBytes += rg.uncompressedBytes;
+          scan.bytes += bytes.compressed;
+          scan.uncompressedBytes += bytes.uncompressed;
           scan.rows += rg.numRows;
-          if (pendingBytes > 0 && pendingBytes + rg.uncompressedBytes > opts.targetPartitionBytes) {
-            flush();
-            piece = { path, groups: [], total: info.rowGroups.length };
-            pending.push(piece);
-          }
-          piece.groups.push(rg.index);
-          pendingBytes += rg.uncompressedBytes;
+          groups.push({ path, group: rg.index, rows: rg.numRows, bytes: bytes.uncompressed, groupsInFile: info.rowGroups.length });
         }
       }
-      flush();
+      let parts = repartition !== null ? splitEvenly(groups, repartition) : packBySize(groups, opts.targetPartitionBytes, SIZE_SPLIT_MIN_ROWS);
+      // UDFs are the expensive part: give every slot of parallelism a partition (a small file with a
+      // heavy UDF must not run on one core), unless a pushed limit means few rows are read anyway.
+      const wantAtLeast = partitionOps.some((op) => udfsOf([op]).length > 0) && p.limit === null ? (opts.minPartitions ?? 1) : 1;
+      if (repartition === null && parts.length < wantAtLeast && scan.uncompressedBytes > 0) {
+        parts = packBySize(groups, Math.min(opts.targetPartitionBytes, scan.uncompressedBytes / wantAtLeast), UDF_SPLIT_MIN_ROWS);
+      }
+      const fields: FileFields = (path) => hiveFields(path, source.schema, source.fileSchema);
+      for (const segs of parts) partitions.push({ source: parquetSourceOf(segs, fields, p) });
     } else {
-      for (const path of files) {
+      const csvSource = (path: string): SourceJSON => {
         const h = hiveFields(path, source.schema, source.fileSchema);
-        partitions.push({
-          source: {
-            kind: 'csv',
-            path,
-            columns: h.columns,
-            filter: p.filter,
-            limit: p.limit,
-            fileSchema: h.fileSchema,
-            schema: h.schema,
-            csv: source.csv ?? {},
-            ...('partition' in h ? { partition: h.partition } : {}),
-          },
-        });
+        return {
+          kind: 'csv',
+          path,
+          columns: h.columns,
+          filter: p.filter,
+          limit: p.limit,
+          fileSchema: h.fileSchema,
+          schema: h.schema,
+          csv: source.csv ?? {},
+          ...('partition' in h ? { partition: h.partition } : {}),
+        };
+      };
+      if (repartition === null) {
+        for (const path of files) partitions.push({ source: csvSource(path) });
+      } else {
+        // CSV has no row index to split by without parsing the file: files are grouped, never split.
+        if (repartition > files.length) {
+          throw new Error(
+            `repartition(${repartition}) over ${files.length} CSV file(s): CSV sources split by file only (at most ${files.length} partition(s)); use n <= ${files.length} or read Parquet`,
+          );
+        }
+        for (let k = 0; k < repartition; k++) {
+          const mine = files.slice(cut(k, files.length, repartition), cut(k + 1, files.length, repartition)).map(csvSource);
+          partitions.push({ source: mine.length === 1 ? mine[0]! : { kind: 'multi', parts: mine, limit: p.limit } });
+        }
       }
     }
   }

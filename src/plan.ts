@@ -144,7 +144,19 @@ export interface RepartitionNode {
 
 export type RelationalNode = AggregateNode | SortNode | JoinNode | ConcatNode | RepartitionNode;
 
-export type PlanNode = ScanNode | InMemoryNode | ProjectNode | FilterNode | LimitNode | ExplodeNode | RelationalNode;
+/**
+ * intoPartitions(n) / repartition(n) without keys: the rows below run as exactly n partitions, each
+ * a contiguous range of the input's rows, in order (split below a row group by row ranges, small
+ * ones merged). Not an operator: the physical planner applies it to the scan.
+ */
+export interface IntoPartitionsNode {
+  type: 'intoPartitions';
+  input: PlanNode;
+  n: number;
+  schema: SchemaJSON;
+}
+
+export type PlanNode = ScanNode | InMemoryNode | ProjectNode | FilterNode | LimitNode | ExplodeNode | IntoPartitionsNode | RelationalNode;
 
 export function planSchema(node: PlanNode): Schema {
   return Schema.fromJSON(node.schema);
@@ -195,6 +207,8 @@ export function describeNode(node: PlanNode): string {
       return `Concat: ${node.inputs.length} inputs`;
     case 'repartition':
       return `Repartition: hash ${listCols(node.keys)} into ${node.partitions}`;
+    case 'intoPartitions':
+      return `IntoPartitions: ${node.n} partition(s) by row ranges`;
   }
 }
 

@@ -78,6 +78,10 @@ interface Call {
   end: number;
 }
 
+function isBatch(event: unknown): event is { Items: PartitionEvent[] } {
+  return typeof event === 'object' && event !== null && Array.isArray((event as { Items?: unknown }).Items);
+}
+
 /** Fake Lambdas and ECS runner that record what they were given. */
 function fakes(
   stages: StageSpec[],
@@ -112,7 +116,7 @@ function fakes(
           const itemsKey = `runs/${runId}/stage-${index}/items.json`;
           s3.set(`${workBucket}/${itemsKey}`, JSON.stringify(Array.from({ length: s.partitions }, (_, i) => i)));
           // As the Plan step returns it: the Distributed Map's tolerated-failure thresholds too (0: none).
-          return { index, ...s, itemsKey, toleratedFailurePercentage: 0, toleratedFailureCount: 0 };
+          return { index, ...s, itemsKey, toleratedFailurePercentage: 0, toleratedFailureCount: 0, partitionsPerInvocation: 1 };
         });
         return { runId, workBucket, stages: out };
       },
@@ -121,7 +125,8 @@ function fakes(
       timeoutSeconds: behave.stageTimeoutSeconds ?? 10,
       handler: async (event: unknown, ctx: LambdaContextLike) => {
         seen(event);
-        const e = event as PartitionEvent;
+        // A Distributed Map batches its items ({ Items }, one per batch here: partitionsPerInvocation 1).
+        const e = (isBatch(event) ? event.Items[0] : event) as PartitionEvent;
         const k = `${e.stage}/${e.partition}`;
         const attempt = (log.attempts.get(k) ?? 0) + 1;
         log.attempts.set(k, attempt);
@@ -280,7 +285,10 @@ describe('state machine definition', () => {
         assert.deepEqual(partitions.ItemReader!.ReaderConfig, { InputType: 'JSON' });
         assert.equal(inner.PartitionIndices, undefined);
       } else {
-        assert.match(String(inner.PartitionIndices!.Parameters!['indices.$']), /^States\.ArrayRange\(0, States\.MathAdd\(\$\.stage\.partitions, -1\), 1\)$/);
+        assert.match(
+          String(inner.PartitionIndices!.Parameters!['indices.$']),
+          /^States\.ArrayRange\(0, States\.MathAdd\(\$\.stage\.partitions, -1\), \$\.stage\.partitionsPerInvocation\)$/,
+        );
         assert.equal(partitions.ItemReader, undefined);
       }
       const env = (
@@ -321,14 +329,18 @@ describe('state machine definition', () => {
   it('is normalized for the local interpreter only where it must be', () => {
     const def = buildStateMachineDefinition(resources(true));
     const { definition, notes } = normalizeDefinitionForLocal(def);
-    // Distributed -> inline, ItemReader -> a reader task, and the tolerated-failure thresholds -> harness tasks.
-    assert.equal(notes.length, 3, notes.join('; '));
-    assert.match(notes[2]!, /Partitions: tolerated failures counted by Partitions\.IterationFailed and Partitions\.ToleratedFailures/);
+    // Distributed -> inline, ItemReader -> a reader task, ItemBatcher -> harness tasks, and the tolerated-failure thresholds -> harness tasks.
+    assert.equal(notes.length, 4, notes.join('; '));
+    assert.match(notes[3]!, /Partitions: tolerated failures counted by Partitions\.IterationFailed and Partitions\.ToleratedFailures/);
     const inner = definition.States.Stages!.ItemProcessor!.States;
     assert.deepEqual(inner.Partitions!.ItemProcessor!.ProcessorConfig, { Mode: 'INLINE' });
     assert.equal(inner.Partitions!.ItemReader, undefined);
     assert.equal(inner.Partitions!.ResultWriter, undefined);
-    assert.equal(inner['Partitions.ItemReader']!.Next, 'Partitions');
+    assert.equal(inner.Partitions!.ItemBatcher, undefined);
+    assert.equal(inner['Partitions.ItemReader']!.Next, 'Partitions.ItemBatcher');
+    assert.equal(inner['Partitions.ItemBatcher']!.Next, 'Partitions');
+    assert.equal(inner.Partitions!.ItemProcessor!.StartAt, 'Partitions.Batch');
+    assert.equal(inner.Partitions!.ItemProcessor!.States['Partitions.Batch']!.Next, 'RunPartition');
     assert.equal(inner.RouteStage!.Choices![1]!.Next, 'Partitions.ItemReader');
     assert.deepEqual(validateStateMachineDefinition(definition), []);
     // Everything else is untouched.

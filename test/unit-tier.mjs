@@ -7,6 +7,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const SLOW = new Set([
+  'aws-partitioning.test.ts', // two local clouds (Distributed and inline Map), 100 partitions each
   'aws-run.test.ts', // Stage/ECS handlers over a local object store, UDFs loaded as modules
   'cdk.test.ts', // CDK synth and bundling (esbuild)
   'cdk-e2e.test.ts', // synthesizes the app and runs it on the local harness

@@ -13,13 +13,19 @@ import {
 import { clone } from './json.ts';
 import { rewriteToleratedFailures, TOLERANCE_RESOURCE } from './tolerance.ts';
 
+/** Resources of the harness Tasks that batch a Map's items and hand a child its batch (not AWS resources). */
+export const ITEM_BATCHER_RESOURCE = 'arn:aws:states:::fanout-harness:itemBatcher';
+export const ITEM_BATCH_RESOURCE = 'arn:aws:states:::fanout-harness:itemBatch';
+/** Where the batcher puts `{ id, indices }` of the batches it keeps, in the Map's input. */
+const NORMALIZED_BATCHES_PATH = '$.__fanoutBatches';
+
 /** Where a normalized ItemReader puts the items it read, in the Map's input. */
 export const NORMALIZED_ITEMS_PATH = '$.__fanoutItems';
 
 export interface TaskInfo {
   name: string;
   resource: string;
-  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader' | 'tolerance';
+  kind: 'lambda-arn' | 'lambda-invoke' | 'ecs-sync' | 'items-reader' | 'tolerance' | 'items-batcher' | 'item-batch';
   timeoutSeconds: number;
   /** For items-reader: the ItemReader's ReaderConfig. */
   readerConfig?: AslResourceConfig['ReaderConfig'];
@@ -49,9 +55,6 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
         const proc = s.ItemProcessor;
         const distributed = proc?.ProcessorConfig?.Mode === 'DISTRIBUTED';
         if (distributed || s.ItemReader || s.ResultWriter) {
-          for (const f of ['ItemBatcher'] as const) {
-            if (s[f] !== undefined) throw new Error(`state ${name}: ${f} is not supported by the local harness`);
-          }
           if (proc) proc.ProcessorConfig = { Mode: 'INLINE' };
           delete s.ResultWriter;
           delete s.Label;
@@ -80,6 +83,46 @@ export function normalizeDefinitionForLocal(def: AslDefinition): { definition: A
             delete s.ItemReader;
             s.ItemsPath = NORMALIZED_ITEMS_PATH;
             notes.push(`${name}: ItemReader read by the Task state ${loader} into ${NORMALIZED_ITEMS_PATH}`);
+          }
+          if (s.ItemBatcher && proc) {
+            // The interpreter has no ItemBatcher. A harness Task applies the ItemSelector to each
+            // item and groups them as AWS does ({ Items, BatchInput }), keeping the batches outside
+            // the state (as AWS keeps a Distributed Map's items): the Map iterates batch indices, and
+            // each child starts with a harness Task that turns its index into its batch.
+            const batcher = `${name}.ItemBatcher`;
+            const fetch = `${name}.Batch`;
+            for (const n of [batcher, fetch]) if (n in sm.States || n in proc.States) throw new Error(`state ${n} already exists`);
+            retarget(sm, name, batcher);
+            sm.States[batcher] = {
+              Type: 'Task',
+              Comment: `harness: ItemBatcher of ${name}`,
+              Resource: ITEM_BATCHER_RESOURCE,
+              // JSON strings, so the interpreter leaves their paths for the batcher to resolve per item.
+              Parameters: {
+                'input.$': '$',
+                'items.$': s.ItemsPath ?? '$',
+                __batcher: JSON.stringify(s.ItemBatcher),
+                __selector: JSON.stringify(s.ItemSelector ?? null),
+              },
+              ResultPath: NORMALIZED_BATCHES_PATH,
+              TimeoutSeconds: 60,
+              ...(s.Retry ? { Retry: clone(s.Retry) } : {}),
+              ...(s.Catch ? { Catch: clone(s.Catch) } : {}),
+              Next: name,
+            };
+            delete s.ItemBatcher;
+            s.ItemsPath = `${NORMALIZED_BATCHES_PATH}.indices`;
+            s.ItemSelector = { 'id.$': `${NORMALIZED_BATCHES_PATH}.id`, 'index.$': '$$.Map.Item.Value' };
+            proc.States[fetch] = {
+              Type: 'Task',
+              Comment: `harness: one batch of ${name}`,
+              Resource: ITEM_BATCH_RESOURCE,
+              Parameters: { 'id.$': '$.id', 'index.$': '$.index' },
+              TimeoutSeconds: 60,
+              Next: proc.StartAt,
+            };
+            proc.StartAt = fetch;
+            notes.push(`${name}: ItemBatcher run by the Task states ${batcher} and ${fetch}`);
           }
           const tolerance = rewriteToleratedFailures(sm, name);
           if (tolerance) notes.push(tolerance);
@@ -141,5 +184,9 @@ function classifyTask(name: string, s: AslState): TaskInfo {
   if (resource === TOLERANCE_RESOURCE) return { ...base, kind: 'tolerance', resourceType: 'harness', resourceName: 'toleratedFailures' };
   if (resource === S3_GET_OBJECT && s.Comment?.startsWith('harness: ItemReader'))
     return { ...base, kind: 'items-reader', resourceType: 's3', resourceName: 'getObject' };
+  if (resource === ITEM_BATCHER_RESOURCE && s.Comment?.startsWith('harness: ItemBatcher'))
+    return { ...base, kind: 'items-batcher', resourceType: 'states', resourceName: 'itemBatcher' };
+  if (resource === ITEM_BATCH_RESOURCE && s.Comment?.startsWith('harness: one batch'))
+    return { ...base, kind: 'item-batch', resourceType: 'states', resourceName: 'itemBatch' };
   throw new Error(`state ${name}: Resource ${resource} is not supported by the local harness (Lambda ARNs, ${LAMBDA_INVOKE}, ${ECS_RUN_TASK_SYNC})`);
 }

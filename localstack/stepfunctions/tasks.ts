@@ -182,6 +182,81 @@ async function readItems(handlers: LocalTaskHandlers, params: Record<string, Jso
   return typeof cfg.MaxItems === 'number' ? items.slice(0, cfg.MaxItems) : items;
 }
 
+/**
+ * A Distributed Map's ItemBatcher, as AWS applies it: the ItemSelector to each item first, then
+ * batches of at most MaxItemsPerBatch items (and MaxInputBytesPerBatch bytes) as
+ * `{ Items: [...], BatchInput? }`. Paths are the simple ones (`$.a.b`, `$$.Map.Item.Value`, `$$.Map.Item.Index`).
+ */
+function batchItems(params: Record<string, JsonValue>): JsonValue[] {
+  const fail = (msg: string): never => {
+    throw new TaskError('States.ItemBatcherFailed', msg);
+  };
+  const input = params.input ?? null;
+  const items = Array.isArray(params.items) ? params.items : fail('the items to batch are not an array');
+  const cfg = JSON.parse(String(params.__batcher)) as Record<string, JsonValue>;
+  const selector = JSON.parse(String(params.__selector)) as JsonValue;
+  const limit = (key: string): number => {
+    const v = cfg[`${key}Path`] !== undefined ? readPath(String(cfg[`${key}Path`]), input, null, 0) : cfg[key];
+    if (v === undefined || v === null) return Infinity;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) return fail(`ItemBatcher ${key} must be a positive integer, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const maxItems = limit('MaxItemsPerBatch');
+  const maxBytes = limit('MaxInputBytesPerBatch');
+  const batchInput = cfg.BatchInput === undefined ? undefined : select(cfg.BatchInput, input, null, 0);
+  const out: JsonValue[] = [];
+  let cur: JsonValue[] = [];
+  let bytes = 0;
+  items.forEach((item, i) => {
+    const v = selector === null ? item : select(selector, input, item, i);
+    const size = sizeOf(v);
+    if (cur.length && (cur.length >= maxItems || bytes + size > maxBytes)) {
+      out.push(batchInput === undefined ? { Items: cur } : { Items: cur, BatchInput: batchInput });
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(v);
+    bytes += size;
+  });
+  if (cur.length) out.push(batchInput === undefined ? { Items: cur } : { Items: cur, BatchInput: batchInput });
+  return out;
+}
+
+/** An ItemSelector / BatchInput template: `key.$` values are paths, the rest literal. */
+function select(template: JsonValue, input: JsonValue, item: JsonValue, index: number): JsonValue {
+  if (Array.isArray(template)) return template.map((t) => select(t, input, item, index));
+  if (!isObject(template)) return template;
+  const out: Record<string, JsonValue> = {};
+  for (const [k, v] of Object.entries(template)) {
+    if (k.endsWith('.$')) out[k.slice(0, -2)] = readPath(String(v), input, item, index);
+    else out[k] = select(v, input, item, index);
+  }
+  return out;
+}
+
+function readPath(path: string, input: JsonValue, item: JsonValue, index: number): JsonValue {
+  let base: JsonValue;
+  let rest: string;
+  if (path === '$$.Map.Item.Index') return index;
+  if (path.startsWith('$$.Map.Item.Value')) {
+    base = item;
+    rest = path.slice('$$.Map.Item.Value'.length);
+  } else if (path.startsWith('$') && !path.startsWith('$$')) {
+    base = input;
+    rest = path.slice(1);
+  } else {
+    throw new TaskError('States.ItemBatcherFailed', `the local harness's ItemBatcher resolves only $.a.b and $$.Map.Item paths, got ${path}`);
+  }
+  for (const m of rest.matchAll(/\.([A-Za-z0-9_]+)|\[(\d+)\]|(.)/g)) {
+    if (m[3] !== undefined) throw new TaskError('States.ItemBatcherFailed', `the local harness's ItemBatcher cannot read path ${path}`);
+    const key = m[1] ?? Number(m[2]);
+    const next = isObject(base) || Array.isArray(base) ? (base as Record<string | number, JsonValue>)[key] : undefined;
+    if (next === undefined) throw new TaskError('States.Runtime', `path ${path} does not exist in the Map's input`);
+    base = next;
+  }
+  return base;
+}
+
 let s3Client: Promise<(bucket: string, key: string) => Promise<string>> | undefined;
 function defaultGetObject(bucket: string, key: string): Promise<string> {
   s3Client ??= import('@aws-sdk/client-s3').then(({ S3Client, GetObjectCommand }) => {
@@ -198,6 +273,8 @@ function defaultGetObject(bucket: string, key: string): Promise<string> {
 /** One execution's handlers, by state name: each enforces the payload limit and starts nothing once the execution ended. */
 export function buildLocalHandlers(tasks: Map<string, TaskInfo>, handlers: LocalTaskHandlers, scope: ExecScope): Record<string, LocalHandler> {
   const out: Record<string, LocalHandler> = {};
+  // Batches an ItemBatcher made in this execution, by id: children fetch theirs by index.
+  const batches = new Map<string, JsonValue[]>();
   for (const t of tasks.values()) {
     let run: LocalHandler;
     switch (t.kind) {
@@ -220,6 +297,22 @@ export function buildLocalHandlers(tasks: Map<string, TaskInfo>, handlers: Local
         break;
       case 'tolerance':
         run = toleranceTask;
+        break;
+      case 'items-batcher':
+        run = async (input) => {
+          const made = batchItems(isObject(input) ? input : {});
+          const id = `${t.name}#${batches.size}`;
+          batches.set(id, made);
+          return { id, indices: made.map((_, i) => i) };
+        };
+        break;
+      case 'item-batch':
+        run = async (input) => {
+          const ref = isObject(input) ? input : {};
+          const batch = batches.get(String(ref.id))?.[Number(ref.index)];
+          if (batch === undefined) throw new TaskError('States.Runtime', `no batch ${String(ref.index)} of ${String(ref.id)} in this execution`);
+          return batch;
+        };
         break;
     }
     out[t.name] = async (input) => {

@@ -28,6 +28,7 @@ import {
   resolvePipelineSpec,
   runGpuSlot,
   runStagePartition,
+  type PipelinePlanOptions,
   type PlanSummary,
   type RunOutput,
 } from './run.ts';
@@ -59,6 +60,13 @@ export interface StageEvent {
   workBucket?: string | null;
   stage: number | { index: number };
   partition: number;
+  /** Inline Map with batching: run partitions partition .. partition + count - 1 (bounded by the plan). */
+  count?: number;
+}
+
+/** A Distributed Map ItemBatcher's child input: several partitions for one invocation, run in turn. */
+export interface StageBatchEvent {
+  Items: StageEvent[];
 }
 
 export interface FinalizeEvent {
@@ -149,6 +157,22 @@ export function checkOutput(output: unknown, where: string, env: NodeJS.ProcessE
 
 type PipelineBuilder = (input: unknown) => DataFrame<object> | Promise<DataFrame<object>>;
 
+/** The module's `planOptions` export, checked: a typo there must not silently plan 128 MiB partitions. */
+function pipelinePlanOptions(value: unknown, spec: string): PipelinePlanOptions {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`Plan: pipeline module ${spec}: planOptions must be an object`);
+  const out: PipelinePlanOptions = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (k !== 'targetPartitionBytes' && k !== 'minPartitions') {
+      throw new Error(`Plan: pipeline module ${spec}: unknown planOptions key '${k}' (known: targetPartitionBytes, minPartitions)`);
+    }
+    if (!Number.isInteger(v) || (v as number) <= 0)
+      throw new Error(`Plan: pipeline module ${spec}: planOptions.${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    out[k] = v as number;
+  }
+  return out;
+}
+
 /** Plan: reuse a plan the runner already wrote, or build one from the pipeline's default export. */
 export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   // Everything the input decides is checked before anything is read, imported or written.
@@ -174,29 +198,62 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
     return preparePlan(store, plan, bucket);
   }
   if (!spec) throw new Error('Plan: the event names no pipeline and FANOUT_PIPELINE is not set');
-  const mod = (await import(spec)) as { default?: PipelineBuilder };
+  const mod = (await import(spec)) as { default?: PipelineBuilder; planOptions?: unknown };
   if (typeof mod.default !== 'function') {
     throw new Error(`Plan: pipeline module ${spec} must export default (input) => DataFrame`);
   }
   const df = await mod.default(event.input);
   const out: RunOutput | null = output ? { uri: output, format: 'parquet', mode: 'overwrite' } : null;
-  const opts: Parameters<typeof planRun>[1] = { pipeline: spec, output: out };
+  const opts: Parameters<typeof planRun>[1] = { pipeline: spec, output: out, ...pipelinePlanOptions(mod.planOptions, spec) };
   if (event.runId) opts.runId = event.runId;
   const tolerance = deploymentTolerance();
   if (tolerance) opts.tolerance = tolerance;
   return preparePlan(store, planRun(df.plan, opts), bucket);
 }
 
-export async function handleStage(event: StageEvent): Promise<{ runId: string; stage: number; partition: number; rows: number; bytes: number }> {
-  const runId = checkRunId(event.runId);
-  const store = storeFactory(workBucket(event));
-  const stage = typeof event.stage === 'number' ? event.stage : event.stage.index;
-  if (!Number.isInteger(stage) || stage < 0) throw new Error(`run ${runId}: invalid stage ${JSON.stringify(stage)}`);
-  if (!Number.isInteger(event.partition) || event.partition < 0) throw new Error(`run ${runId}: invalid partition ${JSON.stringify(event.partition)}`);
+export interface StageResult {
+  runId: string;
+  stage: number;
+  partition: number;
+  rows: number;
+  bytes: number;
+  /** Batched invocations: every partition run, in order (partition is the first). */
+  partitions?: number[];
+}
+
+/**
+ * Stage: one partition, or a batch of them (ItemBatcher's `{ Items }`, or an inline Map's `count`),
+ * run one after another; the first failure fails the invocation, naming its partition (a retry
+ * re-runs the batch: shard keys are deterministic, so finished partitions are overwritten, never doubled).
+ */
+export async function handleStage(event: StageEvent | StageBatchEvent): Promise<StageResult> {
+  const items = 'Items' in event ? event.Items : [event];
+  if (!Array.isArray(items) || items.length === 0) throw new Error('Stage: a batch event needs a non-empty Items array');
+  const jobs: { runId: string; store: ObjectStore; stage: number; partition: number }[] = [];
+  for (const e of items) {
+    const runId = checkRunId(e.runId);
+    const store = storeFactory(workBucket(e));
+    const stage = typeof e.stage === 'number' ? e.stage : e.stage.index;
+    if (!Number.isInteger(stage) || stage < 0) throw new Error(`run ${runId}: invalid stage ${JSON.stringify(stage)}`);
+    if (!Number.isInteger(e.partition) || e.partition < 0) throw new Error(`run ${runId}: invalid partition ${JSON.stringify(e.partition)}`);
+    let count = 1;
+    if (e.count !== undefined) {
+      if (!Number.isInteger(e.count) || e.count < 1) throw new Error(`run ${runId}: invalid partition count ${JSON.stringify(e.count)}`);
+      // The last range of an inline Map's step may run past the plan's partitions.
+      count = Math.min(e.count, (await loadPlan(store, runId)).sources.length - e.partition);
+    }
+    for (let i = 0; i < count; i++) jobs.push({ runId, store, stage, partition: e.partition + i });
+  }
   await preloadPipeline();
-  const r = await runStagePartition(store, runId, stage, event.partition);
-  if (!r.skipped) await publishPartitionMetrics(r);
-  return { runId: r.runId, stage: r.stage, partition: r.partition, rows: r.rows, bytes: r.bytes };
+  const out: StageResult = { runId: jobs[0]!.runId, stage: jobs[0]!.stage, partition: jobs[0]!.partition, rows: 0, bytes: 0 };
+  for (const j of jobs) {
+    const r = await runStagePartition(j.store, j.runId, j.stage, j.partition);
+    if (!r.skipped) await publishPartitionMetrics(r);
+    out.rows += r.rows;
+    out.bytes += r.bytes;
+  }
+  if (jobs.length > 1) out.partitions = jobs.map((j) => j.partition);
+  return out;
 }
 
 export async function handleFinalize(event: FinalizeEvent): Promise<{ runId: string; rows: number; files: number }> {

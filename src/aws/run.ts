@@ -12,7 +12,7 @@ import { Schema, type SchemaJSON } from '../datatypes.ts';
 import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
-import { buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
+import { AWS_MIN_PARTITIONS, buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
 import type { PlanNode } from '../plan.ts';
 import { mergeMetrics, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
 import { gpuSlotRuntime } from './slot-actors.ts';
@@ -24,6 +24,9 @@ import { getUdf } from '../udf.ts';
 import { checkTolerance, mapThresholds, toleranceText, toleratesFailures, withinTolerance, type FailureTolerance } from './tolerance.ts';
 
 export const PLAN_VERSION = 1;
+
+/** Partition target of serverless runs (uncompressed projected bytes): about one Lambda's worth. */
+export const DEFAULT_AWS_PARTITION_BYTES = 128 << 20;
 
 export interface RunOutput {
   uri: string;
@@ -79,6 +82,8 @@ export interface PlanSummary {
     /** The Distributed Map's thresholds (tolerance.ts). */
     toleratedFailurePercentage: number;
     toleratedFailureCount: number;
+    /** Partitions one Stage invocation runs (the Map's ItemBatcher / range step). */
+    partitionsPerInvocation: number;
   }[];
 }
 
@@ -129,6 +134,17 @@ export function newRunId(): string {
     .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
 }
 
+/**
+ * What a pipeline module may export as `planOptions` to tune how the Plan Lambda plans its runs
+ * (S3-triggered ones included): the target partition size and the fan-out for UDF plans.
+ */
+export interface PipelinePlanOptions {
+  /** Target partition size in uncompressed bytes of the columns read. Default 128 MiB. */
+  targetPartitionBytes?: number;
+  /** With UDFs, split the input into at least this many partitions. Default 32. */
+  minPartitions?: number;
+}
+
 /** Builds the run plan for a logical plan (optimized and split into stages here). */
 export function planRun(
   plan: PlanNode,
@@ -137,6 +153,8 @@ export function planRun(
     pipeline: string | string[] | null;
     output?: RunOutput | null;
     targetPartitionBytes?: number;
+    /** With UDFs, split the scan into at least this many partitions (default AWS_MIN_PARTITIONS). */
+    minPartitions?: number;
     batchSize?: number;
     stageOptions?: StageOptions;
     tolerance?: FailureTolerance;
@@ -150,7 +168,14 @@ export function planRun(
   if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize <= 0)) {
     throw new RangeError(`planRun: batchSize must be a positive integer, got ${String(opts.batchSize)}`);
   }
-  const physical = buildPhysicalPlan(optimize(plan), { targetPartitionBytes: opts.targetPartitionBytes ?? 128 << 20 });
+  for (const k of ['targetPartitionBytes', 'minPartitions'] as const) {
+    const v = opts[k];
+    if (v !== undefined && (!Number.isInteger(v) || v <= 0)) throw new RangeError(`planRun: ${k} must be a positive integer, got ${String(v)}`);
+  }
+  const physical = buildPhysicalPlan(optimize(plan), {
+    targetPartitionBytes: opts.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
+    minPartitions: opts.minPartitions ?? AWS_MIN_PARTITIONS,
+  });
   const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
   const run: RunPlan = {
     version: PLAN_VERSION,
@@ -220,6 +245,8 @@ export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket:
       itemsKey,
       ...mapThresholds(plan.tolerance, n),
       sizing: s.placement?.key ?? '',
+      // Plans written before batching existed run one partition per invocation.
+      partitionsPerInvocation: s.partitionsPerInvocation ?? 1,
     });
   }
   return { runId: plan.runId, workBucket, stages };
@@ -333,7 +360,8 @@ export function describeSource(s: SourceJSON): string {
   if (s.kind === 'multi') return s.parts.map(describeSource).join(' + ');
   if (s.kind === 'shard') return `shard ${s.key}`;
   const rg = s.kind === 'parquet' && s.rowGroups ? ` row groups ${s.rowGroups.join(',')}` : '';
-  return `${s.path}${rg}`;
+  const rows = s.kind === 'parquet' && s.rows ? ` rows ${s.rows.start}-${s.rows.end}` : '';
+  return `${s.path}${rg}${rows}`;
 }
 
 /**

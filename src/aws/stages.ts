@@ -28,6 +28,12 @@ export interface StageJSON {
   numGpus: number;
   /** Where the stage runs and its sizing class (absent in plans written before per-stage resources). */
   placement?: StagePlacement;
+  /**
+   * Lambda stages: partitions one invocation runs in turn (Distributed Map ItemBatcher), so many
+   * tiny partitions do not each pay an invocation; 1 for GPU stages (their slots take many already).
+   * Optional: plans stored before it existed mean 1.
+   */
+  partitionsPerInvocation?: number;
 }
 
 export interface StageOptions {
@@ -37,6 +43,10 @@ export interface StageOptions {
   defaultGpuSlots: number;
   /** Lambda memory floor (MiB). */
   lambdaMemoryMiB: number;
+  /** Batching keeps at least this many invocations per Lambda stage (fan-out). */
+  minInvocations?: number;
+  /** Batching packs partitions into one invocation up to about this many uncompressed input bytes. */
+  invocationBytes?: number;
 }
 
 export const DEFAULT_STAGE_OPTIONS: StageOptions = { maxConcurrency: 1000, defaultGpuSlots: 1, lambdaMemoryMiB: DEFAULT_LAMBDA_MEMORY_MIB };
@@ -61,6 +71,21 @@ function awsSignature(aws: Readonly<AwsUdfOptions>): string {
       .filter(([, v]) => v !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : 1)),
   );
+}
+
+const DEFAULT_MIN_INVOCATIONS = 32;
+const DEFAULT_INVOCATION_BYTES = 32 << 20;
+
+/**
+ * Partitions per Lambda invocation: tiny partitions (an intoPartitions(n) over little data, small
+ * files) share an invocation up to `invocationBytes`, but never so many that fewer than
+ * `minInvocations` invocations remain: batching must not undo the fan-out partitioning gave.
+ */
+export function partitionsPerInvocation(partitions: number, uncompressedBytes: number, opts: StageOptions = DEFAULT_STAGE_OPTIONS): number {
+  const minInvocations = opts.minInvocations ?? DEFAULT_MIN_INVOCATIONS;
+  if (partitions <= minInvocations) return 1;
+  const perPartition = Math.max(1, uncompressedBytes / partitions);
+  return Math.max(1, Math.min(Math.floor((opts.invocationBytes ?? DEFAULT_INVOCATION_BYTES) / perPartition), Math.floor(partitions / minInvocations)));
 }
 
 function opHasUdf(op: OpJSON): boolean {
@@ -117,7 +142,19 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
     } else if (placement.executor === 'fargate') {
       slots = partitions;
     }
-    return { index, executor: g.executor, ops: g.ops, udfs: udfs.map((u) => u.name), concurrency, slots, memoryMiB, numGpus, placement };
+    const batch = g.executor === 'lambda' ? partitionsPerInvocation(plan.partitions.length, plan.scan.uncompressedBytes, opts) : 1;
+    return {
+      index,
+      executor: g.executor,
+      ops: g.ops,
+      udfs: udfs.map((u) => u.name),
+      concurrency,
+      slots,
+      memoryMiB,
+      numGpus,
+      placement,
+      partitionsPerInvocation: batch,
+    };
   });
 }
 
@@ -165,7 +202,8 @@ export function stagesToString(plan: PhysicalPlan, stages: StageJSON[], cost: Co
     const missing = own && deployment && !deployed ? ' (no task definition of this class is deployed: the stage fails)' : '';
     let where: string;
     if (s.executor === 'lambda') {
-      where = `lambda, ${plan.partitions.length} partition(s), concurrency ${s.concurrency}${p ? '' : `, ${s.memoryMiB} MiB`}${sizing}`;
+      const batched = (s.partitionsPerInvocation ?? 1) > 1 ? ` (${s.partitionsPerInvocation} per invocation)` : '';
+      where = `lambda, ${plan.partitions.length} partition(s)${batched}, concurrency ${s.concurrency}${p ? '' : `, ${s.memoryMiB} MiB`}${sizing}`;
     } else if (s.executor === 'fargate') {
       where = `fargate, ${plan.partitions.length} partition(s), one task each, concurrency ${s.concurrency}${sizing}${missing}`;
     } else {

@@ -194,9 +194,9 @@ function lambdaTask(functionArn: string, payload: JsonObject | string, timeoutSe
   };
 }
 
-/** `[0, 1, …, n-1]` from a path to n, as one intrinsic (ASL has no arithmetic operators). */
-function rangeOf(countPath: string): string {
-  return `States.ArrayRange(0, States.MathAdd(${countPath}, -1), 1)`;
+/** `[0, step, 2·step, …]` below n, from a path to n, as one intrinsic (ASL has no arithmetic operators). */
+function rangeOf(countPath: string, step: string | number = 1): string {
+  return `States.ArrayRange(0, States.MathAdd(${countPath}, -1), ${step})`;
 }
 
 export function buildStateMachineDefinition(r: StateMachineResources): AslDefinition {
@@ -233,6 +233,16 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     runPartition.Parameters = { 'FunctionName.$': '$.stageFunction', 'Payload.$': '$' };
     partitionItemSelector['stageFunction.$'] = '$.stageFunction';
   }
+  // Many tiny partitions share an invocation (the plan's stage.partitionsPerInvocation): a
+  // Distributed Map batches its items (the Stage handler gets { Items }); an inline Map steps its
+  // index range by that many and each item says how many partitions it runs (count).
+  const itemBatcher: JsonObject = { MaxItemsPerBatchPath: '$.stage.partitionsPerInvocation' };
+  if (lambdaRouting && distributed) {
+    // A batched child's input is { Items, BatchInput }: the class's function travels in BatchInput.
+    itemBatcher['BatchInput'] = { 'stageFunction.$': '$.stageFunction' };
+    runPartition.Parameters = { 'FunctionName.$': '$.BatchInput.stageFunction', 'Payload.$': '$' };
+  }
+  const inlineItemSelector: JsonObject = { ...partitionItemSelector, 'count.$': '$.stage.partitionsPerInvocation' };
   const partitionsMap: AslState = distributed
     ? {
         Type: 'Map',
@@ -243,6 +253,7 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
           Parameters: { 'Bucket.$': '$.workBucket', 'Key.$': '$.stage.itemsKey' },
         },
         ItemSelector: partitionItemSelector,
+        ItemBatcher: itemBatcher,
         ItemProcessor: {
           ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' },
           StartAt: 'RunPartition',
@@ -264,7 +275,7 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
         Type: 'Map',
         Comment: `Inline Map over States.ArrayRange indices (at most ${INLINE_MAX_PARTITIONS} partitions).`,
         ItemsPath: '$.range.indices',
-        ItemSelector: partitionItemSelector,
+        ItemSelector: inlineItemSelector,
         ItemProcessor: {
           ProcessorConfig: { Mode: 'INLINE' },
           StartAt: 'RunPartition',
@@ -328,7 +339,8 @@ export function buildStateMachineDefinition(r: StateMachineResources): AslDefini
     stageStates.PartitionIndices = {
       Type: 'Pass',
       Comment: `States.ArrayRange yields at most ${INLINE_MAX_PARTITIONS} items; larger stages need distributed: true.`,
-      Parameters: { 'indices.$': rangeOf('$.stage.partitions') },
+      // Stepped by partitionsPerInvocation: the first partition of each invocation.
+      Parameters: { 'indices.$': rangeOf('$.stage.partitions', '$.stage.partitionsPerInvocation') },
       ResultPath: '$.range',
       Next: 'Partitions',
     };
@@ -725,6 +737,7 @@ function validateScope(sm: AslStateMachine, where: string, errors: string[], see
       const mode = s.ItemProcessor?.ProcessorConfig?.Mode ?? 'INLINE';
       if (s.ItemReader && mode !== 'DISTRIBUTED') errors.push(`${at(name)}: ItemReader needs ProcessorConfig.Mode DISTRIBUTED`);
       if (s.ResultWriter && mode !== 'DISTRIBUTED') errors.push(`${at(name)}: ResultWriter needs ProcessorConfig.Mode DISTRIBUTED`);
+      if (s.ItemBatcher && mode !== 'DISTRIBUTED') errors.push(`${at(name)}: ItemBatcher needs ProcessorConfig.Mode DISTRIBUTED`);
       if (s.MaxConcurrency !== undefined && s.MaxConcurrencyPath !== undefined) errors.push(`${at(name)}: both MaxConcurrency and MaxConcurrencyPath`);
     }
     if (s.Type === 'Parallel') {

@@ -4,7 +4,17 @@
 import type * as arrow from 'apache-arrow';
 // Type-only: the client is imported when a run starts, so `import 'fanout'` does not load the SDK.
 import type { DescribeExecutionCommandOutput, SFNClient } from '@aws-sdk/client-sfn';
-import { checkRunId, hasMemorySource, keys, planRun, recordFailure, type RunOutput, type RunPlan, type RunSummary } from '../aws/run.ts';
+import {
+  checkRunId,
+  DEFAULT_AWS_PARTITION_BYTES,
+  hasMemorySource,
+  keys,
+  planRun,
+  recordFailure,
+  type RunOutput,
+  type RunPlan,
+  type RunSummary,
+} from '../aws/run.ts';
 import { checkTolerance, toleranceText, type FailureTolerance } from '../aws/tolerance.ts';
 import { expectationOf, PlanMismatchError, planDifferences } from '../aws/resume.ts';
 import type { ProgressListener } from '../progress.ts';
@@ -16,7 +26,7 @@ import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
-import { buildPhysicalPlan, udfsOf } from '../physical.ts';
+import { AWS_MIN_PARTITIONS, buildPhysicalPlan, udfsOf } from '../physical.ts';
 import type { CostOptions } from '../aws/cost.ts';
 import { requestOf, splitStages, stagesToString } from '../aws/stages.ts';
 import { deployedClasses } from '../aws/placement.ts';
@@ -34,6 +44,8 @@ export interface AwsRunnerOptions {
   pipeline?: string | string[];
   /** Row-group packing target per partition (uncompressed bytes). Default 128 MiB, about one Lambda's worth. */
   targetPartitionBytes?: number;
+  /** With UDFs in the plan, split the input into at least this many partitions (Lambda fan-out). Default 32. */
+  minPartitions?: number;
   /** Rows per batch the stages read (and hand to UDFs). Default: the readers' 65,536. */
   batchSize?: number;
   pollIntervalMs?: number;
@@ -144,6 +156,7 @@ async function runOnAws(
 export function planFor(logical: PlanNode, opts: AwsRunnerOptions, output: RunOutput | null): RunPlan {
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
+  if (opts.minPartitions !== undefined) planOpts.minPartitions = opts.minPartitions;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
   const tolerance = runnerTolerance(opts);
   if (tolerance) planOpts.tolerance = tolerance;
@@ -407,7 +420,10 @@ export class AwsRunner implements Runner {
     const cost: CostOptions = { ...this.aws.cost };
     cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
     if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
-    const run = buildPhysicalPlan(optimized, { targetPartitionBytes: this.aws.targetPartitionBytes ?? 128 << 20 });
+    const run = buildPhysicalPlan(optimized, {
+      targetPartitionBytes: this.aws.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
+      minPartitions: this.aws.minPartitions ?? AWS_MIN_PARTITIONS,
+    });
     // What FanoutPipeline deploys for the registered UDFs (its default `udfs`): the function or task definition of each stage.
     const deployment = deployedClasses(listUdfs().map(requestOf));
     return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost, deployment)}`;

@@ -8,7 +8,15 @@ import { AbortError, applyOps, runPartition, type ExecContext, type PartitionOut
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { writePartitionedParts } from '../io/partitioned-writer.ts';
 import { optimize } from '../optimizer.ts';
-import { buildPhysicalPlan, describeTask, physicalPlanToString, type PartitionTask, type PhysicalPlan } from '../physical.ts';
+import {
+  AWS_MIN_PARTITIONS,
+  buildPhysicalPlan,
+  describeTask,
+  physicalPlanToString,
+  type PartitionTask,
+  type PhysicalOptions,
+  type PhysicalPlan,
+} from '../physical.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { startProgress, type ProgressSink } from '../progress.ts';
 import { splitStages, stagesToString } from '../aws/stages.ts';
@@ -83,7 +91,7 @@ function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { pa
     p > 1 &&
     plan.partitions.length > 1 &&
     o.workers !== false &&
-    (o.workers === true || plan.scan.bytes >= o.workerThresholdBytes);
+    (o.workers === true || (plan.scan.bytes >= o.workerThresholdBytes && !smallLimit(plan, o)));
   const where = threads ? 'worker threads' : 'in-process';
   return { parallelism: threads ? p : 1, where: router ? `${where}; ${describeActors(router.specs)}` : where };
 }
@@ -159,8 +167,17 @@ function canShip(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
   return true;
 }
 
+/**
+ * A limit pushed into the scan that one batch covers: the first partition alone almost surely has
+ * the rows, so starting threads (each decoding a partition ahead) only costs time and memory.
+ */
+function smallLimit(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): boolean {
+  return plan.scan.limit !== null && plan.scan.limit <= o.batchSize;
+}
+
 function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, routed: ReadonlySet<string>): boolean {
   if (plan.scan.format === 'memory' || effectiveParallelism(plan, o, routed) < 2 || plan.partitions.length < 2) return false;
+  if (smallLimit(plan, o) && o.workers !== true) return false;
   if (!canShip(plan, o)) return false;
   if (o.workers === 'auto') return plan.scan.bytes >= o.workerThresholdBytes;
   return o.workers;
@@ -480,11 +497,16 @@ async function executeSinks(
  */
 export function describePlan(optimized: PlanNode, options: ResolvedEmbeddedOptions, stagesTargetBytes: number | null): string {
   if (endsInRelational(optimized)) return describeRelational(optimized, options, (p) => describePlan(p, options, stagesTargetBytes));
-  const physical = buildPhysicalPlan(optimized, { targetPartitionBytes: options.targetPartitionBytes });
+  const physical = buildPhysicalPlan(optimized, embeddedPhysicalOptions(options));
   const text = physicalPlanToString(physical, describePlacement(physical, options));
   if (stagesTargetBytes === null) return text;
-  const run = buildPhysicalPlan(optimized, { targetPartitionBytes: stagesTargetBytes });
+  const run = buildPhysicalPlan(optimized, { targetPartitionBytes: stagesTargetBytes, minPartitions: AWS_MIN_PARTITIONS });
   return `${text}\n\n${stagesToString(run, splitStages(run))}`;
+}
+
+/** Partition sizing here: with UDFs, at least one partition per thread that can run one. */
+function embeddedPhysicalOptions(o: ResolvedEmbeddedOptions): PhysicalOptions {
+  return { targetPartitionBytes: o.targetPartitionBytes, minPartitions: o.workers === false ? 1 : o.parallelism };
 }
 
 /** The default runner: this process and its worker threads (or GPU child processes). */
@@ -493,7 +515,7 @@ export class EmbeddedRunner implements Runner {
   constructor(readonly options: ResolvedEmbeddedOptions) {}
 
   private physical(plan: PlanNode): PhysicalPlan {
-    return buildPhysicalPlan(optimize(plan), { targetPartitionBytes: this.options.targetPartitionBytes });
+    return buildPhysicalPlan(optimize(plan), embeddedPhysicalOptions(this.options));
   }
 
   stream(plan: PlanNode, ctx: ActionContext): AsyncIterable<arrow.RecordBatch> {

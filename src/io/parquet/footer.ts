@@ -318,11 +318,20 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
     if (rg.total_compressed_size === undefined) {
       for (const c of rg.columns) compressed += Number(c.meta_data?.total_compressed_size ?? 0n);
     }
+    const columnBytes: RowGroupInfo['columnBytes'] = {};
+    for (const c of rg.columns) {
+      const top = c.meta_data?.path_in_schema[0];
+      if (top === undefined) continue;
+      const b = (columnBytes[top] ??= { compressed: 0, uncompressed: 0 });
+      b.compressed += Number(c.meta_data?.total_compressed_size ?? 0n);
+      b.uncompressed += Number(c.meta_data?.total_uncompressed_size ?? 0n);
+    }
     return {
       index,
       numRows: Number(rg.num_rows),
       uncompressedBytes: Number(rg.total_byte_size),
       compressedBytes: compressed,
+      columnBytes,
       stats,
     };
   });

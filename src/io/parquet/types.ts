@@ -15,6 +15,11 @@ export interface RowGroupInfo {
   numRows: number;
   uncompressedBytes: number;
   compressedBytes: number;
+  /**
+   * Bytes of each top-level column's chunks in this row group (all its leaves), so partitions and
+   * explain size a scan by the columns it reads, not the whole row group.
+   */
+  columnBytes: Record<string, { compressed: number; uncompressed: number }>;
   /** Top-level primitive columns only. min/max are bounds (writers may truncate long strings). */
   stats: Record<string, ColumnStats>;
 }
@@ -28,6 +33,12 @@ export interface ParquetFileInfo {
   unsupportedColumns: { name: string; reason: string }[];
   /** Columns parquet-wasm reads wrongly (legacy layouts, INT96), by name, with why: read through hyparquet. */
   parquetWasmCaveats?: Record<string, string>;
+}
+
+/** A row range [start, end) within one row group. */
+export interface RowRange {
+  start: number;
+  end: number;
 }
 
 export interface ReadParquetOptions {

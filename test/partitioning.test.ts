@@ -1,0 +1,240 @@
+// Partitioning control: row-range reads below a row group, repartition(n) / intoPartitions(n),
+// partition sizes from the projected columns, UDF plans split to the parallelism, and no worker
+// threads for a small pushed limit.
+import assert from 'node:assert/strict';
+import * as arrow from 'apache-arrow';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { col, DataType, fromColumns, readCsv, readParquet, setRunner } from 'fanout';
+import { planRun } from '../src/aws/run.ts';
+import { inspectParquet, readParquetBatches, readStats, writeParquetFile } from '../src/io/parquet/index.ts';
+import { buildPhysicalPlan } from '../src/physical.ts';
+import { optimize } from '../src/optimizer.ts';
+import { double } from './fixtures/udfs.ts';
+import { tempDir, writeSample } from './helpers.ts';
+
+let dir: string;
+let threeGroups: string; // 3000 rows, row groups of 1000
+let oneGroup: string; // 200k rows in one row group
+let wide: string; // id + a wide text column, one row group
+
+before(async () => {
+  dir = tempDir();
+  threeGroups = join(dir, 'three.parquet');
+  await writeSample(threeGroups, 0, 3000, 1000);
+  oneGroup = join(dir, 'one.parquet');
+  await writeSample(oneGroup, 0, 200_000, 200_000);
+  wide = join(dir, 'wide.parquet');
+  const n = 20_000;
+  const id = BigInt64Array.from({ length: n }, (_, i) => BigInt(i));
+  // Incompressible-ish text so the text column dominates the row group's bytes.
+  const text = Array.from({ length: n }, (_, i) => `${i.toString(36)}-${(i * 2654435761).toString(16)}-${'abcdefghij'.repeat(20)}-${(i * 40503) % 9973}`);
+  const table = new arrow.Table({ id: arrow.makeVector(id), text: arrow.vectorFromArray(text, new arrow.Utf8()) });
+  await writeParquetFile(wide, table.batches, { rowGroupSize: n, compression: 'none' });
+});
+
+async function ids(path: string, opts: Parameters<typeof readParquetBatches>[1]): Promise<bigint[]> {
+  const out: bigint[] = [];
+  for await (const b of readParquetBatches(path, opts)) out.push(...(b.getChild('id')!.toArray() as BigInt64Array));
+  return out;
+}
+
+async function partitionRows<R extends object>(df: { iterPartitions(): AsyncGenerator<{ toRows(): Promise<R[]> }> }): Promise<R[][]> {
+  const parts: R[][] = [];
+  for await (const p of df.iterPartitions()) parts.push(await p.toRows());
+  return parts;
+}
+
+describe('row-range reads below a row group', () => {
+  it('decodes only rows [start, end) of one row group', async () => {
+    const got = await ids(threeGroups, { rowGroups: [1], rows: { start: 10, end: 15 }, columns: ['id'] });
+    assert.deepEqual(got, [1010n, 1011n, 1012n, 1013n, 1014n]);
+    const before = readStats.rowsRead;
+    const tail = await ids(oneGroup, { rowGroups: [0], rows: { start: 199_990, end: 200_000 }, columns: ['id', 'x'] });
+    assert.deepEqual(
+      tail,
+      Array.from({ length: 10 }, (_, i) => BigInt(199_990 + i)),
+    );
+    assert.equal(readStats.rowsRead - before, 10, 'only the range is imported');
+    // No columns (count): the range's row count.
+    let rows = 0;
+    for await (const b of readParquetBatches(threeGroups, { rowGroups: [2], rows: { start: 0, end: 7 }, columns: [] })) rows += b.numRows;
+    assert.equal(rows, 7);
+  });
+
+  it('refuses a range outside its row group, or over several row groups, naming the file', async () => {
+    await assert.rejects(
+      ids(threeGroups, { rowGroups: [0], rows: { start: 5, end: 1001 } }),
+      /row range \[5, 1001\) out of range for row group 0 of .*three\.parquet \(1000 rows\)/,
+    );
+    await assert.rejects(
+      ids(threeGroups, { rowGroups: [0, 1], rows: { start: 0, end: 1 } }),
+      /a row range needs exactly one row group, got 2 for .*three\.parquet/,
+    );
+  });
+});
+
+describe('repartition(n) / intoPartitions(n)', () => {
+  before(() => setRunner('native', { workers: false }));
+
+  it('splits below a row group into n partitions of contiguous rows, in order', async () => {
+    const all = await readParquet(threeGroups).select('id').toRows();
+    const parts = await partitionRows(readParquet(threeGroups).select('id').intoPartitions(4));
+    assert.deepEqual(
+      parts.map((p) => p.length),
+      [750, 750, 750, 750],
+    );
+    assert.deepEqual(parts.flat(), all, 'order preserved');
+    const seven = await partitionRows(readParquet(threeGroups).select('id').repartition(7));
+    assert.deepEqual(
+      seven.map((p) => p.length),
+      [428, 429, 428, 429, 428, 429, 429],
+    );
+    assert.deepEqual(seven.flat(), all);
+  });
+
+  it('merges row groups into fewer partitions', async () => {
+    const other = join(dir, 'other.parquet');
+    await writeSample(other, 3000, 3000, 1000);
+    const parts = await partitionRows(readParquet([threeGroups, other]).select('id').intoPartitions(2));
+    assert.deepEqual(
+      parts.map((p) => p.length),
+      [3000, 3000],
+    );
+    const one = await partitionRows(readParquet(threeGroups).select('id').repartition(1));
+    assert.deepEqual(
+      one.map((p) => p.length),
+      [3000],
+    );
+  });
+
+  it('gives exactly n partitions even with fewer rows, and the rows of a filter below', async () => {
+    const three = await readParquet(threeGroups).limit(3).collect();
+    const parts = await partitionRows(three.intoPartitions(5));
+    assert.deepEqual(
+      parts.map((p) => p.length),
+      [0, 1, 0, 1, 1],
+    );
+    // A filter above intoPartitions is pushed below it (into the scan): partitions hold the kept rows.
+    const kept = await partitionRows(readParquet(threeGroups).intoPartitions(3).where(col('n').eq(1)).select('id'));
+    assert.equal(kept.length, 3);
+    assert.deepEqual(kept.flat(), await readParquet(threeGroups).where(col('n').eq(1)).select('id').toRows());
+  });
+
+  it('splits in-memory data by row ranges', async () => {
+    const df = fromColumns({ v: Float64Array.from({ length: 10 }, (_, i) => i) });
+    const parts = await partitionRows(df.repartition(3));
+    assert.deepEqual(
+      parts.map((p) => p.map((r) => r.v)),
+      [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8, 9],
+      ],
+    );
+  });
+
+  it('runs UDFs over the partitions and equals the unsplit result', async () => {
+    const df = readParquet(oneGroup)
+      .withColumn('y', double(col('x')))
+      .select('id', 'y');
+    const want = await df.toRows();
+    const parts = await partitionRows(df.intoPartitions(3));
+    assert.equal(parts.length, 3);
+    assert.deepEqual(parts.flat(), want);
+  });
+
+  it('refuses bad arguments clearly', () => {
+    const df = readParquet(threeGroups);
+    assert.throws(() => df.intoPartitions(0), /intoPartitions\(n\) needs a positive integer, got 0/);
+    assert.throws(() => df.repartition(2.5), /repartition\(n\) needs a positive integer, got 2.5/);
+    assert.throws(() => df.repartition(4, 'category'), /repartition\(4, 'category'\): partitioning by key columns is not supported yet/);
+    assert.throws(
+      () => buildPhysicalPlan(optimize(df.limit(5).repartition(2).plan), { targetPartitionBytes: 1 << 20 }),
+      /repartition\(2\) after limit\(\) is not supported/,
+    );
+  });
+
+  it('groups CSV files (never splits them) and says so when asked for more partitions than files', async () => {
+    const csv = join(dir, 'a.csv');
+    await fromColumns({ v: Float64Array.from([1, 2, 3]) }).writeCsv(join(dir, 'csvout'));
+    void csv;
+    const df = readCsv(join(dir, 'csvout'));
+    const files = (await import('node:fs')).readdirSync(join(dir, 'csvout')).filter((f) => f.endsWith('.csv')).length;
+    assert.equal((await partitionRows(df.intoPartitions(1))).length, 1);
+    await assert.rejects(
+      partitionRows(df.intoPartitions(files + 1)),
+      new RegExp(`repartition\\(${files + 1}\\) over ${files} CSV file\\(s\\): CSV sources split by file only`),
+    );
+  });
+});
+
+describe('partition sizes from the projected columns', () => {
+  it("explain's bytes to read are the projected columns', not the whole row group's", async () => {
+    setRunner('native', { workers: false });
+    const whole = /([\d.]+) (KiB|MiB) to read/.exec(await readParquet(wide).explain())!;
+    const one = /([\d.]+) (KiB|MiB) to read/.exec(await readParquet(wide).select('id').explain())!;
+    const kib = (m: RegExpExecArray): number => Number(m[1]) * (m[2] === 'MiB' ? 1024 : 1);
+    // id: 20k int64 (plain, uncompressed): about 160 KiB; the text column is ~4 MiB.
+    assert.ok(kib(one) < 200, `one narrow column reads ${one[0]}`);
+    assert.ok(kib(whole) > 10 * kib(one), `all columns read ${whole[0]}, the id column ${one[0]}`);
+  });
+
+  it('packs partitions by projected bytes: a narrow read is one partition, the whole rows split below the row group', () => {
+    const rg = inspectParquet(oneGroup).rowGroups[0]!;
+    const xBytes = rg.columnBytes['x']!.uncompressed;
+    assert.ok(rg.uncompressedBytes > 3 * xBytes, 'the x column is a small part of the row group');
+    const target = Math.ceil(xBytes * 1.5);
+    const narrow = buildPhysicalPlan(optimize(readParquet(oneGroup).select('x').plan), { targetPartitionBytes: target });
+    const all = buildPhysicalPlan(optimize(readParquet(oneGroup).plan), { targetPartitionBytes: target });
+    assert.equal(narrow.partitions.length, 1);
+    assert.ok(all.partitions.length >= 2, `whole rows split below the row group: ${all.partitions.length} partitions`);
+    const src = all.partitions[1]!.source;
+    assert.ok(src.kind === 'parquet' && src.rows && src.rows.start > 0, 'a partition is a row range of the row group');
+  });
+});
+
+describe('UDF plans get at least as many partitions as there is parallelism', () => {
+  it('a single-row-group 200k-row file with a UDF splits (embedded and AWS planning) and its output equals the unsplit run', async () => {
+    const df = () =>
+      readParquet(oneGroup)
+        .withColumn('y', double(col('x')))
+        .select('id', 'y');
+    setRunner('native', { workers: false });
+    const unsplit = await df().toRows();
+    assert.match(await df().explain(), /Stage 0: 1 partition\(s\)/);
+
+    setRunner('native', { parallelism: 2, workers: 'auto' });
+    assert.match(await df().explain(), /Stage 0: 2 partition\(s\)/);
+    assert.equal(await countPartitions(df()), 2);
+    assert.deepEqual(await df().toRows(), unsplit);
+    // Without UDFs nothing is split for parallelism's sake.
+    assert.match(await readParquet(oneGroup).select('id', 'x').explain(), /Stage 0: 1 partition\(s\)/);
+
+    const plan = planRun(df().plan, { pipeline: null });
+    assert.ok(plan.sources.length >= 2, `AWS planning: ${plan.sources.length} partitions`);
+    assert.equal(planRun(readParquet(oneGroup).select('id').plan, { pipeline: null }).sources.length, 1);
+  });
+});
+
+async function countPartitions(df: { iterPartitions(): AsyncGenerator<unknown> }): Promise<number> {
+  let n = 0;
+  for await (const _ of df.iterPartitions()) n++;
+  return n;
+}
+
+describe('a small pushed limit runs without worker threads', () => {
+  it('limit(1) stays in-process where the scan alone would start workers', async () => {
+    setRunner('native', { parallelism: 2, workers: 'auto', workerThresholdBytes: 1, targetPartitionBytes: 1 });
+    const df = readParquet(threeGroups, { columns: ['id', 'x'] });
+    assert.match(await df.explain(), /worker threads/, 'the whole scan uses workers');
+    const limited = df.limit(1);
+    assert.match(await limited.explain(), /parallelism 1 \(in-process\)/);
+    const before = readStats.rowGroupsRead;
+    assert.deepEqual(await limited.toRows(), [{ id: 0n, x: 0 }]);
+    assert.equal(readStats.rowGroupsRead - before, 1, 'one row group decoded, in this thread');
+    setRunner('native', { workers: false });
+  });
+});
+
+void DataType;
