@@ -62,15 +62,17 @@ describe('row-range reads below a row group', () => {
     assert.equal(rows, 7);
   });
 
-  it('refuses a range outside its row group, or over several row groups, naming the file', async () => {
+  it('refuses a range outside its row groups, naming the file; a range may span the selected row groups', async () => {
     await assert.rejects(
       ids(threeGroups, { rowGroups: [0], rows: { start: 5, end: 1001 } }),
       /row range \[5, 1001\) out of range for row group 0 of .*three\.parquet \(1000 rows\)/,
     );
     await assert.rejects(
-      ids(threeGroups, { rowGroups: [0, 1], rows: { start: 0, end: 1 } }),
-      /a row range needs exactly one row group, got 2 for .*three\.parquet/,
+      ids(threeGroups, { rowGroups: [0, 1], rows: { start: 0, end: 2001 } }),
+      /row range \[0, 2001\) out of range for row groups 0,1 of .*three\.parquet \(2000 rows\)/,
     );
+    // Rows counted over the selected row groups in order: 995..1004 crosses from group 0 into group 1.
+    assert.equal((await ids(threeGroups, { rowGroups: [0, 1], rows: { start: 995, end: 1005 } })).length, 10);
   });
 });
 
@@ -148,7 +150,9 @@ describe('repartition(n) / intoPartitions(n)', () => {
     const df = readParquet(threeGroups);
     assert.throws(() => df.intoPartitions(0), /intoPartitions\(n\) needs a positive integer, got 0/);
     assert.throws(() => df.repartition(2.5), /repartition\(n\) needs a positive integer, got 2.5/);
-    assert.throws(() => df.repartition(4, 'category'), /repartition\(4, 'category'\): partitioning by key columns is not supported yet/);
+    // With keys it is the hash exchange (test/relational.test.ts), not a row-range split.
+    assert.equal(df.repartition(4, 'category').plan.type, 'repartition');
+    assert.equal(df.repartition(4).plan.type, 'intoPartitions');
     assert.throws(
       () => buildPhysicalPlan(optimize(df.limit(5).repartition(2).plan), { targetPartitionBytes: 1 << 20 }),
       /repartition\(2\) after limit\(\) is not supported/,

@@ -185,7 +185,9 @@ describe('each CPU stage on its own sizing class: explain() and the template agr
     const use = findState(def, choice.Next)!;
     const smallFn = p.stageFunctions[smallKey]!;
     assert.equal(use.Result, `<${st.getLogicalId(smallFn.node.defaultChild as CfnElement)}.Arn>`);
-    assert.deepEqual(findState(def, 'RunPartition')!.Parameters, { 'FunctionName.$': '$.stageFunction', 'Payload.$': '$' });
+    // A Distributed Map batches its items (ItemBatcher): the class's function travels in BatchInput.
+    assert.deepEqual(findState(def, 'RunPartition')!.Parameters, { 'FunctionName.$': '$.BatchInput.stageFunction', 'Payload.$': '$' });
+    assert.deepEqual((findState(def, 'Partitions')!.ItemBatcher as Record<string, unknown>)['BatchInput'], { 'stageFunction.$': '$.stageFunction' });
     assert.equal(p.classSizing.stageClasses[smallKey]?.memoryMiB, 512);
   });
 

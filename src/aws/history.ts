@@ -108,8 +108,10 @@ function inputOf(plan: RunPlan): string {
 
 function stateOf(summary: (RunSummary & { complete?: boolean }) | null, failure: RunSummary | null, cancel: CancelRecord | null): RunState {
   if (summary?.status === 'SUCCEEDED') return summary.complete === false ? 'partial' : 'succeeded';
+  // A stopped execution may also leave failure.json (the runner records how it ended): cancelled says why.
+  if (cancel) return 'cancelled';
   if (failure || summary?.status === 'FAILED') return 'failed';
-  return cancel ? 'cancelled' : 'running';
+  return 'running';
 }
 
 const markerIndex = (key: string, kind: 'metrics' | 'error'): number | null => {
@@ -139,10 +141,10 @@ async function entryFor(store: ObjectStore, base: string, runId: string): Promis
     partitions: plan.sources.length,
     done: last.filter((key) => markerIndex(key, 'metrics') !== null).length,
   };
-  if (finished?.finishedAt) entry.finishedAt = finished.finishedAt;
-  else if (state === 'cancelled' && cancel) entry.finishedAt = cancel.at;
+  if (state === 'cancelled' && cancel) entry.finishedAt = cancel.at;
+  else if (finished?.finishedAt) entry.finishedAt = finished.finishedAt;
   if (summary?.status === 'SUCCEEDED') entry.rows = summary.rows;
-  const error = failure?.error ?? summary?.error ?? (state === 'cancelled' && cancel ? `cancelled (${cancel.by})` : undefined);
+  const error = state === 'cancelled' && cancel ? `cancelled (${cancel.by})` : (failure?.error ?? summary?.error);
   if (error) entry.error = error;
   return { entry, plan, summary: summary ?? failure };
 }

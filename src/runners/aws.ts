@@ -25,6 +25,7 @@ import type { WrittenFile } from '../io/writer.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
+import { recordCancel } from '../aws/history.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
 import { AWS_MIN_PARTITIONS, buildPhysicalPlan, udfsOf } from '../physical.ts';
 import type { CostOptions } from '../aws/cost.ts';
@@ -258,6 +259,8 @@ export async function executeRun(
         } catch (e) {
           throw lost(`aborted, but could not stop execution ${arn}`, sfnEndpoint, e);
         }
+        // The run history (fanout runs, the dashboard) shows it cancelled, not running (best effort).
+        await recordCancel(`s3://${opts.workBucket}`, plan.runId, 'aborted by the caller').catch(() => undefined);
         throw new AbortError(`aborted (run ${plan.runId}, ${arn})`, { cause: signal.reason });
       }
       if (Date.now() > deadline) throw new RunFailedError(`run ${plan.runId} still running after ${opts.timeoutMs} ms (${arn})`, plan.runId, null);

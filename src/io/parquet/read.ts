@@ -127,6 +127,15 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   if (rows && !(Number.isInteger(rows.start) && Number.isInteger(rows.end) && rows.start >= 0 && rows.end >= rows.start)) {
     throw new RangeError(`rows must be integers with 0 <= start <= end, got ${JSON.stringify(rows)} for ${path}`);
   }
+  if (rows) {
+    // A range past the selected rows is a planning bug or a changed file: say so, do not return fewer rows.
+    const selected = rowGroups.reduce((n, g) => n + info.rowGroups[g]!.numRows, 0);
+    if (rows.end > selected) {
+      throw new RangeError(
+        `row range [${rows.start}, ${rows.end}) out of range for row group${rowGroups.length === 1 ? '' : 's'} ${rowGroups.join(',')} of ${path} (${selected} rows)`,
+      );
+    }
+  }
   const limit = opts.limit ?? Infinity;
   if (limit !== Infinity && !(Number.isInteger(limit) && limit >= 0)) throw new RangeError(`limit must be a non-negative integer, got ${limit} for ${path}`);
   const spans = groupSpans(info, rowGroups, rows, limit);
