@@ -30,8 +30,10 @@ import {
   runStagePartition,
   type PlanSummary,
   type RunOutput,
+  type RunPlan,
 } from './run.ts';
 import { publishPartitionMetrics } from './emf.ts';
+import { emitRunSpans, tracePartitions, tracePlan, traced } from '../telemetry/aws.ts';
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 
 /** Execution input of the state machine (also what an S3-triggered run starts with). */
@@ -151,6 +153,17 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   const output = checkOutput(event.output, 'Plan: the execution input');
   const spec = pipelineSpec(event.pipeline);
   const store = storeFactory(bucket);
+  return tracePlan(store, event.runId, (adopt) => planStep(event, store, bucket, output, spec, adopt));
+}
+
+async function planStep(
+  event: RunEvent,
+  store: ObjectStore,
+  bucket: string,
+  output: string | null,
+  spec: string | null,
+  adopt: (plan: RunPlan) => void,
+): Promise<PlanSummary> {
   if (event.runId && (await store.exists(keys.plan(event.runId)))) {
     const plan = await loadPlan(store, event.runId);
     checkOutput(plan.output?.uri, `run ${plan.runId}: the plan`);
@@ -165,7 +178,9 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   const out: RunOutput | null = output ? { uri: output, format: 'parquet', mode: 'overwrite' } : null;
   const opts: Parameters<typeof planRun>[1] = { pipeline: spec, output: out };
   if (event.runId) opts.runId = event.runId;
-  return preparePlan(store, planRun(df.plan, opts), bucket);
+  const plan = planRun(df.plan, opts);
+  adopt(plan); // an S3-triggered run's trace starts here
+  return preparePlan(store, plan, bucket);
 }
 
 export async function handleStage(event: StageEvent): Promise<{ runId: string; stage: number; partition: number; rows: number; bytes: number }> {
@@ -175,9 +190,10 @@ export async function handleStage(event: StageEvent): Promise<{ runId: string; s
   if (!Number.isInteger(stage) || stage < 0) throw new Error(`run ${runId}: invalid stage ${JSON.stringify(stage)}`);
   if (!Number.isInteger(event.partition) || event.partition < 0) throw new Error(`run ${runId}: invalid partition ${JSON.stringify(event.partition)}`);
   await preloadPipeline();
-  const r = await runStagePartition(store, runId, stage, event.partition);
-  await publishPartitionMetrics(r);
-  return { runId: r.runId, stage: r.stage, partition: r.partition, rows: r.rows, bytes: r.bytes };
+  const since = Date.now();
+  const [r] = await tracePartitions(store, runId, stage, [event.partition], since, async () => [await runStagePartition(store, runId, stage, event.partition)]);
+  await publishPartitionMetrics(r!);
+  return { runId: r!.runId, stage: r!.stage, partition: r!.partition, rows: r!.rows, bytes: r!.bytes };
 }
 
 export async function handleFinalize(event: FinalizeEvent): Promise<{ runId: string; rows: number; files: number }> {
@@ -186,8 +202,12 @@ export async function handleFinalize(event: FinalizeEvent): Promise<{ runId: str
   // The output comes from plan.json, which anyone able to write the work bucket could have written.
   checkOutput((await loadPlan(store, runId)).output?.uri, `run ${runId}: the plan`);
   await preloadPipeline();
-  const s = await finalizeRun(store, runId);
-  return { runId: s.runId, rows: s.rows, files: s.files.length };
+  return traced('fanout.finalize', store, runId, {}, async (span) => {
+    const s = await finalizeRun(store, runId);
+    span?.setAttributes({ 'fanout.rows_out': s.rows, 'fanout.files': s.files.length });
+    await emitRunSpans(store, runId);
+    return { runId: s.runId, rows: s.rows, files: s.files.length };
+  });
 }
 
 export async function handleFailure(event: FailureEvent): Promise<{ runId: string; failedPartitions: number }> {
@@ -196,7 +216,11 @@ export async function handleFailure(event: FailureEvent): Promise<{ runId: strin
   const store = storeFactory(workBucket(event));
   const err = event.error as { Error?: string; Cause?: string } | string | undefined;
   const text = typeof err === 'string' ? err : err ? `${err.Error ?? 'Error'}: ${err.Cause ?? ''}` : 'unknown error';
-  const s = await recordFailure(store, runId, text);
+  const s = await traced('fanout.failure', store, runId, { 'fanout.error': text }, async () => {
+    const summary = await recordFailure(store, runId, text);
+    await emitRunSpans(store, runId, new Error(text));
+    return summary;
+  });
   return { runId: s.runId, failedPartitions: (s.failedPartitions ?? []).reduce((n, f) => n + f.partitions.length, 0) };
 }
 
@@ -210,7 +234,10 @@ export async function handleEcsTask(env: NodeJS.ProcessEnv = process.env): Promi
   const runId = checkRunId(need('FANOUT_RUN_ID'), 'FANOUT_RUN_ID');
   const store = storeFactory(bucketName(need('FANOUT_WORK_BUCKET')));
   await preloadPipeline();
-  const results = await runGpuSlot(store, runId, Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS')));
+  const [stage, slot, slots] = [Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS'))];
+  const results = await tracePartitions(store, runId, stage, [slot], Date.now(), () => runGpuSlot(store, runId, stage, slot, slots), {
+    'fanout.ecs.slot': slot,
+  });
   for (const r of results) await publishPartitionMetrics(r, env);
   return results.length;
 }

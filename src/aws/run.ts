@@ -42,6 +42,8 @@ export interface RunPlan {
   output: RunOutput | null;
   /** Rows per batch the stages read (the runner's batchSize); absent: the readers' default. */
   batchSize?: number;
+  /** W3C traceparent of the run's span when OpenTelemetry is on: every handler continues its trace. */
+  traceparent?: string;
 }
 
 /** What the Plan step returns to the state machine: small, whatever the partition count. */
@@ -323,6 +325,8 @@ export interface PartitionResult {
   /** The partition's wall time in the driver, ms, and its UDF stats (as in its marker). */
   elapsedMs: number;
   metrics: RunMetrics;
+  /** Epoch ms the driver started it (trace spans). */
+  startedAt: number;
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
@@ -383,7 +387,17 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     finishedAt: new Date().toISOString(),
   };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
-  return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key, elapsedMs: marker.elapsedMs ?? 0, metrics: r.metrics };
+  return {
+    runId,
+    stage: stageIndex,
+    partition,
+    rows: r.rows,
+    bytes: r.bytes,
+    key,
+    elapsedMs: marker.elapsedMs ?? 0,
+    metrics: r.metrics,
+    startedAt: r.startedAt,
+  };
 }
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */

@@ -18,6 +18,7 @@ import type { CostOptions } from '../aws/cost.ts';
 import { splitStages, stagesToString } from '../aws/stages.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
+import { traceAwsRun } from '../telemetry/aws.ts';
 
 export interface AwsRunnerOptions {
   stateMachineArn: string;
@@ -64,13 +65,14 @@ async function runOnAws(
   logical: PlanNode,
   opts: AwsRunnerOptions,
   output: RunOutput | null,
-  ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {},
+  ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> & { traceparent?: string } = {},
 ): Promise<RunSummary> {
   const signal = ctx.signal;
   const planOpts: Parameters<typeof planRun>[1] = { pipeline: null, output };
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
   const plan = planRun(logical, planOpts);
+  if (ctx.traceparent) plan.traceparent = ctx.traceparent; // every handler continues the caller's trace
   const mods = opts.pipeline ?? modulesOf(plan);
   plan.pipeline = Array.isArray(mods) && mods.length === 0 ? null : mods;
   const store: ObjectStore = new S3Store(opts.workBucket);
@@ -231,7 +233,7 @@ export class AwsRunner implements Runner {
   }
 
   private async run(plan: PlanNode, output: RunOutput | null, ctx: ActionContext): Promise<RunSummary> {
-    const summary = await runOnAws(plan, this.aws, output, ctx);
+    const summary = await traceAwsRun((traceparent) => runOnAws(plan, this.aws, output, traceparent ? { ...ctx, traceparent } : ctx));
     ctx.onMetrics?.(summary.metrics);
     return summary;
   }

@@ -3,6 +3,7 @@
 // Spans are recorded from what the partition driver already measures (its PartitionOutcome: start,
 // wall time, rows, per-UDF stats), so a partition that ran on a worker thread, in a GPU child or in a
 // Lambda is exported where its outcome arrives, under the right parent, and never one span per row.
+import { createHash, randomBytes } from 'node:crypto';
 import type { PartitionOutcome } from '../executor.ts';
 import type { SourceJSON } from '../physical.ts';
 
@@ -58,6 +59,46 @@ function loadSdk(): Promise<Sdk> {
 export async function startSpan(name: string, attributes: SpanAttributes, parent?: string | null): Promise<TraceSpan | null> {
   if (!telemetryEnabled()) return null;
   return (await loadSdk()).startSpan(name, attributes, parent ?? null);
+}
+
+/** A span recorded after the fact, under ids decided before (see sdk.ts). */
+export interface FinishedSpan {
+  name: string;
+  /** The span's own traceparent (its trace and span id). */
+  self: string;
+  /** Its parent's; null for a root span. */
+  parent: string | null;
+  attributes: SpanAttributes;
+  start: number;
+  end: number;
+  error?: unknown;
+}
+
+/** Records a finished span when telemetry is on (see FinishedSpan). */
+export async function emitSpan(span: FinishedSpan): Promise<void> {
+  if (!telemetryEnabled()) return;
+  (await loadSdk()).emitSpan(span);
+}
+
+export function parseTraceparent(tp: string | null | undefined): { traceId: string; spanId: string; flags: string } | null {
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(tp ?? '');
+  return m ? { traceId: m[1]!, spanId: m[2]!, flags: m[3]! } : null;
+}
+
+/** A fresh root traceparent: a trace whose root span is emitted later, by whoever ends it. */
+export function newTraceparent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+}
+
+/**
+ * The traceparent of a child of `parent` named `label`, the same in every process that asks: the
+ * serverless stage spans, under which each Lambda's partitions hang before Finalize emits the stage.
+ */
+export function derivedTraceparent(parent: string, label: string): string | null {
+  const p = parseTraceparent(parent);
+  if (!p) return null;
+  const id = createHash('sha256').update(`${p.traceId}/${p.spanId}/${label}`).digest('hex').slice(0, 16);
+  return `00-${p.traceId}-${id}-${p.flags}`;
 }
 
 /** Exports everything recorded so far (call before an action resolves or a Lambda returns). */

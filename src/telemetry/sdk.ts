@@ -3,13 +3,20 @@
 // spans get explicit parents (W3C traceparent strings), so no context manager is needed either.
 import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { AggregationTemporalityPreference, OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { ConsoleMetricExporter, MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, BatchSpanProcessor, ConsoleSpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ConsoleSpanExporter,
+  RandomIdGenerator,
+  type IdGenerator,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import type { UdfStats } from '../udf/metrics.ts';
-import { sourceAttributes, type PartitionRecord, type SpanAttributes, type TraceSpan } from './index.ts';
+import { parseTraceparent, sourceAttributes, type FinishedSpan, type PartitionRecord, type SpanAttributes, type TraceSpan } from './index.ts';
 
 const env = process.env;
 const list = (v: string | undefined, dflt: string): string[] =>
@@ -30,13 +37,28 @@ for (const e of list(env['OTEL_TRACES_EXPORTER'], 'otlp')) {
   else if (e === 'console') spanProcessors.push(new BatchSpanProcessor(new ConsoleSpanExporter()));
   else if (e !== 'none') console.warn(`fanout: OTEL_TRACES_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
 }
-const tracerProvider = new BasicTracerProvider({ resource, spanProcessors });
+// Spans whose ids were decided earlier, in another process (a serverless stage, whose partitions
+// already hang under it; an S3-triggered run's root), are emitted with those ids: the generator
+// hands out a forced id for the one synchronous startSpan call that asks for it.
+const random = new RandomIdGenerator();
+let forced: { traceId?: string; spanId: string } | null = null;
+const idGenerator: IdGenerator = {
+  generateTraceId: () => forced?.traceId ?? random.generateTraceId(),
+  generateSpanId: () => forced?.spanId ?? random.generateSpanId(),
+};
+const tracerProvider = new BasicTracerProvider({ resource, spanProcessors, idGenerator });
 const tracer = tracerProvider.getTracer('fanout');
 
 const readers: MetricReader[] = [];
 for (const e of list(env['OTEL_METRICS_EXPORTER'], 'otlp')) {
   // Exported on each action's flush; the interval only matters for long runs.
-  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter(), exportIntervalMillis: 60_000 }));
+  // Delta unless OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says otherwise: each action or
+  // Lambda invocation flushes, and a reused Lambda thread re-sending its cumulative totals would
+  // read as new calls to anything that sums exports.
+  const exporter = env['OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE']
+    ? new OTLPMetricExporter()
+    : new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.DELTA });
+  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 }));
   else if (e === 'console') readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis: 60_000 }));
   else if (e !== 'none') console.warn(`fanout: OTEL_METRICS_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
 }
@@ -99,6 +121,8 @@ class RecordingSpan implements TraceSpan {
     const end = o ? o.startedAt + o.elapsedMs : Date.now();
     const start = o ? o.startedAt : (rec.failedSince ?? end);
     const common: Attributes = { ...this.base, ...rec.attributes };
+    // Metrics carry no run id: one series per run would grow a metrics backend without bound.
+    const labels: Attributes = { ...rec.attributes };
     const attrs: Attributes = { ...common, 'fanout.partition': rec.index, ...sourceAttributes(rec.source) };
     if (o) Object.assign(attrs, { 'fanout.rows_out': o.rows, 'fanout.bytes': o.bytes });
     const span = tracer.startSpan('fanout.partition', { attributes: attrs, startTime: start }, this.ctx);
@@ -112,14 +136,13 @@ class RecordingSpan implements TraceSpan {
       const u = tracer.startSpan('fanout.udf', { attributes: udfAttrs, startTime: start }, pctx);
       if (s.errors > 0) u.setStatus({ code: SpanStatusCode.ERROR, message: `${s.errors} failed call(s) of ${name}` });
       u.end(start + Math.min(s.timeMs, end - start));
-      recordUdfMetrics(name, s, common);
+      recordUdfMetrics(name, s, labels);
     }
     span.end(end);
-    const m: Attributes = { ...common, 'fanout.error': failed };
-    instruments.partitions.add(1, m);
+    instruments.partitions.add(1, { ...labels, 'fanout.error': failed });
     if (o) {
-      instruments.rows.add(o.rows, common);
-      instruments.partitionMs.record(o.elapsedMs, common);
+      instruments.rows.add(o.rows, labels);
+      instruments.partitionMs.record(o.elapsedMs, labels);
     }
   }
 
@@ -159,6 +182,21 @@ export function startSpan(name: string, attributes: SpanAttributes, parent: stri
   const base: Attributes = {};
   if (attributes['fanout.run_id'] !== undefined) base['fanout.run_id'] = attributes['fanout.run_id'];
   return new RecordingSpan(tracer.startSpan(name, { attributes }, contextOf(parent)), base);
+}
+
+/** Records a span that already happened, with the span id (and, for a root, trace id) of `self`. */
+export function emitSpan(s: FinishedSpan): void {
+  const self = parseTraceparent(s.self);
+  if (!self) throw new Error(`not a W3C traceparent: ${s.self}`);
+  forced = s.parent ? { spanId: self.spanId } : { traceId: self.traceId, spanId: self.spanId };
+  let span: Span;
+  try {
+    span = tracer.startSpan(s.name, { attributes: s.attributes, startTime: s.start }, contextOf(s.parent));
+  } finally {
+    forced = null;
+  }
+  if (s.error !== undefined) fail(span, s.error);
+  span.end(s.end);
 }
 
 export async function flush(): Promise<void> {
