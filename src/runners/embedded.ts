@@ -19,7 +19,8 @@ import type { UdfDefinition } from '../udf.ts';
 import type { RunMetrics } from '../udf-exec.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import type { ResolvedEmbeddedOptions } from './options.ts';
-import { traceAction, type TraceSpan } from '../telemetry/index.ts';
+import { traceAction } from '../telemetry/index.ts';
+import type { TraceSpan } from '../telemetry/common.ts';
 
 /** An embedded run: what its partitions run with, plus what the runner collects over the run. */
 interface EmbeddedRunContext extends ExecContext {

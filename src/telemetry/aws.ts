@@ -12,17 +12,8 @@ import { getJson, NotFoundError, type ObjectStore } from '../io/store/index.ts';
 import type { PartitionResult, RunPlan } from '../aws/run.ts';
 import { keys, loadPlan } from '../aws/run.ts';
 import type { SourceJSON } from '../physical.ts';
-import {
-  derivedTraceparent,
-  emitSpan,
-  endSpan,
-  flushTelemetry,
-  newTraceparent,
-  startSpan,
-  telemetryEnabled,
-  type SpanAttributes,
-  type TraceSpan,
-} from './index.ts';
+import { derivedTraceparent, emitSpan, endSpan, flushTelemetry, newTraceparent, startSpan, telemetryEnabled } from './index.ts';
+import type { SpanAttributes, TraceSpan } from './common.ts';
 
 /** Marks a plan.json whose run span nobody holds open (S3-triggered): Finalize/Failure emit it. */
 const ROOT = 'fanout.traceRoot';

@@ -16,7 +16,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { UdfStats } from '../udf/metrics.ts';
-import { parseTraceparent, sourceAttributes, type FinishedSpan, type PartitionRecord, type SpanAttributes, type TraceSpan } from './index.ts';
+import { parseTraceparent, sourceAttributes, type FinishedSpan, type PartitionRecord, type SpanAttributes, type TraceSpan } from './common.ts';
 
 const env = process.env;
 const list = (v: string | undefined, dflt: string): string[] =>
