@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { double, tagged } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
+import { derivedTraceparent, telemetryEnabled } from '../src/telemetry/index.ts';
 import { OtlpReceiver } from './telemetry-helpers.ts';
 
 let receiver: OtlpReceiver;
@@ -28,6 +29,21 @@ after(async () => {
 });
 
 describe('OpenTelemetry', () => {
+  it('is switched by the standard OTEL_* variables', () => {
+    assert.equal(telemetryEnabled({}), false);
+    assert.equal(telemetryEnabled({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }), true);
+    assert.equal(telemetryEnabled({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' }), true);
+    assert.equal(telemetryEnabled({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_SDK_DISABLED: 'TRUE' }), false);
+    assert.equal(telemetryEnabled({ OTEL_TRACES_EXPORTER: 'none' }), false);
+    assert.equal(telemetryEnabled({ OTEL_TRACES_EXPORTER: 'console' }), true);
+    // A stage span's id is the same in every process that derives it, and differs per stage.
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    assert.equal(derivedTraceparent(tp, 'stage-0'), derivedTraceparent(tp, 'stage-0'));
+    assert.notEqual(derivedTraceparent(tp, 'stage-0'), derivedTraceparent(tp, 'stage-1'));
+    assert.match(derivedTraceparent(tp, 'stage-0')!, /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    assert.equal(derivedTraceparent('garbage', 'stage-0'), null);
+  });
+
   it('an embedded run on worker threads is one trace: run -> stage -> partition -> UDF, with attributes and metrics', async () => {
     process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = receiver.url;
     process.env['OTEL_SERVICE_NAME'] = 'fanout-test';
