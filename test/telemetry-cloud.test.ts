@@ -9,7 +9,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws
 import { setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { putS3Object } from '../src/io/s3/index.ts';
-import pipeline from './fixtures/cloud-pipeline.ts';
+import pipeline, { cpuOnly } from './fixtures/cloud-pipeline.ts';
 import { tempDir, writeSample } from './helpers.ts';
 import { OtlpReceiver, type ReceivedSpan } from './telemetry-helpers.ts';
 
@@ -22,6 +22,7 @@ before(async () => {
   // Before the harness starts: its Lambda threads and ECS children take the environment from here.
   process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = receiver.url;
   process.env['OTEL_SERVICE_NAME'] = 'fanout-cloud-test';
+  process.env['FANOUT_TEST_FAIL_ID'] = '1234'; // cpuOnly fails on this row, always
   cloud = await startLocalCloud({ pipeline: join(import.meta.dirname, 'fixtures', 'cloud-pipeline.ts'), lambdaConcurrency: 2 });
   const local = tempDir();
   for (let i = 0; i < 2; i++) {
@@ -135,5 +136,31 @@ describe('OpenTelemetry through the local cloud', () => {
     const parts = byName('fanout.partition').filter((p) => p.attrs['fanout.stage'] === 0).length;
     assert.ok(parts >= 1);
     checkShape(mine, byName, parts);
+  });
+
+  it('a failed run: the failing partition, the stage and the run have error status, and the Failure handler is in the trace', async () => {
+    receiver.bodies.length = 0;
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+    await assert.rejects(cpuOnly({ uri: input }).collect(), /row 1234 always fails/);
+    const spans = receiver.spans();
+    const run = spans.find((s) => s.name === 'fanout.run' && s.attrs['fanout.runner'] === 'aws');
+    assert.ok(run, 'the runner exported its run span');
+    assert.equal(run.status.code, 2);
+    const runId = String(run.attrs['fanout.run_id']);
+    const { byName } = tree(spans, runId);
+    const failed = byName('fanout.partition').filter((p) => p.status.code === 2);
+    // The state machine retries a failed Stage task: each attempt is a failed partition span.
+    assert.ok(failed.length >= 1);
+    for (const f of failed) {
+      assert.match(String(f.status.message), /row 1234 always fails/);
+      assert.ok(String(f.attrs['fanout.source.file']).startsWith(input));
+      assert.equal(f.attrs['fanout.partition'], failed[0]!.attrs['fanout.partition']);
+    }
+    assert.equal(byName('fanout.failure').length, 1);
+    assert.equal(byName('fanout.failure')[0]!.parentSpanId, run.spanId);
+    const stage = byName('fanout.stage');
+    assert.equal(stage.length, 1);
+    assert.equal(stage[0]!.status.code, 2);
+    assert.equal(byName('fanout.finalize').length, 0);
   });
 });
