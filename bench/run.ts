@@ -5,6 +5,8 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as arrow from 'apache-arrow';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { col, DataType, fromColumns, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { writeParquetFile, warmParquet } from '../src/io/parquet/index.ts';
@@ -150,6 +152,45 @@ const batchUdf = func.batch(
 const chunked = fromColumns({ x: xs });
 report('row-wise func x*2+1 (in memory)', await time(() => drain(chunked.select(rowUdf(col('x')).alias('y')))), handMs, 'hand loop');
 report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(batchUdf(col('x')).alias('y')))), handMs, 'hand loop');
+
+// --- OpenTelemetry overhead: the same UDF pipeline over the file (one partition per row group),
+// exporting spans and metrics to a local OTLP/HTTP receiver, against OTEL_* unset. Runs alternate
+// off/on (the machine is shared), and the ratio of the medians is reported.
+{
+  const received = { requests: 0 };
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      received.requests++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  setRunner('native', { workers: false, targetPartitionBytes: 1 });
+  const udfPipeline = () => readParquet(file).select('id', rowUdf(col('x')).alias('y'));
+  const once = async (on: boolean): Promise<number> => {
+    if (on) process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = endpoint;
+    else delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+    const t0 = performance.now();
+    await drain(udfPipeline());
+    return performance.now() - t0;
+  };
+  await once(false);
+  await once(true); // loads the SDK once, as the first traced action of a process does
+  const off: number[] = [];
+  const on: number[] = [];
+  for (let i = 0; i < Math.max(REPEAT, 5); i++) {
+    off.push(await once(false));
+    on.push(await once(true));
+  }
+  delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+  server.close();
+  if (!received.requests) throw new Error('OTel bench: the receiver got nothing');
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  report('row-wise func pipeline, OTel off (1 thread)', median(off), null, '');
+  report('row-wise func pipeline, OTel on (OTLP to 127.0.0.1)', median(on), median(off), 'OTel off');
+}
 
 await shutdownWorkers();
 const md = [

@@ -288,6 +288,8 @@ export interface PartitionOutcome {
   metrics: RunMetrics;
   /** Wall time from start to the end of its output, ms. */
   elapsedMs: number;
+  /** Epoch ms it started (wall clock, comparable across threads and processes: trace spans). */
+  startedAt: number;
 }
 
 /** A partition's output for the stream sink; `outcome()` is final once the iteration has ended. */
@@ -308,6 +310,7 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
   const label = ctx.label ?? describeTask(task);
   const rt = (ctx.rt ?? runtime).fork(label);
   const started = performance.now();
+  const startedAt = Date.now();
   let ended: number | null = null;
   let rows = 0;
   let bytes = 0;
@@ -319,6 +322,7 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
     path,
     metrics: rt.metrics,
     elapsedMs: (ended ?? performance.now()) - started,
+    startedAt,
   });
   async function* batches(): AsyncGenerator<arrow.RecordBatch> {
     try {

@@ -28,11 +28,14 @@ import {
   resolvePipelineSpec,
   runGpuSlot,
   runStagePartition,
+  type PartitionResult,
   type PipelinePlanOptions,
   type PlanSummary,
   type RunOutput,
+  type RunPlan,
 } from './run.ts';
 import { publishPartitionMetrics } from './emf.ts';
+import { emitRunSpans, tracePartitions, tracePlan, traced } from '../telemetry/aws.ts';
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 import { prepareResume, type PlanExpectation } from './resume.ts';
 import { checkTolerance, type FailureTolerance } from './tolerance.ts';
@@ -181,6 +184,17 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   const output = checkOutput(event.output, 'Plan: the execution input');
   const spec = pipelineSpec(event.pipeline);
   const store = storeFactory(bucket);
+  return tracePlan(store, event.runId, (adopt) => planStep(event, store, bucket, output, spec, adopt));
+}
+
+async function planStep(
+  event: RunEvent,
+  store: ObjectStore,
+  bucket: string,
+  output: string | null,
+  spec: string | null,
+  adopt: (plan: RunPlan) => void,
+): Promise<PlanSummary> {
   if (event.resume === true) {
     if (!event.runId) throw new Error('Plan: a resume ({ resume: true }) needs the runId of the run to resume');
     const opts: Parameters<typeof prepareResume>[3] = {};
@@ -208,7 +222,9 @@ export async function handlePlan(event: RunEvent): Promise<PlanSummary> {
   if (event.runId) opts.runId = event.runId;
   const tolerance = deploymentTolerance();
   if (tolerance) opts.tolerance = tolerance;
-  return preparePlan(store, planRun(df.plan, opts), bucket);
+  const plan = planRun(df.plan, opts);
+  adopt(plan); // an S3-triggered run's trace starts here
+  return preparePlan(store, plan, bucket);
 }
 
 export interface StageResult {
@@ -245,9 +261,21 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
     for (let i = 0; i < count; i++) jobs.push({ runId, store, stage, partition: e.partition + i });
   }
   await preloadPipeline();
-  const out: StageResult = { runId: jobs[0]!.runId, stage: jobs[0]!.stage, partition: jobs[0]!.partition, rows: 0, bytes: 0 };
-  for (const j of jobs) {
-    const r = await runStagePartition(j.store, j.runId, j.stage, j.partition);
+  const first = jobs[0]!;
+  const results = await tracePartitions(
+    first.store,
+    first.runId,
+    first.stage,
+    jobs.map((j) => j.partition),
+    Date.now(),
+    async () => {
+      const rs: PartitionResult[] = [];
+      for (const j of jobs) rs.push(await runStagePartition(j.store, j.runId, j.stage, j.partition));
+      return rs;
+    },
+  );
+  const out: StageResult = { runId: first.runId, stage: first.stage, partition: first.partition, rows: 0, bytes: 0 };
+  for (const r of results) {
     if (!r.skipped) await publishPartitionMetrics(r);
     out.rows += r.rows;
     out.bytes += r.bytes;
@@ -262,8 +290,12 @@ export async function handleFinalize(event: FinalizeEvent): Promise<{ runId: str
   // The output comes from plan.json, which anyone able to write the work bucket could have written.
   checkOutput((await loadPlan(store, runId)).output?.uri, `run ${runId}: the plan`);
   await preloadPipeline();
-  const s = await finalizeRun(store, runId);
-  return { runId: s.runId, rows: s.rows, files: s.files.length };
+  return traced('fanout.finalize', store, runId, {}, async (span) => {
+    const s = await finalizeRun(store, runId);
+    span?.setAttributes({ 'fanout.rows_out': s.rows, 'fanout.files': s.files.length });
+    await emitRunSpans(store, runId);
+    return { runId: s.runId, rows: s.rows, files: s.files.length };
+  });
 }
 
 export async function handleFailure(event: FailureEvent): Promise<{ runId: string; failedPartitions: number }> {
@@ -272,7 +304,11 @@ export async function handleFailure(event: FailureEvent): Promise<{ runId: strin
   const store = storeFactory(workBucket(event));
   const err = event.error as { Error?: string; Cause?: string } | string | undefined;
   const text = typeof err === 'string' ? err : err ? `${err.Error ?? 'Error'}: ${err.Cause ?? ''}` : 'unknown error';
-  const s = await recordFailure(store, runId, text);
+  const s = await traced('fanout.failure', store, runId, { 'fanout.error': text }, async () => {
+    const summary = await recordFailure(store, runId, text);
+    await emitRunSpans(store, runId, new Error(text));
+    return summary;
+  });
   return { runId: s.runId, failedPartitions: (s.failedPartitions ?? []).reduce((n, f) => n + f.partitions.length, 0) };
 }
 
@@ -286,7 +322,10 @@ export async function handleEcsTask(env: NodeJS.ProcessEnv = process.env): Promi
   const runId = checkRunId(need('FANOUT_RUN_ID'), 'FANOUT_RUN_ID');
   const store = storeFactory(bucketName(need('FANOUT_WORK_BUCKET')));
   await preloadPipeline();
-  const results = await runGpuSlot(store, runId, Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS')));
+  const [stage, slot, slots] = [Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS'))];
+  const results = await tracePartitions(store, runId, stage, [slot], Date.now(), () => runGpuSlot(store, runId, stage, slot, slots), {
+    'fanout.ecs.slot': slot,
+  });
   for (const r of results) if (!r.skipped) await publishPartitionMetrics(r, env);
   return results.length;
 }

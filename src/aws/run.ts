@@ -56,6 +56,8 @@ export interface RunPlan {
   tolerance?: FailureTolerance;
   /** Every UDF the stages call and its return type when planned: a resume checks the pipeline still has them (resume.ts). */
   udfs?: PlanUdf[];
+  /** W3C traceparent of the run's span when OpenTelemetry is on: every handler continues its trace. */
+  traceparent?: string;
 }
 
 export interface PlanUdf {
@@ -429,6 +431,8 @@ export interface PartitionResult {
   metrics: RunMetrics;
   /** Not run by this call: finished before (resume, redrive), or no input after a tolerated failure. */
   skipped?: true;
+  /** Epoch ms the driver started it (trace spans). */
+  startedAt: number;
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
@@ -465,10 +469,10 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   // Finished before (a resume, a redrive, a retried GPU slot): the marker is written after the
   // shard, so it proves both; the partition is not run again.
   const done = await readMarker(store, runId, stageIndex, partition);
-  if (done) return { runId, stage: stageIndex, partition, rows: done.rows, bytes: done.bytes, key: resultKey, elapsedMs: 0, metrics: {}, skipped: true };
+  if (done) return { runId, stage: stageIndex, partition, rows: done.rows, bytes: done.bytes, key: resultKey, elapsedMs: 0, metrics: {}, startedAt: Date.now(), skipped: true };
   // A tolerated failure upstream: this partition has no input; Finalize reports it as failed.
   if (stageIndex > 0 && toleratesFailures(plan.tolerance) && !(await store.exists(keys.metrics(runId, stageIndex - 1, partition)))) {
-    return { runId, stage: stageIndex, partition, rows: 0, bytes: 0, key: resultKey, elapsedMs: 0, metrics: {}, skipped: true };
+    return { runId, stage: stageIndex, partition, rows: 0, bytes: 0, key: resultKey, elapsedMs: 0, metrics: {}, startedAt: Date.now(), skipped: true };
   }
   await importPipeline(planPipeline(plan));
   // The stage's input: its scan slice (stage 0) or the previous stage's shard of this partition.
@@ -504,7 +508,17 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     finishedAt: new Date().toISOString(),
   };
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
-  return { runId, stage: stageIndex, partition, rows: r.rows, bytes: r.bytes, key, elapsedMs: marker.elapsedMs ?? 0, metrics: r.metrics };
+  return {
+    runId,
+    stage: stageIndex,
+    partition,
+    rows: r.rows,
+    bytes: r.bytes,
+    key,
+    elapsedMs: marker.elapsedMs ?? 0,
+    metrics: r.metrics,
+    startedAt: r.startedAt,
+  };
 }
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */

@@ -34,6 +34,7 @@ import { deployedClasses } from '../aws/placement.ts';
 import { listUdfs } from '../udf.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
+import { traceAwsRun } from '../telemetry/aws.ts';
 
 export interface AwsRunnerOptions {
   stateMachineArn: string;
@@ -144,9 +145,10 @@ async function runOnAws(
   logical: PlanNode,
   opts: AwsRunnerOptions,
   output: RunOutput | null,
-  ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> = {},
+  ctx: Pick<ActionContext, 'signal' | 'onProgress' | 'onMetrics'> & { traceparent?: string } = {},
 ): Promise<RunSummary> {
   const plan = planFor(logical, opts, output);
+  if (ctx.traceparent) plan.traceparent = ctx.traceparent; // every handler continues the caller's trace
   const store: ObjectStore = new S3Store(opts.workBucket);
   if (ctx.signal?.aborted) throw new AbortError(`aborted before run ${plan.runId} started`, { cause: ctx.signal.reason });
   await putJson(store, keys.plan(plan.runId), plan);
@@ -355,7 +357,7 @@ export class AwsRunner implements Runner {
   }
 
   private async run(plan: PlanNode, output: RunOutput | null, ctx: ActionContext): Promise<RunSummary> {
-    const summary = await runOnAws(plan, this.aws, output, ctx);
+    const summary = await traceAwsRun((traceparent) => runOnAws(plan, this.aws, output, traceparent ? { ...ctx, traceparent } : ctx));
     ctx.onMetrics?.(summary.metrics);
     return summary;
   }

@@ -29,12 +29,16 @@ import type { RunMetrics } from '../udf-exec.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import type { ResolvedEmbeddedOptions } from './options.ts';
 import { describeRelational, endsInRelational, relationalPartitions, streamRelational } from '../relational/execute.ts';
+import { traceAction } from '../telemetry/index.ts';
+import type { TraceSpan } from '../telemetry/common.ts';
 
 /** An embedded run: what its partitions run with, plus what the runner collects over the run. */
 interface EmbeddedRunContext extends ExecContext {
   /** UDF metrics of the run, summed across partitions and workers. */
   metrics?: RunMetrics;
   progress?: ProgressSink;
+  /** The action's stage span when OTel is on: each partition's outcome is recorded under it. */
+  trace?: TraceSpan | null;
 }
 
 export { resolveEmbeddedOptions, type EmbeddedOptions, type ResolvedEmbeddedOptions } from './options.ts';
@@ -207,12 +211,22 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   private readonly unlisten: () => void = () => undefined;
   controls: Promise<{ credit(n: number): void; cancel(): void }>;
 
-  constructor(pool: WorkerPool, task: PartitionTask, credits: number, metrics?: RunMetrics, signal?: AbortSignal, router?: ActorRouter | null) {
+  constructor(
+    pool: WorkerPool,
+    task: PartitionTask,
+    credits: number,
+    metrics?: RunMetrics,
+    signal?: AbortSignal,
+    router?: ActorRouter | null,
+    trace?: TraceSpan | null,
+  ) {
+    const since = Date.now();
     const notify = (): void => {
       this.wake?.();
       this.wake = null;
     };
     const fail = (e: Error): void => {
+      if (!this.finished) trace?.partition({ index: task.index, source: task.source, error: e, failedSince: since });
       this.error = e;
       this.finished = true;
       this.unlisten();
@@ -240,8 +254,9 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
               this.queue.push(b);
               notify();
             },
-            onMetrics: (m) => {
+            onMetrics: (m, outcome) => {
               if (metrics) mergeMetrics(metrics, m);
+              if (outcome) trace?.partition({ index: task.index, source: task.source, outcome });
             },
             onDone: () => {
               this.finished = true;
@@ -326,13 +341,16 @@ async function* streamPartitions(
       const run = runPartition(t, execCtx);
       // Metrics are collected when the partition's stream ends, before the consumer reports it done.
       const batches = (async function* () {
+        let error: unknown;
         try {
           yield* run;
         } catch (err) {
-          throw inPartition(err, describeTask(t));
+          error = inPartition(err, describeTask(t));
+          throw error;
         } finally {
           // Also when the consumer stops early (limit, show, break): this run's counters are its own.
           if (ctx.metrics) mergeMetrics(ctx.metrics, run.outcome().metrics);
+          ctx.trace?.partition({ index: t.index, source: t.source, outcome: run.outcome(), ...(error === undefined ? {} : { error }) });
         }
       })();
       yield { index: t.index, batches };
@@ -347,7 +365,7 @@ async function* streamPartitions(
   const started: RemoteStream[] = [];
   let next = 0;
   const startUpTo = (n: number): void => {
-    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics, ctx.signal, router));
+    while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, options.prefetch, ctx.metrics, ctx.signal, router, ctx.trace));
   };
   let i = 0;
   try {
@@ -434,12 +452,22 @@ async function executeSinks(
     const out: PartitionOutcome[] = [];
     for (const t of tasks) {
       let r: PartitionOutcome;
+      const since = Date.now();
       try {
         r = await runPartition(t, execCtx, { kind: 'file', ...t.sink! });
       } catch (err) {
-        throw inPartition(err, describeTask(t));
+        const error = inPartition(err, describeTask(t));
+        ctx.trace?.partition({
+          index: t.index,
+          source: t.source,
+          error,
+          failedSince: since,
+          ...(err instanceof AbortError && err.outcome ? { outcome: err.outcome } : {}),
+        });
+        throw error;
       }
       if (ctx.metrics) mergeMetrics(ctx.metrics, r.metrics);
+      ctx.trace?.partition({ index: t.index, source: t.source, outcome: r });
       out.push(r);
     }
     return out;
@@ -451,6 +479,7 @@ async function executeSinks(
     tasks.map((t) => {
       if (signal?.aborted) return Promise.reject(new AbortError(`aborted (${describeTask(t)})`, { cause: signal.reason }));
       let onAbort: (() => void) | null = null;
+      const since = Date.now();
       return new Promise<PartitionOutcome>((resolve, reject) => {
         let result: PartitionOutcome | null = null;
         const controls = p.run(
@@ -458,8 +487,9 @@ async function executeSinks(
           1,
           {
             onBatch: () => undefined,
-            onMetrics: (m) => {
+            onMetrics: (m, outcome) => {
               if (ctx.metrics) mergeMetrics(ctx.metrics, m);
+              if (outcome) ctx.trace?.partition({ index: t.index, source: t.source, outcome });
             },
             onSink: (r) => {
               result = r;
@@ -481,9 +511,14 @@ async function executeSinks(
           );
         };
         signal?.addEventListener('abort', onAbort, { once: true });
-      }).finally(() => {
-        if (onAbort) signal?.removeEventListener('abort', onAbort);
-      });
+      })
+        .catch((error: unknown) => {
+          ctx.trace?.partition({ index: t.index, source: t.source, error, failedSince: since });
+          throw error;
+        })
+        .finally(() => {
+          if (onAbort) signal?.removeEventListener('abort', onAbort);
+        });
     }),
   );
   const failed = settled.find((s) => s.status === 'rejected');
@@ -537,11 +572,19 @@ export class EmbeddedRunner implements Runner {
             ctx.onProgress,
           );
       run.progress = progress;
+      // Nor a trace: it ran no partition of anyone's pipeline.
+      const trace = quiet ? null : await traceAction('stream', physical);
+      run.trace = trace?.stage ?? null;
+      let failure: unknown;
       try {
         yield* executeStream(physical, options, run);
+      } catch (err) {
+        failure = err;
+        throw err;
       } finally {
         progress.stop();
         if (physical.udfs.length) ctx.onMetrics?.(run.metrics!);
+        await trace?.end(failure);
       }
     })();
   }
@@ -559,10 +602,17 @@ export class EmbeddedRunner implements Runner {
     }
     const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
     if (ctx.signal) run.signal = ctx.signal;
+    const trace = await traceAction('partitions', physical);
+    run.trace = trace?.stage ?? null;
+    let failure: unknown;
     try {
       yield* streamPartitions(physical, this.options, run);
+    } catch (err) {
+      failure = err;
+      throw err;
     } finally {
       if (physical.udfs.length) ctx.onMetrics?.(run.metrics!);
+      await trace?.end(failure);
     }
   }
 
@@ -584,7 +634,13 @@ export class EmbeddedRunner implements Runner {
         }));
         const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
         if (ctx.signal) run.signal = ctx.signal;
-        const results = await executeSinks(physical, tasks, this.options, run);
+        const trace = await traceAction('write', physical, { 'fanout.output': spec.uri });
+        run.trace = trace?.stage ?? null;
+        const results = await executeSinks(physical, tasks, this.options, run).catch(async (err: unknown) => {
+          await trace?.end(err);
+          throw err;
+        });
+        await trace?.end();
         parts = results.map((r) => ({ path: r.path, rows: r.rows, bytes: r.bytes }));
         // Empty partitions leave no files, unless every one is empty (keep one, for the schema).
         const nonEmpty = parts.filter((p) => p.rows > 0);

@@ -16,7 +16,8 @@ import { startTsWorker } from './ts-worker.ts';
 
 export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
-  onMetrics?(m: RunMetrics): void;
+  /** `outcome`: the driver's measurements (absent for a cancelled task), for trace spans. */
+  onMetrics?(m: RunMetrics, outcome?: PartitionOutcome): void;
   onDone(): void;
   onSink?(result: PartitionOutcome): void;
   onError(err: Error): void;
@@ -162,12 +163,12 @@ export class WorkerPool {
             break;
           case 'done':
             this.release(slot);
-            cur.handlers.onMetrics?.(msg.metrics);
+            cur.handlers.onMetrics?.(msg.metrics, msg.outcome);
             cur.handlers.onDone();
             break;
           case 'sink':
             this.release(slot);
-            cur.handlers.onMetrics?.(msg.metrics);
+            cur.handlers.onMetrics?.(msg.metrics, msg.result);
             cur.handlers.onSink?.(msg.result);
             cur.handlers.onDone();
             break;

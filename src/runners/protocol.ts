@@ -49,7 +49,8 @@ export type FromWorker =
   | { type: 'fatal'; error: SerializedError }
   /** A result batch, packed by transfer.ts (its `bytes` transferred). */
   | { type: 'batch'; taskId: number; wire: WireBatch; rows: number }
-  | { type: 'done'; taskId: number; metrics: RunMetrics }
+  /** `outcome`: what the driver measured (start, wall time), for the parent's trace spans. */
+  | { type: 'done'; taskId: number; metrics: RunMetrics; outcome?: PartitionOutcome }
   | { type: 'sink'; taskId: number; result: PartitionOutcome; metrics: RunMetrics }
   | { type: 'error'; taskId: number; error: SerializedError }
   /** Actor: the answer to a 'call' (or an 'init', without ipc). */

@@ -81,7 +81,7 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
       },
     };
     const result = await runPartition(msg.task, ctx, sink);
-    post({ type: 'done', taskId, metrics: result.metrics });
+    post({ type: 'done', taskId, metrics: result.metrics, outcome: result });
   } catch (err) {
     // A streamed partition the parent cancelled (its consumer stopped, or an abort) ends quietly
     // with what it counted; a file it was writing must fail, so its dataset commits nothing.

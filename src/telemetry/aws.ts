@@ -1,0 +1,237 @@
+// OpenTelemetry across a serverless run: one trace from the caller (or the S3 trigger) through the
+// state machine into the Lambdas and ECS tasks. plan.json, which every handler reads, carries the
+// run span's W3C traceparent:
+//   fanout.run (the runner's; or, for an S3-triggered run, emitted by Finalize/Failure with the id
+//   the Plan handler recorded) ── fanout.plan, fanout.stage ×N ── fanout.partition ── fanout.udf,
+//   fanout.finalize | fanout.failure.
+// No process lives as long as a stage, so a stage span's id is derived from the run's traceparent
+// (each Lambda parents its partition under it at once) and Finalize/Failure emit the stage spans
+// from the partitions' completion markers. Each invocation flushes before it returns.
+import { mapLimit } from '../concurrency.ts';
+import { getJson, NotFoundError, type ObjectStore } from '../io/store/index.ts';
+import type { PartitionResult, RunPlan } from '../aws/run.ts';
+import { keys, loadPlan } from '../aws/run.ts';
+import type { SourceJSON } from '../physical.ts';
+import { derivedTraceparent, emitSpan, endSpan, flushTelemetry, newTraceparent, startSpan, telemetryEnabled } from './index.ts';
+import type { SpanAttributes, TraceSpan } from './common.ts';
+
+/** Marks a plan.json whose run span nobody holds open (S3-triggered): Finalize/Failure emit it. */
+const ROOT = 'fanout.traceRoot';
+
+/** A new plan made by the Plan handler (no caller): the run's trace starts here, recorded in the plan. */
+export function startPlannedTrace(plan: RunPlan & { traceparent?: string }): void {
+  if (!telemetryEnabled() || plan.traceparent) return;
+  plan.traceparent = newTraceparent();
+  (plan as unknown as Record<string, unknown>)[ROOT] = true;
+}
+
+function stageParent(plan: { traceparent?: string }, stage: number): string | null {
+  return plan.traceparent ? derivedTraceparent(plan.traceparent, `stage-${stage}`) : null;
+}
+
+async function planOf(store: ObjectStore, runId: string): Promise<(RunPlan & { traceparent?: string }) | null> {
+  try {
+    return await loadPlan(store, runId);
+  } catch {
+    return null; // no plan yet (a new run) or unreadable: the handler itself says what is wrong
+  }
+}
+
+/**
+ * Runs a handler's work in a span named `name` under the run's traceparent (from plan.json); the
+ * span ends, with error status on a throw, and is exported before this resolves.
+ */
+export async function traced<T>(
+  name: string,
+  store: ObjectStore,
+  runId: string | undefined,
+  attributes: SpanAttributes,
+  fn: (span: TraceSpan | null) => Promise<T>,
+): Promise<T> {
+  if (!telemetryEnabled()) return fn(null);
+  const plan = runId ? await planOf(store, runId) : null;
+  const span = await startSpan(name, { ...(runId ? { 'fanout.run_id': runId } : {}), ...attributes }, plan?.traceparent ?? null);
+  let result: T;
+  try {
+    result = await fn(span);
+  } catch (e) {
+    await endSpan(span, e);
+    throw e;
+  }
+  await endSpan(span);
+  return result;
+}
+
+/**
+ * The Stage Lambda's (and ECS slot's) partitions: each a fanout.partition span with its UDF spans,
+ * under the stage's derived span. `since` is when the handler started (a failure's span start).
+ */
+export async function tracePartitions(
+  store: ObjectStore,
+  runId: string,
+  stage: number,
+  partitions: readonly number[],
+  since: number,
+  run: () => Promise<PartitionResult[]>,
+  attributes: SpanAttributes = {},
+): Promise<PartitionResult[]> {
+  if (!telemetryEnabled()) return run();
+  const plan = await planOf(store, runId);
+  const parent = plan ? stageParent(plan, stage) : null;
+  const span = await startSpan('fanout.stage.task', { 'fanout.run_id': runId, 'fanout.stage': stage, ...attributes }, parent);
+  const source = (p: number): SourceJSON => (stage === 0 && plan?.sources[p]) || { kind: 'shard', key: keys.shard(runId, Math.max(0, stage - 1), p) };
+  let results: PartitionResult[] = [];
+  let error: unknown;
+  try {
+    results = await run();
+  } catch (e) {
+    error = e;
+  }
+  for (const r of results) {
+    const outcome = { index: r.partition, rows: r.rows, bytes: r.bytes, path: r.key, metrics: r.metrics, elapsedMs: r.elapsedMs, startedAt: r.startedAt };
+    span?.partition({ index: r.partition, source: source(r.partition), outcome, attributes: { 'fanout.stage': stage } });
+  }
+  if (error !== undefined) {
+    const named = (error as { partition?: unknown }).partition;
+    const failed = typeof named === 'number' ? named : partitions.find((p) => !results.some((r) => r.partition === p));
+    if (failed !== undefined) span?.partition({ index: failed, source: source(failed), error, failedSince: since, attributes: { 'fanout.stage': stage } });
+  }
+  await endSpan(span, error);
+  if (error !== undefined) throw error;
+  return results;
+}
+
+interface Marker {
+  rows: number;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+/**
+ * Finalize / Failure: emit each stage's span (from its partitions' markers, with the id its
+ * partitions already point at) and, for an S3-triggered run, the run span itself.
+ */
+export async function emitRunSpans(store: ObjectStore, runId: string, error?: unknown): Promise<void> {
+  if (!telemetryEnabled()) return;
+  const plan = await planOf(store, runId);
+  if (!plan?.traceparent) return;
+  const now = Date.now();
+  const created = Date.parse(plan.createdAt) || now;
+  for (const s of plan.stages) {
+    const self = stageParent(plan, s.index);
+    if (!self) continue;
+    const marks = await mapLimit(plan.sources, 16, async (_src, p): Promise<Marker | null> => {
+      try {
+        return await getJson<Marker>(store, keys.metrics(runId, s.index, p));
+      } catch (e) {
+        if (e instanceof NotFoundError) return null;
+        throw e;
+      }
+    });
+    const done = marks.filter((m): m is Marker => m !== null);
+    const starts = done.map((m) => Date.parse(m.startedAt ?? '')).filter(Number.isFinite);
+    const ends = done.map((m) => Date.parse(m.finishedAt ?? '')).filter(Number.isFinite);
+    const incomplete = done.length < plan.sources.length;
+    if (!done.length && error === undefined) continue;
+    await emitSpan({
+      name: 'fanout.stage',
+      self,
+      parent: plan.traceparent,
+      attributes: {
+        'fanout.run_id': runId,
+        'fanout.stage': s.index,
+        'fanout.executor': s.executor,
+        'fanout.partitions': plan.sources.length,
+        'fanout.partitions.done': done.length,
+        'fanout.rows_out': done.reduce((n, m) => n + m.rows, 0),
+        'fanout.udfs': s.udfs,
+      },
+      start: starts.length ? Math.min(...starts) : created,
+      end: ends.length && !incomplete ? Math.max(...ends) : now,
+      ...(incomplete && error !== undefined ? { error } : {}),
+    });
+  }
+  if ((plan as unknown as Record<string, unknown>)[ROOT]) {
+    await emitSpan({
+      name: 'fanout.run',
+      self: plan.traceparent,
+      parent: null,
+      attributes: {
+        'fanout.run_id': runId,
+        'fanout.runner': 'aws',
+        'fanout.trigger': 'plan',
+        'fanout.partitions': plan.sources.length,
+        'fanout.stages': plan.stages.length,
+      },
+      start: created,
+      end: now,
+      ...(error !== undefined ? { error } : {}),
+    });
+  }
+}
+
+/**
+ * The Plan handler's span. A runner-made plan already carries the run's traceparent: the span hangs
+ * under it. A plan made here (an S3-triggered run) is `adopt`ed: the run's trace starts with it
+ * (recorded in plan.json), and this span is emitted under it once the plan is written.
+ */
+export async function tracePlan<T>(store: ObjectStore, runId: string | undefined, fn: (adopt: (plan: RunPlan) => void) => Promise<T>): Promise<T> {
+  if (!telemetryEnabled()) return fn(() => undefined);
+  const existing = runId ? await planOf(store, runId) : null;
+  if (existing?.traceparent) return traced('fanout.plan', store, runId, {}, () => fn(() => undefined));
+  const start = Date.now();
+  let adopted: RunPlan | null = null;
+  let result: T;
+  let error: unknown;
+  try {
+    result = await fn((plan) => {
+      startPlannedTrace(plan);
+      adopted = plan;
+    });
+  } catch (e) {
+    error = e;
+  }
+  const plan = adopted as (RunPlan & { traceparent?: string }) | null;
+  const self = plan?.traceparent ? derivedTraceparent(plan.traceparent, 'plan') : null;
+  if (plan && self) {
+    const attributes = { 'fanout.run_id': plan.runId, 'fanout.partitions': plan.sources.length, 'fanout.stages': plan.stages.length };
+    await emitSpan({
+      name: 'fanout.plan',
+      self,
+      parent: plan.traceparent ?? null,
+      attributes,
+      start,
+      end: Date.now(),
+      ...(error === undefined ? {} : { error }),
+    });
+  } else if (error !== undefined) {
+    // Failed before there was a plan: a span of its own says so.
+    const span = await startSpan('fanout.plan', runId ? { 'fanout.run_id': runId } : {});
+    await endSpan(span, error);
+  }
+  await flushTelemetry();
+  if (error !== undefined) throw error;
+  return result!;
+}
+
+/** The AWS runner's run span (the caller's side): its traceparent goes into plan.json. */
+export async function traceAwsRun<T extends RunSummaryLike>(run: (traceparent: string | null) => Promise<T>): Promise<T> {
+  const span = await startSpan('fanout.run', { 'fanout.runner': 'aws' });
+  let summary: T;
+  try {
+    summary = await run(span?.traceparent ?? null);
+  } catch (e) {
+    const runId = (e as { runId?: unknown }).runId;
+    if (typeof runId === 'string') span?.setAttributes({ 'fanout.run_id': runId });
+    await endSpan(span, e);
+    throw e;
+  }
+  span?.setAttributes({ 'fanout.run_id': summary.runId, 'fanout.rows_out': summary.rows });
+  await endSpan(span);
+  return summary;
+}
+
+interface RunSummaryLike {
+  runId: string;
+  rows: number;
+}

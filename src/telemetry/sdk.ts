@@ -1,0 +1,204 @@
+// The OpenTelemetry SDK side of ./index.ts, imported only when OTEL_* turns telemetry on. Providers
+// are private to fanout (not registered globally), so an application's own OTel setup is untouched;
+// spans get explicit parents (W3C traceparent strings), so no context manager is needed either.
+import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { AggregationTemporalityPreference, OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { ConsoleMetricExporter, MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ConsoleSpanExporter,
+  RandomIdGenerator,
+  type IdGenerator,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import type { UdfStats } from '../udf/metrics.ts';
+import { parseTraceparent, sourceAttributes, type FinishedSpan, type PartitionRecord, type SpanAttributes, type TraceSpan } from './common.ts';
+
+const env = process.env;
+const list = (v: string | undefined, dflt: string): string[] =>
+  (v ?? dflt)
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+const resource = defaultResource()
+  .merge(resourceFromAttributes({ 'service.name': 'fanout' }))
+  // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the default name.
+  .merge(detectResources({ detectors: [envDetector] }));
+
+const spanProcessors: SpanProcessor[] = [];
+for (const e of list(env['OTEL_TRACES_EXPORTER'], 'otlp')) {
+  // The OTLP exporter reads OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _HEADERS / _TIMEOUT itself.
+  if (e === 'otlp') spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  else if (e === 'console') spanProcessors.push(new BatchSpanProcessor(new ConsoleSpanExporter()));
+  else if (e !== 'none') console.warn(`fanout: OTEL_TRACES_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
+}
+// Spans whose ids were decided earlier, in another process (a serverless stage, whose partitions
+// already hang under it; an S3-triggered run's root), are emitted with those ids: the generator
+// hands out a forced id for the one synchronous startSpan call that asks for it.
+const random = new RandomIdGenerator();
+let forced: { traceId?: string; spanId: string } | null = null;
+const idGenerator: IdGenerator = {
+  generateTraceId: () => forced?.traceId ?? random.generateTraceId(),
+  generateSpanId: () => forced?.spanId ?? random.generateSpanId(),
+};
+const tracerProvider = new BasicTracerProvider({ resource, spanProcessors, idGenerator });
+const tracer = tracerProvider.getTracer('fanout');
+
+const readers: MetricReader[] = [];
+for (const e of list(env['OTEL_METRICS_EXPORTER'], 'otlp')) {
+  // Exported on each action's flush; the interval only matters for long runs.
+  // Delta unless OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says otherwise: each action or
+  // Lambda invocation flushes, and a reused Lambda thread re-sending its cumulative totals would
+  // read as new calls to anything that sums exports.
+  const exporter = env['OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE']
+    ? new OTLPMetricExporter()
+    : new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.DELTA });
+  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 }));
+  else if (e === 'console') readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis: 60_000 }));
+  else if (e !== 'none') console.warn(`fanout: OTEL_METRICS_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
+}
+const meterProvider = new MeterProvider({ resource, readers });
+const meter = meterProvider.getMeter('fanout');
+const instruments = {
+  rows: meter.createCounter('fanout.partition.rows', { description: 'rows out of partitions' }),
+  partitions: meter.createCounter('fanout.partitions', { description: 'partitions run (fanout.error=true: failed)' }),
+  partitionMs: meter.createHistogram('fanout.partition.duration', { unit: 'ms', description: 'partition wall time' }),
+  rowsIn: meter.createCounter('fanout.udf.rows_in', { description: 'rows into a UDF' }),
+  rowsOut: meter.createCounter('fanout.udf.rows_out', { description: 'rows out of a UDF' }),
+  calls: meter.createCounter('fanout.udf.calls', { description: 'UDF calls (rows for row-wise, batches for batch UDFs)' }),
+  retries: meter.createCounter('fanout.udf.retries', { description: 'UDF call retries' }),
+  errors: meter.createCounter('fanout.udf.errors', { description: 'failed UDF calls' }),
+  udfMs: meter.createHistogram('fanout.udf.duration', { unit: 'ms', description: "a UDF's time in one partition" }),
+  counter: meter.createCounter('fanout.udf.counter', { description: 'metrics.increment(name) from inside a UDF; fanout.counter names it' }),
+};
+
+const propagator = new W3CTraceContextPropagator();
+
+function contextOf(traceparent: string | null): Context {
+  if (!traceparent) return ROOT_CONTEXT;
+  return propagator.extract(ROOT_CONTEXT, { traceparent }, { get: (c, k) => c[k as 'traceparent'], keys: (c) => Object.keys(c) });
+}
+
+function traceparentOf(span: Span): string {
+  const carrier: Record<string, string> = {};
+  propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => (c[k] = v) });
+  return carrier['traceparent'] ?? '';
+}
+
+function fail(span: Span, error: unknown): void {
+  const err = error instanceof Error ? error : new Error(String(error));
+  span.recordException(err);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+}
+
+class RecordingSpan implements TraceSpan {
+  readonly traceparent: string;
+  private readonly ctx: Context;
+  constructor(
+    private readonly span: Span,
+    private readonly base: Attributes,
+  ) {
+    this.traceparent = traceparentOf(span);
+    this.ctx = trace.setSpan(ROOT_CONTEXT, span);
+  }
+
+  child(name: string, attributes: SpanAttributes = {}): TraceSpan {
+    const attrs = { ...this.base, ...attributes };
+    return new RecordingSpan(tracer.startSpan(name, { attributes: attrs }, this.ctx), this.base);
+  }
+
+  setAttributes(attributes: SpanAttributes): void {
+    this.span.setAttributes(attributes);
+  }
+
+  partition(rec: PartitionRecord): void {
+    const o = rec.outcome;
+    const end = o ? o.startedAt + o.elapsedMs : Date.now();
+    const start = o ? o.startedAt : (rec.failedSince ?? end);
+    const common: Attributes = { ...this.base, ...rec.attributes };
+    // Metrics carry no run id: one series per run would grow a metrics backend without bound.
+    const labels: Attributes = { ...rec.attributes };
+    const attrs: Attributes = { ...common, 'fanout.partition': rec.index, ...sourceAttributes(rec.source) };
+    if (o) Object.assign(attrs, { 'fanout.rows_out': o.rows, 'fanout.bytes': o.bytes });
+    const span = tracer.startSpan('fanout.partition', { attributes: attrs, startTime: start }, this.ctx);
+    const failed = rec.error !== undefined;
+    if (failed) fail(span, rec.error);
+    const pctx = trace.setSpan(ROOT_CONTEXT, span);
+    // One span per UDF per partition: its batches aggregated. Its time is the UDF's summed call
+    // time, laid from the partition's start (calls interleave with reads, so it is not a timeline).
+    for (const [name, s] of Object.entries(o?.metrics ?? {})) {
+      const udfAttrs: Attributes = { ...common, 'fanout.partition': rec.index, ...udfAttributes(name, s) };
+      const u = tracer.startSpan('fanout.udf', { attributes: udfAttrs, startTime: start }, pctx);
+      if (s.errors > 0) u.setStatus({ code: SpanStatusCode.ERROR, message: `${s.errors} failed call(s) of ${name}` });
+      u.end(start + Math.min(s.timeMs, end - start));
+      recordUdfMetrics(name, s, labels);
+    }
+    span.end(end);
+    instruments.partitions.add(1, { ...labels, 'fanout.error': failed });
+    if (o) {
+      instruments.rows.add(o.rows, labels);
+      instruments.partitionMs.record(o.elapsedMs, labels);
+    }
+  }
+
+  end(error?: unknown): void {
+    if (error !== undefined) fail(this.span, error);
+    this.span.end();
+  }
+}
+
+function udfAttributes(name: string, s: UdfStats): Attributes {
+  const a: Attributes = {
+    'fanout.udf.name': name,
+    'fanout.udf.rows_in': s.rowsIn,
+    'fanout.udf.rows_out': s.rowsOut,
+    'fanout.udf.calls': s.calls,
+    'fanout.udf.retries': s.retries,
+    'fanout.udf.errors': s.errors,
+    'fanout.udf.time_ms': Math.round(s.timeMs * 1000) / 1000,
+  };
+  for (const [k, v] of Object.entries(s.counters)) a[`fanout.udf.counter.${k}`] = v;
+  return a;
+}
+
+function recordUdfMetrics(name: string, s: UdfStats, common: Attributes): void {
+  const a: Attributes = { ...common, 'fanout.udf.name': name };
+  instruments.rowsIn.add(s.rowsIn, a);
+  instruments.rowsOut.add(s.rowsOut, a);
+  instruments.calls.add(s.calls, a);
+  if (s.retries) instruments.retries.add(s.retries, a);
+  instruments.errors.add(s.errors, a);
+  instruments.udfMs.record(s.timeMs, a);
+  for (const [k, v] of Object.entries(s.counters)) instruments.counter.add(v, { ...a, 'fanout.counter': k });
+}
+
+export function startSpan(name: string, attributes: SpanAttributes, parent: string | null): TraceSpan {
+  // Attributes that identify the run ride on every descendant, so one query finds its spans.
+  const base: Attributes = {};
+  if (attributes['fanout.run_id'] !== undefined) base['fanout.run_id'] = attributes['fanout.run_id'];
+  return new RecordingSpan(tracer.startSpan(name, { attributes }, contextOf(parent)), base);
+}
+
+/** Records a span that already happened, with the span id (and, for a root, trace id) of `self`. */
+export function emitSpan(s: FinishedSpan): void {
+  const self = parseTraceparent(s.self);
+  if (!self) throw new Error(`not a W3C traceparent: ${s.self}`);
+  forced = s.parent ? { spanId: self.spanId } : { traceId: self.traceId, spanId: self.spanId };
+  let span: Span;
+  try {
+    span = tracer.startSpan(s.name, { attributes: s.attributes, startTime: s.start }, contextOf(s.parent));
+  } finally {
+    forced = null;
+  }
+  if (s.error !== undefined) fail(span, s.error);
+  span.end(s.end);
+}
+
+export async function flush(): Promise<void> {
+  await Promise.all([tracerProvider.forceFlush(), meterProvider.forceFlush()]);
+}

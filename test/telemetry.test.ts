@@ -1,0 +1,178 @@
+// OpenTelemetry export of an embedded run (worker threads) to a local OTLP/HTTP receiver, and that
+// with OTEL_* unset nothing is sent and the SDK is not even loaded.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { double, tagged } from './fixtures/udfs.ts';
+import { tempDir, writeSample } from './helpers.ts';
+import { derivedTraceparent, telemetryEnabled } from '../src/telemetry/index.ts';
+import { OtlpReceiver } from './telemetry-helpers.ts';
+
+let receiver: OtlpReceiver;
+const dir = tempDir();
+const files = [join(dir, 'a.parquet'), join(dir, 'b.parquet')];
+
+before(async () => {
+  receiver = await OtlpReceiver.start();
+  await writeSample(files[0]!, 0, 2000, 500);
+  await writeSample(files[1]!, 2000, 2000, 500);
+});
+
+after(async () => {
+  delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+  setRunner('native');
+  await shutdownWorkers();
+  await receiver.stop();
+});
+
+describe('OpenTelemetry', () => {
+  it('is switched by the standard OTEL_* variables', () => {
+    assert.equal(telemetryEnabled({}), false);
+    assert.equal(telemetryEnabled({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }), true);
+    assert.equal(telemetryEnabled({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' }), true);
+    assert.equal(telemetryEnabled({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_SDK_DISABLED: 'TRUE' }), false);
+    assert.equal(telemetryEnabled({ OTEL_TRACES_EXPORTER: 'none' }), false);
+    assert.equal(telemetryEnabled({ OTEL_TRACES_EXPORTER: 'console' }), true);
+    // A stage span's id is the same in every process that derives it, and differs per stage.
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    assert.equal(derivedTraceparent(tp, 'stage-0'), derivedTraceparent(tp, 'stage-0'));
+    assert.notEqual(derivedTraceparent(tp, 'stage-0'), derivedTraceparent(tp, 'stage-1'));
+    assert.match(derivedTraceparent(tp, 'stage-0')!, /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    assert.equal(derivedTraceparent('garbage', 'stage-0'), null);
+  });
+
+  it('an embedded run on worker threads is one trace: run -> stage -> partition -> UDF, with attributes and metrics', async () => {
+    process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = receiver.url;
+    process.env['OTEL_SERVICE_NAME'] = 'fanout-test';
+    setRunner('native', { workers: true, targetPartitionBytes: 1 });
+    const df = await readParquet(join(dir, '*.parquet'))
+      .withColumn('t', tagged(col('category')))
+      .withColumn('d', double(col('x')))
+      .collect();
+    assert.equal((await df.toRows()).length, 4000);
+    // The action resolved after its flush: everything is already here.
+    const spans = receiver.spans().filter((s) => s.attrs['fanout.runner'] === 'embedded' || s.name !== 'fanout.run');
+    const run = spans.filter((s) => s.name === 'fanout.run');
+    assert.equal(run.length, 1, 'one run span');
+    assert.equal(run[0]!.service, 'fanout-test');
+    assert.equal(run[0]!.parentSpanId, '');
+    const traceIds = new Set(spans.map((s) => s.traceId));
+    assert.deepEqual([...traceIds], [run[0]!.traceId], 'one trace id');
+    const stage = spans.filter((s) => s.name === 'fanout.stage');
+    assert.equal(stage.length, 1);
+    assert.equal(stage[0]!.parentSpanId, run[0]!.spanId);
+    const parts = spans.filter((s) => s.name === 'fanout.partition');
+    assert.ok(parts.length >= 2, `several partitions (got ${parts.length})`);
+    assert.equal(stage[0]!.attrs['fanout.partitions'], parts.length);
+    for (const p of parts) {
+      assert.equal(p.parentSpanId, stage[0]!.spanId);
+      assert.ok(files.includes(String(p.attrs['fanout.source.file'])), `partition names its file: ${JSON.stringify(p.attrs)}`);
+      assert.ok(p.endMs >= p.startMs && p.startMs >= stage[0]!.startMs - 5);
+    }
+    assert.ok(
+      parts.some((p) => Array.isArray(p.attrs['fanout.source.row_groups'])),
+      'row-group slices name their row groups',
+    );
+    assert.equal(
+      parts.reduce((n, p) => n + Number(p.attrs['fanout.rows_out']), 0),
+      4000,
+    );
+    const udfs = spans.filter((s) => s.name === 'fanout.udf');
+    assert.equal(udfs.length, parts.length * 2, 'one span per UDF per partition, never per row or batch');
+    const byId = new Map(parts.map((p) => [p.spanId, p]));
+    for (const u of udfs) assert.ok(byId.has(u.parentSpanId), 'UDF spans hang under their partition');
+    const tagSpans = udfs.filter((u) => u.attrs['fanout.udf.name'] === 'fixtures.tagged');
+    assert.equal(
+      tagSpans.reduce((n, u) => n + Number(u.attrs['fanout.udf.rows_in']), 0),
+      4000,
+    );
+    assert.equal(
+      tagSpans.reduce((n, u) => n + Number(u.attrs['fanout.udf.counter.seen']), 0),
+      4000,
+    );
+    for (const u of tagSpans) assert.equal(u.attrs['fanout.udf.errors'], 0);
+
+    const points = receiver.points();
+    const sum = (name: string, pred: (a: Record<string, unknown>) => boolean = () => true): number =>
+      points.filter((p) => p.name === name && pred(p.attrs)).reduce((n, p) => n + p.value, 0);
+    assert.equal(sum('fanout.partition.rows'), 4000);
+    assert.equal(
+      sum('fanout.udf.calls', (a) => a['fanout.udf.name'] === 'fixtures.tagged'),
+      4000,
+    );
+    assert.equal(
+      sum('fanout.udf.counter', (a) => a['fanout.udf.name'] === 'fixtures.tagged' && a['fanout.counter'] === 'seen'),
+      4000,
+    );
+    assert.ok(points.some((p) => p.name === 'fanout.udf.duration'));
+  });
+
+  it('a failing partition gets error status with the message, and so does the run', async () => {
+    process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = receiver.url;
+    receiver.bodies.length = 0;
+    const boom = func(
+      (x: number): number => {
+        throw new Error(`boom at ${x >= 0 ? 'a row' : 'a negative row'}`);
+      },
+      { returnDtype: DataType.float64(), name: 'otel.boom' },
+    );
+    setRunner('native', { workers: false, targetPartitionBytes: 1 });
+    await assert.rejects(
+      readParquet(files[0]!)
+        .withColumn('b', boom(col('x')))
+        .collect(),
+      /boom at/,
+    );
+    const spans = receiver.spans();
+    const failed = spans.filter((s) => s.name === 'fanout.partition' && s.status.code === 2);
+    assert.equal(failed.length, 1);
+    assert.match(String(failed[0]!.status.message), /boom at a row/);
+    const udf = spans.find((s) => s.name === 'fanout.udf' && s.parentSpanId === failed[0]!.spanId);
+    assert.equal(udf?.attrs['fanout.udf.name'], 'otel.boom');
+    assert.ok(Number(udf?.attrs['fanout.udf.errors']) >= 1);
+    assert.equal(udf?.status.code, 2);
+    const run = spans.find((s) => s.name === 'fanout.run');
+    assert.equal(run?.status.code, 2);
+    assert.equal(run?.traceId, failed[0]!.traceId);
+  });
+
+  it('with OTEL_* unset nothing is sent and the SDK is not loaded', async () => {
+    receiver.bodies.length = 0;
+    const script = [
+      "import { createRequire } from 'node:module';",
+      "import { col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';",
+      `import { double } from ${JSON.stringify(join(import.meta.dirname, 'fixtures', 'udfs.ts'))};`,
+      "setRunner('native', { workers: true, targetPartitionBytes: 1 });",
+      `const rows = await readParquet(${JSON.stringify(files[0])}).withColumn('d', double(col('x'))).toRows();`,
+      'await shutdownWorkers();',
+      "const loaded = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes('@opentelemetry'));",
+      'console.log(JSON.stringify({ rows: rows.length, loaded }));',
+    ].join('\n');
+    const env = { ...process.env };
+    for (const k of Object.keys(env)) if (k.startsWith('OTEL_')) delete env[k];
+    delete env['NODE_TEST_CONTEXT']; // the child is a plain script, not a test file
+    // The receiver's URL is in an unrelated variable only: an accidental default would not find it anyway.
+    // Asynchronously: the receiver in this process must be able to answer the child.
+    const run = promisify(execFile);
+    const { stdout: out } = await run(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', script], {
+      env,
+      cwd: join(import.meta.dirname, '..'),
+      encoding: 'utf8',
+    });
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { rows: number; loaded: string[] };
+    assert.equal(r.rows, 2000);
+    assert.deepEqual(r.loaded, []);
+    assert.equal(receiver.bodies.length, 0);
+    // The same check has teeth: with an endpoint set, the SDK is loaded.
+    const { stdout: on } = await run(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
+      cwd: join(import.meta.dirname, '..'),
+      encoding: 'utf8',
+    });
+    assert.ok((JSON.parse(on.trim().split('\n').pop()!) as { loaded: string[] }).loaded.length > 0);
+    assert.ok(receiver.bodies.length > 0);
+  });
+});
