@@ -134,6 +134,41 @@ Store.prototype.putPart = async function putPart(bucket, uploadId, partNumber, c
   await fsp.writeFile(partPath + '.md5', md5);
   return { size, md5 };
 };
+// Every request reads its bucket's cors and website configs (two failing readFiles) and stats the
+// bucket directory: most of s3rver's filesystem work for a small object. Buckets and their configs
+// change only through this store (this process owns the directory), so bucket-level configs and
+// existing buckets are cached here and dropped by the calls that change them.
+const bucketConfigs = new Map();
+const knownBuckets = new Map();
+const { getSubresource, putSubresource, deleteSubresource, getBucket, putBucket, deleteBucket } = Store.prototype;
+Store.prototype.getSubresource = async function cachedSubresource(bucket, key, type) {
+  if (key !== undefined) return getSubresource.call(this, bucket, key, type);
+  const k = bucket + '/' + type;
+  if (!bucketConfigs.has(k)) bucketConfigs.set(k, getSubresource.call(this, bucket, key, type).catch((e) => { bucketConfigs.delete(k); throw e; }));
+  return bucketConfigs.get(k);
+};
+const forgetConfig = (bucket, type) => { for (const k of bucketConfigs.keys()) if (k === bucket + '/' + type || (type === undefined && k.startsWith(bucket + '/'))) bucketConfigs.delete(k); };
+Store.prototype.putSubresource = async function (bucket, key, resource) {
+  try { return await putSubresource.call(this, bucket, key, resource); } finally { if (key === undefined) forgetConfig(bucket, resource.type); }
+};
+Store.prototype.deleteSubresource = async function (bucket, key, type) {
+  try { return await deleteSubresource.call(this, bucket, key, type); } finally { if (key === undefined) forgetConfig(bucket, type); }
+};
+Store.prototype.getBucket = async function cachedBucket(bucket) {
+  const hit = knownBuckets.get(bucket);
+  if (hit) return hit;
+  const b = await getBucket.call(this, bucket);
+  if (b) knownBuckets.set(bucket, b); // only existing buckets: a missing one is looked up again
+  return b;
+};
+Store.prototype.putBucket = async function (bucket) {
+  knownBuckets.delete(bucket);
+  forgetConfig(bucket);
+  return putBucket.call(this, bucket);
+};
+Store.prototype.deleteBucket = async function (bucket) {
+  try { return await deleteBucket.call(this, bucket); } finally { knownBuckets.delete(bucket); forgetConfig(bucket); }
+};
 ${S3_PROXY_SOURCE}
 server.run().then((addr) => {
   upstreamPort = addr.port;
