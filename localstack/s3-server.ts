@@ -169,6 +169,41 @@ Store.prototype.putBucket = async function (bucket) {
 Store.prototype.deleteBucket = async function (bucket) {
   try { return await deleteBucket.call(this, bucket); } finally { knownBuckets.delete(bucket); forgetConfig(bucket); }
 };
+// An object's metadata (its metadata.json and .md5 files) is read on every GET, HEAD and for every
+// key a LIST returns (the runner's progress watcher lists the stage's markers five times a second).
+// It is cached per object file, checked against a stat of that file (a rewrite renames a new one in
+// place, a copy changes its mtime), and dropped around every store call that writes it; a lookup
+// that overlapped such a write is not kept (generation count).
+const metaCache = new Map();
+const metaGen = new Map();
+const statSig = (st) => st.ino + ':' + st.size + ':' + st.mtimeMs + ':' + st.ctimeMs;
+const touched = (p) => { metaGen.set(p, (metaGen.get(p) || 0) + 1); metaCache.delete(p); };
+const { getMetadata, putMetadata, copyObject, deleteObject: removeObject } = Store.prototype;
+Store.prototype.getMetadata = async function cachedMetadata(bucket, key) {
+  const p = this.getResourcePath(bucket, key, 'object');
+  const gen = metaGen.get(p) || 0;
+  const st = await fsp.stat(p); // missing: ENOENT, as s3rver's own lookup throws
+  const hit = metaCache.get(p);
+  if (hit && hit.sig === statSig(st)) return Object.assign({}, hit.meta);
+  const meta = await getMetadata.call(this, bucket, key);
+  if ((metaGen.get(p) || 0) === gen && String(meta['content-length']) === String(st.size)) metaCache.set(p, { sig: statSig(st), meta: Object.assign({}, meta) });
+  return meta;
+};
+Store.prototype.putMetadata = async function (bucket, key, metadata, md5) {
+  const p = this.getResourcePath(bucket, key, 'object');
+  touched(p);
+  try { return await putMetadata.call(this, bucket, key, metadata, md5); } finally { touched(p); }
+};
+Store.prototype.copyObject = async function (srcBucket, srcKey, destBucket, destKey, replacementMetadata) {
+  const p = this.getResourcePath(destBucket, destKey, 'object');
+  touched(p);
+  try { return await copyObject.call(this, srcBucket, srcKey, destBucket, destKey, replacementMetadata); } finally { touched(p); }
+};
+Store.prototype.deleteObject = async function (bucket, key) {
+  const p = this.getResourcePath(bucket, key, 'object');
+  touched(p);
+  try { return await removeObject.call(this, bucket, key); } finally { touched(p); }
+};
 ${S3_PROXY_SOURCE}
 server.run().then((addr) => {
   upstreamPort = addr.port;
