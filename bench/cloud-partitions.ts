@@ -1,8 +1,10 @@
 // Harness bench: a serverless run of many small partitions (510 by default, one per row group)
 // through the local harness (state machine interpreter + Step Functions API + Lambda workers +
 // s3rver). It checks that every partition ran and every row came back, and reports the time per
-// partition. Moved here from test/local-cloud.test.ts (which keeps a 40-partition run) because it
-// takes minutes on a loaded machine. Appends to bench/report.md.
+// partition, with the CPU time per partition of this process and of the S3 child (steadier than
+// wall time on a shared machine) and the load average. Moved here from test/local-cloud.test.ts
+// (which keeps a 40-partition run) because it takes minutes on a loaded machine. Appends to
+// bench/report.md.
 import * as arrow from 'apache-arrow';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
