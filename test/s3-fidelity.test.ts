@@ -421,6 +421,14 @@ describe('harness S3: cached lookups', () => {
     assert.equal(await r.Body!.transformToString(), 'second, longer');
     await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: b, Key: 'k', IfMatch: h1.ETag })), { name: 'PreconditionFailed' });
 
+    // A copy onto an existing key (same size: only its content and metadata change).
+    await s3.send(new PutObjectCommand({ Bucket: b, Key: 'src', Body: 'second, LONGER', ContentType: 'text/x-copied' }));
+    await s3.send(new CopyObjectCommand({ Bucket: b, Key: 'k', CopySource: `${b}/src` }));
+    const copied = await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'k' }));
+    assert.equal(copied.ContentType, 'text/x-copied');
+    assert.equal(copied.ETag, (await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'src' }))).ETag);
+    assert.equal(await (await s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' }))).Body!.transformToString(), 'second, LONGER');
+    await s3.send(new DeleteObjectCommand({ Bucket: b, Key: 'src' }));
     await s3.send(new DeleteObjectCommand({ Bucket: b, Key: 'k' }));
     await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' })), { name: 'NoSuchKey' });
     await s3.send(new DeleteBucketCommand({ Bucket: b }));
