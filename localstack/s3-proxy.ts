@@ -88,6 +88,21 @@ function upstream(method, path, headers, body) {
 }
 // What s3rver knows of an object (status 200 when it exists).
 const head = (path) => upstream('HEAD', path);
+// The same for an object key, read from s3rver's store in this process (the headers its HEAD
+// sends: stored metadata, etag, last-modified, content-length) instead of an HTTP round trip through
+// its middleware: every read and write looks its object up once. Anything missing goes to s3rver, so
+// NoSuchKey / NoSuchBucket stay its answers.
+function objectHead(t) {
+  if (!t.bucket || !t.key) return head(t.path);
+  return server.store.getMetadata(t.bucket, t.key).then(
+    (m) => {
+      const headers = {};
+      for (const [k, v] of Object.entries(m)) headers[k.toLowerCase()] = String(v);
+      return { status: 200, headers };
+    },
+    (e) => (e && (e.code === 'ENOENT' || e.code === 'ENOTDIR') ? head(t.path) : Promise.reject(e)),
+  );
+}
 function forward(req, res, opts) {
   opts = opts || {};
   return new Promise((resolve) => {
@@ -320,7 +335,7 @@ function resolveRange(header, size) {
   return [start, end];
 }
 async function readObject(req, res, t) {
-  const cur = await head(t.path);
+  const cur = await objectHead(t);
   if (cur.status !== 200) return forward(req, res); // s3rver's NoSuchKey / NoSuchBucket
   conditionsOnRead(req, cur);
   const size = Number(cur.headers['content-length'] || 0);
@@ -348,7 +363,7 @@ async function putObject(req, res, t) {
   await conditionsOnPut(req, t.path);
   if (req.headers['x-amz-copy-source']) {
     return forward(req, res, {
-      onResponse: async (r) => { if (r.statusCode === 200) recordEvent(t.bucket, t.key, 'CopyObject', await head(t.path)); },
+      onResponse: async (r) => { if (r.statusCode === 200) recordEvent(t.bucket, t.key, 'CopyObject', await objectHead(t)); },
     });
   }
   const { body, headers, drop, checksum } = await checkedBody(req);
@@ -357,7 +372,7 @@ async function putObject(req, res, t) {
     body, headers, drop,
     onResponse: async (r) => {
       if (r.statusCode !== 200) return {};
-      recordEvent(t.bucket, t.key, 'PutObject', await head(t.path));
+      recordEvent(t.bucket, t.key, 'PutObject', await objectHead(t));
       return checksum ? { ['x-amz-checksum-' + checksum.alg]: checksum.value, 'x-amz-checksum-type': 'FULL_OBJECT' } : {};
     },
   });
@@ -389,7 +404,7 @@ async function completeUpload(req, res, t) {
   await requireUpload(t, t.q.get('uploadId'));
   await conditionsOnPut(req, t.path);
   return forward(req, res, {
-    onResponse: async (r) => { if (r.statusCode === 200) recordEvent(t.bucket, t.key, 'CompleteMultipartUpload', await head(t.path)); },
+    onResponse: async (r) => { if (r.statusCode === 200) recordEvent(t.bucket, t.key, 'CompleteMultipartUpload', await objectHead(t)); },
   });
 }
 async function abortUpload(req, res, t) {

@@ -134,6 +134,76 @@ Store.prototype.putPart = async function putPart(bucket, uploadId, partNumber, c
   await fsp.writeFile(partPath + '.md5', md5);
   return { size, md5 };
 };
+// Every request reads its bucket's cors and website configs (two failing readFiles) and stats the
+// bucket directory: most of s3rver's filesystem work for a small object. Buckets and their configs
+// change only through this store (this process owns the directory), so bucket-level configs and
+// existing buckets are cached here and dropped by the calls that change them.
+const bucketConfigs = new Map();
+const knownBuckets = new Map();
+const { getSubresource, putSubresource, deleteSubresource, getBucket, putBucket, deleteBucket } = Store.prototype;
+Store.prototype.getSubresource = async function cachedSubresource(bucket, key, type) {
+  if (key !== undefined) return getSubresource.call(this, bucket, key, type);
+  const k = bucket + '/' + type;
+  if (!bucketConfigs.has(k)) bucketConfigs.set(k, getSubresource.call(this, bucket, key, type).catch((e) => { bucketConfigs.delete(k); throw e; }));
+  return bucketConfigs.get(k);
+};
+const forgetConfig = (bucket, type) => { for (const k of bucketConfigs.keys()) if (k === bucket + '/' + type || (type === undefined && k.startsWith(bucket + '/'))) bucketConfigs.delete(k); };
+Store.prototype.putSubresource = async function (bucket, key, resource) {
+  try { return await putSubresource.call(this, bucket, key, resource); } finally { if (key === undefined) forgetConfig(bucket, resource.type); }
+};
+Store.prototype.deleteSubresource = async function (bucket, key, type) {
+  try { return await deleteSubresource.call(this, bucket, key, type); } finally { if (key === undefined) forgetConfig(bucket, type); }
+};
+Store.prototype.getBucket = async function cachedBucket(bucket) {
+  const hit = knownBuckets.get(bucket);
+  if (hit) return hit;
+  const b = await getBucket.call(this, bucket);
+  if (b) knownBuckets.set(bucket, b); // only existing buckets: a missing one is looked up again
+  return b;
+};
+Store.prototype.putBucket = async function (bucket) {
+  knownBuckets.delete(bucket);
+  forgetConfig(bucket);
+  return putBucket.call(this, bucket);
+};
+Store.prototype.deleteBucket = async function (bucket) {
+  try { return await deleteBucket.call(this, bucket); } finally { knownBuckets.delete(bucket); forgetConfig(bucket); }
+};
+// An object's metadata (its metadata.json and .md5 files) is read on every GET, HEAD and for every
+// key a LIST returns (the runner's progress watcher lists the stage's markers five times a second).
+// It is cached per object file, checked against a stat of that file (a rewrite renames a new one in
+// place, a copy changes its mtime), and dropped around every store call that writes it; a lookup
+// that overlapped such a write is not kept (generation count).
+const metaCache = new Map();
+const metaGen = new Map();
+const statSig = (st) => st.ino + ':' + st.size + ':' + st.mtimeMs + ':' + st.ctimeMs;
+const touched = (p) => { metaGen.set(p, (metaGen.get(p) || 0) + 1); metaCache.delete(p); };
+const { getMetadata, putMetadata, copyObject, deleteObject: removeObject } = Store.prototype;
+Store.prototype.getMetadata = async function cachedMetadata(bucket, key) {
+  const p = this.getResourcePath(bucket, key, 'object');
+  const gen = metaGen.get(p) || 0;
+  const st = await fsp.stat(p); // missing: ENOENT, as s3rver's own lookup throws
+  const hit = metaCache.get(p);
+  if (hit && hit.sig === statSig(st)) return Object.assign({}, hit.meta);
+  const meta = await getMetadata.call(this, bucket, key);
+  if ((metaGen.get(p) || 0) === gen && String(meta['content-length']) === String(st.size)) metaCache.set(p, { sig: statSig(st), meta: Object.assign({}, meta) });
+  return meta;
+};
+Store.prototype.putMetadata = async function (bucket, key, metadata, md5) {
+  const p = this.getResourcePath(bucket, key, 'object');
+  touched(p);
+  try { return await putMetadata.call(this, bucket, key, metadata, md5); } finally { touched(p); }
+};
+Store.prototype.copyObject = async function (srcBucket, srcKey, destBucket, destKey, replacementMetadata) {
+  const p = this.getResourcePath(destBucket, destKey, 'object');
+  touched(p);
+  try { return await copyObject.call(this, srcBucket, srcKey, destBucket, destKey, replacementMetadata); } finally { touched(p); }
+};
+Store.prototype.deleteObject = async function (bucket, key) {
+  const p = this.getResourcePath(bucket, key, 'object');
+  touched(p);
+  try { return await removeObject.call(this, bucket, key); } finally { touched(p); }
+};
 ${S3_PROXY_SOURCE}
 server.run().then((addr) => {
   upstreamPort = addr.port;

@@ -89,6 +89,47 @@ describe('serverless run lifecycle', () => {
     assert.throws(() => planRun(readParquet(input).plan, { pipeline: null, batchSize: 0 }), /batchSize must be a positive integer, got 0/);
   });
 
+  it('finalize copies result shards side by side and reads each completion marker once', async () => {
+    // Finalize's time used to grow with the partition count: one copy after another, and every
+    // marker fetched twice (for the part sizes, then again for the metrics).
+    class CountingStore extends LocalStore {
+      markerGets = 0;
+      inFlight = 0;
+      maxInFlight = 0;
+      override async get(key: string): Promise<Uint8Array> {
+        if (/\/metrics-\d+\.json$/.test(key)) this.markerGets++;
+        return super.get(key);
+      }
+      override async copy(from: string, toUri: string): Promise<void> {
+        this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 5)); // a server-side copy takes a round trip
+          await super.copy(from, toUri);
+        } finally {
+          this.inFlight--;
+        }
+      }
+    }
+    const work = new CountingStore(tempDir());
+    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    assert.equal(plan.stages.length, 1);
+    await preparePlan(work, plan, 'work-bucket');
+    for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
+    work.markerGets = 0;
+    const result = await finalizeRun(work, plan.runId);
+    assert.equal(result.rows, 9000);
+    assert.equal(work.markerGets, plan.sources.length, 'each marker is read once');
+    assert.ok(work.maxInFlight > 1, `copies ran one at a time (${work.maxInFlight} in flight at most)`);
+    // The committed parts keep partition order.
+    const got = await readParquet(work.uri(keys.output(plan.runId)))
+      .select('id')
+      .toRows();
+    assert.deepEqual(
+      got.map((r) => r['id']),
+      Array.from({ length: 9000 }, (_, i) => BigInt(i)),
+    );
+  });
+
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');

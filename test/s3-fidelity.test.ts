@@ -16,11 +16,16 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteBucketCorsCommand,
+  DeleteObjectCommand,
+  GetBucketCorsCommand,
   GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListPartsCommand,
+  PutBucketCorsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -392,6 +397,46 @@ describe('harness S3: reads', () => {
       s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: 'attr/missing', ObjectAttributes: ['ETag'] })),
       (e: Error) => e.name === 'NoSuchKey',
     );
+  });
+});
+
+describe('harness S3: cached lookups', () => {
+  // The server caches bucket configs and existing buckets, and the proxy reads object metadata in
+  // process (localstack/s3-server.ts, s3-proxy.ts): every change must still show on the next request.
+  it('bucket configs, bucket deletion and re-creation, and overwritten objects are seen at once', async () => {
+    const b = 'fidelity-cache';
+    await s3.send(new CreateBucketCommand({ Bucket: b }));
+    await assert.rejects(() => s3.send(new GetBucketCorsCommand({ Bucket: b })), /CORS/);
+    const rule = { AllowedMethods: ['GET'], AllowedOrigins: ['https://example.com'] };
+    await s3.send(new PutBucketCorsCommand({ Bucket: b, CORSConfiguration: { CORSRules: [rule] } }));
+    const cors = await s3.send(new GetBucketCorsCommand({ Bucket: b }));
+    assert.deepEqual(cors.CORSRules?.[0]?.AllowedOrigins, ['https://example.com']);
+    await s3.send(new DeleteBucketCorsCommand({ Bucket: b }));
+    await assert.rejects(() => s3.send(new GetBucketCorsCommand({ Bucket: b })), /CORS/);
+
+    await s3.send(new PutObjectCommand({ Bucket: b, Key: 'k', Body: 'first' }));
+    const h1 = await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'k' }));
+    await s3.send(new PutObjectCommand({ Bucket: b, Key: 'k', Body: 'second, longer' }));
+    const r = await s3.send(new GetObjectCommand({ Bucket: b, Key: 'k', IfMatch: (await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'k' }))).ETag }));
+    assert.equal(await r.Body!.transformToString(), 'second, longer');
+    await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: b, Key: 'k', IfMatch: h1.ETag })), { name: 'PreconditionFailed' });
+
+    // A copy onto an existing key (same size: only its content and metadata change).
+    await s3.send(new PutObjectCommand({ Bucket: b, Key: 'src', Body: 'second, LONGER', ContentType: 'text/x-copied' }));
+    await s3.send(new CopyObjectCommand({ Bucket: b, Key: 'k', CopySource: `${b}/src` }));
+    const copied = await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'k' }));
+    assert.equal(copied.ContentType, 'text/x-copied');
+    assert.equal(copied.ETag, (await s3.send(new HeadObjectCommand({ Bucket: b, Key: 'src' }))).ETag);
+    assert.equal(await (await s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' }))).Body!.transformToString(), 'second, LONGER');
+    await s3.send(new DeleteObjectCommand({ Bucket: b, Key: 'src' }));
+    await s3.send(new DeleteObjectCommand({ Bucket: b, Key: 'k' }));
+    await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' })), { name: 'NoSuchKey' });
+    await s3.send(new DeleteBucketCommand({ Bucket: b }));
+    await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' })), { name: 'NoSuchBucket' });
+    await assert.rejects(() => s3.send(new PutObjectCommand({ Bucket: b, Key: 'k', Body: 'x' })), { name: 'NoSuchBucket' });
+    await s3.send(new CreateBucketCommand({ Bucket: b }));
+    await s3.send(new PutObjectCommand({ Bucket: b, Key: 'k', Body: 'again' }));
+    assert.equal(await (await s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' }))).Body!.transformToString(), 'again');
   });
 });
 

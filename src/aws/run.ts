@@ -628,9 +628,10 @@ async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promis
   });
 }
 
-async function sumMetrics(store: ObjectStore, plan: RunPlan): Promise<RunMetrics> {
+/** `known`: markers already read, by stage (Finalize has the last stage's): each is fetched once. */
+async function sumMetrics(store: ObjectStore, plan: RunPlan, known: ReadonlyMap<number, (PartitionMarker | null)[]> = new Map()): Promise<RunMetrics> {
   const total: RunMetrics = {};
-  for (const s of plan.stages) for (const m of await markers(store, plan, s.index)) if (m) mergeMetrics(total, m.metrics);
+  for (const s of plan.stages) for (const m of known.get(s.index) ?? (await markers(store, plan, s.index))) if (m) mergeMetrics(total, m.metrics);
   return total;
 }
 
@@ -667,6 +668,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   const writer = await DatasetWriter.begin(target, { format: plan.output?.format ?? 'parquet', mode: plan.output?.mode ?? 'overwrite' });
   try {
     let parts: WrittenFile[];
+    const known = new Map<number, (PartitionMarker | null)[]>();
     if (plan.output?.partitionBy) {
       // A hive layout: one pass over the shards, split into partition directories.
       const { readParquetBatches } = await import('../io/parquet/index.ts');
@@ -692,15 +694,17 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { schema })];
     } else {
       const last = await markers(store, plan, lastStage);
-      parts = [];
-      for (const [i, p] of present.entries()) {
-        const rows = last[p]?.rows ?? 0;
-        // Empty partitions leave no file, unless all are empty (one keeps the schema).
-        if (rows === 0 && (parts.length || i < present.length - 1)) continue;
+      known.set(lastStage, last);
+      // Empty partitions leave no file, unless all are empty (one keeps the schema).
+      const kept = present.map((p, i) => ({ p, i })).filter(({ p }) => (last[p]?.rows ?? 0) > 0);
+      if (!kept.length && present.length) kept.push({ p: present[present.length - 1]!, i: present.length - 1 });
+      // Server-side copies, 16 at a time (one after another they made Finalize's time grow with
+      // the partition count); the parts stay in partition order.
+      parts = await mapLimit(kept, 16, async ({ p, i }): Promise<WrittenFile> => {
         const dest = writer.partPath(p);
         await store.copy(resultKeys[i]!, dest);
-        parts.push({ path: dest, rows, bytes: last[p]?.bytes ?? 0 });
-      }
+        return { path: dest, rows: last[p]?.rows ?? 0, bytes: last[p]?.bytes ?? 0 };
+      });
     }
     // Readers must never take a partial result for the whole: the manifest says so, and which.
     if (failed.length)
@@ -714,7 +718,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       status: 'SUCCEEDED',
       rows: files.reduce((n, f) => n + f.rows, 0),
       files,
-      metrics: await sumMetrics(store, plan),
+      metrics: await sumMetrics(store, plan, known),
       finishedAt: new Date().toISOString(),
     };
     if (failed.length) {
