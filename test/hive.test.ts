@@ -309,3 +309,72 @@ describe('hive partitioning: clear errors', () => {
     assert.throws(() => readParquet(dup), /hive partition column 'category' is also a column of .*f\.parquet; pass hivePartitioning: false/);
   });
 });
+
+describe('hive partitioning: partitions pruned before listing', () => {
+  // dt=2026-11-0{1,2,3}/region={eu,us}: the pruned partitions hold traps that fail any listing
+  // (a deeper key=value level) or footer read (a corrupt .parquet) that reaches them.
+  let root: string;
+  const dts = ['2026-11-01', '2026-11-02', '2026-11-03'];
+  before(async () => {
+    root = join(tempDir(), 'lazy');
+    let i = 0;
+    for (const dt of dts) {
+      for (const region of ['eu', 'us']) {
+        const dir = join(root, `dt=${dt}`, `region=${region}`);
+        fs.mkdirSync(dir, { recursive: true });
+        await writeParquetFile(join(dir, 'part-0.parquet'), [sampleBatch(i * 10, 10)]);
+        i++;
+      }
+    }
+    const trap = join(root, 'dt=2026-11-03', 'region=us');
+    fs.writeFileSync(join(trap, 'corrupt.parquet'), 'not a parquet file');
+    fs.mkdirSync(join(trap, 'extra=1'));
+    await writeParquetFile(join(trap, 'extra=1', 'deeper.parquet'), [sampleBatch(0, 1)]);
+  });
+
+  it('building the DataFrame reads one footer; planning lists and reads only the surviving partitions', async () => {
+    const df = readParquet(root);
+    assert.deepEqual(df.schema.names.slice(-2), ['dt', 'region']);
+    const q = df.where(
+      col('dt')
+        .eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date()))
+        .and(col('region').eq('eu')),
+    );
+    const text = await q.explain();
+    assert.match(text, /hive partitions \[dt, region\]: 1 of 6 after/, text);
+    assert.match(text, /partition directories listed: 1, pruned unlisted: 5; footers read at planning: 1/, text);
+    assert.match(text, /files read \(1\): .*dt=2026-11-01.region=eu.part-0\.parquet/, text);
+    const rows = await q.toRows();
+    assert.deepEqual(
+      rows.map((r) => r['id']),
+      Array.from({ length: 10 }, (_, k) => BigInt(k)),
+    );
+    assert.ok(rows.every((r) => r['region'] === 'eu'));
+    // Filters on other columns prune nothing: every partition is listed, and the traps are hit.
+    await assert.rejects(readParquet(root).where(col('id').gt(0n)).toRows(), /different partition keys: .*region=us.* adds 'extra'/);
+  });
+
+  it('with every key declared, the walk prunes level by level: a pruned dt directory is never listed', async () => {
+    // A directory that would fail the walk if the pruned dt=2026-11-02 level were listed.
+    fs.mkdirSync(join(root, 'dt=2026-11-02', 'not-a-key'));
+    const df = readParquet(root, { hivePartitioning: { schema: { dt: DataType.date(), region: DataType.utf8() } } });
+    const q = df.where(col('dt').eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date())));
+    const text = await q.explain();
+    // root + dt=2026-11-01 + its two leaves listed; the other two dt directories pruned unlisted.
+    assert.match(text, /hive partitions \[dt, region\]: 2 of 2 seen after/, text);
+    assert.match(text, /partition directories listed: 4, pruned unlisted: 2; footers read at planning: 2/, text);
+    assert.equal((await q.toRows()).length, 20);
+    await assert.rejects(df.where(col('region').eq('eu')).toRows(), /different partition keys: .*not-a-key/);
+  });
+
+  it('a committed (manifest) layout reads the footers of surviving files only', async () => {
+    const out = join(tempDir(), 'committed');
+    await fromRecords(records(60), SCHEMA).writeParquet(out, { partitionBy: ['dt', 'region'] });
+    const victim = fs.readdirSync(join(out, 'dt=2026-11-03', 'region=eu')).find((f) => f.endsWith('.parquet'))!;
+    fs.writeFileSync(join(out, 'dt=2026-11-03', 'region=eu', victim), 'corrupt after the commit');
+    const q = readParquet(out).where(col('dt').eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date())));
+    assert.match(await q.explain(), /hive partitions \[dt, region\]: 4 of 12 after .*\n.*pruned unlisted: 0; footers read at planning: 4/);
+    assert.equal((await q.toRows()).length, 20);
+    await assert.rejects(readParquet(out).toRows(), new RegExp(victim.replace('.', '\\.')));
+  });
+});
