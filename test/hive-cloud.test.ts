@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, DataType, Field, fromRecords, lit, readParquet, Schema, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
-import { getS3Object, listS3 } from '../src/io/s3/index.ts';
+import * as fs from 'node:fs';
+import { writeParquetFile } from '../src/io/parquet/index.ts';
+import { getS3Object, listS3, putS3Object, s3Stats } from '../src/io/s3/index.ts';
+import { sampleBatch, tempDir } from './helpers.ts';
 import { cpuLabel } from './fixtures/cloud-pipeline.ts';
 
 let cloud: LocalCloud;
@@ -78,6 +81,52 @@ describe('hive partitioning on S3', () => {
       [5000n],
     );
     assert.equal(rows.length, 120 - 10 + 1);
+  });
+});
+
+describe('hive partitioning on S3: partitions pruned before listing', () => {
+  it('lists only the surviving partitions (delimiter listings) and never opens a pruned one', async () => {
+    const root = `s3://${cloud.inputBucket}/lazy-lake/`;
+    const local = join(tempDir(), 'part.parquet');
+    let i = 0;
+    for (const dt of ['2026-11-01', '2026-11-02', '2026-11-03']) {
+      for (const region of ['eu', 'us']) {
+        await writeParquetFile(local, [sampleBatch(i * 10, 10)]);
+        await putS3Object(`${root}dt=${dt}/region=${region}/part-0.parquet`, new Uint8Array(fs.readFileSync(local)));
+        i++;
+      }
+    }
+    // Traps in pruned partitions: listing dt=2026-11-03/region=us finds a deeper key level, reading it a corrupt footer.
+    await putS3Object(`${root}dt=2026-11-03/region=us/corrupt.parquet`, 'not a parquet file');
+    await putS3Object(`${root}dt=2026-11-03/region=us/extra=1/deeper.parquet`, new Uint8Array(fs.readFileSync(local)));
+    await putS3Object(`${root}dt=2026-11-02/not-a-key/x.parquet`, new Uint8Array(fs.readFileSync(local)));
+
+    // The harness S3 rolls keys two levels down up into common prefixes, as S3 does (s3rver did not).
+    assert.deepEqual(
+      (await listS3(root, { delimiter: '/' })).prefixes,
+      ['2026-11-01', '2026-11-02', '2026-11-03'].map((d) => `${root}dt=${d}/`),
+    );
+    const dt1 = col('dt').eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date()));
+    const declared = { hivePartitioning: { schema: { dt: DataType.date(), region: DataType.utf8() } } };
+    const before = s3Stats.listRequests;
+    const df = readParquet(root, declared);
+    // Built from the root listing and one depth-first path: three delimiter listings.
+    assert.equal(s3Stats.listRequests - before, 3);
+    assert.deepEqual(df.schema.names.slice(-2), ['dt', 'region']);
+    const atPlan = s3Stats.listRequests;
+    const text = await df.where(dt1).explain();
+    assert.match(text, /partition directories listed: 4, pruned unlisted: 2; footers read at planning: 2/, text);
+    assert.equal(s3Stats.listRequests - atPlan, 4, 'root, dt=2026-11-01 and its two leaves');
+    assert.equal((await df.where(dt1).toRows()).length, 20);
+    const eu1 = await readParquet(root, declared)
+      .where(dt1.and(col('region').eq('eu')))
+      .toRows();
+    assert.deepEqual(
+      eu1.map((r) => r['id']),
+      Array.from({ length: 10 }, (_, k) => BigInt(k)),
+    );
+    // Nothing pruned: the walk reaches the traps.
+    await assert.rejects(readParquet(root, declared).where(col('id').gt(0n)).toRows(), /different partition keys: .*not-a-key/);
   });
 });
 
