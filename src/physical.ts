@@ -81,7 +81,7 @@ export interface PartitionTask {
   source: SourceJSON;
   ops: OpJSON[];
   /** Output rows are written here instead of returned. */
-  sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON };
+  sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON; partitionBy?: string[] };
 }
 
 function describeSource(s: SourceJSON): string {

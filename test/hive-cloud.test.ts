@@ -148,7 +148,23 @@ describe('hive partitioning through the serverless runner (offline harness)', ()
       assert.match(text, /hive partitions \[dt, region\]: 8 of 12 after/);
       const out = `s3://${cloud.inputBucket}/aws-out/`;
       const written = await pipeline().writeParquet(out, { partitionBy: ['region'] });
-      assert.equal((await written.toRows()).length, 4, 'one file per region, nulls included');
+      // The last stage's 8 partitions each wrote their own file per region they hold (Finalize only
+      // copied them in): every region, nulls included, has files from several partitions, and the
+      // manifest lists each of them.
+      const files = (await written.toRows()).map((r) => String(r['path']));
+      const perRegion = new Map<string, number>();
+      for (const f of files) {
+        const region = f.split('/').find((seg) => seg.startsWith('region='))!;
+        perRegion.set(region, (perRegion.get(region) ?? 0) + 1);
+      }
+      assert.equal(perRegion.size, 4, 'every region, nulls included');
+      assert.ok(
+        [...perRegion.values()].every((n) => n > 1),
+        JSON.stringify([...perRegion]),
+      );
+      const firstManifest = JSON.parse(Buffer.from(await getS3Object(`${out}_SUCCESS`)).toString('utf8')) as { files: { path: string }[] };
+      assert.equal(firstManifest.files.length, files.length);
+      assert.deepEqual(firstManifest.files.map((f) => f.path).sort(), files.map((f) => f.slice(out.length)).sort());
       // Another run replaces only region=eu.
       const eu = () => pipeline().where(col('region').eq('eu')).where(col('id').lt(100));
       await eu().writeParquet(out, { partitionBy: ['region'], mode: 'overwrite-partitions' });

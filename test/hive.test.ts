@@ -378,3 +378,56 @@ describe('hive partitioning: partitions pruned before listing', () => {
     await assert.rejects(readParquet(out).toRows(), new RegExp(victim.replace('.', '\\.')));
   });
 });
+
+describe('hive partitioning: partitioned writes by the partitions themselves', () => {
+  it('worker threads each write their own files into the same hive partitions; one commit lists them all', async () => {
+    const src = join(tempDir(), 'src');
+    fs.mkdirSync(src);
+    for (let k = 0; k < 4; k++) await writeParquetFile(join(src, `f${k}.parquet`), [sampleBatch(k * 50, 50)]);
+    const want = byId(await readParquet(src).toRows());
+    const out = join(tempDir(), 'by-cat');
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+    try {
+      assert.match(await readParquet(src).explain(), /Stage 0: 4 partition\(s\), parallelism 2 \(worker threads\)/);
+      const written = (await (await readParquet(src).writeParquet(out, { partitionBy: ['category'] })).toRows()).map((r) => String(r['path']));
+      const manifest = JSON.parse(fs.readFileSync(join(out, '_SUCCESS'), 'utf8')) as { files: { path: string; rows: number }[]; rows: number };
+      assert.deepEqual(manifest.files.map((f) => join(out, f.path)).sort(), [...written].sort());
+      const byDir = new Map<string, string[]>();
+      for (const f of manifest.files) {
+        const [dir, name] = f.path.split('/');
+        byDir.set(dir!, [...(byDir.get(dir!) ?? []), name!]);
+      }
+      assert.ok(byDir.size > 1);
+      // Each of the 4 task partitions holds every category: 4 files (part indexes 0..3) per directory.
+      for (const [dir, names] of byDir) {
+        assert.equal(new Set(names.map((n) => n.match(/^part-(\d+)/)![1])).size, 4, `${dir}: ${names.join(', ')}`);
+        assert.ok(
+          fs.readdirSync(join(out, dir)).every((n) => names.includes(n)),
+          `${dir} holds only committed files`,
+        );
+      }
+      assert.equal(manifest.rows, 200);
+      const back = byId(await readParquet(out).toRows());
+      assert.deepEqual(
+        back.map((r) => [r['id'], r['category'], r['x']]),
+        want.map((r) => [r['id'], r['category'], r['x']]),
+      );
+
+      // overwrite-partitions through the same path replaces only the categories written.
+      const one = readParquet(src).where(col('category').eq(String(want[0]!['category'])));
+      await one.writeParquet(out, { partitionBy: ['category'], mode: 'overwrite-partitions' });
+      assert.equal(await readParquet(out).count(), 200);
+      const after = JSON.parse(fs.readFileSync(join(out, '_SUCCESS'), 'utf8')) as { files: { path: string }[] };
+      assert.equal(after.files.length, manifest.files.length - 4 + 4);
+      // A filter that leaves no row writes one empty file (for the schema) when not overwriting partitions.
+      const none = join(tempDir(), 'none');
+      await readParquet(src)
+        .where(col('id').lt(0n))
+        .writeParquet(none, { partitionBy: ['category'] });
+      assert.equal(await readParquet(none).count(), 0);
+      assert.ok(fs.existsSync(join(none, 'category=__HIVE_DEFAULT_PARTITION__')));
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
+});
