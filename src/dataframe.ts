@@ -10,7 +10,7 @@ import { col, type Expr, exprName, toExpr, type ExprNode, type Scalar, type Valu
 import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
-import { expandPaths } from './io/paths.ts';
+import { expandListedPrefix, expandPaths } from './io/paths.ts';
 import { discoverHive, type HivePartitioningOption, type HiveScanJSON } from './io/hive.ts';
 import { hiveRootScan, planHiveScan, withHiveColumns, type HiveLazyJSON } from './io/hive-scan.ts';
 import type { WrittenFile } from './io/writer.ts';
@@ -478,8 +478,10 @@ function scanFiles(
   allSchemas: (files: string[]) => Schema,
 ): { files: string[]; schema: Schema; hive: HiveScanJSON | null; hiveLazy?: HiveLazyJSON } {
   const lazy = hiveRootScan(source, what, opt, literal, where);
-  if (lazy) return { files: [], schema: withHiveColumns(schemaOf(lazy.lazy.probe), lazy.hive, lazy.lazy.probe), hive: lazy.hive, hiveLazy: lazy.lazy };
-  const files = expandPaths(source, what, { literal });
+  let files: string[] | null = null;
+  if (lazy && 'listed' in lazy) files = expandListedPrefix(source as string, lazy.listed, what);
+  else if (lazy) return { files: [], schema: withHiveColumns(schemaOf(lazy.lazy.probe), lazy.hive, lazy.lazy.probe), hive: lazy.hive, hiveLazy: lazy.lazy };
+  files ??= expandPaths(source, what, { literal });
   const hive = discoverHive(source, files, opt, where);
   if (!hive) return { files, schema: allSchemas(files), hive: null };
   return { files, schema: withHiveColumns(schemaOf(files[0]!), hive, files[0]!), hive, hiveLazy: { probe: files[0]!, check: what } };

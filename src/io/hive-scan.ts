@@ -22,7 +22,7 @@ import {
 } from './hive.ts';
 import { inspectParquet } from './parquet/index.ts';
 import { EXTENSIONS, type FileFormat } from './paths.ts';
-import { isObjectGlob, listLevelSync, storeFor, toLocalPath } from './store/index.ts';
+import { isObjectGlob, listLevelSync, storeFor, toLocalPath, type ObjectInfo } from './store/index.ts';
 import { isDynamicPattern } from 'tinyglobby';
 import * as fs from 'node:fs';
 
@@ -134,11 +134,13 @@ export function hiveRootScan(
   opt: HivePartitioningOption | undefined,
   literal: boolean,
   where: string,
-): HiveRoot | null {
+): HiveRoot | { listed: ObjectInfo[] } | null {
   if (opt === false) return null;
   const root = rootOf(source, literal);
   if (root === null) return null;
   const top = listLevelSync(root);
+  // A flat prefix (no sub-prefixes): not a hive layout, and its listing is already complete.
+  if (top.dirs.length === 0 && top.objects) return { listed: top.objects };
   if (top.files.some((f) => dirName(f).startsWith('_')) || top.dirs.some((d) => dirName(d).startsWith('_'))) return null;
   const first = keyDirs(top, what);
   if (!first) return null;

@@ -201,12 +201,13 @@ export function listManySync(prefixUris: readonly string[]): Map<string, Listing
  * '/'): the URIs of the files directly in it and of its sub-directories (each ending in its separator).
  * The hive walk descends partition by partition with it instead of listing a whole dataset.
  */
-export function listLevelSync(dirUri: string): { files: string[]; dirs: string[] } {
+export function listLevelSync(dirUri: string): { files: string[]; dirs: string[]; objects?: ObjectInfo[] } {
   if (isS3Uri(dirUri)) {
     const prefix = dirUri.endsWith('/') ? dirUri : `${dirUri}/`;
     const r = s3Sync.list(prefix, { delimiter: '/' });
     noteS3Objects(r.objects);
-    return { files: r.objects.filter((o) => !o.key.endsWith('/')).map((o) => o.uri), dirs: [...r.prefixes].sort() };
+    // `objects`: with no sub-prefixes this is the prefix's whole listing, which a flat read reuses.
+    return { files: r.objects.filter((o) => !o.key.endsWith('/')).map((o) => o.uri), dirs: [...r.prefixes].sort(), objects: r.objects };
   }
   const dir = path.resolve(toLocalPath(dirUri));
   const files: string[] = [];
