@@ -245,7 +245,7 @@ export function planHiveScan(node: ScanLike & { hive: HiveScanJSON }, filter: Ex
   if (!lazy?.root) {
     plan = { files: [], hive: node.hive, pruning: pruneHive(node.files, node.hive, filter) };
     plan.files = plan.pruning.files;
-    if (lazy) plan.pruning.listing = { walked: false, dirsListed: 0, dirsPruned: 0, footersRead: 0 };
+    if (lazy) plan.pruning.listing = { walked: false, dirsListed: 0, dirsPruned: 0, footersRead: 0, listedAtBuild: true };
   } else {
     plan = listPartitions(node, lazy, lazy.root, filter);
   }

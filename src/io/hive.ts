@@ -240,7 +240,7 @@ export interface HivePruning {
   selected: number;
   filter: ExprNode | null;
   /** Set when files were listed at planning (hive-scan.ts): partition directories listed, pruned unlisted, and footers (or CSV headers) read then. */
-  listing?: { walked: boolean; dirsListed: number; dirsPruned: number; footersRead: number };
+  listing?: { walked: boolean; dirsListed: number; dirsPruned: number; footersRead: number; listedAtBuild?: boolean };
 }
 
 /** The conjuncts of `filter` that read only `names` (and call no UDF), AND-ed; null when none. */
@@ -370,7 +370,11 @@ export function describeHivePruning(h: HivePruning, partitionColumns: readonly s
   ];
   if (h.listing) {
     const l = h.listing;
-    lines.push(`partition directories listed: ${l.dirsListed}, pruned unlisted: ${l.dirsPruned}; footers read at planning: ${l.footersRead}`);
+    lines.push(
+      l.listedAtBuild
+        ? `files listed when the DataFrame was created (manifest, glob or list); footers read at planning: ${l.footersRead}`
+        : `partition directories listed: ${l.dirsListed}, pruned unlisted: ${l.dirsPruned}; footers read at planning: ${l.footersRead}`,
+    );
   }
   const shown = h.files.slice(0, 10);
   lines.push(`files read (${h.files.length}): ${shown.join(', ')}${h.files.length > shown.length ? `, … ${h.files.length - shown.length} more` : ''}`);
