@@ -184,4 +184,25 @@ describe('hive partitioning through the serverless runner (offline harness)', ()
       setRunner('native', { workers: false });
     }
   });
+  it('after a global limit, Finalize still splits the one ordered result into partitions (one file each)', async () => {
+    const src = `s3://${cloud.inputBucket}/limit-src/`;
+    await fromRecords(records(60), SCHEMA).writeParquet(src);
+    const pipeline = () =>
+      readParquet(src)
+        .withColumn('label', cpuLabel(col('category'), col('x')))
+        .limit(25);
+    const want = await pipeline().toRows();
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+    try {
+      const out = `s3://${cloud.inputBucket}/limit-out/`;
+      const written = await pipeline().writeParquet(out, { partitionBy: ['region'] });
+      const paths = (await written.toRows()).map((r) => String(r['path']));
+      assert.equal(paths.length, new Set(paths.map((f) => f.split('/').find((seg) => seg.startsWith('region=')))).size, 'one file per region');
+      setRunner('native', { workers: false });
+      const names = ['id', 'x', 'category', 'dt', 'label', 'region'];
+      assert.deepEqual(sameOrder(await readParquet(out).toRows(), names), sameOrder(want, names));
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
 });

@@ -382,6 +382,35 @@ describe('hive partitioning: partitions pruned before listing', () => {
   });
 });
 
+describe('hive partitioning: CSV layouts listed at planning', () => {
+  it('reads one header when built, and only the surviving partitions at planning', async () => {
+    const root = join(tempDir(), 'csv-lazy');
+    for (const [i, region] of ['eu', 'us', 'ap'].entries()) {
+      fs.mkdirSync(join(root, `region=${region}`), { recursive: true });
+      fs.writeFileSync(join(root, `region=${region}`, 'a.csv'), `id,v\n${i * 2},1.5\n${i * 2 + 1},2.5\n`);
+    }
+    // A header that would fail the schema check, in a partition the filter prunes.
+    fs.writeFileSync(join(root, 'region=us', 'b.csv'), 'other\nx\n');
+    const df = readCsv(root);
+    assert.deepEqual(df.schema.names, ['id', 'v', 'region']);
+    const q = df.where(col('region').isIn(['eu', 'ap']));
+    assert.match(
+      await q.explain(),
+      /hive partitions \[region\]: 2 of 3 after .*\n.*partition directories listed: 2, pruned unlisted: 1; footers read at planning: 2/,
+    );
+    assert.deepEqual(
+      byId(await q.toRows()).map((r) => [r['id'], r['region']]),
+      [
+        [0n, 'eu'],
+        [1n, 'eu'],
+        [4n, 'ap'],
+        [5n, 'ap'],
+      ],
+    );
+    await assert.rejects(readCsv(root).toRows(), /schema mismatch across input files: .*region=us.b\.csv/);
+  });
+});
+
 describe('hive partitioning: partitioned writes by the partitions themselves', () => {
   it('worker threads each write their own files into the same hive partitions; one commit lists them all', async () => {
     const src = join(tempDir(), 'src');
