@@ -204,6 +204,28 @@ Store.prototype.deleteObject = async function (bucket, key) {
   touched(p);
   try { return await removeObject.call(this, bucket, key); } finally { touched(p); }
 };
+// s3rver's delimiter listing never walks below the first level under the prefix, so a prefix whose
+// objects all lie two or more levels down ('lake/' over 'lake/dt=1/region=eu/f') had no common
+// prefixes at all (S3 answers 'lake/dt=1/'). Listed here as S3 does: every key under the prefix,
+// rolled up at the delimiter.
+const listObjectsFlat = Store.prototype.listObjects;
+Store.prototype.listObjects = async function listObjects(bucket, options) {
+  const delimiter = options.delimiter || '';
+  if (!delimiter) return listObjectsFlat.call(this, bucket, options);
+  const prefix = options.prefix || '';
+  const maxKeys = options.maxKeys === undefined ? Infinity : options.maxKeys;
+  const all = await listObjectsFlat.call(this, bucket, { ...options, delimiter: '', maxKeys: Infinity });
+  const commonPrefixes = new Set();
+  const objects = [];
+  let isTruncated = false;
+  for (const o of all.objects) {
+    const idx = o.key.slice(prefix.length).indexOf(delimiter);
+    if (idx !== -1) { commonPrefixes.add(o.key.slice(0, prefix.length + idx + 1)); continue; }
+    if (objects.length < maxKeys) objects.push(o);
+    else { isTruncated = true; break; }
+  }
+  return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
+};
 ${S3_PROXY_SOURCE}
 server.run().then((addr) => {
   upstreamPort = addr.port;

@@ -11,8 +11,9 @@ import { aggregateNode, concatNode, distinctNode, joinNode, repartitionNode, sor
 import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
 import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
-import { expandPaths } from './io/paths.ts';
-import { hiveScan, type HivePartitioningOption } from './io/hive.ts';
+import { expandListedPrefix, expandPaths } from './io/paths.ts';
+import { discoverHive, type HivePartitioningOption, type HiveScanJSON } from './io/hive.ts';
+import { hiveRootScan, planHiveScan, withHiveColumns, type HiveLazyJSON } from './io/hive-scan.ts';
 import type { WrittenFile } from './io/writer.ts';
 import { optimize, explodeSchema } from './optimizer.ts';
 import { planSchema, planToString, type JoinHow, type PlanNode } from './plan.ts';
@@ -465,7 +466,8 @@ function metadataCount(plan: PlanNode): number | null {
   }
   if (node.type === 'in_memory') return node.numRows;
   if (node.type !== 'scan' || node.format !== 'parquet' || node.pushdowns.filter || node.pushdowns.limit !== null) return null;
-  return node.files.reduce((n, f) => n + inspectParquet(f).numRows, 0);
+  const files = node.hive && node.hiveLazy ? planHiveScan({ ...node, hive: node.hive }, null).files : node.files;
+  return files.reduce((n, f) => n + inspectParquet(f).numRows, 0);
 }
 
 /**
@@ -529,8 +531,7 @@ function checkSameSchema(files: string[], schemaOf: (f: string) => Schema): Sche
 
 /** Lazily reads Parquet files: a path, a directory, a glob or a list of them. */
 export function readParquet<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadParquetOptions = {}): DataFrame<R> {
-  const files = expandPaths(source, 'parquet', { literal: opts.literal === true });
-  const fileSchema = checkSameSchema(files, (f) => {
+  const schemaOf = (f: string): Schema => {
     const info = inspectParquet(f);
     // A column no DataType represents is an error unless `columns` leaves it out: never dropped silently.
     const bad = info.unsupportedColumns.find((u) => !opts.columns || opts.columns.includes(u.name));
@@ -539,8 +540,10 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
       throw new Error(`column '${bad.name}' of ${f} cannot be read: ${bad.reason} (pass columns: [...] without it to read the others: ${others})`);
     }
     return info.schema;
-  });
-  const { schema, hive } = hiveScan(source, files, fileSchema, opts.hivePartitioning, 'readParquet');
+  };
+  const { files, schema, hive, hiveLazy } = scanFiles(source, 'parquet', opts.literal === true, opts.hivePartitioning, 'readParquet', schemaOf, (files) =>
+    checkSameSchema(files, schemaOf),
+  );
   const df = new DataFrame<R>(
     {
       type: 'scan',
@@ -549,12 +552,37 @@ export function readParquet<R extends Row = Record<string, unknown>>(source: str
       files,
       fileSchema: schema.toJSON(),
       ...(hive ? { hive } : {}),
+      ...(hiveLazy ? { hiveLazy } : {}),
       pushdowns: { columns: null, filter: null, limit: null },
       schema: schema.toJSON(),
     },
     new Map(),
   );
   return opts.columns ? (df.select(...(opts.columns as (keyof R & string)[])) as unknown as DataFrame<R>) : df;
+}
+
+/**
+ * A scan's files and schema. A hive layout reads ONE file's footer (or header) here: a plain
+ * directory / prefix is listed only down to its partition directories (hive-scan.ts), and the
+ * surviving partitions' files are listed and checked at planning, after pruning by the filter.
+ */
+function scanFiles(
+  source: string | string[],
+  what: 'parquet' | 'csv',
+  literal: boolean,
+  opt: HivePartitioningOption | undefined,
+  where: string,
+  schemaOf: (file: string) => Schema,
+  allSchemas: (files: string[]) => Schema,
+): { files: string[]; schema: Schema; hive: HiveScanJSON | null; hiveLazy?: HiveLazyJSON } {
+  const lazy = hiveRootScan(source, what, opt, literal, where);
+  let files: string[] | null = null;
+  if (lazy && 'listed' in lazy) files = expandListedPrefix(source as string, lazy.listed, what);
+  else if (lazy) return { files: [], schema: withHiveColumns(schemaOf(lazy.lazy.probe), lazy.hive, lazy.lazy.probe), hive: lazy.hive, hiveLazy: lazy.lazy };
+  files ??= expandPaths(source, what, { literal });
+  const hive = discoverHive(source, files, opt, where);
+  if (!hive) return { files, schema: allSchemas(files), hive: null };
+  return { files, schema: withHiveColumns(schemaOf(files[0]!), hive, files[0]!), hive, hiveLazy: { probe: files[0]!, check: what } };
 }
 
 export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize' | 'schema'> & {
@@ -569,11 +597,23 @@ export type ReadCsvOptions = Omit<CsvOptions, 'columns' | 'batchSize' | 'schema'
 
 /** Lazily reads CSV files (header row, types inferred from the first rows unless `schema` is given). */
 export function readCsv<R extends Row = Record<string, unknown>>(source: string | string[], opts: ReadCsvOptions = {}): DataFrame<R> {
-  const files = expandPaths(source, 'csv', { literal: opts.literal === true });
-  const { columns, schema: rawSchema, literal: _literal, hivePartitioning, ...rest } = opts;
+  const { columns, schema: rawSchema, literal, hivePartitioning, ...rest } = opts;
   const given = csvSchemaOption(rawSchema, `readCsv(${JSON.stringify(source)})`);
   const csvOpts: CsvOptions = given ? { ...rest, schema: given } : rest;
-  const { schema, hive } = hiveScan(source, files, given ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema), hivePartitioning, 'readCsv');
+  const scanned = scanFiles(
+    source,
+    'csv',
+    literal === true,
+    hivePartitioning,
+    'readCsv',
+    (f) => given ?? inspectCsv(f, csvOpts).schema,
+    (files) => given ?? checkSameSchema(files, (f) => inspectCsv(f, csvOpts).schema),
+  );
+  const { files, schema, hive } = scanned;
+  let hiveLazy = scanned.hiveLazy;
+  // A declared schema is not checked per file (as before); inference is, with the same sample size.
+  if (hiveLazy && given) hiveLazy = { ...hiveLazy, check: 'none' };
+  else if (hiveLazy && opts.inferRows !== undefined) hiveLazy = { ...hiveLazy, inferRows: opts.inferRows };
   const csv: { delimiter?: string; header?: boolean; nullValues?: string[] } = {};
   if (opts.delimiter !== undefined) csv.delimiter = opts.delimiter;
   if (opts.header !== undefined) csv.header = opts.header;
@@ -587,6 +627,7 @@ export function readCsv<R extends Row = Record<string, unknown>>(source: string 
       fileSchema: schema.toJSON(),
       csv,
       ...(hive ? { hive } : {}),
+      ...(hiveLazy ? { hiveLazy } : {}),
       pushdowns: { columns: null, filter: null, limit: null },
       schema: schema.toJSON(),
     },

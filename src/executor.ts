@@ -12,6 +12,7 @@ import { readParquetBatches } from './io/parquet/index.ts';
 import { writeCsvFile } from './io/csv/index.ts';
 import { writeParquetFile } from './io/parquet/index.ts';
 import { withPartitionColumns } from './io/hive.ts';
+import { writePartitionFiles, type PartitionFile } from './io/partitioned-writer.ts';
 import { unaliasBatch } from './ipc-alias.ts';
 import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
 import { filterWithUdfs, projectWithUdfs, runtime, udfWindow, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
@@ -259,6 +260,8 @@ export interface FileSink {
   format: 'parquet' | 'csv';
   path: string;
   schema: SchemaJSON;
+  /** A hive layout: the rows split into one file per partition directory, each at `dir/<name of path>` (partitioned-writer.ts). */
+  partitionBy?: string[];
 }
 
 /** An Arrow IPC stream uploaded to an object-store key (the serverless runner's stage shards). */
@@ -285,6 +288,8 @@ export interface PartitionOutcome {
   bytes: number;
   /** The file path or shard key written ('' for stream and ipc sinks). */
   path: string;
+  /** A partitioned file sink's files (one per hive partition directory the partition had rows for). */
+  files?: PartitionFile[];
   metrics: RunMetrics;
   /** Wall time from start to the end of its output, ms. */
   elapsedMs: number;
@@ -315,11 +320,13 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
   let rows = 0;
   let bytes = 0;
   let path = '';
+  let files: PartitionFile[] | undefined;
   const outcome = (): PartitionOutcome => ({
     index: task.index,
     rows,
     bytes,
     path,
+    ...(files ? { files } : {}),
     metrics: rt.metrics,
     elapsedMs: (ended ?? performance.now()) - started,
     startedAt,
@@ -348,6 +355,12 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
     switch (sink.kind) {
       case 'file': {
         const schema = Schema.fromJSON(sink.schema);
+        if (sink.partitionBy) {
+          files = await writePartitionFiles(batches(), schema, sink.partitionBy, sink.format, sink.path);
+          bytes = files.reduce((n, f) => n + f.bytes, 0);
+          path = sink.path;
+          break;
+        }
         const r = sink.format === 'parquet' ? await writeParquetFile(sink.path, batches(), { schema }) : await writeCsvFile(sink.path, batches(), { schema });
         bytes = r.bytes;
         path = sink.path;

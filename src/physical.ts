@@ -5,7 +5,8 @@ import type { SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
 import type { ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
-import { describeHivePruning, hiveSourceFields, pruneHive, type HivePruning, type HiveSourceJSON } from './io/hive.ts';
+import { describeHivePruning, hiveSourceFields, type HivePruning, type HiveSourceJSON } from './io/hive.ts';
+import { planHiveScan } from './io/hive-scan.ts';
 import { inspectParquet } from './io/parquet/index.ts';
 import { isRelational, type CsvSourceOptions, type PlanNode, type ScanPushdowns } from './plan.ts';
 import type { RowGroupInfo, RowRange } from './io/parquet/types.ts';
@@ -85,7 +86,7 @@ export interface PartitionTask {
   source: SourceJSON;
   ops: OpJSON[];
   /** Output rows are written here instead of returned. */
-  sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON };
+  sink?: { format: 'parquet' | 'csv'; path: string; schema: SchemaJSON; partitionBy?: string[] };
 }
 
 function describeSource(s: SourceJSON): string {
@@ -359,10 +360,12 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
     const p = source.pushdowns;
     const columns = p.columns ?? Schema.fromJSON(source.fileSchema).names;
     // Hive partitions the filter rules out are dropped before any of their files is opened.
-    const hive = source.hive ? pruneHive(source.files, source.hive, p.filter) : null;
-    const files = hive ? hive.files : source.files;
+    // A lazily listed hive scan lists only the surviving partitions' files here (hive-scan.ts).
+    const planned = source.hive ? planHiveScan({ ...source, hive: source.hive }, p.filter) : null;
+    const hive = planned ? planned.pruning : null;
+    const files = planned ? planned.files : source.files;
     const hiveFields = (path: string, schema: SchemaJSON, fileSchema: SchemaJSON) =>
-      source.hive ? hiveSourceFields(source.hive, path, columns, schema, fileSchema) : { columns, schema, fileSchema };
+      planned ? hiveSourceFields(planned.hive, path, columns, schema, fileSchema) : { columns, schema, fileSchema };
     scan = {
       format: source.format,
       files: files.length,

@@ -5,6 +5,7 @@ import { Schema } from './datatypes.ts';
 import type { AggFn, ExprNode } from './expressions.ts';
 import { exprToString } from './expressions.ts';
 import type { HiveScanJSON } from './io/hive.ts';
+import type { HiveLazyJSON } from './io/hive-scan.ts';
 
 export interface CsvSourceOptions {
   delimiter?: string;
@@ -34,6 +35,8 @@ export interface ScanNode {
   csv?: CsvSourceOptions;
   /** Hive partition columns (`key=value/` directories; the last fields of fileSchema) and each file's values. */
   hive?: HiveScanJSON;
+  /** A hive scan whose files are listed (or footers read) at planning, after partition pruning: `files` is then empty (hive-scan.ts). */
+  hiveLazy?: HiveLazyJSON;
   pushdowns: ScanPushdowns;
   schema: SchemaJSON;
 }
@@ -180,7 +183,7 @@ export function describeNode(node: PlanNode): string {
   switch (node.type) {
     case 'scan': {
       const p = node.pushdowns;
-      const parts = [`${node.files.length} file(s)`];
+      const parts = [node.hiveLazy?.root ? 'files listed at planning' : `${node.files.length} file(s)`];
       if (node.hive) parts.push(`hive partitions [${node.hive.schema.fields.map((f) => f.name).join(', ')}]`);
       parts.push(`columns ${p.columns ? listCols(p.columns) : 'all'}`);
       if (p.filter) parts.push(`filter ${exprToString(p.filter)}`);

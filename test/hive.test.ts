@@ -309,3 +309,157 @@ describe('hive partitioning: clear errors', () => {
     assert.throws(() => readParquet(dup), /hive partition column 'category' is also a column of .*f\.parquet; pass hivePartitioning: false/);
   });
 });
+
+describe('hive partitioning: partitions pruned before listing', () => {
+  // dt=2026-11-0{1,2,3}/region={eu,us}: the pruned partitions hold traps that fail any listing
+  // (a deeper key=value level) or footer read (a corrupt .parquet) that reaches them.
+  let root: string;
+  const dts = ['2026-11-01', '2026-11-02', '2026-11-03'];
+  before(async () => {
+    root = join(tempDir(), 'lazy');
+    let i = 0;
+    for (const dt of dts) {
+      for (const region of ['eu', 'us']) {
+        const dir = join(root, `dt=${dt}`, `region=${region}`);
+        fs.mkdirSync(dir, { recursive: true });
+        await writeParquetFile(join(dir, 'part-0.parquet'), [sampleBatch(i * 10, 10)]);
+        i++;
+      }
+    }
+    const trap = join(root, 'dt=2026-11-03', 'region=us');
+    fs.writeFileSync(join(trap, 'corrupt.parquet'), 'not a parquet file');
+    fs.mkdirSync(join(trap, 'extra=1'));
+    await writeParquetFile(join(trap, 'extra=1', 'deeper.parquet'), [sampleBatch(0, 1)]);
+  });
+
+  it('building the DataFrame reads one footer; planning lists and reads only the surviving partitions', async () => {
+    const df = readParquet(root);
+    assert.deepEqual(df.schema.names.slice(-2), ['dt', 'region']);
+    const q = df.where(
+      col('dt')
+        .eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date()))
+        .and(col('region').eq('eu')),
+    );
+    const text = await q.explain();
+    assert.match(text, /hive partitions \[dt, region\]: 1 of 6 after/, text);
+    assert.match(text, /partition directories listed: 1, pruned unlisted: 5; footers read at planning: 1/, text);
+    assert.match(text, /files read \(1\): .*dt=2026-11-01.region=eu.part-0\.parquet/, text);
+    const rows = await q.toRows();
+    assert.deepEqual(
+      rows.map((r) => r['id']),
+      Array.from({ length: 10 }, (_, k) => BigInt(k)),
+    );
+    assert.ok(rows.every((r) => r['region'] === 'eu'));
+    // Filters on other columns prune nothing: every partition is listed, and the traps are hit.
+    await assert.rejects(readParquet(root).where(col('id').gt(0n)).toRows(), /different partition keys: .*region=us.* adds 'extra'/);
+  });
+
+  it('with every key declared, the walk prunes level by level: a pruned dt directory is never listed', async () => {
+    // A directory that would fail the walk if the pruned dt=2026-11-02 level were listed.
+    fs.mkdirSync(join(root, 'dt=2026-11-02', 'not-a-key'));
+    const df = readParquet(root, { hivePartitioning: { schema: { dt: DataType.date(), region: DataType.utf8() } } });
+    const q = df.where(col('dt').eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date())));
+    const text = await q.explain();
+    // root + dt=2026-11-01 + its two leaves listed; the other two dt directories pruned unlisted.
+    assert.match(text, /hive partitions \[dt, region\]: 2 of 2 seen after/, text);
+    assert.match(text, /partition directories listed: 4, pruned unlisted: 2; footers read at planning: 2/, text);
+    assert.equal((await q.toRows()).length, 20);
+    await assert.rejects(df.where(col('region').eq('eu')).toRows(), /different partition keys: .*not-a-key/);
+  });
+
+  it('a committed (manifest) layout reads the footers of surviving files only', async () => {
+    const out = join(tempDir(), 'committed');
+    await fromRecords(records(60), SCHEMA).writeParquet(out, { partitionBy: ['dt', 'region'] });
+    const victim = fs.readdirSync(join(out, 'dt=2026-11-03', 'region=eu')).find((f) => f.endsWith('.parquet'))!;
+    fs.writeFileSync(join(out, 'dt=2026-11-03', 'region=eu', victim), 'corrupt after the commit');
+    const q = readParquet(out).where(col('dt').eq(lit(new Date(Date.UTC(2026, 10, 1)), DataType.date())));
+    assert.match(
+      await q.explain(),
+      /hive partitions \[dt, region\]: 4 of 12 after .*\n.*files listed when the DataFrame was created \(manifest, glob or list\); footers read at planning: 4/,
+    );
+    assert.equal((await q.toRows()).length, 20);
+    await assert.rejects(readParquet(out).toRows(), new RegExp(victim.replace('.', '\\.')));
+  });
+});
+
+describe('hive partitioning: CSV layouts listed at planning', () => {
+  it('reads one header when built, and only the surviving partitions at planning', async () => {
+    const root = join(tempDir(), 'csv-lazy');
+    for (const [i, region] of ['eu', 'us', 'ap'].entries()) {
+      fs.mkdirSync(join(root, `region=${region}`), { recursive: true });
+      fs.writeFileSync(join(root, `region=${region}`, 'a.csv'), `id,v\n${i * 2},1.5\n${i * 2 + 1},2.5\n`);
+    }
+    // A header that would fail the schema check, in a partition the filter prunes.
+    fs.writeFileSync(join(root, 'region=us', 'b.csv'), 'other\nx\n');
+    const df = readCsv(root);
+    assert.deepEqual(df.schema.names, ['id', 'v', 'region']);
+    const q = df.where(col('region').isIn(['eu', 'ap']));
+    assert.match(
+      await q.explain(),
+      /hive partitions \[region\]: 2 of 3 after .*\n.*partition directories listed: 2, pruned unlisted: 1; footers read at planning: 2/,
+    );
+    assert.deepEqual(
+      byId(await q.toRows()).map((r) => [r['id'], r['region']]),
+      [
+        [0n, 'eu'],
+        [1n, 'eu'],
+        [4n, 'ap'],
+        [5n, 'ap'],
+      ],
+    );
+    await assert.rejects(readCsv(root).toRows(), /schema mismatch across input files: .*region=us.b\.csv/);
+  });
+});
+
+describe('hive partitioning: partitioned writes by the partitions themselves', () => {
+  it('worker threads each write their own files into the same hive partitions; one commit lists them all', async () => {
+    const src = join(tempDir(), 'src');
+    fs.mkdirSync(src);
+    for (let k = 0; k < 4; k++) await writeParquetFile(join(src, `f${k}.parquet`), [sampleBatch(k * 50, 50)]);
+    const want = byId(await readParquet(src).toRows());
+    const out = join(tempDir(), 'by-cat');
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+    try {
+      assert.match(await readParquet(src).explain(), /Stage 0: 4 partition\(s\), parallelism 2 \(worker threads\)/);
+      const written = (await (await readParquet(src).writeParquet(out, { partitionBy: ['category'] })).toRows()).map((r) => String(r['path']));
+      const manifest = JSON.parse(fs.readFileSync(join(out, '_SUCCESS'), 'utf8')) as { files: { path: string; rows: number }[]; rows: number };
+      assert.deepEqual(manifest.files.map((f) => join(out, f.path)).sort(), [...written].sort());
+      const byDir = new Map<string, string[]>();
+      for (const f of manifest.files) {
+        const [dir, name] = f.path.split('/');
+        byDir.set(dir!, [...(byDir.get(dir!) ?? []), name!]);
+      }
+      assert.ok(byDir.size > 1);
+      // Each of the 4 task partitions holds every category: 4 files (part indexes 0..3) per directory.
+      for (const [dir, names] of byDir) {
+        assert.equal(new Set(names.map((n) => n.match(/^part-(\d+)/)![1])).size, 4, `${dir}: ${names.join(', ')}`);
+        assert.ok(
+          fs.readdirSync(join(out, dir)).every((n) => names.includes(n)),
+          `${dir} holds only committed files`,
+        );
+      }
+      assert.equal(manifest.rows, 200);
+      const back = byId(await readParquet(out).toRows());
+      assert.deepEqual(
+        back.map((r) => [r['id'], r['category'], r['x']]),
+        want.map((r) => [r['id'], r['category'], r['x']]),
+      );
+
+      // overwrite-partitions through the same path replaces only the categories written.
+      const one = readParquet(src).where(col('category').eq(String(want[0]!['category'])));
+      await one.writeParquet(out, { partitionBy: ['category'], mode: 'overwrite-partitions' });
+      assert.equal(await readParquet(out).count(), 200);
+      const after = JSON.parse(fs.readFileSync(join(out, '_SUCCESS'), 'utf8')) as { files: { path: string }[] };
+      assert.equal(after.files.length, manifest.files.length - 4 + 4);
+      // A filter that leaves no row writes one empty file (for the schema) when not overwriting partitions.
+      const none = join(tempDir(), 'none');
+      await readParquet(src)
+        .where(col('id').lt(0n))
+        .writeParquet(none, { partitionBy: ['category'] });
+      assert.equal(await readParquet(none).count(), 0);
+      assert.ok(fs.existsSync(join(none, 'category=__HIVE_DEFAULT_PARTITION__')));
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
+});

@@ -417,6 +417,8 @@ interface PartitionMarker {
   /** When the partition started and finished (ISO), for run histories and timelines. */
   startedAt?: string;
   finishedAt?: string;
+  /** A distributed partitioned write (partitionedOutput): the files this partition wrote, by hive partition directory. */
+  parts?: { dir: string; rows: number; bytes: number }[];
 }
 
 export interface PartitionResult {
@@ -469,7 +471,19 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   // Finished before (a resume, a redrive, a retried GPU slot): the marker is written after the
   // shard, so it proves both; the partition is not run again.
   const done = await readMarker(store, runId, stageIndex, partition);
-  if (done) return { runId, stage: stageIndex, partition, rows: done.rows, bytes: done.bytes, key: resultKey, elapsedMs: 0, metrics: {}, startedAt: Date.now(), skipped: true };
+  if (done)
+    return {
+      runId,
+      stage: stageIndex,
+      partition,
+      rows: done.rows,
+      bytes: done.bytes,
+      key: resultKey,
+      elapsedMs: 0,
+      metrics: {},
+      startedAt: Date.now(),
+      skipped: true,
+    };
   // A tolerated failure upstream: this partition has no input; Finalize reports it as failed.
   if (stageIndex > 0 && toleratesFailures(plan.tolerance) && !(await store.exists(keys.metrics(runId, stageIndex - 1, partition)))) {
     return { runId, stage: stageIndex, partition, rows: 0, bytes: 0, key: resultKey, elapsedMs: 0, metrics: {}, startedAt: Date.now(), skipped: true };
@@ -491,7 +505,18 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   let key: string;
   let r: PartitionOutcome;
   const startedAt = new Date().toISOString();
-  if (last) {
+  const partitioned = last ? partitionedOutput(plan) : null;
+  if (partitioned) {
+    // A hive layout: this partition writes its rows already split into partition directories.
+    key = keys.result(runId, partition);
+    r = await runPartition(task, ctx, {
+      kind: 'file',
+      format: partitioned.format,
+      path: store.uri(resultPartKey(key, partitioned.format)),
+      schema,
+      partitionBy: partitioned.partitionBy,
+    });
+  } else if (last) {
     key = keys.result(runId, partition);
     await store.prepare(key);
     r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema });
@@ -507,6 +532,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     startedAt,
     finishedAt: new Date().toISOString(),
   };
+  if (partitioned) marker.parts = (r.files ?? []).map((f) => ({ dir: f.dir, rows: f.rows, bytes: f.bytes }));
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
   return {
     runId,
@@ -519,6 +545,28 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     metrics: r.metrics,
     startedAt: r.startedAt,
   };
+}
+
+/**
+ * The output of a hive-partitioned write that the last stage's partitions write themselves (no
+ * global operator needs the whole ordered result first); Finalize then only commits their files.
+ */
+function partitionedOutput(plan: RunPlan): { partitionBy: string[]; format: 'parquet' | 'csv' } | null {
+  const out = plan.output;
+  if (!out?.partitionBy || plan.globalOps.length) return null;
+  return { partitionBy: out.partitionBy, format: out.format };
+}
+
+/** A partition's result key in the output format (its partitioned files go to `dir/` beside it). */
+function resultPartKey(resultKey: string, format: 'parquet' | 'csv'): string {
+  return format === 'parquet' ? resultKey : resultKey.replace(/\.parquet$/, `.${format}`);
+}
+
+/** Where a partitioned result file of partition `p` lies: `runs/<id>/result/<dir>/part-<p>.<format>`. */
+function resultFileKey(runId: string, p: number, format: 'parquet' | 'csv', dir: string): string {
+  const k = resultPartKey(keys.result(runId, p), format);
+  const cut = k.lastIndexOf('/');
+  return `${k.slice(0, cut)}/${dir}/${k.slice(cut + 1)}`;
 }
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */
@@ -669,8 +717,20 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   try {
     let parts: WrittenFile[];
     const known = new Map<number, (PartitionMarker | null)[]>();
-    if (plan.output?.partitionBy) {
-      // A hive layout: one pass over the shards, split into partition directories.
+    const partitioned = partitionedOutput(plan);
+    if (partitioned) {
+      // A hive layout the partitions wrote themselves: copy every file in, one commit (as unpartitioned results).
+      const { partitionedCommitParts } = await import('../io/partitioned-writer.ts');
+      const last = await markers(store, plan, plan.stages.length - 1);
+      const files = last.flatMap((m, p) => (m?.parts ?? []).map((f) => ({ ...f, p })));
+      const written = await mapLimit(files, 16, async (f): Promise<WrittenFile> => {
+        const dest = writer.partPath(f.p, f.dir);
+        await store.copy(resultFileKey(runId, f.p, partitioned.format, f.dir), dest);
+        return { path: dest, rows: f.rows, bytes: f.bytes };
+      });
+      parts = await partitionedCommitParts(writer, written, schema, partitioned.partitionBy, plan.output?.mode !== 'overwrite-partitions');
+    } else if (plan.output?.partitionBy) {
+      // A hive layout after a global operator (a limit): one ordered pass over the shards, split into partition directories.
       const { readParquetBatches } = await import('../io/parquet/index.ts');
       const { writePartitionedParts } = await import('../io/partitioned-writer.ts');
       const all = (async function* () {

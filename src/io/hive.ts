@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as arrow from 'apache-arrow';
 import picomatch from 'picomatch';
 import { isDynamicPattern } from 'tinyglobby';
-import { DataType, Field, Schema, type DataTypeJSON, type SchemaJSON } from '../datatypes.ts';
+import { DataType, Field, Schema, type DataTypeJSON, type FieldJSON, type SchemaJSON } from '../datatypes.ts';
 import { columnsOf, containsUdf, exprToString, type ExprNode } from '../expressions.ts';
 import { filterBatch } from '../eval.ts';
 import { valuesToData } from '../convert/to-arrow.ts';
@@ -61,7 +61,7 @@ function isDate(s: string): boolean {
 }
 
 /** A partition directory value as the JS value of `type` (what valuesToData takes), or an Error saying why not. */
-function toJs(raw: string, type: DataTypeJSON): unknown {
+export function toJs(raw: string, type: DataTypeJSON): unknown {
   switch (type.kind) {
     case 'utf8':
       return raw;
@@ -86,7 +86,7 @@ function toJs(raw: string, type: DataTypeJSON): unknown {
   }
 }
 
-function inferType(values: readonly string[]): DataTypeJSON {
+export function inferType(values: readonly string[]): DataTypeJSON {
   if (values.length === 0) return { kind: 'utf8' };
   if (values.every((v) => INT_RE.test(v) && !(toJs(v, { kind: 'int64' }) instanceof Error))) return { kind: 'int64' };
   if (values.every((v) => FLOAT_RE.test(v))) return { kind: 'float64' };
@@ -135,7 +135,7 @@ function partitionSegments(rel: string, file: string): [string, string | null][]
   return out;
 }
 
-function declaredSchema(opt: HivePartitioningOption | undefined, where: string): Map<string, DataTypeJSON> {
+export function declaredSchema(opt: HivePartitioningOption | undefined, where: string): Map<string, DataTypeJSON> {
   const out = new Map<string, DataTypeJSON>();
   if (opt === undefined || typeof opt === 'boolean') return out;
   if (typeof opt !== 'object' || opt === null) throw new TypeError(`${where}: hivePartitioning must be true, false or { schema }`);
@@ -160,7 +160,7 @@ function declaredSchema(opt: HivePartitioningOption | undefined, where: string):
  * hive layout or `opt` is false. Every file must have the same keys in the same order; values are
  * checked against their types here, so a bad directory name fails at readParquet, naming it.
  */
-function discoverHive(
+export function discoverHive(
   source: string | readonly string[],
   files: readonly string[],
   opt: HivePartitioningOption | undefined,
@@ -212,7 +212,7 @@ function discoverHive(
 }
 
 /** A partition column in the files themselves would be ambiguous: refuse it, naming both. */
-function checkNoOverlap(hive: HiveScanJSON, fileSchema: Schema, file: string): void {
+export function checkNoOverlap(hive: HiveScanJSON, fileSchema: Schema, file: string): void {
   for (const f of hive.schema.fields) {
     if (fileSchema.has(f.name)) {
       throw new Error(
@@ -235,15 +235,49 @@ function conjuncts(e: ExprNode): ExprNode[] {
 
 export interface HivePruning {
   files: string[];
+  /** Partitions considered: every leaf partition, or (walked level by level) those seen in listed directories. */
   partitions: number;
   selected: number;
   filter: ExprNode | null;
+  /** Set when files were listed at planning (hive-scan.ts): partition directories listed, pruned unlisted, and footers (or CSV headers) read then. */
+  listing?: { walked: boolean; dirsListed: number; dirsPruned: number; footersRead: number; listedAtBuild?: boolean };
+}
+
+/** The conjuncts of `filter` that read only `names` (and call no UDF), AND-ed; null when none. */
+export function partitionPredicate(filter: ExprNode | null, names: ReadonlySet<string>): ExprNode | null {
+  const usable = filter ? conjuncts(filter).filter((c) => !containsUdf(c) && [...columnsOf(c)].every((n) => names.has(n))) : [];
+  if (usable.length === 0) return null;
+  return usable.slice(1).reduce<ExprNode>((a, b) => ({ op: 'call', fn: 'and', args: [a, b] }), usable[0]!);
+}
+
+/**
+ * Which partitions (raw directory values of `fields`, in order; null for the default partition)
+ * satisfy `pred`, evaluated exactly with SQL null semantics (a null result prunes).
+ */
+export function matchPartitions(tuples: readonly (readonly (string | null)[])[], fields: readonly FieldJSON[], pred: ExprNode): boolean[] {
+  const cols: Record<string, arrow.Data> = {};
+  fields.forEach((f, i) => {
+    const js = tuples.map((t) => (t[i] === null ? null : toJs(t[i]!, f.type)));
+    cols[f.name] = valuesToData(js, new DataType(f.type), 'hive partition values');
+  });
+  const index = '\u0000hive_group';
+  cols[index] = valuesToData(
+    tuples.map((_, i) => i),
+    DataType.int32(),
+  );
+  const arrowSchema = new arrow.Schema([...Schema.fromJSON({ fields: [...fields] }).toArrow().fields, new arrow.Field(index, new arrow.Int32(), false)]);
+  const batch = new arrow.RecordBatch(
+    arrowSchema,
+    arrow.makeData({ type: new arrow.Struct(arrowSchema.fields), length: tuples.length, children: Object.values(cols) }),
+  );
+  const kept = new Set(filterBatch(batch, pred).getChild(index)!.toArray() as Int32Array);
+  return tuples.map((_, i) => kept.has(i));
 }
 
 /**
  * Keeps the files whose partition satisfies the conjuncts of `filter` that read only partition
  * columns (evaluated exactly, SQL null semantics: a null result prunes), before the scan plans
- * row groups: nothing of a pruned file is read (readParquet has already checked its footer).
+ * row groups: nothing of a pruned file is read (its footer is checked only if it survives).
  */
 export function pruneHive(files: readonly string[], hive: HiveScanJSON, filter: ExprNode | null): HivePruning {
   const names = new Set(hive.schema.fields.map((f) => f.name));
@@ -255,30 +289,16 @@ export function pruneHive(files: readonly string[], hive: HiveScanJSON, filter: 
     if (g) g.files.push(f);
     else groups.set(k, { values, files: [f] });
   }
-  const usable = filter ? conjuncts(filter).filter((c) => !containsUdf(c) && [...columnsOf(c)].every((n) => names.has(n))) : [];
-  if (usable.length === 0) return { files: [...files], partitions: groups.size, selected: groups.size, filter: null };
-  const pred = usable.slice(1).reduce<ExprNode>((a, b) => ({ op: 'call', fn: 'and', args: [a, b] }), usable[0]!);
+  const pred = partitionPredicate(filter, names);
+  if (!pred) return { files: [...files], partitions: groups.size, selected: groups.size, filter: null };
   const list = [...groups.values()];
-  const fields = hive.schema.fields;
-  const cols: Record<string, arrow.Data> = {};
-  fields.forEach((f, i) => {
-    const js = list.map((g) => (g.values[i] === null ? null : toJs(g.values[i]!, f.type)));
-    cols[f.name] = valuesToData(js, new DataType(f.type), 'hive partition values');
-  });
-  const index = '\u0000hive_group';
-  cols[index] = valuesToData(
-    list.map((_, i) => i),
-    DataType.int32(),
+  const keep = matchPartitions(
+    list.map((g) => g.values),
+    hive.schema.fields,
+    pred,
   );
-  const arrowSchema = new arrow.Schema([...Schema.fromJSON({ fields }).toArrow().fields, new arrow.Field(index, new arrow.Int32(), false)]);
-  const batch = new arrow.RecordBatch(
-    arrowSchema,
-    arrow.makeData({ type: new arrow.Struct(arrowSchema.fields), length: list.length, children: Object.values(cols) }),
-  );
-  const kept = filterBatch(batch, pred).getChild(index)!.toArray() as Int32Array;
-  const keep = new Set(kept);
-  const out = list.flatMap((g, i) => (keep.has(i) ? g.files : [])).sort();
-  return { files: out, partitions: list.length, selected: keep.size, filter: pred };
+  const out = list.flatMap((g, i) => (keep[i] ? g.files : [])).sort();
+  return { files: out, partitions: list.length, selected: keep.filter(Boolean).length, filter: pred };
 }
 
 /**
@@ -342,26 +362,21 @@ export async function* withPartitionColumns(
   }
 }
 
-/** explain's lines for a pruned hive scan: partitions kept, and the files read (the first few). */
+/** explain's lines for a pruned hive scan: partitions kept, what was listed and read, and the files read (the first few). */
 export function describeHivePruning(h: HivePruning, partitionColumns: readonly string[]): string[] {
+  const of = h.listing?.walked ? `of ${h.partitions} seen` : `of ${h.partitions}`;
   const lines = [
-    `hive partitions [${partitionColumns.join(', ')}]: ${h.selected} of ${h.partitions}${h.filter ? ` after ${exprToString(h.filter)}` : ' (no filter on partition columns)'}`,
+    `hive partitions [${partitionColumns.join(', ')}]: ${h.selected} ${of}${h.filter ? ` after ${exprToString(h.filter)}` : ' (no filter on partition columns)'}`,
   ];
+  if (h.listing) {
+    const l = h.listing;
+    lines.push(
+      l.listedAtBuild
+        ? `files listed when the DataFrame was created (manifest, glob or list); footers read at planning: ${l.footersRead}`
+        : `partition directories listed: ${l.dirsListed}, pruned unlisted: ${l.dirsPruned}; footers read at planning: ${l.footersRead}`,
+    );
+  }
   const shown = h.files.slice(0, 10);
   lines.push(`files read (${h.files.length}): ${shown.join(', ')}${h.files.length > shown.length ? `, … ${h.files.length - shown.length} more` : ''}`);
   return lines;
-}
-
-/** A scan's full schema (the files' columns, then the partition columns) and its hive info, if any. */
-export function hiveScan(
-  source: string | readonly string[],
-  files: readonly string[],
-  fileSchema: Schema,
-  opt: HivePartitioningOption | undefined,
-  where: string,
-): { schema: Schema; hive: HiveScanJSON | null } {
-  const hive = discoverHive(source, files, opt, where);
-  if (!hive) return { schema: fileSchema, hive: null };
-  checkNoOverlap(hive, fileSchema, files[0]!);
-  return { schema: new Schema([...fileSchema.fields, ...Schema.fromJSON(hive.schema).fields]), hive };
 }

@@ -8,6 +8,10 @@ import { Schema } from '../datatypes.ts';
 import { dataToValues } from '../convert/from-arrow.ts';
 import { takeBatch } from '../eval.ts';
 import { HIVE_NULL } from './hive.ts';
+import * as path from 'node:path';
+import { writeCsvFile } from './csv/index.ts';
+import { writeParquetFile } from './parquet/index.ts';
+import { deleteObjects, isLocalUri, prepareObject } from './store/index.ts';
 import type { DatasetWriter, WritePartOptions } from './writer.ts';
 import type { WrittenFile } from './commit-common.ts';
 
@@ -110,13 +114,31 @@ class PartitionStream implements AsyncIterable<arrow.RecordBatch> {
   }
 }
 
+/** A file of a partitioned write and its partition directory (`key=value/…`, as below the dataset). */
+export interface PartitionFile extends WrittenFile {
+  dir: string;
+}
+
+/** Writes one hive partition directory's file: `dir` is `key=value/…`, the batches its rows without the partition columns. */
+type OpenPartitionFile = (dir: string, batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>, fileSchema: Schema) => Promise<WrittenFile>;
+
+/** The directory of the all-null partition: where a write of no rows keeps one empty file (for the schema). */
+function emptyPartitionDir(partitionBy: readonly string[]): string {
+  return partitionBy.map((c) => `${c}=${HIVE_NULL}`).join('/');
+}
+
+/** The schema of the files of a partitioned write: every column but the partition columns. */
+function partitionFileSchema(schema: Schema, partitionBy: readonly string[]): Schema {
+  return new Schema(schema.fields.filter((f) => !partitionBy.includes(f.name)));
+}
+
 /**
  * Writes `batches` (with `schema`) as hive partitions under the writer's temp dir: one file per
  * partition directory, named like any part (index `index`). Returns the written parts for commit.
  * With no rows at all and `keepSchema`, one empty file in the all-null partition (an
  * 'overwrite-partitions' write passes false: it has no partition to replace).
  */
-export async function writePartitionedParts(
+export function writePartitionedParts(
   writer: DatasetWriter,
   index: number,
   batches: AsyncIterable<arrow.RecordBatch>,
@@ -125,17 +147,82 @@ export async function writePartitionedParts(
   opts: WritePartOptions = {},
   keepSchema = true,
 ): Promise<WrittenFile[]> {
+  const files = splitIntoPartitions(
+    batches,
+    schema,
+    partitionBy,
+    (dir, b, fileSchema) => writer.writePart(index, b, { ...opts, schema: fileSchema }, dir),
+    keepSchema,
+  );
+  return files.then((fs) => fs.map(({ path, rows, bytes }) => ({ path, rows, bytes })));
+}
+
+/**
+ * A worker's share of a distributed partitioned write (a worker thread's task, a serverless stage's
+ * last partition): its rows split by partition value, one file per partition directory it has
+ * rows for, at `dir/<name of partPath>` beside where its unpartitioned part would go. Writes
+ * nothing without rows; the commit step keeps the schema (partitionedCommitParts).
+ */
+export function writePartitionFiles(
+  batches: AsyncIterable<arrow.RecordBatch>,
+  schema: Schema,
+  partitionBy: readonly string[],
+  format: 'parquet' | 'csv',
+  partPath: string,
+): Promise<PartitionFile[]> {
+  const remote = !isLocalUri(partPath);
+  const cut = remote ? partPath.lastIndexOf('/') : partPath.lastIndexOf(path.sep);
+  const at = (dir: string): string =>
+    remote ? `${partPath.slice(0, cut)}/${dir}/${partPath.slice(cut + 1)}` : path.join(partPath.slice(0, cut), ...dir.split('/'), partPath.slice(cut + 1));
+  return splitIntoPartitions(
+    batches,
+    schema,
+    partitionBy,
+    async (dir, b, fileSchema) => {
+      const file = at(dir);
+      await prepareObject(file);
+      try {
+        const r = format === 'parquet' ? await writeParquetFile(file, b, { schema: fileSchema }) : await writeCsvFile(file, b, { schema: fileSchema });
+        return { path: file, rows: r.rows, bytes: r.bytes };
+      } catch (e) {
+        await deleteObjects([file]).catch(() => undefined);
+        throw e;
+      }
+    },
+    false,
+  );
+}
+
+/** The commit's parts of a distributed partitioned write: every worker's files, or (no rows anywhere, keepSchema) one empty file for the schema. */
+export async function partitionedCommitParts(
+  writer: DatasetWriter,
+  written: readonly WrittenFile[],
+  schema: Schema,
+  partitionBy: readonly string[],
+  keepSchema: boolean,
+): Promise<WrittenFile[]> {
+  if (written.length || !keepSchema) return [...written];
+  return [await writer.writePart(0, [], { schema: partitionFileSchema(schema, partitionBy) }, emptyPartitionDir(partitionBy))];
+}
+
+async function splitIntoPartitions(
+  batches: AsyncIterable<arrow.RecordBatch>,
+  schema: Schema,
+  partitionBy: readonly string[],
+  openFile: OpenPartitionFile,
+  keepSchema: boolean,
+): Promise<PartitionFile[]> {
   const keyCols = partitionBy.map((c) => schema.indexOf(c));
   const kinds = partitionBy.map((c) => schema.field(c).type.kind);
   const dataCols = schema.fields.map((_, i) => i).filter((i) => !keyCols.includes(i));
-  const fileSchema = new Schema(dataCols.map((i) => schema.fields[i]!));
+  const fileSchema = partitionFileSchema(schema, partitionBy);
   const streams = new Map<string, PartitionStream>();
   const open = (dir: string): PartitionStream => {
     let s = streams.get(dir);
     if (!s) {
       const stream = new PartitionStream();
       s = stream;
-      stream.result = writer.writePart(index, stream, { ...opts, schema: fileSchema }, dir);
+      stream.result = openFile(dir, stream, fileSchema);
       stream.result.catch((e: unknown) => stream.fail(e));
       streams.set(dir, s);
     }
@@ -176,12 +263,13 @@ export async function writePartitionedParts(
   if (streams.size === 0 && keepSchema) {
     // No rows: one empty file (in the all-null partition) keeps the schema readable, as an
     // unpartitioned write keeps one empty part.
-    const dir = partitionBy.map((c) => `${c}=${HIVE_NULL}`).join('/');
-    return [await writer.writePart(index, [], { ...opts, schema: fileSchema }, dir)];
+    const dir = emptyPartitionDir(partitionBy);
+    return [{ ...(await openFile(dir, [], fileSchema)), dir }];
   }
   for (const s of streams.values()) s.close();
   const settled = await Promise.allSettled([...streams.values()].map((s) => s.result!));
   const failed = settled.find((r) => r.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<WrittenFile>).value);
+  const dirs = [...streams.keys()];
+  return settled.map((r, i) => ({ ...(r as PromiseFulfilledResult<WrittenFile>).value, dir: dirs[i]! }));
 }

@@ -203,6 +203,16 @@ function expandPrefix(dirUri: string, objects: readonly ObjectInfo[], what: File
   return out.map((o) => o.uri);
 }
 
+/**
+ * expandPaths of an object-store prefix (`…/`) from its listing, which the caller already holds
+ * (a delimiter listing without sub-prefixes is the whole listing): no second ListObjectsV2.
+ */
+export function expandListedPrefix(dirUri: string, objects: readonly ObjectInfo[], what: FileFormat): string[] {
+  const files = [...new Set(expandPrefix(dirUri, objects, what))].sort();
+  groupObjectHints(files);
+  return files;
+}
+
 /** An object store URI (s3://bucket/key): an object, a prefix (with or without the trailing slash) or a key glob. */
 function expandObjects(spec: string, what: FileFormat, listed?: Map<string, Listing | Error>): string[] {
   const { key } = storeFor(spec);

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { mergeMetrics, runtime, type UdfRuntime } from '../udf-exec.ts';
 import { AbortError, applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
-import { writePartitionedParts } from '../io/partitioned-writer.ts';
+import { partitionedCommitParts, writePartitionedParts } from '../io/partitioned-writer.ts';
 import { optimize } from '../optimizer.ts';
 import {
   AWS_MIN_PARTITIONS,
@@ -621,9 +621,23 @@ export class EmbeddedRunner implements Runner {
     try {
       let parts: WrittenFile[];
       const physical = endsInRelational(plan) ? null : this.physical(plan);
-      if (spec.partitionBy) {
-        // A hive layout: the result's rows go to one file per partition directory (partitioned-writer.ts).
+      if (spec.partitionBy && (!physical || physical.globalOps.length || physical.scan.format === 'memory')) {
+        // A hive layout of one ordered stream (a global limit, or data in memory): split on this thread.
         parts = await writePartitionedParts(writer, 0, this.stream(plan, ctx), planSchema(plan), spec.partitionBy, {}, spec.mode !== 'overwrite-partitions');
+      } else if (spec.partitionBy && physical) {
+        // A hive layout written by the partitions themselves (worker threads where placed): each task
+        // writes one file per partition directory it has rows for; the commit gathers them all.
+        const partitionBy = spec.partitionBy;
+        const tasks: PartitionTask[] = physical.partitions.map((t) => ({
+          ...t,
+          sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema, partitionBy },
+        }));
+        const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
+        if (ctx.signal) run.signal = ctx.signal;
+        const results = await executeSinks(physical, tasks, this.options, run);
+        const written = results.flatMap((r) => (r.files ?? []).map(({ path, rows, bytes }) => ({ path, rows, bytes })));
+        parts = await partitionedCommitParts(writer, written, planSchema(plan), partitionBy, spec.mode !== 'overwrite-partitions');
+        ctx.onMetrics?.(run.metrics!);
       } else if (!physical || physical.globalOps.length || physical.scan.format === 'memory') {
         // One ordered stream (a global limit, or data already in memory): a single part file.
         parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];

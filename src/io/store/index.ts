@@ -1,6 +1,7 @@
 // The storage layer: storeFor(uri) maps a URI or path to its ObjectStore and key; the functions
 // below take URIs and go through it, so readers and writers never branch on a scheme. Only this
 // folder and the S3 modules it uses (src/io/s3/) know `s3://`.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDynamicPattern } from 'tinyglobby';
@@ -190,6 +191,30 @@ export function listManySync(prefixUris: readonly string[]): Map<string, Listing
     }
   }
   return out;
+}
+/**
+ * One level of a directory or prefix, not recursive (local readdir; S3 ListObjectsV2 with Delimiter
+ * '/'): the URIs of the files directly in it and of its sub-directories (each ending in its separator).
+ * The hive walk descends partition by partition with it instead of listing a whole dataset.
+ */
+export function listLevelSync(dirUri: string): { files: string[]; dirs: string[]; objects?: ObjectInfo[] } {
+  if (isS3Uri(dirUri)) {
+    const prefix = dirUri.endsWith('/') ? dirUri : `${dirUri}/`;
+    const r = s3Sync.list(prefix, { delimiter: '/' });
+    noteS3Objects(r.objects);
+    // `objects`: with no sub-prefixes this is the prefix's whole listing, which a flat read reuses.
+    return { files: r.objects.filter((o) => !o.key.endsWith('/')).map((o) => o.uri), dirs: [...r.prefixes].sort(), objects: r.objects };
+  }
+  const dir = path.resolve(toLocalPath(dirUri));
+  const files: string[] = [];
+  const dirs: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, e.name);
+    const isDir = e.isDirectory() || (e.isSymbolicLink() && fs.statSync(full, { throwIfNoEntry: false })?.isDirectory() === true);
+    if (isDir) dirs.push(full + path.sep);
+    else if (e.isFile() || e.isSymbolicLink()) files.push(full);
+  }
+  return { files: files.sort(), dirs: dirs.sort() };
 }
 export function globObjectsSync(patternUri: string): ObjectInfo[] {
   const { store, key } = storeFor(patternUri);
