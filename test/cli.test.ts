@@ -146,6 +146,18 @@ describe('fanout runs and the dashboard over the local cloud', () => {
     assert.equal(ok.metrics['history.counted']?.counters['seen'], 2000);
   });
 
+  it('runs resume re-runs only the failed partition through the harness and reports why it failed again', async () => {
+    const before = cloud.stats()['stage'] ?? 0;
+    const r = await cli('runs', 'resume', failedRun, '--state-machine', cloud.stateMachineArn, '--work', work, '--pipeline', fixture);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, new RegExp(`run ${failedRun}: resuming`));
+    // The cause is still there (id 4242): the one unfinished partition ran again and failed the same way.
+    assert.match(r.out, /history\.cursed.*cursed: id 4242 may not pass/s);
+    assert.equal((cloud.stats()['stage'] ?? 0) - before, 1, 'only the failed partition ran again');
+    const bad = await cli('runs', 'resume', failedRun, '--state-machine', cloud.stateMachineArn, '--work', '/tmp/not-a-bucket');
+    assert.match(bad.out, /--work must be the work bucket as s3:\/\/<bucket>/);
+  });
+
   it('runs cancel stops a running run: its execution is ABORTED', async () => {
     const pending = readParquet(`s3://${cloud.inputBucket}/ids/`)
       .withColumn('s', slow(col('x')))

@@ -4,7 +4,10 @@
 //   fanout runs list   [--work s3://bucket] [--limit 20] [--json]
 //   fanout runs show   <runId> [--work …] [--json] [--watch]
 //   fanout runs cancel <runId> --state-machine <arn>
+//   fanout runs resume <runId> --state-machine <arn> --work s3://<work-bucket> [--pipeline <module>]
 //   fanout dashboard   [--work …] [--port 8787]
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeRun, listRuns, recordCancel, type RunDetail } from '../aws/history.ts';
 import { formatRunDetail, formatRunList } from './format.ts';
@@ -100,6 +103,33 @@ export function buildCli(io: CliIo): Command {
       const work = o.work ?? io.env['FANOUT_WORK'] ?? (io.env['FANOUT_WORK_BUCKET'] ? `s3://${io.env['FANOUT_WORK_BUCKET']}` : undefined);
       if (work) await recordCancel(work, runId, 'fanout runs cancel');
       io.out(`run ${runId}: cancelled (${executionArn})`);
+    });
+
+  runs
+    .command('resume')
+    .description('finish a failed run: only partitions without a completion marker run again; one commit')
+    .argument('<runId>')
+    .option('--state-machine <arn>', "the pipeline's state machine (default: FANOUT_STATE_MACHINE_ARN)")
+    .option('--work <uri>', 'the work bucket, s3://<bucket> (as for list)')
+    .option('--pipeline <module>', 'import this pipeline module first: the resume is refused if its UDFs no longer match the stored plan')
+    .option('--region <region>', 'AWS region (default: the SDK default)')
+    .action(async (runId: string, o: { stateMachine?: string; work?: string; pipeline?: string; region?: string }) => {
+      const sm = o.stateMachine ?? io.env['FANOUT_STATE_MACHINE_ARN'];
+      if (!sm) throw new Error('runs resume: pass --state-machine <arn> or set FANOUT_STATE_MACHINE_ARN');
+      executionArnOf(sm, runId); // checks the ARN's shape
+      const work = workOf(o.work, io.env);
+      const bucket = /^s3:\/\/([^/]+)\/?$/.exec(work)?.[1];
+      if (!bucket) throw new Error(`runs resume: --work must be the work bucket as s3://<bucket>, got '${work}'`);
+      // Loaded here: the other commands must not pay for the engine's runners.
+      const [{ setRunner }, { resumeRun }] = await Promise.all([import('../runner.ts'), import('../runners/resume.ts')]);
+      if (o.pipeline) await import(pathToFileURL(resolve(o.pipeline)).href);
+      setRunner('aws', { stateMachineArn: sm, workBucket: bucket, ...(o.region ? { region: o.region } : {}) });
+      const ac = new AbortController();
+      void io.interrupted?.then(() => ac.abort(new Error('interrupted')));
+      io.out(`run ${runId}: resuming (only partitions without a completion marker run again)`);
+      const summary = await resumeRun(runId, { signal: ac.signal });
+      const partial = (summary as { complete?: boolean }).complete === false ? ' (complete: false: some partitions failed within the tolerance)' : '';
+      io.out(`run ${runId}: ${summary.status}, ${summary.rows} rows in ${summary.files.length} file(s)${partial}`);
     });
 
   program
