@@ -143,7 +143,11 @@ describe('row ranges and limits decode only their rows', () => {
       ...range(29_995, 30_000),
       ...range(0, 5),
     ]);
-    assert.deepEqual(await ids(readParquetBatches(file, { rows: { start: 40_000, end: 50_000 } })), []);
+    // Past the selected rows: an error naming the file, never fewer rows than asked for.
+    await assert.rejects(
+      ids(readParquetBatches(file, { rows: { start: 40_000, end: 50_000 } })),
+      /row range \[40000, 50000\) out of range for row groups 0,1,2 of .*\(30000 rows\)/,
+    );
     assert.deepEqual(await ids(readParquetBatches(file, { rows: { start: 5, end: 5 } })), []);
   });
 

@@ -339,8 +339,14 @@ describe('state machine definition', () => {
     assert.equal(inner.Partitions!.ItemBatcher, undefined);
     assert.equal(inner['Partitions.ItemReader']!.Next, 'Partitions.ItemBatcher');
     assert.equal(inner['Partitions.ItemBatcher']!.Next, 'Partitions');
-    assert.equal(inner.Partitions!.ItemProcessor!.StartAt, 'Partitions.Batch');
-    assert.equal(inner.Partitions!.ItemProcessor!.States['Partitions.Batch']!.Next, 'RunPartition');
+    // Each iteration runs in the tolerance wrapper (a Parallel with a Catch); inside it, the batch
+    // fetch starts the child, as the child of a batched Distributed Map starts with its batch.
+    assert.equal(inner.Partitions!.ItemProcessor!.StartAt, 'Partitions.Iteration');
+    const iteration = inner.Partitions!.ItemProcessor!.States['Partitions.Iteration']!;
+    assert.equal(iteration.Type, 'Parallel');
+    const branch = (iteration as { Branches: { StartAt: string; States: Record<string, { Next?: string }> }[] }).Branches[0]!;
+    assert.equal(branch.StartAt, 'Partitions.Batch');
+    assert.equal(branch.States['Partitions.Batch']!.Next, 'RunPartition');
     assert.equal(inner.RouteStage!.Choices![1]!.Next, 'Partitions.ItemReader');
     assert.deepEqual(validateStateMachineDefinition(definition), []);
     // Everything else is untouched.

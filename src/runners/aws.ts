@@ -34,7 +34,7 @@ import { deployedClasses } from '../aws/placement.ts';
 import { listUdfs } from '../udf.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
-import { traceAwsRun } from '../telemetry/aws.ts';
+import { emitRunSpans, traceAwsRun } from '../telemetry/aws.ts';
 
 export interface AwsRunnerOptions {
   stateMachineArn: string;
@@ -291,6 +291,9 @@ export async function executeRun(
       // Whole: every failed partition's error and the state machine's (best effort: the read below still runs).
       // Partition errors older than this execution (a resume's earlier attempts) are not its failure's.
       await recordFailure(store, plan.runId, smError, new Date(startedAt - CLOCK_SKEW_MS)).catch(() => undefined);
+      // A failing stage ends the execution in its Map (no Failure step runs, so that a redrive can
+      // re-enter it): its stage spans are emitted here, from the markers, with the error.
+      await emitRunSpans(store, plan.runId, new Error(smError)).catch(() => undefined);
       summary = await getJson<RunSummary>(store, keys.failure(plan.runId));
     } catch (e) {
       // The state machine's own error still says what happened.
