@@ -20,6 +20,8 @@ export const FARGATE_STARTUP_GRACE_SECONDS = 600;
 
 export interface FargateTasksOptions {
   readonly cluster: ecs.ICluster;
+  /** The `Pipeline` dimension of the tasks' EMF metrics (src/aws/emf.ts). */
+  readonly metricsPipeline: string;
   readonly vpc: ec2.IVpc;
   /** Public subnets (the default VPC): tasks get a public IP to reach S3 and ECR without a NAT gateway. */
   readonly publicSubnets: boolean;
@@ -78,6 +80,9 @@ export function addFargateTasks(scope: Construct, o: FargateTasksOptions): Farga
         FANOUT_WORK_BUCKET: o.workBucket.bucketName,
         FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
         FANOUT_PROGRESS: '0',
+        // Partition and UDF metrics as embedded-metric-format lines in the task's log, as the Stage Lambda prints them.
+        FANOUT_METRICS: 'emf',
+        FANOUT_METRICS_PIPELINE: o.metricsPipeline,
         AWS_REGION: Stack.of(scope).region,
       },
     });

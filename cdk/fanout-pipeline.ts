@@ -424,6 +424,7 @@ export class FanoutPipeline extends Construct {
       const cluster = this.cluster ?? new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
       this.fargate = addFargateTasks(this, {
         cluster,
+        metricsPipeline,
         vpc,
         publicSubnets: !props.vpc,
         classes: [...classes.fargate.values()],

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { App, type CfnElement, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { cls, DataType, func, setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { EXAMPLE_ENTRY } from '../cdk/app.ts';
@@ -208,6 +208,18 @@ describe('each CPU stage on its own sizing class: explain() and the template agr
       Memory: '16384',
       RuntimePlatform: { CpuArchitecture: 'X86_64' },
       ContainerDefinitions: [{ Name: 'fanout-cpu' }],
+    });
+    // Fargate stages print EMF metrics as the Stage Lambda does.
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RequiresCompatibilities: ['FARGATE'],
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'FANOUT_METRICS', Value: 'emf' },
+            { Name: 'FANOUT_METRICS_PIPELINE', Value: 'Tasks/P' },
+          ]),
+        }),
+      ],
     });
     // 0.5 x 2 instances: one GPU per task.
     t.hasResourceProperties('AWS::ECS::TaskDefinition', {
