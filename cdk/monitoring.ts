@@ -20,7 +20,7 @@ export interface FanoutMonitoringProps {
   readonly alarmTopic?: sns.ITopic;
   /** @default CloudFormation's generated name */
   readonly dashboardName?: string;
-  /** Failed (or timed-out) executions within one 5-minute period that raise the alarm. @default 1 */
+  /** Failed (or, for the second alarm, timed-out) executions within one 5-minute period that raise the alarm. @default 1 */
   readonly failedExecutionsThreshold?: number;
 }
 
@@ -36,6 +36,7 @@ export interface MonitoringOptions extends FanoutMonitoringProps {
 export interface FanoutMonitoring {
   readonly dashboard: cloudwatch.Dashboard;
   readonly failedExecutionsAlarm: cloudwatch.Alarm;
+  readonly timedOutExecutionsAlarm: cloudwatch.Alarm;
   readonly deadLetterAlarm?: cloudwatch.Alarm;
 }
 
@@ -57,20 +58,19 @@ export function addMonitoring(scope: Construct, o: MonitoringOptions): FanoutMon
   const fns = Object.entries(o.functions);
   const sum = { period: PERIOD, statistic: cloudwatch.Stats.SUM };
 
-  const failed = new cloudwatch.MathExpression({
-    expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
-    usingMetrics: { failed: sm.metricFailed(sum), timedOut: sm.metricTimedOut(sum) },
-    label: 'failed or timed out',
-    period: PERIOD,
-  });
-  const failedExecutionsAlarm = new cloudwatch.Alarm(scope, 'FailedExecutionsAlarm', {
-    alarmDescription: 'fanout: a run failed or timed out (runs/<runId>/failure.json in the work bucket says which partition and why)',
-    metric: failed,
-    threshold: o.failedExecutionsThreshold ?? 1,
-    evaluationPeriods: 1,
-    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-  });
+  // Two plain alarms rather than one metric-math alarm (failed + timed out): the same on AWS, and
+  // LocalStack-compatible emulators (MiniStack) refuse metric-math alarms.
+  const executionsAlarm = (id: string, metric: cloudwatch.Metric, what: string): cloudwatch.Alarm =>
+    new cloudwatch.Alarm(scope, id, {
+      alarmDescription: `fanout: a run ${what} (runs/<runId>/failure.json in the work bucket says which partition and why)`,
+      metric,
+      threshold: o.failedExecutionsThreshold ?? 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  const failedExecutionsAlarm = executionsAlarm('FailedExecutionsAlarm', sm.metricFailed(sum), 'failed');
+  const timedOutExecutionsAlarm = executionsAlarm('TimedOutExecutionsAlarm', sm.metricTimedOut(sum), 'timed out');
   let deadLetterAlarm: cloudwatch.Alarm | undefined;
   if (o.deadLetterQueue) {
     deadLetterAlarm = new cloudwatch.Alarm(scope, 'DeadLetterAlarm', {
@@ -84,7 +84,7 @@ export function addMonitoring(scope: Construct, o: MonitoringOptions): FanoutMon
   }
   if (o.alarmTopic) {
     const action = new actions.SnsAction(o.alarmTopic);
-    for (const a of [failedExecutionsAlarm, deadLetterAlarm]) {
+    for (const a of [failedExecutionsAlarm, timedOutExecutionsAlarm, deadLetterAlarm]) {
       a?.addAlarmAction(action);
       a?.addOkAction(action);
     }
@@ -101,7 +101,12 @@ export function addMonitoring(scope: Construct, o: MonitoringOptions): FanoutMon
       sm.metricTime({ period: PERIOD, statistic: cloudwatch.Stats.AVERAGE }),
       sm.metricTime({ period: PERIOD, statistic: cloudwatch.Stats.p(90) }),
     ]),
-    new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: [failedExecutionsAlarm, ...(deadLetterAlarm ? [deadLetterAlarm] : [])], width: 8, height: 6 }),
+    new cloudwatch.AlarmStatusWidget({
+      title: 'Alarms',
+      alarms: [failedExecutionsAlarm, timedOutExecutionsAlarm, ...(deadLetterAlarm ? [deadLetterAlarm] : [])],
+      width: 8,
+      height: 6,
+    }),
   );
   dashboard.addWidgets(
     graph('Partition time by stage (ms, avg)', [emfSearch(o.pipelineName, 'Stage', 'PartitionMs', 'Average', '')]),
@@ -145,5 +150,5 @@ export function addMonitoring(scope: Construct, o: MonitoringOptions): FanoutMon
     ]),
     graph('UDF counters', [emfSearch(o.pipelineName, 'Udf,Counter', 'Count', 'Sum', '')]),
   );
-  return { dashboard, failedExecutionsAlarm, ...(deadLetterAlarm ? { deadLetterAlarm } : {}) };
+  return { dashboard, failedExecutionsAlarm, timedOutExecutionsAlarm, ...(deadLetterAlarm ? { deadLetterAlarm } : {}) };
 }
