@@ -11,7 +11,7 @@
 // lockfile's tarballs but not the registry metadata that resolving fanout's version ranges needs.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -115,5 +115,17 @@ describe('the packed package runs a TypeScript pipeline from a project of its ow
     assertRows(await runProject(['register.mjs', 'workers']), 'worker');
     assertRows(await runProject(['register.mjs', 'gpu']), 'worker');
     assertRows(await runProject(['register.mjs', 'cloud']), 'worker');
+  });
+
+  it("the package's `fanout` bin (dist/src/cli/bin.js) runs from the installed package", () => {
+    const pkg = JSON.parse(readFileSync(join(project, 'node_modules', 'fanout', 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    const bin = join(project, 'node_modules', 'fanout', pkg.bin['fanout']!);
+    const work = tempDir('fanout-packed-work-');
+    const env: Record<string, string | undefined> = { ...process.env };
+    delete env['NODE_OPTIONS'];
+    delete env['NODE_TEST_CONTEXT'];
+    // An empty work directory: the command loads, parses and reads the (empty) run history.
+    assert.equal(execFileSync(process.execPath, [bin, 'runs', 'list', '--work', work], { cwd: project, env, encoding: 'utf8' }).trim(), 'no runs');
+    assert.match(execFileSync(process.execPath, [bin, '--help'], { cwd: project, env, encoding: 'utf8' }), /runs[\s\S]*dashboard/);
   });
 });
