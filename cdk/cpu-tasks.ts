@@ -3,7 +3,7 @@
 // one Fargate task per partition, through the same ECS entrypoint as GPU stages (lambdas/ecs-task.ts),
 // in a CPU image built from the GPU task's Dockerfile without CUDA. One task definition per sizing
 // class (src/aws/placement.ts), sharing one task role, execution role, log group and security group.
-import { type RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import type { RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -12,7 +12,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { fargateTaskDefinitionId, type FargatePlacement } from '../src/aws/placement.ts';
 import { acknowledgeWildcard, grantList, type ObjectGrants, RUNS_PREFIX, S3_DELETE, S3_READ, S3_WRITE } from './grants.ts';
-import { GPU_IMAGE_PIPELINE } from './gpu-capacity.ts';
+import { acknowledgeTaskEnvironment, stageTaskEnvironment } from './task-environment.ts';
 
 export const CPU_CONTAINER_NAME = 'fanout-cpu';
 /** Provisioning and image pull before a Fargate task's partition starts: added to the class timeout in the state machine. */
@@ -76,20 +76,9 @@ export function addFargateTasks(scope: Construct, o: FargateTasksOptions): Farga
       image: o.image(c.architecture),
       essential: true,
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'cpu', logGroup: taskLogs }),
-      environment: {
-        FANOUT_WORK_BUCKET: o.workBucket.bucketName,
-        FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
-        FANOUT_PROGRESS: '0',
-        // Partition and UDF metrics as embedded-metric-format lines in the task's log, as the Stage Lambda prints them.
-        FANOUT_METRICS: 'emf',
-        FANOUT_METRICS_PIPELINE: o.metricsPipeline,
-        AWS_REGION: Stack.of(scope).region,
-      },
+      environment: stageTaskEnvironment(scope, o.workBucket, o.metricsPipeline),
     });
-    Validations.of(td).acknowledge({
-      id: 'AwsSolutions-ECS2',
-      reason: 'The environment holds a bucket name and a module path, no secrets; run-specific values come as RunTask overrides.',
-    });
+    acknowledgeTaskEnvironment(td);
     taskDefinitions[c.key] = td;
   }
   // A Fargate task is the Stage function on ECS: shards under runs/ (its inputs: grantReadInput).

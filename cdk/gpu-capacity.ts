@@ -1,7 +1,7 @@
 // FanoutPipeline's GPU capacity: an ECS cluster whose auto scaling group of GPU instances scales to
 // zero (managed scaling through a capacity provider), the instances' role and security group, and
 // the task definition that runs GPU stages (the Stage handler on ECS, one task per worker slot).
-import { type RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { type RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -9,11 +9,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
+import { acknowledgeTaskEnvironment, stageTaskEnvironment } from './task-environment.ts';
 import { acknowledgeWildcard, grantList, type ObjectGrants, RUNS_PREFIX, S3_DELETE, S3_READ, S3_WRITE } from './grants.ts';
 
 export const GPU_CONTAINER_NAME = 'fanout-gpu';
-/** In the GPU image (cdk/gpu-task/Dockerfile): the bundled pipeline entry. */
-export const GPU_IMAGE_PIPELINE = '/app/dist/pipeline.js';
+export { GPU_IMAGE_PIPELINE } from './task-environment.ts';
 
 /** Resolved settings (FanoutPipeline validates the props and applies the defaults). */
 export interface GpuCapacityOptions {
@@ -164,21 +164,9 @@ export function addGpuCapacity(scope: Construct, o: GpuCapacityOptions): GpuCapa
       cpu: task.cpu,
       essential: true,
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'gpu', logGroup: taskLogs }),
-      environment: {
-        FANOUT_WORK_BUCKET: o.workBucket.bucketName,
-        FANOUT_PIPELINE: GPU_IMAGE_PIPELINE,
-        FANOUT_PROGRESS: '0',
-        // Partition and UDF metrics as embedded-metric-format lines in the task's log (src/aws/emf.ts).
-        FANOUT_METRICS: 'emf',
-        FANOUT_METRICS_PIPELINE: o.metricsPipeline,
-        // The ECS agent does not set it for EC2 tasks; without it S3 calls go to us-east-1 first.
-        AWS_REGION: Stack.of(scope).region,
-      },
+      environment: stageTaskEnvironment(scope, o.workBucket, o.metricsPipeline),
     });
-    Validations.of(td).acknowledge({
-      id: 'AwsSolutions-ECS2',
-      reason: 'The environment holds a bucket name and a module path, no secrets; run-specific values come as RunTask overrides.',
-    });
+    acknowledgeTaskEnvironment(td);
   };
   const taskDefinition = new ecs.Ec2TaskDefinition(scope, 'GpuTaskDefinition', {
     // Bridge: the task uses the instance's network (public subnet, or the given VPC's egress);
