@@ -15,6 +15,9 @@ export interface AggSpec {
   name: string;
 }
 
+/** Schema metadata that marks a batch of partial states (as opposed to raw input rows). */
+const PARTIAL_KEY = 'fanout.aggregate';
+
 /** Column layout of the partial state: keys, then each aggregate's state columns. */
 export function partialSchema(keys: readonly arrow.Field[], specs: readonly AggSpec[]): arrow.Schema {
   const fields = [...keys];
@@ -22,7 +25,14 @@ export function partialSchema(keys: readonly arrow.Field[], specs: readonly AggS
     const types = stateTypes(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType));
     for (const [j, t] of types.entries()) fields.push(new arrow.Field(`__s${i}_${j}`, t.toArrow(), true));
   }
-  return new arrow.Schema(fields);
+  // The mark travels with the schema (worker transfer, IPC spill files), so a consumer that gets
+  // raw rows and partial states from the same partition tells them apart.
+  return new arrow.Schema(fields, new Map([[PARTIAL_KEY, 'partial']]));
+}
+
+/** Is this a batch of partial states (drainState's output), not raw input rows? */
+export function isPartialState(b: arrow.RecordBatch): boolean {
+  return b.schema.metadata.get(PARTIAL_KEY) === 'partial';
 }
 
 export class HashAggregator {

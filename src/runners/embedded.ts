@@ -15,6 +15,7 @@ import {
   physicalPlanToString,
   type PartitionTask,
   type PhysicalOptions,
+  type OpJSON,
   type PhysicalPlan,
 } from '../physical.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
@@ -589,17 +590,19 @@ export class EmbeddedRunner implements Runner {
     })();
   }
 
-  async *partitions(plan: PlanNode, ctx: ActionContext): AsyncGenerator<ResultPartition> {
+  /** `tail`: operators every partition runs last, on its worker thread (relational/execute.ts). */
+  async *partitions(plan: PlanNode, ctx: ActionContext, tail: readonly OpJSON[] = []): AsyncGenerator<ResultPartition> {
     if (endsInRelational(plan)) {
-      yield* relationalPartitions(plan, ctx, this);
+      for await (const p of relationalPartitions(plan, ctx, this)) yield tail.length ? { index: p.index, batches: applyOps(p.batches, tail) } : p;
       return;
     }
-    const physical = this.physical(plan);
+    let physical = this.physical(plan);
     if (physical.globalOps.length) {
       // A global limit makes the whole result one partition.
-      yield { index: 0, batches: this.stream(plan, ctx) };
+      yield { index: 0, batches: applyOps(this.stream(plan, ctx), tail) };
       return;
     }
+    if (tail.length) physical = { ...physical, partitions: physical.partitions.map((t) => ({ ...t, ops: [...t.ops, ...tail] })) };
     const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
     if (ctx.signal) run.signal = ctx.signal;
     const trace = await traceAction('partitions', physical);
