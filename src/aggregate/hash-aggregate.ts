@@ -40,6 +40,7 @@ export class HashAggregator {
   private table: GroupTable;
   private accs: Accumulator[];
   private readonly stateWidths: number[];
+  private readonly intKey: boolean;
   private words: Int32Array = new Int32Array(0);
   private gids: Int32Array = new Int32Array(0);
 
@@ -49,6 +50,7 @@ export class HashAggregator {
     private readonly mode: 'update' | 'merge',
   ) {
     this.enc = new KeyEncoder(keyFields.map((f) => DataType.fromArrow(f.type)));
+    this.intKey = this.enc.types.length === 1 && GroupTable.intKey(this.enc.types[0]!);
     this.table = new GroupTable(this.enc.width);
     this.accs = this.newAccs();
     this.stateWidths = specs.map((s) => stateTypes(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType)).length);
@@ -76,15 +78,23 @@ export class HashAggregator {
     if (!n) return;
     const cols = batch.data.children;
     const K = this.keyFields.length;
-    this.words = this.enc.encode(cols.slice(0, K), n, true, this.words);
     const before = this.table.count;
     if (this.gids.length < n) this.gids = new Int32Array(n);
-    const gids = this.table.lookup(this.words, n, true, this.gids);
+    let gids: Int32Array;
+    if (this.intKey) {
+      // One integer key: its values are the key words, no encoding pass.
+      const d = cols[0]!;
+      gids = this.table.lookupInts(d.values as Int32Array, d.nullCount > 0 ? d.nullBitmap! : null, d.offset, n, true, this.gids);
+    } else {
+      this.words = this.enc.encode(cols.slice(0, K), n, true, this.words);
+      gids = this.table.lookup(this.words, n, true, this.gids);
+    }
+    const groups = this.table.count;
     let c = K;
     for (const [i, acc] of this.accs.entries()) {
-      if (mode === 'update') acc.update(gids, n, cols[c++]!, before);
+      if (mode === 'update') acc.update(gids, n, cols[c++]!, before, groups);
       else {
-        acc.merge(gids, n, cols.slice(c, c + this.stateWidths[i]!), before);
+        acc.merge(gids, n, cols.slice(c, c + this.stateWidths[i]!), before, groups);
         c += this.stateWidths[i]!;
       }
     }
