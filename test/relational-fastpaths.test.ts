@@ -1,14 +1,17 @@
-// The aggregation fast paths, against plain Map references: GroupTable's dense index for one
-// 32-bit key (complete over its range, grown as keys arrive, hash slots only for outliers and
-// nulls), lookupInts straight from a column's values, and the sum's per-group "has a value" flags
-// skipped on null-free batches.
+// The aggregation and join fast paths, against plain Map references and DuckDB: GroupTable's dense
+// index for one 32-bit key (complete over its range, grown as keys arrive, hash slots only for
+// outliers and nulls), lookupInts straight from a column's values (groupBy and the join's probe
+// side), and the sum's per-group "has a value" flags skipped on null-free batches.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
+import { col, Field, fromRecords, readParquet, Schema, setRunner } from 'fanout';
 import { GroupTable, KeyEncoder } from '../src/relational/keys.ts';
 import { HashAggregator } from '../src/aggregate/hash-aggregate.ts';
 import { DataType } from '../src/datatypes.ts';
 import { seededRandom } from './random.ts';
+import { tempDir } from './helpers.ts';
 
 /** A reference: key string -> group id in first-seen order. */
 class RefTable {
@@ -143,5 +146,65 @@ describe('sum skips per-row flags on null-free batches', () => {
       [...ref.values()].some((x) => x === null),
       'some group has only nulls',
     );
+  });
+});
+
+describe('join on one integer key (the probe reads the key column directly)', () => {
+  it('every join kind matches DuckDB: nulls, duplicate build keys, outliers, an all-matching probe', async () => {
+    const dir = tempDir('fanout-fastpaths-');
+    const { ri, rnd } = seededRandom(17);
+    const key = (): number | null => (rnd() < 0.05 ? null : rnd() < 0.03 ? ri(-2_000_000_000, 2_000_000_000) : ri(0, 400));
+    const left = Array.from({ length: 6000 }, (_, n) => ({ a: key(), n }));
+    const right = Array.from({ length: 500 }, (_, m) => ({ a: key(), label: `r${m}` }));
+    const ls = new Schema([new Field('a', DataType.int32(), true), new Field('n', DataType.int32(), false)]);
+    const rs = new Schema([new Field('a', DataType.int32(), true), new Field('label', DataType.utf8(), false)]);
+    setRunner('native', { batchSize: 1024 });
+    await fromRecords(left, ls).writeParquet(join(dir, 'l'));
+    await fromRecords(right, rs).writeParquet(join(dir, 'r'));
+    // Every left row matches exactly one right row: the probe output keeps the left columns as they are.
+    const uniq = Array.from({ length: 401 }, (_, a) => ({ a, label: `u${a}` }));
+    await fromRecords(uniq, rs).writeParquet(join(dir, 'u'));
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const db = await DuckDBInstance.create(':memory:');
+    const con = await db.connect();
+    const L = `read_parquet('${join(dir, 'l')}/*.parquet')`;
+    const R = `read_parquet('${join(dir, 'r')}/*.parquet')`;
+    const canon = (rows: Record<string, unknown>[]): string[] =>
+      rows
+        .map((r) =>
+          JSON.stringify(
+            Object.keys(r)
+              .sort()
+              .map((k) => [k, r[k] === undefined ? null : r[k]]),
+          ),
+        )
+        .sort();
+    try {
+      const sql = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', outer: 'FULL OUTER', semi: 'SEMI', anti: 'ANTI' } as const;
+      for (const how of ['inner', 'left', 'right', 'outer', 'semi', 'anti'] as const) {
+        const got = await readParquet(join(dir, 'l'))
+          .join(readParquet(join(dir, 'r')), { on: 'a', how })
+          .toRows();
+        const cols = how === 'semi' || how === 'anti' ? 'a, n' : 'a, n, label';
+        const want = (await con.runAndReadAll(`SELECT ${cols} FROM ${L} AS l ${sql[how]} JOIN ${R} AS r USING (a)`)).getRowObjectsJS();
+        assert.equal(got.length, want.length, `${how}: rows`);
+        assert.deepEqual(canon(got), canon(want), how);
+      }
+      const all = await readParquet(join(dir, 'l'))
+        .where(col('a').notNull().and(col('a').ge(0)).and(col('a').le(400)))
+        .join(readParquet(join(dir, 'u')), { on: 'a' })
+        .toRows();
+      assert.ok(all.length > 5000);
+      for (const r of all) assert.equal(r.label, `u${String(r.a)}`);
+      assert.deepEqual(
+        all.map((r) => r.n),
+        [...all.map((r) => r.n as number)].sort((x, y) => x - y),
+        'left order kept',
+      );
+    } finally {
+      con.closeSync();
+      db.closeSync();
+      setRunner('native');
+    }
   });
 });

@@ -198,6 +198,29 @@ describe('phase one of an aggregation runs in the worker threads', () => {
     }
   });
 
+  it("workers 'auto': an aggregation's input takes the worker threads once big enough decoded, unless statistics show mostly distinct keys", async () => {
+    setRunner('native', { workerThresholdBytes: 256 << 10, parallelism: 2, batchSize: 4096 });
+    try {
+      // r: R values in WIDE rows (statistics bound the groups to R), 3.2 MB decoded, 200 KB-odd encoded.
+      const byR = W().groupBy('r').agg(col('v').sum().alias('s'));
+      assert.match(await byR.explain(), /Stage 0: 2 partition\(s\), parallelism 2 \(worker threads\)/);
+      resetRelationalStats();
+      assert.equal((await byR.toRows()).length, R);
+      let st = relationalStats();
+      assert.equal(st.partialRowsAggregated, 0, 'phase one ran in the workers');
+      assert.ok(st.stateRowsMerged > 0 && st.stateRowsMerged <= 2 * R, `${st.stateRowsMerged} state rows`);
+      // u: statistics say WIDE distinct values in WIDE rows: nothing to reduce, so no threads to feed every row to.
+      const byU = W().groupBy('u').agg(col('v').sum().alias('s'));
+      assert.match(await byU.explain(), /Stage 0: 1 partition\(s\), parallelism 1 \(in-process\)/);
+      resetRelationalStats();
+      assert.equal((await byU.toRows()).length, WIDE);
+      st = relationalStats();
+      assert.ok(st.partialRowsAggregated > 0, 'phase one ran on this thread');
+    } finally {
+      setRunner('native', WORKERS);
+    }
+  });
+
   it('a worker’s partial table is flushed at its share of the memory budget; the merge is still exact', async () => {
     const budget = 2 << 20; // 2 workers: each partial table flushes at 256 KiB
     setRunner('native', { ...WORKERS, memoryBudgetBytes: budget });

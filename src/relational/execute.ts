@@ -64,7 +64,7 @@ function opOf(node: PlanNode): OpJSON {
 }
 
 /** Explain for a plan that ends in a relational node: exchanges, operators, and each input stage. */
-export function describeRelational(optimized: PlanNode, o: ResolvedEmbeddedOptions, stage: (plan: PlanNode) => string): string {
+export function describeRelational(optimized: PlanNode, o: ResolvedEmbeddedOptions, stage: (plan: PlanNode, reducing: boolean) => string): string {
   const physical = relationalPhysical(optimized, { partitions: o.parallelism, broadcastBytes: o.memoryBudgetBytes / 4 });
   return relationalToString(physical, stage, (p) =>
     splitChain(p)
