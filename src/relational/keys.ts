@@ -551,10 +551,45 @@ export class GroupTable {
         if (lo <= hi) this.fitDense(lo, hi, n - i);
         if (words[2 * i] === 0 && this.inDense(words[2 * i + 1]!)) continue;
       }
+      if (!this.dense) {
+        // Keys too spread for a dense index: the hash slots for the rest of the batch.
+        this.hashRun2(words, i, n, insert, out);
+        break;
+      }
       out[i] = this.probe2(words[2 * i]!, words[2 * i + 1]!, insert);
       i++;
     }
     return out;
+  }
+
+  /** Rows [i, n) through the hash slots, the hash and probe inlined (no dense index). */
+  private hashRun2(words: Int32Array, i: number, n: number, insert: boolean, out: Int32Array): void {
+    if (!this.slotted) this.buildSlots();
+    for (; i < n; i++) {
+      const a = words[2 * i]!;
+      const b = words[2 * i + 1]!;
+      let h = Math.imul(0x9747b28c ^ a, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h ^ b, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
+      h ^= h >>> 15;
+      const slots = this.slots;
+      const mask = this.mask;
+      const keys = this.keys;
+      let slot = (h >>> 0) & mask;
+      let found = -1;
+      for (;;) {
+        const g1 = slots[2 * slot]!;
+        if (g1 === 0) break;
+        if (slots[2 * slot + 1] === h && keys[2 * g1 - 2] === a && keys[2 * g1 - 1] === b) {
+          found = g1 - 1;
+          break;
+        }
+        slot = (slot + 1) & mask;
+      }
+      out[i] = found >= 0 || !insert ? found : this.add2(a, b, h, slot);
+    }
   }
 
   private inDense(b: number): boolean {
@@ -609,6 +644,17 @@ export class GroupTable {
         }
         if (lo <= hi) this.fitDense(lo, hi, n - i);
         if (this.inDense(values[i]! | 0)) continue;
+      }
+      if (!this.dense) {
+        // Keys too spread for a dense index: encode the rest and take the hash slots.
+        const m = n - i;
+        const words = new Int32Array(2 * m);
+        for (let j = 0; j < m; j++) {
+          if (valid(i + j)) words[2 * j + 1] = values[i + j]! | 0;
+          else words[2 * j] = 1;
+        }
+        this.hashRun2(words, 0, m, insert, out.subarray(i));
+        break;
       }
       out[i] = this.probe2(0, values[i]! | 0, insert);
       i++;
