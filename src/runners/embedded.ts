@@ -547,14 +547,15 @@ export function describePlan(optimized: PlanNode, options: ResolvedEmbeddedOptio
  * The input of an aggregation whose partitions end in its phase one: only partial states leave
  * them, so feeding worker threads costs little. With `workers: 'auto'` it takes them once its
  * decoded size reaches workerThresholdBytes (estimated at 8 bytes a value at least: dictionary
- * and run-length encoded columns decode to far more than their encoded size), with a partition
- * per thread.
+ * and run-length encoded columns decode to far more than their encoded size); with workers, every
+ * thread gets a partition.
  */
 function reducingInput(plan: PlanNode, o: ResolvedEmbeddedOptions): { physical: PhysicalPlan; options: ResolvedEmbeddedOptions } {
   const physical = buildPhysicalPlan(plan, embeddedPhysicalOptions(o));
   const scan = physical.scan;
   const decoded = Math.max(scan.uncompressedBytes, scan.rows * 8 * scan.columns.length);
-  if (o.workers !== 'auto' || o.parallelism < 2 || scan.format === 'memory' || decoded < o.workerThresholdBytes) return { physical, options: o };
+  if (o.workers === false || o.parallelism < 2 || scan.format === 'memory') return { physical, options: o };
+  if (o.workers === 'auto' && decoded < o.workerThresholdBytes) return { physical, options: o };
   const options: ResolvedEmbeddedOptions = { ...o, workers: true };
   if (physical.partitions.length >= o.parallelism || physical.globalOps.length || hasIntoPartitions(plan)) return { physical, options };
   // Fewer partitions than threads: split evenly by rows, as intoPartitions(n) does.
