@@ -14,6 +14,7 @@ import { writeParquetFile } from './io/parquet/index.ts';
 import { withPartitionColumns } from './io/hive.ts';
 import { writePartitionFiles, type PartitionFile } from './io/partitioned-writer.ts';
 import { unaliasBatch } from './ipc-alias.ts';
+import { partialAggregate } from './aggregate/operator.ts';
 import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
 import { filterWithUdfs, projectWithUdfs, runtime, udfWindow, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
@@ -191,6 +192,9 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
         const out = explodeBatch(b, op.columns);
         if (out.numRows) yield out;
       }
+      return;
+    case 'partialAggregate':
+      yield* partialAggregate(input, op);
       return;
     case 'limit': {
       let remaining = op.n;

@@ -1,9 +1,9 @@
 // Physical planning: turns an optimized logical plan into partition tasks (row-group-aligned
 // scans, pruned by statistics) plus a per-partition operator chain, and the operators that must run
 // after all partitions merge (everything from the first global limit up).
-import type { SchemaJSON } from './datatypes.ts';
+import type { DataTypeJSON, SchemaJSON } from './datatypes.ts';
 import { Schema } from './datatypes.ts';
-import type { ExprNode } from './expressions.ts';
+import type { AggFn, ExprNode } from './expressions.ts';
 import { exprToString, udfCalls } from './expressions.ts';
 import { describeHivePruning, hiveSourceFields, type HivePruning, type HiveSourceJSON } from './io/hive.ts';
 import { planHiveScan } from './io/hive-scan.ts';
@@ -28,7 +28,25 @@ export type OpJSON =
   | { type: 'filter'; predicate: ExprNode }
   | { type: 'project'; exprs: ExprNode[]; schema: SchemaJSON }
   | { type: 'explode'; columns: string[]; schema: SchemaJSON }
-  | { type: 'limit'; n: number };
+  | { type: 'limit'; n: number }
+  | PartialAggregateOp;
+
+/**
+ * Phase one of a hash aggregation, run in each partition (on its worker thread): the rows (key
+ * columns first, then one input column per aggregate) leave as partial states, or as they are
+ * when the partition's keys turn out to be mostly distinct (src/aggregate/operator.ts).
+ */
+export interface PartialAggregateOp {
+  type: 'partialAggregate';
+  /** The aggregate's output schema: its first `keys` fields are the key columns. */
+  schema: SchemaJSON;
+  keys: number;
+  aggs: { fn: AggFn; inType: DataTypeJSON; outType: DataTypeJSON; name: string }[];
+  /** The partial table's state is sent on once it holds this many bytes (bounds a worker's memory). */
+  flushBytes: number;
+  /** Rows per push into the table. */
+  batchSize: number;
+}
 
 export type SourceJSON =
   | {
@@ -463,6 +481,10 @@ function opToString(op: OpJSON): string {
       return `Explode: [${op.columns.join(', ')}]`;
     case 'limit':
       return `Limit: ${op.n}`;
+    case 'partialAggregate': {
+      const keys = op.schema.fields.slice(0, op.keys).map((f) => f.name);
+      return `HashAggregate (partial): ${keys.length ? `keys [${keys.join(', ')}]` : 'whole frame'}`;
+    }
   }
 }
 

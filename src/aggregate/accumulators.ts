@@ -12,10 +12,14 @@ import { compareBytes } from '../kernels/utf8.ts';
 import { ByteDictionary, GroupTable, KeyEncoder } from '../relational/keys.ts';
 
 export interface Accumulator {
-  /** Raw input rows: row i belongs to group gids[i]; `before` is the group count before this batch. */
-  update(gids: Int32Array, n: number, col: arrow.Data, before: number): void;
+  /**
+   * Raw input rows: row i belongs to group gids[i]; `before` is the group count before this batch,
+   * `groups` the count after it (every gid is below it; the groups from `before` on are new, each
+   * with a row in this batch). Without `groups` the accumulator finds the largest gid itself.
+   */
+  update(gids: Int32Array, n: number, col: arrow.Data, before: number, groups?: number): void;
   /** Partial-state rows (the columns `state` produced). */
-  merge(gids: Int32Array, n: number, cols: arrow.Data[], before: number): void;
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], before: number, groups?: number): void;
   state(groups: number): arrow.Data[];
   result(groups: number): arrow.Data;
   bytes(): number;
@@ -74,11 +78,61 @@ function numberReader(d: arrow.Data): (i: number) => number {
 
 const BIG = new Set(['int64', 'uint64', 'timestamp']);
 
+/** Groups an update must size for: `groups` when the caller knows it, else the largest gid + 1. */
+function groupsOf(gids: Int32Array, n: number, groups: number | undefined): number {
+  if (groups !== undefined) return groups;
+  let m = -1;
+  for (let i = 0; i < n; i++) if (gids[i]! > m) m = gids[i]!;
+  return m + 1;
+}
+
+/**
+ * Which groups have a non-null value (SQL: a sum, min or max over only nulls is null). `missing`
+ * counts the groups without one, so a batch without nulls can skip the per-row flag when every
+ * older group already has one: it flags only its new groups, all at once.
+ */
+class HasValue {
+  flags: Uint8Array = new Uint8Array(256);
+  private sized = 0;
+  private missing = 0;
+  /** Sizes for `groups`; true when every group below `before` has a value. */
+  grow(groups: number, before: number | undefined): boolean {
+    this.flags = growU8(this.flags, groups);
+    if (groups > this.sized) {
+      this.missing += groups - this.sized;
+      this.sized = groups;
+    }
+    return before !== undefined && this.missing === groups - before;
+  }
+  /** After a null-free batch that `grow` said was complete: its new groups [before, groups) all have values. */
+  fillNew(before: number, groups: number): void {
+    this.flags.fill(1, before, groups);
+    this.missing = 0;
+  }
+  set(g: number): void {
+    if (!this.flags[g]) {
+      this.flags[g] = 1;
+      this.missing--;
+    }
+  }
+}
+
+// Per-type loops, each monomorphic in its arrays (one call site per typed-array class).
+function sumF64(f: Float64Array, gids: Int32Array, v: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++) f[gids[i]!] += v[i]!;
+}
+function sumI32(f: Float64Array, gids: Int32Array, v: Int32Array, n: number): void {
+  for (let i = 0; i < n; i++) f[gids[i]!] += v[i]!;
+}
+function sumNumbers(f: Float64Array, gids: Int32Array, v: ArrayLike<number>, n: number): void {
+  for (let i = 0; i < n; i++) f[gids[i]!] += v[i]!;
+}
+
 /** sum over numbers (float64 or, for integers up to 32 bits, exact in float64 and returned as int64) or over int64 in bigints. */
 class SumAcc implements Accumulator {
   private f: Float64Array = new Float64Array(256);
   private b: BigInt64Array = new BigInt64Array(0);
-  private has: Uint8Array = new Uint8Array(256);
+  private readonly has = new HasValue();
   private readonly big: boolean;
   constructor(
     inType: DataType,
@@ -87,10 +141,11 @@ class SumAcc implements Accumulator {
     this.big = BIG.has(inType.kind);
     if (this.big) this.b = new BigInt64Array(256);
   }
-  update(gids: Int32Array, n: number, col: arrow.Data): void {
-    const need = gidsMax(gids, n) + 1;
-    this.has = growU8(this.has, need);
+  update(gids: Int32Array, n: number, col: arrow.Data, before?: number, groups?: number): void {
+    const need = groupsOf(gids, n, groups);
+    const complete = this.has.grow(need, before);
     const noNull = col.nullCount === 0;
+    const has = this.has;
     if (this.big) {
       this.b = growBig(this.b, need);
       const v = col.values as BigInt64Array;
@@ -98,20 +153,19 @@ class SumAcc implements Accumulator {
         if (!noNull && !isValidAt(col, i)) continue;
         const g = gids[i]!;
         this.b[g] = this.b[g]! + BigInt(v[i]!);
-        this.has[g] = 1;
+        has.set(g);
       }
       return;
     }
     this.f = growF64(this.f, need);
     const f = this.f;
-    const has = this.has;
     if (noNull && col.typeId !== arrow.Type.Bool) {
-      const v = col.values as unknown as ArrayLike<number>;
-      for (let i = 0; i < n; i++) {
-        const g = gids[i]!;
-        f[g] += v[i]!;
-        has[g] = 1;
-      }
+      const v = col.values as unknown;
+      if (v instanceof Float64Array) sumF64(f, gids, v, n);
+      else if (v instanceof Int32Array) sumI32(f, gids, v, n);
+      else sumNumbers(f, gids, v as ArrayLike<number>, n);
+      if (complete) has.fillNew(before!, need);
+      else for (let i = 0; i < n; i++) has.set(gids[i]!);
       return;
     }
     const read = numberReader(col);
@@ -119,32 +173,32 @@ class SumAcc implements Accumulator {
       if (!noNull && !isValidAt(col, i)) continue;
       const g = gids[i]!;
       f[g] += read(i);
-      has[g] = 1;
+      has.set(g);
     }
   }
-  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], before?: number, groups?: number): void {
     const col = cols[0]!;
     if (this.big || this.outType.kind === 'float64') {
-      this.update(gids, n, col);
+      this.update(gids, n, col, before, groups);
       return;
     }
     // Partial sums of small integers arrive as int64; they stay exact in float64 up to 2^53.
-    const need = gidsMax(gids, n) + 1;
-    this.has = growU8(this.has, need);
+    const need = groupsOf(gids, n, groups);
+    this.has.grow(need, before);
     this.f = growF64(this.f, need);
     const v = col.values as BigInt64Array;
     for (let i = 0; i < n; i++) {
       if (!isValidAt(col, i)) continue;
       this.f[gids[i]!] += Number(v[i]!);
-      this.has[gids[i]!] = 1;
+      this.has.set(gids[i]!);
     }
   }
   state(groups: number): arrow.Data[] {
     return [this.result(groups)];
   }
   result(groups: number): arrow.Data {
-    this.has = growU8(this.has, groups);
-    const validity = validityOf(this.has, groups);
+    this.has.grow(groups, undefined);
+    const validity = validityOf(this.has.flags, groups);
     if (this.outType.kind === 'float64') return mkData(this.outType.toArrow(), groups, validity, this.f.slice(0, groups));
     const out = new BigInt64Array(groups);
     if (this.big) out.set(this.b.subarray(0, groups));
@@ -152,26 +206,24 @@ class SumAcc implements Accumulator {
     return mkData(this.outType.toArrow(), groups, validity, out);
   }
   bytes(): number {
-    return this.f.byteLength + this.b.byteLength + this.has.byteLength;
+    return this.f.byteLength + this.b.byteLength + this.has.flags.byteLength;
   }
 }
 
-function gidsMax(gids: Int32Array, n: number): number {
-  let m = -1;
-  for (let i = 0; i < n; i++) if (gids[i]! > m) m = gids[i]!;
-  return m;
+function countAll(c: Float64Array, gids: Int32Array, n: number): void {
+  for (let i = 0; i < n; i++) c[gids[i]!]++;
 }
 
 class CountAcc implements Accumulator {
   private c: Float64Array = new Float64Array(256);
-  update(gids: Int32Array, n: number, col: arrow.Data): void {
-    this.c = growF64(this.c, gidsMax(gids, n) + 1);
+  update(gids: Int32Array, n: number, col: arrow.Data, _before?: number, groups?: number): void {
+    this.c = growF64(this.c, groupsOf(gids, n, groups));
     const c = this.c;
-    if (col.nullCount === 0 && col.typeId !== arrow.Type.Null) for (let i = 0; i < n; i++) c[gids[i]!]++;
+    if (col.nullCount === 0 && col.typeId !== arrow.Type.Null) countAll(c, gids, n);
     else for (let i = 0; i < n; i++) if (isValidAt(col, i)) c[gids[i]!]++;
   }
-  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
-    this.c = growF64(this.c, gidsMax(gids, n) + 1);
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], _before?: number, groups?: number): void {
+    this.c = growF64(this.c, groupsOf(gids, n, groups));
     const v = cols[0]!.values as BigInt64Array;
     for (let i = 0; i < n; i++) this.c[gids[i]!] += Number(v[i]!);
   }
@@ -192,13 +244,13 @@ class CountAcc implements Accumulator {
 class MeanAcc implements Accumulator {
   private readonly sum = new SumAcc(DataType.float64(), DataType.float64());
   private readonly count = new CountAcc();
-  update(gids: Int32Array, n: number, col: arrow.Data): void {
-    this.sum.update(gids, n, col);
-    this.count.update(gids, n, col);
+  update(gids: Int32Array, n: number, col: arrow.Data, before?: number, groups?: number): void {
+    this.sum.update(gids, n, col, before, groups);
+    this.count.update(gids, n, col, before, groups);
   }
-  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
-    this.sum.update(gids, n, cols[0]!);
-    this.count.merge(gids, n, [cols[1]!]);
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], before?: number, groups?: number): void {
+    this.sum.update(gids, n, cols[0]!, before, groups);
+    this.count.merge(gids, n, [cols[1]!], before, groups);
   }
   state(groups: number): arrow.Data[] {
     return [this.sum.result(groups), this.count.result(groups)];
@@ -241,8 +293,8 @@ class MinMaxAcc implements Accumulator {
       this.dict = new ByteDictionary();
     }
   }
-  update(gids: Int32Array, n: number, col: arrow.Data): void {
-    const need = gidsMax(gids, n) + 1;
+  update(gids: Int32Array, n: number, col: arrow.Data, _before?: number, groups?: number): void {
+    const need = groupsOf(gids, n, groups);
     this.has = growU8(this.has, need);
     const has = this.has;
     const max = this.max;
@@ -294,8 +346,8 @@ class MinMaxAcc implements Accumulator {
       }
     }
   }
-  merge(gids: Int32Array, n: number, cols: arrow.Data[]): void {
-    this.update(gids, n, cols[0]!);
+  merge(gids: Int32Array, n: number, cols: arrow.Data[], before?: number, groups?: number): void {
+    this.update(gids, n, cols[0]!, before, groups);
   }
   state(groups: number): arrow.Data[] {
     return [this.result(groups)];

@@ -15,6 +15,9 @@ export interface AggSpec {
   name: string;
 }
 
+/** Schema metadata that marks a batch of partial states (as opposed to raw input rows). */
+const PARTIAL_KEY = 'fanout.aggregate';
+
 /** Column layout of the partial state: keys, then each aggregate's state columns. */
 export function partialSchema(keys: readonly arrow.Field[], specs: readonly AggSpec[]): arrow.Schema {
   const fields = [...keys];
@@ -22,7 +25,14 @@ export function partialSchema(keys: readonly arrow.Field[], specs: readonly AggS
     const types = stateTypes(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType));
     for (const [j, t] of types.entries()) fields.push(new arrow.Field(`__s${i}_${j}`, t.toArrow(), true));
   }
-  return new arrow.Schema(fields);
+  // The mark travels with the schema (worker transfer, IPC spill files), so a consumer that gets
+  // raw rows and partial states from the same partition tells them apart.
+  return new arrow.Schema(fields, new Map([[PARTIAL_KEY, 'partial']]));
+}
+
+/** Is this a batch of partial states (drainState's output), not raw input rows? */
+export function isPartialState(b: arrow.RecordBatch): boolean {
+  return b.schema.metadata.get(PARTIAL_KEY) === 'partial';
 }
 
 export class HashAggregator {
@@ -30,6 +40,7 @@ export class HashAggregator {
   private table: GroupTable;
   private accs: Accumulator[];
   private readonly stateWidths: number[];
+  private readonly intKey: boolean;
   private words: Int32Array = new Int32Array(0);
   private gids: Int32Array = new Int32Array(0);
 
@@ -39,6 +50,7 @@ export class HashAggregator {
     private readonly mode: 'update' | 'merge',
   ) {
     this.enc = new KeyEncoder(keyFields.map((f) => DataType.fromArrow(f.type)));
+    this.intKey = this.enc.types.length === 1 && GroupTable.intKey(this.enc.types[0]!);
     this.table = new GroupTable(this.enc.width);
     this.accs = this.newAccs();
     this.stateWidths = specs.map((s) => stateTypes(s.fn, DataType.fromJSON(s.inType), DataType.fromJSON(s.outType)).length);
@@ -66,15 +78,23 @@ export class HashAggregator {
     if (!n) return;
     const cols = batch.data.children;
     const K = this.keyFields.length;
-    this.words = this.enc.encode(cols.slice(0, K), n, true, this.words);
     const before = this.table.count;
     if (this.gids.length < n) this.gids = new Int32Array(n);
-    const gids = this.table.lookup(this.words, n, true, this.gids);
+    let gids: Int32Array;
+    if (this.intKey) {
+      // One integer key: its values are the key words, no encoding pass.
+      const d = cols[0]!;
+      gids = this.table.lookupInts(d.values as Int32Array, d.nullCount > 0 ? d.nullBitmap! : null, d.offset, n, true, this.gids);
+    } else {
+      this.words = this.enc.encode(cols.slice(0, K), n, true, this.words);
+      gids = this.table.lookup(this.words, n, true, this.gids);
+    }
+    const groups = this.table.count;
     let c = K;
     for (const [i, acc] of this.accs.entries()) {
-      if (mode === 'update') acc.update(gids, n, cols[c++]!, before);
+      if (mode === 'update') acc.update(gids, n, cols[c++]!, before, groups);
       else {
-        acc.merge(gids, n, cols.slice(c, c + this.stateWidths[i]!), before);
+        acc.merge(gids, n, cols.slice(c, c + this.stateWidths[i]!), before, groups);
         c += this.stateWidths[i]!;
       }
     }

@@ -1,10 +1,15 @@
-// Two-phase hash aggregation with spilling: each input partition is aggregated into its own
-// partial table, whose state merges into the final table. When the tables outgrow the memory
-// budget the final table's state is written, split by key hash into buckets, to spill files; at
-// the end each bucket is merged on its own (grace hash aggregation), so one bucket at a time is held.
+// Two-phase hash aggregation with spilling. Phase one (partialAggregate) runs in each input
+// partition, on the partition's worker thread: its rows become partial states. Phase two
+// (hashAggregate) merges every partition's states into the final table; a partition may also hand
+// it raw rows (a partition whose keys are mostly distinct, or a host that did not run phase one),
+// which it aggregates itself. When the tables outgrow the memory budget the final table's state is
+// written, split by key hash into buckets, to spill files; at the end each bucket is merged on its
+// own (grace hash aggregation), so one bucket at a time is held.
 import * as arrow from 'apache-arrow';
-import { HashAggregator, type AggSpec } from './hash-aggregate.ts';
-import { batchBytes, MemoryShare, readSpill, slices, SpillDir } from '../relational/spill.ts';
+import { DataType } from '../datatypes.ts';
+import type { PartialAggregateOp } from '../physical.ts';
+import { HashAggregator, isPartialState, type AggSpec } from './hash-aggregate.ts';
+import { batchBytes, countAggregateRows, MemoryShare, readSpill, slices, SpillDir } from '../relational/spill.ts';
 import { take } from '../kernels/take.ts';
 
 export interface AggregateRun {
@@ -59,8 +64,22 @@ export async function* hashAggregate(partitions: AsyncIterable<AsyncIterable<arr
       let seen = 0;
       let direct = false;
       for await (const whole of part) {
+        if (isPartialState(whole)) {
+          // Phase one ran in the partition. Rows this thread holds in its own partial table came
+          // first (first() and list() keep input order): they merge before these states.
+          if (partial.groups) final.push(partial.drainState());
+          for (const b of slices(whole, run.batchSize)) {
+            final.push(b, 'merge');
+            countAggregateRows('stateRowsMerged', b.numRows);
+            mem.set(final.bytes() + batchBytes(b));
+            if (final.bytes() > run.budgetBytes / 4) spillFinal();
+          }
+          mem.set(partial.bytes() + final.bytes());
+          continue;
+        }
         // Slices bound how much one push can grow the tables (an in-memory source may be one big batch).
         for (const b of slices(whole, run.batchSize)) {
+          countAggregateRows('rawRowsAggregated', b.numRows);
           if (direct) {
             final.push(b, 'update');
             mem.set(final.bytes() + batchBytes(b));
@@ -112,5 +131,54 @@ export async function* hashAggregate(partitions: AsyncIterable<AsyncIterable<arr
   } finally {
     mem.release();
     spill.close();
+  }
+}
+
+/** The key fields and aggregate specs of a partial-aggregation operator. */
+function partialRun(op: PartialAggregateOp): { keys: arrow.Field[]; specs: AggSpec[] } {
+  const keys = op.schema.fields.slice(0, op.keys).map((f) => new arrow.Field(f.name, DataType.fromJSON(f.type).toArrow(), true));
+  return { keys, specs: op.aggs };
+}
+
+/**
+ * Phase one over one partition's rows (keys first, then one input column per aggregate): yields
+ * partial-state batches (isPartialState), each time the table holds `flushBytes` and at the end.
+ * When the first rows are mostly distinct keys the table would reduce nothing: what it holds goes
+ * out as states and every later row as it is (hashAggregate aggregates raw rows too). Order is
+ * kept (states, then raw rows), as first() and list() need.
+ */
+export async function* partialAggregate(input: AsyncIterable<arrow.RecordBatch>, op: PartialAggregateOp): AsyncGenerator<arrow.RecordBatch> {
+  const { keys, specs } = partialRun(op);
+  const table = new HashAggregator(keys, specs, 'update');
+  const mem = new MemoryShare(op.flushBytes);
+  let seen = 0;
+  let direct = false;
+  try {
+    for await (const whole of input) {
+      for (const b of slices(whole, op.batchSize)) {
+        if (direct) {
+          yield b;
+          continue;
+        }
+        table.push(b);
+        countAggregateRows('partialRowsAggregated', b.numRows);
+        seen += b.numRows;
+        if (seen >= 32_768 && table.groups > seen / 2) {
+          direct = true;
+          mem.set(0);
+          yield table.drainState();
+          continue;
+        }
+        mem.set(table.bytes());
+        if (table.bytes() > op.flushBytes) {
+          const state = table.drainState();
+          mem.set(batchBytes(state));
+          yield state;
+        }
+      }
+    }
+    if (table.groups) yield table.drainState();
+  } finally {
+    mem.release();
   }
 }

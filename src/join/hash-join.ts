@@ -67,6 +67,10 @@ class JoinBuild {
   private readonly rows: Int32Array;
   private readonly matched: Uint8Array;
   readonly bytes: number;
+  private readonly intKey: boolean;
+  /** Probe buffers, reused batch to batch. */
+  private words: Int32Array = new Int32Array(0);
+  private gids: Int32Array = new Int32Array(0);
 
   constructor(
     readonly right: arrow.RecordBatch,
@@ -93,50 +97,73 @@ class JoinBuild {
     for (let i = 0; i < n; i++) if (gids[i]! >= 0) this.rows[pos[gids[i]!]!++] = i;
     this.matched = new Uint8Array(n);
     this.bytes = this.table.bytes() + this.offsets.byteLength + this.rows.byteLength + n + batchBytes(right) + words.byteLength;
+    this.intKey = run.keyTypes.length === 1 && GroupTable.intKey(run.keyTypes[0]!);
   }
 
   /** The joined rows of one probe (left) batch. */
   probe(left: arrow.RecordBatch): arrow.RecordBatch | null {
     const n = left.numRows;
     const run = this.run;
-    const W = this.enc.width;
-    const words = this.enc.encode(
-      run.leftKeys.map((k) => left.data.children[k]!),
-      n,
-      false,
-    );
-    const gids = this.table.lookup(words, n, false);
-    const li = new Int32Builder();
-    const ri = new Int32Builder();
+    if (this.gids.length < n) this.gids = new Int32Array(n);
+    const gids = this.gids;
+    if (this.intKey) {
+      // One integer key: the column's values are its key words, no encoding pass.
+      const d = left.data.children[run.leftKeys[0]!]!;
+      const bm = d.nullCount > 0 ? d.nullBitmap! : null;
+      this.table.lookupInts(d.values as Int32Array, bm, d.offset, n, false, gids);
+      // A null key matches nothing (the build side's null group included).
+      if (bm) for (let i = 0; i < n; i++) if (!(bm[(d.offset + i) >> 3]! & (1 << ((d.offset + i) & 7)))) gids[i] = -1;
+    } else {
+      const W = this.enc.width;
+      this.words = this.enc.encode(
+        run.leftKeys.map((k) => left.data.children[k]!),
+        n,
+        false,
+        this.words,
+      );
+      const words = this.words;
+      this.table.lookup(words, n, false, gids);
+      for (let i = 0; i < n; i++) if (words[i * W] !== 0) gids[i] = -1;
+    }
     const how = run.how;
+    if (how === 'semi' || how === 'anti') {
+      let m = 0;
+      for (let i = 0; i < n; i++) if (gids[i]! >= 0 === (how === 'semi')) m++;
+      if (!m) return null;
+      const li = new Int32Array(m);
+      let p = 0;
+      for (let i = 0; i < n; i++) if (gids[i]! >= 0 === (how === 'semi')) li[p++] = i;
+      return this.output(left, li, null);
+    }
+    // Two passes: count the output rows, then fill exactly sized index arrays (no growing builders).
     const offsets = this.offsets;
     const rows = this.rows;
+    const keepLeft = how === 'left' || how === 'outer';
+    let m = 0;
     for (let i = 0; i < n; i++) {
-      const g = words[i * W] !== 0 ? -1 : gids[i]!;
-      if (how === 'semi') {
-        if (g >= 0) li.push(i);
-        continue;
-      }
-      if (how === 'anti') {
-        if (g < 0) li.push(i);
-        continue;
-      }
+      const g = gids[i]!;
+      m += g >= 0 ? offsets[g + 1]! - offsets[g]! : keepLeft ? 1 : 0;
+    }
+    if (!m) return null;
+    const li = new Int32Array(m);
+    const ri = new Int32Array(m);
+    let p = 0;
+    for (let i = 0; i < n; i++) {
+      const g = gids[i]!;
       if (g < 0) {
-        if (how === 'left' || how === 'outer') {
-          li.push(i);
-          ri.push(-1);
+        if (keepLeft) {
+          li[p] = i;
+          ri[p++] = -1;
         }
         continue;
       }
-      for (let p = offsets[g]!; p < offsets[g + 1]!; p++) {
-        li.push(i);
-        ri.push(rows[p]!);
-        this.matched[rows[p]!] = 1;
+      for (let q = offsets[g]!; q < offsets[g + 1]!; q++) {
+        li[p] = i;
+        ri[p++] = rows[q]!;
       }
     }
-    const m = li.n;
-    if (!m) return null;
-    return this.output(left, li.take(), how === 'semi' || how === 'anti' ? null : ri.take());
+    if (how === 'right' || how === 'outer') for (let k = 0; k < m; k++) if (ri[k]! >= 0) this.matched[ri[k]!] = 1;
+    return this.output(left, li, ri);
   }
 
   /** Right rows no left row matched (right and outer joins), with null left columns. */
@@ -152,7 +179,11 @@ class JoinBuild {
   private output(left: arrow.RecordBatch | null, li: Int32Array, ri: Int32Array | null): arrow.RecordBatch {
     const run = this.run;
     const m = li.length;
-    const leftCol = (c: number): arrow.Data => (left ? take(left.data.children[c]!, li) : allNull(run.leftSchema.fields[c]!.type, m));
+    // Every left row once, in order (a lookup join where all keys match): its columns as they are.
+    let identity = left !== null && m === left.numRows;
+    for (let i = 0; identity && i < m; i++) identity = li[i] === i;
+    const leftCol = (c: number): arrow.Data =>
+      left ? (identity ? left.data.children[c]! : take(left.data.children[c]!, li)) : allNull(run.leftSchema.fields[c]!.type, m);
     const cols = run.outputs.map((o, k) => {
       const type = run.outSchema.fields[k]!.type;
       if (o.side === 'left') return leftCol(o.index);

@@ -18,8 +18,12 @@ export type Exchange =
   | { kind: 'gather' };
 
 export type RelationalPhysical =
-  /** A linear plan (scan, projections, filters, UDFs) run as partitions: an ordinary stage. */
-  | { op: 'stage'; plan: PlanNode }
+  /**
+   * A linear plan (scan, projections, filters, UDFs) run as partitions: an ordinary stage.
+   * `reducing`: its partitions end in phase one of an aggregation that is not known to reduce
+   * little (groupsReduce), so mostly partial states leave them.
+   */
+  | { op: 'stage'; plan: PlanNode; reducing?: boolean }
   /** Operators applied to the stream above a relational operator (projections, filters, limits). */
   | { op: 'pipeline'; plan: PlanNode; input: RelationalPhysical }
   | { op: 'exchange'; exchange: Exchange; input: RelationalPhysical }
@@ -66,6 +70,45 @@ export function estimateBytes(plan: PlanNode): number {
   }
 }
 
+/**
+ * Does grouping `plan`'s rows by `keys` reduce them well (to at most a quarter as many groups)?
+ * Known only for keys read straight from Parquet integer columns with statistics, whose value
+ * ranges bound the number of groups; null when unknown.
+ */
+export function groupsReduce(plan: PlanNode, keys: readonly string[]): boolean | null {
+  if (!keys.length) return true;
+  let node = plan;
+  for (;;) {
+    if (node.type === 'project') {
+      // Each key must pass through under its own name.
+      for (const k of keys) {
+        if (!node.exprs.some((e) => e.op === 'col' && e.name === k)) return null;
+      }
+    } else if (node.type !== 'filter' && node.type !== 'intoPartitions') break;
+    node = node.input;
+  }
+  if (node.type !== 'scan' || node.format !== 'parquet' || node.hive || node.hiveLazy || !node.files.length) return null;
+  let rows = 0;
+  const lo = keys.map(() => Number.POSITIVE_INFINITY);
+  const hi = keys.map(() => Number.NEGATIVE_INFINITY);
+  const nulls = keys.map(() => 0);
+  for (const f of node.files) {
+    for (const rg of inspectParquet(f).rowGroups) {
+      rows += rg.numRows;
+      for (const [i, k] of keys.entries()) {
+        const st = rg.stats[k];
+        if (!st || typeof st.min !== 'number' || typeof st.max !== 'number' || !Number.isInteger(st.min) || !Number.isInteger(st.max)) return null;
+        lo[i] = Math.min(lo[i]!, st.min);
+        hi[i] = Math.max(hi[i]!, st.max);
+        nulls[i] = Math.max(nulls[i]!, st.nullCount ?? 1);
+      }
+    }
+  }
+  let groups = 1;
+  for (const [i] of keys.entries()) groups *= hi[i]! - lo[i]! + 1 + (nulls[i]! > 0 ? 1 : 0);
+  return groups * 4 <= rows;
+}
+
 /** The physical plan of a plan whose chain ends in a relational node. */
 export function relationalPhysical(plan: PlanNode, o: RelationalPlanOptions): RelationalPhysical {
   let leaf = plan;
@@ -76,7 +119,14 @@ export function relationalPhysical(plan: PlanNode, o: RelationalPlanOptions): Re
   switch (leaf.type) {
     case 'aggregate': {
       const exchange: Exchange = leaf.keys.length ? { kind: 'hash', keys: leaf.keys, partitions: o.partitions } : { kind: 'gather' };
-      const partial: RelationalPhysical = { op: 'hash_aggregate', phase: 'partial', keys: leaf.keys, aggs: leaf.aggs, input: input(leaf.inputs[0]) };
+      const below = input(leaf.inputs[0]);
+      const partial: RelationalPhysical = {
+        op: 'hash_aggregate',
+        phase: 'partial',
+        keys: leaf.keys,
+        aggs: leaf.aggs,
+        input: below.op === 'stage' && groupsReduce(leaf.inputs[0], leaf.keys) !== false ? { ...below, reducing: true } : below,
+      };
       body = { op: 'hash_aggregate', phase: 'final', keys: leaf.keys, aggs: leaf.aggs, input: { op: 'exchange', exchange, input: partial } };
       break;
     }
@@ -135,7 +185,12 @@ export function exchangeToString(e: Exchange): string {
  * Explain text, root first. `stage` prints a linear plan (the runner's own physical description);
  * `ops` prints the operators of a pipeline above a relational node.
  */
-export function relationalToString(p: RelationalPhysical, stage: (plan: PlanNode) => string, ops: (plan: PlanNode) => string[], indent = ''): string {
+export function relationalToString(
+  p: RelationalPhysical,
+  stage: (plan: PlanNode, reducing: boolean) => string,
+  ops: (plan: PlanNode) => string[],
+  indent = '',
+): string {
   const lines: string[] = [];
   const push = (s: string): void => {
     if (lines.length) lines.push(`${indent}|`);
@@ -151,7 +206,7 @@ export function relationalToString(p: RelationalPhysical, stage: (plan: PlanNode
       case 'stage':
         if (lines.length) lines.push(`${indent}|`);
         lines.push(
-          stage(node.plan)
+          stage(node.plan, node.reducing === true)
             .split('\n')
             .map((l) => indent + l)
             .join('\n'),

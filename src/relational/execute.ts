@@ -5,7 +5,7 @@
 import * as arrow from 'apache-arrow';
 import { DataType } from '../datatypes.ts';
 import { applyOps } from '../executor.ts';
-import type { OpJSON } from '../physical.ts';
+import type { OpJSON, PartialAggregateOp } from '../physical.ts';
 import { describeNode, isRelational, type JoinNode, type PlanNode, type RelationalNode } from '../plan.ts';
 import { relationalPhysical, relationalToString } from './exchange.ts';
 import { optimize } from '../optimizer.ts';
@@ -23,7 +23,11 @@ import { batchBytes, MemoryShare, readSpill, SpillDir } from './spill.ts';
 export interface RelationalHost {
   readonly options: ResolvedEmbeddedOptions;
   stream(plan: PlanNode, ctx: ActionContext): AsyncIterable<arrow.RecordBatch>;
-  partitions(plan: PlanNode, ctx: ActionContext): AsyncIterable<ResultPartition>;
+  /**
+   * The plan's output by partitions. `tail`: operators each partition runs last, where it runs (a
+   * worker thread), e.g. phase one of an aggregation; a host may also apply them here.
+   */
+  partitions(plan: PlanNode, ctx: ActionContext, tail?: readonly OpJSON[]): AsyncIterable<ResultPartition>;
 }
 
 /** Does the plan's chain end in a relational node (so the linear executor cannot run it alone)? */
@@ -60,7 +64,7 @@ function opOf(node: PlanNode): OpJSON {
 }
 
 /** Explain for a plan that ends in a relational node: exchanges, operators, and each input stage. */
-export function describeRelational(optimized: PlanNode, o: ResolvedEmbeddedOptions, stage: (plan: PlanNode) => string): string {
+export function describeRelational(optimized: PlanNode, o: ResolvedEmbeddedOptions, stage: (plan: PlanNode, reducing: boolean) => string): string {
   const physical = relationalPhysical(optimized, { partitions: o.parallelism, broadcastBytes: o.memoryBudgetBytes / 4 });
   return relationalToString(physical, stage, (p) =>
     splitChain(p)
@@ -131,8 +135,18 @@ function runNode(node: RelationalNode, ctx: ActionContext, host: RelationalHost)
       const input = node.inputs[0];
       const out = new arrow.Schema(node.schema.fields.map((f) => new arrow.Field(f.name, DataType.fromJSON(f.type).toArrow(), true)));
       const keys = out.fields.slice(0, node.keys.length);
+      // Phase one runs in the input's partitions (on their worker threads), phase two here.
+      const partial: PartialAggregateOp = {
+        type: 'partialAggregate',
+        schema: node.schema,
+        keys: node.keys.length,
+        aggs: node.aggs.map((a) => ({ fn: a.fn, inType: a.inType, outType: a.outType, name: a.name })),
+        // Each of `parallelism` partial tables at once gets an eighth of its share of the budget.
+        flushBytes: Math.max(256 << 10, Math.floor(o.memoryBudgetBytes / (8 * o.parallelism))),
+        batchSize: o.batchSize,
+      };
       const partitions = (async function* () {
-        for await (const p of host.partitions(input, ctx)) yield p.batches;
+        for await (const p of host.partitions(input, ctx, [partial])) yield p.batches;
       })();
       return hashAggregate(partitions, {
         keys,

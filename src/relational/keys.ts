@@ -330,32 +330,85 @@ export function hashWords(words: Int32Array, p: number, w: number): number {
   return h ^ (h >>> 15);
 }
 
+/** Hash of one 2-word row (a single 32-bit key: null mask word, value word); equals hashWords(w, p, 2). */
+function hash2(a: number, b: number): number {
+  let h = Math.imul(0x9747b28c ^ a, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h ^ b, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
+  return h ^ (h >>> 15);
+}
+
+/** Most entries of a dense index (64 MiB): past it, keys go through the hash slots only. */
+const DENSE_MAX = 1 << 24;
+
+const INT_KEYS: ReadonlySet<DataTypeKind> = new Set(['int8', 'int16', 'int32', 'uint8', 'uint16', 'uint32', 'date']);
+
+/** A single integer key column's values as int32 (the words KeyEncoder gives them). */
+type IntValues = Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array;
+
 /**
  * Open-addressing hash table from encoded keys to dense group ids (0, 1, 2, ... in first-seen
  * order); the keys live in one Int32Array, `width` words per group.
+ *
+ * A single 32-bit key (width 2: ints, dates, dictionary ids of strings) also gets a dense index:
+ * group id + 1 by value - denseBase, kept complete for every non-null key in its range, so a
+ * value in range is found (or known new) with one array read and no hashing. It covers the
+ * values seen while they span at most 4 entries per group (1 << 16 at least); the hash slots are
+ * built only once a key falls outside it (a null, an outlier), so a table of dense keys never
+ * pays for them.
  */
 export class GroupTable {
   keys: Int32Array;
   private hashes: Int32Array;
   /** Pairs (group id + 1, hash) per slot: one cache line answers most probes. 0 = empty. */
-  private slots: Int32Array;
-  private mask: number;
+  private slots: Int32Array = new Int32Array(0);
+  private mask = -1;
+  /** Slots hold every group (false: only the dense index does, and slots are built on first need). */
+  private slotted: boolean;
+  private dense: Int32Array | null = null;
+  private denseBase = 0;
+  /** The group of the null key (words 1, 0) of a 2-word table, -1 before there is one. */
+  private nullGroup = -1;
   count = 0;
+
+  /** Can lookupInts read this key type's values directly? (one word per value, KeyEncoder's `v | 0`) */
+  static intKey(t: DataType): boolean {
+    return INT_KEYS.has(t.kind);
+  }
 
   constructor(
     readonly width: number,
-    capacity = 1024,
+    private readonly capacity = 1024,
   ) {
     this.keys = new Int32Array(capacity * width);
     this.hashes = new Int32Array(capacity);
-    let s = 16;
-    while (s < capacity * 2) s *= 2;
-    this.slots = new Int32Array(s * 2);
-    this.mask = s - 1;
+    this.slotted = width !== 2;
+    if (this.slotted) this.buildSlots();
   }
 
   bytes(): number {
-    return this.keys.byteLength + this.hashes.byteLength + this.slots.byteLength;
+    return this.keys.byteLength + this.hashes.byteLength + this.slots.byteLength + (this.dense?.byteLength ?? 0);
+  }
+
+  /** (Re)builds the slots from the groups' hashes, at twice the groups (or the capacity) or more. */
+  private buildSlots(): void {
+    let s = 16;
+    while (s < Math.max(this.capacity, this.count) * 2) s *= 2;
+    if (this.slotted && s <= this.mask + 1) s = (this.mask + 1) * 2;
+    const slots = new Int32Array(s * 2);
+    const mask = s - 1;
+    for (let g = 0; g < this.count; g++) {
+      const h = this.hashes[g]!;
+      let slot = (h >>> 0) & mask;
+      while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
+      slots[2 * slot] = g + 1;
+      slots[2 * slot + 1] = h;
+    }
+    this.slots = slots;
+    this.mask = mask;
+    this.slotted = true;
   }
 
   /** Group id of each of n encoded rows; new keys become new groups unless `insert` is false (then -1). */
@@ -394,16 +447,125 @@ export class GroupTable {
         this.keys.set(words.subarray(p, p + W), found * W);
         slots[2 * slot] = found + 1;
         slots[2 * slot + 1] = h;
-        if (this.count * 2 > mask + 1) this.rehash();
+        if (this.count * 2 > mask + 1) this.buildSlots();
       }
       out[i] = found;
     }
     return out;
   }
 
-  /** lookup for one 32-bit key (null word + value word), the common case, with the hash inlined. */
+  /**
+   * Widens the dense index to cover [lo, hi] when that stays within 4 entries per group (or 2 per
+   * row of the `incoming` batch: no more than its key words take), growing at least 2x so that
+   * rebuilding it (O(groups)) amortizes.
+   */
+  private fitDense(lo: number, hi: number, incoming: number): void {
+    const d = this.dense;
+    if (d && lo >= this.denseBase && hi < this.denseBase + d.length) return;
+    const nlo = d ? Math.min(lo, this.denseBase) : lo;
+    const nhi = d ? Math.max(hi, this.denseBase + d.length - 1) : hi;
+    const span = nhi - nlo + 1;
+    const limit = Math.min(DENSE_MAX, Math.max(1 << 12, 4 * this.count, 2 * incoming));
+    if (span > limit) return;
+    const len = Math.min(limit, Math.max(span, d ? 2 * d.length : span));
+    const dense = new Int32Array(len);
+    const keys = this.keys;
+    for (let g = 0; g < this.count; g++) {
+      if (keys[2 * g] !== 0) continue;
+      const x = keys[2 * g + 1]! - nlo;
+      if (x >= 0 && x < len) dense[x] = g + 1;
+    }
+    this.dense = dense;
+    this.denseBase = nlo;
+  }
+
+  /** A new group for key (a, b) with hash h; `slot`: its empty slot when the caller probed (else -1). */
+  private add2(a: number, b: number, h: number, slot: number): number {
+    const g = this.count++;
+    if (g >= this.hashes.length) {
+      this.hashes = grow32(this.hashes, this.hashes.length * 2);
+      this.keys = grow32(this.keys, this.hashes.length * 2);
+    }
+    this.hashes[g] = h;
+    this.keys[2 * g] = a;
+    this.keys[2 * g + 1] = b;
+    if (a === 0 && this.dense) {
+      const x = b - this.denseBase;
+      if (x >= 0 && x < this.dense.length) this.dense[x] = g + 1;
+    }
+    if (a === 1 && b === 0) this.nullGroup = g;
+    if (this.slotted) {
+      const slots = this.slots;
+      const mask = this.mask;
+      if (slot < 0) {
+        slot = (h >>> 0) & mask;
+        while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
+      }
+      slots[2 * slot] = g + 1;
+      slots[2 * slot + 1] = h;
+      if (this.count * 2 > mask + 1) this.buildSlots();
+    }
+    return g;
+  }
+
+  /** The group of key (a, b) through the hash slots (built now if they are not yet). */
+  private probe2(a: number, b: number, insert: boolean): number {
+    if (a === 1 && b === 0) {
+      // The null key: remembered, so nulls alone never make a dense table build its slots.
+      if (this.nullGroup >= 0) return this.nullGroup;
+      if (!this.slotted) return insert ? this.add2(1, 0, hash2(1, 0), -1) : -1;
+    }
+    if (!this.slotted) this.buildSlots();
+    const h = hash2(a, b);
+    const slots = this.slots;
+    const mask = this.mask;
+    const keys = this.keys;
+    let slot = (h >>> 0) & mask;
+    for (;;) {
+      const g1 = slots[2 * slot]!;
+      if (g1 === 0) break;
+      if (slots[2 * slot + 1] === h && keys[2 * g1 - 2] === a && keys[2 * g1 - 1] === b) return g1 - 1;
+      slot = (slot + 1) & mask;
+    }
+    return insert ? this.add2(a, b, h, slot) : -1;
+  }
+
+  /** lookup for one 32-bit key (null word + value word), the common case: the dense index first. */
   private lookup2(words: Int32Array, n: number, insert: boolean, out: Int32Array): Int32Array {
-    for (let i = 0; i < n; i++) {
+    let i = 0;
+    let fitted = !insert;
+    while (i < n) {
+      i = this.denseRun2(words, i, n, insert, out);
+      if (i >= n) break;
+      if (!fitted) {
+        // A key outside the dense index (or none yet): widen it over the rest of the batch, once.
+        fitted = true;
+        let lo = 0x7fffffff;
+        let hi = -0x80000000;
+        for (let j = i; j < n; j++) {
+          if (words[2 * j] !== 0) continue;
+          const b = words[2 * j + 1]!;
+          if (b < lo) lo = b;
+          if (b > hi) hi = b;
+        }
+        if (lo <= hi) this.fitDense(lo, hi, n - i);
+        if (words[2 * i] === 0 && this.inDense(words[2 * i + 1]!)) continue;
+      }
+      if (!this.dense) {
+        // Keys too spread for a dense index: the hash slots for the rest of the batch.
+        this.hashRun2(words, i, n, insert, out);
+        break;
+      }
+      out[i] = this.probe2(words[2 * i]!, words[2 * i + 1]!, insert);
+      i++;
+    }
+    return out;
+  }
+
+  /** Rows [i, n) through the hash slots, the hash and probe inlined (no dense index). */
+  private hashRun2(words: Int32Array, i: number, n: number, insert: boolean, out: Int32Array): void {
+    if (!this.slotted) this.buildSlots();
+    for (; i < n; i++) {
       const a = words[2 * i]!;
       const b = words[2 * i + 1]!;
       let h = Math.imul(0x9747b28c ^ a, 0x85ebca6b);
@@ -426,37 +588,109 @@ export class GroupTable {
         }
         slot = (slot + 1) & mask;
       }
-      if (found < 0 && insert) {
-        found = this.count++;
-        if (found >= this.hashes.length) {
-          this.hashes = grow32(this.hashes, this.hashes.length * 2);
-          this.keys = grow32(this.keys, this.hashes.length * 2);
-        }
-        this.hashes[found] = h;
-        this.keys[2 * found] = a;
-        this.keys[2 * found + 1] = b;
-        slots[2 * slot] = found + 1;
-        slots[2 * slot + 1] = h;
-        if (this.count * 2 > mask + 1) this.rehash();
+      out[i] = found >= 0 || !insert ? found : this.add2(a, b, h, slot);
+    }
+  }
+
+  private inDense(b: number): boolean {
+    const x = b - this.denseBase;
+    return this.dense !== null && x >= 0 && x < this.dense.length;
+  }
+
+  /** Rows from i on while their keys are in the dense index; returns the first row that is not (or n). */
+  private denseRun2(words: Int32Array, i: number, n: number, insert: boolean, out: Int32Array): number {
+    const dense = this.dense;
+    if (!dense) return i;
+    const base = this.denseBase;
+    const len = dense.length;
+    for (; i < n; i++) {
+      const b = words[2 * i + 1]!;
+      const x = b - base;
+      if (words[2 * i] !== 0 || x < 0 || x >= len) return i;
+      const g1 = dense[x]!;
+      // The index is complete over its range: a miss is a new key.
+      out[i] = g1 !== 0 ? g1 - 1 : insert ? this.add2(0, b, hash2(0, b), -1) : -1;
+    }
+    return n;
+  }
+
+  /**
+   * lookup for a single integer key column read straight from its values (no encoding): the
+   * words KeyEncoder would give are (null ? 1 : 0, null ? 0 : value | 0).
+   */
+  lookupInts(values: IntValues, nullBitmap: Uint8Array | null, offset: number, n: number, insert: boolean, out: Int32Array): Int32Array {
+    if (this.width !== 2) throw new Error('internal: lookupInts needs a one-column 32-bit key table');
+    const valid = (j: number): boolean => !nullBitmap || (nullBitmap[(offset + j) >> 3]! & (1 << ((offset + j) & 7))) !== 0;
+    let i = 0;
+    let fitted = !insert;
+    while (i < n) {
+      i = nullBitmap ? this.denseRunNullable(values, nullBitmap, offset, i, n, insert, out) : this.denseRun(values, i, n, insert, out);
+      if (i >= n) break;
+      if (!valid(i)) {
+        out[i] = this.probe2(1, 0, insert);
+        i++;
+        continue;
       }
-      out[i] = found;
+      if (!fitted) {
+        fitted = true;
+        let lo = 0x7fffffff;
+        let hi = -0x80000000;
+        for (let j = i; j < n; j++) {
+          // A null's value slot holds anything: it must not widen the range.
+          if (!valid(j)) continue;
+          const b = values[j]! | 0;
+          if (b < lo) lo = b;
+          if (b > hi) hi = b;
+        }
+        if (lo <= hi) this.fitDense(lo, hi, n - i);
+        if (this.inDense(values[i]! | 0)) continue;
+      }
+      if (!this.dense) {
+        // Keys too spread for a dense index: encode the rest and take the hash slots.
+        const m = n - i;
+        const words = new Int32Array(2 * m);
+        for (let j = 0; j < m; j++) {
+          if (valid(i + j)) words[2 * j + 1] = values[i + j]! | 0;
+          else words[2 * j] = 1;
+        }
+        this.hashRun2(words, 0, m, insert, out.subarray(i));
+        break;
+      }
+      out[i] = this.probe2(0, values[i]! | 0, insert);
+      i++;
     }
     return out;
   }
 
-  private rehash(): void {
-    const size = (this.mask + 1) * 2;
-    const slots = new Int32Array(size * 2);
-    const mask = size - 1;
-    for (let g = 0; g < this.count; g++) {
-      const h = this.hashes[g]!;
-      let slot = (h >>> 0) & mask;
-      while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
-      slots[2 * slot] = g + 1;
-      slots[2 * slot + 1] = h;
+  private denseRun(values: IntValues, i: number, n: number, insert: boolean, out: Int32Array): number {
+    const dense = this.dense;
+    if (!dense) return i;
+    const base = this.denseBase;
+    const len = dense.length;
+    for (; i < n; i++) {
+      const b = values[i]! | 0;
+      const x = b - base;
+      if (x < 0 || x >= len) return i;
+      const g1 = dense[x]!;
+      out[i] = g1 !== 0 ? g1 - 1 : insert ? this.add2(0, b, hash2(0, b), -1) : -1;
     }
-    this.slots = slots;
-    this.mask = mask;
+    return n;
+  }
+
+  private denseRunNullable(values: IntValues, bm: Uint8Array, offset: number, i: number, n: number, insert: boolean, out: Int32Array): number {
+    const dense = this.dense;
+    if (!dense) return i;
+    const base = this.denseBase;
+    const len = dense.length;
+    for (; i < n; i++) {
+      if (!(bm[(offset + i) >> 3]! & (1 << ((offset + i) & 7)))) return i;
+      const b = values[i]! | 0;
+      const x = b - base;
+      if (x < 0 || x >= len) return i;
+      const g1 = dense[x]!;
+      out[i] = g1 !== 0 ? g1 - 1 : insert ? this.add2(0, b, hash2(0, b), -1) : -1;
+    }
+    return n;
   }
 
   /** Hash of group g (to split groups into spill buckets). */

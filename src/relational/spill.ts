@@ -15,10 +15,25 @@ export interface RelationalStats {
   spilledBytes: number;
   /** Most bytes the relational operators held at once (their own accounting). */
   peakBytesHeld: number;
+  /**
+   * Rows phase one of an aggregation (groupBy, distinct) aggregated into partial states on this
+   * thread. Each thread counts its own: with worker threads, the partitions' rows are counted there.
+   */
+  partialRowsAggregated: number;
+  /** Partial-state rows phase two merged into its final table on this thread. */
+  stateRowsMerged: number;
+  /** Raw rows phase two aggregated itself on this thread (phase one passed them on, or did not run). */
+  rawRowsAggregated: number;
 }
 
-const stats: RelationalStats = { spillFiles: 0, spilledBytes: 0, peakBytesHeld: 0 };
+type AggregateCounter = 'partialRowsAggregated' | 'stateRowsMerged' | 'rawRowsAggregated';
+
+const stats: RelationalStats = { spillFiles: 0, spilledBytes: 0, peakBytesHeld: 0, partialRowsAggregated: 0, stateRowsMerged: 0, rawRowsAggregated: 0 };
 let held = 0;
+
+export function countAggregateRows(counter: AggregateCounter, rows: number): void {
+  stats[counter] += rows;
+}
 
 /** The counters since the last reset. */
 export function relationalStats(): RelationalStats {
@@ -29,6 +44,9 @@ export function relationalStats(): RelationalStats {
 export function resetRelationalStats(): void {
   stats.spillFiles = 0;
   stats.spilledBytes = 0;
+  stats.partialRowsAggregated = 0;
+  stats.stateRowsMerged = 0;
+  stats.rawRowsAggregated = 0;
   stats.peakBytesHeld = held;
 }
 

@@ -15,6 +15,8 @@ import {
   physicalPlanToString,
   type PartitionTask,
   type PhysicalOptions,
+  type OpJSON,
+  type PartialAggregateOp,
   type PhysicalPlan,
 } from '../physical.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
@@ -29,6 +31,7 @@ import type { RunMetrics } from '../udf-exec.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import type { ResolvedEmbeddedOptions } from './options.ts';
 import { describeRelational, endsInRelational, relationalPartitions, streamRelational } from '../relational/execute.ts';
+import { groupsReduce } from '../relational/exchange.ts';
 import { traceAction } from '../telemetry/index.ts';
 import type { TraceSpan } from '../telemetry/common.ts';
 
@@ -530,13 +533,45 @@ async function executeSinks(
  * Explain's physical part: partitions and where they run; with `stagesTargetBytes`, also the
  * serverless stages (partitioned as the serverless runner would).
  */
-export function describePlan(optimized: PlanNode, options: ResolvedEmbeddedOptions, stagesTargetBytes: number | null): string {
-  if (endsInRelational(optimized)) return describeRelational(optimized, options, (p) => describePlan(p, options, stagesTargetBytes));
-  const physical = buildPhysicalPlan(optimized, embeddedPhysicalOptions(options));
-  const text = physicalPlanToString(physical, describePlacement(physical, options));
+export function describePlan(optimized: PlanNode, options: ResolvedEmbeddedOptions, stagesTargetBytes: number | null, reducing = false): string {
+  if (endsInRelational(optimized)) return describeRelational(optimized, options, (p, r) => describePlan(p, options, stagesTargetBytes, r));
+  const placed = reducing ? reducingInput(optimized, options) : { physical: buildPhysicalPlan(optimized, embeddedPhysicalOptions(options)), options };
+  const physical = placed.physical;
+  const text = physicalPlanToString(physical, describePlacement(physical, placed.options));
   if (stagesTargetBytes === null) return text;
   const run = buildPhysicalPlan(optimized, { targetPartitionBytes: stagesTargetBytes, minPartitions: AWS_MIN_PARTITIONS });
   return `${text}\n\n${stagesToString(run, splitStages(run))}`;
+}
+
+/**
+ * The input of an aggregation whose partitions end in its phase one: only partial states leave
+ * them, so feeding worker threads costs little. With `workers: 'auto'` it takes them once its
+ * decoded size reaches workerThresholdBytes (estimated at 8 bytes a value at least: dictionary
+ * and run-length encoded columns decode to far more than their encoded size); with workers, every
+ * thread gets a partition.
+ */
+function reducingInput(plan: PlanNode, o: ResolvedEmbeddedOptions): { physical: PhysicalPlan; options: ResolvedEmbeddedOptions } {
+  const physical = buildPhysicalPlan(plan, embeddedPhysicalOptions(o));
+  const scan = physical.scan;
+  const decoded = Math.max(scan.uncompressedBytes, scan.rows * 8 * scan.columns.length);
+  if (o.workers === false || o.parallelism < 2 || scan.format === 'memory') return { physical, options: o };
+  if (o.workers === 'auto' && decoded < o.workerThresholdBytes) return { physical, options: o };
+  const options: ResolvedEmbeddedOptions = { ...o, workers: true };
+  if (physical.partitions.length >= o.parallelism || physical.globalOps.length || hasIntoPartitions(plan)) return { physical, options };
+  // Fewer partitions than threads: split evenly by rows, as intoPartitions(n) does.
+  const split: PlanNode = { type: 'intoPartitions', input: plan, n: o.parallelism, schema: plan.schema };
+  return { physical: buildPhysicalPlan(split, embeddedPhysicalOptions(options)), options };
+}
+
+function keyNames(op: PartialAggregateOp): string[] {
+  return op.schema.fields.slice(0, op.keys).map((f) => f.name);
+}
+
+function hasIntoPartitions(plan: PlanNode): boolean {
+  for (let n: PlanNode = plan; ; n = n.input) {
+    if (n.type === 'intoPartitions') return true;
+    if (!('input' in n)) return false;
+  }
 }
 
 /** Partition sizing here: with UDFs, at least one partition per thread that can run one. */
@@ -589,24 +624,31 @@ export class EmbeddedRunner implements Runner {
     })();
   }
 
-  async *partitions(plan: PlanNode, ctx: ActionContext): AsyncGenerator<ResultPartition> {
+  /** `tail`: operators every partition runs last, on its worker thread (relational/execute.ts). */
+  async *partitions(plan: PlanNode, ctx: ActionContext, tail: readonly OpJSON[] = []): AsyncGenerator<ResultPartition> {
     if (endsInRelational(plan)) {
-      yield* relationalPartitions(plan, ctx, this);
+      for await (const p of relationalPartitions(plan, ctx, this)) yield tail.length ? { index: p.index, batches: applyOps(p.batches, tail) } : p;
       return;
     }
-    const physical = this.physical(plan);
+    const optimized = optimize(plan);
+    // Phase one of an aggregation whose keys are not known to be mostly distinct: its partitions reduce their rows.
+    const placed = tail.some((op) => op.type === 'partialAggregate' && groupsReduce(optimized, keyNames(op)) !== false)
+      ? reducingInput(optimized, this.options)
+      : { physical: this.physical(plan), options: this.options };
+    let physical = placed.physical;
     if (physical.globalOps.length) {
       // A global limit makes the whole result one partition.
-      yield { index: 0, batches: this.stream(plan, ctx) };
+      yield { index: 0, batches: applyOps(this.stream(plan, ctx), tail) };
       return;
     }
+    if (tail.length) physical = { ...physical, partitions: physical.partitions.map((t) => ({ ...t, ops: [...t.ops, ...tail] })) };
     const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
     if (ctx.signal) run.signal = ctx.signal;
     const trace = await traceAction('partitions', physical);
     run.trace = trace?.stage ?? null;
     let failure: unknown;
     try {
-      yield* streamPartitions(physical, this.options, run);
+      yield* streamPartitions(physical, placed.options, run);
     } catch (err) {
       failure = err;
       throw err;

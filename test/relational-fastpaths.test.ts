@@ -1,0 +1,210 @@
+// The aggregation and join fast paths, against plain Map references and DuckDB: GroupTable's dense
+// index for one 32-bit key (complete over its range, grown as keys arrive, hash slots only for
+// outliers and nulls), lookupInts straight from a column's values (groupBy and the join's probe
+// side), and the sum's per-group "has a value" flags skipped on null-free batches.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import * as arrow from 'apache-arrow';
+import { col, Field, fromRecords, readParquet, Schema, setRunner } from 'fanout';
+import { GroupTable, KeyEncoder } from '../src/relational/keys.ts';
+import { HashAggregator } from '../src/aggregate/hash-aggregate.ts';
+import { DataType } from '../src/datatypes.ts';
+import { seededRandom } from './random.ts';
+import { tempDir } from './helpers.ts';
+
+/** A reference: key string -> group id in first-seen order. */
+class RefTable {
+  readonly ids = new Map<string, number>();
+  lookup(keys: readonly (number | null)[], insert: boolean): number[] {
+    return keys.map((k) => {
+      const s = k === null ? 'null' : String(k);
+      let g = this.ids.get(s);
+      if (g === undefined && insert) this.ids.set(s, (g = this.ids.size));
+      return g ?? -1;
+    });
+  }
+}
+
+function intData(values: Int32Array, nulls: boolean[] | null): arrow.Data {
+  const v = arrow.makeVector(values).data[0]!;
+  if (!nulls) return v;
+  const bm = new Uint8Array((values.length + 7) >> 3);
+  let nullCount = 0;
+  nulls.forEach((isNull, i) => {
+    if (isNull) nullCount++;
+    else bm[i >> 3]! |= 1 << (i & 7);
+  });
+  return arrow.makeData({ type: new arrow.Int32(), length: values.length, nullCount, nullBitmap: bm, data: values });
+}
+
+describe('GroupTable with one 32-bit key', () => {
+  it('dense index, outliers, nulls and probes agree with a Map, through lookup and lookupInts alike', () => {
+    const { ri, rnd } = seededRandom(5);
+    for (const shape of ['dense', 'sequential', 'outliers', 'negative', 'sparse'] as const) {
+      const table = new GroupTable(2);
+      const enc = new KeyEncoder([DataType.int32()]);
+      const ref = new RefTable();
+      let start = 0;
+      for (let batch = 0; batch < 12; batch++) {
+        const n = ri(1, 3000);
+        const values = new Int32Array(n);
+        const nulls: boolean[] = [];
+        for (let i = 0; i < n; i++) {
+          values[i] =
+            shape === 'dense'
+              ? ri(0, 50)
+              : shape === 'sequential'
+                ? start + i
+                : shape === 'outliers'
+                  ? rnd() < 0.02
+                    ? ri(-2_000_000_000, 2_000_000_000)
+                    : ri(100, 900)
+                  : shape === 'negative'
+                    ? ri(-5000, -4000)
+                    : ri(0, 1 << 30);
+          nulls.push(batch > 3 && rnd() < 0.05);
+        }
+        start += n;
+        const keys = [...values].map((v, i) => (nulls[i] ? null : v));
+        const insert = batch % 4 !== 3;
+        const want = ref.lookup(keys, insert);
+        const out = new Int32Array(n);
+        // Alternate the two entry points over the same table.
+        if (batch % 2) {
+          const d = intData(values, nulls.some(Boolean) ? nulls : null);
+          table.lookupInts(d.values as Int32Array, d.nullCount ? d.nullBitmap! : null, d.offset, n, insert, out);
+        } else {
+          const d = intData(values, nulls.some(Boolean) ? nulls : null);
+          table.lookup(enc.encode([d], n, insert), n, insert, out);
+        }
+        assert.deepEqual([...out], want, `${shape}, batch ${batch} (insert ${insert})`);
+        assert.equal(table.count, ref.ids.size);
+      }
+      // Probing without insert (a join's probe side): absent keys are -1, present ones found.
+      const probe = new Int32Array(
+        [...ref.ids.keys()]
+          .filter((k) => k !== 'null')
+          .map(Number)
+          .slice(0, 50)
+          .concat([2_147_483_647, -2_147_483_648]),
+      );
+      const got = table.lookupInts(probe, null, 0, probe.length, false, new Int32Array(probe.length));
+      assert.deepEqual([...got], ref.lookup([...probe], false), `${shape}: probe`);
+    }
+  });
+
+  it('a sliced column (non-zero offset, nulls) reads the right values and validity bits', () => {
+    const values = Int32Array.from({ length: 100 }, (_, i) => i % 7);
+    const nulls = Array.from({ length: 100 }, (_, i) => i % 5 === 0);
+    const sliced = intData(values, nulls).slice(13, 50);
+    const table = new GroupTable(2);
+    const out = new Int32Array(50);
+    table.lookupInts(sliced.values as Int32Array, sliced.nullBitmap!, sliced.offset, 50, true, out);
+    const ref = new RefTable();
+    const want = ref.lookup(
+      Array.from({ length: 50 }, (_, i) => (nulls[13 + i] ? null : values[13 + i]!)),
+      true,
+    );
+    assert.deepEqual([...out], want);
+  });
+});
+
+describe('sum skips per-row flags on null-free batches', () => {
+  it('groups with only nulls stay null; a later value makes them non-null; matches a reference', () => {
+    const { ri, rnd } = seededRandom(11);
+    const keyField = new arrow.Field('k', new arrow.Int32(), true);
+    const spec = { fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 's' };
+    const schema = new arrow.Schema([keyField, new arrow.Field('s', new arrow.Float64(), true)]);
+    const agg = new HashAggregator([keyField], [spec], 'update');
+    const ref = new Map<number, number | null>();
+    for (let batch = 0; batch < 20; batch++) {
+      const n = ri(1, 500);
+      const keys = Int32Array.from({ length: n }, () => ri(0, 40 + batch * 10));
+      // Every third batch is null-free; the others have many nulls (whole groups of only nulls).
+      const hasNulls = batch % 3 !== 0;
+      const nulls = Array.from({ length: n }, (_, i) => hasNulls && (keys[i]! % 4 === 0 || rnd() < 0.3));
+      const vals = Float64Array.from({ length: n }, () => ri(0, 100));
+      const bm = new Uint8Array((n + 7) >> 3);
+      nulls.forEach((isNull, i) => {
+        if (!isNull) bm[i >> 3]! |= 1 << (i & 7);
+      });
+      const nullCount = nulls.filter(Boolean).length;
+      const v = arrow.makeData({ type: new arrow.Float64(), length: n, nullCount, nullBitmap: nullCount ? bm : null, data: vals });
+      const k = arrow.makeVector(keys).data[0]!;
+      agg.push(new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: n, nullCount: 0, children: [k, v] })));
+      for (let i = 0; i < n; i++) {
+        const prev = ref.has(keys[i]!) ? ref.get(keys[i]!)! : null;
+        ref.set(keys[i]!, nulls[i] ? prev : (prev ?? 0) + vals[i]!);
+      }
+    }
+    const out = agg.drainResult(schema);
+    const got = new Map<number, number | null>();
+    for (let i = 0; i < out.numRows; i++) got.set(out.getChildAt(0)!.get(i) as number, out.getChildAt(1)!.get(i) as number | null);
+    assert.deepEqual(got, ref);
+    assert.ok(
+      [...ref.values()].some((x) => x === null),
+      'some group has only nulls',
+    );
+  });
+});
+
+describe('join on one integer key (the probe reads the key column directly)', () => {
+  it('every join kind matches DuckDB: nulls, duplicate build keys, outliers, an all-matching probe', async () => {
+    const dir = tempDir('fanout-fastpaths-');
+    const { ri, rnd } = seededRandom(17);
+    const key = (): number | null => (rnd() < 0.05 ? null : rnd() < 0.03 ? ri(-2_000_000_000, 2_000_000_000) : ri(0, 400));
+    const left = Array.from({ length: 6000 }, (_, n) => ({ a: key(), n }));
+    const right = Array.from({ length: 500 }, (_, m) => ({ a: key(), label: `r${m}` }));
+    const ls = new Schema([new Field('a', DataType.int32(), true), new Field('n', DataType.int32(), false)]);
+    const rs = new Schema([new Field('a', DataType.int32(), true), new Field('label', DataType.utf8(), false)]);
+    setRunner('native', { batchSize: 1024 });
+    await fromRecords(left, ls).writeParquet(join(dir, 'l'));
+    await fromRecords(right, rs).writeParquet(join(dir, 'r'));
+    // Every left row matches exactly one right row: the probe output keeps the left columns as they are.
+    const uniq = Array.from({ length: 401 }, (_, a) => ({ a, label: `u${a}` }));
+    await fromRecords(uniq, rs).writeParquet(join(dir, 'u'));
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const db = await DuckDBInstance.create(':memory:');
+    const con = await db.connect();
+    const L = `read_parquet('${join(dir, 'l')}/*.parquet')`;
+    const R = `read_parquet('${join(dir, 'r')}/*.parquet')`;
+    const canon = (rows: Record<string, unknown>[]): string[] =>
+      rows
+        .map((r) =>
+          JSON.stringify(
+            Object.keys(r)
+              .sort()
+              .map((k) => [k, r[k] === undefined ? null : r[k]]),
+          ),
+        )
+        .sort();
+    try {
+      const sql = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', outer: 'FULL OUTER', semi: 'SEMI', anti: 'ANTI' } as const;
+      for (const how of ['inner', 'left', 'right', 'outer', 'semi', 'anti'] as const) {
+        const got = await readParquet(join(dir, 'l'))
+          .join(readParquet(join(dir, 'r')), { on: 'a', how })
+          .toRows();
+        const cols = how === 'semi' || how === 'anti' ? 'a, n' : 'a, n, label';
+        const want = (await con.runAndReadAll(`SELECT ${cols} FROM ${L} AS l ${sql[how]} JOIN ${R} AS r USING (a)`)).getRowObjectsJS();
+        assert.equal(got.length, want.length, `${how}: rows`);
+        assert.deepEqual(canon(got), canon(want), how);
+      }
+      const all = await readParquet(join(dir, 'l'))
+        .where(col('a').notNull().and(col('a').ge(0)).and(col('a').le(400)))
+        .join(readParquet(join(dir, 'u')), { on: 'a' })
+        .toRows();
+      assert.ok(all.length > 5000);
+      for (const r of all) assert.equal(r.label, `u${String(r.a)}`);
+      assert.deepEqual(
+        all.map((r) => r.n),
+        [...all.map((r) => r.n as number)].sort((x, y) => x - y),
+        'left order kept',
+      );
+    } finally {
+      con.closeSync();
+      db.closeSync();
+      setRunner('native');
+    }
+  });
+});
