@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { col, DataType, flushTelemetry, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { double, tagged } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 import { derivedTraceparent, telemetryEnabled } from '../src/telemetry/index.ts';
@@ -16,13 +16,17 @@ const dir = tempDir();
 const files = [join(dir, 'a.parquet'), join(dir, 'b.parquet')];
 
 before(async () => {
+  // Export only when flushed (the SDK loads on this file's first traced action and reads these then):
+  // what reaches the receiver before a flush is what an action waited for.
+  process.env['OTEL_BSP_SCHEDULE_DELAY'] = '600000';
+  process.env['OTEL_METRIC_EXPORT_INTERVAL'] = '600000';
   receiver = await OtlpReceiver.start();
   await writeSample(files[0]!, 0, 2000, 500);
   await writeSample(files[1]!, 2000, 2000, 500);
 });
 
 after(async () => {
-  delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+  for (const k of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_METRIC_EXPORT_INTERVAL']) delete process.env[k];
   setRunner('native');
   await shutdownWorkers();
   await receiver.stop();
@@ -53,7 +57,10 @@ describe('OpenTelemetry', () => {
       .withColumn('d', double(col('x')))
       .collect();
     assert.equal((await df.toRows()).length, 4000);
-    // The action resolved after its flush: everything is already here.
+    // The action did not wait for an OTLP export (a fixed cost per action): nothing was sent yet.
+    assert.equal(receiver.bodies.length, 0, "no export on the action's path");
+    // flushTelemetry() (or shutdownWorkers(), or the process's exit) sends what was recorded.
+    await flushTelemetry();
     const spans = receiver.spans().filter((s) => s.attrs['fanout.runner'] === 'embedded' || s.name !== 'fanout.run');
     const run = spans.filter((s) => s.name === 'fanout.run');
     assert.equal(run.length, 1, 'one run span');
@@ -126,6 +133,7 @@ describe('OpenTelemetry', () => {
         .collect(),
       /boom at/,
     );
+    await shutdownWorkers(); // flushes the telemetry too
     const spans = receiver.spans();
     const failed = spans.filter((s) => s.name === 'fanout.partition' && s.status.code === 2);
     assert.equal(failed.length, 1);
@@ -143,7 +151,7 @@ describe('OpenTelemetry', () => {
     receiver.bodies.length = 0;
     const script = [
       "import { createRequire } from 'node:module';",
-      "import { col, DataType, func, readParquet, setRunner, shutdownWorkers } from 'fanout';",
+      "import { col, DataType, flushTelemetry, func, readParquet, setRunner, shutdownWorkers } from 'fanout';",
       `import { double } from ${JSON.stringify(join(import.meta.dirname, 'fixtures', 'udfs.ts'))};`,
       "setRunner('native', { workers: true, targetPartitionBytes: 1 });",
       `const rows = await readParquet(${JSON.stringify(files[0])}).withColumn('d', double(col('x'))).toRows();`,
@@ -174,5 +182,42 @@ describe('OpenTelemetry', () => {
     });
     assert.ok((JSON.parse(on.trim().split('\n').pop()!) as { loaded: string[] }).loaded.length > 0);
     assert.ok(receiver.bodies.length > 0);
+  });
+
+  it('a program that simply ends still exports what its actions recorded (no flush, no shutdownWorkers)', async () => {
+    receiver.bodies.length = 0;
+    const script = [
+      "import { col, readParquet, setRunner } from 'fanout';",
+      `import { double } from ${JSON.stringify(join(import.meta.dirname, 'fixtures', 'udfs.ts'))};`,
+      "setRunner('native', { workers: false, targetPartitionBytes: 1 });",
+      `const rows = await readParquet(${JSON.stringify(files[0])}).withColumn('d', double(col('x'))).toRows();`,
+      'console.log(JSON.stringify({ rows: rows.length }));',
+    ].join('\n');
+    const env: NodeJS.ProcessEnv = { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'fanout-exit-test' };
+    delete env['NODE_TEST_CONTEXT'];
+    // Far beyond the script's life: only the exit hook can send (the SDK's timers are unref'd).
+    env['OTEL_BSP_SCHEDULE_DELAY'] = '600000';
+    env['OTEL_METRIC_EXPORT_INTERVAL'] = '600000';
+    const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', script], {
+      env,
+      cwd: join(import.meta.dirname, '..'),
+      encoding: 'utf8',
+    });
+    assert.equal((JSON.parse(stdout.trim().split('\n').pop()!) as { rows: number }).rows, 2000);
+    const spans = receiver.spans().filter((s) => s.service === 'fanout-exit-test');
+    const run = spans.filter((s) => s.name === 'fanout.run');
+    assert.equal(run.length, 1, 'the run span reached the receiver at exit');
+    assert.equal(
+      spans.filter((s) => s.name === 'fanout.partition').reduce((n, p) => n + Number(p.attrs['fanout.rows_out']), 0),
+      2000,
+    );
+    assert.equal(
+      receiver
+        .points()
+        .filter((p) => p.name === 'fanout.partition.rows')
+        .reduce((n, p) => n + p.value, 0),
+      2000,
+      'and its metrics',
+    );
   });
 });

@@ -2,7 +2,7 @@
 // are private to fanout (not registered globally), so an application's own OTel setup is untouched;
 // spans get explicit parents (W3C traceparent strings), so no context manager is needed either.
 import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { getNumberFromEnv, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AggregationTemporalityPreference, OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
@@ -30,11 +30,23 @@ const resource = defaultResource()
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the default name.
   .merge(detectResources({ detectors: [envDetector] }));
 
+// Spans and metrics are exported in the background (an action does not wait for them), at the
+// standard OTEL_BSP_* / OTEL_METRIC_EXPORT_* settings, which this SDK version does not read itself.
+const num = (k: string): number | undefined => {
+  const v = getNumberFromEnv(k);
+  return v !== undefined && v > 0 ? v : undefined;
+};
+const batchOptions = {
+  scheduledDelayMillis: num('OTEL_BSP_SCHEDULE_DELAY') ?? 5000,
+  maxQueueSize: num('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
+  maxExportBatchSize: num('OTEL_BSP_MAX_EXPORT_BATCH_SIZE') ?? 512,
+  exportTimeoutMillis: num('OTEL_BSP_EXPORT_TIMEOUT') ?? 30_000,
+};
 const spanProcessors: SpanProcessor[] = [];
 for (const e of list(env['OTEL_TRACES_EXPORTER'], 'otlp')) {
   // The OTLP exporter reads OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _HEADERS / _TIMEOUT itself.
-  if (e === 'otlp') spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
-  else if (e === 'console') spanProcessors.push(new BatchSpanProcessor(new ConsoleSpanExporter()));
+  if (e === 'otlp') spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter(), batchOptions));
+  else if (e === 'console') spanProcessors.push(new BatchSpanProcessor(new ConsoleSpanExporter(), batchOptions));
   else if (e !== 'none') console.warn(`fanout: OTEL_TRACES_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
 }
 // Spans whose ids were decided earlier, in another process (a serverless stage, whose partitions
@@ -48,18 +60,23 @@ const idGenerator: IdGenerator = {
 };
 const tracerProvider = new BasicTracerProvider({ resource, spanProcessors, idGenerator });
 const tracer = tracerProvider.getTracer('fanout');
+/** Whether anything was recorded since the last flush began (the exit hook flushes only then). */
+let pending = false;
 
 const readers: MetricReader[] = [];
+const exportIntervalMillis = num('OTEL_METRIC_EXPORT_INTERVAL') ?? 60_000;
+const exportTimeoutMillis = Math.min(num('OTEL_METRIC_EXPORT_TIMEOUT') ?? 30_000, exportIntervalMillis);
 for (const e of list(env['OTEL_METRICS_EXPORTER'], 'otlp')) {
-  // Exported on each action's flush; the interval only matters for long runs.
-  // Delta unless OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says otherwise: each action or
-  // Lambda invocation flushes, and a reused Lambda thread re-sending its cumulative totals would
-  // read as new calls to anything that sums exports.
+  // Exported every interval and on each flush (Lambda invocations, shutdownWorkers, exit).
+  // Delta unless OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says otherwise: each Lambda
+  // invocation flushes, and a reused Lambda thread re-sending its cumulative totals would read as
+  // new calls to anything that sums exports.
   const exporter = env['OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE']
     ? new OTLPMetricExporter()
     : new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.DELTA });
-  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 }));
-  else if (e === 'console') readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis: 60_000 }));
+  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis, exportTimeoutMillis }));
+  else if (e === 'console')
+    readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis, exportTimeoutMillis }));
   else if (e !== 'none') console.warn(`fanout: OTEL_METRICS_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
 }
 const meterProvider = new MeterProvider({ resource, readers });
@@ -120,9 +137,10 @@ class RecordingSpan implements TraceSpan {
     const o = rec.outcome;
     const end = o ? o.startedAt + o.elapsedMs : Date.now();
     const start = o ? o.startedAt : (rec.failedSince ?? end);
-    const common: Attributes = { ...this.base, ...rec.attributes };
+    pending = true;
+    const common: Attributes = rec.attributes ? { ...this.base, ...rec.attributes } : this.base;
     // Metrics carry no run id: one series per run would grow a metrics backend without bound.
-    const labels: Attributes = { ...rec.attributes };
+    const labels: Attributes = rec.attributes ?? NO_LABELS;
     const attrs: Attributes = { ...common, 'fanout.partition': rec.index, ...sourceAttributes(rec.source) };
     if (o) Object.assign(attrs, { 'fanout.rows_out': o.rows, 'fanout.bytes': o.bytes });
     const span = tracer.startSpan('fanout.partition', { attributes: attrs, startTime: start }, this.ctx);
@@ -147,10 +165,15 @@ class RecordingSpan implements TraceSpan {
   }
 
   end(error?: unknown): void {
+    pending = true;
     if (error !== undefined) fail(this.span, error);
     this.span.end();
   }
 }
+
+const NO_LABELS: Attributes = Object.freeze({});
+/** The metric attributes of a UDF without other labels (the embedded runner's): made once per UDF name. */
+const udfLabels = new Map<string, Attributes>();
 
 function udfAttributes(name: string, s: UdfStats): Attributes {
   const a: Attributes = {
@@ -167,7 +190,11 @@ function udfAttributes(name: string, s: UdfStats): Attributes {
 }
 
 function recordUdfMetrics(name: string, s: UdfStats, common: Attributes): void {
-  const a: Attributes = { ...common, 'fanout.udf.name': name };
+  let a = common === NO_LABELS ? udfLabels.get(name) : undefined;
+  if (!a) {
+    a = { ...common, 'fanout.udf.name': name };
+    if (common === NO_LABELS) udfLabels.set(name, a);
+  }
   instruments.rowsIn.add(s.rowsIn, a);
   instruments.rowsOut.add(s.rowsOut, a);
   instruments.calls.add(s.calls, a);
@@ -197,8 +224,17 @@ export function emitSpan(s: FinishedSpan): void {
   }
   if (s.error !== undefined) fail(span, s.error);
   span.end(s.end);
+  pending = true;
 }
 
 export async function flush(): Promise<void> {
+  pending = false;
   await Promise.all([tracerProvider.forceFlush(), meterProvider.forceFlush()]);
 }
+
+// The export timers are unref'd, so a program that simply ends would drop what is still queued:
+// once the event loop is empty, flush it (the flush's requests keep the process alive until sent;
+// then beforeExit comes again, with nothing pending). process.exit() skips this: flushTelemetry().
+process.on('beforeExit', () => {
+  if (pending) flush().catch((e: unknown) => console.warn(`fanout: OpenTelemetry export failed at exit: ${e instanceof Error ? e.message : String(e)}`));
+});
