@@ -39,6 +39,7 @@ import { emitRunSpans, tracePartitions, tracePlan, traced } from '../telemetry/a
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 import { prepareResume, type PlanExpectation } from './resume.ts';
 import { checkTolerance, type FailureTolerance } from './tolerance.ts';
+import { DETERMINISTIC_ERRORS } from './state-machine.ts';
 
 /** Execution input of the state machine (also what an S3-triggered run starts with). */
 export interface RunEvent {
@@ -273,6 +274,9 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
       for (const j of jobs) rs.push(await runStagePartition(j.store, j.runId, j.stage, j.partition));
       return rs;
     },
+    {},
+    // What the state machine's RunPartition does not retry: such a failure can end an S3-triggered run here.
+    { unretried: DETERMINISTIC_ERRORS },
   );
   const out: StageResult = { runId: first.runId, stage: first.stage, partition: first.partition, rows: 0, bytes: 0 };
   for (const r of results) {
