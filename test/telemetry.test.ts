@@ -10,6 +10,11 @@ import { double, tagged } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 import { derivedTraceparent, telemetryEnabled } from '../src/telemetry/index.ts';
 import { OtlpReceiver } from './telemetry-helpers.ts';
+import { ECS_TASK_RETRIES, LAMBDA_STAGE_RETRIES, startPlannedTrace, tracePartitions, type RetryPolicy } from '../src/telemetry/aws.ts';
+import { keys, planRun } from '../src/aws/run.ts';
+import { buildStateMachineDefinition, ECS_RUN_TASK_SYNC, LAMBDA_INVOKE, type AslState } from '../src/aws/state-machine.ts';
+import { LocalStore, putJson } from '../src/io/store/index.ts';
+import { UdfError } from '../src/udf/errors.ts';
 
 let receiver: OtlpReceiver;
 const dir = tempDir();
@@ -219,5 +224,116 @@ describe('OpenTelemetry', () => {
       2000,
       'and its metrics',
     );
+  });
+
+  it("an S3-triggered run's Stage invocation that fails for the last time emits the run and stage spans, once", async () => {
+    process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = receiver.url;
+    receiver.bodies.length = 0;
+    const store = new LocalStore(tempDir());
+    const planned = async (runId: string, tolerance?: { toleratedFailureCount: number }) => {
+      const plan = planRun(readParquet(files[0]!).withColumn('d', double(col('x'))).plan, { pipeline: null, runId, ...(tolerance ? { tolerance } : {}) });
+      startPlannedTrace(plan); // as the Plan handler does for a run nobody started (the S3 trigger)
+      await putJson(store, keys.plan(runId), plan);
+      return plan;
+    };
+    const attempt = (runId: string, error: Error, policy: RetryPolicy = LAMBDA_STAGE_RETRIES) =>
+      assert.rejects(
+        tracePartitions(store, runId, 0, [0, 1], Date.now(), () => Promise.reject(error), {}, policy),
+        (e) => e === error,
+      );
+    const named = (runId: string, name: string) => receiver.spans().filter((s) => s.name === name && s.attrs['fanout.run_id'] === runId);
+
+    // A handler error the state machine retries (States.TaskFailed, twice): only the third failure ends the run.
+    await planned('otel-unit-flaky');
+    const flaky = new Error('flaky read');
+    await attempt('otel-unit-flaky', flaky);
+    await attempt('otel-unit-flaky', flaky);
+    assert.equal(named('otel-unit-flaky', 'fanout.run').length, 0, 'a retried failure does not end the run');
+    assert.equal(named('otel-unit-flaky', 'fanout.partition').length, 2, 'each attempt has its failed partition span');
+    await attempt('otel-unit-flaky', flaky);
+    const run = named('otel-unit-flaky', 'fanout.run');
+    assert.equal(run.length, 1);
+    assert.equal(run[0]!.parentSpanId, '');
+    assert.equal(run[0]!.status.code, 2);
+    assert.match(String(run[0]!.status.message), /flaky read/);
+    const stage = named('otel-unit-flaky', 'fanout.stage');
+    assert.equal(stage.length, 1);
+    assert.equal(stage[0]!.parentSpanId, run[0]!.spanId);
+    assert.equal(stage[0]!.status.code, 2);
+    const task = named('otel-unit-flaky', 'fanout.stage.task');
+    assert.ok(task.length === 3 && task.every((t) => t.parentSpanId === stage[0]!.spanId && t.traceId === run[0]!.traceId));
+    // Another invocation failing too (a partition beside it, a redrive): the spans stay once.
+    await attempt('otel-unit-flaky', flaky);
+    assert.equal(named('otel-unit-flaky', 'fanout.run').length, 1);
+    assert.equal(named('otel-unit-flaky', 'fanout.stage').length, 1);
+
+    // A UDF's error is not retried: its first failure ends the run.
+    await planned('otel-unit-udf');
+    await attempt('otel-unit-udf', new UdfError('bad row', 'otel.boom'));
+    assert.equal(named('otel-unit-udf', 'fanout.run').length, 1);
+    // An ECS task is retried once, whatever failed in it.
+    await planned('otel-unit-ecs');
+    const gpu = new UdfError('bad row', 'otel.gpu');
+    await attempt('otel-unit-ecs', gpu, ECS_TASK_RETRIES);
+    assert.equal(named('otel-unit-ecs', 'fanout.run').length, 0);
+    await attempt('otel-unit-ecs', gpu, ECS_TASK_RETRIES);
+    assert.equal(named('otel-unit-ecs', 'fanout.run').length, 1);
+    // A run that tolerates failed partitions may still succeed: Finalize emits its spans then.
+    await planned('otel-unit-tolerant', { toleratedFailureCount: 1 });
+    await attempt('otel-unit-tolerant', new UdfError('bad row', 'otel.boom'));
+    assert.equal(named('otel-unit-tolerant', 'fanout.run').length, 0);
+  });
+
+  it("the retry policies match the state machine's Retry lists", () => {
+    const fargate = {
+      clusterArn: 'arn:aws:ecs:us-east-1:1:cluster/c',
+      containerName: 'w',
+      subnets: ['s'],
+      securityGroups: ['g'],
+      assignPublicIp: false,
+      taskDefinitions: { small: 'arn:aws:ecs:us-east-1:1:task-definition/f:1' },
+      timeoutSeconds: 600,
+    };
+    const ecs = {
+      clusterArn: 'arn:aws:ecs:us-east-1:1:cluster/c',
+      taskDefinitionArn: 'arn:aws:ecs:us-east-1:1:task-definition/g:1',
+      containerName: 'w',
+      subnets: ['s'],
+      securityGroups: ['g'],
+    };
+    const fn = (n: string) => `arn:aws:lambda:us-east-1:1:function:${n}`;
+    const seen = { stage: 0, ecs: 0 };
+    for (const distributed of [false, true]) {
+      const def = buildStateMachineDefinition({
+        planFunctionArn: fn('plan'),
+        stageFunctionArn: fn('stage'),
+        finalizeFunctionArn: fn('finalize'),
+        failureFunctionArn: fn('failure'),
+        ecs,
+        fargate,
+        distributed,
+      });
+      const walk = (v: unknown): void => {
+        if (Array.isArray(v)) return v.forEach(walk);
+        if (!v || typeof v !== 'object') return;
+        const st = v as AslState & Record<string, unknown>;
+        if (st.Type === 'Task' && st.Retry?.some((r) => r.ErrorEquals.includes('States.TaskFailed'))) {
+          const retries = st.Retry.find((r) => r.ErrorEquals.includes('States.TaskFailed'))!.MaxAttempts ?? 3;
+          const unretried = st.Retry.filter((r) => r.MaxAttempts === 0).flatMap((r) => r.ErrorEquals);
+          if (st.Resource === LAMBDA_INVOKE) {
+            seen.stage++;
+            assert.equal(retries + 1, LAMBDA_STAGE_RETRIES.attempts, 'RunPartition attempts');
+            for (const e of LAMBDA_STAGE_RETRIES.unretried!) assert.ok(unretried.includes(e), `${e} is not retried`);
+          } else if (String(st.Resource).startsWith(ECS_RUN_TASK_SYNC.replace('.sync', ''))) {
+            seen.ecs++;
+            assert.equal(retries + 1, ECS_TASK_RETRIES.attempts, `${String(st.Resource)} attempts`);
+            assert.ok(!st.Retry.some((r) => r.MaxAttempts === 0 && !r.ErrorEquals.includes('States.Timeout')), 'an ECS task retries every failure');
+          } else assert.fail(`a Task state retries States.TaskFailed that no policy covers: ${String(st.Resource)}`);
+        }
+        for (const x of Object.values(st)) walk(x);
+      };
+      walk(def);
+    }
+    assert.ok(seen.stage >= 2 && seen.ecs >= 2, JSON.stringify(seen));
   });
 });

@@ -8,11 +8,12 @@
 // (each Lambda parents its partition under it at once) and Finalize/Failure emit the stage spans
 // from the partitions' completion markers. Each invocation flushes before it returns.
 import { mapLimit } from '../concurrency.ts';
-import { getJson, isConditionFailure, NotFoundError, type ObjectStore } from '../io/store/index.ts';
+import { getJson, isConditionFailure, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 import type { PartitionResult, RunPlan } from '../aws/run.ts';
 import { keys, loadPlan } from '../aws/run.ts';
 import type { SourceJSON } from '../physical.ts';
 import { toleratesFailures } from '../aws/tolerance.ts';
+import { DETERMINISTIC_ERRORS } from '../aws/state-machine.ts';
 import { derivedTraceparent, emitSpan, endSpan, flushTelemetry, newTraceparent, startSpan, telemetryEnabled } from './index.ts';
 import type { SpanAttributes, TraceSpan } from './common.ts';
 
@@ -75,7 +76,7 @@ export async function tracePartitions(
   since: number,
   run: () => Promise<PartitionResult[]>,
   attributes: SpanAttributes = {},
-  opts: { unretried?: readonly string[] } = {},
+  opts: RetryPolicy = {},
 ): Promise<PartitionResult[]> {
   if (!telemetryEnabled()) return run();
   const plan = await planOf(store, runId);
@@ -98,25 +99,64 @@ export async function tracePartitions(
     const failed = typeof named === 'number' ? named : partitions.find((p) => !results.some((r) => r.partition === p));
     if (failed !== undefined) span?.partition({ index: failed, source: source(failed), error, failedSince: since, attributes: { 'fanout.stage': stage } });
     // An S3-triggered run that this failure ends has nobody else to emit its stage and run spans.
-    if (plan && endsTriggeredRun(plan, error, opts.unretried)) await emitFailedTriggeredRun(store, plan, stage, since, error);
+    try {
+      if (plan && (await endsTriggeredRun(store, plan, stage, partitions[0] ?? 0, error, opts))) await emitFailedTriggeredRun(store, plan, stage, since, error);
+    } catch (e) {
+      // Telemetry must not replace the error the state machine is to see.
+      console.warn(`fanout: run ${runId}: could not emit the failed run's spans: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
   await endSpan(span, error);
   if (error !== undefined) throw error;
   return results;
 }
 
+const runDir = (runId: string): string => keys.plan(runId).replace(/plan\.json$/, '');
+
+/**
+ * How the state machine retries a failing Stage invocation or ECS task (state-machine.ts; a test
+ * holds these to its Retry lists): the error names it never retries, and how many times in all it
+ * runs an invocation that fails with anything else.
+ */
+export interface RetryPolicy {
+  unretried?: readonly string[];
+  attempts?: number;
+}
+/** RunPartition: a UDF's error is not retried; anything else (States.TaskFailed) twice more. */
+export const LAMBDA_STAGE_RETRIES: RetryPolicy = { unretried: DETERMINISTIC_ERRORS, attempts: 3 };
+/** An ECS task (GPU or Fargate) that stopped badly: once more. */
+export const ECS_TASK_RETRIES: RetryPolicy = { attempts: 2 };
+
 /**
  * Does this Stage failure end an S3-triggered run? No runner watches such a run, and a failing stage
  * fails the execution inside its Map (no Catch, for redrive), so no Failure step runs either: the
  * failing invocation is the last of the run's code to run. That holds when the state machine will not
- * retry the error (`unretried`: the error names its Retry gives no attempts, a UDF's deterministic
- * error) and the run tolerates no failed partition (otherwise the Map may still succeed, and Finalize
- * emits the spans).
+ * retry it (an unretried error, or its last attempt: counted per invocation, keyed by its first
+ * partition, which every retry of it repeats) and the run tolerates no failed partition (otherwise
+ * the Map may still succeed, and Finalize emits the spans). A crashed or timed-out invocation emits
+ * nothing: only an observer of the execution's end could (see the README).
  */
-function endsTriggeredRun(plan: RunPlan & { traceparent?: string }, error: unknown, unretried: readonly string[] | undefined): boolean {
+async function endsTriggeredRun(
+  store: ObjectStore,
+  plan: RunPlan & { traceparent?: string },
+  stage: number,
+  first: number,
+  error: unknown,
+  policy: RetryPolicy,
+): Promise<boolean> {
   if (!(plan as unknown as Record<string, unknown>)[ROOT] || !plan.traceparent || toleratesFailures(plan.tolerance)) return false;
   const name = (error as { name?: unknown } | null)?.name;
-  return typeof name === 'string' && (unretried ?? []).includes(name);
+  if (typeof name === 'string' && policy.unretried?.includes(name)) return true;
+  if (!policy.attempts) return false;
+  const key = `${runDir(plan.runId)}trace-attempts/stage-${stage}-task-${first}.json`;
+  let n = 1;
+  try {
+    n += (await getJson<{ failures: number }>(store, key)).failures;
+  } catch (e) {
+    if (!(e instanceof NotFoundError)) throw e;
+  }
+  await putJson(store, key, { failures: n });
+  return n >= policy.attempts;
 }
 
 /**
@@ -125,7 +165,7 @@ function endsTriggeredRun(plan: RunPlan & { traceparent?: string }, error: unkno
  * has each span once (a redrive that fails again finds it too).
  */
 async function emitFailedTriggeredRun(store: ObjectStore, plan: RunPlan, stage: number, since: number, error: unknown): Promise<void> {
-  const claim = keys.plan(plan.runId).replace(/plan\.json$/, 'trace-failed.json');
+  const claim = `${runDir(plan.runId)}trace-failed.json`;
   try {
     await store.put(claim, JSON.stringify({ stage, at: new Date().toISOString() }), { ifNoneMatch: '*', contentType: 'application/json' });
   } catch (e) {
