@@ -314,7 +314,10 @@ describe('OpenTelemetry', () => {
         distributed,
       });
       const walk = (v: unknown): void => {
-        if (Array.isArray(v)) return v.forEach(walk);
+        if (Array.isArray(v)) {
+          for (const x of v) walk(x);
+          return;
+        }
         if (!v || typeof v !== 'object') return;
         const st = v as AslState & Record<string, unknown>;
         if (st.Type === 'Task' && st.Retry?.some((r) => r.ErrorEquals.includes('States.TaskFailed'))) {
