@@ -1,7 +1,7 @@
 // The OpenTelemetry SDK side of ./index.ts, imported only when OTEL_* turns telemetry on. Providers
 // are private to fanout (not registered globally), so an application's own OTel setup is untouched;
 // spans get explicit parents (W3C traceparent strings), so no context manager is needed either.
-import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Counter, type Span } from '@opentelemetry/api';
 import { getNumberFromEnv, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AggregationTemporalityPreference, OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -94,6 +94,9 @@ const instruments = {
   counter: meter.createCounter('fanout.udf.counter', { description: 'metrics.increment(name) from inside a UDF; fanout.counter names it' }),
 };
 
+/** Each counter's name, for the keys of CounterSums. */
+const counterNames = new Map<Counter, string>(Object.entries(instruments).map(([k, v]) => [v as Counter, k]));
+
 const propagator = new W3CTraceContextPropagator();
 
 function contextOf(traceparent: string | null): Context {
@@ -116,6 +119,7 @@ function fail(span: Span, error: unknown): void {
 class RecordingSpan implements TraceSpan {
   readonly traceparent: string;
   private readonly ctx: Context;
+  private readonly sums = new CounterSums();
   constructor(
     private readonly span: Span,
     private readonly base: Attributes,
@@ -154,18 +158,19 @@ class RecordingSpan implements TraceSpan {
       const u = tracer.startSpan('fanout.udf', { attributes: udfAttrs, startTime: start }, pctx);
       if (s.errors > 0) u.setStatus({ code: SpanStatusCode.ERROR, message: `${s.errors} failed call(s) of ${name}` });
       u.end(start + Math.min(s.timeMs, end - start));
-      recordUdfMetrics(name, s, labels);
+      recordUdfMetrics(this.sums, name, s, labels);
     }
     span.end(end);
-    instruments.partitions.add(1, { ...labels, 'fanout.error': failed });
+    this.sums.add(instruments.partitions, labels, failed ? 'error' : 'ok', () => ({ ...labels, 'fanout.error': failed }), 1);
     if (o) {
-      instruments.rows.add(o.rows, labels);
+      this.sums.add(instruments.rows, labels, '', () => labels, o.rows);
       instruments.partitionMs.record(o.elapsedMs, labels);
     }
   }
 
   end(error?: unknown): void {
     pending = true;
+    this.sums.record();
     if (error !== undefined) fail(this.span, error);
     this.span.end();
   }
@@ -174,6 +179,27 @@ class RecordingSpan implements TraceSpan {
 const NO_LABELS: Attributes = Object.freeze({});
 /** The metric attributes of a UDF without other labels (the embedded runner's): made once per UDF name. */
 const udfLabels = new Map<string, Attributes>();
+
+/**
+ * Counter increments summed in plain numbers while a span is open and added to the instruments when
+ * it ends (before any export): one SDK call per series and span instead of one per partition (each
+ * call hashes its attribute set). Histograms still record each partition's value.
+ */
+class CounterSums {
+  private readonly sums = new Map<string, { counter: Counter; attrs: Attributes; value: number }>();
+
+  add(counter: Counter, labels: Attributes, series: string, attrs: () => Attributes, value: number): void {
+    const key = `${counterNames.get(counter)}\u0000${labels === NO_LABELS ? '' : JSON.stringify(labels)}\u0000${series}`;
+    const s = this.sums.get(key);
+    if (s) s.value += value;
+    else this.sums.set(key, { counter, attrs: attrs(), value });
+  }
+
+  record(): void {
+    for (const s of this.sums.values()) s.counter.add(s.value, s.attrs);
+    this.sums.clear();
+  }
+}
 
 function udfAttributes(name: string, s: UdfStats): Attributes {
   const a: Attributes = {
@@ -189,19 +215,21 @@ function udfAttributes(name: string, s: UdfStats): Attributes {
   return a;
 }
 
-function recordUdfMetrics(name: string, s: UdfStats, common: Attributes): void {
+function recordUdfMetrics(sums: CounterSums, name: string, s: UdfStats, common: Attributes): void {
   let a = common === NO_LABELS ? udfLabels.get(name) : undefined;
   if (!a) {
     a = { ...common, 'fanout.udf.name': name };
     if (common === NO_LABELS) udfLabels.set(name, a);
   }
-  instruments.rowsIn.add(s.rowsIn, a);
-  instruments.rowsOut.add(s.rowsOut, a);
-  instruments.calls.add(s.calls, a);
-  if (s.retries) instruments.retries.add(s.retries, a);
-  instruments.errors.add(s.errors, a);
-  instruments.udfMs.record(s.timeMs, a);
-  for (const [k, v] of Object.entries(s.counters)) instruments.counter.add(v, { ...a, 'fanout.counter': k });
+  const attrs = a;
+  const udf = (): Attributes => attrs;
+  sums.add(instruments.rowsIn, common, name, udf, s.rowsIn);
+  sums.add(instruments.rowsOut, common, name, udf, s.rowsOut);
+  sums.add(instruments.calls, common, name, udf, s.calls);
+  if (s.retries) sums.add(instruments.retries, common, name, udf, s.retries);
+  sums.add(instruments.errors, common, name, udf, s.errors);
+  instruments.udfMs.record(s.timeMs, attrs);
+  for (const [k, v] of Object.entries(s.counters)) sums.add(instruments.counter, common, `${name}\u0000${k}`, () => ({ ...attrs, 'fanout.counter': k }), v);
 }
 
 export function startSpan(name: string, attributes: SpanAttributes, parent: string | null): TraceSpan {
