@@ -4,10 +4,12 @@
 // references included, is warmed up once before it is timed.
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as arrow from 'apache-arrow';
-import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { col, DataType, flushTelemetry, fromColumns, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { writeParquetFile, warmParquet } from '../src/io/parquet/index.ts';
 
@@ -159,8 +161,8 @@ report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(bat
 // other load fall on both alike); each pair gives an on/off ratio, and the median and interquartile
 // range of those ratios are reported. An "on" sample also awaits flushTelemetry() after the action,
 // so the OTLP export it caused is counted in it (the worst case: nothing batched across actions);
-// the action itself does not wait for its export. CPU time (process.cpuUsage) is reported beside
-// wall time, since a shared machine's wall clock is noisy.
+// the action itself does not wait for its export. CPU time is reported beside wall time, since a
+// shared machine's wall clock is noisy. BENCH_OTEL_FILES and BENCH_OTEL_PAIRS size the case.
 {
   const OTEL_FILES = Number(process.env['BENCH_OTEL_FILES'] ?? 4);
   const PAIRS = Number(process.env['BENCH_OTEL_PAIRS'] ?? 16);
@@ -183,18 +185,48 @@ report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(bat
     total: number;
     cpu: number;
   }
+  // CPU time of this (the main) thread, where spans and metrics are recorded and exported: on Linux
+  // from /proc/thread-self/schedstat (ns on CPU), so the I/O and GC threads' time does not blur it;
+  // elsewhere the process's.
+  const schedstat = '/proc/thread-self/schedstat';
+  const threadCpu = existsSync(schedstat);
+  const cpuMs = (): number => {
+    if (threadCpu) return Number(readFileSync(schedstat, 'utf8').split(' ')[0]) / 1e6;
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1000;
+  };
+  // Every sample starts from a collected heap: otherwise the pipeline's garbage (tens of ms of GC)
+  // is collected in whichever sample happens to fill the heap.
+  v8.setFlagsFromString('--expose-gc');
+  const fullGc = vm.runInNewContext('gc') as () => void;
+  // OTel's own work, accounted directly: the main-thread CPU spent inside span/metric recording
+  // (the SDK side of fanout's TraceSpan) and in the export. Independent of the machine's other load.
+  let ownMs = 0;
+  const account = <T>(fn: () => T): T => {
+    const t = cpuMs();
+    try {
+      return fn();
+    } finally {
+      ownMs += cpuMs() - t;
+    }
+  };
   const sample = async (on: boolean): Promise<Sample> => {
     if (on) process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = endpoint;
     else delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
-    const c0 = process.cpuUsage();
+    fullGc();
+    const c0 = cpuMs();
     const t0 = performance.now();
     const n = await drain(udfPipeline());
     const action = performance.now() - t0;
-    if (on) await flushTelemetry();
+    if (on) {
+      const f0 = cpuMs();
+      await flushTelemetry();
+      ownMs += cpuMs() - f0;
+    }
     const total = performance.now() - t0;
-    const c = process.cpuUsage(c0);
+    const cpu = cpuMs() - c0;
     if (n !== ROWS * OTEL_FILES) throw new Error(`OTel bench: ${n} rows, expected ${ROWS * OTEL_FILES}`);
-    return { action, total, cpu: (c.user + c.system) / 1000 };
+    return { action, total, cpu };
   };
   await sample(false);
   await sample(true); // loads the SDK once, as the first traced action of a process does
@@ -209,6 +241,25 @@ report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(bat
       off.push(await sample(false));
     }
   }
+  {
+    // The SDK's span class (the same module instance the runner loaded), wrapped for the accounting.
+    process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = endpoint;
+    const probe = (await import('../src/telemetry/sdk.ts')).startSpan('bench.probe', {}, null);
+    probe.end();
+    const proto = Object.getPrototypeOf(probe) as Record<'partition' | 'end' | 'child', (...a: unknown[]) => unknown>;
+    for (const m of ['partition', 'end', 'child'] as const) {
+      const f = proto[m];
+      proto[m] = function (this: unknown, ...a: unknown[]) {
+        return account(() => f.apply(this, a));
+      };
+    }
+  }
+  // Apart from the timed pairs (the accounting itself costs a little).
+  const ACCOUNTED = 4;
+  ownMs = 0;
+  for (let i = 0; i < ACCOUNTED; i++) await sample(true);
+  const ownPerAction = ownMs / ACCOUNTED;
+  if (!(ownPerAction > 0)) throw new Error('OTel bench: the accounting saw no OTel work (run with --conditions=development)');
   delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
   await flushTelemetry();
   const requests = Number(await (await fetch(`${endpoint}/count`)).text());
@@ -228,14 +279,20 @@ report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(bat
   const rows8 = ROWS * OTEL_FILES;
   const what = `row-wise func over ${rows8 / 1e6}M rows, ${8 * OTEL_FILES} partitions (1 thread), ${PAIRS} ABBA pairs`;
   const lines: [string, string, string, string][] = [
-    [`${what}: OTel off`, `${med(off, (x) => x.total).toFixed(0)} ms`, `cpu ${med(off, (x) => x.cpu).toFixed(0)} ms`, ''],
+    [`${what}: OTel off`, `${med(off, (x) => x.total).toFixed(0)} ms`, `${threadCpu ? 'main-thread ' : ''}cpu ${med(off, (x) => x.cpu).toFixed(0)} ms`, ''],
     [
       'OTel on (OTLP to 127.0.0.1), action + its flushed export',
       `${med(on, (x) => x.total).toFixed(0)} ms`,
-      `cpu ${med(on, (x) => x.cpu).toFixed(0)} ms`,
+      `${threadCpu ? 'main-thread ' : ''}cpu ${med(on, (x) => x.cpu).toFixed(0)} ms`,
       `wall ${ratios((x) => x.total)}; cpu ${ratios((x) => x.cpu)} OTel off`,
     ],
     ['OTel on, the action alone (export in the background)', `${med(on, (x) => x.action).toFixed(0)} ms`, '', `${ratios((x) => x.action)} OTel off`],
+    [
+      "OTel's own main-thread CPU per action (recording + export)",
+      `${ownPerAction.toFixed(1)} ms`,
+      '',
+      `${((ownPerAction / med(off, (x) => x.cpu)) * 100).toFixed(2)}% of the OTel-off action's CPU`,
+    ],
   ];
   for (const l of lines) {
     rows.push(l);
