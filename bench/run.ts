@@ -4,11 +4,13 @@
 // references included, is warmed up once before it is timed.
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as arrow from 'apache-arrow';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
-import { col, DataType, fromColumns, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { col, DataType, flushTelemetry, fromColumns, func, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import { writeParquetFile, warmParquet } from '../src/io/parquet/index.ts';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
@@ -153,43 +155,149 @@ const chunked = fromColumns({ x: xs });
 report('row-wise func x*2+1 (in memory)', await time(() => drain(chunked.select(rowUdf(col('x')).alias('y')))), handMs, 'hand loop');
 report('func.batch x*2+1 (in memory)', await time(() => drain(chunked.select(batchUdf(col('x')).alias('y')))), handMs, 'hand loop');
 
-// --- OpenTelemetry overhead: the same UDF pipeline over the file (one partition per row group),
-// exporting spans and metrics to a local OTLP/HTTP receiver, against OTEL_* unset. Runs alternate
-// off/on (the machine is shared), and the ratio of the medians is reported.
+// --- OpenTelemetry overhead: the row-wise UDF pipeline over the file read OTEL_FILES times (one
+// partition per row group: 8 per file), exporting spans and metrics to a local OTLP/HTTP receiver,
+// against OTEL_* unset. Off and on alternate in one process, in ABBA order (drift and the machine's
+// other load fall on both alike); each pair gives an on/off ratio, and the median and interquartile
+// range of those ratios are reported. An "on" sample also awaits flushTelemetry() after the action,
+// so the OTLP export it caused is counted in it (the worst case: nothing batched across actions);
+// the action itself does not wait for its export. CPU time is reported beside wall time, since a
+// shared machine's wall clock is noisy. BENCH_OTEL_FILES and BENCH_OTEL_PAIRS size the case.
 {
-  const received = { requests: 0 };
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      received.requests++;
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const OTEL_FILES = Number(process.env['BENCH_OTEL_FILES'] ?? 4);
+  const PAIRS = Number(process.env['BENCH_OTEL_PAIRS'] ?? 16);
+  // The receiver runs in a child process, as a collector would: its work is not this process's CPU time.
+  const receiverJs = `const n={c:0};require('node:http').createServer((q,r)=>{q.resume();q.on('end',()=>{if(q.method==='POST')n.c++;r.writeHead(200,{'content-type':'application/json'}).end(q.method==='GET'?String(n.c):'{}')})}).listen(0,'127.0.0.1',function(){console.log(this.address().port)})`;
+  const receiver = spawn(process.execPath, ['-e', receiverJs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [port] = (await once(receiver.stdout, 'data')) as [Buffer];
+  const endpoint = `http://127.0.0.1:${String(port).trim()}`;
   setRunner('native', { workers: false, targetPartitionBytes: 1 });
-  const udfPipeline = () => readParquet(file).select('id', rowUdf(col('x')).alias('y'));
-  const once = async (on: boolean): Promise<number> => {
+  // The same file under OTEL_FILES names (symbolic links: readParquet reads each named file once).
+  const files = Array.from({ length: OTEL_FILES }, (_, i) => {
+    if (i === 0) return file;
+    const link = join(dataDir, `otel-${i}-bench-${ROWS}.parquet`);
+    if (!existsSync(link)) symlinkSync(file, link);
+    return link;
+  });
+  const udfPipeline = () => readParquet(files).select('id', rowUdf(col('x')).alias('y'));
+  interface Sample {
+    action: number;
+    total: number;
+    cpu: number;
+  }
+  // CPU time of this (the main) thread, where spans and metrics are recorded and exported: on Linux
+  // from /proc/thread-self/schedstat (ns on CPU), so the I/O and GC threads' time does not blur it;
+  // elsewhere the process's.
+  const schedstat = '/proc/thread-self/schedstat';
+  const threadCpu = existsSync(schedstat);
+  const cpuMs = (): number => {
+    if (threadCpu) return Number(readFileSync(schedstat, 'utf8').split(' ')[0]) / 1e6;
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1000;
+  };
+  // Every sample starts from a collected heap: otherwise the pipeline's garbage (tens of ms of GC)
+  // is collected in whichever sample happens to fill the heap.
+  v8.setFlagsFromString('--expose-gc');
+  const fullGc = vm.runInNewContext('gc') as () => void;
+  // OTel's own work, accounted directly: the main-thread CPU spent inside span/metric recording
+  // (the SDK side of fanout's TraceSpan) and in the export. Independent of the machine's other load.
+  const own = { record: 0, export: 0 };
+  const account = <T>(fn: () => T): T => {
+    const t = cpuMs();
+    try {
+      return fn();
+    } finally {
+      own.record += cpuMs() - t;
+    }
+  };
+  const sample = async (on: boolean): Promise<Sample> => {
     if (on) process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = endpoint;
     else delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+    fullGc();
+    const c0 = cpuMs();
     const t0 = performance.now();
-    await drain(udfPipeline());
-    return performance.now() - t0;
+    const n = await drain(udfPipeline());
+    const action = performance.now() - t0;
+    if (on) {
+      const f0 = cpuMs();
+      await flushTelemetry();
+      own.export += cpuMs() - f0;
+    }
+    const total = performance.now() - t0;
+    const cpu = cpuMs() - c0;
+    if (n !== ROWS * OTEL_FILES) throw new Error(`OTel bench: ${n} rows, expected ${ROWS * OTEL_FILES}`);
+    return { action, total, cpu };
   };
-  await once(false);
-  await once(true); // loads the SDK once, as the first traced action of a process does
-  const off: number[] = [];
-  const on: number[] = [];
-  for (let i = 0; i < Math.max(REPEAT, 5); i++) {
-    off.push(await once(false));
-    on.push(await once(true));
+  await sample(false);
+  await sample(true); // loads the SDK once, as the first traced action of a process does
+  const off: Sample[] = [];
+  const on: Sample[] = [];
+  for (let i = 0; i < PAIRS; i++) {
+    if (i % 2 === 0) {
+      off.push(await sample(false));
+      on.push(await sample(true));
+    } else {
+      on.push(await sample(true));
+      off.push(await sample(false));
+    }
   }
+  {
+    // The SDK's span class (the same module instance the runner loaded), wrapped for the accounting.
+    process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = endpoint;
+    const probe = (await import('../src/telemetry/sdk.ts')).startSpan('bench.probe', {}, null);
+    probe.end();
+    const proto = Object.getPrototypeOf(probe) as Record<'partition' | 'end' | 'child', (...a: unknown[]) => unknown>;
+    for (const m of ['partition', 'end', 'child'] as const) {
+      const f = proto[m];
+      proto[m] = function (this: unknown, ...a: unknown[]) {
+        return account(() => f.apply(this, a));
+      };
+    }
+  }
+  // Apart from the timed pairs (the accounting itself costs a little).
+  const ACCOUNTED = 4;
+  own.record = own.export = 0;
+  for (let i = 0; i < ACCOUNTED; i++) await sample(true);
+  const ownPerAction = (own.record + own.export) / ACCOUNTED;
+  if (!(ownPerAction > 0)) throw new Error('OTel bench: the accounting saw no OTel work (run with --conditions=development)');
   delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
-  server.close();
-  if (!received.requests) throw new Error('OTel bench: the receiver got nothing');
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  report('row-wise func pipeline, OTel off (1 thread)', median(off), null, '');
-  report('row-wise func pipeline, OTel on (OTLP to 127.0.0.1)', median(on), median(off), 'OTel off');
+  await flushTelemetry();
+  const requests = Number(await (await fetch(`${endpoint}/count`)).text());
+  receiver.kill();
+  if (!requests) throw new Error('OTel bench: the receiver got nothing');
+  const quantile = (xs: number[], q: number): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    const pos = (s.length - 1) * q;
+    const lo = Math.floor(pos);
+    return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (pos - lo);
+  };
+  const ratios = (f: (x: Sample) => number): string => {
+    const r = on.map((x, i) => f(x) / f(off[i]!));
+    return `${quantile(r, 0.5).toFixed(3)}× (IQR ${quantile(r, 0.25).toFixed(3)}–${quantile(r, 0.75).toFixed(3)})`;
+  };
+  const med = (xs: Sample[], f: (x: Sample) => number): number => quantile(xs.map(f), 0.5);
+  const rows8 = ROWS * OTEL_FILES;
+  const what = `row-wise func over ${rows8 / 1e6}M rows, ${8 * OTEL_FILES} partitions (1 thread), ${PAIRS} ABBA pairs`;
+  const lines: [string, string, string, string][] = [
+    [`${what}: OTel off`, `${med(off, (x) => x.total).toFixed(0)} ms`, `${threadCpu ? 'main-thread ' : ''}cpu ${med(off, (x) => x.cpu).toFixed(0)} ms`, ''],
+    [
+      'OTel on (OTLP to 127.0.0.1), action + its flushed export',
+      `${med(on, (x) => x.total).toFixed(0)} ms`,
+      `${threadCpu ? 'main-thread ' : ''}cpu ${med(on, (x) => x.cpu).toFixed(0)} ms`,
+      `wall ${ratios((x) => x.total)}; cpu ${ratios((x) => x.cpu)} OTel off`,
+    ],
+    ['OTel on, the action alone (export in the background)', `${med(on, (x) => x.action).toFixed(0)} ms`, '', `${ratios((x) => x.action)} OTel off`],
+    [
+      "OTel's own main-thread CPU per action (recording + export)",
+      `${ownPerAction.toFixed(1)} ms`,
+      `recording ${(own.record / ACCOUNTED).toFixed(1)} ms, export ${(own.export / ACCOUNTED).toFixed(1)} ms`,
+      `${((ownPerAction / med(off, (x) => x.cpu)) * 100).toFixed(2)}% of the OTel-off action's CPU`,
+    ],
+  ];
+  for (const l of lines) {
+    rows.push(l);
+    console.log(l.filter(Boolean).join('  '));
+  }
 }
 
 await shutdownWorkers();

@@ -18,6 +18,7 @@ export type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, R
 export { AbortError } from './executor.ts';
 export type { EmbeddedOptions } from './runners/embedded.ts';
 export { shutdownWorkers } from './runners/embedded.ts';
+export { flushTelemetry } from './telemetry/index.ts';
 export type { PlanNode } from './plan.ts';
 export type { JsValue } from './convert/index.ts';
 export { func, cls, parseRetryAfter } from './udf.ts';

@@ -16,6 +16,7 @@ import { OtlpReceiver, type ReceivedSpan } from './telemetry-helpers.ts';
 let cloud: LocalCloud;
 let receiver: OtlpReceiver;
 let input: string;
+const failingPipeline = join(import.meta.dirname, 'fixtures', 'cloud-failing-pipeline.ts');
 
 before(async () => {
   receiver = await OtlpReceiver.start();
@@ -23,6 +24,8 @@ before(async () => {
   process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = receiver.url;
   process.env['OTEL_SERVICE_NAME'] = 'fanout-cloud-test';
   process.env['FANOUT_TEST_FAIL_ID'] = '1234'; // cpuOnly fails on this row, always
+  // A second pipeline the deployment may plan (an S3-triggered run of it fails in its stage).
+  process.env['FANOUT_PIPELINE_ALLOW'] = failingPipeline;
   cloud = await startLocalCloud({ pipeline: join(import.meta.dirname, 'fixtures', 'cloud-pipeline.ts'), lambdaConcurrency: 2 });
   const local = tempDir();
   for (let i = 0; i < 2; i++) {
@@ -35,6 +38,7 @@ before(async () => {
 
 after(async () => {
   delete process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+  delete process.env['FANOUT_PIPELINE_ALLOW'];
   setRunner('native');
   await shutdownWorkers();
   await cloud?.stop();
@@ -112,23 +116,10 @@ describe('OpenTelemetry through the local cloud', () => {
 
   it('a run started without a caller (the S3 trigger) gets its root span from the Plan handler', async () => {
     receiver.bodies.length = 0;
-    const sfn = new SFNClient({ endpoint: cloud.sfnEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
     const runId = 'otel-triggered-1';
     const out = `s3://${cloud.inputBucket}/otel-out/`;
-    const started = await sfn.send(
-      new StartExecutionCommand({ stateMachineArn: cloud.stateMachineArn, input: JSON.stringify({ runId, input: { uri: input }, output: out }) }),
-    );
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const d = await sfn.send(new DescribeExecutionCommand({ executionArn: started.executionArn! }));
-      if (d.status !== 'RUNNING') {
-        assert.equal(d.status, 'SUCCEEDED', `${d.error}: ${d.cause}`);
-        break;
-      }
-      assert.ok(Date.now() < deadline, 'execution still running after 120 s');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    sfn.destroy();
+    const d = await startWithoutCaller({ runId, input: { uri: input }, output: out });
+    assert.equal(d.status, 'SUCCEEDED', `${d.error}: ${d.cause}`);
     const spans = receiver.spans();
     const { mine, byName } = tree(spans, runId);
     assert.equal(byName('fanout.run')[0]!.attrs['fanout.trigger'], 'plan');
@@ -165,4 +156,60 @@ describe('OpenTelemetry through the local cloud', () => {
     assert.equal(stage[0]!.parentSpanId, run.spanId);
     assert.equal(byName('fanout.finalize').length, 0);
   });
+
+  it('an S3-triggered run whose stage fails is still one trace: its run and stage spans come from the failing Stage invocation', async () => {
+    receiver.bodies.length = 0;
+    const runId = 'otel-triggered-fails-1';
+    // What the S3 trigger's rule sends (cdk/trigger.ts), naming the deployment's failing pipeline.
+    const d = await startWithoutCaller({
+      runId,
+      input: { uri: `${input}part-0.parquet`, literal: true },
+      output: `s3://${cloud.inputBucket}/otel-out-fails/`,
+      pipeline: failingPipeline,
+    });
+    // The stage fails inside the Stages Map: no Failure step, no runner.
+    assert.equal(d.status, 'FAILED');
+    assert.match(String(d.cause), /row 1234 always fails/);
+    const spans = receiver.spans();
+    const { mine, byName } = tree(spans, runId);
+    const run = byName('fanout.run')[0]!;
+    assert.equal(run.parentSpanId, '');
+    assert.equal(run.attrs['fanout.trigger'], 'plan');
+    assert.equal(run.status.code, 2, 'the run has error status');
+    assert.match(String(run.status.message), /row 1234 always fails/);
+    assert.equal(byName('fanout.plan').length, 1);
+    assert.equal(byName('fanout.plan')[0]!.parentSpanId, run.spanId);
+    const stages = byName('fanout.stage');
+    assert.equal(stages.length, 1, 'one stage span (the pipeline has one stage), emitted once');
+    assert.equal(stages[0]!.parentSpanId, run.spanId);
+    assert.equal(stages[0]!.status.code, 2);
+    assert.equal(stages[0]!.attrs['fanout.run_id'], runId);
+    const ids = new Map(mine.map((s) => [s.spanId, s]));
+    const failed = byName('fanout.partition').filter((p) => p.status.code === 2);
+    assert.equal(failed.length, 1, 'the failing partition (a UDF error is not retried)');
+    assert.match(String(failed[0]!.status.message), /row 1234 always fails/);
+    const task = ids.get(failed[0]!.parentSpanId);
+    assert.equal(task?.name, 'fanout.stage.task');
+    assert.equal(ids.get(task!.parentSpanId)?.spanId, stages[0]!.spanId, 'stage -> task -> partition');
+    assert.ok(stages[0]!.startMs <= failed[0]!.startMs + 1 && stages[0]!.endMs >= failed[0]!.startMs, 'the stage span covers its failed partition');
+    for (const s of byName('fanout.partition')) assert.ok(ids.has(s.parentSpanId), `${s.name} hangs in the trace`);
+    assert.equal(byName('fanout.finalize').length + byName('fanout.failure').length, 0);
+  });
 });
+
+/** Starts an execution as the S3 trigger does (no runner) and waits for its end. */
+async function startWithoutCaller(input: Record<string, unknown>): Promise<{ status?: string; error?: string; cause?: string }> {
+  const sfn = new SFNClient({ endpoint: cloud.sfnEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+  try {
+    const started = await sfn.send(new StartExecutionCommand({ stateMachineArn: cloud.stateMachineArn, input: JSON.stringify(input) }));
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const d = await sfn.send(new DescribeExecutionCommand({ executionArn: started.executionArn! }));
+      if (d.status !== 'RUNNING') return d;
+      assert.ok(Date.now() < deadline, 'execution still running after 120 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    sfn.destroy();
+  }
+}

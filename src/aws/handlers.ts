@@ -35,7 +35,7 @@ import {
   type RunPlan,
 } from './run.ts';
 import { publishPartitionMetrics } from './emf.ts';
-import { emitRunSpans, tracePartitions, tracePlan, traced } from '../telemetry/aws.ts';
+import { ECS_TASK_RETRIES, emitRunSpans, LAMBDA_STAGE_RETRIES, tracePartitions, tracePlan, traced } from '../telemetry/aws.ts';
 import { isBelowPrefix, S3Store, uriKey, type ObjectStore } from '../io/store/index.ts';
 import { prepareResume, type PlanExpectation } from './resume.ts';
 import { checkTolerance, type FailureTolerance } from './tolerance.ts';
@@ -273,6 +273,9 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
       for (const j of jobs) rs.push(await runStagePartition(j.store, j.runId, j.stage, j.partition));
       return rs;
     },
+    {},
+    // Its last failure can end an S3-triggered run (then its run and stage spans are emitted here).
+    LAMBDA_STAGE_RETRIES,
   );
   const out: StageResult = { runId: first.runId, stage: first.stage, partition: first.partition, rows: 0, bytes: 0 };
   for (const r of results) {
@@ -323,9 +326,16 @@ export async function handleEcsTask(env: NodeJS.ProcessEnv = process.env): Promi
   const store = storeFactory(bucketName(need('FANOUT_WORK_BUCKET')));
   await preloadPipeline();
   const [stage, slot, slots] = [Number(need('FANOUT_STAGE')), Number(need('FANOUT_SLOT')), Number(need('FANOUT_SLOTS'))];
-  const results = await tracePartitions(store, runId, stage, [slot], Date.now(), () => runGpuSlot(store, runId, stage, slot, slots), {
-    'fanout.ecs.slot': slot,
-  });
+  const results = await tracePartitions(
+    store,
+    runId,
+    stage,
+    [slot],
+    Date.now(),
+    () => runGpuSlot(store, runId, stage, slot, slots),
+    { 'fanout.ecs.slot': slot },
+    ECS_TASK_RETRIES,
+  );
   for (const r of results) if (!r.skipped) await publishPartitionMetrics(r, env);
   return results.length;
 }

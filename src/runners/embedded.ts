@@ -32,7 +32,7 @@ import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, R
 import type { ResolvedEmbeddedOptions } from './options.ts';
 import { describeRelational, endsInRelational, relationalPartitions, streamRelational } from '../relational/execute.ts';
 import { groupsReduce } from '../relational/exchange.ts';
-import { traceAction } from '../telemetry/index.ts';
+import { flushTelemetry, traceAction } from '../telemetry/index.ts';
 import type { TraceSpan } from '../telemetry/common.ts';
 
 /** An embedded run: what its partitions run with, plus what the runner collects over the run. */
@@ -59,11 +59,14 @@ function getPool(size: number, batchSize: number, envs?: Record<string, string>[
   return pool;
 }
 
-/** Stops the worker threads and processes (threads are unref'd, so this is optional before exit). */
+/**
+ * Stops the worker threads and processes (threads are unref'd, so this is optional before exit) and
+ * exports the telemetry not yet sent (actions do not wait for their export).
+ */
 export async function shutdownWorkers(): Promise<void> {
   const p = pool;
   pool = null;
-  await Promise.all([p?.close(), shutdownActors()]);
+  await Promise.all([p?.close(), shutdownActors(), flushTelemetry()]);
 }
 
 let warnedNoGpu = false;
@@ -619,7 +622,7 @@ export class EmbeddedRunner implements Runner {
       } finally {
         progress.stop();
         if (physical.udfs.length) ctx.onMetrics?.(run.metrics!);
-        await trace?.end(failure);
+        trace?.end(failure);
       }
     })();
   }
@@ -654,7 +657,7 @@ export class EmbeddedRunner implements Runner {
       throw err;
     } finally {
       if (physical.udfs.length) ctx.onMetrics?.(run.metrics!);
-      await trace?.end(failure);
+      trace?.end(failure);
     }
   }
 
@@ -692,11 +695,11 @@ export class EmbeddedRunner implements Runner {
         if (ctx.signal) run.signal = ctx.signal;
         const trace = await traceAction('write', physical, { 'fanout.output': spec.uri });
         run.trace = trace?.stage ?? null;
-        const results = await executeSinks(physical, tasks, this.options, run).catch(async (err: unknown) => {
-          await trace?.end(err);
+        const results = await executeSinks(physical, tasks, this.options, run).catch((err: unknown) => {
+          trace?.end(err);
           throw err;
         });
-        await trace?.end();
+        trace?.end();
         parts = results.map((r) => ({ path: r.path, rows: r.rows, bytes: r.bytes }));
         // Empty partitions leave no files, unless every one is empty (keep one, for the schema).
         const nonEmpty = parts.filter((p) => p.rows > 0);

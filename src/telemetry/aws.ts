@@ -2,16 +2,18 @@
 // state machine into the Lambdas and ECS tasks. plan.json, which every handler reads, carries the
 // run span's W3C traceparent:
 //   fanout.run (the runner's; or, for an S3-triggered run, emitted by Finalize/Failure with the id
-//   the Plan handler recorded) ── fanout.plan, fanout.stage ×N ── fanout.partition ── fanout.udf,
-//   fanout.finalize | fanout.failure.
+//   the Plan handler recorded, or by the Stage invocation whose failure ends the run) ── fanout.plan,
+//   fanout.stage ×N ── fanout.partition ── fanout.udf, fanout.finalize | fanout.failure.
 // No process lives as long as a stage, so a stage span's id is derived from the run's traceparent
 // (each Lambda parents its partition under it at once) and Finalize/Failure emit the stage spans
 // from the partitions' completion markers. Each invocation flushes before it returns.
 import { mapLimit } from '../concurrency.ts';
-import { getJson, NotFoundError, type ObjectStore } from '../io/store/index.ts';
+import { getJson, isConditionFailure, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 import type { PartitionResult, RunPlan } from '../aws/run.ts';
 import { keys, loadPlan } from '../aws/run.ts';
 import type { SourceJSON } from '../physical.ts';
+import { toleratesFailures } from '../aws/tolerance.ts';
+import { DETERMINISTIC_ERRORS } from '../aws/state-machine.ts';
 import { derivedTraceparent, emitSpan, endSpan, flushTelemetry, newTraceparent, startSpan, telemetryEnabled } from './index.ts';
 import type { SpanAttributes, TraceSpan } from './common.ts';
 
@@ -74,6 +76,7 @@ export async function tracePartitions(
   since: number,
   run: () => Promise<PartitionResult[]>,
   attributes: SpanAttributes = {},
+  opts: RetryPolicy = {},
 ): Promise<PartitionResult[]> {
   if (!telemetryEnabled()) return run();
   const plan = await planOf(store, runId);
@@ -95,10 +98,81 @@ export async function tracePartitions(
     const named = (error as { partition?: unknown }).partition;
     const failed = typeof named === 'number' ? named : partitions.find((p) => !results.some((r) => r.partition === p));
     if (failed !== undefined) span?.partition({ index: failed, source: source(failed), error, failedSince: since, attributes: { 'fanout.stage': stage } });
+    // An S3-triggered run that this failure ends has nobody else to emit its stage and run spans.
+    try {
+      if (plan && (await endsTriggeredRun(store, plan, stage, partitions[0] ?? 0, error, opts))) await emitFailedTriggeredRun(store, plan, stage, since, error);
+    } catch (e) {
+      // Telemetry must not replace the error the state machine is to see.
+      console.warn(`fanout: run ${runId}: could not emit the failed run's spans: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
   await endSpan(span, error);
   if (error !== undefined) throw error;
   return results;
+}
+
+const runDir = (runId: string): string => keys.plan(runId).replace(/plan\.json$/, '');
+
+/**
+ * How the state machine retries a failing Stage invocation or ECS task (state-machine.ts; a test
+ * holds these to its Retry lists): the error names it never retries, and how many times in all it
+ * runs an invocation that fails with anything else.
+ */
+export interface RetryPolicy {
+  unretried?: readonly string[];
+  attempts?: number;
+}
+/** RunPartition: a UDF's error is not retried; anything else (States.TaskFailed) twice more. */
+export const LAMBDA_STAGE_RETRIES: RetryPolicy = { unretried: DETERMINISTIC_ERRORS, attempts: 3 };
+/** An ECS task (GPU or Fargate) that stopped badly: once more. */
+export const ECS_TASK_RETRIES: RetryPolicy = { attempts: 2 };
+
+/**
+ * Does this Stage failure end an S3-triggered run? No runner watches such a run, and a failing stage
+ * fails the execution inside its Map (no Catch, for redrive), so no Failure step runs either: the
+ * failing invocation is the last of the run's code to run. That holds when the state machine will not
+ * retry it (an unretried error, or its last attempt: counted per invocation, keyed by its first
+ * partition, which every retry of it repeats) and the run tolerates no failed partition (otherwise
+ * the Map may still succeed, and Finalize emits the spans). A crashed or timed-out invocation emits
+ * nothing: only an observer of the execution's end could (see the README).
+ */
+async function endsTriggeredRun(
+  store: ObjectStore,
+  plan: RunPlan & { traceparent?: string },
+  stage: number,
+  first: number,
+  error: unknown,
+  policy: RetryPolicy,
+): Promise<boolean> {
+  if (!(plan as unknown as Record<string, unknown>)[ROOT] || !plan.traceparent || toleratesFailures(plan.tolerance)) return false;
+  const name = (error as { name?: unknown } | null)?.name;
+  if (typeof name === 'string' && policy.unretried?.includes(name)) return true;
+  if (!policy.attempts) return false;
+  const key = `${runDir(plan.runId)}trace-attempts/stage-${stage}-task-${first}.json`;
+  let n = 1;
+  try {
+    n += (await getJson<{ failures: number }>(store, key)).failures;
+  } catch (e) {
+    if (!(e instanceof NotFoundError)) throw e;
+  }
+  await putJson(store, key, { failures: n });
+  return n >= policy.attempts;
+}
+
+/**
+ * Emits a failed S3-triggered run's stage spans (up to the failing one) and its root span. Partitions
+ * failing at once each get here: a create-only marker object lets the first one emit, so the trace
+ * has each span once (a redrive that fails again finds it too).
+ */
+async function emitFailedTriggeredRun(store: ObjectStore, plan: RunPlan, stage: number, since: number, error: unknown): Promise<void> {
+  const claim = `${runDir(plan.runId)}trace-failed.json`;
+  try {
+    await store.put(claim, JSON.stringify({ stage, at: new Date().toISOString() }), { ifNoneMatch: '*', contentType: 'application/json' });
+  } catch (e) {
+    if (isConditionFailure(e)) return;
+    throw e;
+  }
+  await emitRunSpans(store, plan.runId, error, { lastStage: stage, failedSince: since });
 }
 
 interface Marker {
@@ -111,13 +185,15 @@ interface Marker {
  * Finalize / Failure: emit each stage's span (from its partitions' markers, with the id its
  * partitions already point at) and, for an S3-triggered run, the run span itself.
  */
-export async function emitRunSpans(store: ObjectStore, runId: string, error?: unknown): Promise<void> {
+export async function emitRunSpans(store: ObjectStore, runId: string, error?: unknown, opts: { lastStage?: number; failedSince?: number } = {}): Promise<void> {
   if (!telemetryEnabled()) return;
   const plan = await planOf(store, runId);
   if (!plan?.traceparent) return;
   const now = Date.now();
   const created = Date.parse(plan.createdAt) || now;
   for (const s of plan.stages) {
+    // A stage failure that ends the run: the stages after it never started.
+    if (opts.lastStage !== undefined && s.index > opts.lastStage) break;
     const self = stageParent(plan, s.index);
     if (!self) continue;
     const marks = await mapLimit(plan.sources, 16, async (_src, p): Promise<Marker | null> => {
@@ -130,6 +206,7 @@ export async function emitRunSpans(store: ObjectStore, runId: string, error?: un
     });
     const done = marks.filter((m): m is Marker => m !== null);
     const starts = done.map((m) => Date.parse(m.startedAt ?? '')).filter(Number.isFinite);
+    if (s.index === opts.lastStage && opts.failedSince !== undefined) starts.push(opts.failedSince);
     const ends = done.map((m) => Date.parse(m.finishedAt ?? '')).filter(Number.isFinite);
     const incomplete = done.length < plan.sources.length;
     if (!done.length && error === undefined) continue;

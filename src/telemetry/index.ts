@@ -57,7 +57,11 @@ export function derivedTraceparent(parent: string, label: string): string | null
   return `00-${p.traceId}-${id}-${p.flags}`;
 }
 
-/** Exports everything recorded so far (call before an action resolves or a Lambda returns). */
+/**
+ * Exports everything recorded so far. Lambda handlers and the AWS runner call it before they
+ * return; an embedded action does not (its spans and metrics go out in the background, see
+ * traceAction), so a program that ends with process.exit() should await this (or shutdownWorkers) first.
+ */
 export async function flushTelemetry(): Promise<void> {
   if (!sdk) return;
   try {
@@ -80,8 +84,13 @@ export async function endSpan(span: TraceSpan | null | undefined, error?: unknow
 /** An embedded action's spans: `fanout.run` and its one `fanout.stage`, which partitions record under. */
 export interface ActionTrace {
   stage: TraceSpan;
-  /** Ends both spans and exports them: the action resolves after its spans are sent. */
-  end(error?: unknown): Promise<void>;
+  /**
+   * Ends both spans. It does not wait for the export: the SDK's BatchSpanProcessor and periodic
+   * metric reader send in the background (OTEL_BSP_SCHEDULE_DELAY, OTEL_METRIC_EXPORT_INTERVAL), and
+   * shutdownWorkers(), flushTelemetry() and the process's exit flush what is left. Awaiting two OTLP
+   * round trips at the end of every action was a fixed cost per action (issue 14's overhead).
+   */
+  end(error?: unknown): void;
 }
 
 /** Starts an embedded action's run and stage spans; null (and nothing loaded) when OTel is off. */
@@ -99,9 +108,9 @@ export async function traceAction(
   });
   return {
     stage,
-    async end(error?: unknown): Promise<void> {
+    end(error?: unknown): void {
       stage.end(error);
-      await endSpan(run, error);
+      run.end(error);
     },
   };
 }

@@ -1,8 +1,8 @@
 // The OpenTelemetry SDK side of ./index.ts, imported only when OTEL_* turns telemetry on. Providers
 // are private to fanout (not registered globally), so an application's own OTel setup is untouched;
 // spans get explicit parents (W3C traceparent strings), so no context manager is needed either.
-import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Context, type Counter, type Span } from '@opentelemetry/api';
+import { getNumberFromEnv, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AggregationTemporalityPreference, OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
@@ -30,11 +30,23 @@ const resource = defaultResource()
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the default name.
   .merge(detectResources({ detectors: [envDetector] }));
 
+// Spans and metrics are exported in the background (an action does not wait for them), at the
+// standard OTEL_BSP_* / OTEL_METRIC_EXPORT_* settings, which this SDK version does not read itself.
+const num = (k: string): number | undefined => {
+  const v = getNumberFromEnv(k);
+  return v !== undefined && v > 0 ? v : undefined;
+};
+const batchOptions = {
+  scheduledDelayMillis: num('OTEL_BSP_SCHEDULE_DELAY') ?? 5000,
+  maxQueueSize: num('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
+  maxExportBatchSize: num('OTEL_BSP_MAX_EXPORT_BATCH_SIZE') ?? 512,
+  exportTimeoutMillis: num('OTEL_BSP_EXPORT_TIMEOUT') ?? 30_000,
+};
 const spanProcessors: SpanProcessor[] = [];
 for (const e of list(env['OTEL_TRACES_EXPORTER'], 'otlp')) {
   // The OTLP exporter reads OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _HEADERS / _TIMEOUT itself.
-  if (e === 'otlp') spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
-  else if (e === 'console') spanProcessors.push(new BatchSpanProcessor(new ConsoleSpanExporter()));
+  if (e === 'otlp') spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter(), batchOptions));
+  else if (e === 'console') spanProcessors.push(new BatchSpanProcessor(new ConsoleSpanExporter(), batchOptions));
   else if (e !== 'none') console.warn(`fanout: OTEL_TRACES_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
 }
 // Spans whose ids were decided earlier, in another process (a serverless stage, whose partitions
@@ -48,18 +60,23 @@ const idGenerator: IdGenerator = {
 };
 const tracerProvider = new BasicTracerProvider({ resource, spanProcessors, idGenerator });
 const tracer = tracerProvider.getTracer('fanout');
+/** Whether anything was recorded since the last flush began (the exit hook flushes only then). */
+let pending = false;
 
 const readers: MetricReader[] = [];
+const exportIntervalMillis = num('OTEL_METRIC_EXPORT_INTERVAL') ?? 60_000;
+const exportTimeoutMillis = Math.min(num('OTEL_METRIC_EXPORT_TIMEOUT') ?? 30_000, exportIntervalMillis);
 for (const e of list(env['OTEL_METRICS_EXPORTER'], 'otlp')) {
-  // Exported on each action's flush; the interval only matters for long runs.
-  // Delta unless OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says otherwise: each action or
-  // Lambda invocation flushes, and a reused Lambda thread re-sending its cumulative totals would
-  // read as new calls to anything that sums exports.
+  // Exported every interval and on each flush (Lambda invocations, shutdownWorkers, exit).
+  // Delta unless OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says otherwise: each Lambda
+  // invocation flushes, and a reused Lambda thread re-sending its cumulative totals would read as
+  // new calls to anything that sums exports.
   const exporter = env['OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE']
     ? new OTLPMetricExporter()
     : new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.DELTA });
-  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 }));
-  else if (e === 'console') readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis: 60_000 }));
+  if (e === 'otlp') readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis, exportTimeoutMillis }));
+  else if (e === 'console')
+    readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis, exportTimeoutMillis }));
   else if (e !== 'none') console.warn(`fanout: OTEL_METRICS_EXPORTER=${e} is not supported (otlp, console, none); ignored`);
 }
 const meterProvider = new MeterProvider({ resource, readers });
@@ -76,6 +93,9 @@ const instruments = {
   udfMs: meter.createHistogram('fanout.udf.duration', { unit: 'ms', description: "a UDF's time in one partition" }),
   counter: meter.createCounter('fanout.udf.counter', { description: 'metrics.increment(name) from inside a UDF; fanout.counter names it' }),
 };
+
+/** Each counter's name, for the keys of CounterSums. */
+const counterNames = new Map<Counter, string>(Object.entries(instruments).map(([k, v]) => [v as Counter, k]));
 
 const propagator = new W3CTraceContextPropagator();
 
@@ -99,6 +119,7 @@ function fail(span: Span, error: unknown): void {
 class RecordingSpan implements TraceSpan {
   readonly traceparent: string;
   private readonly ctx: Context;
+  private readonly sums = new CounterSums();
   constructor(
     private readonly span: Span,
     private readonly base: Attributes,
@@ -120,9 +141,10 @@ class RecordingSpan implements TraceSpan {
     const o = rec.outcome;
     const end = o ? o.startedAt + o.elapsedMs : Date.now();
     const start = o ? o.startedAt : (rec.failedSince ?? end);
-    const common: Attributes = { ...this.base, ...rec.attributes };
+    pending = true;
+    const common: Attributes = rec.attributes ? { ...this.base, ...rec.attributes } : this.base;
     // Metrics carry no run id: one series per run would grow a metrics backend without bound.
-    const labels: Attributes = { ...rec.attributes };
+    const labels: Attributes = rec.attributes ?? NO_LABELS;
     const attrs: Attributes = { ...common, 'fanout.partition': rec.index, ...sourceAttributes(rec.source) };
     if (o) Object.assign(attrs, { 'fanout.rows_out': o.rows, 'fanout.bytes': o.bytes });
     const span = tracer.startSpan('fanout.partition', { attributes: attrs, startTime: start }, this.ctx);
@@ -136,19 +158,46 @@ class RecordingSpan implements TraceSpan {
       const u = tracer.startSpan('fanout.udf', { attributes: udfAttrs, startTime: start }, pctx);
       if (s.errors > 0) u.setStatus({ code: SpanStatusCode.ERROR, message: `${s.errors} failed call(s) of ${name}` });
       u.end(start + Math.min(s.timeMs, end - start));
-      recordUdfMetrics(name, s, labels);
+      recordUdfMetrics(this.sums, name, s, labels);
     }
     span.end(end);
-    instruments.partitions.add(1, { ...labels, 'fanout.error': failed });
+    this.sums.add(instruments.partitions, labels, failed ? 'error' : 'ok', () => ({ ...labels, 'fanout.error': failed }), 1);
     if (o) {
-      instruments.rows.add(o.rows, labels);
+      this.sums.add(instruments.rows, labels, '', () => labels, o.rows);
       instruments.partitionMs.record(o.elapsedMs, labels);
     }
   }
 
   end(error?: unknown): void {
+    pending = true;
+    this.sums.record();
     if (error !== undefined) fail(this.span, error);
     this.span.end();
+  }
+}
+
+const NO_LABELS: Attributes = Object.freeze({});
+/** The metric attributes of a UDF without other labels (the embedded runner's): made once per UDF name. */
+const udfLabels = new Map<string, Attributes>();
+
+/**
+ * Counter increments summed in plain numbers while a span is open and added to the instruments when
+ * it ends (before any export): one SDK call per series and span instead of one per partition (each
+ * call hashes its attribute set). Histograms still record each partition's value.
+ */
+class CounterSums {
+  private readonly sums = new Map<string, { counter: Counter; attrs: Attributes; value: number }>();
+
+  add(counter: Counter, labels: Attributes, series: string, attrs: () => Attributes, value: number): void {
+    const key = `${counterNames.get(counter)}\u0000${labels === NO_LABELS ? '' : JSON.stringify(labels)}\u0000${series}`;
+    const s = this.sums.get(key);
+    if (s) s.value += value;
+    else this.sums.set(key, { counter, attrs: attrs(), value });
+  }
+
+  record(): void {
+    for (const s of this.sums.values()) s.counter.add(s.value, s.attrs);
+    this.sums.clear();
   }
 }
 
@@ -166,15 +215,21 @@ function udfAttributes(name: string, s: UdfStats): Attributes {
   return a;
 }
 
-function recordUdfMetrics(name: string, s: UdfStats, common: Attributes): void {
-  const a: Attributes = { ...common, 'fanout.udf.name': name };
-  instruments.rowsIn.add(s.rowsIn, a);
-  instruments.rowsOut.add(s.rowsOut, a);
-  instruments.calls.add(s.calls, a);
-  if (s.retries) instruments.retries.add(s.retries, a);
-  instruments.errors.add(s.errors, a);
-  instruments.udfMs.record(s.timeMs, a);
-  for (const [k, v] of Object.entries(s.counters)) instruments.counter.add(v, { ...a, 'fanout.counter': k });
+function recordUdfMetrics(sums: CounterSums, name: string, s: UdfStats, common: Attributes): void {
+  let a = common === NO_LABELS ? udfLabels.get(name) : undefined;
+  if (!a) {
+    a = { ...common, 'fanout.udf.name': name };
+    if (common === NO_LABELS) udfLabels.set(name, a);
+  }
+  const attrs = a;
+  const udf = (): Attributes => attrs;
+  sums.add(instruments.rowsIn, common, name, udf, s.rowsIn);
+  sums.add(instruments.rowsOut, common, name, udf, s.rowsOut);
+  sums.add(instruments.calls, common, name, udf, s.calls);
+  if (s.retries) sums.add(instruments.retries, common, name, udf, s.retries);
+  sums.add(instruments.errors, common, name, udf, s.errors);
+  instruments.udfMs.record(s.timeMs, attrs);
+  for (const [k, v] of Object.entries(s.counters)) sums.add(instruments.counter, common, `${name}\u0000${k}`, () => ({ ...attrs, 'fanout.counter': k }), v);
 }
 
 export function startSpan(name: string, attributes: SpanAttributes, parent: string | null): TraceSpan {
@@ -197,8 +252,17 @@ export function emitSpan(s: FinishedSpan): void {
   }
   if (s.error !== undefined) fail(span, s.error);
   span.end(s.end);
+  pending = true;
 }
 
 export async function flush(): Promise<void> {
+  pending = false;
   await Promise.all([tracerProvider.forceFlush(), meterProvider.forceFlush()]);
 }
+
+// The export timers are unref'd, so a program that simply ends would drop what is still queued:
+// once the event loop is empty, flush it (the flush's requests keep the process alive until sent;
+// then beforeExit comes again, with nothing pending). process.exit() skips this: flushTelemetry().
+process.on('beforeExit', () => {
+  if (pending) flush().catch((e: unknown) => console.warn(`fanout: OpenTelemetry export failed at exit: ${e instanceof Error ? e.message : String(e)}`));
+});
