@@ -28,6 +28,7 @@ import {
   resolvePipelineSpec,
   runGpuSlot,
   runStagePartition,
+  stagePartitions,
   type PartitionResult,
   type PipelinePlanOptions,
   type PlanSummary,
@@ -256,7 +257,7 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
     if (e.count !== undefined) {
       if (!Number.isInteger(e.count) || e.count < 1) throw new Error(`run ${runId}: invalid partition count ${JSON.stringify(e.count)}`);
       // The last range of an inline Map's step may run past the plan's partitions.
-      count = Math.min(e.count, (await loadPlan(store, runId)).sources.length - e.partition);
+      count = Math.min(e.count, stagePartitions(await loadPlan(store, runId), stage) - e.partition);
     }
     for (let i = 0; i < count; i++) jobs.push({ runId, store, stage, partition: e.partition + i });
   }

@@ -35,6 +35,8 @@ import { listUdfs } from '../udf.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import { emitRunSpans, traceAwsRun } from '../telemetry/aws.ts';
+import { endsInRelational } from '../aws/shuffle-plan.ts';
+import { describeRelationalRun } from '../aws/shuffle-explain.ts';
 
 export interface AwsRunnerOptions {
   stateMachineArn: string;
@@ -63,6 +65,10 @@ export interface AwsRunnerOptions {
   toleratedFailurePercentage?: number;
   /** Partitions that may fail, as a count (with toleratedFailurePercentage, a run fails past either). */
   toleratedFailureCount?: number;
+  /** Partitions of the hash and range exchanges of groupBy / distinct / join / sort. Default: the widest input's partition count, at most 32. */
+  shufflePartitions?: number;
+  /** A join's right side estimated under this many bytes is broadcast to the left side's partitions (no shuffle). Default 32 MiB. */
+  broadcastJoinBytes?: number;
 }
 
 export interface ResumeOptions {
@@ -161,6 +167,8 @@ export function planFor(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
   if (opts.minPartitions !== undefined) planOpts.minPartitions = opts.minPartitions;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
+  if (opts.shufflePartitions !== undefined) planOpts.shufflePartitions = opts.shufflePartitions;
+  if (opts.broadcastJoinBytes !== undefined) planOpts.broadcastJoinBytes = opts.broadcastJoinBytes;
   const tolerance = runnerTolerance(opts);
   if (tolerance) planOpts.tolerance = tolerance;
   const plan = planRun(logical, planOpts);
@@ -428,6 +436,7 @@ export class AwsRunner implements Runner {
     const cost: CostOptions = { ...this.aws.cost };
     cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
     if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
+    if (endsInRelational(optimized)) return describeRelationalRun(optimized, planFor(optimized, this.aws, null), (p) => describePlan(p, this.options, null));
     const run = buildPhysicalPlan(optimized, {
       targetPartitionBytes: this.aws.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
       minPartitions: this.aws.minPartitions ?? AWS_MIN_PARTITIONS,
