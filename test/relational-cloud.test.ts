@@ -196,3 +196,104 @@ describe('serverless shuffle: groupBy / agg / distinct / repartition', () => {
     }
   });
 });
+
+describe('serverless shuffle: joins', () => {
+  for (const how of ['inner', 'left', 'right', 'outer', 'semi', 'anti'] as const) {
+    it(`${how} join, partitioned (both sides hash-partitioned into the same buckets)`, async () => {
+      const q = () => F().select('id', 'k', 'v').join(D(), { on: 'k', how });
+      const { want, got } = await both(q, { broadcastJoinBytes: 0 });
+      assert.ok(want.length > 0);
+      assert.deepEqual(canon(got), canon(want));
+    });
+  }
+
+  it('two keys with leftOn/rightOn, a suffix, and a UDF on the output', async () => {
+    const q = () =>
+      F()
+        .select('id', 'k', 'g', 'x', 'category')
+        .join(D().select(col('k').alias('dk'), 'g', 'label'), { leftOn: ['k', 'g'], rightOn: ['dk', 'g'], how: 'left', suffix: '_d' })
+        .withColumn('lab', cpuLabel(col('category'), col('x')));
+    const { want, got } = await both(q, { broadcastJoinBytes: 0 });
+    assert.deepEqual(canon(got), canon(want));
+  });
+
+  it('broadcast join: the small side is not shuffled; each left partition builds from all its shards', async () => {
+    const q = () => F().select('id', 'k', 'v').join(D(), { on: 'k', how: 'left' });
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    let text: string;
+    try {
+      text = await q().explain();
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    assert.match(text, /HashJoin \(broadcast\): left on k[\s\S]*Exchange: broadcast/, text);
+    assert.match(text, /reads: HashJoin \(broadcast, left\): stage 1's shard p probes a table built from all 1 shard\(s\) of stage 0/, text);
+    assert.doesNotMatch(text, /bucket files/, text);
+    const { want, got } = await both(q);
+    assert.deepEqual(canon(got), canon(want));
+    // right and outer joins need every unmatched right row once: never broadcast.
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      assert.match(await F().join(D(), { on: 'k', how: 'outer' }).explain(), /HashJoin \(partitioned\): outer/);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
+
+  it('a groupBy over a join (an exchange above another one)', async () => {
+    const q = () => F().join(D(), { on: 'k', how: 'inner' }).groupBy('label').agg(col('v').sum().alias('sv'), col('id').count().alias('n'));
+    const { want, got } = await both(q, { broadcastJoinBytes: 0 });
+    assert.ok(want.length > 0);
+    assert.deepEqual(canon(got), canon(want));
+  });
+});
+
+describe('serverless shuffle: sort (sampled range boundaries)', () => {
+  it('multi-key sort, desc and nulls first/last: the result read in bucket order is globally sorted, as embedded', async () => {
+    const q = () =>
+      F()
+        .select('id', 'k', 'g', 'v')
+        .sort(['g', 'k', 'id'], { desc: [true, false, false], nullsFirst: [true, false, false] });
+    const { want, got } = await both(q);
+    assert.equal(got.length, N);
+    assert.deepEqual(canon(got, true), canon(want, true));
+    // The ranges really split the rows: several result files, each a sorted run, in bucket order.
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    const out = `s3://${cloud.inputBucket}/sorted/`;
+    try {
+      const files = (await q().writeParquet(out)).toRows();
+      assert.equal((await files).length, 3);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    assert.deepEqual(canon(await readParquet(out).toRows(), true), canon(want, true));
+  });
+
+  it('a string key descending with nulls last, then a limit; explain shows the range exchange and the boundaries step', async () => {
+    const q = () => F().select('id', 'k', 'v').sort(['v', 'id'], { desc: true }).limit(100);
+    const { want, got } = await both(q);
+    assert.equal(got.length, 100);
+    assert.deepEqual(canon(got, true), canon(want, true));
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      const text = await F().sort('k').explain();
+      assert.match(text, /Sort \(external merge\): k asc nulls last[\s\S]*Exchange: range \[k asc\], 3 partition\(s\), sampled boundaries/, text);
+      assert.match(text, /writes: a shard per partition and a sample of its sort keys/, text);
+      assert.match(text, /Stage 1: lambda, 1 partition\(s\)[\s\S]*picks 2 range boundaries/, text);
+      assert.match(text, /Stage 3: lambda, 3 partition\(s\)[\s\S]*Sort \(external merge\)/, text);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+  });
+
+  it('a sort after a groupBy with a UDF, over a string key', async () => {
+    const q = () =>
+      F()
+        .groupBy('k')
+        .agg(col('v').sum().alias('sv'))
+        .withColumn('tag', cpuLabel(col('k'), col('sv').div(20000)))
+        .sort('k', { nullsFirst: true });
+    const { want, got } = await both(q);
+    assert.deepEqual(canon(got, true), canon(want, true));
+  });
+});
