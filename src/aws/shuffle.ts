@@ -192,7 +192,7 @@ function concatBatches(schema: arrow.Schema, batches: readonly arrow.RecordBatch
 /** Each row's range bucket: how many boundaries sort at or before it (equal keys share a bucket). */
 function rangeBuckets(b: arrow.RecordBatch, keyIdx: number[], types: DataType[], keys: SortKey[], bounds: arrow.RecordBatch | null): Int32Array {
   const out = new Int32Array(b.numRows);
-  if (!bounds || !bounds.numRows) return out;
+  if (!bounds?.numRows) return out;
   const rowCols = keyIdx.map((k) => b.data.children[k]!);
   const boundCols = bounds.data.children;
   for (let i = 0; i < b.numRows; i++) {
