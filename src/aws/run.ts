@@ -671,7 +671,6 @@ function shuffleContext(store: ObjectStore, plan: RunPlan, stage: StageJSON): Sh
     runId: plan.runId,
     shardKey: (s, p) => keys.shard(plan.runId, s, p),
     markerKey: (s, p) => keys.metrics(plan.runId, s, p),
-    tolerant: toleratesFailures(plan.tolerance),
     batchSize: plan.batchSize ?? 65536,
     // A quarter of the stage's memory (Lambda's, or the task's) for the operator's tables before they spill.
     budgetBytes: Math.max(32 << 20, Math.floor((stage.memoryMiB * (1 << 20)) / 4)),
@@ -785,6 +784,15 @@ async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage
     if (parts.length) missing.push({ stage: s.index, partitions: parts });
   }
   return missing;
+}
+
+/**
+ * The partitions a failure report names. In a linear run partition p keeps its input through every
+ * stage, so a later stage's missing p is the same failure; after an exchange the partitions of later
+ * stages are other data, which never ran: only the first incomplete stage failed.
+ */
+function failedStages(plan: RunPlan, missing: { stage: number; partitions: number[] }[]): { stage: number; partitions: number[] }[] {
+  return plan.shuffle ? missing.slice(0, 1) : missing;
 }
 
 /** Each partition's completion marker (null where missing), fetched 16 at a time: a run can have thousands. */
@@ -969,7 +977,7 @@ export async function recordFailure(store: ObjectStore, runId: string, error: st
   let metrics: RunMetrics = {};
   try {
     const plan = await loadPlan(store, runId);
-    failedPartitions = await missingShards(store, plan);
+    failedPartitions = failedStages(plan, await missingShards(store, plan));
     errors = (await failureDetails(store, plan, failedPartitions, 10, since)).filter((e) => !e.error.startsWith('no error recorded'));
     metrics = await sumMetrics(store, plan);
   } catch {
@@ -1011,7 +1019,7 @@ function failureSummary(
  */
 async function recordFirstFailure(store: ObjectStore, plan: RunPlan, error: string): Promise<void> {
   if (await store.exists(keys.failure(plan.runId))) return;
-  const missing = await missingShards(store, plan);
+  const missing = failedStages(plan, await missingShards(store, plan));
   const errors = (await failureDetails(store, plan, missing, 10)).filter((e) => !e.error.startsWith('no error recorded'));
   await putJson(store, keys.failure(plan.runId), failureSummary(plan.runId, error, missing, errors, {}));
 }

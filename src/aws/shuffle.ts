@@ -44,8 +44,6 @@ export interface ShuffleContext {
   shardKey(stage: number, partition: number): string;
   /** Completion marker key of partition p of stage s. */
   markerKey(stage: number, partition: number): string;
-  /** Tolerated failures: a map partition without a marker is left out instead of failing the reduce. */
-  tolerant: boolean;
   batchSize: number;
   /** Memory an operator may hold before it spills (local Arrow IPC files). */
   budgetBytes: number;
@@ -361,7 +359,7 @@ async function mapMarkers(c: ShuffleContext, from: StageRef): Promise<(MapMarker
       return marker;
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
-      if (c.tolerant) return null;
+      // Never left out, even with tolerated failures: a reduce without one map partition's rows would be a wrong result, not a partial one.
       throw new Error(
         `run ${c.runId}: map partition ${m} of stage ${from.stage} has no completion marker (${c.store.uri(key)}): its buckets are not complete, so this reduce cannot run`,
       );
