@@ -12,7 +12,7 @@ import { keys, type RunPlan } from '../src/aws/run.ts';
 import { listS3 } from '../src/io/s3/index.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
-import { cpuLabel } from './fixtures/cloud-pipeline.ts';
+import { cpuLabel, gpuScore } from './fixtures/cloud-pipeline.ts';
 
 let cloud: LocalCloud;
 let dir: string;
@@ -173,6 +173,7 @@ describe('serverless shuffle: groupBy / agg / distinct / repartition', () => {
       );
       assert.match(text, /Stage 1: lambda, 3 partition\(s\)[\s\S]*reads: bucket p of stage 0's \d+ map partition\(s\), HashAggregate \(final\)/, text);
       const before = new Set((await listS3(`s3://${cloud.runnerOptions.workBucket}/runs/`)).objects.map((o) => o.key.split('/')[1]));
+      const invocations = cloud.stats()['stage']!;
       await q.toRows();
       const runIds = [...new Set((await listS3(`s3://${cloud.runnerOptions.workBucket}/runs/`)).objects.map((o) => o.key.split('/')[1]))].filter(
         (id) => !before.has(id),
@@ -191,6 +192,8 @@ describe('serverless shuffle: groupBy / agg / distinct / repartition', () => {
       for (const f of files) assert.match(f, new RegExp(`^runs/${runId}/stage-0/shuffle/\\d{5}/0000[0-2]\\.arrow$`));
       const marker = await getJson<{ buckets: number[] }>(store, keys.metrics(runId, 0, 0));
       assert.ok(marker.buckets.length >= 1);
+      // The state machine fanned out both stages: every map partition, then the 3 reduce partitions.
+      assert.equal(cloud.stats()['stage']! - invocations, map!.partitions! + 3);
     } finally {
       setRunner('native', { workers: false });
     }
@@ -295,5 +298,65 @@ describe('serverless shuffle: sort (sampled range boundaries)', () => {
         .sort('k', { nullsFirst: true });
     const { want, got } = await both(q);
     assert.deepEqual(canon(got, true), canon(want, true));
+  });
+});
+
+describe('serverless shuffle: more plans', () => {
+  it('concat of two inputs, then a groupBy over it', async () => {
+    const q = () =>
+      F()
+        .select('k', 'v')
+        .concat(D().select('k', col('g').cast(DataType.float64()).alias('v')))
+        .groupBy('k')
+        .agg(col('v').sum().alias('sv'), col('v').count().alias('n'));
+    const { want, got } = await both(q);
+    assert.deepEqual(canon(got), canon(want));
+    const plain = await both(() => D().select('k', 'label').concat(D().select('k', 'label')));
+    assert.deepEqual(canon(plain.got), canon(plain.want));
+  });
+
+  it('a GPU UDF after a groupBy: the reduce runs in the ECS GPU stage', async () => {
+    const q = () =>
+      F()
+        .groupBy('category')
+        .agg(col('x').mean().alias('mx'), col('id').count().alias('n'))
+        .withColumn('score', gpuScore(col('mx')));
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      // The merge has no UDF: the GPU stage's tasks read the buckets themselves (no extra shard round trip).
+      assert.match(
+        await q().explain(),
+        /Stage 1: ecs-gpu, 3 partition\(s\) over \d task\(s\)[\s\S]*reads: bucket p of stage 0's \d map partition\(s\), HashAggregate \(final\)/,
+      );
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    const { want, got } = await both(q);
+    assert.equal(got.length, 3);
+    assert.deepEqual(canon(got), canon(want));
+  });
+
+  it('in-memory inputs run on the embedded runner; a limit below the operator is refused with a clear error', async () => {
+    const mem = fromRecords([
+      { k: 'a', v: 1 },
+      { k: 'a', v: 2 },
+      { k: 'b', v: 3 },
+    ]);
+    setRunner('aws', { ...cloud.runnerOptions });
+    try {
+      const before = cloud.stats()['plan'] ?? 0;
+      const rows = await mem.groupBy('k').agg(col('v').sum().alias('s')).sort('k').toRows();
+      assert.deepEqual(rows, [
+        { k: 'a', s: 3 },
+        { k: 'b', s: 3 },
+      ]);
+      assert.equal(cloud.stats()['plan'] ?? 0, before, 'no serverless run');
+      await assert.rejects(
+        F().limit(10).groupBy('k').agg(col('v').sum().alias('s')).toRows(),
+        /limit\(\) below a groupBy\/sort\/join\/concat\/repartition is not supported on the AWS runner/,
+      );
+    } finally {
+      setRunner('native', { workers: false });
+    }
   });
 });

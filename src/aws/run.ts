@@ -254,8 +254,8 @@ export function stagePartitions(plan: Pick<RunPlan, 'sources' | 'stages'>, stage
   return plan.stages[stage]?.partitions ?? plan.sources.length;
 }
 
-/** A stage partition's input in words (errors, failure records). */
-function partitionInputText(plan: RunPlan, stage: number, partition: number): string {
+/** A stage partition's input in words (errors, failure records, run histories). */
+export function describePartitionInput(plan: RunPlan, stage: number, partition: number): string {
   const s = plan.stages[stage];
   const input = s?.input;
   if (!input) {
@@ -502,7 +502,7 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
     return await stagePartition(store, plan, stage, partition, rt);
   } catch (e) {
     const via = stageIndex > 0 && !stage.input ? `, through stage ${stageIndex - 1}'s shard` : '';
-    const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${partitionInputText(plan, stageIndex, partition)}${via}`;
+    const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${describePartitionInput(plan, stageIndex, partition)}${via}`;
     const err = e instanceof PartitionError ? e : new PartitionError(runId, stageIndex, partition, where, e);
     // Best effort: the run's failure record reads it back; the error itself must still surface.
     const record: PartitionErrorRecord = { stage: stageIndex, partition, name: err.name, message: err.message, at: new Date().toISOString() };
@@ -948,7 +948,7 @@ async function failureDetails(
       stage,
       partition,
       error: 'no error recorded (the worker stopped before it could record one)',
-      source: partitionInputText(plan, stage, partition),
+      source: describePartitionInput(plan, stage, partition),
     };
     const k = errorKey(plan.runId, stage, partition);
     if (listed.get(stage)?.has(k)) {

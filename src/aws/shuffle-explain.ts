@@ -55,7 +55,7 @@ function stageLine(s: StageJSON, plan: RunPlan): string[] {
     const names = udfsOf([op]).map((u) => u.name);
     lines.push(`  ${op.type}${names.length ? ` [${names.join(', ')}]` : ''}`);
   }
-  lines.push(`  writes: ${sinkText(s.exchange, s.index === plan.stages.length - 1)}`);
+  lines.push(`  writes: ${s.input?.kind === 'boundaries' ? 'the boundaries file' : sinkText(s.exchange, s.index === plan.stages.length - 1)}`);
   return lines;
 }
 

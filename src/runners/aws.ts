@@ -27,7 +27,7 @@ import { progressEnabled, startProgress } from '../progress.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { recordCancel } from '../aws/history.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
-import { AWS_MIN_PARTITIONS, buildPhysicalPlan, udfsOf } from '../physical.ts';
+import { AWS_MIN_PARTITIONS, buildPhysicalPlan, physicalPlanToString, udfsOf } from '../physical.ts';
 import type { CostOptions } from '../aws/cost.ts';
 import { requestOf, splitStages, stagesToString } from '../aws/stages.ts';
 import { deployedClasses } from '../aws/placement.ts';
@@ -436,11 +436,19 @@ export class AwsRunner implements Runner {
     const cost: CostOptions = { ...this.aws.cost };
     cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
     if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
-    if (endsInRelational(optimized)) return describeRelationalRun(optimized, planFor(optimized, this.aws, null), (p) => describePlan(p, this.options, null));
-    const run = buildPhysicalPlan(optimized, {
+    const sizing = {
       targetPartitionBytes: this.aws.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
       minPartitions: this.aws.minPartitions ?? AWS_MIN_PARTITIONS,
-    });
+    };
+    if (endsInRelational(optimized)) {
+      // Each input as this runner partitions it; the stage list below numbers the stages.
+      const input = (p: PlanNode): string => {
+        const physical = buildPhysicalPlan(p, sizing);
+        return physicalPlanToString(physical, { parallelism: physical.partitions.length, where: 'aws' }).replace(/^(\s*\* )Stage 0: /m, '$1Input: ');
+      };
+      return describeRelationalRun(optimized, planFor(optimized, this.aws, null), input);
+    }
+    const run = buildPhysicalPlan(optimized, sizing);
     // What FanoutPipeline deploys for the registered UDFs (its default `udfs`): the function or task definition of each stage.
     const deployment = deployedClasses(listUdfs().map(requestOf));
     return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost, deployment)}`;
