@@ -306,7 +306,7 @@ describe('serverless shuffle: more plans', () => {
     const q = () =>
       F()
         .select('k', 'v')
-        .concat(D().select('k', col('g').cast(DataType.float64()).alias('v')))
+        .concat(D().select('k', col('g').cast(DataType.float64()).alias('v')) as DataFrame)
         .groupBy('k')
         .agg(col('v').sum().alias('sv'), col('v').count().alias('n'));
     const { want, got } = await both(q);
