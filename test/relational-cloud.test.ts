@@ -304,9 +304,8 @@ describe('serverless shuffle: sort (sampled range boundaries)', () => {
 describe('serverless shuffle: more plans', () => {
   it('concat of two inputs, then a groupBy over it', async () => {
     const q = () =>
-      F()
-        .select('k', 'v')
-        .concat(D().select('k', col('g').cast(DataType.float64()).alias('v')) as DataFrame)
+      (F().select('k', 'v') as DataFrame)
+        .concat(D().select('k', col('g').cast(DataType.float64()).alias('v')))
         .groupBy('k')
         .agg(col('v').sum().alias('sv'), col('v').count().alias('n'));
     const { want, got } = await both(q);
