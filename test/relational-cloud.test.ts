@@ -230,7 +230,13 @@ describe('serverless shuffle: joins', () => {
       setRunner('native', { workers: false });
     }
     assert.match(text, /HashJoin \(broadcast\): left on k[\s\S]*Exchange: broadcast/, text);
-    assert.match(text, /reads: HashJoin \(broadcast, left\): stage 1's shard p probes a table built from all 1 shard\(s\) of stage 0/, text);
+    // Fused: the big side's scan slices probe directly (no stage of their own, no shuffle).
+    assert.match(
+      text,
+      /Stage 1: lambda, \d+ partition\(s\)[\s\S]*reads: HashJoin \(broadcast, left\): scan, \d+ slice\(s\)(?: through [a-z, ]+)?, slice p probes a table built from all 1 shard\(s\) of stage 0/,
+      text,
+    );
+    assert.doesNotMatch(text, /Stage 2/, text);
     assert.doesNotMatch(text, /bucket files/, text);
     const { want, got } = await both(q);
     assert.deepEqual(canon(got), canon(want));
@@ -240,6 +246,27 @@ describe('serverless shuffle: joins', () => {
       assert.match(await F().join(D(), { on: 'k', how: 'outer' }).explain(), /HashJoin \(partitioned\): outer/);
     } finally {
       setRunner('native', { workers: false });
+    }
+  });
+
+  it('broadcast join after a UDF on the big side (not fused: the join reads its shards), semi and anti', async () => {
+    const q = () =>
+      F()
+        .where(col('g').gt(2))
+        .withColumn('lab', cpuLabel(col('category'), col('x')))
+        .join(D(), { on: 'k', how: 'inner' });
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      assert.match(await q().explain(), /reads: HashJoin \(broadcast, inner\): stage 1's shard p probes a table built from all 1 shard\(s\) of stage 0/);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    const { want, got } = await both(q);
+    assert.ok(want.length > 0);
+    assert.deepEqual(canon(got), canon(want));
+    for (const how of ['semi', 'anti'] as const) {
+      const r = await both(() => F().select('id', 'k').join(D(), { on: 'k', how }));
+      assert.deepEqual(canon(r.got), canon(r.want));
     }
   });
 

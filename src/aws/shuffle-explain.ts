@@ -22,6 +22,8 @@ function inputText(input: StageInputJSON | undefined, index: number, plan: RunPl
     case 'aggregate':
       return `bucket p of stage ${input.from.stage}'s ${input.from.partitions} map partition(s), HashAggregate (final): merge of the partial states`;
     case 'join':
+      if (input.probe)
+        return `HashJoin (broadcast, ${input.how}): ${inputText(input.probe.input, index, plan)}${input.probe.ops.length ? ` through ${input.probe.ops.map((o) => o.type).join(', ')}` : ''}, slice p probes a table built from all ${input.right.partitions} shard(s) of stage ${input.right.stage}`;
       return input.strategy === 'broadcast'
         ? `HashJoin (broadcast, ${input.how}): stage ${input.left.stage}'s shard p probes a table built from all ${input.right.partitions} shard(s) of stage ${input.right.stage}`
         : `HashJoin (partitioned, ${input.how}): bucket p of stage ${input.left.stage} (probe) and of stage ${input.right.stage} (build)`;

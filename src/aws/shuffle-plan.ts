@@ -182,6 +182,20 @@ class StageBuilder {
     return { ref: { stage: this.stages.length - 1, partitions: out.ref.partitions }, schema };
   }
 
+  /**
+   * A broadcast join's probe side ends in a stage of cheap operators (no UDFs, no exchange): that
+   * stage is dropped and the join stage runs its input and operators itself, so the big side makes
+   * no S3 round trip before the join. Otherwise the join reads the probe stage's shards.
+   */
+  private fuseProbe(left: Built): { input: StageInputJSON; ops: OpJSON[] } | undefined {
+    const s = this.stages[left.ref.stage]!;
+    if (left.ref.stage !== this.stages.length - 1 || s.udfs.length || s.exchange || left.ref.stage === 0) return undefined;
+    const input: StageInputJSON = s.input ?? { kind: 'shard', stage: s.index - 1 };
+    if (input.kind !== 'scan' && input.kind !== 'shard' && input.kind !== 'concat') return undefined;
+    this.stages.pop();
+    return { input, ops: s.ops };
+  }
+
   /** Sets the exchange the last stage of an input writes. */
   private sink(b: Built, exchange: ExchangeSinkJSON): void {
     const s = this.stages[b.ref.stage]!;
@@ -231,6 +245,7 @@ class StageBuilder {
         const ln = l.schema.fields.map((f) => f.name);
         const rn = r.schema.fields.map((f) => f.name);
         const partitions = broadcast ? left.ref.partitions : n;
+        const probe = broadcast ? this.fuseProbe(left) : undefined;
         if (!broadcast) {
           this.sink(left, { kind: 'hash', keys: node.leftOn, partitions: n });
           this.sink(right, { kind: 'hash', keys: node.rightOn, partitions: n });
@@ -252,6 +267,7 @@ class StageBuilder {
             rightSchema: right.schema,
             schema: node.schema,
             outputs: joinOutputs(node),
+            ...(probe ? { probe } : {}),
           },
           node.schema,
         );

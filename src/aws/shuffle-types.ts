@@ -4,7 +4,7 @@
 import type { DataTypeJSON, SchemaJSON } from '../datatypes.ts';
 import type { AggSpec } from '../aggregate/hash-aggregate.ts';
 import type { JoinOutput } from '../join/hash-join.ts';
-import type { SourceJSON } from '../physical.ts';
+import type { OpJSON, SourceJSON } from '../physical.ts';
 import type { JoinHow, SortKey } from '../plan.ts';
 
 /** Where a map stage's partitions send their output instead of one shard. */
@@ -55,6 +55,11 @@ export type StageInputJSON =
       rightSchema: SchemaJSON;
       schema: SchemaJSON;
       outputs: JoinOutput[];
+      /**
+       * A broadcast join fused into the probe side's stage: partition p reads this input and runs
+       * these operators (no UDFs) itself, instead of reading shard p of `left`, which is then not run.
+       */
+      probe?: { input: StageInputJSON; ops: OpJSON[] };
     }
   /** One partition: reads every sample of `from` and writes `partitions - 1` range boundaries. */
   | { kind: 'boundaries'; from: StageRef; keys: SortKey[]; partitions: number; keyTypes: DataTypeJSON[] }

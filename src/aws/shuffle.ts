@@ -22,7 +22,8 @@ import { externalSort } from '../sort/external.ts';
 import { compareRows, sortIndices } from '../sort/order.ts';
 import { hashWords, KeyEncoder } from '../relational/keys.ts';
 import { slices } from '../relational/spill.ts';
-import type { SourceJSON } from '../physical.ts';
+import type { OpJSON, SourceJSON } from '../physical.ts';
+import { runPartition } from '../executor.ts';
 import type { SortKey } from '../plan.ts';
 import type { ExchangeSinkJSON, StageInputJSON, StageRef } from './shuffle-types.ts';
 
@@ -420,7 +421,11 @@ export function operatorInput(c: ShuffleContext, input: StageInputJSON, partitio
     case 'aggregate':
       return mergeAggregate(c, input, partition);
     case 'join': {
-      const left = input.strategy === 'broadcast' ? readIpc(c.store, c.shardKey(input.left.stage, partition)) : readBuckets(c, input.left, partition);
+      const left = input.probe
+        ? probeSide(c, input.probe, partition)
+        : input.strategy === 'broadcast'
+          ? readIpc(c.store, c.shardKey(input.left.stage, partition))
+          : readBuckets(c, input.left, partition);
       const right = input.strategy === 'broadcast' ? readAllShards(c, input.right) : readBuckets(c, input.right, partition);
       return hashJoin(left, right, {
         how: input.how,
@@ -450,6 +455,16 @@ export function operatorInput(c: ShuffleContext, input: StageInputJSON, partitio
     default:
       throw new Error(`internal: a ${input.kind} input is not an operator`);
   }
+}
+
+/** A fused broadcast join's probe side: the input slice and its operators (no UDFs), read right here. */
+function probeSide(c: ShuffleContext, probe: { input: StageInputJSON; ops: OpJSON[] }, partition: number): AsyncIterable<arrow.RecordBatch> {
+  const source = plainInputSource(c, probe.input, partition);
+  if (!source) throw new Error(`internal: a broadcast join's probe reads a ${probe.input.kind} input`);
+  return runPartition(
+    { index: partition, source, ops: probe.ops },
+    { batchSize: c.batchSize, label: `run ${c.runId}, probe side of partition ${partition}`, shards: (key) => readIpc(c.store, key) },
+  );
 }
 
 async function* mergeAggregate(c: ShuffleContext, input: Extract<StageInputJSON, { kind: 'aggregate' }>, partition: number): AsyncGenerator<arrow.RecordBatch> {
