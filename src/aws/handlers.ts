@@ -166,13 +166,15 @@ function pipelinePlanOptions(value: unknown, spec: string): PipelinePlanOptions 
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`Plan: pipeline module ${spec}: planOptions must be an object`);
   const out: PipelinePlanOptions = {};
+  const known = ['targetPartitionBytes', 'minPartitions', 'shufflePartitions', 'broadcastJoinBytes'] as const;
   for (const [k, v] of Object.entries(value)) {
-    if (k !== 'targetPartitionBytes' && k !== 'minPartitions') {
-      throw new Error(`Plan: pipeline module ${spec}: unknown planOptions key '${k}' (known: targetPartitionBytes, minPartitions)`);
-    }
-    if (!Number.isInteger(v) || (v as number) <= 0)
-      throw new Error(`Plan: pipeline module ${spec}: planOptions.${k} must be a positive integer, got ${JSON.stringify(v)}`);
-    out[k] = v as number;
+    const key = known.find((x) => x === k);
+    if (!key) throw new Error(`Plan: pipeline module ${spec}: unknown planOptions key '${k}' (known: ${known.join(', ')})`);
+    // broadcastJoinBytes may be 0 (never broadcast); the others are counts or sizes.
+    const min = key === 'broadcastJoinBytes' ? 0 : 1;
+    if (!Number.isInteger(v) || (v as number) < min)
+      throw new Error(`Plan: pipeline module ${spec}: planOptions.${k} must be ${min ? 'a positive' : 'a non-negative'} integer, got ${JSON.stringify(v)}`);
+    out[key] = v as number;
   }
   return out;
 }

@@ -149,6 +149,10 @@ export interface PipelinePlanOptions {
   targetPartitionBytes?: number;
   /** With UDFs, split the input into at least this many partitions. Default 32. */
   minPartitions?: number;
+  /** groupBy / distinct / join / sort: partitions of their hash and range exchanges. Default: the widest input's partition count, at most 32. */
+  shufflePartitions?: number;
+  /** A join's right side estimated under this many bytes is broadcast (no shuffle); 0 never broadcasts. Default 32 MiB. */
+  broadcastJoinBytes?: number;
 }
 
 /** Builds the run plan for a logical plan (optimized and split into stages here). */

@@ -299,6 +299,8 @@ function widestScan(plan: PlanNode, o: RelationalStageOptions): number {
 export function planRelationalStages(optimized: PlanNode, o: RelationalStageOptions): RelationalStages {
   if (o.shufflePartitions !== undefined && !(Number.isInteger(o.shufflePartitions) && o.shufflePartitions >= 1 && o.shufflePartitions <= 10000))
     throw new RangeError(`shufflePartitions must be an integer from 1 to 10000, got ${String(o.shufflePartitions)}`);
+  if (o.broadcastJoinBytes !== undefined && !(Number.isFinite(o.broadcastJoinBytes) && o.broadcastJoinBytes >= 0))
+    throw new RangeError(`broadcastJoinBytes must be a non-negative number, got ${String(o.broadcastJoinBytes)}`);
   const n = o.shufflePartitions ?? Math.min(DEFAULT_MAX_SHUFFLE_PARTITIONS, widestScan(optimized, o));
   const broadcastJoinBytes = o.broadcastJoinBytes ?? DEFAULT_BROADCAST_JOIN_BYTES;
   const b = new StageBuilder(o, n, broadcastJoinBytes);
