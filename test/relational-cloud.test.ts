@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ListMapRunsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { col, DataType, Field, fromRecords, readParquet, Schema, setRunner, shutdownWorkers, type DataFrame } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { getJson, S3Store } from '../src/io/store/index.ts';
@@ -192,8 +193,16 @@ describe('serverless shuffle: groupBy / agg / distinct / repartition', () => {
       for (const f of files) assert.match(f, new RegExp(`^runs/${runId}/stage-0/shuffle/\\d{5}/0000[0-2]\\.arrow$`));
       const marker = await getJson<{ buckets: number[] }>(store, keys.metrics(runId, 0, 0));
       assert.ok(marker.buckets.length >= 1);
-      // The state machine fanned out both stages: every map partition, then the 3 reduce partitions.
+      // The state machine fanned out both stages: every map partition, then the 3 reduce partitions,
+      // each stage as a Map Run of its own.
       assert.equal(cloud.stats()['stage']! - invocations, map!.partitions! + 3);
+      const sfn = new SFNClient({ endpoint: cloud.sfnEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+      try {
+        const executionArn = `${cloud.stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}`;
+        assert.equal((await sfn.send(new ListMapRunsCommand({ executionArn }))).mapRuns?.length, 2);
+      } finally {
+        sfn.destroy();
+      }
     } finally {
       setRunner('native', { workers: false });
     }

@@ -270,8 +270,11 @@ export function describePartitionInput(plan: RunPlan, stage: number, partition: 
   const plain = plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input, partition);
   if (plain) return describeSource(plain);
   if (input.kind === 'boundaries') return `the key samples of stage ${input.from.stage}`;
-  if (input.kind === 'join' && input.strategy === 'broadcast')
-    return `join of stage ${input.left.stage}'s shard ${partition} with every shard of stage ${input.right.stage}`;
+  if (input.kind === 'join' && input.strategy === 'broadcast') {
+    const probe = input.probe ? plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input.probe.input, partition) : null;
+    const left = probe ? describeSource(probe) : `stage ${input.left.stage}'s shard ${partition}`;
+    return `join of ${left} with every shard of stage ${input.right.stage}`;
+  }
   const from = input.kind === 'join' ? `stages ${input.left.stage} and ${input.right.stage}` : 'from' in input ? `stage ${input.from.stage}` : 'its inputs';
   return `${input.kind}: bucket ${partition} of every map partition of ${from}`;
 }

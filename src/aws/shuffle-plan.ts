@@ -263,8 +263,9 @@ class StageBuilder {
             leftKeys: node.leftOn.map((k) => ln.indexOf(k)),
             rightKeys: node.rightOn.map((k) => rn.indexOf(k)),
             keyTypes: node.leftOn.map((k) => l.schema.fields[ln.indexOf(k)]!.type),
-            leftSchema: left.schema,
-            rightSchema: right.schema,
+            // The logical sides' schemas, as the embedded join has them (the key indices above are theirs).
+            leftSchema: l.schema,
+            rightSchema: r.schema,
             schema: node.schema,
             outputs: joinOutputs(node),
             ...(probe ? { probe } : {}),
