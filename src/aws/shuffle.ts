@@ -21,9 +21,9 @@ import { hashJoin } from '../join/hash-join.ts';
 import { externalSort } from '../sort/external.ts';
 import { compareRows, sortIndices } from '../sort/order.ts';
 import { hashWords, KeyEncoder } from '../relational/keys.ts';
-import { slices } from '../relational/spill.ts';
+import { batchBytes, readSpill, slices, SpillDir } from '../relational/spill.ts';
 import type { OpJSON, SourceJSON } from '../physical.ts';
-import { runPartition } from '../executor.ts';
+import { ipcChunks, runPartition } from '../executor.ts';
 import type { SortKey } from '../plan.ts';
 import type { ExchangeSinkJSON, StageInputJSON, StageRef } from './shuffle-types.ts';
 
@@ -111,8 +111,58 @@ function batchOf(schema: arrow.Schema, cols: arrow.Data[], n: number): arrow.Rec
   return new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: n, nullCount: 0, children: cols }));
 }
 
+/**
+ * A map partition's buckets while it runs: held in memory up to a byte budget, then spilled to local
+ * Arrow IPC files (one batch each); each bucket is uploaded at the end as one IPC stream, its spilled
+ * batches first, in arrival order.
+ */
+class BucketBuffer {
+  private readonly held: arrow.RecordBatch[][];
+  private readonly files: string[][];
+  private bytes = 0;
+  private readonly spill = new SpillDir();
+
+  constructor(
+    readonly n: number,
+    private readonly budget: number,
+  ) {
+    this.held = Array.from({ length: n }, () => []);
+    this.files = Array.from({ length: n }, () => []);
+  }
+
+  add(bucket: number, b: arrow.RecordBatch): void {
+    this.held[bucket]!.push(b);
+    this.bytes += batchBytes(b);
+    if (this.bytes > this.budget) {
+      for (let k = 0; k < this.n; k++) for (const x of this.held[k]!.splice(0)) this.files[k]!.push(this.spill.write(x));
+      this.bytes = 0;
+    }
+  }
+
+  /** Uploads every non-empty bucket to key(k); returns the bytes written and those buckets. */
+  async upload(store: ObjectStore, key: (bucket: number) => string, schema: arrow.Schema): Promise<ExchangeWritten> {
+    const nonEmpty = this.held.map((bs, k) => (bs.length || this.files[k]!.length ? k : -1)).filter((k) => k >= 0);
+    const sizes = await mapLimit(nonEmpty, 8, async (k) => {
+      const files = this.files[k]!;
+      const held = this.held[k]!;
+      const batches = (async function* () {
+        yield* readSpill(files);
+        yield* held;
+      })();
+      const bytes = await store.upload(key(k), ipcChunks(batches, schema));
+      this.held[k] = [];
+      return bytes;
+    });
+    return { bytes: sizes.reduce((a, b) => a + b, 0), buckets: nonEmpty };
+  }
+
+  close(): void {
+    this.spill.close();
+  }
+}
+
 /** Splits a batch's rows by bucket, in their order. */
-function splitByBucket(b: arrow.RecordBatch, buckets: Int32Array, n: number, into: arrow.RecordBatch[][]): void {
+function splitByBucket(b: arrow.RecordBatch, buckets: Int32Array, n: number, into: BucketBuffer): void {
   const counts = new Int32Array(n + 1);
   for (let i = 0; i < buckets.length; i++) counts[buckets[i]! + 1]!++;
   for (let k = 0; k < n; k++) counts[k + 1]! += counts[k]!;
@@ -122,7 +172,8 @@ function splitByBucket(b: arrow.RecordBatch, buckets: Int32Array, n: number, int
   for (let k = 0; k < n; k++) {
     const sel = idx.subarray(counts[k]!, counts[k + 1]!);
     if (!sel.length) continue;
-    into[k]!.push(
+    into.add(
+      k,
       sel.length === b.numRows
         ? b
         : batchOf(
@@ -219,8 +270,26 @@ export async function writeExchange(
   batches: AsyncIterable<arrow.RecordBatch>,
   schemaJson: SchemaJSON,
 ): Promise<ExchangeWritten> {
+  // Half the budget for rows waiting for their upload; the partial table has a quarter.
+  const held = new BucketBuffer(exchange.partitions, c.budgetBytes / 2);
+  try {
+    const schema = await fillBuckets(c, stage, exchange, batches, schemaJson, held);
+    return await held.upload(c.store, (k) => shuffleKeys.bucket(c.runId, stage, partition, k), schema);
+  } finally {
+    held.close();
+  }
+}
+
+/** Splits a map partition's output (or its partial state) into the buckets; returns the schema they hold. */
+async function fillBuckets(
+  c: ShuffleContext,
+  stage: number,
+  exchange: Exclude<ExchangeSinkJSON, { kind: 'sample' }>,
+  batches: AsyncIterable<arrow.RecordBatch>,
+  schemaJson: SchemaJSON,
+  held: BucketBuffer,
+): Promise<arrow.Schema> {
   const n = exchange.partitions;
-  const held: arrow.RecordBatch[][] = Array.from({ length: n }, () => []);
   const schema = Schema.fromJSON(schemaJson);
   const what = `run ${c.runId}, stage ${stage}, exchange`;
   let outSchema: arrow.Schema = schema.toArrow();
@@ -269,14 +338,7 @@ export async function writeExchange(
     const bounds = await readBoundaries(c, exchange.boundariesStage);
     for await (const b of batches) if (b.numRows) splitByBucket(b, rangeBuckets(b, keyIdx, types, exchange.keys, bounds), n, held);
   }
-  const nonEmpty = held.map((bs, k) => (bs.length ? k : -1)).filter((k) => k >= 0);
-  const sizes = await mapLimit(nonEmpty, 8, async (k) => {
-    const body = ipcBytes(outSchema, held[k]!);
-    held[k] = [];
-    await c.store.put(shuffleKeys.bucket(c.runId, stage, partition, k), body);
-    return body.byteLength;
-  });
-  return { bytes: sizes.reduce((a, b) => a + b, 0), buckets: nonEmpty };
+  return outSchema;
 }
 
 /** Rows a sample keeps per map partition (the boundaries step reads every partition's). */
