@@ -393,7 +393,7 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
 }
 
 /** Batches as the chunks of one Arrow IPC stream (aliased columns written under their real types). */
-async function* ipcChunks(batches: AsyncIterable<arrow.RecordBatch>, schema: arrow.Schema): AsyncGenerator<Uint8Array> {
+export async function* ipcChunks(batches: AsyncIterable<arrow.RecordBatch>, schema: arrow.Schema): AsyncGenerator<Uint8Array> {
   const writer = new arrow.RecordBatchStreamWriter();
   const out = writer.toDOMStream();
   const reader = out.getReader();

@@ -95,4 +95,22 @@ describe("a pipeline module's planOptions", () => {
     // The same DataFrame planned with the defaults (128 MiB): one partition.
     assert.equal(planRun(readParquet(local).select('id', 'x').plan, { pipeline: null }).sources.length, 1);
   });
+
+  it('set the exchange width of a pipeline with a groupBy (shufflePartitions)', async () => {
+    const work = tempDir();
+    setStoreFactory(() => new LocalStore(work));
+    const planned = join(import.meta.dirname, 'fixtures', 'planned-shuffle-pipeline.ts');
+    const summary = await handlePlan({ runId: 'planopts-2', pipeline: planned, input: { uri: local }, workBucket: 'work-bucket' });
+    assert.deepEqual(
+      summary.stages.map((s) => s.partitions),
+      [3, 2],
+      'three map partitions (one per row group), two reduce partitions',
+    );
+    const plan = await loadPlan(new LocalStore(work), 'planopts-2');
+    const exchange = plan.stages[0]!.exchange;
+    assert.ok(exchange?.kind === 'hash');
+    assert.deepEqual([exchange.keys, exchange.partitions, exchange.partial?.aggs.map((a) => [a.fn, a.name])], [['category'], 2, [['sum', 'sx']]]);
+    assert.equal(plan.stages[1]!.input?.kind, 'aggregate');
+    assert.deepEqual(plan.shuffle, { partitions: 2, broadcastJoinBytes: 0 });
+  });
 });

@@ -8,11 +8,11 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DescribeExecutionCommand, RedriveExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { readParquet, resumeRun, RunFailedError, setRunner, shutdownWorkers, type RunSummary } from 'fanout';
+import { col, readParquet, resumeRun, RunFailedError, setRunner, shutdownWorkers, type DataFrame, type RunSummary } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { keys } from '../src/aws/run.ts';
-import { getS3Object, putS3Object } from '../src/io/s3/index.ts';
-import { changed, pipeline } from './fixtures/resume-pipeline.ts';
+import { getS3Object, listS3, putS3Object } from '../src/io/s3/index.ts';
+import { changed, pipeline, poison as poisonUdf } from './fixtures/resume-pipeline.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 const pipelineFile = join(import.meta.dirname, 'fixtures', 'resume-pipeline.ts');
@@ -271,5 +271,85 @@ describe('tolerated failures (local cloud)', () => {
       /toleratedFailureCount must be a non-negative integer, got 1\.5/,
     );
     setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+  });
+});
+
+describe('resume of a run with a shuffle (local cloud)', () => {
+  /** Embedded rows, the failed AWS run, then a resume: returns the Stage invocations the resume added. */
+  async function failThenResume(
+    q: () => DataFrame,
+    out: string,
+    failingStage: number,
+    beforeResume: (failed: RunFailedError) => Promise<void> = async () => undefined,
+  ): Promise<{ failed: RunFailedError; resumeStages: number; summary: RunSummary }> {
+    setRunner('native', { workers: false });
+    const want = await q().toRows();
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1, shufflePartitions: 3 });
+    const failed = await q()
+      .writeParquet(out)
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(failed instanceof RunFailedError, `a RunFailedError, got ${String(failed)}`);
+    assert.deepEqual([...new Set(failed.failedPartitions.map((f) => f.stage))], [failingStage]);
+    await assert.rejects(getS3Object(`${out}_SUCCESS`), 'nothing was committed');
+    await beforeResume(failed);
+    cure();
+    const before = cloud.stats()['stage']!;
+    const summary = await resumeRun(failed.runId);
+    const resumeStages = cloud.stats()['stage']! - before;
+    setRunner('native', { workers: false });
+    // Sums over another partitioning differ in the last bits.
+    const key = (r: Record<string, unknown>): string => JSON.stringify(Object.values(r).map((v) => (typeof v === 'number' ? v.toPrecision(9) : String(v))));
+    assert.deepEqual((await readParquet(out).toRows()).map(key).sort(), want.map(key).sort());
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+    return { failed, resumeStages, summary };
+  }
+
+  it('a map partition fails (a UDF before the groupBy): it wrote no buckets; the resume runs it and the reduce stage, not the finished map partitions', async () => {
+    poison(LAST_PARTITION_ID);
+    const q = () =>
+      readParquet(input)
+        .withColumn('y', poisonUdf(col('id'), col('x')))
+        .groupBy('category')
+        .agg(col('y').sum().alias('s'), col('id').count().alias('c'));
+    const { failed, resumeStages } = await failThenResume(q, `s3://${cloud.workBucket}/outputs/shuffle-map/`, 0, async (f) => {
+      const shuffled = (await listS3(`s3://${cloud.workBucket}/runs/${f.runId}/stage-0/shuffle/`)).objects.map((o) => o.key);
+      assert.ok(shuffled.length > 0);
+      assert.ok(!shuffled.some((k) => k.includes('/shuffle/00009/')), 'the failed map partition left no bucket');
+      const reduce = (await listS3(`s3://${cloud.workBucket}/runs/${f.runId}/stage-1/`)).objects.map((o) => o.key);
+      assert.deepEqual(reduce, [`runs/${f.runId}/stage-1/items.json`], 'the reduce stage never started');
+    });
+    assert.deepEqual(
+      failed.failedPartitions.map((f) => f.partition),
+      [9],
+    );
+    assert.equal(resumeStages, 1 + 3, 'the failed map partition, then the 3 reduce partitions');
+  });
+
+  it('a reduce partition fails (a UDF after the groupBy): the resume runs only the unfinished reduce partitions', async () => {
+    poison(MIDDLE_PARTITION_ID);
+    const q = () =>
+      readParquet(input)
+        .groupBy('id')
+        .agg(col('x').sum().alias('x'))
+        .withColumn('y', poisonUdf(col('id'), col('x')));
+    const out = `s3://${cloud.workBucket}/outputs/shuffle-reduce/`;
+    const reduceMarkers = async (runId: string): Promise<number> =>
+      (await listS3(`s3://${cloud.workBucket}/runs/${runId}/stage-1/`)).objects.filter((o) => /metrics-\d+\.json$/.test(o.key)).length;
+    let finishedBefore = -1;
+    const { failed, resumeStages, summary } = await failThenResume(q, out, 1, async (f) => {
+      finishedBefore = await reduceMarkers(f.runId);
+    });
+    assert.deepEqual(
+      failed.failedPartitions.map((f) => [f.stage, f.udf]),
+      [[1, 'resume.poison']],
+    );
+    assert.match(failed.failedPartitions[0]!.source!, /aggregate: bucket \d of every map partition of stage 0/);
+    assert.ok(finishedBefore >= 0 && finishedBefore < 3);
+    assert.equal(resumeStages, 3 - finishedBefore, 'only the unfinished reduce partitions ran again; no map partition');
+    assert.equal(await reduceMarkers(failed.runId), 3);
+    assert.equal(summary.rows, 1000);
   });
 });

@@ -28,6 +28,7 @@ import {
   resolvePipelineSpec,
   runGpuSlot,
   runStagePartition,
+  stagePartitions,
   type PartitionResult,
   type PipelinePlanOptions,
   type PlanSummary,
@@ -165,13 +166,15 @@ function pipelinePlanOptions(value: unknown, spec: string): PipelinePlanOptions 
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`Plan: pipeline module ${spec}: planOptions must be an object`);
   const out: PipelinePlanOptions = {};
+  const known = ['targetPartitionBytes', 'minPartitions', 'shufflePartitions', 'broadcastJoinBytes'] as const;
   for (const [k, v] of Object.entries(value)) {
-    if (k !== 'targetPartitionBytes' && k !== 'minPartitions') {
-      throw new Error(`Plan: pipeline module ${spec}: unknown planOptions key '${k}' (known: targetPartitionBytes, minPartitions)`);
-    }
-    if (!Number.isInteger(v) || (v as number) <= 0)
-      throw new Error(`Plan: pipeline module ${spec}: planOptions.${k} must be a positive integer, got ${JSON.stringify(v)}`);
-    out[k] = v as number;
+    const key = known.find((x) => x === k);
+    if (!key) throw new Error(`Plan: pipeline module ${spec}: unknown planOptions key '${k}' (known: ${known.join(', ')})`);
+    // broadcastJoinBytes may be 0 (never broadcast); the others are counts or sizes.
+    const min = key === 'broadcastJoinBytes' ? 0 : 1;
+    if (!Number.isInteger(v) || (v as number) < min)
+      throw new Error(`Plan: pipeline module ${spec}: planOptions.${k} must be ${min ? 'a positive' : 'a non-negative'} integer, got ${JSON.stringify(v)}`);
+    out[key] = v as number;
   }
   return out;
 }
@@ -256,7 +259,7 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
     if (e.count !== undefined) {
       if (!Number.isInteger(e.count) || e.count < 1) throw new Error(`run ${runId}: invalid partition count ${JSON.stringify(e.count)}`);
       // The last range of an inline Map's step may run past the plan's partitions.
-      count = Math.min(e.count, (await loadPlan(store, runId)).sources.length - e.partition);
+      count = Math.min(e.count, stagePartitions(await loadPlan(store, runId), stage) - e.partition);
     }
     for (let i = 0; i < count; i++) jobs.push({ runId, store, stage, partition: e.partition + i });
   }

@@ -6,7 +6,7 @@ import { mapLimit } from '../concurrency.ts';
 import { storeFor, type ObjectStore } from '../io/store/index.ts';
 import type { RunMetrics } from '../udf/metrics.ts';
 import { mergeMetrics } from '../udf/metrics.ts';
-import { checkRunId, describeSource, keys, type RunPlan, type RunSummary } from './run.ts';
+import { checkRunId, describePartitionInput, describeSource, keys, stagePartitions, type RunPlan, type RunSummary } from './run.ts';
 
 /** A run's state as its records tell it. */
 export type RunState = 'running' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
@@ -138,7 +138,8 @@ async function entryFor(store: ObjectStore, base: string, runId: string): Promis
     input: inputOf(plan),
     output: plan.output?.uri ?? null,
     stages: plan.stages.length,
-    partitions: plan.sources.length,
+    // The last stage's: `done` counts its markers (after an exchange it has its own partition count).
+    partitions: stagePartitions(plan, plan.stages.length - 1),
     done: last.filter((key) => markerIndex(key, 'metrics') !== null).length,
   };
   if (state === 'cancelled' && cancel) entry.finishedAt = cancel.at;
@@ -186,8 +187,9 @@ export async function describeRun(work: string, runId: string): Promise<RunDetai
       const e = markerIndex(key, 'error');
       if (e !== null) failed.add(e);
     }
-    const partitions = await mapLimit(plan.sources, 16, async (source, p): Promise<PartitionView> => {
-      const view: PartitionView = { partition: p, source: describeSource(source), state: 'pending' };
+    const indices = Array.from({ length: stagePartitions(plan, stage.index) }, (_, p) => p);
+    const partitions = await mapLimit(indices, 16, async (p): Promise<PartitionView> => {
+      const view: PartitionView = { partition: p, source: describePartitionInput(plan, stage.index, p), state: 'pending' };
       if (done.has(p)) {
         const m = await json<MarkerRecord>(store, base + keys.metrics(runId, stage.index, p));
         view.state = 'done';

@@ -6,7 +6,7 @@
 import { mapLimit } from '../concurrency.ts';
 import { getJson, NotFoundError, type ObjectStore } from '../io/store/index.ts';
 import type { RunMetrics } from '../udf-exec.ts';
-import { keys, type RunPlan } from './run.ts';
+import { keys, stagePartitions, type RunPlan } from './run.ts';
 
 /** The fields of a completion marker that progress uses (run.ts writes them). */
 export interface MarkerInfo {
@@ -32,7 +32,7 @@ export class MarkerWatcher {
     private readonly concurrency = 16,
   ) {
     this.seen = plan.stages.map(() => new Set<string>());
-    this.expected = plan.stages.map(() => plan.sources.length);
+    this.expected = plan.stages.map((s) => stagePartitions(plan, s.index));
   }
 
   /** Partition tasks over all stages. */

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
 import { mapLimit } from '../concurrency.ts';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
-import { applyOps, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
+import { applyOps, ipcChunks as ipcStream, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
 import { AWS_MIN_PARTITIONS, buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
@@ -22,6 +22,8 @@ import type { DataTypeJSON } from '../datatypes.ts';
 import { udfCalls } from '../expressions.ts';
 import { getUdf } from '../udf.ts';
 import { checkTolerance, mapThresholds, toleranceText, toleratesFailures, withinTolerance, type FailureTolerance } from './tolerance.ts';
+import { endsInRelational, planRelationalStages } from './shuffle-plan.ts';
+import { KeySampler, operatorInput, plainInputSource, writeBoundaries, writeExchange, type ShuffleContext } from './shuffle.ts';
 
 export const PLAN_VERSION = 1;
 
@@ -58,6 +60,8 @@ export interface RunPlan {
   udfs?: PlanUdf[];
   /** W3C traceparent of the run's span when OpenTelemetry is on: every handler continues its trace. */
   traceparent?: string;
+  /** Relational runs: the width of their hash and range exchanges and the broadcast-join threshold (shuffle-plan.ts). */
+  shuffle?: { partitions: number; broadcastJoinBytes: number };
 }
 
 export interface PlanUdf {
@@ -145,6 +149,10 @@ export interface PipelinePlanOptions {
   targetPartitionBytes?: number;
   /** With UDFs, split the input into at least this many partitions. Default 32. */
   minPartitions?: number;
+  /** groupBy / distinct / join / sort: partitions of their hash and range exchanges. Default: the widest input's partition count, at most 32. */
+  shufflePartitions?: number;
+  /** A join's right side estimated under this many bytes is broadcast (no shuffle); 0 never broadcasts. Default 32 MiB. */
+  broadcastJoinBytes?: number;
 }
 
 /** Builds the run plan for a logical plan (optimized and split into stages here). */
@@ -160,6 +168,10 @@ export function planRun(
     batchSize?: number;
     stageOptions?: StageOptions;
     tolerance?: FailureTolerance;
+    /** Relational plans: partitions of hash and range exchanges (default: the widest input's, at most 32). */
+    shufflePartitions?: number;
+    /** Relational plans: a join's right side estimated under this many bytes is broadcast (default 32 MiB). */
+    broadcastJoinBytes?: number;
   },
 ): RunPlan {
   if (hasMemorySource(plan)) {
@@ -174,23 +186,41 @@ export function planRun(
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v <= 0)) throw new RangeError(`planRun: ${k} must be a positive integer, got ${String(v)}`);
   }
-  const physical = buildPhysicalPlan(optimize(plan), {
+  const optimized = optimize(plan);
+  const sizing = {
     targetPartitionBytes: opts.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
     minPartitions: opts.minPartitions ?? AWS_MIN_PARTITIONS,
-  });
-  const stages = splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS);
+  };
+  let planned: Pick<RunPlan, 'sources' | 'stages' | 'globalOps' | 'shuffle'>;
+  if (endsInRelational(optimized)) {
+    // Every exchange is a stage boundary (shuffle-plan.ts).
+    const rel: Parameters<typeof planRelationalStages>[1] = { ...sizing, stageOptions: opts.stageOptions ?? DEFAULT_STAGE_OPTIONS };
+    if (opts.shufflePartitions !== undefined) rel.shufflePartitions = opts.shufflePartitions;
+    if (opts.broadcastJoinBytes !== undefined) rel.broadcastJoinBytes = opts.broadcastJoinBytes;
+    const r = planRelationalStages(optimized, rel);
+    planned = { ...r, shuffle: { partitions: r.shufflePartitions, broadcastJoinBytes: r.broadcastJoinBytes } };
+  } else {
+    const physical = buildPhysicalPlan(optimized, sizing);
+    planned = {
+      sources: physical.partitions.map((p) => p.source),
+      stages: splitStages(physical, opts.stageOptions ?? DEFAULT_STAGE_OPTIONS),
+      globalOps: physical.globalOps,
+    };
+  }
+  const stages = planned.stages;
   const run: RunPlan = {
     version: PLAN_VERSION,
     runId: opts.runId === undefined ? newRunId() : checkRunId(opts.runId),
     pipeline: opts.pipeline,
     createdAt: new Date().toISOString(),
-    schema: physical.schema,
-    sources: physical.partitions.map((p) => p.source),
+    schema: optimized.schema,
+    sources: planned.sources,
     stages,
-    globalOps: physical.globalOps,
+    globalOps: planned.globalOps,
     output: opts.output ?? null,
   };
   if (opts.batchSize !== undefined) run.batchSize = opts.batchSize;
+  if (planned.shuffle) run.shuffle = planned.shuffle;
   const tolerance = checkTolerance(opts.tolerance, 'planRun');
   if (tolerance) run.tolerance = tolerance;
   run.udfs = planUdfs(stages);
@@ -219,7 +249,34 @@ export function planUdfs(stages: readonly StageJSON[]): PlanUdf[] {
 export function hasMemorySource(plan: PlanNode): boolean {
   let n = plan;
   while ('input' in n) n = n.input;
+  if ('inputs' in n) return n.inputs.some(hasMemorySource);
   return n.type === 'in_memory';
+}
+
+/** Partitions of a stage: its own count in relational runs (an exchange changes it), else the run's sources. */
+export function stagePartitions(plan: Pick<RunPlan, 'sources' | 'stages'>, stage: number): number {
+  return plan.stages[stage]?.partitions ?? plan.sources.length;
+}
+
+/** A stage partition's input in words (errors, failure records, run histories). */
+export function describePartitionInput(plan: RunPlan, stage: number, partition: number): string {
+  const s = plan.stages[stage];
+  const input = s?.input;
+  if (!input) {
+    // A linear run's partition keeps its scan slice through every stage (the error adds "through stage k's shard").
+    const source = s?.partitions === undefined || stage === 0 ? plan.sources[partition] : undefined;
+    return source ? describeSource(source) : `shard ${keys.shard(plan.runId, stage - 1, partition)}`;
+  }
+  const plain = plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input, partition);
+  if (plain) return describeSource(plain);
+  if (input.kind === 'boundaries') return `the key samples of stage ${input.from.stage}`;
+  if (input.kind === 'join' && input.strategy === 'broadcast') {
+    const probe = input.probe ? plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input.probe.input, partition) : null;
+    const left = probe ? describeSource(probe) : `stage ${input.left.stage}'s shard ${partition}`;
+    return `join of ${left} with every shard of stage ${input.right.stage}`;
+  }
+  const from = input.kind === 'join' ? `stages ${input.left.stage} and ${input.right.stage}` : 'from' in input ? `stage ${input.from.stage}` : 'its inputs';
+  return `${input.kind}: bucket ${partition} of every map partition of ${from}`;
 }
 
 /**
@@ -229,11 +286,11 @@ export function hasMemorySource(plan: PlanNode): boolean {
  */
 export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket: string): Promise<PlanSummary> {
   await putJson(store, keys.plan(plan.runId), plan);
-  const n = plan.sources.length;
   const missing = new Map((await missingShards(store, plan)).map((m) => [m.stage, m.partitions]));
   const stages: PlanSummary['stages'] = [];
   for (const s of plan.stages) {
     const itemsKey = keys.items(plan.runId, s.index);
+    const n = stagePartitions(plan, s.index);
     const todo = missing.get(s.index) ?? [];
     // Map ItemReader input: partition indices (or worker slots for GPU stages: each skips its finished partitions).
     await putJson(store, itemsKey, s.executor === 'lambda' ? todo : Array.from({ length: s.slots }, (_, i) => i));
@@ -419,6 +476,8 @@ interface PartitionMarker {
   finishedAt?: string;
   /** A distributed partitioned write (partitionedOutput): the files this partition wrote, by hive partition directory. */
   parts?: { dir: string; rows: number; bytes: number }[];
+  /** A map partition of an exchange (shuffle.ts): the buckets it wrote (the others had no rows). */
+  buckets?: number[];
 }
 
 export interface PartitionResult {
@@ -442,14 +501,15 @@ export async function runStagePartition(store: ObjectStore, runId: string, stage
   const plan = await loadPlan(store, runId);
   const stage = plan.stages[stageIndex];
   if (!stage) throw new Error(`run ${runId}: no stage ${stageIndex} (plan has ${plan.stages.length})`);
-  if (!Number.isInteger(partition) || partition < 0 || partition >= plan.sources.length) {
-    throw new Error(`run ${runId}: partition ${partition} out of range (0..${plan.sources.length - 1})`);
+  const count = stagePartitions(plan, stageIndex);
+  if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
+    throw new Error(`run ${runId}: partition ${partition} of stage ${stageIndex} out of range (0..${count - 1})`);
   }
   try {
     return await stagePartition(store, plan, stage, partition, rt);
   } catch (e) {
-    const via = stageIndex > 0 ? `, through stage ${stageIndex - 1}'s shard` : '';
-    const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${describeSource(plan.sources[partition]!)}${via}`;
+    const via = stageIndex > 0 && !stage.input ? `, through stage ${stageIndex - 1}'s shard` : '';
+    const where = `run ${runId}, stage ${stageIndex} (${stage.executor}), partition ${partition}: ${describePartitionInput(plan, stageIndex, partition)}${via}`;
     const err = e instanceof PartitionError ? e : new PartitionError(runId, stageIndex, partition, where, e);
     // Best effort: the run's failure record reads it back; the error itself must still surface.
     const record: PartitionErrorRecord = { stage: stageIndex, partition, name: err.name, message: err.message, at: new Date().toISOString() };
@@ -485,28 +545,81 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
       skipped: true,
     };
   // A tolerated failure upstream: this partition has no input; Finalize reports it as failed.
-  if (stageIndex > 0 && toleratesFailures(plan.tolerance) && !(await store.exists(keys.metrics(runId, stageIndex - 1, partition)))) {
+  if (stageIndex > 0 && !stage.input && toleratesFailures(plan.tolerance) && !(await store.exists(keys.metrics(runId, stageIndex - 1, partition)))) {
     return { runId, stage: stageIndex, partition, rows: 0, bytes: 0, key: resultKey, elapsedMs: 0, metrics: {}, startedAt: Date.now(), skipped: true };
   }
   await importPipeline(planPipeline(plan));
-  // The stage's input: its scan slice (stage 0) or the previous stage's shard of this partition.
-  const task: PartitionTask = {
-    index: partition,
-    source: stageIndex === 0 ? plan.sources[partition]! : { kind: 'shard', key: keys.shard(runId, stageIndex - 1, partition) },
-    ops: stage.ops,
-  };
+  // The stage's input: its scan slice (stage 0), the previous stage's shard of this partition, or
+  // (relational runs) what stage.input names: an exchange's bucket, another input's scan.
+  const shuffle = shuffleContext(store, plan, stage);
+  let source: SourceJSON = stageIndex === 0 ? plan.sources[partition]! : { kind: 'shard', key: keys.shard(runId, stageIndex - 1, partition) };
+  let readShards = (key: string): AsyncIterable<arrow.RecordBatch> => readShard(store, key);
+  const startedAt = new Date().toISOString();
+  if (stage.input?.kind === 'boundaries') {
+    // The sort's boundaries step: no rows, one small file.
+    const t0 = performance.now();
+    const n = await writeBoundaries(shuffle, stageIndex, stage.input);
+    const marker: PartitionMarker = {
+      rows: n,
+      bytes: 0,
+      metrics: {},
+      elapsedMs: Math.round(performance.now() - t0),
+      startedAt,
+      finishedAt: new Date().toISOString(),
+    };
+    await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
+    return {
+      runId,
+      stage: stageIndex,
+      partition,
+      rows: n,
+      bytes: 0,
+      key: resultKey,
+      elapsedMs: marker.elapsedMs ?? 0,
+      metrics: {},
+      startedAt: Date.parse(startedAt),
+    };
+  }
+  if (stage.input) {
+    const plain = plainInputSource(shuffle, stage.input, partition);
+    if (plain) source = plain;
+    else {
+      // An operator over earlier stages' output (merge aggregation, join, sort): the partition
+      // driver reads it as this partition's shard, then runs the stage's operators over it.
+      const input = stage.input;
+      source = { kind: 'shard', key: `${keys.stagePrefix(runId, stageIndex)}input-${partition}` };
+      const own = source.key;
+      readShards = (key) => (key === own ? operatorInput(shuffle, input, partition) : readShard(store, key));
+    }
+  }
+  const task: PartitionTask = { index: partition, source, ops: stage.ops };
   // The driver forks the process's runtime for this partition (partitions may run side by side in
   // one process): own metrics, shared class instances.
-  const ctx: ExecContext = { label: `run ${runId}, stage ${stageIndex}, partition ${partition}`, shards: (key) => readShard(store, key) };
+  const ctx: ExecContext = { label: `run ${runId}, stage ${stageIndex}, partition ${partition}`, shards: readShards };
   if (plan.batchSize !== undefined) ctx.batchSize = plan.batchSize;
   if (rt) ctx.rt = rt;
   // What this stage's operators produce (the run's final schema only if nothing runs after them).
   const schema = stageSchema(plan, stageIndex);
   let key: string;
   let r: PartitionOutcome;
-  const startedAt = new Date().toISOString();
+  let buckets: number[] | undefined;
   const partitioned = last ? partitionedOutput(plan) : null;
-  if (partitioned) {
+  if (stage.exchange && stage.exchange.kind !== 'sample') {
+    // A map partition of a hash or range exchange: bucket files, then (below) the marker listing them.
+    const stream = runPartition(task, ctx);
+    const written = await writeExchange(shuffle, stageIndex, partition, stage.exchange, stream, schema);
+    r = { ...stream.outcome(), bytes: written.bytes };
+    buckets = written.buckets;
+    key = `${keys.stagePrefix(runId, stageIndex)}shuffle/`;
+  } else if (stage.exchange) {
+    // A sort's map partition: its shard, and a sample of its keys for the boundaries step.
+    const sampler = new KeySampler(stage.exchange.keys);
+    key = keys.shard(runId, stageIndex, partition);
+    const stream = runPartition(task, ctx);
+    const bytes = await store.upload(key, ipcStream(sampler.tap(stream), Schema.fromJSON(schema).toArrow()));
+    await sampler.write(shuffle, stageIndex, partition);
+    r = { ...stream.outcome(), bytes, path: key };
+  } else if (partitioned) {
     // A hive layout: this partition writes its rows already split into partition directories.
     key = keys.result(runId, partition);
     r = await runPartition(task, ctx, {
@@ -533,6 +646,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     finishedAt: new Date().toISOString(),
   };
   if (partitioned) marker.parts = (r.files ?? []).map((f) => ({ dir: f.dir, rows: f.rows, bytes: f.bytes }));
+  if (buckets) marker.buckets = buckets;
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
   return {
     runId,
@@ -557,6 +671,19 @@ function partitionedOutput(plan: RunPlan): { partitionBy: string[]; format: 'par
   return { partitionBy: out.partitionBy, format: out.format };
 }
 
+/** What the shuffle of a stage's partition needs from the run (shuffle.ts does not import this module). */
+function shuffleContext(store: ObjectStore, plan: RunPlan, stage: StageJSON): ShuffleContext {
+  return {
+    store,
+    runId: plan.runId,
+    shardKey: (s, p) => keys.shard(plan.runId, s, p),
+    markerKey: (s, p) => keys.metrics(plan.runId, s, p),
+    batchSize: plan.batchSize ?? 65536,
+    // A quarter of the stage's memory (Lambda's, or the task's) for the operator's tables before they spill.
+    budgetBytes: Math.max(32 << 20, Math.floor((stage.memoryMiB * (1 << 20)) / 4)),
+  };
+}
+
 /** A partition's result key in the output format (its partitioned files go to `dir/` beside it). */
 function resultPartKey(resultKey: string, format: 'parquet' | 'csv'): string {
   return format === 'parquet' ? resultKey : resultKey.replace(/\.parquet$/, `.${format}`);
@@ -571,6 +698,8 @@ function resultFileKey(runId: string, p: number, format: 'parquet' | 'csv', dir:
 
 /** Output schema of a stage: the schema of its last projection/explode, else its input's. */
 function stageSchema(plan: RunPlan, stageIndex: number): SchemaJSON {
+  const own = plan.stages[stageIndex]?.schema;
+  if (own) return own;
   for (let s = stageIndex; s >= 0; s--) {
     const ops = plan.stages[s]!.ops;
     for (let i = ops.length - 1; i >= 0; i--) {
@@ -609,7 +738,7 @@ export async function runGpuSlot(store: ObjectStore, runId: string, stageIndex: 
   const actors = gpuSlotRuntime(stage);
   const out: PartitionResult[] = [];
   try {
-    for (let p = slot; p < plan.sources.length; p += slots) {
+    for (let p = slot, n = stagePartitions(plan, stageIndex); p < n; p += slots) {
       try {
         out.push(await runStagePartition(store, runId, stageIndex, p, actors?.rt));
       } catch (e) {
@@ -656,7 +785,7 @@ async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage
   for (const s of plan.stages) {
     const present = new Set(await store.list(keys.stagePrefix(plan.runId, s.index)));
     const parts: number[] = [];
-    for (let p = 0; p < plan.sources.length; p++) {
+    for (let p = 0, n = stagePartitions(plan, s.index); p < n; p++) {
       if (!present.has(keys.metrics(plan.runId, s.index, p))) parts.push(p);
     }
     if (parts.length) missing.push({ stage: s.index, partitions: parts });
@@ -664,9 +793,18 @@ async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage
   return missing;
 }
 
+/**
+ * The partitions a failure report names. In a linear run partition p keeps its input through every
+ * stage, so a later stage's missing p is the same failure; after an exchange the partitions of later
+ * stages are other data, which never ran: only the first incomplete stage failed.
+ */
+function failedStages(plan: RunPlan, missing: { stage: number; partitions: number[] }[]): { stage: number; partitions: number[] }[] {
+  return plan.shuffle ? missing.slice(0, 1) : missing;
+}
+
 /** Each partition's completion marker (null where missing), fetched 16 at a time: a run can have thousands. */
 async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promise<(PartitionMarker | null)[]> {
-  return mapLimit(plan.sources, 16, async (_source, p): Promise<PartitionMarker | null> => {
+  return mapLimit(Array.from({ length: stagePartitions(plan, stage) }), 16, async (_x, p): Promise<PartitionMarker | null> => {
     try {
       return await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
     } catch (e) {
@@ -699,7 +837,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   const missing = await missingShards(store, plan);
   const lastStage = plan.stages.length - 1;
   const failed = missing.find((m) => m.stage === lastStage)?.partitions ?? [];
-  const n = plan.sources.length;
+  const n = stagePartitions(plan, lastStage);
   if (missing.length && !(failed.length && withinTolerance(plan.tolerance, failed.length, n))) {
     const what = missing.map((m) => `stage ${m.stage}: partitions ${m.partitions.slice(0, 20).join(', ')}${m.partitions.length > 20 ? ', …' : ''}`).join('; ');
     const tol =
@@ -710,7 +848,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   const errors = failed.length ? await failureDetails(store, plan, missing, 1000) : [];
   const schema = Schema.fromJSON(plan.schema);
   const shardSchema = Schema.fromJSON(stageSchema(plan, plan.stages.length - 1));
-  const present = plan.sources.map((_, p) => p).filter((p) => !failedSet.has(p));
+  const present = Array.from({ length: n }, (_, p) => p).filter((p) => !failedSet.has(p));
   const resultKeys = present.map((p) => keys.result(runId, p));
   const target = plan.output?.uri ?? store.uri(keys.output(runId));
   const writer = await DatasetWriter.begin(target, { format: plan.output?.format ?? 'parquet', mode: plan.output?.mode ?? 'overwrite' });
@@ -817,7 +955,7 @@ async function failureDetails(
       stage,
       partition,
       error: 'no error recorded (the worker stopped before it could record one)',
-      source: describeSource(plan.sources[partition]!),
+      source: describePartitionInput(plan, stage, partition),
     };
     const k = errorKey(plan.runId, stage, partition);
     if (listed.get(stage)?.has(k)) {
@@ -846,7 +984,7 @@ export async function recordFailure(store: ObjectStore, runId: string, error: st
   let metrics: RunMetrics = {};
   try {
     const plan = await loadPlan(store, runId);
-    failedPartitions = await missingShards(store, plan);
+    failedPartitions = failedStages(plan, await missingShards(store, plan));
     errors = (await failureDetails(store, plan, failedPartitions, 10, since)).filter((e) => !e.error.startsWith('no error recorded'));
     metrics = await sumMetrics(store, plan);
   } catch {
@@ -888,7 +1026,7 @@ function failureSummary(
  */
 async function recordFirstFailure(store: ObjectStore, plan: RunPlan, error: string): Promise<void> {
   if (await store.exists(keys.failure(plan.runId))) return;
-  const missing = await missingShards(store, plan);
+  const missing = failedStages(plan, await missingShards(store, plan));
   const errors = (await failureDetails(store, plan, missing, 10)).filter((e) => !e.error.startsWith('no error recorded'));
   await putJson(store, keys.failure(plan.runId), failureSummary(plan.runId, error, missing, errors, {}));
 }

@@ -9,6 +9,8 @@ import type { AwsUdfOptions } from '../udf/aws-options.ts';
 import { DEFAULT_LAMBDA_MEMORY_MIB, lambdaMemoryMiB } from './sizing.ts';
 import { deployedFor, describePlacement, mergePlacements, udfPlacement, type DeployedClasses, type ResourceRequest, type StagePlacement } from './placement.ts';
 import { costToString, estimateRunCost, stageSecondsPerPartition, type CostEstimate, type CostOptions } from './cost.ts';
+import type { ExchangeSinkJSON, StageInputJSON } from './shuffle-types.ts';
+import type { SchemaJSON } from '../datatypes.ts';
 
 export type StageExecutor = 'lambda' | 'fargate' | 'ecs-gpu';
 
@@ -34,6 +36,14 @@ export interface StageJSON {
    * Optional: plans stored before it existed mean 1.
    */
   partitionsPerInvocation?: number;
+  /** Relational runs (shuffle-plan.ts): this stage's partition count; absent: the run's sources. */
+  partitions?: number;
+  /** Relational runs: what the partitions read (an exchange's buckets, another input's scan); absent: stage 0's scan or the previous stage's shard. */
+  input?: StageInputJSON;
+  /** Relational runs: a map stage's partitions write this exchange (buckets, or a shard and a key sample) instead of a plain shard. */
+  exchange?: ExchangeSinkJSON;
+  /** Relational runs: the stage's output schema (stages of several inputs cannot derive it from the run's scan). */
+  schema?: SchemaJSON;
 }
 
 export interface StageOptions {
@@ -104,8 +114,13 @@ export function requestOf(u: UdfDefinition): ResourceRequest {
  * operators without UDFs stay with the stage before them. UDFs without AWS options fuse as before.
  */
 export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STAGE_OPTIONS): StageJSON[] {
+  return splitOps(plan.partitionOps, plan.partitions.length, plan.scan.uncompressedBytes, opts);
+}
+
+/** splitStages over an operator chain run by `partitionCount` partitions reading about `uncompressedBytes` (stage indices from 0). */
+export function splitOps(ops: readonly OpJSON[], partitionCount: number, uncompressedBytes: number, opts: StageOptions = DEFAULT_STAGE_OPTIONS): StageJSON[] {
   const groups: { executor: StageExecutor; signature: string; ops: OpJSON[] }[] = [{ executor: 'lambda', signature: '', ops: [] }];
-  for (const op of plan.partitionOps) {
+  for (const op of ops) {
     const cur = groups[groups.length - 1]!;
     const need = opNeeds(op);
     if (need.executor === null || (need.executor === cur.executor && need.signature === cur.signature)) {
@@ -132,7 +147,7 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
             opts.lambdaMemoryMiB,
           )
         : placement.memoryMiB;
-    const partitions = plan.partitions.length || 1;
+    const partitions = partitionCount || 1;
     const concurrency = Math.max(1, Math.min(opts.maxConcurrency, partitions, ...(caps.length ? caps : [opts.maxConcurrency])));
     let slots = 0;
     if (placement.executor === 'ecs-gpu') {
@@ -142,7 +157,7 @@ export function splitStages(plan: PhysicalPlan, opts: StageOptions = DEFAULT_STA
     } else if (placement.executor === 'fargate') {
       slots = partitions;
     }
-    const batch = g.executor === 'lambda' ? partitionsPerInvocation(plan.partitions.length, plan.scan.uncompressedBytes, opts) : 1;
+    const batch = g.executor === 'lambda' ? partitionsPerInvocation(partitionCount, uncompressedBytes, opts) : 1;
     return {
       index,
       executor: g.executor,

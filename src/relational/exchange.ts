@@ -47,6 +47,14 @@ export interface RelationalPlanOptions {
   broadcastBytes: number;
 }
 
+/**
+ * Whether a join may broadcast its right side: right and outer joins emit the right rows nothing
+ * matched, which no one partition of the left side can know.
+ */
+export function broadcastable(how: JoinHow): boolean {
+  return how !== 'right' && how !== 'outer';
+}
+
 /** Rough bytes a plan's output takes in memory (scan sizes; relational nodes: their inputs). */
 export function estimateBytes(plan: PlanNode): number {
   switch (plan.type) {
@@ -140,7 +148,7 @@ export function relationalPhysical(plan: PlanNode, o: RelationalPlanOptions): Re
     case 'join': {
       const [l, r] = leaf.inputs;
       const rightBytes = estimateBytes(r);
-      const broadcast = rightBytes <= o.broadcastBytes;
+      const broadcast = rightBytes <= o.broadcastBytes && broadcastable(leaf.how);
       const keysOf = (k: string[]): Exchange => ({ kind: 'hash', keys: k, partitions: o.partitions });
       body = {
         op: 'hash_join',

@@ -27,7 +27,7 @@ import { progressEnabled, startProgress } from '../progress.ts';
 import { mergeMetrics, type RunMetrics } from '../udf-exec.ts';
 import { recordCancel } from '../aws/history.ts';
 import { MarkerWatcher, type MarkerInfo } from '../aws/markers.ts';
-import { AWS_MIN_PARTITIONS, buildPhysicalPlan, udfsOf } from '../physical.ts';
+import { AWS_MIN_PARTITIONS, buildPhysicalPlan, physicalPlanToString, udfsOf } from '../physical.ts';
 import type { CostOptions } from '../aws/cost.ts';
 import { requestOf, splitStages, stagesToString } from '../aws/stages.ts';
 import { deployedClasses } from '../aws/placement.ts';
@@ -35,6 +35,8 @@ import { listUdfs } from '../udf.ts';
 import { describePlan, EmbeddedRunner, type ResolvedEmbeddedOptions } from './embedded.ts';
 import type { ActionContext, DatasetSinkSpec, ExplainRequest, ResultPartition, Runner } from './runner.ts';
 import { emitRunSpans, traceAwsRun } from '../telemetry/aws.ts';
+import { endsInRelational } from '../aws/shuffle-plan.ts';
+import { describeRelationalRun } from '../aws/shuffle-explain.ts';
 
 export interface AwsRunnerOptions {
   stateMachineArn: string;
@@ -63,6 +65,10 @@ export interface AwsRunnerOptions {
   toleratedFailurePercentage?: number;
   /** Partitions that may fail, as a count (with toleratedFailurePercentage, a run fails past either). */
   toleratedFailureCount?: number;
+  /** Partitions of the hash and range exchanges of groupBy / distinct / join / sort. Default: the widest input's partition count, at most 32. */
+  shufflePartitions?: number;
+  /** A join's right side estimated under this many bytes is broadcast to the left side's partitions (no shuffle). Default 32 MiB. */
+  broadcastJoinBytes?: number;
 }
 
 export interface ResumeOptions {
@@ -161,6 +167,8 @@ export function planFor(logical: PlanNode, opts: AwsRunnerOptions, output: RunOu
   if (opts.targetPartitionBytes) planOpts.targetPartitionBytes = opts.targetPartitionBytes;
   if (opts.minPartitions !== undefined) planOpts.minPartitions = opts.minPartitions;
   if (opts.batchSize !== undefined) planOpts.batchSize = opts.batchSize;
+  if (opts.shufflePartitions !== undefined) planOpts.shufflePartitions = opts.shufflePartitions;
+  if (opts.broadcastJoinBytes !== undefined) planOpts.broadcastJoinBytes = opts.broadcastJoinBytes;
   const tolerance = runnerTolerance(opts);
   if (tolerance) planOpts.tolerance = tolerance;
   const plan = planRun(logical, planOpts);
@@ -428,10 +436,19 @@ export class AwsRunner implements Runner {
     const cost: CostOptions = { ...this.aws.cost };
     cost.region ??= this.aws.region ?? process.env['AWS_REGION'] ?? 'us-east-1';
     if (this.aws.pollIntervalMs !== undefined) cost.pollIntervalMs ??= this.aws.pollIntervalMs;
-    const run = buildPhysicalPlan(optimized, {
+    const sizing = {
       targetPartitionBytes: this.aws.targetPartitionBytes ?? DEFAULT_AWS_PARTITION_BYTES,
       minPartitions: this.aws.minPartitions ?? AWS_MIN_PARTITIONS,
-    });
+    };
+    if (endsInRelational(optimized)) {
+      // Each input as this runner partitions it; the stage list below numbers the stages.
+      const input = (p: PlanNode): string => {
+        const physical = buildPhysicalPlan(p, sizing);
+        return physicalPlanToString(physical, { parallelism: physical.partitions.length, where: 'aws' }).replace(/^(\s*\* )Stage 0: /m, '$1Input: ');
+      };
+      return describeRelationalRun(optimized, planFor(optimized, this.aws, null), input);
+    }
+    const run = buildPhysicalPlan(optimized, sizing);
     // What FanoutPipeline deploys for the registered UDFs (its default `udfs`): the function or task definition of each stage.
     const deployment = deployedClasses(listUdfs().map(requestOf));
     return `${describePlan(optimized, this.options, null)}\n\n${stagesToString(run, splitStages(run), cost, deployment)}`;
