@@ -10,7 +10,7 @@
 import { mapLimit } from '../concurrency.ts';
 import { getJson, isConditionFailure, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
 import type { PartitionResult, RunPlan } from '../aws/run.ts';
-import { keys, loadPlan } from '../aws/run.ts';
+import { keys, loadPlan, stagePartitions } from '../aws/run.ts';
 import type { SourceJSON } from '../physical.ts';
 import { toleratesFailures } from '../aws/tolerance.ts';
 import { DETERMINISTIC_ERRORS } from '../aws/state-machine.ts';
@@ -196,7 +196,9 @@ export async function emitRunSpans(store: ObjectStore, runId: string, error?: un
     if (opts.lastStage !== undefined && s.index > opts.lastStage) break;
     const self = stageParent(plan, s.index);
     if (!self) continue;
-    const marks = await mapLimit(plan.sources, 16, async (_src, p): Promise<Marker | null> => {
+    // Stages after a shuffle have their own partition count (the exchange's buckets), not the inputs'.
+    const partitions = stagePartitions(plan, s.index);
+    const marks = await mapLimit(Array.from({ length: partitions }), 16, async (_x, p): Promise<Marker | null> => {
       try {
         return await getJson<Marker>(store, keys.metrics(runId, s.index, p));
       } catch (e) {
@@ -208,7 +210,7 @@ export async function emitRunSpans(store: ObjectStore, runId: string, error?: un
     const starts = done.map((m) => Date.parse(m.startedAt ?? '')).filter(Number.isFinite);
     if (s.index === opts.lastStage && opts.failedSince !== undefined) starts.push(opts.failedSince);
     const ends = done.map((m) => Date.parse(m.finishedAt ?? '')).filter(Number.isFinite);
-    const incomplete = done.length < plan.sources.length;
+    const incomplete = done.length < partitions;
     if (!done.length && error === undefined) continue;
     await emitSpan({
       name: 'fanout.stage',
@@ -218,7 +220,7 @@ export async function emitRunSpans(store: ObjectStore, runId: string, error?: un
         'fanout.run_id': runId,
         'fanout.stage': s.index,
         'fanout.executor': s.executor,
-        'fanout.partitions': plan.sources.length,
+        'fanout.partitions': partitions,
         'fanout.partitions.done': done.length,
         'fanout.rows_out': done.reduce((n, m) => n + m.rows, 0),
         'fanout.udfs': s.udfs,
