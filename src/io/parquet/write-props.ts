@@ -1,0 +1,241 @@
+// Parquet writer properties: option validation, and each column's encoding chosen from a sample.
+//
+// parquet-rs (inside parquet-wasm) dictionary-encodes every column by default and falls back to PLAIN
+// only once a dictionary outgrows its page. On a high-cardinality numeric column that is all wasted
+// work: measured on 2M rows (id int64, unique and sorted; x float64, 60k distinct), encoding took 338 ms
+// of CPU with dictionaries everywhere, 109 ms without, and 120 ms with a dictionary on x and
+// DELTA_BINARY_PACKED on id (a 5.3 MB file instead of 17.5 MB). 'auto' makes that choice per column.
+import type * as arrow from 'apache-arrow';
+import type * as PW from 'parquet-wasm';
+import { ColumnNotFoundError, type DataType, type Schema } from '../../datatypes.ts';
+import type { ParquetColumnEncoding, ParquetCompression, WriteParquetOptions } from './types.ts';
+
+const COMPRESSION: Record<ParquetCompression, keyof typeof PW.Compression> = {
+  snappy: 'SNAPPY',
+  zstd: 'ZSTD',
+  gzip: 'GZIP',
+  lz4: 'LZ4_RAW',
+  brotli: 'BROTLI',
+  none: 'UNCOMPRESSED',
+};
+const ENCODINGS = ['auto', 'dictionary', 'plain'] as const;
+const COLUMN_ENCODINGS: readonly ParquetColumnEncoding[] = ['plain', 'dictionary', 'delta'];
+const STATISTICS = { page: 'Page', chunk: 'Chunk', none: 'None' } as const;
+const OPTION_NAMES: readonly (keyof WriteParquetOptions)[] = [
+  'schema',
+  'compression',
+  'rowGroupSize',
+  'encoding',
+  'columnEncoding',
+  'statistics',
+  'dataPageSize',
+];
+/** parquet-rs's dictionary page limit: a dictionary past it falls back to PLAIN mid-chunk. */
+const DICTIONARY_PAGE_LIMIT = 1 << 20;
+/** Largest data page accepted: parquet-rs keeps a page in memory, and page sizes are i32 in the format. */
+const MAX_DATA_PAGE_SIZE = 1 << 30;
+
+const INTEGER_KINDS = new Set(['int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'date', 'timestamp']);
+/** Bytes per value of the fixed-width kinds (their Parquet physical width). */
+const WIDTH: Record<string, number> = {
+  int8: 4,
+  int16: 4,
+  int32: 4,
+  uint8: 4,
+  uint16: 4,
+  uint32: 4,
+  date: 4,
+  float32: 4,
+  int64: 8,
+  uint64: 8,
+  timestamp: 8,
+  float64: 8,
+};
+
+const quote = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : String(v));
+const list = (xs: readonly string[]): string => xs.map((x) => `'${x}'`).join(', ');
+
+/** Throws, naming the option, the value and the file, when a write option is unknown or out of range. */
+export function checkWriteOptions(opts: WriteParquetOptions, schema: Schema | null, path: string): void {
+  const where = `writing Parquet ${path}`;
+  for (const k of Object.keys(opts)) {
+    if (!(OPTION_NAMES as readonly string[]).includes(k))
+      throw new RangeError(`unknown Parquet write option '${k}' (${where}); known options: ${list(OPTION_NAMES)}`);
+  }
+  const { compression, rowGroupSize, encoding, columnEncoding, statistics, dataPageSize } = opts;
+  if (compression !== undefined && !Object.hasOwn(COMPRESSION, compression))
+    throw new RangeError(`Parquet write option compression must be one of ${list(Object.keys(COMPRESSION))}, got ${quote(compression)} (${where})`);
+  if (rowGroupSize !== undefined && (!Number.isInteger(rowGroupSize) || rowGroupSize <= 0))
+    throw new RangeError(`Parquet write option rowGroupSize must be a positive integer, got ${quote(rowGroupSize)} (${where})`);
+  if (encoding !== undefined && !(ENCODINGS as readonly string[]).includes(encoding))
+    throw new RangeError(`Parquet write option encoding must be one of ${list(ENCODINGS)}, got ${quote(encoding)} (${where})`);
+  if (statistics !== undefined && !Object.hasOwn(STATISTICS, statistics))
+    throw new RangeError(`Parquet write option statistics must be one of ${list(Object.keys(STATISTICS))}, got ${quote(statistics)} (${where})`);
+  if (dataPageSize !== undefined && (!Number.isInteger(dataPageSize) || dataPageSize <= 0 || dataPageSize > MAX_DATA_PAGE_SIZE))
+    throw new RangeError(
+      `Parquet write option dataPageSize must be a whole number of bytes from 1 to ${MAX_DATA_PAGE_SIZE}, got ${quote(dataPageSize)} (${where})`,
+    );
+  if (columnEncoding === undefined) return;
+  if (typeof columnEncoding !== 'object' || columnEncoding === null || Array.isArray(columnEncoding))
+    throw new TypeError(`Parquet write option columnEncoding must be an object of column name to ${list(COLUMN_ENCODINGS)} (${where})`);
+  for (const [name, enc] of Object.entries(columnEncoding)) {
+    if (!COLUMN_ENCODINGS.includes(enc))
+      throw new RangeError(`Parquet write option columnEncoding['${name}'] must be one of ${list(COLUMN_ENCODINGS)}, got ${quote(enc)} (${where})`);
+    if (!schema) continue;
+    if (!schema.names.includes(name)) throw new ColumnNotFoundError(name, schema.names, `option columnEncoding (${where})`);
+    const type = schema.field(name).type;
+    // parquet-wasm addresses columns by a one-element path: nested leaves cannot be given their own encoding.
+    if (type.isNested() || type.kind === 'null')
+      throw new TypeError(
+        `Parquet write option columnEncoding['${name}']: column '${name}' is ${type}; only top-level columns of a primitive type take an encoding (${where})`,
+      );
+    if (enc === 'delta' && !INTEGER_KINDS.has(type.kind))
+      throw new TypeError(
+        `Parquet write option columnEncoding['${name}'] = 'delta' needs an integer, date or timestamp column; '${name}' is ${type} (${where})`,
+      );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing an encoding from a sample
+
+/** Values sampled per column: enough for the estimate, cheap next to encoding a row group. */
+const SAMPLE = 8192;
+/** Consecutive values looked at for delta encoding (blocks of 128, as DELTA_BINARY_PACKED packs them). */
+const DELTA_SAMPLE = 1024;
+
+function isValid(data: arrow.Data, i: number): boolean {
+  if (data.nullCount === 0 || !data.nullBitmap) return true;
+  const j = data.offset + i;
+  return (data.nullBitmap[j >> 3]! & (1 << (j & 7))) !== 0;
+}
+
+/** A key per sampled value (strided over the batch) and the mean encoded width in bytes. */
+function sampleValues(data: arrow.Data, type: DataType): { keys: Map<unknown, number>; width: number } | null {
+  const n = data.length;
+  const stride = Math.max(1, Math.floor(n / SAMPLE));
+  const keys = new Map<unknown, number>();
+  const count = (k: unknown): void => {
+    keys.set(k, (keys.get(k) ?? 0) + 1);
+  };
+  const width = WIDTH[type.kind];
+  if (width !== undefined) {
+    const values = data.values as ArrayLike<unknown>;
+    for (let i = 0; i < n; i += stride) if (isValid(data, i)) count(values[data.offset + i]);
+    return { keys, width };
+  }
+  if (type.kind === 'utf8' || type.kind === 'binary') {
+    const offsets = data.valueOffsets as Int32Array;
+    const bytes = data.values as Uint8Array;
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let total = 0;
+    let sampled = 0;
+    for (let i = 0; i < n; i += stride) {
+      if (!isValid(data, i)) continue;
+      const s = offsets[data.offset + i]!;
+      const e = offsets[data.offset + i + 1]!;
+      total += e - s;
+      sampled++;
+      count(buf.toString('latin1', s, e)); // one char per byte: equal keys iff equal bytes
+    }
+    // PLAIN stores a 4-byte length before each value.
+    return { keys, width: 4 + (sampled ? total / sampled : 0) };
+  }
+  return null;
+}
+
+/** Distinct values expected in one row group of `rows` rows, from a sample's value counts (Chao1). */
+function distinctPerRowGroup(keys: Map<unknown, number>, rows: number): number {
+  let f1 = 0;
+  let f2 = 0;
+  for (const c of keys.values()) {
+    if (c === 1) f1++;
+    else if (c === 2) f2++;
+  }
+  // Chao1, bias-corrected: the unseen classes estimated from singletons and doubletons.
+  const domain = keys.size + (f1 * (f1 - 1)) / (2 * (f2 + 1));
+  return domain * -Math.expm1(-rows / domain);
+}
+
+/** Whether a dictionary fits its page and makes the column at least a quarter smaller than PLAIN. */
+function dictionaryPays(distinct: number, width: number, rows: number): boolean {
+  const dictBytes = distinct * width;
+  if (dictBytes > DICTIONARY_PAGE_LIMIT * 0.9) return false;
+  const indexBytes = (rows * Math.max(1, Math.ceil(Math.log2(distinct + 1)))) / 8;
+  return dictBytes + indexBytes <= 0.75 * rows * width;
+}
+
+/** Whether DELTA_BINARY_PACKED packs consecutive values in at most half their width (sorted ids, timestamps). */
+function deltaPays(data: arrow.Data, type: DataType): boolean {
+  const values = data.values as ArrayLike<number | bigint>;
+  const seq: bigint[] = [];
+  for (let i = 0; i < data.length && seq.length <= DELTA_SAMPLE; i++) if (isValid(data, i)) seq.push(BigInt(values[data.offset + i]!));
+  if (seq.length < 129) return false;
+  let bits = 0;
+  let blocks = 0;
+  for (let b = 1; b + 128 <= seq.length; b += 128) {
+    let lo = seq[b]! - seq[b - 1]!;
+    let hi = lo;
+    for (let i = b + 1; i < b + 128; i++) {
+      const d = seq[i]! - seq[i - 1]!;
+      if (d < lo) lo = d;
+      if (d > hi) hi = d;
+    }
+    bits += (hi - lo).toString(2).length - (hi === lo ? 1 : 0);
+    blocks++;
+  }
+  return bits / blocks <= (WIDTH[type.kind]! * 8) / 2;
+}
+
+/** The encoding 'auto' picks for a top-level column from the first batch's values; null leaves parquet-rs's default. */
+function chooseEncoding(data: arrow.Data, type: DataType, rowGroupSize: number): ParquetColumnEncoding | null {
+  if (data.length - data.nullCount === 0) return null;
+  const sample = sampleValues(data, type);
+  if (!sample) return null; // bool (no dictionary in parquet-rs), null, nested: as parquet-rs does
+  if (dictionaryPays(distinctPerRowGroup(sample.keys, rowGroupSize), sample.width, rowGroupSize)) return 'dictionary';
+  if (INTEGER_KINDS.has(type.kind) && deltaPays(data, type)) return 'delta';
+  return 'plain';
+}
+
+/** Each top-level column's encoding: `columnEncoding` first, then 'auto' from `first` (the first batch), else none (parquet-rs's default). */
+export function columnEncodings(
+  opts: WriteParquetOptions,
+  schema: Schema,
+  first: arrow.RecordBatch | null,
+  rowGroupSize: number,
+): Map<string, ParquetColumnEncoding> {
+  const out = new Map<string, ParquetColumnEncoding>();
+  if ((opts.encoding ?? 'auto') === 'auto' && first) {
+    schema.fields.forEach((f, i) => {
+      if (opts.columnEncoding?.[f.name] !== undefined) return;
+      const data = first.data.children[i];
+      const enc = data ? chooseEncoding(data, f.type, rowGroupSize) : null;
+      if (enc) out.set(f.name, enc);
+    });
+  }
+  for (const [name, enc] of Object.entries(opts.columnEncoding ?? {})) out.set(name, enc);
+  return out;
+}
+
+/** parquet-wasm writer properties for these options and column encodings. */
+export function writerProperties(
+  pw: typeof PW,
+  opts: WriteParquetOptions,
+  rowGroupSize: number,
+  encodings: ReadonlyMap<string, ParquetColumnEncoding>,
+): PW.WriterProperties {
+  let b = new pw.WriterPropertiesBuilder()
+    .setCompression(pw.Compression[COMPRESSION[opts.compression ?? 'snappy']])
+    .setMaxRowGroupSize(rowGroupSize)
+    .setCreatedBy('fanout (parquet-wasm)');
+  if (opts.statistics) b = b.setStatisticsEnabled(pw.EnabledStatistics[STATISTICS[opts.statistics]]);
+  if (opts.dataPageSize) b = b.setDataPageSizeLimit(opts.dataPageSize);
+  // 'plain' turns dictionaries off for nested leaves too; 'auto' and 'dictionary' leave them on.
+  if (opts.encoding === 'plain') b = b.setDictionaryEnabled(false);
+  for (const [name, enc] of encodings) {
+    b = b.setColumnDictionaryEnabled(name, enc === 'dictionary');
+    // With the dictionary on, this is its fallback encoding; PLAIN is parquet-rs's own choice for v1 pages.
+    b = b.setColumnEncoding(name, enc === 'delta' ? pw.Encoding.DELTA_BINARY_PACKED : pw.Encoding.PLAIN);
+  }
+  return b.build();
+}
