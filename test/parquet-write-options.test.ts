@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type * as arrow from 'apache-arrow';
+import * as arrow from 'apache-arrow';
 import { parquetMetadata } from 'hyparquet';
 import { ColumnNotFoundError, DataType, Field, Schema } from '../src/datatypes.ts';
 import { fromArrow, fromRecords, readParquet, setRunner, shutdownWorkers } from '../src/index.ts';
@@ -238,6 +238,29 @@ describe('Parquet writer options', () => {
       sum,
       v.reduce((a, x) => a + x, 0),
     );
+  });
+});
+
+describe('the IPC hand-off to parquet-wasm', () => {
+  it('columns sharing or overlapping one buffer, in batches that grow and shrink, write and read back equal', async () => {
+    const sizes = [10, 5000, 3, 20000, 1];
+    const batches: arrow.RecordBatch[] = [];
+    const want: { a: number; b: number; c: number }[] = [];
+    for (const n of sizes) {
+      const buf = Float64Array.from({ length: n + 1 }, (_, i) => i * 1.5 + n);
+      const a = arrow.makeData({ type: new arrow.Float64(), length: n, data: buf.subarray(0, n) });
+      const b = arrow.makeData({ type: new arrow.Float64(), length: n, data: buf.subarray(1, n + 1) }); // overlaps a by n-1 values
+      const as = new arrow.Schema([
+        new arrow.Field('a', new arrow.Float64()),
+        new arrow.Field('b', new arrow.Float64()),
+        new arrow.Field('c', new arrow.Float64()),
+      ]);
+      batches.push(new arrow.RecordBatch(as, arrow.makeData({ type: new arrow.Struct(as.fields), length: n, children: [a, b, a] }))); // c is a itself
+      for (let i = 0; i < n; i++) want.push({ a: buf[i]!, b: buf[i + 1]!, c: buf[i]! });
+    }
+    const path = join(dir, 'aliased.parquet');
+    assert.equal((await writeParquetFile(path, batches)).rows, want.length);
+    assert.deepEqual(await readParquet(path).toRows(), want);
   });
 });
 

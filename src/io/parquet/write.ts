@@ -3,9 +3,9 @@ import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, Field, Schema } from '../../datatypes.ts';
 import { batchSegments } from '../paths.ts';
-import { unaliasBatch } from '../../ipc-alias.ts';
 import { openObjectWriter, deleteObjects, type ObjectWriter } from '../store/index.ts';
 import { DEFAULT_ROW_GROUP_SIZE, type WriteParquetOptions } from './types.ts';
+import { IpcEncoder } from './write-ipc.ts';
 import { checkWriteOptions, columnEncodings, writerProperties } from './write-props.ts';
 import { getWasm, guarded, wasmSync, type WasmInstance } from './wasm.ts';
 import { PAR1, inspectParquet, parseS3Footer } from './footer.ts';
@@ -71,8 +71,8 @@ function toAsyncIterator<T>(src: AsyncIterable<T> | Iterable<T>): AsyncIterator<
   };
 }
 
-function toWasmBatch(inst: WasmInstance, batch: arrow.RecordBatch): PW.RecordBatch {
-  const ipc = arrow.tableToIPC(new arrow.Table([unaliasBatch(batch)]), 'stream');
+function toWasmBatch(inst: WasmInstance, ipcEncoder: IpcEncoder, batch: arrow.RecordBatch): PW.RecordBatch {
+  const ipc = ipcEncoder.encode(batch);
   return wasmSync(inst, () => {
     const t = inst.pw.Table.fromIPCStream(ipc);
     try {
@@ -224,6 +224,7 @@ export async function writeParquetFile(
   let rows = 0;
   let sourceError: unknown = null;
   const pending: arrow.RecordBatch[] = conformForWrite(first, schema, arrowSchema, path);
+  const ipcEncoder = new IpcEncoder(arrowSchema);
   const input = new ReadableStream<PW.RecordBatch>(
     {
       pull: async (ctrl) => {
@@ -239,7 +240,7 @@ export async function writeParquetFile(
             b = pending.shift();
           }
           rows += b.numRows;
-          ctrl.enqueue(toWasmBatch(inst, b));
+          ctrl.enqueue(toWasmBatch(inst, ipcEncoder, b));
         } catch (e) {
           // parquet-wasm would ignore a stream error and close a valid-looking file: remember it.
           sourceError = e;
