@@ -101,9 +101,13 @@ export function checkWriteOptions(opts: WriteParquetOptions, schema: Schema | nu
 
 /** Values sampled per column: enough for the estimate, cheap next to encoding a row group. */
 const SAMPLE = 4096;
+/** Rows the writer gathers (from as many batches as it takes) before choosing: small batches alone say little. */
+export const ENCODING_SAMPLE_ROWS = SAMPLE;
 /** Consecutive values looked at for delta encoding (blocks of 128, as DELTA_BINARY_PACKED packs them). */
 const DELTA_SAMPLE = 1024;
 
+// apache-arrow's convention: a sliced Data's values and offsets start at its first row; only the
+// validity bitmap (bit-addressed) is read at `offset + i`.
 function isValid(data: arrow.Data, i: number): boolean {
   if (data.nullCount === 0 || !data.nullBitmap) return true;
   const j = data.offset + i;
@@ -149,8 +153,8 @@ function bitsOf(v: ArrayBufferView & { length: number; BYTES_PER_ELEMENT: number
 }
 
 /**
- * Rows to sample: one at a random place in each of SAMPLE equal slices of the batch (every row of a
- * small batch). A plain stride can alias with periodic data: 4096 rows at a stride of 16 saw only
+ * Rows to sample: one at a random place in each of SAMPLE equal slices of the rows (every row of a
+ * small sample). A plain stride can alias with periodic data: 4096 rows at a stride of 16 saw only
  * distinct values in a column that repeats each value six times per batch. Distinct rows, as a sample
  * with replacement would invent repeats in a unique column. A fixed seed keeps files reproducible.
  */
@@ -162,50 +166,63 @@ function samplePositions(n: number): Uint32Array {
     seed ^= seed << 13;
     seed ^= seed >>> 17;
     seed ^= seed << 5;
-    at[k] = Math.floor(((k + (seed >>> 0) / 2 ** 32) * n) / SAMPLE);
+    // Integer slice bounds, so that neighbouring slices never yield the same row.
+    const lo = Math.floor((k * n) / SAMPLE);
+    const hi = Math.floor(((k + 1) * n) / SAMPLE);
+    at[k] = lo + Math.floor(((seed >>> 0) / 2 ** 32) * (hi - lo));
   }
   return at;
 }
 
-/** Value frequencies in a sample of the batch's rows, and the mean encoded width in bytes; null for kinds not sampled. */
-function sampleValues(data: arrow.Data, type: DataType): (Frequencies & { width: number }) | null {
-  const at = samplePositions(data.length);
+/** The sampled rows of `parts` (one column's chunks, in order), each as its part and its row there. */
+function* sampledRows(parts: readonly arrow.Data[]): Generator<[arrow.Data, number]> {
+  const at = samplePositions(parts.reduce((n, d) => n + d.length, 0));
+  let p = 0;
+  let start = 0;
+  for (const i of at) {
+    while (i >= start + parts[p]!.length) start += parts[p++]!.length;
+    yield [parts[p]!, i - start];
+  }
+}
+
+/** Value frequencies in a sample of the column's rows, and the mean encoded width in bytes; null for kinds not sampled. */
+function sampleValues(parts: readonly arrow.Data[], type: DataType): (Frequencies & { width: number }) | null {
   const width = WIDTH[type.kind];
+  let pairs = 0;
+  let same = 0;
   if (width !== undefined) {
     // A typed-array sort (native, fast even before the JIT warms up in a fresh worker) instead of a hash set.
-    const bits = bitsOf(data.values as ArrayBufferView & { length: number; BYTES_PER_ELEMENT: number });
-    const sample = new (bits.constructor as new (n: number) => IntArray)(at.length);
+    const views = new Map(parts.map((d) => [d, bitsOf(d.values as ArrayBufferView & { length: number; BYTES_PER_ELEMENT: number })]));
+    const first = views.get(parts[0]!)!;
+    const sample = new (first.constructor as new (n: number) => IntArray)(SAMPLE);
     let m = 0;
-    let pairs = 0;
-    let same = 0;
-    for (const i of at) {
+    for (const [data, i] of sampledRows(parts)) {
       if (!isValid(data, i)) continue;
-      const v = bits[data.offset + i]!;
+      const bits = views.get(data)!;
+      const v = bits[i]!;
       sample[m++] = v;
       if (i + 1 < data.length && isValid(data, i + 1)) {
         pairs++;
-        if (bits[data.offset + i + 1] === v) same++;
+        if (bits[i + 1] === v) same++;
       }
     }
     return { ...runs<number | bigint>(sample.subarray(0, m).sort() as ArrayLike<number | bigint>), repeats: pairs ? same / pairs : 0, width };
   }
   if (type.kind === 'utf8' || type.kind === 'binary') {
-    const offsets = data.valueOffsets as Int32Array;
-    const bytes = data.values as Uint8Array;
-    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const keys: string[] = [];
     let total = 0;
-    let pairs = 0;
-    let same = 0;
-    for (const i of at) {
+    for (const [data, i] of sampledRows(parts)) {
       if (!isValid(data, i)) continue;
-      const s = offsets[data.offset + i]!;
-      const e = offsets[data.offset + i + 1]!;
+      const offsets = data.valueOffsets as Int32Array;
+      const bytes = data.values as Uint8Array;
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const s = offsets[i]!;
+      const e = offsets[i + 1]!;
       total += e - s;
       keys.push(buf.toString('latin1', s, e)); // one char per byte: equal keys iff equal bytes
       if (i + 1 < data.length && isValid(data, i + 1)) {
         pairs++;
-        if (buf.compare(buf, e, offsets[data.offset + i + 2]!, s, e) === 0) same++;
+        if (buf.compare(buf, e, offsets[i + 2]!, s, e) === 0) same++;
       }
     }
     // PLAIN stores a 4-byte length before each value.
@@ -234,10 +251,12 @@ function dictionaryPays(distinct: number, width: number, rows: number): boolean 
 }
 
 /** Whether DELTA_BINARY_PACKED packs consecutive values in at most half their width (sorted ids, timestamps). */
-function deltaPays(data: arrow.Data, type: DataType): boolean {
-  const values = data.values as ArrayLike<number | bigint>;
+function deltaPays(parts: readonly arrow.Data[], type: DataType): boolean {
   const seq: bigint[] = [];
-  for (let i = 0; i < data.length && seq.length <= DELTA_SAMPLE; i++) if (isValid(data, i)) seq.push(BigInt(values[data.offset + i]!));
+  for (const data of parts) {
+    const values = data.values as ArrayLike<number | bigint>;
+    for (let i = 0; i < data.length && seq.length <= DELTA_SAMPLE; i++) if (isValid(data, i)) seq.push(BigInt(values[i]!));
+  }
   if (seq.length < 129) return false;
   let bits = 0;
   let blocks = 0;
@@ -255,29 +274,36 @@ function deltaPays(data: arrow.Data, type: DataType): boolean {
   return bits / blocks <= (WIDTH[type.kind]! * 8) / 2;
 }
 
-/** The encoding 'auto' picks for a top-level column from the first batch's values; null leaves parquet-rs's default. */
-function chooseEncoding(data: arrow.Data, type: DataType, rowGroupSize: number): ParquetColumnEncoding | null {
-  if (data.length - data.nullCount === 0) return null;
-  const sample = sampleValues(data, type);
+/** The encoding 'auto' picks for a top-level column from its first values (`parts`, in order); null leaves parquet-rs's default. */
+function chooseEncoding(parts: readonly arrow.Data[], type: DataType, rowGroupSize: number): ParquetColumnEncoding | null {
+  if (parts.every((d) => d.length === d.nullCount)) return null;
+  const sample = sampleValues(parts, type);
   if (!sample) return null; // bool (no dictionary in parquet-rs), null, nested: as parquet-rs does
   if (dictionaryPays(distinctPerRowGroup(sample, rowGroupSize), sample.width, rowGroupSize)) return 'dictionary';
-  if (INTEGER_KINDS.has(type.kind) && deltaPays(data, type)) return 'delta';
+  if (INTEGER_KINDS.has(type.kind) && deltaPays(parts, type)) return 'delta';
   return 'plain';
 }
 
-/** Each top-level column's encoding: `columnEncoding` first, then 'auto' from `first` (the first batch), else none (parquet-rs's default). */
+/**
+ * Each top-level column's encoding: `columnEncoding` first, then under 'auto' a choice from `sample`
+ * (the first batches to be written, in order, conformed to `schema`), else none (parquet-rs's default).
+ */
 export function columnEncodings(
   opts: WriteParquetOptions,
   schema: Schema,
-  first: arrow.RecordBatch | null,
+  sample: readonly arrow.RecordBatch[],
   rowGroupSize: number,
 ): Map<string, ParquetColumnEncoding> {
   const out = new Map<string, ParquetColumnEncoding>();
-  if ((opts.encoding ?? 'auto') === 'auto' && first) {
+  const batches = sample.filter((b) => b.numRows > 0);
+  if ((opts.encoding ?? 'auto') === 'auto' && batches.length) {
     schema.fields.forEach((f, i) => {
       if (opts.columnEncoding?.[f.name] !== undefined) return;
-      const data = first.data.children[i];
-      const enc = data ? chooseEncoding(data, f.type, rowGroupSize) : null;
+      const enc = chooseEncoding(
+        batches.map((b) => b.data.children[i]!),
+        f.type,
+        rowGroupSize,
+      );
       if (enc) out.set(f.name, enc);
     });
   }

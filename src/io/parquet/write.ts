@@ -6,7 +6,7 @@ import { batchSegments } from '../paths.ts';
 import { openObjectWriter, deleteObjects, type ObjectWriter } from '../store/index.ts';
 import { DEFAULT_ROW_GROUP_SIZE, type WriteParquetOptions } from './types.ts';
 import { IpcEncoder } from './write-ipc.ts';
-import { checkWriteOptions, columnEncodings, writerProperties } from './write-props.ts';
+import { ENCODING_SAMPLE_ROWS, checkWriteOptions, columnEncodings, writerProperties } from './write-props.ts';
 import { getWasm, guarded, wasmSync, type WasmInstance } from './wasm.ts';
 import { PAR1, inspectParquet, parseS3Footer } from './footer.ts';
 import { errorText } from './read.ts';
@@ -202,13 +202,13 @@ export async function writeParquetFile(
     throw e;
   }
   const arrowSchema = schema.toArrow();
-  const makeProps = (sample: arrow.RecordBatch | null): PW.WriterProperties =>
+  const makeProps = (sample: readonly arrow.RecordBatch[]): PW.WriterProperties =>
     writerProperties(inst.pw, opts, rowGroupSize, columnEncodings(opts, schema, sample, rowGroupSize));
 
   if (!first) {
     // Valid empty file carrying the schema.
     const bytes = wasmSync(inst, () =>
-      inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps(null)),
+      inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps([])),
     );
     const w = await openObjectWriter(path);
     try {
@@ -224,6 +224,26 @@ export async function writeParquetFile(
   let rows = 0;
   let sourceError: unknown = null;
   const pending: arrow.RecordBatch[] = conformForWrite(first, schema, arrowSchema, path);
+  let sourceDone = false;
+  if ((opts.encoding ?? 'auto') === 'auto') {
+    // 'auto' chooses each column's encoding from the first rows: gather enough of them when batches are small.
+    try {
+      let gathered = first.numRows;
+      while (gathered < ENCODING_SAMPLE_ROWS) {
+        const r = await it.next();
+        if (r.done) {
+          sourceDone = true;
+          break;
+        }
+        gathered += r.value.numRows;
+        if (r.value.numRows > 0) pending.push(...conformForWrite(r.value, schema, arrowSchema, path));
+      }
+    } catch (e) {
+      await it.return?.();
+      throw e;
+    }
+  }
+  const encodingSample = [...pending];
   const ipcEncoder = new IpcEncoder(arrowSchema);
   const input = new ReadableStream<PW.RecordBatch>(
     {
@@ -231,7 +251,7 @@ export async function writeParquetFile(
         try {
           let b = pending.shift();
           while (!b || b.numRows === 0) {
-            const r = await it.next();
+            const r = sourceDone ? { done: true as const, value: undefined } : await it.next();
             if (r.done) {
               ctrl.close();
               return;
@@ -258,8 +278,9 @@ export async function writeParquetFile(
   let bytes = 0;
   let ok = false;
   try {
-    // The first batch decides each column's encoding (see write-props.ts).
-    const props = makeProps(pending[0] ?? null);
+    // The first rows decide each column's encoding (see write-props.ts).
+    const props = makeProps(encodingSample);
+    encodingSample.length = 0;
     const output = (await guarded(inst, () => inst.pw.transformParquetStream(input, props))) as ReadableStream<Uint8Array>;
     const reader = output.getReader();
     let inflight: Promise<unknown> | null = null; // disk write overlapping the next row group's encoding
