@@ -224,10 +224,12 @@ describe('Parquet writer options', () => {
   it('small batches: the choice waits for enough rows, from as many batches as it takes', async () => {
     const path = join(dir, 'small-batches.parquet');
     const schema = new Schema([new Field('id', DataType.int64()), new Field('s', DataType.utf8())]);
-    const batches = (await fromRecords(
-      Array.from({ length: 5000 }, (_, i) => ({ id: BigInt(i), s: `k${i % 3}` })),
-      schema,
-    ).toArrow()).batches[0]!;
+    const batches = (
+      await fromRecords(
+        Array.from({ length: 5000 }, (_, i) => ({ id: BigInt(i), s: `k${i % 3}` })),
+        schema,
+      ).toArrow()
+    ).batches[0]!;
     const small = Array.from({ length: 100 }, (_, k) => batches.slice(k * 50, (k + 1) * 50));
     await writeParquetFile(path, small);
     const e = encodings(path);
@@ -360,6 +362,85 @@ describe('Parquet writer option validation', () => {
       } finally {
         setRunner('native');
       }
+    }
+  });
+});
+
+describe('DataFrame.writeParquet(dir, { parquet })', () => {
+  it('passes the writer options to every part: in-process, on worker threads, and in a hive layout', async () => {
+    const src = join(dir, 'opts-src');
+    await fromArrow(table).writeParquet(src);
+    // Data in memory: one part, written on this thread.
+    const mem = join(dir, 'opts-memory');
+    await fromArrow(table)
+      .select('rn', 'i64')
+      .writeParquet(mem, { parquet: { encoding: 'plain' } });
+    const memFile = fs.readdirSync(mem).find((f) => f.endsWith('.parquet'))!;
+    assert.deepEqual(encodings(join(mem, memFile)), { rn: ['PLAIN', 'RLE'], i64: ['PLAIN', 'RLE'] });
+    for (const workers of [false, true]) {
+      setRunner('native', workers ? { workers: true, parallelism: 2, targetPartitionBytes: 1 } : { workers: false });
+      try {
+        const flat = join(dir, `opts-flat-${workers}`);
+        await readParquet(src)
+          .select('rn', 'i64', 's', 'f64')
+          .writeParquet(flat, { parquet: { encoding: 'dictionary', columnEncoding: { i64: 'delta' } } });
+        const hive = join(dir, `opts-hive-${workers}`);
+        await readParquet(src)
+          .select('rn', 'i8', 'i64', 'f64')
+          .writeParquet(hive, { partitionBy: ['i8'], parquet: { encoding: 'plain' } });
+        const files = (d: string): string[] =>
+          (fs.readdirSync(d, { recursive: true }) as string[]).filter((f) => f.endsWith('.parquet')).map((f) => join(d, f));
+        assert.ok(files(flat).length >= 1 && files(hive).length >= 5, `${files(flat).length} flat and ${files(hive).length} hive files`);
+        for (const f of files(flat)) {
+          const e = encodings(f);
+          assert.ok(e['i64']!.includes('DELTA_BINARY_PACKED') && hasDictionary(e['f64']) && hasDictionary(e['s']), `${f}: ${JSON.stringify(e)}`);
+        }
+        for (const f of files(hive)) {
+          for (const [c, enc] of Object.entries(encodings(f))) assert.ok(!hasDictionary(enc) && !enc.includes('DELTA_BINARY_PACKED'), `${f} ${c}: ${enc}`);
+        }
+        const back = (await readParquet(flat).toRows()).sort((a, b) => (a['rn'] as number) - (b['rn'] as number));
+        assert.deepEqual(
+          back,
+          expected.map((r) => ({ rn: r['rn'], i64: r['i64'], s: r['s'], f64: r['f64'] })),
+        );
+        assert.equal(await readParquet(hive).count(), N);
+      } finally {
+        setRunner('native');
+      }
+    }
+  });
+
+  it('bad writer options fail before anything runs, naming the option', async () => {
+    const df = fromArrow(table);
+    const cases: [Record<string, unknown>, RegExp | typeof ColumnNotFoundError][] = [
+      [{ parquet: { encoding: 'rle' } }, /option encoding must be one of 'auto', 'dictionary', 'plain', got 'rle'/],
+      [{ parquet: { columnEncoding: { nope: 'plain' } } }, ColumnNotFoundError],
+      [{ parquet: { columnEncoding: { f64: 'delta' } } }, /columnEncoding\['f64'\] = 'delta' needs an integer/],
+      [{ parquet: { schema: SCHEMA } }, /option parquet.schema is not taken/],
+      [{ parquet: 'zstd' }, /option 'parquet' must be an object of writer options/],
+      [{ partitionBy: ['i8'], parquet: { columnEncoding: { i8: 'plain' } } }, /option parquet.columnEncoding names 'i8', a partitionBy column/],
+    ];
+    for (const [opts, want] of cases) {
+      const out = join(dir, 'never-written');
+      await assert.rejects(df.writeParquet(out, opts as never), want instanceof RegExp ? want : (e: Error) => e instanceof want);
+      assert.ok(!fs.existsSync(out), `nothing written for ${JSON.stringify(opts)}`);
+    }
+    await assert.rejects(
+      df.writeCsv(join(dir, 'never.csv'), { parquet: {} }),
+      /writeCsv\(.*\): option 'parquet' \(Parquet writer options\) applies to writeParquet only/,
+    );
+  });
+
+  it('the serverless runner refuses writer options instead of ignoring them', async () => {
+    setRunner('aws', { stateMachineArn: 'arn:aws:states:us-east-1:000000000000:stateMachine:none', workBucket: 'none', region: 'us-east-1' });
+    try {
+      const src = join(dir, 'opts-src');
+      await assert.rejects(
+        readParquet(src).writeParquet('s3://none/out', { parquet: { encoding: 'plain' } }),
+        /writeParquet\("s3:\/\/none\/out"\): option 'parquet' \(writer options\) is not supported on the serverless runner yet/,
+      );
+    } finally {
+      setRunner('native');
     }
   });
 });

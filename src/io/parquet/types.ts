@@ -76,6 +76,8 @@ export interface WriteParquetOptions {
   /** Data page size limit in bytes (parquet-rs's default: 1 MiB). */
   dataPageSize?: number;
 }
+/** The writer options a DataFrame write takes (`writeParquet(dir, { parquet })`): all but the schema. */
+export type ParquetWriterOptions = Omit<WriteParquetOptions, 'schema'>;
 
 export const DEFAULT_BATCH_SIZE = 65536;
 export const DEFAULT_ROW_GROUP_SIZE = 131072;
