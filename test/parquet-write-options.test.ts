@@ -170,6 +170,17 @@ describe('Parquet writer options', () => {
     assert.ok(e['i16']!.includes('DELTA_BINARY_PACKED'), 'the other columns stay on auto');
   });
 
+  it('a column whose name holds a dot takes its own encoding (parquet-wasm addresses columns by one path element)', async () => {
+    const schema = new Schema([new Field('a.b', DataType.int64()), new Field('a', DataType.int64())]);
+    const t = await fromRecords(
+      Array.from({ length: 3000 }, (_, i) => ({ 'a.b': BigInt(i % 3), a: BigInt(i % 3) })),
+      schema,
+    ).toArrow();
+    const path = join(dir, 'dotted.parquet');
+    await writeParquetFile(path, t.batches, { columnEncoding: { 'a.b': 'delta', a: 'plain' } });
+    assert.deepEqual(encodings(path), { 'a.b': ['DELTA_BINARY_PACKED', 'RLE'], a: ['PLAIN', 'RLE'] });
+  });
+
   it('statistics: page (default) writes the page index, chunk only the chunk statistics, none neither', async () => {
     const meta = async (statistics: WriteParquetOptions['statistics']) => {
       const path = join(dir, `stats-${statistics}.parquet`);
