@@ -181,6 +181,23 @@ describe('Parquet writer options', () => {
     assert.deepEqual(encodings(path), { 'a.b': ['DELTA_BINARY_PACKED', 'RLE'], a: ['PLAIN', 'RLE'] });
   });
 
+  it('large binary values are sampled within a byte budget and written PLAIN', async () => {
+    const blob = (i: number): Uint8Array => new Uint8Array(200_000).fill(i % 251);
+    const schema = new Schema([new Field('blob', DataType.binary()), new Field('k', DataType.utf8())]);
+    const t = await fromRecords(
+      Array.from({ length: 300 }, (_, i) => ({ blob: blob(i), k: `k${i % 4}` })),
+      schema,
+    ).toArrow();
+    const path = join(dir, 'blobs.parquet');
+    await writeParquetFile(path, t.batches);
+    const e = encodings(path);
+    assert.deepEqual(e['blob'], ['PLAIN', 'RLE']);
+    assert.ok(hasDictionary(e['k']), `k: ${e['k']}`);
+    const back = await readParquet(path).toRows();
+    assert.equal(back.length, 300);
+    assert.deepEqual(back[7]!['blob'], blob(7));
+  });
+
   it('statistics: page (default) writes the page index, chunk only the chunk statistics, none neither', async () => {
     const meta = async (statistics: WriteParquetOptions['statistics']) => {
       const path = join(dir, `stats-${statistics}.parquet`);

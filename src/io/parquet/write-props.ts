@@ -101,6 +101,10 @@ export function checkWriteOptions(opts: WriteParquetOptions, schema: Schema | nu
 
 /** Values sampled per column: enough for the estimate, cheap next to encoding a row group. */
 const SAMPLE = 4096;
+/** Bytes of string or binary values sampled at most: 4096 blobs of a megabyte would be 4 GB of keys. */
+const SAMPLE_BYTES = 1 << 20;
+/** Values wider than this never get a dictionary: its page would hold fewer than 64 of them. */
+const MAX_DICTIONARY_VALUE = DICTIONARY_PAGE_LIMIT / 64;
 /** Rows the writer gathers (from as many batches as it takes) before choosing: small batches alone say little. */
 export const ENCODING_SAMPLE_ROWS = SAMPLE;
 /** Consecutive values looked at for delta encoding (blocks of 128, as DELTA_BINARY_PACKED packs them). */
@@ -212,6 +216,7 @@ function sampleValues(parts: readonly arrow.Data[], type: DataType): (Frequencie
     const keys: string[] = [];
     let total = 0;
     for (const [data, i] of sampledRows(parts)) {
+      if (total > SAMPLE_BYTES) break; // large values: the rows sampled so far decide
       if (!isValid(data, i)) continue;
       const offsets = data.valueOffsets as Int32Array;
       const bytes = data.values as Uint8Array;
@@ -279,6 +284,7 @@ function chooseEncoding(parts: readonly arrow.Data[], type: DataType, rowGroupSi
   if (parts.every((d) => d.length === d.nullCount)) return null;
   const sample = sampleValues(parts, type);
   if (!sample) return null; // bool (no dictionary in parquet-rs), null, nested: as parquet-rs does
+  if (sample.width > MAX_DICTIONARY_VALUE) return 'plain';
   if (dictionaryPays(distinctPerRowGroup(sample, rowGroupSize), sample.width, rowGroupSize)) return 'dictionary';
   if (INTEGER_KINDS.has(type.kind) && deltaPays(parts, type)) return 'delta';
   return 'plain';
