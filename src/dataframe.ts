@@ -10,7 +10,7 @@ import { AggExpr, type AggNode, col, Expr, exprName, toExpr, type ExprNode, type
 import { aggregateNode, concatNode, distinctNode, joinNode, repartitionNode, sortNode, type JoinOptions, type SortOptions } from './relational/build.ts';
 import { formatTable } from './format.ts';
 import { csvSchemaOption, inspectCsv, type CsvOptions, type CsvSchema } from './io/csv/index.ts';
-import { checkParquetWriteNesting, inspectParquet } from './io/parquet/index.ts';
+import { checkParquetWriteNesting, checkWriteOptions, inspectParquet, type ParquetWriterOptions } from './io/parquet/index.ts';
 import { expandListedPrefix, expandPaths } from './io/paths.ts';
 import { discoverHive, type HivePartitioningOption, type HiveScanJSON } from './io/hive.ts';
 import { hiveRootScan, planHiveScan, withHiveColumns, type HiveLazyJSON } from './io/hive-scan.ts';
@@ -58,6 +58,12 @@ export interface WriteOptions extends ActionOptions {
    * as __HIVE_DEFAULT_PARTITION__); the columns are not repeated inside the files. One commit.
    */
   partitionBy?: string[];
+  /**
+   * writeParquet only: Parquet writer options (compression, rowGroupSize, encoding, columnEncoding,
+   * statistics, dataPageSize). By default each column's encoding is chosen from a sample ('auto');
+   * `{ encoding: 'dictionary' }` writes as parquet-rs does by default. The serverless runner does not take them yet.
+   */
+  parquet?: ParquetWriterOptions;
 }
 
 export interface WrittenFileRow {
@@ -379,12 +385,23 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
     if (typeof dir !== 'string' || !dir) throw new TypeError(`write${format === 'parquet' ? 'Parquet' : 'Csv'}(dir) needs a directory path`);
     // Before any work (or any cluster run): a column too deep for the Parquet writer would fail only at the end.
     if (format === 'parquet') checkParquetWriteNesting(this.schema, dir);
+    if (opts.parquet !== undefined) {
+      if (format !== 'parquet') throw new TypeError(`writeCsv(${JSON.stringify(dir)}): option 'parquet' (Parquet writer options) applies to writeParquet only`);
+      if (typeof opts.parquet !== 'object' || opts.parquet === null)
+        throw new TypeError(`writeParquet(${JSON.stringify(dir)}): option 'parquet' must be an object of writer options`);
+      if ('schema' in opts.parquet)
+        throw new RangeError(`writeParquet(${JSON.stringify(dir)}): option parquet.schema is not taken: the DataFrame's schema is written`);
+      checkWriteOptions(opts.parquet, this.schema, dir);
+    }
     // A collected result is written from memory, wherever the runner would compute it.
     const source = this.materialized ?? this;
     const sink: Parameters<ReturnType<typeof getRunner>['write']>[1] = { uri: dir, format, mode: opts.mode ?? 'error' };
     const where = `write${format === 'parquet' ? 'Parquet' : 'Csv'}(${JSON.stringify(dir)})`;
+    if (opts.parquet) sink.parquet = opts.parquet;
     if (opts.partitionBy !== undefined) sink.partitionBy = checkPartitionBy(this.schema, opts.partitionBy, where);
     else if (sink.mode === 'overwrite-partitions') throw new Error(`${where}: mode 'overwrite-partitions' needs partitionBy (the partition columns)`);
+    const stored = Object.keys(opts.parquet?.columnEncoding ?? {}).find((c) => sink.partitionBy?.includes(c));
+    if (stored) throw new RangeError(`${where}: option parquet.columnEncoding names '${stored}', a partitionBy column, which is not stored in the files`);
     const files = await getRunner().write(source.plan, sink, source.action(opts, this));
     return filesFrame(files);
   }

@@ -10,7 +10,7 @@ import { explodeBatch, filterBatch, projectBatch } from './eval.ts';
 import { readCsvBatches } from './io/csv/index.ts';
 import { readParquetBatches } from './io/parquet/index.ts';
 import { writeCsvFile } from './io/csv/index.ts';
-import { writeParquetFile } from './io/parquet/index.ts';
+import { writeParquetFile, type ParquetWriterOptions } from './io/parquet/index.ts';
 import { withPartitionColumns } from './io/hive.ts';
 import { writePartitionFiles, type PartitionFile } from './io/partitioned-writer.ts';
 import { unaliasBatch } from './ipc-alias.ts';
@@ -266,6 +266,8 @@ export interface FileSink {
   schema: SchemaJSON;
   /** A hive layout: the rows split into one file per partition directory, each at `dir/<name of path>` (partitioned-writer.ts). */
   partitionBy?: string[];
+  /** Parquet writer options (plain data: the sink goes to worker threads). */
+  parquet?: ParquetWriterOptions;
 }
 
 /** An Arrow IPC stream uploaded to an object-store key (the serverless runner's stage shards). */
@@ -360,12 +362,15 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
       case 'file': {
         const schema = Schema.fromJSON(sink.schema);
         if (sink.partitionBy) {
-          files = await writePartitionFiles(batches(), schema, sink.partitionBy, sink.format, sink.path);
+          files = await writePartitionFiles(batches(), schema, sink.partitionBy, sink.format, sink.path, sink.parquet);
           bytes = files.reduce((n, f) => n + f.bytes, 0);
           path = sink.path;
           break;
         }
-        const r = sink.format === 'parquet' ? await writeParquetFile(sink.path, batches(), { schema }) : await writeCsvFile(sink.path, batches(), { schema });
+        const r =
+          sink.format === 'parquet'
+            ? await writeParquetFile(sink.path, batches(), { ...sink.parquet, schema })
+            : await writeCsvFile(sink.path, batches(), { schema });
         bytes = r.bytes;
         path = sink.path;
         break;

@@ -8,6 +8,7 @@ export { ExpressionTypeError } from './eval.ts';
 export { DataFrame, readParquet, readCsv, fromRecords, fromColumns, fromArrow } from './dataframe.ts';
 export type { ActionOptions, ExplainOptions, WriteOptions, WrittenFileRow, ReadParquetOptions, ReadCsvOptions, Simplify } from './dataframe.ts';
 export type { HivePartitioningOption } from './io/hive.ts';
+export type { ParquetColumnEncoding, ParquetCompression, ParquetWriterOptions } from './io/parquet/index.ts';
 export { GroupedDataFrame } from './dataframe.ts';
 export type { AggRow, JoinRow } from './dataframe.ts';
 export type { JoinOptions, SortOptions } from './relational/build.ts';

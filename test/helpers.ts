@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { writeParquetFile } from '../src/io/parquet/index.ts';
+import { writeParquetFile, type WriteParquetOptions } from '../src/io/parquet/index.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -60,8 +60,8 @@ export function sampleRows(start: number, rows: number): { id: bigint; x: number
 }
 
 /** Writes `rows` sample rows starting at `start` into one Parquet file with the given row-group size. */
-export async function writeSample(path: string, start: number, rows: number, rowGroupSize: number): Promise<void> {
+export async function writeSample(path: string, start: number, rows: number, rowGroupSize: number, opts: WriteParquetOptions = {}): Promise<void> {
   const batches: arrow.RecordBatch[] = [];
   for (let s = 0; s < rows; s += rowGroupSize) batches.push(sampleBatch(start + s, Math.min(rowGroupSize, rows - s)));
-  await writeParquetFile(path, batches, { rowGroupSize });
+  await writeParquetFile(path, batches, { ...opts, rowGroupSize });
 }

@@ -10,7 +10,7 @@ import { takeBatch } from '../eval.ts';
 import { HIVE_NULL } from './hive.ts';
 import * as path from 'node:path';
 import { writeCsvFile } from './csv/index.ts';
-import { writeParquetFile } from './parquet/index.ts';
+import { writeParquetFile, type ParquetWriterOptions } from './parquet/index.ts';
 import { deleteObjects, isLocalUri, prepareObject } from './store/index.ts';
 import type { DatasetWriter, WritePartOptions } from './writer.ts';
 import type { WrittenFile } from './commit-common.ts';
@@ -169,6 +169,7 @@ export function writePartitionFiles(
   partitionBy: readonly string[],
   format: 'parquet' | 'csv',
   partPath: string,
+  parquet: ParquetWriterOptions = {},
 ): Promise<PartitionFile[]> {
   const remote = !isLocalUri(partPath);
   const cut = remote ? partPath.lastIndexOf('/') : partPath.lastIndexOf(path.sep);
@@ -182,7 +183,8 @@ export function writePartitionFiles(
       const file = at(dir);
       await prepareObject(file);
       try {
-        const r = format === 'parquet' ? await writeParquetFile(file, b, { schema: fileSchema }) : await writeCsvFile(file, b, { schema: fileSchema });
+        const r =
+          format === 'parquet' ? await writeParquetFile(file, b, { ...parquet, schema: fileSchema }) : await writeCsvFile(file, b, { schema: fileSchema });
         return { path: file, rows: r.rows, bytes: r.bytes };
       } catch (e) {
         await deleteObjects([file]).catch(() => undefined);

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as arrow from 'apache-arrow';
 import type { Schema } from '../datatypes.ts';
-import { writeParquetFile, type ParquetCompression } from './parquet/index.ts';
+import { writeParquetFile, type ParquetCompression, type WriteParquetOptions } from './parquet/index.ts';
 import { writeCsvFile } from './csv/index.ts';
 import { EXTENSIONS, type FileFormat } from './paths.ts';
 import { deleteObjects, deletePrefix, isLocalUri, storeFor } from './store/index.ts';
@@ -39,6 +39,14 @@ export interface WritePartOptions {
   compression?: ParquetCompression;
   /** Parquet only. */
   rowGroupSize?: number;
+  /** Parquet only (see WriteParquetOptions). */
+  encoding?: WriteParquetOptions['encoding'];
+  /** Parquet only. */
+  columnEncoding?: WriteParquetOptions['columnEncoding'];
+  /** Parquet only. */
+  statistics?: WriteParquetOptions['statistics'];
+  /** Parquet only. */
+  dataPageSize?: number;
   /** CSV only. */
   delimiter?: string;
   /** CSV only. */
@@ -105,7 +113,11 @@ export class DatasetWriter {
       if (subdir && !this.remote) await fs.promises.mkdir(path.dirname(p), { recursive: true });
       const r =
         this.format === 'parquet'
-          ? await writeParquetFile(p, batches, pick(opts, ['schema', 'compression', 'rowGroupSize']))
+          ? await writeParquetFile(
+              p,
+              batches,
+              pick(opts, ['schema', 'compression', 'rowGroupSize', 'encoding', 'columnEncoding', 'statistics', 'dataPageSize']),
+            )
           : await writeCsvFile(p, batches, pick(opts, ['schema', 'delimiter', 'header']));
       return { path: p, rows: r.rows, bytes: r.bytes };
     } catch (e) {

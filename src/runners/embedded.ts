@@ -668,14 +668,22 @@ export class EmbeddedRunner implements Runner {
       const physical = endsInRelational(plan) ? null : this.physical(plan);
       if (spec.partitionBy && (!physical || physical.globalOps.length || physical.scan.format === 'memory')) {
         // A hive layout of one ordered stream (a global limit, or data in memory): split on this thread.
-        parts = await writePartitionedParts(writer, 0, this.stream(plan, ctx), planSchema(plan), spec.partitionBy, {}, spec.mode !== 'overwrite-partitions');
+        parts = await writePartitionedParts(
+          writer,
+          0,
+          this.stream(plan, ctx),
+          planSchema(plan),
+          spec.partitionBy,
+          { ...spec.parquet },
+          spec.mode !== 'overwrite-partitions',
+        );
       } else if (spec.partitionBy && physical) {
         // A hive layout written by the partitions themselves (worker threads where placed): each task
         // writes one file per partition directory it has rows for; the commit gathers them all.
         const partitionBy = spec.partitionBy;
         const tasks: PartitionTask[] = physical.partitions.map((t) => ({
           ...t,
-          sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema, partitionBy },
+          sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema, partitionBy, ...(spec.parquet ? { parquet: spec.parquet } : {}) },
         }));
         const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
         if (ctx.signal) run.signal = ctx.signal;
@@ -685,11 +693,11 @@ export class EmbeddedRunner implements Runner {
         ctx.onMetrics?.(run.metrics!);
       } else if (!physical || physical.globalOps.length || physical.scan.format === 'memory') {
         // One ordered stream (a global limit, or data already in memory): a single part file.
-        parts = [await writer.writePart(0, this.stream(plan, ctx), { schema: planSchema(plan) })];
+        parts = [await writer.writePart(0, this.stream(plan, ctx), { ...spec.parquet, schema: planSchema(plan) })];
       } else {
         const tasks: PartitionTask[] = physical.partitions.map((t) => ({
           ...t,
-          sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema },
+          sink: { format: spec.format, path: writer.partPath(t.index), schema: plan.schema, ...(spec.parquet ? { parquet: spec.parquet } : {}) },
         }));
         const run: EmbeddedRunContext = { memory: ctx.memory, metrics: {} };
         if (ctx.signal) run.signal = ctx.signal;

@@ -3,6 +3,7 @@
 // never a DataFrame, so runners never import the DataFrame (no import circle).
 import type * as arrow from 'apache-arrow';
 import type { MemorySources } from '../executor.ts';
+import type { ParquetWriterOptions } from '../io/parquet/index.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import type { PlanNode } from '../plan.ts';
 import type { ProgressListener } from '../progress.ts';
@@ -32,6 +33,8 @@ export interface DatasetSinkSpec {
   mode: 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
   /** Hive layout: one `key=value/` directory level per column, the columns left out of the files. */
   partitionBy?: string[];
+  /** Parquet writer options (validated by DataFrame.write). */
+  parquet?: ParquetWriterOptions;
 }
 
 /** One partition of the result, in order. */

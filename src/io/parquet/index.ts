@@ -6,8 +6,16 @@
 //
 // types.ts (public types), wasm.ts (instance, panic guard, warm-up), footer.ts (local and S3),
 // schema.ts (type mapping), stats.ts, import-layout.ts + import.ts (C data importer), read.ts, write.ts.
-export { readStats, type ColumnStats, type ParquetCompression } from './types.ts';
+export {
+  readStats,
+  type ColumnStats,
+  type ParquetColumnEncoding,
+  type ParquetCompression,
+  type ParquetWriterOptions,
+  type WriteParquetOptions,
+} from './types.ts';
 export { warmParquet } from './wasm.ts';
 export { inspectParquet } from './footer.ts';
 export { readParquetBatches } from './read.ts';
 export { checkParquetWriteNesting, writeParquetFile } from './write.ts';
+export { checkWriteOptions } from './write-props.ts';

@@ -53,11 +53,31 @@ export interface ReadParquetOptions {
 }
 
 export type ParquetCompression = 'snappy' | 'zstd' | 'gzip' | 'lz4' | 'brotli' | 'none';
+/** A top-level column's encoding: PLAIN, a dictionary (PLAIN past its page), or DELTA_BINARY_PACKED (integers). */
+export type ParquetColumnEncoding = 'plain' | 'dictionary' | 'delta';
 export interface WriteParquetOptions {
   schema?: Schema;
+  /** Default 'snappy'. */
   compression?: ParquetCompression;
+  /** Rows per row group; default 131072. */
   rowGroupSize?: number;
+  /**
+   * 'auto' (default): each top-level column from a sample of the first batch: a dictionary where it makes
+   * the column at least a quarter smaller (low-cardinality strings and numbers), DELTA_BINARY_PACKED for
+   * integer, date and timestamp columns whose neighbouring values are close (ids, event times), else PLAIN.
+   * 'dictionary': a dictionary on every column, PLAIN once it outgrows its page (parquet-rs's default).
+   * 'plain': no dictionaries. Nested columns keep parquet-rs's default under 'auto'.
+   */
+  encoding?: 'auto' | 'dictionary' | 'plain';
+  /** Per top-level column of a primitive type, overriding `encoding`; 'delta' only for integer, date and timestamp columns. */
+  columnEncoding?: Record<string, ParquetColumnEncoding>;
+  /** Min/max/null statistics per page and column chunk ('page', default), per column chunk only, or none. Pruning reads the chunk statistics. */
+  statistics?: 'page' | 'chunk' | 'none';
+  /** Data page size limit in bytes (parquet-rs's default: 1 MiB). */
+  dataPageSize?: number;
 }
+/** The writer options a DataFrame write takes (`writeParquet(dir, { parquet })`): all but the schema. */
+export type ParquetWriterOptions = Omit<WriteParquetOptions, 'schema'>;
 
 export const DEFAULT_BATCH_SIZE = 65536;
 export const DEFAULT_ROW_GROUP_SIZE = 131072;

@@ -3,24 +3,16 @@ import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, Field, Schema } from '../../datatypes.ts';
 import { batchSegments } from '../paths.ts';
-import { unaliasBatch } from '../../ipc-alias.ts';
 import { openObjectWriter, deleteObjects, type ObjectWriter } from '../store/index.ts';
-import { DEFAULT_ROW_GROUP_SIZE, type ParquetCompression, type WriteParquetOptions } from './types.ts';
+import { DEFAULT_ROW_GROUP_SIZE, type WriteParquetOptions } from './types.ts';
+import { IpcEncoder } from './write-ipc.ts';
+import { ENCODING_SAMPLE_ROWS, checkWriteOptions, columnEncodings, writerProperties } from './write-props.ts';
 import { getWasm, guarded, wasmSync, type WasmInstance } from './wasm.ts';
 import { PAR1, inspectParquet, parseS3Footer } from './footer.ts';
 import { errorText } from './read.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Writing
-
-const COMPRESSION: Record<ParquetCompression, keyof typeof PW.Compression> = {
-  snappy: 'SNAPPY',
-  zstd: 'ZSTD',
-  gzip: 'GZIP',
-  lz4: 'LZ4_RAW',
-  brotli: 'BROTLI',
-  none: 'UNCOMPRESSED',
-};
 
 /** Same physical layout (type ids and shape), ignoring field names and nullability. */
 function samePhysicalType(a: arrow.DataType, b: arrow.DataType): boolean {
@@ -79,8 +71,8 @@ function toAsyncIterator<T>(src: AsyncIterable<T> | Iterable<T>): AsyncIterator<
   };
 }
 
-function toWasmBatch(inst: WasmInstance, batch: arrow.RecordBatch): PW.RecordBatch {
-  const ipc = arrow.tableToIPC(new arrow.Table([unaliasBatch(batch)]), 'stream');
+function toWasmBatch(inst: WasmInstance, ipcEncoder: IpcEncoder, batch: arrow.RecordBatch): PW.RecordBatch {
+  const ipc = ipcEncoder.encode(batch);
   return wasmSync(inst, () => {
     const t = inst.pw.Table.fromIPCStream(ipc);
     try {
@@ -176,12 +168,11 @@ export async function writeParquetFile(
   batches: AsyncIterable<arrow.RecordBatch> | Iterable<arrow.RecordBatch>,
   opts: WriteParquetOptions = {},
 ): Promise<{ rows: number; bytes: number }> {
+  // Bad options fail before the source is touched (columnEncoding's columns are checked once the schema is known).
+  checkWriteOptions(opts, opts.schema ?? null, path);
   const inst = await getWasm();
   const it = toAsyncIterator(batches);
   const rowGroupSize = opts.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE;
-  if (!Number.isInteger(rowGroupSize) || rowGroupSize <= 0) throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
-  const compression = opts.compression ?? 'snappy';
-  if (!(compression in COMPRESSION)) throw new RangeError(`unknown Parquet compression '${compression}'`);
 
   // The first non-empty batch decides the schema when none is given (and tells us if there is data).
   let first: arrow.RecordBatch | null = null;
@@ -205,22 +196,19 @@ export async function writeParquetFile(
   if (!schema) throw new Error(`cannot write ${path}: no batches and no schema given`);
   try {
     checkParquetWriteNesting(schema, path);
+    if (!opts.schema) checkWriteOptions(opts, schema, path);
   } catch (e) {
     await it.return?.();
     throw e;
   }
   const arrowSchema = schema.toArrow();
-  const makeProps = (): PW.WriterProperties =>
-    new inst.pw.WriterPropertiesBuilder()
-      .setCompression(inst.pw.Compression[COMPRESSION[compression]])
-      .setMaxRowGroupSize(rowGroupSize)
-      .setCreatedBy('fanout (parquet-wasm)')
-      .build();
+  const makeProps = (sample: readonly arrow.RecordBatch[]): PW.WriterProperties =>
+    writerProperties(inst.pw, opts, rowGroupSize, columnEncodings(opts, schema, sample, rowGroupSize));
 
   if (!first) {
     // Valid empty file carrying the schema.
     const bytes = wasmSync(inst, () =>
-      inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps()),
+      inst.pw.writeParquet(inst.pw.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(arrowSchema), 'stream')), makeProps([])),
     );
     const w = await openObjectWriter(path);
     try {
@@ -236,13 +224,34 @@ export async function writeParquetFile(
   let rows = 0;
   let sourceError: unknown = null;
   const pending: arrow.RecordBatch[] = conformForWrite(first, schema, arrowSchema, path);
+  let sourceDone = false;
+  if ((opts.encoding ?? 'auto') === 'auto') {
+    // 'auto' chooses each column's encoding from the first rows: gather enough of them when batches are small.
+    try {
+      let gathered = first.numRows;
+      while (gathered < ENCODING_SAMPLE_ROWS) {
+        const r = await it.next();
+        if (r.done) {
+          sourceDone = true;
+          break;
+        }
+        gathered += r.value.numRows;
+        if (r.value.numRows > 0) pending.push(...conformForWrite(r.value, schema, arrowSchema, path));
+      }
+    } catch (e) {
+      await it.return?.();
+      throw e;
+    }
+  }
+  const encodingSample = [...pending];
+  const ipcEncoder = new IpcEncoder(arrowSchema);
   const input = new ReadableStream<PW.RecordBatch>(
     {
       pull: async (ctrl) => {
         try {
           let b = pending.shift();
           while (!b || b.numRows === 0) {
-            const r = await it.next();
+            const r = sourceDone ? { done: true as const, value: undefined } : await it.next();
             if (r.done) {
               ctrl.close();
               return;
@@ -251,7 +260,7 @@ export async function writeParquetFile(
             b = pending.shift();
           }
           rows += b.numRows;
-          ctrl.enqueue(toWasmBatch(inst, b));
+          ctrl.enqueue(toWasmBatch(inst, ipcEncoder, b));
         } catch (e) {
           // parquet-wasm would ignore a stream error and close a valid-looking file: remember it.
           sourceError = e;
@@ -269,7 +278,9 @@ export async function writeParquetFile(
   let bytes = 0;
   let ok = false;
   try {
-    const props = makeProps();
+    // The first rows decide each column's encoding (see write-props.ts).
+    const props = makeProps(encodingSample);
+    encodingSample.length = 0;
     const output = (await guarded(inst, () => inst.pw.transformParquetStream(input, props))) as ReadableStream<Uint8Array>;
     const reader = output.getReader();
     let inflight: Promise<unknown> | null = null; // disk write overlapping the next row group's encoding
