@@ -525,12 +525,18 @@ async function objectAttributes(req, res, t) {
 }
 
 // ---- routing ---------------------------------------------------------------------------------
-function route(req, res) {
-  const t = parseTarget(req);
+function route(req, res, t) {
   const m = req.method;
   if (m === 'GET' && t.path === '/_fanout/events') {
     const after = Number(t.q.get('after') || 0);
     const text = JSON.stringify({ seq: eventSeq, events: events.filter((e) => e.seq > after) });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return Promise.resolve();
+  }
+  if (t.path === '/_fanout/requests') {
+    const text = JSON.stringify(Object.fromEntries(requestCounts));
+    if (m === 'DELETE') requestCounts.clear(); // answered with the counts it cleared
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
     return Promise.resolve();
@@ -553,8 +559,25 @@ function route(req, res) {
   if ((m === 'GET' || m === 'HEAD') && t.plain) return locked(t.path, false, () => readObject(req, res, t));
   return forward(req, res);
 }
+// Requests served, by operation and by key shape (run ids and numbers folded), for the harness
+// benches (S3 requests per partition): GET /_fanout/requests; DELETE there answers them and resets them.
+const requestCounts = new Map();
+function countRequest(req, t) {
+  if (t.path.startsWith('/_fanout/')) return;
+  const m = req.method;
+  let op;
+  if (!t.isObject) op = m === 'GET' ? (t.q.has('uploads') ? 'ListMultipartUploads' : t.bucket ? 'ListObjects' : 'ListBuckets') : m === 'POST' && t.q.has('delete') ? 'DeleteObjects' : m + ' bucket';
+  else if (t.q.has('uploadId') || t.q.has('uploads')) op = m + ' multipart';
+  else if (m === 'PUT') op = req.headers['x-amz-copy-source'] ? 'CopyObject' : 'PutObject';
+  else if (m === 'GET') op = req.headers.range ? 'GetObject range' : 'GetObject';
+  else op = { HEAD: 'HeadObject', DELETE: 'DeleteObject' }[m] || m;
+  const shape = (t.isObject ? t.key : t.q.get('prefix') || '').replace(/^runs\/[^/]+\//, 'runs/<run>/').replace(/\d+/g, 'N');
+  for (const k of [op, op + ' ' + t.bucket + '/' + shape]) requestCounts.set(k, (requestCounts.get(k) || 0) + 1);
+}
 const proxy = http.createServer((req, res) => {
-  route(req, res).catch((e) => {
+  const t = parseTarget(req);
+  countRequest(req, t);
+  route(req, res, t).catch((e) => {
     if (e instanceof S3Fail) {
       if (e.status === 304) { if (!req.complete) req.resume(); res.writeHead(304, { 'x-amz-request-id': requestId() }); res.end(); return; }
       return fail(req, res, e.status, e.code, e.message, e.extra);

@@ -24,6 +24,8 @@ export interface S3Server {
   port: number;
   /** The child process running s3rver (behind a proxy that honours conditional PUTs). */
   pid: number;
+  /** Requests served so far, by operation and by operation + bucket/key shape (s3-proxy.ts); `reset` clears them (the answer is the counts before). */
+  requests(reset?: boolean): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -373,6 +375,11 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
     endpoint: `http://127.0.0.1:${port}`,
     port,
     pid: child.pid!,
+    requests: async (reset = false) => {
+      const r = await fetch(`http://127.0.0.1:${port}/_fanout/requests`, { method: reset ? 'DELETE' : 'GET' });
+      if (!r.ok) throw new Error(`local S3 server: GET /_fanout/requests answered ${r.status}`);
+      return (await r.json()) as Record<string, number>;
+    },
     stop: () => {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {

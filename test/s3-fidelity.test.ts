@@ -440,6 +440,33 @@ describe('harness S3: cached lookups', () => {
   });
 });
 
+describe('harness S3: request counts', () => {
+  // The harness benches report S3 requests per partition from these counts (bench/cloud-partitions.ts).
+  it('counts requests by operation and by key shape (run ids and numbers folded); reset clears them', async () => {
+    await server.requests(true);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs/r-1/stage-0/metrics-00001.json', Body: '{}' }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs/r-2/stage-0/metrics-00002.json', Body: '{}' }));
+    await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'runs/r-1/stage-0/metrics-00001.json' }));
+    await bytesOf('runs/r-1/stage-0/metrics-00001.json', 'bytes=-1');
+    await bytesOf('runs/r-1/stage-0/metrics-00001.json');
+    await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: 'copied', CopySource: `${BUCKET}/runs/r-1/stage-0/metrics-00001.json` }));
+    await listS3(`s3://${BUCKET}/runs/r-1/`);
+    const counts = await server.requests();
+    assert.deepEqual(Object.fromEntries(Object.entries(counts).filter(([k]) => !k.includes('/'))), {
+      PutObject: 2,
+      HeadObject: 1,
+      'GetObject range': 1,
+      GetObject: 1,
+      CopyObject: 1,
+      ListObjects: 1,
+    });
+    assert.equal(counts[`PutObject ${BUCKET}/runs/<run>/stage-N/metrics-N.json`], 2);
+    assert.equal(counts[`ListObjects ${BUCKET}/runs/<run>/`], 1);
+    assert.deepEqual(await server.requests(true), counts);
+    assert.deepEqual(await server.requests(), {});
+  });
+});
+
 describe('harness S3: multipart uploads', () => {
   it('ListMultipartUploads, ListParts and AbortMultipartUpload; an aborted upload is gone (NoSuchUpload)', async () => {
     const key = 'mp/aborted.bin';
