@@ -11,11 +11,13 @@ import { readParquetBatches } from '../src/io/parquet/index.ts';
 import {
   S3Blob,
   createS3WriteStream,
+  fetchParquetTails,
   getS3Object,
   getS3ObjectOrNull,
   headS3,
   keyGlobMatcher,
   listS3,
+  noteS3Files,
   putS3Object,
   resetS3Stats,
   s3Stats,
@@ -136,6 +138,53 @@ describe('reading s3://', () => {
     resetS3Stats();
     assert.equal(await readParquet(Array.from({ length: 10 }, (_, i) => `${S3}/many2/f${i}.parquet`)).count(), 1000);
     assert.equal(s3Stats.syncCalls, 2);
+  });
+
+  it("files read back by URI (a run's committed files): one listing vouches for all, their footers come in one round, no HEAD each", async () => {
+    const dir = tempDir('fanout-s3-committed-');
+    const uris: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      await writeSample(join(dir, `part-${i}.parquet`), i * 50, 50, 50);
+      uris.push(`${S3}/committed/part-${i}.parquet`);
+      await putS3Object(uris[i]!, fs.readFileSync(join(dir, `part-${i}.parquet`)));
+    }
+    await putS3Object(`${S3}/committed/_SUCCESS`, '{}');
+    resetS3Stats();
+    await noteS3Files(uris);
+    let rows = 0;
+    for (const u of uris) for await (const b of readParquetBatches(u)) rows += b.numRows;
+    assert.equal(rows, 300);
+    assert.equal(s3Stats.listRequests, 1, 'one listing of the directory');
+    assert.equal(s3Stats.headRequests, 0, 'sizes and ETags come from the listing');
+    assert.equal(s3Stats.syncCalls, 1, 'every footer in one blocking round');
+  });
+
+  it('a Parquet tail of an object of unknown size is one suffix GET (no HEAD); an empty or missing object still answers as before', async () => {
+    const whole = fs.readFileSync(big);
+    await putS3Object(`${S3}/tails/small.parquet`, whole.subarray(0, 1000));
+    await putS3Object(`${S3}/tails/empty`, new Uint8Array(0));
+    resetS3Stats();
+    const [b, s, e, m] = await fetchParquetTails([
+      { uri: `${S3}/big.parquet` },
+      { uri: `${S3}/tails/small.parquet` },
+      { uri: `${S3}/tails/empty` },
+      { uri: `${S3}/tails/missing` },
+    ]);
+    // One suffix GET each (the small one's head, for the magic check, comes from the same bytes).
+    assert.equal(s3Stats.headRequests, 0);
+    assert.equal(s3Stats.getRequests, 4);
+    assert.ok(b && !('error' in b) && s && !('error' in s) && e && !('error' in e) && m && 'error' in m);
+    assert.ok(whole.length > 64 << 10);
+    assert.equal(b.size, whole.length);
+    assert.equal(b.offset, whole.length - (64 << 10));
+    assert.deepEqual(Buffer.from(b.bytes), whole.subarray(whole.length - (64 << 10)));
+    assert.equal(b.etag, (await headS3(`${S3}/big.parquet`)).etag);
+    assert.equal(s.size, 1000);
+    assert.equal(s.offset, 0);
+    assert.deepEqual(Buffer.from(s.bytes), whole.subarray(0, 1000));
+    assert.equal(e.size, 0);
+    assert.equal(m.error.code, 'NoSuchKey');
+    assert.match(m.error.message, /tails\/missing/);
   });
 
   it('projection fetches only the needed column chunks', async () => {

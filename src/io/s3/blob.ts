@@ -2,7 +2,7 @@
 // Parquet tails (footer + page indexes) of many objects fetched in parallel.
 import { mapLimit } from '../../concurrency.ts';
 import { S3Error, s3Error, s3Settings, type S3Settings } from './client.ts';
-import { getS3Range, headS3 } from './objects.ts';
+import { getS3Range, getS3Suffix, headS3 } from './objects.ts';
 import { RangeBlob, type RangeBlobState } from '../range-blob.ts';
 
 /** Ranges larger than this are fetched as parallel ranged GETs. */
@@ -59,7 +59,7 @@ export type TailResult =
   | { uri: string; error: { message: string; code: string } };
 
 /**
- * For each object: size and ETag (HEAD unless given) and its last bytes, enough to hold the
+ * For each object: size and ETag (unless given: from a suffix GET of the tail, no HEAD) and its last bytes, enough to hold the
  * Parquet footer (a second ranged GET when the footer is larger than the first read). `head` holds
  * the first 4 bytes only when the tail magic is wrong (to tell truncated files from non-Parquet).
  */
@@ -67,11 +67,17 @@ export async function fetchParquetTails(items: readonly TailRequest[], settings:
   const one = async (it: TailRequest): Promise<TailResult> => {
     try {
       let { size, etag } = it;
-      if (size === undefined || etag === undefined) ({ size, etag } = await headS3(it.uri, settings));
-      if (size < 12) return { uri: it.uri, size, etag, offset: 0, bytes: await getS3Range(it.uri, 0, size, etag, settings), head: null };
+      let bytes: Uint8Array | null = null;
+      if (size === undefined || etag === undefined) {
+        // Size, ETag and the tail in one suffix GET; a HEAD and an explicit range where that fails.
+        const suffix = await getS3Suffix(it.uri, PARQUET_TAIL_BYTES, settings);
+        if (suffix) ({ size, etag, bytes } = suffix);
+        else ({ size, etag } = await headS3(it.uri, settings));
+      }
+      if (size < 12) return { uri: it.uri, size, etag, offset: 0, bytes: bytes ?? (await getS3Range(it.uri, 0, size, etag, settings)), head: null };
       const first = Math.max(0, size - PARQUET_TAIL_BYTES);
       let offset = first;
-      let bytes = await getS3Range(it.uri, first, size, etag, settings);
+      bytes ??= await getS3Range(it.uri, first, size, etag, settings);
       const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const magic = dv.getUint32(bytes.length - 4, true);
       if (magic !== 0x31524150) {
