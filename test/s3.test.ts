@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, readCsv, readParquet, setRunner } from 'fanout';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
-import { readParquetBatches } from '../src/io/parquet/index.ts';
+import * as arrow from 'apache-arrow';
+import { readParquetBatches, writeParquetFile } from '../src/io/parquet/index.ts';
 import {
   S3Blob,
   createS3WriteStream,
@@ -185,6 +186,41 @@ describe('reading s3://', () => {
     assert.equal(e.size, 0);
     assert.equal(m.error.code, 'NoSuchKey');
     assert.match(m.error.message, /tails\/missing/);
+  });
+
+  it('an input opened once per partition fetches the page indexes before its footer tail once per object version', async () => {
+    // 200 row groups: the footer and the page indexes before it do not fit in the first 64 KiB tail read.
+    const write = async (file: string, scale: number): Promise<void> => {
+      function* batches(): Generator<arrow.RecordBatch> {
+        for (let p = 0; p < 200; p++) {
+          const id = BigInt64Array.from({ length: 50 }, (_, i) => BigInt(p * 50 + i));
+          const x = Float64Array.from({ length: 50 }, (_, i) => i * scale);
+          yield new arrow.Table({ id: arrow.makeVector(id), x: arrow.makeVector(x) }).batches[0]!;
+        }
+      }
+      await writeParquetFile(file, batches(), { rowGroupSize: 50 });
+    };
+    const file = join(tempDir('fanout-s3-pageindex-'), 'many.parquet');
+    await write(file, 1);
+    const uri = `${S3}/pageindex/many.parquet`;
+    await putS3Object(uri, fs.readFileSync(file));
+    const group = async (g: number): Promise<number[]> => {
+      const xs: number[] = [];
+      for await (const b of readParquetBatches(uri, { rowGroups: [g] })) xs.push(...(b.getChild('x')!.toArray() as Float64Array));
+      return xs;
+    };
+    assert.equal((await group(5)).length, 50);
+    resetS3Stats();
+    assert.deepEqual((await group(6)).slice(0, 3), [0, 1, 2]);
+    assert.equal(s3Stats.getRequests, 1, "only the row group's column chunks");
+    // A new version of the object is read as itself, never from the grown tail of the old one.
+    await write(file, 10);
+    await putS3Object(uri, fs.readFileSync(file));
+    const again = await group(6).catch((e: unknown) => {
+      assert.match(String(e), /changed/); // a reader holding the old footer says so; the next read sees the new version
+      return group(6);
+    });
+    assert.deepEqual(again.slice(0, 3), [0, 10, 20]);
   });
 
   it('projection fetches only the needed column chunks', async () => {
