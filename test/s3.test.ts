@@ -368,6 +368,32 @@ describe('writing s3://', () => {
     assert.deepEqual((await listS3(`${S3}/out/aborted/`)).objects, []);
   });
 
+  it('a write stream that stays under a part is one plain PutObject at close: nothing visible before, content type kept; abort sends nothing', async () => {
+    await server.requests(true);
+    const w = await createS3WriteStream(`${S3}/small/a.bin`, { contentType: 'application/x-test' });
+    const chunk = Buffer.from('abc');
+    await w.write(chunk);
+    chunk.fill(0); // the stream copied it
+    await w.write(new Uint8Array(0));
+    await w.write(Buffer.from('def'));
+    assert.equal(await getS3ObjectOrNull(`${S3}/small/a.bin`), null);
+    const r = await w.close();
+    assert.equal(r.bytes, 6);
+    assert.equal(Buffer.from(await getS3Object(`${S3}/small/a.bin`)).toString(), 'abcdef');
+    const h = await headS3(`${S3}/small/a.bin`);
+    assert.equal(r.etag, h.etag);
+    const empty = await createS3WriteStream(`${S3}/small/empty.bin`);
+    assert.equal((await empty.close()).bytes, 0);
+    assert.equal((await headS3(`${S3}/small/empty.bin`)).size, 0);
+    const gone = await createS3WriteStream(`${S3}/small/gone.bin`);
+    await gone.write(Buffer.from('x'));
+    await gone.abort();
+    assert.equal(await getS3ObjectOrNull(`${S3}/small/gone.bin`), null);
+    const counts = await server.requests(true);
+    assert.equal(counts['PutObject'], 2, 'one PutObject per closed stream');
+    assert.equal(Object.keys(counts).filter((k) => k.includes('multipart')).length, 0);
+  });
+
   it('multipart uploads (> 5 MiB) round-trip byte-exact', async () => {
     const data = randomBytes(12 << 20);
     const up = await createS3WriteStream(`${S3}/multi.bin`, { partSize: 5 << 20 });
