@@ -17,6 +17,8 @@ export interface ListOptions {
   maxKeys?: number;
   /** Keys per ListObjectsV2 page (default and maximum 1,000). */
   pageSize?: number;
+  /** Only keys after this one (S3's StartAfter): a poller that has seen a prefix of the keys lists only the rest. */
+  startAfter?: string;
 }
 export interface ListResult {
   objects: S3Object[] /** with a delimiter: the "sub-directory" URIs */;
@@ -40,6 +42,7 @@ export async function listS3(prefixUri: string, opts: ListOptions = {}, settings
           Bucket: bucket,
           Prefix: key,
           ContinuationToken: token,
+          StartAfter: token === undefined ? opts.startAfter : undefined,
           Delimiter: opts.delimiter,
           MaxKeys: Math.min(opts.pageSize ?? 1000, 1000, opts.maxKeys !== undefined ? opts.maxKeys - objects.length : 1000),
         }),
