@@ -8,13 +8,14 @@
 // (which keeps a 40-partition run) because it takes minutes on a loaded machine. Appends to
 // bench/report.md.
 import * as arrow from 'apache-arrow';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setRunner, shutdownWorkers } from 'fanout';
 import { startLocalCloud } from 'fanout/local';
 import { listS3, putS3Object } from '../src/io/s3/index.ts';
 import { writeParquetFile } from '../src/io/parquet/index.ts';
+import { cpuMs } from './cloud-cpu.ts';
 import pipeline from './cloud-pipeline.ts';
 
 const PARTITIONS = Number(process.env['BENCH_MANY_PARTITIONS'] ?? 510);
@@ -34,25 +35,6 @@ async function ensureFile(partitions: number): Promise<string> {
   }
   await writeParquetFile(file, batches(), { rowGroupSize: ROWS_PER });
   return file;
-}
-/**
- * CPU ms used so far by this process (all threads) and its child processes (the s3rver child):
- * on a shared machine CPU time per partition is steadier than wall time. Children via /proc (Linux).
- */
-function cpuMs(): { own: number; children: number } {
-  const u = process.cpuUsage();
-  let children = 0;
-  try {
-    for (const t of readdirSync(`/proc/${process.pid}/task`)) {
-      for (const pid of readFileSync(`/proc/${process.pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean)) {
-        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        children += ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in USER_HZ (100)
-      }
-    }
-  } catch {
-    children = Number.NaN; // not Linux
-  }
-  return { own: (u.user + u.system) / 1000, children };
 }
 const file = await ensureFile(PARTITIONS);
 const warmFile = await ensureFile(4);
