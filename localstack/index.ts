@@ -49,6 +49,8 @@ export interface LocalCloud {
   runnerOptions: AwsRunnerOptions;
   /** Invocation counts per function (plan, stage, finalize, failure), ECS tasks started (fargateTasks: those launched on Fargate) and Lambda environments (threads) started. */
   stats(): Record<string, number>;
+  /** S3 requests the local server answered, by operation and by operation + bucket/key shape; `reset` clears them. */
+  s3Requests(reset?: boolean): Promise<Record<string, number>>;
   /** Ends everything: executions aborted, queued invocations rejected, threads and child processes ended (awaited). */
   stop(): Promise<void>;
 }
@@ -263,6 +265,7 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
       fargateTasks,
       lambdaEnvironments: Object.values(fns).reduce((n, f) => n + f.environmentsStarted, 0),
     }),
+    s3Requests: (reset) => s3.requests(reset),
     stop() {
       stopping ??= (async () => {
         stopped = true;

@@ -90,8 +90,8 @@ function upstream(method, path, headers, body) {
 const head = (path) => upstream('HEAD', path);
 // The same for an object key, read from s3rver's store in this process (the headers its HEAD
 // sends: stored metadata, etag, last-modified, content-length) instead of an HTTP round trip through
-// its middleware: every read and write looks its object up once. Anything missing goes to s3rver, so
-// NoSuchKey / NoSuchBucket stay its answers.
+// its middleware: every read and write looks its object up once. A missing object is status 404
+// with missing: true (its bucket may be missing too: readObject tells NoSuchKey from NoSuchBucket).
 function objectHead(t) {
   if (!t.bucket || !t.key) return head(t.path);
   return server.store.getMetadata(t.bucket, t.key).then(
@@ -100,7 +100,7 @@ function objectHead(t) {
       for (const [k, v] of Object.entries(m)) headers[k.toLowerCase()] = String(v);
       return { status: 200, headers };
     },
-    (e) => (e && (e.code === 'ENOENT' || e.code === 'ENOTDIR') ? head(t.path) : Promise.reject(e)),
+    (e) => (e && (e.code === 'ENOENT' || e.code === 'ENOTDIR') ? { status: 404, headers: {}, missing: true } : Promise.reject(e)),
   );
 }
 function forward(req, res, opts) {
@@ -334,9 +334,52 @@ function resolveRange(header, size) {
   if (start >= size) throw new S3Fail(416, 'InvalidRange', 'The requested range is not satisfiable', { RangeRequested: header, ActualObjectSize: size });
   return [start, end];
 }
+// A plain GET or HEAD of an existing object (what SDK clients send: no query but x-id, so no
+// presigned-URL expiry or response-* overrides for s3rver to apply) is served from s3rver's store
+// here, with the headers s3rver's own answer has, instead of another HTTP round trip through its
+// middleware; so is a missing key's NoSuchKey. Other reads go to s3rver.
+function servedHere(req, t) {
+  return req.headers.authorization !== undefined && [...t.q.keys()].every((k) => k === 'x-id');
+}
+function sendObject(req, res, t, cur, range, extra) {
+  const size = Number(cur.headers['content-length'] || 0);
+  const headers = Object.assign({ 'accept-ranges': 'bytes' }, cur.headers, extra, { 'x-amz-request-id': requestId() });
+  for (const k of Object.keys(headers)) if (k.startsWith('x-amz-meta-fanout-')) delete headers[k];
+  if (range) {
+    headers['content-range'] = 'bytes ' + range[0] + '-' + range[1] + '/' + size;
+    headers['content-length'] = String(range[1] + 1 - range[0]);
+  } else headers['content-length'] = String(size);
+  if (req.method === 'HEAD' || size === 0) {
+    res.writeHead(range ? 206 : 200, headers);
+    res.end();
+    return Promise.resolve();
+  }
+  const file = server.store.getResourcePath(t.bucket, t.key, 'object');
+  const opts = range ? { start: range[0], end: range[1] } : {};
+  return new Promise((resolve) => {
+    const body = require('fs').createReadStream(file, opts);
+    body.once('open', () => {
+      res.writeHead(range ? 206 : 200, headers);
+      body.pipe(res);
+    });
+    body.once('error', (e) => {
+      if (res.headersSent) res.destroy();
+      else fail(req, res, 500, 'InternalError', 's3 proxy: ' + e.message);
+      resolve();
+    });
+    body.once('end', resolve);
+    // A client that goes away mid-body must not hold the key's lock.
+    res.once('close', () => { body.destroy(); resolve(); });
+  });
+}
 async function readObject(req, res, t) {
   const cur = await objectHead(t);
-  if (cur.status !== 200) return forward(req, res); // s3rver's NoSuchKey / NoSuchBucket
+  if (cur.status !== 200) {
+    if (cur.missing && servedHere(req, t) && (await server.store.getBucket(t.bucket))) {
+      throw new S3Fail(404, 'NoSuchKey', 'The specified key does not exist.', { Key: t.key });
+    }
+    return forward(req, res); // s3rver's NoSuchKey / NoSuchBucket
+  }
   conditionsOnRead(req, cur);
   const size = Number(cur.headers['content-length'] || 0);
   const headers = {};
@@ -348,6 +391,10 @@ async function readObject(req, res, t) {
   }
   const cs = storedChecksum(cur.headers);
   const mode = String(req.headers['x-amz-checksum-mode'] || '').toUpperCase() === 'ENABLED';
+  if (servedHere(req, t)) {
+    const extra = cs && mode && !ranged ? { ['x-amz-checksum-' + cs.alg]: cs.value, 'x-amz-checksum-type': 'FULL_OBJECT' } : {};
+    return sendObject(req, res, t, cur, ranged ? headers['range'].slice(6).split('-').map(Number) : null, extra);
+  }
   return forward(req, res, {
     headers, drop,
     onResponse: () => (cs && mode && !ranged ? { ['x-amz-checksum-' + cs.alg]: cs.value, 'x-amz-checksum-type': 'FULL_OBJECT' } : {}),
@@ -359,15 +406,60 @@ function recordEvent(bucket, key, reason, cur) {
   // A long session writes many shards and markers: keep the newest (a follower polls every 200 ms).
   if (events.length > 100000) events.splice(0, 50000);
 }
+// Plain PUTs and copies (as servedHere reads) into an existing bucket are stored through s3rver's
+// store here, with the answer s3rver gives, instead of another HTTP round trip through its
+// middleware (which a CopyObject, two per committed file, paid twice over). Anything unusual (a
+// REPLACE directive, copy conditions, a version id, a '.' or '..' segment for its middleware to
+// refuse, a missing source or bucket, a copy onto itself) goes to s3rver. (S3ObjectModel: s3-server.ts.)
+const dotSegment = (k) => k.split('/').some((s) => s === '.' || s === '..');
+function copySourceHere(req, t) {
+  const src = String(req.headers['x-amz-copy-source']);
+  if (src.includes('?') || String(req.headers['x-amz-metadata-directive'] || '').toUpperCase() === 'REPLACE') return null;
+  if (Object.keys(req.headers).some((k) => k.startsWith('x-amz-copy-source-if'))) return null;
+  let decoded;
+  try { decoded = decodeURIComponent(src).replace(/^\//, ''); } catch { return null; }
+  const cut = decoded.indexOf('/');
+  if (cut <= 0) return null;
+  const bucket = decoded.slice(0, cut);
+  const key = decoded.slice(cut + 1);
+  if (!key || dotSegment(key) || dotSegment(t.key) || (bucket === t.bucket && key === t.key)) return null;
+  return { bucket, key };
+}
+async function copyHere(req, res, t) {
+  const src = copySourceHere(req, t);
+  if (!src || !(await server.store.getBucket(t.bucket)) || !(await server.store.getBucket(src.bucket))) return false;
+  if (!(await server.store.existsObject(src.bucket, src.key))) return false;
+  if (!req.complete) req.resume();
+  const meta = await server.store.copyObject(src.bucket, src.key, t.bucket, t.key, null);
+  recordEvent(t.bucket, t.key, 'CopyObject', await objectHead(t)); // before the answer, as for forwarded writes
+  sendXml(res, 200, '<CopyObjectResult xmlns="' + XMLNS + '"><LastModified>' + new Date(meta['last-modified']).toISOString() + '</LastModified><ETag>' + esc(meta.etag) + '</ETag></CopyObjectResult>');
+  return true;
+}
 async function putObject(req, res, t) {
   await conditionsOnPut(req, t.path);
   if (req.headers['x-amz-copy-source']) {
+    if (servedHere(req, t) && (await copyHere(req, res, t))) return;
     return forward(req, res, {
       onResponse: async (r) => { if (r.statusCode === 200) recordEvent(t.bucket, t.key, 'CopyObject', await objectHead(t)); },
     });
   }
   const { body, headers, drop, checksum } = await checkedBody(req);
   if (checksum) headers['x-amz-meta-fanout-checksum'] = checksum.alg + ':' + checksum.value;
+  if (servedHere(req, t) && !dotSegment(t.key) && (await server.store.getBucket(t.bucket))) {
+    const meta = Object.assign({}, req.headers, headers);
+    for (const k of drop) delete meta[k];
+    meta['content-length'] = String(body.length);
+    let object = null;
+    try { object = new S3ObjectModel(t.bucket, t.key, body, meta); } catch {} // s3rver answers its own refusal (a storage class)
+    if (object) {
+      const { md5 } = await server.store.putObject(object);
+      const extra = checksum ? { ['x-amz-checksum-' + checksum.alg]: checksum.value, 'x-amz-checksum-type': 'FULL_OBJECT' } : {};
+      recordEvent(t.bucket, t.key, 'PutObject', await objectHead(t));
+      res.writeHead(200, Object.assign({ etag: JSON.stringify(md5), 'content-length': 0, 'x-amz-request-id': requestId() }, extra));
+      res.end();
+      return;
+    }
+  }
   return forward(req, res, {
     body, headers, drop,
     onResponse: async (r) => {
@@ -525,12 +617,18 @@ async function objectAttributes(req, res, t) {
 }
 
 // ---- routing ---------------------------------------------------------------------------------
-function route(req, res) {
-  const t = parseTarget(req);
+function route(req, res, t) {
   const m = req.method;
   if (m === 'GET' && t.path === '/_fanout/events') {
     const after = Number(t.q.get('after') || 0);
     const text = JSON.stringify({ seq: eventSeq, events: events.filter((e) => e.seq > after) });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return Promise.resolve();
+  }
+  if (t.path === '/_fanout/requests') {
+    const text = JSON.stringify(Object.fromEntries(requestCounts));
+    if (m === 'DELETE') requestCounts.clear(); // answered with the counts it cleared
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
     return Promise.resolve();
@@ -553,8 +651,25 @@ function route(req, res) {
   if ((m === 'GET' || m === 'HEAD') && t.plain) return locked(t.path, false, () => readObject(req, res, t));
   return forward(req, res);
 }
+// Requests served, by operation and by key shape (run ids and numbers folded), for the harness
+// benches (S3 requests per partition): GET /_fanout/requests; DELETE there answers them and resets them.
+const requestCounts = new Map();
+function countRequest(req, t) {
+  if (t.path.startsWith('/_fanout/')) return;
+  const m = req.method;
+  let op;
+  if (!t.isObject) op = m === 'GET' ? (t.q.has('uploads') ? 'ListMultipartUploads' : t.bucket ? 'ListObjects' : 'ListBuckets') : m === 'POST' && t.q.has('delete') ? 'DeleteObjects' : m + ' bucket';
+  else if (t.q.has('uploadId') || t.q.has('uploads')) op = m + ' multipart';
+  else if (m === 'PUT') op = req.headers['x-amz-copy-source'] ? 'CopyObject' : 'PutObject';
+  else if (m === 'GET') op = req.headers.range ? 'GetObject range' : 'GetObject';
+  else op = { HEAD: 'HeadObject', DELETE: 'DeleteObject' }[m] || m;
+  const shape = (t.isObject ? t.key : t.q.get('prefix') || '').replace(/^runs\/[^/]+\//, 'runs/<run>/').replace(/\d+/g, 'N');
+  for (const k of [op, op + ' ' + t.bucket + '/' + shape]) requestCounts.set(k, (requestCounts.get(k) || 0) + 1);
+}
 const proxy = http.createServer((req, res) => {
-  route(req, res).catch((e) => {
+  const t = parseTarget(req);
+  countRequest(req, t);
+  route(req, res, t).catch((e) => {
     if (e instanceof S3Fail) {
       if (e.status === 304) { if (!req.complete) req.resume(); res.writeHead(304, { 'x-amz-request-id': requestId() }); res.end(); return; }
       return fail(req, res, e.status, e.code, e.message, e.extra);

@@ -24,6 +24,8 @@ export interface S3Server {
   port: number;
   /** The child process running s3rver (behind a proxy that honours conditional PUTs). */
   pid: number;
+  /** Requests served so far, by operation and by operation + bucket/key shape (s3-proxy.ts); `reset` clears them (the answer is the counts before). */
+  requests(reset?: boolean): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -204,27 +206,63 @@ Store.prototype.deleteObject = async function (bucket, key) {
   touched(p);
   try { return await removeObject.call(this, bucket, key); } finally { touched(p); }
 };
+// s3rver lists by walking the bucket with a synchronous stat of every file it passes (each object
+// is three files), blocking the server while the runner's progress watcher lists a stage's markers
+// several times a second; and it returns keys in directory order, not S3's. Listed here with
+// asynchronous readdirs (entry types, no stats) of only the directories the prefix can reach, keys
+// in lexicographic order (so StartAfter and continuation tokens page as on S3), then each listed
+// key's (cached) metadata.
+const S3ObjectModel = require(pathMod.join(pathMod.dirname(process.env.S3RVER_MAIN), 'models', 'object.js'));
+const OBJECT_SUFFIX = '._S3rver_object';
+/** Every key under the prefix after startAfter, in S3's (UTF-8 byte) order. */
+async function listKeys(store, bucket, prefix, startAfter) {
+  const bucketPath = store.getBucketPath(bucket);
+  const prefixPath = bucketPath + '/' + Store.encodeKeyPath(prefix);
+  const keys = [];
+  const walk = async (dir) => {
+    let entries;
+    try { entries = await fsp.readdir(dir, { withFileTypes: true }); } catch (e) { if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return; throw e; }
+    const subdirs = [];
+    for (const e of entries) {
+      const p = dir + '/' + e.name;
+      if (e.isDirectory()) {
+        if (p.startsWith(prefixPath) || prefixPath.startsWith(p + '/')) subdirs.push(p);
+      } else if (e.name.endsWith(OBJECT_SUFFIX)) {
+        const key = Store.decodeKeyPath(p.slice(bucketPath.length + 1, -OBJECT_SUFFIX.length));
+        if (key > startAfter && key.startsWith(prefix)) keys.push(key);
+      }
+    }
+    await Promise.all(subdirs.map(walk));
+  };
+  await walk(bucketPath);
+  return keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+}
+/** The listed keys as s3rver's objects, with their (cached) metadata; a key deleted meanwhile is left out. */
+async function listedObjects(store, bucket, keys) {
+  const metas = await Promise.all(keys.map((k) => store.getMetadata(bucket, k).catch((e) => { if (e.code === 'ENOENT') return undefined; throw e; })));
+  const objects = [];
+  keys.forEach((k, i) => { if (metas[i] !== undefined) objects.push(new S3ObjectModel(bucket, k, null, metas[i])); });
+  return objects;
+}
 // s3rver's delimiter listing never walks below the first level under the prefix, so a prefix whose
 // objects all lie two or more levels down ('lake/' over 'lake/dt=1/region=eu/f') had no common
 // prefixes at all (S3 answers 'lake/dt=1/'). Listed here as S3 does: every key under the prefix,
 // rolled up at the delimiter.
-const listObjectsFlat = Store.prototype.listObjects;
 Store.prototype.listObjects = async function listObjects(bucket, options) {
   const delimiter = options.delimiter || '';
-  if (!delimiter) return listObjectsFlat.call(this, bucket, options);
   const prefix = options.prefix || '';
   const maxKeys = options.maxKeys === undefined ? Infinity : options.maxKeys;
-  const all = await listObjectsFlat.call(this, bucket, { ...options, delimiter: '', maxKeys: Infinity });
+  const keys = await listKeys(this, bucket, prefix, options.startAfter || '');
   const commonPrefixes = new Set();
-  const objects = [];
+  const kept = [];
   let isTruncated = false;
-  for (const o of all.objects) {
-    const idx = o.key.slice(prefix.length).indexOf(delimiter);
-    if (idx !== -1) { commonPrefixes.add(o.key.slice(0, prefix.length + idx + 1)); continue; }
-    if (objects.length < maxKeys) objects.push(o);
+  for (const k of keys) {
+    const idx = delimiter ? k.slice(prefix.length).indexOf(delimiter) : -1;
+    if (idx !== -1) { commonPrefixes.add(k.slice(0, prefix.length + idx + 1)); continue; }
+    if (kept.length < maxKeys) kept.push(k);
     else { isTruncated = true; break; }
   }
-  return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
+  return { objects: await listedObjects(this, bucket, kept), commonPrefixes: [...commonPrefixes].sort(), isTruncated };
 };
 ${S3_PROXY_SOURCE}
 server.run().then((addr) => {
@@ -373,6 +411,11 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
     endpoint: `http://127.0.0.1:${port}`,
     port,
     pid: child.pid!,
+    requests: async (reset = false) => {
+      const r = await fetch(`http://127.0.0.1:${port}/_fanout/requests`, { method: reset ? 'DELETE' : 'GET' });
+      if (!r.ok) throw new Error(`local S3 server: GET /_fanout/requests answered ${r.status}`);
+      return (await r.json()) as Record<string, number>;
+    },
     stop: () => {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {

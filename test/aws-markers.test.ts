@@ -1,10 +1,13 @@
 // The AWS runner's progress reads: each poll lists only the first unfinished stage's markers and
 // GETs only the markers it has not read yet, at most `concurrency` at a time.
 import assert from 'node:assert/strict';
+import dc from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
 import { describe, it } from 'node:test';
+import { startS3Server } from '../localstack/s3-server.ts';
 import { MarkerWatcher } from '../src/aws/markers.ts';
 import { keys, type RunPlan } from '../src/aws/run.ts';
-import { LocalStore, putJson, type ObjectStore } from '../src/io/store/index.ts';
+import { LocalStore, putJson, S3Store, type ObjectStore } from '../src/io/store/index.ts';
 import { tempDir } from './helpers.ts';
 
 const RUN = 'markers-test';
@@ -97,5 +100,52 @@ describe('MarkerWatcher (AWS live progress)', () => {
     assert.deepEqual(await w.poll(), []);
     assert.deepEqual(calls.list, [], 'all stages read: no more listing');
     assert.ok(calls.maxInFlight <= 2, `at most 2 GETs at once, saw ${calls.maxInFlight}`);
+  });
+});
+
+describe('MarkerWatcher on S3', () => {
+  it('lists only the markers after those it has read in partition order (StartAfter), and still finds one written behind', async () => {
+    const server = await startS3Server({ buckets: ['markers-work'] });
+    const saved = { ep: process.env['AWS_ENDPOINT_URL_S3'], warn: process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] };
+    process.env['AWS_ENDPOINT_URL_S3'] = server.endpoint;
+    process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
+    const listings: string[] = [];
+    const onRequest = (m: unknown): void => {
+      const path = (m as { request: ClientRequest }).request.path;
+      if (path.includes('list-type=2')) listings.push(decodeURIComponent(new URL(path, 'http://x').searchParams.get('start-after') ?? ''));
+    };
+    dc.subscribe('http.client.request.start', onRequest);
+    try {
+      const store = new S3Store('markers-work');
+      const big = { runId: RUN, sources: Array.from({ length: 12 }, () => ({})), stages: [{ index: 0 }] } as unknown as RunPlan;
+      const w = new MarkerWatcher(store, big);
+      for (const p of [0, 1, 2, 3, 4]) await putJson(store, keys.metrics(RUN, 0, p), marker(p));
+      assert.equal((await w.poll()).length, 5);
+      await putJson(store, keys.metrics(RUN, 0, 6), marker(6));
+      assert.deepEqual(
+        (await w.poll()).map((m) => m.partition),
+        [6],
+      );
+      await putJson(store, keys.metrics(RUN, 0, 5), marker(5));
+      assert.deepEqual(
+        (await w.poll()).map((m) => m.partition),
+        [5],
+        'a marker behind the newest one read is still found',
+      );
+      for (let p = 7; p < 12; p++) await putJson(store, keys.metrics(RUN, 0, p), marker(p));
+      assert.equal((await w.poll()).length, 5);
+      assert.deepEqual(await w.poll(), []);
+      assert.deepEqual(listings, ['', keys.metrics(RUN, 0, 4), keys.metrics(RUN, 0, 4), keys.metrics(RUN, 0, 6)]);
+    } finally {
+      dc.unsubscribe('http.client.request.start', onRequest);
+      await server.stop();
+      for (const [k, v] of [
+        ['AWS_ENDPOINT_URL_S3', saved.ep],
+        ['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', saved.warn],
+      ] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });

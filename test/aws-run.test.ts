@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { col, readParquet, setRunner } from 'fanout';
+import { handleStage, setStoreFactory } from '../src/aws/handlers.ts';
 import { finalizeRun, keys, planRun, preparePlan, recordFailure, runGpuSlot, runStagePartition } from '../src/aws/run.ts';
 import { splitStages } from '../src/aws/stages.ts';
 import { LocalStore } from '../src/io/store/index.ts';
@@ -128,6 +129,39 @@ describe('serverless run lifecycle', () => {
       got.map((r) => r['id']),
       Array.from({ length: 9000 }, (_, i) => BigInt(i)),
     );
+  });
+
+  it("a batched Stage invocation checks its partitions' markers with one listing, not a GET each; finished ones are still skipped", async () => {
+    class CountingStore extends LocalStore {
+      markerGets = 0;
+      lists: string[] = [];
+      override async get(key: string): Promise<Uint8Array> {
+        if (/\/metrics-\d+\.json$/.test(key)) this.markerGets++;
+        return super.get(key);
+      }
+      override async list(prefix: string): Promise<string[]> {
+        this.lists.push(prefix);
+        return super.list(prefix);
+      }
+    }
+    const work = new CountingStore(tempDir());
+    setStoreFactory(() => work);
+    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    await preparePlan(work, plan, 'work-bucket');
+    const batch = (ps: number[]) => ({ Items: ps.map((partition) => ({ runId: plan.runId, workBucket: 'work-bucket', stage: 0, partition })) });
+    work.lists = [];
+    const first = await handleStage(batch([3, 4, 5]));
+    assert.deepEqual(first.partitions, [3, 4, 5]);
+    assert.equal(work.markerGets, 0, 'no GET of a marker that the listing showed missing');
+    assert.deepEqual(work.lists, [keys.metrics(plan.runId, 0, 3).replace(/\d\.json$/, '')], "one listing of the batch's common key prefix");
+    // A redrive of a wider batch: the finished partitions are read (their marker) and skipped, the rest run.
+    const before = JSON.parse(Buffer.from(await work.get(keys.metrics(plan.runId, 0, 4))).toString()) as { finishedAt: string };
+    work.markerGets = 0;
+    const again = await handleStage(batch([2, 3, 4, 5, 6]));
+    assert.equal(work.markerGets, 3, 'only the three finished markers are read');
+    const after = JSON.parse(Buffer.from(await work.get(keys.metrics(plan.runId, 0, 4))).toString()) as { finishedAt: string };
+    assert.equal(after.finishedAt, before.finishedAt, 'a finished partition is not run again');
+    assert.equal(again.rows, first.rows + 2000);
   });
 
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {

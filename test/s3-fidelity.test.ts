@@ -24,6 +24,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   ListPartsCommand,
   PutBucketCorsCommand,
   PutObjectCommand,
@@ -437,6 +438,105 @@ describe('harness S3: cached lookups', () => {
     await s3.send(new CreateBucketCommand({ Bucket: b }));
     await s3.send(new PutObjectCommand({ Bucket: b, Key: 'k', Body: 'again' }));
     assert.equal(await (await s3.send(new GetObjectCommand({ Bucket: b, Key: 'k' }))).Body!.transformToString(), 'again');
+  });
+});
+
+describe('harness S3: plain requests served by the proxy', () => {
+  // Plain GET / HEAD / PUT / CopyObject and listings are answered from s3rver's store in the child
+  // (no second HTTP hop); they must answer exactly as before: headers, metadata, errors, order.
+  it('GET and HEAD return the stored headers and user metadata; a missing key is NoSuchKey, a missing bucket NoSuchBucket', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain/a.json', Body: '{"a":1}', ContentType: 'application/json', Metadata: { owner: 'x' } }));
+    const h = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'plain/a.json' }));
+    assert.equal(h.ContentType, 'application/json');
+    assert.equal(h.ContentLength, 7);
+    assert.deepEqual(h.Metadata, { owner: 'x' });
+    assert.equal(h.AcceptRanges, 'bytes');
+    assert.ok(h.LastModified instanceof Date && h.ETag === `"${createHash('md5').update('{"a":1}').digest('hex')}"`);
+    const g = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'plain/a.json' }));
+    assert.equal(await g.Body!.transformToString(), '{"a":1}');
+    assert.equal(g.ETag, h.ETag);
+    assert.deepEqual(g.Metadata, { owner: 'x' });
+    const r = await raw('GET', `/${BUCKET}/plain/a.json`, { range: 'bytes=1-3' });
+    assert.equal(r.status, 206);
+    assert.equal(r.body, '"a"');
+    assert.equal(r.headers['content-range'], 'bytes 1-3/7');
+    await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'plain/none' })), { name: 'NoSuchKey' });
+    await assert.rejects(() => s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'plain/none' })), { name: 'NotFound' });
+    await assert.rejects(() => s3.send(new GetObjectCommand({ Bucket: 'fidelity-none', Key: 'k' })), { name: 'NoSuchBucket' });
+  });
+
+  it('CopyObject keeps content, ETag, type and metadata (hive keys with = included); a missing source is NoSuchKey', async () => {
+    const src = 'plain/dt=2026-11-30/part-0.json';
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: src, Body: 'copied', ContentType: 'text/x-src', Metadata: { k: 'v' } }));
+    const c = await s3.send(
+      new CopyObjectCommand({
+        Bucket: 'fidelity-other',
+        Key: 'out/dt=2026-11-30/p.json',
+        CopySource: `${BUCKET}/${src.split('/').map(encodeURIComponent).join('/')}`,
+      }),
+    );
+    const h = await s3.send(new HeadObjectCommand({ Bucket: 'fidelity-other', Key: 'out/dt=2026-11-30/p.json' }));
+    assert.equal(c.CopyObjectResult?.ETag, h.ETag);
+    assert.ok(c.CopyObjectResult?.LastModified instanceof Date);
+    assert.equal(h.ContentType, 'text/x-src');
+    assert.deepEqual(h.Metadata, { k: 'v' });
+    assert.equal(
+      await (await s3.send(new GetObjectCommand({ Bucket: 'fidelity-other', Key: 'out/dt=2026-11-30/p.json' }))).Body!.transformToString(),
+      'copied',
+    );
+    await assert.rejects(() => s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: 'plain/c', CopySource: `${BUCKET}/plain/none` })), { name: 'NoSuchKey' });
+  });
+
+  it("listings come in S3's key order, nested keys included, and page with StartAfter and continuation tokens", async () => {
+    const keys = ['order/b', 'order/a/2', 'order/a/10', 'order/a-b', 'order/c/d/e', 'order/a'];
+    for (const k of keys) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k }));
+    const sorted = [...keys].sort();
+    assert.deepEqual(
+      (await listS3(`s3://${BUCKET}/order/`)).objects.map((o) => o.key),
+      sorted,
+    );
+    assert.deepEqual(
+      (await listS3(`s3://${BUCKET}/order/`, { pageSize: 2 })).objects.map((o) => o.key),
+      sorted,
+    );
+    const after = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'order/', StartAfter: 'order/a/2' }));
+    assert.deepEqual(
+      after.Contents?.map((o) => o.Key),
+      sorted.filter((k) => k > 'order/a/2'),
+    );
+    const level = await listS3(`s3://${BUCKET}/order/`, { delimiter: '/' });
+    assert.deepEqual(
+      level.objects.map((o) => o.key),
+      ['order/a', 'order/a-b', 'order/b'],
+    );
+    assert.deepEqual(level.prefixes, [`s3://${BUCKET}/order/a/`, `s3://${BUCKET}/order/c/`]);
+  });
+});
+
+describe('harness S3: request counts', () => {
+  // The harness benches report S3 requests per partition from these counts (bench/cloud-partitions.ts).
+  it('counts requests by operation and by key shape (run ids and numbers folded); reset clears them', async () => {
+    await server.requests(true);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs/r-1/stage-0/metrics-00001.json', Body: '{}' }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs/r-2/stage-0/metrics-00002.json', Body: '{}' }));
+    await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'runs/r-1/stage-0/metrics-00001.json' }));
+    await bytesOf('runs/r-1/stage-0/metrics-00001.json', 'bytes=-1');
+    await bytesOf('runs/r-1/stage-0/metrics-00001.json');
+    await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: 'copied', CopySource: `${BUCKET}/runs/r-1/stage-0/metrics-00001.json` }));
+    await listS3(`s3://${BUCKET}/runs/r-1/`);
+    const counts = await server.requests();
+    assert.deepEqual(Object.fromEntries(Object.entries(counts).filter(([k]) => !k.includes('/'))), {
+      PutObject: 2,
+      HeadObject: 1,
+      'GetObject range': 1,
+      GetObject: 1,
+      CopyObject: 1,
+      ListObjects: 1,
+    });
+    assert.equal(counts[`PutObject ${BUCKET}/runs/<run>/stage-N/metrics-N.json`], 2);
+    assert.equal(counts[`ListObjects ${BUCKET}/runs/<run>/`], 1);
+    assert.deepEqual(await server.requests(true), counts);
+    assert.deepEqual(await server.requests(), {});
   });
 });
 

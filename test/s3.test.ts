@@ -7,15 +7,18 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { col, readCsv, readParquet, setRunner } from 'fanout';
 import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
-import { readParquetBatches } from '../src/io/parquet/index.ts';
+import * as arrow from 'apache-arrow';
+import { readParquetBatches, writeParquetFile } from '../src/io/parquet/index.ts';
 import {
   S3Blob,
   createS3WriteStream,
+  fetchParquetTails,
   getS3Object,
   getS3ObjectOrNull,
   headS3,
   keyGlobMatcher,
   listS3,
+  noteS3Files,
   putS3Object,
   resetS3Stats,
   s3Stats,
@@ -138,6 +141,88 @@ describe('reading s3://', () => {
     resetS3Stats();
     assert.equal(await readParquet(Array.from({ length: 10 }, (_, i) => `${S3}/many2/f${i}.parquet`)).count(), 1000);
     assert.equal(s3Stats.syncCalls, 2);
+  });
+
+  it("files read back by URI (a run's committed files): one listing vouches for all, their footers come in one round, no HEAD each", async () => {
+    const dir = tempDir('fanout-s3-committed-');
+    const uris: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      await writeSample(join(dir, `part-${i}.parquet`), i * 50, 50, 50);
+      uris.push(`${S3}/committed/part-${i}.parquet`);
+      await putS3Object(uris[i]!, fs.readFileSync(join(dir, `part-${i}.parquet`)));
+    }
+    await putS3Object(`${S3}/committed/_SUCCESS`, '{}');
+    resetS3Stats();
+    await noteS3Files(uris);
+    let rows = 0;
+    for (const u of uris) for await (const b of readParquetBatches(u)) rows += b.numRows;
+    assert.equal(rows, 300);
+    assert.equal(s3Stats.listRequests, 1, 'one listing of the directory');
+    assert.equal(s3Stats.headRequests, 0, 'sizes and ETags come from the listing');
+    assert.equal(s3Stats.syncCalls, 1, 'every footer in one blocking round');
+  });
+
+  it('a Parquet tail of an object of unknown size is one suffix GET (no HEAD); an empty or missing object still answers as before', async () => {
+    const whole = fs.readFileSync(big);
+    await putS3Object(`${S3}/tails/small.parquet`, whole.subarray(0, 1000));
+    await putS3Object(`${S3}/tails/empty`, new Uint8Array(0));
+    resetS3Stats();
+    const [b, s, e, m] = await fetchParquetTails([
+      { uri: `${S3}/big.parquet` },
+      { uri: `${S3}/tails/small.parquet` },
+      { uri: `${S3}/tails/empty` },
+      { uri: `${S3}/tails/missing` },
+    ]);
+    // One suffix GET each (the small one's head, for the magic check, comes from the same bytes).
+    assert.equal(s3Stats.headRequests, 0);
+    assert.equal(s3Stats.getRequests, 4);
+    assert.ok(b && !('error' in b) && s && !('error' in s) && e && !('error' in e) && m && 'error' in m);
+    assert.ok(whole.length > 64 << 10);
+    assert.equal(b.size, whole.length);
+    assert.equal(b.offset, whole.length - (64 << 10));
+    assert.deepEqual(Buffer.from(b.bytes), whole.subarray(whole.length - (64 << 10)));
+    assert.equal(b.etag, (await headS3(`${S3}/big.parquet`)).etag);
+    assert.equal(s.size, 1000);
+    assert.equal(s.offset, 0);
+    assert.deepEqual(Buffer.from(s.bytes), whole.subarray(0, 1000));
+    assert.equal(e.size, 0);
+    assert.equal(m.error.code, 'NoSuchKey');
+    assert.match(m.error.message, /tails\/missing/);
+  });
+
+  it('an input opened once per partition fetches the page indexes before its footer tail once per object version', async () => {
+    // 200 row groups: the footer and the page indexes before it do not fit in the first 64 KiB tail read.
+    const write = async (file: string, scale: number): Promise<void> => {
+      function* batches(): Generator<arrow.RecordBatch> {
+        for (let p = 0; p < 200; p++) {
+          const id = BigInt64Array.from({ length: 50 }, (_, i) => BigInt(p * 50 + i));
+          const x = Float64Array.from({ length: 50 }, (_, i) => i * scale);
+          yield new arrow.Table({ id: arrow.makeVector(id), x: arrow.makeVector(x) }).batches[0]!;
+        }
+      }
+      await writeParquetFile(file, batches(), { rowGroupSize: 50 });
+    };
+    const file = join(tempDir('fanout-s3-pageindex-'), 'many.parquet');
+    await write(file, 1);
+    const uri = `${S3}/pageindex/many.parquet`;
+    await putS3Object(uri, fs.readFileSync(file));
+    const group = async (g: number): Promise<number[]> => {
+      const xs: number[] = [];
+      for await (const b of readParquetBatches(uri, { rowGroups: [g] })) xs.push(...(b.getChild('x')!.toArray() as Float64Array));
+      return xs;
+    };
+    assert.equal((await group(5)).length, 50);
+    resetS3Stats();
+    assert.deepEqual((await group(6)).slice(0, 3), [0, 1, 2]);
+    assert.equal(s3Stats.getRequests, 1, "only the row group's column chunks");
+    // A new version of the object is read as itself, never from the grown tail of the old one.
+    await write(file, 10);
+    await putS3Object(uri, fs.readFileSync(file));
+    const again = await group(6).catch((e: unknown) => {
+      assert.match(String(e), /changed/); // a reader holding the old footer says so; the next read sees the new version
+      return group(6);
+    });
+    assert.deepEqual(again.slice(0, 3), [0, 10, 20]);
   });
 
   it('projection fetches only the needed column chunks', async () => {
@@ -283,6 +368,32 @@ describe('writing s3://', () => {
     );
     await w.abort();
     assert.deepEqual((await listS3(`${S3}/out/aborted/`)).objects, []);
+  });
+
+  it('a write stream that stays under a part is one plain PutObject at close: nothing visible before, content type kept; abort sends nothing', async () => {
+    await server.requests(true);
+    const w = await createS3WriteStream(`${S3}/small/a.bin`, { contentType: 'application/x-test' });
+    const chunk = Buffer.from('abc');
+    await w.write(chunk);
+    chunk.fill(0); // the stream copied it
+    await w.write(new Uint8Array(0));
+    await w.write(Buffer.from('def'));
+    assert.equal(await getS3ObjectOrNull(`${S3}/small/a.bin`), null);
+    const r = await w.close();
+    assert.equal(r.bytes, 6);
+    assert.equal(Buffer.from(await getS3Object(`${S3}/small/a.bin`)).toString(), 'abcdef');
+    const h = await headS3(`${S3}/small/a.bin`);
+    assert.equal(r.etag, h.etag);
+    const empty = await createS3WriteStream(`${S3}/small/empty.bin`);
+    assert.equal((await empty.close()).bytes, 0);
+    assert.equal((await headS3(`${S3}/small/empty.bin`)).size, 0);
+    const gone = await createS3WriteStream(`${S3}/small/gone.bin`);
+    await gone.write(Buffer.from('x'));
+    await gone.abort();
+    assert.equal(await getS3ObjectOrNull(`${S3}/small/gone.bin`), null);
+    const counts = await server.requests(true);
+    assert.equal(counts['PutObject'], 2, 'one PutObject per closed stream');
+    assert.equal(Object.keys(counts).filter((k) => k.includes('multipart')).length, 0);
   });
 
   it('multipart uploads (> 5 MiB) round-trip byte-exact', async () => {

@@ -21,6 +21,7 @@ import {
   finalizeRun,
   importPipeline,
   keys,
+  listMissingMarkers,
   loadPlan,
   planRun,
   preparePlan,
@@ -248,10 +249,11 @@ export interface StageResult {
 export async function handleStage(event: StageEvent | StageBatchEvent): Promise<StageResult> {
   const items = 'Items' in event ? event.Items : [event];
   if (!Array.isArray(items) || items.length === 0) throw new Error('Stage: a batch event needs a non-empty Items array');
-  const jobs: { runId: string; store: ObjectStore; stage: number; partition: number }[] = [];
+  const jobs: { runId: string; bucket: string; store: ObjectStore; stage: number; partition: number }[] = [];
   for (const e of items) {
     const runId = checkRunId(e.runId);
-    const store = storeFactory(workBucket(e));
+    const bucket = workBucket(e);
+    const store = storeFactory(bucket);
     const stage = typeof e.stage === 'number' ? e.stage : e.stage.index;
     if (!Number.isInteger(stage) || stage < 0) throw new Error(`run ${runId}: invalid stage ${JSON.stringify(stage)}`);
     if (!Number.isInteger(e.partition) || e.partition < 0) throw new Error(`run ${runId}: invalid partition ${JSON.stringify(e.partition)}`);
@@ -261,10 +263,19 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
       // The last range of an inline Map's step may run past the plan's partitions.
       count = Math.min(e.count, stagePartitions(await loadPlan(store, runId), stage) - e.partition);
     }
-    for (let i = 0; i < count; i++) jobs.push({ runId, store, stage, partition: e.partition + i });
+    for (let i = 0; i < count; i++) jobs.push({ runId, bucket, store, stage, partition: e.partition + i });
   }
   await preloadPipeline();
   const first = jobs[0]!;
+  // One listing tells which partitions of the batch are still to run (a resume or redrive skips the rest).
+  if (jobs.every((j) => j.runId === first.runId && j.stage === first.stage && j.bucket === first.bucket)) {
+    await listMissingMarkers(
+      first.store,
+      first.runId,
+      first.stage,
+      jobs.map((j) => j.partition),
+    );
+  }
   const results = await tracePartitions(
     first.store,
     first.runId,

@@ -713,8 +713,32 @@ function stageSchema(plan: RunPlan, stageIndex: number): SchemaJSON {
   return plan.schema;
 }
 
+/** Marker keys a batched Stage invocation listed as missing just before running them: readMarker needs no GET for them (used once). */
+const listedMissing = new Set<string>();
+
+/**
+ * A batch of partitions of one stage (one Stage invocation): one listing of their markers' common
+ * key prefix says which have none, so checking each before it runs costs no request (k partitions:
+ * one LIST instead of k GETs that mostly answer NoSuchKey).
+ */
+export async function listMissingMarkers(store: ObjectStore, runId: string, stage: number, partitions: readonly number[]): Promise<void> {
+  if (partitions.length < 2) return;
+  const ks = partitions.map((p) => keys.metrics(runId, stage, p));
+  const sorted = [...ks].sort();
+  const [lo, hi] = [sorted[0]!, sorted[sorted.length - 1]!];
+  let n = 0;
+  while (n < lo.length && lo[n] === hi[n]) n++;
+  const present = new Set(await store.list(lo.slice(0, n)));
+  if (listedMissing.size > 100_000) listedMissing.clear();
+  for (const k of ks) {
+    if (present.has(k)) listedMissing.delete(k);
+    else listedMissing.add(k);
+  }
+}
+
 /** A partition's completion marker, or null when it has none. */
 async function readMarker(store: ObjectStore, runId: string, stage: number, partition: number): Promise<PartitionMarker | null> {
+  if (listedMissing.delete(keys.metrics(runId, stage, partition))) return null;
   try {
     return await getJson<PartitionMarker>(store, keys.metrics(runId, stage, partition));
   } catch (e) {

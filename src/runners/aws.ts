@@ -21,6 +21,7 @@ import type { ProgressListener } from '../progress.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
+import { noteS3Files } from '../io/s3/index.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
@@ -349,6 +350,8 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** Reads committed result files with the embedded readers. */
 async function* readCommitted(files: readonly WrittenFile[], plan: PlanNode): AsyncGenerator<arrow.RecordBatch> {
   const schema = planSchema(plan);
+  // One listing vouches for every file: the first read fetches all their footers in one parallel round.
+  await noteS3Files(files.map((f) => f.path));
   for (const f of files) yield* readParquetBatches(f.path, { schema });
 }
 
@@ -389,6 +392,7 @@ export class AwsRunner implements Runner {
       return;
     }
     const summary = await this.run(plan, null, ctx);
+    await noteS3Files(summary.files.map((f) => f.path));
     for (const [index, f] of summary.files.entries()) yield { index, batches: readCommitted([f], plan) };
   }
 

@@ -2,7 +2,7 @@
 // Parquet tails (footer + page indexes) of many objects fetched in parallel.
 import { mapLimit } from '../../concurrency.ts';
 import { S3Error, s3Error, s3Settings, type S3Settings } from './client.ts';
-import { getS3Range, headS3 } from './objects.ts';
+import { getS3Range, getS3Suffix, headS3 } from './objects.ts';
 import { RangeBlob, type RangeBlobState } from '../range-blob.ts';
 
 /** Ranges larger than this are fetched as parallel ranged GETs. */
@@ -24,7 +24,10 @@ export class S3Blob extends RangeBlob {
     state?: RangeBlobState,
   ) {
     super(objectSize, start, end, state);
-    if (!state && options.tail) this.hold(options.tail.offset, options.tail.bytes, 'tail');
+    if (!state && options.tail) {
+      const t = grownTail(uri, options.etag, options.tail);
+      this.hold(t.offset, t.bytes, 'tail');
+    }
   }
 
   protected sliceAt(a: number, b: number): this {
@@ -32,7 +35,14 @@ export class S3Blob extends RangeBlob {
   }
 
   protected fetch(a: number, b: number): Promise<Uint8Array> {
-    const { etag, settings } = this.options;
+    const { etag, settings, tail } = this.options;
+    if (tail && etag && b - a <= GROW_MAX && b === grownTail(this.uri, etag, tail).offset) {
+      // The bytes just before the footer tail (page indexes, read on every open): kept with the tail.
+      return getS3Range(this.uri, a, b, etag, settings).then((bytes) => {
+        growTail(this.uri, etag, tail, a, bytes);
+        return bytes;
+      });
+    }
     if (b - a <= RANGE_PART) return getS3Range(this.uri, a, b, etag, settings);
     const out = new Uint8Array(b - a);
     const parts: Promise<void>[] = [];
@@ -43,6 +53,44 @@ export class S3Blob extends RangeBlob {
     return Promise.all(parts).then(() => out);
   }
 }
+
+/**
+ * Footer tails grown by the bytes read just before them (the page indexes parquet-wasm reads on
+ * every open, when they lie outside the first tail read), per object version: a Lambda environment
+ * that opens one input file for many partitions fetches them once. Keyed by URI and ETag (the ranged
+ * GET that fetched them checked it), so a changed object is never served from here.
+ */
+const grownTails = new Map<string, { offset: number; bytes: Uint8Array }>();
+const GROWN_TAILS_MAX = 64;
+const GROWN_BYTES_MAX = 32 << 20;
+let grownBytes = 0;
+/** At most this many bytes are added to a tail (page indexes are small next to the data). */
+const GROW_MAX = 1 << 20;
+
+function grownTail(uri: string, etag: string | undefined, tail: { offset: number; bytes: Uint8Array }): { offset: number; bytes: Uint8Array } {
+  const g = etag ? grownTails.get(`${uri}\0${etag}`) : undefined;
+  return g && g.offset < tail.offset && g.offset + g.bytes.length === tail.offset + tail.bytes.length ? g : tail;
+}
+
+function growTail(uri: string, etag: string, tail: { offset: number; bytes: Uint8Array }, a: number, before: Uint8Array): void {
+  const cur = grownTail(uri, etag, tail);
+  if (a + before.length !== cur.offset || tail.offset - a > GROW_MAX) return;
+  const bytes = new Uint8Array(before.length + cur.bytes.length);
+  bytes.set(before, 0);
+  bytes.set(cur.bytes, before.length);
+  const k = `${uri}\0${etag}`;
+  const old = grownTails.get(k);
+  if (old) grownBytes -= old.bytes.length;
+  grownTails.delete(k); // re-inserted: the Map's order is then oldest first
+  grownTails.set(k, { offset: a, bytes });
+  grownBytes += bytes.length;
+  while (grownTails.size > GROWN_TAILS_MAX || grownBytes > GROWN_BYTES_MAX) {
+    const [oldest, v] = grownTails.entries().next().value!;
+    grownTails.delete(oldest);
+    grownBytes -= v.bytes.length;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parquet tails (footer + page indexes), fetched in parallel
 
@@ -59,7 +107,7 @@ export type TailResult =
   | { uri: string; error: { message: string; code: string } };
 
 /**
- * For each object: size and ETag (HEAD unless given) and its last bytes, enough to hold the
+ * For each object: size and ETag (unless given: from a suffix GET of the tail, no HEAD) and its last bytes, enough to hold the
  * Parquet footer (a second ranged GET when the footer is larger than the first read). `head` holds
  * the first 4 bytes only when the tail magic is wrong (to tell truncated files from non-Parquet).
  */
@@ -67,11 +115,17 @@ export async function fetchParquetTails(items: readonly TailRequest[], settings:
   const one = async (it: TailRequest): Promise<TailResult> => {
     try {
       let { size, etag } = it;
-      if (size === undefined || etag === undefined) ({ size, etag } = await headS3(it.uri, settings));
-      if (size < 12) return { uri: it.uri, size, etag, offset: 0, bytes: await getS3Range(it.uri, 0, size, etag, settings), head: null };
+      let bytes: Uint8Array | null = null;
+      if (size === undefined || etag === undefined) {
+        // Size, ETag and the tail in one suffix GET; a HEAD and an explicit range where that fails.
+        const suffix = await getS3Suffix(it.uri, PARQUET_TAIL_BYTES, settings);
+        if (suffix) ({ size, etag, bytes } = suffix);
+        else ({ size, etag } = await headS3(it.uri, settings));
+      }
+      if (size < 12) return { uri: it.uri, size, etag, offset: 0, bytes: bytes ?? (await getS3Range(it.uri, 0, size, etag, settings)), head: null };
       const first = Math.max(0, size - PARQUET_TAIL_BYTES);
       let offset = first;
-      let bytes = await getS3Range(it.uri, first, size, etag, settings);
+      bytes ??= await getS3Range(it.uri, first, size, etag, settings);
       const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const magic = dv.getUint32(bytes.length - 4, true);
       if (magic !== 0x31524150) {

@@ -1,6 +1,8 @@
 // What listings said about objects: size and ETag (readers use them to skip HEADs), and the
 // listing each object came with (footers of a whole listing are fetched in one parallel batch).
-import type { S3Object } from './objects.ts';
+import { mapLimit } from '../../concurrency.ts';
+import { listS3, type S3Object } from './objects.ts';
+import { isS3Uri } from './uri.ts';
 
 export interface S3Hint {
   size: number;
@@ -42,4 +44,27 @@ export function groupS3Hints(uris: readonly string[]): void {
 
 export function forgetS3Object(uri: string): void {
   hints.delete(uri);
+}
+
+/**
+ * Vouch for these objects' sizes and ETags with one listing of each directory they lie in, as one
+ * group: the first Parquet read among them then fetches every footer in one parallel round, without
+ * a HEAD and a blocking GET per object (the runner reading back a run's committed files). Best
+ * effort: a failed listing leaves the readers to ask per object, as before.
+ */
+export async function noteS3Files(uris: readonly string[]): Promise<void> {
+  const wanted = new Set(uris.filter((u) => isS3Uri(u)));
+  if (wanted.size < 2) return;
+  const dirs = new Set([...wanted].map((u) => u.slice(0, u.lastIndexOf('/') + 1)));
+  const listed = await mapLimit([...dirs], 8, (d) =>
+    listS3(d, { delimiter: '/' }).then(
+      (r) => r.objects,
+      () => [] as S3Object[],
+    ),
+  );
+  const found = listed.flat().filter((o) => wanted.has(o.uri));
+  noteS3Objects(
+    found,
+    found.map((o) => o.uri),
+  );
 }

@@ -17,6 +17,8 @@ export interface ListOptions {
   maxKeys?: number;
   /** Keys per ListObjectsV2 page (default and maximum 1,000). */
   pageSize?: number;
+  /** Only keys after this one (S3's StartAfter): a poller that has seen a prefix of the keys lists only the rest. */
+  startAfter?: string;
 }
 export interface ListResult {
   objects: S3Object[] /** with a delimiter: the "sub-directory" URIs */;
@@ -40,6 +42,7 @@ export async function listS3(prefixUri: string, opts: ListOptions = {}, settings
           Bucket: bucket,
           Prefix: key,
           ContinuationToken: token,
+          StartAfter: token === undefined ? opts.startAfter : undefined,
           Delimiter: opts.delimiter,
           MaxKeys: Math.min(opts.pageSize ?? 1000, 1000, opts.maxKeys !== undefined ? opts.maxKeys - objects.length : 1000),
         }),
@@ -100,7 +103,7 @@ async function bodyBytes(body: unknown, expected: number | null): Promise<Uint8A
 }
 
 /**
- * Bytes [start, end) of an object. Always an explicit range (s3rver mis-serves suffix ranges).
+ * Bytes [start, end) of an object, as an explicit range (suffixes: getS3Suffix).
  * With `etag`, a response for a different version of the object is an S3ObjectChangedError.
  */
 export async function getS3Range(uri: string, start: number, end: number, etag?: string, settings: S3Settings = s3Settings()): Promise<Uint8Array> {
@@ -126,6 +129,47 @@ export async function getS3Range(uri: string, start: number, end: number, etag?:
   } catch (e) {
     throw s3Error('GetObject', uri, e, settings);
   }
+}
+
+/**
+ * The last `n` bytes of an object with its size and ETag, in one request (a suffix range instead of
+ * a HEAD, then a ranged GET). null when the server's answer is not a well-formed suffix of the
+ * object (an S3-compatible server that mis-serves suffix ranges, an empty object): the caller then
+ * asks with a HEAD and explicit ranges.
+ */
+export async function getS3Suffix(
+  uri: string,
+  n: number,
+  settings: S3Settings = s3Settings(),
+): Promise<{ bytes: Uint8Array; size: number; etag: string } | null> {
+  const { bucket, key } = parseS3Uri(uri);
+  const m = await sdk();
+  const client = await s3Client(settings);
+  count('getRequests');
+  let r: GetObjectCommandOutput;
+  try {
+    r = await client.send(new m.GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=-${n}` }));
+  } catch (e) {
+    const err = s3Error('GetObject', uri, e, settings);
+    if (err.code === 'InvalidRange') return null; // an empty object has no suffix
+    throw err;
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await bodyBytes(r.Body, r.ContentLength ?? null);
+  } catch (e) {
+    throw s3Error('GetObject', uri, e, settings);
+  }
+  s3Stats.bytesRead += bytes.length;
+  const etag = r.ETag ?? '';
+  const cr = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(r.ContentRange ?? '');
+  if (!cr) {
+    // A whole-object answer (no Content-Range) is a suffix only if the object is no longer than asked.
+    return r.$metadata.httpStatusCode === 200 && bytes.length <= n && etag ? { bytes, size: bytes.length, etag } : null;
+  }
+  const [start, end, size] = [Number(cr[1]), Number(cr[2]), Number(cr[3])];
+  if (end !== size - 1 || start !== Math.max(0, size - n) || bytes.length !== end - start + 1 || !etag) return null;
+  return { bytes, size, etag };
 }
 
 /** A whole object, or null when it (not the bucket) does not exist. */
