@@ -9,7 +9,9 @@ import * as arrow from 'apache-arrow';
 import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import type { FromWorker } from '../src/runners/protocol.ts';
 import { poolTestHooks } from '../src/runners/pool.ts';
+import { readParquetBatches } from '../src/io/parquet/index.ts';
 import { batchFromWire, batchToWire, type WireBatch } from '../src/runners/transfer.ts';
+import { double } from './fixtures/udfs.ts';
 import { sampleBatch, tempDir, writeSample } from './helpers.ts';
 
 after(async () => {
@@ -55,7 +57,7 @@ function wideBatch(): arrow.RecordBatch {
 
 function send(wire: WireBatch): WireBatch {
   const { port1, port2 } = new MessageChannel();
-  port1.postMessage(wire, [wire.bytes]);
+  port1.postMessage(wire, [wire.bytes, ...(wire.owned ?? [])]);
   const got = receiveMessageOnPort(port2)!.message as WireBatch;
   port1.close();
   return got;
@@ -100,6 +102,57 @@ describe('packed batch transfer', () => {
   });
 });
 
+/** The first batch of a Parquet file written from sampleBatch (int64, float64, utf8, int32 with nulls, list<utf8>). */
+async function decodedBatch(): Promise<arrow.RecordBatch> {
+  const path = join(tempDir(), 'moved.parquet');
+  await writeSample(path, 0, 3000, 3000);
+  for await (const b of readParquetBatches(path)) return b;
+  throw new Error('no batch');
+}
+
+const bufferBytes = (b: arrow.RecordBatch): number[] =>
+  b.data.children.flatMap((c) => [c.values, c.valueOffsets, c.nullBitmap].filter((v) => v !== undefined && v !== null).map((v) => v.byteLength));
+
+describe("the reader's decoded buffers (issue 12: no second copy in workers)", () => {
+  it("are moved, not copied, when asked: the receiver sees the same values, the sender's views are detached", async () => {
+    const batch = await decodedBatch();
+    const before = dump(batch);
+    const sizes = bufferBytes(batch);
+    const wire = batchToWire(batch, true);
+    assert.ok(wire.owned && wire.owned.length > 0, 'decoded buffers travel as they are');
+    const moved = wire.owned.reduce((n, b) => n + b.byteLength, 0);
+    assert.ok(wire.bytes.byteLength < moved / 4, `little is copied into the packed buffer (${wire.bytes.byteLength} bytes packed, ${moved} moved)`);
+    const back = batchFromWire(send(wire));
+    assert.equal(dump(back), before);
+    assert.ok(
+      bufferBytes(batch).some((n, i) => n === 0 && sizes[i]! > 0),
+      "the sender's buffers were transferred (detached), not cloned",
+    );
+  });
+
+  it('posting a batch whose buffers were moved fails loudly instead of sending detached (empty) views', async () => {
+    const batch = await decodedBatch();
+    send(batchToWire(batch, true));
+    assert.throws(() => batchToWire(batch, true), /already moved to another thread/);
+    assert.throws(() => batchToWire(batch), /already moved to another thread/);
+  });
+
+  it('are copied when not asked, and buffers the reader did not allocate are always copied', async () => {
+    const batch = await decodedBatch();
+    const before = dump(batch);
+    const wire = batchToWire(batch);
+    assert.equal(wire.owned, undefined);
+    assert.equal(dump(batchFromWire(send(wire))), before);
+    assert.equal(dump(batch), before, "the sender's batch is intact");
+    const made = sampleBatch(0, 1000);
+    const made0 = dump(made);
+    const w2 = batchToWire(made, true);
+    assert.equal(w2.owned, undefined, 'a batch built in JS is packed, never moved');
+    assert.equal(dump(batchFromWire(send(w2))), made0);
+    assert.equal(dump(made), made0);
+  });
+});
+
 describe('worker runs send packed batches', () => {
   it('results from worker threads arrive as transferred wire batches, equal to the in-process run', { timeout: 120_000 }, async () => {
     const dir = tempDir();
@@ -122,5 +175,30 @@ describe('worker runs send packed batches', () => {
     for (const m of seen) {
       assert.ok(m.type === 'batch' && m.wire.bytes instanceof ArrayBuffer, 'a batch message carries a packed buffer');
     }
+    // No UDF in the plan: the decoded columns (x twice: one moved buffer, viewed by both) are moved.
+    assert.ok(
+      seen.some((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0),
+      'the workers moved the decoded buffers instead of copying them',
+    );
+  });
+
+  it('with a UDF in the task nothing decoded is moved (the UDF may keep its input), and rows match', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const df = () => readParquet(dir).select('id', 'x', double(col('x')).alias('d'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    const seen: FromWorker[] = [];
+    poolTestHooks.onMessage = (m) => {
+      if (m.type === 'batch') seen.push(m);
+    };
+    try {
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    } finally {
+      poolTestHooks.onMessage = undefined;
+    }
+    assert.ok(seen.length > 0, 'the workers sent batches');
+    for (const m of seen) assert.ok(m.type === 'batch' && m.wire.owned === undefined, 'nothing was moved');
   });
 });

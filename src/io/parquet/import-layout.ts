@@ -145,6 +145,25 @@ export function popcount(bits: Uint8Array, n: number): number {
 
 type DataBuffers = ConstructorParameters<typeof arrow.Data>[4];
 
+// Buffers the C-data importer allocated for exactly one Data (each a whole ArrayBuffer that nothing
+// else views). A worker whose task runs no user code may move them to the main thread instead of
+// copying them (src/runners/transfer.ts); a WeakSet, so marking keeps nothing alive.
+const readerOwned = new WeakSet<ArrayBufferLike>();
+
+function own(v: ArrayBufferView | null | undefined): void {
+  if (v && v.byteLength > 0 && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) readerOwned.add(v.buffer);
+}
+
+/** Whether the reader allocated `buf` for one Data alone (see readerOwned). */
+export function isReaderOwned(buf: ArrayBufferLike): boolean {
+  return readerOwned.has(buf);
+}
+
+/** `buf` is being moved to another thread: never offer it again. */
+export function disownReaderBuffer(buf: ArrayBufferLike): void {
+  readerOwned.delete(buf);
+}
+
 export function makeArrowData(
   type: arrow.DataType,
   length: number,
@@ -154,6 +173,10 @@ export function makeArrowData(
   offsets?: Int32Array,
   children: arrow.Data[] = [],
 ): arrow.Data {
+  // Every caller passes buffers it has just allocated (copies out of wasm memory, conversions).
+  own(offsets);
+  own(values);
+  if (nullCount > 0) own(validity);
   const buffers = [offsets, values, nullCount > 0 && validity ? validity : EMPTY_BITMAP] as unknown as DataBuffers;
   return new arrow.Data(type, 0, length, Math.max(nullCount, 0), buffers, children);
 }
