@@ -9,6 +9,7 @@ import * as arrow from 'apache-arrow';
 import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import type { FromWorker } from '../src/runners/protocol.ts';
 import { poolTestHooks } from '../src/runners/pool.ts';
+import { filterBatch } from '../src/eval.ts';
 import { readParquetBatches } from '../src/io/parquet/index.ts';
 import { batchFromWire, batchToWire, type WireBatch } from '../src/runners/transfer.ts';
 import { double } from './fixtures/udfs.ts';
@@ -137,6 +138,22 @@ describe("the reader's decoded buffers (issue 12: no second copy in workers)", (
     assert.throws(() => batchToWire(batch), /already moved to another thread/);
   });
 
+  it("a filter's gathered columns are moved too; the batch it filtered, built in JS, is left intact", () => {
+    const input = sampleBatch(0, 4000);
+    const before = dump(input);
+    const kept = filterBatch(input, col('x').gt(0.5).node);
+    assert.ok(kept.numRows > 0 && kept.numRows < input.numRows);
+    const expected = dump(kept);
+    const wire = batchToWire(kept, true);
+    assert.ok(wire.owned && wire.owned.length > 0, 'gathered buffers travel as they are');
+    assert.equal(dump(batchFromWire(send(wire))), expected);
+    assert.equal(dump(input), before, 'the input batch still reads the same');
+    // Every row kept: filterBatch returns its input, whose JS-built buffers are packed, not moved.
+    const all = filterBatch(input, col('x').gt(-1).node);
+    assert.equal(all, input);
+    assert.equal(batchToWire(all, true).owned, undefined);
+  });
+
   it('are copied when not asked, and buffers the reader did not allocate are always copied', async () => {
     const batch = await decodedBatch();
     const before = dump(batch);
@@ -180,6 +197,25 @@ describe('worker runs send packed batches', () => {
       seen.some((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0),
       'the workers moved the decoded buffers instead of copying them',
     );
+  });
+
+  it('a filtered scan on workers moves its gathered columns and returns the in-process rows', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const df = () => readParquet(dir).where(col('x').gt(0.5)).select('id', 'category', col('x').mul(2).add(1).alias('y'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    const seen: FromWorker[] = [];
+    poolTestHooks.onMessage = (m) => {
+      if (m.type === 'batch') seen.push(m);
+    };
+    try {
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    } finally {
+      poolTestHooks.onMessage = undefined;
+    }
+    assert.ok(seen.length > 0 && seen.every((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0), 'every batch moved its gathered columns');
   });
 
   it('with a UDF in the task nothing decoded is moved (the UDF may keep its input), and rows match', { timeout: 120_000 }, async () => {

@@ -2,6 +2,7 @@
 // negative index yields a null row (explode, list.get and outer joins use that).
 import * as arrow from 'apache-arrow';
 import { bitmapBytes, getBit, hasNoNulls } from './bitmap.ts';
+import { ownData } from './owned.ts';
 import { arrayCtor, fixedListSize, isBigIntType, isPrimitive, mkData, nullTypeData, type NumArray, type TypedArray } from './data.ts';
 
 /** Scans indices once: whether any is negative; throws on an index past the end. */
@@ -218,7 +219,12 @@ export function takeSelected(d: arrow.Data, sel: Int32Array): arrow.Data {
   return takeRows(d, sel, false);
 }
 
+// Every output buffer of a gather is a fresh allocation: marked, a worker may move it (owned.ts).
 function takeRows(d: arrow.Data, idx: Int32Array, neg: boolean): arrow.Data {
+  return ownData(gatherRows(d, idx, neg));
+}
+
+function gatherRows(d: arrow.Data, idx: Int32Array, neg: boolean): arrow.Data {
   const t = d.type;
   if (t.typeId === arrow.Type.Null) return nullTypeData(idx.length);
   const validity = takeValidity(d, idx, neg);

@@ -3,9 +3,9 @@
 // views it in place. No flatbuffer body to build or parse, and no IPC aliasing hazard (columns that
 // share bytes are packed as separate copies; see ipc-alias.ts). The batch's own buffers are not
 // transferred (a worker may still hold them: a cached dictionary, an array a UDF keeps returning),
-// except, on request, the Parquet reader's freshly decoded buffers of a task that runs no user code.
+// except, on request, freshly decoded or gathered buffers of a task that runs no user code.
 import * as arrow from 'apache-arrow';
-import { disownReaderBuffer, isReaderOwned } from '../io/parquet/import-layout.ts';
+import { disown, isOwned } from '../kernels/owned.ts';
 
 /**
  * A typed array's place on the wire: [byteOffset, length in elements, constructor index, source];
@@ -29,7 +29,7 @@ interface WireData {
 export interface WireBatch {
   schema: Uint8Array;
   bytes: ArrayBuffer;
-  /** Reader-allocated buffers moved as they are (no copy): transfer them with `bytes`. */
+  /** Reader- or kernel-allocated buffers moved as they are (no copy): transfer them with `bytes`. */
   owned?: ArrayBuffer[];
   columns: WireData[];
   numRows: number;
@@ -84,8 +84,9 @@ function decodeSchema(bytes: Uint8Array): arrow.Schema {
 
 /**
  * The batch packed for postMessage: send `wire` with `[wire.bytes, ...(wire.owned ?? [])]` as the
- * transfer list. With `moveOwned`, buffers the Parquet reader allocated for one Data alone are
- * moved instead of copied (the reader's copy out of wasm memory is then the only one). Only for
+ * transfer list. With `moveOwned`, buffers the Parquet reader or a gather kernel allocated for one
+ * Data alone (kernels/owned.ts) are moved instead of copied: the reader's copy out of wasm memory,
+ * or a filter's gather, is then the only one. Only for
  * batches no user code has seen: a UDF may keep its input, and moving detaches it in this thread.
  */
 export function batchToWire(batch: arrow.RecordBatch, moveOwned = false): WireBatch {
@@ -96,7 +97,7 @@ export function batchToWire(batch: arrow.RecordBatch, moveOwned = false): WireBa
   const place = (v: ArrayBufferView | undefined | null): WireView | null => {
     if (v && moved.has(v.buffer)) throw new Error('internal: a batch buffer was already moved to another thread (the same batch posted twice)');
     if (!v || v.byteLength === 0) return v ? [0, 0, ctorIndex(v)] : null;
-    if (moveOwned && isReaderOwned(v.buffer) && v.buffer instanceof ArrayBuffer) {
+    if (moveOwned && isOwned(v.buffer) && v.buffer instanceof ArrayBuffer) {
       let k = ownedAt.get(v.buffer);
       if (k === undefined) {
         k = owned.push(v.buffer);
@@ -131,7 +132,7 @@ export function batchToWire(batch: arrow.RecordBatch, moveOwned = false): WireBa
     at = Math.ceil((at + v.byteLength) / ALIGN) * ALIGN;
   }
   for (const b of owned) {
-    disownReaderBuffer(b);
+    disown(b);
     moved.add(b);
   }
   const wire: WireBatch = { schema: encodeSchema(batch.schema), bytes, columns, numRows: batch.numRows };

@@ -1,6 +1,7 @@
 // Arrow C data interface (wasm32 layout): schema structs, typed-array kinds, bitmaps, arrow.Data assembly.
 import * as arrow from 'apache-arrow';
 import type { DataTypeJSON } from '../../datatypes.ts';
+import { own } from '../../kernels/owned.ts';
 import { utf8Decoder } from './stats.ts';
 
 export interface FfiSchemaNode {
@@ -145,25 +146,6 @@ export function popcount(bits: Uint8Array, n: number): number {
 
 type DataBuffers = ConstructorParameters<typeof arrow.Data>[4];
 
-// Buffers the C-data importer allocated for exactly one Data (each a whole ArrayBuffer that nothing
-// else views). A worker whose task runs no user code may move them to the main thread instead of
-// copying them (src/runners/transfer.ts); a WeakSet, so marking keeps nothing alive.
-const readerOwned = new WeakSet<ArrayBufferLike>();
-
-function own(v: ArrayBufferView | null | undefined): void {
-  if (v && v.byteLength > 0 && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) readerOwned.add(v.buffer);
-}
-
-/** Whether the reader allocated `buf` for one Data alone (see readerOwned). */
-export function isReaderOwned(buf: ArrayBufferLike): boolean {
-  return readerOwned.has(buf);
-}
-
-/** `buf` is being moved to another thread: never offer it again. */
-export function disownReaderBuffer(buf: ArrayBufferLike): void {
-  readerOwned.delete(buf);
-}
-
 export function makeArrowData(
   type: arrow.DataType,
   length: number,
@@ -173,7 +155,8 @@ export function makeArrowData(
   offsets?: Int32Array,
   children: arrow.Data[] = [],
 ): arrow.Data {
-  // Every caller passes buffers it has just allocated (copies out of wasm memory, conversions).
+  // Every caller passes buffers it has just allocated (copies out of wasm memory, conversions): a
+  // worker may move them instead of copying (kernels/owned.ts).
   own(offsets);
   own(values);
   if (nullCount > 0) own(validity);
