@@ -218,6 +218,22 @@ describe('worker runs send packed batches', () => {
     assert.ok(seen.length > 0 && seen.every((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0), 'every batch moved its gathered columns');
   });
 
+  it('limits (sliced batches) and explode on workers, with moved buffers, return the in-process rows', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const plans = [
+      () => readParquet(dir).limit(15_003),
+      () => readParquet(dir).where(col('x').gt(0.25)).limit(12_345),
+      () => readParquet(dir).select('id', 'tags').explode('tags'),
+    ];
+    for (const df of plans) {
+      setRunner('native', { workers: false });
+      const expected = await df().toRows();
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    }
+  });
+
   it('with a UDF in the task nothing decoded is moved (the UDF may keep its input), and rows match', { timeout: 120_000 }, async () => {
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
