@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
-import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { col, lit, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import type { FromWorker } from '../src/runners/protocol.ts';
 import { poolTestHooks } from '../src/runners/pool.ts';
 import { filterBatch } from '../src/eval.ts';
@@ -229,7 +229,9 @@ describe('worker runs send packed batches', () => {
     for (const df of plans) {
       setRunner('native', { workers: false });
       const expected = await df().toRows();
-      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      // Batches under the limits' sizes: a limit one batch covers would run in-process.
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 4096 });
+      assert.match(await df().explain(), /worker threads/);
       assert.deepEqual(await df().toRows(), expected);
     }
   });
@@ -252,5 +254,44 @@ describe('worker runs send packed batches', () => {
     }
     assert.ok(seen.length > 0, 'the workers sent batches');
     for (const m of seen) assert.ok(m.type === 'batch' && m.wire.owned === undefined, 'nothing was moved');
+  });
+  it('a projection on workers moves its arithmetic column (x*2+1) instead of packing a copy', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const df = () => readParquet(dir).select('id', col('x').mul(2).add(1).alias('y'), col('id').sub(col('id')).alias('zero'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    const seen: FromWorker[] = [];
+    poolTestHooks.onMessage = (m) => {
+      if (m.type === 'batch') seen.push(m);
+    };
+    try {
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    } finally {
+      poolTestHooks.onMessage = undefined;
+    }
+    assert.ok(seen.length > 0, 'the workers sent batches');
+    for (const m of seen) {
+      assert.ok(m.type === 'batch');
+      // buffers[1] is the values view; its 4th element names a moved buffer (0 / absent: packed).
+      for (const c of [1, 2]) assert.ok((m.wire.columns[c]!.buffers[1]?.[3] ?? 0) > 0, `column ${c}'s values were moved`);
+    }
+  });
+
+  it('a constant-folded one-row result is never moved: every one-row batch of a partition carries it', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    await writeSample(join(dir, 'f.parquet'), 0, 20_000, 10_000);
+    // One row out of each 1 000-row batch: several one-row batches per partition, each with the
+    // folded constant 2*3 as its column (a one-row result is not broadcast, it is used as is).
+    const df = () =>
+      readParquet(dir)
+        .where(col('id').mod(1000).eq(0))
+        .select('id', lit(2).mul(lit(3)).alias('c'), col('x').mul(2).alias('y'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    assert.equal(expected.length, 20);
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 1000 });
+    assert.deepEqual(await df().toRows(), expected);
   });
 });
