@@ -113,8 +113,14 @@ const twoMs = await time(() => drain(readParquet(file).select('id', 'x')));
 report('scan all 4 columns, 1 thread', allMs, null, '');
 report('scan 2 of 4 columns (id, x), 1 thread', twoMs, allMs, 'all columns');
 
-// --- memory: streaming the whole file keeps RSS near one partition's batches, not the file's size
-{
+// --- memory: streaming the whole file keeps RSS near one partition's batches, not the file's size.
+// On workers the partitions ahead of the consumer hold at most the prefetch budget (prefetchBytes).
+for (const [where, opts] of [
+  ['1 thread', { workers: false }],
+  ['2 workers', { workers: true, parallelism: 2 }],
+] as const) {
+  setRunner('native', opts);
+  await drain(readParquet(file).select('id')); // start the pool's threads (and their parquet-wasm) first
   global.gc?.();
   const base = process.memoryUsage().rss;
   let peak = base;
@@ -124,10 +130,11 @@ report('scan 2 of 4 columns (id, x), 1 thread', twoMs, allMs, 'all columns');
     peak = Math.max(peak, process.memoryUsage().rss);
   }
   const mib = (x: number): string => `${(x / 2 ** 20).toFixed(0)} MiB`;
-  const line = `streaming all columns: RSS grew ${mib(peak - base)} while ${mib(decoded)} of Arrow data passed through`;
+  const line = `streaming all columns (${where}): RSS grew ${mib(peak - base)} while ${mib(decoded)} of Arrow data passed through`;
   console.log(line);
-  rows.push(['memory while streaming (1 thread)', mib(peak - base), `${mib(decoded)} decoded`, `${((peak - base) / decoded).toFixed(2)}× decoded size`]);
+  rows.push([`memory while streaming (${where})`, mib(peak - base), `${mib(decoded)} decoded`, `${((peak - base) / decoded).toFixed(2)}× decoded size`]);
 }
+setRunner('native', { workers: false });
 
 // --- compute: x*2+1 in memory vs a hand-written loop
 const xs = new Float64Array(ROWS);
