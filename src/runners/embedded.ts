@@ -422,13 +422,17 @@ async function* streamPartitions(
     while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, window, ctx.metrics, ctx.signal, router, ctx.trace));
   };
   let i = 0;
+  // Partitions start as the consumer moves on: the pool must stay open until the last has started.
+  const letGo = p.use();
   try {
     for (; i < tasks.length; i++) {
       // Keep `parallelism` partitions in flight ahead of the one being consumed.
       startUpTo(lookahead === 'ordered' ? i + parallelism : i + 1);
+      if (next === tasks.length) letGo();
       yield { index: i, batches: started[i]! };
     }
   } finally {
+    letGo();
     for (let k = i; k < started.length; k++) started[k]!.cancel();
   }
 }
