@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parquetMetadata, parquetRead } from 'hyparquet';
+import * as arrow from 'apache-arrow';
 import { readParquetBatches, warmParquet } from '../src/io/parquet/index.ts';
+import { getWasm } from '../src/io/parquet/wasm.ts';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
 const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
@@ -36,6 +38,24 @@ const viaWasm = (columns?: string[]) => async () => {
   for await (const b of readParquetBatches(file, columns ? { columns } : {})) n += b.numRows;
   if (n !== ROWS) throw new Error(`parquet-wasm read ${n} rows`);
 };
+// The same decoder with a different hand-over: per row group, the decoded table leaves wasm as an
+// Arrow IPC stream that apache-arrow parses (copies out, then arrow-js's reader), instead of the
+// C data interface import readParquetBatches does.
+const inst = await getWasm();
+const pf = await inst.pw.ParquetFile.fromFile(new Blob([bytes]) as never);
+const viaIpc = (columns?: string[]) => async () => {
+  let n = 0;
+  for (let g = 0; g < metadata.row_groups.length; g++) {
+    const t = await pf.read({ rowGroups: [g], ...(columns ? { columns } : {}) });
+    n += arrow.tableFromIPC(t.intoIPCStream()).numRows;
+  }
+  if (n !== ROWS) throw new Error(`parquet-wasm IPC read ${n} rows`);
+};
+const viaWasmBatch = (batchSize: number, columns?: string[]) => async () => {
+  let n = 0;
+  for await (const b of readParquetBatches(file, { batchSize, ...(columns ? { columns } : {}) })) n += b.numRows;
+  if (n !== ROWS) throw new Error(`parquet-wasm read ${n} rows`);
+};
 const viaHyparquet = (columns?: string[]) => async () => {
   let n = 0;
   await parquetRead({
@@ -50,8 +70,12 @@ const viaHyparquet = (columns?: string[]) => async () => {
 };
 for (const [name, fn] of [
   ['parquet-wasm, all columns', viaWasm()],
+  ['parquet-wasm via IPC, all columns', viaIpc()],
+  ['parquet-wasm, batchSize 16384, all', viaWasmBatch(16384)],
+  ['parquet-wasm, batchSize 262144, all', viaWasmBatch(262144)],
   ['hyparquet (raw columns), all columns', viaHyparquet()],
   ['parquet-wasm, x', viaWasm(['x'])],
+  ['parquet-wasm via IPC, x', viaIpc(['x'])],
   ['hyparquet (raw columns), x', viaHyparquet(['x'])],
 ] as const) {
   const [wall, cpu] = await median(fn);

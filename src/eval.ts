@@ -12,7 +12,7 @@ import { castData, CastError, castUnsupportedReason, conform } from './kernels/c
 import { concatData } from './kernels/concat.ts';
 import { fixedListSize, retype } from './kernels/data.ts';
 import { selectionFromBits, trueBits } from './kernels/filter.ts';
-import { repeatRow, take } from './kernels/take.ts';
+import { repeatRow, take, takeSelected } from './kernels/take.ts';
 import { physicalValuesToData } from './convert/index.ts';
 
 export { ExpressionTypeError } from './functions/common.ts';
@@ -229,7 +229,13 @@ export function filterBatch(batch: arrow.RecordBatch, predicate: ExprNode): arro
   const bits = trueBits(mask, n);
   const kept = popcount(bits, 0, n);
   if (kept === n) return batch;
-  return takeBatch(batch, selectionFromBits(bits, n));
+  // One selection vector shared by every column; its indices need no range check.
+  const sel = selectionFromBits(bits, n);
+  return makeBatch(
+    batch.schema,
+    batch.data.children.map((c) => takeSelected(c, sel)),
+    kept,
+  );
 }
 
 /** Rows at `indices` (in that order; repeats allowed; a negative index gives a row of nulls). */

@@ -160,6 +160,12 @@ export interface PhysicalOptions {
    * parallelism), below a row group where needed.
    */
   minPartitions?: number;
+  /**
+   * Without UDFs, split a file source into up to `minPartitions` partitions too, each of at least
+   * `partitionBytes` projected uncompressed bytes, when the scan reads at least `scanBytes`
+   * (compressed): set where such a plan runs on worker threads (the embedded runner).
+   */
+  splitWithoutUdfs?: { partitionBytes: number; scanBytes: number };
 }
 
 /**
@@ -235,6 +241,30 @@ function packBySize(groups: readonly SelectedGroup[], target: number, minRows: n
   }
   flush();
   return parts;
+}
+
+/** How many partitions a scan without UDFs wants: one, unless it is big enough to pay workers' hand-off. */
+function partitionsWithoutUdfs(scan: ScanSummary, opts: PhysicalOptions): number {
+  const s = opts.splitWithoutUdfs;
+  if (!s || scan.bytes < s.scanBytes) return 1;
+  return Math.max(1, Math.min(opts.minPartitions ?? 1, Math.floor(scan.uncompressedBytes / s.partitionBytes)));
+}
+
+/**
+ * n partitions of about equal bytes for workers to decode side by side: whole row groups when there
+ * are at least n (each group's chunks are fetched once), else row ranges below them.
+ */
+function splitByBytes(groups: readonly SelectedGroup[], n: number): Segment[][] {
+  const total = groups.reduce((a, g) => a + g.bytes, 0);
+  if (groups.length < n) return packBySize(groups, total / n, SIZE_SPLIT_MIN_ROWS);
+  const parts: Segment[][] = Array.from({ length: n }, () => []);
+  let before = 0;
+  for (const g of groups) {
+    // A group goes to the partition its middle byte falls in.
+    parts[Math.min(n - 1, Math.floor((n * (before + g.bytes / 2)) / total))]!.push({ g, start: 0, end: g.rows });
+    before += g.bytes;
+  }
+  return parts.filter((p) => p.length > 0);
 }
 
 /** Exactly n partitions of (nearly) equal row counts, in order; some may be empty when rows < n. */
@@ -416,9 +446,12 @@ export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): Physic
       let parts = repartition !== null ? splitEvenly(groups, repartition) : packBySize(groups, opts.targetPartitionBytes, SIZE_SPLIT_MIN_ROWS);
       // UDFs are the expensive part: give every slot of parallelism a partition (a small file with a
       // heavy UDF must not run on one core), unless a pushed limit means few rows are read anyway.
-      const wantAtLeast = partitionOps.some((op) => udfsOf([op]).length > 0) && p.limit === null ? (opts.minPartitions ?? 1) : 1;
+      const udfs = partitionOps.some((op) => udfsOf([op]).length > 0);
+      const wantAtLeast = p.limit !== null ? 1 : udfs ? (opts.minPartitions ?? 1) : partitionsWithoutUdfs(scan, opts);
       if (repartition === null && parts.length < wantAtLeast && scan.uncompressedBytes > 0) {
-        parts = packBySize(groups, Math.min(opts.targetPartitionBytes, scan.uncompressedBytes / wantAtLeast), UDF_SPLIT_MIN_ROWS);
+        parts = udfs
+          ? packBySize(groups, Math.min(opts.targetPartitionBytes, scan.uncompressedBytes / wantAtLeast), UDF_SPLIT_MIN_ROWS)
+          : splitByBytes(groups, wantAtLeast);
       }
       const fields: FileFields = (path) => hiveFields(path, source.schema, source.fileSchema);
       for (const segs of parts) partitions.push({ source: parquetSourceOf(segs, fields, p) });

@@ -69,8 +69,12 @@ describe('streaming executor', () => {
   });
 
   it('a global limit stops the workers early and returns exactly n rows', async () => {
-    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
-    const rows = await readParquet(dir).where(col('category').eq('gamma')).select('id').limit(7).toRows();
+    // A limit one batch covers runs in-process even under workers: true; batches of 5 rows keep
+    // limit(7) on the workers this test is about.
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 5 });
+    const limited = () => readParquet(dir).where(col('category').eq('gamma')).select('id').limit(7);
+    assert.match(await limited().explain(), /worker threads/);
+    const rows = await limited().toRows();
     assert.deepEqual(
       rows.map((r) => r.id),
       [2n, 6n, 10n, 14n, 18n, 22n, 26n],

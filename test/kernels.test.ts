@@ -9,8 +9,8 @@ import { copyBits, getBit, popcount, sliceBits } from '../src/kernels/bitmap.ts'
 import { CastError, castData, castUnsupportedReason, conform } from '../src/kernels/cast.ts';
 import { concatData } from '../src/kernels/concat.ts';
 import { allNull, emptyData, mkData, retype, sliceData } from '../src/kernels/data.ts';
-import { filterData, selection } from '../src/kernels/filter.ts';
-import { repeatRow, take } from '../src/kernels/take.ts';
+import { filterData, selection, selectionFromBits } from '../src/kernels/filter.ts';
+import { repeatRow, take, takeSelected } from '../src/kernels/take.ts';
 import { formatDate, formatTimestamp, parseDate, parseTimestamp } from '../src/kernels/temporal.ts';
 import { physicalValues, physicalValuesToData, type PhysicalValue } from '../src/convert/index.ts';
 import { zip } from '../src/kernels/zip.ts';
@@ -227,6 +227,35 @@ describe('filter', () => {
     assert.deepEqual(Array.from(selection(physicalValuesToData([true], new arrow.Bool()), 3)), [0, 1, 2]);
     assert.deepEqual(Array.from(selection(physicalValuesToData([null], new arrow.Bool()), 3)), []);
     assert.deepEqual(Array.from(selection(physicalValuesToData([], new arrow.Bool()), 0)), []);
+  });
+  it('selectionFromBits: every byte value, densities 0..1 and ragged tails match a bit-by-bit reference', () => {
+    const reference = (bits: Uint8Array, n: number): number[] => Array.from({ length: n }, (_, i) => i).filter((i) => (bits[i >> 3]! >> (i & 7)) & 1);
+    // every byte value in turn (the branch-free mixed-byte path, 0x00 and 0xff fast paths)
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    for (const n of [2048, 2047, 2041, 9, 8, 7, 1, 0]) {
+      const sel = selectionFromBits(all, n);
+      assert.deepEqual(Array.from(sel), reference(all, n), `n=${n}`);
+      assert.equal(sel.length, reference(all, n).length);
+    }
+    for (const density of [0, 0.01, 0.5, 0.97, 1]) {
+      for (const n of [1000, 1003, 5]) {
+        const bits = new Uint8Array((n + 7) >> 3);
+        for (let i = 0; i < n; i++) if (rnd() < density) bits[i >> 3]! |= 1 << (i & 7);
+        assert.deepEqual(Array.from(selectionFromBits(bits, n)), reference(bits, n), `density ${density}, n=${n}`);
+      }
+    }
+  });
+  it('takeSelected keeps int64 values whose bits are NaN doubles (-1, min, 0x7ff0...01) exact', () => {
+    const vals = [-1n, -(2n ** 63n), 0x7ff0000000000001n, 0x7ff8000000000000n, -(2n ** 52n), 0n, 2n ** 63n - 1n, 5n];
+    for (const type of [new arrow.Int64(), new arrow.TimestampMicrosecond()]) {
+      const d = physicalValuesToData(vals, type);
+      const sel = Int32Array.from([0, 1, 2, 3, 4, 6]);
+      assert.deepEqual(
+        physicalValues(takeSelected(d, sel)),
+        Array.from(sel, (i) => vals[i]!),
+      );
+      assert.deepEqual(physicalValues(takeSelected(d.slice(2, 5), Int32Array.from([0, 2, 4]))), [vals[2], vals[4], vals[6]]);
+    }
   });
   it('selection over many rows matches a reference', () => {
     const n = 1000;

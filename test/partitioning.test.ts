@@ -244,3 +244,65 @@ describe('a small pushed limit runs without worker threads', () => {
 });
 
 void DataType;
+
+describe('plans without UDFs are split for worker threads when big enough to repay the hand-off', () => {
+  let big: string; // id + x, 600k rows (~9.6 MB of projected pages), 4 row groups
+  let small: string; // the same columns, 100k rows (~1.6 MB)
+  const write = async (path: string, n: number, group: number): Promise<void> => {
+    const id = BigInt64Array.from({ length: n }, (_, i) => BigInt(i));
+    // Distinct values: no dictionary, so the pages are 16 bytes a row.
+    const x = Float64Array.from({ length: n }, (_, i) => (i * 0.6180339887) % 1);
+    const table = new arrow.Table({ id: arrow.makeVector(id), x: arrow.makeVector(x) });
+    await writeParquetFile(path, table.batches, { rowGroupSize: group });
+  };
+  before(async () => {
+    big = join(dir, 'big-idx.parquet');
+    await write(big, 600_000, 150_000);
+    small = join(dir, 'small-idx.parquet');
+    await write(small, 100_000, 25_000);
+  });
+
+  it('workers: true splits a one-partition scan into `parallelism` partitions of whole row groups, and keeps the rows in order', async () => {
+    const df = () => readParquet(big).where(col('x').gt(0.5)).select('id', col('x').mul(2).add(1).alias('y'));
+    setRunner('native', { workers: false });
+    assert.match(await df().explain(), /Stage 0: 1 partition\(s\), parallelism 1 \(in-process\)/);
+    const expected = await df().toRows();
+    setRunner('native', { workers: true, parallelism: 2 });
+    assert.match(await df().explain(), /Stage 0: 2 partition\(s\), parallelism 2 \(worker threads\)/);
+    assert.equal(await countPartitions(df()), 2);
+    assert.deepEqual(await df().toRows(), expected);
+    // The same under 'auto' once the scan passes the worker threshold, and not below it.
+    setRunner('native', { workers: 'auto', parallelism: 2, workerThresholdBytes: 1 });
+    assert.match(await df().explain(), /Stage 0: 2 partition\(s\), parallelism 2 \(worker threads\)/);
+    setRunner('native', { workers: 'auto', parallelism: 2, workerThresholdBytes: 1 << 30 });
+    assert.match(await df().explain(), /Stage 0: 1 partition\(s\), parallelism 1 \(in-process\)/);
+    setRunner('native', { workers: false });
+  });
+
+  it('each split partition carries at least 4 MiB: more parallelism does not cut smaller pieces, a small scan stays whole', async () => {
+    setRunner('native', { workers: true, parallelism: 8 });
+    // ~9.6 MB: two partitions of at least 4 MiB, not eight.
+    assert.match(await readParquet(big).select('id', 'x').explain(), /Stage 0: 2 partition\(s\), parallelism 2 \(worker threads\)/);
+    assert.match(await readParquet(small).select('id', 'x').explain(), /Stage 0: 1 partition\(s\), parallelism 1 \(in-process\)/);
+    // A pushed limit reads few rows: nothing to split.
+    assert.match(await readParquet(big).select('id', 'x').limit(100_000).explain(), /Stage 0: 1 partition\(s\)/);
+    setRunner('native', { workers: false });
+  });
+});
+
+describe('a small pushed limit runs without worker threads even under workers: true', () => {
+  it('limit(1) with workers: true plans and runs in-process, decoding one row group', async () => {
+    setRunner('native', { parallelism: 2, workers: true, targetPartitionBytes: 1 });
+    const df = readParquet(threeGroups, { columns: ['id', 'x'] });
+    assert.match(await df.explain(), /3 partition\(s\), parallelism 2 \(worker threads\)/, 'the whole scan uses workers');
+    const limited = df.limit(1);
+    assert.match(await limited.explain(), /parallelism 1 \(in-process\)/);
+    const before = readStats.rowGroupsRead;
+    assert.deepEqual(await limited.toRows(), [{ id: 0n, x: 0 }]);
+    // readStats counts this thread's reads only: a worker's decode would not show here.
+    assert.equal(readStats.rowGroupsRead - before, 1, 'one row group decoded, in this thread');
+    // A limit past one batch still uses the workers.
+    assert.match(await df.limit(70_000).explain(), /parallelism 2 \(worker threads\)/);
+    setRunner('native', { workers: false });
+  });
+});

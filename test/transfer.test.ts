@@ -6,10 +6,13 @@ import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
-import { col, readParquet, setRunner, shutdownWorkers } from 'fanout';
+import { col, lit, readParquet, setRunner, shutdownWorkers } from 'fanout';
 import type { FromWorker } from '../src/runners/protocol.ts';
 import { poolTestHooks } from '../src/runners/pool.ts';
+import { filterBatch } from '../src/eval.ts';
+import { readParquetBatches } from '../src/io/parquet/index.ts';
 import { batchFromWire, batchToWire, type WireBatch } from '../src/runners/transfer.ts';
+import { double } from './fixtures/udfs.ts';
 import { sampleBatch, tempDir, writeSample } from './helpers.ts';
 
 after(async () => {
@@ -55,7 +58,7 @@ function wideBatch(): arrow.RecordBatch {
 
 function send(wire: WireBatch): WireBatch {
   const { port1, port2 } = new MessageChannel();
-  port1.postMessage(wire, [wire.bytes]);
+  port1.postMessage(wire, [wire.bytes, ...(wire.owned ?? [])]);
   const got = receiveMessageOnPort(port2)!.message as WireBatch;
   port1.close();
   return got;
@@ -100,6 +103,73 @@ describe('packed batch transfer', () => {
   });
 });
 
+/** The first batch of a Parquet file written from sampleBatch (int64, float64, utf8, int32 with nulls, list<utf8>). */
+async function decodedBatch(): Promise<arrow.RecordBatch> {
+  const path = join(tempDir(), 'moved.parquet');
+  await writeSample(path, 0, 3000, 3000);
+  for await (const b of readParquetBatches(path)) return b;
+  throw new Error('no batch');
+}
+
+const bufferBytes = (b: arrow.RecordBatch): number[] =>
+  b.data.children.flatMap((c) => [c.values, c.valueOffsets, c.nullBitmap].filter((v) => v !== undefined && v !== null).map((v) => v.byteLength));
+
+describe("the reader's decoded buffers (issue 12: no second copy in workers)", () => {
+  it("are moved, not copied, when asked: the receiver sees the same values, the sender's views are detached", async () => {
+    const batch = await decodedBatch();
+    const before = dump(batch);
+    const sizes = bufferBytes(batch);
+    const wire = batchToWire(batch, true);
+    assert.ok(wire.owned && wire.owned.length > 0, 'decoded buffers travel as they are');
+    const moved = wire.owned.reduce((n, b) => n + b.byteLength, 0);
+    assert.ok(wire.bytes.byteLength < moved / 4, `little is copied into the packed buffer (${wire.bytes.byteLength} bytes packed, ${moved} moved)`);
+    const back = batchFromWire(send(wire));
+    assert.equal(dump(back), before);
+    assert.ok(
+      bufferBytes(batch).some((n, i) => n === 0 && sizes[i]! > 0),
+      "the sender's buffers were transferred (detached), not cloned",
+    );
+  });
+
+  it('posting a batch whose buffers were moved fails loudly instead of sending detached (empty) views', async () => {
+    const batch = await decodedBatch();
+    send(batchToWire(batch, true));
+    assert.throws(() => batchToWire(batch, true), /already moved to another thread/);
+    assert.throws(() => batchToWire(batch), /already moved to another thread/);
+  });
+
+  it("a filter's gathered columns are moved too; the batch it filtered, built in JS, is left intact", () => {
+    const input = sampleBatch(0, 4000);
+    const before = dump(input);
+    const kept = filterBatch(input, col('x').gt(0.5).node);
+    assert.ok(kept.numRows > 0 && kept.numRows < input.numRows);
+    const expected = dump(kept);
+    const wire = batchToWire(kept, true);
+    assert.ok(wire.owned && wire.owned.length > 0, 'gathered buffers travel as they are');
+    assert.equal(dump(batchFromWire(send(wire))), expected);
+    assert.equal(dump(input), before, 'the input batch still reads the same');
+    // Every row kept: filterBatch returns its input, whose JS-built buffers are packed, not moved.
+    const all = filterBatch(input, col('x').gt(-1).node);
+    assert.equal(all, input);
+    assert.equal(batchToWire(all, true).owned, undefined);
+  });
+
+  it('are copied when not asked, and buffers the reader did not allocate are always copied', async () => {
+    const batch = await decodedBatch();
+    const before = dump(batch);
+    const wire = batchToWire(batch);
+    assert.equal(wire.owned, undefined);
+    assert.equal(dump(batchFromWire(send(wire))), before);
+    assert.equal(dump(batch), before, "the sender's batch is intact");
+    const made = sampleBatch(0, 1000);
+    const made0 = dump(made);
+    const w2 = batchToWire(made, true);
+    assert.equal(w2.owned, undefined, 'a batch built in JS is packed, never moved');
+    assert.equal(dump(batchFromWire(send(w2))), made0);
+    assert.equal(dump(made), made0);
+  });
+});
+
 describe('worker runs send packed batches', () => {
   it('results from worker threads arrive as transferred wire batches, equal to the in-process run', { timeout: 120_000 }, async () => {
     const dir = tempDir();
@@ -122,5 +192,106 @@ describe('worker runs send packed batches', () => {
     for (const m of seen) {
       assert.ok(m.type === 'batch' && m.wire.bytes instanceof ArrayBuffer, 'a batch message carries a packed buffer');
     }
+    // No UDF in the plan: the decoded columns (x twice: one moved buffer, viewed by both) are moved.
+    assert.ok(
+      seen.some((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0),
+      'the workers moved the decoded buffers instead of copying them',
+    );
+  });
+
+  it('a filtered scan on workers moves its gathered columns and returns the in-process rows', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const df = () => readParquet(dir).where(col('x').gt(0.5)).select('id', 'category', col('x').mul(2).add(1).alias('y'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    const seen: FromWorker[] = [];
+    poolTestHooks.onMessage = (m) => {
+      if (m.type === 'batch') seen.push(m);
+    };
+    try {
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    } finally {
+      poolTestHooks.onMessage = undefined;
+    }
+    assert.ok(seen.length > 0 && seen.every((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0), 'every batch moved its gathered columns');
+  });
+
+  it('limits (sliced batches) and explode on workers, with moved buffers, return the in-process rows', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const plans = [
+      () => readParquet(dir).limit(15_003),
+      () => readParquet(dir).where(col('x').gt(0.25)).limit(12_345),
+      () => readParquet(dir).select('id', 'tags').explode('tags'),
+    ];
+    for (const df of plans) {
+      setRunner('native', { workers: false });
+      const expected = await df().toRows();
+      // Batches under the limits' sizes: a limit one batch covers would run in-process.
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 4096 });
+      assert.match(await df().explain(), /worker threads/);
+      assert.deepEqual(await df().toRows(), expected);
+    }
+  });
+
+  it('with a UDF in the task nothing decoded is moved (the UDF may keep its input), and rows match', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const df = () => readParquet(dir).select('id', 'x', double(col('x')).alias('d'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    const seen: FromWorker[] = [];
+    poolTestHooks.onMessage = (m) => {
+      if (m.type === 'batch') seen.push(m);
+    };
+    try {
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    } finally {
+      poolTestHooks.onMessage = undefined;
+    }
+    assert.ok(seen.length > 0, 'the workers sent batches');
+    for (const m of seen) assert.ok(m.type === 'batch' && m.wire.owned === undefined, 'nothing was moved');
+  });
+  it('a projection on workers moves its arithmetic column (x*2+1) instead of packing a copy', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
+    const df = () => readParquet(dir).select('id', col('x').mul(2).add(1).alias('y'), col('id').sub(col('id')).alias('zero'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    const seen: FromWorker[] = [];
+    poolTestHooks.onMessage = (m) => {
+      if (m.type === 'batch') seen.push(m);
+    };
+    try {
+      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+      assert.deepEqual(await df().toRows(), expected);
+    } finally {
+      poolTestHooks.onMessage = undefined;
+    }
+    assert.ok(seen.length > 0, 'the workers sent batches');
+    for (const m of seen) {
+      assert.ok(m.type === 'batch');
+      // buffers[1] is the values view; its 4th element names a moved buffer (0 / absent: packed).
+      for (const c of [1, 2]) assert.ok((m.wire.columns[c]!.buffers[1]?.[3] ?? 0) > 0, `column ${c}'s values were moved`);
+    }
+  });
+
+  it('a constant-folded one-row result is never moved: every one-row batch of a partition carries it', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    await writeSample(join(dir, 'f.parquet'), 0, 20_000, 10_000);
+    // One row out of each 1 000-row batch: several one-row batches per partition, each with the
+    // folded constant 2*3 as its column (a one-row result is not broadcast, it is used as is).
+    const df = () =>
+      readParquet(dir)
+        .where(col('id').mod(1000).eq(0))
+        .select('id', lit(2).mul(lit(3)).alias('c'), col('x').mul(2).alias('y'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    assert.equal(expected.length, 20);
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 1000 });
+    assert.deepEqual(await df().toRows(), expected);
   });
 });

@@ -8,6 +8,7 @@ import type { FunctionName } from '../expressions.ts';
 import { andValidity, bitmapBytes, clearBit } from '../kernels/bitmap.ts';
 import { arithmetic, type ArithOp } from '../kernels/arith-loops.ts';
 import { allNull, arrayCtor, mkData, type NumArray } from '../kernels/data.ts';
+import { ownData } from '../kernels/owned.ts';
 import {
   describeArg,
   expectArity,
@@ -93,7 +94,10 @@ export function arithKernel(op: ArithOp, args: arrow.Data[], length: number, ctx
   } else {
     arithmetic(op, av, bv, out, n, mode);
   }
-  return mkData(type, n, validity, out);
+  const d = mkData(type, n, validity, out);
+  // Every buffer here is fresh (or a temporary operand's, reused): a worker may move it (owned.ts)
+  // instead of copying it. Not a one-row result: constant folding keeps that one for every batch.
+  return n > 1 ? ownData(d) : d;
 }
 
 function makeArith(op: ArithOp): FunctionDef {

@@ -1,8 +1,8 @@
-// filter: boolean mask -> selection vector (Int32Array of kept rows) -> take. The selection is
+// filter: boolean mask -> selection vector (Int32Array of kept rows) -> takeSelected. The selection is
 // computed once per batch and shared by all columns.
 import * as arrow from 'apache-arrow';
 import { bitsAt0, popcount } from './bitmap.ts';
-import { take } from './take.ts';
+import { takeSelected } from './take.ts';
 
 /**
  * Offset-0 bits of rows where a bool Data is true and valid (null counts as false), for n rows.
@@ -37,24 +37,40 @@ export function trueBits(mask: arrow.Data, n: number): Uint8Array {
 /** Positions of set bits among the first n of an offset-0 bitmap. */
 export function selectionFromBits(bits: Uint8Array, n: number): Int32Array {
   const count = popcount(bits, 0, n);
-  const sel = new Int32Array(count);
+  // Branch-free per mixed byte: each bit's position is written, and the cursor moves by the bit.
+  // A filter's mask is mostly mixed bytes, where a loop over set bits mispredicts (1.7x slower at
+  // 50% selectivity). Writes run up to 7 past the last kept row: 8 spare slots.
+  const buf = new Int32Array(count + 8);
   let c = 0;
-  const bytes = (n + 7) >> 3;
-  for (let k = 0; k < bytes; k++) {
-    let b = bits[k]!;
+  const full = n >> 3;
+  for (let k = 0; k < full; k++) {
+    const b = bits[k]!;
     if (b === 0) continue;
     const base = k << 3;
     if (b === 0xff) {
-      for (let t = 0; t < 8; t++) sel[c++] = base + t;
+      for (let t = 0; t < 8; t++) buf[c + t] = base + t;
+      c += 8;
       continue;
     }
-    while (b !== 0) {
-      const low = b & -b;
-      sel[c++] = base + 31 - Math.clz32(low);
-      b ^= low;
-    }
+    buf[c] = base;
+    c += b & 1;
+    buf[c] = base + 1;
+    c += (b >> 1) & 1;
+    buf[c] = base + 2;
+    c += (b >> 2) & 1;
+    buf[c] = base + 3;
+    c += (b >> 3) & 1;
+    buf[c] = base + 4;
+    c += (b >> 4) & 1;
+    buf[c] = base + 5;
+    c += (b >> 5) & 1;
+    buf[c] = base + 6;
+    c += (b >> 6) & 1;
+    buf[c] = base + 7;
+    c += (b >> 7) & 1;
   }
-  return sel;
+  for (let i = full << 3; i < n; i++) if ((bits[i >> 3]! >> (i & 7)) & 1) buf[c++] = i;
+  return buf.subarray(0, count);
 }
 
 /** Selection vector for a bool mask (true and valid rows). */
@@ -65,5 +81,5 @@ export function selection(mask: arrow.Data, n: number): Int32Array {
 export function filterData(d: arrow.Data, mask: arrow.Data): arrow.Data {
   const sel = selection(mask, d.length);
   if (sel.length === d.length) return d;
-  return take(d, sel);
+  return takeSelected(d, sel);
 }

@@ -2,6 +2,7 @@
 // negative index yields a null row (explode, list.get and outer joins use that).
 import * as arrow from 'apache-arrow';
 import { bitmapBytes, getBit, hasNoNulls } from './bitmap.ts';
+import { ownData } from './owned.ts';
 import { arrayCtor, fixedListSize, isBigIntType, isPrimitive, mkData, nullTypeData, type NumArray, type TypedArray } from './data.ts';
 
 /** Scans indices once: whether any is negative; throws on an index past the end. */
@@ -71,12 +72,24 @@ function gatherNum(src: NumArray, idx: Int32Array, out: NumArray, neg: boolean):
     }
 }
 
-/** 64-bit slots copied as int32 pairs: BigInt element access would allocate per row. */
+/**
+ * 64-bit slots copied as int32 pairs: BigInt element access would allocate per row, and a
+ * Float64Array copy may canonicalize NaN bit patterns (int64 -1 is one). The loop without negative
+ * indices has no per-row branch: it is the filter path's hot loop.
+ */
 function gatherPairs(src: Int32Array, idx: Int32Array, out: Int32Array, neg: boolean): void {
   const m = idx.length;
+  if (!neg) {
+    for (let i = 0, o = 0; i < m; i++, o += 2) {
+      const j = idx[i]! << 1;
+      out[o] = src[j]!;
+      out[o + 1] = src[j + 1]!;
+    }
+    return;
+  }
   for (let i = 0; i < m; i++) {
     const j = idx[i]!;
-    if (neg && j < 0) continue;
+    if (j < 0) continue;
     out[2 * i] = src[2 * j]!;
     out[2 * i + 1] = src[2 * j + 1]!;
   }
@@ -195,7 +208,23 @@ function takeFixedList(d: arrow.Data, idx: Int32Array, validity: Uint8Array | nu
 
 /** Rows idx[0], idx[1], ... of d (negative index -> null row). Result has offset 0. */
 export function take(d: arrow.Data, idx: Int32Array): arrow.Data {
-  const neg = checkIndices(idx, d.length);
+  return takeRows(d, idx, checkIndices(idx, d.length));
+}
+
+/**
+ * Rows of a selection vector (from selectionFromBits: every index in range and non-negative), so
+ * without take's index scan: a filter takes every column of a batch with one shared selection.
+ */
+export function takeSelected(d: arrow.Data, sel: Int32Array): arrow.Data {
+  return takeRows(d, sel, false);
+}
+
+// Every output buffer of a gather is a fresh allocation: marked, a worker may move it (owned.ts).
+function takeRows(d: arrow.Data, idx: Int32Array, neg: boolean): arrow.Data {
+  return ownData(gatherRows(d, idx, neg));
+}
+
+function gatherRows(d: arrow.Data, idx: Int32Array, neg: boolean): arrow.Data {
   const t = d.type;
   if (t.typeId === arrow.Type.Null) return nullTypeData(idx.length);
   const validity = takeValidity(d, idx, neg);
@@ -216,7 +245,7 @@ export function take(d: arrow.Data, idx: Int32Array): arrow.Data {
         validity,
         undefined,
         undefined,
-        d.children.map((c) => take(c, idx)),
+        d.children.map((c) => takeRows(c, idx, neg)),
       );
     default:
       if (isPrimitive(t)) return takePrimitive(d, idx, neg, validity);

@@ -5,14 +5,23 @@ import { availableParallelism, totalmem } from 'node:os';
 export interface EmbeddedOptions {
   /** Partitions run at once (worker threads). Default: available cores. */
   parallelism?: number;
-  /** Worker threads: always, never, or 'auto' (when the scan is big enough to repay their start-up). */
+  /**
+   * Worker threads: always, never, or 'auto' (when the scan is big enough to repay their start-up).
+   * A limit pushed into the scan that one batch covers runs in-process even with `true`.
+   */
   workers?: boolean | 'auto';
   /** 'auto' uses workers when the scan reads at least this many bytes. Default 16 MiB. */
   workerThresholdBytes?: number;
   /** Rows per batch read from files. Default 65,536. */
   batchSize?: number;
-  /** Batches a partition may run ahead of the consumer. Default 4. */
+  /** Batches a worker's partition may have in flight to the consumer at once. Default 4. */
   prefetch?: number;
+  /**
+   * Bytes of result batches that the partitions running on workers may hold, all together, before
+   * the consumer takes them: a partition runs ahead of the one being consumed up to its share
+   * (this / parallelism). Default 128 MiB.
+   */
+  prefetchBytes?: number;
   /** Row-group packing target for partitions (uncompressed bytes). Default 32 MiB. */
   targetPartitionBytes?: number;
   /** Output in input order (default). `false`: batches as partitions produce them (faster with workers). */
@@ -32,6 +41,7 @@ export interface ResolvedEmbeddedOptions {
   workerThresholdBytes: number;
   batchSize: number;
   prefetch: number;
+  prefetchBytes: number;
   targetPartitionBytes: number;
   preserveOrder: boolean;
   strictResources: boolean;
@@ -50,6 +60,7 @@ export function resolveEmbeddedOptions(o: EmbeddedOptions = {}): ResolvedEmbedde
     workerThresholdBytes: o.workerThresholdBytes ?? 16 << 20,
     batchSize: positive(o.batchSize, 'batchSize', 65536),
     prefetch: positive(o.prefetch, 'prefetch', 4),
+    prefetchBytes: positive(o.prefetchBytes, 'prefetchBytes', 128 << 20),
     targetPartitionBytes: positive(o.targetPartitionBytes, 'targetPartitionBytes', 32 << 20),
     preserveOrder: o.preserveOrder ?? true,
     strictResources: o.strictResources ?? false,

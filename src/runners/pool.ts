@@ -112,6 +112,8 @@ export class WorkerPool {
   private waiting: { resolve: (slot: Slot) => void; reject: (e: Error) => void }[] = [];
   private retiring = false;
   private closed = false;
+  /** Actions streaming from this pool that may still start tasks on it (see `use`). */
+  private users = 0;
 
   /**
    * @param processEnv when given, each slot is a child process started with these extra environment
@@ -333,9 +335,30 @@ export class WorkerPool {
     if (w) {
       slot.busy = true;
       w.resolve(slot);
-    } else if (this.retiring && !this.slots.some((s) => s.busy)) {
-      void this.close();
+    } else {
+      this.closeIfRetired();
     }
+  }
+
+  /** A retiring pool closes once no task runs and no action that may start one still uses it. */
+  private closeIfRetired(): void {
+    if (this.retiring && !this.closed && this.users === 0 && !this.slots.some((s) => s.busy)) void this.close();
+  }
+
+  /**
+   * An action that starts its partitions over time uses the pool until the returned function is
+   * called: retiring it meanwhile (another action's settings) must not close it between two of
+   * its tasks, as when every partition started so far has already run to its end.
+   */
+  use(): () => void {
+    this.users++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.users--;
+      this.closeIfRetired();
+    };
   }
 
   /** A dead slot's place goes to the next waiting task (a fresh worker), so no task waits forever. */
@@ -405,7 +428,7 @@ export class WorkerPool {
   /** Closes once the running tasks finish (another action may still be reading from them). */
   retire(): void {
     this.retiring = true;
-    if (!this.slots.some((s) => s.busy)) void this.close();
+    this.closeIfRetired();
   }
 
   /** Stops every worker now; running tasks fail, waiting ones are refused. */

@@ -1,12 +1,17 @@
 // Record batches from a worker to the pool without Arrow IPC: every buffer of the batch is copied
 // once into one packed ArrayBuffer that is transferred (moved, not cloned), and the receiving thread
 // views it in place. No flatbuffer body to build or parse, and no IPC aliasing hazard (columns that
-// share bytes are packed as separate copies; see ipc-alias.ts). The batch's own buffers are never
-// transferred: a worker may still hold them (a cached dictionary, an array a UDF keeps returning).
+// share bytes are packed as separate copies; see ipc-alias.ts). The batch's own buffers are not
+// transferred (a worker may still hold them: a cached dictionary, an array a UDF keeps returning),
+// except, on request, freshly decoded or gathered buffers of a task that runs no user code.
 import * as arrow from 'apache-arrow';
+import { disown, isOwned } from '../kernels/owned.ts';
 
-/** A typed array's place in the packed buffer: [byteOffset, length in elements, constructor index]. */
-type WireView = [number, number, number];
+/**
+ * A typed array's place on the wire: [byteOffset, length in elements, constructor index, source];
+ * source 0 (or absent) is the packed buffer, k > 0 is `owned[k - 1]`.
+ */
+type WireView = [number, number, number] | [number, number, number, number];
 
 interface WireData {
   offset: number;
@@ -24,9 +29,15 @@ interface WireData {
 export interface WireBatch {
   schema: Uint8Array;
   bytes: ArrayBuffer;
+  /** Reader- or kernel-allocated buffers moved as they are (no copy): transfer them with `bytes`. */
+  owned?: ArrayBuffer[];
   columns: WireData[];
   numRows: number;
 }
+
+// Buffers already moved to another thread: a batch that still views one (the same decoded Data
+// posted twice) must fail loudly, not send the empty views of a detached buffer.
+const moved = new WeakSet<ArrayBufferLike>();
 
 // The typed arrays Arrow buffers are made of, by index (the wire carries the index).
 const CTORS = [
@@ -71,12 +82,29 @@ function decodeSchema(bytes: Uint8Array): arrow.Schema {
   return s;
 }
 
-/** The batch packed for postMessage: send `wire` with `[wire.bytes]` as the transfer list. */
-export function batchToWire(batch: arrow.RecordBatch): WireBatch {
+/**
+ * The batch packed for postMessage: send `wire` with `[wire.bytes, ...(wire.owned ?? [])]` as the
+ * transfer list. With `moveOwned`, buffers the Parquet reader or a gather kernel allocated for one
+ * Data alone (kernels/owned.ts) are moved instead of copied: the reader's copy out of wasm memory,
+ * or a filter's gather, is then the only one. Only for
+ * batches no user code has seen: a UDF may keep its input, and moving detaches it in this thread.
+ */
+export function batchToWire(batch: arrow.RecordBatch, moveOwned = false): WireBatch {
   const views: ArrayBufferView[] = [];
+  const owned: ArrayBuffer[] = [];
+  const ownedAt = new Map<ArrayBufferLike, number>();
   let size = 0;
   const place = (v: ArrayBufferView | undefined | null): WireView | null => {
+    if (v && moved.has(v.buffer)) throw new Error('internal: a batch buffer was already moved to another thread (the same batch posted twice)');
     if (!v || v.byteLength === 0) return v ? [0, 0, ctorIndex(v)] : null;
+    if (moveOwned && isOwned(v.buffer) && v.buffer instanceof ArrayBuffer) {
+      let k = ownedAt.get(v.buffer);
+      if (k === undefined) {
+        k = owned.push(v.buffer);
+        ownedAt.set(v.buffer, k);
+      }
+      return [v.byteOffset, v.byteLength / (v as AnyTypedArray).BYTES_PER_ELEMENT, ctorIndex(v), k];
+    }
     const at = size;
     size = Math.ceil((size + v.byteLength) / ALIGN) * ALIGN;
     views.push(v);
@@ -103,7 +131,13 @@ export function batchToWire(batch: arrow.RecordBatch): WireBatch {
     u8.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), at);
     at = Math.ceil((at + v.byteLength) / ALIGN) * ALIGN;
   }
-  return { schema: encodeSchema(batch.schema), bytes, columns, numRows: batch.numRows };
+  for (const b of owned) {
+    disown(b);
+    moved.add(b);
+  }
+  const wire: WireBatch = { schema: encodeSchema(batch.schema), bytes, columns, numRows: batch.numRows };
+  if (owned.length) wire.owned = owned;
+  return wire;
 }
 
 /** The batch a worker packed, viewing `wire.bytes` in place. */
@@ -112,7 +146,9 @@ export function batchFromWire(wire: WireBatch): arrow.RecordBatch {
   const view = (v: WireView | null): AnyTypedArray | undefined => {
     if (!v) return undefined;
     const C = CTORS[v[2]]!;
-    return new C(wire.bytes, v[0], v[1]);
+    const src = v[3] ? wire.owned?.[v[3] - 1] : wire.bytes;
+    if (!src) throw new Error(`internal: wire view names moved buffer ${v[3]}, the batch carries ${wire.owned?.length ?? 0}`);
+    return new C(src, v[0], v[1]);
   };
   const build = (type: arrow.DataType, w: WireData): arrow.Data => {
     const children = w.children.map((c, i) => build(type.children[i]!.type, c));

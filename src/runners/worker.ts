@@ -9,7 +9,7 @@ import { getUdf } from '../udf.ts';
 import type { UdfCallNode } from '../expressions.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
 import { importUserModule } from './ts-worker.ts';
-import { describeTask } from '../physical.ts';
+import { describeTask, udfsOf } from '../physical.ts';
 import type { FromWorker, ToWorker, UdfCallReply, UdfCallRequest } from './protocol.ts';
 import { argsFromIPC, argsToIPC, deserializeError, serializeError } from './protocol.ts';
 import { batchToWire } from './transfer.ts';
@@ -67,6 +67,8 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
       post({ type: 'sink', taskId, result, metrics: result.metrics });
       return;
     }
+    // No user code sees this task's batches: the reader's decoded buffers can be moved, not copied.
+    const moveOwned = udfsOf(msg.task.ops).length === 0;
     const sink: IpcSink = {
       kind: 'ipc',
       credit: async () => {
@@ -76,8 +78,8 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
         return true;
       },
       post: (b) => {
-        const wire = batchToWire(b);
-        post({ type: 'batch', taskId, wire, rows: b.numRows }, [wire.bytes]);
+        const wire = batchToWire(b, moveOwned);
+        post({ type: 'batch', taskId, wire, rows: b.numRows }, wire.owned ? [wire.bytes, ...wire.owned] : [wire.bytes]);
       },
     };
     const result = await runPartition(msg.task, ctx, sink);

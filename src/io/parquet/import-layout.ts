@@ -1,6 +1,7 @@
 // Arrow C data interface (wasm32 layout): schema structs, typed-array kinds, bitmaps, arrow.Data assembly.
 import * as arrow from 'apache-arrow';
 import type { DataTypeJSON } from '../../datatypes.ts';
+import { own } from '../../kernels/owned.ts';
 import { utf8Decoder } from './stats.ts';
 
 export interface FfiSchemaNode {
@@ -154,6 +155,11 @@ export function makeArrowData(
   offsets?: Int32Array,
   children: arrow.Data[] = [],
 ): arrow.Data {
+  // Every caller passes buffers it has just allocated (copies out of wasm memory, conversions): a
+  // worker may move them instead of copying (kernels/owned.ts).
+  own(offsets);
+  own(values);
+  if (nullCount > 0) own(validity);
   const buffers = [offsets, values, nullCount > 0 && validity ? validity : EMPTY_BITMAP] as unknown as DataBuffers;
   return new arrow.Data(type, 0, length, Math.max(nullCount, 0), buffers, children);
 }
