@@ -286,6 +286,7 @@ export function describePartitionInput(plan: RunPlan, stage: number, partition: 
   const plain = plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input, partition);
   if (plain) return describeSource(plain);
   if (input.kind === 'boundaries') return `the key samples of stage ${input.from.stage}`;
+  if (input.kind === 'gather') return `every shard of stage ${input.from.stage}, in partition order`;
   if (input.kind === 'join' && input.strategy === 'broadcast') {
     const probe = input.probe ? plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input.probe.input, partition) : null;
     const left = probe ? describeSource(probe) : `stage ${input.left.stage}'s shard ${partition}`;

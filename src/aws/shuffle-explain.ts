@@ -29,6 +29,8 @@ function inputText(input: StageInputJSON | undefined, index: number, plan: RunPl
         : `HashJoin (partitioned, ${input.how}): bucket p of stage ${input.left.stage} (probe) and of stage ${input.right.stage} (build)`;
     case 'boundaries':
       return `the key samples of stage ${input.from.stage}: picks ${input.partitions - 1} range boundaries`;
+    case 'gather':
+      return `all ${input.from.partitions} shard(s) of stage ${input.from.stage} in partition order`;
     case 'sort':
       return `bucket p (one key range) of stage ${input.from.stage}'s ${input.from.partitions} partition(s), Sort (external merge)`;
   }
