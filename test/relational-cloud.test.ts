@@ -371,6 +371,28 @@ describe('serverless shuffle: more plans', () => {
     assert.deepEqual(canon(got), canon(want));
   });
 
+  it('a GPU UDF before a groupBy: the map side runs in the ECS GPU stage and writes the (partially aggregated) buckets', async () => {
+    const q = () =>
+      F()
+        .withColumn('score', gpuScore(col('x')))
+        .groupBy('category', 'g')
+        .agg(col('score').sum().alias('ss'), col('score').max().alias('mx'), col('id').count().alias('n'));
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      assert.match(
+        await q().explain(),
+        /Stage \d: ecs-gpu, (\d+) partition\(s\) over \d task\(s\)[\s\S]*writes: Exchange: hash \[category, g\], 3 partition\(s\) \(partial aggregation first\), as bucket files\nStage \d: lambda, 3 partition\(s\)[\s\S]*reads: bucket p of stage \d's \1 map partition\(s\), HashAggregate \(final\)/,
+      );
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    const tasks = cloud.stats()['ecsTasks'] ?? 0;
+    const { want, got } = await both(q);
+    assert.ok(want.length > 20);
+    assert.deepEqual(canon(got), canon(want));
+    assert.ok((cloud.stats()['ecsTasks'] ?? 0) > tasks, 'the GPU stage ran as ECS tasks');
+  });
+
   it('in-memory inputs run on the embedded runner; a limit below the operator runs (see the limit tests below)', async () => {
     const mem = fromRecords([
       { k: 'a', v: 1 },
