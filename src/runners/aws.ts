@@ -447,7 +447,7 @@ export class AwsRunner implements Runner {
         const physical = buildPhysicalPlan(p, sizing);
         return physicalPlanToString(physical, { parallelism: physical.partitions.length, where: 'aws' }).replace(/^(\s*\* )Stage 0: /m, '$1Input: ');
       };
-      return describeRelationalRun(optimized, planFor(optimized, this.aws, null), input);
+      return describeRelationalRun(optimized, planFor(optimized, this.aws, null), input, { options: cost, sizing });
     }
     const run = buildPhysicalPlan(optimized, sizing);
     // What FanoutPipeline deploys for the registered UDFs (its default `udfs`): the function or task definition of each stage.
