@@ -8,6 +8,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DescribeExecutionCommand, RedriveExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { parquetMetadata } from 'hyparquet';
 import { col, readParquet, resumeRun, RunFailedError, setRunner, shutdownWorkers, type DataFrame, type RunSummary } from 'fanout';
 import { startLocalCloud, type LocalCloud } from 'fanout/local';
 import { keys } from '../src/aws/run.ts';
@@ -112,6 +113,31 @@ describe('resume and redrive (local cloud)', () => {
     const again = await resumeRun(err.runId);
     assert.equal(again.finishedAt, summary.finishedAt);
     assert.equal((await json<{ runId: string }>(`${out}_SUCCESS`)).runId, manifest.runId);
+  });
+
+  it("a resume writes with the stored plan's Parquet writer options (a resume cannot change them: the plan keeps them)", async () => {
+    const out = `s3://${cloud.workBucket}/outputs/resume-writer-options/`;
+    poison(MIDDLE_PARTITION_ID);
+    const err = await pipeline({ uri: input })
+      .writeParquet(out, { parquet: { encoding: 'plain', columnEncoding: { id: 'delta' } } })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof RunFailedError, `a RunFailedError, got ${String(err)}`);
+    const plan = await json<{ output: { parquet?: unknown } }>(`s3://${cloud.workBucket}/${keys.plan(err.runId)}`);
+    assert.deepEqual(plan.output.parquet, { encoding: 'plain', columnEncoding: { id: 'delta' } });
+    cure();
+    const summary = await resumeRun(err.runId);
+    assert.equal(summary.rows, 1000);
+    assert.equal(summary.files.length, 10);
+    for (const f of summary.files) {
+      const buf = await getS3Object(f.path);
+      const md = parquetMetadata(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer);
+      const enc = Object.fromEntries(md.row_groups[0]!.columns.map((c) => [c.meta_data!.path_in_schema[0]!, [...c.meta_data!.encodings].sort()]));
+      assert.deepEqual(enc, { id: ['DELTA_BINARY_PACKED', 'RLE'], x: ['PLAIN', 'RLE'], y: ['PLAIN', 'RLE'] }, f.path);
+    }
+    assert.deepEqual(sorted(await readParquet(out).toRows()), sorted(await expected()));
   });
 
   it('RedriveExecution of the failed execution re-runs only the failed partition and commits the same output', async () => {

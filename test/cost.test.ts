@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { readParquet, setRunner, PRICES_US_EAST_1, type PriceTable } from 'fanout';
+import { col, readParquet, setRunner, PRICES_US_EAST_1, type PriceTable } from 'fanout';
 import { estimateRunCost, TRANSITIONS, type CostInput } from '../src/aws/cost.ts';
 import { buildStateMachineDefinition } from '../src/aws/state-machine.ts';
 import { tempDir, writeSample } from './helpers.ts';
@@ -118,6 +118,58 @@ describe('cost estimate (USD)', () => {
       assert.doesNotMatch(text, /GPU instances/);
       setRunner('aws', { stateMachineArn: 'arn:x', workBucket: 'work', region: 'eu-west-1' });
       assert.match(await readParquet(f).explain(), /no built-in price table for eu-west-1: us-east-1 prices shown/);
+    } finally {
+      setRunner('native');
+    }
+  });
+
+  it('adds up a relational run by hand: stages of their own widths, map partitions x buckets PUTs and GETs', () => {
+    // 20 MB over a map stage of 4 partitions (a hash exchange into 3 buckets) and a reduce of 3.
+    const e = estimateRunCost({
+      partitions: 4,
+      uncompressedBytes: 2e7,
+      rowGroups: 8,
+      columns: 2,
+      stages: [
+        { index: 0, executor: 'lambda', memoryMiB: 1769, concurrency: 4, slots: 0, partitions: 4, buckets: 3 },
+        { index: 1, executor: 'lambda', memoryMiB: 1769, concurrency: 3, slots: 0, partitions: 3 },
+      ],
+    });
+    // Seconds per partition at 1 vCPU: stage 0 5e6 B / 50e6 B/s = 0.1 s; stage 1 (2e7 / 3) B = 0.1333 s.
+    // GB-s: (2 x 1 s Plan/Finalize + 4 x 0.1 + 3 x 0.1333) x 1769/1024.
+    assert.ok(Math.abs(part(e, 'Lambda compute').quantity - 2.8 * (1769 / 1024)) < 1e-9);
+    assert.equal(part(e, 'Lambda requests').quantity, 9); // 4 map + 3 reduce + Plan + Finalize
+    assert.equal(part(e, 'Step Functions').quantity, 18); // 5 + (3 + 4) + (3 + 3)
+    // PUT: 5 fixed + 2 copies x 3 result files = 11; stage 0: items 1 + LIST 1 + 4 x (3 buckets + 1 marker) = 18;
+    // stage 1: 1 + 1 + 3 x (1 shard + 1 marker) = 8; polls: (2 + 0.1 + 0.1333) s / 2 s -> 2. 11 + 18 + 8 + 2 = 39.
+    const puts = part(e, 'S3 PUT');
+    assert.equal(puts.quantity, 39);
+    assert.match(puts.detail, /12 exchange bucket file\(s\) \(map partitions x buckets\)/);
+    // GET: 5 fixed + 8 x 2 column chunks + markers (4 + 3) x 2 + 3 Finalize = 38; 12 bucket reads;
+    // plan + input per partition: 4 x 2 + 3 x 2 = 14. 38 + 12 + 14 = 64.
+    assert.equal(part(e, 'S3 GET').quantity, 64);
+  });
+
+  it("prints an estimate in a relational plan's explain() on the AWS runner, with the exchange's bucket requests", async () => {
+    const f = join(tempDir(), 'cost-rel.parquet');
+    await writeSample(f, 0, 4000, 1000); // 4 row groups: 4 map partitions at targetPartitionBytes 1
+    try {
+      setRunner('aws', {
+        stateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:x',
+        workBucket: 'work',
+        region: 'us-east-1',
+        targetPartitionBytes: 1,
+        shufflePartitions: 3,
+      });
+      const text = await readParquet(f).groupBy('category').agg(col('x').sum().alias('sx')).explain();
+      assert.match(text, /Stage 0: lambda, 4 partition\(s\)[\s\S]*Stage 1: lambda, 3 partition\(s\)/, text);
+      assert.match(text, /== Cost estimate \(USD, us-east-1 prices as of [\d-]+\) ==/, text);
+      // 5 per run; stage 0: 3 + 4 partitions; stage 1: 3 + 3.
+      assert.match(text, /Step Functions: 18 state transitions/, text);
+      assert.match(text, /Lambda requests: 9 requests/, text);
+      assert.match(text, /S3 PUT\/COPY\/LIST: \d+ requests .*12 exchange bucket file\(s\) \(map partitions x buckets\)/, text);
+      assert.match(text, /S3 GET\/HEAD: \d+ requests .*12 exchange bucket reads/, text);
+      assert.match(text, /Total: ~\$/, text);
     } finally {
       setRunner('native');
     }

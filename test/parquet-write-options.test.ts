@@ -459,13 +459,15 @@ describe('DataFrame.writeParquet(dir, { parquet })', () => {
     );
   });
 
-  it('the serverless runner refuses writer options instead of ignoring them', async () => {
+  // The serverless runner carries the options to its stages (test/aws-write-options.test.ts); bad ones
+  // are refused before a run starts (no state machine here to reach).
+  it('the serverless runner refuses bad writer options before anything runs', async () => {
     setRunner('aws', { stateMachineArn: 'arn:aws:states:us-east-1:000000000000:stateMachine:none', workBucket: 'none', region: 'us-east-1' });
     try {
       const src = join(dir, 'opts-src');
       await assert.rejects(
-        readParquet(src).writeParquet('s3://none/out', { parquet: { encoding: 'plain' } }),
-        /writeParquet\("s3:\/\/none\/out"\): option 'parquet' \(writer options\) is not supported on the serverless runner yet/,
+        readParquet(src).writeParquet('s3://none/out', { parquet: { encoding: 'rle' as never } }),
+        /option encoding must be one of 'auto', 'dictionary', 'plain', got 'rle' \(writing Parquet s3:\/\/none\/out\)/,
       );
     } finally {
       setRunner('native');

@@ -371,7 +371,29 @@ describe('serverless shuffle: more plans', () => {
     assert.deepEqual(canon(got), canon(want));
   });
 
-  it('in-memory inputs run on the embedded runner; a limit below the operator is refused with a clear error', async () => {
+  it('a GPU UDF before a groupBy: the map side runs in the ECS GPU stage and writes the (partially aggregated) buckets', async () => {
+    const q = () =>
+      F()
+        .withColumn('score', gpuScore(col('x')))
+        .groupBy('category', 'g')
+        .agg(col('score').sum().alias('ss'), col('score').max().alias('mx'), col('id').count().alias('n'));
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      assert.match(
+        await q().explain(),
+        /Stage \d: ecs-gpu, (\d+) partition\(s\) over \d task\(s\)[\s\S]*writes: Exchange: hash \[category, g\], 3 partition\(s\) \(partial aggregation first\), as bucket files\nStage \d: lambda, 3 partition\(s\)[\s\S]*reads: bucket p of stage \d's \1 map partition\(s\), HashAggregate \(final\)/,
+      );
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    const tasks = cloud.stats()['ecsTasks'] ?? 0;
+    const { want, got } = await both(q);
+    assert.ok(want.length > 20);
+    assert.deepEqual(canon(got), canon(want));
+    assert.ok((cloud.stats()['ecsTasks'] ?? 0) > tasks, 'the GPU stage ran as ECS tasks');
+  });
+
+  it('in-memory inputs run on the embedded runner; a limit below the operator runs (see the limit tests below)', async () => {
     const mem = fromRecords([
       { k: 'a', v: 1 },
       { k: 'a', v: 2 },
@@ -386,12 +408,65 @@ describe('serverless shuffle: more plans', () => {
         { k: 'b', s: 3 },
       ]);
       assert.equal(cloud.stats()['plan'] ?? 0, before, 'no serverless run');
-      await assert.rejects(
-        F().limit(10).groupBy('k').agg(col('v').sum().alias('s')).toRows(),
-        /limit\(\) below a groupBy\/sort\/join\/concat\/repartition is not supported on the AWS runner/,
-      );
     } finally {
       setRunner('native', { workers: false });
     }
+    const { want, got } = await both(() => F().limit(10).groupBy('k').agg(col('v').sum().alias('s')));
+    assert.ok(want.length >= 1);
+    assert.deepEqual(canon(got), canon(want));
+  });
+});
+
+describe('serverless shuffle: a global limit below an operator (a gather stage)', () => {
+  it('limit then groupBy: each map partition keeps n rows, one partition keeps the first n in order; explain shows the gather', async () => {
+    const q = () =>
+      F()
+        // A filter first: the limit is not pushed into the scan, so several map partitions each stop at 1000.
+        .where(col('x').gt(0.2))
+        .limit(1000)
+        .groupBy('k')
+        .agg(col('v').sum().alias('sv'), col('id').count().alias('n'), col('id').min().alias('first'));
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 24 << 10, shufflePartitions: 3 });
+    try {
+      const text = await q().explain();
+      assert.match(
+        text,
+        /Stage 0: lambda, (\d+) partition\(s\)[\s\S]*limit\n {2}writes: a shard per partition\nStage 1: lambda, 1 partition\(s\)[\s\S]*reads: all \1 shard\(s\) of stage 0 in partition order\n {2}limit\n( {2}project\n)? {2}writes: Exchange: hash \[k\], 3 partition\(s\)/,
+        text,
+      );
+      assert.ok(Number(/Stage 0: lambda, (\d+) partition/.exec(text)![1]) >= 2, text);
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    const { want, got } = await both(q);
+    assert.equal(
+      got.reduce((a, r) => a + Number(r['n']), 0),
+      1000,
+    );
+    assert.deepEqual(canon(got), canon(want));
+  });
+
+  it('a limit with a UDF after it, below a groupBy; a limit over a sort below a join; a limit on each side of a concat', async () => {
+    const udf = await both(() =>
+      F()
+        .where(col('g').gt(3))
+        .limit(700)
+        .withColumn('label', cpuLabel(col('category'), col('x')))
+        .groupBy('label')
+        .agg(col('id').count().alias('n'), col('v').sum().alias('sv')),
+    );
+    assert.deepEqual(canon(udf.got), canon(udf.want));
+    assert.equal(
+      udf.got.reduce((a, r) => a + Number(r['n']), 0),
+      700,
+    );
+    const sorted = await both(() => F().select('id', 'k', 'v').sort(['v', 'id'], { desc: true }).limit(40).join(D(), { on: 'k', how: 'left' }), {
+      broadcastJoinBytes: 0,
+    });
+    assert.ok(sorted.want.length >= 40);
+    assert.deepEqual(canon(sorted.got), canon(sorted.want));
+    const cat = await both(() => (F().select('k', 'id').limit(5) as DataFrame).concat(F().where(col('g').eq(2)).select('k', 'id').limit(7)).distinct());
+    assert.equal(cat.got.length, cat.want.length);
+    assert.deepEqual(canon(cat.got), canon(cat.want));
   });
 });

@@ -46,6 +46,13 @@ export interface CostInput {
     slots: number;
     /** The stage's sizing class (stages.ts): its Lambda architecture, Fargate vCPUs, GPU instance type. */
     placement?: { executor: string; architecture?: 'x86_64' | 'arm64'; cpu?: number; instanceType?: string };
+    /** Partitions of this stage (a relational run's reduce and gather stages have their own); absent: `partitions`. */
+    partitions?: number;
+    /**
+     * A map stage of a hash or range exchange: the bucket files each partition writes instead of its
+     * shard (a PUT each), which the reduce side reads (a GET each).
+     */
+    buckets?: number;
   }[];
 }
 
@@ -119,10 +126,14 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const throughput = positive(opts.bytesPerVcpuSecond, 50e6, 'bytesPerVcpuSecond');
   const controlSeconds = positive(opts.controlSeconds, 1, 'controlSeconds', true);
   const pollSeconds = positive(opts.pollIntervalMs, 2000, 'pollIntervalMs') / 1000;
-  const n = input.partitions;
   const stages = input.stages;
-  const bytesPerPartition = input.uncompressedBytes / Math.max(1, n);
-  const shardWrites = bytesPerPartition <= PART_BYTES ? 1 : Math.ceil(bytesPerPartition / PART_BYTES) + 2;
+  // Relational runs: stages of other widths (the total bytes assumed to stay the input's).
+  const width = (s: CostInput['stages'][number]): number => s.partitions ?? input.partitions;
+  const shardWrites = (n: number): number => {
+    const bytesPerPartition = input.uncompressedBytes / Math.max(1, n);
+    return bytesPerPartition <= PART_BYTES ? 1 : Math.ceil(bytesPerPartition / PART_BYTES) + 2;
+  };
+  const last = stages.length ? width(stages[stages.length - 1]!) : input.partitions;
 
   const gbSeconds = 2 * controlSeconds * (DEFAULT_LAMBDA_MEMORY_MIB / 1024); // Plan + Finalize
   let requests = 2;
@@ -138,15 +149,23 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, commit marker, manifest; per stage
   // items.json and Finalize's listing; per partition and stage the shard and its marker; per result
   // file two copies (into _temporary, then renamed).
-  let puts = 5 + 2 * n;
+  let puts = 5 + 2 * last;
   // GET/HEAD: Plan (HEAD + plan), Finalize (HEAD summary + plan), the runner's summary; per
   // partition of stage 0 the footer and one range per column chunk; the runner and Finalize read
   // every marker, Finalize the last stage's again.
-  let gets = 5 + input.rowGroups * input.columns + n * stages.length * 2 + n;
+  let gets = 5 + input.rowGroups * input.columns + stages.reduce((a, s) => a + width(s) * 2, 0) + last;
+  let bucketFiles = 0;
   for (const s of stages) {
+    const n = width(s);
     const vcpuMiB = s.placement?.cpu !== undefined ? (s.placement.cpu / 1024) * LAMBDA_MIB_PER_VCPU : s.memoryMiB;
-    const seconds = stageSecondsPerPartition(input, vcpuMiB, throughput);
-    puts += 1 + Math.ceil((2 * n + 1) / LIST_PAGE) + n * (shardWrites + 1);
+    const seconds = stageSecondsPerPartition({ partitions: n, uncompressedBytes: input.uncompressedBytes }, vcpuMiB, throughput);
+    // An exchange's map partition writes a file per bucket (assumed all non-empty); its reducers GET each once.
+    const writes = s.buckets !== undefined ? s.buckets : shardWrites(n);
+    if (s.buckets !== undefined) {
+      bucketFiles += n * s.buckets;
+      gets += n * s.buckets;
+    }
+    puts += 1 + Math.ceil((2 * n + 1) / LIST_PAGE) + n * (writes + 1);
     transitions += TRANSITIONS.perStage;
     if (s.executor === 'lambda') {
       // A class's own architecture when it declares arm64; else the deployment's (cost.architecture).
@@ -209,9 +228,15 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
     puts,
     'requests',
     table.s3.putCopyPostList,
-    `shards, markers, plan, items, result copies, Finalize listings, ${polls} progress poll(s)`,
+    `shards, ${bucketFiles ? `${bucketFiles} exchange bucket file(s) (map partitions x buckets), ` : ''}markers, plan, items, result copies, Finalize listings, ${polls} progress poll(s)`,
   );
-  add('S3 GET/HEAD', gets, 'requests', table.s3.get, 'plan, input footers and column chunks, shards, markers');
+  add(
+    'S3 GET/HEAD',
+    gets,
+    'requests',
+    table.s3.get,
+    `plan, input footers and column chunks, shards, ${bucketFiles ? `${bucketFiles} exchange bucket reads, ` : ''}markers`,
+  );
   add(
     'S3 storage',
     gbMonths,

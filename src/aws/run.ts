@@ -10,6 +10,7 @@ import { inspect } from 'node:util';
 import { mapLimit } from '../concurrency.ts';
 import { Schema, type SchemaJSON } from '../datatypes.ts';
 import { applyOps, ipcChunks as ipcStream, runPartition, type ExecContext, type PartitionOutcome } from '../executor.ts';
+import { checkWriteOptions, type ParquetWriterOptions } from '../io/parquet/index.ts';
 import { DatasetWriter, type WrittenFile } from '../io/writer.ts';
 import { optimize } from '../optimizer.ts';
 import { AWS_MIN_PARTITIONS, buildPhysicalPlan, type OpJSON, type PartitionTask, type SourceJSON } from '../physical.ts';
@@ -36,6 +37,8 @@ export interface RunOutput {
   mode: 'error' | 'overwrite' | 'append' | 'overwrite-partitions';
   /** Hive layout: Finalize splits the result into `key=value/` directories (see partitioned-writer.ts). */
   partitionBy?: string[];
+  /** Parquet writer options of the result files (validated by planRun); absent: the writer's defaults. */
+  parquet?: ParquetWriterOptions;
 }
 
 /** Everything a worker needs, stored at runs/<runId>/plan.json (never in a state-machine payload). */
@@ -217,7 +220,7 @@ export function planRun(
     sources: planned.sources,
     stages,
     globalOps: planned.globalOps,
-    output: opts.output ?? null,
+    output: runOutput(opts.output ?? null, optimized.schema),
   };
   if (opts.batchSize !== undefined) run.batchSize = opts.batchSize;
   if (planned.shuffle) run.shuffle = planned.shuffle;
@@ -225,6 +228,19 @@ export function planRun(
   if (tolerance) run.tolerance = tolerance;
   run.udfs = planUdfs(stages);
   return run;
+}
+
+/**
+ * The output spec as the plan stores it: writer options checked against the result's schema here
+ * (not in a Lambda after the run's work), and left out when there are none (such plans are unchanged).
+ */
+function runOutput(output: RunOutput | null, schema: SchemaJSON): RunOutput | null {
+  if (!output) return null;
+  const { parquet, ...rest } = output;
+  if (!parquet || !Object.keys(parquet).length) return rest;
+  if (output.format !== 'parquet') throw new TypeError(`writing ${output.uri}: Parquet writer options given for a ${output.format} output`);
+  checkWriteOptions(parquet, Schema.fromJSON(schema), output.uri);
+  return { ...rest, parquet };
 }
 
 /** Each stage's UDFs with their return types, as the registry has them now. */
@@ -270,6 +286,7 @@ export function describePartitionInput(plan: RunPlan, stage: number, partition: 
   const plain = plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input, partition);
   if (plain) return describeSource(plain);
   if (input.kind === 'boundaries') return `the key samples of stage ${input.from.stage}`;
+  if (input.kind === 'gather') return `every shard of stage ${input.from.stage}, in partition order`;
   if (input.kind === 'join' && input.strategy === 'broadcast') {
     const probe = input.probe ? plainInputSource({ shardKey: (st, p) => keys.shard(plan.runId, st, p) }, input.probe.input, partition) : null;
     const left = probe ? describeSource(probe) : `stage ${input.left.stage}'s shard ${partition}`;
@@ -628,11 +645,12 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
       path: store.uri(resultPartKey(key, partitioned.format)),
       schema,
       partitionBy: partitioned.partitionBy,
+      ...writerOptions(plan),
     });
   } else if (last) {
     key = keys.result(runId, partition);
     await store.prepare(key);
-    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema });
+    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema, ...writerOptions(plan) });
   } else {
     key = keys.shard(runId, stageIndex, partition);
     r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });
@@ -669,6 +687,11 @@ function partitionedOutput(plan: RunPlan): { partitionBy: string[]; format: 'par
   const out = plan.output;
   if (!out?.partitionBy || plan.globalOps.length) return null;
   return { partitionBy: out.partitionBy, format: out.format };
+}
+
+/** The output's Parquet writer options as a FileSink field (none: the sink as before). */
+function writerOptions(plan: RunPlan): { parquet?: ParquetWriterOptions } {
+  return plan.output?.parquet ? { parquet: plan.output.parquet } : {};
 }
 
 /** What the shuffle of a stage's partition needs from the run (shuffle.ts does not import this module). */
@@ -904,7 +927,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
         applyOps(all, plan.globalOps),
         schema,
         plan.output.partitionBy,
-        {},
+        { ...plan.output.parquet },
         plan.output.mode !== 'overwrite-partitions',
       );
     } else if (plan.globalOps.length || (plan.output && plan.output.format !== 'parquet')) {
@@ -913,7 +936,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       const all = (async function* () {
         for (const k of resultKeys) yield* readParquetBatches(store.uri(k), { schema: shardSchema });
       })();
-      parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { schema })];
+      parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { ...plan.output?.parquet, schema })];
     } else {
       const last = await markers(store, plan, lastStage);
       known.set(lastStage, last);

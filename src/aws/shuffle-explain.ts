@@ -1,8 +1,9 @@
 // explain() of a relational run on the AWS runner: the exchanges with their partition counts (the
 // same tree the embedded runner prints, with this run's widths), then the serverless stages, each
 // with what it reads and what it writes (exchange buckets, a sample, a shard).
-import { udfsOf, type OpJSON } from '../physical.ts';
-import { describeNode, type PlanNode } from '../plan.ts';
+import { buildPhysicalPlan, udfsOf, type OpJSON } from '../physical.ts';
+import { describeNode, isRelational, type PlanNode } from '../plan.ts';
+import { costToString, estimateRunCost, type CostInput, type CostOptions } from './cost.ts';
 import { exchangeToString, relationalPhysical, relationalToString } from '../relational/exchange.ts';
 import type { RunPlan } from './run.ts';
 import type { ExchangeSinkJSON, StageInputJSON } from './shuffle-types.ts';
@@ -29,6 +30,8 @@ function inputText(input: StageInputJSON | undefined, index: number, plan: RunPl
         : `HashJoin (partitioned, ${input.how}): bucket p of stage ${input.left.stage} (probe) and of stage ${input.right.stage} (build)`;
     case 'boundaries':
       return `the key samples of stage ${input.from.stage}: picks ${input.partitions - 1} range boundaries`;
+    case 'gather':
+      return `all ${input.from.partitions} shard(s) of stage ${input.from.stage} in partition order`;
     case 'sort':
       return `bucket p (one key range) of stage ${input.from.stage}'s ${input.from.partitions} partition(s), Sort (external merge)`;
   }
@@ -61,8 +64,50 @@ function stageLine(s: StageJSON, plan: RunPlan): string[] {
   return lines;
 }
 
-/** explain() text of a relational run: exchanges (root first), then its stages. */
-export function describeRelationalRun(optimized: PlanNode, plan: RunPlan, stage: (plan: PlanNode) => string): string {
+/** Every scan of a relational plan (the inputs below its operators), partitioned as the run's. */
+function scansOf(p: PlanNode, sizing: { targetPartitionBytes: number; minPartitions: number }): ReturnType<typeof buildPhysicalPlan>[] {
+  let leaf = p;
+  while ('input' in leaf) leaf = leaf.input;
+  if (isRelational(leaf)) return leaf.inputs.flatMap((i) => scansOf(i, sizing));
+  return [buildPhysicalPlan(p, sizing)];
+}
+
+/**
+ * cost.ts's model over a relational run: every stage at its own width, the exchanges' map stages
+ * writing a bucket file per (map partition, bucket) that the reduce side reads; bytes and column
+ * chunks are all the scans'.
+ */
+export function relationalCostInput(optimized: PlanNode, plan: RunPlan, sizing: { targetPartitionBytes: number; minPartitions: number }): CostInput {
+  const scans = scansOf(optimized, sizing);
+  return {
+    partitions: plan.sources.length,
+    uncompressedBytes: scans.reduce((a, s) => a + s.scan.uncompressedBytes, 0),
+    // One ranged GET per column chunk: the product per scan, summed (columns 1).
+    rowGroups: scans.reduce((a, s) => a + s.scan.rowGroupsSelected * s.scan.columns.length, 0),
+    columns: 1,
+    stages: plan.stages.map((s) => {
+      const e = s.exchange;
+      return {
+        index: s.index,
+        executor: s.executor,
+        memoryMiB: s.memoryMiB,
+        concurrency: s.concurrency,
+        slots: s.slots,
+        ...(s.placement ? { placement: s.placement } : {}),
+        partitions: s.partitions ?? plan.sources.length,
+        ...(e && e.kind !== 'sample' ? { buckets: e.partitions } : {}),
+      };
+    }),
+  };
+}
+
+/** explain() text of a relational run: exchanges (root first), then its stages, then (with `cost`) the estimate in USD. */
+export function describeRelationalRun(
+  optimized: PlanNode,
+  plan: RunPlan,
+  stage: (plan: PlanNode) => string,
+  cost?: { options: CostOptions; sizing: { targetPartitionBytes: number; minPartitions: number } },
+): string {
   const shuffle = plan.shuffle ?? { partitions: 1, broadcastJoinBytes: 0 };
   const physical = relationalPhysical(optimized, { partitions: shuffle.partitions, broadcastBytes: shuffle.broadcastJoinBytes });
   const tree = relationalToString(physical, stage, (p) => {
@@ -74,5 +119,7 @@ export function describeRelationalRun(optimized: PlanNode, plan: RunPlan, stage:
   for (const s of plan.stages) lines.push(...stageLine(s, plan));
   if (plan.globalOps.length) lines.push(`Finalize: ${plan.globalOps.map((o) => o.type).join(', ')} over the merged result`);
   else lines.push(`Finalize: commits the ${plan.stages.at(-1)?.partitions ?? plan.sources.length} result file(s) in partition order`);
-  return `${tree}\n\n${lines.join('\n')}`;
+  const text = `${tree}\n\n${lines.join('\n')}`;
+  if (!cost) return text;
+  return `${text}\n\n${costToString(estimateRunCost(relationalCostInput(optimized, plan, cost.sizing), cost.options), cost.options.region)}`;
 }

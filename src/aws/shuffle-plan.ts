@@ -135,30 +135,41 @@ class StageBuilder {
     const { chain, leaf } = splitChain(plan);
     if (!isRelational(leaf)) {
       const physical = buildPhysicalPlan(plan, { targetPartitionBytes: this.o.targetPartitionBytes, minPartitions: this.o.minPartitions });
-      if (physical.globalOps.length && !root)
-        throw new Error('limit() below a groupBy/sort/join/concat/repartition is not supported on the AWS runner: apply it to the result');
       if (root) this.globalOps = physical.globalOps;
       const sources = physical.partitions.map((p) => p.source);
       let input: StageInputJSON | undefined;
       if (this.sources === null && this.stages.length === 0) this.sources = sources;
       else input = { kind: 'scan', sources };
       const inSchema = sourceSchema(sources[0]) ?? leaf.schema;
-      return this.append(physical.partitionOps, sources.length, physical.scan.uncompressedBytes, input, inSchema);
+      const built = this.append(physical.partitionOps, sources.length, physical.scan.uncompressedBytes, input, inSchema);
+      // A global limit below an operator: the partitions above stopped at n each (partitionOps ends in it).
+      return !root && physical.globalOps.length ? this.gather(built, physical.globalOps) : built;
     }
     const out = this.operator(leaf);
     const ops: OpJSON[] = [];
-    let global = false;
+    // From the first limit on: Finalize's operators (the root), or a gather stage's (below another operator).
+    const after: OpJSON[] = [];
     for (const n of chain) {
       const op = opOf(n);
-      if (global) this.globalOps.push(op);
+      if (after.length) after.push(op);
       else ops.push(op);
-      if (op.type === 'limit') {
-        if (!root) throw new Error('limit() below a groupBy/sort/join/concat/repartition is not supported on the AWS runner: apply it to the result');
-        if (!global) this.globalOps.push(op);
-        global = true;
-      }
+      if (op.type === 'limit' && !after.length) after.push(op);
     }
-    // The chain above the operator runs in the operator's own stage (and more, where its UDFs need another executor).
+    if (root) this.globalOps = after;
+    const built = this.chainOn(out, ops);
+    return !root && after.length ? this.gather(built, after) : built;
+  }
+
+  /**
+   * A global limit below another operator is a stage boundary of its own: one partition reads every
+   * shard of `from` in partition order and runs the limit and what follows it.
+   */
+  private gather(from: Built, ops: OpJSON[]): Built {
+    return this.append(ops, 1, 0, { kind: 'gather', from: from.ref }, from.schema);
+  }
+
+  /** Runs `ops` over an operator's output: in the operator's own stage (and more, where its UDFs need another executor). */
+  private chainOn(out: Built, ops: OpJSON[]): Built {
     const last = this.stages[out.ref.stage]!;
     if (!ops.length) return out;
     const split = splitOps(ops, out.ref.partitions, 0, this.o.stageOptions);

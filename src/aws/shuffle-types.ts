@@ -63,5 +63,10 @@ export type StageInputJSON =
     }
   /** One partition: reads every sample of `from` and writes `partitions - 1` range boundaries. */
   | { kind: 'boundaries'; from: StageRef; keys: SortKey[]; partitions: number; keyTypes: DataTypeJSON[] }
+  /**
+   * One partition: every shard of `from`, in partition order (a global limit below an operator: each
+   * map partition kept at most n rows, the stage's own limit keeps the first n overall).
+   */
+  | { kind: 'gather'; from: StageRef }
   /** Bucket p of every map partition (one key range), sorted. */
   | { kind: 'sort'; from: StageRef; keys: SortKey[]; schema: SchemaJSON };

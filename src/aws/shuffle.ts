@@ -443,7 +443,7 @@ async function* readBuckets(c: ShuffleContext, from: StageRef, bucket: number): 
   }
 }
 
-/** Every shard of a stage, in partition order (a broadcast join's build side). */
+/** Every shard of a stage, in partition order (a broadcast join's build side, a gather). */
 async function* readAllShards(c: ShuffleContext, from: StageRef): AsyncGenerator<arrow.RecordBatch> {
   for (let p = 0; p < from.partitions; p++) yield* readIpc(c.store, c.shardKey(from.stage, p));
 }
@@ -482,6 +482,8 @@ export function operatorInput(c: ShuffleContext, input: StageInputJSON, partitio
       return readBuckets(c, input.from, partition);
     case 'aggregate':
       return mergeAggregate(c, input, partition);
+    case 'gather':
+      return readAllShards(c, input.from);
     case 'join': {
       const left = input.probe
         ? probeSide(c, input.probe, partition)

@@ -398,11 +398,7 @@ export class AwsRunner implements Runner {
 
   async write(plan: PlanNode, sink: DatasetSinkSpec, ctx: ActionContext): Promise<WrittenFile[]> {
     if (hasMemorySource(plan)) return this.local.write(plan, sink, ctx);
-    // The run plan's output does not carry writer options to the Lambdas yet: refuse rather than ignore them.
-    if (sink.parquet)
-      throw new Error(
-        `writeParquet(${JSON.stringify(sink.uri)}): option 'parquet' (writer options) is not supported on the serverless runner yet; write without it`,
-      );
+    // Writer options travel in the run plan's output spec to the stages that write the result files.
     return (await this.run(plan, sink, ctx)).files;
   }
 
@@ -455,7 +451,7 @@ export class AwsRunner implements Runner {
         const physical = buildPhysicalPlan(p, sizing);
         return physicalPlanToString(physical, { parallelism: physical.partitions.length, where: 'aws' }).replace(/^(\s*\* )Stage 0: /m, '$1Input: ');
       };
-      return describeRelationalRun(optimized, planFor(optimized, this.aws, null), input);
+      return describeRelationalRun(optimized, planFor(optimized, this.aws, null), input, { options: cost, sizing });
     }
     const run = buildPhysicalPlan(optimized, sizing);
     // What FanoutPipeline deploys for the registered UDFs (its default `udfs`): the function or task definition of each stage.
