@@ -324,16 +324,12 @@ function buildInfo(path: string, size: number, md: FileMetaData): ParquetFileInf
       if (top === undefined) continue;
       const b = (columnBytes[top] ??= { compressed: 0, uncompressed: 0 });
       b.compressed += Number(c.meta_data?.total_compressed_size ?? 0n);
-      b.uncompressed += Math.max(Number(c.meta_data?.total_uncompressed_size ?? 0n), decodedFloor(c.meta_data?.type, c.meta_data?.num_values));
+      b.uncompressed += Number(c.meta_data?.total_uncompressed_size ?? 0n);
     }
     return {
       index,
       numRows: Number(rg.num_rows),
-      // At least the columns' decoded floors (see decodedFloor), like columnBytes.
-      uncompressedBytes: Math.max(
-        Number(rg.total_byte_size),
-        Object.values(columnBytes).reduce((n, b) => n + b.uncompressed, 0),
-      ),
+      uncompressedBytes: Number(rg.total_byte_size),
       compressedBytes: compressed,
       columnBytes,
       stats,
@@ -352,16 +348,4 @@ export function s3Changed(path: string, e: unknown): unknown {
     forgetObject(path);
   }
   return e;
-}
-
-/** Arrow bytes per value of a Parquet physical type at least (BYTE_ARRAY: its 4-byte offset). */
-const DECODED_WIDTH: Record<string, number> = { BOOLEAN: 0.125, INT32: 4, INT64: 8, INT96: 8, FLOAT: 4, DOUBLE: 8, BYTE_ARRAY: 4 };
-
-/**
- * What a column chunk decodes to at least. Delta, dictionary and run-length encodings make the
- * chunk's "uncompressed" size far smaller than its Arrow data (a sorted int64 id: ~1 byte a value
- * instead of 8), and partition sizing, Lambda batching and cost all stand for decoded bytes.
- */
-function decodedFloor(type: string | undefined, values: bigint | number | undefined): number {
-  return type === undefined || values === undefined ? 0 : Number(values) * (DECODED_WIDTH[type] ?? 0);
 }

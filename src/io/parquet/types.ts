@@ -17,8 +17,7 @@ export interface RowGroupInfo {
   compressedBytes: number;
   /**
    * Bytes of each top-level column's chunks in this row group (all its leaves), so partitions and
-   * explain size a scan by the columns it reads, not the whole row group. `uncompressed` is at least
-   * the decoded Arrow size of fixed-width values (see footer.ts decodedFloor).
+   * explain size a scan by the columns it reads, not the whole row group.
    */
   columnBytes: Record<string, { compressed: number; uncompressed: number }>;
   /** Top-level primitive columns only. min/max are bounds (writers may truncate long strings). */
