@@ -26,20 +26,120 @@ async function openParquetFile(blob: RangedBlob): Promise<OpenFile> {
   return { inst, pf };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Open files kept across readers. A scan reads a file one partition (row group) at a time; opening
+// a blob and parsing the footer again in wasm cost ~6.5 ms a partition. So each thread keeps the
+// blob and parquet-wasm's ParquetFile of the last few file versions. A version is keyed by path,
+// size and mtime (S3: URI and ETag): a changed file is a new key, and its older entries are closed.
+
+interface CachedReader {
+  key: string;
+  path: string;
+  blob: RangedBlob;
+  /** Opened on first use; shared by readers of this version (their decodes are serialized by withReadLock). */
+  file: Promise<OpenFile> | null;
+  /** Readers using it now: it is closed only once none is left. */
+  users: number;
+  /** Out of the cache: close when the last user leaves. */
+  evicted: boolean;
+  /** Tag of the row group prefetched for the next reader, if any. */
+  hint: string | null;
+}
+
+// Insertion order is recency order (oldest first). Each entry holds at most one fd.
+const readers = new Map<string, CachedReader>();
+let readerCacheMax = 4;
+
+/** Bound the open-file cache (tests; 0 opens and closes a file per reader). Evicts what no longer fits. */
+export function setParquetReaderCacheSize(n: number): void {
+  readerCacheMax = n;
+  while (readers.size > readerCacheMax) dropReader(readers.values().next().value!);
+}
+
+/** How many file versions the cache holds open now (tests). */
+export function parquetReaderCacheSize(): number {
+  return readers.size;
+}
+
+function acquireReader(path: string, key: string, open: () => RangedBlob): CachedReader {
+  let e = readers.get(key);
+  if (e) {
+    readers.delete(key);
+    readers.set(key, e);
+  } else {
+    // Another version of this file: it changed, never read through the old entry again.
+    for (const old of [...readers.values()]) if (old.path === path) dropReader(old);
+    e = { key, path, blob: open(), file: null, users: 0, evicted: readerCacheMax <= 0, hint: null };
+    if (!e.evicted) {
+      readers.set(key, e);
+      while (readers.size > readerCacheMax) dropReader(readers.values().next().value!);
+    }
+  }
+  e.users++;
+  return e;
+}
+
+function dropReader(e: CachedReader): void {
+  if (readers.get(e.key) === e) readers.delete(e.key);
+  e.evicted = true;
+  if (e.users === 0) void closeReader(e);
+}
+
+async function closeReader(e: CachedReader): Promise<void> {
+  const f = e.file;
+  e.file = null;
+  if (f) {
+    // A dead instance's memory went with it: its ParquetFile must not be touched.
+    await f.then(({ inst, pf }) => (inst.dead ? undefined : pf.free())).catch(() => undefined);
+  }
+  if (e.blob instanceof FileBlob) await e.blob.close();
+}
+
+/** A reader is done with `e`; after a failure the entry is dropped (its blob may hold the read error). */
+async function releaseReader(e: CachedReader, failed: boolean): Promise<void> {
+  e.users--;
+  if (failed) dropReader(e);
+  if (e.evicted && e.users === 0) await closeReader(e);
+}
+
+/** The entry's ParquetFile on a live instance, opening it (once, for all its readers) when needed. */
+function openCached(e: CachedReader): Promise<OpenFile> {
+  const cur = e.file;
+  if (!cur) return reopen(e, null);
+  return cur.then((f) => (f.inst.dead ? reopen(e, cur) : f));
+}
+
+function reopen(e: CachedReader, stale: Promise<OpenFile> | null): Promise<OpenFile> {
+  if (e.file !== stale) return openCached(e); // another reader replaced it meanwhile
+  const p = openParquetFile(e.blob);
+  e.file = p;
+  p.catch(() => {
+    if (e.file === p) e.file = null;
+  });
+  return p;
+}
+
 /** A file's footer, and a blob over the version it describes with the byte ranges of its column chunks. */
 interface Source {
   info: ParquetFileInfo;
   chunks: ChunkRanges;
+  /** The file version the footer describes: path, size and mtime, or URI and ETag. */
+  key: string;
   open(): RangedBlob;
 }
 
 function sourceFor(path: string): Source {
   if (isLocalUri(path)) {
     const { info, chunks, mtimeMs } = inspectLocal(path);
-    return { info, chunks, open: () => openFileBlob(path, info.sizeBytes, mtimeMs) };
+    return { info, chunks, key: `${path}\0${info.sizeBytes}\0${mtimeMs}`, open: () => openFileBlob(path, info.sizeBytes, mtimeMs) };
   }
   const f = inspectS3(path, Infinity);
-  return { info: f.info, chunks: f.chunks, open: () => openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }) };
+  return {
+    info: f.info,
+    chunks: f.chunks,
+    key: `${path}\0${f.size}\0${f.etag}`,
+    open: () => openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }),
+  };
 }
 
 /** The rows to decode of each selected row group: [offset, offset + count) within it. */
@@ -149,25 +249,35 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   }
   if (spans.length === 0) return;
 
-  const blob = src.open();
+  const entry = acquireReader(path, src.key, () => src.open());
+  let failed = false;
   try {
-    yield* decodeSpans(path, src, blob, names, outSchema, arrowSchema, spans, batchSize);
+    // Prefetch the row group after the last one only for a local read to its end (a scan's partition),
+    // not for a limit or a row range cut short, nor on S3 (a GET that may be wasted costs a request).
+    const last = spans[spans.length - 1]!;
+    const toEnd = entry.blob instanceof FileBlob && limit === Infinity && last.offset + last.count === info.rowGroups[last.group]!.numRows;
+    yield* decodeSpans(path, src, entry, names, outSchema, arrowSchema, spans, batchSize, toEnd);
+  } catch (e) {
+    failed = true; // an early return by the consumer is not a failure: the entry stays cached
+    throw e;
   } finally {
-    if (blob instanceof FileBlob) await blob.close();
+    await releaseReader(entry, failed);
   }
 }
 
 async function* decodeSpans(
   path: string,
   src: Source,
-  blob: RangedBlob,
+  entry: CachedReader,
   names: string[],
   outSchema: Schema,
   arrowSchema: arrow.Schema,
   spans: readonly GroupSpan[],
   batchSize: number,
+  hintNext: boolean,
 ): AsyncGenerator<arrow.RecordBatch> {
   const info = src.info;
+  const blob = entry.blob;
   const rowGroups = spans.map((s) => s.group);
   const whole = spans.every((s) => s.offset === 0 && s.count === info.rowGroups[s.group]!.numRows);
   const hyparquet = (why: string): AsyncGenerator<arrow.RecordBatch> => {
@@ -184,8 +294,16 @@ async function* decodeSpans(
   // Fetch the projected column chunks of this row group and the next while decoding (positioned
   // reads on libuv's threads locally, parallel ranged GETs on S3).
   const prefetch = (i: number): void => {
-    const g = rowGroups[i];
-    if (g === undefined) return;
+    let g = rowGroups[i];
+    if (g === undefined) {
+      // Past this reader's last row group: fetch the file's next one for the next partition's reader,
+      // so that its read overlaps this decode (one such hint per open file; its reader evicts it).
+      if (i !== rowGroups.length || !hintNext || entry.evicted) return;
+      g = rowGroups[i - 1]! + 1;
+      if (g >= info.rowGroups.length) return;
+      if (entry.hint !== null && entry.hint !== `rg${g}`) blob.evict(entry.hint);
+      entry.hint = `rg${g}`;
+    }
     blob.prefetch(
       names.flatMap((n) => src.chunks[g]?.get(n) ?? []),
       `rg${g}`,
@@ -204,7 +322,7 @@ async function* decodeSpans(
       for (let attempt = 0; ; attempt++) {
         if (!file || file.inst.dead) {
           try {
-            file = await openParquetFile(blob);
+            file = await openCached(entry);
           } catch (e) {
             if (file === null && isFooterDecodeError(e)) {
               // first open: nothing delivered yet
@@ -287,7 +405,8 @@ async function* decodeSpans(
       }
     }
   } finally {
-    if (file && !file.inst.dead) file.pf.free();
+    // The ParquetFile stays open in the reader cache: releaseReader frees it once it is evicted.
+    file = null;
   }
 }
 
