@@ -9,6 +9,7 @@ import type * as arrow from 'apache-arrow';
 import { parquetMetadata } from 'hyparquet';
 import { readParquet, setRunner } from '../src/index.ts';
 import { readParquetBatches, readStats, warmParquet } from '../src/io/parquet/index.ts';
+import { setParquetReaderCacheSize } from '../src/io/parquet/read.ts';
 import { FileBlob } from '../src/io/store/file-blob.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
@@ -103,12 +104,28 @@ describe('local Parquet reads on positioned reads', () => {
   });
 
   it('closes its file handle after a full read and after an early stop', async () => {
-    const before = openFds();
+    // Readers share one open handle per file version (src/io/parquet/read.ts's bounded cache): with
+    // the cache off every reader must close its own; with it on, reads reuse the one handle.
+    setParquetReaderCacheSize(0);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const before = openFds();
+      await ids(readParquetBatches(file));
+      for await (const _ of readParquetBatches(file, { batchSize: 100 })) break;
+      // FileHandle.close() is asynchronous: give it a turn.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(openFds(), before, 'no file descriptor is left open');
+    } finally {
+      setParquetReaderCacheSize(4);
+    }
     await ids(readParquetBatches(file));
-    for await (const _ of readParquetBatches(file, { batchSize: 100 })) break;
-    // FileHandle.close() is asynchronous: give it a turn.
+    const cached = openFds();
+    for (let i = 0; i < 5; i++) {
+      await ids(readParquetBatches(file));
+      for await (const _ of readParquetBatches(file, { batchSize: 100 })) break;
+    }
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(openFds(), before, 'no file descriptor is left open');
+    assert.equal(openFds(), cached, 'cached readers reuse their handle instead of opening more');
   });
 
   it('a file whose size changed since its footer was read is an error naming it', async () => {
