@@ -325,7 +325,11 @@ function parquetSourceOf(segs: readonly Segment[], fields: FileFields, p: ScanPu
   return pieces.length === 1 ? pieces[0]! : { kind: 'multi', parts: pieces, limit: p.limit };
 }
 
-function opFor(node: PlanNode): OpJSON {
+/**
+ * The partition operator of a chain node (filter, project, explode, limit). `unsupported` words the
+ * error for any other node, so each caller can say what its runner cannot do.
+ */
+export function opFor(node: PlanNode, unsupported: (type: string) => string = (t) => `not an operator: ${t}`): OpJSON {
   switch (node.type) {
     case 'filter':
       return { type: 'filter', predicate: node.predicate };
@@ -336,19 +340,24 @@ function opFor(node: PlanNode): OpJSON {
     case 'limit':
       return { type: 'limit', n: node.n };
     default:
-      throw new Error(`not an operator: ${node.type}`);
+      throw new Error(unsupported(node.type));
   }
 }
 
-export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): PhysicalPlan {
-  // Walk down to the source, collecting operators bottom-up.
+/** A plan as the nodes above its leaf, innermost first, and that leaf. */
+export function splitChain(plan: PlanNode): { chain: PlanNode[]; leaf: Exclude<PlanNode, { input: PlanNode }> } {
   const chain: PlanNode[] = [];
   let node: PlanNode = plan;
   while ('input' in node) {
     chain.unshift(node);
     node = node.input;
   }
-  const source = node;
+  return { chain, leaf: node };
+}
+
+export function buildPhysicalPlan(plan: PlanNode, opts: PhysicalOptions): PhysicalPlan {
+  // Walk down to the source, collecting operators bottom-up.
+  const { chain, leaf: source } = splitChain(plan);
   // A relational node (aggregate, sort, join, ...) is the end of a stage: the runner executes it
   // and hands the stage above its output (src/relational/execute.ts).
   if (isRelational(source)) throw new Error(`a ${source.type} node cannot be a partition source; run the plan on a runner that executes relational operators`);

@@ -5,7 +5,7 @@
 // says what each stage reads and writes; shuffle.ts runs it). The stage list is linear, so the
 // state machine runs it as any other run: one stage after another, each fanned out.
 import type { SchemaJSON } from '../datatypes.ts';
-import { buildPhysicalPlan, type OpJSON, type SourceJSON } from '../physical.ts';
+import { buildPhysicalPlan, opFor, splitChain, type OpJSON, type SourceJSON } from '../physical.ts';
 import { isRelational, type PlanNode, type RelationalNode, type JoinNode } from '../plan.ts';
 import { broadcastable, estimateBytes } from '../relational/exchange.ts';
 import type { JoinOutput } from '../join/hash-join.ts';
@@ -44,31 +44,6 @@ export function endsInRelational(plan: PlanNode): boolean {
   let node = plan;
   while ('input' in node) node = node.input;
   return isRelational(node);
-}
-
-function splitChain(plan: PlanNode): { chain: PlanNode[]; leaf: PlanNode } {
-  const chain: PlanNode[] = [];
-  let node = plan;
-  while ('input' in node) {
-    chain.unshift(node);
-    node = node.input;
-  }
-  return { chain, leaf: node };
-}
-
-function opOf(node: PlanNode): OpJSON {
-  switch (node.type) {
-    case 'filter':
-      return { type: 'filter', predicate: node.predicate };
-    case 'project':
-      return { type: 'project', exprs: node.exprs, schema: node.schema };
-    case 'explode':
-      return { type: 'explode', columns: node.columns, schema: node.schema };
-    case 'limit':
-      return { type: 'limit', n: node.n };
-    default:
-      throw new Error(`${node.type}() above a groupBy/sort/join/concat/repartition is not supported on the AWS runner; call it before the relational operator`);
-  }
 }
 
 /** The output columns of a join, as the embedded runner computes them (relational/execute.ts). */
@@ -150,7 +125,10 @@ class StageBuilder {
     // From the first limit on: Finalize's operators (the root), or a gather stage's (below another operator).
     const after: OpJSON[] = [];
     for (const n of chain) {
-      const op = opOf(n);
+      const op = opFor(
+        n,
+        (t) => `${t}() above a groupBy/sort/join/concat/repartition is not supported on the AWS runner; call it before the relational operator`,
+      );
       if (after.length) after.push(op);
       else ops.push(op);
       if (op.type === 'limit' && !after.length) after.push(op);

@@ -5,7 +5,7 @@
 import * as arrow from 'apache-arrow';
 import { DataType } from '../datatypes.ts';
 import { applyOps } from '../executor.ts';
-import type { OpJSON, PartialAggregateOp } from '../physical.ts';
+import { opFor, splitChain, type OpJSON, type PartialAggregateOp } from '../physical.ts';
 import { describeNode, isRelational, type JoinNode, type PlanNode, type RelationalNode } from '../plan.ts';
 import { relationalPhysical, relationalToString } from './exchange.ts';
 import { optimize } from '../optimizer.ts';
@@ -37,37 +37,18 @@ export function endsInRelational(plan: PlanNode): boolean {
   return isRelational(node);
 }
 
-function splitChain(plan: PlanNode): { chain: PlanNode[]; leaf: RelationalNode } {
-  const chain: PlanNode[] = [];
-  let node = plan;
-  while ('input' in node) {
-    chain.unshift(node);
-    node = node.input;
-  }
-  if (!isRelational(node)) throw new Error(`expected a relational node under the chain, got ${node.type}`);
-  return { chain, leaf: node };
-}
-
-function opOf(node: PlanNode): OpJSON {
-  switch (node.type) {
-    case 'filter':
-      return { type: 'filter', predicate: node.predicate };
-    case 'project':
-      return { type: 'project', exprs: node.exprs, schema: node.schema };
-    case 'explode':
-      return { type: 'explode', columns: node.columns, schema: node.schema };
-    case 'limit':
-      return { type: 'limit', n: node.n };
-    default:
-      throw new Error(`not an operator: ${node.type}`);
-  }
+/** The chain above a relational leaf (what runs over the operator's output), and that leaf. */
+function relationalChain(plan: PlanNode): { chain: PlanNode[]; leaf: RelationalNode } {
+  const { chain, leaf } = splitChain(plan);
+  if (!isRelational(leaf)) throw new Error(`expected a relational node under the chain, got ${leaf.type}`);
+  return { chain, leaf };
 }
 
 /** Explain for a plan that ends in a relational node: exchanges, operators, and each input stage. */
 export function describeRelational(optimized: PlanNode, o: ResolvedEmbeddedOptions, stage: (plan: PlanNode, reducing: boolean) => string): string {
   const physical = relationalPhysical(optimized, { partitions: o.parallelism, broadcastBytes: o.memoryBudgetBytes / 4 });
   return relationalToString(physical, stage, (p) =>
-    splitChain(p)
+    relationalChain(p)
       .chain.reverse()
       .map((n) => describeNode(n)),
   );
@@ -96,12 +77,16 @@ function collecting(ctx: ActionContext): { sub: ActionContext; total: RunMetrics
 /** The whole result as one stream. */
 export function streamRelational(plan: PlanNode, ctx: ActionContext, host: RelationalHost): AsyncIterable<arrow.RecordBatch> {
   const optimized = optimize(plan);
-  const { chain, leaf } = splitChain(optimized);
+  const { chain, leaf } = relationalChain(optimized);
   return (async function* () {
     const m = collecting(ctx);
     const rt = runtime.fork('relational');
     try {
-      yield* applyOps(runNode(leaf, m.sub, host), chain.map(opOf), rt);
+      yield* applyOps(
+        runNode(leaf, m.sub, host),
+        chain.map((n) => opFor(n)),
+        rt,
+      );
     } finally {
       if (Object.keys(rt.metrics).length) m.sub.onMetrics?.(rt.metrics);
       m.report();
@@ -112,7 +97,7 @@ export function streamRelational(plan: PlanNode, ctx: ActionContext, host: Relat
 /** The result by partitions: a keyed repartition gives its n buckets; anything else is one partition. */
 export async function* relationalPartitions(plan: PlanNode, ctx: ActionContext, host: RelationalHost): AsyncGenerator<ResultPartition> {
   const optimized = optimize(plan);
-  const { chain, leaf } = splitChain(optimized);
+  const { chain, leaf } = relationalChain(optimized);
   if (leaf.type !== 'repartition' || chain.some((n) => n.type === 'limit')) {
     yield { index: 0, batches: streamRelational(plan, ctx, host) };
     return;
@@ -121,7 +106,14 @@ export async function* relationalPartitions(plan: PlanNode, ctx: ActionContext, 
   try {
     let i = 0;
     for await (const bucket of repartitionBuckets(leaf, m.sub, host)) {
-      yield { index: i++, batches: applyOps(bucket, chain.map(opOf), runtime.fork(`partition ${i}`)) };
+      yield {
+        index: i++,
+        batches: applyOps(
+          bucket,
+          chain.map((n) => opFor(n)),
+          runtime.fork(`partition ${i}`),
+        ),
+      };
     }
   } finally {
     m.report();
