@@ -11,6 +11,7 @@ import type { PartialAggregateOp } from '../physical.ts';
 import { HashAggregator, isPartialState, type AggSpec } from './hash-aggregate.ts';
 import { batchBytes, countAggregateRows, MemoryShare, readSpill, slices, SpillDir } from '../relational/spill.ts';
 import { take } from '../kernels/take.ts';
+import { bucketOrder } from '../kernels/buckets.ts';
 
 export interface AggregateRun {
   /** Key fields (the first columns of every input batch). */
@@ -25,12 +26,7 @@ export interface AggregateRun {
 const BUCKETS = 32;
 
 function bucketBatch(b: arrow.RecordBatch, buckets: Int32Array, n: number): arrow.RecordBatch[] {
-  const counts = new Int32Array(n + 1);
-  for (let i = 0; i < buckets.length; i++) counts[buckets[i]! + 1]!++;
-  for (let k = 0; k < n; k++) counts[k + 1]! += counts[k]!;
-  const idx = new Int32Array(buckets.length);
-  const pos = counts.slice(0, n);
-  for (let i = 0; i < buckets.length; i++) idx[pos[buckets[i]!]!++] = i;
+  const { idx, starts: counts } = bucketOrder(buckets, n);
   const out: arrow.RecordBatch[] = [];
   for (let k = 0; k < n; k++) {
     const sel = idx.subarray(counts[k]!, counts[k + 1]!);

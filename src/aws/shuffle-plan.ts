@@ -6,9 +6,9 @@
 // state machine runs it as any other run: one stage after another, each fanned out.
 import type { SchemaJSON } from '../datatypes.ts';
 import { buildPhysicalPlan, opFor, splitChain, type OpJSON, type SourceJSON } from '../physical.ts';
-import { isRelational, type PlanNode, type RelationalNode, type JoinNode } from '../plan.ts';
+import { isRelational, type PlanNode, type RelationalNode } from '../plan.ts';
 import { broadcastable, estimateBytes } from '../relational/exchange.ts';
-import type { JoinOutput } from '../join/hash-join.ts';
+import { joinOutputs } from '../join/hash-join.ts';
 import type { AggSpec } from '../aggregate/hash-aggregate.ts';
 import { splitOps, type StageJSON, type StageOptions } from './stages.ts';
 import type { ExchangeSinkJSON, StageInputJSON, StageRef } from './shuffle-types.ts';
@@ -44,23 +44,6 @@ export function endsInRelational(plan: PlanNode): boolean {
   let node = plan;
   while ('input' in node) node = node.input;
   return isRelational(node);
-}
-
-/** The output columns of a join, as the embedded runner computes them (relational/execute.ts). */
-export function joinOutputs(node: JoinNode): JoinOutput[] {
-  const [left, right] = node.inputs;
-  const ln = left.schema.fields.map((f) => f.name);
-  const rn = right.schema.fields.map((f) => f.name);
-  const outputs: JoinOutput[] = [];
-  const semi = node.how === 'semi' || node.how === 'anti';
-  for (const [i, name] of ln.entries()) {
-    const k = node.leftOn.indexOf(name);
-    if (!semi && node.using && k >= 0 && (node.how === 'right' || node.how === 'outer'))
-      outputs.push({ side: 'coalesce', left: i, right: rn.indexOf(node.rightOn[k]!) });
-    else outputs.push({ side: 'left', index: i });
-  }
-  if (!semi) for (const [i, name] of rn.entries()) if (node.rightNames[name] !== undefined) outputs.push({ side: 'right', index: i });
-  return outputs;
 }
 
 /** Output schema of stage ops over an input schema: their last projection or explode. */

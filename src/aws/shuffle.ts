@@ -15,6 +15,7 @@ import { DataType, Schema, type SchemaJSON } from '../datatypes.ts';
 import { getJson, NotFoundError, type ObjectStore } from '../io/store/index.ts';
 import { unaliasBatch } from '../ipc-alias.ts';
 import { take } from '../kernels/take.ts';
+import { bucketOrder } from '../kernels/buckets.ts';
 import { concatData } from '../kernels/concat.ts';
 import { HashAggregator, partialSchema } from '../aggregate/hash-aggregate.ts';
 import { hashJoin } from '../join/hash-join.ts';
@@ -163,12 +164,7 @@ class BucketBuffer {
 
 /** Splits a batch's rows by bucket, in their order. */
 function splitByBucket(b: arrow.RecordBatch, buckets: Int32Array, n: number, into: BucketBuffer): void {
-  const counts = new Int32Array(n + 1);
-  for (let i = 0; i < buckets.length; i++) counts[buckets[i]! + 1]!++;
-  for (let k = 0; k < n; k++) counts[k + 1]! += counts[k]!;
-  const idx = new Int32Array(buckets.length);
-  const pos = counts.slice(0, n);
-  for (let i = 0; i < buckets.length; i++) idx[pos[buckets[i]!]!++] = i;
+  const { idx, starts: counts } = bucketOrder(buckets, n);
   for (let k = 0; k < n; k++) {
     const sel = idx.subarray(counts[k]!, counts[k + 1]!);
     if (!sel.length) continue;

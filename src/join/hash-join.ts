@@ -4,7 +4,7 @@
 // each bucket pair is joined on its own (grace hash join).
 import * as arrow from 'apache-arrow';
 import type { DataType } from '../datatypes.ts';
-import type { JoinHow } from '../plan.ts';
+import type { JoinHow, JoinNode } from '../plan.ts';
 import { concatData } from '../kernels/concat.ts';
 import { allNull } from '../kernels/data.ts';
 import { take } from '../kernels/take.ts';
@@ -292,4 +292,21 @@ export async function* hashJoin(
     mem.release();
     spill.close();
   }
+}
+
+/** A join node's output columns from its inputs' (both runners use it: the layout must agree). */
+export function joinOutputs(node: JoinNode): JoinOutput[] {
+  const [left, right] = node.inputs;
+  const ln = left.schema.fields.map((f) => f.name);
+  const rn = right.schema.fields.map((f) => f.name);
+  const outputs: JoinOutput[] = [];
+  const semi = node.how === 'semi' || node.how === 'anti';
+  for (const [i, name] of ln.entries()) {
+    const k = node.leftOn.indexOf(name);
+    if (!semi && node.using && k >= 0 && (node.how === 'right' || node.how === 'outer'))
+      outputs.push({ side: 'coalesce', left: i, right: rn.indexOf(node.rightOn[k]!) });
+    else outputs.push({ side: 'left', index: i });
+  }
+  if (!semi) for (const [i, name] of rn.entries()) if (node.rightNames[name] !== undefined) outputs.push({ side: 'right', index: i });
+  return outputs;
 }

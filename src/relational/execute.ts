@@ -11,7 +11,7 @@ import { relationalPhysical, relationalToString } from './exchange.ts';
 import { optimize } from '../optimizer.ts';
 import { mergeMetrics, runtime, type RunMetrics } from '../udf-exec.ts';
 import { hashAggregate } from '../aggregate/operator.ts';
-import { hashJoin, type JoinOutput } from '../join/hash-join.ts';
+import { hashJoin, joinOutputs } from '../join/hash-join.ts';
 import { externalSort } from '../sort/external.ts';
 import { take } from '../kernels/take.ts';
 import type { ActionContext, ResultPartition } from '../runners/runner.ts';
@@ -188,15 +188,7 @@ function runJoin(node: JoinNode, ctx: ActionContext, host: RelationalHost): Asyn
   const [left, right] = node.inputs;
   const ln = left.schema.fields.map((f) => f.name);
   const rn = right.schema.fields.map((f) => f.name);
-  const outputs: JoinOutput[] = [];
-  const semi = node.how === 'semi' || node.how === 'anti';
-  for (const [i, name] of ln.entries()) {
-    const k = node.leftOn.indexOf(name);
-    if (!semi && node.using && k >= 0 && (node.how === 'right' || node.how === 'outer'))
-      outputs.push({ side: 'coalesce', left: i, right: rn.indexOf(node.rightOn[k]!) });
-    else outputs.push({ side: 'left', index: i });
-  }
-  if (!semi) for (const [i, name] of rn.entries()) if (node.rightNames[name] !== undefined) outputs.push({ side: 'right', index: i });
+  const outputs = joinOutputs(node);
   const o = host.options;
   return hashJoin(host.stream(left, ctx), host.stream(right, ctx), {
     how: node.how,
