@@ -149,6 +149,93 @@ describe('sum skips per-row flags on null-free batches', () => {
   });
 });
 
+describe('fused dense path: one int32 key, sum / count / mean in one loop per aggregate', () => {
+  it('new keys and outliers mid-batch, nulls, an int32 value column: bit-identical to a row-order reference, and the path is taken', () => {
+    const { ri, rnd } = seededRandom(23);
+    const keyField = new arrow.Field('k', new arrow.Int32(), true);
+    const specs = [
+      { fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'sf' },
+      { fn: 'sum' as const, inType: DataType.int32().json, outType: DataType.int64().json, name: 'si' },
+      { fn: 'count' as const, inType: DataType.float64().json, outType: DataType.int64().json, name: 'c' },
+      { fn: 'mean' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'm' },
+    ];
+    const input = new arrow.Schema([
+      keyField,
+      ...['f', 'i', 'fc', 'fm'].map((n) => new arrow.Field(n, n === 'i' ? new arrow.Int32() : new arrow.Float64(), true)),
+    ]);
+    const out = new arrow.Schema([
+      keyField,
+      new arrow.Field('sf', new arrow.Float64(), true),
+      new arrow.Field('si', new arrow.Int64(), true),
+      new arrow.Field('c', new arrow.Int64(), true),
+      new arrow.Field('m', new arrow.Float64(), true),
+    ]);
+    const agg = new HashAggregator([keyField], specs, 'update');
+    // Reference in row order: the same additions in the same order give the same doubles.
+    type Ref = { sf: number | null; si: number | null; c: number; sum: number | null; n: number };
+    const ref = new Map<number | null, Ref>();
+    let fusable = 0;
+    for (let batch = 0; batch < 40; batch++) {
+      const n = ri(1, 3000);
+      const keys = new Int32Array(n);
+      const keyNull: boolean[] = [];
+      const fNull: boolean[] = [];
+      const f = new Float64Array(n);
+      const iv = new Int32Array(n);
+      for (let r = 0; r < n; r++) {
+        // Mostly 8 known keys; from batch 5 on, now and then a new key or an outlier mid-batch.
+        const x = rnd();
+        keys[r] = batch >= 5 && x < 0.002 ? ri(-2_000_000_000, 2_000_000_000) : batch >= 5 && x < 0.004 ? ri(8, 300) : ri(0, 7);
+        keyNull.push(batch % 7 === 6 && rnd() < 0.05);
+        // The first batch leaves key 3 with only nulls (its sum is null until a later value).
+        fNull.push(batch % 5 === 4 ? rnd() < 0.2 : batch === 0 && keys[r] === 3);
+        f[r] = Math.round(rnd() * 1e6) / 7;
+        iv[r] = ri(-1000, 1000);
+      }
+      const bm = (nulls: boolean[]): { nullCount: number; nullBitmap: Uint8Array | null } => {
+        const b = new Uint8Array((n + 7) >> 3);
+        nulls.forEach((isNull, r) => {
+          if (!isNull) b[r >> 3]! |= 1 << (r & 7);
+        });
+        const nullCount = nulls.filter(Boolean).length;
+        return { nullCount, nullBitmap: nullCount ? b : null };
+      };
+      const kd = arrow.makeData({ type: new arrow.Int32(), length: n, ...bm(keyNull), data: keys });
+      const fd = arrow.makeData({ type: new arrow.Float64(), length: n, ...bm(fNull), data: f });
+      const id = arrow.makeData({ type: new arrow.Int32(), length: n, nullCount: 0, data: iv });
+      agg.push(new arrow.RecordBatch(input, arrow.makeData({ type: new arrow.Struct(input.fields), length: n, nullCount: 0, children: [kd, fd, id, fd, fd] })));
+      // Batches the fused path may take: after the first (no index yet), no nulls in keys or values.
+      if (batch > 0 && !kd.nullCount && !fd.nullCount) fusable += n;
+      for (let r = 0; r < n; r++) {
+        const k = keyNull[r] ? null : keys[r]!;
+        const e = ref.get(k) ?? { sf: null, si: null, c: 0, sum: null, n: 0 };
+        if (!fNull[r]) {
+          e.sf = (e.sf ?? 0) + f[r]!;
+          e.c++;
+          e.sum = (e.sum ?? 0) + f[r]!;
+          e.n++;
+        }
+        e.si = (e.si ?? 0) + iv[r]!;
+        ref.set(k, e);
+      }
+    }
+    const res = agg.drainResult(out);
+    assert.equal(res.numRows, ref.size);
+    for (let g = 0; g < res.numRows; g++) {
+      const k = res.getChildAt(0)!.get(g) as number | null;
+      const e = ref.get(k)!;
+      const at = (c: number): unknown => res.getChildAt(c)!.get(g);
+      assert.ok(Object.is(at(1), e.sf), `sum(f) of key ${String(k)}: ${String(at(1))} vs ${String(e.sf)}`);
+      assert.equal(at(2), e.si === null ? null : BigInt(e.si), `sum(i) of key ${String(k)}`);
+      assert.equal(at(3), BigInt(e.c), `count of key ${String(k)}`);
+      assert.ok(Object.is(at(4), e.n ? e.sum! / e.n : null), `mean of key ${String(k)}`);
+    }
+    assert.ok(ref.get(3)!.sf !== null, 'key 3 got values after a batch of only nulls');
+    // Most rows of those batches went through the fused loops: a new key or an outlier costs a short stretch of group ids.
+    assert.ok(agg.fusedRows > 0.8 * fusable && agg.fusedRows <= fusable, `fused rows: ${agg.fusedRows} of ${fusable}`);
+  });
+});
+
 describe('join on one integer key (the probe reads the key column directly)', () => {
   it('every join kind matches DuckDB: nulls, duplicate build keys, outliers, an all-matching probe', async () => {
     const dir = tempDir('fanout-fastpaths-');

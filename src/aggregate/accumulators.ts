@@ -23,7 +23,18 @@ export interface Accumulator {
   state(groups: number): arrow.Data[];
   result(groups: number): arrow.Data;
   bytes(): number;
+  /**
+   * The fused path of one int32 key column with a dense index (GroupTable.denseIndex): when this
+   * accumulator can take `col` that way (a value column without nulls), a loop that
+   * aggregates rows from `from` on, in order, while each row's key is an existing group of the
+   * index, and returns the first row it did not take (n when all). Else null (the caller takes the
+   * group-id path). The loop holds this accumulator's arrays: it is valid until the next update.
+   */
+  dense?(col: arrow.Data): DenseUpdate | null;
 }
+
+/** See Accumulator.dense: keys[i] - base indexes `index`, which holds group id + 1 (0: no group). */
+export type DenseUpdate = (keys: Int32Array, index: Int32Array, base: number, from: number, n: number) => number;
 
 function isValidAt(d: arrow.Data, i: number): boolean {
   if (d.nullCount === 0) return d.typeId !== arrow.Type.Null;
@@ -109,6 +120,10 @@ class HasValue {
     this.flags.fill(1, before, groups);
     this.missing = 0;
   }
+  /** Does every group sized so far have a value? (then rows of existing groups change no flag) */
+  complete(): boolean {
+    return this.missing === 0;
+  }
   set(g: number): void {
     if (!this.flags[g]) {
       this.flags[g] = 1;
@@ -126,6 +141,66 @@ function sumI32(f: Float64Array, gids: Int32Array, v: Int32Array, n: number): vo
 }
 function sumNumbers(f: Float64Array, gids: Int32Array, v: ArrayLike<number>, n: number): void {
   for (let i = 0; i < n; i++) f[gids[i]!] += v[i]!;
+}
+
+// The fused loops (Accumulator.dense): the group comes from the key through the dense index, with
+// no group-id array written and read back; rows stay in input order, so sums are bit-identical to
+// the group-id path. Each stops at the first row whose key is outside the index or not a group yet.
+function sumDenseF64(f: Float64Array, keys: Int32Array, index: Int32Array, base: number, v: Float64Array, from: number, n: number): number {
+  const len = index.length;
+  for (let i = from; i < n; i++) {
+    const x = keys[i]! - base;
+    if (x < 0 || x >= len) return i;
+    const g1 = index[x]!;
+    if (g1 === 0) return i;
+    f[g1 - 1] += v[i]!;
+  }
+  return n;
+}
+function sumDenseI32(f: Float64Array, keys: Int32Array, index: Int32Array, base: number, v: Int32Array, from: number, n: number): number {
+  const len = index.length;
+  for (let i = from; i < n; i++) {
+    const x = keys[i]! - base;
+    if (x < 0 || x >= len) return i;
+    const g1 = index[x]!;
+    if (g1 === 0) return i;
+    f[g1 - 1] += v[i]!;
+  }
+  return n;
+}
+/** sumDense* while some group has no value yet: the first value of a group flags it. */
+function sumDenseFlagging(
+  f: Float64Array,
+  has: HasValue,
+  keys: Int32Array,
+  index: Int32Array,
+  base: number,
+  v: Float64Array | Int32Array,
+  from: number,
+  n: number,
+): number {
+  const len = index.length;
+  const flags = has.flags;
+  for (let i = from; i < n; i++) {
+    const x = keys[i]! - base;
+    if (x < 0 || x >= len) return i;
+    const g1 = index[x]!;
+    if (g1 === 0) return i;
+    f[g1 - 1] += v[i]!;
+    if (!flags[g1 - 1]) has.set(g1 - 1);
+  }
+  return n;
+}
+function countDense(c: Float64Array, keys: Int32Array, index: Int32Array, base: number, from: number, n: number): number {
+  const len = index.length;
+  for (let i = from; i < n; i++) {
+    const x = keys[i]! - base;
+    if (x < 0 || x >= len) return i;
+    const g1 = index[x]!;
+    if (g1 === 0) return i;
+    c[g1 - 1]++;
+  }
+  return n;
 }
 
 /** sum over numbers (float64 or, for integers up to 32 bits, exact in float64 and returned as int64) or over int64 in bigints. */
@@ -176,6 +251,19 @@ class SumAcc implements Accumulator {
       has.set(g);
     }
   }
+  dense(col: arrow.Data): DenseUpdate | null {
+    if (this.big || col.nullCount !== 0) return null;
+    // The rows it takes are of existing groups: `f` and the flags are already sized for them.
+    const f = this.f;
+    const v = col.values as unknown;
+    if (!(v instanceof Float64Array) && !(v instanceof Int32Array && col.typeId === arrow.Type.Int)) return null;
+    if (!this.has.complete()) {
+      const has = this.has;
+      return (keys, index, base, from, n) => sumDenseFlagging(f, has, keys, index, base, v, from, n);
+    }
+    if (v instanceof Float64Array) return (keys, index, base, from, n) => sumDenseF64(f, keys, index, base, v, from, n);
+    return (keys, index, base, from, n) => sumDenseI32(f, keys, index, base, v, from, n);
+  }
   merge(gids: Int32Array, n: number, cols: arrow.Data[], before?: number, groups?: number): void {
     const col = cols[0]!;
     if (this.big || this.outType.kind === 'float64') {
@@ -222,6 +310,11 @@ class CountAcc implements Accumulator {
     if (col.nullCount === 0 && col.typeId !== arrow.Type.Null) countAll(c, gids, n);
     else for (let i = 0; i < n; i++) if (isValidAt(col, i)) c[gids[i]!]++;
   }
+  dense(col: arrow.Data): DenseUpdate | null {
+    if (col.nullCount !== 0 || col.typeId === arrow.Type.Null) return null;
+    const c = this.c;
+    return (keys, index, base, from, n) => countDense(c, keys, index, base, from, n);
+  }
   merge(gids: Int32Array, n: number, cols: arrow.Data[], _before?: number, groups?: number): void {
     this.c = growF64(this.c, groupsOf(gids, n, groups));
     const v = cols[0]!.values as BigInt64Array;
@@ -247,6 +340,12 @@ class MeanAcc implements Accumulator {
   update(gids: Int32Array, n: number, col: arrow.Data, before?: number, groups?: number): void {
     this.sum.update(gids, n, col, before, groups);
     this.count.update(gids, n, col, before, groups);
+  }
+  dense(col: arrow.Data): DenseUpdate | null {
+    const sum = this.sum.dense(col);
+    const count = sum && this.count.dense(col);
+    if (!sum || !count) return null;
+    return (keys, index, base, from, n) => count(keys, index, base, from, sum(keys, index, base, from, n));
   }
   merge(gids: Int32Array, n: number, cols: arrow.Data[], before?: number, groups?: number): void {
     this.sum.update(gids, n, cols[0]!, before, groups);

@@ -693,6 +693,14 @@ export class GroupTable {
     return n;
   }
 
+  /**
+   * The dense index, when there is one: index[value - base] is group id + 1, 0 for a value that is
+   * no group yet (the index is complete over its range). Valid until the next insert.
+   */
+  denseIndex(): { index: Int32Array; base: number } | null {
+    return this.dense ? { index: this.dense, base: this.denseBase } : null;
+  }
+
   /** Hash of group g (to split groups into spill buckets). */
   hashOf(g: number): number {
     return this.hashes[g]!;
