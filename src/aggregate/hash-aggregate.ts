@@ -109,6 +109,12 @@ export class HashAggregator {
     let byIds = 0;
     while (i < n) {
       const dense = this.table.denseIndex();
+      if (!dense && this.table.count === 0 && n > 2 * STRETCH) {
+        // A fresh table: a stretch of group ids builds the index, the loops may take the rest.
+        i = byIds = STRETCH;
+        this.pushRows(batch.slice(0, STRETCH), 'update');
+        continue;
+      }
       const loops = dense && this.denseLoops(cols);
       if (!dense || !loops) {
         // No index yet (or keys too spread for one), nulls in a value column, a group without a value.
