@@ -12,7 +12,11 @@ import { writeParquetFile } from '../src/io/parquet/index.ts';
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
 const DIM = 100_000;
 const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
-const dataDir = join(import.meta.dirname, 'data');
+// Untimed runs of each case first. The default (1) leaves worker threads still warming up (their
+// JIT, parquet-wasm's tier-up) in the first timed runs; BENCH_WARMUP=8 measures the steady state.
+const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 1);
+// BENCH_DATA_DIR: generate and read the inputs elsewhere (bench/data is shared between checkouts).
+const dataDir = process.env['BENCH_DATA_DIR'] ?? join(import.meta.dirname, 'data');
 // v2: keys from the generator's high bits (v1 multiplied in doubles, lost low bits: its "8 keys" had 3).
 const facts = join(dataDir, `rel-facts-v2-${ROWS}.parquet`);
 const dims = join(dataDir, `rel-dims-${DIM}.parquet`);
@@ -82,14 +86,16 @@ const duck = async (sql: string): Promise<void> => {
 
 // Unbounded budget for the timed cases (spilling is measured separately below).
 setRunner('native', {});
-const cases: { name: string; fanout: () => Promise<unknown>; duckdb: () => Promise<unknown> }[] = [
+const cases: { name: string; plan?: DataFrame; fanout: () => Promise<unknown>; duckdb: () => Promise<unknown> }[] = [
   {
     name: 'groupBy 8 keys, sum',
+    plan: readParquet(facts).groupBy('k8').agg(col('v').sum()),
     fanout: () => readParquet(facts).groupBy('k8').agg(col('v').sum()).toRows(),
     duckdb: () => duck(`CREATE OR REPLACE TEMP TABLE r AS SELECT k8, sum(v) FROM ${F} GROUP BY k8`),
   },
   {
     name: 'groupBy 1M keys, sum',
+    plan: readParquet(facts).groupBy('k1m').agg(col('v').sum()),
     fanout: () => drain(readParquet(facts).groupBy('k1m').agg(col('v').sum())),
     duckdb: () => duck(`CREATE OR REPLACE TEMP TABLE r AS SELECT k1m, sum(v) FROM ${F} GROUP BY k1m`),
   },
@@ -108,18 +114,22 @@ const cases: { name: string; fanout: () => Promise<unknown>; duckdb: () => Promi
 const lines = [
   '# Relational bench',
   '',
-  `${ROWS} fact rows (k8, k1m, d: int32; v: float64) and ${DIM} dimension rows, Parquet, median of ${REPEAT}; DuckDB in the same process on the same files.`,
+  `${ROWS} fact rows (k8, k1m, d: int32; v: float64) and ${DIM} dimension rows, Parquet, median of ${REPEAT} after ${WARMUP} untimed run(s); DuckDB in the same process on the same files.`,
   'The ratio is of wall times; CPU ms (all threads of the process) says more on a busy machine.',
   '',
   '| case | fanout ms | DuckDB ms | ratio | fanout CPU ms | DuckDB CPU ms |',
   '|---|---|---|---|---|---|',
 ];
 for (const c of cases) {
-  await c.fanout(); // warm-up
-  await c.duckdb();
+  for (let i = 0; i < WARMUP; i++) {
+    await c.fanout();
+    await c.duckdb();
+  }
   const f = await time(c.fanout);
   const d = await time(c.duckdb);
-  const line = `| ${c.name} | ${f.wall.toFixed(0)} | ${d.wall.toFixed(0)} | ${(f.wall / d.wall).toFixed(2)}x | ${f.cpu.toFixed(0)} | ${d.cpu.toFixed(0)} |`;
+  // Where the input stage ran (explain): partitions, in-process or worker threads.
+  const stage = c.plan && /Stage 0: (.*)/.exec(await c.plan.explain())?.[1];
+  const line = `| ${c.name}${stage ? ` [${stage}]` : ''} | ${f.wall.toFixed(0)} | ${d.wall.toFixed(0)} | ${(f.wall / d.wall).toFixed(2)}x | ${f.cpu.toFixed(0)} | ${d.cpu.toFixed(0)} |`;
   console.log(line);
   lines.push(line);
 }
