@@ -270,29 +270,6 @@ describe('Parquet writer options', () => {
     );
   });
 
-  it("'auto' gives a float column a dictionary only where it halves the column (the bench's y: PLAIN), and still to a low-cardinality one", async () => {
-    // Session 4: the bar was "a quarter smaller". A float column with ~35% distinct values per row
-    // group (like the bench's y = x*2+1) then paid parquet-rs's hashing of every value, about a third
-    // of the encoder's CPU, for a dictionary estimated at 0.6x PLAIN. 'hi' draws 131 072 rows from
-    // 50 000 values, 'lo' from 5 000.
-    const n = 131072;
-    const r = rand(11);
-    const pool = (k: number): Float64Array => Float64Array.from({ length: k }, () => r() * 1e6);
-    const wide = pool(50_000);
-    const narrow = pool(5_000);
-    const hi = Float64Array.from({ length: n }, () => wide[Math.floor(r() * wide.length)]!);
-    const lo = Float64Array.from({ length: n }, () => narrow[Math.floor(r() * narrow.length)]!);
-    const t = new arrow.Table({ hi: arrow.makeVector(hi), lo: arrow.makeVector(lo) });
-    const path = join(dir, 'float-cardinality.parquet');
-    await writeParquetFile(path, t.batches, { rowGroupSize: n });
-    const e = encodings(path);
-    assert.deepEqual(e['hi'], ['PLAIN', 'RLE'], `hi: ${e['hi']}`);
-    assert.ok(hasDictionary(e['lo']), `lo: ${e['lo']}`);
-    const back = await readParquet(path).toArrow();
-    assert.deepEqual(back.getChild('hi')!.toArray(), hi);
-    assert.deepEqual(back.getChild('lo')!.toArray(), lo);
-  });
-
   it('a column that repeats except on every 16th row gets a dictionary (a strided sample would see only distinct values)', async () => {
     const n = 65536;
     const v = new Float64Array(n);

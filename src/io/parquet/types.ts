@@ -63,7 +63,7 @@ export interface WriteParquetOptions {
   rowGroupSize?: number;
   /**
    * 'auto' (default): each top-level column from a sample of the first batch: a dictionary where it makes
-   * the column at least half as small (low-cardinality strings and numbers), DELTA_BINARY_PACKED for
+   * the column at least a quarter smaller (low-cardinality strings and numbers), DELTA_BINARY_PACKED for
    * integer, date and timestamp columns whose neighbouring values are close (ids, event times), else PLAIN.
    * 'dictionary': a dictionary on every column, PLAIN once it outgrows its page (parquet-rs's default).
    * 'plain': no dictionaries. Nested columns keep parquet-rs's default under 'auto'.

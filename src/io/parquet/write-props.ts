@@ -4,8 +4,7 @@
 // only once a dictionary outgrows its page. On a high-cardinality numeric column that is all wasted
 // work: measured on 2M rows (id int64, unique and sorted; x float64, 60k distinct), encoding took 338 ms
 // of CPU with dictionaries everywhere, 109 ms without, and 120 ms with a dictionary on x and
-// DELTA_BINARY_PACKED on id (a 5.3 MB file instead of 17.5 MB). 'auto' makes that choice per column;
-// since session 4 a dictionary must halve the column (by estimate), so x is PLAIN (11.7 MB, ~30% less CPU).
+// DELTA_BINARY_PACKED on id (a 5.3 MB file instead of 17.5 MB). 'auto' makes that choice per column.
 import type * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 import { ColumnNotFoundError, type DataType, type Schema } from '../../datatypes.ts';
@@ -248,19 +247,12 @@ function distinctPerRowGroup({ distinct, f1, f2, repeats }: Frequencies, rows: n
   return Math.min(domain * -Math.expm1(-rows / domain), Math.max(1, rows * (1 - repeats)));
 }
 
-/**
- * Whether a dictionary fits its page and makes the column at least half as small as PLAIN (by this
- * estimate, before compression). parquet-rs hashes every value into the dictionary: on 2M float64
- * values with 60k distinct (~40% distinct per row group, estimated 0.65x PLAIN) that was about a third
- * of the encoder's CPU (~165 vs ~115 ms for id + y), for a column 2.2x smaller after snappy. A quarter
- * smaller (the earlier bar) did not repay the hashing; low-cardinality columns (a few thousand values
- * per row group, runs, categories) still clear this one.
- */
+/** Whether a dictionary fits its page and makes the column at least a quarter smaller than PLAIN. */
 function dictionaryPays(distinct: number, width: number, rows: number): boolean {
   const dictBytes = distinct * width;
   if (dictBytes > DICTIONARY_PAGE_LIMIT * 0.9) return false;
   const indexBytes = (rows * Math.max(1, Math.ceil(Math.log2(distinct + 1)))) / 8;
-  return dictBytes + indexBytes <= 0.5 * rows * width;
+  return dictBytes + indexBytes <= 0.75 * rows * width;
 }
 
 /** Whether DELTA_BINARY_PACKED packs consecutive values in at most half their width (sorted ids, timestamps). */
