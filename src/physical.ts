@@ -278,9 +278,9 @@ function makespan(parts: readonly Segment[][], n: number): number {
 }
 
 /**
- * A UDF plan's split for n workers: greedy packing to total/n can leave n + 1 uneven partitions (8
- * row groups of slightly different sizes made 3 partitions for 2 workers: 5/8 of the work on one of
- * them), so whole row groups split by bytes into n are taken when they finish no later.
+ * A UDF plan's split for n workers: greedy packing to total/n can leave n + 1 uneven partitions (row
+ * groups of 1000 and 1100 rows made 3100 / 3200 / 2000 rows for 2 workers: 5100 on one of them), so
+ * whole row groups split by bytes into n are taken when they finish no later.
  */
 function udfSplit(groups: readonly SelectedGroup[], target: number, n: number): Segment[][] {
   const packed = packBySize(groups, target, UDF_SPLIT_MIN_ROWS);

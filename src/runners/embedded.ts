@@ -192,8 +192,9 @@ function useWorkers(plan: PhysicalPlan, o: ResolvedEmbeddedOptions, routed: Read
   if (smallLimit(plan, o)) return false;
   if (!canShip(plan, o)) return false;
   // A write also encodes every decoded byte (parquet-wasm's encoder costs more than its decoder) and
-  // sends nothing back but a commit record: weigh it by its decoded bytes. The bench's read -> UDF ->
-  // write reads 14.4 MiB (32 MB decoded) and took 291 ms in-process, 228 ms on 2 workers (idle).
+  // sends nothing back but a commit record: weigh it by its uncompressed page bytes, the footer's
+  // closest measure of the decoded size. The bench's read -> UDF -> write reads 14.4 MiB (32 MB
+  // uncompressed) and took 291 ms in-process, 228 ms on 2 workers (idle machine, session 4 baseline).
   if (o.workers === 'auto') return (sink ? Math.max(plan.scan.bytes, plan.scan.uncompressedBytes) : plan.scan.bytes) >= o.workerThresholdBytes;
   return o.workers;
 }
