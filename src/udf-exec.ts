@@ -8,6 +8,7 @@ import { valuesToData, type JsValue } from './convert/index.ts';
 import { evaluate, filterBatch, projectBatch, takeBatch, type EvalContext } from './eval.ts';
 import { udfCalls, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { getUdf, type UdfDefinition } from './udf.ts';
+import { disownData } from './kernels/owned.ts';
 import { callBatch, callGenerator, callRowWise, type CallResult, type Failure } from './udf/call.ts';
 import { writeDeadLetter } from './udf/dead-letter.ts';
 import { UdfError } from './udf/errors.ts';
@@ -40,6 +41,8 @@ export function constructInstance(def: UdfDefinition, node: UdfCallNode, rt: Udf
 
 export async function callUdf(node: UdfCallNode, args: arrow.Data[], n: number, rt: UdfRuntime = runtime, offset = 0): Promise<CallResult> {
   const def = getUdf(node.name);
+  // The UDF may keep what it is given: those buffers must never be moved to another thread.
+  for (const a of args) disownData(a);
   const stats = rt.stats(def.name);
   const failures: Failure[] = [];
   const t0 = performance.now();

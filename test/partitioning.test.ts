@@ -3,6 +3,7 @@
 // threads for a small pushed limit.
 import assert from 'node:assert/strict';
 import * as arrow from 'apache-arrow';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { col, DataType, fromColumns, readCsv, readParquet, setRunner } from 'fanout';
@@ -220,6 +221,30 @@ describe('UDF plans get at least as many partitions as there is parallelism', ()
     const plan = planRun(df().plan, { pipeline: null });
     assert.ok(plan.sources.length >= 2, `AWS planning: ${plan.sources.length} partitions`);
     assert.equal(planRun(readParquet(oneGroup).select('id').plan, { pipeline: null }).sources.length, 1);
+  });
+  it('row groups of uneven size split into exactly `parallelism` partitions when whole groups balance (not n + 1 greedy ones)', async () => {
+    // 8 one-group files of 1000 and 1100 rows: packing greedily to half the bytes made 3 partitions
+    // (3100, 3200 and 2000 rows), so on 2 workers one ran 5/8 of the work. Split by bytes: 4200 / 4100.
+    const uneven = join(dir, 'uneven');
+    mkdirSync(uneven);
+    const sizes = [1000, 1100, 1000, 1100, 1000, 1100, 1000, 1000];
+    let start = 0;
+    for (const [i, n] of sizes.entries()) {
+      await writeSample(join(uneven, `f${i}.parquet`), start, n, n);
+      start += n;
+    }
+    const df = () => readParquet(uneven).select('id', double(col('x')).alias('y'));
+    setRunner('native', { workers: false });
+    const unsplit = await df().toRows();
+    setRunner('native', { parallelism: 2, workers: 'auto' });
+    assert.match(await df().explain(), /Stage 0: 2 partition\(s\)/);
+    const parts = await partitionRows(df());
+    assert.deepEqual(
+      parts.map((p) => p.length),
+      [4200, 4100],
+    );
+    assert.deepEqual(parts.flat(), unsplit);
+    setRunner('native', { workers: false });
   });
 });
 

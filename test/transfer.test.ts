@@ -12,7 +12,7 @@ import { poolTestHooks } from '../src/runners/pool.ts';
 import { filterBatch } from '../src/eval.ts';
 import { readParquetBatches } from '../src/io/parquet/index.ts';
 import { batchFromWire, batchToWire, type WireBatch } from '../src/runners/transfer.ts';
-import { double } from './fixtures/udfs.ts';
+import { double, keeper } from './fixtures/udfs.ts';
 import { sampleBatch, tempDir, writeSample } from './helpers.ts';
 
 after(async () => {
@@ -236,7 +236,11 @@ describe('worker runs send packed batches', () => {
     }
   });
 
-  it('with a UDF in the task nothing decoded is moved (the UDF may keep its input), and rows match', { timeout: 120_000 }, async () => {
+  it("with a UDF in the task, what the UDF was given is never moved (it may keep it); other decoded columns and a row-wise UDF's output are", {
+    timeout: 120_000,
+  }, async () => {
+    // Session 4: moves are decided per buffer (a UDF's arguments are disowned when it is called), no
+    // longer per task. Before, nothing at all was moved from a task with a UDF.
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
     const df = () => readParquet(dir).select('id', 'x', double(col('x')).alias('d'));
@@ -253,8 +257,29 @@ describe('worker runs send packed batches', () => {
       poolTestHooks.onMessage = undefined;
     }
     assert.ok(seen.length > 0, 'the workers sent batches');
-    for (const m of seen) assert.ok(m.type === 'batch' && m.wire.owned === undefined, 'nothing was moved');
+    for (const m of seen) {
+      assert.ok(m.type === 'batch');
+      // buffers[1] is the values view; its 4th element names a moved buffer (0 / absent: packed).
+      const movedAt = (c: number): number => m.wire.columns[c]!.buffers[1]?.[3] ?? 0;
+      assert.equal(movedAt(1), 0, 'x, which the UDF was given, was packed (copied), not moved');
+      assert.ok(movedAt(0) > 0, 'id, which no UDF saw, was moved');
+      assert.ok(movedAt(2) > 0, "the row-wise UDF's output (engine-allocated) was moved");
+    }
   });
+
+  it('a UDF that keeps its inputs still reads them after their batches were sent, and rows match', { timeout: 120_000 }, async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 5_000);
+    // x goes out as a column too: were its buffer moved when its batch was sent, the UDF's kept
+    // vector would be detached and the next call would return -1s.
+    const df = () => readParquet(dir).select('x', keeper(col('x')).alias('k'));
+    setRunner('native', { workers: false });
+    const expected = await df().toRows();
+    assert.ok(expected.every((r) => r['k'] === r['x']));
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 1000 });
+    assert.deepEqual(await df().toRows(), expected);
+  });
+
   it('a projection on workers moves its arithmetic column (x*2+1) instead of packing a copy', { timeout: 120_000 }, async () => {
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);

@@ -1,7 +1,8 @@
-// Buffers allocated for exactly one arrow.Data by the Parquet reader or a gather kernel: each a whole
-// ArrayBuffer that nothing else views. A worker whose task runs no user code may move such buffers to
-// the main thread instead of copying them (src/runners/transfer.ts). A WeakSet: marking keeps nothing
-// alive, and a buffer not marked is simply copied.
+// Buffers allocated for exactly one arrow.Data by the Parquet reader, a kernel or the UDF caller: each
+// a whole ArrayBuffer that nothing else views. A worker may move such buffers to the main thread
+// instead of copying them (src/runners/transfer.ts). Every buffer handed to user code (a UDF's
+// arguments) is disowned first: a UDF may keep its input, and moving would detach it under the UDF.
+// A WeakSet: marking keeps nothing alive, and a buffer not marked is simply copied.
 import type * as arrow from 'apache-arrow';
 
 const owned = new WeakSet<ArrayBufferLike>();
@@ -27,4 +28,12 @@ export function isOwned(buf: ArrayBufferLike): boolean {
 /** `buf` is being moved to another thread: never offer it again. */
 export function disown(buf: ArrayBufferLike): void {
   owned.delete(buf);
+}
+
+/** `d` goes to user code (a UDF's argument): its buffers, children's and dictionary's included, are never moved. */
+export function disownData(d: arrow.Data): void {
+  for (const v of [d.values, d.valueOffsets, d.nullBitmap, d.typeIds] as (ArrayBufferView | undefined)[]) if (v) owned.delete(v.buffer);
+  for (const v of d.variadicBuffers ?? []) owned.delete(v.buffer);
+  for (const c of d.children ?? []) disownData(c);
+  for (const c of d.dictionary?.data ?? []) disownData(c);
 }

@@ -86,8 +86,8 @@ function decodeSchema(bytes: Uint8Array): arrow.Schema {
  * The batch packed for postMessage: send `wire` with `[wire.bytes, ...(wire.owned ?? [])]` as the
  * transfer list. With `moveOwned`, buffers the Parquet reader or a gather kernel allocated for one
  * Data alone (kernels/owned.ts) are moved instead of copied: the reader's copy out of wasm memory,
- * or a filter's gather, is then the only one. Only for
- * batches no user code has seen: a UDF may keep its input, and moving detaches it in this thread.
+ * or a filter's gather, is then the only one. Buffers given to a UDF were disowned when it was called
+ * (udf-exec.ts): a UDF may keep its input, and moving would detach it in this thread.
  */
 export function batchToWire(batch: arrow.RecordBatch, moveOwned = false): WireBatch {
   const views: ArrayBufferView[] = [];

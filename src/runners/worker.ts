@@ -9,7 +9,7 @@ import { getUdf } from '../udf.ts';
 import type { UdfCallNode } from '../expressions.ts';
 import { SharedSyncGuard } from './sync-guard.ts';
 import { importUserModule } from './ts-worker.ts';
-import { describeTask, udfsOf } from '../physical.ts';
+import { describeTask } from '../physical.ts';
 import type { FromWorker, ToWorker, UdfCallReply, UdfCallRequest } from './protocol.ts';
 import { argsFromIPC, argsToIPC, deserializeError, serializeError } from './protocol.ts';
 import { batchToWire } from './transfer.ts';
@@ -67,8 +67,6 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
       post({ type: 'sink', taskId, result, metrics: result.metrics });
       return;
     }
-    // No user code sees this task's batches: the reader's decoded buffers can be moved, not copied.
-    const moveOwned = udfsOf(msg.task.ops).length === 0;
     const sink: IpcSink = {
       kind: 'ipc',
       credit: async () => {
@@ -78,7 +76,9 @@ async function run(taskId: number, msg: Extract<ToWorker, { type: 'run' }>): Pro
         return true;
       },
       post: (b) => {
-        const wire = batchToWire(b, moveOwned);
+        // Buffers the reader or a kernel allocated are moved, not copied; those a UDF was given were
+        // disowned when it was called (it may keep them), so they are packed (kernels/owned.ts).
+        const wire = batchToWire(b, true);
         post({ type: 'batch', taskId, wire, rows: b.numRows }, wire.owned ? [wire.bytes, ...wire.owned] : [wire.bytes]);
       },
     };

@@ -7,6 +7,7 @@ import type { UdfCallNode } from '../expressions.ts';
 import type { UdfDefinition } from '../udf.ts';
 import { concatData } from '../kernels/concat.ts';
 import { arrayCtor, mkData, type TypedArray } from '../kernels/data.ts';
+import { ownData } from '../kernels/owned.ts';
 import { errText, isThenable, retryLater, timed, UdfError, withRetries } from './errors.ts';
 import type { UdfStats } from './metrics.ts';
 import type { UdfRuntime } from './runtime.ts';
@@ -94,7 +95,8 @@ class RowOutput {
     else (this.others ??= new Map()).set(i, v);
   }
   toData(what: string): arrow.Data {
-    if (this.floats !== null && this.others === null) return mkData(this.type.toArrow(), this.floats.length, null, this.floats);
+    // The engine allocated these floats and no user code holds them: a worker may move them (kernels/owned.ts).
+    if (this.floats !== null && this.others === null) return ownData(mkData(this.type.toArrow(), this.floats.length, null, this.floats));
     let values = this.generic;
     if (values === null) {
       values = Array.from(this.floats!);
