@@ -108,7 +108,9 @@ for (const e of engines) {
   }
   const m = med(e);
   const both = median(e.runs.map((x) => x.import + x.first));
-  console.log(`| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} |`);
+  console.log(
+    `| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} |`,
+  );
 }
 const [f, d] = engines;
 if (!d!.skipped && d!.runs.length && f!.runs.length) {
