@@ -1,7 +1,8 @@
 // The cold path: what a fresh process loads for `import 'fanout'` and a first read of a plain Parquet
 // path (bench/cold-start.ts measures its time). Libraries only some calls need are loaded on first
 // use: cli-progress (a progress bar), tinyglobby and picomatch (glob patterns), hyparquet's reader
-// (files parquet-wasm cannot read; the footer parser is all a plain read loads).
+// (files parquet-wasm cannot read; the footer parser is all a plain read loads). parquet-wasm's
+// module is compiled on V8's background threads while the rest of the package loads.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -85,6 +86,25 @@ describe('cold start', () => {
       glob.cjs.some((u) => u.includes('node_modules/tinyglobby/')),
       'the glob was expanded by tinyglobby',
     );
+  });
+
+  it('parquet-wasm is compiled once, in the background from import on: the first read compiles nothing synchronously', () => {
+    const code = `
+const counts = { sync: 0, async: 0 };
+const W = globalThis.WebAssembly;
+const Module = W.Module;
+const compile = W.compile;
+// parquet-wasm's module is the one over 1 MB (Node compiles small ones of its own, e.g. its CJS lexer).
+const big = (bytes) => bytes.byteLength > 1e6;
+W.Module = function (bytes) { if (big(bytes)) counts.sync++; return new Module(bytes); };
+W.compile = (bytes) => { if (big(bytes)) counts.async++; return compile.call(W, bytes); };
+const fanout = await import('fanout');
+const t = await fanout.readParquet(${JSON.stringify(file)}).limit(1).toArrow();
+console.log(JSON.stringify({ ...counts, rows: t.numRows }));
+`;
+    const p = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', code], { cwd: repo, encoding: 'utf8' });
+    assert.equal(p.status, 0, p.stderr);
+    assert.deepEqual(JSON.parse(p.stdout.trim().split('\n').pop()!), { sync: 0, async: 1, rows: 1 });
   });
 
   it("isDynamicPattern's fast path agrees with tinyglobby's", () => {
