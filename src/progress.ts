@@ -1,7 +1,8 @@
 // Live progress for long actions: a bar for partitions with rows, rate and ETA, and a line per UDF
 // with its rows, calls, errors and custom counters (only on a TTY; FANOUT_PROGRESS=0 turns it off),
 // and the same figures as ProgressEvents for an action's `onProgress` callback (always).
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressNs from 'cli-progress';
 import type { RunMetrics, UdfStats } from './udf-exec.ts';
 
 export interface ProgressSink {
@@ -29,6 +30,11 @@ export interface ProgressEvent {
 }
 
 export type ProgressListener = (event: ProgressEvent) => void;
+
+// cli-progress is required on the first bar shown, not by `import 'fanout'` (cold start: ~10 ms).
+const requireCjs = createRequire(import.meta.url);
+let cliProgressModule: typeof cliProgressNs | undefined;
+const cliProgress = (): typeof cliProgressNs => (cliProgressModule ??= requireCjs('cli-progress') as typeof cliProgressNs);
 
 const NOOP: ProgressSink = { partitionDone() {}, rows() {}, udfs() {}, stop() {} };
 
@@ -80,8 +86,9 @@ export function startProgress(
   let rows = 0;
   let done = 0;
   let metrics: RunMetrics = {};
-  const multi = enabled
-    ? new cliProgress.MultiBar(
+  const bars = enabled ? cliProgress() : null;
+  const multi = bars
+    ? new bars.MultiBar(
         {
           stream: process.stderr,
           clearOnComplete: false,
@@ -92,11 +99,11 @@ export function startProgress(
           noTTYOutput: true, // only reached when forced on (FANOUT_PROGRESS=1) or on a TTY
           notTTYSchedule: 1000,
         },
-        cliProgress.Presets.shades_classic,
+        bars.Presets.shades_classic,
       )
     : null;
   const main = multi?.create(partitions, 0, { label, rows: '0', rate: '0', eta: '?' });
-  const lines = new Map<string, cliProgress.SingleBar>();
+  const lines = new Map<string, cliProgressNs.SingleBar>();
   if (multi)
     for (const n of udfNames)
       lines.set(

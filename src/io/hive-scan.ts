@@ -23,7 +23,7 @@ import {
 import { inspectParquet } from './parquet/index.ts';
 import { EXTENSIONS, type FileFormat } from './paths.ts';
 import { isObjectGlob, listLevelSync, storeFor, toLocalPath, type ObjectInfo } from './store/index.ts';
-import { isDynamicPattern } from 'tinyglobby';
+import { isDynamicPattern } from './glob.ts';
 import * as fs from 'node:fs';
 
 /** What a hive scan node defers to planning. */

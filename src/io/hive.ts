@@ -4,8 +4,7 @@
 // columns to the batches a scan reads. The write side is in partitioned-writer.ts.
 import * as path from 'node:path';
 import * as arrow from 'apache-arrow';
-import picomatch from 'picomatch';
-import { isDynamicPattern } from 'tinyglobby';
+import { isDynamicPattern, picomatch } from './glob.ts';
 import { DataType, Field, Schema, type DataTypeJSON, type FieldJSON, type SchemaJSON } from '../datatypes.ts';
 import { columnsOf, containsUdf, exprToString, type ExprNode } from '../expressions.ts';
 import { filterBatch } from '../eval.ts';
@@ -106,7 +105,7 @@ function specBase(spec: string): string {
   }
   const local = toLocalPath(spec);
   if (isDynamicPattern(local)) {
-    const base = picomatch.scan(local.split(path.sep).join('/')).base;
+    const base = picomatch().scan(local.split(path.sep).join('/')).base;
     return `${path.resolve(base || '.')}${path.sep}`;
   }
   return `${path.resolve(local)}${path.sep}`;

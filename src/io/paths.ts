@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as arrow from 'apache-arrow';
-import { globSync, isDynamicPattern } from 'tinyglobby';
+import { globSync, isDynamicPattern } from './glob.ts';
 import { COMMIT_MARKER_NAME, interruptedCommitError, readCommitMarker } from './commit-state.ts';
 import {
   getObjectOrNullSync,

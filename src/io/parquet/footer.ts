@@ -1,6 +1,8 @@
 // Parquet footers, local (hyparquet on the file tail) and S3 (cached by URI and ETag), into ParquetFileInfo.
 import * as fs from 'node:fs';
-import { parquetMetadata, parquetSchema, type FileMetaData, type SchemaElement } from 'hyparquet';
+// The footer parser alone (7 of hyparquet's 28 modules: cold start); legacy.ts imports the reader when needed.
+import { parquetMetadata, parquetSchema } from 'hyparquet/src/metadata.js';
+import type { FileMetaData, SchemaElement } from 'hyparquet';
 import { ColumnNotFoundError, Field, Schema } from '../../datatypes.ts';
 import { statFile } from '../paths.ts';
 import {

@@ -3,7 +3,8 @@
 // wraps values outside the int64 nanosecond range) and footers arrow-rs's thrift decoder rejects.
 import * as zlib from 'node:zlib';
 import * as arrow from 'apache-arrow';
-import { parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type Compressors, type SchemaTree } from 'hyparquet';
+// hyparquet's reader (28 modules) is imported when a file first needs it, not by `import 'fanout'`.
+import type { AsyncBuffer, Compressors, SchemaTree } from 'hyparquet';
 import { DataType, type DataTypeJSON, type Schema, type TimeUnit } from '../../datatypes.ts';
 import { valuesToData } from '../../convert/index.ts';
 import { rescaleTicks } from './stats.ts';
@@ -136,6 +137,7 @@ export async function* readWithHyparquet(
   batchSize: number,
   why: string,
 ): AsyncGenerator<arrow.RecordBatch> {
+  const { parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
   const arrowSchema = outSchema.toArrow();
   const starts: number[] = [];
   let acc = 0;

@@ -25,7 +25,12 @@ export interface WasmInstance {
 }
 
 // lib has no WebAssembly typings here (no DOM lib); the runtime always has it.
-const WasmRuntimeError = (globalThis as unknown as { WebAssembly: { RuntimeError: ErrorConstructor } }).WebAssembly.RuntimeError;
+interface WasmApi {
+  RuntimeError: ErrorConstructor;
+  compile(bytes: Uint8Array): Promise<object>;
+}
+const WebAssemblyApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+const WasmRuntimeError = WebAssemblyApi.RuntimeError;
 export const isWasmTrap = (e: unknown): boolean => e instanceof WasmRuntimeError;
 
 let current: WasmInstance | null = null;
@@ -39,9 +44,25 @@ function retire(inst: WasmInstance, err: unknown): void {
   inst.listeners.clear();
 }
 
-function loadInstance(): WasmInstance {
-  const req = createRequire(import.meta.url);
-  const gluePath = req.resolve('parquet-wasm'); // the CommonJS Node build: instantiates synchronously
+const req = createRequire(import.meta.url);
+const gluePath = req.resolve('parquet-wasm'); // the CommonJS Node build: instantiates synchronously
+const wasmPath = nodePath.join(nodePath.dirname(gluePath), 'parquet_wasm_bg.wasm');
+
+// The 4.9 MB module is compiled on V8's background threads from here, while the rest of
+// `import 'fanout'` loads on the main thread: a cold process's first read then only instantiates it.
+// (Compiling when a read first needs it, as the glue does, puts the compile on the read's path.)
+// A failed read or compile leaves the glue's own synchronous path.
+let compiled: Promise<object | null> | null = null;
+function precompile(): Promise<object | null> {
+  compiled ??= fs.promises
+    .readFile(wasmPath)
+    .then((bytes) => WebAssemblyApi.compile(bytes))
+    .catch(() => null);
+  return compiled;
+}
+precompile();
+
+function loadInstance(module: object | null): WasmInstance {
   const source = fs.readFileSync(gluePath, 'utf8');
   const inst: WasmInstance = { pw: undefined as unknown as ParquetWasm, dead: null, listeners: new Set() };
   const guardedQueueMicrotask = (cb: () => void): void => {
@@ -54,9 +75,22 @@ function loadInstance(): WasmInstance {
       }
     });
   };
-  const fn = vm.compileFunction(source, ['exports', 'require', 'module', '__filename', '__dirname', 'queueMicrotask'], { filename: gluePath });
+  // With a compiled module, the glue's `readFileSync(wasmPath)` and `new WebAssembly.Module(bytes)`
+  // get it instead of reading and compiling the file again.
+  const wasmApi = module
+    ? Object.create(WebAssemblyApi, {
+        Module: {
+          value: function Module() {
+            return module; // `new` returns this object
+          },
+        },
+      })
+    : WebAssemblyApi;
+  const fsApi = module ? Object.create(fs, { readFileSync: { value: (p: string) => (p === wasmPath ? new Uint8Array(0) : fs.readFileSync(p)) } }) : fs;
+  const glueRequire = (id: string): unknown => (id === 'fs' ? fsApi : req(id));
+  const fn = vm.compileFunction(source, ['exports', 'require', 'module', '__filename', '__dirname', 'queueMicrotask', 'WebAssembly'], { filename: gluePath });
   const mod = { exports: {} as Record<string, unknown> };
-  fn.call(mod.exports, mod.exports, req, mod, gluePath, nodePath.dirname(gluePath), guardedQueueMicrotask);
+  fn.call(mod.exports, mod.exports, glueRequire, mod, gluePath, nodePath.dirname(gluePath), guardedQueueMicrotask, wasmApi);
   inst.pw = mod.exports as unknown as ParquetWasm;
   if (typeof inst.pw.ParquetFile !== 'function' || typeof inst.pw.wasmMemory !== 'function') {
     throw new Error('unexpected parquet-wasm module layout');
@@ -70,7 +104,8 @@ export async function getWasm(): Promise<WasmInstance> {
     loading = (async () => {
       let inst: WasmInstance;
       try {
-        inst = loadInstance();
+        // A compiled module is stateless: a retired instance's replacement reuses it.
+        inst = loadInstance(await precompile());
       } catch {
         // Fallback: the plain package (no trap isolation) if its glue ever changes shape.
         const pw = (await import('parquet-wasm')) as unknown as ParquetWasm & { default?: ParquetWasm };

@@ -1,7 +1,7 @@
 // Globs over S3 keys, matched with picomatch (POSIX flavour: `\` escapes, `/` separates): `*` and
 // `?` stay within a segment, `**` spans segments, `[...]` classes, `{a,b}` alternatives, and
 // wildcards never match a segment's leading '.'.
-import picomatch from 'picomatch';
+import { picomatch } from '../glob.ts';
 import { formatS3Uri, parseS3Uri } from './uri.ts';
 import { listS3, type S3Object } from './objects.ts';
 import { s3Settings, type S3Settings } from './client.ts';
@@ -15,7 +15,7 @@ export function isS3Glob(uri: string): boolean {
 /** A matcher for keys against a key glob (no bucket). */
 export function keyGlobMatcher(pattern: string): (key: string) => boolean {
   // posix: `[!a-z]` negates a class (as in shells); without it picomatch reads the '!' literally.
-  return picomatch(pattern, { dot: false, windows: false, posix: true });
+  return picomatch()(pattern, { dot: false, windows: false, posix: true });
 }
 
 /** The literal key prefix before the first (unescaped) glob character: what to list. */

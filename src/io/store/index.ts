@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isDynamicPattern } from 'tinyglobby';
+import { isDynamicPattern } from '../glob.ts';
 import {
   forgetS3Object,
   groupS3Hints,

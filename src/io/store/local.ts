@@ -2,7 +2,7 @@
 // Keys are '/'-separated paths relative to the root and may not leave it.
 import * as fs from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { globSync } from 'tinyglobby';
+import { globSync } from '../glob.ts';
 import {
   NotFoundError,
   PreconditionFailedError,

@@ -1,0 +1,133 @@
+// `npm run bench:cold`: a cold process's `import 'fanout'` + first `readParquet(file).limit(1)` to Arrow,
+// against Daft's cold `import daft` + `daft.read_parquet(file).limit(1).to_arrow()` (issue 12's target
+// "cold limit(1) <= Daft"). fanout runs from the built `dist/` as users run it (no development
+// condition, no tsx: `npm run build` first); Daft runs under PEERS_PYTHON (default python3) and is
+// skipped with a message when it is not installed. The two alternate in fresh processes for
+// COLD_ROUNDS rounds (default 7); the table has medians. Never part of `npm test`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const ROUNDS = Number(process.env['COLD_ROUNDS'] ?? 7);
+const file = process.env['BENCH_FILE'] ?? join(root, 'bench', 'data', 'bench-2000000.parquet');
+const python = process.env['PEERS_PYTHON'] ?? 'python3';
+
+// Each child prints one JSON line: wall ms of the import and of the first limit(1), the process's
+// CPU ms (all threads) and its main thread's (Linux: /proc schedstat; the critical path on an idle
+// machine, where background compiles and I/O run on other cores). The parent also times the whole
+// process, start included.
+const nodeChild = `
+import { readFileSync } from 'node:fs';
+const cpu = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1000; };
+const mainCpu = () => { try { return Number(readFileSync('/proc/self/task/' + process.pid + '/schedstat', 'utf8').split(' ')[0]) / 1e6; } catch { return NaN; } };
+const t0 = performance.now();
+const { readParquet } = await import('fanout');
+const t1 = performance.now();
+const t = await readParquet(${JSON.stringify(file)}).limit(1).toArrow();
+const t2 = performance.now();
+if (t.numRows !== 1) throw new Error('expected 1 row, got ' + t.numRows);
+console.log(JSON.stringify({ import: t1 - t0, first: t2 - t1, cpu: cpu(), main: mainCpu() }));
+process.exit(0);
+`;
+const pyChild = `
+import json, os, time, sys
+def main_cpu():
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e6
+    except OSError:
+        return float("nan")
+t0 = time.perf_counter()
+try:
+    import daft
+except ImportError as e:
+    print(json.dumps({"skipped": str(e)})); sys.exit(0)
+t1 = time.perf_counter()
+t = daft.read_parquet(${JSON.stringify(file)}).limit(1).to_arrow()
+t2 = time.perf_counter()
+assert t.num_rows == 1, t.num_rows
+print(json.dumps({"import": (t1 - t0) * 1e3, "first": (t2 - t1) * 1e3, "cpu": time.process_time() * 1e3, "main": main_cpu(), "version": daft.__version__}))
+`;
+
+interface Run {
+  process: number;
+  import: number;
+  first: number;
+  cpu: number;
+  main: number;
+}
+
+function runChild(cmd: string, args: string[]): (Run & { version?: string }) | { skipped: string } {
+  const t0 = performance.now();
+  const p = spawnSync(cmd, args, { cwd: root, encoding: 'utf8' });
+  const wall = performance.now() - t0;
+  if (p.error) return { skipped: `${cmd}: ${p.error.message}` };
+  if (p.status !== 0) throw new Error(`${cmd} ${args[0]} exited with ${p.status}: ${p.stderr.trim().split('\n').slice(-5).join('\n')}`);
+  const r = JSON.parse(p.stdout.trim().split('\n').pop()!) as Omit<Run, 'process'> & { skipped?: string; version?: string };
+  if (r.skipped) return { skipped: r.skipped };
+  return { ...r, process: wall };
+}
+
+if (!existsSync(file)) {
+  console.log(`cold start skipped: no input at ${file} (run \`npm run bench\` once, or set BENCH_FILE)`);
+  process.exit(0);
+}
+const dist = join(root, 'dist', 'src', 'index.js');
+if (!existsSync(dist)) {
+  console.log('cold start skipped: no dist/ (run `npm run build` first: the bench measures the built package, as users run it)');
+  process.exit(0);
+}
+const newestSource = Math.max(...readdirSync(join(root, 'src'), { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(root, 'src', f)).mtimeMs));
+if (statSync(dist).mtimeMs < newestSource) console.log('warning: src/ changed after the last build: run `npm run build` (this measures dist/)');
+
+const engines: { name: string; cmd: string; args: string[]; runs: Run[]; version?: string; skipped?: string }[] = [
+  { name: 'fanout', cmd: process.execPath, args: ['--input-type=module', '-e', nodeChild], runs: [] },
+  { name: 'Daft', cmd: python, args: ['-c', pyChild], runs: [] },
+];
+const load0 = loadavg()[0]!;
+for (let r = 0; r < ROUNDS; r++) {
+  // Alternate which engine starts each round, so that neither always runs right after the other.
+  for (const e of r % 2 ? [...engines].reverse() : engines) {
+    if (e.skipped) continue;
+    const res = runChild(e.cmd, e.args);
+    if ('skipped' in res) {
+      e.skipped = res.skipped;
+      continue;
+    }
+    e.version ??= res.version;
+    e.runs.push(res);
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const cols = ['process', 'import', 'first', 'cpu', 'main'] as const;
+const med = (e: (typeof engines)[number]) => Object.fromEntries(cols.map((c) => [c, median(e.runs.map((x) => x[c]))])) as Record<(typeof cols)[number], number>;
+console.log(
+  `cold start: fresh process, import + first readParquet(file).limit(1) to Arrow; medians of ${ROUNDS} alternated rounds; load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`,
+);
+console.log('| engine | whole process | import | first limit(1) | import + limit(1) | CPU, all threads | CPU, main thread |');
+console.log('|---|---|---|---|---|---|---|');
+const ms = (x: number): string => `${x.toFixed(0)} ms`;
+for (const e of engines) {
+  if (e.skipped) {
+    console.log(`| ${e.name} | skipped: ${e.skipped} | | | | | |`);
+    continue;
+  }
+  const m = med(e);
+  const both = median(e.runs.map((x) => x.import + x.first));
+  console.log(
+    `| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} | ${ms(m.main)} |`,
+  );
+}
+const [f, d] = engines;
+if (!d!.skipped && d!.runs.length && f!.runs.length) {
+  const both = (e: (typeof engines)[number]): number => median(e.runs.map((x) => x.import + x.first));
+  console.log(
+    `fanout / Daft: whole process ${(med(f!).process / med(d!).process).toFixed(2)}x, import + limit(1) ${(both(f!) / both(d!)).toFixed(2)}x, CPU ${(med(f!).cpu / med(d!).cpu).toFixed(2)}x, main-thread CPU ${(med(f!).main / med(d!).main).toFixed(2)}x (target <= 1x)`,
+  );
+}
