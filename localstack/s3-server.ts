@@ -110,6 +110,13 @@ const fsp = require('fs').promises;
 const pathMod = require('path');
 function writeWhole(target, content) {
   const tmp = target + '.' + crypto.randomBytes(6).toString('hex') + '.uploading';
+  if (Buffer.isBuffer(content)) {
+    // A body already in memory (the proxy's plain PUTs): one writeFile (closed when it resolves), no stream pipeline.
+    const md5 = crypto.createHash('md5').update(content).digest('hex');
+    return fsp.writeFile(tmp, content)
+      .then(() => fsp.rename(tmp, target))
+      .then(() => ({ size: content.length, md5 }), (e) => fsp.rm(tmp, { force: true }).then(() => { throw e; }));
+  }
   const md5 = crypto.createHash('md5');
   let size = 0;
   const src = Buffer.isBuffer(content) ? Readable.from([content]) : content;
