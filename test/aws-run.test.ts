@@ -218,6 +218,20 @@ describe('serverless run lifecycle', () => {
     assert.equal(partial.complete, false);
     assert.equal(partial.rows, 8000);
     assert.equal(partial.metrics['fixtures.double']!.rowsIn, 8000, "the batch's copy of partition 6's marker is not counted");
+
+    // A marker written again after its batch (the partition run again) is read itself, not taken from the batch.
+    const work3 = new CountingStore(tempDir());
+    setStoreFactory(() => work3);
+    const plan3 = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    await preparePlan(work3, plan3, 'work-bucket');
+    await handleStage({ Items: Array.from({ length: 9 }, (_, partition) => ({ runId: plan3.runId, workBucket: 'work-bucket', stage: 0, partition })) });
+    const old = JSON.parse(Buffer.from(await work3.get(keys.metrics(plan3.runId, 0, 4))).toString()) as { rows: number };
+    await new Promise((r) => setTimeout(r, 20));
+    await work3.put(keys.metrics(plan3.runId, 0, 4), JSON.stringify({ ...old, rows: 999 }));
+    work3.markerGets = 0;
+    const rerun = await finalizeRun(work3, plan3.runId);
+    assert.equal(work3.markerGets, 1, 'only the newer marker is read');
+    assert.equal(rerun.rows, 8999, "partition 4's rows come from its newer marker");
   });
 
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {

@@ -858,12 +858,13 @@ export interface RunSummary {
 
 /**
  * Partitions without a completion marker: the marker is written after the shard, so it proves both.
- * `listed` (when given) receives each stage's listing, for markers().
+ * `listed` (when given) receives each stage's listing (key -> last modified), for markers().
  */
-async function missingShards(store: ObjectStore, plan: RunPlan, listed?: Map<number, ReadonlySet<string>>): Promise<{ stage: number; partitions: number[] }[]> {
+async function missingShards(store: ObjectStore, plan: RunPlan, listed?: Map<number, StageListing>): Promise<{ stage: number; partitions: number[] }[]> {
   const missing: { stage: number; partitions: number[] }[] = [];
   for (const s of plan.stages) {
-    const present = new Set(await store.list(keys.stagePrefix(plan.runId, s.index)));
+    const { objects } = await store.listObjects(keys.stagePrefix(plan.runId, s.index));
+    const present = new Map(objects.map((o) => [o.key, o.lastModified]));
     listed?.set(s.index, present);
     const parts: number[] = [];
     for (let p = 0, n = stagePartitions(plan, s.index); p < n; p++) {
@@ -883,23 +884,30 @@ function failedStages(plan: RunPlan, missing: { stage: number; partitions: numbe
   return plan.shuffle ? missing.slice(0, 1) : missing;
 }
 
+/** A stage's keys, each with its last-modified time (ms). */
+type StageListing = ReadonlyMap<string, number>;
+
 /**
  * Each partition's completion marker (null where missing), fetched 16 at a time: a run can have
- * thousands. With the stage's listing, the markers of partitions whose own marker is listed come
- * from the listed marker batches (writeMarkerBatch) where one has them: one GET per Stage invocation.
+ * thousands. With the stage's listing, a partition's marker comes from a listed marker batch
+ * (writeMarkerBatch) when the partition's own marker is listed too and is not newer than the batch
+ * (a marker written again after its batch, say after it was deleted to run the partition again, is
+ * read itself): one GET per Stage invocation instead of one per partition.
  */
-async function markers(store: ObjectStore, plan: RunPlan, stage: number, listed?: ReadonlySet<string>): Promise<(PartitionMarker | null)[]> {
+async function markers(store: ObjectStore, plan: RunPlan, stage: number, listed?: StageListing): Promise<(PartitionMarker | null)[]> {
   const batched = new Map<number, PartitionMarker>();
   if (listed) {
     const prefix = `${keys.stagePrefix(plan.runId, stage)}markers-`;
-    const batchKeys = [...listed].filter((k) => k.startsWith(prefix) && k.endsWith('.json'));
-    const batches = await mapLimit(batchKeys, 16, (k) =>
-      getJson<MarkerBatch>(store, k).catch((e: unknown) => (e instanceof NotFoundError ? null : Promise.reject(e))),
-    );
-    for (const b of batches) {
-      for (const [p, m] of Object.entries(b?.markers ?? {})) {
+    const batchKeys = [...listed.keys()].filter((k) => k.startsWith(prefix) && k.endsWith('.json'));
+    const batches = await mapLimit(batchKeys, 16, async (k) => ({
+      at: listed.get(k)!,
+      batch: await getJson<MarkerBatch>(store, k).catch((e: unknown) => (e instanceof NotFoundError ? null : Promise.reject(e))),
+    }));
+    for (const { at, batch } of batches) {
+      for (const [p, m] of Object.entries(batch?.markers ?? {})) {
         const n = Number(p);
-        if (Number.isInteger(n) && n >= 0 && listed.has(keys.metrics(plan.runId, stage, n))) batched.set(n, m);
+        const own = Number.isInteger(n) && n >= 0 ? listed.get(keys.metrics(plan.runId, stage, n)) : undefined;
+        if (own !== undefined && own <= at) batched.set(n, m);
       }
     }
   }
@@ -920,7 +928,7 @@ async function sumMetrics(
   store: ObjectStore,
   plan: RunPlan,
   known: ReadonlyMap<number, (PartitionMarker | null)[]> = new Map(),
-  listed?: ReadonlyMap<number, ReadonlySet<string>>,
+  listed?: ReadonlyMap<number, StageListing>,
 ): Promise<RunMetrics> {
   const total: RunMetrics = {};
   for (const s of plan.stages)
@@ -941,7 +949,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   if (await store.exists(keys.summary(runId))) return getJson<RunSummary>(store, keys.summary(runId));
   const plan = await loadPlan(store, runId);
   await importPipeline(planPipeline(plan));
-  const listed = new Map<number, ReadonlySet<string>>();
+  const listed = new Map<number, StageListing>();
   const missing = await missingShards(store, plan, listed);
   const lastStage = plan.stages.length - 1;
   const failed = missing.find((m) => m.stage === lastStage)?.partitions ?? [];
