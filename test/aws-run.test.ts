@@ -164,6 +164,76 @@ describe('serverless run lifecycle', () => {
     assert.equal(again.rows, first.rows + 2000);
   });
 
+  it("finalize reads a batched invocation's markers from its one marker batch, not one GET per partition; a partition without its own marker is not taken from a batch", async () => {
+    class CountingStore extends LocalStore {
+      markerGets = 0;
+      batchGets = 0;
+      override async get(key: string): Promise<Uint8Array> {
+        if (/\/metrics-\d+\.json$/.test(key)) this.markerGets++;
+        if (/\/markers-\d+-\d+\.json$/.test(key)) this.batchGets++;
+        return super.get(key);
+      }
+    }
+    const work = new CountingStore(tempDir());
+    setStoreFactory(() => work);
+    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    await preparePlan(work, plan, 'work-bucket');
+    const batch = (ps: number[]) => ({ Items: ps.map((partition) => ({ runId: plan.runId, workBucket: 'work-bucket', stage: 0, partition })) });
+    // Three invocations of 3 partitions each (as the Map's ItemBatcher sends them).
+    for (const ps of [
+      [0, 1, 2],
+      [3, 4, 5],
+      [6, 7, 8],
+    ])
+      await handleStage(batch(ps));
+    assert.ok(await work.exists(keys.markerBatch(plan.runId, 0, 3, 5)), 'each invocation wrote its marker batch');
+    work.markerGets = 0;
+    const result = await finalizeRun(work, plan.runId);
+    assert.equal(result.rows, 9000);
+    assert.equal(result.metrics['fixtures.double']!.rowsIn, 9000, 'the metrics of every partition, from the batches');
+    assert.equal(work.markerGets, 0, 'no marker read one by one');
+    assert.equal(work.batchGets, 3, 'one GET per invocation');
+    const manifest = JSON.parse(Buffer.from(await work.get(`${keys.output(plan.runId)}/_SUCCESS`)).toString()) as { files: { rows: number }[] };
+    assert.deepEqual(
+      manifest.files.map((f) => f.rows),
+      Array.from({ length: 9 }, () => 1000),
+      "each part's rows, from the batches",
+    );
+
+    // A partition whose own marker is gone has not finished, whatever a batch says: with a tolerated
+    // failure the run commits without it, and neither its rows nor its metrics count.
+    const work2 = new CountingStore(tempDir());
+    setStoreFactory(() => work2);
+    const plan2 = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, {
+      pipeline: pipelineModule,
+      targetPartitionBytes: 1,
+      tolerance: { toleratedFailureCount: 1 },
+    });
+    await preparePlan(work2, plan2, 'work-bucket');
+    const batch2 = (ps: number[]) => ({ Items: ps.map((partition) => ({ runId: plan2.runId, workBucket: 'work-bucket', stage: 0, partition })) });
+    await handleStage(batch2([0, 1, 2, 3, 4]));
+    await handleStage(batch2([5, 6, 7, 8]));
+    await work2.delete([keys.metrics(plan2.runId, 0, 6)]);
+    const partial = await finalizeRun(work2, plan2.runId);
+    assert.equal(partial.complete, false);
+    assert.equal(partial.rows, 8000);
+    assert.equal(partial.metrics['fixtures.double']!.rowsIn, 8000, "the batch's copy of partition 6's marker is not counted");
+
+    // A marker written again after its batch (the partition run again) is read itself, not taken from the batch.
+    const work3 = new CountingStore(tempDir());
+    setStoreFactory(() => work3);
+    const plan3 = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    await preparePlan(work3, plan3, 'work-bucket');
+    await handleStage({ Items: Array.from({ length: 9 }, (_, partition) => ({ runId: plan3.runId, workBucket: 'work-bucket', stage: 0, partition })) });
+    const old = JSON.parse(Buffer.from(await work3.get(keys.metrics(plan3.runId, 0, 4))).toString()) as { rows: number };
+    await new Promise((r) => setTimeout(r, 20));
+    await work3.put(keys.metrics(plan3.runId, 0, 4), JSON.stringify({ ...old, rows: 999 }));
+    work3.markerGets = 0;
+    const rerun = await finalizeRun(work3, plan3.runId);
+    assert.equal(work3.markerGets, 1, 'only the newer marker is read');
+    assert.equal(rerun.rows, 8999, "partition 4's rows come from its newer marker");
+  });
+
   it('finalize refuses an incomplete run and commits nothing; the failure names the partitions', async () => {
     const work = new LocalStore(tempDir());
     const out = join(tempDir(), 'out');

@@ -148,8 +148,8 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   // S3, per the run lifecycle (src/aws/run.ts, handlers.ts, the runner):
   // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, commit marker, manifest; per stage
   // items.json and Finalize's listing; per partition and stage the shard and its marker; per result
-  // file two copies (into _temporary, then renamed).
-  let puts = 5 + 2 * last;
+  // file one copy (the commit copies it straight to its committed key).
+  let puts = 5 + last;
   // GET/HEAD: Plan (HEAD + plan), Finalize (HEAD summary + plan), the runner's summary; per
   // partition of stage 0 the footer and one range per column chunk; the runner and Finalize read
   // every marker, Finalize the last stage's again.

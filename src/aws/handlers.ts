@@ -30,6 +30,7 @@ import {
   runGpuSlot,
   runStagePartition,
   stagePartitions,
+  writeMarkerBatch,
   type PartitionResult,
   type PipelinePlanOptions,
   type PlanSummary,
@@ -267,8 +268,9 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
   }
   await preloadPipeline();
   const first = jobs[0]!;
+  const uniform = jobs.every((j) => j.runId === first.runId && j.stage === first.stage && j.bucket === first.bucket);
   // One listing tells which partitions of the batch are still to run (a resume or redrive skips the rest).
-  if (jobs.every((j) => j.runId === first.runId && j.stage === first.stage && j.bucket === first.bucket)) {
+  if (uniform) {
     await listMissingMarkers(
       first.store,
       first.runId,
@@ -291,6 +293,8 @@ export async function handleStage(event: StageEvent | StageBatchEvent): Promise<
     // Its last failure can end an S3-triggered run (then its run and stage spans are emitted here).
     LAMBDA_STAGE_RETRIES,
   );
+  // The batch's markers again in one object, for Finalize (one GET per invocation, not per partition).
+  if (uniform) await writeMarkerBatch(first.store, results);
   const out: StageResult = { runId: first.runId, stage: first.stage, partition: first.partition, rows: 0, bytes: 0 };
   for (const r of results) {
     if (!r.skipped) await publishPartitionMetrics(r);

@@ -18,7 +18,8 @@ import type { PlanNode } from '../plan.ts';
 import { mergeMetrics, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
 import { gpuSlotRuntime } from './slot-actors.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
-import { getJson, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
+import { getJson, isRemotePath, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
+import type { AdoptedPart } from '../io/commit-objects.ts';
 import type { DataTypeJSON } from '../datatypes.ts';
 import { udfCalls } from '../expressions.ts';
 import { getUdf } from '../udf.ts';
@@ -130,6 +131,9 @@ export const keys = {
   failure: (runId: string) => `${run(runId)}/failure.json`,
   error: (runId: string, stage: number, partition: number) =>
     `${run(runId)}/stage-${index(stage, 'stage')}/error-${String(index(partition, 'partition')).padStart(5, '0')}.json`,
+  /** A batched Stage invocation's markers in one object (writeMarkerBatch): partitions first..last. */
+  markerBatch: (runId: string, stage: number, first: number, last: number) =>
+    `${run(runId)}/stage-${index(stage, 'stage')}/markers-${String(index(first, 'partition')).padStart(5, '0')}-${String(index(last, 'partition')).padStart(5, '0')}.json`,
   stagePrefix: (runId: string, stage: number) => `${run(runId)}/stage-${index(stage, 'stage')}/`,
   resultPrefix: (runId: string) => `${run(runId)}/result/`,
   /** Where a run without an output commits its result (read back by the runner). */
@@ -511,6 +515,8 @@ export interface PartitionResult {
   skipped?: true;
   /** Epoch ms the driver started it (trace spans). */
   startedAt: number;
+  /** The completion marker this call wrote (absent when skipped). */
+  marker?: PartitionMarker;
 }
 
 /** Runs one partition of one stage: reads its input (scan or previous shard), writes its shard. */
@@ -595,6 +601,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
       elapsedMs: marker.elapsedMs ?? 0,
       metrics: {},
       startedAt: Date.parse(startedAt),
+      marker,
     };
   }
   if (stage.input) {
@@ -676,6 +683,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
     elapsedMs: marker.elapsedMs ?? 0,
     metrics: r.metrics,
     startedAt: r.startedAt,
+    marker,
   };
 }
 
@@ -759,6 +767,28 @@ export async function listMissingMarkers(store: ObjectStore, runId: string, stag
   }
 }
 
+/** What writeMarkerBatch writes: each partition's completion marker, by partition. */
+interface MarkerBatch {
+  markers: Record<string, PartitionMarker>;
+}
+
+/**
+ * After a batched Stage invocation: the completion markers of the partitions it ran, again, in one
+ * object written after all of them (keys.markerBatch). Finalize then reads one object per
+ * invocation instead of one marker per partition. The per-partition markers stay the record of
+ * completion (listings, resume, redrive, progress); Finalize takes a partition's marker from a batch
+ * only when the listing has the partition's own marker. Best effort: without the batch, Finalize
+ * reads the markers one by one.
+ */
+export async function writeMarkerBatch(store: ObjectStore, results: readonly PartitionResult[]): Promise<void> {
+  const ran = results.filter((r): r is PartitionResult & { marker: PartitionMarker } => r.marker !== undefined);
+  const first = ran[0];
+  if (!first || ran.length < 2 || ran.some((r) => r.runId !== first.runId || r.stage !== first.stage)) return;
+  const ps = ran.map((r) => r.partition);
+  const batch: MarkerBatch = { markers: Object.fromEntries(ran.map((r) => [String(r.partition), r.marker])) };
+  await putJson(store, keys.markerBatch(first.runId, first.stage, Math.min(...ps), Math.max(...ps)), batch).catch(() => undefined);
+}
+
 /** A partition's completion marker, or null when it has none. */
 async function readMarker(store: ObjectStore, runId: string, stage: number, partition: number): Promise<PartitionMarker | null> {
   if (listedMissing.delete(keys.metrics(runId, stage, partition))) return null;
@@ -826,11 +856,16 @@ export interface RunSummary {
   finishedAt: string;
 }
 
-/** Partitions without a completion marker: the marker is written after the shard, so it proves both. */
-async function missingShards(store: ObjectStore, plan: RunPlan): Promise<{ stage: number; partitions: number[] }[]> {
+/**
+ * Partitions without a completion marker: the marker is written after the shard, so it proves both.
+ * `listed` (when given) receives each stage's listing (key -> last modified), for markers().
+ */
+async function missingShards(store: ObjectStore, plan: RunPlan, listed?: Map<number, StageListing>): Promise<{ stage: number; partitions: number[] }[]> {
   const missing: { stage: number; partitions: number[] }[] = [];
   for (const s of plan.stages) {
-    const present = new Set(await store.list(keys.stagePrefix(plan.runId, s.index)));
+    const { objects } = await store.listObjects(keys.stagePrefix(plan.runId, s.index));
+    const present = new Map(objects.map((o) => [o.key, o.lastModified]));
+    listed?.set(s.index, present);
     const parts: number[] = [];
     for (let p = 0, n = stagePartitions(plan, s.index); p < n; p++) {
       if (!present.has(keys.metrics(plan.runId, s.index, p))) parts.push(p);
@@ -849,9 +884,36 @@ function failedStages(plan: RunPlan, missing: { stage: number; partitions: numbe
   return plan.shuffle ? missing.slice(0, 1) : missing;
 }
 
-/** Each partition's completion marker (null where missing), fetched 16 at a time: a run can have thousands. */
-async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promise<(PartitionMarker | null)[]> {
+/** A stage's keys, each with its last-modified time (ms). */
+type StageListing = ReadonlyMap<string, number>;
+
+/**
+ * Each partition's completion marker (null where missing), fetched 16 at a time: a run can have
+ * thousands. With the stage's listing, a partition's marker comes from a listed marker batch
+ * (writeMarkerBatch) when the partition's own marker is listed too and is not newer than the batch
+ * (a marker written again after its batch, say after it was deleted to run the partition again, is
+ * read itself): one GET per Stage invocation instead of one per partition.
+ */
+async function markers(store: ObjectStore, plan: RunPlan, stage: number, listed?: StageListing): Promise<(PartitionMarker | null)[]> {
+  const batched = new Map<number, PartitionMarker>();
+  if (listed) {
+    const prefix = `${keys.stagePrefix(plan.runId, stage)}markers-`;
+    const batchKeys = [...listed.keys()].filter((k) => k.startsWith(prefix) && k.endsWith('.json'));
+    const batches = await mapLimit(batchKeys, 16, async (k) => ({
+      at: listed.get(k)!,
+      batch: await getJson<MarkerBatch>(store, k).catch((e: unknown) => (e instanceof NotFoundError ? null : Promise.reject(e))),
+    }));
+    for (const { at, batch } of batches) {
+      for (const [p, m] of Object.entries(batch?.markers ?? {})) {
+        const n = Number(p);
+        const own = Number.isInteger(n) && n >= 0 ? listed.get(keys.metrics(plan.runId, stage, n)) : undefined;
+        if (own !== undefined && own <= at) batched.set(n, m);
+      }
+    }
+  }
   return mapLimit(Array.from({ length: stagePartitions(plan, stage) }), 16, async (_x, p): Promise<PartitionMarker | null> => {
+    const fromBatch = batched.get(p);
+    if (fromBatch) return fromBatch;
     try {
       return await getJson<PartitionMarker>(store, keys.metrics(plan.runId, stage, p));
     } catch (e) {
@@ -861,10 +923,16 @@ async function markers(store: ObjectStore, plan: RunPlan, stage: number): Promis
   });
 }
 
-/** `known`: markers already read, by stage (Finalize has the last stage's): each is fetched once. */
-async function sumMetrics(store: ObjectStore, plan: RunPlan, known: ReadonlyMap<number, (PartitionMarker | null)[]> = new Map()): Promise<RunMetrics> {
+/** `known`: markers already read, by stage (Finalize has the last stage's): each is fetched once. `listed`: each stage's listing (markers()). */
+async function sumMetrics(
+  store: ObjectStore,
+  plan: RunPlan,
+  known: ReadonlyMap<number, (PartitionMarker | null)[]> = new Map(),
+  listed?: ReadonlyMap<number, StageListing>,
+): Promise<RunMetrics> {
   const total: RunMetrics = {};
-  for (const s of plan.stages) for (const m of known.get(s.index) ?? (await markers(store, plan, s.index))) if (m) mergeMetrics(total, m.metrics);
+  for (const s of plan.stages)
+    for (const m of known.get(s.index) ?? (await markers(store, plan, s.index, listed?.get(s.index)))) if (m) mergeMetrics(total, m.metrics);
   return total;
 }
 
@@ -881,7 +949,8 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
   if (await store.exists(keys.summary(runId))) return getJson<RunSummary>(store, keys.summary(runId));
   const plan = await loadPlan(store, runId);
   await importPipeline(planPipeline(plan));
-  const missing = await missingShards(store, plan);
+  const listed = new Map<number, StageListing>();
+  const missing = await missingShards(store, plan, listed);
   const lastStage = plan.stages.length - 1;
   const failed = missing.find((m) => m.stage === lastStage)?.partitions ?? [];
   const n = stagePartitions(plan, lastStage);
@@ -906,13 +975,11 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
     if (partitioned) {
       // A hive layout the partitions wrote themselves: copy every file in, one commit (as unpartitioned results).
       const { partitionedCommitParts } = await import('../io/partitioned-writer.ts');
-      const last = await markers(store, plan, plan.stages.length - 1);
+      const last = await markers(store, plan, plan.stages.length - 1, listed.get(plan.stages.length - 1));
       const files = last.flatMap((m, p) => (m?.parts ?? []).map((f) => ({ ...f, p })));
-      const written = await mapLimit(files, 16, async (f): Promise<WrittenFile> => {
-        const dest = writer.partPath(f.p, f.dir);
-        await store.copy(resultFileKey(runId, f.p, partitioned.format, f.dir), dest);
-        return { path: dest, rows: f.rows, bytes: f.bytes };
-      });
+      const written = await mapLimit(files, 16, (f) =>
+        commitPart(store, writer, resultFileKey(runId, f.p, partitioned.format, f.dir), writer.partPath(f.p, f.dir), f.rows, f.bytes),
+      );
       parts = await partitionedCommitParts(writer, written, schema, partitioned.partitionBy, plan.output?.mode !== 'overwrite-partitions');
     } else if (plan.output?.partitionBy) {
       // A hive layout after a global operator (a limit): one ordered pass over the shards, split into partition directories.
@@ -938,18 +1005,14 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       })();
       parts = [await writer.writePart(0, applyOps(all, plan.globalOps), { ...plan.output?.parquet, schema })];
     } else {
-      const last = await markers(store, plan, lastStage);
+      const last = await markers(store, plan, lastStage, listed.get(lastStage));
       known.set(lastStage, last);
       // Empty partitions leave no file, unless all are empty (one keeps the schema).
       const kept = present.map((p, i) => ({ p, i })).filter(({ p }) => (last[p]?.rows ?? 0) > 0);
       if (!kept.length && present.length) kept.push({ p: present[present.length - 1]!, i: present.length - 1 });
       // Server-side copies, 16 at a time (one after another they made Finalize's time grow with
       // the partition count); the parts stay in partition order.
-      parts = await mapLimit(kept, 16, async ({ p, i }): Promise<WrittenFile> => {
-        const dest = writer.partPath(p);
-        await store.copy(resultKeys[i]!, dest);
-        return { path: dest, rows: last[p]?.rows ?? 0, bytes: last[p]?.bytes ?? 0 };
-      });
+      parts = await mapLimit(kept, 16, ({ p, i }) => commitPart(store, writer, resultKeys[i]!, writer.partPath(p), last[p]?.rows ?? 0, last[p]?.bytes ?? 0));
     }
     // Readers must never take a partial result for the whole: the manifest says so, and which.
     if (failed.length)
@@ -963,7 +1026,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
       status: 'SUCCEEDED',
       rows: files.reduce((n, f) => n + f.rows, 0),
       files,
-      metrics: await sumMetrics(store, plan, known),
+      metrics: await sumMetrics(store, plan, known, listed),
       finishedAt: new Date().toISOString(),
     };
     if (failed.length) {
@@ -979,6 +1042,22 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
     await writer.abort();
     throw e;
   }
+}
+
+/**
+ * A partition's result file as a part of the commit at `dest` (a writer's temp path). Result and
+ * output both in the object store: adopted, so the commit copies it once, straight to its final
+ * key (copying it under the writer's _temporary first made every result two CopyObjects). Otherwise
+ * (a local store or output) it is copied to `dest` here, as a written part.
+ */
+async function commitPart(store: ObjectStore, writer: DatasetWriter, key: string, dest: string, rows: number, bytes: number): Promise<WrittenFile> {
+  const source = store.uri(key);
+  if (writer.remote && isRemotePath(source) && isRemotePath(dest)) {
+    const part: AdoptedPart = { path: dest, rows, bytes, source };
+    return part;
+  }
+  await store.copy(key, dest);
+  return { path: dest, rows, bytes };
 }
 
 /**

@@ -57,6 +57,19 @@ export async function beginObjects(dir: string, format: FileFormat, mode: WriteM
 }
 
 /**
+ * A part whose bytes are already an object elsewhere in the store (a serverless run's partition
+ * result): `path` is still its place under the writer's temp prefix (it names the final key), but
+ * nothing is written there; the commit copies `source` straight to the final key, one copy instead
+ * of two (temp, then final). Committing stays atomic: the copies still happen after the
+ * `_COMMITTING` marker and before the manifest, and a crash leaves them for the same clean-up.
+ */
+export interface AdoptedPart extends WrittenFile {
+  source: string;
+}
+
+const adoptedSource = (part: WrittenFile): string | undefined => (part as Partial<AdoptedPart>).source;
+
+/**
  * S3: put the commit marker, copy parts to their final keys, then PUT the manifest (the commit
  * point) conditionally on the manifest it was built from, re-reading and retrying when another
  * writer got there first; then delete what is replaced and the temp keys.
@@ -64,15 +77,18 @@ export async function beginObjects(dir: string, format: FileFormat, mode: WriteM
 export async function commitObjects(w: WriteRun, parts: WrittenFile[], committed: () => void): Promise<WrittenFile[]> {
   const prefix = `${w.tempDir}/`;
   const seen = new Set<string>();
-  const { objects } = await listObjects(prefix);
-  const present = new Set(objects.map((o) => o.uri));
+  // Adopted parts were never written under the prefix: only written ones need the listing.
+  const present = parts.some((p) => adoptedSource(p) === undefined) ? new Set((await listObjects(prefix)).objects.map((o) => o.uri)) : new Set<string>();
   for (const part of parts) {
     const rest = part.path.startsWith(prefix) ? part.path.slice(prefix.length) : null;
     // Directly under the temp prefix, or in hive partition "directories" below it.
     if (rest === null || relativePartPath(rest) === null) throw new Error(`part ${part.path} was not written by this writer (expected it under ${prefix})`);
     if (seen.has(part.path)) throw new Error(`part ${part.path} listed twice`);
     seen.add(part.path);
-    if (!present.has(part.path)) throw new Error(`part ${part.path} is missing; was it written?`);
+    const source = adoptedSource(part);
+    if (source !== undefined) {
+      if (!isRemotePath(source)) throw new Error(`part ${part.path}: its source ${source} is not in an object store`);
+    } else if (!present.has(part.path)) throw new Error(`part ${part.path} is missing; was it written?`);
   }
   if (w.mode === 'error' && (await readManifestS3(w.dir))) throw lostCreateRace(w);
   const markerUri = `${prefix}${COMMIT_MARKER_NAME}`;
@@ -89,7 +105,7 @@ export async function commitObjects(w: WriteRun, parts: WrittenFile[], committed
     const out = await mapLimit(parts, 8, async (part): Promise<WrittenFile> => {
       const file: WrittenFile = { path: `${w.dir}/${part.path.slice(prefix.length)}`, rows: part.rows, bytes: part.bytes };
       final.push(file); // before the copy: a failed copy may still have left the object
-      await copyObject(part.path, file.path);
+      await copyObject(adoptedSource(part) ?? part.path, file.path);
       crashPointReached(++copied);
       return file;
     });

@@ -1,0 +1,98 @@
+// Finalize on S3 (the local harness's S3 server): each partition's result is copied once, straight
+// from the run's result key to its committed key (it used to be copied under the writer's
+// _temporary first, then again by the commit), and the commit stays all-or-nothing.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { col, readParquet, setRunner } from 'fanout';
+import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
+import { finalizeRun, keys, planRun, preparePlan, runStagePartition, type RunPlan } from '../src/aws/run.ts';
+import { listS3 } from '../src/io/s3/index.ts';
+import { S3Store } from '../src/io/store/index.ts';
+import { double } from './fixtures/udfs.ts';
+import { tempDir, writeSample } from './helpers.ts';
+
+const WORK = 'fin-work';
+const OUT = 'fin-out';
+const pipelineModule = new URL('./fixtures/udfs.ts', import.meta.url).href;
+let server: S3Server;
+let input: string;
+const saved: Record<string, string | undefined> = {};
+
+before(async () => {
+  server = await startS3Server({ buckets: [WORK, OUT] });
+  for (const [k, v] of Object.entries({
+    AWS_ENDPOINT_URL_S3: server.endpoint,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  })) {
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  }
+  input = tempDir();
+  for (let i = 0; i < 2; i++) await writeSample(join(input, `f${i}.parquet`), i * 3000, 3000, 1000);
+  setRunner('native', { workers: false });
+});
+
+after(async () => {
+  await server.stop();
+  for (const [k, v] of Object.entries(saved)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+});
+
+/** A one-stage run of 6 partitions (one per row group) whose stage partitions all ran. */
+async function stagedRun(store: S3Store, output: string | null): Promise<RunPlan> {
+  const df = readParquet(input)
+    .withColumn('y', double(col('x')))
+    .select('id', 'y');
+  const opts: Parameters<typeof planRun>[1] = { pipeline: pipelineModule, targetPartitionBytes: 1 };
+  if (output) opts.output = { uri: output, format: 'parquet', mode: 'overwrite' };
+  const plan = planRun(df.plan, opts);
+  assert.equal(plan.sources.length, 6);
+  await preparePlan(store, plan, WORK);
+  for (let p = 0; p < plan.sources.length; p++) await runStagePartition(store, plan.runId, 0, p);
+  return plan;
+}
+
+const ids = async (uri: string): Promise<bigint[]> => (await readParquet(uri).select('id').toRows()).map((r) => r['id'] as bigint);
+const range = (n: number): bigint[] => Array.from({ length: n }, (_, i) => BigInt(i));
+
+describe('Finalize on S3', () => {
+  it('copies each result once, straight to its committed key, with or without an output', async () => {
+    const store = new S3Store(WORK);
+    for (const output of [null, `s3://${OUT}/scored/`]) {
+      const plan = await stagedRun(store, output);
+      await server.requests(true);
+      const summary = await finalizeRun(store, plan.runId);
+      const requests = await server.requests();
+      assert.equal(summary.rows, 6000);
+      assert.equal(requests['CopyObject'], 6, `${output ?? 'no output'}: one CopyObject per partition, got ${requests['CopyObject']}`);
+      const target = output ?? store.uri(keys.output(plan.runId));
+      assert.deepEqual(await ids(target), range(6000), 'the committed parts keep partition order');
+      const left = (await listS3(target)).objects.map((o) => o.key);
+      assert.ok(!left.some((k) => k.includes('/_temporary/')), `temp keys left: ${left.join(', ')}`);
+      assert.equal(left.filter((k) => k.endsWith('.parquet')).length, 6);
+    }
+  });
+
+  it('commits nothing when a result cannot be copied, and a later Finalize commits it whole', async () => {
+    const store = new S3Store(WORK);
+    const output = `s3://${OUT}/broken/`;
+    const plan = await stagedRun(store, output);
+    const result3 = await store.get(keys.result(plan.runId, 3));
+    await store.delete([keys.result(plan.runId, 3)]);
+    await assert.rejects(finalizeRun(store, plan.runId), /NoSuchKey|no such object/);
+    const left = (await listS3(output)).objects.map((o) => o.key);
+    assert.ok(!left.some((k) => k.endsWith('_SUCCESS')), 'no manifest');
+    assert.deepEqual(
+      left.filter((k) => k.endsWith('.parquet')),
+      [],
+      `the copies made before the failure were taken back: ${left.join(', ')}`,
+    );
+    await store.put(keys.result(plan.runId, 3), result3);
+    const summary = await finalizeRun(store, plan.runId);
+    assert.equal(summary.rows, 6000);
+    assert.deepEqual(await ids(output), range(6000));
+  });
+});
