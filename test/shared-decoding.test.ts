@@ -71,6 +71,19 @@ describe('shared decoding on 2 threads', () => {
     assert.deepEqual(got, await filtered().toRows());
   });
 
+  it('a consumer that stops early cancels the worker ahead of it, and the next action runs normally', async () => {
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 1000 });
+    const want = ids(sampleRows(0, 24_000));
+    // 7 000 rows: all of partition 0 (here) and the first batch of partition 1 (the worker).
+    assert.deepEqual(ids(await readParquet(dir).select('id', 'x').limit(7000).toRows()), want.slice(0, 7000));
+    let n = 0;
+    for await (const b of readParquet(dir).select('id').stream()) {
+      n += b.numRows;
+      if (n >= 13_000) break; // inside partition 2, decoded here, while partition 3 runs on the worker
+    }
+    assert.deepEqual(ids(await readParquet(dir).select('id', 'x').toRows()), want);
+  });
+
   it('with a UDF, or with more than 2 threads, every partition runs on the workers', async () => {
     setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 1000 });
     const udf = await onWorkers(() =>
