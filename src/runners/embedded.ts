@@ -103,7 +103,7 @@ function describePlacement(plan: PhysicalPlan, o: ResolvedEmbeddedOptions): { pa
     o.workers !== false &&
     !smallLimit(plan, o) &&
     (o.workers === true || plan.scan.bytes >= o.workerThresholdBytes);
-  const where = !threads ? 'in-process' : sharesDecoding(plan, p) ? 'worker threads, every other partition in this thread' : 'worker threads';
+  const where = threads ? 'worker threads' : 'in-process';
   return { parallelism: threads ? p : 1, where: router ? `${where}; ${describeActors(router.specs)}` : where };
 }
 
