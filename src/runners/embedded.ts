@@ -443,8 +443,9 @@ export const scanTuning = { sharedDecoding: true };
  * while one worker decodes the others ahead of it. Half the data then never crosses threads (no
  * transfer, no receiving isolate's GC for it), and 2 cores run 2 decoders, not 2 workers plus a
  * consumer plus their GC helpers. Same process, variants alternated (bench/par-scan.ts), load
- * 17-30: CPU per scan of the 2M-row bench file's 4 columns 454-542 ms on 2 workers against 376-497
- * ms shared, lower in each of 7 runs (docs/performance.md, "Session 4"). With UDFs every partition
+ * 14-30: CPU per scan of the 2M-row bench file's 4 columns 454-542 ms on 2 workers against 376-499
+ * ms shared, lower in 7 of 8 runs; wall clock on an idle machine is not measured yet
+ * (docs/performance.md, "Session 4"). With UDFs every partition
  * stays on the workers (user code here would hold up the consumer); above 2 threads it is unmeasured.
  */
 function sharesDecoding(plan: PhysicalPlan, parallelism: number): boolean {
