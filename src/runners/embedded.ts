@@ -264,6 +264,9 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   private readonly unlisten: () => void = () => undefined;
   private readonly credits: CreditWindow;
   controls: Promise<{ credit(n: number): void; cancel(): void }>;
+  /** Resolves when the worker is done with this partition (finished, failed or cancelled). */
+  readonly settled: Promise<void>;
+  private settle: () => void = () => undefined;
 
   constructor(
     pool: WorkerPool,
@@ -275,6 +278,7 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
     trace?: TraceSpan | null,
   ) {
     const since = Date.now();
+    this.settled = new Promise<void>((r) => (this.settle = r));
     this.credits = new CreditWindow(window.batches, window.bytes, (n) => {
       this.controls.then(
         (c) => c.credit(n),
@@ -290,6 +294,7 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
       this.error = e;
       this.finished = true;
       this.unlisten();
+      this.settle();
       notify();
     };
     if (signal) {
@@ -322,6 +327,7 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
             onDone: () => {
               this.finished = true;
               this.unlisten();
+              this.settle();
               notify();
             },
             onError: fail,
@@ -383,8 +389,9 @@ async function* streamPartitions(
   ctx: EmbeddedRunContext,
   handle?: RunHandle,
   /** Ordered: keep `parallelism` partitions running ahead of the one consumed. Unordered: the
-   *  consumer pulls as many partitions as it runs at once, and each pull starts exactly one. */
-  lookahead: 'ordered' | 'unordered' = 'ordered',
+   *  consumer pulls as many partitions as it runs at once, and each pull starts exactly one.
+   *  'shared': ordered, and this thread may decode some partitions itself (sharesDecoding). */
+  lookahead: 'ordered' | 'unordered' | 'shared' = 'ordered',
 ): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
   const tasks = plan.partitions;
   const router = actorRouter(plan, options);
@@ -397,26 +404,7 @@ async function* streamPartitions(
       handle.usedWorkers = false;
       handle.parallelism = 1;
     }
-    for (const t of tasks) {
-      // The driver counts each partition into its own forked runtime: a failed or abandoned run's
-      // counts never reach the next action.
-      const run = runPartition(t, execCtx);
-      // Metrics are collected when the partition's stream ends, before the consumer reports it done.
-      const batches = (async function* () {
-        let error: unknown;
-        try {
-          yield* run;
-        } catch (err) {
-          error = inPartition(err, describeTask(t));
-          throw error;
-        } finally {
-          // Also when the consumer stops early (limit, show, break): this run's counters are its own.
-          if (ctx.metrics) mergeMetrics(ctx.metrics, run.outcome().metrics);
-          ctx.trace?.partition({ index: t.index, source: t.source, outcome: run.outcome(), ...(error === undefined ? {} : { error }) });
-        }
-      })();
-      yield { index: t.index, batches };
-    }
+    for (const t of tasks) yield { index: t.index, batches: inProcess(t, execCtx, ctx) };
     return;
   }
   const { parallelism, pool: p } = placement;
@@ -424,10 +412,14 @@ async function* streamPartitions(
     handle.usedWorkers = true;
     handle.parallelism = parallelism;
   }
-  const started: RemoteStream[] = [];
-  let next = 0;
   // The running partitions share the byte budget: at most `parallelism` of them hold batches at once.
   const window = { batches: options.prefetch, bytes: Math.floor(options.prefetchBytes / parallelism) };
+  if (lookahead === 'shared' && sharesDecoding(plan, parallelism)) {
+    yield* sharedDecoding(tasks, p, parallelism, window, execCtx, ctx, router);
+    return;
+  }
+  const started: RemoteStream[] = [];
+  let next = 0;
   const startUpTo = (n: number): void => {
     while (next < tasks.length && next < n) started.push(new RemoteStream(p, tasks[next++]!, window, ctx.metrics, ctx.signal, router, ctx.trace));
   };
@@ -437,7 +429,7 @@ async function* streamPartitions(
   try {
     for (; i < tasks.length; i++) {
       // Keep `parallelism` partitions in flight ahead of the one being consumed.
-      startUpTo(lookahead === 'ordered' ? i + parallelism : i + 1);
+      startUpTo(lookahead === 'unordered' ? i + 1 : i + parallelism);
       if (next === tasks.length) letGo();
       yield { index: i, batches: started[i]! };
     }
@@ -447,10 +439,99 @@ async function* streamPartitions(
   }
 }
 
+/** For in-process A/B measurements (bench/par-scan.ts): `false` runs every partition on the workers. */
+export const scanTuning = { sharedDecoding: true };
+
+/**
+ * A plan without UDFs on 2 threads: this (the consuming) thread decodes every other partition itself
+ * while one worker decodes the others ahead of it. Half the data then never crosses threads (no
+ * transfer, no receiving isolate's GC for it), and 2 cores run 2 decoders, not 2 workers plus a
+ * consumer plus their GC helpers. Same process, variants alternated (bench/par-scan.ts), load
+ * 14-30: CPU per scan of the 2M-row bench file's 4 columns 454-542 ms on 2 workers against 376-499
+ * ms shared, lower in 7 of 8 runs; wall clock on an idle machine is not measured yet
+ * (docs/performance.md, "Session 4"). With UDFs every partition
+ * stays on the workers (user code here would hold up the consumer); above 2 threads it is unmeasured.
+ */
+function sharesDecoding(plan: PhysicalPlan, parallelism: number): boolean {
+  return scanTuning.sharedDecoding && parallelism === 2 && plan.udfs.length === 0 && plan.partitions.length >= 2;
+}
+
+async function* sharedDecoding(
+  tasks: readonly PartitionTask[],
+  p: WorkerPool,
+  parallelism: number,
+  window: { batches: number; bytes: number },
+  execCtx: ExecContext,
+  ctx: EmbeddedRunContext,
+  router: ActorRouter | null,
+): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
+  // Partition 0 here: the consumer's first batch needs no worker hand-off.
+  const local = (k: number): boolean => k % parallelism === 0;
+  const remote = new Map<number, RemoteStream>();
+  let nextRemote = 0;
+  let running = 0;
+  let i = 0;
+  let stopped = false;
+  const letGo = p.use();
+  const pump = (): void => {
+    // A worker that finishes after the consumer stopped starts nothing more.
+    if (stopped) return;
+    for (;;) {
+      while (nextRemote < tasks.length && local(nextRemote)) nextRemote++;
+      // As on workers alone, at most `parallelism` partitions hold batches: the consumed one and
+      // those started ahead of it (a local partition holds none before the consumer reaches it).
+      let holding = local(i) ? 1 : 0;
+      for (const k of remote.keys()) if (k >= i) holding++;
+      if (nextRemote >= tasks.length || running >= parallelism - 1 || holding >= parallelism) break;
+      const k = nextRemote++;
+      running++;
+      const r = new RemoteStream(p, tasks[k]!, window, ctx.metrics, ctx.signal, router, ctx.trace);
+      r.settled.then(() => {
+        running--;
+        pump();
+      });
+      remote.set(k, r);
+    }
+    if (nextRemote >= tasks.length) letGo();
+  };
+  try {
+    for (; i < tasks.length; i++) {
+      pump();
+      const t = tasks[i]!;
+      yield { index: i, batches: local(i) ? inProcess(t, execCtx, ctx) : remote.get(i)! };
+      remote.delete(i);
+    }
+  } finally {
+    stopped = true;
+    letGo();
+    for (const r of remote.values()) r.cancel();
+  }
+}
+
+/** A partition run in this thread; its metrics and trace are recorded when its stream ends. */
+async function* inProcess(t: PartitionTask, execCtx: ExecContext, ctx: EmbeddedRunContext): AsyncGenerator<arrow.RecordBatch> {
+  // The driver counts each partition into its own forked runtime: a failed or abandoned run's
+  // counts never reach the next action.
+  const run = runPartition(t, execCtx);
+  let error: unknown;
+  try {
+    yield* run;
+  } catch (err) {
+    error = inPartition(err, describeTask(t));
+    throw error;
+  } finally {
+    // Also when the consumer stops early (limit, show, break): this run's counters are its own.
+    if (ctx.metrics) mergeMetrics(ctx.metrics, run.outcome().metrics);
+    ctx.trace?.partition({ index: t.index, source: t.source, outcome: run.outcome(), ...(error === undefined ? {} : { error }) });
+  }
+}
+
 /** The whole plan as one ordered stream: partitions merged in order, then the global operators. */
 function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
   async function* merged(): AsyncGenerator<arrow.RecordBatch> {
-    for await (const part of streamPartitions(plan, options, ctx, handle)) {
+    // Only the merged stream shares decoding: an aggregation's phase one (partitions()) reduces its
+    // rows on the workers, so little crosses threads there.
+    for await (const part of streamPartitions(plan, options, ctx, handle, 'shared')) {
       for await (const b of part.batches) {
         ctx.progress?.rows(b.numRows);
         yield b;

@@ -50,6 +50,17 @@ export class FfiImporter {
     return this.dv.getUint32(h.childrenPtr + 4 * i, true);
   }
 
+  /**
+   * Bytes [a, b) of wasm memory in a fresh ArrayBuffer of exactly that size (see kernels/owned.ts).
+   * Allocated uninitialized and written once: `ArrayBuffer.prototype.slice` zero-fills its result
+   * before copying (140 MiB copied out: 30-33 ms of CPU against 38-40 ms).
+   */
+  private copyOut(a: number, b: number): ArrayBuffer {
+    const out = Buffer.allocUnsafeSlow(b - a).buffer as ArrayBuffer;
+    new Uint8Array(out).set(new Uint8Array(this.mem, a, b - a));
+    return out;
+  }
+
   private fail(msg: string): never {
     throw new Error(`${this.where}: ${msg}`);
   }
@@ -59,7 +70,7 @@ export class FfiImporter {
     const nBytes = (n + 7) >> 3;
     const byte0 = ptr + (bitStart >> 3);
     const shift = bitStart & 7;
-    if (shift === 0) return new Uint8Array(this.mem.slice(byte0, byte0 + nBytes));
+    if (shift === 0) return new Uint8Array(this.copyOut(byte0, byte0 + nBytes));
     const out = new Uint8Array(nBytes);
     const src = this.u8;
     const last = ptr + ((bitStart + n - 1) >> 3);
@@ -155,15 +166,16 @@ export class FfiImporter {
 
   /** Offsets [start, start + n] rebased to 0; `base` is the first original offset. */
   private offsets(ptr: number, large: boolean, start: number, n: number): { values: Int32Array; base: number } {
-    const out = new Int32Array(n + 1);
-    if (n === 0 && ptr === 0) return { values: out, base: 0 };
+    if (n === 0 && ptr === 0) return { values: new Int32Array(n + 1), base: 0 };
     if (!large) {
       const src = new Int32Array(this.mem, ptr + 4 * start, n + 1);
       const base = src[0]!;
-      if (base === 0) out.set(src);
-      else for (let i = 0; i <= n; i++) out[i] = src[i]! - base;
+      if (base === 0) return { values: new Int32Array(this.copyOut(ptr + 4 * start, ptr + 4 * (start + n + 1))), base };
+      const out = new Int32Array(n + 1);
+      for (let i = 0; i <= n; i++) out[i] = src[i]! - base;
       return { values: out, base };
     }
+    const out = new Int32Array(n + 1);
     const src = new BigInt64Array(this.mem, ptr + 8 * start, n + 1);
     const base = Number(src[0]!);
     if (Number(src[n]!) - base > 0x7fffffff) this.fail('a batch holds more than 2 GiB of values; use a smaller batchSize');
@@ -175,13 +187,13 @@ export class FfiImporter {
     if (fmt === 'u' || fmt === 'z' || fmt === 'U' || fmt === 'Z') {
       const { values, base } = this.offsets(this.buffer(h, 1), fmt === 'U' || fmt === 'Z', start, n);
       const dataPtr = this.buffer(h, 2);
-      const data = new Uint8Array(this.mem.slice(dataPtr + base, dataPtr + base + values[n]!));
+      const data = new Uint8Array(this.copyOut(dataPtr + base, dataPtr + base + values[n]!));
       return { offsets: values, data };
     }
     if (fmt.startsWith('w:') && target.kind === 'binary') {
       const w = Number(fmt.slice(2));
       const dataPtr = this.buffer(h, 1);
-      const data = new Uint8Array(this.mem.slice(dataPtr + start * w, dataPtr + (start + n) * w));
+      const data = new Uint8Array(this.copyOut(dataPtr + start * w, dataPtr + (start + n) * w));
       const offsets = new Int32Array(n + 1);
       for (let i = 0; i <= n; i++) offsets[i] = i * w;
       return { offsets, data };
@@ -206,7 +218,7 @@ export class FfiImporter {
     const w = sctor.BYTES_PER_ELEMENT;
     // Same physical layout and meaning: one copy.
     if (sctor === tctor && sameMeaning(fmt, target)) {
-      return new tctor(this.mem.slice(ptr + w * start, ptr + w * (start + n)));
+      return new tctor(this.copyOut(ptr + w * start, ptr + w * (start + n)));
     }
     const src = new sctor(this.mem, ptr + w * start, n);
     if (target.kind === 'date') {
