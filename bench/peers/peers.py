@@ -2,7 +2,7 @@
 
 Usage: python3 peers.py FILE [OUT_DIR]. Prints one JSON object per line:
 {"engine": ..., "version": ..., "case": ..., "ms": median, "runs": [...]} or {"engine": ..., "skipped": why}.
-Each case is materialized to Arrow (or written), warmed up once, then timed BENCH_REPEAT times (default 3).
+Each case is materialized to Arrow (or written), warmed up BENCH_WARMUP times (default 1), then timed BENCH_REPEAT times (default 3).
 Engines that are not installed are skipped with a message; nothing here is part of `npm test`.
 """
 
@@ -16,6 +16,7 @@ import time
 FILE = sys.argv[1]
 OUT = sys.argv[2] if len(sys.argv) > 2 else "/tmp/fanout-peers-out"
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "1"))
 ONLY = set(filter(None, os.environ.get("PEERS_ENGINES", "duckdb,daft").split(",")))
 
 
@@ -24,7 +25,8 @@ def emit(obj):
 
 
 def timed(engine, version, case, fn):
-    fn()  # warm-up
+    for _ in range(WARMUP):
+        fn()
     runs = []
     for _ in range(REPEAT):
         t0 = time.perf_counter()

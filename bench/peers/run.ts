@@ -13,6 +13,9 @@ import { batchUdf, rowUdf } from './udfs.ts';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 2_000_000);
 const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
+// Untimed runs per case before the timed ones (all engines alike): parquet-wasm's code tiers up from
+// V8's baseline compiler to its optimizing one over the first few runs.
+const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 1);
 const file = process.env['BENCH_FILE'] ?? join(import.meta.dirname, '..', 'data', `bench-${ROWS}.parquet`);
 if (!existsSync(file)) {
   console.error(`no input at ${file}: run \`npm run bench\` once (it generates bench/data/), or set BENCH_FILE`);
@@ -21,7 +24,7 @@ if (!existsSync(file)) {
 const out = mkdtempSync(join(tmpdir(), 'fanout-peers-'));
 
 async function median(fn: () => Promise<unknown>): Promise<number> {
-  await fn(); // warm-up
+  for (let i = 0; i < WARMUP; i++) await fn();
   const t: number[] = [];
   for (let i = 0; i < REPEAT; i++) {
     const t0 = performance.now();
@@ -93,7 +96,7 @@ const cols = [...engines];
 const md = [
   `# fanout vs peers — ${new Date().toISOString()}`,
   '',
-  `Input: ${file} (${ROWS} rows). Each case materialized to Arrow (or written), warm-up then median of ${REPEAT}. ${versions.join(', ')}; ${process.arch}, load average ${loadavg()[0]!.toFixed(1)} at the end (the cases of one engine run one after another: compare engines on an idle machine).`,
+  `Input: ${file} (${ROWS} rows). Each case materialized to Arrow (or written), ${WARMUP} warm-up run(s) then median of ${REPEAT}. ${versions.join(', ')}; ${process.arch}, load average ${loadavg()[0]!.toFixed(1)} at the end (the cases of one engine run one after another: compare engines on an idle machine).`,
   '',
   `| case | ${cols.join(' | ')} |`,
   `|---|${cols.map(() => '---').join('|')}|`,
