@@ -26,6 +26,11 @@ function counting(store: LocalStore) {
           calls.list.push(prefix);
           return target.list(prefix);
         };
+      if (prop === 'listObjects')
+        return async (prefix: string) => {
+          calls.list.push(prefix);
+          return target.listObjects(prefix);
+        };
       if (prop === 'get') {
         return async (key: string) => {
           calls.get.push(key);
@@ -100,6 +105,88 @@ describe('MarkerWatcher (AWS live progress)', () => {
     assert.deepEqual(await w.poll(), []);
     assert.deepEqual(calls.list, [], 'all stages read: no more listing');
     assert.ok(calls.maxInFlight <= 2, `at most 2 GETs at once, saw ${calls.maxInFlight}`);
+  });
+});
+
+describe('MarkerWatcher with marker batches (batched Stage invocations)', () => {
+  it("reads a batched stage's markers from its invocations' batches, one GET per batch, and each marker itself only when no batch comes in time or the run ended", async () => {
+    const local = new LocalStore(tempDir());
+    const { store, calls } = counting(local);
+    const batchedPlan = {
+      runId: RUN,
+      sources: Array.from({ length: 6 }, () => ({})),
+      stages: [{ index: 0, partitionsPerInvocation: 3 }],
+    } as unknown as RunPlan;
+    const w = new MarkerWatcher(store, batchedPlan, 16, 60_000);
+    const batch = (ms: Record<number, number>) => ({ markers: Object.fromEntries(Object.entries(ms).map(([p, rows]) => [p, marker(rows)])) });
+    const got = (ms: { partition: number; rows: number }[]) => ms.map((m) => [m.partition, m.rows]).sort((a, b) => a[0]! - b[0]!);
+    const gets = () => calls.get.splice(0).map((k) => k.replace(/^.*\//, ''));
+
+    // An invocation's markers appear one by one; the watcher waits for its batch instead of reading them.
+    await putJson(local, keys.metrics(RUN, 0, 0), marker(10));
+    await putJson(local, keys.metrics(RUN, 0, 1), marker(11));
+    assert.deepEqual(await w.poll(), []);
+    assert.deepEqual(gets(), [], 'no marker read while its batch may still come');
+    await putJson(local, keys.metrics(RUN, 0, 2), marker(12));
+    await putJson(local, keys.markerBatch(RUN, 0, 0, 2), batch({ 0: 10, 1: 11, 2: 12 }));
+    calls.list.length = 0;
+    assert.deepEqual(await w.poll(), [], 'none due yet');
+    assert.deepEqual(calls.list, [`${keys.stagePrefix(RUN, 0)}metrics-`], 'batches are not listed before a marker is due');
+    // The execution ended: the batch is read.
+    assert.deepEqual(got(await w.poll(true)), [
+      [0, 10],
+      [1, 11],
+      [2, 12],
+    ]);
+    assert.deepEqual(gets(), ['markers-00000-00002.json'], 'one GET for the three partitions');
+    assert.deepEqual(await w.poll(), []);
+    assert.deepEqual(gets(), []);
+
+    // Partition 4's marker was written again after its batch (it ran again): that marker is read, not the batch's copy.
+    await putJson(local, keys.metrics(RUN, 0, 3), marker(13));
+    await putJson(local, keys.metrics(RUN, 0, 5), marker(15));
+    await putJson(local, keys.markerBatch(RUN, 0, 3, 5), batch({ 3: 13, 4: 999, 5: 15 }));
+    await new Promise((r) => setTimeout(r, 30));
+    await putJson(local, keys.metrics(RUN, 0, 4), marker(14));
+    assert.deepEqual(got(await w.poll(true)), [
+      [3, 13],
+      [4, 14],
+      [5, 15],
+    ]);
+    assert.deepEqual(gets().sort(), ['markers-00003-00005.json', 'metrics-00004.json'], 'the rewritten marker is read itself');
+    assert.deepEqual(await w.poll(true), []);
+  });
+
+  it('reads a marker itself once it waited deferMs for a batch, and never defers an unbatched stage', async () => {
+    const local = new LocalStore(tempDir());
+    const { store, calls } = counting(local);
+    const batchedPlan = {
+      runId: RUN,
+      sources: [{}, {}],
+      stages: [
+        { index: 0, partitionsPerInvocation: 2 },
+        { index: 1, partitionsPerInvocation: 1 },
+      ],
+    } as unknown as RunPlan;
+    const w = new MarkerWatcher(store, batchedPlan, 16, 40);
+    await putJson(local, keys.metrics(RUN, 0, 0), marker(1));
+    assert.deepEqual(await w.poll(), []);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(
+      (await w.poll()).map((m) => m.partition),
+      [0],
+    );
+    assert.deepEqual(
+      calls.get.splice(0).map((k) => k.replace(/^.*\//, '')),
+      ['metrics-00000.json'],
+    );
+    await putJson(local, keys.metrics(RUN, 0, 1), marker(2));
+    await putJson(local, keys.metrics(RUN, 1, 0), marker(3));
+    await putJson(local, keys.metrics(RUN, 1, 1), marker(4));
+    assert.deepEqual(await w.poll(), [], 'stage 0 is not read yet, so stage 1 is not either');
+    await new Promise((r) => setTimeout(r, 50));
+    // Stage 1 runs one partition per invocation: its markers are read as soon as they are listed.
+    assert.deepEqual((await w.poll()).map((m) => `${m.stage}/${m.partition}`).sort(), ['0/1', '1/0', '1/1']);
   });
 });
 

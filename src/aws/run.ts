@@ -768,15 +768,16 @@ export async function listMissingMarkers(store: ObjectStore, runId: string, stag
 }
 
 /** What writeMarkerBatch writes: each partition's completion marker, by partition. */
-interface MarkerBatch {
+export interface MarkerBatch {
   markers: Record<string, PartitionMarker>;
 }
 
 /**
  * After a batched Stage invocation: the completion markers of the partitions it ran, again, in one
  * object written after all of them (keys.markerBatch). Finalize then reads one object per
- * invocation instead of one marker per partition. The per-partition markers stay the record of
- * completion (listings, resume, redrive, progress); Finalize takes a partition's marker from a batch
+ * invocation instead of one marker per partition, and so does the runner's live progress
+ * (MarkerWatcher). The per-partition markers stay the record of completion (listings, resume,
+ * redrive, progress); Finalize takes a partition's marker from a batch
  * only when the listing has the partition's own marker. Best effort: without the batch, Finalize
  * reads the markers one by one.
  */

@@ -232,8 +232,11 @@ export async function executeRun(
   }
 
   // Live progress from the completion markers: each finished partition's rows and UDF metrics reach
-  // the bar, ctx.onProgress and ctx.onMetrics (df.metrics) while the run goes on.
-  const watcher = new MarkerWatcher(store, plan);
+  // the bar, ctx.onProgress and ctx.onMetrics (df.metrics) while the run goes on. A batched Stage
+  // invocation's markers come from its marker batch (one GET per invocation instead of one per
+  // partition) when it appears within 3 polls (at most 30 s); later, each marker is read itself.
+  const poll = opts.pollIntervalMs ?? (opts.endpoint ? 200 : 2000);
+  const watcher = new MarkerWatcher(store, plan, 16, Math.min(3 * poll, 30_000));
   const progress = startProgress(
     `fanout aws ${plan.runId}`,
     watcher.total,
@@ -242,10 +245,10 @@ export async function executeRun(
     ctx.onProgress,
   );
   const live: RunMetrics = {};
-  const readMarkers = async (): Promise<void> => {
+  const readMarkers = async (final = false): Promise<void> => {
     let fresh: MarkerInfo[];
     try {
-      fresh = await watcher.poll();
+      fresh = await watcher.poll(final);
     } catch (e) {
       throw lost(`lost the work bucket s3://${opts.workBucket} while waiting for execution ${arn}`, s3Endpoint, e);
     }
@@ -257,7 +260,6 @@ export async function executeRun(
     }
     if (fresh.length && Object.keys(live).length) ctx.onMetrics?.(structuredClone(live));
   };
-  const poll = opts.pollIntervalMs ?? (opts.endpoint ? 200 : 2000);
   const deadline = Date.now() + (opts.timeoutMs ?? 24 * 3600_000);
   let status = 'RUNNING';
   let described: { error?: string; cause?: string } | null = null;
@@ -287,7 +289,7 @@ export async function executeRun(
       await readMarkers();
     }
     // The markers written between the last poll and the end, so the last event is the whole run.
-    if (status === 'SUCCEEDED') await readMarkers();
+    if (status === 'SUCCEEDED') await readMarkers(true);
   } finally {
     progress.stop();
     sfn.destroy();
