@@ -170,24 +170,29 @@ describe("the reader's decoded buffers (issue 12: no second copy in workers)", (
   });
 });
 
+/** Runs `df` in-process, then on 2 workers (one partition per file), asserts equal rows, and returns the batch messages the workers sent. */
+async function batchesFromWorkers(df: () => ReturnType<typeof readParquet>): Promise<FromWorker[]> {
+  setRunner('native', { workers: false });
+  const expected = await df().toRows();
+  const seen: FromWorker[] = [];
+  poolTestHooks.onMessage = (m) => {
+    if (m.type === 'batch') seen.push(m);
+  };
+  try {
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
+    assert.deepEqual(await df().toRows(), expected);
+  } finally {
+    poolTestHooks.onMessage = undefined;
+  }
+  return seen;
+}
+
 describe('worker runs send packed batches', () => {
   it('results from worker threads arrive as transferred wire batches, equal to the in-process run', { timeout: 120_000 }, async () => {
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
     const df = () => readParquet(dir).select('id', 'category', 'tags', col('x').mul(2).alias('y'), col('x').alias('x2'), 'x');
-    setRunner('native', { workers: false });
-    const expected = await df().toRows();
-    const seen: FromWorker[] = [];
-    poolTestHooks.onMessage = (m) => {
-      if (m.type === 'batch') seen.push(m);
-    };
-    try {
-      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
-      const got = await df().toRows();
-      assert.deepEqual(got, expected);
-    } finally {
-      poolTestHooks.onMessage = undefined;
-    }
+    const seen = await batchesFromWorkers(df);
     assert.ok(seen.length > 0, 'the workers sent batches');
     for (const m of seen) {
       assert.ok(m.type === 'batch' && m.wire.bytes instanceof ArrayBuffer, 'a batch message carries a packed buffer');
@@ -203,18 +208,7 @@ describe('worker runs send packed batches', () => {
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
     const df = () => readParquet(dir).where(col('x').gt(0.5)).select('id', 'category', col('x').mul(2).add(1).alias('y'));
-    setRunner('native', { workers: false });
-    const expected = await df().toRows();
-    const seen: FromWorker[] = [];
-    poolTestHooks.onMessage = (m) => {
-      if (m.type === 'batch') seen.push(m);
-    };
-    try {
-      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
-      assert.deepEqual(await df().toRows(), expected);
-    } finally {
-      poolTestHooks.onMessage = undefined;
-    }
+    const seen = await batchesFromWorkers(df);
     assert.ok(seen.length > 0 && seen.every((m) => m.type === 'batch' && (m.wire.owned?.length ?? 0) > 0), 'every batch moved its gathered columns');
   });
 
@@ -244,18 +238,7 @@ describe('worker runs send packed batches', () => {
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
     const df = () => readParquet(dir).select('id', 'x', double(col('x')).alias('d'));
-    setRunner('native', { workers: false });
-    const expected = await df().toRows();
-    const seen: FromWorker[] = [];
-    poolTestHooks.onMessage = (m) => {
-      if (m.type === 'batch') seen.push(m);
-    };
-    try {
-      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
-      assert.deepEqual(await df().toRows(), expected);
-    } finally {
-      poolTestHooks.onMessage = undefined;
-    }
+    const seen = await batchesFromWorkers(df);
     assert.ok(seen.length > 0, 'the workers sent batches');
     for (const m of seen) {
       assert.ok(m.type === 'batch');
@@ -284,18 +267,7 @@ describe('worker runs send packed batches', () => {
     const dir = tempDir();
     for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 20_000, 20_000, 10_000);
     const df = () => readParquet(dir).select('id', col('x').mul(2).add(1).alias('y'), col('id').sub(col('id')).alias('zero'));
-    setRunner('native', { workers: false });
-    const expected = await df().toRows();
-    const seen: FromWorker[] = [];
-    poolTestHooks.onMessage = (m) => {
-      if (m.type === 'batch') seen.push(m);
-    };
-    try {
-      setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1 });
-      assert.deepEqual(await df().toRows(), expected);
-    } finally {
-      poolTestHooks.onMessage = undefined;
-    }
+    const seen = await batchesFromWorkers(df);
     assert.ok(seen.length > 0, 'the workers sent batches');
     for (const m of seen) {
       assert.ok(m.type === 'batch');
