@@ -1,13 +1,18 @@
 """The issue-12 bench cases on Daft and DuckDB (`npm run bench:peers` runs this, then fanout's side).
 
 Usage: python3 peers.py FILE [OUT_DIR]. Prints one JSON object per line:
-{"engine": ..., "version": ..., "case": ..., "ms": median, "runs": [...]} or {"engine": ..., "skipped": why}.
+{"engine": ..., "version": ..., "case": ..., "ms": median, "cpu_ms": median, "runs": [...]} or {"engine": ..., "skipped": why},
+and for the write case {"engine": ..., "written": {...}}: what the engine wrote (files, bytes, row groups, each column's
+encodings and compression), so that the write is compared on comparable files.
 Each case is materialized to Arrow (or written), warmed up BENCH_WARMUP times (default 1), then timed BENCH_REPEAT times (default 3).
+cpu_ms is the process's CPU time (user + system, all threads) per run: under load, wall times measure the neighbours.
 Engines that are not installed are skipped with a message; nothing here is part of `npm test`.
 """
 
+import glob
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -24,15 +29,45 @@ def emit(obj):
     print(json.dumps(obj), flush=True)
 
 
+def cpu_ms():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return (r.ru_utime + r.ru_stime) * 1000
+
+
 def timed(engine, version, case, fn):
     for _ in range(WARMUP):
         fn()
     runs = []
+    cpu = []
     for _ in range(REPEAT):
+        c0 = cpu_ms()
         t0 = time.perf_counter()
         fn()
         runs.append((time.perf_counter() - t0) * 1000)
-    emit({"engine": engine, "version": version, "case": case, "ms": statistics.median(runs), "runs": runs})
+        cpu.append(cpu_ms() - c0)
+    emit({"engine": engine, "version": version, "case": case, "ms": statistics.median(runs), "cpu_ms": statistics.median(cpu), "runs": runs})
+
+
+def describe_written(engine, path):
+    """Files, bytes, row groups, and each column's encodings and compression of what an engine wrote under `path`."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return
+    files = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
+    columns = {}
+    row_groups = 0
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        row_groups += md.num_row_groups
+        for g in range(md.num_row_groups):
+            for c in range(md.num_columns):
+                cc = md.row_group(g).column(c)
+                e = columns.setdefault(cc.path_in_schema, {"encodings": [], "compression": cc.compression})
+                for enc in cc.encodings:
+                    if enc not in e["encodings"]:
+                        e["encodings"].append(enc)
+    emit({"engine": engine, "written": {"files": len(files), "bytes": sum(os.path.getsize(f) for f in files), "row_groups": row_groups, "columns": columns}})
 
 
 def fresh_out(name):
@@ -76,6 +111,7 @@ def bench_duckdb():
         con.sql(f"COPY (SELECT id, x * 2 + 1 AS y FROM {src}) TO '{out}/part.parquet' (FORMAT parquet, COMPRESSION snappy)")
 
     timed("duckdb", v, "read -> x*2+1 -> write", write)
+    describe_written("duckdb", os.path.join(OUT, "duckdb"))
     emit({"engine": "duckdb", "case": "batch UDF x*2+1", "skipped": "no batch UDF in DuckDB's SQL (the issue's table has none)"})
     emit({"engine": "duckdb", "case": "row-wise UDF x*2+1", "skipped": "not measured (the issue's table has none)"})
 
@@ -111,6 +147,7 @@ def bench_daft():
         rd().select(col("id"), batch_udf(col("x")).alias("y")).write_parquet(out)
 
     timed("daft", v, "read -> x*2+1 -> write", write)
+    describe_written("daft", os.path.join(OUT, "daft"))
 
 
 if "duckdb" in ONLY:
