@@ -22,6 +22,8 @@ import { tempDir } from './helpers.ts';
 const repo = join(import.meta.dirname, '..');
 const fixture = join(import.meta.dirname, 'fixtures', 'packed-project');
 let project: string;
+/** The same project with fanout linked (a symlink to the unpacked build, as `npm link` makes). */
+let linked: string;
 /** The bundle's files (dist/*.js), each with the sources in it, from the build. */
 let bundled: Record<string, string[]>;
 
@@ -42,20 +44,26 @@ before(async () => {
   execFileSync('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
   symlinkSync(join(repo, 'node_modules'), join(root, 'node_modules'), 'dir');
   for (const f of readdirSync(fixture)) copyFileSync(join(fixture, f), join(project, f));
+  // Linked: Node loads fanout from its real path, outside any node_modules, where udf.ts tells its
+  // own stack frames from the user's by the bundled file's URL alone.
+  linked = join(root, 'linked');
+  mkdirSync(join(linked, 'node_modules'), { recursive: true });
+  symlinkSync(stage, join(linked, 'node_modules', 'fanout'), 'dir');
+  for (const f of readdirSync(fixture)) copyFileSync(join(fixture, f), join(linked, f));
   // A programmatic registration: the process has no loader flag for workers to inherit.
   writeFileSync(join(project, 'register.mjs'), "import { register } from 'tsx/esm/api';\nregister();\nawait import('./main.ts');\n");
   console.log(`# packed-package: built, packed and installed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
 
 /** Runs `node <args>` in the project; resolves with the rows main.ts prints, or fails with its stderr. */
-function runProject(args: string[]): Promise<Record<string, unknown>[]> {
+function runProject(args: string[], cwd = project): Promise<Record<string, unknown>[]> {
   const env: Record<string, string | undefined> = { ...process.env };
   // With a (pretend) GPU, the partitions with the GPU UDF run in child processes of the pool.
   if (args.includes('gpu')) Object.assign(env, { FANOUT_NUM_GPUS: '1', PACKED_EXPECT_DEVICE: '1' });
   // The test runner's own settings must not reach the user's process.
   delete env['NODE_OPTIONS'];
   delete env['NODE_TEST_CONTEXT'];
-  const child = spawn(process.execPath, args, { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => {
@@ -124,6 +132,11 @@ describe('the packed package runs a TypeScript pipeline from a project of its ow
     assertRows(await runProject(['register.mjs', 'workers']), 'worker');
     assertRows(await runProject(['register.mjs', 'gpu']), 'worker');
     assertRows(await runProject(['register.mjs', 'cloud']), 'worker');
+  });
+
+  it('linked (a symlink to the build, outside node_modules): UDF modules resolved in worker threads and on the harness', async () => {
+    assertRows(await runProject(['--import', 'tsx', 'main.ts', 'workers'], linked), 'worker');
+    assertRows(await runProject(['--import', 'tsx', 'main.ts', 'cloud'], linked), 'worker');
   });
 
   it("the package's `fanout` bin (package.json's bin, bundled) runs from the installed package", () => {
