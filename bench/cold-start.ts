@@ -4,8 +4,10 @@
 // condition, no tsx: `npm run build` first); Daft runs under PEERS_PYTHON (default python3) and is
 // skipped with a message when it is not installed. The two alternate in fresh processes for
 // COLD_ROUNDS rounds (default 7); the table has medians. Never part of `npm test`.
+// COLD_COMPARE=<dir>: also runs fanout from another checkout's built dist/ (e.g. a base commit), in
+// the same alternation: an A/B of two builds under the same load.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 
@@ -25,10 +27,11 @@ const mainCpu = () => { try { return Number(readFileSync('/proc/self/task/' + pr
 const t0 = performance.now();
 const { readParquet } = await import('fanout');
 const t1 = performance.now();
+const importCpu = cpu(), importMain = mainCpu();
 const t = await readParquet(${JSON.stringify(file)}).limit(1).toArrow();
 const t2 = performance.now();
 if (t.numRows !== 1) throw new Error('expected 1 row, got ' + t.numRows);
-console.log(JSON.stringify({ import: t1 - t0, first: t2 - t1, cpu: cpu(), main: mainCpu() }));
+console.log(JSON.stringify({ import: t1 - t0, first: t2 - t1, cpu: cpu(), main: mainCpu(), importCpu, importMain }));
 process.exit(0);
 `;
 const pyChild = `
@@ -45,10 +48,11 @@ try:
 except ImportError as e:
     print(json.dumps({"skipped": str(e)})); sys.exit(0)
 t1 = time.perf_counter()
+import_cpu, import_main = time.process_time() * 1e3, main_cpu()
 t = daft.read_parquet(${JSON.stringify(file)}).limit(1).to_arrow()
 t2 = time.perf_counter()
 assert t.num_rows == 1, t.num_rows
-print(json.dumps({"import": (t1 - t0) * 1e3, "first": (t2 - t1) * 1e3, "cpu": time.process_time() * 1e3, "main": main_cpu(), "version": daft.__version__}))
+print(json.dumps({"import": (t1 - t0) * 1e3, "first": (t2 - t1) * 1e3, "cpu": time.process_time() * 1e3, "main": main_cpu(), "importCpu": import_cpu, "importMain": import_main, "version": daft.__version__}))
 `;
 
 interface Run {
@@ -57,14 +61,26 @@ interface Run {
   first: number;
   cpu: number;
   main: number;
+  /** CPU ms (all threads / the main thread) when the import had finished. */
+  importCpu: number;
+  importMain: number;
 }
 
-function runChild(cmd: string, args: string[]): (Run & { version?: string }) | { skipped: string } {
+let crashes = 0;
+function runChild(cmd: string, args: string[], cwd: string, attempt = 1): (Run & { version?: string }) | { skipped: string } {
   const t0 = performance.now();
-  const p = spawnSync(cmd, args, { cwd: root, encoding: 'utf8' });
+  const p = spawnSync(cmd, args, { cwd, encoding: 'utf8' });
   const wall = performance.now() - t0;
   if (p.error) return { skipped: `${cmd}: ${p.error.message}` };
-  if (p.status !== 0) throw new Error(`${cmd} ${args[0]} exited with ${p.status}: ${p.stderr.trim().split('\n').slice(-5).join('\n')}`);
+  if (p.status !== 0) {
+    const why = `${cmd} ${args[0]} exited with ${p.status ?? p.signal}: ${p.stderr.trim().split('\n').slice(-5).join('\n')}`;
+    // Daft's interpreter now and then aborts while finalizing, after its result (a GIL state error
+    // at exit): such a run is repeated, and counted in the output.
+    if (attempt >= 3) throw new Error(why);
+    crashes++;
+    console.error(`cold start: repeating a run: ${why.split('\n')[0]}`);
+    return runChild(cmd, args, cwd, attempt + 1);
+  }
   const r = JSON.parse(p.stdout.trim().split('\n').pop()!) as Omit<Run, 'process'> & { skipped?: string; version?: string };
   if (r.skipped) return { skipped: r.skipped };
   return { ...r, process: wall };
@@ -74,24 +90,33 @@ if (!existsSync(file)) {
   console.log(`cold start skipped: no input at ${file} (run \`npm run bench\` once, or set BENCH_FILE)`);
   process.exit(0);
 }
-const dist = join(root, 'dist', 'src', 'index.js');
+/** The built file `import 'fanout'` loads in checkout `dir` (its package.json's exports["."].default). */
+function builtEntry(dir: string): string {
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { exports: Record<string, { default: string }> };
+  return join(dir, pkg.exports['.']!.default);
+}
+const dist = builtEntry(root);
 if (!existsSync(dist)) {
   console.log('cold start skipped: no dist/ (run `npm run build` first: the bench measures the built package, as users run it)');
   process.exit(0);
 }
+const compare = process.env['COLD_COMPARE'];
+if (compare && !existsSync(builtEntry(compare))) throw new Error(`COLD_COMPARE=${compare}: no built ${builtEntry(compare)} (build that checkout first)`);
 const newestSource = Math.max(...readdirSync(join(root, 'src'), { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(root, 'src', f)).mtimeMs));
 if (statSync(dist).mtimeMs < newestSource) console.log('warning: src/ changed after the last build: run `npm run build` (this measures dist/)');
 
-const engines: { name: string; cmd: string; args: string[]; runs: Run[]; version?: string; skipped?: string }[] = [
-  { name: 'fanout', cmd: process.execPath, args: ['--input-type=module', '-e', nodeChild], runs: [] },
-  { name: 'Daft', cmd: python, args: ['-c', pyChild], runs: [] },
+// The child's `import('fanout')` resolves from its working directory: each checkout's own package.json exports.
+const engines: { name: string; cmd: string; args: string[]; cwd: string; runs: Run[]; version?: string; skipped?: string }[] = [
+  { name: 'fanout', cmd: process.execPath, args: ['--input-type=module', '-e', nodeChild], cwd: root, runs: [] },
+  { name: 'Daft', cmd: python, args: ['-c', pyChild], cwd: root, runs: [] },
+  ...(compare ? [{ name: `fanout @ ${compare}`, cmd: process.execPath, args: ['--input-type=module', '-e', nodeChild], cwd: compare, runs: [] }] : []),
 ];
 const load0 = loadavg()[0]!;
 for (let r = 0; r < ROUNDS; r++) {
   // Alternate which engine starts each round, so that neither always runs right after the other.
   for (const e of r % 2 ? [...engines].reverse() : engines) {
     if (e.skipped) continue;
-    const res = runChild(e.cmd, e.args);
+    const res = runChild(e.cmd, e.args, e.cwd);
     if ('skipped' in res) {
       e.skipped = res.skipped;
       continue;
@@ -105,23 +130,23 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const cols = ['process', 'import', 'first', 'cpu', 'main'] as const;
+const cols = ['process', 'import', 'first', 'cpu', 'main', 'importCpu', 'importMain'] as const;
 const med = (e: (typeof engines)[number]) => Object.fromEntries(cols.map((c) => [c, median(e.runs.map((x) => x[c]))])) as Record<(typeof cols)[number], number>;
 console.log(
-  `cold start: fresh process, import + first readParquet(file).limit(1) to Arrow; medians of ${ROUNDS} alternated rounds; load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`,
+  `cold start: fresh process, import + first readParquet(file).limit(1) to Arrow; medians of ${ROUNDS} alternated rounds; load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}${crashes ? `; ${crashes} crashed run(s) repeated` : ''}`,
 );
-console.log('| engine | whole process | import | first limit(1) | import + limit(1) | CPU, all threads | CPU, main thread |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('| engine | whole process | import | first limit(1) | import + limit(1) | CPU, all threads | CPU, main thread | import: CPU / main thread |');
+console.log('|---|---|---|---|---|---|---|---|');
 const ms = (x: number): string => `${x.toFixed(0)} ms`;
 for (const e of engines) {
   if (e.skipped) {
-    console.log(`| ${e.name} | skipped: ${e.skipped} | | | | | |`);
+    console.log(`| ${e.name} | skipped: ${e.skipped} | | | | | | |`);
     continue;
   }
   const m = med(e);
   const both = median(e.runs.map((x) => x.import + x.first));
   console.log(
-    `| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} | ${ms(m.main)} |`,
+    `| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} | ${ms(m.main)} | ${ms(m.importCpu)} / ${ms(m.importMain)} |`,
   );
 }
 const [f, d] = engines;
@@ -130,4 +155,9 @@ if (!d!.skipped && d!.runs.length && f!.runs.length) {
   console.log(
     `fanout / Daft: whole process ${(med(f!).process / med(d!).process).toFixed(2)}x, import + limit(1) ${(both(f!) / both(d!)).toFixed(2)}x, CPU ${(med(f!).cpu / med(d!).cpu).toFixed(2)}x, main-thread CPU ${(med(f!).main / med(d!).main).toFixed(2)}x (target <= 1x)`,
   );
+}
+const c = engines[2];
+if (c?.runs.length && f!.runs.length) {
+  const r = (k: (typeof cols)[number]): string => `${(med(f!)[k] / med(c)[k]).toFixed(2)}x`;
+  console.log(`fanout / ${c.name}: CPU ${r('cpu')}, main-thread CPU ${r('main')}, import CPU ${r('importCpu')}, import main-thread CPU ${r('importMain')}`);
 }

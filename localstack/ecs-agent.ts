@@ -83,10 +83,10 @@ const DEFAULT_CONTAINER = 'fanout-gpu';
 /** AWS's stop reason when the essential container ends by itself. */
 const EXITED_REASON = 'Essential container in task exited';
 
+/** lambdas/ecs-task.ts from the sources; in the built package (one flat directory, scripts/build.ts) the sibling ecs-task.js. */
 function defaultEntry(): string {
   const here = new URL(import.meta.url);
-  const ext = here.pathname.endsWith('.ts') ? '.ts' : '.js';
-  return fileURLToPath(new URL(`../lambdas/ecs-task${ext}`, here));
+  return fileURLToPath(new URL(here.pathname.endsWith('.ts') ? '../lambdas/ecs-task.ts' : './ecs-task.js', here));
 }
 
 const envRecord = (pairs: readonly KeyValuePair[] | undefined): Record<string, string> =>

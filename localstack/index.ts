@@ -71,10 +71,10 @@ export const LOCAL_ARNS = {
   fargateTaskDefinition: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/fanout-fargate:1`,
 };
 
+/** lambdas/<name>.ts from the sources; in the built package (one flat directory, scripts/build.ts) the sibling <name>.js. */
 function entry(name: string): string {
   const here = new URL(import.meta.url);
-  const ext = here.pathname.endsWith('.ts') ? '.ts' : '.js';
-  return new URL(`../lambdas/${name}${ext}`, here).href;
+  return new URL(here.pathname.endsWith('.ts') ? `../lambdas/${name}.ts` : `./${name}.js`, here).href;
 }
 
 /** Starts the local cloud. `stop()` leaves no process behind. */

@@ -22,6 +22,7 @@ let nextId = 1;
 
 function startWorker(file: string, env: Record<string, string | undefined>): Worker {
   const url = new URL(import.meta.url);
+  // Built, every file of the package is in one directory (scripts/build.ts): lambda-worker.js is a sibling.
   const entry = new URL(`./lambda-worker${url.pathname.endsWith('.ts') ? '.ts' : '.js'}`, url);
   // The handler and the pipeline it imports are the user's modules: TypeScript ones need a loader.
   const modules = [file, env['FANOUT_PIPELINE']].filter((m): m is string => !!m);

@@ -128,6 +128,7 @@ export class WorkerPool {
   private spawned = 0;
 
   private spawn(): Slot {
+    // Built, every file of the package is in one directory (scripts/build.ts): worker.js is a sibling of whichever chunk this is.
     const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
     const env = this.processEnv?.[this.spawned++ % this.processEnv.length];
     // Threads share a deadline buffer: a synchronous UDF call past its timeoutMs ends the thread.

@@ -97,6 +97,7 @@ function syncTimeoutMs(): number {
 function getSyncFn(): SyncFn {
   if (syncFn) return syncFn;
   const here = import.meta.url;
+  // A sibling both in the built package (one flat directory, scripts/build.ts) and in cdk's Lambda bundles.
   const workerUrl = new URL(`./s3-sync-worker${here.endsWith('.ts') ? '.ts' : '.js'}`, here);
   const workerPath = fileURLToPath(workerUrl);
   // Loaded on first use (synckit's CommonJS build can be required synchronously): local-only runs skip it.
