@@ -89,6 +89,42 @@ describe('startTsWorker replays the process loader flags', () => {
   });
 });
 
+describe('startTsWorker under V8 and process-wide flags', () => {
+  it('starts a worker under --import tsx with --max-old-space-size, --expose-gc and --stack-size, which Node refuses in a worker execArgv', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(join(dir, 'user.mts'), 'export const n: number = 6;\n');
+    writeFileSync(
+      join(dir, 'entry.mjs'),
+      [
+        "import { parentPort } from 'node:worker_threads';",
+        "const { n } = await import('./user.mts');",
+        'parentPort.postMessage({ n: n * 7, conditions: process.execArgv.filter((a) => a.startsWith("--conditions")) });',
+        '',
+      ].join('\n'),
+    );
+    const src = pathToFileURL(join(import.meta.dirname, '..', 'src', 'runners', 'ts-worker.ts')).href;
+    writeFileSync(
+      join(dir, 'main.mjs'),
+      [
+        `import { startTsWorker } from ${JSON.stringify(src)};`,
+        "const w = startTsWorker(new URL('./entry.mjs', import.meta.url));",
+        "w.once('message', (m) => { console.log(JSON.stringify(m)); void w.terminate(); });",
+        "w.once('error', (e) => { console.error(e); process.exitCode = 1; });",
+        '',
+      ].join('\n'),
+    );
+    const tsx = import.meta.resolve('tsx');
+    const out = execFileSync(
+      process.execPath,
+      ['--no-warnings', '--max-old-space-size=4096', '--expose-gc', '--stack-size=2000', '--conditions=development', '--import', tsx, 'main.mjs'],
+      { cwd: dir, encoding: 'utf8' },
+    );
+    // The worker ran the user's TypeScript; the per-thread option it may take (--conditions) was kept.
+    assert.deepEqual(JSON.parse(out.trim()), { n: 42, conditions: ['--conditions=development'] });
+  });
+});
+
 describe('splitLoaderFlags / isTypeScriptModule', () => {
   it('finds --import, --loader and --experimental-loader in both spellings, in order', () => {
     const { loaders, rest } = splitLoaderFlags([

@@ -167,7 +167,45 @@ export function startTsWorker(entry: URL, options: TsWorkerOptions = {}): Worker
   // Loader flags are replayed here rather than left in execArgv, where a later Node that honours
   // them in workers would register the same hooks twice.
   const code = `(async () => {\n${boot.code}\nawait import(${JSON.stringify(entry.href)});\n})().catch((e) => { throw e; });`;
-  return new Worker(code, { ...workerOptions, eval: true, execArgv: workerOptions.execArgv ?? boot.execArgv });
+  if (workerOptions.execArgv) return new Worker(code, { ...workerOptions, eval: true });
+  try {
+    return new Worker(code, { ...workerOptions, eval: true, execArgv: boot.execArgv });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
+    return new Worker(code, { ...workerOptions, eval: true, execArgv: workerExecArgv(boot.execArgv) });
+  }
+}
+
+const accepted = new Map<string, string[]>();
+
+/**
+ * The options of `argv` that a worker thread takes. Node refuses a worker's whole execArgv when it
+ * holds one V8 or process-wide option (`--max-old-space-size`, `--expose-gc`, `--stack-size`,
+ * `--title`), while those already apply to every thread of this process; so each option (with the
+ * values that follow it) is tried alone, once per process, and the refused ones are dropped. Only
+ * called after the whole list was refused, so a plain execArgv costs nothing.
+ */
+function workerExecArgv(argv: readonly string[]): string[] {
+  const key = argv.join('\0');
+  const known = accepted.get(key);
+  if (known) return known;
+  const groups: string[][] = [];
+  for (const a of argv) {
+    if (a.startsWith('-') || groups.length === 0) groups.push([a]);
+    else groups[groups.length - 1]!.push(a);
+  }
+  const kept: string[] = [];
+  for (const g of groups) {
+    try {
+      // A refused option throws here, before any thread starts; an accepted one starts an empty worker.
+      void new Worker('', { eval: true, execArgv: g }).terminate();
+      kept.push(...g);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
+    }
+  }
+  accepted.set(key, kept);
+  return kept;
 }
 
 /**
