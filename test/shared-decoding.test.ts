@@ -12,7 +12,7 @@ import { poolTestHooks } from '../src/runners/pool.ts';
 import { batchFromWire } from '../src/runners/transfer.ts';
 import { scanTuning } from '../src/runners/embedded.ts';
 import { CounterUdf, double } from './fixtures/udfs.ts';
-import { threadOf, threadOfTimed, ThreadTagUdf } from './fixtures/thread-udfs.ts';
+import { failAt13000, nullAt13000, threadOf, threadOfTimed, ThreadTagUdf } from './fixtures/thread-udfs.ts';
 import { sampleRows, tempDir, writeSample } from './helpers.ts';
 
 let dir: string;
@@ -135,6 +135,35 @@ describe('shared decoding on 2 threads', () => {
     assert.deepEqual(strip(remoteRows), strip(localRows));
     assert.deepEqual(counts(shared.metrics), counts(local.metrics));
     assert.deepEqual(counts(shared.metrics), counts(remote.metrics));
+  });
+
+  it('a UDF that fails in a partition this thread runs: the same error, retries and null counts as on the workers', async () => {
+    const outcome = async (): Promise<{ message: string; counts: unknown }> => {
+      let message = '';
+      await readParquet(dir)
+        .select('id', failAt13000(col('id')).alias('f'))
+        .toRows()
+        .catch((e: unknown) => {
+          message = e instanceof Error ? e.message : String(e);
+        });
+      const df = readParquet(dir).select('id', nullAt13000(col('id')).alias('f'));
+      const rows = (await df.toRows()) as { f: number | null }[];
+      const s = df.metrics['fixtures.nullAt13000']!;
+      return { message, counts: { nulls: rows.filter((r) => r.f === null).length, errors: s.errors, retries: s.retries, calls: s.calls, rowsIn: s.rowsIn } };
+    };
+    setRunner('native', { workers: true, parallelism: 2, targetPartitionBytes: 1, batchSize: 1000 });
+    const shared = await outcome();
+    assert.match(shared.message, /bad row 13000/);
+    assert.match(shared.message, /partition 2/, 'the error names the partition that failed');
+    scanTuning.sharedDecoding = false;
+    let remote: typeof shared;
+    try {
+      remote = await outcome();
+    } finally {
+      scanTuning.sharedDecoding = true;
+    }
+    assert.deepEqual(shared, remote);
+    assert.deepEqual((shared.counts as { nulls: number }).nulls, 1);
   });
 
   it('a cls (per-thread instance or actor pool), a UDF with timeoutMs, or more than 2 threads: every partition runs on the workers', async () => {
