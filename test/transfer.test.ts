@@ -88,6 +88,50 @@ describe('packed batch transfer', () => {
     assert.equal(dump(back), before);
   });
 
+  it("equal schemas on new Schema objects (a partition's every batch) share one encoding; any difference gets its own", () => {
+    const make = (fields: arrow.Field[], metadata?: Map<string, string>): arrow.RecordBatch => {
+      const x = arrow.makeVector(Float64Array.from({ length: 10 }, (_, i) => i)).data[0]!;
+      const children = fields.map((f) =>
+        f.type instanceof arrow.Float64
+          ? x
+          : arrow.vectorFromArray(
+              Array.from({ length: 10 }, () => null),
+              f.type,
+            ).data[0]!,
+      );
+      return new arrow.RecordBatch(new arrow.Schema(fields, metadata), arrow.makeData({ type: new arrow.Struct(fields), length: 10, nullCount: 0, children }));
+    };
+    const y = () => new arrow.Field('y', new arrow.Float64(), true);
+    const a = batchToWire(make([y()]));
+    const b = batchToWire(make([y()]));
+    assert.equal(a.schema, b.schema, "the second batch reuses the first one's encoded schema");
+    // What the encoding depends on: name, nullability, type parameters, metadata, dictionary ids.
+    const variants = [
+      make([new arrow.Field('z', new arrow.Float64(), true)]),
+      make([new arrow.Field('y', new arrow.Float64(), false)]),
+      make([new arrow.Field('y', new arrow.Float64(), true, new Map([['k', 'v']]))]),
+      make([y()], new Map([['k', 'v']])),
+      make([y(), new arrow.Field('t', new arrow.Timestamp(arrow.TimeUnit.MILLISECOND, 'UTC'), true)]),
+      make([y(), new arrow.Field('t', new arrow.Timestamp(arrow.TimeUnit.MILLISECOND, 'Europe/Paris'), true)]),
+      make([y(), new arrow.Field('d', new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32(), 7), true)]),
+      make([y(), new arrow.Field('d', new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32(), 8), true)]),
+      make([y(), new arrow.Field('l', new arrow.List(new arrow.Field('item', new arrow.Int32(), true)), true)]),
+      make([y(), new arrow.Field('l', new arrow.List(new arrow.Field('element', new arrow.Int32(), true)), true)]),
+    ];
+    const seen = new Set<Uint8Array>([a.schema]);
+    for (const v of variants) {
+      const w = batchToWire(v);
+      assert.ok(!seen.has(w.schema), `its own encoding: ${v.schema.fields.map(String).join(', ')}`);
+      seen.add(w.schema);
+      const back = batchFromWire(send(w)).schema;
+      assert.deepEqual(
+        back.fields.map((f) => [f.name, f.nullable, String(f.type), [...f.metadata]]),
+        v.schema.fields.map((f) => [f.name, f.nullable, String(f.type), [...f.metadata]]),
+      );
+      assert.deepEqual([...back.metadata], [...v.schema.metadata]);
+    }
+  });
+
   it('columns sharing one buffer are packed as separate copies', () => {
     const x = arrow.makeVector(Float64Array.from({ length: 1000 }, (_, i) => i / 7));
     const shared = x.data[0]!;

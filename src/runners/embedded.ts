@@ -414,7 +414,7 @@ async function* streamPartitions(
   }
   // The running partitions share the byte budget: at most `parallelism` of them hold batches at once.
   const window = { batches: options.prefetch, bytes: Math.floor(options.prefetchBytes / parallelism) };
-  if (lookahead === 'shared' && sharesDecoding(plan, parallelism)) {
+  if (lookahead === 'shared' && sharesDecoding(plan, parallelism, router)) {
     yield* sharedDecoding(tasks, p, parallelism, window, execCtx, ctx, router);
     return;
   }
@@ -439,21 +439,37 @@ async function* streamPartitions(
   }
 }
 
-/** For in-process A/B measurements (bench/par-scan.ts): `false` runs every partition on the workers. */
-export const scanTuning = { sharedDecoding: true };
+/**
+ * For in-process A/B measurements (bench/par-scan.ts): `sharedDecoding: false` runs every partition
+ * on the workers; `sharedUdfs: false` keeps plans with UDFs on the workers only.
+ */
+export const scanTuning = { sharedDecoding: true, sharedUdfs: true };
 
 /**
- * A plan without UDFs on 2 threads: this (the consuming) thread decodes every other partition itself
- * while one worker decodes the others ahead of it. Half the data then never crosses threads (no
- * transfer, no receiving isolate's GC for it), and 2 cores run 2 decoders, not 2 workers plus a
- * consumer plus their GC helpers. Same process, variants alternated (bench/par-scan.ts), load
- * 14-30: CPU per scan of the 2M-row bench file's 4 columns 454-542 ms on 2 workers against 376-499
- * ms shared, lower in 7 of 8 runs; wall clock on an idle machine is not measured yet
- * (docs/performance.md, "Session 4"). With UDFs every partition
- * stays on the workers (user code here would hold up the consumer); above 2 threads it is unmeasured.
+ * A plan on 2 threads: this (the consuming) thread decodes every other partition itself while one
+ * worker decodes the others ahead of it. Half the data then never crosses threads (no transfer, no
+ * receiving isolate's GC for it), and 2 cores run 2 decoders, not 2 workers plus a consumer plus
+ * their GC helpers. Same process, variants alternated (bench/par-scan.ts), load 14-30: CPU per scan
+ * of the 2M-row bench file's 4 columns 454-542 ms on 2 workers against 376-499 ms shared, lower in 7
+ * of 8 runs (docs/performance.md, "Session 4"). A plan with UDFs shares too when each of them runs
+ * here as the 1-thread runner runs it (runsHere); then the UDF's output of this thread's half is
+ * neither packed nor sent (docs/performance.md, "Session 5", "UDF plans on 2 threads"). Above 2
+ * threads it is unmeasured.
  */
-function sharesDecoding(plan: PhysicalPlan, parallelism: number): boolean {
-  return scanTuning.sharedDecoding && parallelism === 2 && plan.udfs.length === 0 && plan.partitions.length >= 2;
+function sharesDecoding(plan: PhysicalPlan, parallelism: number, router: ActorRouter | null): boolean {
+  if (!scanTuning.sharedDecoding || parallelism !== 2 || plan.partitions.length < 2) return false;
+  return plan.udfs.length === 0 || (scanTuning.sharedUdfs && router === null && plan.udfs.every(runsHere));
+}
+
+/**
+ * A UDF this thread may run for its share of partitions with the same semantics as a worker: a
+ * plain function (a cls has one instance per thread or an actor pool, and stays there), no GPU
+ * placement, and no timeoutMs (only a worker's synchronous call past its timeout can be ended, by
+ * terminating the thread: sync-guard.ts). Concurrency limits still hold: `parallelism` already
+ * bounds this thread's partition plus the worker's.
+ */
+function runsHere(u: UdfDefinition): boolean {
+  return !u.cls && u.options.numGpus === 0 && u.options.timeoutMs === null;
 }
 
 async function* sharedDecoding(
