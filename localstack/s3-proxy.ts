@@ -359,7 +359,8 @@ function sendObject(req, res, t, cur, range, extra) {
   const length = range ? range[1] + 1 - range[0] : size;
   if (length <= 1 << 20) {
     // A small body (a marker, a footer, a partition's result) read with synchronous calls: a read
-    // stream's open, reads and close each cost a thread-pool round trip and most of a GET's CPU here.
+    // stream's open, reads and close each cost a thread-pool round trip and most of a GET's CPU here
+    // (s3-server.ts: stats and small reads are synchronous, writes are not).
     let body;
     try {
       const fd = fsSync.openSync(file, 'r');
