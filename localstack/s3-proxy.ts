@@ -21,6 +21,7 @@
 // to that key and a GET never sees an object half-written, as on S3.
 //
 // Plain JavaScript in String.raw (no template literals inside): the child has no TypeScript loader.
+// It runs in the launcher's scope (localstack/s3-server.ts): server, Store, fsSync, S3ObjectModel.
 export const S3_PROXY_SOURCE = String.raw`
 const crcs = require(process.env.S3_CHECKSUMS_MAIN);
 const XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
@@ -355,6 +356,32 @@ function sendObject(req, res, t, cur, range, extra) {
     return Promise.resolve();
   }
   const file = server.store.getResourcePath(t.bucket, t.key, 'object');
+  const length = range ? range[1] + 1 - range[0] : size;
+  if (length <= 1 << 20) {
+    // A small body (a marker, a footer, a partition's result) read with synchronous calls: a read
+    // stream's open, reads and close each cost a thread-pool round trip and most of a GET's CPU here
+    // (s3-server.ts: stats and small reads are synchronous, writes are not).
+    let body;
+    try {
+      const fd = fsSync.openSync(file, 'r');
+      try {
+        body = Buffer.allocUnsafe(length);
+        let got = 0;
+        while (got < length) {
+          const n = fsSync.readSync(fd, body, got, length - got, (range ? range[0] : 0) + got);
+          if (n === 0) break;
+          got += n;
+        }
+        if (got < length) throw new Error('object ' + t.key + ' is shorter than its metadata says (' + got + ' of ' + length + ' bytes)');
+      } finally { fsSync.closeSync(fd); }
+    } catch (e) {
+      fail(req, res, 500, 'InternalError', 's3 proxy: ' + e.message);
+      return Promise.resolve();
+    }
+    res.writeHead(range ? 206 : 200, headers);
+    res.end(body);
+    return Promise.resolve();
+  }
   const opts = range ? { start: range[0], end: range[1] } : {};
   return new Promise((resolve) => {
     const body = require('fs').createReadStream(file, opts);
@@ -611,6 +638,7 @@ async function objectAttributes(req, res, t) {
     const { size } = await this.putObject(new S3Object(bucket, key, content, metadata));
     const etag = crypto.createHash('md5').update(Buffer.concat(digests)).digest('hex') + '-' + parts.length;
     await fsp.writeFile(this.getResourcePath(bucket, key, 'object.md5'), etag);
+    touched(this.getResourcePath(bucket, key, 'object')); // putObject cached the plain MD5 as its ETag
     await fsp.rm(dir, { recursive: true, force: true });
     return { size, md5: etag };
   };
@@ -622,6 +650,12 @@ function route(req, res, t) {
   if (m === 'GET' && t.path === '/_fanout/events') {
     const after = Number(t.q.get('after') || 0);
     const text = JSON.stringify({ seq: eventSeq, events: events.filter((e) => e.seq > after) });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return Promise.resolve();
+  }
+  if (m === 'GET' && t.path === '/_fanout/store') {
+    const text = JSON.stringify(storeStats);
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
     return Promise.resolve();

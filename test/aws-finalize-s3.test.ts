@@ -59,21 +59,48 @@ const ids = async (uri: string): Promise<bigint[]> => (await readParquet(uri).se
 const range = (n: number): bigint[] => Array.from({ length: n }, (_, i) => BigInt(i));
 
 describe('Finalize on S3', () => {
-  it('copies each result once, straight to its committed key, with or without an output', async () => {
+  it('copies each result once, straight to its committed key, with an output', async () => {
     const store = new S3Store(WORK);
-    for (const output of [null, `s3://${OUT}/scored/`]) {
-      const plan = await stagedRun(store, output);
-      await server.requests(true);
-      const summary = await finalizeRun(store, plan.runId);
-      const requests = await server.requests();
-      assert.equal(summary.rows, 6000);
-      assert.equal(requests['CopyObject'], 6, `${output ?? 'no output'}: one CopyObject per partition, got ${requests['CopyObject']}`);
-      const target = output ?? store.uri(keys.output(plan.runId));
-      assert.deepEqual(await ids(target), range(6000), 'the committed parts keep partition order');
-      const left = (await listS3(target)).objects.map((o) => o.key);
-      assert.ok(!left.some((k) => k.includes('/_temporary/')), `temp keys left: ${left.join(', ')}`);
-      assert.equal(left.filter((k) => k.endsWith('.parquet')).length, 6);
-    }
+    const output = `s3://${OUT}/scored/`;
+    const plan = await stagedRun(store, output);
+    await server.requests(true);
+    const summary = await finalizeRun(store, plan.runId);
+    const requests = await server.requests();
+    assert.equal(summary.rows, 6000);
+    assert.equal(requests['CopyObject'], 6, `one CopyObject per partition, got ${requests['CopyObject']}`);
+    assert.deepEqual(await ids(output), range(6000), 'the committed parts keep partition order');
+    const left = (await listS3(output)).objects.map((o) => o.key);
+    assert.ok(!left.some((k) => k.includes('/_temporary/')), `temp keys left: ${left.join(', ')}`);
+    assert.equal(left.filter((k) => k.endsWith('.parquet')).length, 6);
+  });
+
+  it('without an output, commits one manifest that names the results where they are: no copy, no commit marker', async () => {
+    const store = new S3Store(WORK);
+    const plan = await stagedRun(store, null);
+    await server.requests(true);
+    const summary = await finalizeRun(store, plan.runId);
+    const requests = await server.requests();
+    assert.equal(summary.rows, 6000);
+    assert.equal(requests['CopyObject'] ?? 0, 0, `no CopyObject, got ${requests['CopyObject']}`);
+    const results = Array.from({ length: 6 }, (_, p) => store.uri(keys.result(plan.runId, p)));
+    assert.deepEqual(
+      summary.files.map((f) => f.path),
+      results,
+      "the summary's files are the results in place, in partition order",
+    );
+    assert.deepEqual(
+      summary.files.map((f) => f.rows),
+      Array.from({ length: 6 }, () => 1000),
+    );
+    // The run's output prefix holds the manifest alone, and a reader of it follows the manifest.
+    const target = store.uri(keys.output(plan.runId));
+    assert.deepEqual(
+      (await listS3(target)).objects.map((o) => o.key),
+      [`${keys.output(plan.runId)}/_SUCCESS`],
+    );
+    assert.deepEqual(await ids(target), range(6000), 'the output reads as the results in partition order');
+    // A retried Finalize returns the first commit's summary.
+    assert.deepEqual(await finalizeRun(store, plan.runId), summary);
   });
 
   it('commits nothing when a result cannot be copied, and a later Finalize commits it whole', async () => {

@@ -112,7 +112,13 @@ describe('serverless run lifecycle', () => {
       }
     }
     const work = new CountingStore(tempDir());
-    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, { pipeline: pipelineModule, targetPartitionBytes: 1 });
+    // An output: a run without one names its results in place and copies nothing.
+    const out = join(tempDir(), 'out');
+    const plan = planRun(readParquet(input).withColumn('y', double(col('x'))).plan, {
+      pipeline: pipelineModule,
+      targetPartitionBytes: 1,
+      output: { uri: out, format: 'parquet', mode: 'error' },
+    });
     assert.equal(plan.stages.length, 1);
     await preparePlan(work, plan, 'work-bucket');
     for (let p = 0; p < plan.sources.length; p++) await runStagePartition(work, plan.runId, 0, p);
@@ -122,9 +128,7 @@ describe('serverless run lifecycle', () => {
     assert.equal(work.markerGets, plan.sources.length, 'each marker is read once');
     assert.ok(work.maxInFlight > 1, `copies ran one at a time (${work.maxInFlight} in flight at most)`);
     // The committed parts keep partition order.
-    const got = await readParquet(work.uri(keys.output(plan.runId)))
-      .select('id')
-      .toRows();
+    const got = await readParquet(out).select('id').toRows();
     assert.deepEqual(
       got.map((r) => r['id']),
       Array.from({ length: 9000 }, (_, i) => BigInt(i)),

@@ -63,6 +63,16 @@ describe('cost estimate (USD)', () => {
     assert.ok(Math.abs(e.totalUsd - 0.6897694492594372) < 1e-9, String(e.totalUsd));
   });
 
+  it('a run without an output commits a manifest of its results in place: no commit marker, no copies', () => {
+    const write = estimateRunCost(known);
+    const collect = estimateRunCost({ ...known, output: false });
+    // 477 above, less the commit marker and the copies of the 10 result files.
+    assert.equal(part(collect, 'S3 PUT').quantity, 466);
+    assert.match(part(collect, 'S3 PUT').detail, /a manifest of the results in place/);
+    assert.match(part(write, 'S3 PUT').detail, /result copies/);
+    assert.equal(part(collect, 'S3 GET').quantity, part(write, 'S3 GET').quantity);
+  });
+
   it('takes its assumptions and a user price table from the options', () => {
     const prices: PriceTable = {
       ...PRICES_US_EAST_1,

@@ -3,7 +3,7 @@
 // aws-chunked streaming uploads), lib-storage, and raw requests byte-for-byte as botocore (AWS CLI)
 // sends them; and its event feed gives one event per write with S3's reason.
 import assert from 'node:assert/strict';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { join } from 'node:path';
@@ -537,6 +537,43 @@ describe('harness S3: request counts', () => {
     assert.equal(counts[`ListObjects ${BUCKET}/runs/<run>/`], 1);
     assert.deepEqual(await server.requests(true), counts);
     assert.deepEqual(await server.requests(), {});
+  });
+});
+
+describe('harness S3: store work', () => {
+  it('a PUT caches the metadata it wrote: GET and HEAD after it read no metadata file, and answer as s3rver would', async () => {
+    const keys = Array.from({ length: 6 }, (_, i) => `store-work/obj-${i}.bin`);
+    const bodies = keys.map((_, i) => randomBytes(1000 + i * 777));
+    const before = (await server.storeStats()).metadataFileReads;
+    for (const [i, k] of keys.entries()) {
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: bodies[i], ContentType: 'application/x-test', Metadata: { n: String(i) } }));
+    }
+    for (const [i, k] of keys.entries()) {
+      const h = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: k }));
+      assert.equal(h.ETag, `"${createHash('md5').update(bodies[i]!).digest('hex')}"`);
+      assert.equal(h.ContentLength, bodies[i]!.length);
+      assert.equal(h.ContentType, 'application/x-test');
+      assert.deepEqual(h.Metadata, { n: String(i) });
+      assert.ok(h.LastModified instanceof Date && Date.now() - h.LastModified.getTime() < 120_000);
+      assert.ok((await bytesOf(k)).body.equals(bodies[i]!));
+      const r = await bytesOf(k, 'bytes=10-99');
+      assert.ok(r.body.equals(bodies[i]!.subarray(10, 100)));
+      assert.equal(r.status, 206);
+      assert.equal(r.contentRange, `bytes 10-99/${bodies[i]!.length}`);
+    }
+    assert.equal((await server.storeStats()).metadataFileReads - before, 0, "no metadata file read: not for the PUT's event, nor for the reads after it");
+  });
+
+  it('objects over 1 MiB stream from their file; smaller ones are read whole; both byte-exact, ranges too', async () => {
+    for (const size of [(1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 << 20]) {
+      const body = randomBytes(size);
+      const key = `store-work/size-${size}.bin`;
+      await putS3Object(`s3://${BUCKET}/${key}`, body);
+      assert.ok((await bytesOf(key)).body.equals(body), `${size} bytes`);
+      assert.ok((await bytesOf(key, 'bytes=-5')).body.equals(body.subarray(size - 5)), `${size} bytes, suffix`);
+      const from = Math.max(0, size - (1 << 20) - 3);
+      assert.ok((await bytesOf(key, `bytes=${from}-`)).body.equals(body.subarray(from)), `${size} bytes, open range`);
+    }
   });
 });
 

@@ -54,6 +54,12 @@ export interface CostInput {
      */
     buckets?: number;
   }[];
+  /**
+   * Whether the run commits to an output prefix (a write: a commit marker and one copy per result
+   * file). false: a run without an output (`collect()`), whose commit is a manifest naming the
+   * results where they are. Absent: counted as a write (explain does not know the action).
+   */
+  output?: boolean;
 }
 
 export interface CostPart {
@@ -146,10 +152,11 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const fargateArchs = new Set<string>();
   const lambdaByArch = { x86_64: 0, arm64: 0 };
   // S3, per the run lifecycle (src/aws/run.ts, handlers.ts, the runner):
-  // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, commit marker, manifest; per stage
-  // items.json and Finalize's listing; per partition and stage the shard and its marker; per result
-  // file one copy (the commit copies it straight to its committed key).
-  let puts = 5 + last;
+  // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, manifest; with an output, the commit
+  // marker and one copy per result file (straight to its committed key; a run without an output
+  // names its results in place); per stage items.json and Finalize's listing; per partition and
+  // stage the shard and its marker.
+  let puts = 4 + (input.output === false ? 0 : 1 + last);
   // GET/HEAD: Plan (HEAD + plan), Finalize (HEAD summary + plan), the runner's summary; per
   // partition of stage 0 the footer and one range per column chunk; the runner and Finalize read
   // every marker, Finalize the last stage's again.
@@ -228,7 +235,7 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
     puts,
     'requests',
     table.s3.putCopyPostList,
-    `shards, ${bucketFiles ? `${bucketFiles} exchange bucket file(s) (map partitions x buckets), ` : ''}markers, plan, items, result copies, Finalize listings, ${polls} progress poll(s)`,
+    `shards, ${bucketFiles ? `${bucketFiles} exchange bucket file(s) (map partitions x buckets), ` : ''}markers, plan, items, ${input.output === false ? 'a manifest of the results in place' : 'result copies'}, Finalize listings, ${polls} progress poll(s)`,
   );
   add(
     'S3 GET/HEAD',
