@@ -98,7 +98,11 @@ describe('Finalize on S3', () => {
       (await listS3(target)).objects.map((o) => o.key),
       [`${keys.output(plan.runId)}/_SUCCESS`],
     );
+    await server.requests(true);
     assert.deepEqual(await ids(target), range(6000), 'the output reads as the results in partition order');
+    const reads = await server.requests();
+    // The results' folder is listed once, not one HEAD per result.
+    assert.equal(reads['HeadObject'] ?? 0, 0, `HEADs while reading the output: ${JSON.stringify(reads)}`);
     // A retried Finalize returns the first commit's summary.
     assert.deepEqual(await finalizeRun(store, plan.runId), summary);
   });

@@ -162,6 +162,27 @@ function expandDirectory(dir: string, what: FileFormat): string[] {
 }
 
 /** A prefix ("directory") in an object store: the manifest's files when there is one, else every data file below it. */
+/**
+ * Files a manifest names outside its own prefix (a serverless run without an output commits its
+ * results in place, under runs/<id>/result/): a folder holding several of them is listed once, in one
+ * parallel round, instead of one HEAD per file; a lone file is left to its HEAD.
+ */
+function listOutside(uris: readonly string[], listed: Map<string, ObjectInfo>): void {
+  const perFolder = new Map<string, number>();
+  for (const uri of uris) {
+    if (listed.has(uri)) continue;
+    const folder = uri.slice(0, uri.lastIndexOf('/') + 1);
+    perFolder.set(folder, (perFolder.get(folder) ?? 0) + 1);
+  }
+  const folders = [...perFolder].filter(([, n]) => n >= 2).map(([f]) => f);
+  if (folders.length === 0) return;
+  for (const listing of listManySync(folders).values()) {
+    // A folder that cannot be listed (no ListBucket permission) falls back to the HEADs.
+    if (listing instanceof Error) continue;
+    for (const o of listing.objects) listed.set(o.uri, o);
+  }
+}
+
 function expandPrefix(dirUri: string, objects: readonly ObjectInfo[], what: FileFormat): string[] {
   const dir = dirUri.endsWith('/') ? dirUri : `${dirUri}/`;
   const prefixKey = storeFor(dir).key;
@@ -170,9 +191,10 @@ function expandPrefix(dirUri: string, objects: readonly ObjectInfo[], what: File
     if (manifest) {
       if (manifest.format !== what) throw new Error(`${dir} holds a committed ${manifest.format} dataset, not ${what}`);
       const listed = new Map(objects.map((o) => [o.uri, o]));
+      const uris = manifest.files.map((f) => joinUri(dir, f.path));
+      listOutside(uris, listed);
       const found: ObjectInfo[] = [];
-      for (const f of manifest.files) {
-        const uri = joinUri(dir, f.path);
+      for (const uri of uris) {
         const o = listed.get(uri) ?? headObjectSync(uri); // a file outside the prefix was not listed
         if (!o) throw new Error(`file ${uri} listed in ${dir}${MANIFEST_NAME} is missing`);
         found.push(o);
