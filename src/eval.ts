@@ -7,16 +7,24 @@ import { ColumnNotFoundError, DataType, Field, Schema } from './datatypes.ts';
 import { decodeLiteral, exprName, exprToString, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { ExpressionTypeError, type FunctionDef, type Params, type ResolveContext } from './functions/common.ts';
 import { getFunction } from './functions/index.ts';
-import { popcount } from './kernels/bitmap.ts';
+import { andValidity, popcount } from './kernels/bitmap.ts';
 import { castData, CastError, castUnsupportedReason, conform } from './kernels/cast.ts';
 import { concatData } from './kernels/concat.ts';
-import { fixedListSize, retype } from './kernels/data.ts';
+import { fixedListSize, mkData, retype } from './kernels/data.ts';
 import { selectionFromBits, trueBits } from './kernels/filter.ts';
+import { ownData } from './kernels/owned.ts';
 import { repeatRow, take, takeSelected } from './kernels/take.ts';
 import { physicalValuesToData } from './convert/index.ts';
 
 export { ExpressionTypeError } from './functions/common.ts';
 export { CastError } from './kernels/cast.ts';
+
+/**
+ * Switches for in-process A/B measurements and for tests that compare the fast paths with the
+ * general one: `fusedArithmetic` (float64 arithmetic trees as one loop) and `fusedFilterProject`
+ * (a filter and the projection after it in one operator, FilterProject).
+ */
+export const evalTuning = { fusedArithmetic: true, fusedFilterProject: true, reuseSelection: true };
 
 /** Hooks for nodes eval.ts does not evaluate itself. */
 export interface EvalContext {
@@ -195,8 +203,114 @@ function run(b: Bound, batch: arrow.RecordBatch, n: number): Value {
   }
 }
 
+// --- Fused float64 arithmetic: a tree of add/sub/mul/div/mod over float64 columns and non-null
+// scalars (`x * 2 + 1`) runs as one generated loop, instead of one kernel pass and one intermediate
+// array per operator; after a filter it reads its columns through the selection, so the filtered
+// inputs are never gathered. Each operator is the same IEEE 754 double operation, in the same order,
+// as the per-kernel path (arith-loops.ts), so results are bit-identical.
+
+/** A compiled tree: its leaf columns (distinct names, in index order), scalars and loop. */
+interface F64Plan {
+  readonly cols: readonly Bound[];
+  readonly scalars: readonly number[];
+  readonly loop: F64Loop;
+}
+type F64Loop = (cols: readonly Float64Array[], s: readonly number[], out: Float64Array, sel: Int32Array | null, m: number) => void;
+
+const F64_OPS: Partial<Record<string, string>> = { add: '+', sub: '-', mul: '*', div: '/', mod: '%' };
+/** Loops by shape (`((c0[@] * s0) + s1)`): one function per shape, so V8 optimizes it once. */
+const f64Loops = new Map<string, F64Loop>();
+/** Plans by bound tree (null: not compilable); Bound objects are immutable once bound. */
+const f64Plans = new WeakMap<Bound, F64Plan | null>();
+
+/** Source text of `b` with `@` for the row index, or null when `b` is not a float64 arithmetic tree. */
+function f64Shape(b: Bound, cols: Bound[], scalars: number[]): string | null {
+  if (b.field.type.kind !== 'float64') return null;
+  if (b.literal) {
+    const d = b.literal;
+    if (d.length !== 1 || d.nullCount > 0 || !(d.values instanceof Float64Array)) return null;
+    scalars.push(d.values[0]!);
+    return `s${scalars.length - 1}`;
+  }
+  const node = b.node;
+  if (node.op === 'alias') return f64Shape(b.args[0]!, cols, scalars);
+  if (node.op === 'col') {
+    let k = cols.findIndex((c) => (c.node as { name: string }).name === node.name);
+    if (k < 0) k = cols.push(b) - 1;
+    return `c${k}[@]`;
+  }
+  if (node.op !== 'call' || b.args.length !== 2) return null;
+  const sym = F64_OPS[node.fn];
+  if (!sym) return null;
+  // Operands must already be float64: a coercion (int -> float) is left to the general path.
+  for (let i = 0; i < 2; i++) {
+    const to = b.coerce![i];
+    if (b.args[i]!.field.type.kind !== 'float64' || (to && to.kind !== 'float64')) return null;
+  }
+  const l = f64Shape(b.args[0]!, cols, scalars);
+  const r = l === null ? null : f64Shape(b.args[1]!, cols, scalars);
+  return r === null ? null : `(${l} ${sym} ${r})`;
+}
+
+function f64Plan(b: Bound): F64Plan | null {
+  let plan = f64Plans.get(b);
+  if (plan !== undefined) return plan;
+  plan = null;
+  const cols: Bound[] = [];
+  const scalars: number[] = [];
+  const shape = b.literal ? null : f64Shape(b, cols, scalars);
+  // At least one operator over at least one column (a bare column is not copied by the general path).
+  if (shape !== null && cols.length > 0 && shape.startsWith('(')) {
+    const key = `${shape}|${cols.length}|${scalars.length}`;
+    let loop = f64Loops.get(key);
+    if (!loop) {
+      // The source holds only operator symbols and generated names: no user text.
+      const decl = [...cols.map((_, k) => `const c${k} = cols[${k}];`), ...scalars.map((_, k) => `const s${k} = s[${k}];`)].join(' ');
+      const all = shape.replaceAll('@', 'i');
+      const some = shape.replaceAll('@', 'j');
+      loop = new Function(
+        'cols',
+        's',
+        'out',
+        'sel',
+        'm',
+        `"use strict"; ${decl} if (sel === null) { for (let i = 0; i < m; i++) out[i] = ${all}; } else { for (let i = 0; i < m; i++) { const j = sel[i]; out[i] = ${some}; } }`,
+      ) as F64Loop;
+      f64Loops.set(key, loop);
+    }
+    plan = { cols, scalars, loop };
+  }
+  f64Plans.set(b, plan);
+  return plan;
+}
+
+/**
+ * Runs a compiled plan over the batch's rows, or over the rows of `sel` (then only when its columns
+ * have no nulls; null is returned otherwise, and the caller takes the general path).
+ */
+function runF64(plan: F64Plan, batch: arrow.RecordBatch, sel: Int32Array | null): arrow.Data | null {
+  const datas: arrow.Data[] = [];
+  const arrays: Float64Array[] = [];
+  for (const c of plan.cols) {
+    const d = conform(columnData(batch, (c.node as { name: string }).name), c.field.type);
+    if (!(d.values instanceof Float64Array)) return null;
+    if (sel !== null && d.nullCount !== 0) return null;
+    datas.push(d);
+    arrays.push(d.values);
+  }
+  const m = sel === null ? batch.numRows : sel.length;
+  const out = new Float64Array(m);
+  plan.loop(arrays, plan.scalars, out, sel, m);
+  const d = mkData(new arrow.Float64(), m, sel === null ? andValidity(datas, m) : null, out);
+  // A fresh buffer, as arithKernel's: a worker may move it (owned.ts).
+  return m > 1 ? ownData(d) : d;
+}
+
 function evaluateBound(b: Bound, batch: arrow.RecordBatch): arrow.Data {
   const n = batch.numRows;
+  const plan = f64Plan(b);
+  const fused = plan && evalTuning.fusedArithmetic ? runF64(plan, batch, null) : null;
+  if (fused) return retype(fused, b.field.type.toArrow());
   let d = run(b, batch, n).data;
   if (d.length !== n) d = repeatRow(d, 0, n); // a scalar expression: broadcast once, at the end
   return retype(d, b.field.type.toArrow());
@@ -236,6 +350,105 @@ export function filterBatch(batch: arrow.RecordBatch, predicate: ExprNode): arro
     batch.data.children.map((c) => takeSelected(c, sel)),
     kept,
   );
+}
+
+/**
+ * A filter and the projection after it as one operator (a scan's pushed filter or a filter op, then a
+ * project op without UDFs). Bound once per input schema rather than per batch. After the filter it
+ * gathers only the columns the projection reads, and float64 arithmetic (`x * 2 + 1`) reads its
+ * columns through the selection: `x` is never gathered, `x * 2` never materialized. Results equal
+ * projectBatch(filterBatch(batch, predicate), exprs, outSchema) exactly.
+ */
+export class FilterProject {
+  private key = '';
+  private pred: Bound | null = null;
+  private outs: Bound[] = [];
+  private readonly outArrow: arrow.Schema;
+  /** The selection's buffer, reused by every batch: the selection never leaves apply(). */
+  private selBuf = new Int32Array(0);
+
+  constructor(
+    private readonly predicate: ExprNode,
+    private readonly exprs: readonly ExprNode[],
+    private readonly outSchema: Schema,
+  ) {
+    if (exprs.length !== outSchema.fields.length) {
+      throw new Error(`FilterProject: ${exprs.length} expressions for ${outSchema.fields.length} output fields`);
+    }
+    this.outArrow = outSchema.toArrow();
+  }
+
+  private bindFor(batch: arrow.RecordBatch): void {
+    // Batches of one stream mostly carry equal (not identical) schemas: compare names and types.
+    const key = batch.schema.fields.map((f) => `${f.name}\u0000${String(f.type)}\u0000${f.nullable}`).join('\u0001');
+    if (key === this.key && this.pred) return;
+    const schema = Schema.fromArrow(batch.schema);
+    const pred = bind(this.predicate, schema, undefined);
+    const k = pred.field.type.kind;
+    if (k !== 'bool' && k !== 'null') {
+      throw new ExpressionTypeError(`filter predicate must be bool, got ${exprToString(this.predicate)} (${pred.field.type})`);
+    }
+    this.outs = this.exprs.map((e) => bind(e, schema, undefined));
+    this.pred = pred;
+    this.key = key;
+  }
+
+  private project(batch: arrow.RecordBatch, n: number): arrow.RecordBatch {
+    const children = this.outs.map((b, i) => conform(evaluateBound(b, batch), this.outSchema.fields[i]!.type));
+    return makeBatch(this.outArrow, children, n);
+  }
+
+  apply(batch: arrow.RecordBatch): arrow.RecordBatch {
+    this.bindFor(batch);
+    const n = batch.numRows;
+    const bits = trueBits(evaluateBound(this.pred!, batch), n);
+    const kept = popcount(bits, 0, n);
+    if (kept === n) return this.project(batch, n);
+    if (this.selBuf.length < kept + 8) this.selBuf = new Int32Array(Math.max(kept + 8, n + 8));
+    const sel = selectionFromBits(bits, n, evalTuning.reuseSelection ? this.selBuf : undefined);
+    // Compiled float64 trees read through the selection; the rest are evaluated over a batch of
+    // the gathered columns they read (built once, only when some output needs it).
+    const direct = this.outs.map((b) => {
+      const plan = evalTuning.fusedArithmetic ? f64Plan(b) : null;
+      return plan ? runF64(plan, batch, sel) : null;
+    });
+    let filtered: arrow.RecordBatch | null = null;
+    const children = this.outs.map((b, i) => {
+      let d = direct[i];
+      if (d) d = retype(d, b.field.type.toArrow());
+      else {
+        filtered ??= gatherColumns(
+          batch,
+          this.outs.filter((_, j) => !direct[j]),
+          sel,
+        );
+        d = evaluateBound(b, filtered);
+      }
+      return conform(d, this.outSchema.fields[i]!.type);
+    });
+    return makeBatch(this.outArrow, children, kept);
+  }
+}
+
+/** Names of the columns a bound tree reads. */
+function readColumns(b: Bound, into: Set<string>): Set<string> {
+  if (b.node.op === 'col') into.add(b.node.name);
+  else if (!b.literal) for (const a of b.args) readColumns(a, into);
+  return into;
+}
+
+/** A batch of the columns `outs` read (in the input's order), taken at the selection's rows. */
+function gatherColumns(batch: arrow.RecordBatch, outs: readonly Bound[], sel: Int32Array): arrow.RecordBatch {
+  const names = new Set<string>();
+  for (const b of outs) readColumns(b, names);
+  const fields: arrow.Field[] = [];
+  const children: arrow.Data[] = [];
+  batch.schema.fields.forEach((f, i) => {
+    if (!names.has(f.name)) return;
+    fields.push(f);
+    children.push(takeSelected(batch.data.children[i]!, sel));
+  });
+  return makeBatch(new arrow.Schema(fields, batch.schema.metadata), children, sel.length);
 }
 
 /** Rows at `indices` (in that order; repeats allowed; a negative index gives a row of nulls). */
