@@ -284,6 +284,65 @@ function f64Plan(b: Bound): F64Plan | null {
   return plan;
 }
 
+// A predicate comparing two float64 trees (`x > 0.5`, `x * 2 < y`) compiles to one loop that writes
+// the selection directly: no bitmap, no separate popcount and selection pass. `+(a > b)` is the
+// comparison compare-loops.ts packs into bits (IEEE 754: NaN compares false, except !==).
+const CMP_OPS: Partial<Record<string, string>> = { eq: '===', neq: '!==', lt: '<', le: '<=', gt: '>', ge: '>=' };
+type SelLoop = (cols: readonly Float64Array[], s: readonly number[], sel: Int32Array, n: number) => number;
+interface SelPlan {
+  readonly cols: readonly Bound[];
+  readonly scalars: readonly number[];
+  readonly loop: SelLoop;
+}
+const selLoops = new Map<string, SelLoop>();
+const selPlans = new WeakMap<Bound, SelPlan | null>();
+
+function selPlan(b: Bound): SelPlan | null {
+  let plan = selPlans.get(b);
+  if (plan !== undefined) return plan;
+  plan = null;
+  const node = b.node;
+  const sym = node.op === 'call' && !b.literal && b.args.length === 2 ? CMP_OPS[node.fn] : undefined;
+  const cols: Bound[] = [];
+  const scalars: number[] = [];
+  let shape: string | null = null;
+  if (sym && b.args.every((a, i) => a.field.type.kind === 'float64' && (!b.coerce![i] || b.coerce![i]!.kind === 'float64'))) {
+    const l = f64Shape(b.args[0]!, cols, scalars);
+    const r = l === null ? null : f64Shape(b.args[1]!, cols, scalars);
+    if (r !== null && cols.length > 0) shape = `(${l} ${sym} ${r})`.replaceAll('@', 'i');
+  }
+  if (shape !== null) {
+    const key = `${shape}|${cols.length}|${scalars.length}`;
+    let loop = selLoops.get(key);
+    if (!loop) {
+      const decl = [...cols.map((_, k) => `const c${k} = cols[${k}];`), ...scalars.map((_, k) => `const s${k} = s[${k}];`)].join(' ');
+      // Branch-free: every row's index is written, and the cursor moves on when the row is kept.
+      loop = new Function(
+        'cols',
+        's',
+        'sel',
+        'n',
+        `"use strict"; ${decl} let c = 0; for (let i = 0; i < n; i++) { sel[c] = i; c += +${shape}; } return c;`,
+      ) as SelLoop;
+      selLoops.set(key, loop);
+    }
+    plan = { cols, scalars, loop };
+  }
+  selPlans.set(b, plan);
+  return plan;
+}
+
+/** The rows a compiled predicate keeps, written into `buf` (n slots or more); null when a column has nulls. */
+function runSel(plan: SelPlan, batch: arrow.RecordBatch, buf: Int32Array): Int32Array | null {
+  const arrays: Float64Array[] = [];
+  for (const c of plan.cols) {
+    const d = conform(columnData(batch, (c.node as { name: string }).name), c.field.type);
+    if (!(d.values instanceof Float64Array) || d.nullCount !== 0) return null;
+    arrays.push(d.values);
+  }
+  return buf.subarray(0, plan.loop(arrays, plan.scalars, buf, batch.numRows));
+}
+
 /**
  * Runs a compiled plan over the batch's rows, or over the rows of `sel` (then only when its columns
  * have no nulls; null is returned otherwise, and the caller takes the general path).
@@ -363,19 +422,19 @@ export class FilterProject {
   private key = '';
   private pred: Bound | null = null;
   private outs: Bound[] = [];
-  private readonly outArrow: arrow.Schema;
+  private readonly outArrow: arrow.Schema | null;
   /** The selection's buffer, reused by every batch: the selection never leaves apply(). */
   private selBuf = new Int32Array(0);
 
+  /** Without `project`, a plain filter: every column is kept, and a batch whose rows all pass is returned as is. */
   constructor(
     private readonly predicate: ExprNode,
-    private readonly exprs: readonly ExprNode[],
-    private readonly outSchema: Schema,
+    private readonly project: { readonly exprs: readonly ExprNode[]; readonly schema: Schema } | null,
   ) {
-    if (exprs.length !== outSchema.fields.length) {
-      throw new Error(`FilterProject: ${exprs.length} expressions for ${outSchema.fields.length} output fields`);
+    if (project && project.exprs.length !== project.schema.fields.length) {
+      throw new Error(`FilterProject: ${project.exprs.length} expressions for ${project.schema.fields.length} output fields`);
     }
-    this.outArrow = outSchema.toArrow();
+    this.outArrow = project ? project.schema.toArrow() : null;
   }
 
   private bindFor(batch: arrow.RecordBatch): void {
@@ -388,24 +447,39 @@ export class FilterProject {
     if (k !== 'bool' && k !== 'null') {
       throw new ExpressionTypeError(`filter predicate must be bool, got ${exprToString(this.predicate)} (${pred.field.type})`);
     }
-    this.outs = this.exprs.map((e) => bind(e, schema, undefined));
+    this.outs = this.project ? this.project.exprs.map((e) => bind(e, schema, undefined)) : [];
     this.pred = pred;
     this.key = key;
   }
 
-  private project(batch: arrow.RecordBatch, n: number): arrow.RecordBatch {
-    const children = this.outs.map((b, i) => conform(evaluateBound(b, batch), this.outSchema.fields[i]!.type));
-    return makeBatch(this.outArrow, children, n);
+  private projectAll(batch: arrow.RecordBatch, n: number): arrow.RecordBatch {
+    if (!this.project) return batch;
+    const fields = this.project.schema.fields;
+    const children = this.outs.map((b, i) => conform(evaluateBound(b, batch), fields[i]!.type));
+    return makeBatch(this.outArrow!, children, n);
   }
 
   apply(batch: arrow.RecordBatch): arrow.RecordBatch {
     this.bindFor(batch);
     const n = batch.numRows;
-    const bits = trueBits(evaluateBound(this.pred!, batch), n);
-    const kept = popcount(bits, 0, n);
-    if (kept === n) return this.project(batch, n);
-    if (this.selBuf.length < kept + 8) this.selBuf = new Int32Array(Math.max(kept + 8, n + 8));
-    const sel = selectionFromBits(bits, n, evalTuning.reuseSelection ? this.selBuf : undefined);
+    if (this.selBuf.length < n + 8) this.selBuf = new Int32Array(n + 8);
+    const buf = evalTuning.reuseSelection ? this.selBuf : new Int32Array(n + 8);
+    const plan = evalTuning.fusedArithmetic ? selPlan(this.pred!) : null;
+    let sel = plan ? runSel(plan, batch, buf) : null;
+    if (!sel) {
+      const bits = trueBits(evaluateBound(this.pred!, batch), n);
+      sel = selectionFromBits(bits, n, buf);
+    }
+    const kept = sel.length;
+    if (kept === n) return this.projectAll(batch, n);
+    if (!this.project) {
+      return makeBatch(
+        batch.schema,
+        batch.data.children.map((c) => takeSelected(c, sel)),
+        kept,
+      );
+    }
+    const fields = this.project.schema.fields;
     // Compiled float64 trees read through the selection; the rest are evaluated over a batch of
     // the gathered columns they read (built once, only when some output needs it).
     const direct = this.outs.map((b) => {
@@ -424,9 +498,9 @@ export class FilterProject {
         );
         d = evaluateBound(b, filtered);
       }
-      return conform(d, this.outSchema.fields[i]!.type);
+      return conform(d, fields[i]!.type);
     });
-    return makeBatch(this.outArrow, children, kept);
+    return makeBatch(this.outArrow!, children, kept);
   }
 }
 

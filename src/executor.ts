@@ -139,7 +139,10 @@ async function* scanFiltered(
   project: PlainProject | null = null,
 ): AsyncGenerator<arrow.RecordBatch> {
   let remaining = limit ?? Infinity;
-  const fused = filter && project ? new FilterProject(filter, project.exprs, Schema.fromJSON(project.schema)) : null;
+  const fused =
+    filter && evalTuning.fusedFilterProject
+      ? new FilterProject(filter, project ? { exprs: project.exprs, schema: Schema.fromJSON(project.schema) } : null)
+      : null;
   try {
     for (;;) {
       throwIfAborted(signal, label);
@@ -164,6 +167,10 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
   switch (op.type) {
     case 'filter': {
       const udf = containsUdf(op.predicate);
+      if (!udf && evalTuning.fusedFilterProject) {
+        yield* filterProject(input, new FilterProject(op.predicate, null));
+        return;
+      }
       const window = udf ? udfWindow([op.predicate], rt) : 1;
       if (window > 1) {
         yield* pipelined(input, window, (b, offset) => filterWithUdfs(b, op.predicate, rt, offset));
@@ -261,7 +268,7 @@ export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly 
     const op = ops[i]!;
     const project = op.type === 'filter' && !containsUdf(op.predicate) ? plainProject(ops[i + 1]) : null;
     if (op.type === 'filter' && project) {
-      stream = filterProject(stream, new FilterProject(op.predicate, project.exprs, Schema.fromJSON(project.schema)));
+      stream = filterProject(stream, new FilterProject(op.predicate, { exprs: project.exprs, schema: Schema.fromJSON(project.schema) }));
       i++;
     } else stream = applyOp(stream, op, rt);
   }

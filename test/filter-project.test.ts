@@ -145,7 +145,7 @@ describe('FilterProject', () => {
     evalTuning.fusedArithmetic = false;
     const general = projectBatch(filterBatch(b, pred), exprs, outSchema);
     evalTuning.fusedArithmetic = true;
-    const fp = new FilterProject(pred, exprs, outSchema);
+    const fp = new FilterProject(pred, { exprs, schema: outSchema });
     // Twice through one operator: the selection buffer and the bound expressions are reused.
     for (const round of [1, 2]) {
       const fused = fp.apply(b);
@@ -170,9 +170,28 @@ describe('FilterProject', () => {
     }
   });
 
+  it('without a projection it equals filterBatch: every column gathered, an all-pass batch returned as is', () => {
+    for (const nulls of [false, true]) {
+      const b = batch(1500, nulls, 2);
+      for (const pred of [c('x').gt(0.5), c('x').mul(2).le(c('y')), c('y').neq(0), c('x').eq(c('x')), c('x').gt(-1e308).or(c('x').isNull()), l(false)]) {
+        evalTuning.fusedArithmetic = false;
+        const general = filterBatch(b, pred.node);
+        evalTuning.fusedArithmetic = true;
+        const fp = new FilterProject(pred.node, null);
+        for (const round of [1, 2]) {
+          const fused = fp.apply(b);
+          assert.equal(fused.numRows, general.numRows, `rows (round ${round})`);
+          assert.equal(fused === b, general === b, 'the batch itself when every row passes');
+          assert.deepEqual(fused.schema.fields.map(String), general.schema.fields.map(String));
+          for (let i = 0; i < b.numCols; i++) sameData(fused.data.children[i]!, general.data.children[i]!, `column ${i} (nulls ${nulls}, round ${round})`);
+        }
+      }
+    }
+  });
+
   it('rejects a predicate that is not bool, like filterBatch', () => {
     const b = batch(10, false);
-    const fp = new FilterProject(c('x').node, [c('id').node], new Schema([new Field('id', DataType.int64(), true)]));
+    const fp = new FilterProject(c('x').node, { exprs: [c('id').node], schema: new Schema([new Field('id', DataType.int64(), true)]) });
     assert.throws(() => fp.apply(b), /filter predicate must be bool, got col\(x\) \(float64\)/);
   });
 
@@ -248,6 +267,16 @@ describe('the executor fuses a filter with the project after it', () => {
     const limited = await run(() => readParquet(file).where(col('x').gt(0.25)).select('id', col('x').mul(2).add(1).alias('y')).limit(5000));
     assert.equal(limited.fused.numRows, 5000);
     sameTables(limited.fused, limited.general);
+  });
+
+  it('a pushed filter without a projection, and a filter op alone, run through FilterProject too', async () => {
+    setRunner('native', { workers: false, batchSize: 4096 });
+    for (const df of [() => readParquet(file).where(col('x').ge(0.5)), () => fromArrow(table).where(col('x').mul(col('x')).gt(0.2))]) {
+      const { general, fused, applied } = await run(df);
+      assert.ok(applied > 0, 'FilterProject ran');
+      assert.ok(general.numRows > 0 && general.numRows < rows);
+      sameTables(fused, general);
+    }
   });
 
   it('a filter op followed by a project op (in-memory source) runs fused too', async () => {
