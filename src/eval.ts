@@ -284,8 +284,8 @@ function f64Plan(b: Bound): F64Plan | null {
   return plan;
 }
 
-// A predicate comparing two float64 trees (`x > 0.5`, `x * 2 < y`) compiles to one loop that writes
-// the selection directly: no bitmap, no separate popcount and selection pass. `+(a > b)` is the
+// A predicate comparing float64 trees (`x > 0.5`, `x * 2 < y`, `x > 0.2 and not(x > y)`) compiles to
+// one loop that writes the selection directly: no bitmap, no separate popcount and selection pass. `+(a > b)` is the
 // comparison compare-loops.ts packs into bits (IEEE 754: NaN compares false, except !==).
 const CMP_OPS: Partial<Record<string, string>> = { eq: '===', neq: '!==', lt: '<', le: '<=', gt: '>', ge: '>=' };
 type SelLoop = (cols: readonly Float64Array[], s: readonly number[], sel: Int32Array, n: number) => number;
@@ -297,20 +297,38 @@ interface SelPlan {
 const selLoops = new Map<string, SelLoop>();
 const selPlans = new WeakMap<Bound, SelPlan | null>();
 
+/**
+ * A predicate as a 0/1 expression: comparisons of float64 trees, combined by and / or / not. Only
+ * run when no column it reads has nulls, where SQL's three-valued logic is plain boolean logic.
+ */
+function predShape(b: Bound, cols: Bound[], scalars: number[]): string | null {
+  const node = b.node;
+  if (b.literal || node.op !== 'call') return null;
+  if (node.fn === 'not' && b.args.length === 1) {
+    const inner = predShape(b.args[0]!, cols, scalars);
+    return inner === null ? null : `(${inner} ^ 1)`;
+  }
+  if ((node.fn === 'and' || node.fn === 'or') && b.args.length === 2) {
+    const l = predShape(b.args[0]!, cols, scalars);
+    const r = l === null ? null : predShape(b.args[1]!, cols, scalars);
+    return r === null ? null : `(${l} ${node.fn === 'and' ? '&' : '|'} ${r})`;
+  }
+  const sym = CMP_OPS[node.fn];
+  if (!sym || b.args.length !== 2) return null;
+  if (!b.args.every((a, i) => a.field.type.kind === 'float64' && (!b.coerce![i] || b.coerce![i]!.kind === 'float64'))) return null;
+  const l = f64Shape(b.args[0]!, cols, scalars);
+  const r = l === null ? null : f64Shape(b.args[1]!, cols, scalars);
+  return r === null ? null : `+(${l} ${sym} ${r})`;
+}
+
 function selPlan(b: Bound): SelPlan | null {
   let plan = selPlans.get(b);
   if (plan !== undefined) return plan;
   plan = null;
-  const node = b.node;
-  const sym = node.op === 'call' && !b.literal && b.args.length === 2 ? CMP_OPS[node.fn] : undefined;
   const cols: Bound[] = [];
   const scalars: number[] = [];
-  let shape: string | null = null;
-  if (sym && b.args.every((a, i) => a.field.type.kind === 'float64' && (!b.coerce![i] || b.coerce![i]!.kind === 'float64'))) {
-    const l = f64Shape(b.args[0]!, cols, scalars);
-    const r = l === null ? null : f64Shape(b.args[1]!, cols, scalars);
-    if (r !== null && cols.length > 0) shape = `(${l} ${sym} ${r})`.replaceAll('@', 'i');
-  }
+  let shape = predShape(b, cols, scalars);
+  shape = shape !== null && cols.length > 0 ? shape.replaceAll('@', 'i') : null;
   if (shape !== null) {
     const key = `${shape}|${cols.length}|${scalars.length}`;
     let loop = selLoops.get(key);
@@ -322,7 +340,7 @@ function selPlan(b: Bound): SelPlan | null {
         's',
         'sel',
         'n',
-        `"use strict"; ${decl} let c = 0; for (let i = 0; i < n; i++) { sel[c] = i; c += +${shape}; } return c;`,
+        `"use strict"; ${decl} let c = 0; for (let i = 0; i < n; i++) { sel[c] = i; c += ${shape}; } return c;`,
       ) as SelLoop;
       selLoops.set(key, loop);
     }

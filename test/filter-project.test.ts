@@ -164,6 +164,15 @@ describe('FilterProject', () => {
         const b = batch(2000, nulls, off);
         for (const t of [-2, -1e-3, 0, 0.5, 1e3, 1e300]) compare(b, c('x').gt(t).node, `x > ${t} (nulls ${nulls}, offset ${off})`);
         compare(b, c('y').lt(0).node, `y < 0 (nulls ${nulls}, offset ${off})`);
+        compare(
+          b,
+          c('x')
+            .gt(-1)
+            .and(c('x').le(c('y').mul(2))).node,
+          `and (nulls ${nulls}, offset ${off})`,
+        );
+        compare(b, c('x').lt(-1).or(c('x').gt(1)).not().node, `not(or) (nulls ${nulls}, offset ${off})`);
+        compare(b, c('x').eq(c('x')).and(c('x').neq(0)).node, `not NaN and not zero (nulls ${nulls}, offset ${off})`);
         compare(b, c('x').gt(-1e308).or(c('x').isNull()).node, `all rows (nulls ${nulls})`);
         compare(b, l(false).node, `no rows (nulls ${nulls})`);
       }
@@ -173,7 +182,15 @@ describe('FilterProject', () => {
   it('without a projection it equals filterBatch: every column gathered, an all-pass batch returned as is', () => {
     for (const nulls of [false, true]) {
       const b = batch(1500, nulls, 2);
-      for (const pred of [c('x').gt(0.5), c('x').mul(2).le(c('y')), c('y').neq(0), c('x').eq(c('x')), c('x').gt(-1e308).or(c('x').isNull()), l(false)]) {
+      for (const pred of [
+        c('x').gt(0.5),
+        c('x').mul(2).le(c('y')),
+        c('y').neq(0),
+        c('x').eq(c('x')),
+        c('x').gt(-1e308).or(c('x').isNull()),
+        l(false),
+        c('x').ge(0).and(c('y').lt(1).not()),
+      ]) {
         evalTuning.fusedArithmetic = false;
         const general = filterBatch(b, pred.node);
         evalTuning.fusedArithmetic = true;
