@@ -219,7 +219,16 @@ type F64Loop = (cols: readonly Float64Array[], s: readonly number[], out: Float6
 
 const F64_OPS: Partial<Record<string, string>> = { add: '+', sub: '-', mul: '*', div: '/', mod: '%' };
 /** Loops by shape (`((c0[@] * s0) + s1)`): one function per shape, so V8 optimizes it once. */
-const f64Loops = new Map<string, F64Loop>();
+const f64Loops = new Map<string, F64Loop | null>();
+
+/** A generated loop, or null where code generation from strings is disallowed (the general path runs). */
+function compileLoop(params: readonly string[], body: string): unknown {
+  try {
+    return new Function(...params, body);
+  } catch {
+    return null; // --disallow-code-generation-from-strings
+  }
+}
 /** Plans by bound tree (null: not compilable); Bound objects are immutable once bound. */
 const f64Plans = new WeakMap<Bound, F64Plan | null>();
 
@@ -263,22 +272,18 @@ function f64Plan(b: Bound): F64Plan | null {
   if (shape !== null && cols.length > 0 && shape.startsWith('(')) {
     const key = `${shape}|${cols.length}|${scalars.length}`;
     let loop = f64Loops.get(key);
-    if (!loop) {
+    if (loop === undefined) {
       // The source holds only operator symbols and generated names: no user text.
       const decl = [...cols.map((_, k) => `const c${k} = cols[${k}];`), ...scalars.map((_, k) => `const s${k} = s[${k}];`)].join(' ');
       const all = shape.replaceAll('@', 'i');
       const some = shape.replaceAll('@', 'j');
-      loop = new Function(
-        'cols',
-        's',
-        'out',
-        'sel',
-        'm',
+      loop = compileLoop(
+        ['cols', 's', 'out', 'sel', 'm'],
         `"use strict"; ${decl} if (sel === null) { for (let i = 0; i < m; i++) out[i] = ${all}; } else { for (let i = 0; i < m; i++) { const j = sel[i]; out[i] = ${some}; } }`,
-      ) as F64Loop;
+      ) as F64Loop | null;
       f64Loops.set(key, loop);
     }
-    plan = { cols, scalars, loop };
+    if (loop) plan = { cols, scalars, loop };
   }
   f64Plans.set(b, plan);
   return plan;
@@ -294,7 +299,7 @@ interface SelPlan {
   readonly scalars: readonly number[];
   readonly loop: SelLoop;
 }
-const selLoops = new Map<string, SelLoop>();
+const selLoops = new Map<string, SelLoop | null>();
 const selPlans = new WeakMap<Bound, SelPlan | null>();
 
 /**
@@ -332,19 +337,16 @@ function selPlan(b: Bound): SelPlan | null {
   if (shape !== null) {
     const key = `${shape}|${cols.length}|${scalars.length}`;
     let loop = selLoops.get(key);
-    if (!loop) {
+    if (loop === undefined) {
       const decl = [...cols.map((_, k) => `const c${k} = cols[${k}];`), ...scalars.map((_, k) => `const s${k} = s[${k}];`)].join(' ');
       // Branch-free: every row's index is written, and the cursor moves on when the row is kept.
-      loop = new Function(
-        'cols',
-        's',
-        'sel',
-        'n',
+      loop = compileLoop(
+        ['cols', 's', 'sel', 'n'],
         `"use strict"; ${decl} let c = 0; for (let i = 0; i < n; i++) { sel[c] = i; c += ${shape}; } return c;`,
-      ) as SelLoop;
+      ) as SelLoop | null;
       selLoops.set(key, loop);
     }
-    plan = { cols, scalars, loop };
+    if (loop) plan = { cols, scalars, loop };
   }
   selPlans.set(b, plan);
   return plan;

@@ -3,6 +3,7 @@
 // the general path they replace (evalTuning switches them off): same types, same validity, same
 // value bytes, NaN payloads, -0 and infinities included.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as arrow from 'apache-arrow';
@@ -220,6 +221,34 @@ describe('FilterProject', () => {
     assert.deepEqual([...viewed], [...fresh]);
     assert.equal(viewed.buffer, scratch.buffer);
     assert.notEqual(selectionFromBits(bits, 25, new Int32Array(4)).buffer.byteLength, 16);
+  });
+});
+
+describe('without code generation from strings', () => {
+  it('the compiled paths fall back to the general one (node --disallow-code-generation-from-strings)', () => {
+    const code = `
+      import * as arrow from 'apache-arrow';
+      import { col } from './src/expressions.ts';
+      import { evaluate, FilterProject } from './src/eval.ts';
+      import { DataType, Field, Schema } from './src/datatypes.ts';
+      const b = new arrow.RecordBatch({ x: arrow.makeData({ type: new arrow.Float64(), length: 4, data: Float64Array.of(0.25, 0.75, -1, 2) }) });
+      const y = col('x').mul(2).add(1).node;
+      const fp = new FilterProject(col('x').gt(0.5).node, { exprs: [y], schema: new Schema([new Field('y', DataType.float64(), true)]) });
+      console.log(JSON.stringify([[...new arrow.Vector([evaluate(y, b)]).toArray()], [...fp.apply(b).getChildAt(0).toArray()]]));`;
+    const repo = join(import.meta.dirname, '..');
+    const p = spawnSync(
+      process.execPath,
+      ['--disallow-code-generation-from-strings', '--conditions=development', '--import', 'tsx', '--input-type=module', '-e', code],
+      {
+        cwd: repo,
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(p.status, 0, p.stderr);
+    assert.deepEqual(JSON.parse(p.stdout.trim().split('\n').at(-1)!), [
+      [1.5, 2.5, -1, 5],
+      [2.5, 5],
+    ]);
   });
 });
 
