@@ -56,7 +56,6 @@ function throwIfAborted(signal: AbortSignal | undefined, label: string): void {
   if (signal?.aborted) throw new AbortError(`aborted (${label})`, { cause: signal.reason });
 }
 
-/** Reads a source; the scan checks the signal between batches, so an abort stops reading. */
 /** A project op without UDFs: it may run fused with the filter before it (FilterProject). */
 type PlainProject = Extract<OpJSON, { type: 'project' }>;
 
@@ -64,7 +63,10 @@ function plainProject(op: OpJSON | undefined): PlainProject | null {
   return evalTuning.fusedFilterProject && op?.type === 'project' && !op.exprs.some(containsUdf) ? op : null;
 }
 
-/** `project`: the task's first op, fused into the scan's pushed filter (the caller skips that op). */
+/**
+ * Reads a source; the scan checks the signal between batches, so an abort stops reading. `project`:
+ * the task's first op, fused into the scan's pushed filter (the caller skips that op).
+ */
 async function* readSource(src: SourceJSON, ctx: ExecContext, label: string, project: PlainProject | null = null): AsyncGenerator<arrow.RecordBatch> {
   switch (src.kind) {
     case 'multi': {
