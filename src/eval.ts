@@ -221,6 +221,9 @@ const F64_OPS: Partial<Record<string, string>> = { add: '+', sub: '-', mul: '*',
 /** Loops by shape (`((c0[@] * s0) + s1)`): one function per shape, so V8 optimizes it once. */
 const f64Loops = new Map<string, F64Loop | null>();
 
+/** Plans by bound tree (null: not compilable); Bound objects are immutable once bound. */
+const f64Plans = new WeakMap<Bound, F64Plan | null>();
+
 /** A generated loop, or null where code generation from strings is disallowed (the general path runs). */
 function compileLoop(params: readonly string[], body: string): unknown {
   try {
@@ -229,8 +232,6 @@ function compileLoop(params: readonly string[], body: string): unknown {
     return null; // --disallow-code-generation-from-strings
   }
 }
-/** Plans by bound tree (null: not compilable); Bound objects are immutable once bound. */
-const f64Plans = new WeakMap<Bound, F64Plan | null>();
 
 /** Source text of `b` with `@` for the row index, or null when `b` is not a float64 arithmetic tree. */
 function f64Shape(b: Bound, cols: Bound[], scalars: number[]): string | null {
@@ -290,8 +291,9 @@ function f64Plan(b: Bound): F64Plan | null {
 }
 
 // A predicate comparing float64 trees (`x > 0.5`, `x * 2 < y`, `x > 0.2 and not(x > y)`) compiles to
-// one loop that writes the selection directly: no bitmap, no separate popcount and selection pass. `+(a > b)` is the
-// comparison compare-loops.ts packs into bits (IEEE 754: NaN compares false, except !==).
+// one loop that writes the selection directly: no bitmap, no separate popcount and selection pass.
+// `+(a > b)` is the comparison compare-loops.ts packs into bits (IEEE 754: NaN compares false, except
+// !==).
 const CMP_OPS: Partial<Record<string, string>> = { eq: '===', neq: '!==', lt: '<', le: '<=', gt: '>', ge: '>=' };
 type SelLoop = (cols: readonly Float64Array[], s: readonly number[], sel: Int32Array, n: number) => number;
 interface SelPlan {
