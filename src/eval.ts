@@ -7,16 +7,24 @@ import { ColumnNotFoundError, DataType, Field, Schema } from './datatypes.ts';
 import { decodeLiteral, exprName, exprToString, type ExprNode, type UdfCallNode } from './expressions.ts';
 import { ExpressionTypeError, type FunctionDef, type Params, type ResolveContext } from './functions/common.ts';
 import { getFunction } from './functions/index.ts';
-import { popcount } from './kernels/bitmap.ts';
+import { andValidity, popcount } from './kernels/bitmap.ts';
 import { castData, CastError, castUnsupportedReason, conform } from './kernels/cast.ts';
 import { concatData } from './kernels/concat.ts';
-import { fixedListSize, retype } from './kernels/data.ts';
+import { fixedListSize, mkData, retype } from './kernels/data.ts';
 import { selectionFromBits, trueBits } from './kernels/filter.ts';
+import { ownData } from './kernels/owned.ts';
 import { repeatRow, take, takeSelected } from './kernels/take.ts';
 import { physicalValuesToData } from './convert/index.ts';
 
 export { ExpressionTypeError } from './functions/common.ts';
 export { CastError } from './kernels/cast.ts';
+
+/**
+ * Switches for in-process A/B measurements and for tests that compare the fast paths with the
+ * general one: `fusedArithmetic` (float64 arithmetic trees as one loop) and `fusedFilterProject`
+ * (a filter and the projection after it in one operator, FilterProject).
+ */
+export const evalTuning = { fusedArithmetic: true, fusedFilterProject: true, reuseSelection: true };
 
 /** Hooks for nodes eval.ts does not evaluate itself. */
 export interface EvalContext {
@@ -195,8 +203,195 @@ function run(b: Bound, batch: arrow.RecordBatch, n: number): Value {
   }
 }
 
+// --- Fused float64 arithmetic: a tree of add/sub/mul/div/mod over float64 columns and non-null
+// scalars (`x * 2 + 1`) runs as one generated loop, instead of one kernel pass and one intermediate
+// array per operator; after a filter it reads its columns through the selection, so the filtered
+// inputs are never gathered. Each operator is the same IEEE 754 double operation, in the same order,
+// as the per-kernel path (arith-loops.ts), so results are bit-identical.
+
+/** A compiled tree: its leaf columns (distinct names, in index order), scalars and loop. */
+interface F64Plan {
+  readonly cols: readonly Bound[];
+  readonly scalars: readonly number[];
+  readonly loop: F64Loop;
+}
+type F64Loop = (cols: readonly Float64Array[], s: readonly number[], out: Float64Array, sel: Int32Array | null, m: number) => void;
+
+const F64_OPS: Partial<Record<string, string>> = { add: '+', sub: '-', mul: '*', div: '/', mod: '%' };
+/** Loops by shape (`((c0[@] * s0) + s1)`): one function per shape, so V8 optimizes it once. */
+const f64Loops = new Map<string, F64Loop | null>();
+
+/** Plans by bound tree (null: not compilable); Bound objects are immutable once bound. */
+const f64Plans = new WeakMap<Bound, F64Plan | null>();
+
+/** A generated loop, or null where code generation from strings is disallowed (the general path runs). */
+function compileLoop(params: readonly string[], body: string): unknown {
+  try {
+    return new Function(...params, body);
+  } catch {
+    return null; // --disallow-code-generation-from-strings
+  }
+}
+
+/** Source text of `b` with `@` for the row index, or null when `b` is not a float64 arithmetic tree. */
+function f64Shape(b: Bound, cols: Bound[], scalars: number[]): string | null {
+  if (b.field.type.kind !== 'float64') return null;
+  if (b.literal) {
+    const d = b.literal;
+    if (d.length !== 1 || d.nullCount > 0 || !(d.values instanceof Float64Array)) return null;
+    scalars.push(d.values[0]!);
+    return `s${scalars.length - 1}`;
+  }
+  const node = b.node;
+  if (node.op === 'alias') return f64Shape(b.args[0]!, cols, scalars);
+  if (node.op === 'col') {
+    let k = cols.findIndex((c) => (c.node as { name: string }).name === node.name);
+    if (k < 0) k = cols.push(b) - 1;
+    return `c${k}[@]`;
+  }
+  if (node.op !== 'call' || b.args.length !== 2) return null;
+  const sym = F64_OPS[node.fn];
+  if (!sym) return null;
+  // Operands must already be float64: a coercion (int -> float) is left to the general path.
+  for (let i = 0; i < 2; i++) {
+    const to = b.coerce![i];
+    if (b.args[i]!.field.type.kind !== 'float64' || (to && to.kind !== 'float64')) return null;
+  }
+  const l = f64Shape(b.args[0]!, cols, scalars);
+  const r = l === null ? null : f64Shape(b.args[1]!, cols, scalars);
+  return r === null ? null : `(${l} ${sym} ${r})`;
+}
+
+function f64Plan(b: Bound): F64Plan | null {
+  let plan = f64Plans.get(b);
+  if (plan !== undefined) return plan;
+  plan = null;
+  const cols: Bound[] = [];
+  const scalars: number[] = [];
+  const shape = b.literal ? null : f64Shape(b, cols, scalars);
+  // At least one operator over at least one column (a bare column is not copied by the general path).
+  if (shape !== null && cols.length > 0 && shape.startsWith('(')) {
+    const key = `${shape}|${cols.length}|${scalars.length}`;
+    let loop = f64Loops.get(key);
+    if (loop === undefined) {
+      // The source holds only operator symbols and generated names: no user text.
+      const decl = [...cols.map((_, k) => `const c${k} = cols[${k}];`), ...scalars.map((_, k) => `const s${k} = s[${k}];`)].join(' ');
+      const all = shape.replaceAll('@', 'i');
+      const some = shape.replaceAll('@', 'j');
+      loop = compileLoop(
+        ['cols', 's', 'out', 'sel', 'm'],
+        `"use strict"; ${decl} if (sel === null) { for (let i = 0; i < m; i++) out[i] = ${all}; } else { for (let i = 0; i < m; i++) { const j = sel[i]; out[i] = ${some}; } }`,
+      ) as F64Loop | null;
+      f64Loops.set(key, loop);
+    }
+    if (loop) plan = { cols, scalars, loop };
+  }
+  f64Plans.set(b, plan);
+  return plan;
+}
+
+// A predicate comparing float64 trees (`x > 0.5`, `x * 2 < y`, `x > 0.2 and not(x > y)`) compiles to
+// one loop that writes the selection directly: no bitmap, no separate popcount and selection pass.
+// `+(a > b)` is the comparison compare-loops.ts packs into bits (IEEE 754: NaN compares false, except
+// !==).
+const CMP_OPS: Partial<Record<string, string>> = { eq: '===', neq: '!==', lt: '<', le: '<=', gt: '>', ge: '>=' };
+type SelLoop = (cols: readonly Float64Array[], s: readonly number[], sel: Int32Array, n: number) => number;
+interface SelPlan {
+  readonly cols: readonly Bound[];
+  readonly scalars: readonly number[];
+  readonly loop: SelLoop;
+}
+const selLoops = new Map<string, SelLoop | null>();
+const selPlans = new WeakMap<Bound, SelPlan | null>();
+
+/**
+ * A predicate as a 0/1 expression: comparisons of float64 trees, combined by and / or / not. Only
+ * run when no column it reads has nulls, where SQL's three-valued logic is plain boolean logic.
+ */
+function predShape(b: Bound, cols: Bound[], scalars: number[]): string | null {
+  const node = b.node;
+  if (b.literal || node.op !== 'call') return null;
+  if (node.fn === 'not' && b.args.length === 1) {
+    const inner = predShape(b.args[0]!, cols, scalars);
+    return inner === null ? null : `(${inner} ^ 1)`;
+  }
+  if ((node.fn === 'and' || node.fn === 'or') && b.args.length === 2) {
+    const l = predShape(b.args[0]!, cols, scalars);
+    const r = l === null ? null : predShape(b.args[1]!, cols, scalars);
+    return r === null ? null : `(${l} ${node.fn === 'and' ? '&' : '|'} ${r})`;
+  }
+  const sym = CMP_OPS[node.fn];
+  if (!sym || b.args.length !== 2) return null;
+  if (!b.args.every((a, i) => a.field.type.kind === 'float64' && (!b.coerce![i] || b.coerce![i]!.kind === 'float64'))) return null;
+  const l = f64Shape(b.args[0]!, cols, scalars);
+  const r = l === null ? null : f64Shape(b.args[1]!, cols, scalars);
+  return r === null ? null : `+(${l} ${sym} ${r})`;
+}
+
+function selPlan(b: Bound): SelPlan | null {
+  let plan = selPlans.get(b);
+  if (plan !== undefined) return plan;
+  plan = null;
+  const cols: Bound[] = [];
+  const scalars: number[] = [];
+  let shape = predShape(b, cols, scalars);
+  shape = shape !== null && cols.length > 0 ? shape.replaceAll('@', 'i') : null;
+  if (shape !== null) {
+    const key = `${shape}|${cols.length}|${scalars.length}`;
+    let loop = selLoops.get(key);
+    if (loop === undefined) {
+      const decl = [...cols.map((_, k) => `const c${k} = cols[${k}];`), ...scalars.map((_, k) => `const s${k} = s[${k}];`)].join(' ');
+      // Branch-free: every row's index is written, and the cursor moves on when the row is kept.
+      loop = compileLoop(
+        ['cols', 's', 'sel', 'n'],
+        `"use strict"; ${decl} let c = 0; for (let i = 0; i < n; i++) { sel[c] = i; c += ${shape}; } return c;`,
+      ) as SelLoop | null;
+      selLoops.set(key, loop);
+    }
+    if (loop) plan = { cols, scalars, loop };
+  }
+  selPlans.set(b, plan);
+  return plan;
+}
+
+/** The rows a compiled predicate keeps, written into `buf` (n slots or more); null when a column has nulls. */
+function runSel(plan: SelPlan, batch: arrow.RecordBatch, buf: Int32Array): Int32Array | null {
+  const arrays: Float64Array[] = [];
+  for (const c of plan.cols) {
+    const d = conform(columnData(batch, (c.node as { name: string }).name), c.field.type);
+    if (!(d.values instanceof Float64Array) || d.nullCount !== 0) return null;
+    arrays.push(d.values);
+  }
+  return buf.subarray(0, plan.loop(arrays, plan.scalars, buf, batch.numRows));
+}
+
+/**
+ * Runs a compiled plan over the batch's rows, or over the rows of `sel` (then only when its columns
+ * have no nulls; null is returned otherwise, and the caller takes the general path).
+ */
+function runF64(plan: F64Plan, batch: arrow.RecordBatch, sel: Int32Array | null): arrow.Data | null {
+  const datas: arrow.Data[] = [];
+  const arrays: Float64Array[] = [];
+  for (const c of plan.cols) {
+    const d = conform(columnData(batch, (c.node as { name: string }).name), c.field.type);
+    if (!(d.values instanceof Float64Array)) return null;
+    if (sel !== null && d.nullCount !== 0) return null;
+    datas.push(d);
+    arrays.push(d.values);
+  }
+  const m = sel === null ? batch.numRows : sel.length;
+  const out = new Float64Array(m);
+  plan.loop(arrays, plan.scalars, out, sel, m);
+  const d = mkData(new arrow.Float64(), m, sel === null ? andValidity(datas, m) : null, out);
+  // A fresh buffer, as arithKernel's: a worker may move it (owned.ts).
+  return m > 1 ? ownData(d) : d;
+}
+
 function evaluateBound(b: Bound, batch: arrow.RecordBatch): arrow.Data {
   const n = batch.numRows;
+  const plan = f64Plan(b);
+  const fused = plan && evalTuning.fusedArithmetic ? runF64(plan, batch, null) : null;
+  if (fused) return retype(fused, b.field.type.toArrow());
   let d = run(b, batch, n).data;
   if (d.length !== n) d = repeatRow(d, 0, n); // a scalar expression: broadcast once, at the end
   return retype(d, b.field.type.toArrow());
@@ -236,6 +431,120 @@ export function filterBatch(batch: arrow.RecordBatch, predicate: ExprNode): arro
     batch.data.children.map((c) => takeSelected(c, sel)),
     kept,
   );
+}
+
+/**
+ * A filter and the projection after it as one operator (a scan's pushed filter or a filter op, then a
+ * project op without UDFs). Bound once per input schema rather than per batch. After the filter it
+ * gathers only the columns the projection reads, and float64 arithmetic (`x * 2 + 1`) reads its
+ * columns through the selection: `x` is never gathered, `x * 2` never materialized. Results equal
+ * projectBatch(filterBatch(batch, predicate), exprs, outSchema) exactly.
+ */
+export class FilterProject {
+  private key = '';
+  private pred: Bound | null = null;
+  private outs: Bound[] = [];
+  private readonly outArrow: arrow.Schema | null;
+  /** The selection's buffer, reused by every batch: the selection never leaves apply(). */
+  private selBuf = new Int32Array(0);
+
+  /** Without `project`, a plain filter: every column is kept, and a batch whose rows all pass is returned as is. */
+  constructor(
+    private readonly predicate: ExprNode,
+    private readonly project: { readonly exprs: readonly ExprNode[]; readonly schema: Schema } | null,
+  ) {
+    if (project && project.exprs.length !== project.schema.fields.length) {
+      throw new Error(`FilterProject: ${project.exprs.length} expressions for ${project.schema.fields.length} output fields`);
+    }
+    this.outArrow = project ? project.schema.toArrow() : null;
+  }
+
+  private bindFor(batch: arrow.RecordBatch): void {
+    // Batches of one stream mostly carry equal (not identical) schemas: compare names and types.
+    const key = batch.schema.fields.map((f) => `${f.name}\u0000${String(f.type)}\u0000${f.nullable}`).join('\u0001');
+    if (key === this.key && this.pred) return;
+    const schema = Schema.fromArrow(batch.schema);
+    const pred = bind(this.predicate, schema, undefined);
+    const k = pred.field.type.kind;
+    if (k !== 'bool' && k !== 'null') {
+      throw new ExpressionTypeError(`filter predicate must be bool, got ${exprToString(this.predicate)} (${pred.field.type})`);
+    }
+    this.outs = this.project ? this.project.exprs.map((e) => bind(e, schema, undefined)) : [];
+    this.pred = pred;
+    this.key = key;
+  }
+
+  private projectAll(batch: arrow.RecordBatch, n: number): arrow.RecordBatch {
+    if (!this.project) return batch;
+    const fields = this.project.schema.fields;
+    const children = this.outs.map((b, i) => conform(evaluateBound(b, batch), fields[i]!.type));
+    return makeBatch(this.outArrow!, children, n);
+  }
+
+  apply(batch: arrow.RecordBatch): arrow.RecordBatch {
+    this.bindFor(batch);
+    const n = batch.numRows;
+    if (this.selBuf.length < n + 8) this.selBuf = new Int32Array(n + 8);
+    const buf = evalTuning.reuseSelection ? this.selBuf : new Int32Array(n + 8);
+    const plan = evalTuning.fusedArithmetic ? selPlan(this.pred!) : null;
+    let sel = plan ? runSel(plan, batch, buf) : null;
+    if (!sel) {
+      const bits = trueBits(evaluateBound(this.pred!, batch), n);
+      sel = selectionFromBits(bits, n, buf);
+    }
+    const kept = sel.length;
+    if (kept === n) return this.projectAll(batch, n);
+    if (!this.project) {
+      return makeBatch(
+        batch.schema,
+        batch.data.children.map((c) => takeSelected(c, sel)),
+        kept,
+      );
+    }
+    const fields = this.project.schema.fields;
+    // Compiled float64 trees read through the selection; the rest are evaluated over a batch of
+    // the gathered columns they read (built once, only when some output needs it).
+    const direct = this.outs.map((b) => {
+      const plan = evalTuning.fusedArithmetic ? f64Plan(b) : null;
+      return plan ? runF64(plan, batch, sel) : null;
+    });
+    let filtered: arrow.RecordBatch | null = null;
+    const children = this.outs.map((b, i) => {
+      let d = direct[i];
+      if (d) d = retype(d, b.field.type.toArrow());
+      else {
+        filtered ??= gatherColumns(
+          batch,
+          this.outs.filter((_, j) => !direct[j]),
+          sel,
+        );
+        d = evaluateBound(b, filtered);
+      }
+      return conform(d, fields[i]!.type);
+    });
+    return makeBatch(this.outArrow!, children, kept);
+  }
+}
+
+/** Names of the columns a bound tree reads. */
+function readColumns(b: Bound, into: Set<string>): Set<string> {
+  if (b.node.op === 'col') into.add(b.node.name);
+  else if (!b.literal) for (const a of b.args) readColumns(a, into);
+  return into;
+}
+
+/** A batch of the columns `outs` read (in the input's order), taken at the selection's rows. */
+function gatherColumns(batch: arrow.RecordBatch, outs: readonly Bound[], sel: Int32Array): arrow.RecordBatch {
+  const names = new Set<string>();
+  for (const b of outs) readColumns(b, names);
+  const fields: arrow.Field[] = [];
+  const children: arrow.Data[] = [];
+  batch.schema.fields.forEach((f, i) => {
+    if (!names.has(f.name)) return;
+    fields.push(f);
+    children.push(takeSelected(batch.data.children[i]!, sel));
+  });
+  return makeBatch(new arrow.Schema(fields, batch.schema.metadata), children, sel.length);
 }
 
 /** Rows at `indices` (in that order; repeats allowed; a negative index gives a row of nulls). */

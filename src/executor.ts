@@ -6,7 +6,7 @@
 import * as arrow from 'apache-arrow';
 import { Schema, type SchemaJSON } from './datatypes.ts';
 import { containsUdf, type ExprNode } from './expressions.ts';
-import { explodeBatch, filterBatch, projectBatch } from './eval.ts';
+import { evalTuning, explodeBatch, filterBatch, FilterProject, projectBatch } from './eval.ts';
 import { readCsvBatches } from './io/csv/index.ts';
 import { readParquetBatches } from './io/parquet/index.ts';
 import { writeCsvFile } from './io/csv/index.ts';
@@ -56,8 +56,18 @@ function throwIfAborted(signal: AbortSignal | undefined, label: string): void {
   if (signal?.aborted) throw new AbortError(`aborted (${label})`, { cause: signal.reason });
 }
 
-/** Reads a source; the scan checks the signal between batches, so an abort stops reading. */
-async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): AsyncGenerator<arrow.RecordBatch> {
+/** A project op without UDFs: it may run fused with the filter before it (FilterProject). */
+type PlainProject = Extract<OpJSON, { type: 'project' }>;
+
+function plainProject(op: OpJSON | undefined): PlainProject | null {
+  return evalTuning.fusedFilterProject && op?.type === 'project' && !op.exprs.some(containsUdf) ? op : null;
+}
+
+/**
+ * Reads a source; the scan checks the signal between batches, so an abort stops reading. `project`:
+ * the task's first op, fused into the scan's pushed filter (the caller skips that op).
+ */
+async function* readSource(src: SourceJSON, ctx: ExecContext, label: string, project: PlainProject | null = null): AsyncGenerator<arrow.RecordBatch> {
   switch (src.kind) {
     case 'multi': {
       let remaining = src.limit ?? Infinity;
@@ -105,7 +115,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
       // Without a filter the limit is a row count the decoder can stop at (mid row group).
       if (src.limit !== null && !src.filter) opts.limit = src.limit;
-      yield* scanFiltered(withPartitionColumns(readParquetBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label);
+      yield* scanFiltered(withPartitionColumns(readParquetBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label, project);
       return;
     }
     case 'csv': {
@@ -115,7 +125,7 @@ async function* readSource(src: SourceJSON, ctx: ExecContext, label: string): As
         schema: Schema.fromJSON(src.fileSchema),
       };
       if (ctx.batchSize) opts.batchSize = ctx.batchSize;
-      yield* scanFiltered(withPartitionColumns(readCsvBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label);
+      yield* scanFiltered(withPartitionColumns(readCsvBatches(src.path, opts), src.partition), src.filter, src.limit, ctx.signal, label, project);
       return;
     }
   }
@@ -128,15 +138,21 @@ async function* scanFiltered(
   limit: number | null,
   signal: AbortSignal | undefined,
   label: string,
+  project: PlainProject | null = null,
 ): AsyncGenerator<arrow.RecordBatch> {
   let remaining = limit ?? Infinity;
+  const fused =
+    filter && evalTuning.fusedFilterProject
+      ? new FilterProject(filter, project ? { exprs: project.exprs, schema: Schema.fromJSON(project.schema) } : null)
+      : null;
   try {
     for (;;) {
       throwIfAborted(signal, label);
       const next = await batches.next();
       if (next.done) return;
       let b = next.value;
-      if (filter) b = filterBatch(b, filter);
+      if (fused) b = fused.apply(b);
+      else if (filter) b = filterBatch(b, filter);
       if (b.numRows === 0) continue;
       if (b.numRows > remaining) b = b.slice(0, remaining);
       remaining -= b.numRows;
@@ -153,6 +169,10 @@ export async function* applyOp(input: AsyncIterable<arrow.RecordBatch>, op: OpJS
   switch (op.type) {
     case 'filter': {
       const udf = containsUdf(op.predicate);
+      if (!udf && evalTuning.fusedFilterProject) {
+        yield* filterProject(input, new FilterProject(op.predicate, null));
+        return;
+      }
       const window = udf ? udfWindow([op.predicate], rt) : 1;
       if (window > 1) {
         yield* pipelined(input, window, (b, offset) => filterWithUdfs(b, op.predicate, rt, offset));
@@ -246,8 +266,28 @@ async function* pipelined(
 
 export function applyOps(input: AsyncIterable<arrow.RecordBatch>, ops: readonly OpJSON[], rt: UdfRuntime = runtime): AsyncIterable<arrow.RecordBatch> {
   let stream = input;
-  for (const op of ops) stream = applyOp(stream, op, rt);
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    const project = op.type === 'filter' && !containsUdf(op.predicate) ? plainProject(ops[i + 1]) : null;
+    if (op.type === 'filter' && project) {
+      stream = filterProject(stream, new FilterProject(op.predicate, { exprs: project.exprs, schema: Schema.fromJSON(project.schema) }));
+      i++;
+    } else stream = applyOp(stream, op, rt);
+  }
   return stream;
+}
+
+async function* filterProject(input: AsyncIterable<arrow.RecordBatch>, fused: FilterProject): AsyncGenerator<arrow.RecordBatch> {
+  for await (const b of input) {
+    const out = fused.apply(b);
+    if (out.numRows) yield out;
+  }
+}
+
+/** The task's first op when it can run fused with the scan's pushed filter (see readSource). */
+function scanProject(task: PartitionTask): PlainProject | null {
+  const src = task.source;
+  return (src.kind === 'parquet' || src.kind === 'csv') && src.filter ? plainProject(task.ops[0]) : null;
 }
 
 /** Where a partition's output goes. */
@@ -340,7 +380,8 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
   async function* batches(): AsyncGenerator<arrow.RecordBatch> {
     try {
       throwIfAborted(ctx.signal, label);
-      for await (const b of applyOps(readSource(task.source, ctx, label), task.ops, rt)) {
+      const project = scanProject(task);
+      for await (const b of applyOps(readSource(task.source, ctx, label, project), project ? task.ops.slice(1) : task.ops, rt)) {
         // Between batches: after an abort no further batch is read or handed to a UDF.
         throwIfAborted(ctx.signal, label);
         rows += b.numRows;
