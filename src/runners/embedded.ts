@@ -709,6 +709,18 @@ function reducingInput(plan: PlanNode, o: ResolvedEmbeddedOptions): { physical: 
   return { physical: buildPhysicalPlan(split, embeddedPhysicalOptions(options)), options };
 }
 
+/** For in-process A/B measurements (bench/groupby.ts): `false` runs every partition of phase one on the workers. */
+export const aggregateTuning = { sharedPhaseOne: true };
+
+/**
+ * Phase one of a reducing aggregation on 2 threads: this thread, which merges the partial states,
+ * would otherwise only wait for them; so it runs every other partition's phase one itself, beside
+ * one worker, as a scan without UDFs does (sharesDecoding). TODO numbers.
+ */
+function phaseOneLookahead(): 'ordered' | 'shared' {
+  return aggregateTuning.sharedPhaseOne ? 'shared' : 'ordered';
+}
+
 function keyNames(op: PartialAggregateOp): string[] {
   return op.schema.fields.slice(0, op.keys).map((f) => f.name);
 }
@@ -795,9 +807,8 @@ export class EmbeddedRunner implements Runner {
     }
     const optimized = optimize(plan);
     // Phase one of an aggregation whose keys are not known to be mostly distinct: its partitions reduce their rows.
-    const placed = tail.some((op) => op.type === 'partialAggregate' && groupsReduce(optimized, keyNames(op)) !== false)
-      ? reducingInput(optimized, this.options)
-      : { physical: this.physical(plan), options: this.options };
+    const reducing = tail.some((op) => op.type === 'partialAggregate' && groupsReduce(optimized, keyNames(op)) !== false);
+    const placed = reducing ? reducingInput(optimized, this.options) : { physical: this.physical(plan), options: this.options };
     let physical = placed.physical;
     if (physical.globalOps.length) {
       // A global limit makes the whole result one partition.
@@ -811,7 +822,7 @@ export class EmbeddedRunner implements Runner {
     run.trace = trace?.stage ?? null;
     let failure: unknown;
     try {
-      yield* streamPartitions(physical, placed.options, run);
+      yield* streamPartitions(physical, placed.options, run, undefined, reducing ? phaseOneLookahead() : 'ordered');
     } catch (err) {
       failure = err;
       throw err;
