@@ -62,7 +62,8 @@ if (expected.has('workers') && expected.has('shared') && expected.get('workers')
 const main = String(process.pid);
 const samples = new Map<string, number[][]>();
 for (let r = 0; r < ROUNDS; r++) {
-  for (const v of only) {
+  // ABBA: odd rounds run the variants in reverse order.
+  for (const v of r % 2 ? [...only].reverse() : only) {
     variants[v]!();
     const t0s = threadCpus();
     const c0 = process.cpuUsage();
