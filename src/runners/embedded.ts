@@ -715,11 +715,12 @@ export const aggregateTuning = { sharedPhaseOne: true };
 /**
  * Phase one of a reducing aggregation on 2 threads: this thread, which merges the partial states,
  * would otherwise only wait for them; so it runs every other partition's phase one itself, beside
- * one worker, as a scan without UDFs does (sharesDecoding). One worker hand-off and one worker's
+ * one worker, as a scan without UDFs does (sharesDecoding): one worker hand-off and one worker's
  * start-up fewer. The bench's groupBy over 8 keys, process CPU medians at load 15-17: fresh
- * processes after 1 warm-up 70 vs 76 ms (8 each), 60 ABBA rounds in one process 83 vs 94 ms, a
- * fresh process's first run 1.2 vs 2.0 s (docs/performance.md, "Session 5"). Plans whose keys are mostly distinct (groupsReduce false) keep
- * the ordered placement: their phase one passes rows on, and this thread is busy merging them.
+ * processes after 1 warm-up 70 vs 76 ms; in one process, lower in 4 of 6 A/B runs (83 vs 94 ms
+ * over 60 rounds); a fresh process's first run 1.2-1.5 vs 1.9-2.5 s (docs/performance.md,
+ * "Session 5"). Keys statistics show mostly distinct (groupsReduce false) keep the ordered
+ * placement: their phase one passes rows on, and this thread is busy merging them.
  */
 function phaseOneLookahead(): 'ordered' | 'shared' {
   return aggregateTuning.sharedPhaseOne ? 'shared' : 'ordered';
