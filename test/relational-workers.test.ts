@@ -302,6 +302,17 @@ describe('phase one shared with the calling thread on 2 threads', () => {
     }
   });
 
+  it('keys that statistics show mostly distinct: phase one stays on the workers (this thread merges what they pass on)', async () => {
+    setRunner('native', WORKERS);
+    resetRelationalStats();
+    const got = await W().groupBy('u').agg(col('v').sum().alias('s')).toRows();
+    const st = relationalStats();
+    assert.equal(got.length, WIDE);
+    assert.equal(st.partialRowsAggregated, 0, `no phase one here (${JSON.stringify(st)})`);
+    assert.equal(st.rawRowsAggregated + st.stateRowsMerged, WIDE, 'every row crossed once, as a state or as itself');
+    for (const r of got) assert.equal(r.s, wideV[r.u as number]);
+  });
+
   it('a whole-frame agg and a flushed partial table: exact, and phase one ran on both threads', async () => {
     setRunner('native', { ...WORKERS, memoryBudgetBytes: 2 << 20 });
     try {
