@@ -302,6 +302,19 @@ describe('phase one shared with the calling thread on 2 threads', () => {
     }
   });
 
+  it('distinct: phase one on both threads, the first row of each key kept', async () => {
+    setRunner('native', WORKERS);
+    resetRelationalStats();
+    const pairs = await F().select('k', 'g').distinct().toRows();
+    const byG = await F().distinct('g').toRows();
+    const st = relationalStats();
+    assert.ok(st.partialRowsAggregated > 0 && st.partialRowsAggregated < 2 * N, `phase one here over ${st.partialRowsAggregated} rows`);
+    assert.equal(st.rawRowsAggregated, 0);
+    assert.deepEqual(canon(pairs), canon(await duck(`SELECT DISTINCT k, g FROM ${facts()}`)));
+    const firstRows = await duck(`SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY g ORDER BY n) rn FROM ${facts()}) WHERE rn = 1`);
+    assert.deepEqual(canon(byG), canon(firstRows));
+  });
+
   it('keys that statistics show mostly distinct: phase one stays on the workers (this thread merges what they pass on)', async () => {
     setRunner('native', WORKERS);
     resetRelationalStats();
