@@ -529,8 +529,8 @@ async function* inProcess(t: PartitionTask, execCtx: ExecContext, ctx: EmbeddedR
 /** The whole plan as one ordered stream: partitions merged in order, then the global operators. */
 function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
   async function* merged(): AsyncGenerator<arrow.RecordBatch> {
-    // Only the merged stream shares decoding: an aggregation's phase one (partitions()) reduces its
-    // rows on the workers, so little crosses threads there.
+    // The merged stream shares decoding; partitions() shares only a reducing aggregation's phase one
+    // (phaseOneLookahead).
     for await (const part of streamPartitions(plan, options, ctx, handle, 'shared')) {
       for await (const b of part.batches) {
         ctx.progress?.rows(b.numRows);
