@@ -92,4 +92,12 @@ for (const [v, s] of samples) {
   const col = (i: number): string => median(s.map((x) => x[i]!)).toFixed(1);
   console.log(`| ${v} | ${col(0)} | ${col(1)} | ${col(2)} | ${col(3)} |`);
 }
+// Paired by round: how often each variant took less process CPU than the first one.
+const [first, ...rest] = [...samples.keys()];
+for (const v of rest) {
+  const a = samples.get(first!)!;
+  const b = samples.get(v)!;
+  const lower = b.filter((x, r) => x[1]! < a[r]![1]!).length;
+  console.log(`${v}: less process CPU than ${first} in ${lower} of ${b.length} rounds`);
+}
 process.exit(0);

@@ -716,11 +716,11 @@ export const aggregateTuning = { sharedPhaseOne: true };
  * Phase one of a reducing aggregation on 2 threads: this thread, which merges the partial states,
  * would otherwise only wait for them; so it runs every other partition's phase one itself, beside
  * one worker, as a scan without UDFs does (sharesDecoding): one worker hand-off and one worker's
- * start-up fewer. The bench's groupBy over 8 keys, process CPU medians at load 15-17: fresh
- * processes after 1 warm-up 70 vs 76 ms; in one process, lower in 4 of 6 A/B runs (83 vs 94 ms
- * over 60 rounds); a fresh process's first run 1.2-1.5 vs 1.9-2.5 s (docs/performance.md,
- * "Session 5"). Keys statistics show mostly distinct (groupsReduce false) keep the ordered
- * placement: their phase one passes rows on, and this thread is busy merging them.
+ * start-up fewer. The bench's groupBy over 8 keys at load 15-17: a fresh process's first run took
+ * 1.2-1.5 s of CPU against 1.9-2.5 s; later runs' CPU is the same within noise (paired rounds split
+ * evenly); the idle machine's wall time is unmeasured (docs/performance.md, "Session 5"). Keys
+ * that statistics show mostly distinct (groupsReduce false) keep the ordered placement: their
+ * phase one passes rows on, and this thread is busy merging them.
  */
 function phaseOneLookahead(): 'ordered' | 'shared' {
   return aggregateTuning.sharedPhaseOne ? 'shared' : 'ordered';
