@@ -716,9 +716,10 @@ export const aggregateTuning = { sharedPhaseOne: true };
  * Phase one of a reducing aggregation on 2 threads: this thread, which merges the partial states,
  * would otherwise only wait for them; so it runs every other partition's phase one itself, beside
  * one worker, as a scan without UDFs does (sharesDecoding): one worker hand-off and one worker's
- * start-up fewer. The bench's groupBy over 8 keys at load 15-17: a fresh process's first run took
- * 1.2-1.5 s of CPU against 1.9-2.5 s; later runs' CPU is the same within noise (paired rounds split
- * evenly); the idle machine's wall time is unmeasured (docs/performance.md, "Session 5"). Keys
+ * start-up fewer. The bench's groupBy over 8 keys, under other load: a fresh process's first run
+ * took 1.2-1.5 s of CPU against 1.9-2.5 s; in the bench's regime (1 warm-up) its wall median fell
+ * 100 -> 78 ms (9 pairs); after 8 warm-ups CPU and wall are the same within noise; the idle
+ * machine's figures are not measured yet (docs/performance.md, "Session 5"). Keys
  * that statistics show mostly distinct (groupsReduce false) keep the ordered placement: their
  * phase one passes rows on, and this thread is busy merging them.
  */
