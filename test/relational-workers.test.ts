@@ -10,6 +10,7 @@ import { col, DataType, Field, fromRecords, readParquet, relationalStats, resetR
 import { writeParquetFile } from '../src/io/parquet/index.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
+import { aggregateTuning } from '../src/runners/embedded.ts';
 
 type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
 let con: DuckCon;
@@ -133,6 +134,15 @@ const everyAggregate = (df: DataFrame): DataFrame =>
     );
 
 describe('phase one of an aggregation runs in the worker threads', () => {
+  // On 2 threads the calling thread runs every other partition's phase one by default (tested
+  // below); these tests pin the path where every partition runs on the workers.
+  before(() => {
+    aggregateTuning.sharedPhaseOne = false;
+  });
+  after(() => {
+    aggregateTuning.sharedPhaseOne = true;
+  });
+
   it('groupBy, every aggregate: only partial states reach the calling thread; the result is DuckDB’s', async () => {
     setRunner('native', WORKERS);
     resetRelationalStats();
@@ -253,6 +263,100 @@ describe('phase one of an aggregation runs in the worker threads', () => {
       }
       const duckSum = await duck(`SELECT sum(v) s FROM ${wide()}`);
       assert.ok(Math.abs(got.reduce((n, r) => n + (r.s as number), 0) - Number(duckSum[0]!.s)) < 1e-3);
+    } finally {
+      setRunner('native', WORKERS);
+    }
+  });
+});
+
+describe('phase one shared with the calling thread on 2 threads', () => {
+  it('groupBy, every aggregate: this thread runs some partitions’ phase one, a worker the others; rows identical to workers alone and to DuckDB', async () => {
+    setRunner('native', WORKERS);
+    const plan = everyAggregate(F());
+    const parts = Number(/Stage 0: (\d+) partition\(s\), parallelism 2 \(worker threads\)/.exec(await plan.explain())?.[1]);
+    assert.ok(parts >= 2, `at least 2 partitions (${parts})`);
+    aggregateTuning.sharedPhaseOne = false;
+    const alone = await plan.toRows();
+    aggregateTuning.sharedPhaseOne = true;
+    resetRelationalStats();
+    const got = await plan.toRows();
+    const st = relationalStats();
+    // Partitions 0, 2, ... here: some but not all rows went through a partial table on this thread.
+    assert.ok(st.partialRowsAggregated > 0 && st.partialRowsAggregated < N, `phase one here over ${st.partialRowsAggregated} of ${N} rows`);
+    assert.equal(st.rawRowsAggregated, 0, 'no raw row reached the final table');
+    assert.ok(st.stateRowsMerged > 0 && st.stateRowsMerged < N / 20, `${st.stateRowsMerged} state rows merged for ${N} input rows`);
+    // Same partitions, same merge order: the same rows bit for bit (float sums, first(), list() order).
+    const byG = (rows: Record<string, unknown>[]): Record<string, unknown>[] => [...rows].sort((a, b) => Number(a.g ?? -1) - Number(b.g ?? -1));
+    assert.deepEqual(byG(got), byG(alone));
+    const want = await duck(
+      `SELECT g, sum(v) sv, sum(i) si, avg(v) mv, min(v) minv, max(i) maxi, min(s) mins, max(s) maxs, count(v) cv, count(DISTINCT s) cds, max(b) maxb, min(n) fn, list(n) ln FROM ${facts()} GROUP BY g`,
+    );
+    assert.deepEqual(canon(got, { sortLists: true }), canon(want, { sortLists: true }));
+    for (const r of got) {
+      const ns = (r.ln as number[]).map(Number);
+      assert.deepEqual(
+        ns,
+        [...ns].sort((a, b) => a - b),
+        `list() keeps input order across partitions (group ${String(r.g)})`,
+      );
+    }
+  });
+
+  it('distinct: phase one on both threads, the first row of each key kept', async () => {
+    setRunner('native', WORKERS);
+    resetRelationalStats();
+    const pairs = await F().select('k', 'g').distinct().toRows();
+    const byG = await F().distinct('g').toRows();
+    const st = relationalStats();
+    assert.ok(st.partialRowsAggregated > 0 && st.partialRowsAggregated < 2 * N, `phase one here over ${st.partialRowsAggregated} rows`);
+    assert.equal(st.rawRowsAggregated, 0);
+    assert.deepEqual(canon(pairs), canon(await duck(`SELECT DISTINCT k, g FROM ${facts()}`)));
+    const firstRows = await duck(`SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY g ORDER BY n) rn FROM ${facts()}) WHERE rn = 1`);
+    assert.deepEqual(canon(byG), canon(firstRows));
+  });
+
+  it('keys that statistics show mostly distinct: phase one stays on the workers (this thread merges what they pass on)', async () => {
+    setRunner('native', WORKERS);
+    resetRelationalStats();
+    const got = await W().groupBy('u').agg(col('v').sum().alias('s')).toRows();
+    const st = relationalStats();
+    assert.equal(got.length, WIDE);
+    assert.equal(st.partialRowsAggregated, 0, `no phase one here (${JSON.stringify(st)})`);
+    assert.equal(st.rawRowsAggregated + st.stateRowsMerged, WIDE, 'every row crossed once, as a state or as itself');
+    for (const r of got) assert.equal(r.s, wideV[r.u as number]);
+  });
+
+  it('a whole-frame agg and a flushed partial table: exact, and phase one ran on both threads', async () => {
+    setRunner('native', { ...WORKERS, memoryBudgetBytes: 2 << 20 });
+    try {
+      resetRelationalStats();
+      const [total] = await W().agg(col('v').sum().alias('s'), col('u').count().alias('c'), col('u').first().alias('f')).toRows();
+      let st = relationalStats();
+      assert.ok(st.partialRowsAggregated > 0 && st.partialRowsAggregated < WIDE, `phase one here over ${st.partialRowsAggregated} of ${WIDE} rows`);
+      let sum = 0;
+      for (let i = 0; i < WIDE; i++) sum += wideV[i]!;
+      assert.ok(Math.abs((total!.s as number) - sum) < 1e-6);
+      assert.equal(Number(total!.c), WIDE);
+      assert.equal(total!.f, 0);
+      resetRelationalStats();
+      const got = await W().groupBy('r').agg(col('v').count().alias('c'), col('u').list().alias('l')).toRows();
+      st = relationalStats();
+      assert.equal(got.length, R);
+      assert.equal(st.rawRowsAggregated, 0);
+      assert.ok(st.partialRowsAggregated > 0 && st.partialRowsAggregated < WIDE, `phase one here over ${st.partialRowsAggregated} rows`);
+      // Without flushes each partition would send at most R states.
+      assert.ok(st.stateRowsMerged > R * WIDE_PARTS, `flushed: ${st.stateRowsMerged} state rows > ${R * WIDE_PARTS}`);
+      const want = new Map<number, number[]>();
+      for (let i = 0; i < WIDE; i++) {
+        const l = want.get(wideR[i]!) ?? [];
+        l.push(i);
+        want.set(wideR[i]!, l);
+      }
+      for (const r of got) {
+        const l = want.get(r.r as number)!;
+        assert.equal(Number(r.c), l.length);
+        assert.deepEqual(r.l, l, 'list() in input order across flushes and partitions');
+      }
     } finally {
       setRunner('native', WORKERS);
     }

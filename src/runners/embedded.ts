@@ -545,8 +545,8 @@ async function* inProcess(t: PartitionTask, execCtx: ExecContext, ctx: EmbeddedR
 /** The whole plan as one ordered stream: partitions merged in order, then the global operators. */
 function executeStream(plan: PhysicalPlan, options: ResolvedEmbeddedOptions, ctx: EmbeddedRunContext, handle?: RunHandle): AsyncIterable<arrow.RecordBatch> {
   async function* merged(): AsyncGenerator<arrow.RecordBatch> {
-    // Only the merged stream shares decoding: an aggregation's phase one (partitions()) reduces its
-    // rows on the workers, so little crosses threads there.
+    // The merged stream shares decoding; partitions() shares only a reducing aggregation's phase one
+    // (phaseOneLookahead).
     for await (const part of streamPartitions(plan, options, ctx, handle, 'shared')) {
       for await (const b of part.batches) {
         ctx.progress?.rows(b.numRows);
@@ -725,6 +725,24 @@ function reducingInput(plan: PlanNode, o: ResolvedEmbeddedOptions): { physical: 
   return { physical: buildPhysicalPlan(split, embeddedPhysicalOptions(options)), options };
 }
 
+/** For in-process A/B measurements (bench/groupby.ts): `false` runs every partition of phase one on the workers. */
+export const aggregateTuning = { sharedPhaseOne: true };
+
+/**
+ * Phase one of a reducing aggregation on 2 threads: this thread, which merges the partial states,
+ * would otherwise only wait for them; so it runs every other partition's phase one itself, beside
+ * one worker, as a scan without UDFs does (sharesDecoding): one worker hand-off and one worker's
+ * start-up fewer. The bench's groupBy over 8 keys, under other load: a fresh process's first run
+ * took 1.2-1.5 s of CPU against 1.9-2.5 s; in the bench's regime (1 warm-up) its wall median fell
+ * 100 -> 78 ms (9 pairs); after 8 warm-ups CPU and wall are the same within noise; the idle
+ * machine's figures are not measured yet (docs/performance.md, "Session 5"). Keys
+ * that statistics show mostly distinct (groupsReduce false) keep the ordered placement: their
+ * phase one passes rows on, and this thread is busy merging them.
+ */
+function phaseOneLookahead(): 'ordered' | 'shared' {
+  return aggregateTuning.sharedPhaseOne ? 'shared' : 'ordered';
+}
+
 function keyNames(op: PartialAggregateOp): string[] {
   return op.schema.fields.slice(0, op.keys).map((f) => f.name);
 }
@@ -811,9 +829,8 @@ export class EmbeddedRunner implements Runner {
     }
     const optimized = optimize(plan);
     // Phase one of an aggregation whose keys are not known to be mostly distinct: its partitions reduce their rows.
-    const placed = tail.some((op) => op.type === 'partialAggregate' && groupsReduce(optimized, keyNames(op)) !== false)
-      ? reducingInput(optimized, this.options)
-      : { physical: this.physical(plan), options: this.options };
+    const reducing = tail.some((op) => op.type === 'partialAggregate' && groupsReduce(optimized, keyNames(op)) !== false);
+    const placed = reducing ? reducingInput(optimized, this.options) : { physical: this.physical(plan), options: this.options };
     let physical = placed.physical;
     if (physical.globalOps.length) {
       // A global limit makes the whole result one partition.
@@ -827,7 +844,7 @@ export class EmbeddedRunner implements Runner {
     run.trace = trace?.stage ?? null;
     let failure: unknown;
     try {
-      yield* streamPartitions(physical, placed.options, run);
+      yield* streamPartitions(physical, placed.options, run, undefined, reducing ? phaseOneLookahead() : 'ordered');
     } catch (err) {
       failure = err;
       throw err;
