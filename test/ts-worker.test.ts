@@ -57,6 +57,25 @@ describe('startTsWorker', () => {
   });
 });
 
+/**
+ * Runs, in a fresh node with `nodeArgs`, a main.mjs in `dir` that starts ./entry.mjs with
+ * startTsWorker and prints the worker's first message; returns that message.
+ */
+function workerMessage(dir: string, nodeArgs: string[]): unknown {
+  const src = pathToFileURL(join(import.meta.dirname, '..', 'src', 'runners', 'ts-worker.ts')).href;
+  writeFileSync(
+    join(dir, 'main.mjs'),
+    [
+      `import { startTsWorker } from ${JSON.stringify(src)};`,
+      "const w = startTsWorker(new URL('./entry.mjs', import.meta.url));",
+      "w.once('message', (m) => { console.log(JSON.stringify(m)); void w.terminate(); });",
+      "w.once('error', (e) => { console.error(e); process.exitCode = 1; });",
+      '',
+    ].join('\n'),
+  );
+  return JSON.parse(execFileSync(process.execPath, ['--no-warnings', ...nodeArgs, 'main.mjs'], { cwd: dir, encoding: 'utf8' }).trim());
+}
+
 describe('startTsWorker replays the process loader flags', () => {
   it('a relative --import runs once in the worker, a --loader resolves there', () => {
     const dir = tempDir();
@@ -70,22 +89,8 @@ describe('startTsWorker replays the process loader flags', () => {
       join(dir, 'entry.mjs'),
       "import { parentPort } from 'node:worker_threads';\nconst n = (await import('virtual:n')).default;\nparentPort.postMessage({ preloaded: globalThis.preloaded, n });\n",
     );
-    const src = pathToFileURL(join(import.meta.dirname, '..', 'src', 'runners', 'ts-worker.ts')).href;
-    writeFileSync(
-      join(dir, 'main.mjs'),
-      [
-        `import { startTsWorker } from ${JSON.stringify(src)};`,
-        "const w = startTsWorker(new URL('./entry.mjs', import.meta.url));",
-        "w.once('message', (m) => { console.log(JSON.stringify(m)); void w.terminate(); });",
-        '',
-      ].join('\n'),
-    );
     const tsx = import.meta.resolve('tsx');
-    const out = execFileSync(process.execPath, ['--no-warnings', '--import', tsx, '--import', './pre.mjs', '--loader', './loader.mjs', 'main.mjs'], {
-      cwd: dir,
-      encoding: 'utf8',
-    });
-    assert.deepEqual(JSON.parse(out.trim()), { preloaded: 1, n: 41 });
+    assert.deepEqual(workerMessage(dir, ['--import', tsx, '--import', './pre.mjs', '--loader', './loader.mjs']), { preloaded: 1, n: 41 });
   });
 });
 
@@ -103,25 +108,10 @@ describe('startTsWorker under V8 and process-wide flags', () => {
         '',
       ].join('\n'),
     );
-    const src = pathToFileURL(join(import.meta.dirname, '..', 'src', 'runners', 'ts-worker.ts')).href;
-    writeFileSync(
-      join(dir, 'main.mjs'),
-      [
-        `import { startTsWorker } from ${JSON.stringify(src)};`,
-        "const w = startTsWorker(new URL('./entry.mjs', import.meta.url));",
-        "w.once('message', (m) => { console.log(JSON.stringify(m)); void w.terminate(); });",
-        "w.once('error', (e) => { console.error(e); process.exitCode = 1; });",
-        '',
-      ].join('\n'),
-    );
     const tsx = import.meta.resolve('tsx');
-    const out = execFileSync(
-      process.execPath,
-      ['--no-warnings', '--max-old-space-size=4096', '--expose-gc', '--stack-size=2000', '--conditions=development', '--import', tsx, 'main.mjs'],
-      { cwd: dir, encoding: 'utf8' },
-    );
+    const flags = ['--max-old-space-size=4096', '--expose-gc', '--stack-size=2000', '--conditions=development', '--import', tsx];
     // The worker ran the user's TypeScript; the per-thread option it may take (--conditions) was kept.
-    assert.deepEqual(JSON.parse(out.trim()), { n: 42, conditions: ['--conditions=development'] });
+    assert.deepEqual(workerMessage(dir, flags), { n: 42, conditions: ['--conditions=development'] });
   });
 });
 

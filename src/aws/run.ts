@@ -1026,23 +1026,7 @@ export async function finalizeRun(store: ObjectStore, runId: string): Promise<Ru
         failedPartitions: errors.length ? errors : failed.map((p) => ({ stage: lastStage, partition: p, error: 'no error recorded' })),
       };
     const files = await writer.commit(parts);
-    const summary: RunSummary = {
-      runId,
-      status: 'SUCCEEDED',
-      rows: files.reduce((n, f) => n + f.rows, 0),
-      files,
-      metrics: await sumMetrics(store, plan, known, listed),
-      finishedAt: new Date().toISOString(),
-    };
-    if (failed.length) {
-      summary.complete = false;
-      summary.failedPartitions = missing;
-      summary.partitionErrors = errors;
-    }
-    await putJson(store, keys.summary(runId), summary);
-    // An earlier attempt's failure record (before a resume or redrive) no longer describes the run.
-    await store.delete([keys.failure(runId)]).catch(() => undefined);
-    return summary;
+    return await recordSummary(store, runId, files, await sumMetrics(store, plan, known, listed), failed.length > 0, missing, errors);
   } catch (e) {
     await writer.abort();
     throw e;
@@ -1088,20 +1072,35 @@ async function commitInPlace(
     manifest.failedPartitions = errors.length ? errors : failed.map((p) => ({ stage: lastStage, partition: p, error: 'no error recorded' }));
   }
   await store.put(`${keys.output(runId)}/${MANIFEST_NAME}`, `${JSON.stringify(manifest, null, 2)}\n`);
+  const metrics = await sumMetrics(store, plan, new Map([[lastStage, last]]), listed);
+  return recordSummary(store, runId, files, metrics, failed.length > 0, missing, errors);
+}
+
+/** A committed run's summary, written to `runs/<id>/summary.json`: the record a retried Finalize returns. */
+async function recordSummary(
+  store: ObjectStore,
+  runId: string,
+  files: WrittenFile[],
+  metrics: RunSummary['metrics'],
+  partial: boolean,
+  missing: { stage: number; partitions: number[] }[],
+  errors: PartitionErrorSummary[],
+): Promise<RunSummary> {
   const summary: RunSummary = {
     runId,
     status: 'SUCCEEDED',
-    rows: manifest.rows ?? 0,
+    rows: files.reduce((n, f) => n + f.rows, 0),
     files,
-    metrics: await sumMetrics(store, plan, new Map([[lastStage, last]]), listed),
+    metrics,
     finishedAt: new Date().toISOString(),
   };
-  if (failed.length) {
+  if (partial) {
     summary.complete = false;
     summary.failedPartitions = missing;
     summary.partitionErrors = errors;
   }
   await putJson(store, keys.summary(runId), summary);
+  // An earlier attempt's failure record (before a resume or redrive) no longer describes the run.
   await store.delete([keys.failure(runId)]).catch(() => undefined);
   return summary;
 }
