@@ -2,13 +2,18 @@
 // path (bench/cold-start.ts measures its time). Libraries only some calls need are loaded on first
 // use: cli-progress (a progress bar), tinyglobby and picomatch (glob patterns), hyparquet's reader
 // (files parquet-wasm cannot read; the footer parser is all a plain read loads). parquet-wasm's
-// module is compiled on V8's background threads while the rest of the package loads.
+// module is compiled on V8's background threads while the rest of the package loads, and opening a
+// file reads its footer and page indexes at once while the instance loads.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { isDynamicPattern as tinyglobbyIsDynamic } from 'tinyglobby';
 import { isDynamicPattern } from '../src/io/glob.ts';
+import { inspectLocal } from '../src/io/parquet/footer.ts';
+import { readParquetBatches } from '../src/io/parquet/read.ts';
+import { FileBlob } from '../src/io/store/file-blob.ts';
 import { tempDir, writeSample } from './helpers.ts';
 
 const repo = join(import.meta.dirname, '..');
@@ -105,6 +110,55 @@ console.log(JSON.stringify({ ...counts, rows: t.numRows }));
     const p = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', code], { cwd: repo, encoding: 'utf8' });
     assert.equal(p.status, 0, p.stderr);
     assert.deepEqual(JSON.parse(p.stdout.trim().split('\n').pop()!), { sync: 0, async: 1, rows: 1 });
+  });
+
+  it("parquet-wasm's compile starts while `import 'fanout'` evaluates, not after it returns", () => {
+    // Reading the module's bytes asynchronously took ~10 turns of the event loop, which the ESM loader
+    // and the caller held: the compile began after the import returned and a cold first read waited for it.
+    const code = `
+const fanout = await import('fanout');
+const W = globalThis.WebAssembly;
+const compile = W.compile;
+const Module = W.Module;
+let late = 0;
+W.compile = (bytes) => { if (bytes.byteLength > 1e6) late++; return compile.call(W, bytes); };
+W.Module = function (bytes) { if (bytes.byteLength > 1e6) late++; return new Module(bytes); };
+const t = await fanout.readParquet(${JSON.stringify(file)}).limit(1).toArrow();
+console.log(JSON.stringify({ late, rows: t.numRows }));
+`;
+    const p = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', code], { cwd: repo, encoding: 'utf8' });
+    assert.equal(p.status, 0, p.stderr);
+    assert.deepEqual(JSON.parse(p.stdout.trim().split('\n').pop()!), { late: 0, rows: 1 });
+  });
+
+  it('opening a local file in parquet-wasm reads its footer and page indexes in one read', async () => {
+    const path = join(tempDir('fanout-cold-tail-'), 'tail.parquet');
+    await writeSample(path, 0, 300, 100);
+    const { chunks, tailStart } = inspectLocal(path);
+    const size = statSync(path).size;
+    const dataEnd = Math.max(...chunks.flatMap((g) => [...g.values()].flat().map(([, end]) => end)));
+    assert.ok(tailStart !== undefined && tailStart >= dataEnd && tailStart < size - 8, `tail [${tailStart}, ${size}) after the data (${dataEnd})`);
+    const proto = FileBlob.prototype as unknown as { fetch(a: number, b: number): Promise<Uint8Array> };
+    const fetch = proto.fetch;
+    const reads: [number, number][] = [];
+    proto.fetch = function (this: FileBlob, a: number, b: number) {
+      if (this.path === path) reads.push([a, b]);
+      return fetch.call(this, a, b);
+    };
+    try {
+      let rows = 0;
+      for await (const b of readParquetBatches(path, { limit: 1, rowGroups: [1] })) rows += b.numRows;
+      assert.equal(rows, 1);
+    } finally {
+      proto.fetch = fetch;
+    }
+    // One read of the tail (before: the last 8 bytes, then the footer, then the page indexes, one after
+    // the other), and the row group's column chunks.
+    assert.deepEqual(
+      reads.filter(([a]) => a >= dataEnd),
+      [[tailStart, size]],
+    );
+    assert.ok(reads.length > 1 && reads.every(([a, b]) => a >= dataEnd || b <= dataEnd));
   });
 
   it("isDynamicPattern's fast path agrees with tinyglobby's", () => {

@@ -19,11 +19,18 @@ interface OpenFile {
   pf: PW.ParquetFile;
 }
 
-async function openParquetFile(blob: RangedBlob): Promise<OpenFile> {
-  const inst = await getWasm();
-  // Lazily read slices: only the ranges parquet-wasm asks for (positioned reads or ranged GETs).
-  const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob as unknown as Blob)));
-  return { inst, pf };
+async function openParquetFile(blob: RangedBlob, tail: readonly [number, number] | null): Promise<OpenFile> {
+  // The bytes the open reads (footer, page indexes) in one read, started while the instance loads:
+  // parquet-wasm asks for them in three reads one after the other (last 8 bytes, footer, indexes).
+  if (tail) blob.prefetch([tail], 'open');
+  try {
+    const inst = await getWasm();
+    // Lazily read slices: only the ranges parquet-wasm asks for (positioned reads or ranged GETs).
+    const pf = await withReadLock(() => guarded(inst, () => inst.pw.ParquetFile.fromFile(blob as unknown as Blob)));
+    return { inst, pf };
+  } finally {
+    blob.evict('open');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -36,6 +43,8 @@ interface CachedReader {
   key: string;
   path: string;
   blob: RangedBlob;
+  /** The file's last bytes that opening it reads (local files; S3 blobs hold their footer tail). */
+  openTail: readonly [number, number] | null;
   /** Opened on first use; shared by readers of this version (their decodes are serialized by withReadLock). */
   file: Promise<OpenFile> | null;
   /** Readers using it now: it is closed only once none is left. */
@@ -61,7 +70,7 @@ export function parquetReaderCacheSize(): number {
   return readers.size;
 }
 
-function acquireReader(path: string, key: string, open: () => RangedBlob): CachedReader {
+function acquireReader(path: string, key: string, open: () => RangedBlob, openTail: readonly [number, number] | null): CachedReader {
   let e = readers.get(key);
   if (e) {
     readers.delete(key);
@@ -69,7 +78,7 @@ function acquireReader(path: string, key: string, open: () => RangedBlob): Cache
   } else {
     // Another version of this file: it changed, never read through the old entry again.
     for (const old of [...readers.values()]) if (old.path === path) dropReader(old);
-    e = { key, path, blob: open(), file: null, users: 0, evicted: readerCacheMax <= 0, hint: null };
+    e = { key, path, blob: open(), openTail, file: null, users: 0, evicted: readerCacheMax <= 0, hint: null };
     if (!e.evicted) {
       readers.set(key, e);
       while (readers.size > readerCacheMax) dropReader(readers.values().next().value!);
@@ -111,7 +120,7 @@ function openCached(e: CachedReader): Promise<OpenFile> {
 
 function reopen(e: CachedReader, stale: Promise<OpenFile> | null): Promise<OpenFile> {
   if (e.file !== stale) return openCached(e); // another reader replaced it meanwhile
-  const p = openParquetFile(e.blob);
+  const p = openParquetFile(e.blob, e.openTail);
   e.file = p;
   p.catch(() => {
     if (e.file === p) e.file = null;
@@ -125,19 +134,28 @@ interface Source {
   chunks: ChunkRanges;
   /** The file version the footer describes: path, size and mtime, or URI and ETag. */
   key: string;
+  /** Local files: [start, size) of the bytes opening the file in parquet-wasm reads. */
+  openTail: readonly [number, number] | null;
   open(): RangedBlob;
 }
 
 function sourceFor(path: string): Source {
   if (isLocalUri(path)) {
-    const { info, chunks, mtimeMs } = inspectLocal(path);
-    return { info, chunks, key: `${path}\0${info.sizeBytes}\0${mtimeMs}`, open: () => openFileBlob(path, info.sizeBytes, mtimeMs) };
+    const { info, chunks, mtimeMs, tailStart } = inspectLocal(path);
+    return {
+      info,
+      chunks,
+      key: `${path}\0${info.sizeBytes}\0${mtimeMs}`,
+      openTail: tailStart === undefined ? null : [tailStart, info.sizeBytes],
+      open: () => openFileBlob(path, info.sizeBytes, mtimeMs),
+    };
   }
   const f = inspectS3(path, Infinity);
   return {
     info: f.info,
     chunks: f.chunks,
     key: `${path}\0${f.size}\0${f.etag}`,
+    openTail: null,
     open: () => openRangedBlob(path, f.size, f.tail ? { etag: f.etag, tail: f.tail } : { etag: f.etag }),
   };
 }
@@ -249,7 +267,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   }
   if (spans.length === 0) return;
 
-  const entry = acquireReader(path, src.key, () => src.open());
+  const entry = acquireReader(path, src.key, () => src.open(), src.openTail);
   let failed = false;
   try {
     // Prefetch the row group after the last one only for a local read to its end (a scan's partition),
