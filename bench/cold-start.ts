@@ -18,30 +18,37 @@ const python = process.env['PEERS_PYTHON'] ?? 'python3';
 
 // Each child prints one JSON line: wall ms of the import and of the first limit(1), the process's
 // CPU ms (all threads) and its main thread's (Linux: /proc schedstat; the critical path on an idle
-// machine, where background compiles and I/O run on other cores). The parent also times the whole
-// process, start included.
+// machine, where background compiles and I/O run on other cores), and how long that main thread was
+// blocked (waiting for I/O or another thread, not for a core: the part of an idle machine's wall time
+// that is not main-thread CPU). The parent also times the whole process, start included.
 const nodeChild = `
 import { readFileSync } from 'node:fs';
 const cpu = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1000; };
-const mainCpu = () => { try { return Number(readFileSync('/proc/self/task/' + process.pid + '/schedstat', 'utf8').split(' ')[0]) / 1e6; } catch { return NaN; } };
+const sched = () => { try { return readFileSync('/proc/self/task/' + process.pid + '/schedstat', 'utf8').split(' ').map((x) => Number(x) / 1e6); } catch { return [NaN, NaN]; } };
+const mainCpu = () => sched()[0];
+const s0 = sched();
 const t0 = performance.now();
 const { readParquet } = await import('fanout');
 const t1 = performance.now();
 const importCpu = cpu(), importMain = mainCpu();
 const t = await readParquet(${JSON.stringify(file)}).limit(1).toArrow();
 const t2 = performance.now();
+const s2 = sched();
 if (t.numRows !== 1) throw new Error('expected 1 row, got ' + t.numRows);
-console.log(JSON.stringify({ import: t1 - t0, first: t2 - t1, cpu: cpu(), main: mainCpu(), importCpu, importMain }));
+console.log(JSON.stringify({ import: t1 - t0, first: t2 - t1, cpu: cpu(), main: mainCpu(), importCpu, importMain, blocked: t2 - t0 - (s2[0] - s0[0]) - (s2[1] - s0[1]) }));
 process.exit(0);
 `;
 const pyChild = `
 import json, os, time, sys
-def main_cpu():
+def sched():
     try:
         with open(f"/proc/self/task/{os.getpid()}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e6
+            return [int(x) / 1e6 for x in f.read().split()[:2]]
     except OSError:
-        return float("nan")
+        return [float("nan"), float("nan")]
+def main_cpu():
+    return sched()[0]
+s0 = sched()
 t0 = time.perf_counter()
 try:
     import daft
@@ -51,8 +58,9 @@ t1 = time.perf_counter()
 import_cpu, import_main = time.process_time() * 1e3, main_cpu()
 t = daft.read_parquet(${JSON.stringify(file)}).limit(1).to_arrow()
 t2 = time.perf_counter()
+s2 = sched()
 assert t.num_rows == 1, t.num_rows
-print(json.dumps({"import": (t1 - t0) * 1e3, "first": (t2 - t1) * 1e3, "cpu": time.process_time() * 1e3, "main": main_cpu(), "importCpu": import_cpu, "importMain": import_main, "version": daft.__version__}))
+print(json.dumps({"import": (t1 - t0) * 1e3, "first": (t2 - t1) * 1e3, "cpu": time.process_time() * 1e3, "main": main_cpu(), "importCpu": import_cpu, "importMain": import_main, "blocked": (t2 - t0) * 1e3 - (s2[0] - s0[0]) - (s2[1] - s0[1]), "version": daft.__version__}))
 `;
 
 interface Run {
@@ -64,6 +72,12 @@ interface Run {
   /** CPU ms (all threads / the main thread) when the import had finished. */
   importCpu: number;
   importMain: number;
+  /**
+   * Import + first limit(1): ms the main thread was neither running nor waiting for a core (schedstat's
+   * run-queue wait), i.e. waiting for I/O or another thread's work. Unlike wall time it does not grow with
+   * the machine's load, so it shows waits on the critical path even when other processes share the cores.
+   */
+  blocked: number;
 }
 
 let crashes = 0;
@@ -130,23 +144,25 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const cols = ['process', 'import', 'first', 'cpu', 'main', 'importCpu', 'importMain'] as const;
+const cols = ['process', 'import', 'first', 'cpu', 'main', 'importCpu', 'importMain', 'blocked'] as const;
 const med = (e: (typeof engines)[number]) => Object.fromEntries(cols.map((c) => [c, median(e.runs.map((x) => x[c]))])) as Record<(typeof cols)[number], number>;
 console.log(
   `cold start: fresh process, import + first readParquet(file).limit(1) to Arrow; medians of ${ROUNDS} alternated rounds; load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}${crashes ? `; ${crashes} crashed run(s) repeated` : ''}`,
 );
-console.log('| engine | whole process | import | first limit(1) | import + limit(1) | CPU, all threads | CPU, main thread | import: CPU / main thread |');
-console.log('|---|---|---|---|---|---|---|---|');
+console.log(
+  '| engine | whole process | import | first limit(1) | import + limit(1) | CPU, all threads | CPU, main thread | import: CPU / main thread | main thread blocked |',
+);
+console.log('|---|---|---|---|---|---|---|---|---|');
 const ms = (x: number): string => `${x.toFixed(0)} ms`;
 for (const e of engines) {
   if (e.skipped) {
-    console.log(`| ${e.name} | skipped: ${e.skipped} | | | | | | |`);
+    console.log(`| ${e.name} | skipped: ${e.skipped} | | | | | | | |`);
     continue;
   }
   const m = med(e);
   const both = median(e.runs.map((x) => x.import + x.first));
   console.log(
-    `| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} | ${ms(m.main)} | ${ms(m.importCpu)} / ${ms(m.importMain)} |`,
+    `| ${e.name}${e.version ? ` ${e.version}` : ` (node ${process.version})`} | ${ms(m.process)} | ${ms(m.import)} | ${ms(m.first)} | ${ms(both)} | ${ms(m.cpu)} | ${ms(m.main)} | ${ms(m.importCpu)} / ${ms(m.importMain)} | ${ms(m.blocked)} |`,
   );
 }
 const [f, d] = engines;
@@ -159,5 +175,7 @@ if (!d!.skipped && d!.runs.length && f!.runs.length) {
 const c = engines[2];
 if (c?.runs.length && f!.runs.length) {
   const r = (k: (typeof cols)[number]): string => `${(med(f!)[k] / med(c)[k]).toFixed(2)}x`;
-  console.log(`fanout / ${c.name}: CPU ${r('cpu')}, main-thread CPU ${r('main')}, import CPU ${r('importCpu')}, import main-thread CPU ${r('importMain')}`);
+  console.log(
+    `fanout / ${c.name}: CPU ${r('cpu')}, main-thread CPU ${r('main')}, import CPU ${r('importCpu')}, import main-thread CPU ${r('importMain')}; main thread blocked ${ms(med(f!).blocked)} against ${ms(med(c).blocked)}`,
+  );
 }
