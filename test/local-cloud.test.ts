@@ -68,6 +68,21 @@ describe('local cloud (S3 + Step Functions + Lambda + ECS, on 127.0.0.1)', () =>
     assert.ok(df.metrics['cloud.cpuLabel']!.rowsIn > 0);
   });
 
+  it('collect() of small results reads them from their completion markers: no GET of a result', async () => {
+    const uri = `${input}part-1.parquet`; // ids 2000-3999: no crash, no failure
+    setRunner('native', { workers: false });
+    const want = await cpuOnly({ uri }).toRows();
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
+    await cloud.s3Requests(true);
+    const df = await cpuOnly({ uri }).collect();
+    const requests = await cloud.s3Requests();
+    const resultGets = Object.entries(requests).filter(([k]) => k.startsWith('GetObject') && k.includes('/result/'));
+    assert.deepEqual(resultGets, [], `the read-back GETs no result: ${JSON.stringify(requests)}`);
+    assert.equal(requests['PutObject fanout-work/runs/<run>/result/part-N.parquet'], 4, 'four partitions wrote results');
+    setRunner('native', { workers: false });
+    assert.deepEqual(await df.toRows(), want);
+  });
+
   it('a partition whose handler crashes once succeeds on retry', async () => {
     setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 1 });
     const okOut = `s3://${cloud.inputBucket}/retry-out/`;

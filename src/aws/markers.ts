@@ -19,6 +19,8 @@ export interface MarkerInfo {
   bytes: number;
   metrics: RunMetrics;
   elapsedMs?: number;
+  /** A small result committed in place: its ETag and bytes (base64), see run.ts PartitionMarker. */
+  result?: { etag: string; data: string };
 }
 
 const MARKER = /\/metrics-(\d+)\.json$/;

@@ -20,6 +20,7 @@ import { mergeMetrics, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
 import { gpuSlotRuntime } from './slot-actors.ts';
 import { splitStages, DEFAULT_STAGE_OPTIONS, type StageJSON, type StageOptions } from './stages.ts';
 import { getJson, isRemotePath, NotFoundError, putJson, type ObjectStore } from '../io/store/index.ts';
+import { captureSmallObject } from '../io/s3/index.ts';
 import type { AdoptedPart } from '../io/commit-objects.ts';
 import type { DataTypeJSON } from '../datatypes.ts';
 import { udfCalls } from '../expressions.ts';
@@ -500,7 +501,16 @@ interface PartitionMarker {
   parts?: { dir: string; rows: number; bytes: number }[];
   /** A map partition of an exchange (shuffle.ts): the buckets it wrote (the others had no rows). */
   buckets?: number[];
+  /**
+   * A small result committed in place (a run without an output): the result object's ETag and its
+   * bytes (base64), so the runner reads it back from the marker it already reads, without a GET.
+   * The runner uses them only for the version a listing of the results names (same ETag and size).
+   */
+  result?: { etag: string; data: string };
 }
+
+/** Results up to this size travel in their completion marker (a batch of 15 markers stays under ~0.7 MB). */
+const INLINE_RESULT_MAX = 32 << 10;
 
 export interface PartitionResult {
   runId: string;
@@ -628,6 +638,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   let key: string;
   let r: PartitionOutcome;
   let buckets: number[] | undefined;
+  let inline: PartitionMarker['result'];
   const partitioned = last ? partitionedOutput(plan) : null;
   if (stage.exchange && stage.exchange.kind !== 'sample') {
     // A map partition of a hash or range exchange: bucket files, then (below) the marker listing them.
@@ -658,7 +669,15 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   } else if (last) {
     key = keys.result(runId, partition);
     await store.prepare(key);
-    r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema, ...writerOptions(plan) });
+    // Committed in place (see finalize): the runner reads this very object back, so a small one rides in the marker.
+    const inPlace = !plan.output && !plan.globalOps.length && isRemotePath(store.uri(key));
+    const captured = inPlace ? captureSmallObject(store.uri(key), INLINE_RESULT_MAX) : null;
+    try {
+      r = await runPartition(task, ctx, { kind: 'file', format: 'parquet', path: store.uri(key), schema, ...writerOptions(plan) });
+    } finally {
+      const got = captured?.();
+      if (got) inline = { etag: got.etag, data: Buffer.from(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength).toString('base64') };
+    }
   } else {
     key = keys.shard(runId, stageIndex, partition);
     r = await runPartition(task, ctx, { kind: 'shard', store, key, schema });
@@ -673,6 +692,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
   };
   if (partitioned) marker.parts = (r.files ?? []).map((f) => ({ dir: f.dir, rows: f.rows, bytes: f.bytes }));
   if (buckets) marker.buckets = buckets;
+  if (inline) marker.result = inline;
   await putJson(store, keys.metrics(runId, stageIndex, partition), marker);
   return {
     runId,

@@ -21,7 +21,7 @@ import type { ProgressListener } from '../progress.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
-import { noteS3Files } from '../io/s3/index.ts';
+import { noteObjectBytes, noteS3Files } from '../io/s3/index.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
@@ -245,6 +245,7 @@ export async function executeRun(
     ctx.onProgress,
   );
   const live: RunMetrics = {};
+  const lastStage = plan.stages.length - 1;
   const readMarkers = async (final = false): Promise<void> => {
     let fresh: MarkerInfo[];
     try {
@@ -253,6 +254,9 @@ export async function executeRun(
       throw lost(`lost the work bucket s3://${opts.workBucket} while waiting for execution ${arn}`, s3Endpoint, e);
     }
     for (const m of fresh) {
+      // A small result in its marker: the read-back takes it from here when a listing names that version.
+      if (m.result && m.stage === lastStage)
+        noteObjectBytes(store.uri(keys.result(plan.runId, m.partition)), m.result.etag, Buffer.from(m.result.data, 'base64'));
       mergeMetrics(live, m.metrics);
       progress.rows(m.rows);
       progress.udfs(live);

@@ -106,6 +106,49 @@ export type TailResult =
   | { uri: string; size: number; etag: string; offset: number; bytes: Uint8Array; head: Uint8Array | null }
   | { uri: string; error: { message: string; code: string } };
 
+/** Objects this small are read whole by their first tail read, so their known bytes answer it. */
+const WHOLE_TAIL_MAX = PARQUET_TAIL_BYTES;
+/** Whole small objects this process already has the bytes of (a Stage's result from its completion marker), by URI. */
+const knownObjects = new Map<string, { etag: string; bytes: Uint8Array }>();
+let knownBytes = 0;
+/** Bound on the bytes held for objects not read yet (oldest dropped first). */
+const KNOWN_MAX_BYTES = 64 << 20;
+
+/**
+ * Remember the whole bytes of `uri` at version `etag` (at most WHOLE_TAIL_MAX bytes), so that the
+ * next tail read of that version (`knownTail`) needs no request. A different version is read as usual.
+ */
+export function noteObjectBytes(uri: string, etag: string, bytes: Uint8Array): void {
+  if (!etag || bytes.length > WHOLE_TAIL_MAX) return;
+  const old = knownObjects.get(uri);
+  if (old) knownBytes -= old.bytes.length;
+  knownObjects.delete(uri);
+  // A plain copy: a Buffer (from base64, pooled) would share its ArrayBuffer, and Buffer#slice does not copy.
+  knownObjects.set(uri, { etag, bytes: new Uint8Array(bytes) });
+  knownBytes += bytes.length;
+  for (const [u, o] of knownObjects) {
+    if (knownBytes <= KNOWN_MAX_BYTES) break;
+    knownObjects.delete(u);
+    knownBytes -= o.bytes.length;
+  }
+}
+
+/**
+ * The tail read of `it` from noted bytes (see noteObjectBytes), taken once; null unless the request
+ * names the same size and ETag (a listing vouched for that version). The same answer as
+ * fetchParquetTails gives for an object read whole.
+ */
+export function knownTail(it: TailRequest): TailResult | null {
+  const k = knownObjects.get(it.uri);
+  if (!k || it.etag !== k.etag || it.size !== k.bytes.length) return null;
+  knownObjects.delete(it.uri);
+  knownBytes -= k.bytes.length;
+  const { bytes } = k;
+  const size = bytes.length;
+  const magicOk = size >= 12 && new DataView(bytes.buffer, bytes.byteOffset, size).getUint32(size - 4, true) === 0x31524150;
+  return { uri: it.uri, size, etag: k.etag, offset: 0, bytes, head: size < 12 || magicOk ? null : bytes.subarray(0, 4) };
+}
+
 /**
  * For each object: size and ETag (unless given: from a suffix GET of the tail, no HEAD) and its last bytes, enough to hold the
  * Parquet footer (a second ranged GET when the footer is larger than the first read). `head` holds
@@ -113,6 +156,8 @@ export type TailResult =
  */
 export async function fetchParquetTails(items: readonly TailRequest[], settings: S3Settings = s3Settings(), concurrency = 32): Promise<TailResult[]> {
   const one = async (it: TailRequest): Promise<TailResult> => {
+    const known = knownTail(it);
+    if (known) return known;
     try {
       let { size, etag } = it;
       let bytes: Uint8Array | null = null;

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { mapLimit } from '../../concurrency.ts';
 import { tsWorkerExecArgv } from '../../runners/ts-worker.ts';
-import { fetchParquetTails, type TailRequest, type TailResult } from './blob.ts';
+import { fetchParquetTails, knownTail, type TailRequest, type TailResult } from './blob.ts';
 import { S3Error, s3Error, s3Settings, s3Stats, type S3Settings, type S3Stats } from './client.ts';
 import { globS3 } from './glob.ts';
 import {
@@ -141,5 +141,13 @@ export const s3Sync = {
   range: (uri: string, start: number, end: number, etag?: string): Uint8Array =>
     callSync<Uint8Array>(etag === undefined ? { op: 'range', uri, start, end } : { op: 'range', uri, start, end, etag }),
   getOrNull: (uri: string): { bytes: Uint8Array; etag: string } | null => callSync<{ bytes: Uint8Array; etag: string } | null>({ op: 'get', uri }),
-  parquetTails: (items: TailRequest[]): TailResult[] => callSync<TailResult[]>({ op: 'tails', items }),
+  // Objects whose bytes this thread already has (knownTail) are answered here; only the others go to the worker.
+  parquetTails: (items: TailRequest[]): TailResult[] => {
+    const out = items.map(knownTail);
+    const rest = items.filter((_, i) => out[i] === null);
+    if (!rest.length) return out as TailResult[];
+    const got = callSync<TailResult[]>({ op: 'tails', items: rest });
+    let j = 0;
+    return out.map((r) => r ?? got[j++]!);
+  },
 };

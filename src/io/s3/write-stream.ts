@@ -14,6 +14,27 @@ export interface S3WriteStream {
   abort(): Promise<void>;
 }
 
+// A small object's bytes and ETag kept as it is written (a Stage's result, which its completion
+// marker then carries so that the runner reads it back without a GET), by URI.
+const captureMax = new Map<string, number>();
+const captured = new Map<string, { etag: string; bytes: Uint8Array }>();
+
+/**
+ * Keep the body and ETag of the next object written to `uri` with one PutObject of at most
+ * `maxBytes` bytes. The returned function ends the capture and gives what was kept (null: nothing
+ * was written, or it was larger).
+ */
+export function captureSmallObject(uri: string, maxBytes: number): () => { etag: string; bytes: Uint8Array } | null {
+  captureMax.set(uri, maxBytes);
+  captured.delete(uri);
+  return () => {
+    const got = captured.get(uri) ?? null;
+    captureMax.delete(uri);
+    captured.delete(uri);
+    return got;
+  };
+}
+
 export interface S3WriteStreamOptions {
   /** Multipart part size (default 8 MiB; S3's minimum is 5 MiB). Memory is bounded by about (queueSize + 1) × partSize. */
   partSize?: number;
@@ -108,6 +129,8 @@ export async function createS3WriteStream(uri: string, opts: S3WriteStreamOption
           throw e;
         }
         s3Stats.bytesWritten -= body.length; // counted by write() already, and again by putS3Object
+        const max = captureMax.get(uri);
+        if (max !== undefined && body.length <= max && r.etag) captured.set(uri, { etag: r.etag, bytes: body });
         state = 'done';
         return { bytes, etag: r.etag };
       }
