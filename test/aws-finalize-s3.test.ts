@@ -3,57 +3,20 @@
 // _temporary first, then again by the commit), and the commit stays all-or-nothing.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { col, readParquet, setRunner } from 'fanout';
-import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
-import { finalizeRun, keys, planRun, preparePlan, runStagePartition, type RunPlan } from '../src/aws/run.ts';
+import { describe, it } from 'node:test';
+import { readParquet } from 'fanout';
+import { finalizeRun, keys, type RunPlan } from '../src/aws/run.ts';
 import { listS3 } from '../src/io/s3/index.ts';
 import { S3Store } from '../src/io/store/index.ts';
-import { double } from './fixtures/udfs.ts';
-import { tempDir, writeSample } from './helpers.ts';
+import { writeSample } from './helpers.ts';
+import { stagedRun as stagedRunOf, useStagedS3 } from './staged-s3.ts';
 
 const WORK = 'fin-work';
 const OUT = 'fin-out';
-const pipelineModule = new URL('./fixtures/udfs.ts', import.meta.url).href;
-let server: S3Server;
-let input: string;
-const saved: Record<string, string | undefined> = {};
-
-before(async () => {
-  server = await startS3Server({ buckets: [WORK, OUT] });
-  for (const [k, v] of Object.entries({
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  })) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  input = tempDir();
-  for (let i = 0; i < 2; i++) await writeSample(join(input, `f${i}.parquet`), i * 3000, 3000, 1000);
-  setRunner('native', { workers: false });
+const ctx = useStagedS3([WORK, OUT], async (dir) => {
+  for (let i = 0; i < 2; i++) await writeSample(join(dir, `f${i}.parquet`), i * 3000, 3000, 1000);
 });
-
-after(async () => {
-  await server.stop();
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-});
-
-/** A one-stage run of 6 partitions (one per row group) whose stage partitions all ran. */
-async function stagedRun(store: S3Store, output: string | null): Promise<RunPlan> {
-  const df = readParquet(input)
-    .withColumn('y', double(col('x')))
-    .select('id', 'y');
-  const opts: Parameters<typeof planRun>[1] = { pipeline: pipelineModule, targetPartitionBytes: 1 };
-  if (output) opts.output = { uri: output, format: 'parquet', mode: 'overwrite' };
-  const plan = planRun(df.plan, opts);
-  assert.equal(plan.sources.length, 6);
-  await preparePlan(store, plan, WORK);
-  for (let p = 0; p < plan.sources.length; p++) await runStagePartition(store, plan.runId, 0, p);
-  return plan;
-}
+const stagedRun = (store: S3Store, output: string | null): Promise<RunPlan> => stagedRunOf(ctx, store, WORK, output, 6);
 
 const ids = async (uri: string): Promise<bigint[]> => (await readParquet(uri).select('id').toRows()).map((r) => r['id'] as bigint);
 const range = (n: number): bigint[] => Array.from({ length: n }, (_, i) => BigInt(i));
@@ -63,9 +26,9 @@ describe('Finalize on S3', () => {
     const store = new S3Store(WORK);
     const output = `s3://${OUT}/scored/`;
     const plan = await stagedRun(store, output);
-    await server.requests(true);
+    await ctx.server.requests(true);
     const summary = await finalizeRun(store, plan.runId);
-    const requests = await server.requests();
+    const requests = await ctx.server.requests();
     assert.equal(summary.rows, 6000);
     assert.equal(requests['CopyObject'], 6, `one CopyObject per partition, got ${requests['CopyObject']}`);
     assert.deepEqual(await ids(output), range(6000), 'the committed parts keep partition order');
@@ -77,9 +40,9 @@ describe('Finalize on S3', () => {
   it('without an output, commits one manifest that names the results where they are: no copy, no commit marker', async () => {
     const store = new S3Store(WORK);
     const plan = await stagedRun(store, null);
-    await server.requests(true);
+    await ctx.server.requests(true);
     const summary = await finalizeRun(store, plan.runId);
-    const requests = await server.requests();
+    const requests = await ctx.server.requests();
     assert.equal(summary.rows, 6000);
     assert.equal(requests['CopyObject'] ?? 0, 0, `no CopyObject, got ${requests['CopyObject']}`);
     const results = Array.from({ length: 6 }, (_, p) => store.uri(keys.result(plan.runId, p)));
@@ -98,9 +61,9 @@ describe('Finalize on S3', () => {
       (await listS3(target)).objects.map((o) => o.key),
       [`${keys.output(plan.runId)}/_SUCCESS`],
     );
-    await server.requests(true);
+    await ctx.server.requests(true);
     assert.deepEqual(await ids(target), range(6000), 'the output reads as the results in partition order');
-    const reads = await server.requests();
+    const reads = await ctx.server.requests();
     // The results' folder is listed once, not one HEAD per result.
     assert.equal(reads['HeadObject'] ?? 0, 0, `HEADs while reading the output: ${JSON.stringify(reads)}`);
     // A retried Finalize returns the first commit's summary.

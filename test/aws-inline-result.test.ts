@@ -4,57 +4,21 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { col, readParquet, setRunner } from 'fanout';
-import { startS3Server, type S3Server } from '../localstack/s3-server.ts';
-import { keys, planRun, preparePlan, runStagePartition, type RunPlan } from '../src/aws/run.ts';
+import { describe, it } from 'node:test';
+import { col, readParquet } from 'fanout';
+import { keys, type RunPlan } from '../src/aws/run.ts';
 import { getJson, S3Store } from '../src/io/store/index.ts';
 import { headS3, noteObjectBytes, noteS3Files, putS3Object } from '../src/io/s3/index.ts';
 import { double } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
+import { stagedRun as stagedRunOf, useStagedS3 } from './staged-s3.ts';
 
 const WORK = 'inline-work';
 const OUT = 'inline-out';
-const pipelineModule = new URL('./fixtures/udfs.ts', import.meta.url).href;
-let server: S3Server;
-let input: string;
-const saved: Record<string, string | undefined> = {};
-
-before(async () => {
-  server = await startS3Server({ buckets: [WORK, OUT] });
-  for (const [k, v] of Object.entries({
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  })) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  input = tempDir();
-  await writeSample(join(input, 'f0.parquet'), 0, 3000, 1000);
-  setRunner('native', { workers: false });
+const ctx = useStagedS3([WORK, OUT], async (dir) => {
+  await writeSample(join(dir, 'f0.parquet'), 0, 3000, 1000);
 });
-
-after(async () => {
-  await server.stop();
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-});
-
-/** A one-stage run of 3 partitions whose stage partitions all ran. */
-async function stagedRun(store: S3Store, output: string | null): Promise<RunPlan> {
-  const df = readParquet(input)
-    .withColumn('y', double(col('x')))
-    .select('id', 'y');
-  const opts: Parameters<typeof planRun>[1] = { pipeline: pipelineModule, targetPartitionBytes: 1 };
-  if (output) opts.output = { uri: output, format: 'parquet', mode: 'overwrite' };
-  const plan = planRun(df.plan, opts);
-  assert.equal(plan.sources.length, 3);
-  await preparePlan(store, plan, WORK);
-  for (let p = 0; p < plan.sources.length; p++) await runStagePartition(store, plan.runId, 0, p);
-  return plan;
-}
+const stagedRun = (store: S3Store, output: string | null): Promise<RunPlan> => stagedRunOf(ctx, store, WORK, output, 3);
 
 interface InlineMarker {
   rows: number;
@@ -88,7 +52,7 @@ describe('small results in their completion markers', () => {
     const plan = await stagedRun(store, null);
     const uris = [0, 1, 2].map((p) => store.uri(keys.result(plan.runId, p)));
     // Not read from the results: that would cache their footers and tails.
-    const want = await readParquet(input)
+    const want = await readParquet(ctx.input)
       .withColumn('y', double(col('x')))
       .select('id', 'y')
       .toRows();
@@ -97,10 +61,10 @@ describe('small results in their completion markers', () => {
       noteObjectBytes(uris[p]!, m.result!.etag, Buffer.from(m.result!.data, 'base64'));
     }
     await noteS3Files(uris);
-    await server.requests(true);
+    await ctx.server.requests(true);
     const got = await readParquet(uris).toRows();
     assert.deepEqual(got, want);
-    const reads = await server.requests();
+    const reads = await ctx.server.requests();
     assert.equal(resultGets(reads), 0, `no GET of a result: ${JSON.stringify(reads)}`);
 
     // Noted bytes of an older version are not used: partition 1's object is replaced.

@@ -133,6 +133,18 @@ const everyAggregate = (df: DataFrame): DataFrame =>
       col('n').list().alias('ln'),
     );
 
+/** Each group's list(n) is in input order (n grows with the row), across partitions. */
+function assertListsInInputOrder(got: Record<string, unknown>[]): void {
+  for (const r of got) {
+    const ns = (r.ln as number[]).map(Number);
+    assert.deepEqual(
+      ns,
+      [...ns].sort((a, b) => a - b),
+      `list() keeps input order across partitions (group ${String(r.g)})`,
+    );
+  }
+}
+
 describe('phase one of an aggregation runs in the worker threads', () => {
   // On 2 threads the calling thread runs every other partition's phase one by default (tested
   // below); these tests pin the path where every partition runs on the workers.
@@ -165,14 +177,7 @@ describe('phase one of an aggregation runs in the worker threads', () => {
     const local = await everyAggregate(F()).toRows();
     assert.equal(relationalStats().partialRowsAggregated, N, 'in-process: phase one here, over every row');
     assert.deepEqual(canon(got), canon(local), 'workers and in-process agree, lists in input order');
-    for (const r of got) {
-      const ns = (r.ln as number[]).map(Number);
-      assert.deepEqual(
-        ns,
-        [...ns].sort((a, b) => a - b),
-        `list() keeps input order across partitions (group ${String(r.g)})`,
-      );
-    }
+    assertListsInInputOrder(got);
   });
 
   it('distinct: phase one in the workers, first row of each key kept', async () => {
@@ -292,14 +297,7 @@ describe('phase one shared with the calling thread on 2 threads', () => {
       `SELECT g, sum(v) sv, sum(i) si, avg(v) mv, min(v) minv, max(i) maxi, min(s) mins, max(s) maxs, count(v) cv, count(DISTINCT s) cds, max(b) maxb, min(n) fn, list(n) ln FROM ${facts()} GROUP BY g`,
     );
     assert.deepEqual(canon(got, { sortLists: true }), canon(want, { sortLists: true }));
-    for (const r of got) {
-      const ns = (r.ln as number[]).map(Number);
-      assert.deepEqual(
-        ns,
-        [...ns].sort((a, b) => a - b),
-        `list() keeps input order across partitions (group ${String(r.g)})`,
-      );
-    }
+    assertListsInInputOrder(got);
   });
 
   it('distinct: phase one on both threads, the first row of each key kept', async () => {
