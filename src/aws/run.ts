@@ -28,6 +28,7 @@ import { getUdf } from '../udf.ts';
 import { checkTolerance, mapThresholds, toleranceText, toleratesFailures, withinTolerance, type FailureTolerance } from './tolerance.ts';
 import { endsInRelational, planRelationalStages } from './shuffle-plan.ts';
 import { KeySampler, operatorInput, plainInputSource, writeBoundaries, writeExchange, type ShuffleContext } from './shuffle.ts';
+import type { StageInputJSON } from './shuffle-types.ts';
 
 export const PLAN_VERSION = 1;
 
@@ -579,7 +580,7 @@ async function stagePartition(store: ObjectStore, plan: RunPlan, stage: StageJSO
       skipped: true,
     };
   // A tolerated failure upstream: this partition has no input; Finalize reports it as failed.
-  if (stageIndex > 0 && !stage.input && toleratesFailures(plan.tolerance) && !(await store.exists(keys.metrics(runId, stageIndex - 1, partition)))) {
+  if (await skipAfterTolerated(store, plan, stage, partition)) {
     return { runId, stage: stageIndex, partition, rows: 0, bytes: 0, key: resultKey, elapsedMs: 0, metrics: {}, startedAt: Date.now(), skipped: true };
   }
   await importPipeline(planPipeline(plan));
@@ -733,7 +734,54 @@ function shuffleContext(store: ObjectStore, plan: RunPlan, stage: StageJSON): Sh
     batchSize: plan.batchSize ?? 65536,
     // A quarter of the stage's memory (Lambda's, or the task's) for the operator's tables before they spill.
     budgetBytes: Math.max(32 << 20, Math.floor((stage.memoryMiB * (1 << 20)) / 4)),
+    tolerant: toleratesFailures(plan.tolerance),
   };
+}
+
+/**
+ * The one earlier partition a stage partition reads, when it reads exactly one (a linear stage, an
+ * earlier stage's shard, a concat's partition, a broadcast join's probe shard); null for a scan or
+ * an input that reads every partition of a stage (a reduce, a gather, a build side).
+ */
+function singleUpstream(stage: StageJSON, partition: number): { stage: number; partition: number } | null {
+  const shardOf = (input: StageInputJSON): { stage: number; partition: number } | null => {
+    if (input.kind === 'shard') return { stage: input.stage, partition };
+    if (input.kind !== 'concat') return null;
+    let p = partition;
+    for (const i of input.inputs) {
+      if (p < i.partitions) return { stage: i.stage, partition: p };
+      p -= i.partitions;
+    }
+    return null;
+  };
+  const input = stage.input;
+  if (!input) return stage.index > 0 ? { stage: stage.index - 1, partition } : null;
+  if (input.kind === 'join' && input.strategy === 'broadcast') return input.probe ? shardOf(input.probe.input) : { stage: input.left.stage, partition };
+  return shardOf(input);
+}
+
+/**
+ * A tolerated failure upstream: the partition this one reads failed, so this one has no input and is
+ * left out with it (Finalize reports it as failed). Where the numbering differs (a concat's later
+ * inputs), its error record names the input and that input's error, so the report says what failed.
+ */
+async function skipAfterTolerated(store: ObjectStore, plan: RunPlan, stage: StageJSON, partition: number): Promise<boolean> {
+  if (stage.index === 0 || !toleratesFailures(plan.tolerance)) return false;
+  const up = singleUpstream(stage, partition);
+  if (!up || (await store.exists(keys.metrics(plan.runId, up.stage, up.partition)))) return false;
+  if (up.partition !== partition) {
+    const cause = await getJson<PartitionErrorRecord>(store, errorKey(plan.runId, up.stage, up.partition)).catch(() => null);
+    const record: PartitionErrorRecord = {
+      stage: stage.index,
+      partition,
+      name: cause?.name ?? 'Error',
+      message: `its input, partition ${up.partition} of stage ${up.stage}, failed${cause ? `: ${cause.message}` : ' (no error recorded)'}`,
+      at: new Date().toISOString(),
+    };
+    if (cause?.udf) record.udf = cause.udf;
+    await putJson(store, errorKey(plan.runId, stage.index, partition), record).catch(() => undefined);
+  }
+  return true;
 }
 
 /** A partition's result key in the output format (its partitioned files go to `dir/` beside it). */
@@ -1189,17 +1237,38 @@ export async function recordFailure(store: ObjectStore, runId: string, error: st
   let failedPartitions: RunSummary['failedPartitions'] = [];
   let errors: PartitionErrorSummary[] = [];
   let metrics: RunMetrics = {};
+  let why: string | null = null;
   try {
     const plan = await loadPlan(store, runId);
-    failedPartitions = failedStages(plan, await missingShards(store, plan));
+    const missing = await missingShards(store, plan);
+    failedPartitions = failedStages(plan, missing);
     errors = (await failureDetails(store, plan, failedPartitions, 10, since)).filter((e) => !e.error.startsWith('no error recorded'));
+    why = await intolerable(store, plan, missing.slice(failedPartitions.length), since);
     metrics = await sumMetrics(store, plan);
   } catch {
     // No plan (the Plan step itself failed): the error says why.
   }
   const summary = failureSummary(runId, error, failedPartitions, errors, metrics);
+  if (why && errors.length) summary.error = `${summary.error}; ${why}`;
   await putJson(store, keys.failure(runId), summary);
   return summary;
+}
+
+/**
+ * Why a run with tolerated failures failed anyway: a later stage needed every partition of the failed
+ * one (shuffle.ts IncompleteInputError). The report names only the first failed stage's partitions,
+ * whose own errors do not say that the tolerance could not apply.
+ */
+async function intolerable(store: ObjectStore, plan: RunPlan, later: { stage: number }[], since?: Date): Promise<string | null> {
+  if (!toleratesFailures(plan.tolerance)) return null;
+  for (const { stage } of later) {
+    const prefix = `${keys.stagePrefix(plan.runId, stage)}error-`;
+    for (const k of (await store.list(keys.stagePrefix(plan.runId, stage))).filter((x) => x.startsWith(prefix)).slice(0, 4)) {
+      const r = await getJson<PartitionErrorRecord>(store, k).catch(() => null);
+      if (r?.name === 'IncompleteInputError' && !(since && !(Date.parse(r.at) >= since.getTime()))) return r.message;
+    }
+  }
+  return null;
 }
 
 function failureSummary(

@@ -49,7 +49,33 @@ export interface ShuffleContext {
   batchSize: number;
   /** Memory an operator may hold before it spills (local Arrow IPC files). */
   budgetBytes: number;
+  /** The run tolerates failed partitions (errors say that the tolerance cannot leave one out here). */
+  tolerant?: boolean;
 }
+
+/**
+ * A stage partition that needs every partition of an earlier stage (a reduce, a gather, a broadcast
+ * build side, a sort's boundaries step) found one that did not complete. Never left out, even with
+ * tolerated failures: without one partition's rows such a stage gives a wrong result, not a partial
+ * one (the embedded runner fails the same plan). The name lets the failure record find it.
+ */
+export class IncompleteInputError extends Error {
+  constructor(c: ShuffleContext, from: StageRef, partition: number, what: string, evidence: string) {
+    const how = c.tolerant ? 'failed (a failure this run tolerates)' : 'did not complete';
+    super(
+      `run ${c.runId}: partition ${partition} of stage ${from.stage} ${how}: ${evidence}; ${what} needs every partition of stage ${from.stage} (leaving one out would give a wrong result, not a partial one), so this partition cannot run`,
+    );
+    this.name = 'IncompleteInputError';
+  }
+}
+
+/** What a reading stage is, in an IncompleteInputError. */
+const NEEDS = {
+  reduce: "an exchange's reduce side",
+  gather: 'a gather (a global limit below an operator)',
+  build: "a broadcast join's build side",
+  boundaries: "the sort's boundaries step",
+} as const;
 
 /** The marker fields a reducer reads: a map partition's non-empty buckets. */
 interface MapMarker {
@@ -405,7 +431,7 @@ export class KeySampler {
 /** Map markers, cached per process: a batched invocation's reducers read the same ones. */
 const markerCache = new Map<string, MapMarker>();
 
-async function mapMarkers(c: ShuffleContext, from: StageRef): Promise<(MapMarker | null)[]> {
+async function mapMarkers(c: ShuffleContext, from: StageRef, what: string): Promise<(MapMarker | null)[]> {
   const ms = Array.from({ length: from.partitions }, (_, m) => m);
   const out = await mapLimit(ms, 16, async (m): Promise<MapMarker | null> => {
     const key = c.markerKey(from.stage, m);
@@ -418,10 +444,7 @@ async function mapMarkers(c: ShuffleContext, from: StageRef): Promise<(MapMarker
       return marker;
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
-      // Never left out, even with tolerated failures: a reduce without one map partition's rows would be a wrong result, not a partial one.
-      throw new Error(
-        `run ${c.runId}: map partition ${m} of stage ${from.stage} has no completion marker (${c.store.uri(key)}): its buckets are not complete, so this reduce cannot run`,
-      );
+      throw new IncompleteInputError(c, from, m, what, `it has no completion marker (${c.store.uri(key)}), so its buckets are not whole`);
     }
   });
   return out;
@@ -429,7 +452,7 @@ async function mapMarkers(c: ShuffleContext, from: StageRef): Promise<(MapMarker
 
 /** Bucket b of every map partition of `from`, in map-partition order. */
 async function* readBuckets(c: ShuffleContext, from: StageRef, bucket: number): AsyncGenerator<arrow.RecordBatch> {
-  const markers = await mapMarkers(c, from);
+  const markers = await mapMarkers(c, from, NEEDS.reduce);
   for (const [m, marker] of markers.entries()) {
     if (!marker) continue;
     if (!marker.buckets)
@@ -440,8 +463,17 @@ async function* readBuckets(c: ShuffleContext, from: StageRef, bucket: number): 
 }
 
 /** Every shard of a stage, in partition order (a broadcast join's build side, a gather). */
-async function* readAllShards(c: ShuffleContext, from: StageRef): AsyncGenerator<arrow.RecordBatch> {
-  for (let p = 0; p < from.partitions; p++) yield* readIpc(c.store, c.shardKey(from.stage, p));
+async function* readAllShards(c: ShuffleContext, from: StageRef, what: string): AsyncGenerator<arrow.RecordBatch> {
+  for (let p = 0; p < from.partitions; p++) {
+    const key = c.shardKey(from.stage, p);
+    try {
+      yield* readIpc(c.store, key);
+    } catch (e) {
+      // A shard is written whole before its marker, so only a partition that failed has none.
+      if (e instanceof NotFoundError) throw new IncompleteInputError(c, from, p, what, `it has no shard (${c.store.uri(key)})`);
+      throw e;
+    }
+  }
 }
 
 function arrowSchema(s: SchemaJSON): arrow.Schema {
@@ -479,14 +511,14 @@ export function operatorInput(c: ShuffleContext, input: StageInputJSON, partitio
     case 'aggregate':
       return mergeAggregate(c, input, partition);
     case 'gather':
-      return readAllShards(c, input.from);
+      return readAllShards(c, input.from, NEEDS.gather);
     case 'join': {
       const left = input.probe
         ? probeSide(c, input.probe, partition)
         : input.strategy === 'broadcast'
           ? readIpc(c.store, c.shardKey(input.left.stage, partition))
           : readBuckets(c, input.left, partition);
-      const right = input.strategy === 'broadcast' ? readAllShards(c, input.right) : readBuckets(c, input.right, partition);
+      const right = input.strategy === 'broadcast' ? readAllShards(c, input.right, NEEDS.build) : readBuckets(c, input.right, partition);
       return hashJoin(left, right, {
         how: input.how,
         leftKeys: input.leftKeys,
@@ -545,7 +577,7 @@ async function* mergeAggregate(c: ShuffleContext, input: Extract<StageInputJSON,
  * `partitions - 1` even cut points. Returns the number of boundaries written.
  */
 export async function writeBoundaries(c: ShuffleContext, stage: number, input: Extract<StageInputJSON, { kind: 'boundaries' }>): Promise<number> {
-  const markers = await mapMarkers(c, input.from);
+  const markers = await mapMarkers(c, input.from, NEEDS.boundaries);
   const samples: arrow.RecordBatch[] = [];
   for (const [m, marker] of markers.entries()) {
     if (!marker) continue;
