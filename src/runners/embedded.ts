@@ -254,6 +254,18 @@ function batchBytes(b: arrow.RecordBatch): number {
   return n;
 }
 
+/** What a partition stream must undo if its consumer drops it without closing it (see `dropped`). */
+interface StreamCleanup {
+  stop?: (() => void) | undefined;
+}
+
+/**
+ * A stream whose consumer dropped it without calling return() (an iterator let go after a few rows)
+ * never reaches its `finally`: once it is garbage, this ends its use of the pool (so a retired pool
+ * can close) and cancels its workers' tasks (each would otherwise wait for credits, holding a slot).
+ */
+const dropped = new FinalizationRegistry<StreamCleanup>((c) => c.stop?.());
+
 /** A partition's output as an async queue filled by a worker. */
 class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
   private queue: arrow.RecordBatch[] = [];
@@ -340,7 +352,30 @@ class RemoteStream implements AsyncIterable<arrow.RecordBatch> {
     this.controls.catch((e: unknown) => fail(e instanceof Error ? e : new Error(String(e))));
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<arrow.RecordBatch> {
+  /**
+   * The stream as handed to a consumer: if it is dropped without ever being iterated, or its
+   * iterator is dropped unfinished, the worker's task is cancelled once that object is garbage (the
+   * task would otherwise wait for credits forever, holding its slot; see `dropped`).
+   */
+  handOut(): AsyncIterable<arrow.RecordBatch> {
+    const state: StreamCleanup = { stop: () => this.cancel() };
+    const view: AsyncIterable<arrow.RecordBatch> = {
+      [Symbol.asyncIterator]: () => {
+        state.stop = undefined;
+        const it = this.batches();
+        dropped.register(it, { stop: () => this.cancel() });
+        return it;
+      },
+    };
+    dropped.register(view, state);
+    return view;
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<arrow.RecordBatch> {
+    return this.batches();
+  }
+
+  private async *batches(): AsyncGenerator<arrow.RecordBatch> {
     let completed = false;
     try {
       for (;;) {
@@ -383,7 +418,7 @@ interface RunHandle {
  * Streams each partition's output, in partition order. With workers, up to `parallelism`
  * partitions run at once, each ahead of the consumer by up to its share of `prefetchBytes`.
  */
-async function* streamPartitions(
+function streamPartitions(
   plan: PhysicalPlan,
   options: ResolvedEmbeddedOptions,
   ctx: EmbeddedRunContext,
@@ -392,6 +427,21 @@ async function* streamPartitions(
    *  consumer pulls as many partitions as it runs at once, and each pull starts exactly one.
    *  'shared': ordered, and this thread may decode some partitions itself (sharesDecoding). */
   lookahead: 'ordered' | 'unordered' | 'shared' = 'ordered',
+): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
+  const cleanup: StreamCleanup = {};
+  const stream = partitionStreams(plan, options, ctx, cleanup, handle, lookahead);
+  // The cleanup holds no reference to the stream, so registering does not keep it alive.
+  dropped.register(stream, cleanup);
+  return stream;
+}
+
+async function* partitionStreams(
+  plan: PhysicalPlan,
+  options: ResolvedEmbeddedOptions,
+  ctx: EmbeddedRunContext,
+  cleanup: StreamCleanup,
+  handle: RunHandle | undefined,
+  lookahead: 'ordered' | 'unordered' | 'shared',
 ): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
   const tasks = plan.partitions;
   const router = actorRouter(plan, options);
@@ -415,7 +465,7 @@ async function* streamPartitions(
   // The running partitions share the byte budget: at most `parallelism` of them hold batches at once.
   const window = { batches: options.prefetch, bytes: Math.floor(options.prefetchBytes / parallelism) };
   if (lookahead === 'shared' && sharesDecoding(plan, parallelism, router)) {
-    yield* sharedDecoding(tasks, p, parallelism, window, execCtx, ctx, router);
+    yield* sharedDecoding(tasks, p, parallelism, window, execCtx, ctx, router, cleanup);
     return;
   }
   const started: RemoteStream[] = [];
@@ -426,14 +476,20 @@ async function* streamPartitions(
   let i = 0;
   // Partitions start as the consumer moves on: the pool must stay open until the last has started.
   const letGo = p.use();
+  // Dropped: the partitions started ahead stop; the ones handed out stop when their streams are garbage.
+  cleanup.stop = () => {
+    letGo();
+    for (let k = i + 1; k < started.length; k++) started[k]!.cancel();
+  };
   try {
     for (; i < tasks.length; i++) {
       // Keep `parallelism` partitions in flight ahead of the one being consumed.
       startUpTo(lookahead === 'unordered' ? i + 1 : i + parallelism);
       if (next === tasks.length) letGo();
-      yield { index: i, batches: started[i]! };
+      yield { index: i, batches: started[i]!.handOut() };
     }
   } finally {
+    cleanup.stop = undefined;
     letGo();
     for (let k = i; k < started.length; k++) started[k]!.cancel();
   }
@@ -480,6 +536,7 @@ async function* sharedDecoding(
   execCtx: ExecContext,
   ctx: EmbeddedRunContext,
   router: ActorRouter | null,
+  cleanup: StreamCleanup,
 ): AsyncGenerator<{ index: number; batches: AsyncIterable<arrow.RecordBatch> }> {
   // Partition 0 here: the consumer's first batch needs no worker hand-off.
   const local = (k: number): boolean => k % parallelism === 0;
@@ -510,14 +567,20 @@ async function* sharedDecoding(
     }
     if (nextRemote >= tasks.length) letGo();
   };
+  cleanup.stop = () => {
+    stopped = true;
+    letGo();
+    for (const [k, r] of remote) if (k > i) r.cancel();
+  };
   try {
     for (; i < tasks.length; i++) {
       pump();
       const t = tasks[i]!;
-      yield { index: i, batches: local(i) ? inProcess(t, execCtx, ctx) : remote.get(i)! };
+      yield { index: i, batches: local(i) ? inProcess(t, execCtx, ctx) : remote.get(i)!.handOut() };
       remote.delete(i);
     }
   } finally {
+    cleanup.stop = undefined;
     stopped = true;
     letGo();
     for (const r of remote.values()) r.cancel();

@@ -105,7 +105,7 @@ interface Slot {
 let nextTaskId = 1;
 
 /** For tests only: called first with each message from a worker; what it throws takes the message-handling error path. */
-export const poolTestHooks: { onMessage?: ((msg: FromWorker) => void) | undefined } = {};
+export const poolTestHooks: { onMessage?: ((msg: FromWorker) => void) | undefined; onClose?: ((pool: WorkerPool) => void) | undefined } = {};
 
 export class WorkerPool {
   private slots: Slot[] = [];
@@ -434,6 +434,7 @@ export class WorkerPool {
 
   /** Stops every worker now; running tasks fail, waiting ones are refused. */
   async close(): Promise<void> {
+    if (!this.closed) poolTestHooks.onClose?.(this);
     this.retiring = true;
     this.closed = true;
     const slots = this.slots;
