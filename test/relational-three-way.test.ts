@@ -312,6 +312,28 @@ describe('distinct, sort, concat: embedded = harness = DuckDB', () => {
     );
   });
 
+  it('the harness sorts by sampled range boundaries: each of the 3 ranges holds a share of the rows, in order', async () => {
+    setRunner('aws', { ...cloud.runnerOptions, targetPartitionBytes: 6 << 10, shufflePartitions: 3 });
+    const out = `s3://${cloud.inputBucket}/three-way-sorted/`;
+    let files: { path: string; rows: bigint }[];
+    try {
+      files = await (await F().select('id', 'v').sort(['v', 'id']).writeParquet(out)).toRows();
+    } finally {
+      setRunner('native', { workers: false });
+    }
+    assert.equal(files.length, 3);
+    const counts = files.map((f) => Number(f.rows));
+    assert.equal(
+      counts.reduce((a, b) => a + b, 0),
+      N,
+    );
+    // v is spread evenly; its nulls (15%) sort last. Boundaries from a sample split the rest in about thirds.
+    for (const c of counts) assert.ok(c >= N / 6 && c <= N / 2, `rows per range: ${counts.join(', ')}`);
+    const back = await readParquet(out).toRows();
+    const duck = (await con.runAndReadAll(`SELECT id, v FROM ${facts()} ORDER BY v ASC NULLS LAST, id`)).getRowObjectsJS();
+    assertSameRows(back, duck, true, 'the committed files, read in order');
+  });
+
   it('concat of two inputs, then a groupBy', async () => {
     await threeWay(
       () => (F().select('k', 'g') as DataFrame).concat(D().select('k', 'g')).groupBy('k').agg(col('g').sum().alias('sg'), col('g').count().alias('n')),
