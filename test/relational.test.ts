@@ -331,7 +331,10 @@ describe('plans, explain, UDFs, repartition', () => {
           .explain(),
         /Exchange: range \[g desc, v asc\], 3 partition\(s\)/,
       );
-      assert.match(await F().join(D(), { on: 'k' }).explain(), /HashJoin \(broadcast\): inner on k[\s\S]*Exchange: broadcast/);
+      assert.match(
+        await F().join(D(), { on: 'k' }).explain(),
+        /HashJoin \(broadcast\): inner on k[\s\S]*Exchange: broadcast \(est\. [\d.]+ KiB\), 1 partition, read by every probe partition/,
+      );
       assert.match(await F().agg(col('v').max()).explain(), /Exchange: gather, 1 partition/);
       assert.match(await F().repartition(5, 'g').explain(), /Exchange: hash \[g\], 5 partition\(s\)/);
       assert.match(await F().select('k').concat(D().select('k')).explain({ showAll: true }), /Concat: 2 inputs/);

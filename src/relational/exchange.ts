@@ -183,7 +183,8 @@ export function exchangeToString(e: Exchange): string {
     case 'range':
       return `Exchange: range [${e.keys.map((k) => `${k.column} ${k.desc ? 'desc' : 'asc'}`).join(', ')}], ${e.partitions} partition(s), sampled boundaries`;
     case 'broadcast':
-      return `Exchange: broadcast (est. ${bytesText(e.estimatedBytes)})`;
+      // The build side is gathered into one partition, which every probe partition reads whole.
+      return `Exchange: broadcast (est. ${bytesText(e.estimatedBytes)}), 1 partition, read by every probe partition`;
     case 'gather':
       return 'Exchange: gather, 1 partition';
   }
