@@ -221,7 +221,7 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
   }
 
   /** Aggregates over the whole frame: one row (count 0 and null sums over no rows, as SQL). */
-  agg<A extends readonly AggExpr<unknown, string>[]>(...aggs: A): DataFrame<Simplify<AggRow<A>>> {
+  agg<A extends readonly AggExpr<unknown, string, unknown>[]>(...aggs: A): DataFrame<Simplify<AggRow<A>>> {
     if (!aggs.length) throw new Error('agg() needs at least one aggregation');
     return this.derive(aggregateNode(this.plan, [], aggs.map(aggNode), 'agg'));
   }
@@ -412,8 +412,8 @@ export class DataFrame<R extends Row = Record<string, unknown>> {
 }
 
 /** Result row of an aggregation list: each aggregation's name and value type (nullable, as SQL). */
-export type AggRow<A extends readonly AggExpr<unknown, string>[]> = {
-  [E in A[number] as E extends AggExpr<unknown, infer N> ? N : never]: E extends AggExpr<infer T, string> ? T | null : never;
+export type AggRow<A extends readonly AggExpr<unknown, string, unknown>[]> = {
+  [E in A[number] as E extends AggExpr<unknown, infer N, unknown> ? N : never]: E extends AggExpr<infer T, string, infer Z> ? T | Z : never;
 };
 
 /** Result row of a join: semi/anti keep the left rows; otherwise left and right columns (the side an outer join can miss is nullable). */
@@ -433,12 +433,12 @@ export class GroupedDataFrame<R extends Row, K extends keyof R & string> {
   ) {}
 
   /** One row per group: the keys, then each aggregation (`col('x').sum().alias('total')`). */
-  agg<A extends readonly AggExpr<unknown, string>[]>(...aggs: A): DataFrame<Simplify<Pick<R, K> & AggRow<A>>> {
+  agg<A extends readonly AggExpr<unknown, string, unknown>[]>(...aggs: A): DataFrame<Simplify<Pick<R, K> & AggRow<A>>> {
     return this.build(aggs.map(aggNode)) as unknown as DataFrame<Simplify<Pick<R, K> & AggRow<A>>>;
   }
 }
 
-function aggNode(a: AggExpr<unknown, string>): AggNode {
+function aggNode(a: AggExpr<unknown, string, unknown>): AggNode {
   if (!(a instanceof AggExpr)) throw new TypeError(`expected an aggregation such as col('x').sum(), got ${String(a)}`);
   return a.node;
 }

@@ -213,12 +213,12 @@ export class Expr<T = unknown> {
   max(): AggExpr<ValueOf<T>> {
     return new AggExpr({ fn: 'max', expr: this.node, name: exprName(this.node) });
   }
-  /** Number of non-null values (int64). */
-  count(): AggExpr<bigint> {
+  /** Number of non-null values (int64); never null (0 over no rows). */
+  count(): AggExpr<bigint, string, never> {
     return new AggExpr({ fn: 'count', expr: this.node, name: exprName(this.node) });
   }
-  /** Number of distinct non-null values (int64). */
-  countDistinct(): AggExpr<bigint> {
+  /** Number of distinct non-null values (int64); never null (0 over no rows). */
+  countDistinct(): AggExpr<bigint, string, never> {
     return new AggExpr({ fn: 'count_distinct', expr: this.node, name: exprName(this.node) });
   }
   /** The value of the group's first row in input order (null if that value is null). */
@@ -261,13 +261,15 @@ export interface AggNode {
 }
 
 /** An aggregation expression (`col('x').sum().alias('total')`); `T` its value type, `N` its output name. */
-export class AggExpr<T = unknown, N extends string = string> {
+/** `Z`: what a result may be besides T (null, as in SQL; `never` for the counts, which are 0 over no rows). */
+export class AggExpr<T = unknown, N extends string = string, Z = null> {
   declare readonly __type?: T;
   declare readonly __name?: N;
+  declare readonly __null?: Z;
   constructor(readonly node: AggNode) {}
-  alias<M extends string>(name: M): AggExpr<T, M> {
+  alias<M extends string>(name: M): AggExpr<T, M, Z> {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('alias(name) needs a non-empty string');
-    return new AggExpr<T, M>({ ...this.node, name });
+    return new AggExpr<T, M, Z>({ ...this.node, name });
   }
   toString(): string {
     return `${this.node.fn}(${exprToString(this.node.expr)}) as ${this.node.name}`;

@@ -11,9 +11,11 @@ type RowOf<D> = D extends { toRows(): Promise<(infer R)[]> } ? R : never;
 const sales = fromRecords([{ region: 'eu', amount: 1, n: 1n }]);
 const names = fromRecords([{ region: 'eu', name: 'Europe' }]);
 
-// Keys keep their types; each aggregate is named by its alias and nullable (SQL).
+// Keys keep their types; each aggregate is named by its alias and nullable (SQL), but for the counts (0 over no rows).
 const g = sales.groupBy('region').agg(sales.col('amount').sum().alias('total'), sales.col('n').sum().alias('nsum'), sales.col('amount').count().alias('c'));
-expectType<Equal<RowOf<typeof g>, { region: string; total: number | bigint | null; nsum: bigint | null; c: bigint | null }>>();
+expectType<Equal<RowOf<typeof g>, { region: string; total: number | bigint | null; nsum: bigint | null; c: bigint }>>();
+const counts = sales.agg(sales.col('n').countDistinct().alias('d'), sales.col('n').count().alias('c'), sales.col('n').max().alias('m'));
+expectType<Equal<RowOf<typeof counts>, { d: bigint; c: bigint; m: bigint | null }>>();
 
 const whole = sales.agg(sales.col('amount').mean().alias('m'), sales.col('region').list().alias('all'));
 expectType<Equal<RowOf<typeof whole>, { m: number | null; all: (string | null)[] | null }>>();
