@@ -12,6 +12,7 @@ import { col, DataType, Field, fromRecords, func, readParquet, Schema, setRunner
 import { readParquetBatches, readStats } from '../src/io/parquet/index.ts';
 import { borrowTuning, readParquetBorrowed } from '../src/io/parquet/read.ts';
 import { getWasm } from '../src/io/parquet/wasm.ts';
+import { FileBlob } from '../src/io/store/file-blob.ts';
 import { phaseOneTuning } from '../src/aggregate/operator.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
@@ -162,6 +163,30 @@ describe('readParquetBorrowed', () => {
     }
     assert.deepEqual(kinds, [true, false, false, false]);
     assert.deepEqual(kept.flatMap(rowsOf), want.slice(5000), 'copies read back after the read (and after memory grew) hold their rows');
+  });
+});
+
+describe('FileBlob reads into unzeroed buffers', () => {
+  it('a read, and slices of a prefetched range, hand over exactly their bytes as plain arrays and exact ArrayBuffers', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const path = join(dir, 'blob.bin');
+    const bytes = Uint8Array.from({ length: 300_000 }, (_, i) => (i * 7 + 3) & 0xff);
+    writeFileSync(path, bytes);
+    const blob = new FileBlob(path, bytes.length);
+    try {
+      const whole = await blob.slice(1000, 201_000).bytes();
+      assert.equal(whole.constructor, Uint8Array, 'a plain Uint8Array (a Buffer slices as a view)');
+      assert.deepEqual(whole, bytes.subarray(1000, 201_000));
+      blob.prefetch([[10_000, 250_000]], 'p');
+      // A slice inside the prefetched range: its own ArrayBuffer with exactly its bytes (parquet-wasm copies it).
+      const ab = await blob.slice(20_000, 20_100).arrayBuffer();
+      assert.equal(ab.byteLength, 100);
+      assert.deepEqual(new Uint8Array(ab), bytes.subarray(20_000, 20_100));
+      const across = await blob.slice(5_000, 260_000).arrayBuffer();
+      assert.deepEqual(new Uint8Array(across), bytes.subarray(5_000, 260_000));
+    } finally {
+      await blob.close();
+    }
   });
 });
 
