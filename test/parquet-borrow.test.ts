@@ -141,6 +141,30 @@ describe('readParquetBorrowed', () => {
     assert.equal(kept[0]!.getChild('w')!.data[0]!.values.length, 0, 'a kept view is detached');
   });
 
+  it('a row range (a partition smaller than a row group) borrows exactly its rows', async () => {
+    const path = join(dir, 'facts', (await import('node:fs')).readdirSync(join(dir, 'facts')).find((f) => f.endsWith('.parquet'))!);
+    const opts = { batchSize: 1000, rows: { start: 1234, end: 15_001 }, columns: ['u', 'k', 'v'] };
+    const want: string[] = [];
+    for await (const b of readParquetBatches(path, opts)) want.push(...rowsOf(b));
+    borrowTuning.growPagesAfterVisit = 1;
+    const got: string[] = [];
+    let borrowedBatches = 0;
+    for await (const _ of readParquetBorrowed(
+      path,
+      opts,
+      (b, borrowed) => {
+        if (borrowed) borrowedBatches++;
+        got.push(...rowsOf(b));
+      },
+      { borrow: true },
+    )) {
+      // nothing to hand on
+    }
+    assert.equal(got.length, 15_001 - 1234);
+    assert.ok(borrowedBatches >= 10);
+    assert.deepEqual(got, want);
+  });
+
   it('mode.borrow cleared by the visitor: the next batches are owned copies that outlive the read', async () => {
     const path = join(dir, 'facts', (await import('node:fs')).readdirSync(join(dir, 'facts')).find((f) => f.endsWith('.parquet'))!);
     borrowTuning.growPagesAfterVisit = 1;
@@ -305,6 +329,18 @@ describe('phase one over borrowed batches', () => {
     const limited = await both(() => F().limit(5000).groupBy('g8').agg(col('w').sum().alias('s')));
     assert.equal(limited.borrowed, 0, 'limit: no borrowed batch');
     assert.deepEqual(limited.on, limited.off);
+  });
+
+  it('several small files packed into one partition borrow too', async () => {
+    setRunner('native', { ...ONE_THREAD, targetPartitionBytes: 64 << 20 });
+    const q = (): DataFrame => F().groupBy('g8').agg(col('w').sum().alias('s'), col('k').countDistinct().alias('d'));
+    const plan = await q().explain();
+    assert.match(plan, /Stage 0: 1 partition/, plan);
+    assert.match(plan, /ScanParquet: 2 file/, plan);
+    const { on, off, borrowed } = await both(q);
+    assert.ok(borrowed >= 10, `borrowed (${borrowed})`);
+    assert.deepEqual(on, off);
+    assert.deepEqual(canon(on), canon(await duck(`SELECT g8, sum(w) s, count(DISTINCT k) d FROM ${facts()} GROUP BY g8`)));
   });
 
   it('on 2 threads (phase one shared with this thread): this thread borrows; the result is DuckDB’s', async () => {
