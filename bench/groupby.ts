@@ -1,7 +1,8 @@
 // groupBy-sum over 8 keys (bench/relational.ts's first case), in-process A/B of where phase one runs:
 // every partition on 2 workers ("workers") against this thread running every other partition's phase
 // one beside one worker ("shared", the default), optionally with smaller partitions
-// (BENCH_PARTITION_MIB). Variants alternate within each round, so the machine's other load falls on
+// (BENCH_PARTITION_MIB), or with phase one over copies of the decoded columns instead of borrowed
+// views ("copies"). Variants alternate within each round, so the machine's other load falls on
 // all alike. Prints medians of wall, process CPU, this thread's CPU and the busiest other thread's
 // CPU (a worker), in ms, and the load average.
 // `tsx --conditions=development bench/groupby.ts` (BENCH_ROUNDS, BENCH_WARMUP, BENCH_VARIANTS).
@@ -10,6 +11,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { col, readParquet, setRunner } from 'fanout';
 import { aggregateTuning } from '../src/runners/embedded.ts';
+import { phaseOneTuning } from '../src/aggregate/operator.ts';
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 15);
 const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 1);
@@ -34,14 +36,23 @@ const query = () => readParquet(facts).groupBy('k8').agg(col('v').sum());
 const variants: Record<string, () => void> = {
   workers: () => {
     aggregateTuning.sharedPhaseOne = false;
+    phaseOneTuning.borrowViews = true;
     setRunner('native', {});
   },
   shared: () => {
     aggregateTuning.sharedPhaseOne = true;
+    phaseOneTuning.borrowViews = true;
+    setRunner('native', {});
+  },
+  // Phase one over copies of the decoded columns (this thread's partitions only: a worker keeps its own default).
+  copies: () => {
+    aggregateTuning.sharedPhaseOne = true;
+    phaseOneTuning.borrowViews = false;
     setRunner('native', {});
   },
   [`shared ${smallMiB} MiB`]: () => {
     aggregateTuning.sharedPhaseOne = true;
+    phaseOneTuning.borrowViews = true;
     setRunner('native', { targetPartitionBytes: smallMiB << 20 });
   },
 };
@@ -80,6 +91,7 @@ for (let r = 0; r < ROUNDS; r++) {
   }
 }
 aggregateTuning.sharedPhaseOne = true;
+phaseOneTuning.borrowViews = true;
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 console.log(
   `${ROUNDS} rounds after ${WARMUP} warm-up(s), medians in ms; load average ${loadavg()

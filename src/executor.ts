@@ -14,7 +14,7 @@ import { writeParquetFile, type ParquetWriterOptions } from './io/parquet/index.
 import { withPartitionColumns } from './io/hive.ts';
 import { writePartitionFiles, type PartitionFile } from './io/partitioned-writer.ts';
 import { unaliasBatch } from './ipc-alias.ts';
-import { partialAggregate } from './aggregate/operator.ts';
+import { borrowedPhaseOne, partialAggregate } from './aggregate/operator.ts';
 import { describeTask, type OpJSON, type PartitionTask, type SourceJSON } from './physical.ts';
 import { filterWithUdfs, projectWithUdfs, runtime, udfWindow, type RunMetrics, type UdfRuntime } from './udf-exec.ts';
 
@@ -290,6 +290,14 @@ function scanProject(task: PartitionTask): PlainProject | null {
   return (src.kind === 'parquet' || src.kind === 'csv') && src.filter ? plainProject(task.ops[0]) : null;
 }
 
+/** The task's output batches: phase one over borrowed views of the decoder's memory where it can run so, else the ops over the source's stream. */
+function partitionBatches(task: PartitionTask, ctx: ExecContext, label: string, rt: UdfRuntime): AsyncIterable<arrow.RecordBatch> {
+  const borrowed = borrowedPhaseOne(task, ctx.batchSize, () => throwIfAborted(ctx.signal, label));
+  if (borrowed) return borrowed;
+  const project = scanProject(task);
+  return applyOps(readSource(task.source, ctx, label, project), project ? task.ops.slice(1) : task.ops, rt);
+}
+
 /** Where a partition's output goes. */
 export type PartitionSink = StreamSink | FileSink | ShardSink | IpcSink;
 
@@ -380,8 +388,7 @@ export function runPartition(task: PartitionTask, ctx: ExecContext = {}, sink: P
   async function* batches(): AsyncGenerator<arrow.RecordBatch> {
     try {
       throwIfAborted(ctx.signal, label);
-      const project = scanProject(task);
-      for await (const b of applyOps(readSource(task.source, ctx, label, project), project ? task.ops.slice(1) : task.ops, rt)) {
+      for await (const b of partitionBatches(task, ctx, label, rt)) {
         // Between batches: after an abort no further batch is read or handed to a UDF.
         throwIfAborted(ctx.signal, label);
         rows += b.numRows;

@@ -19,6 +19,11 @@ import {
 // rather than through arrow-js-ffi because we must also convert to our one-layout-per-DataType
 // rule (LargeUtf8 -> Utf8, dictionary -> plain, Date64 -> Date32, decimal -> float64...), honour
 // array offsets, and copy each buffer exactly once out of wasm memory.
+// A borrowing importer (`borrow`) hands out VIEWS of wasm memory instead of copies wherever a buffer
+// needs no conversion: they are valid only until the next call into parquet-wasm or the free of the
+// decoded stream (memory.grow detaches them; freed memory is reused), so only readParquetBorrowed's
+// synchronous visitor ever sees them. Such views never cover all of memory, so makeArrowData never
+// marks them movable (kernels/owned.ts): a worker never transfers (detaches) wasm memory.
 
 export class FfiImporter {
   private readonly dv: DataView;
@@ -26,6 +31,7 @@ export class FfiImporter {
   constructor(
     private readonly mem: ArrayBuffer,
     private readonly where: string,
+    private readonly borrow = false,
   ) {
     this.dv = new DataView(mem);
     this.u8 = new Uint8Array(mem);
@@ -61,6 +67,17 @@ export class FfiImporter {
     return out;
   }
 
+  /** `n` elements of `ctor` at byte `a` of wasm memory: a view when borrowing (and aligned), else a copy. */
+  private out<T extends AnyTypedArray>(
+    ctor: { new (buf: ArrayBuffer, byteOffset?: number, length?: number): T; BYTES_PER_ELEMENT: number },
+    a: number,
+    n: number,
+  ): T {
+    const w = ctor.BYTES_PER_ELEMENT;
+    if (this.borrow && a % w === 0) return new ctor(this.mem, a, n);
+    return new ctor(this.copyOut(a, a + w * n));
+  }
+
   private fail(msg: string): never {
     throw new Error(`${this.where}: ${msg}`);
   }
@@ -70,7 +87,7 @@ export class FfiImporter {
     const nBytes = (n + 7) >> 3;
     const byte0 = ptr + (bitStart >> 3);
     const shift = bitStart & 7;
-    if (shift === 0) return new Uint8Array(this.copyOut(byte0, byte0 + nBytes));
+    if (shift === 0) return this.out(Uint8Array, byte0, nBytes);
     const out = new Uint8Array(nBytes);
     const src = this.u8;
     const last = ptr + ((bitStart + n - 1) >> 3);
@@ -170,7 +187,7 @@ export class FfiImporter {
     if (!large) {
       const src = new Int32Array(this.mem, ptr + 4 * start, n + 1);
       const base = src[0]!;
-      if (base === 0) return { values: new Int32Array(this.copyOut(ptr + 4 * start, ptr + 4 * (start + n + 1))), base };
+      if (base === 0) return { values: this.out(Int32Array, ptr + 4 * start, n + 1), base };
       const out = new Int32Array(n + 1);
       for (let i = 0; i <= n; i++) out[i] = src[i]! - base;
       return { values: out, base };
@@ -187,13 +204,13 @@ export class FfiImporter {
     if (fmt === 'u' || fmt === 'z' || fmt === 'U' || fmt === 'Z') {
       const { values, base } = this.offsets(this.buffer(h, 1), fmt === 'U' || fmt === 'Z', start, n);
       const dataPtr = this.buffer(h, 2);
-      const data = new Uint8Array(this.copyOut(dataPtr + base, dataPtr + base + values[n]!));
+      const data = this.out(Uint8Array, dataPtr + base, values[n]!);
       return { offsets: values, data };
     }
     if (fmt.startsWith('w:') && target.kind === 'binary') {
       const w = Number(fmt.slice(2));
       const dataPtr = this.buffer(h, 1);
-      const data = new Uint8Array(this.copyOut(dataPtr + start * w, dataPtr + (start + n) * w));
+      const data = this.out(Uint8Array, dataPtr + start * w, n * w);
       const offsets = new Int32Array(n + 1);
       for (let i = 0; i <= n; i++) offsets[i] = i * w;
       return { offsets, data };
@@ -218,7 +235,7 @@ export class FfiImporter {
     const w = sctor.BYTES_PER_ELEMENT;
     // Same physical layout and meaning: one copy.
     if (sctor === tctor && sameMeaning(fmt, target)) {
-      return new tctor(this.copyOut(ptr + w * start, ptr + w * (start + n)));
+      return this.out(tctor, ptr + w * start, n);
     }
     const src = new sctor(this.mem, ptr + w * start, n);
     if (target.kind === 'date') {

@@ -217,6 +217,52 @@ async function* cutSpans(batches: AsyncIterable<arrow.RecordBatch>, info: Parque
  * selected row groups in order; only those rows are decoded.
  */
 export async function* readParquetBatches(path: string, opts: ReadParquetOptions = {}): AsyncGenerator<arrow.RecordBatch> {
+  // Without a visitor the decode yields only batches (never null).
+  yield* readSpans(path, opts, null) as AsyncGenerator<arrow.RecordBatch>;
+}
+
+/**
+ * Receives a borrowing read's batches, synchronously. A batch with `borrowed` true may VIEW
+ * parquet-wasm's memory: its buffers are valid only during this call (the next call into
+ * parquet-wasm may grow memory and detach them, and the decoded stream is freed right after its
+ * last batch, its memory reused). So the visitor must not keep the batch, its columns or views of
+ * them, nor call into parquet-wasm. Other batches (`borrowed` false) are owned copies.
+ */
+export type BorrowedVisitor = (batch: arrow.RecordBatch, borrowed: boolean) => void;
+
+/** Tests: wasm memory pages to grow by after each visit of a borrowed batch (detaches every view handed out). */
+export const borrowTuning = { growPagesAfterVisit: 0 };
+
+/**
+ * readParquetBatches's rows, handed to `visit` instead of yielded: each row group is decoded, its
+ * batches visited one after the other with no await between them (so no other reader runs in this
+ * thread meanwhile), then freed. `mode.borrow`, read before each batch, says whether the batch may
+ * be borrowed (views of wasm memory) or must be copied: a visitor that finds it must keep rows
+ * clears it. The generator yields (nothing) after each row group, and after each batch read by the
+ * copying fallbacks (hyparquet), so the caller can hand on what the visitor produced.
+ */
+export async function* readParquetBorrowed(path: string, opts: ReadParquetOptions, visit: BorrowedVisitor, mode: { borrow: boolean }): AsyncGenerator<void> {
+  for await (const _ of readSpans(path, opts, { visit, mode })) yield;
+}
+
+interface Visiting {
+  visit: BorrowedVisitor;
+  mode: { borrow: boolean };
+  /** The visitor threw (the caller's error, like a consumer's early return: the file stays cached). */
+  threw?: boolean;
+}
+
+function visitOne(visiting: Visiting, b: arrow.RecordBatch, borrowed: boolean): void {
+  try {
+    visiting.visit(b, borrowed);
+  } catch (e) {
+    visiting.threw = true;
+    throw e;
+  }
+}
+
+/** Batches, or with a visitor null after each row group (and each fallback batch) visited. */
+async function* readSpans(path: string, opts: ReadParquetOptions, visiting: Visiting | null): AsyncGenerator<arrow.RecordBatch | null> {
   const src = sourceFor(path);
   const info = src.info;
   const fileSchema = opts.schema ?? info.schema;
@@ -261,7 +307,7 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
   if (names.length === 0) {
     // Nothing to decode: row counts come from the footer.
     for (const { count } of spans) {
-      for (let left = count; left > 0; left -= batchSize) yield emptyColumnsBatch(Math.min(left, batchSize));
+      for (let left = count; left > 0; left -= batchSize) yield owned(emptyColumnsBatch(Math.min(left, batchSize)), visiting);
     }
     return;
   }
@@ -274,9 +320,9 @@ export async function* readParquetBatches(path: string, opts: ReadParquetOptions
     // not for a limit or a row range cut short, nor on S3 (a GET that may be wasted costs a request).
     const last = spans[spans.length - 1]!;
     const toEnd = entry.blob instanceof FileBlob && limit === Infinity && last.offset + last.count === info.rowGroups[last.group]!.numRows;
-    yield* decodeSpans(path, src, entry, names, outSchema, arrowSchema, spans, batchSize, toEnd);
+    yield* decodeSpans(path, src, entry, names, outSchema, arrowSchema, spans, batchSize, toEnd, visiting);
   } catch (e) {
-    failed = true; // an early return by the consumer is not a failure: the entry stays cached
+    failed = !visiting?.threw; // an early return by the consumer is not a failure: the entry stays cached
     throw e;
   } finally {
     await releaseReader(entry, failed);
@@ -293,15 +339,16 @@ async function* decodeSpans(
   spans: readonly GroupSpan[],
   batchSize: number,
   hintNext: boolean,
-): AsyncGenerator<arrow.RecordBatch> {
+  visiting: Visiting | null,
+): AsyncGenerator<arrow.RecordBatch | null> {
   const info = src.info;
   const blob = entry.blob;
   const rowGroups = spans.map((s) => s.group);
   const whole = spans.every((s) => s.offset === 0 && s.count === info.rowGroups[s.group]!.numRows);
-  const hyparquet = (why: string): AsyncGenerator<arrow.RecordBatch> => {
+  async function* hyparquet(why: string): AsyncGenerator<arrow.RecordBatch | null> {
     const all = readWithHyparquet(path, blob, info, outSchema, rowGroups, batchSize, why);
-    return whole ? all : cutSpans(all, info, spans);
-  };
+    for await (const b of whole ? all : cutSpans(all, info, spans)) yield owned(b, visiting);
+  }
   // Columns arrow-rs reads wrongly (legacy layouts, INT96 ranges) go through hyparquet instead.
   const caveat = names.map((n) => info.parquetWasmCaveats?.[n]).find((c) => c !== undefined);
   if (caveat !== undefined) {
@@ -386,7 +433,8 @@ async function* decodeSpans(
             }
             // Re-read memory.buffer each time: wasm memory may have grown (and detached it) meanwhile.
             const mem = inst.pw.wasmMemory().buffer as ArrayBuffer;
-            const importer = new FfiImporter(mem, `${path} row group ${g}`);
+            const borrowed = visiting?.mode.borrow === true;
+            const importer = new FfiImporter(mem, `${path} row group ${g}`, borrowed);
             const arrPtr = addrs[b]!;
             const dv = new DataView(mem);
             const length = Number(dv.getBigInt64(arrPtr, true));
@@ -407,7 +455,15 @@ async function* decodeSpans(
             readStats.rowsRead += length;
             delivered++;
             rowsDelivered += length;
-            yield new arrow.RecordBatch(arrowSchema, data);
+            const batch = new arrow.RecordBatch(arrowSchema, data);
+            if (!visiting) {
+              yield batch;
+              continue;
+            }
+            // No await from here to the stream's free: the views stay valid through the visit.
+            if (borrowed) readStats.batchesBorrowed++;
+            visitOne(visiting, batch, borrowed);
+            if (borrowed && borrowTuning.growPagesAfterVisit > 0) inst.pw.wasmMemory().grow(borrowTuning.growPagesAfterVisit);
           }
           // Never a silent short read: arrow-rs has returned no rows for layouts it misreads.
           if (!interrupted && rowsDelivered !== count) {
@@ -418,6 +474,7 @@ async function* decodeSpans(
         } finally {
           if (!inst.dead) stream.free();
         }
+        if (visiting) yield null; // the row group's batches are visited (and their views gone)
         if (!interrupted) break;
         if (attempt >= 2) throw new Error(`failed to decode row group ${g} of ${path}: ${errorText(inst.dead)}`);
       }
@@ -426,6 +483,13 @@ async function* decodeSpans(
     // The ParquetFile stays open in the reader cache: releaseReader frees it once it is evicted.
     file = null;
   }
+}
+
+/** An owned batch: yielded, or visited (then null yielded) by a borrowing read. */
+function owned(b: arrow.RecordBatch, visiting: Visiting | null): arrow.RecordBatch | null {
+  if (!visiting) return b;
+  visitOne(visiting, b, false);
+  return null;
 }
 
 export function errorText(e: unknown): string {

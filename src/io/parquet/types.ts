@@ -83,4 +83,4 @@ export const DEFAULT_BATCH_SIZE = 65536;
 export const DEFAULT_ROW_GROUP_SIZE = 131072;
 
 /** Process-wide read counters (tests and metrics use them to check streaming and pruning). */
-export const readStats = { rowGroupsRead: 0, batchesRead: 0, rowsRead: 0 };
+export const readStats = { rowGroupsRead: 0, batchesRead: 0, rowsRead: 0, batchesBorrowed: 0 };

@@ -54,7 +54,10 @@ export class FileBlob extends RangeBlob {
 
   protected async fetch(a: number, b: number): Promise<Uint8Array> {
     const fh = await this.handle();
-    const out = new Uint8Array(b - a);
+    // Not zero-filled (every byte is read into it below, or the read throws): a fresh zeroed buffer
+    // cost 1.7 ms of this thread's CPU per 7.5 MiB read against 0.7. A plain Uint8Array over it, not
+    // the Buffer: Buffer's slice() is a view, and RangeBlob.arrayBuffer copies with slice().
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(b - a).buffer, 0, b - a);
     let n = 0;
     while (n < out.length) {
       const { bytesRead } = await fh.read(out, n, out.length - n, a + n);
