@@ -5,7 +5,7 @@ import * as arrow from 'apache-arrow';
 import { DataType, type DataTypeJSON } from '../datatypes.ts';
 import type { AggFn } from '../expressions.ts';
 import { GroupTable, KeyEncoder } from '../relational/keys.ts';
-import { makeAccumulator, stateTypes, type Accumulator, type DenseUpdate } from './accumulators.ts';
+import { fullWindow, makeAccumulator, stateTypes, type Accumulator, type DenseUpdate, type SlotWindow } from './accumulators.ts';
 
 /** One aggregate as the plan carries it: function, input and output types, output name. */
 export interface AggSpec {
@@ -48,6 +48,10 @@ export class HashAggregator {
   private gids: Int32Array = new Int32Array(0);
   /** Rows the fused dense path aggregated (pushDense), for tests and benches. */
   fusedRows = 0;
+  /** Of those, rows the slot loops took (fullWindow). */
+  slotRows = 0;
+  /** The last index fullWindow was asked about, at which group count, and its answer. */
+  private windowAt: { index: Int32Array; groups: number; slots: SlotWindow | null } | null = null;
 
   constructor(
     private readonly keyFields: readonly arrow.Field[],
@@ -121,10 +125,12 @@ export class HashAggregator {
         this.pushRows(i ? batch.slice(i, n) : batch, 'update');
         return;
       }
+      const slots = this.slotWindow(dense.index, dense.base, n - i);
       // The first loop decides where the run ends; the others take the same rows (same keys).
-      const end = loops[0]!(keys, dense.index, dense.base, i, n);
-      for (let a = 1; a < loops.length; a++) loops[a]!(keys, dense.index, dense.base, i, end);
+      const end = loops[0]!(keys, dense.index, dense.base, i, n, slots);
+      for (let a = 1; a < loops.length; a++) loops[a]!(keys, dense.index, dense.base, i, end, slots);
       this.fusedRows += end - i;
+      if (slots) this.slotRows += end - i;
       fused += end - i;
       if (end >= n) return;
       // Keys the index misses often (mostly new keys, a miss on the first row): the rest of the batch takes group ids.
@@ -132,6 +138,21 @@ export class HashAggregator {
       byIds += i - end;
       this.pushRows(end === 0 && i === n ? batch : batch.slice(end, i), 'update');
     }
+  }
+
+  /**
+   * The window the fused loops over `rows` rows may add by slot in (fullWindow), or null. Only for
+   * an index small next to the rows (finding the window and each loop's move of the values to slots
+   * and back cost O(index)); the answer holds while the index and the group count stay the same
+   * (a new group changes the count).
+   */
+  private slotWindow(index: Int32Array, base: number, rows: number): SlotWindow | null {
+    if (index.length * 8 > rows) return null;
+    const at = this.windowAt;
+    if (at && at.index === index && at.groups === this.table.count) return at.slots;
+    const slots = fullWindow(index, base);
+    this.windowAt = { index, groups: this.table.count, slots };
+    return slots;
   }
 
   /** Each aggregate's fused loop over this batch's columns, or null when one cannot take them. */
