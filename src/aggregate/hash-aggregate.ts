@@ -111,6 +111,7 @@ export class HashAggregator {
     // Rows of this batch the fused loops and the group-id stretches took.
     let fused = 0;
     let byIds = 0;
+    const budget = { rows: n >> 3 };
     while (i < n) {
       const dense = this.table.denseIndex();
       if (!dense && this.table.count === 0 && n > 2 * STRETCH) {
@@ -125,7 +126,9 @@ export class HashAggregator {
         this.pushRows(i ? batch.slice(i, n) : batch, 'update');
         return;
       }
-      const slots = this.slotWindow(dense.index, dense.base, n - i);
+      const window = this.slotWindow(dense.index, dense.base, budget);
+      // Each loop moves the window's values to slots and back: only for a window small next to the rows left.
+      const slots = window && window.len * 8 <= n - i ? window : null;
       // The first loop decides where the run ends; the others take the same rows (same keys).
       const end = loops[0]!(keys, dense.index, dense.base, i, n, slots);
       for (let a = 1; a < loops.length; a++) loops[a]!(keys, dense.index, dense.base, i, end, slots);
@@ -141,15 +144,19 @@ export class HashAggregator {
   }
 
   /**
-   * The window the fused loops over `rows` rows may add by slot in (fullWindow), or null. Only for
-   * an index small next to the rows (finding the window and each loop's move of the values to slots
-   * and back cost O(index)); the answer holds while the index and the group count stay the same
-   * (a new group changes the count).
+   * The window the fused loops may add by slot in (fullWindow), or null. Finding it costs O(index)
+   * (and each loop moves the window's values to slots and back), so it is looked for again only when
+   * the index or the group count changed, and a batch spends at most an eighth of its rows on that
+   * (`budget`); past it, the last window found for this index holds: entries of an index are only
+   * ever added, so a window full once stays full (a key of a group added since stops a run, as a
+   * new key does, and the next batch looks again).
    */
-  private slotWindow(index: Int32Array, base: number, rows: number): SlotWindow | null {
-    if (index.length * 8 > rows) return null;
+  private slotWindow(index: Int32Array, base: number, budget: { rows: number }): SlotWindow | null {
     const at = this.windowAt;
-    if (at && at.index === index && at.groups === this.table.count) return at.slots;
+    const same = at !== null && at.index === index;
+    if (same && at.groups === this.table.count) return at.slots;
+    if (index.length > budget.rows) return same ? at.slots : null;
+    budget.rows -= index.length;
     const slots = fullWindow(index, base);
     this.windowAt = { index, groups: this.table.count, slots };
     return slots;
