@@ -236,6 +236,111 @@ describe('fused dense path: one int32 key, sum / count / mean in one loop per ag
   });
 });
 
+describe('slot loops: a full dense index (every key in its range is a group)', () => {
+  // Keys 0..9 around a base, at int32's ends too (the unsigned range check's edge: base + len = 2^31).
+  for (const [label, base] of [
+    ['negative base', -5],
+    ['top of int32', 2 ** 31 - 10],
+    ['bottom of int32', -(2 ** 31)],
+  ] as const) {
+    it(`${label}: bit-identical to a row-order reference with outliers and new keys mid-batch, and the slot loops take the rows`, () => {
+      const { ri, rnd } = seededRandom(41);
+      const keyField = new arrow.Field('k', new arrow.Int32(), true);
+      const specs = [
+        { fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'sf' },
+        { fn: 'sum' as const, inType: DataType.int32().json, outType: DataType.int64().json, name: 'si' },
+        { fn: 'count' as const, inType: DataType.float64().json, outType: DataType.int64().json, name: 'c' },
+        { fn: 'mean' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'm' },
+      ];
+      const input = new arrow.Schema([
+        keyField,
+        ...['f', 'i', 'fc', 'fm'].map((n) => new arrow.Field(n, n === 'i' ? new arrow.Int32() : new arrow.Float64(), true)),
+      ]);
+      const out = new arrow.Schema([
+        keyField,
+        new arrow.Field('sf', new arrow.Float64(), true),
+        new arrow.Field('si', new arrow.Int64(), true),
+        new arrow.Field('c', new arrow.Int64(), true),
+        new arrow.Field('m', new arrow.Float64(), true),
+      ]);
+      const agg = new HashAggregator([keyField], specs, 'update');
+      type Ref = { sf: number; si: number; c: number };
+      const ref = new Map<number, Ref>();
+      // The far key: outside any index over the others (it wraps around in (key - base) >>> 0).
+      const far = base < 0 ? 2 ** 31 - 1 : -(2 ** 31);
+      let slottable = 0;
+      for (let batch = 0; batch < 30; batch++) {
+        const n = ri(200, 4000);
+        const keys = new Int32Array(n);
+        const f = new Float64Array(n);
+        const iv = new Int32Array(n);
+        for (let r = 0; r < n; r++) {
+          const x = rnd();
+          // Keys 0..7 first; 8 and 9 (next to the range: the index widens, then is full again) and
+          // the far key (never in the index) now and then from batch 10 on.
+          const off = batch >= 10 && x < 0.002 ? 8 + ri(0, 1) : ri(0, 7);
+          keys[r] = batch >= 10 && x > 0.998 ? far : base + off;
+          // Magnitudes far apart, so the order of additions shows in the low bits; -0, infinities.
+          const y = rnd();
+          f[r] = y < 0.01 ? 1e17 : y < 0.02 ? -1e17 : y < 0.025 ? -0 : Math.round(rnd() * 1e6) / 7;
+          if (batch === 20 && r === 5) f[r] = Number.POSITIVE_INFINITY;
+          iv[r] = ri(-1000, 1000);
+        }
+        const kd = arrow.makeData({ type: new arrow.Int32(), length: n, nullCount: 0, data: keys });
+        const fd = arrow.makeData({ type: new arrow.Float64(), length: n, nullCount: 0, data: f });
+        const id = arrow.makeData({ type: new arrow.Int32(), length: n, nullCount: 0, data: iv });
+        agg.push(
+          new arrow.RecordBatch(input, arrow.makeData({ type: new arrow.Struct(input.fields), length: n, nullCount: 0, children: [kd, fd, id, fd, fd] })),
+        );
+        if (batch > 0) slottable += n;
+        for (let r = 0; r < n; r++) {
+          const e = ref.get(keys[r]!) ?? { sf: 0, si: 0, c: 0 };
+          e.sf += f[r]!;
+          e.si += iv[r]!;
+          e.c++;
+          ref.set(keys[r]!, e);
+        }
+      }
+      const res = agg.drainResult(out);
+      assert.equal(res.numRows, ref.size);
+      assert.equal(ref.size, 11, 'keys 0..9 and the far key');
+      for (let g = 0; g < res.numRows; g++) {
+        const k = res.getChildAt(0)!.get(g) as number;
+        const e = ref.get(k)!;
+        const at = (c: number): unknown => res.getChildAt(c)!.get(g);
+        assert.ok(Object.is(at(1), e.sf), `sum(f) of key ${k}: ${String(at(1))} vs ${e.sf}`);
+        assert.equal(at(2), BigInt(e.si), `sum(i) of key ${k}`);
+        assert.equal(at(3), BigInt(e.c), `count of key ${k}`);
+        assert.ok(Object.is(at(4), e.sf / e.c), `mean of key ${k}`);
+      }
+      // Most rows after the first batch took the slot loops (an outlier or a new key stops a run for a stretch).
+      assert.ok(agg.slotRows > 0.8 * slottable && agg.slotRows <= agg.fusedRows, `slot rows: ${agg.slotRows} of ${slottable} (fused ${agg.fusedRows})`);
+    });
+  }
+
+  it('an index with holes (keys 0, 2, 4, ...) keeps the lookup loops: the same sums', () => {
+    const keyField = new arrow.Field('k', new arrow.Int32(), true);
+    const specs = [{ fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 's' }];
+    const input = new arrow.Schema([keyField, new arrow.Field('v', new arrow.Float64(), true)]);
+    const agg = new HashAggregator([keyField], specs, 'update');
+    const ref = new Map<number, number>();
+    for (let batch = 0; batch < 5; batch++) {
+      const n = 1000;
+      const keys = Int32Array.from({ length: n }, (_, r) => 2 * ((r * 7 + batch) % 6));
+      const v = Float64Array.from({ length: n }, (_, r) => (r % 3 === 0 ? 1e16 : r / 3));
+      for (let r = 0; r < n; r++) ref.set(keys[r]!, (ref.get(keys[r]!) ?? 0) + v[r]!);
+      const kd = arrow.makeData({ type: new arrow.Int32(), length: n, nullCount: 0, data: keys });
+      const vd = arrow.makeData({ type: new arrow.Float64(), length: n, nullCount: 0, data: v });
+      agg.push(new arrow.RecordBatch(input, arrow.makeData({ type: new arrow.Struct(input.fields), length: n, nullCount: 0, children: [kd, vd] })));
+    }
+    const res = agg.drainResult(new arrow.Schema([keyField, new arrow.Field('s', new arrow.Float64(), true)]));
+    for (let g = 0; g < res.numRows; g++) assert.ok(Object.is(res.getChildAt(1)!.get(g), ref.get(res.getChildAt(0)!.get(g) as number)));
+    assert.equal(res.numRows, 6);
+    assert.ok(agg.fusedRows > 3000, `fused rows ${agg.fusedRows}`);
+    assert.equal(agg.slotRows, 0);
+  });
+});
+
 describe('join on one integer key (the probe reads the key column directly)', () => {
   it('every join kind matches DuckDB: nulls, duplicate build keys, outliers, an all-matching probe', async () => {
     const dir = tempDir('fanout-fastpaths-');

@@ -5,7 +5,7 @@ import * as arrow from 'apache-arrow';
 import { DataType, type DataTypeJSON } from '../datatypes.ts';
 import type { AggFn } from '../expressions.ts';
 import { GroupTable, KeyEncoder } from '../relational/keys.ts';
-import { makeAccumulator, stateTypes, type Accumulator, type DenseUpdate } from './accumulators.ts';
+import { fullWindow, makeAccumulator, stateTypes, type Accumulator, type DenseUpdate, type SlotWindow } from './accumulators.ts';
 
 /** One aggregate as the plan carries it: function, input and output types, output name. */
 export interface AggSpec {
@@ -48,6 +48,10 @@ export class HashAggregator {
   private gids: Int32Array = new Int32Array(0);
   /** Rows the fused dense path aggregated (pushDense), for tests and benches. */
   fusedRows = 0;
+  /** Of those, rows the slot loops took (fullWindow). */
+  slotRows = 0;
+  /** The last index fullWindow was asked about, at which group count, and its answer. */
+  private windowAt: { index: Int32Array; groups: number; slots: SlotWindow | null } | null = null;
 
   constructor(
     private readonly keyFields: readonly arrow.Field[],
@@ -107,6 +111,7 @@ export class HashAggregator {
     // Rows of this batch the fused loops and the group-id stretches took.
     let fused = 0;
     let byIds = 0;
+    const budget = { rows: n >> 3 };
     while (i < n) {
       const dense = this.table.denseIndex();
       if (!dense && this.table.count === 0 && n > 2 * STRETCH) {
@@ -121,10 +126,14 @@ export class HashAggregator {
         this.pushRows(i ? batch.slice(i, n) : batch, 'update');
         return;
       }
+      const window = this.slotWindow(dense.index, dense.base, budget);
+      // Each loop moves the window's values to slots and back: only for a window small next to the rows left.
+      const slots = window && window.len * 8 <= n - i ? window : null;
       // The first loop decides where the run ends; the others take the same rows (same keys).
-      const end = loops[0]!(keys, dense.index, dense.base, i, n);
-      for (let a = 1; a < loops.length; a++) loops[a]!(keys, dense.index, dense.base, i, end);
+      const end = loops[0]!(keys, dense.index, dense.base, i, n, slots);
+      for (let a = 1; a < loops.length; a++) loops[a]!(keys, dense.index, dense.base, i, end, slots);
       this.fusedRows += end - i;
+      if (slots) this.slotRows += end - i;
       fused += end - i;
       if (end >= n) return;
       // Keys the index misses often (mostly new keys, a miss on the first row): the rest of the batch takes group ids.
@@ -132,6 +141,25 @@ export class HashAggregator {
       byIds += i - end;
       this.pushRows(end === 0 && i === n ? batch : batch.slice(end, i), 'update');
     }
+  }
+
+  /**
+   * The window the fused loops may add by slot in (fullWindow), or null. Finding it costs O(index)
+   * (and each loop moves the window's values to slots and back), so it is looked for again only when
+   * the index or the group count changed, and a batch spends at most an eighth of its rows on that
+   * (`budget`); past it, the last window found for this index holds: entries of an index are only
+   * ever added, so a window full once stays full (a key of a group added since stops a run, as a
+   * new key does, and the next batch looks again).
+   */
+  private slotWindow(index: Int32Array, base: number, budget: { rows: number }): SlotWindow | null {
+    const at = this.windowAt;
+    const same = at !== null && at.index === index;
+    if (same && at.groups === this.table.count) return at.slots;
+    if (index.length > budget.rows) return same ? at.slots : null;
+    budget.rows -= index.length;
+    const slots = fullWindow(index, base);
+    this.windowAt = { index, groups: this.table.count, slots };
+    return slots;
   }
 
   /** Each aggregate's fused loop over this batch's columns, or null when one cannot take them. */
