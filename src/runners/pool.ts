@@ -142,10 +142,14 @@ export class WorkerPool {
       : threadEndpoint(url, { ...this.workerData, syncGuard: guard, parquetWasm: parquetWasm ?? 'posted' });
     if (!env && !parquetWasm) {
       void parquetWasmCompiled().then((module) => {
-        try {
-          worker.post({ type: 'parquetWasm', taskId: 0, module });
-        } catch {
-          /* the worker is gone */
+        // The worker waits for this message: if the module cannot be posted, null makes it compile the file.
+        for (const m of [module, null]) {
+          try {
+            worker.post({ type: 'parquetWasm', taskId: 0, module: m });
+            return;
+          } catch {
+            /* the worker is gone, or the module could not be cloned */
+          }
         }
       });
     }
