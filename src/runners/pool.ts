@@ -13,6 +13,7 @@ import { newSyncGuardBuffer, overdueSyncCall } from './sync-guard.ts';
 /** How far past a synchronous UDF call's timeoutMs the pool waits before terminating its thread. */
 const SYNC_TIMEOUT_GRACE_MS = 1000;
 import { startTsWorker } from './ts-worker.ts';
+import { parquetWasmCompiled, parquetWasmModule } from '../io/parquet/wasm.ts';
 
 export interface TaskHandlers {
   onBatch(batch: arrow.RecordBatch): void;
@@ -133,7 +134,25 @@ export class WorkerPool {
     const env = this.processEnv?.[this.spawned++ % this.processEnv.length];
     // Threads share a deadline buffer: a synchronous UDF call past its timeoutMs ends the thread.
     const guard = env ? null : newSyncGuardBuffer();
-    const worker = env ? processEndpoint(url, this.workerData, env) : threadEndpoint(url, { ...this.workerData, syncGuard: guard });
+    // A thread gets this process's compiled parquet-wasm module instead of compiling the file again
+    // (io/parquet/wasm.ts): in its workerData, or in a message once a compile still running is done.
+    const parquetWasm = env ? null : parquetWasmModule();
+    const worker = env
+      ? processEndpoint(url, this.workerData, env)
+      : threadEndpoint(url, { ...this.workerData, syncGuard: guard, parquetWasm: parquetWasm ?? 'posted' });
+    if (!env && !parquetWasm) {
+      void parquetWasmCompiled().then((module) => {
+        // The worker waits for this message: if the module cannot be posted, null makes it compile the file.
+        for (const m of [module, null]) {
+          try {
+            worker.post({ type: 'parquetWasm', taskId: 0, module: m });
+            return;
+          } catch {
+            /* the worker is gone, or the module could not be cloned */
+          }
+        }
+      });
+    }
     worker.unref();
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;

@@ -36,7 +36,9 @@ export type ToWorker =
   | { type: 'call'; taskId: number; call: UdfCallRequest }
   /** Partition-worker side: the answer to a `udfCall` it relayed through the parent. */
   | { type: 'udfResult'; taskId: number; callId: number; reply: UdfCallReply }
-  | { type: 'udfError'; taskId: number; callId: number; error: SerializedError };
+  | { type: 'udfError'; taskId: number; callId: number; error: SerializedError }
+  /** This process's compiled parquet-wasm module (a WebAssembly.Module; null when its compile failed), when it was not ready at the spawn. */
+  | { type: 'parquetWasm'; taskId: 0; module: object | null };
 
 export interface SerializedError {
   name: string;
@@ -45,7 +47,8 @@ export interface SerializedError {
 }
 
 export type FromWorker =
-  | { type: 'ready' }
+  /** `parquetWasm`: where the thread's parquet-wasm module came from (the parent's, or its own compile). */
+  | { type: 'ready'; parquetWasm: 'file' | 'workerData' | 'message' }
   | { type: 'fatal'; error: SerializedError }
   /** A result batch, packed by transfer.ts (its `bytes` transferred). */
   | { type: 'batch'; taskId: number; wire: WireBatch; rows: number }

@@ -4,6 +4,7 @@
 import { parentPort, workerData as threadData } from 'node:worker_threads';
 import { isAbortError, runPartition, type AbortError, type ExecContext, type IpcSink } from '../executor.ts';
 import { warmParquet } from '../io/parquet/index.ts';
+import { parquetWasmSource, receiveParquetWasm } from '../io/parquet/wasm.ts';
 import { callUdf, constructInstance, mergeMetrics, runtime, setSyncGuard, type RunMetrics, type UdfRuntime } from '../udf-exec.ts';
 import { getUdf } from '../udf.ts';
 import type { UdfCallNode } from '../expressions.ts';
@@ -204,6 +205,9 @@ function handleMessage(msg: ToWorker): void {
       else if (w && msg.type === 'udfError') w.reject(deserializeError(msg.error));
       break;
     }
+    case 'parquetWasm':
+      receiveParquetWasm(msg.module);
+      break;
     case 'cancel': {
       const s = running.get(msg.taskId);
       if (s) {
@@ -219,6 +223,6 @@ function handleMessage(msg: ToWorker): void {
 
 // parquet-wasm's first call is slow: pay it while the pool starts, not on the first task.
 void warmParquet().then(
-  () => post({ type: 'ready' }),
+  () => post({ type: 'ready', parquetWasm: parquetWasmSource() }),
   (err: unknown) => post({ type: 'fatal', error: serializeError(err) }),
 );

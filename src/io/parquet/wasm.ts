@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import * as vm from 'node:vm';
 import { createRequire } from 'node:module';
+import { workerData } from 'node:worker_threads';
 import * as arrow from 'apache-arrow';
 import type * as PW from 'parquet-wasm';
 
@@ -27,6 +28,7 @@ export interface WasmInstance {
 // lib has no WebAssembly typings here (no DOM lib); the runtime always has it.
 interface WasmApi {
   RuntimeError: ErrorConstructor;
+  Module: abstract new (bytes: Uint8Array) => object;
   compile(bytes: Uint8Array): Promise<object>;
 }
 const WebAssemblyApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
@@ -55,20 +57,78 @@ const wasmPath = nodePath.join(nodePath.dirname(gluePath), 'parquet_wasm_bg.wasm
 // 512 KiB steps, each waiting for a turn of the event loop, which the ESM loader and then the
 // caller's code hold, so the compile only started ~25 ms after `import 'fanout'` returned and a
 // cold first read waited for it. A failed read or compile leaves the glue's own synchronous path.
+// A worker thread of the pool is handed the compiled module (workerData `parquetWasm`: the module,
+// or 'posted' when this process's compile was still running at the spawn: it follows in a message,
+// `receiveParquetWasm`) and neither reads nor compiles the file: V8 would decode and validate the
+// 5 MB again (~25 ms of CPU per thread) before its native-module cache maps it to the same code.
 let compiled: Promise<object | null> | null = null;
+let compiledModule: object | null = null;
+let awaitingPosted: ((module: object | null) => void) | null = null;
+/** Where this thread's module came from (reported in a pool worker's 'ready' message). */
+let moduleSource: 'file' | 'workerData' | 'message' = 'file';
+
+function compileFile(): Promise<object | null> {
+  let bytes: Uint8Array | null = null;
+  try {
+    bytes = fs.readFileSync(wasmPath);
+  } catch {
+    // the glue's own path reports it
+  }
+  return bytes
+    ? WebAssemblyApi.compile(bytes).then(
+        (m) => (compiledModule = m),
+        () => null,
+      )
+    : Promise.resolve(null);
+}
+
 function precompile(): Promise<object | null> {
   if (!compiled) {
-    let bytes: Uint8Array | null = null;
-    try {
-      bytes = fs.readFileSync(wasmPath);
-    } catch {
-      // the glue's own path reports it
+    const given = (workerData as { parquetWasm?: unknown } | null)?.parquetWasm;
+    if (given instanceof WebAssemblyApi.Module) {
+      compiledModule = given;
+      moduleSource = 'workerData';
+      compiled = Promise.resolve(given);
+    } else if (given === 'posted') {
+      // The parent's compile failed if it posts none: this thread then compiles the file itself.
+      compiled = new Promise<object | null>((resolve) => (awaitingPosted = resolve)).then((m) => m ?? compileFile());
+    } else {
+      compiled = compileFile();
     }
-    compiled = bytes ? WebAssemblyApi.compile(bytes).catch(() => null) : Promise.resolve(null);
   }
   return compiled;
 }
 precompile();
+
+/** A pool worker: the parent's compiled module (or null when its compile failed), posted after the spawn. */
+export function receiveParquetWasm(module: unknown): void {
+  const resolve = awaitingPosted;
+  awaitingPosted = null;
+  if (resolve && module instanceof WebAssemblyApi.Module) {
+    compiledModule = module;
+    moduleSource = 'message';
+  }
+  resolve?.(module instanceof WebAssemblyApi.Module ? module : null);
+}
+
+/** Where this thread's parquet-wasm module came from: its own compile of the file, or the parent's. */
+export function parquetWasmSource(): 'file' | 'workerData' | 'message' {
+  return moduleSource;
+}
+
+/** This process's compile of parquet-wasm (null when it failed), for handing to a worker thread. */
+export function parquetWasmCompiled(): Promise<object | null> {
+  return precompile();
+}
+
+/**
+ * parquet-wasm's compiled module once its compile has finished (null before, or when it failed), for
+ * the workerData of a worker thread: a WebAssembly.Module is cloned between threads of one process
+ * without recompiling.
+ */
+export function parquetWasmModule(): object | null {
+  return compiledModule;
+}
 
 function loadInstance(module: object | null): WasmInstance {
   const source = fs.readFileSync(gluePath, 'utf8');
