@@ -16,6 +16,7 @@ import { FileBlob } from '../src/io/store/file-blob.ts';
 import { phaseOneTuning } from '../src/aggregate/operator.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
+import { canonRows } from './canon-rows.ts';
 
 type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
 let con: DuckCon;
@@ -23,25 +24,7 @@ let closeDb: () => void;
 let dir: string;
 const N = 40_000;
 
-/** An order-free form of rows: bigint -> number, floats to 9 digits, lists sorted. */
-function canon(rows: readonly Record<string, unknown>[]): string[] {
-  const norm = (v: unknown): unknown => {
-    if (v === null || v === undefined) return null;
-    if (typeof v === 'bigint') return Number(v);
-    if (typeof v === 'number') return Number.isInteger(v) ? v : Number(v.toPrecision(9));
-    if (Array.isArray(v)) return v.map((x) => JSON.stringify(norm(x))).sort();
-    return v;
-  };
-  return rows
-    .map((r) =>
-      JSON.stringify(
-        Object.keys(r)
-          .sort()
-          .map((k) => [k, norm(r[k])]),
-      ),
-    )
-    .sort();
-}
+const canon = (rows: readonly Record<string, unknown>[]): string[] => canonRows(rows, { sortLists: true });
 
 async function duck(sql: string): Promise<Record<string, unknown>[]> {
   return (await con.runAndReadAll(sql)).getRowObjectsJS();

@@ -11,6 +11,7 @@ import { writeParquetFile } from '../src/io/parquet/index.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
 import { aggregateTuning } from '../src/runners/embedded.ts';
+import { canonRows as canon } from './canon-rows.ts';
 
 type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
 let con: DuckCon;
@@ -28,28 +29,6 @@ const wideV = new Float64Array(WIDE);
 
 const WORKERS = { workers: true, parallelism: 2, targetPartitionBytes: 64 << 10, batchSize: 4096 } as const;
 const IN_PROCESS = { workers: false, targetPartitionBytes: 64 << 10, batchSize: 4096 } as const;
-
-function canon(rows: readonly Record<string, unknown>[], opts: { sortLists?: boolean } = {}): string[] {
-  const norm = (v: unknown): unknown => {
-    if (v === null || v === undefined) return null;
-    if (typeof v === 'bigint') return Number(v);
-    if (typeof v === 'number') return Number.isInteger(v) ? v : Number(v.toPrecision(9));
-    if (Array.isArray(v)) {
-      const xs = v.map(norm);
-      return opts.sortLists ? xs.map((x) => JSON.stringify(x)).sort() : xs;
-    }
-    return v;
-  };
-  return rows
-    .map((r) =>
-      JSON.stringify(
-        Object.keys(r)
-          .sort()
-          .map((k) => [k, norm(r[k])]),
-      ),
-    )
-    .sort();
-}
 
 async function duck(sql: string): Promise<Record<string, unknown>[]> {
   return (await con.runAndReadAll(sql)).getRowObjectsJS();

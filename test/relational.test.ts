@@ -7,34 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import { col, DataType, Field, fromRecords, func, readParquet, relationalStats, resetRelationalStats, Schema, setRunner, type DataFrame } from 'fanout';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
+import { canonRows as canon } from './canon-rows.ts';
 
 type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
 let con: DuckCon;
 let closeDb: () => void;
 let dir: string;
 const N = 30000;
-
-/** A canonical, order-free form of rows: bigint -> number, floats rounded, lists sorted when asked. */
-function canon(rows: readonly Record<string, unknown>[], opts: { sortLists?: boolean; ordered?: boolean } = {}): string[] {
-  const norm = (v: unknown): unknown => {
-    if (v === null || v === undefined) return null;
-    if (typeof v === 'bigint') return Number(v);
-    if (typeof v === 'number') return Number.isInteger(v) ? v : Number(v.toPrecision(9));
-    if (Array.isArray(v)) {
-      const xs = v.map(norm);
-      return opts.sortLists ? xs.map((x) => JSON.stringify(x)).sort() : xs;
-    }
-    return v;
-  };
-  const out = rows.map((r) =>
-    JSON.stringify(
-      Object.keys(r)
-        .sort()
-        .map((k) => [k, norm(r[k])]),
-    ),
-  );
-  return opts.ordered ? out : out.sort();
-}
 
 async function duck(sql: string): Promise<Record<string, unknown>[]> {
   return (await con.runAndReadAll(sql)).getRowObjectsJS();
