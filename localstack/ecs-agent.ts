@@ -277,10 +277,11 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     region: values.region,
     ...(values.cluster ? { clusters: values.cluster } : {}),
   });
-  console.error(`ecs-agent: watching ${values.endpoint} for RUNNING fanout tasks (Ctrl-C to stop)`);
   const end = (): void => {
     agent.stop().then(() => process.exit(0));
   };
+  // Before the line that says it is watching: a supervisor that signals on seeing it gets a clean stop.
   process.once('SIGINT', end);
   process.once('SIGTERM', end);
+  console.error(`ecs-agent: watching ${values.endpoint} for RUNNING fanout tasks (Ctrl-C to stop)`);
 }

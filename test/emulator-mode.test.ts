@@ -7,6 +7,7 @@
 // - the ECS stand-in (localstack/ecs-agent.ts) against a fake ECS endpoint: environment merge,
 //   StopTask reasons, refused commands, tasks stopped in ECS, no process left.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -287,5 +288,28 @@ if (e.MODE === 'hang') setInterval(() => {}, 1000);
       await agent.stop();
     }
     for (const t of agent.tasks()) assert.ok(!alive(t.pid), `task ${t.taskArn} process ${t.pid} left`);
+  });
+
+  it('a SIGTERM as soon as it says it is watching stops it cleanly (its handlers are in place first)', async () => {
+    // Nothing listens on port 9: the agent's polls fail, which it reports and survives.
+    const agent = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, '..', 'localstack', 'ecs-agent.ts'), '--endpoint', 'http://127.0.0.1:9'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => agent.once('exit', (code, signal) => res({ code, signal })));
+    agent.stderr!.on('data', (d: Buffer) => {
+      const first = !stderr.includes('ecs-agent: watching');
+      stderr += d.toString();
+      if (first && stderr.includes('ecs-agent: watching')) agent.kill('SIGTERM');
+    });
+    const timer = setTimeout(() => agent.kill('SIGKILL'), 30_000);
+    const { code, signal } = await exited;
+    clearTimeout(timer);
+    assert.ok(stderr.includes('ecs-agent: watching'), stderr);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, stderr);
   });
 });
