@@ -335,21 +335,30 @@ export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket:
   return { runId: plan.runId, workBucket, stages };
 }
 
+// Plans a warm worker has read, by their object's URI (a run id alone would mix two work buckets'
+// runs), the most recently used few: a warm Lambda environment serves run after run, and a plan
+// lists every partition of its run.
+const PLAN_CACHE_MAX = 8;
 const planCache = new Map<string, RunPlan>();
 
 export async function loadPlan(store: ObjectStore, runId: string): Promise<RunPlan> {
-  let p = planCache.get(runId);
-  if (!p) {
-    try {
-      p = await getJson<RunPlan>(store, keys.plan(runId));
-    } catch (e) {
-      if (e instanceof NotFoundError) throw new Error(`run ${runId}: no plan at ${store.uri(keys.plan(runId))}`);
-      throw e;
-    }
-    if (p.version !== PLAN_VERSION) throw new Error(`run ${runId}: plan version ${p.version}, this worker understands ${PLAN_VERSION}`);
-    if (p.runId !== runId) throw new Error(`run ${runId}: ${store.uri(keys.plan(runId))} belongs to run ${JSON.stringify(p.runId)}`);
-    planCache.set(runId, p);
+  const uri = store.uri(keys.plan(runId));
+  let p = planCache.get(uri);
+  if (p) {
+    planCache.delete(uri); // most recently used last
+    planCache.set(uri, p);
+    return p;
   }
+  try {
+    p = await getJson<RunPlan>(store, keys.plan(runId));
+  } catch (e) {
+    if (e instanceof NotFoundError) throw new Error(`run ${runId}: no plan at ${uri}`);
+    throw e;
+  }
+  if (p.version !== PLAN_VERSION) throw new Error(`run ${runId}: plan version ${p.version}, this worker understands ${PLAN_VERSION}`);
+  if (p.runId !== runId) throw new Error(`run ${runId}: ${uri} belongs to run ${JSON.stringify(p.runId)}`);
+  planCache.set(uri, p);
+  while (planCache.size > PLAN_CACHE_MAX) planCache.delete(planCache.keys().next().value!);
   return p;
 }
 
