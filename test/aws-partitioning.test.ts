@@ -2,7 +2,7 @@
 // Map ItemBatcher, or the inline Map's stepped range), through the offline harness; a pipeline
 // module's planOptions set the partition size the Plan Lambda uses (S3-triggered runs).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readParquet, setRunner, shutdownWorkers } from 'fanout';
@@ -112,5 +112,21 @@ describe("a pipeline module's planOptions", () => {
     assert.deepEqual([exchange.keys, exchange.partitions, exchange.partial?.aggs.map((a) => [a.fn, a.name])], [['category'], 2, [['sum', 'sx']]]);
     assert.equal(plan.stages[1]!.input?.kind, 'aggregate');
     assert.deepEqual(plan.shuffle, { partitions: 2, broadcastJoinBytes: 0 });
+  });
+});
+
+describe('the Plan step of a run that is already planned', () => {
+  it('reads plan.json and does not write it again', async () => {
+    const work = tempDir();
+    setStoreFactory(() => new LocalStore(work));
+    const planned = join(import.meta.dirname, 'fixtures', 'planned-pipeline.ts');
+    const first = await handlePlan({ runId: 'planned-once', pipeline: planned, input: { uri: local }, workBucket: 'work-bucket' });
+    const file = join(work, 'runs', 'planned-once', 'plan.json');
+    const before = { text: readFileSync(file, 'utf8'), mtime: statSync(file).mtimeMs };
+    await new Promise((r) => setTimeout(r, 30));
+    // The runner's path: the plan is in the work bucket, the execution names its run id.
+    const again = await handlePlan({ runId: 'planned-once', workBucket: 'work-bucket' });
+    assert.deepEqual(again, first);
+    assert.deepEqual({ text: readFileSync(file, 'utf8'), mtime: statSync(file).mtimeMs }, before);
   });
 });

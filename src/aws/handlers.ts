@@ -214,7 +214,7 @@ async function planStep(
   if (event.runId && (await store.exists(keys.plan(event.runId)))) {
     const plan = await loadPlan(store, event.runId);
     checkOutput(plan.output?.uri, `run ${plan.runId}: the plan`);
-    return preparePlan(store, plan, bucket);
+    return preparePlan(store, plan, bucket, { stored: true });
   }
   if (!spec) throw new Error('Plan: the event names no pipeline and FANOUT_PIPELINE is not set');
   const mod = (await import(spec)) as { default?: PipelineBuilder; planOptions?: unknown };

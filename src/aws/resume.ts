@@ -84,5 +84,5 @@ export async function prepareResume(
   if (diffs.length) throw new PlanMismatchError(runId, diffs);
   // The last attempt's failure record no longer describes the run once it runs again.
   await store.delete([keys.failure(runId)]).catch(() => undefined);
-  return preparePlan(store, plan, workBucket);
+  return preparePlan(store, plan, workBucket, { stored: true });
 }

@@ -308,8 +308,9 @@ export function describePartitionInput(plan: RunPlan, stage: number, partition: 
  * without a completion marker are listed (all of them on a fresh run), so a resumed run or a rerun
  * of the same run id reuses every finished shard.
  */
-export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket: string): Promise<PlanSummary> {
-  await putJson(store, keys.plan(plan.runId), plan);
+/** `stored`: the plan was read from its key (a planned run, a resume): it is not written again. */
+export async function preparePlan(store: ObjectStore, plan: RunPlan, workBucket: string, opts: { stored?: boolean } = {}): Promise<PlanSummary> {
+  if (!opts.stored) await putJson(store, keys.plan(plan.runId), plan);
   const missing = new Map((await missingShards(store, plan)).map((m) => [m.stage, m.partitions]));
   const stages: PlanSummary['stages'] = [];
   for (const s of plan.stages) {
