@@ -60,6 +60,29 @@ function openFds(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
+// FileHandle.close() finishes on libuv's threads: under load, an earlier read's close can land well
+// after a fixed pause. So the count is taken once it has stopped moving, and an expected count may
+// take up to 10 s to come about (a leaked descriptor never does: the assertion still fails).
+async function settledFds(): Promise<number> {
+  let last = openFds();
+  for (let stable = 0; stable < 3; ) {
+    await new Promise((r) => setTimeout(r, 30));
+    const now = openFds();
+    stable = now === last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+async function fdsReach(want: number): Promise<number> {
+  const until = Date.now() + 10_000;
+  let now = openFds();
+  while (now !== want && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    now = openFds();
+  }
+  return now;
+}
+
 describe('local Parquet reads on positioned reads', () => {
   it('reads the projected column chunks only, not the whole file', async () => {
     const size = fs.statSync(file).size;
@@ -108,24 +131,20 @@ describe('local Parquet reads on positioned reads', () => {
     // the cache off every reader must close its own; with it on, reads reuse the one handle.
     setParquetReaderCacheSize(0);
     try {
-      await new Promise((r) => setTimeout(r, 50));
-      const before = openFds();
+      const before = await settledFds();
       await ids(readParquetBatches(file));
       for await (const _ of readParquetBatches(file, { batchSize: 100 })) break;
-      // FileHandle.close() is asynchronous: give it a turn.
-      await new Promise((r) => setTimeout(r, 50));
-      assert.equal(openFds(), before, 'no file descriptor is left open');
+      assert.equal(await fdsReach(before), before, 'no file descriptor is left open');
     } finally {
       setParquetReaderCacheSize(4);
     }
     await ids(readParquetBatches(file));
-    const cached = openFds();
+    const cached = await settledFds();
     for (let i = 0; i < 5; i++) {
       await ids(readParquetBatches(file));
       for await (const _ of readParquetBatches(file, { batchSize: 100 })) break;
     }
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(openFds(), cached, 'cached readers reuse their handle instead of opening more');
+    assert.equal(await fdsReach(cached), cached, 'cached readers reuse their handle instead of opening more');
   });
 
   it('a file whose size changed since its footer was read is an error naming it', async () => {
