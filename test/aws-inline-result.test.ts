@@ -9,6 +9,7 @@ import { col, readParquet } from 'fanout';
 import { keys, type RunPlan } from '../src/aws/run.ts';
 import { getJson, S3Store } from '../src/io/store/index.ts';
 import { headS3, noteObjectBytes, noteS3Files, putS3Object } from '../src/io/s3/index.ts';
+import { forgetObjectBytes, knownTail } from '../src/io/s3/blob.ts';
 import { double } from './fixtures/udfs.ts';
 import { tempDir, writeSample } from './helpers.ts';
 import { stagedRun as stagedRunOf, useStagedS3 } from './staged-s3.ts';
@@ -77,5 +78,18 @@ describe('small results in their completion markers', () => {
     await noteS3Files(uris);
     const rows = await readParquet(uris[1]!).select('id').toRows();
     assert.equal(rows[0]!['id'], 9000n, 'the current version is read, not the noted one');
+  });
+
+  it('a failed run drops the bytes noted for its results (forgetObjectBytes), and only those', () => {
+    const bytes = (n: number): Uint8Array => new Uint8Array(n).fill(7);
+    const run = 's3://work/runs/failed-run/result/';
+    noteObjectBytes(`${run}part-00000.parquet`, 'e0', bytes(16));
+    noteObjectBytes(`${run}part-00001.parquet`, 'e1', bytes(16));
+    noteObjectBytes('s3://work/runs/other-run/result/part-00000.parquet', 'e2', bytes(16));
+    forgetObjectBytes(run);
+    assert.equal(knownTail({ uri: `${run}part-00000.parquet`, etag: 'e0', size: 16 }), null);
+    assert.equal(knownTail({ uri: `${run}part-00001.parquet`, etag: 'e1', size: 16 }), null);
+    const kept = knownTail({ uri: 's3://work/runs/other-run/result/part-00000.parquet', etag: 'e2', size: 16 });
+    assert.ok(kept && 'bytes' in kept && kept.bytes.length === 16, 'another run keeps its noted bytes');
   });
 });

@@ -21,7 +21,7 @@ import type { ProgressListener } from '../progress.ts';
 import { getJson, NotFoundError, putJson, S3Store, type ObjectStore } from '../io/store/index.ts';
 import { AbortError } from '../executor.ts';
 import { readParquetBatches } from '../io/parquet/index.ts';
-import { noteObjectBytes, noteS3Files } from '../io/s3/index.ts';
+import { forgetObjectBytes, noteObjectBytes, noteS3Files } from '../io/s3/index.ts';
 import type { WrittenFile } from '../io/writer.ts';
 import { planSchema, type PlanNode } from '../plan.ts';
 import { progressEnabled, startProgress } from '../progress.ts';
@@ -297,6 +297,8 @@ export async function executeRun(
   } finally {
     progress.stop();
     sfn.destroy();
+    // Failed, aborted or timed out: nothing reads this run's results back, so their noted bytes go now.
+    if (status !== 'SUCCEEDED') forgetObjectBytes(store.uri(keys.resultPrefix(plan.runId)));
   }
   if (status !== 'SUCCEEDED') {
     let summary: RunSummary | null = null;

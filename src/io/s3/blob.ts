@@ -133,6 +133,15 @@ export function noteObjectBytes(uri: string, etag: string, bytes: Uint8Array): v
   }
 }
 
+/** Drops the noted bytes of every object under `prefix` (a run that failed: its results are never read back). */
+export function forgetObjectBytes(prefix: string): void {
+  for (const [u, o] of knownObjects) {
+    if (!u.startsWith(prefix)) continue;
+    knownObjects.delete(u);
+    knownBytes -= o.bytes.length;
+  }
+}
+
 /**
  * The tail read of `it` from noted bytes (see noteObjectBytes), taken once; null unless the request
  * names the same size and ETag (a listing vouched for that version). The same answer as
