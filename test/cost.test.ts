@@ -43,11 +43,12 @@ describe('cost estimate (USD)', () => {
     const sfn = part(e, 'Step Functions');
     assert.equal(sfn.quantity, 23);
     assert.equal(sfn.usd, 23 * 0.000025);
-    // PUT/COPY/LIST: 5 fixed + 1 copy x 10 result files = 15; per stage: items 1 + 1 Finalize LIST
+    // PUT/COPY/LIST: 4 fixed (plan.json once, summary, manifest, commit marker) + 1 copy x 10 result
+    // files = 14; per stage: items 1 + 1 Finalize LIST
     // page + 10 x (14 shard writes (100 MB in 8 MiB parts: 12 parts + create + complete) + 1 marker)
     // = 152, twice = 304; progress polls: wall time (2 s control + 2 waves x 2 s + 300 s GPU
-    // start-up + 5 partitions x 2 s per GPU task = 316 s) / 2 s = 158. 15 + 304 + 158 = 477.
-    assert.equal(part(e, 'S3 PUT').quantity, 477);
+    // start-up + 5 partitions x 2 s per GPU task = 316 s) / 2 s = 158. 14 + 304 + 158 = 476.
+    assert.equal(part(e, 'S3 PUT').quantity, 476);
     // GET/HEAD: 5 fixed + 20 x 3 column chunks + markers 10 x 2 stages x 2 readers + 10 Finalize
     // rows = 115; stage 0: plan + footer per partition = 20; stage 1: plan per GPU task 2 + 10 shards = 12.
     assert.equal(part(e, 'S3 GET').quantity, 147);
@@ -59,15 +60,15 @@ describe('cost estimate (USD)', () => {
     assert.ok(Math.abs(gpu.quantity - 2420 / 3600) < 1e-12);
     assert.ok(Math.abs(gpu.usd - 0.6762555555555556) < 1e-12);
     for (const p of e.parts) assert.ok(Math.abs(p.usd - p.quantity * p.unitUsd) < 1e-15, p.item);
-    // 0.000633431 + 0.0000024 + 0.000575 + 0.002385 + 0.0000588 + 0.009859261 + 0.676255556
-    assert.ok(Math.abs(e.totalUsd - 0.6897694492594372) < 1e-9, String(e.totalUsd));
+    // 0.000633431 + 0.0000024 + 0.000575 + 0.00238 + 0.0000588 + 0.009859261 + 0.676255556
+    assert.ok(Math.abs(e.totalUsd - 0.6897644492594372) < 1e-9, String(e.totalUsd));
   });
 
   it('a run without an output commits a manifest of its results in place: no commit marker, no copies', () => {
     const write = estimateRunCost(known);
     const collect = estimateRunCost({ ...known, output: false });
-    // 477 above, less the commit marker and the copies of the 10 result files.
-    assert.equal(part(collect, 'S3 PUT').quantity, 466);
+    // 476 above, less the commit marker and the copies of the 10 result files.
+    assert.equal(part(collect, 'S3 PUT').quantity, 465);
     assert.match(part(collect, 'S3 PUT').detail, /a manifest of the results in place/);
     assert.match(part(write, 'S3 PUT').detail, /result copies/);
     assert.equal(part(collect, 'S3 GET').quantity, part(write, 'S3 GET').quantity);
@@ -150,10 +151,10 @@ describe('cost estimate (USD)', () => {
     assert.ok(Math.abs(part(e, 'Lambda compute').quantity - 2.8 * (1769 / 1024)) < 1e-9);
     assert.equal(part(e, 'Lambda requests').quantity, 9); // 4 map + 3 reduce + Plan + Finalize
     assert.equal(part(e, 'Step Functions').quantity, 18); // 5 + (3 + 4) + (3 + 3)
-    // PUT: 5 fixed + 1 copy x 3 result files = 8; stage 0: items 1 + LIST 1 + 4 x (3 buckets + 1 marker) = 18;
-    // stage 1: 1 + 1 + 3 x (1 shard + 1 marker) = 8; polls: (2 + 0.1 + 0.1333) s / 2 s -> 2. 8 + 18 + 8 + 2 = 36.
+    // PUT: 4 fixed + 1 copy x 3 result files = 7; stage 0: items 1 + LIST 1 + 4 x (3 buckets + 1 marker) = 18;
+    // stage 1: 1 + 1 + 3 x (1 shard + 1 marker) = 8; polls: (2 + 0.1 + 0.1333) s / 2 s -> 2. 7 + 18 + 8 + 2 = 35.
     const puts = part(e, 'S3 PUT');
-    assert.equal(puts.quantity, 36);
+    assert.equal(puts.quantity, 35);
     assert.match(puts.detail, /12 exchange bucket file\(s\) \(map partitions x buckets\)/);
     // GET: 5 fixed + 8 x 2 column chunks + markers (4 + 3) x 2 + 3 Finalize = 38; 12 bucket reads;
     // plan + input per partition: 4 x 2 + 3 x 2 = 14. 38 + 12 + 14 = 64.

@@ -152,11 +152,11 @@ export function estimateRunCost(input: CostInput, opts: CostOptions = {}): CostE
   const fargateArchs = new Set<string>();
   const lambdaByArch = { x86_64: 0, arm64: 0 };
   // S3, per the run lifecycle (src/aws/run.ts, handlers.ts, the runner):
-  // PUT/COPY/LIST: plan.json twice (runner, Plan step), summary, manifest; with an output, the commit
+  // PUT/COPY/LIST: plan.json once (by the runner, or by the Plan step of a run started without one), summary, manifest; with an output, the commit
   // marker and one copy per result file (straight to its committed key; a run without an output
   // names its results in place); per stage items.json and Finalize's listing; per partition and
   // stage the shard and its marker.
-  let puts = 4 + (input.output === false ? 0 : 1 + last);
+  let puts = 3 + (input.output === false ? 0 : 1 + last);
   // GET/HEAD: Plan (HEAD + plan), Finalize (HEAD summary + plan), the runner's summary; per
   // partition of stage 0 the footer and one range per column chunk; the runner and Finalize read
   // every marker, Finalize the last stage's again.
