@@ -61,7 +61,7 @@ describe('cost estimate (USD)', () => {
     assert.ok(Math.abs(gpu.usd - 0.6762555555555556) < 1e-12);
     for (const p of e.parts) assert.ok(Math.abs(p.usd - p.quantity * p.unitUsd) < 1e-15, p.item);
     // 0.000633431 + 0.0000024 + 0.000575 + 0.00238 + 0.0000588 + 0.009859261 + 0.676255556
-    assert.ok(Math.abs(e.totalUsd - 0.6897644492594372) < 1e-9, String(e.totalUsd));
+    assert.ok(Math.abs(e.totalUsd - 0.6897644492594373) < 1e-9, String(e.totalUsd));
   });
 
   it('a run without an output commits a manifest of its results in place: no commit marker, no copies', () => {
