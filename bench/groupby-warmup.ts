@@ -4,9 +4,9 @@
 // BENCH_PREMAIN=k first runs k one-thread queries (warming this thread alone); BENCH_PREWORKER=k first
 // runs k queries with every partition on the workers (warming them alone). Alternate fresh processes
 // of the variants (the load falls on all alike) and compare per-thread CPU medians, not wall times.
-import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { threadCpus } from './thread-cpu.ts';
 import { col, readParquet, setRunner } from 'fanout';
 import { aggregateTuning } from '../src/runners/embedded.ts';
 
@@ -15,19 +15,6 @@ const dataDir = process.env['BENCH_DATA_DIR'] ?? join(import.meta.dirname, 'data
 const facts = join(dataDir, `rel-facts-v2-${Number(process.env['BENCH_ROWS'] ?? 2_000_000)}.parquet`);
 const query = () => readParquet(facts).groupBy('k8').agg(col('v').sum()).toRows();
 const main = String(process.pid);
-
-/** CPU ms of each thread of this process (Linux schedstat), by thread id. */
-function threadCpus(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      out.set(tid, Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
-    } catch {
-      // The thread ended between the listing and the read.
-    }
-  }
-  return out;
-}
 
 const premain = Number(process.env['BENCH_PREMAIN'] ?? 0);
 if (premain > 0) {

@@ -6,9 +6,9 @@
 // all alike. Prints medians of wall, process CPU, this thread's CPU and the busiest other thread's
 // CPU (a worker), in ms, and the load average.
 // `tsx --conditions=development bench/groupby.ts` (BENCH_ROUNDS, BENCH_WARMUP, BENCH_VARIANTS).
-import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { threadCpus } from './thread-cpu.ts';
 import { col, readParquet, setRunner } from 'fanout';
 import { aggregateTuning } from '../src/runners/embedded.ts';
 import { phaseOneTuning } from '../src/aggregate/operator.ts';
@@ -18,19 +18,6 @@ const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 1);
 const dataDir = process.env['BENCH_DATA_DIR'] ?? join(import.meta.dirname, 'data');
 const facts = join(dataDir, `rel-facts-v2-${Number(process.env['BENCH_ROWS'] ?? 2_000_000)}.parquet`);
 const smallMiB = Number(process.env['BENCH_PARTITION_MIB'] ?? 2);
-
-/** CPU ms of each thread of this process (Linux schedstat), by thread id. */
-function threadCpus(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      out.set(tid, Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
-    } catch {
-      // The thread ended between the listing and the read.
-    }
-  }
-  return out;
-}
 
 const query = () => readParquet(facts).groupBy('k8').agg(col('v').sum());
 const variants: Record<string, () => void> = {
