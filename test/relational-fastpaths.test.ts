@@ -26,6 +26,29 @@ class RefTable {
   }
 }
 
+/** One int32 key k and sum(f) as sf, sum(i: int32) as si, count(fc) as c, mean(fm) as m: the fused dense path's aggregates. */
+function fourAggregates(): { input: arrow.Schema; out: arrow.Schema; agg: HashAggregator } {
+  const keyField = new arrow.Field('k', new arrow.Int32(), true);
+  const specs = [
+    { fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'sf' },
+    { fn: 'sum' as const, inType: DataType.int32().json, outType: DataType.int64().json, name: 'si' },
+    { fn: 'count' as const, inType: DataType.float64().json, outType: DataType.int64().json, name: 'c' },
+    { fn: 'mean' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'm' },
+  ];
+  const input = new arrow.Schema([
+    keyField,
+    ...['f', 'i', 'fc', 'fm'].map((n) => new arrow.Field(n, n === 'i' ? new arrow.Int32() : new arrow.Float64(), true)),
+  ]);
+  const out = new arrow.Schema([
+    keyField,
+    new arrow.Field('sf', new arrow.Float64(), true),
+    new arrow.Field('si', new arrow.Int64(), true),
+    new arrow.Field('c', new arrow.Int64(), true),
+    new arrow.Field('m', new arrow.Float64(), true),
+  ]);
+  return { input, out, agg: new HashAggregator([keyField], specs, 'update') };
+}
+
 function intData(values: Int32Array, nulls: boolean[] | null): arrow.Data {
   const v = arrow.makeVector(values).data[0]!;
   if (!nulls) return v;
@@ -152,25 +175,7 @@ describe('sum skips per-row flags on null-free batches', () => {
 describe('fused dense path: one int32 key, sum / count / mean in one loop per aggregate', () => {
   it('new keys and outliers mid-batch, nulls, an int32 value column: bit-identical to a row-order reference, and the path is taken', () => {
     const { ri, rnd } = seededRandom(23);
-    const keyField = new arrow.Field('k', new arrow.Int32(), true);
-    const specs = [
-      { fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'sf' },
-      { fn: 'sum' as const, inType: DataType.int32().json, outType: DataType.int64().json, name: 'si' },
-      { fn: 'count' as const, inType: DataType.float64().json, outType: DataType.int64().json, name: 'c' },
-      { fn: 'mean' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'm' },
-    ];
-    const input = new arrow.Schema([
-      keyField,
-      ...['f', 'i', 'fc', 'fm'].map((n) => new arrow.Field(n, n === 'i' ? new arrow.Int32() : new arrow.Float64(), true)),
-    ]);
-    const out = new arrow.Schema([
-      keyField,
-      new arrow.Field('sf', new arrow.Float64(), true),
-      new arrow.Field('si', new arrow.Int64(), true),
-      new arrow.Field('c', new arrow.Int64(), true),
-      new arrow.Field('m', new arrow.Float64(), true),
-    ]);
-    const agg = new HashAggregator([keyField], specs, 'update');
+    const { input, out, agg } = fourAggregates();
     // Reference in row order: the same additions in the same order give the same doubles.
     type Ref = { sf: number | null; si: number | null; c: number; sum: number | null; n: number };
     const ref = new Map<number | null, Ref>();
@@ -245,25 +250,7 @@ describe('slot loops: a full dense index (every key in its range is a group)', (
   ] as const) {
     it(`${label}: bit-identical to a row-order reference with outliers and new keys mid-batch, and the slot loops take the rows`, () => {
       const { ri, rnd } = seededRandom(41);
-      const keyField = new arrow.Field('k', new arrow.Int32(), true);
-      const specs = [
-        { fn: 'sum' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'sf' },
-        { fn: 'sum' as const, inType: DataType.int32().json, outType: DataType.int64().json, name: 'si' },
-        { fn: 'count' as const, inType: DataType.float64().json, outType: DataType.int64().json, name: 'c' },
-        { fn: 'mean' as const, inType: DataType.float64().json, outType: DataType.float64().json, name: 'm' },
-      ];
-      const input = new arrow.Schema([
-        keyField,
-        ...['f', 'i', 'fc', 'fm'].map((n) => new arrow.Field(n, n === 'i' ? new arrow.Int32() : new arrow.Float64(), true)),
-      ]);
-      const out = new arrow.Schema([
-        keyField,
-        new arrow.Field('sf', new arrow.Float64(), true),
-        new arrow.Field('si', new arrow.Int64(), true),
-        new arrow.Field('c', new arrow.Int64(), true),
-        new arrow.Field('m', new arrow.Float64(), true),
-      ]);
-      const agg = new HashAggregator([keyField], specs, 'update');
+      const { input, out, agg } = fourAggregates();
       type Ref = { sf: number; si: number; c: number };
       const ref = new Map<number, Ref>();
       // The far key: outside any index over the others (it wraps around in (key - base) >>> 0).
