@@ -17,17 +17,16 @@ import { phaseOneTuning } from '../src/aggregate/operator.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
 import { canonRows } from './canon-rows.ts';
+import { openDuckDb, type DuckDb } from './duckdb.ts';
 
-type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
-let con: DuckCon;
-let closeDb: () => void;
+let duckDb: DuckDb | undefined;
 let dir: string;
 const N = 40_000;
 
 const canon = (rows: readonly Record<string, unknown>[]): string[] => canonRows(rows, { sortLists: true });
 
-async function duck(sql: string): Promise<Record<string, unknown>[]> {
-  return (await con.runAndReadAll(sql)).getRowObjectsJS();
+function duck(sql: string): Promise<Record<string, unknown>[]> {
+  return duckDb!.query(sql);
 }
 const facts = (): string => `read_parquet('${join(dir, 'facts')}/*.parquet')`;
 const F = (): DataFrame => readParquet(join(dir, 'facts'));
@@ -63,13 +62,7 @@ before(async () => {
   // Two files of one row group each; batches of 4096 rows: ~10 batches per row group.
   for (let p = 0; p < 2; p++) await fromRecords(rows.slice((p * N) / 2, ((p + 1) * N) / 2), schema).writeParquet(join(dir, 'facts'), { mode: 'append' });
   await fromRecords(rows, schema).writeParquet(join(dir, 'hive'), { partitionBy: ['g8'] });
-  const { DuckDBInstance } = await import('@duckdb/node-api');
-  const db = await DuckDBInstance.create(':memory:');
-  con = (await db.connect()) as unknown as DuckCon;
-  closeDb = () => {
-    con.closeSync();
-    db.closeSync();
-  };
+  duckDb = await openDuckDb();
 });
 
 afterEach(() => {
@@ -79,7 +72,7 @@ afterEach(() => {
 });
 
 after(() => {
-  closeDb?.();
+  duckDb?.close();
   setRunner('native');
 });
 

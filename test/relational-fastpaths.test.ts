@@ -12,6 +12,7 @@ import { HashAggregator } from '../src/aggregate/hash-aggregate.ts';
 import { DataType } from '../src/datatypes.ts';
 import { seededRandom } from './random.ts';
 import { tempDir } from './helpers.ts';
+import { openDuckDb } from './duckdb.ts';
 
 /** A reference: key string -> group id in first-seen order. */
 class RefTable {
@@ -343,9 +344,7 @@ describe('join on one integer key (the probe reads the key column directly)', ()
     // Every left row matches exactly one right row: the probe output keeps the left columns as they are.
     const uniq = Array.from({ length: 401 }, (_, a) => ({ a, label: `u${a}` }));
     await fromRecords(uniq, rs).writeParquet(join(dir, 'u'));
-    const { DuckDBInstance } = await import('@duckdb/node-api');
-    const db = await DuckDBInstance.create(':memory:');
-    const con = await db.connect();
+    const duckDb = await openDuckDb();
     const L = `read_parquet('${join(dir, 'l')}/*.parquet')`;
     const R = `read_parquet('${join(dir, 'r')}/*.parquet')`;
     const canon = (rows: Record<string, unknown>[]): string[] =>
@@ -365,7 +364,7 @@ describe('join on one integer key (the probe reads the key column directly)', ()
           .join(readParquet(join(dir, 'r')), { on: 'a', how })
           .toRows();
         const cols = how === 'semi' || how === 'anti' ? 'a, n' : 'a, n, label';
-        const want = (await con.runAndReadAll(`SELECT ${cols} FROM ${L} AS l ${sql[how]} JOIN ${R} AS r USING (a)`)).getRowObjectsJS();
+        const want = await duckDb.query(`SELECT ${cols} FROM ${L} AS l ${sql[how]} JOIN ${R} AS r USING (a)`);
         assert.equal(got.length, want.length, `${how}: rows`);
         assert.deepEqual(canon(got), canon(want), how);
       }
@@ -381,8 +380,7 @@ describe('join on one integer key (the probe reads the key column directly)', ()
         'left order kept',
       );
     } finally {
-      con.closeSync();
-      db.closeSync();
+      duckDb.close();
       setRunner('native');
     }
   });

@@ -15,10 +15,9 @@ import { tableFromIPC } from 'apache-arrow';
 import { getS3Object, listS3 } from '../src/io/s3/index.ts';
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
+import { openDuckDb, type DuckDb } from './duckdb.ts';
 
-type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
-let con: DuckCon;
-let closeDb: () => void;
+let duckDb: DuckDb | undefined;
 let cloud: LocalCloud;
 let dir: string;
 const N = 4000;
@@ -113,18 +112,12 @@ before(async () => {
     dimRows,
     new Schema([new Field('k', DataType.utf8(), true), new Field('g', DataType.int32(), true), new Field('label', DataType.utf8(), true)]),
   ).writeParquet(join(dir, 'dims'));
-  const { DuckDBInstance } = await import('@duckdb/node-api');
-  const db = await DuckDBInstance.create(':memory:');
-  con = (await db.connect()) as unknown as DuckCon;
-  closeDb = () => {
-    con.closeSync();
-    db.closeSync();
-  };
+  duckDb = await openDuckDb();
   cloud = await startLocalCloud({ pipeline: join(import.meta.dirname, 'fixtures', 'cloud-pipeline.ts'), lambdaConcurrency: 2 });
 });
 
 after(async () => {
-  closeDb?.();
+  duckDb?.close();
   setRunner('native');
   await shutdownWorkers();
   await cloud?.stop();
@@ -149,7 +142,7 @@ async function threeWay(q: () => DataFrame, sql: string, opts: { ordered?: boole
   } finally {
     setRunner('native', { workers: false });
   }
-  const duck = (await con.runAndReadAll(sql)).getRowObjectsJS();
+  const duck = await duckDb!.query(sql);
   assertSameRows(embedded, duck, opts.ordered === true, `embedded = DuckDB (${sql})`);
   assertSameRows(serverless, duck, opts.ordered === true, `harness = DuckDB (${sql})`);
   return duck;
@@ -330,7 +323,7 @@ describe('distinct, sort, concat: embedded = harness = DuckDB', () => {
     // v is spread evenly; its nulls (15%) sort last. Boundaries from a sample split the rest in about thirds.
     for (const c of counts) assert.ok(c >= N / 6 && c <= N / 2, `rows per range: ${counts.join(', ')}`);
     const back = await readParquet(out).toRows();
-    const duck = (await con.runAndReadAll(`SELECT id, v FROM ${facts()} ORDER BY v ASC NULLS LAST, id`)).getRowObjectsJS();
+    const duck = await duckDb!.query(`SELECT id, v FROM ${facts()} ORDER BY v ASC NULLS LAST, id`);
     assertSameRows(back, duck, true, 'the committed files, read in order');
   });
 

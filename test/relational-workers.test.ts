@@ -12,10 +12,9 @@ import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
 import { aggregateTuning } from '../src/runners/embedded.ts';
 import { canonRows as canon } from './canon-rows.ts';
+import { openDuckDb, type DuckDb } from './duckdb.ts';
 
-type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
-let con: DuckCon;
-let closeDb: () => void;
+let duckDb: DuckDb | undefined;
 let dir: string;
 const N = 40_000;
 // The wide file: WIDE rows in row groups of GROUP rows (one partition each).
@@ -30,8 +29,8 @@ const wideV = new Float64Array(WIDE);
 const WORKERS = { workers: true, parallelism: 2, targetPartitionBytes: 64 << 10, batchSize: 4096 } as const;
 const IN_PROCESS = { workers: false, targetPartitionBytes: 64 << 10, batchSize: 4096 } as const;
 
-async function duck(sql: string): Promise<Record<string, unknown>[]> {
-  return (await con.runAndReadAll(sql)).getRowObjectsJS();
+function duck(sql: string): Promise<Record<string, unknown>[]> {
+  return duckDb!.query(sql);
 }
 
 const facts = (): string => `read_parquet('${join(dir, 'facts')}/*.parquet')`;
@@ -80,17 +79,11 @@ before(async () => {
     }
   }
   await writeParquetFile(join(dir, 'wide.parquet'), batches(), { rowGroupSize: GROUP });
-  const { DuckDBInstance } = await import('@duckdb/node-api');
-  const db = await DuckDBInstance.create(':memory:');
-  con = (await db.connect()) as unknown as DuckCon;
-  closeDb = () => {
-    con.closeSync();
-    db.closeSync();
-  };
+  duckDb = await openDuckDb();
 });
 
 after(() => {
-  closeDb?.();
+  duckDb?.close();
   setRunner('native');
 });
 

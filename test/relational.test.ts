@@ -8,15 +8,14 @@ import { col, DataType, Field, fromRecords, func, readParquet, relationalStats, 
 import { tempDir } from './helpers.ts';
 import { seededRandom } from './random.ts';
 import { canonRows as canon } from './canon-rows.ts';
+import { openDuckDb, type DuckDb } from './duckdb.ts';
 
-type DuckCon = { runAndReadAll(sql: string): Promise<{ getRowObjectsJS(): Record<string, unknown>[] }>; closeSync(): void };
-let con: DuckCon;
-let closeDb: () => void;
+let duckDb: DuckDb | undefined;
 let dir: string;
 const N = 30000;
 
-async function duck(sql: string): Promise<Record<string, unknown>[]> {
-  return (await con.runAndReadAll(sql)).getRowObjectsJS();
+function duck(sql: string): Promise<Record<string, unknown>[]> {
+  return duckDb!.query(sql);
 }
 
 function facts(): string {
@@ -58,17 +57,11 @@ before(async () => {
     dimRows,
     new Schema([new Field('k', DataType.utf8(), true), new Field('g', DataType.int32(), true), new Field('label', DataType.utf8(), true)]),
   ).writeParquet(join(dir, 'dims'));
-  const { DuckDBInstance } = await import('@duckdb/node-api');
-  const db = await DuckDBInstance.create(':memory:');
-  con = (await db.connect()) as unknown as DuckCon;
-  closeDb = () => {
-    con.closeSync();
-    db.closeSync();
-  };
+  duckDb = await openDuckDb();
 });
 
 after(() => {
-  closeDb?.();
+  duckDb?.close();
   setRunner('native');
 });
 
